@@ -1,0 +1,257 @@
+//! The job model: what a job is, as every store keeps it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A job's id, assigned by the store on insert. Ids only grow, so they double as a keyset
+/// pagination cursor and as the tie-breaker in fetch order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<i64> for JobId {
+    fn from(id: i64) -> Self {
+        JobId(id)
+    }
+}
+
+/// Where a job is in its life.
+///
+/// ```text
+/// available ──claim──▶ running ──ok──────────────▶ completed
+///     ▲                  │ ├──error, attempts left──▶ retryable ──(run_at passes)──▶ claimed again
+///     │                  │ ├──error, no attempts left / discard──▶ discarded (dead letter)
+///     └──snooze, hand back┘ └──cancel requested──▶ cancelled
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting to run: now, or at `run_at` if that is in the future (scheduled).
+    Available,
+    /// Claimed by a worker, which holds it until it acknowledges an outcome.
+    Running,
+    /// Failed an attempt and waits for its backoff (`run_at`) before it runs again.
+    Retryable,
+    /// Finished successfully; `result` holds the handler's output.
+    Completed,
+    /// Failed for good (attempts used up, or discarded by its handler): the dead-letter state.
+    Discarded,
+    /// Cancelled before or while it ran.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [JobState; 6] = [
+        JobState::Available,
+        JobState::Running,
+        JobState::Retryable,
+        JobState::Completed,
+        JobState::Discarded,
+        JobState::Cancelled,
+    ];
+
+    /// The states a job never leaves on its own: only a retry or a delete moves it.
+    pub const FINISHED: [JobState; 3] = [
+        JobState::Completed,
+        JobState::Discarded,
+        JobState::Cancelled,
+    ];
+
+    /// The lowercase name used in the database, the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Available => "available",
+            JobState::Running => "running",
+            JobState::Retryable => "retryable",
+            JobState::Completed => "completed",
+            JobState::Discarded => "discarded",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// True for `completed`, `discarded` and `cancelled`.
+    pub fn is_finished(self) -> bool {
+        JobState::FINISHED.contains(&self)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error returned when a string names no job state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown job state {0:?}: expected one of available, running, retryable, completed, discarded, cancelled")]
+pub struct UnknownState(pub String);
+
+impl FromStr for JobState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+/// A job's priority: higher runs first. Any `i16` works; the named levels are conventions.
+///
+/// ```
+/// use stoker_core::Priority;
+/// assert!(Priority::CRITICAL > Priority::HIGH);
+/// assert_eq!(Priority::default(), Priority::NORMAL);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Priority(pub i16);
+
+impl Priority {
+    /// Background work that may wait behind everything else.
+    pub const LOW: Priority = Priority(-10);
+    /// The default.
+    pub const NORMAL: Priority = Priority(0);
+    /// Runs before normal work.
+    pub const HIGH: Priority = Priority(10);
+    /// Runs before everything else.
+    pub const CRITICAL: Priority = Priority(20);
+}
+
+impl Default for Priority {
+    fn default() -> Self {
+        Priority::NORMAL
+    }
+}
+
+impl From<i16> for Priority {
+    fn from(value: i16) -> Self {
+        Priority(value)
+    }
+}
+
+/// Tracing and lineage data carried by a job and passed on to the jobs it enqueues.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Ties together every job started by one request or workflow; inherited by child jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The job that enqueued this one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<JobId>,
+    /// Who enqueued the job: a service name, an API token's name, `cli`, `cron`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Free-form labels for searching and grouping.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// Why an attempt failed, as recorded in a job's error history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The handler returned an error.
+    Error,
+    /// The handler panicked.
+    Panic,
+    /// The attempt ran past its timeout.
+    Timeout,
+    /// The worker running it stopped heartbeating (crash, kill -9, partition) or its lease lapsed.
+    WorkerLost,
+    /// No running worker had a handler for the job's kind.
+    NoHandler,
+    /// The job's args could not be decoded for its handler.
+    InvalidArgs,
+    /// The attempt was cancelled.
+    Cancelled,
+}
+
+/// One failed attempt in a job's error history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// The attempt that failed (1 for the first).
+    pub attempt: i32,
+    /// When it failed.
+    pub at: DateTime<Utc>,
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// The error's message.
+    pub message: String,
+    /// A backtrace, recorded for panics when one was captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtrace: Option<String>,
+}
+
+/// The last progress a running job reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// How far along, from 0.0 to 1.0.
+    pub fraction: f64,
+    /// What it is doing now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When it was reported.
+    pub at: DateTime<Utc>,
+}
+
+/// A job as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRow {
+    /// Assigned by the store.
+    pub id: JobId,
+    /// The handler's name.
+    pub kind: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// The handler's input.
+    pub args: Value,
+    /// Where it is in its life.
+    pub state: JobState,
+    /// Higher runs first.
+    pub priority: Priority,
+    /// Attempts started so far (0 before the first claim).
+    pub attempt: i32,
+    /// The most attempts it gets before it is discarded.
+    pub max_attempts: i32,
+    /// Not before this instant.
+    pub run_at: DateTime<Utc>,
+    /// The idempotency key, if any.
+    pub unique_key: Option<String>,
+    /// The tenant it belongs to, if any.
+    pub tenant: Option<String>,
+    /// Lineage and tracing data.
+    pub metadata: Metadata,
+    /// One entry per failed attempt, oldest first.
+    pub errors: Vec<AttemptError>,
+    /// The handler's output once completed.
+    pub result: Option<Value>,
+    /// The last progress report.
+    pub progress: Option<Progress>,
+    /// How long one attempt may run, in milliseconds, if the job sets its own limit.
+    pub timeout_ms: Option<i64>,
+    /// When it was inserted.
+    pub created_at: DateTime<Utc>,
+    /// When its latest attempt started.
+    pub attempted_at: Option<DateTime<Utc>>,
+    /// When it reached a finished state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The worker running it (or that ran its latest attempt).
+    pub worker_id: Option<String>,
+    /// Set when a cancel was requested while it was running.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// While it runs under a lease (a pull worker's claim), when the lease ends.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}

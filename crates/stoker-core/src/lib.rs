@@ -1,0 +1,40 @@
+//! The core of [Stoker](https://example.invalid/stoker), a durable background job queue: the job
+//! model and the [`Store`] trait that every storage backend implements.
+//!
+//! Applications use the `stoker` crate, which builds the worker runtime and client on top of
+//! this one. Store crates (`stoker-sqlite`, `stoker-postgres`) depend only on this crate.
+//!
+//! # Quick start
+//!
+//! ```
+//! use stoker_core::{JobInsert, JobState, Priority};
+//!
+//! let mut job = JobInsert::new("email", serde_json::json!({"to": "ada@example.com"}));
+//! job.priority = Priority::HIGH;
+//! job.validate(stoker_core::MAX_ARGS_BYTES_DEFAULT).expect("a valid job");
+//! assert_eq!("discarded".parse::<JobState>().unwrap(), JobState::Discarded);
+//! ```
+
+mod clock;
+mod error;
+mod insert;
+mod job;
+mod store;
+
+pub use clock::{Clock, StubClock, SystemClock};
+pub use error::{StoreError, StoreErrorKind, StoreResult};
+pub use insert::{
+    args_size, validate_kind, validate_queue, InsertedJob, InvalidInput, JobInsert, KIND_MAX_LEN,
+    MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT, QUEUE_MAX_LEN, TENANT_MAX_LEN,
+    UNIQUE_KEY_MAX_LEN,
+};
+pub use job::{
+    AttemptError, ErrorKind, JobId, JobRow, JobState, Metadata, Priority, Progress, UnknownState,
+};
+pub use store::{
+    Capabilities, JobCancelParams, JobClaimParams, JobFinish, JobFinishParams, JobInsertParams,
+    JobLeaseParams, JobListParams, JobProgressParams, JobPruneParams, JobRetryManyParams,
+    JobRetryParams, JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended, Outcome,
+    QueueParams, QueueRow, StateCount, Store, StoreEvent, StoreTx, WorkerHeartbeatParams,
+    WorkerHeartbeatReply, WorkerRow,
+};

@@ -1,0 +1,602 @@
+//! The `Store` trait: the one seam between Stoker's runtime and a database.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::{
+    AttemptError, InsertedJob, JobId, JobInsert, JobRow, JobState, StoreResult,
+    MAX_ARGS_BYTES_DEFAULT,
+};
+
+/// What a store can do beyond the required methods. The runtime asks instead of guessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`Store::subscribe`] delivers events from other processes too (PostgreSQL
+    /// `LISTEN/NOTIFY`). When false, events come only from this process and workers rely on
+    /// polling to see other processes' inserts.
+    pub cross_process_events: bool,
+}
+
+impl Capabilities {
+    /// A store whose events reach only the process that caused them (or none at all).
+    pub const LOCAL: Capabilities = Capabilities {
+        cross_process_events: false,
+    };
+    /// A store whose events reach every process sharing the database.
+    pub const SHARED: Capabilities = Capabilities {
+        cross_process_events: true,
+    };
+}
+
+/// Something that happened in the store that a worker may want to react to at once.
+///
+/// Events are hints that save a poll, never the source of truth: a worker that misses one
+/// still finds the work on its next poll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreEvent {
+    /// Jobs became available in `queue` (inserted, retried, or the queue was resumed).
+    JobsAvailable {
+        /// The queue.
+        queue: String,
+    },
+    /// A cancel was requested for a running job.
+    JobCancelRequested {
+        /// The job.
+        id: JobId,
+    },
+    /// Events may have been lost (a listener reconnected, a receiver lagged): re-check
+    /// everything.
+    Resync,
+}
+
+/// Parameters of [`Store::job_insert_many`].
+#[derive(Debug, Clone)]
+pub struct JobInsertParams {
+    /// The jobs, in order; the result has one entry per job in the same order.
+    pub jobs: Vec<JobInsert>,
+    /// The insert time: `created_at`, and `run_at` for jobs without one.
+    pub now: DateTime<Utc>,
+    /// Args larger than this (as compact JSON) are refused.
+    pub max_args_bytes: usize,
+}
+
+impl JobInsertParams {
+    /// Parameters to insert `jobs` at `now` with the default args size limit.
+    pub fn new(jobs: Vec<JobInsert>, now: DateTime<Utc>) -> Self {
+        JobInsertParams {
+            jobs,
+            now,
+            max_args_bytes: MAX_ARGS_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Parameters of [`Store::job_claim`].
+#[derive(Debug, Clone)]
+pub struct JobClaimParams {
+    /// The queue to claim from.
+    pub queue: String,
+    /// Only these kinds; empty means every kind.
+    pub kinds: Vec<String>,
+    /// The most jobs to claim.
+    pub limit: u32,
+    /// The claiming worker's id, written to each claimed job.
+    pub worker_id: String,
+    /// The claim time: jobs with `run_at <= now` are due; `attempted_at` is set to it.
+    pub now: DateTime<Utc>,
+    /// A lease for each claimed job: `lease_expires_at = now + lease`. Pull workers (another
+    /// process talking to a server) hold their jobs by lease instead of by heartbeat row; a
+    /// job whose lease lapses is stuck. `None` leaves the job to its worker's heartbeat.
+    pub lease: Option<Duration>,
+}
+
+/// Parameters of [`Store::job_extend_lease`].
+#[derive(Debug, Clone)]
+pub struct JobLeaseParams {
+    /// The job.
+    pub id: JobId,
+    /// The fencing token, as in [`JobFinish::attempt`].
+    pub attempt: i32,
+    /// The new lease, from `now`.
+    pub lease: Duration,
+    /// When.
+    pub now: DateTime<Utc>,
+}
+
+/// A lease that [`Store::job_extend_lease`] extended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseExtended {
+    /// When the lease now ends.
+    pub expires_at: DateTime<Utc>,
+    /// Whether a cancel was requested for the job: the holder should stop and report it.
+    pub cancel_requested: bool,
+}
+
+/// The outcome of one attempt, as acknowledged by the worker (or decided by the rescuer).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The handler succeeded: `completed`, with its output as the result.
+    Completed {
+        /// The handler's output.
+        result: Option<Value>,
+    },
+    /// The attempt failed and the job will run again at `run_at`: `retryable`.
+    Retry {
+        /// The failure, appended to the error history.
+        error: AttemptError,
+        /// When to run again (now + backoff).
+        run_at: DateTime<Utc>,
+    },
+    /// The attempt failed and the job will not run again: `discarded` (dead letter).
+    Discard {
+        /// The failure, appended to the error history.
+        error: AttemptError,
+    },
+    /// Run again at `run_at` without using up an attempt: `available`, `attempt - 1`.
+    Snooze {
+        /// When to run again.
+        run_at: DateTime<Utc>,
+    },
+    /// Stop for good: `cancelled`. The error, if given, is appended to the history.
+    Cancel {
+        /// Why, if there was an error.
+        error: Option<AttemptError>,
+    },
+    /// Give the job back unrun (shutdown): `available` at its old `run_at`, `attempt - 1`.
+    HandBack,
+}
+
+/// One acknowledgement in [`Store::job_finish_many`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobFinish {
+    /// The job.
+    pub id: JobId,
+    /// The fencing token: the attempt number the worker claimed. The finish applies only if
+    /// the job is still `running` with exactly this attempt, so a worker whose job was rescued
+    /// and handed to another can never overwrite the newer attempt's outcome.
+    pub attempt: i32,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// Parameters of [`Store::job_finish_many`].
+#[derive(Debug, Clone)]
+pub struct JobFinishParams {
+    /// The acknowledgements, at most one per job.
+    pub finishes: Vec<JobFinish>,
+    /// When: `finished_at` for finished states.
+    pub now: DateTime<Utc>,
+}
+
+/// Parameters of [`Store::job_list`].
+#[derive(Debug, Clone, Default)]
+pub struct JobListParams {
+    /// Only jobs in these states; empty means any.
+    pub states: Vec<JobState>,
+    /// Only these kinds; empty means any.
+    pub kinds: Vec<String>,
+    /// Only these queues; empty means any.
+    pub queues: Vec<String>,
+    /// Only this tenant's jobs.
+    pub tenant: Option<String>,
+    /// Keyset cursor: only jobs with an id below this one (the list runs newest first).
+    pub before_id: Option<JobId>,
+    /// The most jobs to return.
+    pub limit: u32,
+}
+
+/// Parameters of [`Store::job_list_stuck`].
+#[derive(Debug, Clone)]
+pub struct JobStuckParams {
+    /// Running jobs without a lease whose worker's last heartbeat is older than this (or whose
+    /// worker row is gone) are stuck.
+    pub stale_before: DateTime<Utc>,
+    /// Running jobs with a lease that ended at or before this instant are stuck, whatever
+    /// their worker's row says.
+    pub now: DateTime<Utc>,
+    /// The most jobs to return.
+    pub limit: u32,
+}
+
+/// Parameters of [`Store::job_cancel`].
+#[derive(Debug, Clone)]
+pub struct JobCancelParams {
+    /// The job.
+    pub id: JobId,
+    /// When.
+    pub now: DateTime<Utc>,
+}
+
+/// Parameters of [`Store::job_retry`].
+#[derive(Debug, Clone)]
+pub struct JobRetryParams {
+    /// The job.
+    pub id: JobId,
+    /// When: the job's new `run_at`.
+    pub now: DateTime<Utc>,
+}
+
+/// Parameters of [`Store::job_retry_many`]: which finished jobs to run again.
+#[derive(Debug, Clone)]
+pub struct JobRetryManyParams {
+    /// The finished states to retry (`discarded`, `cancelled`, `completed`); at least one.
+    pub states: Vec<JobState>,
+    /// Only these queues; empty means any.
+    pub queues: Vec<String>,
+    /// Only these kinds; empty means any.
+    pub kinds: Vec<String>,
+    /// Only this tenant's jobs.
+    pub tenant: Option<String>,
+    /// The most jobs one call retries, so no single statement holds locks for long.
+    pub limit: u32,
+    /// When: the jobs' new `run_at`.
+    pub now: DateTime<Utc>,
+}
+
+/// Parameters of [`Store::job_progress`].
+#[derive(Debug, Clone)]
+pub struct JobProgressParams {
+    /// The job.
+    pub id: JobId,
+    /// The fencing token, as in [`JobFinish::attempt`].
+    pub attempt: i32,
+    /// From 0.0 to 1.0.
+    pub fraction: f64,
+    /// What it is doing now.
+    pub message: Option<String>,
+    /// When.
+    pub now: DateTime<Utc>,
+}
+
+/// Parameters of [`Store::job_prune`]. `None` leaves that rule off.
+#[derive(Debug, Clone, Default)]
+pub struct JobPruneParams {
+    /// Delete `completed` jobs finished before this.
+    pub completed_before: Option<DateTime<Utc>>,
+    /// Delete `cancelled` jobs finished before this.
+    pub cancelled_before: Option<DateTime<Utc>>,
+    /// Delete `discarded` jobs finished before this.
+    pub discarded_before: Option<DateTime<Utc>>,
+    /// Per queue, keep only the newest N finished jobs (of any finished state).
+    pub keep_last: Option<u32>,
+    /// The most rows one call deletes, so no single statement holds locks for long.
+    pub limit: u32,
+}
+
+/// Parameters of [`Store::queue_pause`] and [`Store::queue_resume`].
+#[derive(Debug, Clone)]
+pub struct QueueParams {
+    /// The queue.
+    pub queue: String,
+    /// When.
+    pub now: DateTime<Utc>,
+}
+
+/// A queue the store knows settings for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueRow {
+    /// The queue's name.
+    pub name: String,
+    /// Whether workers skip it.
+    pub paused: bool,
+    /// When it was last paused or resumed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One row of [`Store::job_stats`]: how many jobs of a kind in a queue are in a state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCount {
+    /// The queue.
+    pub queue: String,
+    /// The kind.
+    pub kind: String,
+    /// The state.
+    pub state: JobState,
+    /// How many.
+    pub count: i64,
+}
+
+/// Parameters of [`Store::worker_heartbeat`].
+#[derive(Debug, Clone)]
+pub struct WorkerHeartbeatParams {
+    /// The worker's id, unique per process.
+    pub id: String,
+    /// The machine's host name.
+    pub host: String,
+    /// The process id.
+    pub pid: u32,
+    /// The queues it serves.
+    pub queues: Vec<String>,
+    /// Its total concurrency across queues.
+    pub concurrency: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Jobs it completed since its previous heartbeat (added to the row's counter).
+    pub done_delta: u64,
+    /// Attempts that failed since its previous heartbeat (added to the row's counter).
+    pub failed_delta: u64,
+    /// Jobs it is running now; the reply lists those among them with a cancel requested.
+    pub running: Vec<JobId>,
+    /// When: the new `heartbeat_at`, and the instant against which jobs are due.
+    pub now: DateTime<Utc>,
+}
+
+/// What [`Store::worker_heartbeat`] tells the worker back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerHeartbeatReply {
+    /// The jobs among [`WorkerHeartbeatParams::running`] that have a cancel requested.
+    pub cancel_requested: Vec<JobId>,
+    /// The queues among [`WorkerHeartbeatParams::queues`] that are not paused and hold at
+    /// least one due job (`available` or `retryable` with `run_at <= now`), by name.
+    pub due_queues: Vec<String>,
+    /// True when no leader holds an unexpired term at `now`, so followers need not ask for
+    /// the lease until the seat is free.
+    pub leader_vacant: bool,
+}
+
+/// A worker process, as seen through its heartbeat row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    /// Unique per process.
+    pub id: String,
+    /// The machine's host name.
+    pub host: String,
+    /// The process id.
+    pub pid: u32,
+    /// The queues it serves.
+    pub queues: Vec<String>,
+    /// Its total concurrency.
+    pub concurrency: u32,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Its latest heartbeat.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Jobs it completed.
+    pub jobs_done: i64,
+    /// Attempts of its that failed.
+    pub jobs_failed: i64,
+}
+
+/// Parameters of [`Store::leader_attempt_elect`].
+#[derive(Debug, Clone)]
+pub struct LeaderElectParams {
+    /// Who wants to lead (a worker id).
+    pub leader_id: String,
+    /// When.
+    pub now: DateTime<Utc>,
+    /// How long the term lasts unless renewed.
+    pub ttl: Duration,
+}
+
+/// The current leader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeaderRow {
+    /// Who leads.
+    pub leader_id: String,
+    /// When its term started.
+    pub elected_at: DateTime<Utc>,
+    /// When its term ends unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Storage for jobs, queues, workers and the leader lease.
+///
+/// The worker runtime, the client and the server speak only to this trait; each database has
+/// its own crate that implements it, and every implementation passes the conformance suite in
+/// `stoker-storetest`. The trait is internal to Stoker for now and may change in any release:
+/// implement it outside this repository at your own risk.
+///
+/// Every method that depends on time takes `now` in its params, so the runtime's clock (and a
+/// test's stub clock) decides, never the database's.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs: `sqlite`, `postgres`.
+    fn name(&self) -> &'static str;
+
+    /// What this store can do beyond the required methods.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Creates or upgrades the schema. Safe to call from several processes at once, and a
+    /// no-op when the schema is current.
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Whether every migration this build knows of has been applied.
+    async fn migrations_current(&self) -> StoreResult<bool>;
+
+    /// Subscribes to events from this store, or `None` when it cannot deliver any (e.g.
+    /// PostgreSQL in poll-only mode behind a transaction-pooling proxy).
+    fn subscribe(&self) -> Option<broadcast::Receiver<StoreEvent>>;
+
+    /// Cancels a job.
+    ///
+    /// - `available` or `retryable`: becomes `cancelled` with `finished_at = now`.
+    /// - `running`: stays `running` with `cancel_requested_at = now`, and a
+    ///   [`StoreEvent::JobCancelRequested`] is sent so the worker holding it can stop it; the
+    ///   worker's acknowledgement then ends it `cancelled` (see [`Store::job_finish_many`]).
+    /// - finished: returned unchanged.
+    ///
+    /// Returns the job as it is after the call.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`](crate::StoreError::NotFound) if there is no such job.
+    async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<JobRow>;
+
+    /// Claims up to `limit` due jobs of `queue` for `worker_id`, and returns them.
+    ///
+    /// Due means state `available` or `retryable` with `run_at <= now`. They are taken in
+    /// order of priority (highest first), then `run_at`, then id. Each claimed job becomes
+    /// `running`, with `attempt + 1`, `attempted_at = now`, `worker_id` set and
+    /// `lease_expires_at = now + lease` (or none without a lease). A job is never
+    /// handed to two claimers, however many claim at once. A paused queue yields nothing.
+    async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<JobRow>>;
+
+    /// Deletes a job that is not running, and returns it as it was.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such job; `Conflict` if it is running (cancel it first).
+    async fn job_delete(&self, id: JobId) -> StoreResult<JobRow>;
+
+    /// Applies attempt outcomes in one round trip, and returns the ids it applied.
+    ///
+    /// A finish applies only to a job that is `running` with the given attempt (the fencing
+    /// token); others are skipped and left out of the result. Per [`Outcome`]:
+    ///
+    /// | outcome | state | also |
+    /// |---|---|---|
+    /// | `Completed` | `completed` | `result`, `finished_at = now` |
+    /// | `Retry` | `retryable` | `run_at`, error appended |
+    /// | `Discard` | `discarded` | `finished_at = now`, error appended |
+    /// | `Snooze` | `available` | `run_at`, `attempt - 1` |
+    /// | `Cancel` | `cancelled` | `finished_at = now`, error appended if any |
+    /// | `HandBack` | `available` | `attempt - 1`, `run_at` unchanged |
+    ///
+    /// For a job with a cancel requested, every outcome but `Completed` ends it `cancelled`
+    /// with `finished_at = now` (an outcome's error is still appended, and `attempt` is not
+    /// decremented). `worker_id` is kept for the record in every case; `lease_expires_at` is
+    /// cleared in every case.
+    async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<JobId>>;
+
+    /// Fetches one job.
+    async fn job_get(&self, id: JobId) -> StoreResult<Option<JobRow>>;
+
+    /// Inserts jobs, in as few statements as the database allows (never one round trip per
+    /// job), and returns one [`InsertedJob`] per input job, in order.
+    ///
+    /// Every job is validated first with [`JobInsert::validate`]; if any is invalid, nothing is
+    /// inserted. A job whose `(tenant, unique_key)` matches an existing job is not inserted:
+    /// its result carries the existing job's id and `duplicate: true` (also when two inserts
+    /// with the same key race, and when the same key appears twice in one batch). Sends a
+    /// [`StoreEvent::JobsAvailable`] per queue that got new jobs, coalescing bursts.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field at fault.
+    async fn job_insert_many(&self, params: JobInsertParams) -> StoreResult<Vec<InsertedJob>>;
+
+    /// Lists jobs matching every given filter, newest (highest id) first, at most `limit`.
+    async fn job_list(&self, params: JobListParams) -> StoreResult<Vec<JobRow>>;
+
+    /// Extends the lease of a job that is `running` with the given attempt to `now + lease`.
+    /// Returns `None` (and changes nothing) if the job is not running that attempt: its lease
+    /// lapsed and it was rescued, or it finished.
+    async fn job_extend_lease(&self, params: JobLeaseParams) -> StoreResult<Option<LeaseExtended>>;
+
+    /// Lists running jobs whose worker is gone or silent, or whose lease lapsed (see
+    /// [`JobStuckParams`]), oldest attempt first. The rescuer finishes them with the fencing
+    /// token they carry.
+    async fn job_list_stuck(&self, params: JobStuckParams) -> StoreResult<Vec<JobRow>>;
+
+    /// Records progress of a running job. Returns false (and changes nothing) if the job is
+    /// not running with the given attempt.
+    async fn job_progress(&self, params: JobProgressParams) -> StoreResult<bool>;
+
+    /// Deletes finished jobs by the given rules, at most `limit`, and returns how many.
+    /// Never touches jobs that are not finished.
+    async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64>;
+
+    /// Makes a job run again now: `available` with `run_at = now`, `finished_at` and any
+    /// cancel request cleared, and `max_attempts` raised to `attempt + 1` if it had no
+    /// attempts left. Its error history is kept. Works on `discarded`, `cancelled`,
+    /// `completed`, `retryable` and `available` jobs; a running job is returned unchanged.
+    /// Sends [`StoreEvent::JobsAvailable`] for its queue.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such job.
+    async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow>;
+
+    /// Retries up to `limit` finished jobs matching the params, lowest id first, each as
+    /// [`Store::job_retry`] would, and returns how many. Callers repeat it until it returns 0,
+    /// reporting progress between calls (a call may return fewer than `limit` while matches
+    /// remain, when other transactions hold some of them). Sends
+    /// [`StoreEvent::JobsAvailable`] for each queue that got jobs back.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` if `states` is empty or names a state that is not finished.
+    async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64>;
+
+    /// Counts jobs by queue, kind and state; only non-zero counts are returned.
+    ///
+    /// Must stay fast (milliseconds) however many finished jobs the table holds: finished
+    /// counts come from counters the store keeps up to date, never from a full-table count.
+    async fn job_stats(&self) -> StoreResult<Vec<StateCount>>;
+
+    /// The current leader, if its term has not expired at `now`.
+    async fn leader_get(&self, now: DateTime<Utc>) -> StoreResult<Option<LeaderRow>>;
+
+    /// Becomes leader if there is none (or the last one's term expired at `now`), or renews
+    /// the term if `leader_id` already leads. Returns whether `leader_id` leads now. At most
+    /// one leader holds an unexpired term at any instant, across every process.
+    async fn leader_attempt_elect(&self, params: LeaderElectParams) -> StoreResult<bool>;
+
+    /// Gives up leadership if `leader_id` holds it, so another can take over at once.
+    async fn leader_resign(&self, leader_id: &str) -> StoreResult<()>;
+
+    /// Lists queues that have settings (ever paused or resumed), by name.
+    async fn queue_list(&self) -> StoreResult<Vec<QueueRow>>;
+
+    /// Pauses a queue: [`Store::job_claim`] returns nothing from it until it is resumed. Jobs
+    /// can still be inserted. Pausing a paused queue is a no-op.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` if the queue name is not valid.
+    async fn queue_pause(&self, params: QueueParams) -> StoreResult<()>;
+
+    /// Resumes a paused queue and sends [`StoreEvent::JobsAvailable`] for it.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` if the queue name is not valid.
+    async fn queue_resume(&self, params: QueueParams) -> StoreResult<()>;
+
+    /// Records a worker's heartbeat (creating its row on the first) and adds its counter
+    /// deltas; replies with the running jobs that have a cancel requested, the queues that
+    /// have due jobs, and whether the leader's seat is vacant.
+    ///
+    /// This is the one statement an idle worker sends per interval: it keeps the worker from
+    /// being rescued, and stands in for polling every queue (so stores should answer it in one
+    /// round trip, with one index probe per queue).
+    async fn worker_heartbeat(
+        &self,
+        params: WorkerHeartbeatParams,
+    ) -> StoreResult<WorkerHeartbeatReply>;
+
+    /// Lists worker rows, by id.
+    async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>>;
+
+    /// Deletes worker rows whose last heartbeat is older than `before`; returns how many.
+    async fn worker_prune(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Deletes a worker's row (on clean shutdown).
+    async fn worker_remove(&self, id: &str) -> StoreResult<()>;
+}
+
+/// A store that can insert jobs on a caller's own connection, inside the caller's own
+/// transaction, so the jobs exist only if that transaction commits (the outbox pattern).
+///
+/// `C` is the driver's connection type, e.g. `sqlx::PgConnection`; a `sqlx::Transaction`
+/// derefs to it.
+#[async_trait]
+pub trait StoreTx<C: ?Sized + Send>: Store {
+    /// Like [`Store::job_insert_many`], but on `conn`. Events about the new jobs are delivered
+    /// only if and when the caller's transaction commits (PostgreSQL `NOTIFY` is
+    /// transactional); stores that cannot tie events to the commit send none, and workers see
+    /// the jobs on their next poll.
+    async fn job_insert_many_tx(
+        &self,
+        conn: &mut C,
+        params: JobInsertParams,
+    ) -> StoreResult<Vec<InsertedJob>>;
+}
