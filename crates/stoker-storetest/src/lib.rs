@@ -1,0 +1,292 @@
+//! The store conformance suite: every [`Store`](stoker_core::Store) implementation runs these
+//! behaviours, so the worker, the client and the server can rely on one contract whatever the
+//! database.
+//!
+//! The suite is one `pub async fn` per behaviour, generic over the store and grouped in
+//! modules by area. Each takes a fresh, migrated, isolated store and asserts the exact states
+//! and fields the [`Store`](stoker_core::Store) docs promise. All time comes from the `now` in
+//! each call's params, as offsets from a fixed instant in 2030: nothing sleeps, and a store
+//! that reads the database's clock instead fails. Concurrent behaviours (racing inserts of one
+//! idempotency key, 8 claimers over 10,000 jobs, 8 leader candidates) line their tasks up on a
+//! barrier; event behaviours wait on the receiver with a timeout.
+//!
+//! # Running the suite against a store
+//!
+//! A store crate adds `stoker-storetest` and `tokio` (with the `macros` and
+//! `rt-multi-thread` features) as dev-dependencies, and writes one `tests/conformance.rs`
+//! that calls [`conformance_tests!`] with an async factory returning a fresh store:
+//!
+//! ```ignore
+//! use std::sync::Arc;
+//!
+//! use stoker_sqlite::SqliteStore;
+//!
+//! /// A new, migrated store in its own temporary file.
+//! async fn store() -> Arc<SqliteStore> {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let store = SqliteStore::open(dir.path().join("stoker.db")).await.unwrap();
+//!     store.migrate().await.unwrap();
+//!     std::mem::forget(dir); // keep the file for the test's duration
+//!     Arc::new(store)
+//! }
+//!
+//! stoker_storetest::conformance_tests!(store);
+//! ```
+//!
+//! This expands into one `#[tokio::test(flavor = "multi_thread", worker_threads = 4)]` per
+//! behaviour, named `<module>_<behaviour>` (e.g. `claim_concurrent_claimers_10000`), so
+//! `cargo test -p stoker-sqlite claim_` runs one area. Every test calls the factory once, so
+//! the factory must isolate tests from each other: a temporary file per test on SQLite, a
+//! schema per test on PostgreSQL.
+//!
+//! Attributes after the factory are put on every test, e.g. to skip the suite when its
+//! database is not configured:
+//!
+//! ```ignore
+//! stoker_storetest::conformance_tests!(
+//!     store,
+//!     #[cfg_attr(stoker_pg_skip, ignore = "STOKER_TEST_DATABASE_URL is unset")]
+//! );
+//! ```
+//!
+//! The behaviours of [`shared`] take two handles on one database, as two processes sharing
+//! it would (claims, leadership and idempotency keys stay exclusive across them): a store's
+//! tests call them directly, opening the second handle the way another process would.
+//!
+//! A behaviour that needs a capability the store lacks (events, when
+//! [`Store::subscribe`](stoker_core::Store::subscribe) returns `None`) passes after printing
+//! why it was skipped. Behaviours that depend on the driver's connection type, such as
+//! inserting inside the caller's transaction
+//! ([`StoreTx`](stoker_core::StoreTx)), live in each store's own tests.
+//!
+//! # Adding a behaviour
+//!
+//! Write a `pub async fn name<S: Store>(store: Arc<S>)` with a doc comment saying what it
+//! checks, in the module of its area, and add `module_name => module::name` to the list in
+//! [`conformance_tests!`]; a unit test fails if the list and the modules disagree. (The
+//! two-handle behaviours in [`shared`] are called by each store's tests instead.) Any change
+//! to the `Store` trait extends the suite in the same commit.
+
+#![warn(missing_docs)]
+
+mod fixture;
+
+pub mod cancel;
+pub mod claim;
+pub mod events;
+pub mod finish;
+pub mod input;
+pub mod insert;
+pub mod leader;
+pub mod manage;
+pub mod migrate;
+pub mod prune;
+pub mod queue;
+pub mod rescue;
+pub mod shared;
+pub mod stats;
+
+/// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
+/// `$factory`.
+///
+/// `$factory` is a path to an `async fn() -> Arc<S>` (with `S: Store`) that returns a fresh,
+/// isolated, migrated store. Any attributes after it are added to every test. See the
+/// [crate docs](crate) for an example.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path $(, #[$($attr:tt)*])* $(,)?) => {
+        $crate::__conformance_tests! {
+            factory: $factory;
+            attrs: [$(#[$($attr)*])*];
+            insert_returns_ids_in_order => insert::returns_ids_in_order,
+            insert_empty_batch_is_noop => insert::empty_batch_is_noop,
+            insert_defaults_applied => insert::defaults_applied,
+            insert_options_round_trip => insert::options_round_trip,
+            insert_unique_key_returns_existing => insert::unique_key_returns_existing,
+            insert_unique_key_scoped_by_tenant => insert::unique_key_scoped_by_tenant,
+            insert_unique_key_twice_in_one_batch => insert::unique_key_twice_in_one_batch,
+            insert_bulk_10000_in_one_call => insert::bulk_10000_in_one_call,
+            insert_bulk_with_unique_keys => insert::bulk_with_unique_keys,
+            insert_unique_key_concurrent => insert::unique_key_concurrent,
+            claim_orders_by_priority_run_at_id => claim::orders_by_priority_run_at_id,
+            claim_future_run_at_waits => claim::future_run_at_waits,
+            claim_limit_respected => claim::limit_respected,
+            claim_sets_running_fields => claim::sets_running_fields,
+            claim_lease_sets_expiry => claim::lease_sets_expiry,
+            claim_kinds_filter => claim::kinds_filter,
+            claim_other_queues_untouched => claim::other_queues_untouched,
+            claim_retryable_due_claimed => claim::retryable_due_claimed,
+            claim_concurrent_claimers_10000 => claim::concurrent_claimers_10000,
+            finish_completed => finish::completed,
+            finish_retry => finish::retry,
+            finish_discard => finish::discard,
+            finish_snooze => finish::snooze,
+            finish_cancel => finish::cancel,
+            finish_hand_back => finish::hand_back,
+            finish_error_history_accumulates => finish::error_history_accumulates,
+            finish_stale_attempt_fenced => finish::stale_attempt_fenced,
+            finish_non_running_ignored => finish::non_running_ignored,
+            finish_mixed_batch => finish::mixed_batch,
+            finish_cancel_requested_rule => finish::cancel_requested_rule,
+            finish_clears_lease => finish::clears_lease,
+            cancel_waiting_becomes_cancelled => cancel::waiting_becomes_cancelled,
+            cancel_running_gets_cancel_requested => cancel::running_gets_cancel_requested,
+            cancel_running_then_failure_ends_cancelled => cancel::running_then_failure_ends_cancelled,
+            cancel_running_then_completed_ends_completed => cancel::running_then_completed_ends_completed,
+            cancel_finished_unchanged => cancel::finished_unchanged,
+            cancel_unknown_is_not_found => cancel::unknown_is_not_found,
+            manage_get_unknown_is_none => manage::get_unknown_is_none,
+            manage_list_filters => manage::list_filters,
+            manage_list_keyset_pagination => manage::list_keyset_pagination,
+            manage_retry_finished_jobs => manage::retry_finished_jobs,
+            manage_retry_running_unchanged => manage::retry_running_unchanged,
+            manage_retry_unknown_is_not_found => manage::retry_unknown_is_not_found,
+            manage_retry_many_filters => manage::retry_many_filters,
+            manage_retry_many_limit_oldest_first => manage::retry_many_limit_oldest_first,
+            manage_retry_many_leaves_unfinished_alone => manage::retry_many_leaves_unfinished_alone,
+            manage_retry_many_invalid_states => manage::retry_many_invalid_states,
+            manage_delete_returns_row => manage::delete_returns_row,
+            manage_delete_running_is_conflict => manage::delete_running_is_conflict,
+            manage_delete_unknown_is_not_found => manage::delete_unknown_is_not_found,
+            manage_progress_fenced => manage::progress_fenced,
+            queue_pause_stops_claims => queue::pause_stops_claims,
+            queue_pause_is_idempotent => queue::pause_is_idempotent,
+            queue_list_shows_paused_flags => queue::list_shows_paused_flags,
+            queue_invalid_name_rejected => queue::invalid_name_rejected,
+            stats_after_insert => stats::after_insert,
+            stats_after_claim => stats::after_claim,
+            stats_after_finish => stats::after_finish,
+            stats_after_cancel => stats::after_cancel,
+            stats_after_retry => stats::after_retry,
+            stats_after_retry_many => stats::after_retry_many,
+            stats_after_delete => stats::after_delete,
+            stats_after_prune => stats::after_prune,
+            rescue_heartbeat_creates_and_updates => rescue::heartbeat_creates_and_updates,
+            rescue_stuck_jobs_of_silent_and_missing_workers => rescue::stuck_jobs_of_silent_and_missing_workers,
+            rescue_stuck_leased_jobs_when_lease_ends => rescue::stuck_leased_jobs_when_lease_ends,
+            rescue_extend_lease_moves_expiry => rescue::extend_lease_moves_expiry,
+            rescue_extend_lease_fenced => rescue::extend_lease_fenced,
+            rescue_extend_lease_reports_cancel_requested => rescue::extend_lease_reports_cancel_requested,
+            rescue_late_finish_after_rescue_rejected => rescue::late_finish_after_rescue_rejected,
+            rescue_heartbeat_returns_cancel_requested => rescue::heartbeat_returns_cancel_requested,
+            rescue_heartbeat_reports_due_queues => rescue::heartbeat_reports_due_queues,
+            rescue_heartbeat_reports_leader_vacancy => rescue::heartbeat_reports_leader_vacancy,
+            rescue_worker_prune_remove_list => rescue::worker_prune_remove_list,
+            prune_by_age_per_state => prune::by_age_per_state,
+            prune_keep_last_per_queue => prune::keep_last_per_queue,
+            prune_limit_respected => prune::limit_respected,
+            leader_elect_when_empty => leader::elect_when_empty,
+            leader_second_fails_while_live => leader::second_fails_while_live,
+            leader_holder_renews => leader::holder_renews,
+            leader_takeover_after_expiry => leader::takeover_after_expiry,
+            leader_resign_hands_over => leader::resign_hands_over,
+            leader_get_none_after_expiry => leader::get_none_after_expiry,
+            leader_exclusive_under_race => leader::exclusive_under_race,
+            events_insert_sends_jobs_available => events::insert_sends_jobs_available,
+            events_retry_sends_jobs_available => events::retry_sends_jobs_available,
+            events_retry_many_sends_jobs_available => events::retry_many_sends_jobs_available,
+            events_resume_sends_jobs_available => events::resume_sends_jobs_available,
+            events_cancel_running_sends_cancel_requested => events::cancel_running_sends_cancel_requested,
+            input_empty_kind => input::empty_kind,
+            input_kind_too_long => input::kind_too_long,
+            input_kind_with_whitespace => input::kind_with_whitespace,
+            input_queue_with_spaces => input::queue_with_spaces,
+            input_max_attempts_zero => input::max_attempts_zero,
+            input_args_over_limit => input::args_over_limit,
+            input_empty_tenant => input::empty_tenant,
+            input_timeout_zero => input::timeout_zero,
+            migrate_twice_is_noop => migrate::twice_is_noop,
+        }
+    };
+}
+
+/// Expands the behaviour list of [`conformance_tests!`]; not public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    (
+        factory: $factory:path;
+        attrs: $attrs:tt;
+        $($name:ident => $module:ident :: $behaviour:ident,)*
+    ) => {
+        $(
+            $crate::__conformance_test! { $attrs $name $factory => $module::$behaviour }
+        )*
+    };
+}
+
+/// Expands one test of [`conformance_tests!`]; not public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    ([$(#[$($attr:tt)*])*] $name:ident $factory:path => $module:ident :: $behaviour:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $(#[$($attr)*])*
+        async fn $name() {
+            $crate::$module::$behaviour($factory().await).await;
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    const MODULES: [(&str, &str); 13] = [
+        ("cancel", include_str!("cancel.rs")),
+        ("claim", include_str!("claim.rs")),
+        ("events", include_str!("events.rs")),
+        ("finish", include_str!("finish.rs")),
+        ("input", include_str!("input.rs")),
+        ("insert", include_str!("insert.rs")),
+        ("leader", include_str!("leader.rs")),
+        ("manage", include_str!("manage.rs")),
+        ("migrate", include_str!("migrate.rs")),
+        ("prune", include_str!("prune.rs")),
+        ("queue", include_str!("queue.rs")),
+        ("rescue", include_str!("rescue.rs")),
+        ("stats", include_str!("stats.rs")),
+    ];
+
+    /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under
+    /// the name `<module>_<fn>`, and the list names nothing else.
+    #[test]
+    fn macro_lists_every_behaviour() {
+        let mut behaviours = BTreeSet::new();
+        for (module, source) in MODULES {
+            for line in source.lines() {
+                if let Some(rest) = line.strip_prefix("pub async fn ") {
+                    let name = rest.split('<').next().expect("a name");
+                    assert!(behaviours.insert(format!("{module}::{name}")));
+                }
+            }
+        }
+
+        let mut listed = BTreeSet::new();
+        for line in include_str!("lib.rs").lines() {
+            let Some((test, path)) = line
+                .trim()
+                .strip_suffix(',')
+                .and_then(|l| l.split_once(" => "))
+            else {
+                continue;
+            };
+            let Some((module, name)) = path.split_once("::") else {
+                continue;
+            };
+            if !MODULES.iter().any(|(m, _)| *m == module) {
+                continue;
+            }
+            assert_eq!(
+                test,
+                format!("{module}_{name}"),
+                "test names are <module>_<fn>"
+            );
+            assert!(listed.insert(path.to_owned()), "{path} is listed twice");
+        }
+        assert_eq!(
+            listed, behaviours,
+            "the macro's list and the modules' behaviours differ"
+        );
+    }
+}
