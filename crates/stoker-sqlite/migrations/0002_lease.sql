@@ -1,0 +1,13 @@
+-- Stoker's SQLite schema, version 2: leases.
+--
+-- A pull worker (a process that takes jobs from a server over HTTP) has no heartbeat row, so
+-- it holds each job it claims by a lease: `lease_expires_at` (microseconds, like every time)
+-- is set by a claim made with a lease, moved by `job_extend_lease`, and cleared when the
+-- attempt is acknowledged. A running job whose lease has ended is stuck whatever its worker's
+-- row says; a running job without a lease is stuck by the heartbeat rule, as before.
+--
+-- No index: the rescuer reads every running job through `stoker_jobs_running_idx`, and running
+-- jobs are few (at most the workers' total concurrency). An extension touches only this
+-- column.
+
+ALTER TABLE stoker_jobs ADD COLUMN lease_expires_at INTEGER;

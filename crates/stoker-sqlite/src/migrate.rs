@@ -1,0 +1,115 @@
+//! The embedded schema migrations and the tiny migrator that applies them.
+
+use chrono::Utc;
+use sqlx::{Connection, Executor, SqliteConnection, SqlitePool};
+use stoker_core::{StoreError, StoreResult};
+
+use crate::error::db_error;
+use crate::row::micros;
+
+/// One schema change, applied once and recorded in `stoker_migrations`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    /// Applied in increasing order.
+    pub(crate) version: i64,
+    /// A short name for the record and for errors.
+    pub(crate) name: &'static str,
+    /// The statements.
+    pub(crate) sql: &'static str,
+}
+
+/// Every migration this build knows of, oldest first.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "lease",
+        sql: include_str!("../migrations/0002_lease.sql"),
+    },
+];
+
+/// The newest version this build knows of.
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |migration| migration.version)
+}
+
+const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS stoker_migrations (
+    version    INTEGER PRIMARY KEY NOT NULL,
+    name       TEXT    NOT NULL,
+    applied_at INTEGER NOT NULL
+) STRICT";
+
+/// Applies every missing migration in order, in one `BEGIN IMMEDIATE` transaction.
+///
+/// The transaction takes SQLite's write lock before it reads which versions are applied, so
+/// processes that migrate at once run one after another (waiting up to the busy timeout) and
+/// the later ones find nothing left to do.
+pub(crate) async fn migrate(conn: &mut SqliteConnection) -> StoreResult<()> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+    sqlx::query(CREATE_MIGRATIONS_TABLE)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM stoker_migrations")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let mut changed = false;
+    for migration in MIGRATIONS {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        // `Executor::execute` rather than `RawSql::execute`, whose future is not `Send` for
+        // every lifetime (which `async_trait` needs).
+        (&mut *tx)
+            .execute(sqlx::raw_sql(migration.sql))
+            .await
+            .map_err(|error| StoreError::Migration {
+                version: migration.version,
+                message: format!("{} ({}): {error}", migration.name, migration.version),
+            })?;
+        // When it was applied is a record for people, not a scheduling decision, so the wall
+        // clock is fine here.
+        sqlx::query("INSERT INTO stoker_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .bind(micros(Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied stoker migration"
+        );
+        changed = true;
+    }
+    tx.commit().await.map_err(db_error)?;
+    if !changed {
+        tracing::debug!("stoker schema already current");
+    }
+    Ok(())
+}
+
+/// Whether the newest embedded migration has been applied.
+pub(crate) async fn is_current(pool: &SqlitePool) -> StoreResult<bool> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (
+            SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stoker_migrations')",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(db_error)?;
+    if !exists {
+        return Ok(false);
+    }
+    let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM stoker_migrations")
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)?;
+    Ok(applied.unwrap_or(0) >= latest_version())
+}

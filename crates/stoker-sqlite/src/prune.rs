@@ -1,0 +1,123 @@
+//! Deleting finished jobs by retention rules, a bounded batch at a time.
+
+use sqlx::{SqliteConnection, SqlitePool};
+use stoker_core::{JobPruneParams, JobState, StoreResult};
+
+use crate::error::db_error;
+use crate::row::micros;
+
+/// The queues that have finished jobs, from the trigger-maintained counters (cheap however
+/// many jobs there are).
+const QUEUES_SQL: &str =
+    "SELECT DISTINCT queue FROM stoker_job_counts WHERE count > 0 ORDER BY queue";
+
+/// Deletes up to `?4` jobs of queue `?2` in finished state `?1` that finished before `?3`,
+/// oldest first. Every pruning query repeats the finished-index predicate
+/// `state IN ('completed', 'discarded', 'cancelled')` word for word so SQLite can use that
+/// partial index, and writes `+state` so it does not pick the `(state, id)` index instead.
+pub(crate) const PRUNE_AGE_SQL: &str = "
+DELETE FROM stoker_jobs WHERE id IN (
+    SELECT id FROM stoker_jobs
+    WHERE state IN ('completed', 'discarded', 'cancelled') AND +state = ?1
+      AND queue = ?2 AND finished_at < ?3
+    ORDER BY finished_at, id
+    LIMIT ?4)";
+
+/// The newest finished job of queue `?1` beyond the `?2` to keep: it and everything older go.
+pub(crate) const KEEP_LAST_CUTOFF_SQL: &str = "
+SELECT finished_at, id FROM stoker_jobs
+WHERE state IN ('completed', 'discarded', 'cancelled') AND queue = ?1
+ORDER BY finished_at DESC, id DESC
+LIMIT 1 OFFSET ?2";
+
+/// Deletes up to `?4` finished jobs of queue `?1` at or before the cutoff `(?2, ?3)`, oldest
+/// first.
+pub(crate) const PRUNE_KEEP_LAST_SQL: &str = "
+DELETE FROM stoker_jobs WHERE id IN (
+    SELECT id FROM stoker_jobs
+    WHERE state IN ('completed', 'discarded', 'cancelled') AND queue = ?1
+      AND (finished_at, id) <= (?2, ?3)
+    ORDER BY finished_at, id
+    LIMIT ?4)";
+
+/// Applies the rules queue by queue, in one `BEGIN IMMEDIATE` transaction, deleting at most
+/// `params.limit` jobs; returns how many it deleted.
+pub(crate) async fn prune(pool: &SqlitePool, params: &JobPruneParams) -> StoreResult<u64> {
+    let age_rules: Vec<(JobState, i64)> = [
+        (JobState::Completed, params.completed_before),
+        (JobState::Discarded, params.discarded_before),
+        (JobState::Cancelled, params.cancelled_before),
+    ]
+    .into_iter()
+    .filter_map(|(state, before)| Some((state, micros(before?))))
+    .collect();
+    if params.limit == 0 || (age_rules.is_empty() && params.keep_last.is_none()) {
+        return Ok(0);
+    }
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+    let queues: Vec<String> = sqlx::query_scalar(QUEUES_SQL)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let mut left = u64::from(params.limit);
+    for queue in &queues {
+        for &(state, before) in &age_rules {
+            if left == 0 {
+                break;
+            }
+            let done = sqlx::query(PRUNE_AGE_SQL)
+                .bind(state.as_str())
+                .bind(queue)
+                .bind(before)
+                .bind(limit(left))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            left = left.saturating_sub(done.rows_affected());
+        }
+        if let Some(keep) = params.keep_last {
+            if left > 0 {
+                left = left.saturating_sub(keep_last(&mut tx, queue, keep, left).await?);
+            }
+        }
+        if left == 0 {
+            break;
+        }
+    }
+    tx.commit().await.map_err(db_error)?;
+    Ok(u64::from(params.limit) - left)
+}
+
+/// Deletes up to `left` of `queue`'s finished jobs beyond the newest `keep` (by finish time,
+/// then id).
+async fn keep_last(
+    conn: &mut SqliteConnection,
+    queue: &str,
+    keep: u32,
+    left: u64,
+) -> StoreResult<u64> {
+    let cutoff: Option<(Option<i64>, i64)> = sqlx::query_as(KEEP_LAST_CUTOFF_SQL)
+        .bind(queue)
+        .bind(i64::from(keep))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    // No cutoff: the queue has no more than `keep` finished jobs. A cutoff without a finish
+    // time (only possible through manual SQL) matches nothing: keep them all.
+    let Some((Some(finished_at), id)) = cutoff else {
+        return Ok(0);
+    };
+    let done = sqlx::query(PRUNE_KEEP_LAST_SQL)
+        .bind(queue)
+        .bind(finished_at)
+        .bind(id)
+        .bind(limit(left))
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(done.rows_affected())
+}
+
+fn limit(left: u64) -> i64 {
+    i64::try_from(left).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,849 @@
+//! [`SqliteStore`]: the [`Store`] implementation.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{Sqlite, SqlitePool};
+use sqlx::{Connection, QueryBuilder, SqliteConnection};
+use stoker_core::{
+    validate_queue, Capabilities, InsertedJob, InvalidInput, JobCancelParams, JobClaimParams,
+    JobFinishParams, JobId, JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams,
+    JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobState, JobStuckParams,
+    LeaderElectParams, LeaderRow, LeaseExtended, Progress, QueueParams, QueueRow, StateCount,
+    Store, StoreError, StoreEvent, StoreResult, StoreTx, WorkerHeartbeatParams,
+    WorkerHeartbeatReply, WorkerRow,
+};
+use tokio::sync::broadcast;
+
+use crate::builder::SqliteStoreBuilder;
+use crate::error::db_error;
+use crate::row::{
+    column, from_micros, job_columns, job_from_row, micros, time_column, to_json, worker_columns,
+    worker_from_row,
+};
+use crate::{finish, insert, migrate, prune};
+
+/// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
+/// further behind gets `RecvError::Lagged`, which it should treat as [`StoreEvent::Resync`].
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// The name of the one leadership lease.
+const LEADER_NAME: &str = "stoker";
+
+/// Claims up to `?4` due jobs of queue `?3` for worker `?2` at `?1`, with their lease ending at
+/// `?5` (null for no lease), in one statement. The inner query repeats the fetch index's
+/// predicate `state IN ('available', 'retryable')` word for word, so SQLite walks that partial
+/// index in fetch order and stops after `?4` rows. The `+` in `+run_at` keeps `run_at` a filter
+/// rather than a search term: given the term and table statistics (a user's `ANALYZE`), SQLite
+/// skip-scans the priorities for the range and sorts every due job on each claim (15 ms per
+/// claim with 100k due jobs, against 0.4 ms).
+pub(crate) const CLAIM_SQL: &str = concat!(
+    "UPDATE stoker_jobs
+SET state = 'running', attempt = attempt + 1, attempted_at = ?1, worker_id = ?2,
+    lease_expires_at = ?5
+WHERE id IN (
+    SELECT id FROM stoker_jobs
+    WHERE state IN ('available', 'retryable') AND queue = ?3 AND +run_at <= ?1
+      AND NOT EXISTS (SELECT 1 FROM stoker_queues WHERE name = ?3 AND paused)
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?4)
+RETURNING ",
+    job_columns!()
+);
+
+/// [`CLAIM_SQL`] for only the kinds in `?6`, a JSON array.
+pub(crate) const CLAIM_KINDS_SQL: &str = concat!(
+    "UPDATE stoker_jobs
+SET state = 'running', attempt = attempt + 1, attempted_at = ?1, worker_id = ?2,
+    lease_expires_at = ?5
+WHERE id IN (
+    SELECT id FROM stoker_jobs
+    WHERE state IN ('available', 'retryable') AND queue = ?3 AND +run_at <= ?1
+      AND kind IN (SELECT value FROM json_each(?6))
+      AND NOT EXISTS (SELECT 1 FROM stoker_queues WHERE name = ?3 AND paused)
+    ORDER BY priority DESC, run_at, id
+    LIMIT ?4)
+RETURNING ",
+    job_columns!()
+);
+
+const GET_SQL: &str = concat!("SELECT ", job_columns!(), " FROM stoker_jobs WHERE id = ?1");
+
+const CANCEL_SQL: &str = concat!(
+    "UPDATE stoker_jobs
+SET state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
+    finished_at = CASE WHEN state = 'running' THEN finished_at ELSE ?1 END,
+    cancel_requested_at = CASE WHEN state = 'running' THEN ?1 ELSE cancel_requested_at END
+WHERE id = ?2 AND state IN ('available', 'retryable', 'running')
+RETURNING ",
+    job_columns!()
+);
+
+const RETRY_SQL: &str = concat!(
+    "UPDATE stoker_jobs
+SET state = 'available', run_at = ?1, finished_at = NULL, cancel_requested_at = NULL,
+    lease_expires_at = NULL,
+    max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
+WHERE id = ?2 AND state <> 'running'
+RETURNING ",
+    job_columns!()
+);
+
+const DELETE_SQL: &str = concat!(
+    "DELETE FROM stoker_jobs WHERE id = ?1 AND state <> 'running' RETURNING ",
+    job_columns!()
+);
+
+/// Retries up to `?6` finished jobs, oldest first, as [`RETRY_SQL`] does one: those in a state
+/// of the JSON array `?2`, and (when not null) in a queue of `?3`, of a kind of `?4`, of tenant
+/// `?5`. The caller has checked that `?2` names finished states only. Returns each retried
+/// job's queue.
+pub(crate) const RETRY_MANY_SQL: &str = "
+UPDATE stoker_jobs
+SET state = 'available', run_at = ?1, finished_at = NULL, cancel_requested_at = NULL,
+    lease_expires_at = NULL,
+    max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
+WHERE id IN (
+    SELECT id FROM stoker_jobs
+    WHERE state IN (SELECT value FROM json_each(?2))
+      AND (?3 IS NULL OR queue IN (SELECT value FROM json_each(?3)))
+      AND (?4 IS NULL OR kind IN (SELECT value FROM json_each(?4)))
+      AND (?5 IS NULL OR tenant = ?5)
+    ORDER BY id
+    LIMIT ?6)
+RETURNING queue";
+
+/// Moves the lease of job `?2`, if it is running attempt `?3`, to end at `?1`; returns the new
+/// end and whether a cancel was requested.
+pub(crate) const EXTEND_LEASE_SQL: &str = "
+UPDATE stoker_jobs SET lease_expires_at = ?1
+WHERE id = ?2 AND state = 'running' AND attempt = ?3
+RETURNING lease_expires_at, cancel_requested_at IS NOT NULL";
+
+const PROGRESS_SQL: &str =
+    "UPDATE stoker_jobs SET progress = ?1 WHERE id = ?2 AND state = 'running' AND attempt = ?3";
+
+/// Running jobs whose lease ended at or before `?2`, or that have no lease and whose worker
+/// has no heartbeat at or after `?1` (silent, or no row at all), oldest attempt first, at most
+/// `?3`. A leased job's worker row does not matter: a pull worker has none.
+pub(crate) const STUCK_SQL: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    " FROM stoker_jobs AS j
+WHERE state = 'running'
+  AND CASE WHEN lease_expires_at IS NOT NULL THEN lease_expires_at <= ?2
+           ELSE NOT EXISTS (
+               SELECT 1 FROM stoker_workers AS w
+               WHERE w.id = j.worker_id AND w.heartbeat_at >= ?1) END
+ORDER BY attempted_at, id
+LIMIT ?3"
+);
+
+/// Finished counts from the trigger-maintained counters, unfinished ones counted live from the
+/// `(state, id)` index (there are few of those compared with finished jobs).
+const STATS_SQL: &str = "
+SELECT queue, kind, state, count FROM stoker_job_counts WHERE count > 0
+UNION ALL
+SELECT queue, kind, state, COUNT(*) FROM stoker_jobs
+WHERE state IN ('available', 'running', 'retryable')
+GROUP BY queue, kind, state";
+
+const LEADER_GET_SQL: &str = "
+SELECT leader_id, elected_at, expires_at FROM stoker_leader
+WHERE name = ?1 AND expires_at > ?2";
+
+/// Takes the lease if it is free or expired, or renews it for its holder; returns a row only
+/// if `?2` holds it afterwards. A renewal keeps the term's start.
+const LEADER_ELECT_SQL: &str = "
+INSERT INTO stoker_leader (name, leader_id, elected_at, expires_at) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (name) DO UPDATE SET
+    leader_id = excluded.leader_id,
+    elected_at = CASE
+        WHEN stoker_leader.leader_id = excluded.leader_id
+             AND stoker_leader.expires_at > excluded.elected_at
+        THEN stoker_leader.elected_at ELSE excluded.elected_at END,
+    expires_at = excluded.expires_at
+WHERE stoker_leader.expires_at <= excluded.elected_at
+   OR stoker_leader.leader_id = excluded.leader_id
+RETURNING leader_id";
+
+const LEADER_RESIGN_SQL: &str = "DELETE FROM stoker_leader WHERE name = ?1 AND leader_id = ?2";
+
+/// Sets a queue's pause flag; a no-op (keeping `updated_at`) when it already has that value.
+const QUEUE_SET_SQL: &str = "
+INSERT INTO stoker_queues (name, paused, updated_at) VALUES (?1, ?2, ?3)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, updated_at = excluded.updated_at
+WHERE stoker_queues.paused <> excluded.paused";
+
+const QUEUE_LIST_SQL: &str = "SELECT name, paused, updated_at FROM stoker_queues ORDER BY name";
+
+const WORKER_HEARTBEAT_SQL: &str = "
+INSERT INTO stoker_workers
+    (id, host, pid, queues, concurrency, started_at, heartbeat_at, jobs_done, jobs_failed)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+ON CONFLICT (id) DO UPDATE SET
+    host = excluded.host,
+    pid = excluded.pid,
+    queues = excluded.queues,
+    concurrency = excluded.concurrency,
+    started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at,
+    jobs_done = stoker_workers.jobs_done + excluded.jobs_done,
+    jobs_failed = stoker_workers.jobs_failed + excluded.jobs_failed";
+
+const WORKER_LIST_SQL: &str = concat!(
+    "SELECT ",
+    worker_columns!(),
+    " FROM stoker_workers ORDER BY id"
+);
+
+/// The heartbeat's stand-in for polling: which of the worker's queues are not paused and have
+/// a due job. One probe of the fetch index per queue.
+const WORKER_DUE_QUEUES_SQL: &str = "
+SELECT q.value FROM json_each(?1) AS q
+WHERE EXISTS (SELECT 1 FROM stoker_jobs j
+              WHERE j.queue = q.value AND j.state IN ('available', 'retryable')
+                AND j.run_at <= ?2)
+  AND NOT EXISTS (SELECT 1 FROM stoker_queues p WHERE p.name = q.value AND p.paused)
+ORDER BY q.value";
+
+/// Whether no leader holds an unexpired term.
+const LEADER_VACANT_SQL: &str = "
+SELECT NOT EXISTS (SELECT 1 FROM stoker_leader WHERE name = ?1 AND expires_at > ?2)";
+
+const WORKER_CANCELLED_SQL: &str = "
+SELECT id FROM stoker_jobs
+WHERE id IN (SELECT value FROM json_each(?1))
+  AND state = 'running' AND cancel_requested_at IS NOT NULL
+ORDER BY id";
+
+/// A [`Store`] on a SQLite database: an embedded, zero set-up job queue in one file.
+///
+/// Cloning is cheap and a clone shares everything: connections and event subscribers. See
+/// the [crate docs](crate) for set-up and limits.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Exactly one connection, so writes within this process never contend for SQLite's lock.
+    writer: SqlitePool,
+    /// Connections for reads; the writer pool itself for an in-memory database.
+    reader: SqlitePool,
+    /// In-process events; sending with no subscriber is fine.
+    events: broadcast::Sender<StoreEvent>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` with the default settings.
+    ///
+    /// Does not create the schema: call [`Store::migrate`] (the worker runtime does).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Busy`] if the database stayed locked for the whole busy timeout;
+    /// [`StoreError::Database`] if it cannot be opened.
+    pub async fn open(path: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        SqliteStoreBuilder::new(path).build().await
+    }
+
+    /// Opens a database by URL: `sqlite://path`, `sqlite:path` (files are created if missing)
+    /// or `sqlite::memory:` (an in-memory database, gone when the store and its clones are
+    /// dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for a URL that is not a SQLite URL; otherwise as
+    /// [`SqliteStore::open`].
+    pub async fn connect(url: &str) -> StoreResult<SqliteStore> {
+        SqliteStoreBuilder::from_url(url)?.build().await
+    }
+
+    /// A builder for the database file at `path`, to change the default settings.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteStoreBuilder {
+        SqliteStoreBuilder::new(path)
+    }
+
+    pub(crate) fn from_pools(writer: SqlitePool, reader: SqlitePool) -> SqliteStore {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        SqliteStore {
+            inner: Arc::new(Inner {
+                writer,
+                reader,
+                events,
+            }),
+        }
+    }
+
+    /// The writer pool (one connection), so an application can open its own transaction and
+    /// insert jobs in it with [`StoreTx::job_insert_many_tx`] (the outbox pattern).
+    ///
+    /// While the application holds that connection, the store's own writes wait for it (up
+    /// to the busy timeout): keep such transactions short. Begin them with
+    /// `pool.begin_with("BEGIN IMMEDIATE")` when other processes share the file, so SQLite
+    /// takes the write lock up front instead of failing on a lock upgrade.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.inner.writer
+    }
+
+    /// Closes every connection, waiting for those in use to be returned. Operations after
+    /// this fail. Dropping the last clone of the store also closes it.
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.reader.close().await;
+    }
+
+    /// The reader pool, for tests.
+    #[cfg(test)]
+    pub(crate) fn inner_reader(&self) -> SqlitePool {
+        self.inner.reader.clone()
+    }
+
+    fn notify(&self, event: StoreEvent) {
+        // An error only means nobody is subscribed right now.
+        let _ = self.inner.events.send(event);
+    }
+
+    async fn job_get_on(&self, pool: &SqlitePool, id: JobId) -> StoreResult<Option<JobRow>> {
+        sqlx::query(GET_SQL)
+            .bind(id.0)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()
+    }
+
+    /// The job after an update that matched no row: [`StoreError::NotFound`] if it does not
+    /// exist, else the job as it is.
+    async fn job_unchanged(&self, id: JobId) -> StoreResult<JobRow> {
+        self.job_get_on(&self.inner.writer, id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
+    }
+
+    async fn queue_set(&self, params: &QueueParams, paused: bool) -> StoreResult<()> {
+        validate_queue(&params.queue)?;
+        sqlx::query(QUEUE_SET_SQL)
+            .bind(&params.queue)
+            .bind(paused)
+            .bind(micros(params.now))
+            .execute(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::LOCAL
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut conn = self.inner.writer.acquire().await.map_err(db_error)?;
+        migrate::migrate(&mut conn).await
+    }
+
+    async fn migrations_current(&self) -> StoreResult<bool> {
+        migrate::is_current(&self.inner.reader).await
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<StoreEvent>> {
+        Some(self.inner.events.subscribe())
+    }
+
+    async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<JobRow> {
+        let row = sqlx::query(CANCEL_SQL)
+            .bind(micros(params.now))
+            .bind(params.id.0)
+            .fetch_optional(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else {
+            return self.job_unchanged(params.id).await;
+        };
+        let job = job_from_row(&row)?;
+        if job.state == JobState::Running {
+            self.notify(StoreEvent::JobCancelRequested { id: job.id });
+        }
+        Ok(job)
+    }
+
+    async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<JobRow>> {
+        if params.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let query = if params.kinds.is_empty() {
+            sqlx::query(CLAIM_SQL)
+        } else {
+            sqlx::query(CLAIM_KINDS_SQL)
+        };
+        let lease_end = params
+            .lease
+            .map(|lease| lease_end(params.now, lease))
+            .transpose()?;
+        let query = query
+            .bind(micros(params.now))
+            .bind(&params.worker_id)
+            .bind(&params.queue)
+            .bind(i64::from(params.limit))
+            .bind(lease_end.map(micros));
+        let query = if params.kinds.is_empty() {
+            query
+        } else {
+            query.bind(to_json(&params.kinds)?)
+        };
+        let rows = query
+            .fetch_all(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        let mut jobs = rows
+            .iter()
+            .map(job_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        // RETURNING gives rows in no particular order.
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn job_delete(&self, id: JobId) -> StoreResult<JobRow> {
+        let row = sqlx::query(DELETE_SQL)
+            .bind(id.0)
+            .fetch_optional(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => job_from_row(&row),
+            None => {
+                let job = self.job_unchanged(id).await?;
+                Err(StoreError::Conflict(format!(
+                    "job {id} is {}: cancel it before deleting it",
+                    job.state
+                )))
+            }
+        }
+    }
+
+    async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<JobId>> {
+        finish::finish_many(&self.inner.writer, &params).await
+    }
+
+    async fn job_get(&self, id: JobId) -> StoreResult<Option<JobRow>> {
+        self.job_get_on(&self.inner.reader, id).await
+    }
+
+    async fn job_insert_many(&self, params: JobInsertParams) -> StoreResult<Vec<InsertedJob>> {
+        insert::validate(&params)?;
+        if params.jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self
+            .inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let inserted = insert::insert_jobs(&mut tx, &params).await?;
+        tx.commit().await.map_err(db_error)?;
+        for queue in inserted.queues {
+            self.notify(StoreEvent::JobsAvailable { queue });
+        }
+        Ok(inserted.jobs)
+    }
+
+    async fn job_list(&self, params: JobListParams) -> StoreResult<Vec<JobRow>> {
+        let mut query = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM stoker_jobs WHERE true"
+        ));
+        if !params.states.is_empty() {
+            query.push(" AND state IN (");
+            let mut list = query.separated(", ");
+            for state in &params.states {
+                list.push_bind(state.as_str());
+            }
+            query.push(")");
+        }
+        for (column, values) in [("kind", &params.kinds), ("queue", &params.queues)] {
+            if values.is_empty() {
+                continue;
+            }
+            query.push(" AND ").push(column).push(" IN (");
+            let mut list = query.separated(", ");
+            for value in values {
+                list.push_bind(value.as_str());
+            }
+            query.push(")");
+        }
+        if let Some(tenant) = &params.tenant {
+            query.push(" AND tenant = ").push_bind(tenant.as_str());
+        }
+        if let Some(before) = params.before_id {
+            query.push(" AND id < ").push_bind(before.0);
+        }
+        query
+            .push(" ORDER BY id DESC LIMIT ")
+            .push_bind(i64::from(params.limit));
+        let rows = query
+            .build()
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn job_extend_lease(&self, params: JobLeaseParams) -> StoreResult<Option<LeaseExtended>> {
+        let expires_at = lease_end(params.now, params.lease)?;
+        let row: Option<(i64, bool)> = sqlx::query_as(EXTEND_LEASE_SQL)
+            .bind(micros(expires_at))
+            .bind(params.id.0)
+            .bind(params.attempt)
+            .fetch_optional(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        row.map(|(expires_at, cancel_requested)| {
+            Ok(LeaseExtended {
+                expires_at: from_micros("lease_expires_at", expires_at)?,
+                cancel_requested,
+            })
+        })
+        .transpose()
+    }
+
+    async fn job_list_stuck(&self, params: JobStuckParams) -> StoreResult<Vec<JobRow>> {
+        if params.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(STUCK_SQL)
+            .bind(micros(params.stale_before))
+            .bind(micros(params.now))
+            .bind(i64::from(params.limit))
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn job_progress(&self, params: JobProgressParams) -> StoreResult<bool> {
+        if !params.fraction.is_finite() {
+            return Err(InvalidInput::new(
+                "fraction",
+                format!("must be a number from 0.0 to 1.0, got {}", params.fraction),
+            )
+            .into());
+        }
+        let progress = Progress {
+            fraction: params.fraction,
+            message: params.message,
+            at: params.now,
+        };
+        let done = sqlx::query(PROGRESS_SQL)
+            .bind(to_json(&progress)?)
+            .bind(params.id.0)
+            .bind(params.attempt)
+            .execute(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64> {
+        prune::prune(&self.inner.writer, &params).await
+    }
+
+    async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow> {
+        let row = sqlx::query(RETRY_SQL)
+            .bind(micros(params.now))
+            .bind(params.id.0)
+            .fetch_optional(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else {
+            // Missing, or running (returned unchanged).
+            return self.job_unchanged(params.id).await;
+        };
+        let job = job_from_row(&row)?;
+        self.notify(StoreEvent::JobsAvailable {
+            queue: job.queue.clone(),
+        });
+        Ok(job)
+    }
+
+    async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64> {
+        validate_retry_states(&params.states)?;
+        if params.limit == 0 {
+            return Ok(0);
+        }
+        let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
+        let list = |values: &[String]| (!values.is_empty()).then(|| to_json(values)).transpose();
+        let queues: Vec<String> = sqlx::query_scalar(RETRY_MANY_SQL)
+            .bind(micros(params.now))
+            .bind(to_json(&states)?)
+            .bind(list(&params.queues)?)
+            .bind(list(&params.kinds)?)
+            .bind(&params.tenant)
+            .bind(i64::from(params.limit))
+            .fetch_all(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        let retried = queues.len() as u64;
+        for queue in queues.into_iter().collect::<BTreeSet<_>>() {
+            self.notify(StoreEvent::JobsAvailable { queue });
+        }
+        Ok(retried)
+    }
+
+    async fn job_stats(&self) -> StoreResult<Vec<StateCount>> {
+        let rows = sqlx::query(STATS_SQL)
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(db_error)?;
+        let mut counts = rows
+            .iter()
+            .map(|row| {
+                let state: &str = column(row, 2, "state")?;
+                Ok(StateCount {
+                    queue: column(row, 0, "queue")?,
+                    kind: column(row, 1, "kind")?,
+                    state: state
+                        .parse()
+                        .map_err(|error| StoreError::Corrupt(format!("{error}")))?,
+                    count: column(row, 3, "count")?,
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let order = |state: JobState| JobState::ALL.iter().position(|s| *s == state);
+        counts.sort_by(|a, b| {
+            (&a.queue, &a.kind, order(a.state)).cmp(&(&b.queue, &b.kind, order(b.state)))
+        });
+        Ok(counts)
+    }
+
+    async fn leader_get(&self, now: DateTime<Utc>) -> StoreResult<Option<LeaderRow>> {
+        let row = sqlx::query(LEADER_GET_SQL)
+            .bind(LEADER_NAME)
+            .bind(micros(now))
+            .fetch_optional(&self.inner.reader)
+            .await
+            .map_err(db_error)?;
+        row.map(|row| {
+            Ok(LeaderRow {
+                leader_id: column(&row, 0, "leader_id")?,
+                elected_at: time_column(&row, 1, "elected_at")?,
+                expires_at: time_column(&row, 2, "expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn leader_attempt_elect(&self, params: LeaderElectParams) -> StoreResult<bool> {
+        let now = micros(params.now);
+        let ttl = i64::try_from(params.ttl.as_micros()).unwrap_or(i64::MAX);
+        let leader: Option<String> = sqlx::query_scalar(LEADER_ELECT_SQL)
+            .bind(LEADER_NAME)
+            .bind(&params.leader_id)
+            .bind(now)
+            .bind(now.saturating_add(ttl))
+            .fetch_optional(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(leader.as_deref() == Some(params.leader_id.as_str()))
+    }
+
+    async fn leader_resign(&self, leader_id: &str) -> StoreResult<()> {
+        sqlx::query(LEADER_RESIGN_SQL)
+            .bind(LEADER_NAME)
+            .bind(leader_id)
+            .execute(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn queue_list(&self) -> StoreResult<Vec<QueueRow>> {
+        let rows = sqlx::query(QUEUE_LIST_SQL)
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(QueueRow {
+                    name: column(row, 0, "name")?,
+                    paused: column(row, 1, "paused")?,
+                    updated_at: time_column(row, 2, "updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn queue_pause(&self, params: QueueParams) -> StoreResult<()> {
+        self.queue_set(&params, true).await
+    }
+
+    async fn queue_resume(&self, params: QueueParams) -> StoreResult<()> {
+        self.queue_set(&params, false).await?;
+        self.notify(StoreEvent::JobsAvailable {
+            queue: params.queue,
+        });
+        Ok(())
+    }
+
+    async fn worker_heartbeat(
+        &self,
+        params: WorkerHeartbeatParams,
+    ) -> StoreResult<WorkerHeartbeatReply> {
+        let mut conn = self.inner.writer.acquire().await.map_err(db_error)?;
+        sqlx::query(WORKER_HEARTBEAT_SQL)
+            .bind(&params.id)
+            .bind(&params.host)
+            .bind(i64::from(params.pid))
+            .bind(to_json(&params.queues)?)
+            .bind(i64::from(params.concurrency))
+            .bind(micros(params.started_at))
+            .bind(micros(params.now))
+            .bind(i64::try_from(params.done_delta).unwrap_or(i64::MAX))
+            .bind(i64::try_from(params.failed_delta).unwrap_or(i64::MAX))
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        let mut reply = WorkerHeartbeatReply {
+            leader_vacant: sqlx::query_scalar(LEADER_VACANT_SQL)
+                .bind(LEADER_NAME)
+                .bind(micros(params.now))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(db_error)?,
+            ..WorkerHeartbeatReply::default()
+        };
+        if !params.queues.is_empty() {
+            reply.due_queues = sqlx::query_scalar(WORKER_DUE_QUEUES_SQL)
+                .bind(to_json(&params.queues)?)
+                .bind(micros(params.now))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_error)?;
+        }
+        if !params.running.is_empty() {
+            let running: Vec<i64> = params.running.iter().map(|id| id.0).collect();
+            let ids: Vec<i64> = sqlx::query_scalar(WORKER_CANCELLED_SQL)
+                .bind(to_json(&running)?)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            reply.cancel_requested = ids.into_iter().map(JobId).collect();
+        }
+        Ok(reply)
+    }
+
+    async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>> {
+        let rows = sqlx::query(WORKER_LIST_SQL)
+            .fetch_all(&self.inner.reader)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(worker_from_row).collect()
+    }
+
+    async fn worker_prune(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM stoker_workers WHERE heartbeat_at < ?1")
+            .bind(micros(before))
+            .execute(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn worker_remove(&self, id: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM stoker_workers WHERE id = ?1")
+            .bind(id)
+            .execute(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+/// When a lease of `lease` taken at `now` ends.
+///
+/// # Errors
+///
+/// `Invalid` naming `lease` if the end is past the last instant a time can hold.
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> StoreResult<DateTime<Utc>> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .ok_or_else(|| InvalidInput::new("lease", format!("{lease:?} is too long")).into())
+}
+
+/// Checks the states of a bulk retry: at least one, and only finished ones.
+///
+/// # Errors
+///
+/// `Invalid` naming `states`.
+fn validate_retry_states(states: &[JobState]) -> StoreResult<()> {
+    if states.is_empty() {
+        return Err(InvalidInput::new(
+            "states",
+            "name at least one finished state (completed, discarded, cancelled)",
+        )
+        .into());
+    }
+    if let Some(state) = states.iter().find(|state| !state.is_finished()) {
+        return Err(InvalidInput::new(
+            "states",
+            format!(
+                "{state} is not a finished state: only completed, discarded and cancelled jobs \
+                 can be retried in bulk"
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl StoreTx<SqliteConnection> for SqliteStore {
+    /// Inserts jobs on `conn`, inside the caller's transaction if it has one (as a savepoint,
+    /// so a failure leaves the caller's transaction as it was), or else in a transaction of its
+    /// own.
+    ///
+    /// Sends no events: the caller's transaction may still roll back, and SQLite cannot tie an
+    /// event to its commit. Workers find the jobs on their next poll.
+    async fn job_insert_many_tx(
+        &self,
+        conn: &mut SqliteConnection,
+        params: JobInsertParams,
+    ) -> StoreResult<Vec<InsertedJob>> {
+        insert::validate(&params)?;
+        if params.jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = if conn.is_in_transaction() {
+            conn.begin().await
+        } else {
+            conn.begin_with("BEGIN IMMEDIATE").await
+        }
+        .map_err(db_error)?;
+        let inserted = insert::insert_jobs(&mut tx, &params).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(inserted.jobs)
+    }
+}
