@@ -1,0 +1,249 @@
+//! Configuring and building a [`PgStore`].
+
+use std::fmt;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use stoker_core::{InvalidInput, StoreError, StoreResult};
+
+use crate::error::store_error;
+use crate::PgStore;
+
+/// The schema a store uses unless told otherwise.
+pub const SCHEMA_DEFAULT: &str = "public";
+/// The pool size of a store that opens its own pool, unless told otherwise.
+pub const MAX_CONNECTIONS_DEFAULT: u32 = 10;
+/// The shortest time between two "jobs available" notifications for one queue from one
+/// process, unless told otherwise.
+pub const NOTIFY_INTERVAL_DEFAULT: Duration = Duration::from_millis(2);
+/// The longest schema name: PostgreSQL's identifier limit.
+pub const SCHEMA_MAX_LEN: usize = 63;
+
+/// Where the store's connections come from.
+enum Source {
+    Url(String),
+    Pool(PgPool),
+}
+
+/// Configures a [`PgStore`]; made by [`PgStore::builder`] or [`PgStore::from_pool`].
+///
+/// Building connects but does not migrate: call [`Store::migrate`](stoker_core::Store::migrate)
+/// once at start-up (or from a deploy step).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> stoker_core::StoreResult<()> {
+/// use std::time::Duration;
+/// use stoker_postgres::PgStore;
+///
+/// let store = PgStore::builder("postgres://localhost/app")
+///     .schema("jobs")
+///     .max_connections(20)
+///     .notify_interval(Duration::from_millis(5))
+///     .build()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct PgStoreBuilder {
+    source: Source,
+    schema: String,
+    max_connections: u32,
+    listen: bool,
+    notify_interval: Duration,
+}
+
+impl PgStoreBuilder {
+    pub(crate) fn from_url(url: &str) -> Self {
+        Self::new(Source::Url(url.to_owned()))
+    }
+
+    pub(crate) fn from_pool(pool: PgPool) -> Self {
+        Self::new(Source::Pool(pool))
+    }
+
+    fn new(source: Source) -> Self {
+        PgStoreBuilder {
+            source,
+            schema: SCHEMA_DEFAULT.to_owned(),
+            max_connections: MAX_CONNECTIONS_DEFAULT,
+            listen: true,
+            notify_interval: NOTIFY_INTERVAL_DEFAULT,
+        }
+    }
+
+    /// The schema holding the store's tables: 1 to 63 characters of lowercase ASCII letters,
+    /// digits and `_`, not starting with a digit. Several stores (an app's tenants, or tests)
+    /// can share a database, each in its own schema. Defaults to `public`.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The most connections the store's own pool opens, at least 1. Ignored for a store built
+    /// on the caller's pool. Defaults to 10.
+    ///
+    /// The event listener (see [`listen`](Self::listen)) uses one more connection, outside
+    /// the pool.
+    pub fn max_connections(mut self, max_connections: u32) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
+    /// Whether [`subscribe`](stoker_core::Store::subscribe) listens for notifications. Turn it
+    /// off behind a transaction-pooling proxy such as PgBouncer, where `LISTEN` does not work:
+    /// `subscribe` then returns `None`, the capabilities are
+    /// [`Capabilities::LOCAL`](stoker_core::Capabilities::LOCAL) and workers poll. The store
+    /// still sends notifications, for processes that do listen. Defaults to `true`.
+    pub fn listen(mut self, listen: bool) -> Self {
+        self.listen = listen;
+        self
+    }
+
+    /// The shortest time between two "jobs available" notifications for one queue from this
+    /// process. The first insert after a quiet interval notifies at once; inserts within the
+    /// interval after it are covered by one notification at its end. Zero notifies on every
+    /// insert. Defaults to 2 ms.
+    pub fn notify_interval(mut self, notify_interval: Duration) -> Self {
+        self.notify_interval = notify_interval;
+        self
+    }
+
+    /// Validates the settings and, for a store given a URL, opens its pool (one connection
+    /// at once, to fail early if the database is unreachable).
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` for a bad schema name or a zero `max_connections`; `Busy` if the database is
+    /// unreachable; `Database` for a bad URL or refused credentials.
+    pub async fn build(self) -> StoreResult<PgStore> {
+        validate_schema(&self.schema)?;
+        let pool = match self.source {
+            Source::Pool(pool) => pool,
+            Source::Url(url) => {
+                if self.max_connections == 0 {
+                    return Err(InvalidInput::new("max_connections", "must be at least 1").into());
+                }
+                PgPoolOptions::new()
+                    .max_connections(self.max_connections)
+                    .connect(&url)
+                    .await
+                    .map_err(store_error)?
+            }
+        };
+        Ok(PgStore::new(
+            pool,
+            self.schema,
+            self.listen,
+            self.notify_interval,
+        ))
+    }
+}
+
+impl fmt::Debug for PgStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password: never print it.
+        let source = match self.source {
+            Source::Url(_) => "url",
+            Source::Pool(_) => "pool",
+        };
+        f.debug_struct("PgStoreBuilder")
+            .field("source", &source)
+            .field("schema", &self.schema)
+            .field("max_connections", &self.max_connections)
+            .field("listen", &self.listen)
+            .field("notify_interval", &self.notify_interval)
+            .finish()
+    }
+}
+
+/// Checks a schema name: `[a-z_][a-z0-9_]{0,62}`. Such a name never needs escaping inside
+/// double quotes, which is what makes building SQL with it safe.
+fn validate_schema(schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let valid = match chars.next() {
+        Some(first) => {
+            (first.is_ascii_lowercase() || first == '_')
+                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                && schema.len() <= SCHEMA_MAX_LEN
+        }
+        None => false,
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(
+            "schema",
+            format!(
+                "{schema:?} is not a valid schema name: use 1 to {SCHEMA_MAX_LEN} lowercase ASCII \
+                 letters, digits and '_', not starting with a digit"
+            ),
+        )
+        .into())
+    }
+}
+
+/// The notification channel of a schema: `stoker_<schema>`, or, when that would pass
+/// PostgreSQL's 63-byte identifier limit, a prefix of the schema name and a hash of all of it.
+pub(crate) fn channel_name(schema: &str) -> String {
+    let channel = format!("stoker_{schema}");
+    if channel.len() <= SCHEMA_MAX_LEN {
+        channel
+    } else {
+        // 7 + 39 + 1 + 16 = 63 bytes; schema names are ASCII, so slicing is safe.
+        format!("stoker_{}_{:016x}", &schema[..39], fnv1a(schema.as_bytes()))
+    }
+}
+
+/// The 64-bit FNV-1a hash: stable across builds and platforms, unlike std's hasher.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names() {
+        for good in ["public", "_x", "a", "stoker_test_1", &"a".repeat(63)] {
+            assert!(validate_schema(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "Public",
+            "a-b",
+            "a b",
+            "a\"b",
+            "é",
+            &"a".repeat(64),
+        ] {
+            let err = validate_schema(bad).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Invalid(invalid) if invalid.field == "schema"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn channel_names_fit_the_identifier_limit() {
+        assert_eq!(channel_name("public"), "stoker_public");
+        let long = "a".repeat(63);
+        let channel = channel_name(&long);
+        assert_eq!(channel.len(), 63);
+        assert_ne!(channel, channel_name(&format!("{}b", "a".repeat(62))));
+        assert_eq!(channel_name(&"b".repeat(56)).len(), 63);
+    }
+
+    #[test]
+    fn fnv1a_matches_reference_values() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

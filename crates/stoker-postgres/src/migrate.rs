@@ -1,0 +1,134 @@
+//! The embedded migrations and the migrator that applies them.
+//!
+//! Deliberately not `sqlx::migrate!`: the migrator must put its bookkeeping table in the
+//! store's schema, serialize concurrent starts per schema, and run each file with the schema as
+//! `search_path` so the files need no qualification.
+
+use sqlx::{Connection, Executor, PgPool};
+use stoker_core::{StoreError, StoreResult};
+
+use crate::error::{sqlstate, store_error};
+
+/// One embedded migration.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+/// Every migration this build knows of, in order.
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "lease",
+        sql: include_str!("../migrations/0002_lease.sql"),
+    },
+];
+
+/// Brings the schema up to date in one transaction.
+///
+/// A transaction-scoped advisory lock keyed by the schema name serializes concurrent callers:
+/// the first applies what is missing, the others then find nothing to do. If any migration
+/// fails, the transaction rolls back and the schema is left as it was.
+pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> StoreResult<()> {
+    let mut conn = pool.acquire().await.map_err(store_error)?;
+    let mut tx = conn.begin().await.map_err(store_error)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(lock_key(schema))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    // The schema name was validated, so quoting it this way is safe.
+    let prepare = format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; \
+         SET LOCAL search_path TO \"{schema}\"; \
+         CREATE TABLE IF NOT EXISTS stoker_migrations ( \
+             version    bigint      PRIMARY KEY, \
+             name       text        NOT NULL, \
+             applied_at timestamptz NOT NULL DEFAULT now() \
+         );"
+    );
+    // Executor::execute rather than RawSql::execute, whose future is not provably Send.
+    (&mut *tx)
+        .execute(sqlx::raw_sql(&prepare))
+        .await
+        .map_err(store_error)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM stoker_migrations")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+    for migration in MIGRATIONS {
+        if applied.contains(&migration.version) {
+            continue;
+        }
+        tracing::info!(
+            schema,
+            version = migration.version,
+            name = migration.name,
+            "applying migration"
+        );
+        (&mut *tx)
+            .execute(sqlx::raw_sql(migration.sql))
+            .await
+            .map_err(|err| match store_error(err) {
+                busy @ StoreError::Busy { .. } => busy,
+                other => StoreError::Migration {
+                    version: migration.version,
+                    message: format!("{}: {other}", migration.name),
+                },
+            })?;
+        sqlx::query("INSERT INTO stoker_migrations (version, name) VALUES ($1, $2)")
+            .bind(migration.version)
+            .bind(migration.name)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+    }
+    tx.commit().await.map_err(store_error)
+}
+
+/// Whether every migration this build knows of is applied, given the statement listing the
+/// applied versions. A missing schema or bookkeeping table means none is.
+pub(crate) async fn current(pool: &PgPool, applied_sql: &str) -> StoreResult<bool> {
+    let applied: Vec<i64> = match sqlx::query_scalar(applied_sql).fetch_all(pool).await {
+        Ok(applied) => applied,
+        // undefined_table, invalid_schema_name
+        Err(err) if matches!(sqlstate(&err).as_deref(), Some("42P01" | "3F000")) => {
+            return Ok(false)
+        }
+        Err(err) => return Err(store_error(err)),
+    };
+    Ok(MIGRATIONS
+        .iter()
+        .all(|migration| applied.contains(&migration.version)))
+}
+
+/// The advisory lock key for migrating `schema`: a stable 64-bit hash of the name, so every
+/// process (whatever its build) agrees on it.
+fn lock_key(schema: &str) -> i64 {
+    // Reinterpreting the bits: any i64 is a fine key.
+    crate::builder::fnv1a(format!("stoker.migrate.{schema}").as_bytes()) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_in_order() {
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(migration.version, i as i64 + 1, "{}", migration.name);
+        }
+    }
+
+    #[test]
+    fn lock_keys_differ_per_schema() {
+        assert_ne!(lock_key("public"), lock_key("other"));
+        assert_eq!(lock_key("public"), lock_key("public"));
+    }
+}

@@ -1,0 +1,393 @@
+//! Every runtime statement, built once per store for its schema.
+//!
+//! sqlx caches prepared statements by SQL text, so building the strings once (rather than per
+//! call) lets every connection prepare each statement once. Every table is qualified with the
+//! quoted schema: `job_insert_many_tx` runs on the caller's connection, whose `search_path` is
+//! theirs.
+
+use stoker_core::JobState;
+
+use crate::row::job_columns;
+
+/// The finished states, as a SQL list.
+const FINISHED: &str = "('completed', 'discarded', 'cancelled')";
+
+/// The statements of one store.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub(crate) job_insert: String,
+    pub(crate) job_insert_resolve: String,
+    pub(crate) job_claim: String,
+    pub(crate) job_claim_kinds: String,
+    pub(crate) job_finish: String,
+    pub(crate) job_cancel: String,
+    pub(crate) job_get: String,
+    pub(crate) job_delete: String,
+    pub(crate) job_progress: String,
+    pub(crate) job_prune: String,
+    pub(crate) job_retry: String,
+    pub(crate) job_retry_many: String,
+    pub(crate) job_extend_lease: String,
+    pub(crate) job_list: String,
+    pub(crate) job_list_states: String,
+    pub(crate) job_list_stuck: String,
+    pub(crate) job_stats: String,
+    pub(crate) queue_pause: String,
+    pub(crate) queue_resume: String,
+    pub(crate) queue_list: String,
+    pub(crate) worker_heartbeat: String,
+    pub(crate) worker_list: String,
+    pub(crate) worker_prune: String,
+    pub(crate) worker_remove: String,
+    pub(crate) leader_elect: String,
+    pub(crate) leader_resign: String,
+    pub(crate) leader_get: String,
+    pub(crate) migrations_applied: String,
+    pub(crate) notify: String,
+}
+
+impl Sql {
+    /// The statements for tables in `schema` (already validated, so quoting cannot fail),
+    /// notifying on `channel`.
+    pub(crate) fn new(schema: &str, channel: &str) -> Sql {
+        let s = format!("\"{schema}\"");
+        let jobs = format!("{s}.stoker_jobs");
+        let queues = format!("{s}.stoker_queues");
+        let workers = format!("{s}.stoker_workers");
+        let leader = format!("{s}.stoker_leader");
+        let counts = format!("{s}.stoker_job_counts");
+        let cols = job_columns(None);
+        let j_cols = job_columns(Some("j"));
+        let notify_available = format!("pg_notify('{channel}', 'a:' || queue)");
+
+        // The claim: lock due rows in fetch order, skipping rows other claimers hold, and mark
+        // them running in the same statement, with their lease ending at $5 (null for no
+        // lease). `{kinds}` is empty or a kind filter.
+        //
+        // The ids come from an ARRAY() sub-select (an InitPlan), not a join, so the update
+        // fetches its rows by primary key even under a generic plan: a generic plan cannot see
+        // LIMIT $4 and would otherwise hash-join against a sequential scan of the table.
+        let claim = |kinds: &str| {
+            format!(
+                "UPDATE {jobs} j \
+                 SET state = 'running', attempt = j.attempt + 1, attempted_at = $1, worker_id = $2, \
+                     lease_expires_at = $5 \
+                 WHERE j.id = ANY(ARRAY( \
+                     SELECT id FROM {jobs} \
+                     WHERE state IN ('available', 'retryable') AND queue = $3 AND run_at <= $1{kinds} \
+                       AND NOT EXISTS (SELECT 1 FROM {queues} WHERE name = $3 AND paused) \
+                     ORDER BY priority DESC, run_at, id \
+                     LIMIT $4 \
+                     FOR UPDATE SKIP LOCKED \
+                 )) \
+                 RETURNING {j_cols}"
+            )
+        };
+        // Lists newest first. Without a state filter it walks the primary key backwards. With
+        // one, it has one branch per state, each with the state as a constant (so the planner
+        // knows how rare it is, even in a generic plan) and switched on or off by a one-time
+        // filter, merged by id: listing a rare state (the dead letters) walks the (state, id)
+        // index instead of wading through millions of completed rows. The cursor is an index
+        // condition, so deep pages cost no more than the first.
+        let list_filters = "($2::text[] IS NULL OR kind = ANY($2)) \
+                            AND ($3::text[] IS NULL OR queue = ANY($3)) \
+                            AND ($4::text IS NULL OR tenant = $4) \
+                            AND id < COALESCE($5::int8, 9223372036854775807)";
+        let list_states = JobState::ALL
+            .iter()
+            .map(|state| {
+                format!(
+                    "(SELECT {cols} FROM {jobs} \
+                      WHERE '{state}' = ANY($1::text[]) AND state = '{state}' AND {list_filters} \
+                      ORDER BY id DESC LIMIT $6)"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+
+        Sql {
+            // One statement for the whole batch. `input` draws each job's id up front, so every
+            // output row maps to its input position with no reliance on RETURNING order; `ins`
+            // skips key conflicts (waiting for a concurrent inserter of the same key to commit
+            // or roll back); `notified` sends the leading-edge notification for the queues the
+            // coalescer picked, if they got new rows; the final join resolves duplicates of
+            // rows visible to this statement's snapshot.
+            job_insert: format!(
+                "WITH input AS ( \
+                     SELECT nextval('{s}.stoker_jobs_id_seq') AS id, u.* \
+                     FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int2[], $5::int4[], \
+                                 $6::timestamptz[], $7::text[], $8::text[], $9::jsonb[], $10::int8[]) \
+                          WITH ORDINALITY AS u(kind, queue, args, priority, max_attempts, run_at, \
+                                               unique_key, tenant, metadata, timeout_ms, ord) \
+                 ), ins AS ( \
+                     INSERT INTO {jobs} (id, kind, queue, args, priority, max_attempts, run_at, \
+                                         unique_key, tenant, metadata, timeout_ms, created_at) \
+                     SELECT id, kind, queue, args, priority, max_attempts, run_at, \
+                            unique_key, tenant, metadata, timeout_ms, $11 \
+                     FROM input ORDER BY ord \
+                     ON CONFLICT ((COALESCE(tenant, '')), unique_key) WHERE unique_key IS NOT NULL \
+                     DO NOTHING \
+                     RETURNING id, queue \
+                 ), notified AS ( \
+                     SELECT {notify_available} \
+                     FROM (SELECT DISTINCT queue FROM ins WHERE queue = ANY($12::text[])) q \
+                 ) \
+                 SELECT i.id, ins.id IS NOT NULL AS inserted, e.id AS existing_id, \
+                        (SELECT count(*) FROM notified) AS notified \
+                 FROM input i \
+                 LEFT JOIN ins ON ins.id = i.id \
+                 LEFT JOIN {jobs} e ON i.unique_key IS NOT NULL \
+                      AND COALESCE(e.tenant, '') = COALESCE(i.tenant, '') \
+                      AND e.unique_key = i.unique_key \
+                 ORDER BY i.ord"
+            ),
+            // Duplicates whose existing row committed after the insert's snapshot was taken.
+            job_insert_resolve: format!(
+                "SELECT j.id, COALESCE(j.tenant, '') AS tenant, j.unique_key \
+                 FROM {jobs} j \
+                 JOIN unnest($1::text[], $2::text[]) AS k(tenant, unique_key) \
+                   ON COALESCE(j.tenant, '') = k.tenant AND j.unique_key = k.unique_key \
+                 WHERE j.unique_key IS NOT NULL"
+            ),
+            job_claim: claim(""),
+            job_claim_kinds: claim(" AND kind = ANY($6)"),
+            // One statement per batch. `c` in the comments below is "a cancel was requested
+            // and the outcome is not Completed", which ends the job cancelled whatever the
+            // outcome said. `u.state` is the outcome's own target state.
+            job_finish: format!(
+                "UPDATE {jobs} j SET \
+                     state = CASE WHEN j.cancel_requested_at IS NOT NULL AND u.state <> 'completed' \
+                                  THEN 'cancelled' ELSE u.state END, \
+                     attempt = CASE WHEN u.state = 'available' AND j.cancel_requested_at IS NULL \
+                                    THEN j.attempt - 1 ELSE j.attempt END, \
+                     run_at = CASE WHEN j.cancel_requested_at IS NOT NULL AND u.state <> 'completed' \
+                                   THEN j.run_at ELSE COALESCE(u.run_at, j.run_at) END, \
+                     result = CASE WHEN u.state = 'completed' THEN u.result ELSE j.result END, \
+                     errors = CASE WHEN u.error IS NULL THEN j.errors \
+                                   ELSE j.errors || jsonb_build_array(u.error) END, \
+                     finished_at = CASE WHEN u.state IN {FINISHED} \
+                                          OR (j.cancel_requested_at IS NOT NULL AND u.state <> 'completed') \
+                                        THEN $7 ELSE j.finished_at END, \
+                     lease_expires_at = NULL \
+                 FROM unnest($1::int8[], $2::int4[], $3::text[], $4::jsonb[], $5::timestamptz[], \
+                             $6::jsonb[]) AS u(id, attempt, state, result, run_at, error) \
+                 WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt \
+                 RETURNING j.id"
+            ),
+            // Cancels a waiting job, or flags a running one and tells its worker. Finished jobs
+            // (and missing ones) match nothing; the caller then reads the row afresh.
+            job_cancel: format!(
+                "WITH upd AS ( \
+                     UPDATE {jobs} SET \
+                         state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END, \
+                         finished_at = CASE WHEN state = 'running' THEN finished_at ELSE $2 END, \
+                         cancel_requested_at = CASE WHEN state = 'running' \
+                                                    THEN COALESCE(cancel_requested_at, $2) \
+                                                    ELSE cancel_requested_at END \
+                     WHERE id = $1 AND state IN ('available', 'retryable', 'running') \
+                     RETURNING {cols} \
+                 ), notified AS ( \
+                     SELECT pg_notify('{channel}', 'c:' || id) FROM upd WHERE state = 'running' \
+                 ) \
+                 SELECT upd.*, (SELECT count(*) FROM notified) AS notified FROM upd"
+            ),
+            job_get: format!("SELECT {cols} FROM {jobs} WHERE id = $1"),
+            job_delete: format!(
+                "DELETE FROM {jobs} WHERE id = $1 AND state <> 'running' RETURNING {cols}"
+            ),
+            job_progress: format!(
+                "UPDATE {jobs} SET progress = $3 \
+                 WHERE id = $1 AND state = 'running' AND attempt = $2"
+            ),
+            // Age rules and the keep-last rule in one delete of at most $5 rows. Each rule is a
+            // branch gated by a one-time "is this rule on" filter, so rules that are off cost
+            // nothing even under a generic plan. The keep-last branch only visits queues whose
+            // finished count (from the counters) exceeds the limit, and there keeps a bounded
+            // top-N sort rather than ranking every finished row.
+            job_prune: format!(
+                "DELETE FROM {jobs} WHERE id IN ( \
+                     SELECT id FROM ( \
+                         SELECT id FROM {jobs} \
+                         WHERE $1::timestamptz IS NOT NULL AND state = 'completed' \
+                           AND finished_at < $1 \
+                         UNION ALL \
+                         SELECT id FROM {jobs} \
+                         WHERE $2::timestamptz IS NOT NULL AND state = 'cancelled' \
+                           AND finished_at < $2 \
+                         UNION ALL \
+                         SELECT id FROM {jobs} \
+                         WHERE $3::timestamptz IS NOT NULL AND state = 'discarded' \
+                           AND finished_at < $3 \
+                         UNION ALL \
+                         SELECT kept.id FROM ( \
+                             SELECT queue FROM {counts} \
+                             WHERE $4::int8 IS NOT NULL AND state IN {FINISHED} \
+                             GROUP BY queue HAVING sum(count) > $4 \
+                         ) over_limit \
+                         CROSS JOIN LATERAL ( \
+                             SELECT id FROM {jobs} \
+                             WHERE queue = over_limit.queue AND state IN {FINISHED} \
+                             ORDER BY finished_at DESC, id DESC \
+                             OFFSET $4 LIMIT $5 \
+                         ) kept \
+                     ) doomed \
+                     LIMIT $5 \
+                 ) AND state IN {FINISHED}"
+            ),
+            job_retry: format!(
+                "WITH upd AS ( \
+                     UPDATE {jobs} SET \
+                         state = 'available', run_at = $2, finished_at = NULL, \
+                         cancel_requested_at = NULL, lease_expires_at = NULL, \
+                         max_attempts = GREATEST(max_attempts, attempt + 1) \
+                     WHERE id = $1 AND state <> 'running' \
+                     RETURNING {cols} \
+                 ), notified AS ( \
+                     SELECT {notify_available} FROM upd \
+                 ) \
+                 SELECT upd.*, (SELECT count(*) FROM notified) AS notified FROM upd"
+            ),
+            // Up to $5 finished jobs in the states $1 (checked to be finished ones by the
+            // caller), filtered like a list, oldest first, each retried as `job_retry` does one,
+            // with one notification per queue that got jobs back. Rows another statement holds
+            // (a concurrent bulk retry, a prune) are skipped rather than waited for.
+            job_retry_many: format!(
+                "WITH upd AS ( \
+                     UPDATE {jobs} SET \
+                         state = 'available', run_at = $6, finished_at = NULL, \
+                         cancel_requested_at = NULL, lease_expires_at = NULL, \
+                         max_attempts = GREATEST(max_attempts, attempt + 1) \
+                     WHERE id IN ( \
+                         SELECT id FROM {jobs} \
+                         WHERE state = ANY($1::text[]) \
+                           AND ($2::text[] IS NULL OR queue = ANY($2)) \
+                           AND ($3::text[] IS NULL OR kind = ANY($3)) \
+                           AND ($4::text IS NULL OR tenant = $4) \
+                         ORDER BY id \
+                         LIMIT $5 \
+                         FOR UPDATE SKIP LOCKED \
+                     ) \
+                     RETURNING queue \
+                 ), notified AS ( \
+                     SELECT {notify_available} FROM (SELECT DISTINCT queue FROM upd) q \
+                 ) \
+                 SELECT (SELECT count(*) FROM upd) AS retried, \
+                        (SELECT count(*) FROM notified) AS notified"
+            ),
+            // Fenced like a finish; a HOT update (the column is in no index).
+            job_extend_lease: format!(
+                "UPDATE {jobs} SET lease_expires_at = $3 \
+                 WHERE id = $1 AND state = 'running' AND attempt = $2 \
+                 RETURNING lease_expires_at, cancel_requested_at IS NOT NULL AS cancel_requested"
+            ),
+            job_list: format!(
+                "SELECT {cols} FROM {jobs} \
+                 WHERE {list_filters} \
+                 ORDER BY id DESC \
+                 LIMIT $6"
+            ),
+            job_list_states: format!(
+                "SELECT * FROM ({list_states}) listed ORDER BY id DESC LIMIT $6"
+            ),
+            // A leased job is stuck once its lease ends ($2), whatever its worker's row says (a
+            // pull worker has none); a job without a lease once its worker's row is gone or its
+            // heartbeat older than $1. Reads the running partial index.
+            job_list_stuck: format!(
+                "SELECT {j_cols} FROM {jobs} j \
+                 LEFT JOIN {workers} w ON w.id = j.worker_id \
+                 WHERE j.state = 'running' \
+                   AND (j.lease_expires_at <= $2 \
+                        OR (j.lease_expires_at IS NULL \
+                            AND (w.id IS NULL OR w.heartbeat_at < $1))) \
+                 ORDER BY j.attempted_at, j.id \
+                 LIMIT $3"
+            ),
+            job_stats: format!(
+                "SELECT queue, kind, state, count FROM {counts} WHERE count > 0 \
+                 UNION ALL \
+                 SELECT queue, kind, state, count(*) FROM {jobs} \
+                 WHERE state IN ('available', 'running', 'retryable') \
+                 GROUP BY queue, kind, state \
+                 ORDER BY queue, kind, state"
+            ),
+            queue_pause: format!(
+                "INSERT INTO {queues} AS q (name, paused, updated_at) VALUES ($1, true, $2) \
+                 ON CONFLICT (name) DO UPDATE SET paused = true, updated_at = $2 \
+                 WHERE NOT q.paused"
+            ),
+            queue_resume: format!(
+                "WITH upsert AS ( \
+                     INSERT INTO {queues} AS q (name, paused, updated_at) VALUES ($1, false, $2) \
+                     ON CONFLICT (name) DO UPDATE SET paused = false, updated_at = $2 \
+                     WHERE q.paused \
+                 ) \
+                 SELECT pg_notify('{channel}', 'a:' || $1)"
+            ),
+            queue_list: format!("SELECT name, paused, updated_at FROM {queues} ORDER BY name"),
+            // The heartbeat, the cancel check, the poll of every queue and a look at the leader's
+            // seat in one round trip: the only statement an idle follower sends. The poll is a
+            // LATERAL ... LIMIT 1 in fetch order, not an EXISTS: the planner drops an EXISTS's
+            // LIMIT and may answer it with a bitmap scan of the queue's whole index range
+            // (31 ms with 500k scheduled jobs, against 0.1 ms walking the index to the first
+            // due job). With no running jobs the cancel check
+            // is an empty `= ANY('{{}}')`; each queue costs one probe of the fetch index.
+            worker_heartbeat: format!(
+                "WITH beat AS ( \
+                     INSERT INTO {workers} AS w (id, host, pid, queues, concurrency, started_at, \
+                                                 heartbeat_at, jobs_done, jobs_failed) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (id) DO UPDATE SET \
+                         host = EXCLUDED.host, pid = EXCLUDED.pid, queues = EXCLUDED.queues, \
+                         concurrency = EXCLUDED.concurrency, started_at = EXCLUDED.started_at, \
+                         heartbeat_at = EXCLUDED.heartbeat_at, \
+                         jobs_done = w.jobs_done + EXCLUDED.jobs_done, \
+                         jobs_failed = w.jobs_failed + EXCLUDED.jobs_failed \
+                 ) \
+                 SELECT 'cancel' AS what, id, NULL::text AS queue FROM {jobs} \
+                 WHERE id = ANY($10::int8[]) AND state = 'running' \
+                   AND cancel_requested_at IS NOT NULL \
+                 UNION ALL \
+                 SELECT 'due', NULL::int8, q.name FROM unnest($4::text[]) AS q(name) \
+                 CROSS JOIN LATERAL (SELECT 1 FROM {jobs} j \
+                     WHERE j.queue = q.name AND j.state IN ('available', 'retryable') \
+                       AND j.run_at <= $7 \
+                     ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1) due \
+                 WHERE NOT EXISTS (SELECT 1 FROM {queues} p WHERE p.name = q.name AND p.paused) \
+                 UNION ALL \
+                 SELECT 'vacant', NULL::int8, NULL::text \
+                 WHERE NOT EXISTS (SELECT 1 FROM {leader} WHERE name = 'default' AND expires_at > $7) \
+                 ORDER BY 1, 2, 3"
+            ),
+            worker_list: format!(
+                "SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at, jobs_done, \
+                        jobs_failed \
+                 FROM {workers} ORDER BY id"
+            ),
+            worker_prune: format!("DELETE FROM {workers} WHERE heartbeat_at < $1"),
+            worker_remove: format!("DELETE FROM {workers} WHERE id = $1"),
+            // Take the lease if it is free or expired, or renew our own; a renewal keeps the
+            // term's start unless the term had lapsed.
+            leader_elect: format!(
+                "INSERT INTO {leader} AS l (name, leader_id, elected_at, expires_at) \
+                 VALUES ('default', $1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET \
+                     leader_id = EXCLUDED.leader_id, \
+                     elected_at = CASE WHEN l.leader_id = EXCLUDED.leader_id \
+                                        AND l.expires_at > EXCLUDED.elected_at \
+                                       THEN l.elected_at ELSE EXCLUDED.elected_at END, \
+                     expires_at = EXCLUDED.expires_at \
+                 WHERE l.expires_at <= EXCLUDED.elected_at OR l.leader_id = EXCLUDED.leader_id \
+                 RETURNING leader_id"
+            ),
+            leader_resign: format!(
+                "DELETE FROM {leader} WHERE name = 'default' AND leader_id = $1"
+            ),
+            leader_get: format!(
+                "SELECT leader_id, elected_at, expires_at FROM {leader} \
+                 WHERE name = 'default' AND expires_at > $1"
+            ),
+            migrations_applied: format!("SELECT version FROM {s}.stoker_migrations"),
+            notify: format!("SELECT pg_notify('{channel}', $1)"),
+        }
+    }
+}

@@ -1,0 +1,1135 @@
+//! [`PgStore`]: the [`Store`] implementation.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::Row;
+use stoker_core::{
+    Capabilities, InsertedJob, InvalidInput, JobCancelParams, JobClaimParams, JobFinishParams,
+    JobId, JobInsert, JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams,
+    JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobState, JobStuckParams,
+    LeaderElectParams, LeaderRow, LeaseExtended, Outcome, Progress, QueueParams, QueueRow,
+    StateCount, Store, StoreError, StoreEvent, StoreResult, StoreTx, WorkerHeartbeatParams,
+    WorkerHeartbeatReply, WorkerRow,
+};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::builder::{channel_name, PgStoreBuilder};
+use crate::coalescer::Coalescer;
+use crate::error::store_error;
+use crate::listener::Listener;
+use crate::migrate;
+use crate::row::{job_row, leader_row, queue_row, worker_row};
+use crate::sql::Sql;
+
+/// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
+/// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
+/// advisory locks.
+///
+/// Cheap to clone: clones share one pool and one event listener. The listener stops when the
+/// last clone is dropped.
+///
+/// See the [crate docs](crate) for an example and the store's limits.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    schema: String,
+    channel: String,
+    listen: bool,
+    sql: Sql,
+    coalescer: Arc<Coalescer>,
+    /// Started by the first `subscribe`.
+    listener: Mutex<Option<Listener>>,
+}
+
+impl PgStore {
+    /// Connects with every setting at its default: schema `public`, 10 connections, listening
+    /// for events.
+    ///
+    /// # Errors
+    ///
+    /// As [`PgStoreBuilder::build`].
+    pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        PgStore::builder(url).build().await
+    }
+
+    /// Starts configuring a store that opens its own pool to `url`.
+    pub fn builder(url: &str) -> PgStoreBuilder {
+        PgStoreBuilder::from_url(url)
+    }
+
+    /// Starts configuring a store in `schema` on the application's own pool, so jobs and
+    /// application data share its connections. The pool's size is the application's business
+    /// ([`PgStoreBuilder::max_connections`] is ignored); the event listener still opens its own
+    /// connection, with the pool's connect options.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(pool: sqlx::PgPool) -> stoker_core::StoreResult<()> {
+    /// use stoker_postgres::PgStore;
+    ///
+    /// let store = PgStore::from_pool(pool, "jobs").build().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_pool(pool: PgPool, schema: impl Into<String>) -> PgStoreBuilder {
+        PgStoreBuilder::from_pool(pool).schema(schema)
+    }
+
+    pub(crate) fn new(pool: PgPool, schema: String, listen: bool, interval: Duration) -> Self {
+        let channel = channel_name(&schema);
+        PgStore {
+            inner: Arc::new(Inner {
+                sql: Sql::new(&schema, &channel),
+                pool,
+                schema,
+                channel,
+                listen,
+                coalescer: Arc::new(Coalescer::new(interval)),
+                listener: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The store's pool, e.g. to begin the transaction for
+    /// [`job_insert_many_tx`](StoreTx::job_insert_many_tx).
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema holding the store's tables.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// The channel the store's notifications go to: `stoker_<schema>` (with a hash in place of
+    /// the schema name's tail when that would pass 63 bytes).
+    pub fn notify_channel(&self) -> &str {
+        &self.inner.channel
+    }
+
+    fn listener(&self) -> MutexGuard<'_, Option<Listener>> {
+        // An Option is consistent whatever panicked while holding the lock.
+        self.inner
+            .listener
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Before sending a notification: if this store's listener is still starting, waits for it
+    /// (bounded), so that a subscriber never misses a notification of its own store's making.
+    async fn listener_ready(&self) {
+        let ready = self.listener().as_ref().map(Listener::ready);
+        if let Some(ready) = ready {
+            ready.wait().await;
+        }
+    }
+
+    /// Runs a one-job update (`$1` the id, `$2` now) that returns the job when it applies; when
+    /// it does not (the job's state rules it out), returns the job as it is, or `NotFound`.
+    /// Waits for the listener first, since these updates notify.
+    async fn update_or_current(
+        &self,
+        sql: &str,
+        id: JobId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<JobRow> {
+        self.listener_ready().await;
+        let row = sqlx::query(sql)
+            .bind(id.0)
+            .bind(now)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        match row {
+            Some(row) => job_row(&row),
+            None => self.fetch_job(id).await?.ok_or_else(|| not_found(id)),
+        }
+    }
+
+    /// Schedules the trailing "jobs available" notification for `queue` after `delay`.
+    fn send_trailing(&self, queue: String, delay: Duration) {
+        let pool = self.inner.pool.clone();
+        let coalescer = Arc::clone(&self.inner.coalescer);
+        let sql = self.inner.sql.notify.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            coalescer.sent(&queue, Instant::now());
+            let sent = sqlx::query(&sql)
+                .bind(format!("a:{queue}"))
+                .execute(&pool)
+                .await;
+            if let Err(err) = sent {
+                // Workers find the jobs on their next poll.
+                tracing::warn!(queue, error = %err, "could not send a jobs-available notification");
+            }
+        });
+    }
+
+    async fn fetch_job(&self, id: JobId) -> StoreResult<Option<JobRow>> {
+        sqlx::query(&self.inner.sql.job_get)
+            .bind(id.0)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(store_error)?
+            .map(|row| job_row(&row))
+            .transpose()
+    }
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.inner.schema)
+            .field("channel", &self.inner.channel)
+            .field("listen", &self.inner.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The columns of one insert batch, validated, as the arrays the insert statement unnests.
+struct InsertBatch {
+    kinds: Vec<String>,
+    queues: Vec<String>,
+    args: Vec<Value>,
+    priorities: Vec<i16>,
+    max_attempts: Vec<i32>,
+    run_ats: Vec<DateTime<Utc>>,
+    unique_keys: Vec<Option<String>>,
+    tenants: Vec<Option<String>>,
+    metadata: Vec<Value>,
+    timeouts: Vec<Option<i64>>,
+    now: DateTime<Utc>,
+}
+
+impl InsertBatch {
+    /// Validates every job (nothing is written if one is invalid) and lays the batch out in
+    /// columns.
+    fn new(params: JobInsertParams) -> StoreResult<InsertBatch> {
+        for job in &params.jobs {
+            job.validate(params.max_args_bytes)?;
+        }
+        let n = params.jobs.len();
+        let mut batch = InsertBatch {
+            kinds: Vec::with_capacity(n),
+            queues: Vec::with_capacity(n),
+            args: Vec::with_capacity(n),
+            priorities: Vec::with_capacity(n),
+            max_attempts: Vec::with_capacity(n),
+            run_ats: Vec::with_capacity(n),
+            unique_keys: Vec::with_capacity(n),
+            tenants: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+            timeouts: Vec::with_capacity(n),
+            now: params.now,
+        };
+        for job in params.jobs {
+            let JobInsert {
+                kind,
+                queue,
+                args,
+                priority,
+                max_attempts,
+                run_at,
+                unique_key,
+                tenant,
+                metadata,
+                timeout_ms,
+            } = job;
+            let metadata = serde_json::to_value(&metadata)
+                .map_err(|err| InvalidInput::new("metadata", err.to_string()))?;
+            batch.kinds.push(kind);
+            batch.queues.push(queue);
+            batch.args.push(args);
+            batch.priorities.push(priority.0);
+            batch.max_attempts.push(max_attempts);
+            batch.run_ats.push(run_at.unwrap_or(params.now));
+            batch.unique_keys.push(unique_key);
+            batch.tenants.push(tenant);
+            batch.metadata.push(metadata);
+            batch.timeouts.push(timeout_ms);
+        }
+        Ok(batch)
+    }
+
+    fn len(&self) -> usize {
+        self.kinds.len()
+    }
+
+    /// The distinct queues of the batch, in first-seen order.
+    fn distinct_queues(&self) -> Vec<String> {
+        let mut seen = HashSet::new();
+        self.queues
+            .iter()
+            .filter(|queue| seen.insert(queue.as_str()))
+            .cloned()
+            .collect()
+    }
+
+    /// The idempotency key of job `i` with its tenant, `""` standing for "no tenant" as in the
+    /// unique index.
+    fn key(&self, i: usize) -> Option<(&str, &str)> {
+        let key = self.unique_keys[i].as_deref()?;
+        Some((self.tenants[i].as_deref().unwrap_or(""), key))
+    }
+
+    /// Inserts the batch on `conn` in one statement (two when a duplicate's existing row
+    /// committed while the statement ran), notifying the `leading` queues that get new jobs
+    /// inside it. Returns one result per job, in order.
+    async fn insert(
+        &self,
+        conn: &mut PgConnection,
+        sql: &Sql,
+        leading: &[String],
+    ) -> StoreResult<(Vec<InsertedJob>, Vec<bool>)> {
+        let n = self.len();
+        let rows = sqlx::query(&sql.job_insert)
+            .bind(&self.kinds)
+            .bind(&self.queues)
+            .bind(&self.args)
+            .bind(&self.priorities)
+            .bind(&self.max_attempts)
+            .bind(&self.run_ats)
+            .bind(&self.unique_keys)
+            .bind(&self.tenants)
+            .bind(&self.metadata)
+            .bind(&self.timeouts)
+            .bind(self.now)
+            .bind(leading)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        if rows.len() != n {
+            return Err(StoreError::Corrupt(format!(
+                "inserting {n} jobs returned {} rows",
+                rows.len()
+            )));
+        }
+
+        // First pass: what was inserted, and the id each key got within this batch.
+        let mut inserted = Vec::with_capacity(n);
+        let mut batch_ids: HashMap<(&str, &str), i64> = HashMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            let was_inserted: bool = row.try_get("inserted").map_err(store_error)?;
+            if was_inserted {
+                let id: i64 = row.try_get("id").map_err(store_error)?;
+                if let Some(key) = self.key(i) {
+                    batch_ids.insert(key, id);
+                }
+            }
+            inserted.push(was_inserted);
+        }
+
+        // Second pass: the id of each job, or of the job each duplicate matched.
+        let mut results: Vec<Option<InsertedJob>> = Vec::with_capacity(n);
+        let mut unresolved = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            let result = if inserted[i] {
+                let id: i64 = row.try_get("id").map_err(store_error)?;
+                Some(InsertedJob {
+                    id: JobId(id),
+                    duplicate: false,
+                })
+            } else {
+                let key = self.key(i).ok_or_else(|| {
+                    StoreError::Corrupt("a job without a unique key was not inserted".into())
+                })?;
+                let existing: Option<i64> = row.try_get("existing_id").map_err(store_error)?;
+                existing
+                    .or_else(|| batch_ids.get(&key).copied())
+                    .map(|id| InsertedJob {
+                        id: JobId(id),
+                        duplicate: true,
+                    })
+            };
+            if result.is_none() {
+                unresolved.push(i);
+            }
+            results.push(result);
+        }
+
+        if !unresolved.is_empty() {
+            // The rows these jobs collided with committed after the statement's snapshot (a
+            // concurrent insert of the same key): a new statement sees them.
+            let (tenants, keys): (Vec<&str>, Vec<&str>) =
+                unresolved.iter().filter_map(|&i| self.key(i)).unzip();
+            let found = sqlx::query(&sql.job_insert_resolve)
+                .bind(&tenants)
+                .bind(&keys)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(store_error)?;
+            let mut existing: HashMap<(String, String), i64> = HashMap::new();
+            for row in &found {
+                existing.insert(
+                    (
+                        row.try_get("tenant").map_err(store_error)?,
+                        row.try_get("unique_key").map_err(store_error)?,
+                    ),
+                    row.try_get("id").map_err(store_error)?,
+                );
+            }
+            for i in unresolved {
+                let (tenant, key) = self.key(i).unwrap_or_default();
+                let id = existing
+                    .get(&(tenant.to_owned(), key.to_owned()))
+                    .ok_or_else(|| StoreError::Busy {
+                        message: format!(
+                            "the job holding unique key {key:?} was deleted while this insert \
+                             ran; retry"
+                        ),
+                        source: None,
+                    })?;
+                results[i] = Some(InsertedJob {
+                    id: JobId(*id),
+                    duplicate: true,
+                });
+            }
+        }
+
+        let results = results.into_iter().flatten().collect::<Vec<_>>();
+        if results.len() != n {
+            return Err(StoreError::Corrupt(
+                "an inserted job has no result".to_owned(),
+            ));
+        }
+        Ok((results, inserted))
+    }
+}
+
+/// The columns of one finish batch, as the arrays the finish statement unnests.
+#[derive(Default)]
+struct FinishBatch {
+    ids: Vec<i64>,
+    attempts: Vec<i32>,
+    states: Vec<&'static str>,
+    results: Vec<Option<Value>>,
+    run_ats: Vec<Option<DateTime<Utc>>>,
+    errors: Vec<Option<Value>>,
+}
+
+impl FinishBatch {
+    fn new(params: &JobFinishParams) -> StoreResult<FinishBatch> {
+        let mut batch = FinishBatch::default();
+        for finish in &params.finishes {
+            // The outcome's own target state; the statement applies the cancel-requested rule.
+            let (state, result, run_at, error) = match &finish.outcome {
+                Outcome::Completed { result } => ("completed", result.clone(), None, None),
+                Outcome::Retry { error, run_at } => ("retryable", None, Some(*run_at), Some(error)),
+                Outcome::Discard { error } => ("discarded", None, None, Some(error)),
+                Outcome::Snooze { run_at } => ("available", None, Some(*run_at), None),
+                Outcome::Cancel { error } => ("cancelled", None, None, error.as_ref()),
+                Outcome::HandBack => ("available", None, None, None),
+                other => {
+                    return Err(InvalidInput::new(
+                        "outcome",
+                        format!("{other:?} is not supported by the PostgreSQL store"),
+                    )
+                    .into())
+                }
+            };
+            let error = error
+                .map(serde_json::to_value)
+                .transpose()
+                .map_err(|err| InvalidInput::new("error", err.to_string()))?;
+            batch.ids.push(finish.id.0);
+            batch.attempts.push(finish.attempt);
+            batch.states.push(state);
+            batch.results.push(result);
+            batch.run_ats.push(run_at);
+            batch.errors.push(error);
+        }
+        Ok(batch)
+    }
+}
+
+/// A limit as SQL wants it.
+fn limit(limit: u32) -> i64 {
+    i64::from(limit)
+}
+
+/// `None` for an empty filter list, so the statement can skip the filter.
+fn filter<T: ToString>(values: &[T]) -> Option<Vec<String>> {
+    (!values.is_empty()).then(|| values.iter().map(ToString::to_string).collect())
+}
+
+/// A counter delta as SQL wants it.
+fn delta(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn not_found(id: JobId) -> StoreError {
+    StoreError::NotFound(format!("job {id}"))
+}
+
+/// When a lease of `lease` taken at `now` ends.
+///
+/// # Errors
+///
+/// `Invalid` naming `lease` if the end is past the last instant a time can hold.
+fn lease_end(now: DateTime<Utc>, lease: Duration) -> StoreResult<DateTime<Utc>> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|lease| now.checked_add_signed(lease))
+        .ok_or_else(|| InvalidInput::new("lease", format!("{lease:?} is too long")).into())
+}
+
+/// Checks the states of a bulk retry: at least one, and only finished ones.
+///
+/// # Errors
+///
+/// `Invalid` naming `states`.
+fn validate_retry_states(states: &[JobState]) -> StoreResult<()> {
+    if states.is_empty() {
+        return Err(InvalidInput::new(
+            "states",
+            "name at least one finished state (completed, discarded, cancelled)",
+        )
+        .into());
+    }
+    if let Some(state) = states.iter().find(|state| !state.is_finished()) {
+        return Err(InvalidInput::new(
+            "states",
+            format!(
+                "{state} is not a finished state: only completed, discarded and cancelled jobs \
+                 can be retried in bulk"
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        if self.inner.listen {
+            Capabilities::SHARED
+        } else {
+            Capabilities::LOCAL
+        }
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        migrate::migrate(&self.inner.pool, &self.inner.schema).await
+    }
+
+    async fn migrations_current(&self) -> StoreResult<bool> {
+        migrate::current(&self.inner.pool, &self.inner.sql.migrations_applied).await
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<StoreEvent>> {
+        if !self.inner.listen {
+            return None;
+        }
+        let mut listener = self.listener();
+        if let Some(listener) = listener.as_ref() {
+            return Some(listener.subscribe());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("PgStore::subscribe called outside a Tokio runtime; no events");
+            return None;
+        };
+        let mut options = (*self.inner.pool.connect_options()).clone();
+        options = options.application_name(&format!("stoker-listener {}", self.inner.schema));
+        let started = Listener::start(&runtime, options, self.inner.channel.clone());
+        let receiver = started.subscribe();
+        *listener = Some(started);
+        Some(receiver)
+    }
+
+    async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<JobRow> {
+        // No row updated: finished (returned unchanged) or missing.
+        self.update_or_current(&self.inner.sql.job_cancel, params.id, params.now)
+            .await
+    }
+
+    async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<JobRow>> {
+        if params.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let lease_end = params
+            .lease
+            .map(|lease| lease_end(params.now, lease))
+            .transpose()?;
+        let query = if params.kinds.is_empty() {
+            sqlx::query(&self.inner.sql.job_claim)
+        } else {
+            sqlx::query(&self.inner.sql.job_claim_kinds)
+        }
+        .bind(params.now)
+        .bind(&params.worker_id)
+        .bind(&params.queue)
+        .bind(limit(params.limit))
+        .bind(lease_end);
+        let query = if params.kinds.is_empty() {
+            query
+        } else {
+            query.bind(&params.kinds)
+        };
+        let rows = query
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        let mut jobs = rows.iter().map(job_row).collect::<StoreResult<Vec<_>>>()?;
+        // RETURNING order is unspecified: restore the fetch order.
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
+    async fn job_delete(&self, id: JobId) -> StoreResult<JobRow> {
+        // Twice at most: a job that stops running between the delete and the check is
+        // deleted on the second try.
+        for _ in 0..2 {
+            let deleted = sqlx::query(&self.inner.sql.job_delete)
+                .bind(id.0)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(store_error)?;
+            if let Some(row) = deleted {
+                return job_row(&row);
+            }
+            match self.fetch_job(id).await? {
+                None => return Err(not_found(id)),
+                Some(job) if job.state == JobState::Running => break,
+                Some(_) => continue,
+            }
+        }
+        Err(StoreError::Conflict(format!(
+            "job {id} is running: cancel it first"
+        )))
+    }
+
+    async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<JobId>> {
+        if params.finishes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = FinishBatch::new(&params)?;
+        let applied: Vec<i64> = sqlx::query_scalar(&self.inner.sql.job_finish)
+            .bind(&batch.ids)
+            .bind(&batch.attempts)
+            .bind(&batch.states)
+            .bind(&batch.results)
+            .bind(&batch.run_ats)
+            .bind(&batch.errors)
+            .bind(params.now)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        // In input order.
+        let applied: HashSet<i64> = applied.into_iter().collect();
+        Ok(batch
+            .ids
+            .iter()
+            .filter(|id| applied.contains(id))
+            .map(|&id| JobId(id))
+            .collect())
+    }
+
+    async fn job_get(&self, id: JobId) -> StoreResult<Option<JobRow>> {
+        self.fetch_job(id).await
+    }
+
+    async fn job_insert_many(&self, params: JobInsertParams) -> StoreResult<Vec<InsertedJob>> {
+        let batch = InsertBatch::new(params)?;
+        if batch.len() == 0 {
+            return Ok(Vec::new());
+        }
+        self.listener_ready().await;
+        let queues = batch.distinct_queues();
+        let coalescer = &self.inner.coalescer;
+        let started = Instant::now();
+        let (leading, trailing): (Vec<String>, Vec<String>) = queues
+            .into_iter()
+            .partition(|queue| coalescer.lead(queue, started));
+        let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
+        let (results, inserted) = batch.insert(&mut conn, &self.inner.sql, &leading).await?;
+        drop(conn);
+        // Committed: queues that got jobs without a notification of their own get a trailing
+        // one, sent after this commit.
+        let committed = Instant::now();
+        for queue in trailing {
+            let got_jobs = batch
+                .queues
+                .iter()
+                .zip(&inserted)
+                .any(|(job_queue, &inserted)| inserted && *job_queue == queue);
+            if got_jobs {
+                if let Some(delay) = coalescer.trail(&queue, committed) {
+                    self.send_trailing(queue, delay);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    async fn job_list(&self, params: JobListParams) -> StoreResult<Vec<JobRow>> {
+        if params.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
+        let query = if states.is_empty() {
+            sqlx::query(&self.inner.sql.job_list)
+        } else {
+            sqlx::query(&self.inner.sql.job_list_states)
+        };
+        let rows = query
+            .bind(filter(&states))
+            .bind(filter(&params.kinds))
+            .bind(filter(&params.queues))
+            .bind(&params.tenant)
+            .bind(params.before_id.map(|id| id.0))
+            .bind(limit(params.limit))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(job_row).collect()
+    }
+
+    async fn job_extend_lease(&self, params: JobLeaseParams) -> StoreResult<Option<LeaseExtended>> {
+        let expires_at = lease_end(params.now, params.lease)?;
+        let row: Option<(DateTime<Utc>, bool)> = sqlx::query_as(&self.inner.sql.job_extend_lease)
+            .bind(params.id.0)
+            .bind(params.attempt)
+            .bind(expires_at)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(row.map(|(expires_at, cancel_requested)| LeaseExtended {
+            expires_at,
+            cancel_requested,
+        }))
+    }
+
+    async fn job_list_stuck(&self, params: JobStuckParams) -> StoreResult<Vec<JobRow>> {
+        if params.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&self.inner.sql.job_list_stuck)
+            .bind(params.stale_before)
+            .bind(params.now)
+            .bind(limit(params.limit))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(job_row).collect()
+    }
+
+    async fn job_progress(&self, params: JobProgressParams) -> StoreResult<bool> {
+        if !params.fraction.is_finite() {
+            return Err(InvalidInput::new(
+                "fraction",
+                format!("must be a number from 0.0 to 1.0, got {}", params.fraction),
+            )
+            .into());
+        }
+        let progress = Progress {
+            fraction: params.fraction,
+            message: params.message,
+            at: params.now,
+        };
+        let progress = serde_json::to_value(&progress)
+            .map_err(|err| InvalidInput::new("progress", err.to_string()))?;
+        let updated = sqlx::query(&self.inner.sql.job_progress)
+            .bind(params.id.0)
+            .bind(params.attempt)
+            .bind(progress)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(updated.rows_affected() > 0)
+    }
+
+    async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64> {
+        if params.limit == 0 {
+            return Ok(0);
+        }
+        let deleted = sqlx::query(&self.inner.sql.job_prune)
+            .bind(params.completed_before)
+            .bind(params.cancelled_before)
+            .bind(params.discarded_before)
+            .bind(params.keep_last.map(i64::from))
+            .bind(limit(params.limit))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow> {
+        // No row updated: running (returned unchanged) or missing.
+        self.update_or_current(&self.inner.sql.job_retry, params.id, params.now)
+            .await
+    }
+
+    async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64> {
+        validate_retry_states(&params.states)?;
+        if params.limit == 0 {
+            return Ok(0);
+        }
+        let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
+        self.listener_ready().await;
+        let retried: i64 = sqlx::query_scalar(&self.inner.sql.job_retry_many)
+            .bind(&states)
+            .bind(filter(&params.queues))
+            .bind(filter(&params.kinds))
+            .bind(&params.tenant)
+            .bind(limit(params.limit))
+            .bind(params.now)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        u64::try_from(retried)
+            .map_err(|_| StoreError::Corrupt(format!("retried a negative count: {retried}")))
+    }
+
+    async fn job_stats(&self) -> StoreResult<Vec<StateCount>> {
+        let rows = sqlx::query(&self.inner.sql.job_stats)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(state_count).collect()
+    }
+
+    async fn leader_get(&self, now: DateTime<Utc>) -> StoreResult<Option<LeaderRow>> {
+        sqlx::query(&self.inner.sql.leader_get)
+            .bind(now)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(store_error)?
+            .map(|row| leader_row(&row))
+            .transpose()
+    }
+
+    async fn leader_attempt_elect(&self, params: LeaderElectParams) -> StoreResult<bool> {
+        let expires_at = chrono::Duration::from_std(params.ttl)
+            .ok()
+            .and_then(|ttl| params.now.checked_add_signed(ttl))
+            .ok_or_else(|| InvalidInput::new("ttl", format!("{:?} is too long", params.ttl)))?;
+        let elected = sqlx::query(&self.inner.sql.leader_elect)
+            .bind(&params.leader_id)
+            .bind(params.now)
+            .bind(expires_at)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(elected.is_some())
+    }
+
+    async fn leader_resign(&self, leader_id: &str) -> StoreResult<()> {
+        sqlx::query(&self.inner.sql.leader_resign)
+            .bind(leader_id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn queue_list(&self) -> StoreResult<Vec<QueueRow>> {
+        let rows = sqlx::query(&self.inner.sql.queue_list)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(queue_row).collect()
+    }
+
+    async fn queue_pause(&self, params: QueueParams) -> StoreResult<()> {
+        stoker_core::validate_queue(&params.queue)?;
+        sqlx::query(&self.inner.sql.queue_pause)
+            .bind(&params.queue)
+            .bind(params.now)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn queue_resume(&self, params: QueueParams) -> StoreResult<()> {
+        stoker_core::validate_queue(&params.queue)?;
+        self.listener_ready().await;
+        sqlx::query(&self.inner.sql.queue_resume)
+            .bind(&params.queue)
+            .bind(params.now)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn worker_heartbeat(
+        &self,
+        params: WorkerHeartbeatParams,
+    ) -> StoreResult<WorkerHeartbeatReply> {
+        let running: Vec<i64> = params.running.iter().map(|id| id.0).collect();
+        let rows: Vec<(String, Option<i64>, Option<String>)> =
+            sqlx::query_as(&self.inner.sql.worker_heartbeat)
+                .bind(&params.id)
+                .bind(&params.host)
+                .bind(i64::from(params.pid))
+                .bind(&params.queues)
+                .bind(i64::from(params.concurrency))
+                .bind(params.started_at)
+                .bind(params.now)
+                .bind(delta(params.done_delta))
+                .bind(delta(params.failed_delta))
+                .bind(&running)
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(store_error)?;
+        let mut reply = WorkerHeartbeatReply::default();
+        for (what, id, queue) in rows {
+            match (what.as_str(), id, queue) {
+                ("cancel", Some(id), _) => reply.cancel_requested.push(JobId(id)),
+                ("due", _, Some(queue)) => reply.due_queues.push(queue),
+                ("vacant", _, _) => reply.leader_vacant = true,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "unexpected heartbeat reply row {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(reply)
+    }
+
+    async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>> {
+        let rows = sqlx::query(&self.inner.sql.worker_list)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(worker_row).collect()
+    }
+
+    async fn worker_prune(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let deleted = sqlx::query(&self.inner.sql.worker_prune)
+            .bind(before)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn worker_remove(&self, id: &str) -> StoreResult<()> {
+        sqlx::query(&self.inner.sql.worker_remove)
+            .bind(id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StoreTx<PgConnection> for PgStore {
+    /// Inserts on the caller's connection. The notification for every queue that gets jobs is
+    /// part of the statement, so it is delivered if and when the caller's transaction
+    /// commits. These notifications are not coalesced: a trailing one sent from the pool could
+    /// reach workers before the caller commits, and then nothing would wake them after.
+    async fn job_insert_many_tx(
+        &self,
+        conn: &mut PgConnection,
+        params: JobInsertParams,
+    ) -> StoreResult<Vec<InsertedJob>> {
+        let batch = InsertBatch::new(params)?;
+        if batch.len() == 0 {
+            return Ok(Vec::new());
+        }
+        self.listener_ready().await;
+        let queues = batch.distinct_queues();
+        let (results, _) = batch.insert(conn, &self.inner.sql, &queues).await?;
+        Ok(results)
+    }
+}
+
+fn state_count(row: &PgRow) -> StoreResult<StateCount> {
+    let state: String = row.try_get("state").map_err(store_error)?;
+    Ok(StateCount {
+        queue: row.try_get("queue").map_err(store_error)?,
+        kind: row.try_get("kind").map_err(store_error)?,
+        state: state
+            .parse()
+            .map_err(|err: stoker_core::UnknownState| StoreError::Corrupt(err.to_string()))?,
+        count: row.try_get("count").map_err(store_error)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Executor;
+
+    use super::*;
+
+    /// Every claim is an index scan of the fetch index plus primary-key lookups, the stuck-job
+    /// query an index scan that reads only running rows, and a bulk retry primary-key lookups, under
+    /// custom and generic plans alike, however many finished, future and running rows the table
+    /// holds. Needs `STOKER_TEST_DATABASE_URL`; run with `--nocapture` to see the plans.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hot_statements_are_index_scans_whatever_the_table_holds() {
+        let Some(url) = std::env::var("STOKER_TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        else {
+            eprintln!("skipped hot_statements_are_index_scans: STOKER_TEST_DATABASE_URL is unset");
+            return;
+        };
+        let schema = format!("stoker_pgspec_explain_{}", std::process::id());
+        let store = PgStore::builder(&url)
+            .schema(&schema)
+            .build()
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        let jobs = format!("\"{schema}\".stoker_jobs");
+        let fill = format!(
+            "INSERT INTO {jobs} (kind, queue, args, state, max_attempts, run_at, created_at, \
+                                 finished_at) \
+             SELECT 'k', 'default', '{{}}', 'completed', 5, '2020-01-01', '2020-01-01', \
+                    '2020-01-01' FROM generate_series(1, 100000); \
+             INSERT INTO {jobs} (kind, queue, args, max_attempts, run_at, created_at) \
+             SELECT 'k', 'default', '{{}}', 5, '2100-01-01'::timestamptz + g * interval '1 s', \
+                    '2020-01-01' FROM generate_series(1, 100000) g; \
+             INSERT INTO {jobs} (kind, queue, args, max_attempts, run_at, created_at) \
+             SELECT 'k', 'default', '{{}}', 5, '2020-01-01', '2020-01-01' \
+             FROM generate_series(1, 100); \
+             INSERT INTO {jobs} (kind, queue, args, state, max_attempts, run_at, created_at, \
+                                 finished_at) \
+             SELECT 'k', 'default', '{{}}', 'discarded', 5, '2020-01-01', '2020-01-01', \
+                    '2020-01-01' FROM generate_series(1, 500); \
+             INSERT INTO {jobs} (kind, queue, args, state, attempt, max_attempts, run_at, \
+                                 created_at, attempted_at, worker_id, lease_expires_at) \
+             SELECT 'k', 'default', '{{}}', 'running', 1, 5, '2020-01-01', '2020-01-01', \
+                    '2020-01-01', 'w' || g % 10, \
+                    CASE WHEN g % 2 = 0 THEN '2030-01-01'::timestamptz END \
+             FROM generate_series(1, 200) g; \
+             ANALYZE {jobs};"
+        );
+        store
+            .pool()
+            .execute(sqlx::raw_sql(&fill))
+            .await
+            .expect("fill the table");
+
+        let mut conn = store.pool().acquire().await.expect("acquire");
+        // (what, parameter types, arguments, statement, indexes the plan must use; `a|b` accepts
+        // either, where the planner may fairly pick one or the other from the statistics)
+        let variants: [(&str, &str, &str, &str, &[&str]); 6] = [
+            (
+                "claim",
+                "(timestamptz, text, text, int8, timestamptz)",
+                "'2030-01-01', 'w', 'default', 10, NULL",
+                &store.inner.sql.job_claim,
+                &["stoker_jobs_fetch_idx", "stoker_jobs_pkey"],
+            ),
+            (
+                "claim with a lease and kinds",
+                "(timestamptz, text, text, int8, timestamptz, text[])",
+                "'2030-01-01', 'w', 'default', 10, '2030-01-01 00:01', '{k}'",
+                &store.inner.sql.job_claim_kinds,
+                &["stoker_jobs_fetch_idx", "stoker_jobs_pkey"],
+            ),
+            (
+                "stuck",
+                "(timestamptz, timestamptz, int8)",
+                "'2030-01-01', '2030-01-01', 100",
+                &store.inner.sql.job_list_stuck,
+                // Both read just the running rows: the partial index, or `(state, id)` with
+                // `state = 'running'` as its condition.
+                &["stoker_jobs_running_idx|stoker_jobs_state_idx"],
+            ),
+            (
+                "heartbeat, with its poll of the worker's queues",
+                "(text, text, int8, text[], int8, timestamptz, timestamptz, int8, int8, int8[])",
+                "'w1', 'h', 1, '{default,other}', 10, '2030-01-01', '2030-01-01', 0, 0, '{}'",
+                &store.inner.sql.worker_heartbeat,
+                &["stoker_jobs_fetch_idx"],
+            ),
+            (
+                "retry many discarded",
+                "(text[], text[], text[], text, int8, timestamptz)",
+                "'{discarded}', NULL, NULL, NULL, 100, '2030-01-01'",
+                &store.inner.sql.job_retry_many,
+                &["stoker_jobs_pkey"],
+            ),
+            (
+                "retry many completed of a queue",
+                "(text[], text[], text[], text, int8, timestamptz)",
+                "'{completed}', '{default}', NULL, NULL, 100, '2030-01-01'",
+                &store.inner.sql.job_retry_many,
+                &["stoker_jobs_pkey"],
+            ),
+        ];
+        for (name, types, args, sql, indexes) in variants {
+            for mode in ["force_custom_plan", "force_generic_plan"] {
+                conn.execute(sqlx::raw_sql(&format!(
+                    "SET plan_cache_mode = {mode}; PREPARE stoker_explain {types} AS {sql}"
+                )))
+                .await
+                .expect("prepare");
+                let plan: Vec<String> =
+                    sqlx::query_scalar(&format!("EXPLAIN EXECUTE stoker_explain({args})"))
+                        .fetch_all(&mut *conn)
+                        .await
+                        .expect("explain");
+                conn.execute("DEALLOCATE stoker_explain; RESET plan_cache_mode")
+                    .await
+                    .expect("deallocate");
+                let plan = plan.join("\n");
+                eprintln!("{name} ({mode}):\n{plan}\n");
+                assert!(!plan.contains("Seq Scan on stoker_jobs"), "{plan}");
+                // Fetches must stop at the first due rows; a bitmap scan cannot, it reads the
+                // whole index range (every job scheduled in the future).
+                assert!(
+                    !plan.contains("Bitmap Index Scan on stoker_jobs_fetch_idx"),
+                    "{plan}"
+                );
+                for index in indexes {
+                    assert!(
+                        index.split('|').any(|one| plan.contains(one)),
+                        "{name} ({mode}) uses {index}: {plan}"
+                    );
+                }
+            }
+        }
+        drop(conn);
+
+        let claimed = store
+            .job_claim(JobClaimParams {
+                queue: "default".into(),
+                kinds: vec![],
+                limit: 10,
+                worker_id: "w".into(),
+                now: "2030-01-01T00:00:00Z".parse().expect("a valid instant"),
+                lease: None,
+            })
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 10);
+
+        store
+            .pool()
+            .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+            .await
+            .expect("drop the schema");
+    }
+}
