@@ -1,0 +1,178 @@
+//! What a running job can see and do: its identity, cancellation, progress, follow-up jobs.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use stoker_core::{InsertedJob, JobId, JobProgressParams, JobRow, Metadata};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Client, EnqueueOptions, InvalidInput, Job, NewJob, Result};
+
+/// Handed to every attempt: who the job is, whether it should stop, and a way to report
+/// progress and enqueue follow-up jobs. Cheap to clone.
+#[derive(Clone)]
+pub struct JobContext {
+    inner: Arc<ContextInner>,
+}
+
+struct ContextInner {
+    job: JobRow,
+    client: Client,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.inner.job.id)
+            .field("kind", &self.inner.job.kind)
+            .field("attempt", &self.inner.job.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobContext {
+    pub(crate) fn new(job: JobRow, client: Client, cancel: CancellationToken) -> Self {
+        JobContext {
+            inner: Arc::new(ContextInner {
+                job,
+                client,
+                cancel,
+            }),
+        }
+    }
+
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.inner.job.id
+    }
+
+    /// The job's kind.
+    pub fn kind(&self) -> &str {
+        &self.inner.job.kind
+    }
+
+    /// The job's queue.
+    pub fn queue(&self) -> &str {
+        &self.inner.job.queue
+    }
+
+    /// This attempt's number, 1 for the first.
+    pub fn attempt(&self) -> i32 {
+        self.inner.job.attempt
+    }
+
+    /// The most attempts the job gets.
+    pub fn max_attempts(&self) -> i32 {
+        self.inner.job.max_attempts
+    }
+
+    /// The job's lineage and tracing data.
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.job.metadata
+    }
+
+    /// The tenant the job belongs to.
+    pub fn tenant(&self) -> Option<&str> {
+        self.inner.job.tenant.as_deref()
+    }
+
+    /// The job as it was claimed (args, errors of earlier attempts, ...).
+    pub fn job(&self) -> &JobRow {
+        &self.inner.job
+    }
+
+    /// Whether the job should stop: it was cancelled, or the worker is shutting down.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Completes when the job should stop; use it in `tokio::select!` around long work.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await;
+    }
+
+    /// The cancellation token itself, to hand to code that takes one.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    /// Reports progress (`fraction` from 0.0 to 1.0, and what it is doing), visible through
+    /// [`Client::get`] while the job runs and kept after it finishes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) if `fraction` is outside 0.0..=1.0, or a store error.
+    pub async fn progress(&self, fraction: f64, message: impl Into<Option<String>>) -> Result<()> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(InvalidInput::new(
+                "progress",
+                format!("fraction must be between 0.0 and 1.0, got {fraction}"),
+            )
+            .into());
+        }
+        let job = &self.inner.job;
+        self.inner
+            .client
+            .store()
+            .job_progress(JobProgressParams {
+                id: job.id,
+                attempt: job.attempt,
+                fraction,
+                message: message.into(),
+                now: self.inner.client.clock().now(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Enqueues a follow-up job that inherits this job's correlation id and tenant, with this
+    /// job as its parent.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::enqueue`].
+    pub async fn enqueue<J: Job>(&self, job: J) -> Result<InsertedJob> {
+        self.enqueue_with(job, EnqueueOptions::new()).await
+    }
+
+    /// Like [`JobContext::enqueue`], with options; unset lineage fields are inherited.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::enqueue`].
+    pub async fn enqueue_with<J: Job>(&self, job: J, opts: EnqueueOptions) -> Result<InsertedJob> {
+        let opts = self.inherit(opts);
+        self.inner.client.enqueue_with(job, opts).await
+    }
+
+    /// Like [`JobContext::enqueue`], for a job of any kind with JSON args.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::enqueue`].
+    pub async fn enqueue_raw(
+        &self,
+        kind: impl Into<String>,
+        args: Value,
+        opts: EnqueueOptions,
+    ) -> Result<InsertedJob> {
+        let opts = self.inherit(opts);
+        let mut inserted = self
+            .inner
+            .client
+            .enqueue_many([NewJob::raw(kind, args, opts)])
+            .await?;
+        Ok(inserted.remove(0))
+    }
+
+    /// The client the worker uses, for anything else.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    fn inherit(&self, opts: EnqueueOptions) -> EnqueueOptions {
+        let job = &self.inner.job;
+        opts.inherit(job.id, &job.metadata, job.tenant.as_deref())
+    }
+}

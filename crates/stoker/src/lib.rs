@@ -1,0 +1,155 @@
+//! Stoker: a durable background job queue for Rust services, on an embedded SQLite file or on
+//! PostgreSQL shared by any number of workers.
+//!
+//! Define a job as a serde struct implementing [`Job`], register it on a [`Worker`], and
+//! enqueue it from anywhere with a [`Client`]. Jobs are retried with exponential backoff,
+//! deduplicated by idempotency key, scheduled, prioritised, and never lost when a worker
+//! crashes: a job a dead worker was running is rescued and runs again elsewhere.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use serde::{Deserialize, Serialize};
+//! use stoker::{sqlite::SqliteStore, Client, Job, JobContext, JobError, Worker};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Greet {
+//!     name: String,
+//! }
+//!
+//! impl Job for Greet {
+//!     const KIND: &'static str = "greet";
+//!     type Output = String;
+//!
+//!     async fn perform(self, _ctx: JobContext) -> Result<String, JobError> {
+//!         Ok(format!("Hello, {}!", self.name))
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), stoker::Error> {
+//! let store = Arc::new(SqliteStore::connect("sqlite::memory:").await?);
+//! let client = Client::new(store.clone());
+//! client.migrate().await?;
+//!
+//! let worker = Worker::builder(store).queue("default", 10).register::<Greet>().build()?;
+//! let handle = worker.start().await?;
+//! let mut events = handle.events();
+//!
+//! let job = client.enqueue(Greet { name: "Ada".into() }).await?;
+//! while events.recv().await.unwrap().id != job.id {}
+//! let done = client.get(job.id).await?.unwrap();
+//! assert_eq!(done.result, Some(serde_json::json!("Hello, Ada!")));
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! # Stores
+//!
+//! - [`sqlite::SqliteStore`] (feature `sqlite`): one file, no set-up; workers in other
+//!   processes on the same file see new jobs at their next poll.
+//! - [`postgres::PgStore`] (feature `postgres`): any number of worker processes on any number
+//!   of machines; `LISTEN/NOTIFY` for instant pickup, `FOR UPDATE SKIP LOCKED` claims.
+//!
+//! [`connect`] picks one from a URL.
+
+mod backoff;
+mod client;
+mod context;
+mod error;
+mod job;
+pub mod maintenance;
+mod options;
+mod registry;
+pub mod testing;
+mod worker;
+
+use std::sync::Arc;
+
+pub use backoff::Backoff;
+pub use client::{Client, JobFilter, JobPage, StateCounts, Stats};
+pub use context::JobContext;
+pub use error::{Error, JobError, Result, ResultExt};
+pub use job::Job;
+pub use options::{EnqueueOptions, NewJob};
+pub use registry::{Handler, Registry};
+pub use worker::{
+    shutdown_signal, AttemptResult, ShutdownReport, Worker, WorkerBuilder, WorkerEvent,
+    WorkerHandle, CANCEL_GRACE_DEFAULT, FETCH_COOLDOWN_DEFAULT, HEARTBEAT_INTERVAL_DEFAULT,
+    POLL_INTERVAL_DEFAULT, SHUTDOWN_GRACE_DEFAULT,
+};
+
+pub use stoker_core::{
+    AttemptError, Clock, ErrorKind, InsertedJob, InvalidInput, JobId, JobRow, JobState, LeaderRow,
+    Metadata, Priority, Progress, QueueRow, Store, StoreError, StoreErrorKind, StubClock,
+    SystemClock, WorkerRow, MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
+};
+
+/// The store crate's types, for code that works at the store level.
+pub use stoker_core as core;
+
+/// The SQLite store.
+#[cfg(feature = "sqlite")]
+pub use stoker_sqlite as sqlite;
+
+/// The PostgreSQL store.
+#[cfg(feature = "postgres")]
+pub use stoker_postgres as postgres;
+
+/// Opens the store a URL names: `sqlite://path`, `sqlite::memory:` or `postgres://...`
+/// (also `postgresql://`). The store is not migrated; call [`Client::migrate`].
+///
+/// # Errors
+///
+/// [`Error::Config`] for a URL of no known (or no compiled-in) store; a store error if the
+/// database cannot be opened.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    let scheme = url.split(':').next().unwrap_or_default();
+    match scheme {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Ok(Arc::new(sqlite::SqliteStore::connect(url).await?)),
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Ok(Arc::new(postgres::PgStore::connect(url).await?)),
+        _ => Err(Error::Config(format!(
+            "unsupported database URL {:?}: expected sqlite://PATH or postgres://...",
+            redact_url(url)
+        ))),
+    }
+}
+
+/// A database URL without its password, for logs and error messages.
+///
+/// ```
+/// assert_eq!(stoker::redact_url("postgres://app:s3cret@db/jobs"), "postgres://app:***@db/jobs");
+/// assert_eq!(stoker::redact_url("sqlite://stoker.sqlite3"), "sqlite://stoker.sqlite3");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(start), Some(at)) if at > start => {
+            let credentials = &url[start + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..start + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact_url("mysql://u:secret@h/db"),
+            "mysql://u:***@h/db"
+        );
+        assert_eq!(super::redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,185 @@
+//! The rescuer: jobs left `running` by a worker that stopped heartbeating (a crash, a kill -9,
+//! a network partition), or whose lease lapsed (a pull worker that went quiet), go back to the
+//! queue as a failed attempt, "worker lost".
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoker_core::{
+    AttemptError, Clock, ErrorKind, JobFinish, JobFinishParams, JobStuckParams, Outcome, Store,
+};
+
+use crate::{Backoff, Registry};
+
+/// Settings of the [`Rescuer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RescuerConfig {
+    /// How often it looks for stuck jobs. Defaults to 1 second.
+    pub interval: Duration,
+    /// How long a worker may go without a heartbeat before its running jobs are rescued.
+    /// Defaults to 3 seconds (three missed heartbeats at the default interval), so a killed
+    /// worker's jobs run again within about 5 seconds.
+    pub stale_after: Duration,
+    /// The most jobs rescued in one statement; a pass repeats until none are left. Defaults
+    /// to 1,000.
+    pub batch: u32,
+}
+
+impl Default for RescuerConfig {
+    fn default() -> Self {
+        RescuerConfig {
+            interval: Duration::from_secs(1),
+            stale_after: Duration::from_secs(3),
+            batch: 1000,
+        }
+    }
+}
+
+/// What one rescuer pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RescueReport {
+    /// Jobs set to run again after backoff.
+    pub retried: u64,
+    /// Jobs discarded because that was their last attempt.
+    pub discarded: u64,
+    /// Jobs that finished on their own while being rescued (their worker was only slow).
+    pub raced: u64,
+}
+
+impl fmt::Display for RescueReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "retried {}, discarded {}, raced {}",
+            self.retried, self.discarded, self.raced
+        )
+    }
+}
+
+/// Finds running jobs whose worker is gone and finishes their attempt as failed.
+///
+/// The finish carries the attempt the dead worker claimed, as every acknowledgement does, so
+/// if that worker was merely slow and acknowledges first, the rescue is skipped; if the rescue
+/// wins, the slow worker's late acknowledgement is rejected.
+#[derive(Clone)]
+pub struct Rescuer {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    registry: Arc<Registry>,
+    config: RescuerConfig,
+}
+
+impl Rescuer {
+    /// A rescuer that uses the backoff of the handlers in `registry` where it knows the kind.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        registry: Arc<Registry>,
+        config: RescuerConfig,
+    ) -> Self {
+        Rescuer {
+            store,
+            clock,
+            registry,
+            config,
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &RescuerConfig {
+        &self.config
+    }
+
+    /// One pass: rescues every stuck job.
+    ///
+    /// # Errors
+    ///
+    /// A store error; jobs rescued before it stay rescued.
+    pub async fn run_once(&self) -> crate::Result<RescueReport> {
+        let mut report = RescueReport::default();
+        loop {
+            let now = self.clock.now();
+            let stale_after = chrono::Duration::from_std(self.config.stale_after)
+                .unwrap_or(chrono::Duration::MAX);
+            let stuck = self
+                .store
+                .job_list_stuck(JobStuckParams {
+                    stale_before: now - stale_after,
+                    now,
+                    limit: self.config.batch,
+                })
+                .await?;
+            if stuck.is_empty() {
+                return Ok(report);
+            }
+            let full = stuck.len() == self.config.batch as usize;
+            let finishes: Vec<JobFinish> = stuck
+                .iter()
+                .map(|job| {
+                    let error = AttemptError {
+                        attempt: job.attempt,
+                        at: now,
+                        kind: ErrorKind::WorkerLost,
+                        message: match job.lease_expires_at {
+                            Some(expired) => format!(
+                                "worker lost: the lease of {} ended at {expired} before it reported",
+                                job.worker_id.as_deref().unwrap_or("an unknown worker")
+                            ),
+                            None => format!(
+                                "worker lost: {} stopped heartbeating while running this attempt",
+                                job.worker_id.as_deref().unwrap_or("an unknown worker")
+                            ),
+                        },
+                        backtrace: None,
+                    };
+                    let outcome = if job.attempt >= job.max_attempts {
+                        Outcome::Discard { error }
+                    } else {
+                        let delay = match self.registry.get(&job.kind) {
+                            Some(handler) => handler.backoff(job.attempt),
+                            None => Backoff::default().delay(job.attempt),
+                        };
+                        Outcome::Retry {
+                            error,
+                            run_at: now
+                                + chrono::Duration::from_std(delay)
+                                    .unwrap_or(chrono::Duration::MAX),
+                        }
+                    };
+                    JobFinish {
+                        id: job.id,
+                        attempt: job.attempt,
+                        outcome,
+                    }
+                })
+                .collect();
+            let applied = self
+                .store
+                .job_finish_many(JobFinishParams {
+                    finishes: finishes.clone(),
+                    now,
+                })
+                .await?;
+            for finish in &finishes {
+                if !applied.contains(&finish.id) {
+                    report.raced += 1;
+                } else if matches!(finish.outcome, Outcome::Discard { .. }) {
+                    report.discarded += 1;
+                } else {
+                    report.retried += 1;
+                }
+            }
+            if report.retried + report.discarded > 0 {
+                tracing::warn!(
+                    retried = report.retried,
+                    discarded = report.discarded,
+                    "rescued jobs of lost workers"
+                );
+            }
+            if !full {
+                return Ok(report);
+            }
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Helpers for testing code that uses Stoker.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use stoker_core::{
+    Capabilities, InsertedJob, JobCancelParams, JobClaimParams, JobFinishParams, JobId,
+    JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams, JobPruneParams,
+    JobRetryManyParams, JobRetryParams, JobRow, JobState, JobStuckParams, LeaderElectParams,
+    LeaderRow, LeaseExtended, QueueParams, QueueRow, StateCount, Store, StoreEvent, StoreResult,
+    WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
+};
+use tokio::sync::broadcast;
+
+use crate::{Client, JobFilter};
+
+/// Asserts that a job of `kind` is waiting to run (available or retryable) and returns the
+/// newest one.
+///
+/// # Panics
+///
+/// If there is none, listing the kinds that are waiting instead.
+///
+/// ```
+/// # async fn demo(client: stoker::Client) {
+/// // after the code under test enqueued a welcome e-mail:
+/// let job = stoker::testing::assert_enqueued(&client, "email").await;
+/// assert_eq!(job.args["to"], "ada@example.com");
+/// # }
+/// ```
+pub async fn assert_enqueued<S: Store + ?Sized>(client: &Client<S>, kind: &str) -> JobRow {
+    let waiting = JobFilter::new()
+        .state(JobState::Available)
+        .state(JobState::Retryable)
+        .limit(JobFilter::LIMIT_MAX);
+    let page = client
+        .list(&waiting.clone().kind(kind).limit(1))
+        .await
+        .expect("listing jobs failed");
+    if let Some(job) = page.jobs.into_iter().next() {
+        return job;
+    }
+    let others = client.list(&waiting).await.expect("listing jobs failed");
+    let mut kinds: Vec<String> = others.jobs.into_iter().map(|job| job.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    panic!("expected a job of kind {kind:?} to be enqueued; waiting kinds: {kinds:?}");
+}
+
+/// Waits until the job reaches `state`, checking every few milliseconds, and returns it.
+///
+/// # Panics
+///
+/// If `timeout` passes first, showing the job as it was last seen.
+pub async fn wait_for_state<S: Store + ?Sized>(
+    client: &Client<S>,
+    id: stoker_core::JobId,
+    state: JobState,
+    timeout: Duration,
+) -> JobRow {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let job = client.get(id).await.expect("fetching the job failed");
+        match job {
+            Some(job) if job.state == state => return job,
+            other if tokio::time::Instant::now() >= deadline => {
+                panic!("job {id} did not reach {state} within {timeout:?}; last seen: {other:#?}")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// A store that counts the calls made to it, by method, and passes them on: for tests and
+/// benchmarks of how much a worker asks of its database (on PostgreSQL each call is one round
+/// trip and, but for bulk inserts that meet existing idempotency keys, one statement).
+///
+/// ```
+/// # async fn demo(store: std::sync::Arc<dyn stoker::Store>) {
+/// use std::sync::Arc;
+/// use stoker::testing::CountingStore;
+///
+/// let counting = Arc::new(CountingStore::new(store));
+/// let client = stoker::Client::new(counting.clone());
+/// client.stats().await.unwrap();
+/// assert_eq!(counting.calls()["job_stats"], 1);
+/// # }
+/// ```
+pub struct CountingStore {
+    inner: Arc<dyn Store>,
+    calls: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl CountingStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        CountingStore {
+            inner,
+            calls: Default::default(),
+        }
+    }
+
+    /// Calls so far, by method.
+    pub fn calls(&self) -> BTreeMap<&'static str, u64> {
+        self.calls.lock().expect("calls lock").clone()
+    }
+
+    /// Forgets the calls so far.
+    pub fn reset(&self) {
+        self.calls.lock().expect("calls lock").clear();
+    }
+
+    fn count(&self, method: &'static str) {
+        *self
+            .calls
+            .lock()
+            .expect("calls lock")
+            .entry(method)
+            .or_default() += 1;
+    }
+}
+
+// `#[async_trait]` must see the methods it rewrites, so the macro writes the whole impl.
+macro_rules! counting_store {
+    ($(async fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+        #[async_trait]
+        impl Store for CountingStore {
+            fn name(&self) -> &'static str {
+                self.inner.name()
+            }
+
+            fn capabilities(&self) -> Capabilities {
+                self.inner.capabilities()
+            }
+
+            fn subscribe(&self) -> Option<broadcast::Receiver<StoreEvent>> {
+                self.inner.subscribe()
+            }
+
+            async fn leader_resign(&self, leader_id: &str) -> StoreResult<()> {
+                self.count("leader_resign");
+                self.inner.leader_resign(leader_id).await
+            }
+
+            async fn worker_remove(&self, id: &str) -> StoreResult<()> {
+                self.count("worker_remove");
+                self.inner.worker_remove(id).await
+            }
+
+            $(
+                async fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    self.count(stringify!($name));
+                    self.inner.$name($($arg),*).await
+                }
+            )*
+        }
+    };
+}
+
+counting_store! {
+        async fn migrate(&self) -> StoreResult<()>;
+        async fn migrations_current(&self) -> StoreResult<bool>;
+        async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<JobRow>;
+        async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<JobRow>>;
+        async fn job_delete(&self, id: JobId) -> StoreResult<JobRow>;
+        async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<JobId>>;
+        async fn job_get(&self, id: JobId) -> StoreResult<Option<JobRow>>;
+        async fn job_insert_many(&self, params: JobInsertParams) -> StoreResult<Vec<InsertedJob>>;
+        async fn job_list(&self, params: JobListParams) -> StoreResult<Vec<JobRow>>;
+        async fn job_extend_lease(&self, params: JobLeaseParams) -> StoreResult<Option<LeaseExtended>>;
+        async fn job_list_stuck(&self, params: JobStuckParams) -> StoreResult<Vec<JobRow>>;
+        async fn job_progress(&self, params: JobProgressParams) -> StoreResult<bool>;
+        async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64>;
+        async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow>;
+        async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64>;
+        async fn job_stats(&self) -> StoreResult<Vec<StateCount>>;
+        async fn leader_get(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<Option<LeaderRow>>;
+        async fn leader_attempt_elect(&self, params: LeaderElectParams) -> StoreResult<bool>;
+        async fn queue_list(&self) -> StoreResult<Vec<QueueRow>>;
+        async fn queue_pause(&self, params: QueueParams) -> StoreResult<()>;
+        async fn queue_resume(&self, params: QueueParams) -> StoreResult<()>;
+        async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> StoreResult<WorkerHeartbeatReply>;
+        async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>>;
+        async fn worker_prune(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+}

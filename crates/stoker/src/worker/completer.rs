@@ -1,0 +1,109 @@
+//! Writes acknowledgements in batches: one statement for all the outcomes that piled up while
+//! the previous batch was being written, so throughput never costs a round trip per job.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoker_core::{JobFinishParams, Outcome};
+use tokio::sync::mpsc;
+
+use super::{Ack, AttemptResult, Runtime, WorkerEvent, ACK_BATCH_MAX};
+
+const RETRY_MIN: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long a shutting-down worker keeps retrying a failed write before it gives up and
+/// leaves the jobs to the rescuer (they are still `running` in the store, so nothing is lost).
+const SHUTDOWN_RETRY_FOR: Duration = Duration::from_secs(10);
+
+pub(crate) async fn run(runtime: Arc<Runtime>, mut acks: mpsc::UnboundedReceiver<Ack>) {
+    let mut batch = Vec::with_capacity(64);
+    while let Some(first) = acks.recv().await {
+        batch.push(first);
+        while batch.len() < ACK_BATCH_MAX {
+            match acks.try_recv() {
+                Ok(finish) => batch.push(finish),
+                Err(_) => break,
+            }
+        }
+        write(&runtime, &mut batch).await;
+    }
+}
+
+async fn write(runtime: &Runtime, batch: &mut Vec<Ack>) {
+    let store = &runtime.config.store;
+    let mut delay = RETRY_MIN;
+    let mut shutdown_deadline = None;
+    loop {
+        let params = JobFinishParams {
+            finishes: batch.iter().map(|ack| ack.finish.clone()).collect(),
+            now: runtime.config.clock.now(),
+        };
+        match store.job_finish_many(params).await {
+            Ok(applied) => {
+                report(runtime, batch, &applied);
+                batch.clear();
+                return;
+            }
+            Err(err) => {
+                if runtime.stop_fetching.is_cancelled() {
+                    let deadline = *shutdown_deadline
+                        .get_or_insert_with(|| tokio::time::Instant::now() + SHUTDOWN_RETRY_FOR);
+                    if tokio::time::Instant::now() >= deadline {
+                        tracing::error!(
+                            %err,
+                            jobs = batch.len(),
+                            "could not write acknowledgements before shutdown; the rescuer will retry these jobs"
+                        );
+                        batch.clear();
+                        return;
+                    }
+                }
+                tracing::warn!(%err, jobs = batch.len(), "writing acknowledgements failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+fn report(runtime: &Runtime, batch: &[Ack], applied: &[stoker_core::JobId]) {
+    let applied: std::collections::HashSet<_> = applied.iter().copied().collect();
+    for ack in batch {
+        let finish = &ack.finish;
+        if !applied.contains(&finish.id) {
+            tracing::warn!(
+                job = %finish.id,
+                attempt = finish.attempt,
+                "acknowledgement rejected: the job is no longer running this attempt (rescued or deleted)"
+            );
+            continue;
+        }
+        let result = match &finish.outcome {
+            Outcome::Completed { .. } => {
+                runtime.done.fetch_add(1, Ordering::AcqRel);
+                AttemptResult::Completed
+            }
+            Outcome::Retry { .. } => {
+                runtime.failed.fetch_add(1, Ordering::AcqRel);
+                AttemptResult::Retried
+            }
+            Outcome::Discard { .. } => {
+                runtime.failed.fetch_add(1, Ordering::AcqRel);
+                AttemptResult::Discarded
+            }
+            Outcome::Snooze { .. } => AttemptResult::Snoozed,
+            Outcome::Cancel { .. } => AttemptResult::Cancelled,
+            _ => AttemptResult::HandedBack,
+        };
+        let _ = runtime.events.send(WorkerEvent {
+            id: finish.id,
+            queue: ack.queue.clone(),
+            kind: ack.kind.clone(),
+            attempt: finish.attempt,
+            result,
+            run_time: ack.run_time,
+            pickup_latency: ack.pickup_latency,
+        });
+    }
+}

@@ -1,0 +1,100 @@
+//! One producer per queue: claims due jobs in batches sized to the free slots.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoker_core::JobClaimParams;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{executor, Runtime};
+
+/// The pause after a failed claim, doubling up to [`CLAIM_RETRY_MAX`].
+const CLAIM_RETRY_MIN: Duration = Duration::from_millis(100);
+const CLAIM_RETRY_MAX: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run(runtime: Arc<Runtime>, queue: String, concurrency: usize) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let waker = Arc::clone(&runtime.wakers[&queue]);
+    let stop = runtime.stop_fetching.clone();
+    // Fetch at once on start; afterwards only when woken (by a store event, or by the
+    // heartbeat finding due jobs) or when the last claim came back full (there is probably
+    // more waiting). An idle producer sends nothing: the heartbeat polls for it.
+    let mut fetch_now = true;
+    let mut retry_delay = CLAIM_RETRY_MIN;
+    let mut last_claim = tokio::time::Instant::now();
+    loop {
+        if !fetch_now {
+            tokio::select! {
+                () = waker.notified() => {}
+                () = stop.cancelled() => return,
+            }
+        }
+        // Wait for one free slot, then take every other free one: one claim fills them all.
+        let first = tokio::select! {
+            permit = Arc::clone(&slots).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+            () = stop.cancelled() => return,
+        };
+        let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
+        take_free(&slots, &mut permits);
+        // A busy queue frees slots one job at a time: claiming for each would cost a statement
+        // per job. With fewer than half the slots free, wait out the cooldown since the last
+        // claim so the slots that free up meanwhile share one claim.
+        if permits.len() < concurrency.div_ceil(2) {
+            let ready = last_claim + runtime.config.fetch_cooldown;
+            if ready > tokio::time::Instant::now() {
+                tokio::select! {
+                    () = tokio::time::sleep_until(ready) => {}
+                    () = stop.cancelled() => return,
+                }
+                take_free(&slots, &mut permits);
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+        last_claim = tokio::time::Instant::now();
+        let limit = permits.len();
+        let claimed = runtime
+            .config
+            .store
+            .job_claim(JobClaimParams {
+                queue: queue.clone(),
+                kinds: runtime.config.claim_kinds.clone(),
+                limit: limit as u32,
+                worker_id: runtime.id.clone(),
+                now: runtime.config.clock.now(),
+                // The worker's heartbeat holds its jobs, not a lease per job.
+                lease: None,
+            })
+            .await;
+        match claimed {
+            Ok(jobs) => {
+                retry_delay = CLAIM_RETRY_MIN;
+                fetch_now = jobs.len() == limit;
+                for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
+                    executor::spawn(&runtime, job, permit);
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%queue, %err, "claiming jobs failed; retrying");
+                fetch_now = false;
+                drop(permits);
+                tokio::select! {
+                    () = tokio::time::sleep(retry_delay) => {}
+                    () = stop.cancelled() => return,
+                }
+                retry_delay = (retry_delay * 2).min(CLAIM_RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Takes every slot that is free right now.
+fn take_free(slots: &Arc<Semaphore>, permits: &mut Vec<OwnedSemaphorePermit>) {
+    while let Ok(permit) = Arc::clone(slots).try_acquire_owned() {
+        permits.push(permit);
+    }
+}
