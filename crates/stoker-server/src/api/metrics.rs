@@ -1,0 +1,290 @@
+//! Prometheus metrics at `/metrics`, in the OpenMetrics text format.
+//!
+//! | metric | labels | what |
+//! |---|---|---|
+//! | `stoker_jobs_enqueued_total` | queue, kind | new jobs enqueued through this server's API (duplicates excluded) |
+//! | `stoker_jobs_completed_total` | queue, kind | jobs completed by this server's worker or reported complete by pull workers through it |
+//! | `stoker_jobs_failed_total` | queue, kind | failed attempts (retried or discarded), same sources |
+//! | `stoker_jobs_discarded_total` | queue, kind | jobs discarded after a failed attempt, same sources |
+//! | `stoker_job_run_seconds` | queue, kind | how long finished attempts ran |
+//! | `stoker_job_pickup_latency_seconds` | queue, kind | from due (`run_at`) to the attempt's start |
+//! | `stoker_queue_jobs` | queue, state | jobs per queue and state in the store, read at scrape |
+//! | `stoker_workers_alive` | | worker rows (processes and pull workers) with a recent heartbeat, read at scrape |
+//!
+//! Counters are per server: sum them across a cluster. The gauges read at scrape describe the
+//! whole cluster, so every server reports the same values.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::{Registry, Unit};
+use stoker::{AttemptResult, WorkerEvent};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::model::ErrorBody;
+use super::{ApiError, AppState, Principal};
+use crate::config::Scope;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    queue: String,
+    kind: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueStateLabels {
+    queue: String,
+    state: String,
+}
+
+type HistogramFamily = Family<JobLabels, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    // 5 ms to about 82 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 15))
+}
+
+/// The server's metrics: counters fed as jobs are enqueued and finished, gauges read from the
+/// store at each scrape.
+pub struct Metrics {
+    registry: Registry,
+    enqueued: Family<JobLabels, Counter>,
+    completed: Family<JobLabels, Counter>,
+    failed: Family<JobLabels, Counter>,
+    discarded: Family<JobLabels, Counter>,
+    run_time: HistogramFamily,
+    pickup_latency: HistogramFamily,
+    queue_jobs: Family<QueueStateLabels, Gauge>,
+    workers_alive: Gauge,
+    scrape: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Every metric registered, at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("stoker");
+        let enqueued = Family::<JobLabels, Counter>::default();
+        let completed = Family::<JobLabels, Counter>::default();
+        let failed = Family::<JobLabels, Counter>::default();
+        let discarded = Family::<JobLabels, Counter>::default();
+        let run_time: HistogramFamily = Family::new_with_constructor(seconds_histogram);
+        let pickup_latency: HistogramFamily = Family::new_with_constructor(seconds_histogram);
+        let queue_jobs = Family::<QueueStateLabels, Gauge>::default();
+        let workers_alive = Gauge::default();
+        registry.register(
+            "jobs_enqueued",
+            "New jobs enqueued through this server's API",
+            enqueued.clone(),
+        );
+        registry.register(
+            "jobs_completed",
+            "Jobs completed by this server's worker or its pull workers",
+            completed.clone(),
+        );
+        registry.register(
+            "jobs_failed",
+            "Failed attempts (retried or discarded) of this server's worker or its pull workers",
+            failed.clone(),
+        );
+        registry.register(
+            "jobs_discarded",
+            "Jobs discarded after a failed attempt, by this server's worker or its pull workers",
+            discarded.clone(),
+        );
+        registry.register_with_unit(
+            "job_run",
+            "How long finished attempts ran",
+            Unit::Seconds,
+            run_time.clone(),
+        );
+        registry.register_with_unit(
+            "job_pickup_latency",
+            "From when a job was due to when its attempt started",
+            Unit::Seconds,
+            pickup_latency.clone(),
+        );
+        registry.register(
+            "queue_jobs",
+            "Jobs per queue and state in the store, read at scrape",
+            queue_jobs.clone(),
+        );
+        registry.register(
+            "workers_alive",
+            "Worker rows with a recent heartbeat, read at scrape",
+            workers_alive.clone(),
+        );
+        Metrics {
+            registry,
+            enqueued,
+            completed,
+            failed,
+            discarded,
+            run_time,
+            pickup_latency,
+            queue_jobs,
+            workers_alive,
+            scrape: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn labels(queue: &str, kind: &str) -> JobLabels {
+        JobLabels {
+            queue: queue.to_owned(),
+            kind: kind.to_owned(),
+        }
+    }
+
+    /// Counts a new job.
+    pub fn record_enqueued(&self, queue: &str, kind: &str) {
+        self.enqueued
+            .get_or_create(&Self::labels(queue, kind))
+            .inc();
+    }
+
+    /// Counts a finished attempt and its run time. Snoozed, cancelled and handed-back
+    /// attempts count in no counter.
+    pub fn record_attempt(
+        &self,
+        queue: &str,
+        kind: &str,
+        result: AttemptResult,
+        run_time: Option<Duration>,
+    ) {
+        let labels = Self::labels(queue, kind);
+        match result {
+            AttemptResult::Completed => {
+                self.completed.get_or_create(&labels).inc();
+            }
+            AttemptResult::Retried => {
+                self.failed.get_or_create(&labels).inc();
+            }
+            AttemptResult::Discarded => {
+                self.failed.get_or_create(&labels).inc();
+                self.discarded.get_or_create(&labels).inc();
+            }
+            _ => return,
+        }
+        if let Some(run_time) = run_time {
+            self.run_time
+                .get_or_create(&labels)
+                .observe(run_time.as_secs_f64());
+        }
+    }
+
+    /// Records how long a job waited from due to its attempt's start.
+    pub fn record_pickup(&self, queue: &str, kind: &str, latency: Duration) {
+        self.pickup_latency
+            .get_or_create(&Self::labels(queue, kind))
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Reads the gauges from the store and renders everything as OpenMetrics text.
+    async fn render(&self, state: &AppState) -> Result<String, ApiError> {
+        let _scrape = self.scrape.lock().await;
+        let store = &state.inner.store;
+        let counts = store.job_stats().await?;
+        let workers = store.worker_list().await?;
+        self.queue_jobs.clear();
+        let mut depth = std::collections::BTreeMap::<(String, String), i64>::new();
+        for count in counts {
+            *depth
+                .entry((count.queue, count.state.as_str().to_owned()))
+                .or_default() += count.count;
+        }
+        for ((queue, state), count) in depth {
+            self.queue_jobs
+                .get_or_create(&QueueStateLabels { queue, state })
+                .set(count);
+        }
+        let stale_before = state.now()
+            - chrono::Duration::from_std(state.inner.stale_after).unwrap_or(chrono::Duration::MAX);
+        let alive = workers
+            .iter()
+            .filter(|worker| worker.heartbeat_at > stale_before)
+            .count();
+        self.workers_alive
+            .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .map_err(ApiError::internal)?;
+        Ok(text)
+    }
+}
+
+/// Feeds the metrics from a worker's acknowledgements until `stop`.
+pub(crate) async fn record_worker_events(
+    state: AppState,
+    mut events: broadcast::Receiver<WorkerEvent>,
+    stop: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = stop.cancelled() => return,
+        };
+        match event {
+            Ok(event) => {
+                let metrics = &state.inner.metrics;
+                metrics.record_pickup(&event.queue, &event.kind, event.pickup_latency);
+                metrics.record_attempt(
+                    &event.queue,
+                    &event.kind,
+                    event.result,
+                    Some(event.run_time),
+                );
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "metrics fell behind the worker's events");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Metrics in the OpenMetrics text format", content_type = "application/openmetrics-text", body = String),
+        (status = 403, description = "Missing scope, or a tenant-bound token", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn scrape(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Read)?;
+    principal.require_cluster("metrics")?;
+    let text = state.inner.metrics.render(&state).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}

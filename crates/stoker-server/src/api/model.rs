@@ -1,0 +1,957 @@
+//! Every request and response body of the HTTP API, shared by the server and its clients (the
+//! `stoker` CLI uses these types as its HTTP client's types).
+//!
+//! All bodies are JSON. Request types reject fields they do not know (a typo such as
+//! `max_attemps` is an error, not a silent default); response types may gain fields in later
+//! versions, so clients should ignore fields they do not know.
+//!
+//! Durations are numbers of seconds (fractions allowed) in fields named `*_seconds`; instants are
+//! RFC 3339 date-times in UTC, e.g. `2030-01-01T09:30:00Z`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use stoker::{ErrorKind, JobId, JobRow, JobState, Metadata, Priority, QueueRow, StateCounts};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// The body of every error response: `{"error": {"code": "...", "message": "...", "field": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// One error: a stable code to branch on, a message for people, and the field at fault.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code; see [`ErrorCode`].
+    pub code: ErrorCode,
+    /// What went wrong and how to fix it, for people. Never contains internal details (those
+    /// go to the server's log).
+    pub message: String,
+    /// The request field at fault (`kind`, `jobs[3].queue`, `run_at`, the query parameter
+    /// `state`, the path parameter `id`...), when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// The stable error codes of the API, with the HTTP status each comes with.
+///
+/// Clients branch on the code, never on the message. Codes are never renamed; new ones may be
+/// added (an older client reads them as [`ErrorCode::Unknown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the body is not valid JSON.
+    MalformedJson,
+    /// 415: the body is not declared as `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// 413: the body is larger than the server's limit (`max_body_bytes`).
+    BodyTooLarge,
+    /// 422: a field (of the body, the query or the path) is missing, of the wrong type, or has
+    /// a value that is refused; `field` names it.
+    InvalidField,
+    /// 422: a job state filter names no state; `field` is `state`.
+    UnknownState,
+    /// 422: a date-time is not RFC 3339 (e.g. `2030-01-01T09:30:00Z`); `field` names it.
+    InvalidDate,
+    /// 404: no such job (or one that the token's tenant cannot see).
+    NotFound,
+    /// 404: no such route.
+    RouteNotFound,
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed,
+    /// 401: no `Authorization: Bearer ...` header, or a token the server does not know.
+    Unauthorized,
+    /// 403: the token lacks the scope the route needs.
+    MissingScope,
+    /// 403: the token is bound to a tenant and the request reaches outside it.
+    TenantForbidden,
+    /// 409: a pull call for an attempt that is no longer the job's current one: its lease
+    /// lapsed and the job was rescued, or it already finished. Stop working on it.
+    StaleAttempt,
+    /// 409: the job's state does not allow this (e.g. deleting a running job).
+    Conflict,
+    /// 503: the database is busy or unreachable, or the server is shutting down; retry later.
+    Unavailable,
+    /// 500: something failed inside the server; its log has the details.
+    Internal,
+    /// A code this client version does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as it appears in JSON, e.g. `stale_attempt`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::UnknownState => "unknown_state",
+            ErrorCode::InvalidDate => "invalid_date",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::RouteNotFound => "route_not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::MissingScope => "missing_scope",
+            ErrorCode::TenantForbidden => "tenant_forbidden",
+            ErrorCode::StaleAttempt => "stale_attempt",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+// ---------------------------------------------------------------------------------------------
+
+/// A priority in a request: a number (`-32768` to `32767`, higher runs first) or one of the
+/// named levels `LOW` (-10), `NORMAL` (0), `HIGH` (10), `CRITICAL` (20), in any case. Always
+/// sent back as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct PriorityLevel(pub Priority);
+
+impl PriorityLevel {
+    /// The level a name stands for, ignoring case: `low`, `normal`, `high`, `critical`.
+    pub fn from_name(name: &str) -> Option<PriorityLevel> {
+        let priority = match name.to_ascii_lowercase().as_str() {
+            "low" => Priority::LOW,
+            "normal" => Priority::NORMAL,
+            "high" => Priority::HIGH,
+            "critical" => Priority::CRITICAL,
+            _ => return None,
+        };
+        Some(PriorityLevel(priority))
+    }
+}
+
+impl From<Priority> for PriorityLevel {
+    fn from(priority: Priority) -> Self {
+        PriorityLevel(priority)
+    }
+}
+
+impl Serialize for PriorityLevel {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_i16(self.0 .0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PriorityLevel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = PriorityLevel;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a number from -32768 to 32767 or one of LOW, NORMAL, HIGH, CRITICAL")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<PriorityLevel, E> {
+                i16::try_from(value)
+                    .map(|value| PriorityLevel(Priority(value)))
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(value), &self))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<PriorityLevel, E> {
+                i16::try_from(value)
+                    .map(|value| PriorityLevel(Priority(value)))
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<PriorityLevel, E> {
+                PriorityLevel::from_name(value)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(value), &self))
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl PartialSchema for PriorityLevel {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::Integer))
+                    .minimum(Some(i16::MIN))
+                    .maximum(Some(i16::MAX)),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::Type(Type::String))
+                    .enum_values(Some(["LOW", "NORMAL", "HIGH", "CRITICAL"])),
+            )
+            .description(Some(
+                "Higher runs first: a number, or LOW (-10), NORMAL (0), HIGH (10), CRITICAL (20).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for PriorityLevel {}
+
+/// Where a job is in its life (the OpenAPI view of [`stoker::JobState`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = JobState)]
+pub enum JobStateSchema {
+    /// Waiting to run: now, or at `run_at` if that is in the future (scheduled).
+    Available,
+    /// Claimed by a worker, which holds it until it reports an outcome.
+    Running,
+    /// Failed an attempt and waits for its backoff (`run_at`) before it runs again.
+    Retryable,
+    /// Finished successfully; `result` holds the handler's output.
+    Completed,
+    /// Failed for good (attempts used up, or discarded): the dead-letter state.
+    Discarded,
+    /// Cancelled before or while it ran.
+    Cancelled,
+}
+
+/// Why an attempt failed (the OpenAPI view of [`stoker::ErrorKind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = ErrorKind)]
+pub enum ErrorKindSchema {
+    /// The handler returned an error.
+    Error,
+    /// The handler panicked.
+    Panic,
+    /// The attempt ran past its timeout.
+    Timeout,
+    /// The worker stopped heartbeating, or its lease lapsed.
+    WorkerLost,
+    /// No running worker had a handler for the job's kind.
+    NoHandler,
+    /// The job's args could not be decoded for its handler.
+    InvalidArgs,
+    /// The attempt was cancelled.
+    Cancelled,
+}
+
+/// Lineage and tracing data of a job, passed on to the jobs it enqueues.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobMetadata {
+    /// Ties together every job started by one request or workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The job that enqueued this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub parent_id: Option<JobId>,
+    /// Who enqueued the job: a service name, `cli`... Defaults to the API token's name when
+    /// the server has tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Free-form labels for searching and grouping.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl From<Metadata> for JobMetadata {
+    fn from(metadata: Metadata) -> Self {
+        JobMetadata {
+            correlation_id: metadata.correlation_id,
+            parent_id: metadata.parent_id,
+            source: metadata.source,
+            tags: metadata.tags,
+        }
+    }
+}
+
+impl From<JobMetadata> for Metadata {
+    fn from(metadata: JobMetadata) -> Self {
+        Metadata {
+            correlation_id: metadata.correlation_id,
+            parent_id: metadata.parent_id,
+            source: metadata.source,
+            tags: metadata.tags,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enqueue
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/jobs`: one job to enqueue. Everything but `kind` is optional.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueRequest {
+    /// The handler's name, e.g. `webhook` or `email`.
+    pub kind: String,
+    /// The handler's input. Defaults to `{}`. Kinds the server runs itself (see
+    /// `GET /v1/handlers`) check their args before anything is written.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub args: Value,
+    /// The queue to wait in. Defaults to `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Higher runs first. Defaults to `NORMAL` (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<PriorityLevel>,
+    /// Run no earlier than this instant. Not together with `delay_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// Run no earlier than this many seconds from now. Not together with `run_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_seconds: Option<f64>,
+    /// The most attempts the job gets, at least 1. Defaults to 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<i32>,
+    /// An idempotency key: while a job with this key (and tenant) exists, enqueueing another
+    /// returns the existing job's id with `duplicate: true` and writes nothing. Also accepted as
+    /// `idempotency_key`.
+    #[serde(
+        default,
+        alias = "idempotency_key",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unique_key: Option<String>,
+    /// The tenant the job belongs to. A tenant-bound token may leave it out (its tenant is
+    /// used) or name its own tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Lineage and tracing data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<JobMetadata>,
+    /// How long one attempt may run, in seconds, before it counts as failed. Defaults to the
+    /// handler's limit, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+impl EnqueueRequest {
+    /// A request for a job of `kind` with `args` and every option at its default.
+    pub fn new(kind: impl Into<String>, args: Value) -> Self {
+        EnqueueRequest {
+            kind: kind.into(),
+            args,
+            queue: None,
+            priority: None,
+            run_at: None,
+            delay_seconds: None,
+            max_attempts: None,
+            unique_key: None,
+            tenant: None,
+            metadata: None,
+            timeout_seconds: None,
+        }
+    }
+}
+
+/// The answer to an enqueue: the job's id, and whether it is new (HTTP 201) or an existing job
+/// with the same idempotency key (HTTP 200, nothing written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnqueueResponse {
+    /// The new job's id, or the existing job's for a duplicate.
+    #[schema(value_type = i64)]
+    pub id: JobId,
+    /// True when the idempotency key matched an existing job.
+    pub duplicate: bool,
+}
+
+/// `POST /v1/jobs/bulk`: many jobs in one request, written in a handful of statements. If any
+/// job is invalid, none is written, and the error's `field` says which (`jobs[3].queue`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnqueueBulkRequest {
+    /// The jobs, 1 to 10,000.
+    pub jobs: Vec<EnqueueRequest>,
+}
+
+/// The answer to a bulk enqueue: one entry per job, in request order. HTTP 201 if at least
+/// one job is new, 200 if every one was a duplicate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EnqueueBulkResponse {
+    /// One entry per requested job, in order.
+    pub jobs: Vec<EnqueueResponse>,
+    /// How many jobs were new.
+    pub inserted: u64,
+    /// How many were duplicates of existing jobs.
+    pub duplicates: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------------------------
+
+/// A job, as the API shows it: state, attempts, error history, result and progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobView {
+    /// Assigned by the store; ids only grow.
+    #[schema(value_type = i64)]
+    pub id: JobId,
+    /// The handler's name.
+    pub kind: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// The handler's input.
+    #[schema(value_type = Object)]
+    pub args: Value,
+    /// Where it is in its life.
+    #[schema(value_type = JobStateSchema)]
+    pub state: JobState,
+    /// Higher runs first.
+    pub priority: i16,
+    /// Attempts started so far (0 before the first). A pull worker's fencing token.
+    pub attempt: i32,
+    /// The most attempts it gets before it is discarded.
+    pub max_attempts: i32,
+    /// Not before this instant.
+    pub run_at: DateTime<Utc>,
+    /// The idempotency key, if any.
+    pub unique_key: Option<String>,
+    /// The tenant it belongs to, if any.
+    pub tenant: Option<String>,
+    /// Lineage and tracing data.
+    pub metadata: JobMetadata,
+    /// One entry per failed attempt, oldest first.
+    pub errors: Vec<AttemptErrorView>,
+    /// The handler's output once completed.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    /// The last progress report.
+    pub progress: Option<ProgressView>,
+    /// How long one attempt may run, in seconds, if the job sets its own limit.
+    pub timeout_seconds: Option<f64>,
+    /// When it was enqueued.
+    pub created_at: DateTime<Utc>,
+    /// When its latest attempt started.
+    pub attempted_at: Option<DateTime<Utc>>,
+    /// When it reached a finished state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The worker running it, or that ran its latest attempt (`pull:<name>` for pull workers).
+    pub worker_id: Option<String>,
+    /// Set when a cancel was requested while it was running.
+    pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// While a pull worker holds it, when its lease ends.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<JobRow> for JobView {
+    fn from(job: JobRow) -> Self {
+        JobView {
+            id: job.id,
+            kind: job.kind,
+            queue: job.queue,
+            args: job.args,
+            state: job.state,
+            priority: job.priority.0,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            run_at: job.run_at,
+            unique_key: job.unique_key,
+            tenant: job.tenant,
+            metadata: job.metadata.into(),
+            errors: job
+                .errors
+                .into_iter()
+                .map(|error| AttemptErrorView {
+                    attempt: error.attempt,
+                    at: error.at,
+                    kind: error.kind,
+                    message: error.message,
+                    backtrace: error.backtrace,
+                })
+                .collect(),
+            result: job.result,
+            progress: job.progress.map(|progress| ProgressView {
+                fraction: progress.fraction,
+                message: progress.message,
+                at: progress.at,
+            }),
+            timeout_seconds: job.timeout_ms.map(|ms| ms as f64 / 1000.0),
+            created_at: job.created_at,
+            attempted_at: job.attempted_at,
+            finished_at: job.finished_at,
+            worker_id: job.worker_id,
+            cancel_requested_at: job.cancel_requested_at,
+            lease_expires_at: job.lease_expires_at,
+        }
+    }
+}
+
+/// One failed attempt in a job's error history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AttemptErrorView {
+    /// The attempt that failed (1 for the first).
+    pub attempt: i32,
+    /// When it failed.
+    pub at: DateTime<Utc>,
+    /// Why, by category.
+    #[schema(value_type = ErrorKindSchema)]
+    pub kind: ErrorKind,
+    /// The error's message.
+    pub message: String,
+    /// A backtrace, for panics where one was captured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtrace: Option<String>,
+}
+
+/// The last progress a running job reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ProgressView {
+    /// How far along, from 0.0 to 1.0.
+    pub fraction: f64,
+    /// What it is doing now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When it was reported.
+    pub at: DateTime<Utc>,
+}
+
+/// `GET /v1/jobs`: which jobs to list, newest first. Every filter is optional; lists are
+/// comma-separated (`state=discarded,retryable`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListJobsQuery {
+    /// Only jobs in these states: `available`, `running`, `retryable`, `completed`,
+    /// `discarded`, `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Only jobs of these kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Only jobs in these queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Only this tenant's jobs (a tenant-bound token always sees only its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The keyset cursor: `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<i64>,
+    /// Page size, 1 to 1,000. Defaults to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+/// One page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// The jobs.
+    pub jobs: Vec<JobView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub next_cursor: Option<JobId>,
+}
+
+/// `POST /v1/jobs/retry`: run finished jobs again now, all at once (e.g. every discarded job
+/// of a queue after a fix). Each keeps its error history and gets one more attempt if it had
+/// none left.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryJobsRequest {
+    /// The finished states to retry: `discarded`, `cancelled`, `completed`. Defaults to
+    /// `["discarded"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<JobStateSchema>>)]
+    pub states: Option<Vec<JobState>>,
+    /// Only jobs of this queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Only jobs of this kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Only this tenant's jobs (forced to the token's tenant for tenant-bound tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// The most jobs to retry in this request; repeat the request for more, reading
+    /// `remaining`, to show progress through a large retry. Defaults to every job that matched
+    /// when the request started (jobs that fail again meanwhile are not retried twice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+/// How many jobs a bulk retry sent back to their queues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RetryJobsResponse {
+    /// Jobs retried.
+    pub retried: u64,
+    /// Matching jobs left to retry, as counted when the request started (an upper bound for
+    /// tenant-filtered retries, whose counts are not kept per tenant).
+    pub remaining: u64,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues, workers, stats, handlers
+// ---------------------------------------------------------------------------------------------
+
+/// How many jobs are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobCounts {
+    /// Waiting to run (now or scheduled).
+    pub available: i64,
+    /// Running now.
+    pub running: i64,
+    /// Waiting for a retry.
+    pub retryable: i64,
+    /// Finished successfully.
+    pub completed: i64,
+    /// Failed for good (dead letter).
+    pub discarded: i64,
+    /// Cancelled.
+    pub cancelled: i64,
+}
+
+impl From<StateCounts> for JobCounts {
+    fn from(counts: StateCounts) -> Self {
+        JobCounts {
+            available: counts.available,
+            running: counts.running,
+            retryable: counts.retryable,
+            completed: counts.completed,
+            discarded: counts.discarded,
+            cancelled: counts.cancelled,
+        }
+    }
+}
+
+impl JobCounts {
+    /// The count for `state`.
+    pub fn get(&self, state: JobState) -> i64 {
+        match state {
+            JobState::Available => self.available,
+            JobState::Running => self.running,
+            JobState::Retryable => self.retryable,
+            JobState::Completed => self.completed,
+            JobState::Discarded => self.discarded,
+            JobState::Cancelled => self.cancelled,
+        }
+    }
+}
+
+/// A queue: whether it is paused, and its jobs by state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueView {
+    /// The queue's name.
+    pub name: String,
+    /// Whether workers skip it.
+    pub paused: bool,
+    /// When it was last paused or resumed; absent for a queue never paused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    /// Its jobs by state.
+    pub counts: JobCounts,
+}
+
+impl QueueView {
+    /// A queue from its settings row (if any) and its counts.
+    pub fn new(name: String, row: Option<&QueueRow>, counts: JobCounts) -> Self {
+        QueueView {
+            name,
+            paused: row.is_some_and(|row| row.paused),
+            updated_at: row.map(|row| row.updated_at),
+            counts,
+        }
+    }
+}
+
+/// Every queue that has jobs or settings, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueueList {
+    /// The queues.
+    pub queues: Vec<QueueView>,
+}
+
+/// A worker process, or a pull worker, as its heartbeat row shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerView {
+    /// Unique per process; `pull:<name>` for pull workers.
+    pub id: String,
+    /// Whether it is a pull worker (another process reserving jobs over HTTP).
+    pub pull: bool,
+    /// The machine's host name.
+    pub host: String,
+    /// The process id (0 when a pull worker did not say).
+    pub pid: u32,
+    /// The queues it serves.
+    pub queues: Vec<String>,
+    /// Its concurrency (for a pull worker: the most jobs it reserved at once).
+    pub concurrency: u32,
+    /// When it started (for a pull worker: when this server first saw it).
+    pub started_at: DateTime<Utc>,
+    /// Its latest heartbeat.
+    pub heartbeat_at: DateTime<Utc>,
+    /// Whether its heartbeat is recent enough that its jobs are safe from the rescuer.
+    pub alive: bool,
+    /// Jobs it completed.
+    pub jobs_done: i64,
+    /// Attempts of its that failed.
+    pub jobs_failed: i64,
+}
+
+/// Every worker row, by id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    /// The workers.
+    pub workers: Vec<WorkerView>,
+}
+
+/// `GET /v1/stats`: how much throughput history to return.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StatsQuery {
+    /// Minutes of throughput history, 1 to 60. Defaults to 15.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<u32>,
+}
+
+/// Job counts (totals, per queue, per kind) and recent throughput.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StatsResponse {
+    /// Every job by state.
+    pub totals: JobCounts,
+    /// Per queue, by name.
+    pub queues: BTreeMap<String, JobCounts>,
+    /// Per kind, by name.
+    pub kinds: BTreeMap<String, JobCounts>,
+    /// Jobs finished per minute, as observed by this server.
+    pub throughput: Throughput,
+}
+
+/// Jobs finished per minute across the cluster, as this server observed them.
+///
+/// The server samples the store's job counts every `sample_interval_seconds` and adds up, per
+/// wall-clock minute, how much the `completed` and `discarded` counts grew, and how much the
+/// workers' failed-attempt counters grew. Counts that shrink (the pruner deleted finished jobs,
+/// jobs were retried or deleted, a worker row went away) add nothing, so a minute in which jobs
+/// were also pruned may be undercounted. History starts when the server starts and is kept for
+/// an hour, in memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Throughput {
+    /// How often the server samples the counts, in seconds.
+    pub sample_interval_seconds: f64,
+    /// The minutes asked for, oldest first; the last one is still running.
+    pub minutes: Vec<ThroughputMinute>,
+}
+
+/// One minute of [`Throughput`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ThroughputMinute {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    /// Jobs that completed.
+    pub completed: u64,
+    /// Jobs that were discarded (moved to the dead letter).
+    pub discarded: u64,
+    /// Attempts that failed (retried or discarded), as counted by worker rows.
+    pub failed: u64,
+}
+
+/// A handler built into the server, which runs jobs of its kind without any worker of yours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HandlerView {
+    /// The kind, e.g. `webhook`.
+    pub kind: String,
+    /// What it does and which args it takes.
+    pub description: String,
+}
+
+/// The built-in handlers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HandlerList {
+    /// The handlers, by kind.
+    pub handlers: Vec<HandlerView>,
+    /// The queues this server's built-in worker serves (its handlers run only jobs there).
+    pub queues: Vec<String>,
+}
+
+/// `GET /health`: whether this server can do its work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    /// `ok`: all is well. `degraded`: the store works but no process leads the maintenance
+    /// services (rescue, prune), e.g. just after start. `unavailable` (HTTP 503): the store is
+    /// unreachable or its schema is not current.
+    pub status: HealthStatus,
+    /// The store: `sqlite` or `postgres`.
+    pub store: String,
+    /// Whether the store answered.
+    pub store_reachable: bool,
+    /// Whether every migration this build knows of is applied.
+    pub migrations_current: bool,
+    /// The id of the process leading the maintenance services, if one does.
+    pub leader: Option<String>,
+    /// The server's version.
+    pub version: String,
+}
+
+/// Overall health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// All is well.
+    Ok,
+    /// Serving, but no leader runs maintenance.
+    Degraded,
+    /// Not serving: the store is unreachable or not migrated.
+    Unavailable,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pull protocol
+// ---------------------------------------------------------------------------------------------
+
+/// `POST /v1/pull/reserve`: reserve up to `max_jobs` due jobs of the given queues, each held by
+/// a lease. With `wait_seconds`, waits that long for a job to arrive when none is due
+/// (long-poll), and answers the moment one is enqueued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReserveRequest {
+    /// The worker's name, unique per worker process, e.g. `billing-7f3a`. Its jobs show
+    /// `worker_id: "pull:<name>"`, and it appears in `GET /v1/workers` under that id.
+    pub worker: String,
+    /// The queues to take jobs from, in order of preference.
+    pub queues: Vec<String>,
+    /// Only jobs of these kinds (the kinds the worker can run). Empty means every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kinds: Vec<String>,
+    /// The most jobs to reserve, 1 to 100. Defaults to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jobs: Option<u32>,
+    /// How long each job is held before it returns to the queue unless extended, in seconds.
+    /// Defaults to the server's `pull.lease` (30 s), at most `pull.max_lease`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<f64>,
+    /// How long to wait for a job when none is due, in seconds. Defaults to 0 (answer at
+    /// once), at most the server's `pull.max_wait` (30 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<f64>,
+    /// The worker's host name, shown in the workers list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The worker's process id, shown in the workers list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// The reserved jobs (possibly none). Each is `running` under this worker with a lease until
+/// `lease_expires_at`; report it with its `attempt` before then, or extend the lease.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ReserveResponse {
+    /// The jobs, highest priority first within each queue.
+    pub jobs: Vec<JobView>,
+}
+
+/// `POST /v1/pull/jobs/{id}/heartbeat`: extend the lease of a job the worker holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendLeaseRequest {
+    /// The attempt the job was reserved with: the fencing token.
+    pub attempt: i32,
+    /// The new lease from now, in seconds. Defaults to the server's `pull.lease`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<f64>,
+}
+
+/// The extended lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseResponse {
+    /// When the lease now ends.
+    pub lease_expires_at: DateTime<Utc>,
+    /// Whether a cancel was requested: stop the work and report it with `fail` (the job then
+    /// ends `cancelled`).
+    pub cancel_requested: bool,
+}
+
+/// `POST /v1/pull/jobs/{id}/progress`: record how far along a held job is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressRequest {
+    /// The attempt the job was reserved with.
+    pub attempt: i32,
+    /// From 0.0 to 1.0.
+    pub fraction: f64,
+    /// What it is doing now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `POST /v1/pull/jobs/{id}/complete`: the job succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteRequest {
+    /// The attempt the job was reserved with.
+    pub attempt: i32,
+    /// The handler's output, stored as the job's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+}
+
+/// `POST /v1/pull/jobs/{id}/fail`: the attempt failed. The job is retried after backoff while
+/// attempts remain, then discarded; a job with a cancel requested ends `cancelled`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailRequest {
+    /// The attempt the job was reserved with.
+    pub attempt: i32,
+    /// What went wrong, recorded in the job's error history.
+    pub error: String,
+    /// Retry after this many seconds instead of the default exponential backoff (2 s doubling
+    /// per attempt, up to 1 hour, with 10% jitter), e.g. from a `Retry-After` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in_seconds: Option<f64>,
+    /// Discard the job now (dead letter) whatever attempts remain: no retry can fix this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub discard: bool,
+}
+
+/// `POST /v1/pull/jobs/{id}/snooze`: not now; run again later without using up an attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnoozeRequest {
+    /// The attempt the job was reserved with.
+    pub attempt: i32,
+    /// Run again after this many seconds.
+    pub snooze_seconds: f64,
+}
+
+/// What a pull worker's report did to the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AckResponse {
+    /// The job.
+    #[schema(value_type = i64)]
+    pub id: JobId,
+    /// Its state now: `completed`; `retryable` or `discarded` after a failure; `available`
+    /// after a snooze; `cancelled` if a cancel was requested.
+    #[schema(value_type = JobStateSchema)]
+    pub state: JobState,
+    /// When it runs again, for `retryable` and `available`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+}

@@ -1,0 +1,206 @@
+//! `stoker bench`: measures Stoker the way a user comparing job queues would, on either store.
+//!
+//! Every workload runs on a fresh store (a new SQLite file, or a new PostgreSQL schema that is
+//! dropped afterwards), `--runs` times; each figure is the median of its runs with the min–max
+//! range. Small `--jobs` make it a smoke test; CI runs it that way and never asserts a speed.
+
+mod bare;
+mod http;
+mod report;
+mod store;
+mod workloads;
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+pub use report::{Figure, Report};
+
+/// Options of `stoker bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The store to measure: `sqlite://PATH` (the file is replaced by a fresh one per run, in
+    /// a temporary directory beside it) or `postgres://…` (a fresh schema per run, dropped
+    /// afterwards). Defaults to SQLite files in a temporary directory.
+    #[arg(long, env = "STOKER_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Jobs per workload (W1, W2, W6); W3 uses at most 2,000, and W5 ten times this, at
+    /// most 100,000.
+    #[arg(long, default_value_t = 50_000)]
+    pub jobs: usize,
+
+    /// Runs per figure: the median is reported, with the min–max range.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+
+    /// Workloads to run, comma-separated. Defaults to all.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub workloads: Vec<Workload>,
+
+    /// Other jobs placed in the table for W4 (half scheduled in the future, half completed).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub scale_rows: usize,
+
+    /// Print the figures as JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A workload of `stoker bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Workload {
+    /// Enqueue one at a time, then in bulk.
+    W1,
+    /// Drain a full queue at concurrency 1, 8, 50 and 200, and with two worker processes.
+    W2,
+    /// Pickup latency of jobs enqueued one at a time at about 200/s.
+    W3,
+    /// W2 and W3 again with a large table of other jobs.
+    W4,
+    /// Peak memory of a worker draining a queue, and of `stoker serve` idle.
+    W5,
+    /// W1 and W2 through `stoker serve`'s HTTP API and pull protocol.
+    W6,
+    /// Statements and WAL bytes per job, and the statements of idle workers (PostgreSQL).
+    W7,
+    /// The bare-SQL ceiling: the same lifecycle in the fewest statements the database allows.
+    Bare,
+}
+
+/// Runs the benchmark and prints its report.
+///
+/// # Errors
+///
+/// A store or I/O error that stopped a workload.
+pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
+    let workloads = if args.workloads.is_empty() {
+        vec![
+            Workload::W1,
+            Workload::W2,
+            Workload::W3,
+            Workload::W4,
+            Workload::W5,
+            Workload::W6,
+            Workload::W7,
+            Workload::Bare,
+        ]
+    } else {
+        let mut workloads = args.workloads.clone();
+        workloads.sort();
+        workloads.dedup();
+        workloads
+    };
+    if args.jobs == 0 || args.runs == 0 {
+        return Err(BenchError::Usage(
+            "--jobs and --runs must be at least 1".into(),
+        ));
+    }
+    let target = store::Target::from_url(args.database_url.as_deref())?;
+    let mut report = Report::new(target.name());
+    for workload in workloads {
+        tracing::info!(?workload, "running");
+        workloads::run(workload, &target, &args, &mut report).await?;
+    }
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(report)
+}
+
+/// What stopped a benchmark.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The options make no sense.
+    #[error("{0}")]
+    Usage(String),
+    /// A store call failed.
+    #[error(transparent)]
+    Stoker(#[from] stoker::Error),
+    /// A store call made directly (not through the client) failed.
+    #[error(transparent)]
+    Store(#[from] stoker::StoreError),
+    /// A raw SQL call (bare-SQL ceiling, WAL counters) failed.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A child process or file failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A workload did not finish in time.
+    #[error("{what} did not finish within {limit:?}")]
+    Timeout {
+        /// The workload.
+        what: String,
+        /// How long it was given.
+        limit: Duration,
+    },
+}
+
+/// Options of `stoker bench-worker`: a worker process the bench starts (not for people).
+#[derive(Debug, Clone, Args)]
+pub struct BenchWorkerArgs {
+    /// The run's store.
+    #[arg(long)]
+    pub database_url: String,
+    /// The run's PostgreSQL schema.
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Concurrency of the bench queue.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// Exit after this many completions, printing a JSON report with the peak RSS; without
+    /// it, work until killed.
+    #[arg(long)]
+    pub exit_after: Option<usize>,
+}
+
+/// Runs a bench worker process: a no-op worker on the bench queue.
+///
+/// # Errors
+///
+/// If the store cannot be opened or the worker cannot start.
+pub async fn bench_worker(args: BenchWorkerArgs) -> Result<(), BenchError> {
+    let store: std::sync::Arc<dyn stoker::Store> = match &args.schema {
+        Some(schema) => std::sync::Arc::new(
+            stoker::postgres::PgStore::builder(&args.database_url)
+                .schema(schema)
+                .build()
+                .await?,
+        ),
+        None => stoker::connect(&args.database_url).await?,
+    };
+    let handle = workloads::noop_worker(&store, args.concurrency).await?;
+    match args.exit_after {
+        Some(jobs) => {
+            let mut events = handle.events();
+            workloads::wait_completed(&mut events, jobs, "bench worker drain").await?;
+            handle.shutdown().await;
+            let report = serde_json::json!({ "peak_rss_kb": peak_rss_kb()? });
+            println!("{report}");
+            Ok(())
+        }
+        None => {
+            stoker::shutdown_signal().await;
+            handle.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+/// This process's peak resident set size, from the kernel (`VmHWM`), in KiB.
+fn peak_rss_kb() -> Result<u64, BenchError> {
+    status_kb("/proc/self/status", "VmHWM:")
+}
+
+/// A `KiB` field of a `/proc/…/status` file.
+pub(crate) fn status_kb(path: &str, field: &str) -> Result<u64, BenchError> {
+    let status = std::fs::read_to_string(path)?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kb| kb.parse().ok())
+        .ok_or_else(|| BenchError::Io(std::io::Error::other(format!("no {field} in {path}"))))
+}

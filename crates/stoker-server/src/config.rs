@@ -1,0 +1,1157 @@
+//! The configuration of `stoker serve`: defaults, an optional TOML file, environment variables
+//! and flags, in increasing order of precedence.
+//!
+//! Every setting has a flag and an environment variable (see `stoker serve --help`), and a key
+//! in the TOML file given with `--config`. A complete file, every key at its default:
+//!
+//! ```toml
+//! database_url = "sqlite://stoker.sqlite3"   # or "postgres://user:password@host/db"
+//! bind = "127.0.0.1:7700"                    # any other address needs an API token
+//! # api_token = "..."                        # an admin token; or name tokens below
+//! max_body_bytes = "2MiB"
+//!
+//! [worker]                                   # the built-in handlers' worker
+//! queues = { default = 10 }                  # queue = concurrency
+//! poll_interval = "1s"
+//! shutdown_grace = "10s"
+//!
+//! [pull]                                     # the pull protocol for workers in any language
+//! lease = "30s"
+//! max_lease = "1h"
+//! max_wait = "30s"
+//! poll_interval = "1s"
+//!
+//! [rescuer]
+//! interval = "1s"
+//! stale_after = "3s"
+//!
+//! [pruner]
+//! interval = "30s"
+//! completed_retention = "24h"                # or "forever"
+//! cancelled_retention = "24h"
+//! discarded_retention = "7d"
+//! # keep_last = 10000
+//! worker_retention = "1h"
+//!
+//! [stats]
+//! sample_interval = "5s"
+//!
+//! # [[tokens]]
+//! # name = "billing"
+//! # token_env = "STOKER_BILLING_TOKEN"       # or token = "..."
+//! # scopes = ["enqueue", "read"]             # admin, enqueue, work, read
+//! # tenant = "acme"                          # optional: sees and touches only acme's jobs
+//! ```
+//!
+//! Durations are written `500ms`, `30s`, `5m`, `1h`, `7d` (or a number of seconds); sizes
+//! `2097152`, `512KiB`, `2MiB`. A key the server does not know is an error, with a hint at the
+//! key that was probably meant.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use stoker::maintenance::{PrunerConfig, RescuerConfig};
+
+use crate::serve::ServeArgs;
+
+/// The database used when none is configured: a SQLite file in the current directory.
+pub const DATABASE_URL_DEFAULT: &str = "sqlite://stoker.sqlite3";
+/// The port the server listens on unless told otherwise.
+pub const PORT_DEFAULT: u16 = 7700;
+/// The address the server listens on unless told otherwise: loopback only.
+pub const BIND_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), PORT_DEFAULT);
+/// The largest request body accepted unless configured otherwise: 2 MiB.
+pub const MAX_BODY_BYTES_DEFAULT: usize = 2 * 1024 * 1024;
+/// The queue the built-in handlers serve unless configured otherwise.
+pub const WORKER_QUEUE_DEFAULT: &str = "default";
+/// The built-in worker's concurrency on a queue given without one.
+pub const WORKER_CONCURRENCY_DEFAULT: usize = 10;
+/// How long a pull worker holds a reserved job unless it asks otherwise: 30 seconds.
+pub const PULL_LEASE_DEFAULT: Duration = Duration::from_secs(30);
+/// The longest lease a pull worker may ask for: 1 hour.
+pub const PULL_MAX_LEASE_DEFAULT: Duration = Duration::from_secs(3600);
+/// The longest a reserve request may wait for a job: 30 seconds.
+pub const PULL_MAX_WAIT_DEFAULT: Duration = Duration::from_secs(30);
+/// How often a waiting reserve request re-checks the store without an event: 1 second.
+pub const PULL_POLL_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+/// How often the throughput sampler reads the job counts: 5 seconds.
+pub const STATS_SAMPLE_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
+/// The shortest API token accepted, so a token cannot be guessed.
+pub const TOKEN_MIN_LEN: usize = 16;
+
+/// Everything `stoker serve` needs to run, resolved from defaults, the file, the environment
+/// and flags. [`Config::default`] is a working configuration (SQLite in the current directory,
+/// loopback, no tokens); embedders and tests change fields directly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The store: `sqlite://PATH`, `sqlite::memory:` or `postgres://...`. Defaults to
+    /// [`DATABASE_URL_DEFAULT`].
+    pub database_url: String,
+    /// Where the HTTP API listens. Defaults to [`BIND_DEFAULT`] (127.0.0.1:7700). A
+    /// non-loopback address requires at least one token.
+    pub bind: SocketAddr,
+    /// The API tokens. Empty means no authentication, which is allowed only on loopback.
+    pub tokens: Vec<ApiToken>,
+    /// The largest request body accepted, in bytes. Defaults to 2 MiB.
+    pub max_body_bytes: usize,
+    /// The worker that runs the built-in handlers (and, on the elected leader, maintenance).
+    pub worker: WorkerSettings,
+    /// The pull protocol.
+    pub pull: PullSettings,
+    /// The rescuer, which returns jobs of dead workers and lapsed leases to their queues.
+    pub rescuer: RescuerConfig,
+    /// The pruner, which deletes old finished jobs.
+    pub pruner: PrunerConfig,
+    /// The throughput sampler.
+    pub stats: StatsSettings,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: DATABASE_URL_DEFAULT.to_owned(),
+            bind: BIND_DEFAULT,
+            tokens: Vec::new(),
+            max_body_bytes: MAX_BODY_BYTES_DEFAULT,
+            worker: WorkerSettings::default(),
+            pull: PullSettings::default(),
+            rescuer: RescuerConfig::default(),
+            pruner: PrunerConfig::default(),
+            stats: StatsSettings::default(),
+        }
+    }
+}
+
+/// Settings of the worker that runs the built-in handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// Queue name to concurrency. Defaults to `default` with 10. The worker takes only the
+    /// built-in kinds from these queues; other kinds wait there for pull workers.
+    pub queues: BTreeMap<String, usize>,
+    /// How often it looks for due jobs when no event wakes it. Defaults to 1 second.
+    pub poll_interval: Duration,
+    /// How long running jobs get to finish at shutdown. Defaults to 10 seconds.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            queues: BTreeMap::from([(WORKER_QUEUE_DEFAULT.to_owned(), WORKER_CONCURRENCY_DEFAULT)]),
+            poll_interval: stoker::POLL_INTERVAL_DEFAULT,
+            shutdown_grace: stoker::SHUTDOWN_GRACE_DEFAULT,
+        }
+    }
+}
+
+/// Settings of the pull protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullSettings {
+    /// The lease of a reserved job when the worker does not ask for one. Defaults to 30
+    /// seconds.
+    pub lease: Duration,
+    /// The longest lease a worker may ask for. Defaults to 1 hour.
+    pub max_lease: Duration,
+    /// The longest a reserve request may wait for a job. Defaults to 30 seconds.
+    pub max_wait: Duration,
+    /// How often a waiting reserve request re-checks the store when no event arrives (for
+    /// scheduled jobs coming due, and other processes' inserts on SQLite). Defaults to 1
+    /// second.
+    pub poll_interval: Duration,
+}
+
+impl Default for PullSettings {
+    fn default() -> Self {
+        PullSettings {
+            lease: PULL_LEASE_DEFAULT,
+            max_lease: PULL_MAX_LEASE_DEFAULT,
+            max_wait: PULL_MAX_WAIT_DEFAULT,
+            poll_interval: PULL_POLL_INTERVAL_DEFAULT,
+        }
+    }
+}
+
+/// Settings of the throughput sampler behind `GET /v1/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSettings {
+    /// How often it reads the job counts. Defaults to 5 seconds.
+    pub sample_interval: Duration,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        StatsSettings {
+            sample_interval: STATS_SAMPLE_INTERVAL_DEFAULT,
+        }
+    }
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// Everything, including cancel, retry, delete, pause and resume.
+    Admin,
+    /// Enqueue jobs.
+    Enqueue,
+    /// The pull protocol: reserve jobs and report on them.
+    Work,
+    /// Read jobs, queues, workers, stats and metrics.
+    Read,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 4] = [Scope::Admin, Scope::Enqueue, Scope::Work, Scope::Read];
+
+    /// The scope's name in configuration and errors.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Admin => "admin",
+            Scope::Enqueue => "enqueue",
+            Scope::Work => "work",
+            Scope::Read => "read",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown scope {s:?}: expected one of admin, enqueue, work, read")
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One API token: a secret, what it may do, and optionally the one tenant it acts for.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// A name for logs and job metadata (`source`), e.g. `billing`.
+    pub name: String,
+    /// The secret clients send as `Authorization: Bearer <secret>`.
+    pub secret: String,
+    /// What it may do; `admin` implies every other scope.
+    pub scopes: BTreeSet<Scope>,
+    /// If set, the token sees and touches only this tenant's jobs, and cannot use cluster-wide
+    /// routes (queues, workers, stats, metrics, the pull protocol).
+    pub tenant: Option<String>,
+}
+
+impl ApiToken {
+    /// An admin token for every tenant, named `admin`.
+    pub fn admin(secret: impl Into<String>) -> Self {
+        ApiToken {
+            name: "admin".to_owned(),
+            secret: secret.into(),
+            scopes: BTreeSet::from([Scope::Admin]),
+            tenant: None,
+        }
+    }
+
+    /// Whether the token grants `scope` (admin grants everything).
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("secret", &"<redacted>")
+            .field("scopes", &self.scopes)
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+/// A configuration that cannot be used, saying which setting is wrong and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read the configuration file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML, or a value has the wrong type.
+    #[error("{origin}: {message}")]
+    Parse {
+        /// The file.
+        origin: String,
+        /// What is wrong, with the line where the parser could tell.
+        message: String,
+    },
+    /// The configuration file has a key the server does not know.
+    #[error("{origin}: unknown key `{key}` in {section}{}", hint.as_ref().map(|hint| format!("; {hint}")).unwrap_or_default())]
+    UnknownKey {
+        /// The file.
+        origin: String,
+        /// The section, e.g. `[pull]`, or `the top level`.
+        section: String,
+        /// The key.
+        key: String,
+        /// "did you mean ...?", or the keys the section takes.
+        hint: Option<String>,
+    },
+    /// A setting has a value that cannot be used.
+    #[error("invalid {setting}: {message}")]
+    Invalid {
+        /// The setting, as flag, variable and key: `--bind / STOKER_BIND / bind`.
+        setting: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A non-loopback address without any API token: anyone who can reach it could run jobs.
+    #[error(
+        "refusing to listen on {bind} without an API token: anyone who can reach that address \
+         could enqueue, read and delete jobs. Set a token with --api-token <TOKEN>, the \
+         STOKER_API_TOKEN environment variable, or `api_token = \"...\"` (or [[tokens]]) in the \
+         --config file; tokens must be at least {TOKEN_MIN_LEN} characters (e.g. \
+         `openssl rand -hex 32`). Or listen on loopback only with --bind 127.0.0.1:{port}",
+        port = bind.port()
+    )]
+    InsecureBind {
+        /// The address.
+        bind: SocketAddr,
+    },
+}
+
+impl ConfigError {
+    fn invalid(setting: &str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            setting: setting.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// The configuration `stoker serve` runs with: defaults, then the `--config` file if any,
+    /// then the flags and environment variables in `args` (clap has already let flags win over
+    /// the environment). The result is validated.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the setting at fault.
+    pub fn load(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        if let Some(path) = &args.config {
+            config.apply_file(path)?;
+        }
+        config.apply_args(args)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies the TOML file at `path` over this configuration.
+    ///
+    /// # Errors
+    ///
+    /// If the file cannot be read, is not valid TOML, has an unknown key or a bad value.
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.apply_toml(&text, &path.display().to_string())
+    }
+
+    /// Applies TOML text over this configuration; `origin` names it in errors.
+    ///
+    /// # Errors
+    ///
+    /// If the text is not valid TOML, has an unknown key or a bad value.
+    pub fn apply_toml(&mut self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: toml_message(&err, text),
+        })?;
+        check_keys(&table, origin)?;
+        let file: FileConfig = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            origin: origin.to_owned(),
+            message: toml_message(&err, text),
+        })?;
+        file.apply(self)
+    }
+
+    /// Applies flags and environment variables over this configuration.
+    ///
+    /// # Errors
+    ///
+    /// If a value cannot be used.
+    pub fn apply_args(&mut self, args: &ServeArgs) -> Result<(), ConfigError> {
+        if let Some(url) = &args.database_url {
+            self.database_url = url.clone();
+        }
+        if let Some(bind) = &args.bind {
+            self.bind = parse_bind(bind)
+                .map_err(|message| ConfigError::invalid("--bind / STOKER_BIND / bind", message))?;
+        }
+        if let Some(secret) = &args.api_token {
+            self.set_admin_token(secret.clone());
+        }
+        if let Some(bytes) = args.max_body_bytes {
+            self.max_body_bytes = bytes;
+        }
+        if !args.queues.is_empty() {
+            let mut queues = BTreeMap::new();
+            for spec in &args.queues {
+                let (name, concurrency) = parse_queue(spec).map_err(|message| {
+                    ConfigError::invalid("--queue / STOKER_QUEUES / worker.queues", message)
+                })?;
+                queues.insert(name, concurrency);
+            }
+            self.worker.queues = queues;
+        }
+        let set = |slot: &mut Duration, value: Option<Duration>| {
+            if let Some(value) = value {
+                *slot = value;
+            }
+        };
+        set(&mut self.worker.poll_interval, args.poll_interval);
+        set(&mut self.worker.shutdown_grace, args.shutdown_grace);
+        set(&mut self.pull.lease, args.pull_lease);
+        set(&mut self.pull.max_lease, args.pull_max_lease);
+        set(&mut self.pull.max_wait, args.pull_max_wait);
+        set(&mut self.pull.poll_interval, args.pull_poll_interval);
+        set(&mut self.rescuer.interval, args.rescue_interval);
+        set(&mut self.rescuer.stale_after, args.rescue_after);
+        set(&mut self.pruner.interval, args.prune_interval);
+        set(&mut self.pruner.worker_retention, args.worker_retention);
+        set(&mut self.stats.sample_interval, args.stats_interval);
+        if let Some(Retention(retention)) = args.completed_retention {
+            self.pruner.completed_retention = retention;
+        }
+        if let Some(Retention(retention)) = args.cancelled_retention {
+            self.pruner.cancelled_retention = retention;
+        }
+        if let Some(Retention(retention)) = args.discarded_retention {
+            self.pruner.discarded_retention = retention;
+        }
+        if let Some(keep_last) = args.keep_last {
+            self.pruner.keep_last = Some(keep_last);
+        }
+        Ok(())
+    }
+
+    /// Replaces the unnamed admin token (from `--api-token` or `api_token`), keeping named
+    /// tokens.
+    fn set_admin_token(&mut self, secret: String) {
+        self.tokens.retain(|token| token.name != "admin");
+        self.tokens.insert(0, ApiToken::admin(secret));
+    }
+
+    /// Checks the settings together: token strength, a token on non-loopback addresses,
+    /// positive intervals, at least one queue.
+    ///
+    /// # Errors
+    ///
+    /// The first problem found, naming the setting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = BTreeSet::new();
+        let mut secrets = BTreeSet::new();
+        for token in &self.tokens {
+            let setting = if token.name == "admin" {
+                "--api-token / STOKER_API_TOKEN / api_token".to_owned()
+            } else {
+                format!("tokens (token {:?})", token.name)
+            };
+            if token.secret.chars().count() < TOKEN_MIN_LEN {
+                return Err(ConfigError::invalid(
+                    &setting,
+                    format!(
+                        "the token is shorter than {TOKEN_MIN_LEN} characters; use a long random \
+                         one, e.g. from `openssl rand -hex 32`"
+                    ),
+                ));
+            }
+            if token
+                .secret
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ConfigError::invalid(
+                    &setting,
+                    "the token contains whitespace or control characters",
+                ));
+            }
+            if !names.insert(token.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    "tokens",
+                    format!("two tokens are named {:?}", token.name),
+                ));
+            }
+            if !secrets.insert(token.secret.as_str()) {
+                return Err(ConfigError::invalid(
+                    "tokens",
+                    format!(
+                        "token {:?} has the same secret as another token",
+                        token.name
+                    ),
+                ));
+            }
+            if token.scopes.is_empty() {
+                return Err(ConfigError::invalid(
+                    &setting,
+                    "the token has no scopes: give it some of admin, enqueue, work, read",
+                ));
+            }
+            if let Some(tenant) = &token.tenant {
+                if tenant.is_empty() || tenant.len() > 255 || tenant.chars().any(char::is_control) {
+                    return Err(ConfigError::invalid(
+                        &setting,
+                        "the tenant must be 1 to 255 characters without control characters",
+                    ));
+                }
+            }
+        }
+        if self.tokens.is_empty() && !self.bind.ip().is_loopback() {
+            return Err(ConfigError::InsecureBind { bind: self.bind });
+        }
+        if self.worker.queues.is_empty() {
+            return Err(ConfigError::invalid(
+                "--queue / STOKER_QUEUES / worker.queues",
+                "the built-in worker needs at least one queue",
+            ));
+        }
+        for (queue, &concurrency) in &self.worker.queues {
+            stoker::core::validate_queue(queue).map_err(|err| {
+                ConfigError::invalid("--queue / STOKER_QUEUES / worker.queues", err.to_string())
+            })?;
+            if concurrency == 0 {
+                return Err(ConfigError::invalid(
+                    "--queue / STOKER_QUEUES / worker.queues",
+                    format!("queue {queue:?} needs a concurrency of at least 1"),
+                ));
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::invalid(
+                "--max-body-bytes / STOKER_MAX_BODY_BYTES / max_body_bytes",
+                format!(
+                    "{} bytes is too small; use at least 1KiB",
+                    self.max_body_bytes
+                ),
+            ));
+        }
+        for (setting, value) in [
+            (
+                "--poll-interval / STOKER_POLL_INTERVAL / worker.poll_interval",
+                self.worker.poll_interval,
+            ),
+            (
+                "--pull-lease / STOKER_PULL_LEASE / pull.lease",
+                self.pull.lease,
+            ),
+            (
+                "--pull-poll-interval / STOKER_PULL_POLL_INTERVAL / pull.poll_interval",
+                self.pull.poll_interval,
+            ),
+            (
+                "--rescue-interval / STOKER_RESCUE_INTERVAL / rescuer.interval",
+                self.rescuer.interval,
+            ),
+            (
+                "--rescue-after / STOKER_RESCUE_AFTER / rescuer.stale_after",
+                self.rescuer.stale_after,
+            ),
+            (
+                "--prune-interval / STOKER_PRUNE_INTERVAL / pruner.interval",
+                self.pruner.interval,
+            ),
+            (
+                "--stats-interval / STOKER_STATS_INTERVAL / stats.sample_interval",
+                self.stats.sample_interval,
+            ),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::invalid(setting, "must be longer than zero"));
+            }
+        }
+        if self.pull.lease > self.pull.max_lease {
+            return Err(ConfigError::invalid(
+                "--pull-lease / STOKER_PULL_LEASE / pull.lease",
+                format!(
+                    "{} is longer than pull.max_lease ({})",
+                    format_duration(self.pull.lease),
+                    format_duration(self.pull.max_lease)
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration: `500ms`, `30s`, `1.5s`, `5m`, `1h`, `7d`, or a plain number of seconds.
+///
+/// # Errors
+///
+/// A message saying what is accepted.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: write e.g. 500ms, 30s, 5m, 1h, 7d"))?;
+    let scale = match unit.trim() {
+        "" | "s" | "sec" | "secs" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        other => {
+            return Err(format!(
+                "{text:?} has an unknown unit {other:?}: use ms, s, m, h or d"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("{text:?} is out of range"))
+}
+
+/// Writes a duration the way [`parse_duration`] reads it.
+pub fn format_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    if ms % 86_400_000 == 0 && ms > 0 {
+        format!("{}d", ms / 86_400_000)
+    } else if ms % 3_600_000 == 0 && ms > 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 && ms > 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// Parses a size in bytes: `2097152`, `512KiB`, `2MiB`, `1GiB`.
+///
+/// # Errors
+///
+/// A message saying what is accepted.
+pub fn parse_byte_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: usize = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size: write e.g. 2097152, 512KiB or 2MiB"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        "GiB" => 1024 * 1024 * 1024,
+        other => {
+            return Err(format!(
+                "{text:?} has an unknown unit {other:?}: use KiB, MiB or GiB"
+            ))
+        }
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Parses a queue of the built-in worker: `NAME` (concurrency 10) or `NAME=CONCURRENCY`.
+///
+/// # Errors
+///
+/// A message naming what is wrong.
+pub fn parse_queue(spec: &str) -> Result<(String, usize), String> {
+    let (name, concurrency) = match spec.split_once('=') {
+        Some((name, concurrency)) => {
+            let concurrency = concurrency.trim().parse::<usize>().map_err(|_| {
+                format!(
+                    "{spec:?}: the concurrency after '=' must be a whole number, e.g. default=10"
+                )
+            })?;
+            (name.trim(), concurrency)
+        }
+        None => (spec.trim(), WORKER_CONCURRENCY_DEFAULT),
+    };
+    stoker::core::validate_queue(name).map_err(|err| format!("{spec:?}: {err}"))?;
+    if concurrency == 0 {
+        return Err(format!("{spec:?}: the concurrency must be at least 1"));
+    }
+    Ok((name.to_owned(), concurrency))
+}
+
+/// Parses a listen address: `HOST:PORT` with an IP address or `localhost` as host.
+///
+/// # Errors
+///
+/// A message saying what is accepted.
+pub fn parse_bind(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = text.strip_prefix("localhost:") {
+        if let Ok(port) = port.parse::<u16>() {
+            return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+        }
+    }
+    Err(format!(
+        "{text:?} is not an address to listen on: write HOST:PORT with an IP address, e.g. \
+         127.0.0.1:{PORT_DEFAULT}, 0.0.0.0:{PORT_DEFAULT} or [::1]:{PORT_DEFAULT}"
+    ))
+}
+
+/// A retention from a flag: a duration, or `forever` to keep those jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+impl FromStr for Retention {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "forever" | "off" | "never" => Ok(Retention(None)),
+            other => parse_duration(other)
+                .map(|duration| Retention(Some(duration)))
+                .map_err(|message| format!("{message}, or forever")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file
+// ---------------------------------------------------------------------------------------------
+
+/// Known keys per section, for "did you mean" hints. `worker.queues` takes any queue name.
+const KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "database_url",
+            "bind",
+            "api_token",
+            "max_body_bytes",
+            "worker",
+            "pull",
+            "rescuer",
+            "pruner",
+            "stats",
+            "tokens",
+        ],
+    ),
+    ("worker", &["queues", "poll_interval", "shutdown_grace"]),
+    ("pull", &["lease", "max_lease", "max_wait", "poll_interval"]),
+    ("rescuer", &["interval", "stale_after"]),
+    (
+        "pruner",
+        &[
+            "interval",
+            "completed_retention",
+            "cancelled_retention",
+            "discarded_retention",
+            "keep_last",
+            "worker_retention",
+        ],
+    ),
+    ("stats", &["sample_interval"]),
+    (
+        "tokens",
+        &["name", "token", "token_env", "scopes", "tenant"],
+    ),
+];
+
+fn section_label(section: &str) -> String {
+    match section {
+        "" => "the top level".to_owned(),
+        "tokens" => "[[tokens]]".to_owned(),
+        other => format!("[{other}]"),
+    }
+}
+
+fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
+    check_section(table, "", origin)?;
+    for (section, _) in KEYS.iter().skip(1) {
+        match table.get(*section) {
+            Some(toml::Value::Table(inner)) => check_section(inner, section, origin)?,
+            Some(toml::Value::Array(items)) if *section == "tokens" => {
+                for item in items {
+                    if let toml::Value::Table(inner) = item {
+                        check_section(inner, section, origin)?;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_section(table: &toml::Table, section: &str, origin: &str) -> Result<(), ConfigError> {
+    let known = KEYS
+        .iter()
+        .find(|(name, _)| *name == section)
+        .map(|(_, keys)| *keys)
+        .unwrap_or_default();
+    for key in table.keys() {
+        if known.contains(&key.as_str()) {
+            continue;
+        }
+        let hint = did_you_mean(key, known)
+            .map(|best| format!("did you mean `{best}`?"))
+            .or_else(|| {
+                // The right key in the wrong section.
+                KEYS.iter()
+                    .find(|(other, keys)| *other != section && keys.contains(&key.as_str()))
+                    .map(|(other, _)| format!("did you mean `{key}` in {}?", section_label(other)))
+            })
+            .or_else(|| Some(format!("expected one of: {}", known.join(", "))));
+        return Err(ConfigError::UnknownKey {
+            origin: origin.to_owned(),
+            section: section_label(section),
+            key: key.clone(),
+            hint,
+        });
+    }
+    Ok(())
+}
+
+/// The known word closest to `word`, if it is close enough to be a typo.
+pub(crate) fn did_you_mean<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|candidate| (edit_distance(word, candidate), *candidate))
+        .filter(|(distance, candidate)| {
+            *distance <= 2.max(candidate.len() / 3) && *distance < candidate.len()
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
+}
+
+/// The Levenshtein distance between two strings, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            current[j + 1] = (previous[j] + cost)
+                .min(previous[j + 1] + 1)
+                .min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+/// The parser's message with the line and column it points at.
+fn toml_message(err: &toml::de::Error, text: &str) -> String {
+    let message = err.message().trim_end().to_owned();
+    match err.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+            let column = before.len() - line_start + 1;
+            let source = text[line_start..].lines().next().unwrap_or_default().trim();
+            format!("line {line}, column {column} (`{source}`): {message}")
+        }
+        None => message,
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    bind: Option<String>,
+    api_token: Option<String>,
+    max_body_bytes: Option<FileSize>,
+    #[serde(default)]
+    worker: FileWorker,
+    #[serde(default)]
+    pull: FilePull,
+    #[serde(default)]
+    rescuer: FileRescuer,
+    #[serde(default)]
+    pruner: FilePruner,
+    #[serde(default)]
+    stats: FileStats,
+    #[serde(default)]
+    tokens: Vec<FileToken>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileWorker {
+    queues: Option<BTreeMap<String, usize>>,
+    poll_interval: Option<FileDuration>,
+    shutdown_grace: Option<FileDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePull {
+    lease: Option<FileDuration>,
+    max_lease: Option<FileDuration>,
+    max_wait: Option<FileDuration>,
+    poll_interval: Option<FileDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRescuer {
+    interval: Option<FileDuration>,
+    stale_after: Option<FileDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePruner {
+    interval: Option<FileDuration>,
+    completed_retention: Option<FileRetention>,
+    cancelled_retention: Option<FileRetention>,
+    discarded_retention: Option<FileRetention>,
+    keep_last: Option<u32>,
+    worker_retention: Option<FileDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStats {
+    sample_interval: Option<FileDuration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileToken {
+    name: String,
+    token: Option<String>,
+    token_env: Option<String>,
+    scopes: Vec<Scope>,
+    tenant: Option<String>,
+}
+
+/// A duration in the file: a string such as `30s`, or a number of seconds.
+#[derive(Debug, Clone, Copy)]
+struct FileDuration(Duration);
+
+impl<'de> Deserialize<'de> for FileDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Fraction(f64),
+            Text(String),
+        }
+        let duration = match Raw::deserialize(deserializer)? {
+            Raw::Seconds(secs) => Duration::from_secs(secs),
+            Raw::Fraction(secs) => {
+                Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)?
+            }
+            Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom)?,
+        };
+        Ok(FileDuration(duration))
+    }
+}
+
+/// A retention in the file: a duration, or `"forever"`.
+#[derive(Debug, Clone, Copy)]
+struct FileRetention(Option<Duration>);
+
+impl<'de> Deserialize<'de> for FileRetention {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Seconds(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Seconds(secs) => Ok(FileRetention(Some(Duration::from_secs(secs)))),
+            Raw::Text(text) => text
+                .parse::<Retention>()
+                .map(|Retention(retention)| FileRetention(retention))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A size in the file: a number of bytes, or a string such as `2MiB`.
+#[derive(Debug, Clone, Copy)]
+struct FileSize(usize);
+
+impl<'de> Deserialize<'de> for FileSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(usize),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Bytes(bytes) => Ok(FileSize(bytes)),
+            Raw::Text(text) => parse_byte_size(&text)
+                .map(FileSize)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl FileConfig {
+    fn apply(self, config: &mut Config) -> Result<(), ConfigError> {
+        if let Some(url) = self.database_url {
+            config.database_url = url;
+        }
+        if let Some(bind) = self.bind {
+            config.bind = parse_bind(&bind)
+                .map_err(|message| ConfigError::invalid("--bind / STOKER_BIND / bind", message))?;
+        }
+        if let Some(FileSize(bytes)) = self.max_body_bytes {
+            config.max_body_bytes = bytes;
+        }
+        if let Some(secret) = self.api_token {
+            config.set_admin_token(secret);
+        }
+        for token in self.tokens {
+            if token.name == "admin" {
+                return Err(ConfigError::invalid(
+                    "tokens",
+                    "the name \"admin\" is reserved for api_token; name the token otherwise",
+                ));
+            }
+            let setting = format!("tokens (token {:?})", token.name);
+            let secret = match (token.token, token.token_env) {
+                (Some(secret), None) => secret,
+                (None, Some(variable)) => std::env::var(&variable).map_err(|_| {
+                    ConfigError::invalid(
+                        &setting,
+                        format!("its token_env names {variable:?}, which is not set"),
+                    )
+                })?,
+                _ => {
+                    return Err(ConfigError::invalid(
+                        &setting,
+                        "give exactly one of token = \"...\" or token_env = \"VARIABLE\"",
+                    ))
+                }
+            };
+            config.tokens.push(ApiToken {
+                name: token.name,
+                secret,
+                scopes: token.scopes.into_iter().collect(),
+                tenant: token.tenant,
+            });
+        }
+        if let Some(queues) = self.worker.queues {
+            config.worker.queues = queues;
+        }
+        let set = |slot: &mut Duration, value: Option<FileDuration>| {
+            if let Some(FileDuration(value)) = value {
+                *slot = value;
+            }
+        };
+        set(&mut config.worker.poll_interval, self.worker.poll_interval);
+        set(
+            &mut config.worker.shutdown_grace,
+            self.worker.shutdown_grace,
+        );
+        set(&mut config.pull.lease, self.pull.lease);
+        set(&mut config.pull.max_lease, self.pull.max_lease);
+        set(&mut config.pull.max_wait, self.pull.max_wait);
+        set(&mut config.pull.poll_interval, self.pull.poll_interval);
+        set(&mut config.rescuer.interval, self.rescuer.interval);
+        set(&mut config.rescuer.stale_after, self.rescuer.stale_after);
+        set(&mut config.pruner.interval, self.pruner.interval);
+        set(
+            &mut config.pruner.worker_retention,
+            self.pruner.worker_retention,
+        );
+        set(
+            &mut config.stats.sample_interval,
+            self.stats.sample_interval,
+        );
+        if let Some(FileRetention(retention)) = self.pruner.completed_retention {
+            config.pruner.completed_retention = retention;
+        }
+        if let Some(FileRetention(retention)) = self.pruner.cancelled_retention {
+            config.pruner.cancelled_retention = retention;
+        }
+        if let Some(FileRetention(retention)) = self.pruner.discarded_retention {
+            config.pruner.discarded_retention = retention;
+        }
+        if let Some(keep_last) = self.pruner.keep_last {
+            config.pruner.keep_last = Some(keep_last);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(format_duration(Duration::from_secs(7 * 86400)), "7d");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn parses_sizes_queues_and_addresses() {
+        assert_eq!(parse_byte_size("2MiB"), Ok(2 * 1024 * 1024));
+        assert_eq!(parse_byte_size("4096"), Ok(4096));
+        assert!(parse_byte_size("2MB").is_err());
+        assert_eq!(parse_queue("mailers=5"), Ok(("mailers".into(), 5)));
+        assert_eq!(parse_queue("default"), Ok(("default".into(), 10)));
+        assert!(parse_queue("bad queue=1").is_err());
+        assert!(parse_queue("q=0").is_err());
+        assert_eq!(parse_bind("localhost:80").unwrap().port(), 80);
+        assert!(parse_bind("[::1]:7700").unwrap().ip().is_loopback());
+        assert!(parse_bind("example.com:80").is_err());
+    }
+
+    #[test]
+    fn suggests_the_closest_key() {
+        assert_eq!(did_you_mean("bnd", &["bind", "database_url"]), Some("bind"));
+        assert_eq!(did_you_mean("intervl", &["interval"]), Some("interval"));
+        assert_eq!(did_you_mean("zzzzzzzz", &["bind"]), None);
+    }
+}

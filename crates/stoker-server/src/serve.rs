@@ -1,0 +1,470 @@
+//! `stoker serve`: the job server. The HTTP API, the pull protocol, metrics, the built-in
+//! handlers and, on the elected leader, the maintenance services, in one process.
+//!
+//! With no flags and no environment it runs on `./stoker.sqlite3`, listening on
+//! `127.0.0.1:7700`. Point any number of servers at one PostgreSQL database
+//! (`--database-url postgres://...`) and they form a cluster: they share the jobs, elect one
+//! leader for maintenance, and wake each other with `LISTEN/NOTIFY`.
+//!
+//! [`run`] is the command; [`Server`] is the same server for embedding and tests, started on
+//! a [`Config`] (and optionally a store you built yourself).
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoker::{Store, Worker, WorkerHandle};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, Background};
+use crate::config::{self, Config, ConfigError, Retention};
+
+const CONFIG_HELP: &str = "\
+Settings come from flags, then environment variables, then the --config TOML file, then
+defaults. Each flag above names its variable and its TOML key. Durations are written 500ms,
+30s, 5m, 1h, 7d; sizes 2097152, 512KiB, 2MiB.
+
+Without an API token the server listens on loopback only; any other --bind address needs a
+token (--api-token, STOKER_API_TOKEN, or api_token / [[tokens]] in the file). A single
+--api-token is an admin token. The TOML file can also list named tokens with scopes (admin,
+enqueue, work, read), each optionally bound to a tenant:
+
+    [[tokens]]
+    name = \"billing\"
+    token_env = \"STOKER_BILLING_TOKEN\"   # or token = \"...\"
+    scopes = [\"enqueue\", \"read\"]
+    tenant = \"acme\"                      # optional: sees and touches only acme's jobs
+
+Clients send `Authorization: Bearer <token>`. The API is under /v1 (OpenAPI document at
+/v1/openapi.json), with /health and Prometheus /metrics beside it. Logs go to stderr; set
+RUST_LOG (e.g. RUST_LOG=stoker=debug) to change what is logged.
+
+Unknown keys in the TOML file are errors.";
+
+/// The options of `stoker serve`. Every option has a flag, an environment variable and a key
+/// in the `--config` TOML file; flags win over the environment, which wins over the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(after_long_help = CONFIG_HELP)]
+pub struct ServeArgs {
+    /// A TOML configuration file. Flags and environment variables win over its settings.
+    #[arg(long, env = "STOKER_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// The database: sqlite://PATH (created if missing) or postgres://USER:PASSWORD@HOST/DB.
+    /// Servers sharing one PostgreSQL database form a cluster. [default:
+    /// sqlite://stoker.sqlite3] [toml: database_url]
+    #[arg(
+        long,
+        env = "STOKER_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+
+    /// The address the HTTP API listens on. Anything but loopback requires an API token.
+    /// [default: 127.0.0.1:7700] [toml: bind]
+    #[arg(long, env = "STOKER_BIND", value_name = "HOST:PORT")]
+    pub bind: Option<String>,
+
+    /// An admin API token (at least 16 characters): every request must then carry
+    /// `Authorization: Bearer <TOKEN>`. [toml: api_token, or `[[tokens]]` for scoped tokens]
+    #[arg(
+        long,
+        env = "STOKER_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub api_token: Option<String>,
+
+    /// The largest request body accepted. [default: 2MiB] [toml: max_body_bytes]
+    #[arg(long, env = "STOKER_MAX_BODY_BYTES", value_name = "SIZE", value_parser = config::parse_byte_size)]
+    pub max_body_bytes: Option<usize>,
+
+    /// A queue the built-in handlers (webhook) serve, with its concurrency; repeat the flag, or
+    /// separate with commas in the variable. The built-in worker takes only the built-in
+    /// kinds from these queues; other kinds wait there for pull workers. [default: default=10]
+    /// [toml: worker.queues = { default = 10 }]
+    #[arg(
+        long = "queue",
+        env = "STOKER_QUEUES",
+        value_name = "NAME[=CONCURRENCY]",
+        value_delimiter = ','
+    )]
+    pub queues: Vec<String>,
+
+    /// How often the built-in worker looks for due jobs when no event wakes it. [default: 1s]
+    /// [toml: worker.poll_interval]
+    #[arg(long, env = "STOKER_POLL_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub poll_interval: Option<Duration>,
+
+    /// How long running built-in jobs get to finish on shutdown before they are handed back.
+    /// [default: 10s] [toml: worker.shutdown_grace]
+    #[arg(long, env = "STOKER_SHUTDOWN_GRACE", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub shutdown_grace: Option<Duration>,
+
+    /// The lease of a job reserved by a pull worker that asks for none: unless extended, the
+    /// job returns to its queue this long after it was reserved. [default: 30s] [toml:
+    /// pull.lease]
+    #[arg(long, env = "STOKER_PULL_LEASE", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub pull_lease: Option<Duration>,
+
+    /// The longest lease a pull worker may ask for. [default: 1h] [toml: pull.max_lease]
+    #[arg(long, env = "STOKER_PULL_MAX_LEASE", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub pull_max_lease: Option<Duration>,
+
+    /// The longest a reserve request may wait for a job (long-poll). [default: 30s] [toml:
+    /// pull.max_wait]
+    #[arg(long, env = "STOKER_PULL_MAX_WAIT", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub pull_max_wait: Option<Duration>,
+
+    /// How often a waiting reserve request re-checks the store when no event wakes it (for
+    /// scheduled jobs, and other processes' inserts on SQLite). [default: 1s] [toml:
+    /// pull.poll_interval]
+    #[arg(long, env = "STOKER_PULL_POLL_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub pull_poll_interval: Option<Duration>,
+
+    /// How often the rescuer looks for jobs of dead workers and lapsed leases. [default: 1s]
+    /// [toml: rescuer.interval]
+    #[arg(long, env = "STOKER_RESCUE_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub rescue_interval: Option<Duration>,
+
+    /// How long a worker may go without a heartbeat before its jobs are rescued. [default:
+    /// 3s] [toml: rescuer.stale_after]
+    #[arg(long, env = "STOKER_RESCUE_AFTER", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub rescue_after: Option<Duration>,
+
+    /// How often the pruner deletes old finished jobs. [default: 30s] [toml: pruner.interval]
+    #[arg(long, env = "STOKER_PRUNE_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub prune_interval: Option<Duration>,
+
+    /// How long completed jobs are kept, or `forever`. [default: 24h] [toml:
+    /// pruner.completed_retention]
+    #[arg(
+        long,
+        env = "STOKER_COMPLETED_RETENTION",
+        value_name = "DURATION|forever"
+    )]
+    pub completed_retention: Option<Retention>,
+
+    /// How long cancelled jobs are kept, or `forever`. [default: 24h] [toml:
+    /// pruner.cancelled_retention]
+    #[arg(
+        long,
+        env = "STOKER_CANCELLED_RETENTION",
+        value_name = "DURATION|forever"
+    )]
+    pub cancelled_retention: Option<Retention>,
+
+    /// How long discarded (dead-letter) jobs are kept, or `forever`. [default: 7d] [toml:
+    /// pruner.discarded_retention]
+    #[arg(
+        long,
+        env = "STOKER_DISCARDED_RETENTION",
+        value_name = "DURATION|forever"
+    )]
+    pub discarded_retention: Option<Retention>,
+
+    /// Per queue, keep at most this many finished jobs (the newest), whatever their age.
+    /// [default: no limit] [toml: pruner.keep_last]
+    #[arg(long, env = "STOKER_KEEP_LAST", value_name = "COUNT")]
+    pub keep_last: Option<u32>,
+
+    /// How long a silent worker's row is kept before the pruner deletes it. [default: 1h]
+    /// [toml: pruner.worker_retention]
+    #[arg(long, env = "STOKER_WORKER_RETENTION", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub worker_retention: Option<Duration>,
+
+    /// How often the throughput sampler behind /v1/stats reads the job counts. [default: 5s]
+    /// [toml: stats.sample_interval]
+    #[arg(long, env = "STOKER_STATS_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub stats_interval: Option<Duration>,
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database {url}: {source}")]
+    Store {
+        /// The URL, without its password.
+        url: String,
+        /// Why.
+        #[source]
+        source: stoker::Error,
+    },
+    /// The address could not be listened on.
+    #[error("cannot listen on {addr}: {source}; choose another address with --bind (STOKER_BIND)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The built-in worker could not start.
+    #[error("cannot start the built-in worker: {0}")]
+    Worker(#[source] stoker::Error),
+    /// The HTTP server failed while running.
+    #[error("the HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// Runs `stoker serve` until SIGINT or SIGTERM, then shuts down gracefully: stop accepting
+/// connections, finish in-flight requests, end long-polls, stop the built-in worker (running
+/// jobs get the shutdown grace), and resign leadership.
+///
+/// # Errors
+///
+/// A [`ServeError`] if the configuration is unusable, the database cannot be opened, the
+/// address cannot be listened on, or the server fails.
+pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    init_tracing();
+    let config = Config::load(&args)?;
+    let server = Server::start(config).await?;
+    server.print_banner();
+    tokio::select! {
+        () = stoker::shutdown_signal() => {
+            tracing::info!("shutdown signal received; stopping gracefully");
+        }
+        () = server.http_stopped() => {}
+    }
+    server.shutdown().await
+}
+
+/// Logs to stderr at `info` unless `RUST_LOG` says otherwise; does nothing if the program set
+/// up logging already.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A running server: the HTTP API on its listener, the built-in worker and the background
+/// tasks (throughput sampler, pull worker heartbeats, worker metrics).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), stoker_server::serve::ServeError> {
+/// use stoker_server::config::Config;
+/// use stoker_server::serve::Server;
+///
+/// let mut config = Config::default();
+/// config.bind = "127.0.0.1:0".parse().unwrap(); // any free port
+/// let server = Server::start(config).await?;
+/// println!("listening on {}", server.local_addr());
+/// server.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub struct Server {
+    config: Config,
+    local_addr: SocketAddr,
+    state: AppState,
+    worker: WorkerHandle,
+    background: Background,
+    stop_http: CancellationToken,
+    http: JoinHandle<std::io::Result<()>>,
+    http_done: CancellationToken,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.local_addr)
+            .field("worker", &self.worker.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the store `config.database_url` names, migrates it, and starts the server.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::start_with_store`], and if the database cannot be opened.
+    pub async fn start(config: Config) -> Result<Server, ServeError> {
+        config.validate()?;
+        let store = stoker::connect(&config.database_url)
+            .await
+            .map_err(|source| ServeError::Store {
+                url: stoker::redact_url(&config.database_url),
+                source,
+            })?;
+        Server::start_with_store(config, store).await
+    }
+
+    /// Starts the server on a store you opened yourself (e.g. a PostgreSQL store in a schema
+    /// of its own); `config.database_url` is then only shown. Migrates the store first.
+    ///
+    /// # Errors
+    ///
+    /// If the configuration is unusable, the store cannot be migrated, the address cannot be
+    /// listened on, or the worker cannot start.
+    pub async fn start_with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> Result<Server, ServeError> {
+        config.validate()?;
+        store.migrate().await.map_err(|source| ServeError::Store {
+            url: stoker::redact_url(&config.database_url),
+            source: source.into(),
+        })?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: config.bind,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+
+        let mut builder = Worker::builder(Arc::clone(&store))
+            .registry(crate::handlers::builtin())
+            // Pull workers share these queues: leave them every kind we have no handler for.
+            .registered_kinds_only(true)
+            .poll_interval(config.worker.poll_interval)
+            .shutdown_grace(config.worker.shutdown_grace)
+            .rescuer(config.rescuer.clone())
+            .pruner(config.pruner.clone());
+        for (queue, &concurrency) in &config.worker.queues {
+            builder = builder.queue(queue.clone(), concurrency);
+        }
+        let worker = builder.build().map_err(ServeError::Worker)?;
+        let worker = worker.start().await.map_err(ServeError::Worker)?;
+
+        let state = AppState::new(Arc::clone(&store), &config);
+        let background = state.spawn_background(Some(worker.events()));
+        let app = api::router(state.clone());
+        let stop_http = CancellationToken::new();
+        let http_done = CancellationToken::new();
+        let http = tokio::spawn({
+            let stop = stop_http.clone();
+            let done = http_done.clone();
+            async move {
+                let result = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .into_future()
+                    .await;
+                done.cancel();
+                result
+            }
+        });
+        tracing::info!(
+            addr = %local_addr,
+            store = store.name(),
+            worker = worker.id(),
+            queues = ?config.worker.queues,
+            auth = if config.tokens.is_empty() { "none (loopback only)" } else { "bearer tokens" },
+            "stoker server started"
+        );
+        Ok(Server {
+            config,
+            local_addr,
+            state,
+            worker,
+            background,
+            stop_http,
+            http,
+            http_done,
+        })
+    }
+
+    /// The address the API listens on (with the real port when the config asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The API's base URL, e.g. `http://127.0.0.1:7700`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// The state the API's handlers share.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The built-in worker's id, as in its heartbeat row.
+    pub fn worker_id(&self) -> &str {
+        self.worker.id()
+    }
+
+    /// Whether this server leads the maintenance services now.
+    pub fn is_leader(&self) -> bool {
+        self.worker.is_leader()
+    }
+
+    /// Completes when the HTTP server stopped on its own (it failed).
+    async fn http_stopped(&self) {
+        self.http_done.cancelled().await;
+    }
+
+    fn print_banner(&self) {
+        let url = self.url();
+        println!(
+            "stoker serve {}: {} ({})",
+            env!("CARGO_PKG_VERSION"),
+            stoker::redact_url(&self.config.database_url),
+            self.state.store().name()
+        );
+        println!("  API:        {url}/v1  (OpenAPI: {url}/v1/openapi.json)");
+        println!("  Dashboard:  {url}/  (not available yet in this version)");
+        println!("  Health:     {url}/health   Metrics: {url}/metrics");
+        let queues: Vec<String> = self
+            .config
+            .worker
+            .queues
+            .iter()
+            .map(|(queue, concurrency)| format!("{queue}={concurrency}"))
+            .collect();
+        println!(
+            "  Built-in handlers: {} on queues {}",
+            crate::handlers::builtin().kinds().join(", "),
+            queues.join(", ")
+        );
+        if self.config.tokens.is_empty() {
+            println!("  Auth: none (listening on loopback only; set --api-token to open up)");
+        } else {
+            println!("  Auth: {} API token(s)", self.config.tokens.len());
+        }
+    }
+
+    /// Shuts down gracefully: stop accepting connections, end long-polls, let in-flight
+    /// requests finish, stop the built-in worker (running jobs get the shutdown grace, then
+    /// are handed back), then the background tasks.
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::Http`] if the HTTP server had failed.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.state.begin_shutdown();
+        self.stop_http.cancel();
+        let http = match self.http.await {
+            Ok(result) => result.map_err(ServeError::Http),
+            Err(err) => Err(ServeError::Http(std::io::Error::other(err))),
+        };
+        let report = self.worker.shutdown().await;
+        if report.cancelled_at_deadline > 0 {
+            tracing::warn!(
+                jobs = report.cancelled_at_deadline,
+                "jobs still running at the end of the shutdown grace were handed back"
+            );
+        }
+        self.background.stop().await;
+        tracing::info!("stoker server stopped");
+        http
+    }
+}
