@@ -34,7 +34,7 @@ pub use job::{
 pub use store::{
     Capabilities, JobCancelParams, JobClaimParams, JobFinish, JobFinishParams, JobInsertParams,
     JobLeaseParams, JobListParams, JobProgressParams, JobPruneParams, JobRetryManyParams,
-    JobRetryParams, JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended, Outcome,
-    QueueParams, QueueRow, StateCount, Store, StoreEvent, StoreTx, WorkerHeartbeatParams,
+    JobRetryParams, JobStageParams, JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended,
+    Outcome, QueueParams, QueueRow, StateCount, Store, StoreEvent, StoreTx, WorkerHeartbeatParams,
     WorkerHeartbeatReply, WorkerRow,
 };

@@ -271,6 +271,15 @@ pub struct JobPruneParams {
     pub limit: u32,
 }
 
+/// Parameters of [`Store::job_stage`].
+#[derive(Debug, Clone)]
+pub struct JobStageParams {
+    /// Jobs whose `run_at` is at or before this become due.
+    pub now: DateTime<Utc>,
+    /// The most jobs one call stages, so no single statement holds locks for long.
+    pub limit: u32,
+}
+
 /// Parameters of [`Store::queue_pause`] and [`Store::queue_resume`].
 #[derive(Debug, Clone)]
 pub struct QueueParams {
@@ -432,7 +441,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` due jobs of `queue` for `worker_id`, and returns them.
     ///
-    /// Due means state `available` or `retryable` with `run_at <= now`. They are taken in
+    /// Due means state `available` or `retryable` with `run_at <= now`, and staged: a job
+    /// whose `run_at` was later than the `now` of the call that set it (an insert, a retry
+    /// outcome, a snooze) waits in the schedule, outside the claim's index, until
+    /// [`Store::job_stage`] runs at or after its `run_at`. So a table of millions of scheduled
+    /// jobs costs a claim nothing. They are taken in
     /// order of priority (highest first), then `run_at`, then id. Each claimed job becomes
     /// `running`, with `attempt + 1`, `attempted_at = now`, `worker_id` set and
     /// `lease_expires_at = now + lease` (or none without a lease). A job is never
@@ -503,6 +516,13 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes finished jobs by the given rules, at most `limit`, and returns how many.
     /// Never touches jobs that are not finished.
     async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64>;
+
+    /// Moves up to `limit` scheduled jobs whose `run_at` is at or before `now` out of the
+    /// schedule, earliest first, so claims see them (see [`Store::job_claim`]); their state
+    /// and every other field stay as they are. Returns how many it moved; callers repeat it
+    /// while it returns `limit`. Sends [`StoreEvent::JobsAvailable`] for each queue that got
+    /// jobs.
+    async fn job_stage(&self, params: JobStageParams) -> StoreResult<u64>;
 
     /// Makes a job run again now: `available` with `run_at = now`, `finished_at` and any
     /// cancel request cleared, and `max_attempts` raised to `attempt + 1` if it had no

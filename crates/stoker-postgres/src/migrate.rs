@@ -28,6 +28,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "lease",
         sql: include_str!("../migrations/0002_lease.sql"),
     },
+    Migration {
+        version: 3,
+        name: "schedule",
+        sql: include_str!("../migrations/0003_schedule.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

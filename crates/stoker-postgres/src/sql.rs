@@ -27,6 +27,7 @@ pub(crate) struct Sql {
     pub(crate) job_prune: String,
     pub(crate) job_retry: String,
     pub(crate) job_retry_many: String,
+    pub(crate) job_stage: String,
     pub(crate) job_extend_lease: String,
     pub(crate) job_list: String,
     pub(crate) job_list_states: String,
@@ -74,7 +75,8 @@ impl Sql {
                      lease_expires_at = $5 \
                  WHERE j.id = ANY(ARRAY( \
                      SELECT id FROM {jobs} \
-                     WHERE state IN ('available', 'retryable') AND queue = $3 AND run_at <= $1{kinds} \
+                     WHERE state IN ('available', 'retryable') AND NOT scheduled \
+                       AND queue = $3 AND run_at <= $1{kinds} \
                        AND NOT EXISTS (SELECT 1 FROM {queues} WHERE name = $3 AND paused) \
                      ORDER BY priority DESC, run_at, id \
                      LIMIT $4 \
@@ -121,16 +123,18 @@ impl Sql {
                                                unique_key, tenant, metadata, timeout_ms, ord) \
                  ), ins AS ( \
                      INSERT INTO {jobs} (id, kind, queue, args, priority, max_attempts, run_at, \
-                                         unique_key, tenant, metadata, timeout_ms, created_at) \
+                                         unique_key, tenant, metadata, timeout_ms, created_at, \
+                                         scheduled) \
                      SELECT id, kind, queue, args, priority, max_attempts, run_at, \
-                            unique_key, tenant, metadata, timeout_ms, $11 \
+                            unique_key, tenant, metadata, timeout_ms, $11, run_at > $11 \
                      FROM input ORDER BY ord \
                      ON CONFLICT ((COALESCE(tenant, '')), unique_key) WHERE unique_key IS NOT NULL \
                      DO NOTHING \
-                     RETURNING id, queue \
+                     RETURNING id, queue, scheduled \
                  ), notified AS ( \
                      SELECT {notify_available} \
-                     FROM (SELECT DISTINCT queue FROM ins WHERE queue = ANY($12::text[])) q \
+                     FROM (SELECT DISTINCT queue FROM ins \
+                           WHERE queue = ANY($12::text[]) AND NOT scheduled) q \
                  ) \
                  SELECT i.id, ins.id IS NOT NULL AS inserted, e.id AS existing_id, \
                         (SELECT count(*) FROM notified) AS notified \
@@ -168,6 +172,10 @@ impl Sql {
                      finished_at = CASE WHEN u.state IN {FINISHED} \
                                           OR (j.cancel_requested_at IS NOT NULL AND u.state <> 'completed') \
                                         THEN $7 ELSE j.finished_at END, \
+                     scheduled = CASE WHEN j.cancel_requested_at IS NOT NULL AND u.state <> 'completed' \
+                                      THEN false \
+                                      ELSE u.state IN ('available', 'retryable') \
+                                           AND COALESCE(u.run_at, j.run_at) > $7 END, \
                      lease_expires_at = NULL \
                  FROM unnest($1::int8[], $2::int4[], $3::text[], $4::jsonb[], $5::timestamptz[], \
                              $6::jsonb[]) AS u(id, attempt, state, result, run_at, error) \
@@ -181,6 +189,7 @@ impl Sql {
                      UPDATE {jobs} SET \
                          state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END, \
                          finished_at = CASE WHEN state = 'running' THEN finished_at ELSE $2 END, \
+                         scheduled = false, \
                          cancel_requested_at = CASE WHEN state = 'running' \
                                                     THEN COALESCE(cancel_requested_at, $2) \
                                                     ELSE cancel_requested_at END \
@@ -238,7 +247,7 @@ impl Sql {
                 "WITH upd AS ( \
                      UPDATE {jobs} SET \
                          state = 'available', run_at = $2, finished_at = NULL, \
-                         cancel_requested_at = NULL, lease_expires_at = NULL, \
+                         cancel_requested_at = NULL, lease_expires_at = NULL, scheduled = false, \
                          max_attempts = GREATEST(max_attempts, attempt + 1) \
                      WHERE id = $1 AND state <> 'running' \
                      RETURNING {cols} \
@@ -251,11 +260,32 @@ impl Sql {
             // caller), filtered like a list, oldest first, each retried as `job_retry` does one,
             // with one notification per queue that got jobs back. Rows another statement holds
             // (a concurrent bulk retry, a prune) are skipped rather than waited for.
+            // Takes up to $2 due jobs out of the schedule, earliest first, through the schedule
+            // index (which holds nothing else), with one notification per queue that got jobs.
+            // Rows a claim or a finish holds are skipped: the next pass takes them. ARRAY()
+            // keeps the update on primary-key lookups under a generic plan, as in the claim.
+            job_stage: format!(
+                "WITH upd AS ( \
+                     UPDATE {jobs} SET scheduled = false \
+                     WHERE id = ANY(ARRAY( \
+                         SELECT id FROM {jobs} \
+                         WHERE scheduled AND run_at <= $1 \
+                         ORDER BY run_at, id \
+                         LIMIT $2 \
+                         FOR UPDATE SKIP LOCKED \
+                     )) AND scheduled \
+                     RETURNING queue \
+                 ), notified AS ( \
+                     SELECT {notify_available} FROM (SELECT DISTINCT queue FROM upd) q \
+                 ) \
+                 SELECT (SELECT count(*) FROM upd) AS staged, \
+                        (SELECT count(*) FROM notified) AS notified"
+            ),
             job_retry_many: format!(
                 "WITH upd AS ( \
                      UPDATE {jobs} SET \
                          state = 'available', run_at = $6, finished_at = NULL, \
-                         cancel_requested_at = NULL, lease_expires_at = NULL, \
+                         cancel_requested_at = NULL, lease_expires_at = NULL, scheduled = false, \
                          max_attempts = GREATEST(max_attempts, attempt + 1) \
                      WHERE id IN ( \
                          SELECT id FROM {jobs} \
@@ -350,7 +380,7 @@ impl Sql {
                  SELECT 'due', NULL::int8, q.name FROM unnest($4::text[]) AS q(name) \
                  CROSS JOIN LATERAL (SELECT 1 FROM {jobs} j \
                      WHERE j.queue = q.name AND j.state IN ('available', 'retryable') \
-                       AND j.run_at <= $7 \
+                       AND NOT j.scheduled AND j.run_at <= $7 \
                      ORDER BY j.priority DESC, j.run_at, j.id LIMIT 1) due \
                  WHERE NOT EXISTS (SELECT 1 FROM {queues} p WHERE p.name = q.name AND p.paused) \
                  UNION ALL \

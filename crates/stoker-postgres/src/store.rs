@@ -13,10 +13,10 @@ use sqlx::Row;
 use stoker_core::{
     Capabilities, InsertedJob, InvalidInput, JobCancelParams, JobClaimParams, JobFinishParams,
     JobId, JobInsert, JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams,
-    JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobState, JobStuckParams,
-    LeaderElectParams, LeaderRow, LeaseExtended, Outcome, Progress, QueueParams, QueueRow,
-    StateCount, Store, StoreError, StoreEvent, StoreResult, StoreTx, WorkerHeartbeatParams,
-    WorkerHeartbeatReply, WorkerRow,
+    JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobStageParams, JobState,
+    JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended, Outcome, Progress, QueueParams,
+    QueueRow, StateCount, Store, StoreError, StoreEvent, StoreResult, StoreTx,
+    WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
 };
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -804,6 +804,21 @@ impl Store for PgStore {
             .map_err(|_| StoreError::Corrupt(format!("retried a negative count: {retried}")))
     }
 
+    async fn job_stage(&self, params: JobStageParams) -> StoreResult<u64> {
+        if params.limit == 0 {
+            return Ok(0);
+        }
+        self.listener_ready().await;
+        let staged: i64 = sqlx::query_scalar(&self.inner.sql.job_stage)
+            .bind(params.now)
+            .bind(limit(params.limit))
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        u64::try_from(staged)
+            .map_err(|_| StoreError::Corrupt(format!("staged a negative count: {staged}")))
+    }
+
     async fn job_stats(&self) -> StoreResult<Vec<StateCount>> {
         let rows = sqlx::query(&self.inner.sql.job_stats)
             .fetch_all(&self.inner.pool)
@@ -980,7 +995,8 @@ mod tests {
 
     use super::*;
 
-    /// Every claim is an index scan of the fetch index plus primary-key lookups, the stuck-job
+    /// Every claim is an index scan of the fetch index plus primary-key lookups, staging a scan
+    /// of the schedule index, the stuck-job
     /// query an index scan that reads only running rows, and a bulk retry primary-key lookups, under
     /// custom and generic plans alike, however many finished, future and running rows the table
     /// holds. Needs `STOKER_TEST_DATABASE_URL`; run with `--nocapture` to see the plans.
@@ -1006,9 +1022,12 @@ mod tests {
                                  finished_at) \
              SELECT 'k', 'default', '{{}}', 'completed', 5, '2020-01-01', '2020-01-01', \
                     '2020-01-01' FROM generate_series(1, 100000); \
-             INSERT INTO {jobs} (kind, queue, args, max_attempts, run_at, created_at) \
+             INSERT INTO {jobs} (kind, queue, args, max_attempts, run_at, created_at, scheduled) \
              SELECT 'k', 'default', '{{}}', 5, '2100-01-01'::timestamptz + g * interval '1 s', \
-                    '2020-01-01' FROM generate_series(1, 100000) g; \
+                    '2020-01-01', true FROM generate_series(1, 100000) g; \
+             INSERT INTO {jobs} (kind, queue, args, max_attempts, run_at, created_at, scheduled) \
+             SELECT 'k', 'default', '{{}}', 5, '2029-12-31', '2020-01-01', true \
+             FROM generate_series(1, 50); \
              INSERT INTO {jobs} (kind, queue, args, max_attempts, run_at, created_at) \
              SELECT 'k', 'default', '{{}}', 5, '2020-01-01', '2020-01-01' \
              FROM generate_series(1, 100); \
@@ -1033,7 +1052,7 @@ mod tests {
         let mut conn = store.pool().acquire().await.expect("acquire");
         // (what, parameter types, arguments, statement, indexes the plan must use; `a|b` accepts
         // either, where the planner may fairly pick one or the other from the statistics)
-        let variants: [(&str, &str, &str, &str, &[&str]); 6] = [
+        let variants: [(&str, &str, &str, &str, &[&str]); 7] = [
             (
                 "claim",
                 "(timestamptz, text, text, int8, timestamptz)",
@@ -1063,6 +1082,13 @@ mod tests {
                 "'w1', 'h', 1, '{default,other}', 10, '2030-01-01', '2030-01-01', 0, 0, '{}'",
                 &store.inner.sql.worker_heartbeat,
                 &["stoker_jobs_fetch_idx"],
+            ),
+            (
+                "stage",
+                "(timestamptz, int8)",
+                "'2030-01-01', 1000",
+                &store.inner.sql.job_stage,
+                &["stoker_jobs_scheduled_idx"],
             ),
             (
                 "retry many discarded",
@@ -1125,6 +1151,17 @@ mod tests {
             .await
             .expect("claim");
         assert_eq!(claimed.len(), 10);
+        let staged = store
+            .job_stage(JobStageParams {
+                now: "2030-01-01T00:00:00Z".parse().expect("a valid instant"),
+                limit: 1000,
+            })
+            .await
+            .expect("stage");
+        assert_eq!(
+            staged, 50,
+            "the due scheduled jobs, and none of the future ones"
+        );
 
         store
             .pool()

@@ -16,8 +16,9 @@ use serde_json::json;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, Executor, PgConnection};
 use stoker_core::{
-    Capabilities, JobCancelParams, JobClaimParams, JobFinish, JobFinishParams, JobInsert,
-    JobInsertParams, JobState, Outcome, Store, StoreError, StoreErrorKind, StoreEvent, StoreTx,
+    Capabilities, JobCancelParams, JobClaimParams, JobFinish, JobFinishParams, JobId, JobInsert,
+    JobInsertParams, JobStageParams, JobState, Outcome, Store, StoreError, StoreErrorKind,
+    StoreEvent, StoreTx,
 };
 use stoker_postgres::PgStore;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -183,7 +184,7 @@ async fn concurrent_migrations_of_a_fresh_schema() {
     .expect("list applied migrations");
     assert_eq!(
         versions,
-        vec![1, 2],
+        vec![1, 2, 3],
         "each migration is applied exactly once"
     );
     // And again, now a no-op.
@@ -660,8 +661,9 @@ async fn a_store_on_the_applications_pool() {
     drop_schema(&url, &schema).await;
 }
 
-/// A schema at version 1 (from a build before leases) is upgraded in place: its jobs keep
-/// every field and have no lease, and leases work afterwards.
+/// A schema at version 1 (from a build before leases and the schedule) is upgraded in place:
+/// its jobs keep every field and have no lease, a job waiting for a future `run_at` moves into
+/// the schedule, and leases work afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_a_version_1_schema() {
     let Some(url) = database_url("upgrades_a_version_1_schema") else {
@@ -678,6 +680,9 @@ async fn upgrades_a_version_1_schema() {
              version bigint PRIMARY KEY, name text NOT NULL, \
              applied_at timestamptz NOT NULL DEFAULT now()); \
          INSERT INTO stoker_migrations (version, name) VALUES (1, 'init'); \
+         INSERT INTO stoker_jobs (id, kind, queue, args, max_attempts, run_at, created_at) \
+         VALUES (1, 'k', 'old', '{{}}', 5, '2000-01-01', '2000-01-01'), \
+                (2, 'k', 'old', '{{}}', 5, '2100-01-01', '2000-01-01'); \
          COMMIT;",
         include_str!("../migrations/0001_init.sql")
     );
@@ -687,16 +692,12 @@ async fn upgrades_a_version_1_schema() {
     let _ = conn.close().await;
 
     let store = store(&url, &schema).await;
-    let inserted = store
-        .job_insert_many(JobInsertParams::new(vec![job("old")], now()))
-        .await
-        .expect("insert into the version 1 schema");
     assert!(!store.migrations_current().await.expect("current"));
     store.migrate().await.expect("migrate");
     assert!(store.migrations_current().await.expect("current"));
 
     let old = store
-        .job_get(inserted[0].id)
+        .job_get(JobId(1))
         .await
         .expect("job_get")
         .expect("the job survived");
@@ -705,7 +706,7 @@ async fn upgrades_a_version_1_schema() {
         .job_claim(JobClaimParams {
             queue: "old".into(),
             kinds: vec![],
-            limit: 1,
+            limit: 10,
             worker_id: "pull:a".into(),
             now: now(),
             lease: Some(Duration::from_secs(30)),
@@ -713,8 +714,37 @@ async fn upgrades_a_version_1_schema() {
         .await
         .expect("claim");
     assert_eq!(
+        claimed.iter().map(|job| job.id).collect::<Vec<_>>(),
+        vec![JobId(1)],
+        "the future job is in the schedule"
+    );
+    assert_eq!(
         claimed[0].lease_expires_at,
         Some(now() + chrono::Duration::seconds(30))
+    );
+    let in_2101: DateTime<Utc> = "2101-01-01T00:00:00Z".parse().unwrap();
+    let staged = store
+        .job_stage(JobStageParams {
+            now: in_2101,
+            limit: 10,
+        })
+        .await
+        .expect("stage");
+    assert_eq!(staged, 1);
+    let claimed = store
+        .job_claim(JobClaimParams {
+            queue: "old".into(),
+            kinds: vec![],
+            limit: 10,
+            worker_id: "w".into(),
+            now: in_2101,
+            lease: None,
+        })
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.iter().map(|job| job.id).collect::<Vec<_>>(),
+        vec![JobId(2)]
     );
 
     drop(store);

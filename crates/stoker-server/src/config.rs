@@ -55,7 +55,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
-use stoker::maintenance::{PrunerConfig, RescuerConfig};
+use stoker::maintenance::{PrunerConfig, RescuerConfig, StagerConfig};
 
 use crate::serve::ServeArgs;
 
@@ -103,6 +103,8 @@ pub struct Config {
     pub worker: WorkerSettings,
     /// The pull protocol.
     pub pull: PullSettings,
+    /// The stager, which moves scheduled jobs to their queues when due.
+    pub stager: StagerConfig,
     /// The rescuer, which returns jobs of dead workers and lapsed leases to their queues.
     pub rescuer: RescuerConfig,
     /// The pruner, which deletes old finished jobs.
@@ -120,6 +122,7 @@ impl Default for Config {
             max_body_bytes: MAX_BODY_BYTES_DEFAULT,
             worker: WorkerSettings::default(),
             pull: PullSettings::default(),
+            stager: StagerConfig::default(),
             rescuer: RescuerConfig::default(),
             pruner: PrunerConfig::default(),
             stats: StatsSettings::default(),
@@ -441,6 +444,7 @@ impl Config {
         set(&mut self.pull.max_lease, args.pull_max_lease);
         set(&mut self.pull.max_wait, args.pull_max_wait);
         set(&mut self.pull.poll_interval, args.pull_poll_interval);
+        set(&mut self.stager.interval, args.stage_interval);
         set(&mut self.rescuer.interval, args.rescue_interval);
         set(&mut self.rescuer.stale_after, args.rescue_after);
         set(&mut self.pruner.interval, args.prune_interval);
@@ -573,6 +577,10 @@ impl Config {
             (
                 "--pull-poll-interval / STOKER_PULL_POLL_INTERVAL / pull.poll_interval",
                 self.pull.poll_interval,
+            ),
+            (
+                "--stage-interval / STOKER_STAGE_INTERVAL / stager.interval",
+                self.stager.interval,
             ),
             (
                 "--rescue-interval / STOKER_RESCUE_INTERVAL / rescuer.interval",
@@ -900,6 +908,8 @@ struct FileConfig {
     #[serde(default)]
     pull: FilePull,
     #[serde(default)]
+    stager: FileStager,
+    #[serde(default)]
     rescuer: FileRescuer,
     #[serde(default)]
     pruner: FilePruner,
@@ -924,6 +934,12 @@ struct FilePull {
     max_lease: Option<FileDuration>,
     max_wait: Option<FileDuration>,
     poll_interval: Option<FileDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStager {
+    interval: Option<FileDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1089,6 +1105,7 @@ impl FileConfig {
         set(&mut config.pull.max_lease, self.pull.max_lease);
         set(&mut config.pull.max_wait, self.pull.max_wait);
         set(&mut config.pull.poll_interval, self.pull.poll_interval);
+        set(&mut config.stager.interval, self.stager.interval);
         set(&mut config.rescuer.interval, self.rescuer.interval);
         set(&mut config.rescuer.stale_after, self.rescuer.stale_after);
         set(&mut config.pruner.interval, self.pruner.interval);

@@ -127,6 +127,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STOKER_PULL_POLL_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
     pub pull_poll_interval: Option<Duration>,
 
+    /// How often the stager moves scheduled jobs that are due to their queues: the most a
+    /// scheduled or retrying job waits past its run_at. [default: 1s] [toml: stager.interval]
+    #[arg(long, env = "STOKER_STAGE_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub stage_interval: Option<Duration>,
+
     /// How often the rescuer looks for jobs of dead workers and lapsed leases. [default: 1s]
     /// [toml: rescuer.interval]
     #[arg(long, env = "STOKER_RESCUE_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
@@ -337,6 +342,7 @@ impl Server {
             .registered_kinds_only(true)
             .poll_interval(config.worker.poll_interval)
             .shutdown_grace(config.worker.shutdown_grace)
+            .stager(config.stager.clone())
             .rescuer(config.rescuer.clone())
             .pruner(config.pruner.clone());
         for (queue, &concurrency) in &config.worker.queues {

@@ -11,7 +11,8 @@ use crate::row::{micros, to_json};
 /// Applies outcomes: `?1` is the finish time, `?2` a JSON array with one array per finish,
 /// encoded by [`push_finish`]. The fence (`running` with the claimed attempt) skips stale
 /// finishes. A job with a cancel requested ends `cancelled` unless it completed, keeping its
-/// attempt and `run_at`. Every outcome ends the attempt's lease. `+stoker_jobs.state` keeps
+/// attempt and `run_at`. A job left waiting for a `run_at` after `?1` goes into the schedule.
+/// Every outcome ends the attempt's lease. `+stoker_jobs.state` keeps
 /// the planner from scanning the state index: each finish is a primary-key lookup.
 pub(crate) const FINISH_SQL: &str = "
 UPDATE stoker_jobs
@@ -26,6 +27,9 @@ SET state = CASE WHEN cancel_requested_at IS NOT NULL AND NOT f.completed
     result = CASE WHEN f.completed THEN f.new_result ELSE result END,
     errors = CASE WHEN f.error IS NULL THEN errors
                   ELSE json_insert(errors, '$[#]', json(f.error)) END,
+    scheduled = CASE WHEN cancel_requested_at IS NOT NULL AND NOT f.completed THEN 0
+                     ELSE f.new_state IN ('available', 'retryable')
+                          AND COALESCE(f.new_run_at, run_at) > ?1 END,
     lease_expires_at = NULL
 FROM (
     SELECT value ->> 0 AS job_id, value ->> 1 AS fence, value ->> 2 AS new_state,

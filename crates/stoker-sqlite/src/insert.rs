@@ -4,13 +4,14 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use sqlx::SqliteConnection;
 use stoker_core::{InsertedJob, JobId, JobInsertParams, StoreResult};
 
 use crate::error::{db_error, invariant};
 use crate::row::{micros, to_json};
 
-/// The most jobs one insert statement carries (12 bound values each, well under SQLite's limit
+/// The most jobs one insert statement carries (13 bound values each, well under SQLite's limit
 /// of 32,766 variables per statement). Full chunks reuse one cached prepared statement.
 const CHUNK_ROWS: usize = 1024;
 
@@ -31,12 +32,12 @@ const LAST_ID_SQL: &str = "SELECT MAX(
 
 /// The insert of `rows` jobs: one multi-row `VALUES` statement whose rows each bind `id, kind,
 /// queue, args, priority, max_attempts, run_at, unique_key, tenant, metadata, timeout_ms,
-/// created_at`. A job whose tenant and key match an existing job is skipped.
+/// created_at, scheduled`. A job whose tenant and key match an existing job is skipped.
 fn insert_sql(rows: usize) -> String {
     const HEAD: &str = "INSERT INTO stoker_jobs (id, kind, queue, args, state, priority, \
         attempt, max_attempts, run_at, unique_key, tenant, metadata, errors, timeout_ms, \
-        created_at) VALUES ";
-    const ROW: &str = "(?, ?, ?, ?, 'available', ?, 0, ?, ?, ?, ?, ?, '[]', ?, ?)";
+        created_at, scheduled) VALUES ";
+    const ROW: &str = "(?, ?, ?, ?, 'available', ?, 0, ?, ?, ?, ?, ?, '[]', ?, ?, ?)";
     const TAIL: &str =
         " ON CONFLICT (COALESCE(tenant, ''), unique_key) WHERE unique_key IS NOT NULL DO NOTHING";
     let mut sql = String::with_capacity(HEAD.len() + rows * (ROW.len() + 2) + TAIL.len());
@@ -68,8 +69,14 @@ WHERE j.unique_key IS NOT NULL";
 pub(crate) struct Inserted {
     /// One per input job, in order.
     pub(crate) jobs: Vec<InsertedJob>,
-    /// The queues that got at least one new job, each once.
+    /// The queues that got at least one new job due now, each once.
     pub(crate) queues: Vec<String>,
+}
+
+/// Whether a job to run at `run_at` (now when `None`) goes into the schedule rather than
+/// straight into the fetch index.
+fn is_scheduled(run_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    run_at.is_some_and(|run_at| run_at > now)
 }
 
 /// Checks every job, so a bad one rejects the whole batch before anything is written.
@@ -147,7 +154,8 @@ pub(crate) async fn insert_jobs(
                 .bind(job.tenant.as_deref())
                 .bind(to_json(&job.metadata)?)
                 .bind(job.timeout_ms)
-                .bind(now);
+                .bind(now)
+                .bind(is_scheduled(job.run_at, params.now));
         }
         let done = query.execute(&mut *conn).await.map_err(db_error)?;
         let first_id = id_of(chunk_start)?;
@@ -229,7 +237,10 @@ pub(crate) async fn insert_jobs(
         let result = result.ok_or_else(|| {
             invariant("a job was neither inserted nor matched to an existing job")
         })?;
-        if !result.duplicate && seen.insert(job.queue.as_str()) {
+        if !result.duplicate
+            && !is_scheduled(job.run_at, params.now)
+            && seen.insert(job.queue.as_str())
+        {
             queues.push(job.queue.clone());
         }
         inserted.push(result);

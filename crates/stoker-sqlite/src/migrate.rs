@@ -30,6 +30,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "lease",
         sql: include_str!("../migrations/0002_lease.sql"),
     },
+    Migration {
+        version: 3,
+        name: "schedule",
+        sql: include_str!("../migrations/0003_schedule.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -12,9 +12,9 @@ use sqlx::{Connection, QueryBuilder, SqliteConnection};
 use stoker_core::{
     validate_queue, Capabilities, InsertedJob, InvalidInput, JobCancelParams, JobClaimParams,
     JobFinishParams, JobId, JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams,
-    JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobState, JobStuckParams,
-    LeaderElectParams, LeaderRow, LeaseExtended, Progress, QueueParams, QueueRow, StateCount,
-    Store, StoreError, StoreEvent, StoreResult, StoreTx, WorkerHeartbeatParams,
+    JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobStageParams, JobState,
+    JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended, Progress, QueueParams, QueueRow,
+    StateCount, Store, StoreError, StoreEvent, StoreResult, StoreTx, WorkerHeartbeatParams,
     WorkerHeartbeatReply, WorkerRow,
 };
 use tokio::sync::broadcast;
@@ -36,7 +36,8 @@ const LEADER_NAME: &str = "stoker";
 
 /// Claims up to `?4` due jobs of queue `?3` for worker `?2` at `?1`, with their lease ending at
 /// `?5` (null for no lease), in one statement. The inner query repeats the fetch index's
-/// predicate `state IN ('available', 'retryable')` word for word, so SQLite walks that partial
+/// predicate `state IN ('available', 'retryable') AND scheduled = 0` word for word, so SQLite
+/// walks that partial
 /// index in fetch order and stops after `?4` rows. The `+` in `+run_at` keeps `run_at` a filter
 /// rather than a search term: given the term and table statistics (a user's `ANALYZE`), SQLite
 /// skip-scans the priorities for the range and sorts every due job on each claim (15 ms per
@@ -47,7 +48,8 @@ SET state = 'running', attempt = attempt + 1, attempted_at = ?1, worker_id = ?2,
     lease_expires_at = ?5
 WHERE id IN (
     SELECT id FROM stoker_jobs
-    WHERE state IN ('available', 'retryable') AND queue = ?3 AND +run_at <= ?1
+    WHERE state IN ('available', 'retryable') AND scheduled = 0
+      AND queue = ?3 AND +run_at <= ?1
       AND NOT EXISTS (SELECT 1 FROM stoker_queues WHERE name = ?3 AND paused)
     ORDER BY priority DESC, run_at, id
     LIMIT ?4)
@@ -62,7 +64,8 @@ SET state = 'running', attempt = attempt + 1, attempted_at = ?1, worker_id = ?2,
     lease_expires_at = ?5
 WHERE id IN (
     SELECT id FROM stoker_jobs
-    WHERE state IN ('available', 'retryable') AND queue = ?3 AND +run_at <= ?1
+    WHERE state IN ('available', 'retryable') AND scheduled = 0
+      AND queue = ?3 AND +run_at <= ?1
       AND kind IN (SELECT value FROM json_each(?6))
       AND NOT EXISTS (SELECT 1 FROM stoker_queues WHERE name = ?3 AND paused)
     ORDER BY priority DESC, run_at, id
@@ -77,6 +80,7 @@ const CANCEL_SQL: &str = concat!(
     "UPDATE stoker_jobs
 SET state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
     finished_at = CASE WHEN state = 'running' THEN finished_at ELSE ?1 END,
+    scheduled = 0,
     cancel_requested_at = CASE WHEN state = 'running' THEN ?1 ELSE cancel_requested_at END
 WHERE id = ?2 AND state IN ('available', 'retryable', 'running')
 RETURNING ",
@@ -86,7 +90,7 @@ RETURNING ",
 const RETRY_SQL: &str = concat!(
     "UPDATE stoker_jobs
 SET state = 'available', run_at = ?1, finished_at = NULL, cancel_requested_at = NULL,
-    lease_expires_at = NULL,
+    lease_expires_at = NULL, scheduled = 0,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
 WHERE id = ?2 AND state <> 'running'
 RETURNING ",
@@ -105,7 +109,7 @@ const DELETE_SQL: &str = concat!(
 pub(crate) const RETRY_MANY_SQL: &str = "
 UPDATE stoker_jobs
 SET state = 'available', run_at = ?1, finished_at = NULL, cancel_requested_at = NULL,
-    lease_expires_at = NULL,
+    lease_expires_at = NULL, scheduled = 0,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
 WHERE id IN (
     SELECT id FROM stoker_jobs
@@ -207,9 +211,20 @@ const WORKER_DUE_QUEUES_SQL: &str = "
 SELECT q.value FROM json_each(?1) AS q
 WHERE EXISTS (SELECT 1 FROM stoker_jobs j
               WHERE j.queue = q.value AND j.state IN ('available', 'retryable')
-                AND j.run_at <= ?2)
+                AND j.scheduled = 0 AND j.run_at <= ?2)
   AND NOT EXISTS (SELECT 1 FROM stoker_queues p WHERE p.name = q.value AND p.paused)
 ORDER BY q.value";
+
+/// Takes up to `?2` jobs due at `?1` out of the schedule, earliest first, through the schedule
+/// index (which holds nothing else); returns each one's queue.
+pub(crate) const STAGE_SQL: &str = "
+UPDATE stoker_jobs SET scheduled = 0
+WHERE id IN (
+    SELECT id FROM stoker_jobs
+    WHERE scheduled = 1 AND run_at <= ?1
+    ORDER BY run_at, id
+    LIMIT ?2)
+RETURNING queue";
 
 /// Whether no leader holds an unexpired term.
 const LEADER_VACANT_SQL: &str = "
@@ -586,6 +601,23 @@ impl Store for SqliteStore {
             queue: job.queue.clone(),
         });
         Ok(job)
+    }
+
+    async fn job_stage(&self, params: JobStageParams) -> StoreResult<u64> {
+        if params.limit == 0 {
+            return Ok(0);
+        }
+        let queues: Vec<String> = sqlx::query_scalar(STAGE_SQL)
+            .bind(micros(params.now))
+            .bind(i64::from(params.limit))
+            .fetch_all(&self.inner.writer)
+            .await
+            .map_err(db_error)?;
+        let staged = queues.len() as u64;
+        for queue in queues.into_iter().collect::<BTreeSet<_>>() {
+            self.notify(StoreEvent::JobsAvailable { queue });
+        }
+        Ok(staged)
     }
 
     async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64> {

@@ -10,8 +10,8 @@ use serde_json::json;
 use sqlx::Row;
 use stoker_core::{
     JobClaimParams, JobFinish, JobFinishParams, JobId, JobInsert, JobInsertParams, JobListParams,
-    JobPruneParams, JobRetryManyParams, JobRetryParams, JobState, Outcome, StateCount, Store,
-    StoreErrorKind, StoreEvent, StoreTx,
+    JobPruneParams, JobRetryManyParams, JobRetryParams, JobStageParams, JobState, Outcome,
+    StateCount, Store, StoreErrorKind, StoreEvent, StoreTx,
 };
 use tempfile::TempDir;
 
@@ -181,11 +181,12 @@ async fn concurrent_migrations_on_one_file() {
         .fetch_all(store.pool())
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2], "each migration recorded once");
+    assert_eq!(versions, vec![1, 2, 3], "each migration recorded once");
 }
 
-/// A database at schema version 1 (from a build before leases) is upgraded in place: its jobs
-/// keep every field and have no lease, and leases work afterwards.
+/// A database at schema version 1 (from a build before leases and the schedule) is upgraded
+/// in place: its jobs keep every field and have no lease, a job waiting for a future `run_at`
+/// moves into the schedule, and leases work afterwards.
 #[tokio::test]
 async fn upgrades_a_version_1_database() {
     let dir = TempDir::new().unwrap();
@@ -200,17 +201,50 @@ async fn upgrades_a_version_1_database() {
         crate::migrate::MIGRATIONS[0].sql
     );
     sqlx::raw_sql(&v1).execute(store.pool()).await.unwrap();
-    let ids = insert(&store, jobs(2, "old"), t(0)).await;
+    // A due job, and one scheduled for 2100 (run_at in microseconds), as version 1 wrote them.
+    sqlx::raw_sql(
+        "INSERT INTO stoker_jobs (id, kind, queue, args, state, priority, attempt, max_attempts,
+                                  run_at, metadata, errors, created_at)
+         VALUES (1, 'old', 'default', '{}', 'available', 0, 0, 5, 0, '{}', '[]', 0),
+                (2, 'later', 'default', '{}', 'available', 0, 0, 5, 4102444800000000, '{}',
+                 '[]', 0)",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
     assert!(!store.migrations_current().await.unwrap());
 
     store.migrate().await.unwrap();
     assert!(store.migrations_current().await.unwrap());
-    let old = store.job_get(ids[0]).await.unwrap().unwrap();
+    let old = store.job_get(JobId(1)).await.unwrap().unwrap();
     assert_eq!((old.kind.as_str(), old.lease_expires_at), ("old", None));
-    let mut params = claim("default", 1, "pull:a", t(1));
+    let mut params = claim("default", 10, "pull:a", t(1));
     params.lease = Some(Duration::from_secs(30));
     let claimed = store.job_claim(params).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|job| job.id).collect::<Vec<_>>(),
+        vec![JobId(1)],
+        "the future job is in the schedule"
+    );
     assert_eq!(claimed[0].lease_expires_at, Some(t(31)));
+
+    let in_2101: DateTime<Utc> = "2101-01-01T00:00:00Z".parse().unwrap();
+    let staged = store
+        .job_stage(JobStageParams {
+            now: in_2101,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(staged, 1);
+    let claimed = store
+        .job_claim(claim("default", 10, "w", in_2101))
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|job| job.id).collect::<Vec<_>>(),
+        vec![JobId(2)]
+    );
 }
 
 /// Two stores on one file (as two processes would be) write at once: every multi-statement
@@ -631,6 +665,13 @@ async fn hot_queries_use_their_indexes() {
         "{stuck}"
     );
     assert!(!stuck.contains("SCAN j"), "{stuck}");
+    // Staging reads the schedule index, which holds only scheduled jobs, from the earliest.
+    let stage = plan(crate::store::STAGE_SQL).await;
+    assert!(
+        stage.contains("INDEX stoker_jobs_scheduled_idx (run_at<?)"),
+        "{stage}"
+    );
+    assert!(!stage.contains("TEMP B-TREE"), "{stage}");
     let extend = plan(crate::store::EXTEND_LEASE_SQL).await;
     assert!(extend.contains("USING INTEGER PRIMARY KEY"), "{extend}");
     let retry_many = plan(crate::store::RETRY_MANY_SQL).await;
@@ -667,16 +708,16 @@ async fn hot_queries_use_their_indexes() {
     // skip-scans the priorities and sorts every due job on each claim (30 ms per claim with
     // 100k due jobs, against 1 ms).
     let now: i64 = 2_000_000_000_000_000;
-    for (state, run_at, rows) in [
-        ("completed", now - 10, 20_000),
-        ("available", now + 86_400_000_000, 20_000),
-        ("available", now - 1_000_000, 5_000),
+    for (state, run_at, scheduled, rows) in [
+        ("completed", now - 10, 0, 20_000),
+        ("available", now + 86_400_000_000, 1, 20_000),
+        ("available", now - 1_000_000, 0, 5_000),
     ] {
         sqlx::query(&format!(
             "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {rows})
              INSERT INTO stoker_jobs (kind, queue, args, state, priority, max_attempts, run_at,
-                                      created_at)
-             SELECT 'k', 'default', '{{}}', '{state}', 0, 5, {run_at} + n, 1 FROM g"
+                                      created_at, scheduled)
+             SELECT 'k', 'default', '{{}}', '{state}', 0, 5, {run_at} + n, 1, {scheduled} FROM g"
         ))
         .execute(store.pool())
         .await

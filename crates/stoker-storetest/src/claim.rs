@@ -9,7 +9,7 @@ use stoker_core::{JobId, JobInsert, JobState, Outcome, Priority, Store, QUEUE_DE
 
 use crate::fixture::{
     all_jobs, at, attempt_error, claim, claim_exactly, claim_ids, claim_params, finish, get,
-    insert, job, job_in, stats, t0,
+    insert, job, job_in, stage, stats, t0,
 };
 
 /// Higher priority first, then earlier `run_at`, then lower id.
@@ -37,6 +37,7 @@ pub async fn orders_by_priority_run_at_id<S: Store>(store: Arc<S>) {
         unreachable!()
     };
 
+    assert_eq!(stage(&store, t0()).await, 6, "all six are due");
     let mut first_two = claim_ids(&store, QUEUE_DEFAULT, 2, t0()).await;
     first_two.sort();
     let mut expected = vec![b, f];
@@ -53,21 +54,43 @@ pub async fn orders_by_priority_run_at_id<S: Store>(store: Arc<S>) {
     assert!(claim_ids(&store, QUEUE_DEFAULT, 1, t0()).await.is_empty());
 }
 
-/// A job is due once `now` reaches its `run_at`, not before.
+/// A job inserted with a future `run_at` waits in the schedule: it is `available` all along,
+/// but no claim takes it until `now` reaches its `run_at` and a stage has run since; staging
+/// moves nothing early. A job inserted due (no `run_at`, or one not after the insert's `now`)
+/// is claimable at once.
 pub async fn future_run_at_waits<S: Store>(store: Arc<S>) {
     let mut later = job("later");
     later.run_at = Some(at(60));
-    let id = insert(&store, vec![later], t0()).await[0];
+    let mut due = job("due");
+    due.run_at = Some(t0());
+    let ids = insert(&store, vec![later, due, job("now")], t0()).await;
+    let id = ids[0];
 
-    assert!(claim_ids(&store, QUEUE_DEFAULT, 10, t0()).await.is_empty());
+    let mut now = claim_ids(&store, QUEUE_DEFAULT, 10, t0()).await;
+    now.sort();
+    assert_eq!(
+        now,
+        vec![ids[1], ids[2]],
+        "due at insert: claimable at once"
+    );
+    assert_eq!(stage(&store, at(59)).await, 0, "nothing is due at 59 s");
     assert!(claim_ids(&store, QUEUE_DEFAULT, 10, at(59))
         .await
         .is_empty());
     assert_eq!(get(&store, id).await.state, JobState::Available);
+    assert!(
+        claim_ids(&store, QUEUE_DEFAULT, 10, at(61))
+            .await
+            .is_empty(),
+        "due but not staged yet"
+    );
+    assert_eq!(stage(&store, at(60)).await, 1, "due at 60 s");
+    assert_eq!(stage(&store, at(60)).await, 0, "staged once");
+    assert_eq!(get(&store, id).await.state, JobState::Available);
     assert_eq!(
         claim_ids(&store, QUEUE_DEFAULT, 10, at(60)).await,
         vec![id],
-        "run_at <= now is due"
+        "run_at <= now is due once staged"
     );
 }
 

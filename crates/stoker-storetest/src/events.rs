@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stoker_core::{
-    JobCancelParams, JobRetryManyParams, JobRetryParams, JobState, Outcome, QueueParams, Store,
-    StoreEvent,
+    JobCancelParams, JobInsert, JobRetryManyParams, JobRetryParams, JobState, Outcome, QueueParams,
+    Store, StoreEvent,
 };
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 
@@ -89,6 +89,45 @@ pub async fn insert_sends_jobs_available<S: Store>(store: Arc<S>) {
     expect_events(&mut events, vec![available("ev-a"), available("ev-b")]).await;
     insert(&store, vec![job_in("ev-c", "k")], t0()).await;
     expect_event(&mut events, available("ev-c")).await;
+}
+
+/// Staging sends `JobsAvailable` for each queue that got jobs out of the schedule, and an
+/// insert of jobs scheduled for later sends none.
+pub async fn stage_sends_jobs_available<S: Store>(store: Arc<S>) {
+    let Some(mut events) = subscribe(&store, "stage_sends_jobs_available") else {
+        return;
+    };
+    let later = |queue: &str| JobInsert {
+        run_at: Some(at(60)),
+        ..job_in(queue, "k")
+    };
+    insert(&store, vec![later("ev-stage-a"), later("ev-stage-b")], t0()).await;
+    // The marker insert's event comes after any the scheduled insert sent.
+    insert(&store, vec![job_in("ev-stage-marker", "k")], t0()).await;
+    let marker = available("ev-stage-marker");
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(event) if event == marker => return,
+                Ok(event) => assert!(
+                    event != available("ev-stage-a") && event != available("ev-stage-b"),
+                    "an insert of scheduled jobs sent {event:?}"
+                ),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => panic!("the event channel closed"),
+            }
+        }
+    };
+    tokio::time::timeout(EVENT_TIMEOUT, wait)
+        .await
+        .expect("the marker's event in time");
+
+    assert_eq!(crate::fixture::stage(&store, at(60)).await, 2);
+    expect_events(
+        &mut events,
+        vec![available("ev-stage-a"), available("ev-stage-b")],
+    )
+    .await;
 }
 
 /// Retrying a job sends `JobsAvailable` for its queue.

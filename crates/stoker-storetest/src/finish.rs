@@ -269,6 +269,7 @@ pub async fn stale_attempt_fenced<S: Store>(store: Arc<S>) {
         run_at: at(61),
     };
     assert_eq!(finish(&store, job.id, 1, lost, at(60)).await, vec![job.id]);
+    crate::fixture::stage(&store, at(61)).await;
     let mut params = crate::fixture::claim_params(QUEUE_DEFAULT, 1, "w2", at(61));
     params.kinds = vec!["contested".into()];
     let reclaimed = store.job_claim(params).await.expect("job_claim");

@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use stoker_core::{
     AttemptError, ErrorKind, InsertedJob, JobClaimParams, JobFinish, JobFinishParams, JobId,
-    JobInsert, JobInsertParams, JobListParams, JobRow, JobState, Outcome, Store, StoreError,
-    StoreErrorKind, StoreResult,
+    JobInsert, JobInsertParams, JobListParams, JobRow, JobStageParams, JobState, Outcome, Store,
+    StoreError, StoreErrorKind, StoreResult,
 };
 
 /// 2030-01-01T00:00:00Z: far from the wall clock, so a store that reads the database's clock
@@ -181,7 +181,17 @@ pub(crate) async fn running_job<S: Store>(
     claim_exactly(store, &queue, &kind, id, now).await
 }
 
-/// Claims exactly job `id` (of `kind` in `queue`) for `w1` at `now`, and returns the row.
+/// Stages every job due at `now`, as the leader's stager would have by then, and returns how
+/// many it moved.
+pub(crate) async fn stage<S: Store>(store: &Arc<S>, now: DateTime<Utc>) -> u64 {
+    store
+        .job_stage(JobStageParams { now, limit: 1000 })
+        .await
+        .expect("job_stage")
+}
+
+/// Claims exactly job `id` (of `kind` in `queue`) for `w1` at `now`, after staging what is due
+/// then (a job retried or scheduled earlier waits for the stager), and returns the row.
 ///
 /// # Panics
 ///
@@ -193,6 +203,7 @@ pub(crate) async fn claim_exactly<S: Store>(
     id: JobId,
     now: DateTime<Utc>,
 ) -> JobRow {
+    stage(store, now).await;
     let mut params = claim_params(queue, 1, "w1", now);
     params.kinds = vec![kind.to_owned()];
     let mut claimed = store.job_claim(params).await.expect("job_claim");

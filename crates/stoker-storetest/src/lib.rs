@@ -84,6 +84,7 @@ pub mod prune;
 pub mod queue;
 pub mod rescue;
 pub mod shared;
+pub mod stage;
 pub mod stats;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
@@ -117,6 +118,9 @@ macro_rules! conformance_tests {
             claim_other_queues_untouched => claim::other_queues_untouched,
             claim_retryable_due_claimed => claim::retryable_due_claimed,
             claim_concurrent_claimers_10000 => claim::concurrent_claimers_10000,
+            stage_retry_and_snooze_wait_for_their_run_at => stage::retry_and_snooze_wait_for_their_run_at,
+            stage_limit_and_order => stage::limit_and_order,
+            stage_cancel_and_retry_leave_the_schedule => stage::cancel_and_retry_leave_the_schedule,
             finish_completed => finish::completed,
             finish_retry => finish::retry,
             finish_discard => finish::discard,
@@ -183,6 +187,7 @@ macro_rules! conformance_tests {
             leader_get_none_after_expiry => leader::get_none_after_expiry,
             leader_exclusive_under_race => leader::exclusive_under_race,
             events_insert_sends_jobs_available => events::insert_sends_jobs_available,
+            events_stage_sends_jobs_available => events::stage_sends_jobs_available,
             events_retry_sends_jobs_available => events::retry_sends_jobs_available,
             events_retry_many_sends_jobs_available => events::retry_many_sends_jobs_available,
             events_resume_sends_jobs_available => events::resume_sends_jobs_available,
@@ -232,7 +237,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 13] = [
+    const MODULES: [(&str, &str); 14] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("events", include_str!("events.rs")),
@@ -245,6 +250,7 @@ mod tests {
         ("prune", include_str!("prune.rs")),
         ("queue", include_str!("queue.rs")),
         ("rescue", include_str!("rescue.rs")),
+        ("stage", include_str!("stage.rs")),
         ("stats", include_str!("stats.rs")),
     ];
 

@@ -14,7 +14,7 @@ use stoker_core::{
 
 use crate::fixture::{
     at, attempt_error, claim, claim_params, finish, get, ids, insert, job, job_in, running_leased,
-    t0,
+    stage, t0,
 };
 
 fn heartbeat(id: &str, now: DateTime<Utc>) -> WorkerHeartbeatParams {
@@ -456,6 +456,7 @@ pub async fn late_finish_after_rescue_rejected<S: Store>(store: Arc<S>) {
     assert_eq!(get(&store, id).await, rescued);
 
     beat(&store, "new", at(40)).await;
+    stage(&store, at(40)).await;
     assert_eq!(claim_one(&store, "new", at(40)).await, id);
     let reclaimed = get(&store, id).await;
     assert_eq!(reclaimed.attempt, 2);
@@ -501,7 +502,7 @@ pub async fn heartbeat_returns_cancel_requested<S: Store>(store: Arc<S>) {
 }
 
 /// A heartbeat stands in for polling: it names the worker's queues that are not paused and
-/// hold a due job (available or retryable, `run_at <= now`), and no others.
+/// hold a due job (available or retryable, `run_at <= now`, staged), and no others.
 pub async fn heartbeat_reports_due_queues<S: Store>(store: Arc<S>) {
     let scheduled = |queue: &str, secs: i64| JobInsert {
         run_at: Some(at(secs)),
@@ -527,6 +528,7 @@ pub async fn heartbeat_reports_due_queues<S: Store>(store: Arc<S>) {
         .await
         .expect("queue_pause");
     // A retryable job whose backoff has passed is due too.
+    stage(&store, at(6)).await;
     let retrying = claim(&store, "retrying", 1, "w0", at(6)).await;
     let error = attempt_error(1, at(7), "boom");
     finish(
@@ -548,6 +550,7 @@ pub async fn heartbeat_reports_due_queues<S: Store>(store: Arc<S>) {
         let store = Arc::clone(&store);
         let queues = mine.clone();
         async move {
+            stage(&store, at(secs)).await;
             let params = WorkerHeartbeatParams {
                 queues,
                 ..heartbeat("w1", at(secs))

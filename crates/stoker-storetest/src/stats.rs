@@ -158,6 +158,7 @@ pub async fn after_finish<S: Store>(store: Arc<S>) {
     )
     .await;
     // The retryable job runs again and is discarded; the snoozed and handed-back ones complete.
+    crate::fixture::stage(&store, at(100)).await;
     let again = store
         .job_claim(crate::fixture::claim_params("q", 6, "w1", at(100)))
         .await

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use stoker_core::{
     Capabilities, InsertedJob, JobCancelParams, JobClaimParams, JobFinishParams, JobId,
     JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams, JobPruneParams,
-    JobRetryManyParams, JobRetryParams, JobRow, JobState, JobStuckParams, LeaderElectParams,
-    LeaderRow, LeaseExtended, QueueParams, QueueRow, StateCount, Store, StoreEvent, StoreResult,
-    WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
+    JobRetryManyParams, JobRetryParams, JobRow, JobStageParams, JobState, JobStuckParams,
+    LeaderElectParams, LeaderRow, LeaseExtended, QueueParams, QueueRow, StateCount, Store,
+    StoreEvent, StoreResult, WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
 };
 use tokio::sync::broadcast;
 
@@ -175,6 +175,7 @@ counting_store! {
         async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64>;
         async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow>;
         async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64>;
+        async fn job_stage(&self, params: JobStageParams) -> StoreResult<u64>;
         async fn job_stats(&self) -> StoreResult<Vec<StateCount>>;
         async fn leader_get(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<Option<LeaderRow>>;
         async fn leader_attempt_elect(&self, params: LeaderElectParams) -> StoreResult<bool>;

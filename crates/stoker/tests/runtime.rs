@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use stoker::core::JobClaimParams;
-use stoker::maintenance::RescuerConfig;
+use stoker::maintenance::{RescuerConfig, StagerConfig};
 use stoker::{
     AttemptResult, Client, EnqueueOptions, ErrorKind, InvalidInput, Job, JobContext, JobError,
     JobFilter, JobState, NewJob, Priority, Store, Worker, WorkerBuilder,
@@ -1100,6 +1100,51 @@ mod scenarios {
         handle.shutdown().await;
     }
 
+    /// A job scheduled for later waits in the schedule and starts once its `run_at` has
+    /// passed, when the leader's stager moves it to the queue; not before.
+    pub async fn scheduled_job_runs_once_due(store: Arc<dyn Store>) {
+        let started = Arc::new(Mutex::new(None));
+        let record = Arc::clone(&started);
+        let handle = worker(&store)
+            .queue("default", 2)
+            .stager(StagerConfig {
+                interval: Duration::from_millis(100),
+                ..StagerConfig::default()
+            })
+            .handler_fn("reminder", move |_args, _ctx| {
+                let record = Arc::clone(&record);
+                async move {
+                    *record.lock().unwrap() = Some(chrono::Utc::now());
+                    Ok(Value::Null)
+                }
+            })
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        let mut events = handle.events();
+        let run_at = chrono::Utc::now() + chrono::Duration::milliseconds(700);
+        let job = client(&store)
+            .enqueue_raw("reminder", json!({}), EnqueueOptions::new().run_at(run_at))
+            .await
+            .unwrap();
+        let row = client(&store).get(job.id).await.unwrap().unwrap();
+        assert_eq!(
+            row.state,
+            JobState::Available,
+            "scheduled is still available"
+        );
+        let seen = wait_events(&mut events, 1, WAIT, |e| e.id == job.id).await;
+        assert_eq!(seen[0].result, AttemptResult::Completed);
+        let started = started.lock().unwrap().expect("the handler ran");
+        assert!(
+            started >= run_at,
+            "started at {started}, before its run_at {run_at}"
+        );
+        handle.shutdown().await;
+    }
+
     /// A worker told to claim only its registered kinds leaves other kinds in its queues to
     /// other workers, instead of failing them for want of a handler.
     pub async fn registered_kinds_only_leaves_other_kinds(store: Arc<dyn Store>) {
@@ -1298,6 +1343,7 @@ macro_rules! scenario_tests {
             claims_and_acks_are_batched,
             list_pages_with_a_cursor,
             retry_in_overrides_the_backoff,
+            scheduled_job_runs_once_due,
             registered_kinds_only_leaves_other_kinds,
         );
     };

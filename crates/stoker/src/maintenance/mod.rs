@@ -1,9 +1,11 @@
-//! Services that run on exactly one process at a time, the elected leader: the [`Rescuer`]
-//! brings back jobs of dead workers, the [`Pruner`] deletes old finished jobs.
+//! Services that run on exactly one process at a time, the elected leader: the [`Stager`]
+//! moves scheduled jobs to their queues when due, the [`Rescuer`] brings back jobs of dead
+//! workers, the [`Pruner`] deletes old finished jobs.
 
 mod elector;
 mod pruner;
 mod rescuer;
+mod stager;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +19,17 @@ use tokio_util::sync::CancellationToken;
 pub use elector::{Elector, ElectorConfig};
 pub use pruner::{PruneReport, Pruner, PrunerConfig};
 pub use rescuer::{RescueReport, Rescuer, RescuerConfig};
+pub use stager::{StageReport, Stager, StagerConfig};
 
 use crate::Registry;
+
+/// The settings of every maintenance service.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MaintenanceConfig {
+    pub(crate) stager: StagerConfig,
+    pub(crate) rescuer: RescuerConfig,
+    pub(crate) pruner: PrunerConfig,
+}
 
 /// The maintenance services of one process: an elector, and the services it runs while it
 /// leads.
@@ -34,8 +45,7 @@ impl Maintenance {
         clock: Arc<dyn Clock>,
         registry: Arc<Registry>,
         id: String,
-        rescuer: RescuerConfig,
-        pruner: PrunerConfig,
+        config: MaintenanceConfig,
         vacancy: Arc<Notify>,
     ) -> Self {
         let stop = CancellationToken::new();
@@ -47,10 +57,29 @@ impl Maintenance {
         )
         .with_vacancy(vacancy);
         let leader = elector.subscribe();
-        let rescuer = Rescuer::new(Arc::clone(&store), Arc::clone(&clock), registry, rescuer);
-        let pruner = Pruner::new(store, clock, pruner);
+        let stager = Stager::new(Arc::clone(&store), Arc::clone(&clock), config.stager);
+        let rescuer = Rescuer::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            registry,
+            config.rescuer,
+        );
+        let pruner = Pruner::new(store, clock, config.pruner);
         let tasks = vec![
             tokio::spawn(elector.run(stop.clone())),
+            tokio::spawn({
+                let interval = stager.config().interval;
+                run_while_leader(
+                    "stager",
+                    interval,
+                    leader.clone(),
+                    stop.clone(),
+                    move || {
+                        let stager = stager.clone();
+                        async move { stager.run_once().await.map(|report| report.to_string()) }
+                    },
+                )
+            }),
             tokio::spawn({
                 let interval = rescuer.config().interval;
                 run_while_leader(

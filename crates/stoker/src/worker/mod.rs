@@ -11,7 +11,7 @@
 //! - the **heartbeat** is the worker's one periodic statement: it keeps the worker's row fresh,
 //!   so its jobs are not rescued, names the queues that have due jobs (the poll), and picks up
 //!   cancel requests when events are unavailable;
-//! - on the elected leader, the maintenance services (rescuer, pruner).
+//! - on the elected leader, the maintenance services (stager, rescuer, pruner).
 
 mod completer;
 mod executor;
@@ -30,7 +30,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::maintenance::{Maintenance, PrunerConfig, RescuerConfig};
+use crate::maintenance::{
+    Maintenance, MaintenanceConfig, PrunerConfig, RescuerConfig, StagerConfig,
+};
 use crate::{Client, Error, Handler, Job, JobContext, JobError, Registry, Result};
 
 /// How often an idle worker looks for due jobs when no event wakes it. Defaults to 1 second.
@@ -62,8 +64,7 @@ pub struct WorkerBuilder {
     cancel_grace: Duration,
     registered_kinds_only: bool,
     maintenance: bool,
-    rescuer: RescuerConfig,
-    pruner: PrunerConfig,
+    services: MaintenanceConfig,
     max_args_bytes: Option<usize>,
 }
 
@@ -175,22 +176,28 @@ impl WorkerBuilder {
         self
     }
 
-    /// Whether this process stands for leader and runs the maintenance services (rescuer,
-    /// pruner) when elected. Defaults to true; exactly one process leads at a time.
+    /// Whether this process stands for leader and runs the maintenance services (stager,
+    /// rescuer, pruner) when elected. Defaults to true; exactly one process leads at a time.
     pub fn maintenance(mut self, enabled: bool) -> Self {
         self.maintenance = enabled;
         self
     }
 
+    /// Configures the stager, which moves scheduled jobs to their queues when due.
+    pub fn stager(mut self, config: StagerConfig) -> Self {
+        self.services.stager = config;
+        self
+    }
+
     /// Configures the rescuer.
     pub fn rescuer(mut self, config: RescuerConfig) -> Self {
-        self.rescuer = config;
+        self.services.rescuer = config;
         self
     }
 
     /// Configures the pruner.
     pub fn pruner(mut self, config: PrunerConfig) -> Self {
-        self.pruner = config;
+        self.services.pruner = config;
         self
     }
 
@@ -259,8 +266,7 @@ impl WorkerBuilder {
                 shutdown_grace: self.shutdown_grace,
                 cancel_grace: self.cancel_grace,
                 maintenance: self.maintenance,
-                rescuer: self.rescuer,
-                pruner: self.pruner,
+                services: self.services,
             }),
         })
     }
@@ -280,8 +286,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) shutdown_grace: Duration,
     pub(crate) cancel_grace: Duration,
     pub(crate) maintenance: bool,
-    pub(crate) rescuer: RescuerConfig,
-    pub(crate) pruner: PrunerConfig,
+    pub(crate) services: MaintenanceConfig,
 }
 
 /// Runs jobs from one or more queues. Build one with [`Worker::builder`], then
@@ -341,8 +346,7 @@ impl Worker {
             shutdown_grace: SHUTDOWN_GRACE_DEFAULT,
             cancel_grace: CANCEL_GRACE_DEFAULT,
             maintenance: true,
-            rescuer: RescuerConfig::default(),
-            pruner: PrunerConfig::default(),
+            services: MaintenanceConfig::default(),
             max_args_bytes: None,
         }
     }
@@ -415,8 +419,7 @@ impl Worker {
                 Arc::clone(&runtime.config.clock),
                 Arc::clone(&runtime.config.registry),
                 runtime.id.clone(),
-                runtime.config.rescuer.clone(),
-                runtime.config.pruner.clone(),
+                runtime.config.services.clone(),
                 Arc::clone(&runtime.leader_vacant),
             )
         });
