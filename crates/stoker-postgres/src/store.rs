@@ -995,6 +995,89 @@ mod tests {
 
     use super::*;
 
+    /// An insert of a new job reads no other row, whatever plan PostgreSQL made for it: the
+    /// duplicate lookup runs only for a job that was not inserted. The old form, a join, ran
+    /// for every job, and under a generic plan made while the table was new (sqlx prepares
+    /// each statement once per connection; PostgreSQL keeps the plan until the table is
+    /// analyzed) it hashed the whole table on every insert.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_insert_reads_no_other_row_under_a_plan_made_when_the_table_was_empty() {
+        let Some(url) = std::env::var("STOKER_TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        else {
+            eprintln!("skipped an_insert_reads_no_other_row: STOKER_TEST_DATABASE_URL is unset");
+            return;
+        };
+        let schema = format!("stoker_pgspec_insert_{}", std::process::id());
+        let store = PgStore::builder(&url)
+            .schema(&schema)
+            .build()
+            .await
+            .expect("connect");
+        store.migrate().await.expect("migrate");
+        // A new table's first few jobs, as when PostgreSQL made the plan in the bench.
+        store
+            .pool()
+            .execute(sqlx::raw_sql(&format!(
+                "INSERT INTO \"{schema}\".stoker_jobs (kind, queue, args, max_attempts, run_at, \
+                                                    created_at) \
+                 SELECT 'k', 'default', '{{}}', 5, now(), now() FROM generate_series(1, 5)"
+            )))
+            .await
+            .expect("the first jobs");
+        let mut conn = store.pool().acquire().await.expect("acquire");
+        conn.execute(sqlx::raw_sql(&format!(
+            "SET plan_cache_mode = force_generic_plan; \
+             PREPARE stoker_insert (text[], text[], jsonb[], int2[], int4[], timestamptz[], \
+                                    text[], text[], jsonb[], int8[], timestamptz, text[]) \
+                 AS {}",
+            store.inner.sql.job_insert
+        )))
+        .await
+        .expect("prepare while the table is empty");
+        store
+            .pool()
+            .execute(sqlx::raw_sql(&format!(
+                "INSERT INTO \"{schema}\".stoker_jobs (kind, queue, args, max_attempts, run_at, \
+                                                    created_at, unique_key) \
+                 SELECT 'k', 'default', '{{}}', 5, now(), now(), 'key-' || g \
+                 FROM generate_series(1, 20000) g"
+            )))
+            .await
+            .expect("fill the table");
+        let args = "'{k}', '{default}', '{\"{}\"}', '{0}', '{5}', ARRAY[now()], \
+                    '{NULL}', '{NULL}', '{\"{}\"}', '{NULL}', now(), '{}'";
+        let plan: Vec<String> = sqlx::query_scalar(&format!(
+            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE stoker_insert({args})"
+        ))
+        .fetch_all(&mut *conn)
+        .await
+        .expect("explain");
+        let plan = plan.join("\n");
+        eprintln!("{plan}");
+        let lookups: Vec<&str> = plan
+            .lines()
+            .filter(|line| line.contains(" on stoker_jobs e"))
+            .collect();
+        assert!(
+            !lookups.is_empty(),
+            "the plan has the duplicate lookup: {plan}"
+        );
+        for line in lookups {
+            assert!(
+                line.contains("never executed"),
+                "the insert of a new job looked for duplicates: {plan}"
+            );
+        }
+        drop(conn);
+        store
+            .pool()
+            .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+            .await
+            .expect("drop the schema");
+    }
+
     /// Every claim is an index scan of the fetch index plus primary-key lookups, staging a scan
     /// of the schedule index, the stuck-job
     /// query an index scan that reads only running rows, and a bulk retry primary-key lookups, under

@@ -300,8 +300,8 @@ async fn w3(target: &Target, args: &BenchArgs, report: &mut Report) -> Result<()
     Ok(())
 }
 
-/// Puts `rows` other jobs in the table: half scheduled a day ahead in the bench queue (so the
-/// fetch index holds them), half completed but not pruned.
+/// Puts `rows` other jobs in the table: half scheduled a day ahead in the very queue the
+/// workload drains, half completed but not pruned.
 async fn fill(fresh: &Fresh, rows: usize) -> Result<(), BenchError> {
     let client = Client::new(Arc::clone(&fresh.store));
     let scheduled = rows / 2;
