@@ -112,12 +112,15 @@ impl Sql {
             // output row maps to its input position with no reliance on RETURNING order; `ins`
             // skips key conflicts (waiting for a concurrent inserter of the same key to commit
             // or roll back); `notified` sends the leading-edge notification for the queues the
-            // coalescer picked, if they got new rows; the final select resolves duplicates of
-            // rows visible to this statement's snapshot. That lookup is a sub-select guarded by
-            // CASE, so it runs only for a job that was not inserted: as a join, a generic plan
-            // made while the table was new (sqlx prepares, PostgreSQL caches the plan) hashed
-            // the whole table on every insert, and one-at-a-time inserts slowed from 900/s to
-            // 200/s over the first 20,000 jobs.
+            // coalescer picked, if they got new rows. The result lists every input job's id
+            // and position, then the ids inserted; the caller looks up the jobs duplicates
+            // matched with a second statement, run only when there are duplicates. There are no
+            // joins: sqlx prepares the statement once per connection and PostgreSQL soon caches
+            // a generic plan, made for a guessed batch of 10 rows and often a new, nearly empty
+            // table, and joins in it took strategies the real sizes punish (a duplicate lookup
+            // hashing the whole table on every insert, which slowed one-at-a-time inserts from
+            // 900/s to 200/s over the first 20,000 jobs; a nested loop over the inserted rows,
+            // quadratic in a bulk insert).
             job_insert: format!(
                 "WITH input AS ( \
                      SELECT nextval('{s}.stoker_jobs_id_seq') AS id, u.* \
@@ -140,25 +143,22 @@ impl Sql {
                      FROM (SELECT DISTINCT queue FROM ins \
                            WHERE queue = ANY($12::text[]) AND NOT scheduled) q \
                  ) \
-                 SELECT i.id, ins.id IS NOT NULL AS inserted, \
-                        CASE WHEN ins.id IS NULL THEN ( \
-                            SELECT e.id FROM {jobs} e \
-                            WHERE e.unique_key IS NOT NULL \
-                              AND COALESCE(e.tenant, '') = COALESCE(i.tenant, '') \
-                              AND e.unique_key = i.unique_key) \
-                        END AS existing_id, \
-                        (SELECT count(*) FROM notified) AS notified \
-                 FROM input i \
-                 LEFT JOIN ins ON ins.id = i.id \
-                 ORDER BY i.ord"
+                 SELECT id, ord, (SELECT count(*) FROM notified) AS notified FROM input \
+                 UNION ALL \
+                 SELECT id, NULL, NULL FROM ins"
             ),
-            // Duplicates whose existing row committed after the insert's snapshot was taken.
+            // The jobs holding the given (tenant or '', key) pairs: one unique-index lookup
+            // per pair, as a sub-select rather than a join for the reason given above.
             job_insert_resolve: format!(
-                "SELECT j.id, COALESCE(j.tenant, '') AS tenant, j.unique_key \
-                 FROM {jobs} j \
-                 JOIN unnest($1::text[], $2::text[]) AS k(tenant, unique_key) \
-                   ON COALESCE(j.tenant, '') = k.tenant AND j.unique_key = k.unique_key \
-                 WHERE j.unique_key IS NOT NULL"
+                "SELECT r.id, r.tenant, r.unique_key FROM ( \
+                     SELECT (SELECT j.id FROM {jobs} j \
+                             WHERE j.unique_key IS NOT NULL \
+                               AND COALESCE(j.tenant, '') = k.tenant \
+                               AND j.unique_key = k.unique_key) AS id, \
+                            k.tenant, k.unique_key \
+                     FROM unnest($1::text[], $2::text[]) AS k(tenant, unique_key) \
+                 ) r \
+                 WHERE r.id IS NOT NULL"
             ),
             job_claim: claim(""),
             job_claim_kinds: claim(" AND kind = ANY($6)"),
