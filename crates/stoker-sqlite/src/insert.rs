@@ -5,8 +5,8 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::SqliteConnection;
-use stoker_core::{InsertedJob, JobId, JobInsertParams, StoreResult};
+use sqlx::{SqliteConnection, SqlitePool};
+use stoker_core::{InsertedJob, JobId, JobInsertParams, StoreError, StoreResult};
 
 use crate::error::{db_error, invariant};
 use crate::row::{micros, to_json};
@@ -85,6 +85,81 @@ pub(crate) fn validate(params: &JobInsertParams) -> StoreResult<()> {
         job.validate(params.max_args_bytes)?;
     }
     Ok(())
+}
+
+/// The insert of one job as a statement of its own: the id comes from SQLite, and no row
+/// comes back when the job's tenant and key match an existing job.
+const INSERT_ONE_SQL: &str = "INSERT INTO stoker_jobs (kind, queue, args, state, priority, \
+    attempt, max_attempts, run_at, unique_key, tenant, metadata, errors, timeout_ms, created_at, \
+    scheduled) VALUES (?1, ?2, ?3, 'available', ?4, 0, ?5, ?6, ?7, ?8, ?9, '[]', ?10, ?11, ?12) \
+    ON CONFLICT (COALESCE(tenant, ''), unique_key) WHERE unique_key IS NOT NULL DO NOTHING \
+    RETURNING id";
+
+/// Inserts the one job of `params` with a single autocommit statement (plus a read when it
+/// turns out to be a duplicate): the common enqueue of one job costs one write, where a batch
+/// needs a transaction around its id lookup and chunks.
+pub(crate) async fn insert_one(
+    pool: &SqlitePool,
+    params: &JobInsertParams,
+) -> StoreResult<Inserted> {
+    let [job] = &params.jobs[..] else {
+        return Err(invariant("insert_one takes exactly one job"));
+    };
+    let id: Option<i64> = sqlx::query_scalar(INSERT_ONE_SQL)
+        .bind(job.kind.as_str())
+        .bind(job.queue.as_str())
+        .bind(to_json(&job.args)?)
+        .bind(job.priority.0)
+        .bind(job.max_attempts)
+        .bind(job.run_at.map_or(micros(params.now), micros))
+        .bind(job.unique_key.as_deref())
+        .bind(job.tenant.as_deref())
+        .bind(to_json(&job.metadata)?)
+        .bind(job.timeout_ms)
+        .bind(micros(params.now))
+        .bind(is_scheduled(job.run_at, params.now))
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?;
+    if let Some(id) = id {
+        let queues = if is_scheduled(job.run_at, params.now) {
+            Vec::new()
+        } else {
+            vec![job.queue.clone()]
+        };
+        return Ok(Inserted {
+            jobs: vec![InsertedJob {
+                id: JobId(id),
+                duplicate: false,
+            }],
+            queues,
+        });
+    }
+    let key = [(
+        job.tenant.as_deref().unwrap_or(""),
+        job.unique_key
+            .as_deref()
+            .ok_or_else(|| invariant("a job without a unique key was not inserted"))?,
+    )];
+    let found: Vec<(i64, i64)> = sqlx::query_as(EXISTING_SQL)
+        .bind(to_json(&key)?)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    let (_, id) = found.first().ok_or_else(|| StoreError::Busy {
+        message: format!(
+            "the job holding unique key {:?} was deleted while this insert ran; retry",
+            key[0].1
+        ),
+        source: None,
+    })?;
+    Ok(Inserted {
+        jobs: vec![InsertedJob {
+            id: JobId(*id),
+            duplicate: true,
+        }],
+        queues: Vec::new(),
+    })
 }
 
 /// Inserts `params.jobs` on `conn`, which must be inside a transaction that holds (or can

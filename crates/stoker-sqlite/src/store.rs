@@ -470,14 +470,19 @@ impl Store for SqliteStore {
         if params.jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self
-            .inner
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)?;
-        let inserted = insert::insert_jobs(&mut tx, &params).await?;
-        tx.commit().await.map_err(db_error)?;
+        let inserted = if params.jobs.len() == 1 {
+            insert::insert_one(&self.inner.writer, &params).await?
+        } else {
+            let mut tx = self
+                .inner
+                .writer
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(db_error)?;
+            let inserted = insert::insert_jobs(&mut tx, &params).await?;
+            tx.commit().await.map_err(db_error)?;
+            inserted
+        };
         for queue in inserted.queues {
             self.notify(StoreEvent::JobsAvailable { queue });
         }
