@@ -178,6 +178,8 @@ impl WorkerBuilder {
 
     /// Whether this process stands for leader and runs the maintenance services (stager,
     /// rescuer, pruner) when elected. Defaults to true; exactly one process leads at a time.
+    /// Some process on the store must run them: without a leader, jobs scheduled for later or
+    /// waiting out a retry's backoff are never staged, and dead workers' jobs never rescued.
     pub fn maintenance(mut self, enabled: bool) -> Self {
         self.maintenance = enabled;
         self
