@@ -812,8 +812,7 @@ impl Store for PgStore {
             .fetch_one(&self.inner.pool)
             .await
             .map_err(store_error)?;
-        u64::try_from(retried)
-            .map_err(|_| StoreError::Corrupt(format!("retried a negative count: {retried}")))
+        row_count("retried", retried)
     }
 
     async fn job_stage(&self, params: JobStageParams) -> StoreResult<u64> {
@@ -827,8 +826,7 @@ impl Store for PgStore {
             .fetch_one(&self.inner.pool)
             .await
             .map_err(store_error)?;
-        u64::try_from(staged)
-            .map_err(|_| StoreError::Corrupt(format!("staged a negative count: {staged}")))
+        row_count("staged", staged)
     }
 
     async fn job_stats(&self) -> StoreResult<Vec<StateCount>> {
@@ -989,6 +987,12 @@ impl StoreTx<PgConnection> for PgStore {
     }
 }
 
+/// A count of rows a statement `did` (retried, staged), as the trait returns it.
+fn row_count(did: &str, count: i64) -> StoreResult<u64> {
+    u64::try_from(count)
+        .map_err(|_| StoreError::Corrupt(format!("{did} a negative count: {count}")))
+}
+
 fn state_count(row: &PgRow) -> StoreResult<StateCount> {
     let state: String = row.try_get("state").map_err(store_error)?;
     Ok(StateCount {
@@ -1007,6 +1011,32 @@ mod tests {
 
     use super::*;
 
+    /// A migrated store in a schema of its own for `test`, or `None` (the test is skipped,
+    /// saying so) when `STOKER_TEST_DATABASE_URL` is unset. A schema left by an earlier failed
+    /// run of the same process id is dropped first.
+    async fn scratch_store(test: &str, prefix: &str) -> Option<(PgStore, String)> {
+        let Some(url) = std::env::var("STOKER_TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+        else {
+            eprintln!("skipped {test}: STOKER_TEST_DATABASE_URL is unset");
+            return None;
+        };
+        let schema = format!("{prefix}_{}", std::process::id());
+        let store = PgStore::builder(&url)
+            .schema(&schema)
+            .build()
+            .await
+            .expect("connect");
+        store
+            .pool()
+            .execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str())
+            .await
+            .expect("drop a leftover schema");
+        store.migrate().await.expect("migrate");
+        Some((store, schema))
+    }
+
     /// An insert reads no other row and joins nothing, whatever plan PostgreSQL made for it
     /// (sqlx prepares each statement once per connection; PostgreSQL keeps a generic plan,
     /// made for a guessed 10 rows, until the table is analyzed). The old form joined: under a
@@ -1014,20 +1044,11 @@ mod tests {
     /// insert, and its join of the input with the inserted rows was a nested loop.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_insert_reads_no_other_row_under_a_plan_made_when_the_table_was_empty() {
-        let Some(url) = std::env::var("STOKER_TEST_DATABASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
+        let Some((store, schema)) =
+            scratch_store("an_insert_reads_no_other_row", "stoker_pgspec_insert").await
         else {
-            eprintln!("skipped an_insert_reads_no_other_row: STOKER_TEST_DATABASE_URL is unset");
             return;
         };
-        let schema = format!("stoker_pgspec_insert_{}", std::process::id());
-        let store = PgStore::builder(&url)
-            .schema(&schema)
-            .build()
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
         // A new table's first few jobs, as when PostgreSQL made the plan in the bench.
         store
             .pool()
@@ -1090,20 +1111,11 @@ mod tests {
     /// holds. Needs `STOKER_TEST_DATABASE_URL`; run with `--nocapture` to see the plans.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn hot_statements_are_index_scans_whatever_the_table_holds() {
-        let Some(url) = std::env::var("STOKER_TEST_DATABASE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
+        let Some((store, schema)) =
+            scratch_store("hot_statements_are_index_scans", "stoker_pgspec_explain").await
         else {
-            eprintln!("skipped hot_statements_are_index_scans: STOKER_TEST_DATABASE_URL is unset");
             return;
         };
-        let schema = format!("stoker_pgspec_explain_{}", std::process::id());
-        let store = PgStore::builder(&url)
-            .schema(&schema)
-            .build()
-            .await
-            .expect("connect");
-        store.migrate().await.expect("migrate");
         let jobs = format!("\"{schema}\".stoker_jobs");
         let fill = format!(
             "INSERT INTO {jobs} (kind, queue, args, state, max_attempts, run_at, created_at, \

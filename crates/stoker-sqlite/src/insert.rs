@@ -105,6 +105,7 @@ pub(crate) async fn insert_one(
     let [job] = &params.jobs[..] else {
         return Err(invariant("insert_one takes exactly one job"));
     };
+    let scheduled = is_scheduled(job.run_at, params.now);
     let id: Option<i64> = sqlx::query_scalar(INSERT_ONE_SQL)
         .bind(job.kind.as_str())
         .bind(job.queue.as_str())
@@ -117,12 +118,12 @@ pub(crate) async fn insert_one(
         .bind(to_json(&job.metadata)?)
         .bind(job.timeout_ms)
         .bind(micros(params.now))
-        .bind(is_scheduled(job.run_at, params.now))
+        .bind(scheduled)
         .fetch_optional(pool)
         .await
         .map_err(db_error)?;
     if let Some(id) = id {
-        let queues = if is_scheduled(job.run_at, params.now) {
+        let queues = if scheduled {
             Vec::new()
         } else {
             vec![job.queue.clone()]

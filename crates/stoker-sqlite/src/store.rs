@@ -325,6 +325,13 @@ impl SqliteStore {
         let _ = self.inner.events.send(event);
     }
 
+    /// Sends `JobsAvailable` once for each distinct queue among `queues` (one per job written).
+    fn notify_available(&self, queues: Vec<String>) {
+        for queue in queues.into_iter().collect::<BTreeSet<_>>() {
+            self.notify(StoreEvent::JobsAvailable { queue });
+        }
+    }
+
     async fn job_get_on(&self, pool: &SqlitePool, id: JobId) -> StoreResult<Option<JobRow>> {
         sqlx::query(GET_SQL)
             .bind(id.0)
@@ -619,9 +626,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         let staged = queues.len() as u64;
-        for queue in queues.into_iter().collect::<BTreeSet<_>>() {
-            self.notify(StoreEvent::JobsAvailable { queue });
-        }
+        self.notify_available(queues);
         Ok(staged)
     }
 
@@ -643,9 +648,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         let retried = queues.len() as u64;
-        for queue in queues.into_iter().collect::<BTreeSet<_>>() {
-            self.notify(StoreEvent::JobsAvailable { queue });
-        }
+        self.notify_available(queues);
         Ok(retried)
     }
 
