@@ -191,15 +191,14 @@ mod scenarios {
             .enqueue_raw("mystery", json!({}), EnqueueOptions::new().max_attempts(2))
             .await
             .unwrap();
-        let handle = worker(&store)
+        let without_handler = worker(&store)
             .queue("default", 2)
             .register::<Add>()
             .build()
-            .unwrap()
-            .start()
-            .await
             .unwrap();
-        let mut events = handle.events();
+        // The job is already queued: subscribe before starting so its first attempt is seen.
+        let mut events = without_handler.events();
+        let handle = without_handler.start().await.unwrap();
 
         // First attempt fails and follows the retry path...
         let first = wait_events(&mut events, 1, WAIT, |e| e.id == job.id).await;
@@ -1312,6 +1311,68 @@ mod scenarios {
         );
         handle.shutdown().await;
     }
+
+    /// When short jobs end, their slots free up within the fetch cooldown and the next claim
+    /// takes them all at once: claims stay full (here at least half of the 50 slots each), and
+    /// a queue whose slots are all free claims without waiting out the cooldown (an hour here,
+    /// so a worker that waited it out would never finish).
+    pub async fn short_jobs_are_claimed_in_full_batches(store: Arc<dyn Store>) {
+        const JOBS: usize = 2_000;
+        client(&store)
+            .enqueue_many(
+                (0..JOBS)
+                    .map(|_| NewJob::raw("noop", json!({}), EnqueueOptions::new().queue("bulk"))),
+            )
+            .await
+            .unwrap();
+        let counting = Arc::new(stoker::testing::CountingStore::new(Arc::clone(&store)));
+        let worker = Worker::builder(counting.clone())
+            .queue("bulk", 50)
+            .handler_fn("noop", |_args, _ctx| async { Ok(Value::Null) })
+            .fetch_cooldown(Duration::from_secs(3600))
+            .maintenance(false)
+            .build()
+            .unwrap();
+        // Subscribed before start: the first jobs may end before `start` returns.
+        let mut events = worker.events();
+        let handle = worker.start().await.unwrap();
+        wait_events(&mut events, JOBS, Duration::from_secs(120), |e| {
+            e.result == AttemptResult::Completed
+        })
+        .await;
+        let claims = counting.calls()["job_claim"];
+        assert!(
+            claims <= (JOBS / 25 + 1) as u64,
+            "claims went out with fewer than half the slots: {claims} for {JOBS} jobs"
+        );
+        handle.shutdown().await;
+    }
+
+    /// A subscription taken from the worker before it starts sees every job, even those that
+    /// were queued already and ran before `start` returned.
+    pub async fn events_subscribed_before_start_miss_no_job(store: Arc<dyn Store>) {
+        let client = client(&store);
+        let mut queued = Vec::new();
+        for a in 0..20 {
+            queued.push(client.enqueue(Add { a, b: 1 }).await.unwrap().id);
+        }
+        let worker = worker(&store)
+            .queue("default", 20)
+            .register::<Add>()
+            .build()
+            .unwrap();
+        let mut events = worker.events();
+        let handle = worker.start().await.unwrap();
+        let seen = wait_events(&mut events, queued.len(), WAIT, |e| {
+            e.result == AttemptResult::Completed
+        })
+        .await;
+        let mut seen: Vec<_> = seen.into_iter().map(|e| e.id).collect();
+        seen.sort();
+        queued.sort();
+        assert_eq!(seen, queued);
+        handle.shutdown().await;
+    }
 }
 
 macro_rules! scenario_tests {
@@ -1341,6 +1402,8 @@ macro_rules! scenario_tests {
             worker_row_shows_heartbeat_and_counters,
             idle_follower_sends_one_statement_per_tick,
             claims_and_acks_are_batched,
+            short_jobs_are_claimed_in_full_batches,
+            events_subscribed_before_start_miss_no_job,
             list_pages_with_a_cursor,
             retry_in_overrides_the_backoff,
             scheduled_job_runs_once_due,

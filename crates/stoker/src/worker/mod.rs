@@ -44,10 +44,15 @@ pub const SHUTDOWN_GRACE_DEFAULT: Duration = Duration::from_secs(10);
 /// After the grace period, how long cancelled jobs get to return before they are dropped and
 /// handed back. Defaults to 2 seconds.
 pub const CANCEL_GRACE_DEFAULT: Duration = Duration::from_secs(2);
-/// The shortest time between two claims of a busy queue. Defaults to 1 millisecond.
+/// How long a busy queue waits for its slots to free up before claiming a partial batch (see
+/// [`WorkerBuilder::fetch_cooldown`]). Defaults to 1 millisecond.
 pub const FETCH_COOLDOWN_DEFAULT: Duration = Duration::from_millis(1);
 /// The most acknowledgements written in one statement.
 pub const ACK_BATCH_MAX: usize = 1000;
+
+/// Acknowledgement events a slow subscriber may fall behind by before it misses some (and is
+/// told how many, by `RecvError::Lagged`).
+const EVENTS_CAPACITY: usize = 1024;
 
 /// Builds a [`Worker`]. Registration errors are collected and reported by
 /// [`WorkerBuilder::build`], so the chain stays readable.
@@ -145,9 +150,11 @@ impl WorkerBuilder {
         self
     }
 
-    /// The shortest time between two claims of a queue with fewer than half its slots free,
-    /// so the slots that free up one by one under load share a claim instead of costing one
-    /// statement each. An idle queue claims at once. Defaults to 1 millisecond.
+    /// How long a queue with fewer than half its slots free waits, after its last claim came
+    /// back, for the rest to free up before it claims again: slots that free up one by one
+    /// under load share a claim instead of costing one statement each, and short jobs, which
+    /// all end within the wait, are claimed again in full batches. The wait ends early once
+    /// every slot is free. An idle queue claims at once. Defaults to 1 millisecond.
     pub fn fetch_cooldown(mut self, cooldown: Duration) -> Self {
         self.fetch_cooldown = cooldown;
         self
@@ -255,6 +262,7 @@ impl WorkerBuilder {
             client = client.max_args_bytes(bytes);
         }
         Ok(Worker {
+            events: broadcast::channel(EVENTS_CAPACITY).0,
             config: Arc::new(WorkerConfig {
                 store: self.store,
                 client,
@@ -321,6 +329,9 @@ pub(crate) struct WorkerConfig {
 /// ```
 pub struct Worker {
     config: Arc<WorkerConfig>,
+    /// Shared by every start of this worker, so a subscriber can join before the first job
+    /// runs.
+    events: broadcast::Sender<WorkerEvent>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -353,6 +364,25 @@ impl Worker {
         }
     }
 
+    /// Subscribes to acknowledgements as they are written, like [`WorkerHandle::events`], but
+    /// before [`Worker::start`]: a subscriber that joins here misses none of the jobs the
+    /// worker runs, even those already queued when it starts.
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use stoker::Worker;
+    /// # async fn demo(worker: Worker) -> Result<(), stoker::Error> {
+    /// let mut events = worker.events();
+    /// let handle = worker.start().await?;
+    /// let first = events.recv().await.expect("the worker is running");
+    /// println!("job {} finished: {:?}", first.id, first.result);
+    /// handle.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub fn events(&self) -> broadcast::Receiver<WorkerEvent> {
+        self.events.subscribe()
+    }
+
     /// A client sharing this worker's store, clock and registry (so it validates args of the
     /// registered kinds).
     pub fn client(&self) -> Client {
@@ -378,7 +408,7 @@ impl Worker {
             ));
         }
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-        let (events, _) = broadcast::channel(1024);
+        let events = self.events.clone();
         let runtime = Arc::new(Runtime {
             id: worker_id(),
             started_at: config.clock.now(),

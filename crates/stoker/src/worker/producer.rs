@@ -40,12 +40,25 @@ pub(crate) async fn run(runtime: Arc<Runtime>, queue: String, concurrency: usize
         let mut permits: Vec<OwnedSemaphorePermit> = vec![first];
         take_free(&slots, &mut permits);
         // A busy queue frees slots one job at a time: claiming for each would cost a statement
-        // per job. With fewer than half the slots free, wait out the cooldown since the last
-        // claim so the slots that free up meanwhile share one claim.
+        // per job. With fewer than half the slots free, wait (at most the cooldown, counted
+        // from when the last claim came back) for the rest to free up, so they share one
+        // claim. Short jobs all free up within that wait and the next claim is a full one;
+        // without it, a claim sent the moment a few slots were free would go out half empty
+        // and halve the drain rate.
         if permits.len() < concurrency.div_ceil(2) {
             let ready = last_claim + runtime.config.fetch_cooldown;
             if ready > tokio::time::Instant::now() {
+                let rest = u32::try_from(concurrency - permits.len()).unwrap_or(u32::MAX);
                 tokio::select! {
+                    all = Arc::clone(&slots).acquire_many_owned(rest) => match all {
+                        Ok(mut all) => {
+                            // One permit per job: each frees its slot when its job ends.
+                            while let Some(one) = all.split(1) {
+                                permits.push(one);
+                            }
+                        }
+                        Err(_) => return,
+                    },
                     () = tokio::time::sleep_until(ready) => {}
                     () = stop.cancelled() => return,
                 }
@@ -55,7 +68,6 @@ pub(crate) async fn run(runtime: Arc<Runtime>, queue: String, concurrency: usize
         if stop.is_cancelled() {
             return;
         }
-        last_claim = tokio::time::Instant::now();
         let limit = permits.len();
         let claimed = runtime
             .config
@@ -70,6 +82,7 @@ pub(crate) async fn run(runtime: Arc<Runtime>, queue: String, concurrency: usize
                 lease: None,
             })
             .await;
+        last_claim = tokio::time::Instant::now();
         match claimed {
             Ok(jobs) => {
                 retry_delay = CLAIM_RETRY_MIN;
