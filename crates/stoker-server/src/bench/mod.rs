@@ -171,10 +171,9 @@ pub async fn bench_worker(args: BenchWorkerArgs) -> Result<(), BenchError> {
         ),
         None => stoker::connect(&args.database_url).await?,
     };
-    let handle = workloads::noop_worker(&store, args.concurrency).await?;
+    let (handle, mut events) = workloads::noop_worker(&store, args.concurrency).await?;
     match args.exit_after {
         Some(jobs) => {
-            let mut events = handle.events();
             workloads::wait_completed(&mut events, jobs, "bench worker drain").await?;
             handle.shutdown().await;
             let report = serde_json::json!({ "peak_rss_kb": peak_rss_kb()? });

@@ -60,11 +60,12 @@ pub(crate) async fn enqueue_bulk(client: &Client, jobs: usize) -> Result<(), Ben
     Ok(())
 }
 
-/// A worker serving the bench queue with a no-op handler and no maintenance services.
+/// A worker serving the bench queue with a no-op handler and no maintenance services, started,
+/// with a subscription to its events taken before it started (so no completion is missed).
 pub(crate) async fn noop_worker(
     store: &Arc<dyn Store>,
     concurrency: usize,
-) -> Result<WorkerHandle, BenchError> {
+) -> Result<(WorkerHandle, broadcast::Receiver<WorkerEvent>), BenchError> {
     let worker = Worker::builder(Arc::clone(store))
         .queue(QUEUE, concurrency)
         .handler_fn("noop", |_args: Value, _ctx: JobContext| async {
@@ -72,7 +73,8 @@ pub(crate) async fn noop_worker(
         })
         .maintenance(false)
         .build()?;
-    Ok(worker.start().await?)
+    let events = worker.events();
+    Ok((worker.start().await?, events))
 }
 
 /// Waits until `count` attempts of the worker completed. Noop jobs only ever complete, so
@@ -159,8 +161,7 @@ async fn drain(fresh: &Fresh, jobs: usize, concurrency: usize) -> Result<f64, Be
     let client = Client::new(Arc::clone(&fresh.store));
     enqueue_bulk(&client, jobs).await?;
     let started = Instant::now();
-    let handle = noop_worker(&fresh.store, concurrency).await?;
-    let mut events = handle.events();
+    let (handle, mut events) = noop_worker(&fresh.store, concurrency).await?;
     wait_completed(&mut events, jobs, "drain").await?;
     let elapsed = started.elapsed();
     handle.shutdown().await;
@@ -443,8 +444,7 @@ async fn w7(target: &Target, args: &BenchArgs, report: &mut Report) -> Result<()
         enqueue_bulk(&client, jobs).await?;
         let counting = Arc::new(CountingStore::new(Arc::clone(&fresh.store)));
         let wal_before = wal_position(&pool).await?;
-        let handle = noop_worker(&(counting.clone() as Arc<dyn Store>), 50).await?;
-        let mut events = handle.events();
+        let (handle, mut events) = noop_worker(&(counting.clone() as Arc<dyn Store>), 50).await?;
         wait_completed(&mut events, jobs, "drain").await?;
         handle.shutdown().await;
         let wal_after = wal_position(&pool).await?;
