@@ -266,6 +266,7 @@ async fn timeouts_and_connection_errors_are_retried() {
     );
 
     // With attempts left, a connection error schedules a retry instead of discarding.
+    let mut events = setup.handle.events();
     let retried = setup
         .client
         .enqueue_raw(
@@ -275,7 +276,6 @@ async fn timeouts_and_connection_errors_are_retried() {
         )
         .await
         .unwrap();
-    let mut events = setup.handle.events();
     let event = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let event = events.recv().await.unwrap();
