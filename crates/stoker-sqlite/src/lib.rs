@@ -73,8 +73,9 @@
 //! A claim is one `UPDATE … RETURNING` statement over a partial index of due jobs. A batch of
 //! inserts is a few multi-row `INSERT` statements (1,024 jobs each) in one transaction, and a
 //! batch of acknowledgements is one `UPDATE … FROM` statement, never a round trip per job.
-//! Counts of finished jobs are kept by triggers, so [`Store::job_stats`] stays fast with
-//! millions of them.
+//! Counts of finished jobs are kept in a table that every path moving a job into or out of a
+//! finished state updates in the same transaction, so [`Store::job_stats`] stays fast with
+//! millions of them. Rows changed by SQL written outside Stoker are not counted.
 //!
 //! A running job is held either by its worker's heartbeat row or, for a pull worker (a process
 //! that takes jobs from a server and has no row), by a lease: a claim made with a lease sets
@@ -129,6 +130,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod counts;
 mod error;
 mod finish;
 mod insert;

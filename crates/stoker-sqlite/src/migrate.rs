@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "schedule",
         sql: include_str!("../migrations/0003_schedule.sql"),
     },
+    Migration {
+        version: 4,
+        name: "counts",
+        sql: include_str!("../migrations/0004_counts.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

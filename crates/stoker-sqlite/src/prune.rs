@@ -3,16 +3,17 @@
 use sqlx::{SqliteConnection, SqlitePool};
 use stoker_core::{JobPruneParams, JobState, StoreResult};
 
+use crate::counts::CountDeltas;
 use crate::error::db_error;
-use crate::row::micros;
+use crate::row::{micros, parse_state};
 
-/// The queues that have finished jobs, from the trigger-maintained counters (cheap however
-/// many jobs there are).
+/// The queues that have finished jobs, from the finished counts (cheap however many jobs
+/// there are).
 const QUEUES_SQL: &str =
     "SELECT DISTINCT queue FROM stoker_job_counts WHERE count > 0 ORDER BY queue";
 
 /// Deletes up to `?4` jobs of queue `?2` in finished state `?1` that finished before `?3`,
-/// oldest first. Every pruning query repeats the finished-index predicate
+/// oldest first; returns each deleted job's kind, for the finished counts. Every pruning query repeats the finished-index predicate
 /// `state IN ('completed', 'discarded', 'cancelled')` word for word so SQLite can use that
 /// partial index, and writes `+state` so it does not pick the `(state, id)` index instead.
 pub(crate) const PRUNE_AGE_SQL: &str = "
@@ -21,7 +22,8 @@ DELETE FROM stoker_jobs WHERE id IN (
     WHERE state IN ('completed', 'discarded', 'cancelled') AND +state = ?1
       AND queue = ?2 AND finished_at < ?3
     ORDER BY finished_at, id
-    LIMIT ?4)";
+    LIMIT ?4)
+RETURNING kind";
 
 /// The newest finished job of queue `?1` beyond the `?2` to keep: it and everything older go.
 pub(crate) const KEEP_LAST_CUTOFF_SQL: &str = "
@@ -31,17 +33,18 @@ ORDER BY finished_at DESC, id DESC
 LIMIT 1 OFFSET ?2";
 
 /// Deletes up to `?4` finished jobs of queue `?1` at or before the cutoff `(?2, ?3)`, oldest
-/// first.
+/// first; returns each one's kind and state.
 pub(crate) const PRUNE_KEEP_LAST_SQL: &str = "
 DELETE FROM stoker_jobs WHERE id IN (
     SELECT id FROM stoker_jobs
     WHERE state IN ('completed', 'discarded', 'cancelled') AND queue = ?1
       AND (finished_at, id) <= (?2, ?3)
     ORDER BY finished_at, id
-    LIMIT ?4)";
+    LIMIT ?4)
+RETURNING kind, state";
 
 /// Applies the rules queue by queue, in one `BEGIN IMMEDIATE` transaction, deleting at most
-/// `params.limit` jobs; returns how many it deleted.
+/// `params.limit` jobs and moving the finished counts with them; returns how many it deleted.
 pub(crate) async fn prune(pool: &SqlitePool, params: &JobPruneParams) -> StoreResult<u64> {
     let age_rules: Vec<(JobState, i64)> = [
         (JobState::Completed, params.completed_before),
@@ -60,41 +63,48 @@ pub(crate) async fn prune(pool: &SqlitePool, params: &JobPruneParams) -> StoreRe
         .await
         .map_err(db_error)?;
     let mut left = u64::from(params.limit);
+    let mut counts = CountDeltas::default();
     for queue in &queues {
         for &(state, before) in &age_rules {
             if left == 0 {
                 break;
             }
-            let done = sqlx::query(PRUNE_AGE_SQL)
+            let kinds: Vec<String> = sqlx::query_scalar(PRUNE_AGE_SQL)
                 .bind(state.as_str())
                 .bind(queue)
                 .bind(before)
                 .bind(limit(left))
-                .execute(&mut *tx)
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db_error)?;
-            left = left.saturating_sub(done.rows_affected());
+            left = left.saturating_sub(kinds.len() as u64);
+            for kind in &kinds {
+                counts.left(queue, kind, state);
+            }
         }
         if let Some(keep) = params.keep_last {
             if left > 0 {
-                left = left.saturating_sub(keep_last(&mut tx, queue, keep, left).await?);
+                left =
+                    left.saturating_sub(keep_last(&mut tx, queue, keep, left, &mut counts).await?);
             }
         }
         if left == 0 {
             break;
         }
     }
+    counts.apply(&mut tx).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(u64::from(params.limit) - left)
 }
 
 /// Deletes up to `left` of `queue`'s finished jobs beyond the newest `keep` (by finish time,
-/// then id).
+/// then id), noting them in `counts`.
 async fn keep_last(
     conn: &mut SqliteConnection,
     queue: &str,
     keep: u32,
     left: u64,
+    counts: &mut CountDeltas,
 ) -> StoreResult<u64> {
     let cutoff: Option<(Option<i64>, i64)> = sqlx::query_as(KEEP_LAST_CUTOFF_SQL)
         .bind(queue)
@@ -107,15 +117,18 @@ async fn keep_last(
     let Some((Some(finished_at), id)) = cutoff else {
         return Ok(0);
     };
-    let done = sqlx::query(PRUNE_KEEP_LAST_SQL)
+    let deleted: Vec<(String, String)> = sqlx::query_as(PRUNE_KEEP_LAST_SQL)
         .bind(queue)
         .bind(finished_at)
         .bind(id)
         .bind(limit(left))
-        .execute(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
-    Ok(done.rows_affected())
+    for (kind, state) in &deleted {
+        counts.left(queue, kind, parse_state(state)?);
+    }
+    Ok(deleted.len() as u64)
 }
 
 fn limit(left: u64) -> i64 {

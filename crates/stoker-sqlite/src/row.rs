@@ -78,16 +78,23 @@ fn json_column_opt<T: DeserializeOwned>(
         .transpose()
 }
 
+/// Decodes a state column.
+///
+/// # Errors
+///
+/// [`StoreError::Corrupt`] for a state this build does not know.
+pub(crate) fn parse_state(text: &str) -> StoreResult<JobState> {
+    text.parse()
+        .map_err(|error| StoreError::Corrupt(format!("{error}")))
+}
+
 /// Decodes a row selected with [`job_columns!`].
 ///
 /// # Errors
 ///
 /// [`StoreError::Corrupt`] if a value cannot be decoded, e.g. an unknown state.
 pub(crate) fn job_from_row(row: &SqliteRow) -> StoreResult<JobRow> {
-    let state: &str = column(row, 4, "state")?;
-    let state: JobState = state
-        .parse()
-        .map_err(|error| StoreError::Corrupt(format!("{error}")))?;
+    let state = parse_state(column(row, 4, "state")?)?;
     let priority: i64 = column(row, 5, "priority")?;
     let priority = i16::try_from(priority)
         .map_err(|_| StoreError::Corrupt(format!("priority {priority} is out of range")))?;

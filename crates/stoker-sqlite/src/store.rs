@@ -20,10 +20,11 @@ use stoker_core::{
 use tokio::sync::broadcast;
 
 use crate::builder::SqliteStoreBuilder;
+use crate::counts::CountDeltas;
 use crate::error::db_error;
 use crate::row::{
-    column, from_micros, job_columns, job_from_row, micros, time_column, to_json, worker_columns,
-    worker_from_row,
+    column, from_micros, job_columns, job_from_row, micros, parse_state, time_column, to_json,
+    worker_columns, worker_from_row,
 };
 use crate::{finish, insert, migrate, prune};
 
@@ -102,24 +103,29 @@ const DELETE_SQL: &str = concat!(
     job_columns!()
 );
 
-/// Retries up to `?6` finished jobs, oldest first, as [`RETRY_SQL`] does one: those in a state
-/// of the JSON array `?2`, and (when not null) in a queue of `?3`, of a kind of `?4`, of tenant
-/// `?5`. The caller has checked that `?2` names finished states only. Returns each retried
-/// job's queue.
-pub(crate) const RETRY_MANY_SQL: &str = "
+/// Picks up to `?5` finished jobs to retry, oldest first: those in a state of the JSON array
+/// `?1`, and (when not null) in a queue of `?2`, of a kind of `?3`, of tenant `?4`. The caller
+/// has checked that `?1` names finished states only. Returns each one's id, queue, kind and
+/// state, for [`RETRY_IDS_SQL`] and the finished counts.
+pub(crate) const RETRY_MANY_PICK_SQL: &str = "
+SELECT id, queue, kind, state FROM stoker_jobs
+WHERE state IN (SELECT value FROM json_each(?1))
+  AND (?2 IS NULL OR queue IN (SELECT value FROM json_each(?2)))
+  AND (?3 IS NULL OR kind IN (SELECT value FROM json_each(?3)))
+  AND (?4 IS NULL OR tenant = ?4)
+ORDER BY id
+LIMIT ?5";
+
+/// Retries the jobs whose ids are in the JSON array `?2`, as [`RETRY_SQL`] does one.
+pub(crate) const RETRY_IDS_SQL: &str = "
 UPDATE stoker_jobs
 SET state = 'available', run_at = ?1, finished_at = NULL, cancel_requested_at = NULL,
     lease_expires_at = NULL, scheduled = 0,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
-WHERE id IN (
-    SELECT id FROM stoker_jobs
-    WHERE state IN (SELECT value FROM json_each(?2))
-      AND (?3 IS NULL OR queue IN (SELECT value FROM json_each(?3)))
-      AND (?4 IS NULL OR kind IN (SELECT value FROM json_each(?4)))
-      AND (?5 IS NULL OR tenant = ?5)
-    ORDER BY id
-    LIMIT ?6)
-RETURNING queue";
+WHERE id IN (SELECT value FROM json_each(?2)) AND state <> 'running'";
+
+/// Job `?1`'s queue, kind and state.
+const STATE_OF_SQL: &str = "SELECT queue, kind, state FROM stoker_jobs WHERE id = ?1";
 
 /// Moves the lease of job `?2`, if it is running attempt `?3`, to end at `?1`; returns the new
 /// end and whether a cancel was requested.
@@ -147,7 +153,7 @@ ORDER BY attempted_at, id
 LIMIT ?3"
 );
 
-/// Finished counts from the trigger-maintained counters, unfinished ones counted live from the
+/// Finished counts from the counters the store keeps (see [`crate::counts`]), unfinished ones counted live from the
 /// `(state, id)` index (there are few of those compared with finished jobs).
 const STATS_SQL: &str = "
 SELECT queue, kind, state, count FROM stoker_job_counts WHERE count > 0
@@ -326,6 +332,16 @@ impl SqliteStore {
     }
 
     /// Sends `JobsAvailable` once for each distinct queue among `queues` (one per job written).
+    /// A write transaction on the one writer connection. `BEGIN IMMEDIATE` takes SQLite's write
+    /// lock at once, so a transaction that reads before it writes cannot fail to upgrade.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
+        self.inner
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)
+    }
+
     fn notify_available(&self, queues: Vec<String>) {
         for queue in queues.into_iter().collect::<BTreeSet<_>>() {
             self.notify(StoreEvent::JobsAvailable { queue });
@@ -388,16 +404,24 @@ impl Store for SqliteStore {
     }
 
     async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<JobRow> {
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(CANCEL_SQL)
             .bind(micros(params.now))
             .bind(params.id.0)
-            .fetch_optional(&self.inner.writer)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?;
         let Some(row) = row else {
+            // The writer is the only connection: end the transaction before reading.
+            drop(tx);
             return self.job_unchanged(params.id).await;
         };
         let job = job_from_row(&row)?;
+        // A queued job ends cancelled; a running one only has its cancel requested.
+        let mut counts = CountDeltas::default();
+        counts.entered(&job.queue, &job.kind, job.state);
+        counts.apply(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
         if job.state == JobState::Running {
             self.notify(StoreEvent::JobCancelRequested { id: job.id });
         }
@@ -447,14 +471,23 @@ impl Store for SqliteStore {
     }
 
     async fn job_delete(&self, id: JobId) -> StoreResult<JobRow> {
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(DELETE_SQL)
             .bind(id.0)
-            .fetch_optional(&self.inner.writer)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?;
         match row {
-            Some(row) => job_from_row(&row),
+            Some(row) => {
+                let job = job_from_row(&row)?;
+                let mut counts = CountDeltas::default();
+                counts.left(&job.queue, &job.kind, job.state);
+                counts.apply(&mut tx).await?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(job)
+            }
             None => {
+                drop(tx);
                 let job = self.job_unchanged(id).await?;
                 Err(StoreError::Conflict(format!(
                     "job {id} is {}: cancel it before deleting it",
@@ -598,17 +631,29 @@ impl Store for SqliteStore {
     }
 
     async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow> {
+        let mut tx = self.begin_write().await?;
+        // The state the job leaves, for the finished counts: RETURNING shows only the new one.
+        let before: Option<(String, String, String)> = sqlx::query_as(STATE_OF_SQL)
+            .bind(params.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
         let row = sqlx::query(RETRY_SQL)
             .bind(micros(params.now))
             .bind(params.id.0)
-            .fetch_optional(&self.inner.writer)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?;
-        let Some(row) = row else {
+        let (Some(row), Some((queue, kind, state))) = (row, before) else {
             // Missing, or running (returned unchanged).
+            drop(tx);
             return self.job_unchanged(params.id).await;
         };
         let job = job_from_row(&row)?;
+        let mut counts = CountDeltas::default();
+        counts.left(&queue, &kind, parse_state(&state)?);
+        counts.apply(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
         self.notify(StoreEvent::JobsAvailable {
             queue: job.queue.clone(),
         });
@@ -637,17 +682,35 @@ impl Store for SqliteStore {
         }
         let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
         let list = |values: &[String]| (!values.is_empty()).then(|| to_json(values)).transpose();
-        let queues: Vec<String> = sqlx::query_scalar(RETRY_MANY_SQL)
-            .bind(micros(params.now))
+        let mut tx = self.begin_write().await?;
+        let picked: Vec<(i64, String, String, String)> = sqlx::query_as(RETRY_MANY_PICK_SQL)
             .bind(to_json(&states)?)
             .bind(list(&params.queues)?)
             .bind(list(&params.kinds)?)
             .bind(&params.tenant)
             .bind(i64::from(params.limit))
-            .fetch_all(&self.inner.writer)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?;
-        let retried = queues.len() as u64;
+        if picked.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = picked.iter().map(|(id, ..)| *id).collect();
+        let retried = sqlx::query(RETRY_IDS_SQL)
+            .bind(micros(params.now))
+            .bind(to_json(&ids)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        let mut counts = CountDeltas::default();
+        let mut queues = Vec::with_capacity(picked.len());
+        for (_, queue, kind, state) in picked {
+            counts.left(&queue, &kind, parse_state(&state)?);
+            queues.push(queue);
+        }
+        counts.apply(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
         self.notify_available(queues);
         Ok(retried)
     }
@@ -660,13 +723,10 @@ impl Store for SqliteStore {
         let mut counts = rows
             .iter()
             .map(|row| {
-                let state: &str = column(row, 2, "state")?;
                 Ok(StateCount {
                     queue: column(row, 0, "queue")?,
                     kind: column(row, 1, "kind")?,
-                    state: state
-                        .parse()
-                        .map_err(|error| StoreError::Corrupt(format!("{error}")))?,
+                    state: parse_state(column(row, 2, "state")?)?,
                     count: column(row, 3, "count")?,
                 })
             })

@@ -1,5 +1,5 @@
 //! Tests of what is specific to SQLite: opening, URLs, sharing a file between stores, the
-//! schema's indexes and triggers, and bulk speed. Behaviour common to every store lives in
+//! schema's indexes and finished counts, and bulk speed. Behaviour common to every store lives in
 //! the conformance suite (`tests/conformance.rs`).
 
 use std::collections::HashSet;
@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::Row;
 use stoker_core::{
-    JobClaimParams, JobFinish, JobFinishParams, JobId, JobInsert, JobInsertParams, JobListParams,
-    JobPruneParams, JobRetryManyParams, JobRetryParams, JobStageParams, JobState, Outcome,
-    StateCount, Store, StoreErrorKind, StoreEvent, StoreTx,
+    JobCancelParams, JobClaimParams, JobFinish, JobFinishParams, JobId, JobInsert, JobInsertParams,
+    JobListParams, JobPruneParams, JobRetryManyParams, JobRetryParams, JobStageParams, JobState,
+    Outcome, StateCount, Store, StoreErrorKind, StoreEvent, StoreTx,
 };
 use tempfile::TempDir;
 
@@ -181,7 +181,7 @@ async fn concurrent_migrations_on_one_file() {
         .fetch_all(store.pool())
         .await
         .unwrap();
-    assert_eq!(versions, vec![1, 2, 3], "each migration recorded once");
+    assert_eq!(versions, vec![1, 2, 3, 4], "each migration recorded once");
 }
 
 /// A database at schema version 1 (from a build before leases and the schedule) is upgraded
@@ -201,13 +201,15 @@ async fn upgrades_a_version_1_database() {
         crate::migrate::MIGRATIONS[0].sql
     );
     sqlx::raw_sql(&v1).execute(store.pool()).await.unwrap();
-    // A due job, and one scheduled for 2100 (run_at in microseconds), as version 1 wrote them.
+    // A due job, and one scheduled for 2100 (run_at in microseconds), as version 1 wrote them;
+    // and a completed one inserted by hand, which version 1's triggers never counted.
     sqlx::raw_sql(
         "INSERT INTO stoker_jobs (id, kind, queue, args, state, priority, attempt, max_attempts,
-                                  run_at, metadata, errors, created_at)
-         VALUES (1, 'old', 'default', '{}', 'available', 0, 0, 5, 0, '{}', '[]', 0),
+                                  run_at, metadata, errors, created_at, finished_at)
+         VALUES (1, 'old', 'default', '{}', 'available', 0, 0, 5, 0, '{}', '[]', 0, NULL),
                 (2, 'later', 'default', '{}', 'available', 0, 0, 5, 4102444800000000, '{}',
-                 '[]', 0)",
+                 '[]', 0, NULL),
+                (3, 'old', 'default', '{}', 'completed', 0, 1, 5, 0, '{}', '[]', 0, 1)",
     )
     .execute(store.pool())
     .await
@@ -216,6 +218,8 @@ async fn upgrades_a_version_1_database() {
 
     store.migrate().await.unwrap();
     assert!(store.migrations_current().await.unwrap());
+    // Version 4 recounts the finished jobs.
+    check_counts(&store).await;
     let old = store.job_get(JobId(1)).await.unwrap().unwrap();
     assert_eq!((old.kind.as_str(), old.lease_expires_at), ("old", None));
     let mut params = claim("default", 10, "pull:a", t(1));
@@ -530,13 +534,13 @@ async fn events_on_insert_retry_resume_and_cancel() {
     );
 }
 
-/// Counts of finished jobs come from the trigger-maintained table and match a full count on
-/// every path: ack, retry, bulk retry, delete, prune and manual SQL.
+/// Counts of finished jobs come from the counters the store keeps and match a full count on
+/// every path: ack, cancel, retry, bulk retry, delete and prune.
 #[tokio::test]
 async fn stats_counters_follow_every_path() {
     let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
     store.migrate().await.unwrap();
-    let ids = insert(&store, jobs(6, "k"), t(0)).await;
+    insert(&store, jobs(6, "k"), t(0)).await;
     let claimed = store
         .job_claim(claim("default", 6, "w", t(1)))
         .await
@@ -585,14 +589,29 @@ async fn stats_counters_follow_every_path() {
         .unwrap();
     assert_eq!(retried, 1);
     check_counts(&store).await;
-    sqlx::query(
-        "UPDATE stoker_jobs SET state = 'discarded', queue = 'other', finished_at = 1 WHERE id = ?",
-    )
-    .bind(ids[2].0)
-    .execute(store.pool())
-    .await
-    .unwrap();
-    check_counts(&store).await;
+    // Queued jobs cancelled: the first retried one, and the handed-back ones.
+    let queued = store
+        .job_list(JobListParams {
+            states: vec![JobState::Available],
+            kinds: Vec::new(),
+            queues: Vec::new(),
+            tenant: None,
+            before_id: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert!(queued.len() >= 2, "{queued:?}");
+    for job in &queued {
+        store
+            .job_cancel(JobCancelParams {
+                id: job.id,
+                now: t(4),
+            })
+            .await
+            .unwrap();
+        check_counts(&store).await;
+    }
     store
         .job_prune(JobPruneParams {
             keep_last: Some(0),
@@ -604,6 +623,49 @@ async fn stats_counters_follow_every_path() {
     check_counts(&store).await;
     let stats = store.job_stats().await.unwrap();
     assert!(stats.iter().all(|c| !c.state.is_finished()), "{stats:?}");
+}
+
+/// An acknowledgement that fails part-way (here on an error text that is not JSON, which the
+/// store never writes itself) changes nothing, counts included, and leaves no transaction
+/// open on the writer: the next acknowledgement commits.
+#[tokio::test]
+async fn failed_finish_rolls_back_and_leaves_no_transaction_open() {
+    let dir = TempDir::new().unwrap();
+    let store = file_store(&dir).await;
+    insert(&store, jobs(1, "k"), t(0)).await;
+    let job = store
+        .job_claim(claim("default", 1, "w", t(1)))
+        .await
+        .unwrap()
+        .remove(0);
+    let malformed = format!(
+        r#"[[{}, {}, "discarded", false, true, 0, null, null, "not json"]]"#,
+        job.id.0, job.attempt
+    );
+    crate::finish::run(store.pool(), 2_000_000, malformed)
+        .await
+        .unwrap_err();
+    let unchanged = store.job_get(job.id).await.unwrap().unwrap();
+    assert_eq!(unchanged.state, JobState::Running);
+    check_counts(&store).await;
+
+    let applied = store
+        .job_finish_many(JobFinishParams {
+            finishes: vec![JobFinish {
+                id: job.id,
+                attempt: job.attempt,
+                outcome: Outcome::Completed { result: None },
+            }],
+            now: t(3),
+        })
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![job.id]);
+    // Read through another connection: the change is committed, not pending in an open one.
+    let reopened = file_store(&dir).await;
+    let done = reopened.job_get(job.id).await.unwrap().unwrap();
+    assert_eq!(done.state, JobState::Completed);
+    check_counts(&reopened).await;
 }
 
 async fn check_counts(store: &SqliteStore) {
@@ -674,18 +736,23 @@ async fn hot_queries_use_their_indexes() {
     assert!(!stage.contains("TEMP B-TREE"), "{stage}");
     let extend = plan(crate::store::EXTEND_LEASE_SQL).await;
     assert!(extend.contains("USING INTEGER PRIMARY KEY"), "{extend}");
-    let retry_many = plan(crate::store::RETRY_MANY_SQL).await;
+    let pick = plan(crate::store::RETRY_MANY_PICK_SQL).await;
     assert!(
-        retry_many.contains("USING INDEX stoker_jobs_state_idx (state=?)"),
-        "{retry_many}"
+        pick.contains("USING INDEX stoker_jobs_state_idx (state=?)"),
+        "{pick}"
     );
+    let retry_ids = plan(crate::store::RETRY_IDS_SQL).await;
     assert!(
-        retry_many.contains("USING INTEGER PRIMARY KEY"),
-        "{retry_many}"
+        retry_ids.contains("USING INTEGER PRIMARY KEY"),
+        "{retry_ids}"
     );
-    let finish = plan(crate::finish::FINISH_SQL).await;
-    assert!(finish.contains("USING INTEGER PRIMARY KEY"), "{finish}");
-    assert!(!finish.contains("stoker_jobs_state_idx"), "{finish}");
+    assert!(!retry_ids.contains("SCAN stoker_jobs"), "{retry_ids}");
+    for sql in [crate::finish::COUNT_SQL, crate::finish::APPLY_SQL] {
+        let finish = plan(sql).await;
+        assert!(finish.contains("USING INTEGER PRIMARY KEY"), "{finish}");
+        assert!(!finish.contains("stoker_jobs_state_idx"), "{finish}");
+        assert!(!finish.contains("SCAN stoker_jobs"), "{finish}");
+    }
     let existing = plan(crate::insert::EXISTING_SQL).await;
     assert!(
         existing.contains("USING INDEX stoker_jobs_unique_idx"),
