@@ -13,9 +13,10 @@ const QUEUES_SQL: &str =
     "SELECT DISTINCT queue FROM stoker_job_counts WHERE count > 0 ORDER BY queue";
 
 /// Deletes up to `?4` jobs of queue `?2` in finished state `?1` that finished before `?3`,
-/// oldest first; returns each deleted job's kind, for the finished counts. Every pruning query repeats the finished-index predicate
-/// `state IN ('completed', 'discarded', 'cancelled')` word for word so SQLite can use that
-/// partial index, and writes `+state` so it does not pick the `(state, id)` index instead.
+/// oldest first; returns each deleted job's kind, for the finished counts. Every pruning
+/// query repeats the finished-index predicate `state IN ('completed', 'discarded',
+/// 'cancelled')` word for word so SQLite can use that partial index, and writes `+state` so
+/// it does not pick the `(state, id)` index instead.
 pub(crate) const PRUNE_AGE_SQL: &str = "
 DELETE FROM stoker_jobs WHERE id IN (
     SELECT id FROM stoker_jobs

@@ -153,8 +153,9 @@ ORDER BY attempted_at, id
 LIMIT ?3"
 );
 
-/// Finished counts from the counters the store keeps (see [`crate::counts`]), unfinished ones counted live from the
-/// `(state, id)` index (there are few of those compared with finished jobs).
+/// Finished counts from the counters the store keeps (see [`crate::counts`]), unfinished ones
+/// counted live from the `(state, id)` index (there are few of those compared with finished
+/// jobs).
 const STATS_SQL: &str = "
 SELECT queue, kind, state, count FROM stoker_job_counts WHERE count > 0
 UNION ALL
@@ -331,7 +332,6 @@ impl SqliteStore {
         let _ = self.inner.events.send(event);
     }
 
-    /// Sends `JobsAvailable` once for each distinct queue among `queues` (one per job written).
     /// A write transaction on the one writer connection. `BEGIN IMMEDIATE` takes SQLite's write
     /// lock at once, so a transaction that reads before it writes cannot fail to upgrade.
     async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
@@ -342,6 +342,7 @@ impl SqliteStore {
             .map_err(db_error)
     }
 
+    /// Sends `JobsAvailable` once for each distinct queue among `queues` (one per job written).
     fn notify_available(&self, queues: Vec<String>) {
         for queue in queues.into_iter().collect::<BTreeSet<_>>() {
             self.notify(StoreEvent::JobsAvailable { queue });
