@@ -1271,6 +1271,17 @@ mod scenarios {
         leader.shutdown().await;
     }
 
+    /// Queues `count` jobs of kind `noop` on the queue `bulk`.
+    async fn enqueue_noops(store: &Arc<dyn Store>, count: usize) {
+        client(store)
+            .enqueue_many(
+                (0..count)
+                    .map(|_| NewJob::raw("noop", json!({}), EnqueueOptions::new().queue("bulk"))),
+            )
+            .await
+            .unwrap();
+    }
+
     /// Claims fill the free slots in one statement and acknowledgements are written in
     /// batches: draining thousands of jobs costs far fewer statements than jobs.
     pub async fn claims_and_acks_are_batched(store: Arc<dyn Store>) {
@@ -1286,13 +1297,7 @@ mod scenarios {
             .unwrap();
         let mut events = handle.events();
         const JOBS: usize = 5_000;
-        client(&store)
-            .enqueue_many(
-                (0..JOBS)
-                    .map(|_| NewJob::raw("noop", json!({}), EnqueueOptions::new().queue("bulk"))),
-            )
-            .await
-            .unwrap();
+        enqueue_noops(&store, JOBS).await;
         wait_events(&mut events, JOBS, Duration::from_secs(120), |e| {
             e.result == AttemptResult::Completed
         })
@@ -1318,13 +1323,7 @@ mod scenarios {
     /// so a worker that waited it out would never finish).
     pub async fn short_jobs_are_claimed_in_full_batches(store: Arc<dyn Store>) {
         const JOBS: usize = 2_000;
-        client(&store)
-            .enqueue_many(
-                (0..JOBS)
-                    .map(|_| NewJob::raw("noop", json!({}), EnqueueOptions::new().queue("bulk"))),
-            )
-            .await
-            .unwrap();
+        enqueue_noops(&store, JOBS).await;
         let counting = Arc::new(stoker::testing::CountingStore::new(Arc::clone(&store)));
         let worker = Worker::builder(counting.clone())
             .queue("bulk", 50)
