@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "counts",
         sql: include_str!("../migrations/0004_counts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "finished_index",
+        sql: include_str!("../migrations/0005_finished_index.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

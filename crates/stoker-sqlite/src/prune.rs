@@ -12,37 +12,56 @@ use crate::row::{micros, parse_state};
 const QUEUES_SQL: &str =
     "SELECT DISTINCT queue FROM stoker_job_counts WHERE count > 0 ORDER BY queue";
 
+/// The finished index's predicate, word for word as migration 5 writes it: every pruning
+/// query repeats it so SQLite can use that partial index. (An OR chain, not an `IN` list:
+/// the migration says why.)
+macro_rules! finished {
+    () => {
+        "(state = 'completed' OR state = 'discarded' OR state = 'cancelled')"
+    };
+}
+
 /// Deletes up to `?4` jobs of queue `?2` in finished state `?1` that finished before `?3`,
-/// oldest first; returns each deleted job's kind, for the finished counts. Every pruning
-/// query repeats the finished-index predicate `state IN ('completed', 'discarded',
-/// 'cancelled')` word for word so SQLite can use that partial index, and writes `+state` so
-/// it does not pick the `(state, id)` index instead.
-pub(crate) const PRUNE_AGE_SQL: &str = "
+/// oldest first; returns each deleted job's kind, for the finished counts. `+state` keeps
+/// SQLite from picking the `(state, id)` index instead of the finished one.
+pub(crate) const PRUNE_AGE_SQL: &str = concat!(
+    "
 DELETE FROM stoker_jobs WHERE id IN (
     SELECT id FROM stoker_jobs
-    WHERE state IN ('completed', 'discarded', 'cancelled') AND +state = ?1
+    WHERE ",
+    finished!(),
+    " AND +state = ?1
       AND queue = ?2 AND finished_at < ?3
     ORDER BY finished_at, id
     LIMIT ?4)
-RETURNING kind";
+RETURNING kind"
+);
 
 /// The newest finished job of queue `?1` beyond the `?2` to keep: it and everything older go.
-pub(crate) const KEEP_LAST_CUTOFF_SQL: &str = "
+pub(crate) const KEEP_LAST_CUTOFF_SQL: &str = concat!(
+    "
 SELECT finished_at, id FROM stoker_jobs
-WHERE state IN ('completed', 'discarded', 'cancelled') AND queue = ?1
+WHERE ",
+    finished!(),
+    " AND queue = ?1
 ORDER BY finished_at DESC, id DESC
-LIMIT 1 OFFSET ?2";
+LIMIT 1 OFFSET ?2"
+);
 
 /// Deletes up to `?4` finished jobs of queue `?1` at or before the cutoff `(?2, ?3)`, oldest
 /// first; returns each one's kind and state.
-pub(crate) const PRUNE_KEEP_LAST_SQL: &str = "
+pub(crate) const PRUNE_KEEP_LAST_SQL: &str = concat!(
+    "
 DELETE FROM stoker_jobs WHERE id IN (
     SELECT id FROM stoker_jobs
-    WHERE state IN ('completed', 'discarded', 'cancelled') AND queue = ?1
+    WHERE ",
+    finished!(),
+    " AND queue = ?1
       AND (finished_at, id) <= (?2, ?3)
     ORDER BY finished_at, id
     LIMIT ?4)
-RETURNING kind, state";
+RETURNING kind, state"
+);
 
 /// Applies the rules queue by queue, in one `BEGIN IMMEDIATE` transaction, deleting at most
 /// `params.limit` jobs and moving the finished counts with them; returns how many it deleted.
