@@ -6,12 +6,13 @@
 -- a list of three or more, and in this check it builds it afresh for each row (before and
 -- after the change): `state IN ('completed', 'discarded', 'cancelled')` cost every claimed,
 -- finished, inserted and pruned job two temporary tables, each a zeroed page. Counted with
--- callgrind on a drain of the claim and acknowledgement statements, that was a fifth of
--- SQLite's instructions.
+-- callgrind, a drain of 5,000 jobs through the claim and acknowledgement statements alone
+-- executed a fifth fewer instructions with this predicate written as below.
 --
 -- The same predicate as a chain of ORs is evaluated by comparisons. Queries that need this
 -- index must repeat the new predicate word for word (a single `state = 'completed'` term
--- implies it too).
+-- implies it too). A build from before this version, still running during a rolling
+-- upgrade, prunes through the state index and a sort instead: the same rows, more slowly.
 
 DROP INDEX stoker_jobs_finished_idx;
 CREATE INDEX stoker_jobs_finished_idx ON stoker_jobs (queue, finished_at, id)
