@@ -64,10 +64,11 @@
 //! | `stoker_migrations` | the applied migrations |
 //!
 //! `stoker_jobs` has four indexes besides its primary key: the fetch index
-//! `(queue, priority DESC, run_at, id) WHERE state IN ('available', 'retryable')`,
-//! `(state, id)` for listing and pruning, the unique index
-//! `(COALESCE(tenant, ''), unique_key) WHERE unique_key IS NOT NULL` for idempotency keys
-//! scoped by tenant, and `(worker_id) WHERE state = 'running'`.
+//! `(queue, priority DESC, run_at, id) WHERE state IN ('available', 'retryable') AND NOT
+//! scheduled`, the schedule index `(run_at, id) WHERE scheduled` for jobs waiting for a
+//! `run_at` in the future, `(state, id)` for listing, pruning and the rescuer, and the unique
+//! index `(COALESCE(tenant, ''), unique_key) WHERE unique_key IS NOT NULL` for idempotency keys
+//! scoped by tenant.
 //!
 //! A running job is held either by its worker's heartbeat row in `stoker_workers` or, for a
 //! pull worker (a process that takes jobs from a server and has no row), by a lease in its
@@ -75,7 +76,7 @@
 //! [`job_extend_lease`](stoker_core::Store::job_extend_lease) (fenced by attempt), cleared by
 //! every acknowledgement. The column is in no index, so extending a lease is a HOT update. The
 //! rescuer's query ([`job_list_stuck`](stoker_core::Store::job_list_stuck)) reads the running
-//! jobs through the `(worker_id) WHERE state = 'running'` index: a leased job is stuck once its
+//! jobs through the `(state, id)` index: a leased job is stuck once its
 //! lease has ended, one without a lease once its worker's heartbeat is stale or its row gone.
 //!
 //! Finished counts are kept by statement-level triggers with transition tables on insert,

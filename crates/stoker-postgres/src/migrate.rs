@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "schedule",
         sql: include_str!("../migrations/0003_schedule.sql"),
     },
+    Migration {
+        version: 4,
+        name: "running_index",
+        sql: include_str!("../migrations/0004_running_index.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

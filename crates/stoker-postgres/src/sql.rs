@@ -328,7 +328,7 @@ impl Sql {
             ),
             // A leased job is stuck once its lease ends ($2), whatever its worker's row says (a
             // pull worker has none); a job without a lease once its worker's row is gone or its
-            // heartbeat older than $1. Reads the running partial index.
+            // heartbeat older than $1. Reads the running rows through the `(state, id)` index.
             job_list_stuck: format!(
                 "SELECT {j_cols} FROM {jobs} j \
                  LEFT JOIN {workers} w ON w.id = j.worker_id \

@@ -45,6 +45,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "finished_index",
         sql: include_str!("../migrations/0005_finished_index.sql"),
     },
+    Migration {
+        version: 6,
+        name: "running_index",
+        sql: include_str!("../migrations/0006_running_index.sql"),
+    },
 ];
 
 /// The newest version this build knows of.
