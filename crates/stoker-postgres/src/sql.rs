@@ -16,6 +16,8 @@ const FINISHED: &str = "('completed', 'discarded', 'cancelled')";
 #[derive(Debug)]
 pub(crate) struct Sql {
     pub(crate) job_insert: String,
+    pub(crate) job_insert_one: String,
+    pub(crate) job_insert_one_keyed: String,
     pub(crate) job_insert_resolve: String,
     pub(crate) job_claim: String,
     pub(crate) job_claim_kinds: String,
@@ -85,6 +87,25 @@ impl Sql {
                  RETURNING {j_cols}"
             )
         };
+        let insert_one = |conflict: &str| {
+            format!(
+                "WITH ins AS ( \
+                     INSERT INTO {jobs} (kind, queue, args, priority, max_attempts, run_at, \
+                                         unique_key, tenant, metadata, timeout_ms, created_at, \
+                                         scheduled) \
+                     VALUES (($1::text[])[1], ($2::text[])[1], ($3::jsonb[])[1], \
+                             ($4::int2[])[1], ($5::int4[])[1], ($6::timestamptz[])[1], \
+                             ($7::text[])[1], ($8::text[])[1], ($9::jsonb[])[1], \
+                             ($10::int8[])[1], $11::timestamptz, \
+                             ($6::timestamptz[])[1] > $11::timestamptz){conflict} \
+                     RETURNING id, queue, scheduled \
+                 ), notified AS ( \
+                     SELECT {notify_available} FROM ins \
+                     WHERE queue = ANY($12::text[]) AND NOT scheduled \
+                 ) \
+                 SELECT id, (SELECT count(*) FROM notified) AS notified FROM ins"
+            )
+        };
         // Lists newest first. Without a state filter it walks the primary key backwards. With
         // one, it has one branch per state, each with the state as a constant (so the planner
         // knows how rare it is, even in a generic plan) and switched on or off by a one-time
@@ -109,43 +130,71 @@ impl Sql {
 
         Sql {
             // One statement for the whole batch. `input` draws each job's id up front, so every
-            // output row maps to its input position with no reliance on RETURNING order; `ins`
-            // skips key conflicts (waiting for a concurrent inserter of the same key to commit
-            // or roll back); `notified` sends the leading-edge notification for the queues the
-            // coalescer picked, if they got new rows. The result lists every input job's id
-            // and position, then the ids inserted; the caller looks up the jobs duplicates
-            // matched with a second statement, run only when there are duplicates. There are no
-            // joins: sqlx prepares the statement once per connection and PostgreSQL soon caches
-            // a generic plan, made for a guessed batch of 10 rows and often a new, nearly empty
-            // table, and joins in it took strategies the real sizes punish (a duplicate lookup
-            // hashing the whole table on every insert, which slowed one-at-a-time inserts from
-            // 900/s to 200/s over the first 20,000 jobs; a nested loop over the inserted rows,
-            // quadratic in a bulk insert).
-            job_insert: format!(
-                "WITH input AS ( \
-                     SELECT nextval('{s}.stoker_jobs_id_seq') AS id, u.* \
-                     FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int2[], $5::int4[], \
-                                 $6::timestamptz[], $7::text[], $8::text[], $9::jsonb[], $10::int8[]) \
-                          WITH ORDINALITY AS u(kind, queue, args, priority, max_attempts, run_at, \
-                                               unique_key, tenant, metadata, timeout_ms, ord) \
-                 ), ins AS ( \
-                     INSERT INTO {jobs} (id, kind, queue, args, priority, max_attempts, run_at, \
-                                         unique_key, tenant, metadata, timeout_ms, created_at, \
-                                         scheduled) \
-                     SELECT id, kind, queue, args, priority, max_attempts, run_at, \
-                            unique_key, tenant, metadata, timeout_ms, $11, run_at > $11 \
-                     FROM input ORDER BY ord \
-                     ON CONFLICT ((COALESCE(tenant, '')), unique_key) WHERE unique_key IS NOT NULL \
-                     DO NOTHING \
-                     RETURNING id, queue, scheduled \
-                 ), notified AS ( \
-                     SELECT {notify_available} \
-                     FROM (SELECT DISTINCT queue FROM ins \
-                           WHERE queue = ANY($12::text[]) AND NOT scheduled) q \
-                 ) \
-                 SELECT id, ord, (SELECT count(*) FROM notified) AS notified FROM input \
-                 UNION ALL \
-                 SELECT id, NULL, NULL FROM ins"
+            // job's id is known in input order with no reliance on RETURNING order. Jobs without
+            // a key go through a plain insert; `keyed` skips key conflicts (waiting for a
+            // concurrent inserter of the same key to commit or roll back). An `ON CONFLICT`
+            // insert is a speculative one, which costs every row an extra step and WAL record,
+            // so keyless jobs stay out of it. `notified` sends the leading-edge notification
+            // for the queues the coalescer picked, if they got new rows. The result is one
+            // row: every input job's id in input order, and the ids inserted (null if none);
+            // the caller looks up the jobs duplicates matched with a second statement, run only
+            // when there are duplicates. A row per job would cost the server and the client
+            // more than the insert's own work. There are no joins: sqlx prepares the statement
+            // once per connection and PostgreSQL soon caches a generic plan, made for a guessed
+            // batch of 10 rows and often a new, nearly empty table, and joins in it took
+            // strategies the real sizes punish (a duplicate lookup hashing the whole table on
+            // every insert, which slowed one-at-a-time inserts from 900/s to 200/s over the
+            // first 20,000 jobs; a nested loop over the inserted rows, quadratic in a bulk
+            // insert).
+            job_insert: {
+                let insert = |filter: &str, conflict: &str| {
+                    format!(
+                        "INSERT INTO {jobs} (id, kind, queue, args, priority, max_attempts, \
+                                             run_at, unique_key, tenant, metadata, timeout_ms, \
+                                             created_at, scheduled) \
+                         SELECT id, kind, queue, args, priority, max_attempts, run_at, \
+                                unique_key, tenant, metadata, timeout_ms, $11, run_at > $11 \
+                         FROM input WHERE {filter} ORDER BY ord{conflict} \
+                         RETURNING id, queue, scheduled"
+                    )
+                };
+                let plain = insert("unique_key IS NULL", "");
+                let keyed = insert(
+                    "unique_key IS NOT NULL",
+                    " ON CONFLICT ((COALESCE(tenant, '')), unique_key) \
+                     WHERE unique_key IS NOT NULL DO NOTHING",
+                );
+                format!(
+                    "WITH input AS ( \
+                         SELECT nextval('{s}.stoker_jobs_id_seq') AS id, u.* \
+                         FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int2[], \
+                                     $5::int4[], $6::timestamptz[], $7::text[], $8::text[], \
+                                     $9::jsonb[], $10::int8[]) \
+                              WITH ORDINALITY AS u(kind, queue, args, priority, max_attempts, \
+                                                   run_at, unique_key, tenant, metadata, \
+                                                   timeout_ms, ord) \
+                     ), plain AS ({plain}), keyed AS ({keyed}), \
+                     ins AS (SELECT * FROM plain UNION ALL SELECT * FROM keyed), \
+                     notified AS ( \
+                         SELECT {notify_available} \
+                         FROM (SELECT DISTINCT queue FROM ins \
+                               WHERE queue = ANY($12::text[]) AND NOT scheduled) q \
+                     ) \
+                     SELECT (SELECT array_agg(id ORDER BY ord) FROM input) AS ids, \
+                            (SELECT array_agg(id) FROM ins) AS inserted, \
+                            (SELECT count(*) FROM notified) AS notified"
+                )
+            },
+            // `job_insert` for a batch of one job without a key: a single-row insert is
+            // most of what enqueuing one job at a time costs, and the batch statement's CTEs,
+            // sort and aggregates cost it a fifth more server time (counted with callgrind).
+            // The parameters are the batch statement's, one element each; the id comes from the
+            // column's default. Returns the id (one row).
+            job_insert_one: insert_one(""),
+            // The same for a job with a key: no row when the key is taken.
+            job_insert_one_keyed: insert_one(
+                " ON CONFLICT ((COALESCE(tenant, '')), unique_key) \
+                 WHERE unique_key IS NOT NULL DO NOTHING",
             ),
             // The jobs holding the given (tenant or '', key) pairs: one unique-index lookup
             // per pair, as a sub-select rather than a join for the reason given above.

@@ -285,17 +285,13 @@ impl InsertBatch {
         Some((self.tenants[i].as_deref().unwrap_or(""), key))
     }
 
-    /// Inserts the batch on `conn` in one statement (two when a duplicate's existing row
-    /// committed while the statement ran), notifying the `leading` queues that get new jobs
-    /// inside it. Returns one result per job, in order.
-    async fn insert(
-        &self,
-        conn: &mut PgConnection,
-        sql: &Sql,
-        leading: &[String],
-    ) -> StoreResult<(Vec<InsertedJob>, Vec<bool>)> {
-        let n = self.len();
-        let rows = sqlx::query(&sql.job_insert)
+    /// `sql` (one of the insert statements) with the batch bound to it.
+    fn bind<'q>(
+        &'q self,
+        sql: &'q str,
+        leading: &'q [String],
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        sqlx::query(sql)
             .bind(&self.kinds)
             .bind(&self.queues)
             .bind(&self.args)
@@ -308,41 +304,67 @@ impl InsertBatch {
             .bind(&self.timeouts)
             .bind(self.now)
             .bind(leading)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(store_error)?;
-        // One row per input job with its position, then one per job actually inserted.
-        let mut ids: Vec<Option<i64>> = vec![None; n];
-        let mut returned: HashSet<i64> = HashSet::with_capacity(n);
-        for row in &rows {
-            let id: i64 = row.try_get("id").map_err(store_error)?;
-            match row.try_get::<Option<i64>, _>("ord").map_err(store_error)? {
-                Some(ord) => {
-                    let slot = usize::try_from(ord - 1)
-                        .ok()
-                        .and_then(|i| ids.get_mut(i))
-                        .ok_or_else(|| {
-                            StoreError::Corrupt(format!("insert returned position {ord}"))
-                        })?;
-                    *slot = Some(id);
-                }
-                None => {
-                    returned.insert(id);
-                }
-            }
-        }
-        let ids: Vec<i64> = ids.into_iter().collect::<Option<_>>().ok_or_else(|| {
-            StoreError::Corrupt(format!("inserting {n} jobs returned too few rows"))
-        })?;
+    }
 
-        // First pass: what was inserted, and the id each key got within this batch.
-        let inserted: Vec<bool> = ids.iter().map(|id| returned.contains(id)).collect();
-        let mut batch_ids: HashMap<(&str, &str), i64> = HashMap::new();
-        for (i, &id) in ids.iter().enumerate() {
-            if inserted[i] {
-                if let Some(key) = self.key(i) {
-                    batch_ids.insert(key, id);
+    /// Inserts the batch on `conn` in one statement (two when a duplicate's existing row
+    /// committed while the statement ran), notifying the `leading` queues that get new jobs
+    /// inside it. Returns one result per job, in order.
+    async fn insert(
+        &self,
+        conn: &mut PgConnection,
+        sql: &Sql,
+        leading: &[String],
+    ) -> StoreResult<(Vec<InsertedJob>, Vec<bool>)> {
+        let n = self.len();
+        // The id of each job inserted, in input order; `None` for a duplicate.
+        let inserted_ids: Vec<Option<i64>> = match self.unique_keys.as_slice() {
+            [key] => {
+                let one = if key.is_some() {
+                    &sql.job_insert_one_keyed
+                } else {
+                    &sql.job_insert_one
+                };
+                let row = self
+                    .bind(one, leading)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(store_error)?;
+                vec![row
+                    .map(|row| row.try_get::<i64, _>("id"))
+                    .transpose()
+                    .map_err(store_error)?]
+            }
+            _ => {
+                let row = self
+                    .bind(&sql.job_insert, leading)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(store_error)?;
+                // Every input job's id in input order, and the ids actually inserted.
+                let ids: Vec<i64> = row.try_get("ids").map_err(store_error)?;
+                if ids.len() != n {
+                    return Err(StoreError::Corrupt(format!(
+                        "inserting {n} jobs returned {} ids",
+                        ids.len()
+                    )));
                 }
+                let returned: HashSet<i64> = row
+                    .try_get::<Option<Vec<i64>>, _>("inserted")
+                    .map_err(store_error)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                ids.into_iter()
+                    .map(|id| returned.contains(&id).then_some(id))
+                    .collect()
+            }
+        };
+
+        // First pass: the id each key got within this batch.
+        let mut batch_ids: HashMap<(&str, &str), i64> = HashMap::new();
+        for (i, id) in inserted_ids.iter().enumerate() {
+            if let (Some(id), Some(key)) = (id, self.key(i)) {
+                batch_ids.insert(key, *id);
             }
         }
 
@@ -350,8 +372,8 @@ impl InsertBatch {
         // batch; duplicates of earlier jobs are looked up below.
         let mut results: Vec<Option<InsertedJob>> = Vec::with_capacity(n);
         let mut unresolved = Vec::new();
-        for (i, &id) in ids.iter().enumerate() {
-            let result = if inserted[i] {
+        for (i, id) in inserted_ids.iter().enumerate() {
+            let result = if let Some(id) = *id {
                 Some(InsertedJob {
                     id: JobId(id),
                     duplicate: false,
@@ -417,7 +439,7 @@ impl InsertBatch {
                 "an inserted job has no result".to_owned(),
             ));
         }
-        Ok((results, inserted))
+        Ok((results, inserted_ids.iter().map(Option::is_some).collect()))
     }
 }
 
@@ -1059,16 +1081,26 @@ mod tests {
             )))
             .await
             .expect("the first jobs");
+        let statements = [
+            ("stoker_insert", &store.inner.sql.job_insert),
+            ("stoker_insert_one", &store.inner.sql.job_insert_one),
+            (
+                "stoker_insert_one_keyed",
+                &store.inner.sql.job_insert_one_keyed,
+            ),
+        ];
         let mut conn = store.pool().acquire().await.expect("acquire");
-        conn.execute(sqlx::raw_sql(&format!(
-            "SET plan_cache_mode = force_generic_plan; \
-             PREPARE stoker_insert (text[], text[], jsonb[], int2[], int4[], timestamptz[], \
-                                    text[], text[], jsonb[], int8[], timestamptz, text[]) \
-                 AS {}",
-            store.inner.sql.job_insert
-        )))
-        .await
-        .expect("prepare while the table is empty");
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+            .await
+            .expect("generic plans");
+        for (name, sql) in statements {
+            conn.execute(sqlx::raw_sql(&format!(
+                "PREPARE {name} (text[], text[], jsonb[], int2[], int4[], timestamptz[], \
+                                 text[], text[], jsonb[], int8[], timestamptz, text[]) AS {sql}"
+            )))
+            .await
+            .expect("prepare while the table is empty");
+        }
         store
             .pool()
             .execute(sqlx::raw_sql(&format!(
@@ -1079,23 +1111,33 @@ mod tests {
             )))
             .await
             .expect("fill the table");
-        let args = "'{k}', '{default}', '{\"{}\"}', '{0}', '{5}', ARRAY[now()], \
-                    '{NULL}', '{NULL}', '{\"{}\"}', '{NULL}', now(), '{}'";
-        let plan: Vec<String> = sqlx::query_scalar(&format!(
-            "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE stoker_insert({args})"
-        ))
-        .fetch_all(&mut *conn)
-        .await
-        .expect("explain");
-        let plan = plan.join("\n");
-        eprintln!("{plan}");
-        // No duplicate lookup, and no joins: a plan made for 10 rows must not turn quadratic on
-        // a bulk insert of 10,000, nor read the table.
-        assert!(!plan.contains("Scan on stoker_jobs"), "{plan}");
-        assert!(
-            !plan.contains("Join") && !plan.contains("Nested Loop"),
-            "the insert joins: {plan}"
-        );
+        for (name, key) in [
+            ("stoker_insert", "NULL"),
+            ("stoker_insert_one", "NULL"),
+            // Both a new key and one the table holds.
+            ("stoker_insert_one_keyed", "new-key"),
+            ("stoker_insert_one_keyed", "key-7"),
+        ] {
+            let args = format!(
+                "'{{k}}', '{{default}}', '{{\"{{}}\"}}', '{{0}}', '{{5}}', ARRAY[now()], \
+                 '{{{key}}}', '{{NULL}}', '{{\"{{}}\"}}', '{{NULL}}', now(), '{{}}'"
+            );
+            let plan: Vec<String> = sqlx::query_scalar(&format!(
+                "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE {name}({args})"
+            ))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("explain");
+            let plan = plan.join("\n");
+            eprintln!("{name} ({key}):\n{plan}");
+            // No duplicate lookup, and no joins: a plan made for 10 rows must not turn
+            // quadratic on a bulk insert of 10,000, nor read the table.
+            assert!(!plan.contains("Scan on stoker_jobs"), "{name}: {plan}");
+            assert!(
+                !plan.contains("Join") && !plan.contains("Nested Loop"),
+                "{name} joins: {plan}"
+            );
+        }
         drop(conn);
         store
             .pool()

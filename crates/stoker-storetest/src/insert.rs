@@ -211,6 +211,24 @@ pub async fn unique_key_twice_in_one_batch<S: Store>(store: Arc<S>) {
     assert_eq!(get(&store, inserted[0].id).await.args, json!({"copy": 1}));
 }
 
+/// A batch whose every key is taken inserts nothing and returns the existing ids, in order.
+pub async fn bulk_of_taken_keys_only<S: Store>(store: Arc<S>) {
+    let keyed = |key: &str| {
+        let mut job = job("report");
+        job.unique_key = Some(key.into());
+        job
+    };
+    let first = insert(&store, vec![keyed("a"), keyed("b")], t0()).await;
+    let again = insert_many(&store, vec![keyed("b"), keyed("a")], at(1)).await;
+    assert!(again.iter().all(|job| job.duplicate), "{again:?}");
+    assert_eq!(
+        again.iter().map(|job| job.id).collect::<Vec<_>>(),
+        vec![first[1], first[0]],
+        "each duplicate carries the id of the job holding its key"
+    );
+    assert_eq!(all_jobs(&store).await.len(), 2);
+}
+
 /// 10,000 jobs in one call: 10,000 distinct ids, growing in input order, all stored.
 pub async fn bulk_10000_in_one_call<S: Store>(store: Arc<S>) {
     const COUNT: usize = 10_000;
