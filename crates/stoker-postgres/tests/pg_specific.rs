@@ -526,6 +526,31 @@ async fn foreign_search_path_and_manual_sql_keep_counts_right() {
         vec![(JobState::Available, 1), (JobState::Completed, 1)]
     );
 
+    // Finished rows inserted by hand count too, whatever the statement's search_path.
+    sqlx::query(&format!(
+        "INSERT INTO \"{schema}\".stoker_jobs (kind, queue, args, state, max_attempts, run_at, \
+                                               created_at, finished_at) \
+         VALUES ('outbox', 'outbox', '{{}}', 'discarded', 1, now(), now(), now()), \
+                ('outbox', 'outbox', '{{}}', 'discarded', 1, now(), now(), now())"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("manual insert");
+    assert_eq!(
+        counts(store.job_stats().await.expect("stats")),
+        vec![
+            (JobState::Available, 1),
+            (JobState::Completed, 1),
+            (JobState::Discarded, 2)
+        ]
+    );
+    sqlx::query(&format!(
+        "DELETE FROM \"{schema}\".stoker_jobs WHERE state = 'discarded'"
+    ))
+    .execute(&mut conn)
+    .await
+    .expect("manual delete of the inserted rows");
+
     // A manual delete moves the finished count too.
     sqlx::query(&format!(
         "DELETE FROM \"{schema}\".stoker_jobs WHERE state = 'completed'"
