@@ -188,7 +188,7 @@ impl SqliteStoreBuilder {
                 .connect_with(base)
                 .await
                 .map_err(db_error)?;
-            return Ok(SqliteStore::from_pools(pool.clone(), pool));
+            return Ok(SqliteStore::from_pools(pool.clone(), pool, None));
         }
         let writer = open_writer(
             base.clone()
@@ -205,8 +205,17 @@ impl SqliteStoreBuilder {
             .idle_timeout(READER_IDLE_TIMEOUT)
             .acquire_timeout(self.busy_timeout)
             .test_before_acquire(false)
-            .connect_lazy_with(base.pragma("query_only", "ON"));
-        Ok(SqliteStore::from_pools(writer, reader))
+            .connect_lazy_with(base.clone().pragma("query_only", "ON"));
+        // Checkpoints copy pages into the database file, which a query-only connection may
+        // not; this one never writes a row.
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(READER_IDLE_TIMEOUT)
+            .acquire_timeout(self.busy_timeout)
+            .test_before_acquire(false)
+            .connect_lazy_with(base);
+        Ok(SqliteStore::from_pools(writer, reader, Some(checkpointer)))
     }
 }
 

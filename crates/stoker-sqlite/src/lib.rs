@@ -68,7 +68,11 @@
 //! for SQLite's lock; reads use a small pool of their own. Every write that takes more than
 //! one statement runs in a `BEGIN IMMEDIATE` transaction, which takes the write lock before
 //! reading, so several processes can share one database file without deadlocking on a lock
-//! upgrade: they take turns, each waiting up to the busy timeout.
+//! upgrade: they take turns, each waiting up to the busy timeout. A third connection copies
+//! the WAL back into the database file (a checkpoint) in the background a few times a second
+//! while it grows, so that work, with its fsyncs, does not land inside a commit that a job's
+//! enqueue or claim is waiting on; SQLite still checkpoints in a commit when writes outpace
+//! it.
 //!
 //! A claim is one `UPDATE … RETURNING` statement over a partial index of due jobs. A batch of
 //! inserts is a few multi-row `INSERT` statements (1,024 jobs each) in one transaction, and a
@@ -130,6 +134,7 @@
 #![warn(missing_docs)]
 
 mod builder;
+mod checkpoint;
 mod counts;
 mod error;
 mod finish;

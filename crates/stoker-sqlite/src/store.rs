@@ -17,7 +17,7 @@ use stoker_core::{
     StateCount, Store, StoreError, StoreEvent, StoreResult, StoreTx, WorkerHeartbeatParams,
     WorkerHeartbeatReply, WorkerRow,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::builder::SqliteStoreBuilder;
 use crate::counts::CountDeltas;
@@ -260,6 +260,10 @@ struct Inner {
     reader: SqlitePool,
     /// In-process events; sending with no subscriber is fine.
     events: broadcast::Sender<StoreEvent>,
+    /// The connection that checkpoints the WAL (see [`crate::checkpoint`]), for a file.
+    checkpointer: Option<SqlitePool>,
+    /// Stops the checkpoint task when the last clone of the store is dropped.
+    _stop_checkpoints: watch::Sender<()>,
 }
 
 impl SqliteStore {
@@ -292,13 +296,25 @@ impl SqliteStore {
         SqliteStoreBuilder::new(path)
     }
 
-    pub(crate) fn from_pools(writer: SqlitePool, reader: SqlitePool) -> SqliteStore {
+    /// A store on these pools. With a `checkpointer` pool (a file database), a task
+    /// checkpoints the WAL through it for as long as the store lives.
+    pub(crate) fn from_pools(
+        writer: SqlitePool,
+        reader: SqlitePool,
+        checkpointer: Option<SqlitePool>,
+    ) -> SqliteStore {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (stop_checkpoints, stopped) = watch::channel(());
+        if let Some(pool) = &checkpointer {
+            tokio::spawn(crate::checkpoint::run(pool.clone(), stopped));
+        }
         SqliteStore {
             inner: Arc::new(Inner {
                 writer,
                 reader,
                 events,
+                checkpointer,
+                _stop_checkpoints: stop_checkpoints,
             }),
         }
     }
@@ -319,6 +335,9 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.inner.writer.close().await;
         self.inner.reader.close().await;
+        if let Some(checkpointer) = &self.inner.checkpointer {
+            checkpointer.close().await;
+        }
     }
 
     /// The reader pool, for tests.

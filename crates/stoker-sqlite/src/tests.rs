@@ -148,6 +148,36 @@ async fn applies_connection_settings() {
     assert!(error.to_string().contains("readonly"), "{error}");
 }
 
+/// The store copies the WAL into the database file in the background, so no commit has to:
+/// here the log never reaches the 1,000 pages at which SQLite checkpoints inside a commit,
+/// and the file grows all the same.
+#[tokio::test]
+async fn checkpoints_the_wal_in_the_background() {
+    let dir = TempDir::new().unwrap();
+    let store = file_store(&dir).await;
+    let file = dir.path().join("stoker.db");
+    let size = || std::fs::metadata(&file).expect("database file").len();
+    let before = size();
+    insert(&store, jobs(2_000, "grow"), t(0)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while size() < before + 100_000 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the database file stayed at {} bytes ({before} before the insert)",
+            size()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Nothing was lost on the way: a fresh connection reads every job from the file.
+    store.close().await;
+    let store = SqliteStore::open(&file).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stoker_jobs WHERE kind = 'grow'")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 2_000);
+}
+
 #[tokio::test]
 async fn does_not_migrate_on_open() {
     let dir = TempDir::new().unwrap();
