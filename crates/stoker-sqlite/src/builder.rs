@@ -206,8 +206,7 @@ impl SqliteStoreBuilder {
             .acquire_timeout(self.busy_timeout)
             .test_before_acquire(false)
             .connect_lazy_with(base.clone().pragma("query_only", "ON"));
-        // Checkpoints copy pages into the database file, which a query-only connection may
-        // not; this one never writes a row.
+        // A connection of its own, so a checkpoint, fsyncs and all, never holds up a reader.
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(0)
