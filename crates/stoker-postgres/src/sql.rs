@@ -12,6 +12,10 @@ use crate::row::job_columns;
 /// The finished states, as a SQL list.
 const FINISHED: &str = "('completed', 'discarded', 'cancelled')";
 
+/// Skips an insert whose (tenant, key) pair is taken, with the unique index as arbiter.
+const ON_KEY_CONFLICT: &str = " ON CONFLICT ((COALESCE(tenant, '')), unique_key) \
+                               WHERE unique_key IS NOT NULL DO NOTHING";
+
 /// The statements of one store.
 #[derive(Debug)]
 pub(crate) struct Sql {
@@ -159,11 +163,7 @@ impl Sql {
                     )
                 };
                 let plain = insert("unique_key IS NULL", "");
-                let keyed = insert(
-                    "unique_key IS NOT NULL",
-                    " ON CONFLICT ((COALESCE(tenant, '')), unique_key) \
-                     WHERE unique_key IS NOT NULL DO NOTHING",
-                );
+                let keyed = insert("unique_key IS NOT NULL", ON_KEY_CONFLICT);
                 format!(
                     "WITH input AS ( \
                          SELECT nextval('{s}.stoker_jobs_id_seq') AS id, u.* \
@@ -192,10 +192,7 @@ impl Sql {
             // column's default. Returns the id (one row).
             job_insert_one: insert_one(""),
             // The same for a job with a key: no row when the key is taken.
-            job_insert_one_keyed: insert_one(
-                " ON CONFLICT ((COALESCE(tenant, '')), unique_key) \
-                 WHERE unique_key IS NOT NULL DO NOTHING",
-            ),
+            job_insert_one_keyed: insert_one(ON_KEY_CONFLICT),
             // The jobs holding the given (tenant or '', key) pairs: one unique-index lookup
             // per pair, as a sub-select rather than a join for the reason given above.
             job_insert_resolve: format!(
