@@ -4,11 +4,11 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::ConnectOptions;
 use stoker_core::{InvalidInput, StoreErrorKind, StoreResult};
 
+use crate::connection::{Readers, Writer};
 use crate::error::db_error;
 use crate::SqliteStore;
 
@@ -184,11 +184,12 @@ impl SqliteStoreBuilder {
         if self.in_memory {
             // An in-memory database lives as long as its connection, and each connection has
             // its own, so the store keeps exactly one for everything.
-            let pool = single_connection(self.busy_timeout)
-                .connect_with(base)
-                .await
-                .map_err(db_error)?;
-            return Ok(SqliteStore::from_pools(pool.clone(), pool, None));
+            let conn = base.connect().await.map_err(db_error)?;
+            return Ok(SqliteStore::from_connections(
+                Writer::new(conn, self.busy_timeout),
+                Readers::Writer,
+                None,
+            ));
         }
         let writer = open_writer(
             base.clone()
@@ -214,35 +215,21 @@ impl SqliteStoreBuilder {
             .acquire_timeout(self.busy_timeout)
             .test_before_acquire(false)
             .connect_lazy_with(base);
-        Ok(SqliteStore::from_pools(writer, reader, Some(checkpointer)))
+        Ok(SqliteStore::from_connections(
+            writer,
+            Readers::Pool(reader),
+            Some(checkpointer),
+        ))
     }
-}
-
-/// A pool of exactly one connection that is never closed while the pool lives.
-fn single_connection(acquire_timeout: Duration) -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .acquire_timeout(acquire_timeout)
-        .test_before_acquire(false)
 }
 
 /// Opens the one writer connection, retrying while another process holds the exclusive lock
 /// that switching a new database to WAL mode takes (SQLite's busy timeout does not cover it).
-async fn open_writer(
-    options: SqliteConnectOptions,
-    busy_timeout: Duration,
-) -> StoreResult<SqlitePool> {
+async fn open_writer(options: SqliteConnectOptions, busy_timeout: Duration) -> StoreResult<Writer> {
     let deadline = tokio::time::Instant::now() + busy_timeout;
     loop {
-        match single_connection(busy_timeout)
-            .connect_with(options.clone())
-            .await
-            .map_err(db_error)
-        {
-            Ok(pool) => return Ok(pool),
+        match options.connect().await.map_err(db_error) {
+            Ok(conn) => return Ok(Writer::new(conn, busy_timeout)),
             Err(error)
                 if error.kind() == StoreErrorKind::Busy
                     && tokio::time::Instant::now() + OPEN_RETRY_INTERVAL < deadline =>

@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
-use sqlx::SqlitePool;
 use stoker_core::{JobFinish, JobFinishParams, JobId, JobState, Outcome, StoreResult};
 
+use crate::connection::Writer;
 use crate::error::{db_error, invariant};
 use crate::row::{micros, to_json};
 
@@ -138,7 +138,7 @@ pub(crate) const FINISH_SQL: &str = concat!(
 
 /// Applies `params.finishes` and returns the ids applied, in input order.
 pub(crate) async fn finish_many(
-    pool: &SqlitePool,
+    writer: &Writer,
     params: &JobFinishParams,
 ) -> StoreResult<Vec<JobId>> {
     if params.finishes.is_empty() {
@@ -153,7 +153,7 @@ pub(crate) async fn finish_many(
             rows.push(encode(finish)?);
         }
     }
-    let applied = run(pool, micros(params.now), to_json(&rows)?).await?;
+    let applied = run(writer, micros(params.now), to_json(&rows)?).await?;
     Ok(params
         .finishes
         .iter()
@@ -162,14 +162,14 @@ pub(crate) async fn finish_many(
         .collect())
 }
 
-/// Runs [`FINISH_SQL`] with the finish time `now` and the encoded finishes `rows`; returns
-/// the ids applied. The transaction is never left open: on an error it is rolled back.
-pub(crate) async fn run(pool: &SqlitePool, now: i64, rows: String) -> StoreResult<HashSet<i64>> {
-    let pool = pool.clone();
+/// Runs [`FINISH_SQL`] on the writer with the finish time `now` and the encoded finishes
+/// `rows`; returns the ids applied. The transaction is never left open: on an error it is
+/// rolled back.
+pub(crate) async fn run(writer: &Writer, now: i64, rows: String) -> StoreResult<HashSet<i64>> {
+    let mut conn = writer.acquire().await?;
     // A task of its own, so a caller that gives up mid-way cannot stop the statements between
     // the transaction's begin and its end, leaving it open on the writer connection.
     tokio::spawn(async move {
-        let mut conn = pool.acquire().await?;
         let applied = sqlx::query_scalar::<_, i64>(FINISH_SQL)
             .bind(now)
             .bind(rows)

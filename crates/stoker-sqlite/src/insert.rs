@@ -5,7 +5,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::SqliteConnection;
 use stoker_core::{InsertedJob, JobId, JobInsertParams, StoreError, StoreResult};
 
 use crate::error::{db_error, invariant};
@@ -99,7 +99,7 @@ const INSERT_ONE_SQL: &str = "INSERT INTO stoker_jobs (kind, queue, args, state,
 /// turns out to be a duplicate): the common enqueue of one job costs one write, where a batch
 /// needs a transaction around its id lookup and chunks.
 pub(crate) async fn insert_one(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     params: &JobInsertParams,
 ) -> StoreResult<Inserted> {
     let [job] = &params.jobs[..] else {
@@ -119,7 +119,7 @@ pub(crate) async fn insert_one(
         .bind(job.timeout_ms)
         .bind(micros(params.now))
         .bind(scheduled)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db_error)?;
     if let Some(id) = id {
@@ -144,7 +144,7 @@ pub(crate) async fn insert_one(
     )];
     let found: Vec<(i64, i64)> = sqlx::query_as(EXISTING_SQL)
         .bind(to_json(&key)?)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
     let (_, id) = found.first().ok_or_else(|| StoreError::Busy {

@@ -46,11 +46,13 @@
 //! # use serde_json::json;
 //! # use stoker_core::{JobInsert, JobInsertParams, Store, StoreTx};
 //! # use stoker_sqlite::SqliteStore;
+//! use sqlx::Connection;
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let store = SqliteStore::connect("sqlite::memory:").await?;
 //! # store.migrate().await?;
-//! let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await?;
+//! let mut conn = store.write_connection().await?;
+//! let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
 //! // ... the application's own writes on &mut *tx ...
 //! let job = JobInsert::new("welcome_email", json!({"user": 42}));
 //! store
@@ -65,7 +67,9 @@
 //!
 //! The database runs in WAL mode, so reads never block the writer nor the writer reads. All
 //! writes of one store go through a single connection, so they never contend with each other
-//! for SQLite's lock; reads use a small pool of their own. Every write that takes more than
+//! for SQLite's lock; reads use a small pool of their own. The writer is held directly, not
+//! through a pool: sqlx's pool tests each connection it gets back with one more round trip to
+//! SQLite's thread, which tripled the cost of a one-row statement when measured. Every write that takes more than
 //! one statement runs in a `BEGIN IMMEDIATE` transaction, which takes the write lock before
 //! reading, so several processes can share one database file without deadlocking on a lock
 //! upgrade: they take turns, each waiting up to the busy timeout. A third connection copies
@@ -100,9 +104,9 @@
 //! - **No events from [`StoreTx::job_insert_many_tx`].** The caller's transaction may still
 //!   roll back and SQLite cannot tie an event to its commit; workers find those jobs by
 //!   polling.
-//! - **Your transaction holds the writer.** While an application transaction opened on
-//!   [`SqliteStore::pool`] is open, the store's own writes in this process wait for it (up
-//!   to the busy timeout). Keep such transactions short.
+//! - **Your transaction holds the writer.** While an application holds the connection from
+//!   [`SqliteStore::write_connection`], the store's own writes in this process wait for it
+//!   (up to the busy timeout). Keep such transactions short.
 //! - **Durability.** The default [`Synchronous::Normal`] survives a crash or `kill -9` of the
 //!   process; a power loss or operating-system crash may roll back the last commits before
 //!   it. Choose [`Synchronous::Full`] to survive those too, at the cost of a disk sync per
@@ -135,6 +139,7 @@
 
 mod builder;
 mod checkpoint;
+mod connection;
 mod counts;
 mod error;
 mod finish;
@@ -145,6 +150,7 @@ mod row;
 mod store;
 
 pub use builder::{SqliteStoreBuilder, Synchronous, BUSY_TIMEOUT_DEFAULT, MAX_READERS_DEFAULT};
+pub use connection::WriteConnection;
 pub use store::{SqliteStore, EVENT_CAPACITY};
 
 #[cfg(test)]

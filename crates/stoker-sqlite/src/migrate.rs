@@ -1,7 +1,7 @@
 //! The embedded schema migrations and the tiny migrator that applies them.
 
 use chrono::Utc;
-use sqlx::{Connection, Executor, SqliteConnection, SqlitePool};
+use sqlx::{Connection, Executor, SqliteConnection};
 use stoker_core::{StoreError, StoreResult};
 
 use crate::error::db_error;
@@ -116,19 +116,19 @@ pub(crate) async fn migrate(conn: &mut SqliteConnection) -> StoreResult<()> {
 }
 
 /// Whether the newest embedded migration has been applied.
-pub(crate) async fn is_current(pool: &SqlitePool) -> StoreResult<bool> {
+pub(crate) async fn is_current(conn: &mut SqliteConnection) -> StoreResult<bool> {
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (
             SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stoker_migrations')",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await
     .map_err(db_error)?;
     if !exists {
         return Ok(false);
     }
     let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM stoker_migrations")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db_error)?;
     Ok(applied.unwrap_or(0) >= latest_version())

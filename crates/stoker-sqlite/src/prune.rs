@@ -1,6 +1,6 @@
 //! Deleting finished jobs by retention rules, a bounded batch at a time.
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{Connection, SqliteConnection};
 use stoker_core::{JobPruneParams, JobState, StoreResult};
 
 use crate::counts::CountDeltas;
@@ -65,7 +65,10 @@ RETURNING kind, state"
 
 /// Applies the rules queue by queue, in one `BEGIN IMMEDIATE` transaction, deleting at most
 /// `params.limit` jobs and moving the finished counts with them; returns how many it deleted.
-pub(crate) async fn prune(pool: &SqlitePool, params: &JobPruneParams) -> StoreResult<u64> {
+pub(crate) async fn prune(
+    conn: &mut SqliteConnection,
+    params: &JobPruneParams,
+) -> StoreResult<u64> {
     let age_rules: Vec<(JobState, i64)> = [
         (JobState::Completed, params.completed_before),
         (JobState::Discarded, params.discarded_before),
@@ -77,7 +80,7 @@ pub(crate) async fn prune(pool: &SqlitePool, params: &JobPruneParams) -> StoreRe
     if params.limit == 0 || (age_rules.is_empty() && params.keep_last.is_none()) {
         return Ok(0);
     }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
     let queues: Vec<String> = sqlx::query_scalar(QUEUES_SQL)
         .fetch_all(&mut *tx)
         .await

@@ -20,6 +20,7 @@ use stoker_core::{
 use tokio::sync::{broadcast, watch};
 
 use crate::builder::SqliteStoreBuilder;
+use crate::connection::{ReadConnection, Readers, WriteConnection, Writer};
 use crate::counts::CountDeltas;
 use crate::error::db_error;
 use crate::row::{
@@ -255,9 +256,9 @@ pub struct SqliteStore {
 #[derive(Debug)]
 struct Inner {
     /// Exactly one connection, so writes within this process never contend for SQLite's lock.
-    writer: SqlitePool,
-    /// Connections for reads; the writer pool itself for an in-memory database.
-    reader: SqlitePool,
+    writer: Writer,
+    /// Connections for reads; the writer itself for an in-memory database.
+    reader: Readers,
     /// In-process events; sending with no subscriber is fine.
     events: broadcast::Sender<StoreEvent>,
     /// The connection that checkpoints the WAL (see [`crate::checkpoint`]), for a file.
@@ -296,11 +297,11 @@ impl SqliteStore {
         SqliteStoreBuilder::new(path)
     }
 
-    /// A store on these pools. With a `checkpointer` pool (a file database), a task
+    /// A store on these connections. With a `checkpointer` pool (a file database), a task
     /// checkpoints the WAL through it for as long as the store lives.
-    pub(crate) fn from_pools(
-        writer: SqlitePool,
-        reader: SqlitePool,
+    pub(crate) fn from_connections(
+        writer: Writer,
+        reader: Readers,
         checkpointer: Option<SqlitePool>,
     ) -> SqliteStore {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
@@ -319,46 +320,52 @@ impl SqliteStore {
         }
     }
 
-    /// The writer pool (one connection), so an application can open its own transaction and
-    /// insert jobs in it with [`StoreTx::job_insert_many_tx`] (the outbox pattern).
+    /// The writer connection, so an application can open its own transaction and insert jobs
+    /// in it with [`StoreTx::job_insert_many_tx`] (the outbox pattern); see
+    /// [`WriteConnection`] for an example.
     ///
-    /// While the application holds that connection, the store's own writes wait for it (up
-    /// to the busy timeout): keep such transactions short. Begin them with
-    /// `pool.begin_with("BEGIN IMMEDIATE")` when other processes share the file, so SQLite
-    /// takes the write lock up front instead of failing on a lock upgrade.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.inner.writer
+    /// While the application holds it, the store's own writes in this process wait for it:
+    /// keep such transactions short.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Busy`] if another task held the connection for the whole busy timeout;
+    /// [`StoreError::Database`] if the store is closed.
+    pub async fn write_connection(&self) -> StoreResult<WriteConnection> {
+        self.inner.writer.acquire().await
     }
 
     /// Closes every connection, waiting for those in use to be returned. Operations after
     /// this fail. Dropping the last clone of the store also closes it.
     pub async fn close(&self) {
         self.inner.writer.close().await;
-        self.inner.reader.close().await;
+        if let Readers::Pool(pool) = &self.inner.reader {
+            pool.close().await;
+        }
         if let Some(checkpointer) = &self.inner.checkpointer {
             checkpointer.close().await;
         }
     }
 
-    /// The reader pool, for tests.
+    /// The writer connection, waiting up to the busy timeout for it.
+    async fn write(&self) -> StoreResult<WriteConnection> {
+        self.inner.writer.acquire().await
+    }
+
+    /// The writer, for tests that drive its statements directly.
     #[cfg(test)]
-    pub(crate) fn inner_reader(&self) -> SqlitePool {
-        self.inner.reader.clone()
+    pub(crate) fn writer(&self) -> &Writer {
+        &self.inner.writer
+    }
+
+    /// A connection to read on.
+    pub(crate) async fn read(&self) -> StoreResult<ReadConnection> {
+        ReadConnection::acquire(&self.inner.reader, &self.inner.writer).await
     }
 
     fn notify(&self, event: StoreEvent) {
         // An error only means nobody is subscribed right now.
         let _ = self.inner.events.send(event);
-    }
-
-    /// A write transaction on the one writer connection. `BEGIN IMMEDIATE` takes SQLite's write
-    /// lock at once, so a transaction that reads before it writes cannot fail to upgrade.
-    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Sqlite>> {
-        self.inner
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)
     }
 
     /// Sends `JobsAvailable` once for each distinct queue among `queues` (one per job written).
@@ -368,10 +375,10 @@ impl SqliteStore {
         }
     }
 
-    async fn job_get_on(&self, pool: &SqlitePool, id: JobId) -> StoreResult<Option<JobRow>> {
+    async fn job_get_on(conn: &mut SqliteConnection, id: JobId) -> StoreResult<Option<JobRow>> {
         sqlx::query(GET_SQL)
             .bind(id.0)
-            .fetch_optional(pool)
+            .fetch_optional(conn)
             .await
             .map_err(db_error)?
             .as_ref()
@@ -382,7 +389,7 @@ impl SqliteStore {
     /// The job after an update that matched no row: [`StoreError::NotFound`] if it does not
     /// exist, else the job as it is.
     async fn job_unchanged(&self, id: JobId) -> StoreResult<JobRow> {
-        self.job_get_on(&self.inner.writer, id)
+        Self::job_get_on(&mut *self.write().await?, id)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
     }
@@ -393,7 +400,7 @@ impl SqliteStore {
             .bind(&params.queue)
             .bind(paused)
             .bind(micros(params.now))
-            .execute(&self.inner.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -411,12 +418,12 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        let mut conn = self.inner.writer.acquire().await.map_err(db_error)?;
+        let mut conn = self.write().await?;
         migrate::migrate(&mut conn).await
     }
 
     async fn migrations_current(&self) -> StoreResult<bool> {
-        migrate::is_current(&self.inner.reader).await
+        migrate::is_current(&mut *self.read().await?).await
     }
 
     fn subscribe(&self) -> Option<broadcast::Receiver<StoreEvent>> {
@@ -424,7 +431,8 @@ impl Store for SqliteStore {
     }
 
     async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<JobRow> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
         let row = sqlx::query(CANCEL_SQL)
             .bind(micros(params.now))
             .bind(params.id.0)
@@ -432,8 +440,10 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         let Some(row) = row else {
-            // The writer is the only connection: end the transaction before reading.
+            // The writer is the only connection: end the transaction and give the connection
+            // back before reading.
             drop(tx);
+            drop(conn);
             return self.job_unchanged(params.id).await;
         };
         let job = job_from_row(&row)?;
@@ -473,7 +483,7 @@ impl Store for SqliteStore {
             query.bind(to_json(&params.kinds)?)
         };
         let rows = query
-            .fetch_all(&self.inner.writer)
+            .fetch_all(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
         let mut jobs = rows
@@ -491,7 +501,8 @@ impl Store for SqliteStore {
     }
 
     async fn job_delete(&self, id: JobId) -> StoreResult<JobRow> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
         let row = sqlx::query(DELETE_SQL)
             .bind(id.0)
             .fetch_optional(&mut *tx)
@@ -508,6 +519,7 @@ impl Store for SqliteStore {
             }
             None => {
                 drop(tx);
+                drop(conn);
                 let job = self.job_unchanged(id).await?;
                 Err(StoreError::Conflict(format!(
                     "job {id} is {}: cancel it before deleting it",
@@ -522,7 +534,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_get(&self, id: JobId) -> StoreResult<Option<JobRow>> {
-        self.job_get_on(&self.inner.reader, id).await
+        Self::job_get_on(&mut *self.read().await?, id).await
     }
 
     async fn job_insert_many(&self, params: JobInsertParams) -> StoreResult<Vec<InsertedJob>> {
@@ -531,14 +543,10 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let inserted = if params.jobs.len() == 1 {
-            insert::insert_one(&self.inner.writer, &params).await?
+            insert::insert_one(&mut *self.write().await?, &params).await?
         } else {
-            let mut tx = self
-                .inner
-                .writer
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(db_error)?;
+            let mut conn = self.write().await?;
+            let mut tx = begin_write(&mut conn).await?;
             let inserted = insert::insert_jobs(&mut tx, &params).await?;
             tx.commit().await.map_err(db_error)?;
             inserted
@@ -585,7 +593,7 @@ impl Store for SqliteStore {
             .push_bind(i64::from(params.limit));
         let rows = query
             .build()
-            .fetch_all(&self.inner.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(db_error)?;
         rows.iter().map(job_from_row).collect()
@@ -597,7 +605,7 @@ impl Store for SqliteStore {
             .bind(micros(expires_at))
             .bind(params.id.0)
             .bind(params.attempt)
-            .fetch_optional(&self.inner.writer)
+            .fetch_optional(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
         row.map(|(expires_at, cancel_requested)| {
@@ -617,7 +625,7 @@ impl Store for SqliteStore {
             .bind(micros(params.stale_before))
             .bind(micros(params.now))
             .bind(i64::from(params.limit))
-            .fetch_all(&self.inner.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(db_error)?;
         rows.iter().map(job_from_row).collect()
@@ -640,18 +648,19 @@ impl Store for SqliteStore {
             .bind(to_json(&progress)?)
             .bind(params.id.0)
             .bind(params.attempt)
-            .execute(&self.inner.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64> {
-        prune::prune(&self.inner.writer, &params).await
+        prune::prune(&mut *self.write().await?, &params).await
     }
 
     async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow> {
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
         // The state the job leaves, for the finished counts: RETURNING shows only the new one.
         let before: Option<(String, String, String)> = sqlx::query_as(STATE_OF_SQL)
             .bind(params.id.0)
@@ -667,6 +676,7 @@ impl Store for SqliteStore {
         let (Some(row), Some((queue, kind, state))) = (row, before) else {
             // Missing, or running (returned unchanged).
             drop(tx);
+            drop(conn);
             return self.job_unchanged(params.id).await;
         };
         let job = job_from_row(&row)?;
@@ -687,7 +697,7 @@ impl Store for SqliteStore {
         let queues: Vec<String> = sqlx::query_scalar(STAGE_SQL)
             .bind(micros(params.now))
             .bind(i64::from(params.limit))
-            .fetch_all(&self.inner.writer)
+            .fetch_all(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
         let staged = queues.len() as u64;
@@ -702,7 +712,8 @@ impl Store for SqliteStore {
         }
         let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
         let list = |values: &[String]| (!values.is_empty()).then(|| to_json(values)).transpose();
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
         let picked: Vec<(i64, String, String, String)> = sqlx::query_as(RETRY_MANY_PICK_SQL)
             .bind(to_json(&states)?)
             .bind(list(&params.queues)?)
@@ -737,7 +748,7 @@ impl Store for SqliteStore {
 
     async fn job_stats(&self) -> StoreResult<Vec<StateCount>> {
         let rows = sqlx::query(STATS_SQL)
-            .fetch_all(&self.inner.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(db_error)?;
         let mut counts = rows
@@ -762,7 +773,7 @@ impl Store for SqliteStore {
         let row = sqlx::query(LEADER_GET_SQL)
             .bind(LEADER_NAME)
             .bind(micros(now))
-            .fetch_optional(&self.inner.reader)
+            .fetch_optional(&mut *self.read().await?)
             .await
             .map_err(db_error)?;
         row.map(|row| {
@@ -783,7 +794,7 @@ impl Store for SqliteStore {
             .bind(&params.leader_id)
             .bind(now)
             .bind(now.saturating_add(ttl))
-            .fetch_optional(&self.inner.writer)
+            .fetch_optional(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
         Ok(leader.as_deref() == Some(params.leader_id.as_str()))
@@ -793,7 +804,7 @@ impl Store for SqliteStore {
         sqlx::query(LEADER_RESIGN_SQL)
             .bind(LEADER_NAME)
             .bind(leader_id)
-            .execute(&self.inner.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -801,7 +812,7 @@ impl Store for SqliteStore {
 
     async fn queue_list(&self) -> StoreResult<Vec<QueueRow>> {
         let rows = sqlx::query(QUEUE_LIST_SQL)
-            .fetch_all(&self.inner.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(db_error)?;
         rows.iter()
@@ -831,7 +842,7 @@ impl Store for SqliteStore {
         &self,
         params: WorkerHeartbeatParams,
     ) -> StoreResult<WorkerHeartbeatReply> {
-        let mut conn = self.inner.writer.acquire().await.map_err(db_error)?;
+        let mut conn = self.write().await?;
         sqlx::query(WORKER_HEARTBEAT_SQL)
             .bind(&params.id)
             .bind(&params.host)
@@ -876,7 +887,7 @@ impl Store for SqliteStore {
 
     async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>> {
         let rows = sqlx::query(WORKER_LIST_SQL)
-            .fetch_all(&self.inner.reader)
+            .fetch_all(&mut *self.read().await?)
             .await
             .map_err(db_error)?;
         rows.iter().map(worker_from_row).collect()
@@ -885,7 +896,7 @@ impl Store for SqliteStore {
     async fn worker_prune(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM stoker_workers WHERE heartbeat_at < ?1")
             .bind(micros(before))
-            .execute(&self.inner.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
@@ -894,11 +905,17 @@ impl Store for SqliteStore {
     async fn worker_remove(&self, id: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM stoker_workers WHERE id = ?1")
             .bind(id)
-            .execute(&self.inner.writer)
+            .execute(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
         Ok(())
     }
+}
+
+/// A write transaction on `conn`, the writer. `BEGIN IMMEDIATE` takes SQLite's write lock at
+/// once, so a transaction that reads before it writes cannot fail to upgrade.
+async fn begin_write(conn: &mut SqliteConnection) -> StoreResult<sqlx::Transaction<'_, Sqlite>> {
+    conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
 }
 
 /// When a lease of `lease` taken at `now` ends.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use stoker_core::{
     JobCancelParams, JobClaimParams, JobFinish, JobFinishParams, JobId, JobInsert, JobInsertParams,
     JobListParams, JobPruneParams, JobRetryManyParams, JobRetryParams, JobStageParams, JobState,
@@ -116,14 +116,14 @@ async fn applies_connection_settings() {
     let path = dir.path().join("stoker.db");
     let pragma = |store: SqliteStore, name: &'static str| async move {
         sqlx::query(&format!("PRAGMA {name}"))
-            .fetch_one(store.pool())
+            .fetch_one(&mut *store.write_connection().await.unwrap())
             .await
             .unwrap()
             .get::<i64, _>(0)
     };
     let store = SqliteStore::open(&path).await.unwrap();
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(store.pool())
+        .fetch_one(&mut *store.write_connection().await.unwrap())
         .await
         .unwrap();
     assert_eq!(mode, "wal");
@@ -142,7 +142,7 @@ async fn applies_connection_settings() {
     assert_eq!(pragma(store.clone(), "busy_timeout").await, 1500);
     // Readers refuse writes.
     let error = sqlx::query("CREATE TABLE nope (x)")
-        .execute(&store.inner_reader())
+        .execute(&mut *store.read().await.unwrap())
         .await
         .unwrap_err();
     assert!(error.to_string().contains("readonly"), "{error}");
@@ -172,7 +172,7 @@ async fn checkpoints_the_wal_in_the_background() {
     store.close().await;
     let store = SqliteStore::open(&file).await.unwrap();
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stoker_jobs WHERE kind = 'grow'")
-        .fetch_one(store.pool())
+        .fetch_one(&mut *store.write_connection().await.unwrap())
         .await
         .unwrap();
     assert_eq!(count, 2_000);
@@ -208,7 +208,7 @@ async fn concurrent_migrations_on_one_file() {
     }
     let store = SqliteStore::open(&path).await.unwrap();
     let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM stoker_migrations")
-        .fetch_all(store.pool())
+        .fetch_all(&mut *store.write_connection().await.unwrap())
         .await
         .unwrap();
     assert_eq!(
@@ -234,7 +234,10 @@ async fn upgrades_a_version_1_database() {
          INSERT INTO stoker_migrations VALUES (1, 'init', 0);",
         crate::migrate::MIGRATIONS[0].sql
     );
-    sqlx::raw_sql(&v1).execute(store.pool()).await.unwrap();
+    sqlx::raw_sql(&v1)
+        .execute(&mut *store.write_connection().await.unwrap())
+        .await
+        .unwrap();
     // A due job, and one scheduled for 2100 (run_at in microseconds), as version 1 wrote them;
     // and a completed one inserted by hand, which version 1's triggers never counted.
     sqlx::raw_sql(
@@ -245,7 +248,7 @@ async fn upgrades_a_version_1_database() {
                  '[]', 0, NULL),
                 (3, 'old', 'default', '{}', 'completed', 0, 1, 5, 0, '{}', '[]', 0, 1)",
     )
-    .execute(store.pool())
+    .execute(&mut *store.write_connection().await.unwrap())
     .await
     .unwrap();
     assert!(!store.migrations_current().await.unwrap());
@@ -377,7 +380,8 @@ async fn a_held_lock_is_busy_after_the_timeout() {
         .build()
         .await
         .unwrap();
-    let held = a.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let mut conn = a.write_connection().await.unwrap();
+    let held = conn.begin_with("BEGIN IMMEDIATE").await.unwrap();
     for error in [
         b.job_insert_many(JobInsertParams::new(jobs(2, "k"), t(0)))
             .await
@@ -392,6 +396,40 @@ async fn a_held_lock_is_busy_after_the_timeout() {
     assert!(b.job_stats().await.unwrap().is_empty());
     held.commit().await.unwrap();
     insert(&b, jobs(2, "k"), t(0)).await;
+}
+
+/// While the application holds the store's write connection, the store's own writes wait for
+/// it up to the busy timeout and then fail with `Busy`; reads go on. Once it is given back,
+/// writes go through; once the store is closed, they fail at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_write_connection_makes_writes_wait() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::builder(dir.path().join("stoker.db"))
+        .busy_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let held = store.write_connection().await.unwrap();
+    let started = Instant::now();
+    let error = store
+        .job_insert_many(JobInsertParams::new(jobs(1, "k"), t(0)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Busy, "{error}");
+    assert!(error.to_string().contains("busy timeout"), "{error}");
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    assert!(store.job_stats().await.unwrap().is_empty());
+    drop(held);
+    insert(&store, jobs(1, "k"), t(0)).await;
+
+    store.close().await;
+    let error = store
+        .job_insert_many(JobInsertParams::new(jobs(1, "k"), t(0)))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), StoreErrorKind::Other, "{error}");
+    assert!(error.to_string().contains("closed"), "{error}");
 }
 
 #[tokio::test]
@@ -480,24 +518,29 @@ async fn outbox_insert_follows_the_callers_transaction() {
     store.migrate().await.unwrap();
     let mut events = store.subscribe().unwrap();
 
-    let mut tx = store.pool().begin().await.unwrap();
+    // An in-memory store reads through its one connection too: give it back before reading.
+    let mut conn = store.write_connection().await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
     let rolled_back = store
         .job_insert_many_tx(&mut tx, JobInsertParams::new(jobs(2, "k"), t(0)))
         .await
         .unwrap();
     tx.rollback().await.unwrap();
+    drop(conn);
     assert!(store.job_get(rolled_back[0].id).await.unwrap().is_none());
 
-    let mut tx = store.pool().begin_with("BEGIN IMMEDIATE").await.unwrap();
+    let mut conn = store.write_connection().await.unwrap();
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.unwrap();
     let committed = store
         .job_insert_many_tx(&mut tx, JobInsertParams::new(jobs(2, "k"), t(0)))
         .await
         .unwrap();
     tx.commit().await.unwrap();
+    drop(conn);
     assert!(store.job_get(committed[1].id).await.unwrap().is_some());
 
     // Outside any transaction it commits on its own.
-    let mut conn = store.pool().acquire().await.unwrap();
+    let mut conn = store.write_connection().await.unwrap();
     let alone = store
         .job_insert_many_tx(&mut conn, JobInsertParams::new(jobs(1, "k"), t(0)))
         .await
@@ -507,7 +550,8 @@ async fn outbox_insert_follows_the_callers_transaction() {
     assert!(events.try_recv().is_err(), "no events from the outbox path");
 
     // A bad job leaves the caller's transaction untouched.
-    let mut tx = store.pool().begin().await.unwrap();
+    let mut conn = store.write_connection().await.unwrap();
+    let mut tx = conn.begin().await.unwrap();
     let mut bad = jobs(2, "k");
     bad[1].queue = "not a queue".into();
     let error = store
@@ -676,7 +720,7 @@ async fn failed_finish_rolls_back_and_leaves_no_transaction_open() {
         r#"[[{}, {}, "discarded", false, true, 0, null, null, "not json"]]"#,
         job.id.0, job.attempt
     );
-    crate::finish::run(store.pool(), 2_000_000, malformed)
+    crate::finish::run(store.writer(), 2_000_000, malformed)
         .await
         .unwrap_err();
     let unchanged = store.job_get(job.id).await.unwrap().unwrap();
@@ -707,7 +751,7 @@ async fn check_counts(store: &SqliteStore) {
         "SELECT queue, kind, state, COUNT(*) FROM stoker_jobs GROUP BY queue, kind, state \
          ORDER BY queue, kind, state",
     )
-    .fetch_all(store.pool())
+    .fetch_all(&mut *store.write_connection().await.unwrap())
     .await
     .unwrap();
     let mut expected: Vec<StateCount> = rows
@@ -744,7 +788,7 @@ async fn job_writes_build_no_temporary_tables_per_row() {
         "DELETE FROM stoker_jobs WHERE id = 1",
     ] {
         let program: Vec<String> = sqlx::query(&format!("EXPLAIN {sql}"))
-            .fetch_all(store.pool())
+            .fetch_all(&mut *store.write_connection().await.unwrap())
             .await
             .unwrap()
             .iter()
@@ -767,7 +811,7 @@ async fn hot_queries_use_their_indexes() {
         let store = store.clone();
         async move {
             let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .fetch_all(store.pool())
+                .fetch_all(&mut *store.write_connection().await.unwrap())
                 .await
                 .unwrap();
             rows.iter()
@@ -850,11 +894,14 @@ async fn hot_queries_use_their_indexes() {
                                       created_at, scheduled)
              SELECT 'k', 'default', '{{}}', '{state}', 0, 5, {run_at} + n, 1, {scheduled} FROM g"
         ))
-        .execute(store.pool())
+        .execute(&mut *store.write_connection().await.unwrap())
         .await
         .unwrap();
     }
-    sqlx::query("ANALYZE").execute(store.pool()).await.unwrap();
+    sqlx::query("ANALYZE")
+        .execute(&mut *store.write_connection().await.unwrap())
+        .await
+        .unwrap();
     // The plan depends on the bound values here, so bind them as a claim does.
     for sql in [crate::store::CLAIM_SQL, crate::store::CLAIM_KINDS_SQL] {
         let plan = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
@@ -864,7 +911,7 @@ async fn hot_queries_use_their_indexes() {
             .bind(50_i64)
             .bind(None::<i64>)
             .bind(r#"["k"]"#)
-            .fetch_all(store.pool())
+            .fetch_all(&mut *store.write_connection().await.unwrap())
             .await
             .unwrap()
             .iter()
@@ -952,7 +999,7 @@ async fn throughput() {
                                   created_at, finished_at)
          SELECT 'email', 'default', '{}', 'completed', 0, 5, 0, 0, i FROM n",
     )
-    .execute(store.pool())
+    .execute(&mut *store.write_connection().await.unwrap())
     .await
     .unwrap();
 

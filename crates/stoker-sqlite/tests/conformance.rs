@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use sqlx::Connection;
 use stoker_core::{
     JobInsert, JobInsertParams, JobListParams, JobState, Store, StoreErrorKind, StoreTx,
 };
@@ -89,7 +90,8 @@ fn outbox_job() -> JobInsert {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tx_insert_commits_with_the_caller() {
     let store = store().await;
-    let mut tx = store.pool().begin().await.expect("begin");
+    let mut conn = store.write_connection().await.expect("write_connection");
+    let mut tx = conn.begin().await.expect("begin");
     let inserted = store
         .job_insert_many_tx(&mut tx, JobInsertParams::new(vec![outbox_job()], now()))
         .await
@@ -97,6 +99,7 @@ async fn tx_insert_commits_with_the_caller() {
     assert_eq!(inserted.len(), 1);
     assert!(!inserted[0].duplicate);
     tx.commit().await.expect("commit");
+    drop(conn);
 
     let row = store
         .job_get(inserted[0].id)
@@ -125,12 +128,14 @@ async fn tx_insert_rolls_back_with_the_caller() {
         .expect("job_insert_many");
     let stats_before = store.job_stats().await.expect("job_stats");
 
-    let mut tx = store.pool().begin().await.expect("begin");
+    let mut conn = store.write_connection().await.expect("write_connection");
+    let mut tx = conn.begin().await.expect("begin");
     let inserted = store
         .job_insert_many_tx(&mut tx, JobInsertParams::new(vec![outbox_job()], now()))
         .await
         .expect("job_insert_many_tx");
     tx.rollback().await.expect("rollback");
+    drop(conn);
 
     assert_eq!(store.job_get(inserted[0].id).await.expect("job_get"), None);
     assert_eq!(store.job_stats().await.expect("job_stats"), stats_before);
@@ -158,7 +163,8 @@ async fn tx_insert_rolls_back_with_the_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tx_insert_invalid_batch_leaves_the_transaction_usable() {
     let store = store().await;
-    let mut tx = store.pool().begin().await.expect("begin");
+    let mut conn = store.write_connection().await.expect("write_connection");
+    let mut tx = conn.begin().await.expect("begin");
     let good = store
         .job_insert_many_tx(&mut tx, JobInsertParams::new(vec![outbox_job()], now()))
         .await
@@ -173,6 +179,7 @@ async fn tx_insert_invalid_batch_leaves_the_transaction_usable() {
         .expect_err("an invalid kind is refused");
     assert_eq!(refused.kind(), StoreErrorKind::Invalid);
     tx.commit().await.expect("commit");
+    drop(conn);
 
     let all = store
         .job_list(JobListParams {

@@ -1424,24 +1424,29 @@ macro_rules! scenario_tests {
 
 mod sqlite {
     use super::*;
+    use sqlx::Connection;
     scenario_tests!(crate::common::sqlite);
 
     #[tokio::test]
     async fn enqueue_inside_a_transaction_commits_or_vanishes() {
         let store = crate::common::sqlite().await;
         let client = Client::new(Arc::clone(&store));
-        let mut tx = store.pool().begin().await.unwrap();
+        let mut conn = store.write_connection().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
         let kept = client
             .enqueue_tx(&mut *tx, Add { a: 1, b: 1 }, EnqueueOptions::new())
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let mut tx = store.pool().begin().await.unwrap();
+        drop(conn);
+        let mut conn = store.write_connection().await.unwrap();
+        let mut tx = conn.begin().await.unwrap();
         let dropped = client
             .enqueue_tx(&mut *tx, Add { a: 2, b: 2 }, EnqueueOptions::new())
             .await
             .unwrap();
         tx.rollback().await.unwrap();
+        drop(conn);
         assert!(client.get(kept.id).await.unwrap().is_some());
         assert!(client.get(dropped.id).await.unwrap().is_none());
         assert_eq!(client.stats().await.unwrap().totals.total(), 1);

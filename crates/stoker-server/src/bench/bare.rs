@@ -41,8 +41,8 @@ pub(crate) async fn run(
                 drain100.push(pg.drain(jobs, 100, 4).await?);
             }
             FreshKind::Sqlite(store, _) => {
-                let lite = Sqlite {
-                    pool: store.pool().clone(),
+                let mut lite = Sqlite {
+                    conn: store.write_connection().await?,
                 };
                 lite.create().await?;
                 single.push(lite.insert_one_at_a_time(one_at_a_time).await?);
@@ -186,47 +186,49 @@ impl Postgres {
     }
 }
 
+/// The bare lifecycle on the store's writer connection, held for the whole run: one
+/// connection, as the store writes, without a pool's hand-offs around each statement.
 struct Sqlite {
-    pool: sqlx::SqlitePool,
+    conn: stoker::sqlite::WriteConnection,
 }
 
 impl Sqlite {
-    async fn create(&self) -> Result<(), BenchError> {
+    async fn create(&mut self) -> Result<(), BenchError> {
         sqlx::query(
             "CREATE TABLE bare_jobs (id INTEGER PRIMARY KEY, queue TEXT NOT NULL, \
              args TEXT NOT NULL, state INTEGER NOT NULL DEFAULT 0, \
              priority INTEGER NOT NULL DEFAULT 0, run_at INTEGER NOT NULL DEFAULT 0)",
         )
-        .execute(&self.pool)
+        .execute(&mut *self.conn)
         .await?;
         sqlx::query(
             "CREATE INDEX bare_jobs_fetch ON bare_jobs (queue, priority DESC, run_at, id) \
              WHERE state = 0",
         )
-        .execute(&self.pool)
+        .execute(&mut *self.conn)
         .await?;
         Ok(())
     }
 
-    async fn reset(&self) -> Result<(), BenchError> {
+    async fn reset(&mut self) -> Result<(), BenchError> {
         sqlx::query("DELETE FROM bare_jobs")
-            .execute(&self.pool)
+            .execute(&mut *self.conn)
             .await?;
         Ok(())
     }
 
-    async fn insert_one_at_a_time(&self, count: usize) -> Result<f64, BenchError> {
+    async fn insert_one_at_a_time(&mut self, count: usize) -> Result<f64, BenchError> {
         let started = Instant::now();
         for n in 0..count {
             sqlx::query("INSERT INTO bare_jobs (queue, args) VALUES ('bench', ?1)")
                 .bind(serde_json::json!({ "n": n }).to_string())
-                .execute(&self.pool)
+                .execute(&mut *self.conn)
                 .await?;
         }
         Ok(rate(count, started))
     }
 
-    async fn insert_bulk(&self, count: usize) -> Result<f64, BenchError> {
+    async fn insert_bulk(&mut self, count: usize) -> Result<f64, BenchError> {
         let started = Instant::now();
         let mut start = 0;
         while start < count {
@@ -239,14 +241,14 @@ impl Sqlite {
                  SELECT 'bench', value FROM json_each(?1)",
             )
             .bind(serde_json::Value::Array(args).to_string())
-            .execute(&self.pool)
+            .execute(&mut *self.conn)
             .await?;
             start = end;
         }
         Ok(rate(count, started))
     }
 
-    async fn drain(&self, count: usize, batch: i64) -> Result<f64, BenchError> {
+    async fn drain(&mut self, count: usize, batch: i64) -> Result<f64, BenchError> {
         let started = Instant::now();
         let mut done = 0;
         loop {
@@ -257,7 +259,7 @@ impl Sqlite {
             )
             .bind(chrono::Utc::now().timestamp_micros())
             .bind(batch)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn)
             .await?;
             if ids.is_empty() {
                 break;
@@ -267,7 +269,7 @@ impl Sqlite {
                 "UPDATE bare_jobs SET state = 2 WHERE id IN (SELECT value FROM json_each(?1))",
             )
             .bind(serde_json::to_string(&ids).expect("ids serialize"))
-            .execute(&self.pool)
+            .execute(&mut *self.conn)
             .await?;
         }
         debug_assert_eq!(done, count);
