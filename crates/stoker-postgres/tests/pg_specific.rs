@@ -441,6 +441,56 @@ async fn a_lost_listener_connection_resyncs_and_recovers() {
     drop_schema(&url, &schema).await;
 }
 
+/// A connection the database closed while it sat idle in the store's pool (a restart, an
+/// administrator's `pg_terminate_backend`) is tested on its way out of the pool and replaced:
+/// the store's next operations succeed without an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_while_idle_are_replaced() {
+    let Some(url) = database_url("connections_closed_while_idle_are_replaced") else {
+        return;
+    };
+    let schema = fresh_schema();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let store = PgStore::builder(&format!("{url}{separator}application_name={schema}"))
+        .schema(&schema)
+        .listen(false)
+        .build()
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+        .job_insert_many(JobInsertParams::new(vec![job("before")], now()))
+        .await
+        .expect("insert");
+
+    let mut admin = PgConnection::connect(&url).await.expect("connect");
+    let terminated: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&schema)
+    .fetch_all(&mut admin)
+    .await
+    .expect("terminate the store's backends");
+    assert!(
+        !terminated.is_empty() && terminated.iter().all(|done| *done),
+        "{terminated:?}"
+    );
+    // Idle past the point where the pool tests a connection before handing it out.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+
+    for n in 0..3 {
+        store
+            .job_insert_many(JobInsertParams::new(vec![job("after")], now()))
+            .await
+            .unwrap_or_else(|error| panic!("insert {n} after the restart: {error}"));
+    }
+    let stats = store.job_stats().await.expect("stats");
+    assert_eq!(stats.iter().map(|count| count.count).sum::<i64>(), 4);
+
+    drop(store);
+    drop_schema(&url, &schema).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_only_mode_subscribes_to_nothing_but_still_notifies() {
     let Some(url) = database_url("poll_only_mode_subscribes_to_nothing_but_still_notifies") else {
