@@ -15,6 +15,7 @@ use stoker_core::{Clock, Store};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use elector::{Elector, ElectorConfig};
 pub use pruner::{PruneReport, Pruner, PrunerConfig};
@@ -148,13 +149,16 @@ async fn run_while_leader<F, Fut>(
                 () = stop.cancelled() => return,
             }
         }
-        let span = tracing::info_span!("maintenance", service = name);
-        let _enter = span.enter();
-        match pass().await {
-            Ok(report) => tracing::debug!(%report, "pass done"),
-            Err(err) => tracing::warn!(%err, "pass failed; will retry next interval"),
+        // Instrumented, not entered: a guard held across the pass's awaits would leave the
+        // span entered on the thread while the pass waits, around other tasks' log lines.
+        async {
+            match pass().await {
+                Ok(report) => tracing::debug!(%report, "pass done"),
+                Err(err) => tracing::warn!(%err, "pass failed; will retry next interval"),
+            }
         }
-        drop(_enter);
+        .instrument(tracing::info_span!("maintenance", service = name))
+        .await;
         let sleep = jittered(interval);
         tokio::select! {
             () = tokio::time::sleep(sleep) => {}
@@ -166,4 +170,76 @@ async fn run_while_leader<F, Fut>(
 fn jittered(interval: Duration) -> Duration {
     let factor = rand::thread_rng().gen_range(0.9..=1.1);
     interval.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::registry::LookupSpan;
+    use tracing_subscriber::Layer;
+
+    use super::*;
+
+    /// Records, for every event, the names of the spans it was logged in.
+    struct Scopes(Arc<Mutex<Vec<Vec<&'static str>>>>);
+
+    impl<S> Layer<S> for Scopes
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fn on_event(&self, event: &tracing::Event<'_>, ctx: Context<'_, S>) {
+            let spans = ctx
+                .event_scope(event)
+                .map(|scope| scope.map(|span| span.name()).collect())
+                .unwrap_or_default();
+            self.0.lock().unwrap().push(spans);
+        }
+    }
+
+    /// Services share the runtime's threads: a pass that awaits must not leave its span
+    /// entered on the thread, or every other service's log lines land inside it.
+    #[test]
+    fn each_pass_logs_inside_its_own_span_only() {
+        let scopes = Arc::new(Mutex::new(Vec::new()));
+        let _default = tracing::subscriber::set_default(
+            tracing_subscriber::registry().with(Scopes(Arc::clone(&scopes))),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (_leading, leader) = watch::channel(true);
+            let stop = CancellationToken::new();
+            let pass = || async {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                tracing::info!("a pass ran");
+                Ok(String::new())
+            };
+            let services: Vec<_> = ["stager", "rescuer", "pruner"]
+                .into_iter()
+                .map(|name| {
+                    tokio::spawn(run_while_leader(
+                        name,
+                        Duration::from_millis(1),
+                        leader.clone(),
+                        stop.clone(),
+                        pass,
+                    ))
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stop.cancel();
+            for service in services {
+                service.await.unwrap();
+            }
+        });
+        let scopes = scopes.lock().unwrap();
+        assert!(scopes.len() >= 3, "{scopes:?}");
+        for spans in scopes.iter() {
+            assert_eq!(spans, &["maintenance"], "{scopes:?}");
+        }
+    }
 }
