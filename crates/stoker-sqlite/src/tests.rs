@@ -410,24 +410,19 @@ async fn a_held_write_connection_makes_writes_wait() {
         .await
         .unwrap();
     store.migrate().await.unwrap();
+    let insert_one = || store.job_insert_many(JobInsertParams::new(jobs(1, "k"), t(0)));
     let held = store.write_connection().await.unwrap();
     let started = Instant::now();
-    let error = store
-        .job_insert_many(JobInsertParams::new(jobs(1, "k"), t(0)))
-        .await
-        .unwrap_err();
+    let error = insert_one().await.unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Busy, "{error}");
     assert!(error.to_string().contains("busy timeout"), "{error}");
     assert!(started.elapsed() >= Duration::from_millis(100));
     assert!(store.job_stats().await.unwrap().is_empty());
     drop(held);
-    insert(&store, jobs(1, "k"), t(0)).await;
+    insert_one().await.unwrap();
 
     store.close().await;
-    let error = store
-        .job_insert_many(JobInsertParams::new(jobs(1, "k"), t(0)))
-        .await
-        .unwrap_err();
+    let error = insert_one().await.unwrap_err();
     assert_eq!(error.kind(), StoreErrorKind::Other, "{error}");
     assert!(error.to_string().contains("closed"), "{error}");
 }
