@@ -20,6 +20,7 @@ const ON_KEY_CONFLICT: &str = " ON CONFLICT ((COALESCE(tenant, '')), unique_key)
 #[derive(Debug)]
 pub(crate) struct Sql {
     pub(crate) job_insert: String,
+    pub(crate) job_insert_keyless: String,
     pub(crate) job_insert_one: String,
     pub(crate) job_insert_one_keyed: String,
     pub(crate) job_insert_resolve: String,
@@ -185,6 +186,37 @@ impl Sql {
                             (SELECT count(*) FROM notified) AS notified"
                 )
             },
+            // `job_insert` for a batch in which no job has a key, the common bulk insert:
+            // with no duplicates to tell apart, the ids need not be drawn up front, and the
+            // input goes straight from the arrays into the table. Measured as server CPU time
+            // per 10,000 jobs, the batch statement's `input` CTE (materialized, then scanned
+            // once for each insert and once for the ids) and the empty keyed insert cost a
+            // tenth more than this. The column default draws each id as the insert reads the
+            // sorted input, so the ids ascend in input order: the caller sorts the returned
+            // ids to put them back in it. Returns one row: the ids and the notification count.
+            job_insert_keyless: format!(
+                "WITH ins AS ( \
+                     INSERT INTO {jobs} (kind, queue, args, priority, max_attempts, run_at, \
+                                         unique_key, tenant, metadata, timeout_ms, created_at, \
+                                         scheduled) \
+                     SELECT kind, queue, args, priority, max_attempts, run_at, unique_key, \
+                            tenant, metadata, timeout_ms, $11, run_at > $11 \
+                     FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int2[], $5::int4[], \
+                                 $6::timestamptz[], $7::text[], $8::text[], $9::jsonb[], \
+                                 $10::int8[]) \
+                          WITH ORDINALITY AS u(kind, queue, args, priority, max_attempts, \
+                                               run_at, unique_key, tenant, metadata, \
+                                               timeout_ms, ord) \
+                     ORDER BY ord \
+                     RETURNING id, queue, scheduled \
+                 ), notified AS ( \
+                     SELECT {notify_available} \
+                     FROM (SELECT DISTINCT queue FROM ins \
+                           WHERE queue = ANY($12::text[]) AND NOT scheduled) q \
+                 ) \
+                 SELECT (SELECT array_agg(id) FROM ins) AS ids, \
+                        (SELECT count(*) FROM notified) AS notified"
+            ),
             // `job_insert` for a batch of one job without a key: a single-row insert is
             // most of what enqueuing one job at a time costs, and the batch statement's CTEs,
             // sort and aggregates cost it a fifth more server time (counted with callgrind).

@@ -334,6 +334,23 @@ impl InsertBatch {
                     .transpose()
                     .map_err(store_error)?]
             }
+            _ if self.unique_keys.iter().all(Option::is_none) => {
+                let row = self
+                    .bind(&sql.job_insert_keyless, leading)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(store_error)?;
+                // Drawn in input order, so ascending in it.
+                let mut ids: Vec<i64> = row.try_get("ids").map_err(store_error)?;
+                if ids.len() != n {
+                    return Err(StoreError::Corrupt(format!(
+                        "inserting {n} jobs returned {} ids",
+                        ids.len()
+                    )));
+                }
+                ids.sort_unstable();
+                ids.into_iter().map(Some).collect()
+            }
             _ => {
                 let row = self
                     .bind(&sql.job_insert, leading)
@@ -1083,6 +1100,7 @@ mod tests {
             .expect("the first jobs");
         let statements = [
             ("stoker_insert", &store.inner.sql.job_insert),
+            ("stoker_insert_keyless", &store.inner.sql.job_insert_keyless),
             ("stoker_insert_one", &store.inner.sql.job_insert_one),
             (
                 "stoker_insert_one_keyed",
@@ -1113,6 +1131,7 @@ mod tests {
             .expect("fill the table");
         for (name, key) in [
             ("stoker_insert", "NULL"),
+            ("stoker_insert_keyless", "NULL"),
             ("stoker_insert_one", "NULL"),
             // Both a new key and one the table holds.
             ("stoker_insert_one_keyed", "new-key"),

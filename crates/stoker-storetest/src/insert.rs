@@ -1,6 +1,6 @@
 //! [`Store::job_insert_many`]: ids, defaults, options, idempotency keys and bulk inserts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -264,6 +264,58 @@ pub async fn bulk_10000_in_one_call<S: Store>(store: Arc<S>) {
             COUNT as i64
         )])
     );
+}
+
+/// Four tasks insert 2,000 jobs each at once: every task's results map to its own inputs, in
+/// order, though their ids interleave in the table.
+pub async fn bulk_concurrent<S: Store>(store: Arc<S>) {
+    const TASKS: usize = 4;
+    const COUNT: usize = 2_000;
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let store = Arc::clone(&store);
+            let barrier = Arc::clone(&barrier);
+            tokio::spawn(async move {
+                let jobs = (0..COUNT)
+                    .map(|i| stoker_core::JobInsert::new("bulk", json!({"task": task, "i": i})))
+                    .collect();
+                barrier.wait().await;
+                store
+                    .job_insert_many(JobInsertParams::new(jobs, t0()))
+                    .await
+                    .unwrap_or_else(|err| panic!("task {task}: a concurrent insert failed: {err}"))
+            })
+        })
+        .collect();
+
+    let mut results = Vec::new();
+    for handle in tasks {
+        results.push(handle.await.expect("insert task panicked"));
+    }
+    let by_id: HashMap<JobId, serde_json::Value> = all_jobs(&store)
+        .await
+        .into_iter()
+        .map(|row| (row.id, row.args))
+        .collect();
+    assert_eq!(by_id.len(), TASKS * COUNT, "every job stored");
+    let mut all = HashSet::new();
+    for (task, inserted) in results.iter().enumerate() {
+        assert_eq!(inserted.len(), COUNT, "task {task}: one result per job");
+        assert!(inserted.iter().all(|job| !job.duplicate));
+        assert!(
+            inserted.windows(2).all(|w| w[0].id < w[1].id),
+            "task {task}: ids grow in input order"
+        );
+        for (i, job) in inserted.iter().enumerate() {
+            assert_eq!(
+                by_id.get(&job.id),
+                Some(&json!({"task": task, "i": i})),
+                "task {task}: result {i} is input {i}"
+            );
+            assert!(all.insert(job.id), "id {:?} returned twice", job.id);
+        }
+    }
 }
 
 /// 16 tasks insert the same key at once: exactly one inserts, all get its id, one row exists.

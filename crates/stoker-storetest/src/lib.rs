@@ -107,6 +107,7 @@ macro_rules! conformance_tests {
             insert_unique_key_scoped_by_tenant => insert::unique_key_scoped_by_tenant,
             insert_unique_key_twice_in_one_batch => insert::unique_key_twice_in_one_batch,
             insert_bulk_10000_in_one_call => insert::bulk_10000_in_one_call,
+            insert_bulk_concurrent => insert::bulk_concurrent,
             insert_bulk_with_unique_keys => insert::bulk_with_unique_keys,
             insert_bulk_of_taken_keys_only => insert::bulk_of_taken_keys_only,
             insert_unique_key_concurrent => insert::unique_key_concurrent,
