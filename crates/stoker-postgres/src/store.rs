@@ -334,13 +334,20 @@ impl InsertBatch {
                     .transpose()
                     .map_err(store_error)?]
             }
-            _ if self.unique_keys.iter().all(Option::is_none) => {
+            _ => {
+                let keyless = self.unique_keys.iter().all(Option::is_none);
+                let statement = if keyless {
+                    &sql.job_insert_keyless
+                } else {
+                    &sql.job_insert
+                };
                 let row = self
-                    .bind(&sql.job_insert_keyless, leading)
+                    .bind(statement, leading)
                     .fetch_one(&mut *conn)
                     .await
                     .map_err(store_error)?;
-                // Drawn in input order, so ascending in it.
+                // Every input job's id: in input order from the batch statement, in ascending
+                // order (the order they were drawn in, input order) from the keyless one.
                 let mut ids: Vec<i64> = row.try_get("ids").map_err(store_error)?;
                 if ids.len() != n {
                     return Err(StoreError::Corrupt(format!(
@@ -348,32 +355,21 @@ impl InsertBatch {
                         ids.len()
                     )));
                 }
-                ids.sort_unstable();
-                ids.into_iter().map(Some).collect()
-            }
-            _ => {
-                let row = self
-                    .bind(&sql.job_insert, leading)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(store_error)?;
-                // Every input job's id in input order, and the ids actually inserted.
-                let ids: Vec<i64> = row.try_get("ids").map_err(store_error)?;
-                if ids.len() != n {
-                    return Err(StoreError::Corrupt(format!(
-                        "inserting {n} jobs returned {} ids",
-                        ids.len()
-                    )));
+                if keyless {
+                    ids.sort_unstable();
+                    ids.into_iter().map(Some).collect()
+                } else {
+                    // The ids actually inserted; the others are duplicates.
+                    let returned: HashSet<i64> = row
+                        .try_get::<Option<Vec<i64>>, _>("inserted")
+                        .map_err(store_error)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect();
+                    ids.into_iter()
+                        .map(|id| returned.contains(&id).then_some(id))
+                        .collect()
                 }
-                let returned: HashSet<i64> = row
-                    .try_get::<Option<Vec<i64>>, _>("inserted")
-                    .map_err(store_error)?
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
-                ids.into_iter()
-                    .map(|id| returned.contains(&id).then_some(id))
-                    .collect()
             }
         };
 

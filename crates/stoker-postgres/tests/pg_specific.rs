@@ -65,6 +65,18 @@ async fn store(url: &str, schema: &str) -> PgStore {
         .expect("connect")
 }
 
+/// A migrated store in `schema` that does not listen for notifications (poll-only mode).
+async fn poll_only_store(url: &str, schema: &str) -> PgStore {
+    let store = PgStore::builder(url)
+        .schema(schema)
+        .listen(false)
+        .build()
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    store
+}
+
 fn now() -> DateTime<Utc> {
     DateTime::from_timestamp(1_893_456_000, 0).expect("a valid instant")
 }
@@ -451,13 +463,11 @@ async fn connections_closed_while_idle_are_replaced() {
     };
     let schema = fresh_schema();
     let separator = if url.contains('?') { '&' } else { '?' };
-    let store = PgStore::builder(&format!("{url}{separator}application_name={schema}"))
-        .schema(&schema)
-        .listen(false)
-        .build()
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
+    let store = poll_only_store(
+        &format!("{url}{separator}application_name={schema}"),
+        &schema,
+    )
+    .await;
     store
         .job_insert_many(JobInsertParams::new(vec![job("before")], now()))
         .await
@@ -497,13 +507,7 @@ async fn poll_only_mode_subscribes_to_nothing_but_still_notifies() {
         return;
     };
     let schema = fresh_schema();
-    let store = PgStore::builder(&url)
-        .schema(&schema)
-        .listen(false)
-        .build()
-        .await
-        .expect("connect");
-    store.migrate().await.expect("migrate");
+    let store = poll_only_store(&url, &schema).await;
     assert!(store.subscribe().is_none());
     assert_eq!(store.capabilities(), Capabilities::LOCAL);
 
