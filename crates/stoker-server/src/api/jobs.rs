@@ -127,13 +127,21 @@ fn build_insert(
     Ok(job)
 }
 
-/// A non-negative (or, with `zero_ok` false, positive) finite number of seconds.
+/// The longest duration the API takes in any `*_seconds` field: ten years. Anything longer is
+/// a mistake, and far enough from the calendar's end that adding it to any instant the API
+/// accepts never overflows.
+pub(crate) const MAX_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+
+/// A non-negative (or, with `zero_ok` false, positive) finite number of seconds, at most
+/// [`MAX_SECONDS`].
 pub(crate) fn seconds(
     value: f64,
     field: &str,
     zero_ok: bool,
 ) -> Result<std::time::Duration, ApiError> {
-    let valid = value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0));
+    let valid = value.is_finite()
+        && (value > 0.0 || (zero_ok && value == 0.0))
+        && value <= MAX_SECONDS;
     if !valid {
         let what = if zero_ok {
             "zero or more"
@@ -142,11 +150,12 @@ pub(crate) fn seconds(
         };
         return Err(ApiError::invalid(
             field,
-            format!("{field} must be {what} seconds, got {value}"),
+            format!(
+                "{field} must be {what} seconds and at most {MAX_SECONDS} (ten years), got {value}"
+            ),
         ));
     }
-    std::time::Duration::try_from_secs_f64(value)
-        .map_err(|_| ApiError::invalid(field, format!("{field} is too large")))
+    Ok(std::time::Duration::from_secs_f64(value))
 }
 
 async fn insert(
