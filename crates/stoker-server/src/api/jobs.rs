@@ -122,6 +122,7 @@ fn build_insert(
         tenant,
         metadata,
         timeout_ms,
+        backoff: None,
     };
     job.validate(MAX_ARGS_BYTES_DEFAULT).map_err(reprefix)?;
     Ok(job)
@@ -139,9 +140,8 @@ pub(crate) fn seconds(
     field: &str,
     zero_ok: bool,
 ) -> Result<std::time::Duration, ApiError> {
-    let valid = value.is_finite()
-        && (value > 0.0 || (zero_ok && value == 0.0))
-        && value <= MAX_SECONDS;
+    let valid =
+        value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0)) && value <= MAX_SECONDS;
     if !valid {
         let what = if zero_ok {
             "zero or more"

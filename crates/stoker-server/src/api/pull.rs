@@ -444,12 +444,13 @@ pub(crate) async fn heartbeat(
 ) -> Result<Json<LeaseResponse>, ApiError> {
     authorize(&principal)?;
     let lease = lease(&state, request.lease_seconds)?;
+    let job = held_job(&state, id, request.attempt).await?;
     let extended = state
         .inner
         .store
         .job_extend_lease(JobLeaseParams {
             id: JobId(id),
-            attempt: request.attempt,
+            fence: job.fence,
             lease,
             now: state.now(),
         })
@@ -501,14 +502,16 @@ pub(crate) async fn progress(
             ),
         ));
     }
+    let job = held_job(&state, id, request.attempt).await?;
     let recorded = state
         .inner
         .store
         .job_progress(JobProgressParams {
             id: JobId(id),
-            attempt: request.attempt,
+            fence: job.fence,
             fraction: request.fraction,
             message: request.message,
+            details: None,
             now: state.now(),
         })
         .await?;
@@ -529,16 +532,16 @@ async fn finish(
     let applied = state
         .inner
         .store
-        .job_finish_many(JobFinishParams {
-            finishes: vec![JobFinish {
+        .job_finish_many(JobFinishParams::new(
+            vec![JobFinish {
                 id: job.id,
-                attempt: job.attempt,
+                fence: job.fence,
                 outcome,
             }],
             now,
-        })
+        ))
         .await?;
-    if applied.contains(&job.id) {
+    if applied.iter().any(|applied| applied.id == job.id) {
         Ok(())
     } else {
         Err(ApiError::stale_attempt(job.id, job.attempt))
