@@ -152,8 +152,9 @@ async fn a_stalled_body_is_refused() {
         .await
         .unwrap();
     let answer = read_until_closed(&mut stream).await;
+    // A 4xx naming the timeout (the API maps the body error), then the connection closes.
     assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        answer.starts_with("HTTP/1.1 4") && answer.contains("timeout"),
         "a stalled body is refused: {answer}"
     );
     server.shutdown().await.unwrap();
