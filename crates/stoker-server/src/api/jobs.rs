@@ -139,9 +139,8 @@ pub(crate) fn seconds(
     field: &str,
     zero_ok: bool,
 ) -> Result<std::time::Duration, ApiError> {
-    let valid = value.is_finite()
-        && (value > 0.0 || (zero_ok && value == 0.0))
-        && value <= MAX_SECONDS;
+    let valid =
+        value.is_finite() && (value > 0.0 || (zero_ok && value == 0.0)) && value <= MAX_SECONDS;
     if !valid {
         let what = if zero_ok {
             "zero or more"
