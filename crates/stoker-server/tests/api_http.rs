@@ -237,10 +237,7 @@ async fn cancel_retry_and_delete(store: Arc<dyn Store>) {
         .await
         .assert_error(409, "conflict");
     server
-        .post(
-            &format!("/v1/pull/jobs/{id}/complete"),
-            json!({"fence": 1}),
-        )
+        .post(&format!("/v1/pull/jobs/{id}/complete"), json!({"fence": 1}))
         .await;
     let deleted = server.delete(&format!("/v1/jobs/{id}")).await;
     assert_eq!(deleted.status, 200);
