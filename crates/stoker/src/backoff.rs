@@ -199,3 +199,115 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod rule_tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use chrono::TimeZone;
+    use serde_json::{json, Value};
+    use stoker_core::{ErrorKind, JobId, JobState, Metadata, Priority};
+
+    use super::*;
+    use crate::{JobContext, JobError};
+
+    /// A handler whose kind waits a fixed 7 s after any failure.
+    struct Fixed;
+
+    #[async_trait]
+    impl Handler for Fixed {
+        async fn perform(&self, _args: Value, _ctx: JobContext) -> Result<Option<Value>, JobError> {
+            Ok(None)
+        }
+
+        fn backoff(&self, _attempt: i32) -> Duration {
+            Duration::from_secs(7)
+        }
+    }
+
+    fn job(attempt: i32, backoff: Option<JobBackoff>) -> JobRow {
+        let at = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        JobRow {
+            id: JobId(1),
+            kind: "k".into(),
+            queue: "q".into(),
+            args: json!({}),
+            state: JobState::Running,
+            priority: Priority::NORMAL,
+            attempt,
+            fence: 1,
+            max_attempts: 3,
+            run_at: at,
+            unique_key: None,
+            tenant: None,
+            metadata: Metadata::default(),
+            errors: Vec::new(),
+            result: None,
+            progress: None,
+            timeout_ms: None,
+            backoff,
+            created_at: at,
+            attempted_at: Some(at),
+            finished_at: None,
+            worker_id: None,
+            cancel_requested_at: None,
+            lease_expires_at: None,
+        }
+    }
+
+    fn error(job: &JobRow) -> AttemptError {
+        AttemptError {
+            attempt: job.attempt,
+            at: job.run_at,
+            kind: ErrorKind::Error,
+            message: "failed".into(),
+            backtrace: None,
+        }
+    }
+
+    /// The wait the rule picks, in seconds, or `None` for a discard.
+    fn wait(job: &JobRow, delay: Option<Duration>, handler: Option<&dyn Handler>) -> Option<i64> {
+        let now = job.run_at;
+        match failed_attempt(job, error(job), now, delay, handler) {
+            Outcome::Retry { run_at, .. } => Some((run_at - now).num_seconds()),
+            Outcome::Discard { .. } => None,
+            other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+
+    #[test]
+    fn explicit_delay_then_own_backoff_then_kind_then_default() {
+        let own = JobBackoff {
+            base_seconds: 10.0,
+            factor: 3.0,
+            max_seconds: 1000.0,
+            jitter: 0.0,
+        };
+        let fixed: Arc<dyn Handler> = Arc::new(Fixed);
+        let handler = Some(&*fixed);
+        let second = job(2, Some(own));
+        assert_eq!(
+            wait(&second, Some(Duration::from_secs(5)), handler),
+            Some(5)
+        );
+        assert_eq!(wait(&second, None, handler), Some(30), "10 s * 3^(2-1)");
+        assert_eq!(wait(&job(2, None), None, handler), Some(7));
+        let default = wait(&job(1, None), None, None).unwrap();
+        assert!((1..=2).contains(&default), "about 2 s: {default}");
+    }
+
+    #[test]
+    fn the_last_attempt_is_discarded_whatever_the_backoff() {
+        let own = JobBackoff {
+            base_seconds: 10.0,
+            factor: 1.0,
+            max_seconds: 10.0,
+            jitter: 0.0,
+        };
+        assert_eq!(
+            wait(&job(3, Some(own)), Some(Duration::from_secs(1)), None),
+            None
+        );
+    }
+}
