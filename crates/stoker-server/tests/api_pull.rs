@@ -516,10 +516,6 @@ async fn reserve_filters_kinds_and_checks_its_input(store: Arc<dyn Store>) {
             "lease_seconds",
         ),
         (
-            json!({"worker": "w", "queues": ["q"], "lease_seconds": 7200}),
-            "lease_seconds",
-        ),
-        (
             json!({"worker": "w", "queues": ["q"], "wait_seconds": -1}),
             "wait_seconds",
         ),
@@ -529,6 +525,17 @@ async fn reserve_filters_kinds_and_checks_its_input(store: Arc<dyn Store>) {
         answer.assert_error(422, "invalid_field");
         assert_eq!(answer.field(), field, "{body} -> {answer:?}");
     }
+    // A lease longer than the server grants is cut to its `pull.max_lease` (an hour here).
+    server.enqueue(json!({"kind": "k", "queue": "long"})).await;
+    let jobs = server
+        .reserve(json!({"worker": "w", "queues": ["long"], "lease_seconds": 7200}))
+        .await;
+    let end = chrono::DateTime::parse_from_rfc3339(jobs[0]["lease_expires_at"].as_str().unwrap())
+        .unwrap();
+    assert!(
+        end <= chrono::Utc::now() + chrono::Duration::seconds(3600),
+        "{end}"
+    );
     let answer = server
         .post(
             &format!("/v1/pull/jobs/{sms}/progress"),
@@ -540,7 +547,7 @@ async fn reserve_filters_kinds_and_checks_its_input(store: Arc<dyn Store>) {
     let answer = server
         .post(
             &format!("/v1/pull/jobs/{sms}/fail"),
-            json!({"fence": 1, "error": " "}),
+            json!({"fence": 1, "error": ""}),
         )
         .await;
     assert_eq!(answer.field(), "error");
@@ -704,10 +711,19 @@ async fn huge_and_malformed_durations_are_refused_and_change_nothing(store: Arc<
         raw.status()
     );
     assert_eq!(server.job(id).await, before, "nothing changed");
+    // The smallest positive lease is a valid one, not a refusal.
+    let tiny = server
+        .post(
+            "/v1/pull/reserve",
+            json!({"worker": "w", "queues": ["empty"], "lease_seconds": 5e-324}),
+        )
+        .await;
+    assert_eq!(tiny.status, 200, "{tiny:?}");
+    // A whole number written as a float is the same fence.
     let done = server
         .post(
             &format!("/v1/pull/jobs/{id}/complete"),
-            json!({"fence": fence}),
+            json!({"fence": fence.as_f64().unwrap()}),
         )
         .await;
     assert_eq!(done.status, 200, "{done:?}");
@@ -915,7 +931,7 @@ async fn the_openapi_document_lists_pull_statuses_and_bounds(store: Arc<dyn Stor
     let doc = server.get("/v1/openapi.json").await.body;
     let paths = &doc["paths"];
     let reserve = &paths["/v1/pull/reserve"]["post"]["responses"];
-    for status in ["200", "401", "403", "413", "415", "422", "503"] {
+    for status in ["200", "400", "401", "403", "413", "415", "422", "503"] {
         assert!(reserve.get(status).is_some(), "reserve lacks {status}");
     }
     for route in [
@@ -927,7 +943,9 @@ async fn the_openapi_document_lists_pull_statuses_and_bounds(store: Arc<dyn Stor
         "cancel",
     ] {
         let responses = &paths[format!("/v1/pull/jobs/{{id}}/{route}")]["post"]["responses"];
-        for status in ["401", "403", "404", "409", "413", "415", "422", "503"] {
+        for status in [
+            "400", "401", "403", "404", "409", "413", "415", "422", "503",
+        ] {
             assert!(
                 responses.get(status).is_some(),
                 "{route} lacks {status}: {responses}"

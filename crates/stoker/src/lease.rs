@@ -237,7 +237,7 @@ impl<S: Store + ?Sized> Client<S> {
         fence: i64,
         failure: Failure,
     ) -> Result<FinishedJob> {
-        if failure.message.trim().is_empty() {
+        if failure.message.is_empty() {
             return Err(
                 InvalidInput::new("error", "say what went wrong: must not be empty").into(),
             );

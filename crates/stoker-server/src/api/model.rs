@@ -908,22 +908,32 @@ pub struct ReserveRequest {
     /// The worker's name, unique per worker process, e.g. `billing-7f3a`: 1 to 128 characters,
     /// no spaces. Its jobs show `worker: "pull:<name>"`, and it appears in `GET /v1/workers`
     /// under that id.
-    #[schema(min_length = 1, max_length = 128, pattern = r"^\S+$")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub worker: String,
-    /// The queues to take jobs from, in order of preference: 1 to 32.
-    #[schema(min_items = 1, max_items = 32)]
+    /// The queues to take jobs from, in order of preference: 1 to 32 queue names (1 to 128
+    /// letters, digits, `_`, `-`, `.`, `:`).
+    #[schema(schema_with = queue_names_schema)]
     pub queues: Vec<String>,
-    /// Only jobs of these kinds (the kinds the worker can run), at most 64. Empty means every
-    /// kind.
+    /// Only jobs of these kinds (the kinds the worker can run), at most 64 kind names (1 to 255
+    /// bytes, no spaces or control characters). Empty means every kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(max_items = 64)]
+    #[schema(schema_with = kind_names_schema)]
     pub kinds: Vec<String>,
     /// The most jobs to reserve, 1 to 100. Defaults to 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// How long each job is held before it returns to the queue unless extended, in seconds.
-    /// Defaults to the server's `pull.lease` (30 s), at most `pull.max_lease`.
+    /// Defaults to the server's `pull.lease` (30 s); a longer one than `pull.max_lease` (1 h)
+    /// is cut to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(exclusive_minimum = 0.0, maximum = 315_360_000.0)]
     pub lease_seconds: Option<f64>,
@@ -932,13 +942,98 @@ pub struct ReserveRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0.0, maximum = 315_360_000.0)]
     pub wait_seconds: Option<f64>,
-    /// The worker's host name, shown in the workers list.
+    /// The worker's host name, shown in the workers list: at most 255 bytes, no control
+    /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 255)]
+    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub host: Option<String>,
     /// The worker's process id, shown in the workers list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4_294_967_295_i64)]
     pub pid: Option<u32>,
+}
+
+/// An optional whole number from 0 to `u32::MAX`, also when written with a fraction of zero.
+fn whole_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    match Option::<f64>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(value) if value.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&value) => {
+            Ok(Some(value as u32))
+        }
+        Some(value) => Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Float(value),
+            &"a whole number from 0 to 4294967295",
+        )),
+    }
+}
+
+/// The reserve request's `queues`: 1 to 32 queue names.
+fn queue_names_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .min_length(Some(1))
+                .max_length(Some(stoker::core::QUEUE_MAX_LEN))
+                .pattern(Some(r"^[A-Za-z0-9_.:-]+$")),
+        )
+        .min_items(Some(1))
+        .max_items(Some(stoker::RESERVE_MAX_QUEUES))
+        .build()
+}
+
+/// The reserve request's `kinds`: at most 64 kind names.
+fn kind_names_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .min_length(Some(1))
+                .max_length(Some(stoker::core::KIND_MAX_LEN))
+                .pattern(Some(r"^[^\s\x00-\x1f\x7f-\x9f]+$")),
+        )
+        .max_items(Some(stoker::RESERVE_MAX_KINDS))
+        .build()
+}
+
+/// A whole number, also when written with a fraction of zero (`3.0`): JSON does not tell the
+/// two apart, and neither does the OpenAPI `integer` type.
+fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct Visitor;
+
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<i64, E> {
+            Ok(value)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<i64, E> {
+            i64::try_from(value)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<i64, E> {
+            // The range check is on the float: `i64::MAX as f64` rounds up to 2^63.
+            if value.fract() == 0.0
+                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value)
+            {
+                Ok(value as i64)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    deserializer.deserialize_any(Visitor)
 }
 
 /// The reserved jobs (possibly none). Each is `running` under this worker with a lease until
@@ -954,9 +1049,10 @@ pub struct ReserveResponse {
 #[serde(deny_unknown_fields)]
 pub struct ExtendLeaseRequest {
     /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
     pub fence: i64,
-    /// The new lease from now, in seconds. Defaults to the server's `pull.lease`, at most
-    /// `pull.max_lease`.
+    /// The new lease from now, in seconds. Defaults to the server's `pull.lease`; a longer one
+    /// than `pull.max_lease` is cut to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(exclusive_minimum = 0.0, maximum = 315_360_000.0)]
     pub lease_seconds: Option<f64>,
@@ -977,6 +1073,7 @@ pub struct LeaseResponse {
 #[serde(deny_unknown_fields)]
 pub struct ProgressRequest {
     /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
     pub fence: i64,
     /// From 0.0 to 1.0.
     #[schema(minimum = 0.0, maximum = 1.0)]
@@ -995,6 +1092,7 @@ pub struct ProgressRequest {
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
     pub fence: i64,
     /// The handler's output, stored as the job's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1008,6 +1106,7 @@ pub struct CompleteRequest {
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
     /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
     pub fence: i64,
     /// What went wrong, recorded in the job's error history.
     #[schema(min_length = 1)]
@@ -1028,6 +1127,7 @@ pub struct FailRequest {
 #[serde(deny_unknown_fields)]
 pub struct SnoozeRequest {
     /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
     pub fence: i64,
     /// Run again after this many seconds.
     #[schema(minimum = 0.0, maximum = 315_360_000.0)]
@@ -1040,6 +1140,7 @@ pub struct SnoozeRequest {
 #[serde(deny_unknown_fields)]
 pub struct CancelAckRequest {
     /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
     pub fence: i64,
     /// Why, recorded in the job's error history (kind `cancelled`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

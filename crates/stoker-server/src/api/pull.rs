@@ -52,6 +52,8 @@ use crate::config::Scope;
 pub(crate) const PULL_PREFIX: &str = "pull:";
 /// The longest pull worker name.
 const WORKER_NAME_MAX: usize = 128;
+/// The longest host name a pull worker may give.
+const HOST_MAX: usize = 255;
 /// A pull worker's row is rewritten at most this often by its calls.
 const HEARTBEAT_MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// A pull worker this server has not heard from for this long is forgotten (its row stays
@@ -227,17 +229,12 @@ fn lease(state: &AppState, requested: Option<f64>) -> Result<Duration, ApiError>
     let Some(requested) = requested else {
         return Ok(settings.lease);
     };
-    let lease = seconds(requested, "lease_seconds", false)?;
-    if lease > settings.max_lease {
-        return Err(ApiError::invalid(
-            "lease_seconds",
-            format!(
-                "lease_seconds must be at most {} (the server's pull.max_lease), got {requested}",
-                settings.max_lease.as_secs_f64()
-            ),
-        ));
-    }
-    Ok(lease)
+    // A positive lease too short to count (5e-324 s) is the shortest the stores keep, 1 µs,
+    // rather than a refusal of a valid number.
+    // A longer one than the server grants is cut to `pull.max_lease`, as a wait is to
+    // `pull.max_wait`: the answer's `lease_expires_at` says when it ends.
+    let lease = seconds(requested, "lease_seconds", false)?.max(Duration::from_micros(1));
+    Ok(lease.min(settings.max_lease))
 }
 
 /// The reservation a request asks for, checked before anything is done (the list sizes
@@ -259,6 +256,14 @@ fn reservation(
                  unique per worker process"
             ),
         ));
+    }
+    if let Some(host) = &request.host {
+        if host.len() > HOST_MAX || host.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "host",
+                format!("host must be at most {HOST_MAX} bytes without control characters"),
+            ));
+        }
     }
     let reservation = Reservation {
         worker: worker_id,
@@ -309,6 +314,7 @@ async fn jobs_announced(events: &mut Option<broadcast::Receiver<StoreEvent>>, qu
     request_body = ReserveRequest,
     responses(
         (status = 200, description = "The reserved jobs, possibly none", body = ReserveResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
         (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 413, description = "The body is over the server's limit", body = ErrorBody),
@@ -391,6 +397,7 @@ pub(crate) async fn reserve(
     request_body = ExtendLeaseRequest,
     responses(
         (status = 200, description = "The lease", body = LeaseResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
         (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
@@ -435,6 +442,7 @@ pub(crate) async fn heartbeat(
     request_body = ProgressRequest,
     responses(
         (status = 204, description = "Recorded"),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
         (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
@@ -512,6 +520,7 @@ async fn acknowledged(state: &AppState, job: FinishedJob, now: DateTime<Utc>) ->
     request_body = CompleteRequest,
     responses(
         (status = 200, description = "Completed", body = AckResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
         (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
@@ -551,6 +560,7 @@ pub(crate) async fn complete(
     request_body = FailRequest,
     responses(
         (status = 200, description = "Recorded: `retryable`, `discarded` or `cancelled`", body = AckResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
         (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
@@ -595,6 +605,7 @@ pub(crate) async fn fail(
     request_body = SnoozeRequest,
     responses(
         (status = 200, description = "Snoozed (`available`), or `cancelled`", body = AckResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
         (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
@@ -631,6 +642,7 @@ pub(crate) async fn snooze(
     request_body = CancelAckRequest,
     responses(
         (status = 200, description = "Cancelled", body = AckResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
         (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
