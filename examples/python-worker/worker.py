@@ -7,11 +7,12 @@ It speaks the server's pull protocol (see README.md next to this file):
 2. while the handler runs, ``POST /v1/pull/jobs/{id}/heartbeat`` extends the job's lease
    (and says whether someone cancelled it), and ``.../progress`` records progress;
 3. ``.../complete`` stores the handler's result, ``.../fail`` records an error (retried
-   with backoff, after a given delay, or discarded), ``.../snooze`` puts the job back.
+   with backoff, after a given delay, or discarded), ``.../snooze`` puts the job back, and
+   ``.../cancel`` acknowledges a cancel request.
 
-Every call after the reserve carries the ``attempt`` the job was reserved with. If the
-server answers 409 ``stale_attempt``, the lease lapsed and the job went back to the queue
-(or it finished): the worker drops it.
+Every call after the reserve carries the ``fence`` the job was reserved with (a token no
+later reservation of the job repeats). If the server answers 409 ``lease_lost``, the lease
+ended and the job went back to the queue (or it finished): the worker drops it.
 
 Run it against a server (it takes the ``python`` queue by default; the server's built-in
 worker would leave these kinds alone in any queue, taking only its own kinds)::
@@ -132,6 +133,7 @@ class Context:
         self.id = job["id"]
         self.kind = job["kind"]
         self.attempt = job["attempt"]
+        self.fence = job["fence"]
         self.max_attempts = job["max_attempts"]
         self._cancelled = threading.Event()
         self._lost = threading.Event()
@@ -151,15 +153,18 @@ class Context:
         if self.cancelled or self.lost:
             raise Cancelled("cancelled while running")
 
-    def progress(self, fraction, message=None):
-        """Records progress, from 0.0 to 1.0, with what the handler is doing now."""
-        body = {"attempt": self.attempt, "fraction": fraction}
+    def progress(self, fraction, message=None, details=None):
+        """Records progress, from 0.0 to 1.0, with what the handler is doing now and any
+        JSON details (e.g. ``{"rows": 1200, "of": 5000}``)."""
+        body = {"fence": self.fence, "fraction": fraction}
         if message is not None:
             body["message"] = message
+        if details is not None:
+            body["details"] = details
         try:
             self.api.post(f"v1/pull/jobs/{self.id}/progress", body)
         except ApiError as err:
-            if err.code == "stale_attempt":
+            if err.code == "lease_lost":
                 self._lost.set()
             else:
                 log.warning("job %s: progress not recorded: %s", self.id, err)
@@ -179,11 +184,11 @@ class Heartbeat(threading.Thread):
     def run(self):
         interval = max(self.lease_seconds / 3.0, 0.2)
         while not self.stopped.wait(interval):
-            body = {"attempt": self.ctx.attempt, "lease_seconds": self.lease_seconds}
+            body = {"fence": self.ctx.fence, "lease_seconds": self.lease_seconds}
             try:
                 lease = self.ctx.api.post(f"v1/pull/jobs/{self.ctx.id}/heartbeat", body)
             except ApiError as err:
-                if err.code in ("stale_attempt", "not_found"):
+                if err.code in ("lease_lost", "not_found"):
                     log.warning("job %s: lost its lease (%s)", self.ctx.id, err.message)
                     self.ctx._lost.set()
                     return
@@ -235,7 +240,11 @@ def word_count(args, ctx):
     for number, line in enumerate(lines, start=1):
         ctx.check_cancelled()
         counts.update(word.strip(".,;:!?\"'()").lower() for word in line.split())
-        ctx.progress(number / len(lines), f"counted {number} of {len(lines)} lines")
+        ctx.progress(
+            number / len(lines),
+            f"counted {number} of {len(lines)} lines",
+            details={"lines": number, "of": len(lines), "words": sum(counts.values())},
+        )
     counts.pop("", None)
     return {
         "words": sum(counts.values()),
@@ -334,7 +343,7 @@ class Worker:
             "worker": self.name,
             "queues": self.queues,
             "kinds": sorted(HANDLERS),
-            "max_jobs": 1,
+            "limit": 1,
             "lease_seconds": self.lease_seconds,
             "wait_seconds": self.wait_seconds,
             "host": socket.gethostname(),
@@ -353,20 +362,20 @@ class Worker:
             if function is None:
                 raise Retry(f"no handler for kind {job['kind']!r} in this worker")
             result = function(job.get("args") or {}, ctx)
-            outcome = ("complete", {"attempt": ctx.attempt, "result": result})
+            outcome = ("complete", {"fence": ctx.fence, "result": result})
         except Retry as err:
-            body = {"attempt": ctx.attempt, "error": str(err)}
+            body = {"fence": ctx.fence, "error": str(err)}
             if err.after_seconds is not None:
                 body["retry_in_seconds"] = err.after_seconds
             outcome = ("fail", body)
         except Discard as err:
-            outcome = ("fail", {"attempt": ctx.attempt, "error": str(err), "discard": True})
+            outcome = ("fail", {"fence": ctx.fence, "error": str(err), "discard": True})
         except Snooze as err:
-            outcome = ("snooze", {"attempt": ctx.attempt, "snooze_seconds": err.seconds})
+            outcome = ("snooze", {"fence": ctx.fence, "snooze_seconds": err.seconds})
         except Cancelled as err:
-            outcome = ("fail", {"attempt": ctx.attempt, "error": str(err)})
+            outcome = ("cancel", {"fence": ctx.fence, "error": str(err)})
         except Exception as err:  # any other failure is a failed attempt, retried
-            outcome = ("fail", {"attempt": ctx.attempt, "error": f"{type(err).__name__}: {err}"})
+            outcome = ("fail", {"fence": ctx.fence, "error": f"{type(err).__name__}: {err}"})
         finally:
             heartbeat.stop()
         if ctx.lost:

@@ -20,6 +20,82 @@ pub const QUEUE_MAX_LEN: usize = 128;
 pub const TENANT_MAX_LEN: usize = 255;
 /// The longest idempotency key.
 pub const UNIQUE_KEY_MAX_LEN: usize = 512;
+/// The largest progress details a job may report: 64 KiB of JSON.
+pub const MAX_PROGRESS_DETAILS_BYTES: usize = 64 * 1024;
+/// The longest delay a backoff may name: ten years, in seconds. Far beyond any sensible
+/// retry, and far inside what a date can hold, so no backoff can overflow a `run_at`.
+pub const BACKOFF_MAX_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+
+/// A job's own retry backoff, given at enqueue (as BullMQ's `backoff` option): the wait after
+/// failed attempt `n` is `base_seconds * factor^(n - 1)`, capped at `max_seconds`, then moved
+/// at random by up to `jitter` (a fraction) either way.
+///
+/// ```
+/// use stoker_core::JobBackoff;
+///
+/// let backoff = JobBackoff { base_seconds: 1.0, factor: 3.0, max_seconds: 60.0, jitter: 0.0 };
+/// assert!(backoff.validate().is_ok());
+/// let bad = JobBackoff { factor: 0.5, ..backoff };
+/// assert_eq!(bad.validate().unwrap_err().field, "backoff.factor");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct JobBackoff {
+    /// The wait after the first failed attempt, in seconds; more than zero.
+    pub base_seconds: f64,
+    /// How much each further failure multiplies the wait; at least 1 (1 is a fixed delay).
+    pub factor: f64,
+    /// The longest wait, in seconds; at least `base_seconds`.
+    pub max_seconds: f64,
+    /// The fraction, from 0 to 1, by which a wait may move either way at random.
+    pub jitter: f64,
+}
+
+impl JobBackoff {
+    /// Checks every field: finite, `base_seconds > 0`, `factor >= 1`,
+    /// `max_seconds >= base_seconds`, `0 <= jitter <= 1`, and both durations at most
+    /// [`BACKOFF_MAX_SECONDS`].
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] naming the field, e.g. `backoff.factor`.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        let check = |field: &str, value: f64, ok: bool, rule: &str| {
+            if value.is_finite() && ok {
+                Ok(())
+            } else {
+                Err(InvalidInput::new(
+                    format!("backoff.{field}"),
+                    format!("must be {rule}, got {value}"),
+                ))
+            }
+        };
+        let (base, max) = (self.base_seconds, self.max_seconds);
+        check(
+            "base_seconds",
+            base,
+            base > 0.0 && base <= BACKOFF_MAX_SECONDS,
+            "more than zero seconds and at most ten years",
+        )?;
+        check(
+            "factor",
+            self.factor,
+            self.factor >= 1.0,
+            "a finite number of at least 1",
+        )?;
+        check(
+            "max_seconds",
+            max,
+            max >= base && max <= BACKOFF_MAX_SECONDS,
+            "at least base_seconds and at most ten years",
+        )?;
+        check(
+            "jitter",
+            self.jitter,
+            (0.0..=1.0).contains(&self.jitter),
+            "a fraction from 0 to 1",
+        )
+    }
+}
 
 /// One job to insert, fully resolved: every default already applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +120,8 @@ pub struct JobInsert {
     pub metadata: Metadata,
     /// How long one attempt may run, in milliseconds.
     pub timeout_ms: Option<i64>,
+    /// Its own retry backoff; `None` leaves it to its kind's (or the default).
+    pub backoff: Option<JobBackoff>,
 }
 
 impl JobInsert {
@@ -60,6 +138,7 @@ impl JobInsert {
             tenant: None,
             metadata: Metadata::default(),
             timeout_ms: None,
+            backoff: None,
         }
     }
 
@@ -93,6 +172,9 @@ impl JobInsert {
                     format!("must be positive, got {timeout} ms"),
                 ));
             }
+        }
+        if let Some(backoff) = &self.backoff {
+            backoff.validate()?;
         }
         let size = args_size(&self.args);
         if size > max_args_bytes {

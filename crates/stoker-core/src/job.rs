@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::JobBackoff;
+
 /// A job's id, assigned by the store on insert. Ids only grow, so they double as a keyset
 /// pagination cursor and as the tie-breaker in fetch order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -203,6 +205,10 @@ pub struct Progress {
     /// What it is doing now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Structured details the handler attached (any JSON), at most
+    /// [`MAX_PROGRESS_DETAILS_BYTES`](crate::MAX_PROGRESS_DETAILS_BYTES) of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Value>,
     /// When it was reported.
     pub at: DateTime<Utc>,
 }
@@ -224,6 +230,11 @@ pub struct JobRow {
     pub priority: Priority,
     /// Attempts started so far (0 before the first claim).
     pub attempt: i32,
+    /// The fencing token of its latest claim: every claim adds one, and nothing else ever
+    /// changes it (a snooze or hand-back gives the attempt back, never the fence). An
+    /// acknowledgement carries the fence it was claimed with, so it can only ever apply to
+    /// that one claim (0 before the first claim).
+    pub fence: i64,
     /// The most attempts it gets before it is discarded.
     pub max_attempts: i32,
     /// Not before this instant.
@@ -242,6 +253,8 @@ pub struct JobRow {
     pub progress: Option<Progress>,
     /// How long one attempt may run, in milliseconds, if the job sets its own limit.
     pub timeout_ms: Option<i64>,
+    /// Its own retry backoff, if it was enqueued with one (else its kind's applies).
+    pub backoff: Option<JobBackoff>,
     /// When it was inserted.
     pub created_at: DateTime<Utc>,
     /// When its latest attempt started.

@@ -24,17 +24,17 @@ mod store;
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use insert::{
-    args_size, validate_kind, validate_queue, InsertedJob, InvalidInput, JobInsert, KIND_MAX_LEN,
-    MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT, QUEUE_MAX_LEN, TENANT_MAX_LEN,
-    UNIQUE_KEY_MAX_LEN,
+    args_size, validate_kind, validate_queue, InsertedJob, InvalidInput, JobBackoff, JobInsert,
+    BACKOFF_MAX_SECONDS, KIND_MAX_LEN, MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT,
+    MAX_PROGRESS_DETAILS_BYTES, QUEUE_DEFAULT, QUEUE_MAX_LEN, TENANT_MAX_LEN, UNIQUE_KEY_MAX_LEN,
 };
 pub use job::{
     AttemptError, ErrorKind, JobId, JobRow, JobState, Metadata, Priority, Progress, UnknownState,
 };
 pub use store::{
-    Capabilities, JobCancelParams, JobClaimParams, JobFinish, JobFinishParams, JobInsertParams,
-    JobLeaseParams, JobListParams, JobProgressParams, JobPruneParams, JobRetryManyParams,
-    JobRetryParams, JobStageParams, JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended,
-    Outcome, QueueParams, QueueRow, StateCount, Store, StoreEvent, StoreTx, WorkerHeartbeatParams,
-    WorkerHeartbeatReply, WorkerRow,
+    Capabilities, FinishedJob, JobCancelParams, JobClaimParams, JobFinish, JobFinishParams,
+    JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams, JobPruneParams,
+    JobRetryManyParams, JobRetryParams, JobStageParams, JobStuckParams, LeaderElectParams,
+    LeaderRow, LeaseExtended, Outcome, QueueParams, QueueRow, StateCount, Store, StoreEvent,
+    StoreTx, WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
 };

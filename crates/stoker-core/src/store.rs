@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::{
-    AttemptError, InsertedJob, JobId, JobInsert, JobRow, JobState, StoreResult,
-    MAX_ARGS_BYTES_DEFAULT,
+    args_size, AttemptError, InsertedJob, InvalidInput, JobId, JobInsert, JobRow, JobState,
+    Progress, StoreResult, MAX_ARGS_BYTES_DEFAULT, MAX_PROGRESS_DETAILS_BYTES,
 };
 
 /// What a store can do beyond the required methods. The runtime asks instead of guessing.
@@ -102,8 +102,8 @@ pub struct JobClaimParams {
 pub struct JobLeaseParams {
     /// The job.
     pub id: JobId,
-    /// The fencing token, as in [`JobFinish::attempt`].
-    pub attempt: i32,
+    /// The fencing token, as in [`JobFinish::fence`].
+    pub fence: i64,
     /// The new lease, from `now`.
     pub lease: Duration,
     /// When.
@@ -111,12 +111,15 @@ pub struct JobLeaseParams {
 }
 
 /// A lease that [`Store::job_extend_lease`] extended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseExtended {
     /// When the lease now ends.
     pub expires_at: DateTime<Utc>,
     /// Whether a cancel was requested for the job: the holder should stop and report it.
     pub cancel_requested: bool,
+    /// The worker holding the job (as claimed), so the caller can keep that worker's row fresh
+    /// without reading the job.
+    pub worker_id: Option<String>,
 }
 
 /// The outcome of one attempt, as acknowledged by the worker (or decided by the rescuer).
@@ -140,7 +143,8 @@ pub enum Outcome {
         /// The failure, appended to the error history.
         error: AttemptError,
     },
-    /// Run again at `run_at` without using up an attempt: `available`, `attempt - 1`.
+    /// Run again at `run_at` without using up an attempt: `available`, `attempt - 1` (the
+    /// fence stays: the next claim takes a new one).
     Snooze {
         /// When to run again.
         run_at: DateTime<Utc>,
@@ -159,10 +163,12 @@ pub enum Outcome {
 pub struct JobFinish {
     /// The job.
     pub id: JobId,
-    /// The fencing token: the attempt number the worker claimed. The finish applies only if
-    /// the job is still `running` with exactly this attempt, so a worker whose job was rescued
-    /// and handed to another can never overwrite the newer attempt's outcome.
-    pub attempt: i32,
+    /// The fencing token: the [`JobRow::fence`] the worker claimed the job with. The finish
+    /// applies only if the job is still `running` with exactly this fence. Every claim takes a
+    /// new fence and nothing gives one back, so a worker whose job was snoozed, handed back,
+    /// rescued or retried and then claimed again can never overwrite the newer claim's outcome,
+    /// and a duplicated acknowledgement applies at most once.
+    pub fence: i64,
     /// What happened.
     pub outcome: Outcome,
 }
@@ -172,8 +178,46 @@ pub struct JobFinish {
 pub struct JobFinishParams {
     /// The acknowledgements, at most one per job.
     pub finishes: Vec<JobFinish>,
-    /// When: `finished_at` for finished states.
+    /// When: `finished_at` for finished states, and the instant against which leases are
+    /// checked.
     pub now: DateTime<Utc>,
+    /// A rescue: finish jobs whose lease has lapsed. Only the rescuer sets this. Without it, a
+    /// finish for a job whose `lease_expires_at <= now` is refused, so a worker that reports
+    /// after its lease ended cannot finish a job the rescuer is about to hand to another.
+    pub rescue: bool,
+}
+
+impl JobFinishParams {
+    /// Workers' acknowledgements (not a rescue) at `now`.
+    pub fn new(finishes: Vec<JobFinish>, now: DateTime<Utc>) -> Self {
+        JobFinishParams {
+            finishes,
+            now,
+            rescue: false,
+        }
+    }
+}
+
+/// A finish that [`Store::job_finish_many`] applied: the job as the finish left it, with what
+/// a caller needs for metrics and an answer, so it need not read the job again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedJob {
+    /// The job.
+    pub id: JobId,
+    /// Its state now: the outcome's, or `cancelled` when a cancel was requested.
+    pub state: JobState,
+    /// When it runs again (for `available` and `retryable`); its last `run_at` otherwise.
+    pub run_at: DateTime<Utc>,
+    /// Its attempt count now (given back by a snooze or hand-back).
+    pub attempt: i32,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// When the attempt that finished started.
+    pub attempted_at: Option<DateTime<Utc>>,
+    /// The worker that held it.
+    pub worker_id: Option<String>,
 }
 
 /// Parameters of [`Store::job_list`].
@@ -246,14 +290,55 @@ pub struct JobRetryManyParams {
 pub struct JobProgressParams {
     /// The job.
     pub id: JobId,
-    /// The fencing token, as in [`JobFinish::attempt`].
-    pub attempt: i32,
+    /// The fencing token, as in [`JobFinish::fence`].
+    pub fence: i64,
     /// From 0.0 to 1.0.
     pub fraction: f64,
     /// What it is doing now.
     pub message: Option<String>,
+    /// Structured details (any JSON), at most [`MAX_PROGRESS_DETAILS_BYTES`] as compact JSON.
+    pub details: Option<Value>,
     /// When.
     pub now: DateTime<Utc>,
+}
+
+impl JobProgressParams {
+    /// Checks the report: a fraction from 0.0 to 1.0, details within the size limit.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] naming `fraction` or `details`.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if !(0.0..=1.0).contains(&self.fraction) {
+            return Err(InvalidInput::new(
+                "fraction",
+                format!("must be a number from 0.0 to 1.0, got {}", self.fraction),
+            ));
+        }
+        if let Some(details) = &self.details {
+            let size = args_size(details);
+            if size > MAX_PROGRESS_DETAILS_BYTES {
+                return Err(InvalidInput::new(
+                    "details",
+                    format!(
+                        "is {size} bytes of JSON, over the limit of \
+                         {MAX_PROGRESS_DETAILS_BYTES} bytes"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The progress record this report stores.
+    pub fn to_progress(&self) -> Progress {
+        Progress {
+            fraction: self.fraction,
+            message: self.message.clone(),
+            details: self.details.clone(),
+            at: self.now,
+        }
+    }
 }
 
 /// Parameters of [`Store::job_prune`]. `None` leaves that rule off.
@@ -447,7 +532,7 @@ pub trait Store: Send + Sync + 'static {
     /// [`Store::job_stage`] runs at or after its `run_at`. So a table of millions of scheduled
     /// jobs costs a claim nothing. They are taken in
     /// order of priority (highest first), then `run_at`, then id. Each claimed job becomes
-    /// `running`, with `attempt + 1`, `attempted_at = now`, `worker_id` set and
+    /// `running`, with `attempt + 1`, `fence + 1`, `attempted_at = now`, `worker_id` set and
     /// `lease_expires_at = now + lease` (or none without a lease). A job is never
     /// handed to two claimers, however many claim at once. A paused queue yields nothing.
     async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<JobRow>>;
@@ -459,10 +544,13 @@ pub trait Store: Send + Sync + 'static {
     /// `NotFound` if there is no such job; `Conflict` if it is running (cancel it first).
     async fn job_delete(&self, id: JobId) -> StoreResult<JobRow>;
 
-    /// Applies attempt outcomes in one round trip, and returns the ids it applied.
+    /// Applies attempt outcomes in one round trip, and returns the jobs it applied them to, as
+    /// the finishes left them, in input order.
     ///
-    /// A finish applies only to a job that is `running` with the given attempt (the fencing
-    /// token); others are skipped and left out of the result. Per [`Outcome`]:
+    /// A finish applies only to a job that is `running` with the given fence (the fencing
+    /// token, see [`JobFinish::fence`]) and whose lease, if it has one, ends after `now`
+    /// (unless [`JobFinishParams::rescue`]); others are skipped and left out of the result.
+    /// No outcome changes the fence. Per [`Outcome`]:
     ///
     /// | outcome | state | also |
     /// |---|---|---|
@@ -477,7 +565,7 @@ pub trait Store: Send + Sync + 'static {
     /// with `finished_at = now` (an outcome's error is still appended, and `attempt` is not
     /// decremented). `worker_id` is kept for the record in every case; `lease_expires_at` is
     /// cleared in every case.
-    async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<JobId>>;
+    async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<FinishedJob>>;
 
     /// Fetches one job.
     async fn job_get(&self, id: JobId) -> StoreResult<Option<JobRow>>;
@@ -499,9 +587,10 @@ pub trait Store: Send + Sync + 'static {
     /// Lists jobs matching every given filter, newest (highest id) first, at most `limit`.
     async fn job_list(&self, params: JobListParams) -> StoreResult<Vec<JobRow>>;
 
-    /// Extends the lease of a job that is `running` with the given attempt to `now + lease`.
-    /// Returns `None` (and changes nothing) if the job is not running that attempt: its lease
-    /// lapsed and it was rescued, or it finished.
+    /// Extends the lease of a job that is `running` with the given fence to `now + lease`.
+    /// Returns `None` (and changes nothing) if the job is not running with that fence (it
+    /// finished, or was claimed again), or if its lease already ended at or before `now` (a
+    /// lapsed lease is never revived: the rescuer owns the job).
     async fn job_extend_lease(&self, params: JobLeaseParams) -> StoreResult<Option<LeaseExtended>>;
 
     /// Lists running jobs whose worker is gone or silent, or whose lease lapsed (see
@@ -510,7 +599,11 @@ pub trait Store: Send + Sync + 'static {
     async fn job_list_stuck(&self, params: JobStuckParams) -> StoreResult<Vec<JobRow>>;
 
     /// Records progress of a running job. Returns false (and changes nothing) if the job is
-    /// not running with the given attempt.
+    /// not running with the given fence, or its lease ended at or before `now`.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `fraction` or `details` (see [`JobProgressParams::validate`]).
     async fn job_progress(&self, params: JobProgressParams) -> StoreResult<bool>;
 
     /// Deletes finished jobs by the given rules, at most `limit`, and returns how many.

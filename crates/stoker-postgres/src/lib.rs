@@ -73,8 +73,8 @@
 //! A running job is held either by its worker's heartbeat row in `stoker_workers` or, for a
 //! pull worker (a process that takes jobs from a server and has no row), by a lease in its
 //! `lease_expires_at` column: set by a claim made with a lease, moved by
-//! [`job_extend_lease`](stoker_core::Store::job_extend_lease) (fenced by attempt), cleared by
-//! every acknowledgement. The column is in no index, so extending a lease is a HOT update. The
+//! [`job_extend_lease`](stoker_core::Store::job_extend_lease) (fenced by the claim's `fence`, and
+//! never past the lease's end), cleared by every acknowledgement. The column is in no index, so extending a lease is a HOT update. The
 //! rescuer's query ([`job_list_stuck`](stoker_core::Store::job_list_stuck)) reads the running
 //! jobs through the `(state, id)` index: a leased job is stuck once its
 //! lease has ended, one without a lease once its worker's heartbeat is stale or its row gone.

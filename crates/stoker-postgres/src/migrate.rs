@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "running_index",
         sql: include_str!("../migrations/0004_running_index.sql"),
     },
+    Migration {
+        version: 5,
+        name: "fence",
+        sql: include_str!("../migrations/0005_fence.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -4,8 +4,8 @@ use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::Row;
 use stoker_core::{
-    AttemptError, JobId, JobRow, JobState, LeaderRow, Metadata, Priority, Progress, QueueRow,
-    StoreError, StoreResult, WorkerRow,
+    AttemptError, FinishedJob, JobBackoff, JobId, JobRow, JobState, LeaderRow, Metadata, Priority,
+    Progress, QueueRow, StoreError, StoreResult, WorkerRow,
 };
 
 use crate::error::store_error;
@@ -34,6 +34,8 @@ pub(crate) const JOB_COLUMNS: &[&str] = &[
     "worker_id",
     "cancel_requested_at",
     "lease_expires_at",
+    "fence",
+    "backoff",
 ];
 
 /// The job columns as a select list, each prefixed with `alias.` when an alias is given.
@@ -74,6 +76,7 @@ pub(crate) fn job_row(row: &PgRow) -> StoreResult<JobRow> {
     let Json(metadata): Json<Metadata> = get(row, "metadata")?;
     let Json(errors): Json<Vec<AttemptError>> = get(row, "errors")?;
     let progress: Option<Json<Progress>> = get(row, "progress")?;
+    let backoff: Option<Json<JobBackoff>> = get(row, "backoff")?;
     Ok(JobRow {
         id: JobId(get(row, "id")?),
         kind: get(row, "kind")?,
@@ -97,6 +100,26 @@ pub(crate) fn job_row(row: &PgRow) -> StoreResult<JobRow> {
         worker_id: get(row, "worker_id")?,
         cancel_requested_at: get(row, "cancel_requested_at")?,
         lease_expires_at: get(row, "lease_expires_at")?,
+        fence: get(row, "fence")?,
+        backoff: backoff.map(|Json(backoff)| backoff),
+    })
+}
+
+/// Decodes a row returned by the finish statement: `id, state, run_at, attempt, queue, kind,
+/// attempted_at, worker_id`.
+pub(crate) fn finished_row(row: &PgRow) -> StoreResult<FinishedJob> {
+    let state: String = get(row, "state")?;
+    Ok(FinishedJob {
+        id: JobId(get(row, "id")?),
+        state: state
+            .parse::<JobState>()
+            .map_err(|err| StoreError::Corrupt(err.to_string()))?,
+        run_at: get(row, "run_at")?,
+        attempt: get(row, "attempt")?,
+        queue: get(row, "queue")?,
+        kind: get(row, "kind")?,
+        attempted_at: get(row, "attempted_at")?,
+        worker_id: get(row, "worker_id")?,
     })
 }
 

@@ -78,8 +78,8 @@ impl Sql {
         let claim = |kinds: &str| {
             format!(
                 "UPDATE {jobs} j \
-                 SET state = 'running', attempt = j.attempt + 1, attempted_at = $1, worker_id = $2, \
-                     lease_expires_at = $5 \
+                 SET state = 'running', attempt = j.attempt + 1, fence = j.fence + 1, \
+                     attempted_at = $1, worker_id = $2, lease_expires_at = $5 \
                  WHERE j.id = ANY(ARRAY( \
                      SELECT id FROM {jobs} \
                      WHERE state IN ('available', 'retryable') AND NOT scheduled \
@@ -96,12 +96,12 @@ impl Sql {
             format!(
                 "WITH ins AS ( \
                      INSERT INTO {jobs} (kind, queue, args, priority, max_attempts, run_at, \
-                                         unique_key, tenant, metadata, timeout_ms, created_at, \
-                                         scheduled) \
+                                         unique_key, tenant, metadata, timeout_ms, backoff, \
+                                         created_at, scheduled) \
                      VALUES (($1::text[])[1], ($2::text[])[1], ($3::jsonb[])[1], \
                              ($4::int2[])[1], ($5::int4[])[1], ($6::timestamptz[])[1], \
                              ($7::text[])[1], ($8::text[])[1], ($9::jsonb[])[1], \
-                             ($10::int8[])[1], $11::timestamptz, \
+                             ($10::int8[])[1], ($13::jsonb[])[1], $11::timestamptz, \
                              ($6::timestamptz[])[1] > $11::timestamptz){conflict} \
                      RETURNING id, queue, scheduled \
                  ), notified AS ( \
@@ -156,9 +156,10 @@ impl Sql {
                     format!(
                         "INSERT INTO {jobs} (id, kind, queue, args, priority, max_attempts, \
                                              run_at, unique_key, tenant, metadata, timeout_ms, \
-                                             created_at, scheduled) \
+                                             backoff, created_at, scheduled) \
                          SELECT id, kind, queue, args, priority, max_attempts, run_at, \
-                                unique_key, tenant, metadata, timeout_ms, $11, run_at > $11 \
+                                unique_key, tenant, metadata, timeout_ms, backoff, $11, \
+                                run_at > $11 \
                          FROM input WHERE {filter} ORDER BY ord{conflict} \
                          RETURNING id, queue, scheduled"
                     )
@@ -170,10 +171,10 @@ impl Sql {
                          SELECT nextval('{s}.stoker_jobs_id_seq') AS id, u.* \
                          FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int2[], \
                                      $5::int4[], $6::timestamptz[], $7::text[], $8::text[], \
-                                     $9::jsonb[], $10::int8[]) \
+                                     $9::jsonb[], $10::int8[], $13::jsonb[]) \
                               WITH ORDINALITY AS u(kind, queue, args, priority, max_attempts, \
                                                    run_at, unique_key, tenant, metadata, \
-                                                   timeout_ms, ord) \
+                                                   timeout_ms, backoff, ord) \
                      ), plain AS ({plain}), keyed AS ({keyed}), \
                      ins AS (SELECT * FROM plain UNION ALL SELECT * FROM keyed), \
                      notified AS ( \
@@ -197,16 +198,16 @@ impl Sql {
             job_insert_keyless: format!(
                 "WITH ins AS ( \
                      INSERT INTO {jobs} (kind, queue, args, priority, max_attempts, run_at, \
-                                         unique_key, tenant, metadata, timeout_ms, created_at, \
-                                         scheduled) \
+                                         unique_key, tenant, metadata, timeout_ms, backoff, \
+                                         created_at, scheduled) \
                      SELECT kind, queue, args, priority, max_attempts, run_at, unique_key, \
-                            tenant, metadata, timeout_ms, $11, run_at > $11 \
+                            tenant, metadata, timeout_ms, backoff, $11, run_at > $11 \
                      FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::int2[], $5::int4[], \
                                  $6::timestamptz[], $7::text[], $8::text[], $9::jsonb[], \
-                                 $10::int8[]) \
+                                 $10::int8[], $13::jsonb[]) \
                           WITH ORDINALITY AS u(kind, queue, args, priority, max_attempts, \
                                                run_at, unique_key, tenant, metadata, \
-                                               timeout_ms, ord) \
+                                               timeout_ms, backoff, ord) \
                      ORDER BY ord \
                      RETURNING id, queue, scheduled \
                  ), notified AS ( \
@@ -262,10 +263,12 @@ impl Sql {
                                       ELSE u.state IN ('available', 'retryable') \
                                            AND COALESCE(u.run_at, j.run_at) > $7 END, \
                      lease_expires_at = NULL \
-                 FROM unnest($1::int8[], $2::int4[], $3::text[], $4::jsonb[], $5::timestamptz[], \
-                             $6::jsonb[]) AS u(id, attempt, state, result, run_at, error) \
-                 WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt \
-                 RETURNING j.id"
+                 FROM unnest($1::int8[], $2::int8[], $3::text[], $4::jsonb[], $5::timestamptz[], \
+                             $6::jsonb[]) AS u(id, fence, state, result, run_at, error) \
+                 WHERE j.id = u.id AND j.state = 'running' AND j.fence = u.fence \
+                   AND (j.lease_expires_at IS NULL OR j.lease_expires_at > $7 OR $8) \
+                 RETURNING j.id, j.state, j.run_at, j.attempt, j.queue, j.kind, j.attempted_at, \
+                           j.worker_id"
             ),
             // Cancels a waiting job, or flags a running one and tells its worker. Finished jobs
             // (and missing ones) match nothing; the caller then reads the row afresh.
@@ -289,9 +292,11 @@ impl Sql {
             job_delete: format!(
                 "DELETE FROM {jobs} WHERE id = $1 AND state <> 'running' RETURNING {cols}"
             ),
+            // Fenced like a finish, lease included.
             job_progress: format!(
                 "UPDATE {jobs} SET progress = $3 \
-                 WHERE id = $1 AND state = 'running' AND attempt = $2"
+                 WHERE id = $1 AND state = 'running' AND fence = $2 \
+                   AND (lease_expires_at IS NULL OR lease_expires_at > $4)"
             ),
             // Age rules and the keep-last rule in one delete of at most $5 rows. Each rule is a
             // branch gated by a one-time "is this rule on" filter, so rules that are off cost
@@ -389,11 +394,14 @@ impl Sql {
                  SELECT (SELECT count(*) FROM upd) AS retried, \
                         (SELECT count(*) FROM notified) AS notified"
             ),
-            // Fenced like a finish; a HOT update (the column is in no index).
+            // Fenced like a finish, and never reviving a lapsed lease; a HOT update (the
+            // column is in no index).
             job_extend_lease: format!(
                 "UPDATE {jobs} SET lease_expires_at = $3 \
-                 WHERE id = $1 AND state = 'running' AND attempt = $2 \
-                 RETURNING lease_expires_at, cancel_requested_at IS NOT NULL AS cancel_requested"
+                 WHERE id = $1 AND state = 'running' AND fence = $2 \
+                   AND (lease_expires_at IS NULL OR lease_expires_at > $4) \
+                 RETURNING lease_expires_at, cancel_requested_at IS NOT NULL AS cancel_requested, \
+                           worker_id"
             ),
             job_list: format!(
                 "SELECT {cols} FROM {jobs} \

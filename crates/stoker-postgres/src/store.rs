@@ -11,10 +11,10 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::Row;
 use stoker_core::{
-    Capabilities, InsertedJob, InvalidInput, JobCancelParams, JobClaimParams, JobFinishParams,
-    JobId, JobInsert, JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams,
-    JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobStageParams, JobState,
-    JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended, Outcome, Progress, QueueParams,
+    Capabilities, FinishedJob, InsertedJob, InvalidInput, JobCancelParams, JobClaimParams,
+    JobFinishParams, JobId, JobInsert, JobInsertParams, JobLeaseParams, JobListParams,
+    JobProgressParams, JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobStageParams,
+    JobState, JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended, Outcome, QueueParams,
     QueueRow, StateCount, Store, StoreError, StoreEvent, StoreResult, StoreTx,
     WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
 };
@@ -26,7 +26,7 @@ use crate::coalescer::Coalescer;
 use crate::error::store_error;
 use crate::listener::Listener;
 use crate::migrate;
-use crate::row::{job_row, leader_row, queue_row, worker_row};
+use crate::row::{finished_row, job_row, leader_row, queue_row, worker_row};
 use crate::sql::Sql;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
@@ -211,6 +211,7 @@ struct InsertBatch {
     tenants: Vec<Option<String>>,
     metadata: Vec<Value>,
     timeouts: Vec<Option<i64>>,
+    backoffs: Vec<Option<Value>>,
     now: DateTime<Utc>,
 }
 
@@ -233,6 +234,7 @@ impl InsertBatch {
             tenants: Vec::with_capacity(n),
             metadata: Vec::with_capacity(n),
             timeouts: Vec::with_capacity(n),
+            backoffs: Vec::with_capacity(n),
             now: params.now,
         };
         for job in params.jobs {
@@ -247,6 +249,7 @@ impl InsertBatch {
                 tenant,
                 metadata,
                 timeout_ms,
+                backoff,
             } = job;
             let metadata = serde_json::to_value(&metadata)
                 .map_err(|err| InvalidInput::new("metadata", err.to_string()))?;
@@ -260,6 +263,12 @@ impl InsertBatch {
             batch.tenants.push(tenant);
             batch.metadata.push(metadata);
             batch.timeouts.push(timeout_ms);
+            batch.backoffs.push(
+                backoff
+                    .map(serde_json::to_value)
+                    .transpose()
+                    .map_err(|err| InvalidInput::new("backoff", err.to_string()))?,
+            );
         }
         Ok(batch)
     }
@@ -304,6 +313,7 @@ impl InsertBatch {
             .bind(&self.timeouts)
             .bind(self.now)
             .bind(leading)
+            .bind(&self.backoffs)
     }
 
     /// Inserts the batch on `conn` in one statement (two when a duplicate's existing row
@@ -460,7 +470,7 @@ impl InsertBatch {
 #[derive(Default)]
 struct FinishBatch {
     ids: Vec<i64>,
-    attempts: Vec<i32>,
+    fences: Vec<i64>,
     states: Vec<&'static str>,
     results: Vec<Option<Value>>,
     run_ats: Vec<Option<DateTime<Utc>>>,
@@ -492,7 +502,7 @@ impl FinishBatch {
                 .transpose()
                 .map_err(|err| InvalidInput::new("error", err.to_string()))?;
             batch.ids.push(finish.id.0);
-            batch.attempts.push(finish.attempt);
+            batch.fences.push(finish.fence);
             batch.states.push(state);
             batch.results.push(result);
             batch.run_ats.push(run_at);
@@ -668,29 +678,33 @@ impl Store for PgStore {
         )))
     }
 
-    async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<JobId>> {
+    async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<FinishedJob>> {
         if params.finishes.is_empty() {
             return Ok(Vec::new());
         }
         let batch = FinishBatch::new(&params)?;
-        let applied: Vec<i64> = sqlx::query_scalar(&self.inner.sql.job_finish)
+        let rows = sqlx::query(&self.inner.sql.job_finish)
             .bind(&batch.ids)
-            .bind(&batch.attempts)
+            .bind(&batch.fences)
             .bind(&batch.states)
             .bind(&batch.results)
             .bind(&batch.run_ats)
             .bind(&batch.errors)
             .bind(params.now)
+            .bind(params.rescue)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(store_error)?;
+        let mut applied = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let job = finished_row(row)?;
+            applied.insert(job.id, job);
+        }
         // In input order.
-        let applied: HashSet<i64> = applied.into_iter().collect();
         Ok(batch
             .ids
             .iter()
-            .filter(|id| applied.contains(id))
-            .map(|&id| JobId(id))
+            .filter_map(|&id| applied.remove(&JobId(id)))
             .collect())
     }
 
@@ -756,17 +770,22 @@ impl Store for PgStore {
 
     async fn job_extend_lease(&self, params: JobLeaseParams) -> StoreResult<Option<LeaseExtended>> {
         let expires_at = lease_end(params.now, params.lease)?;
-        let row: Option<(DateTime<Utc>, bool)> = sqlx::query_as(&self.inner.sql.job_extend_lease)
-            .bind(params.id.0)
-            .bind(params.attempt)
-            .bind(expires_at)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(row.map(|(expires_at, cancel_requested)| LeaseExtended {
-            expires_at,
-            cancel_requested,
-        }))
+        let row: Option<(DateTime<Utc>, bool, Option<String>)> =
+            sqlx::query_as(&self.inner.sql.job_extend_lease)
+                .bind(params.id.0)
+                .bind(params.fence)
+                .bind(expires_at)
+                .bind(params.now)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(
+            row.map(|(expires_at, cancel_requested, worker_id)| LeaseExtended {
+                expires_at,
+                cancel_requested,
+                worker_id,
+            }),
+        )
     }
 
     async fn job_list_stuck(&self, params: JobStuckParams) -> StoreResult<Vec<JobRow>> {
@@ -784,24 +803,14 @@ impl Store for PgStore {
     }
 
     async fn job_progress(&self, params: JobProgressParams) -> StoreResult<bool> {
-        if !params.fraction.is_finite() {
-            return Err(InvalidInput::new(
-                "fraction",
-                format!("must be a number from 0.0 to 1.0, got {}", params.fraction),
-            )
-            .into());
-        }
-        let progress = Progress {
-            fraction: params.fraction,
-            message: params.message,
-            at: params.now,
-        };
-        let progress = serde_json::to_value(&progress)
+        params.validate()?;
+        let progress = serde_json::to_value(params.to_progress())
             .map_err(|err| InvalidInput::new("progress", err.to_string()))?;
         let updated = sqlx::query(&self.inner.sql.job_progress)
             .bind(params.id.0)
-            .bind(params.attempt)
+            .bind(params.fence)
             .bind(progress)
+            .bind(params.now)
             .execute(&self.inner.pool)
             .await
             .map_err(store_error)?;
@@ -1110,7 +1119,8 @@ mod tests {
         for (name, sql) in statements {
             conn.execute(sqlx::raw_sql(&format!(
                 "PREPARE {name} (text[], text[], jsonb[], int2[], int4[], timestamptz[], \
-                                 text[], text[], jsonb[], int8[], timestamptz, text[]) AS {sql}"
+                                 text[], text[], jsonb[], int8[], timestamptz, text[], \
+                                 jsonb[]) AS {sql}"
             )))
             .await
             .expect("prepare while the table is empty");
@@ -1135,7 +1145,8 @@ mod tests {
         ] {
             let args = format!(
                 "'{{k}}', '{{default}}', '{{\"{{}}\"}}', '{{0}}', '{{5}}', ARRAY[now()], \
-                 '{{{key}}}', '{{NULL}}', '{{\"{{}}\"}}', '{{NULL}}', now(), '{{}}'"
+                 '{{{key}}}', '{{NULL}}', '{{\"{{}}\"}}', '{{NULL}}', now(), '{{}}', \
+                 '{{NULL}}'"
             );
             let plan: Vec<String> = sqlx::query_scalar(&format!(
                 "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE {name}({args})"

@@ -196,7 +196,7 @@ async fn concurrent_migrations_of_a_fresh_schema() {
     .expect("list applied migrations");
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4],
+        vec![1, 2, 3, 4, 5],
         "each migration is applied exactly once"
     );
     // And again, now a no-op.
@@ -633,10 +633,11 @@ async fn foreign_search_path_and_manual_sql_keep_counts_right() {
         .job_finish_many(JobFinishParams {
             finishes: vec![JobFinish {
                 id: claimed[0].id,
-                attempt: 1,
+                fence: 1,
                 outcome: Outcome::Completed { result: None },
             }],
             now: now(),
+            rescue: false,
         })
         .await
         .expect("finish");

@@ -237,10 +237,7 @@ async fn cancel_retry_and_delete(store: Arc<dyn Store>) {
         .await
         .assert_error(409, "conflict");
     server
-        .post(
-            &format!("/v1/pull/jobs/{id}/complete"),
-            json!({"attempt": 1}),
-        )
+        .post(&format!("/v1/pull/jobs/{id}/complete"), json!({"fence": 1}))
         .await;
     let deleted = server.delete(&format!("/v1/jobs/{id}")).await;
     assert_eq!(deleted.status, 200);
@@ -826,7 +823,7 @@ async fn health_metrics_and_openapi(store: Arc<dyn Store>) {
         assert!(schemas.contains_key(schema), "no schema {schema}");
     }
     let codes = &schemas["ErrorCode"];
-    assert!(codes.to_string().contains("stale_attempt"), "{codes}");
+    assert!(codes.to_string().contains("lease_lost"), "{codes}");
     assert_eq!(
         doc.body["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"

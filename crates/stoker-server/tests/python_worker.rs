@@ -93,6 +93,15 @@ async fn the_python_worker_runs_jobs_through_the_pull_protocol() {
     assert_eq!(job["result"]["top"][0], json!(["the", 3]));
     assert_eq!(job["progress"]["fraction"], 1.0);
     assert_eq!(job["progress"]["message"], "counted 2 of 2 lines");
+    assert_eq!(
+        job["progress"]["details"],
+        json!({"lines": 2, "of": 2, "words": 7}),
+        "the worker's progress details"
+    );
+    assert_eq!(
+        job["fence"], 1,
+        "reported with the fence it was reserved with"
+    );
 
     let job = cli.json(&["jobs", "show", &invalid]);
     assert_eq!(job["state"], "discarded", "{job:#}\n{log}");

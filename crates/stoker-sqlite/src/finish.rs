@@ -1,13 +1,13 @@
 //! Acknowledging attempts in bulk: one statement applies every outcome of a batch, and one
 //! more keeps the finished counts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use stoker_core::{JobFinish, JobFinishParams, JobId, JobState, Outcome, StoreResult};
+use stoker_core::{FinishedJob, JobFinish, JobFinishParams, JobId, JobState, Outcome, StoreResult};
 
 use crate::connection::Writer;
 use crate::error::{db_error, invariant};
-use crate::row::{micros, to_json};
+use crate::row::{from_micros, micros, parse_state, to_json};
 
 /// The batch of finishes in `?2`, a JSON array with one array per finish, encoded by
 /// [`encode`], as rows.
@@ -41,12 +41,15 @@ macro_rules! new_state {
     };
 }
 
-/// The fence: a finish applies to a job still `running` the attempt it was claimed for;
-/// stale finishes are skipped. `+stoker_jobs.state` keeps the planner from scanning the state
-/// index: each finish is a primary-key lookup.
+/// The fence: a finish applies to a job still `running` under the claim it names (its
+/// `fence`), whose lease, if any, has not ended by the finish time `?1` (unless `?3`, a
+/// rescue); stale finishes are skipped. `+stoker_jobs.state` keeps the planner from scanning
+/// the state index: each finish is a primary-key lookup.
 macro_rules! fence {
     () => {
-        "stoker_jobs.id = f.job_id AND +stoker_jobs.state = 'running' AND stoker_jobs.attempt = f.fence"
+        "stoker_jobs.id = f.job_id AND +stoker_jobs.state = 'running' \
+         AND stoker_jobs.fence = f.fence \
+         AND (stoker_jobs.lease_expires_at IS NULL OR stoker_jobs.lease_expires_at > ?1 OR ?3)"
     };
 }
 
@@ -74,8 +77,8 @@ ON CONFLICT (queue, kind, state) DO UPDATE SET count = count + excluded.count"
     };
 }
 
-/// Applies the outcomes in `?2` (see [`finishes!`]) at the finish time `?1`; returns the ids
-/// applied. A job left waiting for a `run_at` after `?1` goes into the schedule. Every outcome
+/// Applies the outcomes in `?2` (see [`finishes!`]) at the finish time `?1` (`?3`: a rescue,
+/// which ignores leases); returns each job applied as the finish left it. A job left waiting for a `run_at` after `?1` goes into the schedule. Every outcome
 /// ends the attempt's lease.
 macro_rules! apply_finishes {
     () => {
@@ -108,7 +111,8 @@ FROM ",
 WHERE ",
             fence!(),
             "
-RETURNING stoker_jobs.id"
+RETURNING stoker_jobs.id, stoker_jobs.state, stoker_jobs.run_at, stoker_jobs.attempt,
+          stoker_jobs.queue, stoker_jobs.kind, stoker_jobs.attempted_at, stoker_jobs.worker_id"
         )
     };
 }
@@ -136,43 +140,78 @@ pub(crate) const FINISH_SQL: &str = concat!(
     ";\nCOMMIT"
 );
 
-/// Applies `params.finishes` and returns the ids applied, in input order.
+/// A job [`FINISH_SQL`] applied a finish to, as it returns it: id, state, run_at, attempt,
+/// queue, kind, attempted_at, worker_id.
+pub(crate) type AppliedRow = (
+    i64,
+    String,
+    i64,
+    i32,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+);
+
+/// Applies `params.finishes` and returns the jobs applied, in input order.
 pub(crate) async fn finish_many(
     writer: &Writer,
     params: &JobFinishParams,
-) -> StoreResult<Vec<JobId>> {
+) -> StoreResult<Vec<FinishedJob>> {
     if params.finishes.is_empty() {
         return Ok(Vec::new());
     }
-    // One finish per attempt, so the count of jobs finishing matches the jobs changed (of two
-    // finishes for one attempt, the statement would apply either).
+    // One finish per claim, so the count of jobs finishing matches the jobs changed (of two
+    // finishes for one claim, the statement would apply either).
     let mut seen = HashSet::with_capacity(params.finishes.len());
     let mut rows = Vec::with_capacity(params.finishes.len());
     for finish in &params.finishes {
-        if seen.insert((finish.id, finish.attempt)) {
+        if seen.insert((finish.id, finish.fence)) {
             rows.push(encode(finish)?);
         }
     }
-    let applied = run(writer, micros(params.now), to_json(&rows)?).await?;
-    Ok(params
-        .finishes
-        .iter()
-        .map(|finish| finish.id)
-        .filter(|id| applied.contains(&id.0))
-        .collect())
+    let applied = run(writer, micros(params.now), to_json(&rows)?, params.rescue).await?;
+    let mut applied: HashMap<i64, AppliedRow> =
+        applied.into_iter().map(|row| (row.0, row)).collect();
+    let mut finished = Vec::with_capacity(applied.len());
+    for finish in &params.finishes {
+        if let Some((id, state, run_at, attempt, queue, kind, attempted_at, worker_id)) =
+            applied.remove(&finish.id.0)
+        {
+            finished.push(FinishedJob {
+                id: JobId(id),
+                state: parse_state(&state)?,
+                run_at: from_micros("run_at", run_at)?,
+                attempt,
+                queue,
+                kind,
+                attempted_at: attempted_at
+                    .map(|at| from_micros("attempted_at", at))
+                    .transpose()?,
+                worker_id,
+            });
+        }
+    }
+    Ok(finished)
 }
 
-/// Runs [`FINISH_SQL`] on the writer with the finish time `now` and the encoded finishes
-/// `rows`; returns the ids applied. The transaction is never left open: on an error it is
-/// rolled back.
-pub(crate) async fn run(writer: &Writer, now: i64, rows: String) -> StoreResult<HashSet<i64>> {
+/// Runs [`FINISH_SQL`] on the writer with the finish time `now`, the encoded finishes `rows`
+/// and whether this is a rescue; returns the jobs applied. The transaction is never left
+/// open: on an error it is rolled back.
+pub(crate) async fn run(
+    writer: &Writer,
+    now: i64,
+    rows: String,
+    rescue: bool,
+) -> StoreResult<Vec<AppliedRow>> {
     let mut conn = writer.acquire().await?;
     // A task of its own, so a caller that gives up mid-way cannot stop the statements between
     // the transaction's begin and its end, leaving it open on the writer connection.
     tokio::spawn(async move {
-        let applied = sqlx::query_scalar::<_, i64>(FINISH_SQL)
+        let applied = sqlx::query_as::<_, AppliedRow>(FINISH_SQL)
             .bind(now)
             .bind(rows)
+            .bind(rescue)
             .fetch_all(&mut *conn)
             .await;
         if applied.is_err() {
@@ -184,16 +223,15 @@ pub(crate) async fn run(writer: &Writer, now: i64, rows: String) -> StoreResult<
     })
     .await
     .map_err(|error| invariant(format!("acknowledging jobs failed: {error}")))?
-    .map(|ids| ids.into_iter().collect())
     .map_err(db_error)
 }
 
-/// One finish as [`FINISH_SQL`] reads it: `[id, attempt, state, completed, finished,
+/// One finish as [`FINISH_SQL`] reads it: `[id, fence, state, completed, finished,
 /// give_back, run_at, result, error]`, where `result` and `error` are JSON text (or null) and
 /// `run_at` is null to keep the job's.
 type FinishRow = (
     i64,
-    i32,
+    i64,
     &'static str,
     bool,
     bool,
@@ -220,7 +258,7 @@ fn encode(finish: &JobFinish) -> StoreResult<FinishRow> {
     };
     Ok((
         finish.id.0,
-        finish.attempt,
+        finish.fence,
         state.as_str(),
         state == JobState::Completed,
         state.is_finished(),

@@ -11,7 +11,7 @@ use stoker_core::{InsertedJob, JobId, JobInsertParams, StoreError, StoreResult};
 use crate::error::{db_error, invariant};
 use crate::row::{micros, to_json};
 
-/// The most jobs one insert statement carries (13 bound values each, well under SQLite's limit
+/// The most jobs one insert statement carries (14 bound values each, well under SQLite's limit
 /// of 32,766 variables per statement). Full chunks reuse one cached prepared statement.
 const CHUNK_ROWS: usize = 1024;
 
@@ -32,12 +32,12 @@ const LAST_ID_SQL: &str = "SELECT MAX(
 
 /// The insert of `rows` jobs: one multi-row `VALUES` statement whose rows each bind `id, kind,
 /// queue, args, priority, max_attempts, run_at, unique_key, tenant, metadata, timeout_ms,
-/// created_at, scheduled`. A job whose tenant and key match an existing job is skipped.
+/// backoff, created_at, scheduled`. A job whose tenant and key match an existing job is skipped.
 fn insert_sql(rows: usize) -> String {
     const HEAD: &str = "INSERT INTO stoker_jobs (id, kind, queue, args, state, priority, \
         attempt, max_attempts, run_at, unique_key, tenant, metadata, errors, timeout_ms, \
-        created_at, scheduled) VALUES ";
-    const ROW: &str = "(?, ?, ?, ?, 'available', ?, 0, ?, ?, ?, ?, ?, '[]', ?, ?, ?)";
+        backoff, created_at, scheduled) VALUES ";
+    const ROW: &str = "(?, ?, ?, ?, 'available', ?, 0, ?, ?, ?, ?, ?, '[]', ?, ?, ?, ?)";
     const TAIL: &str =
         " ON CONFLICT (COALESCE(tenant, ''), unique_key) WHERE unique_key IS NOT NULL DO NOTHING";
     let mut sql = String::with_capacity(HEAD.len() + rows * (ROW.len() + 2) + TAIL.len());
@@ -90,8 +90,9 @@ pub(crate) fn validate(params: &JobInsertParams) -> StoreResult<()> {
 /// The insert of one job as a statement of its own: the id comes from SQLite, and no row
 /// comes back when the job's tenant and key match an existing job.
 const INSERT_ONE_SQL: &str = "INSERT INTO stoker_jobs (kind, queue, args, state, priority, \
-    attempt, max_attempts, run_at, unique_key, tenant, metadata, errors, timeout_ms, created_at, \
-    scheduled) VALUES (?1, ?2, ?3, 'available', ?4, 0, ?5, ?6, ?7, ?8, ?9, '[]', ?10, ?11, ?12) \
+    attempt, max_attempts, run_at, unique_key, tenant, metadata, errors, timeout_ms, backoff, \
+    created_at, scheduled) \
+    VALUES (?1, ?2, ?3, 'available', ?4, 0, ?5, ?6, ?7, ?8, ?9, '[]', ?10, ?11, ?12, ?13) \
     ON CONFLICT (COALESCE(tenant, ''), unique_key) WHERE unique_key IS NOT NULL DO NOTHING \
     RETURNING id";
 
@@ -117,6 +118,7 @@ pub(crate) async fn insert_one(
         .bind(job.tenant.as_deref())
         .bind(to_json(&job.metadata)?)
         .bind(job.timeout_ms)
+        .bind(job.backoff.as_ref().map(to_json).transpose()?)
         .bind(micros(params.now))
         .bind(scheduled)
         .fetch_optional(&mut *conn)
@@ -230,6 +232,7 @@ pub(crate) async fn insert_jobs(
                 .bind(job.tenant.as_deref())
                 .bind(to_json(&job.metadata)?)
                 .bind(job.timeout_ms)
+                .bind(job.backoff.as_ref().map(to_json).transpose()?)
                 .bind(now)
                 .bind(is_scheduled(job.run_at, params.now));
         }

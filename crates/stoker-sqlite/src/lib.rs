@@ -88,7 +88,8 @@
 //! A running job is held either by its worker's heartbeat row or, for a pull worker (a process
 //! that takes jobs from a server and has no row), by a lease: a claim made with a lease sets
 //! the job's `lease_expires_at`, [`Store::job_extend_lease`] moves it (one primary-key update,
-//! fenced by attempt), and every acknowledgement clears it. The rescuer's query
+//! fenced by the claim's `fence`, and never past the lease's end), and every acknowledgement
+//! clears it. The rescuer's query
 //! ([`Store::job_list_stuck`]) reads the running jobs only: a leased job is stuck once its
 //! lease has ended, one without a lease once its worker's heartbeat is stale or its row gone.
 //! A bulk retry ([`Store::job_retry_many`]) is one `UPDATE … RETURNING` statement per batch.

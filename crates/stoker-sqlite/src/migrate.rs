@@ -50,6 +50,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "running_index",
         sql: include_str!("../migrations/0006_running_index.sql"),
     },
+    Migration {
+        version: 7,
+        name: "fence",
+        sql: include_str!("../migrations/0007_fence.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

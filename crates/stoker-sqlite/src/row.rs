@@ -12,7 +12,7 @@ macro_rules! job_columns {
     () => {
         "id, kind, queue, args, state, priority, attempt, max_attempts, run_at, unique_key, \
          tenant, metadata, errors, result, progress, timeout_ms, created_at, attempted_at, \
-         finished_at, worker_id, cancel_requested_at, lease_expires_at"
+         finished_at, worker_id, cancel_requested_at, lease_expires_at, fence, backoff"
     };
 }
 pub(crate) use job_columns;
@@ -121,6 +121,8 @@ pub(crate) fn job_from_row(row: &SqliteRow) -> StoreResult<JobRow> {
         worker_id: column(row, 19, "worker_id")?,
         cancel_requested_at: time_column_opt(row, 20, "cancel_requested_at")?,
         lease_expires_at: time_column_opt(row, 21, "lease_expires_at")?,
+        fence: column(row, 22, "fence")?,
+        backoff: json_column_opt(row, 23, "backoff")?,
     })
 }
 

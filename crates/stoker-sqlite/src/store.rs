@@ -10,10 +10,10 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{Sqlite, SqlitePool};
 use sqlx::{Connection, QueryBuilder, SqliteConnection};
 use stoker_core::{
-    validate_queue, Capabilities, InsertedJob, InvalidInput, JobCancelParams, JobClaimParams,
-    JobFinishParams, JobId, JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams,
-    JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobStageParams, JobState,
-    JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended, Progress, QueueParams, QueueRow,
+    validate_queue, Capabilities, FinishedJob, InsertedJob, InvalidInput, JobCancelParams,
+    JobClaimParams, JobFinishParams, JobId, JobInsertParams, JobLeaseParams, JobListParams,
+    JobProgressParams, JobPruneParams, JobRetryManyParams, JobRetryParams, JobRow, JobStageParams,
+    JobState, JobStuckParams, LeaderElectParams, LeaderRow, LeaseExtended, QueueParams, QueueRow,
     StateCount, Store, StoreError, StoreEvent, StoreResult, StoreTx, WorkerHeartbeatParams,
     WorkerHeartbeatReply, WorkerRow,
 };
@@ -46,8 +46,8 @@ const LEADER_NAME: &str = "stoker";
 /// claim with 100k due jobs, against 0.4 ms).
 pub(crate) const CLAIM_SQL: &str = concat!(
     "UPDATE stoker_jobs
-SET state = 'running', attempt = attempt + 1, attempted_at = ?1, worker_id = ?2,
-    lease_expires_at = ?5
+SET state = 'running', attempt = attempt + 1, fence = fence + 1, attempted_at = ?1,
+    worker_id = ?2, lease_expires_at = ?5
 WHERE id IN (
     SELECT id FROM stoker_jobs
     WHERE state IN ('available', 'retryable') AND scheduled = 0
@@ -62,8 +62,8 @@ RETURNING ",
 /// [`CLAIM_SQL`] for only the kinds in `?6`, a JSON array.
 pub(crate) const CLAIM_KINDS_SQL: &str = concat!(
     "UPDATE stoker_jobs
-SET state = 'running', attempt = attempt + 1, attempted_at = ?1, worker_id = ?2,
-    lease_expires_at = ?5
+SET state = 'running', attempt = attempt + 1, fence = fence + 1, attempted_at = ?1,
+    worker_id = ?2, lease_expires_at = ?5
 WHERE id IN (
     SELECT id FROM stoker_jobs
     WHERE state IN ('available', 'retryable') AND scheduled = 0
@@ -128,15 +128,21 @@ WHERE id IN (SELECT value FROM json_each(?2)) AND state <> 'running'";
 /// Job `?1`'s queue, kind and state.
 const STATE_OF_SQL: &str = "SELECT queue, kind, state FROM stoker_jobs WHERE id = ?1";
 
-/// Moves the lease of job `?2`, if it is running attempt `?3`, to end at `?1`; returns the new
-/// end and whether a cancel was requested.
+/// Moves the lease of job `?2`, if it is running with fence `?3` and its lease has not ended
+/// by `?4`, to end at `?1`; returns the new end, whether a cancel was requested, and the
+/// worker.
 pub(crate) const EXTEND_LEASE_SQL: &str = "
 UPDATE stoker_jobs SET lease_expires_at = ?1
-WHERE id = ?2 AND state = 'running' AND attempt = ?3
-RETURNING lease_expires_at, cancel_requested_at IS NOT NULL";
+WHERE id = ?2 AND state = 'running' AND fence = ?3
+  AND (lease_expires_at IS NULL OR lease_expires_at > ?4)
+RETURNING lease_expires_at, cancel_requested_at IS NOT NULL, worker_id";
 
-const PROGRESS_SQL: &str =
-    "UPDATE stoker_jobs SET progress = ?1 WHERE id = ?2 AND state = 'running' AND attempt = ?3";
+/// Records progress `?1` of job `?2` if it is running with fence `?3` and its lease has not
+/// ended by `?4`.
+pub(crate) const PROGRESS_SQL: &str = "
+UPDATE stoker_jobs SET progress = ?1
+WHERE id = ?2 AND state = 'running' AND fence = ?3
+  AND (lease_expires_at IS NULL OR lease_expires_at > ?4)";
 
 /// Running jobs whose lease ended at or before `?2`, or that have no lease and whose worker
 /// has no heartbeat at or after `?1` (silent, or no row at all), oldest attempt first, at most
@@ -529,7 +535,7 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<JobId>> {
+    async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<FinishedJob>> {
         finish::finish_many(&self.inner.writer, &params).await
     }
 
@@ -601,17 +607,19 @@ impl Store for SqliteStore {
 
     async fn job_extend_lease(&self, params: JobLeaseParams) -> StoreResult<Option<LeaseExtended>> {
         let expires_at = lease_end(params.now, params.lease)?;
-        let row: Option<(i64, bool)> = sqlx::query_as(EXTEND_LEASE_SQL)
+        let row: Option<(i64, bool, Option<String>)> = sqlx::query_as(EXTEND_LEASE_SQL)
             .bind(micros(expires_at))
             .bind(params.id.0)
-            .bind(params.attempt)
+            .bind(params.fence)
+            .bind(micros(params.now))
             .fetch_optional(&mut *self.write().await?)
             .await
             .map_err(db_error)?;
-        row.map(|(expires_at, cancel_requested)| {
+        row.map(|(expires_at, cancel_requested, worker_id)| {
             Ok(LeaseExtended {
                 expires_at: from_micros("lease_expires_at", expires_at)?,
                 cancel_requested,
+                worker_id,
             })
         })
         .transpose()
@@ -632,22 +640,12 @@ impl Store for SqliteStore {
     }
 
     async fn job_progress(&self, params: JobProgressParams) -> StoreResult<bool> {
-        if !params.fraction.is_finite() {
-            return Err(InvalidInput::new(
-                "fraction",
-                format!("must be a number from 0.0 to 1.0, got {}", params.fraction),
-            )
-            .into());
-        }
-        let progress = Progress {
-            fraction: params.fraction,
-            message: params.message,
-            at: params.now,
-        };
+        params.validate()?;
         let done = sqlx::query(PROGRESS_SQL)
-            .bind(to_json(&progress)?)
+            .bind(to_json(&params.to_progress())?)
             .bind(params.id.0)
-            .bind(params.attempt)
+            .bind(params.fence)
+            .bind(micros(params.now))
             .execute(&mut *self.write().await?)
             .await
             .map_err(db_error)?;

@@ -213,7 +213,7 @@ async fn concurrent_migrations_on_one_file() {
         .unwrap();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6],
+        vec![1, 2, 3, 4, 5, 6, 7],
         "each migration recorded once"
     );
 }
@@ -327,7 +327,7 @@ async fn two_stores_share_one_file() {
                     .iter()
                     .map(|job| JobFinish {
                         id: job.id,
-                        attempt: job.attempt,
+                        fence: job.fence,
                         outcome: Outcome::Completed { result: None },
                     })
                     .collect();
@@ -335,6 +335,7 @@ async fn two_stores_share_one_file() {
                     .job_finish_many(JobFinishParams {
                         finishes,
                         now: t(2),
+                        rescue: false,
                     })
                     .await?;
                 claimed.extend(jobs.into_iter().map(|job| job.id));
@@ -630,11 +631,12 @@ async fn stats_counters_follow_every_path() {
                 .enumerate()
                 .map(|(n, job)| JobFinish {
                     id: job.id,
-                    attempt: job.attempt,
+                    fence: job.fence,
                     outcome: outcome(n),
                 })
                 .collect(),
             now: t(2),
+            rescue: false,
         })
         .await
         .unwrap();
@@ -715,7 +717,7 @@ async fn failed_finish_rolls_back_and_leaves_no_transaction_open() {
         r#"[[{}, {}, "discarded", false, true, 0, null, null, "not json"]]"#,
         job.id.0, job.attempt
     );
-    crate::finish::run(store.writer(), 2_000_000, malformed)
+    crate::finish::run(store.writer(), 2_000_000, malformed, false)
         .await
         .unwrap_err();
     let unchanged = store.job_get(job.id).await.unwrap().unwrap();
@@ -726,14 +728,18 @@ async fn failed_finish_rolls_back_and_leaves_no_transaction_open() {
         .job_finish_many(JobFinishParams {
             finishes: vec![JobFinish {
                 id: job.id,
-                attempt: job.attempt,
+                fence: job.fence,
                 outcome: Outcome::Completed { result: None },
             }],
             now: t(3),
+            rescue: false,
         })
         .await
         .unwrap();
-    assert_eq!(applied, vec![job.id]);
+    assert_eq!(
+        applied.iter().map(|job| job.id).collect::<Vec<_>>(),
+        vec![job.id]
+    );
     // Read through another connection: the change is committed, not pending in an open one.
     let reopened = file_store(&dir).await;
     let done = reopened.job_get(job.id).await.unwrap().unwrap();
@@ -960,13 +966,14 @@ async fn inserts_ten_thousand_jobs_fast() {
                 .iter()
                 .map(|job| JobFinish {
                     id: job.id,
-                    attempt: job.attempt,
+                    fence: job.fence,
                     outcome: Outcome::Completed {
                         result: Some(json!({"ok": true})),
                     },
                 })
                 .collect(),
             now: t(2),
+            rescue: false,
         })
         .await
         .unwrap();
@@ -1027,11 +1034,12 @@ async fn throughput() {
                     .iter()
                     .map(|job| JobFinish {
                         id: job.id,
-                        attempt: job.attempt,
+                        fence: job.fence,
                         outcome: Outcome::Completed { result: None },
                     })
                     .collect(),
                 now: t(2),
+                rescue: false,
             })
             .await
             .unwrap();

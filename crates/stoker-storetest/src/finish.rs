@@ -24,14 +24,14 @@ pub async fn completed<S: Store>(store: Arc<S>) {
         vec![
             JobFinish {
                 id: with.id,
-                attempt: 1,
+                fence: 1,
                 outcome: Outcome::Completed {
                     result: Some(result.clone()),
                 },
             },
             JobFinish {
                 id: without.id,
-                attempt: 1,
+                fence: 1,
                 outcome: Outcome::Completed { result: None },
             },
         ],
@@ -156,14 +156,14 @@ pub async fn cancel<S: Store>(store: Arc<S>) {
         vec![
             JobFinish {
                 id: with.id,
-                attempt: 1,
+                fence: 1,
                 outcome: Outcome::Cancel {
                     error: Some(error.clone()),
                 },
             },
             JobFinish {
                 id: without.id,
-                attempt: 1,
+                fence: 1,
                 outcome: Outcome::Cancel { error: None },
             },
         ],
@@ -238,7 +238,7 @@ pub async fn error_history_accumulates<S: Store>(store: Arc<S>) {
             finish(
                 &store,
                 id,
-                attempt,
+                i64::from(attempt),
                 outcome,
                 now + chrono::Duration::seconds(1)
             )
@@ -338,25 +338,25 @@ pub async fn non_running_ignored<S: Store>(store: Arc<S>) {
     let waiting_before = get(&store, waiting).await;
     let done_before = get(&store, done.id).await;
 
-    for attempt in [0, 1] {
+    for fence in [0, 1] {
         let applied = finish_many(
             &store,
             vec![
                 JobFinish {
                     id: waiting,
-                    attempt,
+                    fence,
                     outcome: Outcome::Completed { result: None },
                 },
                 JobFinish {
                     id: done.id,
-                    attempt: 1,
+                    fence: 1,
                     outcome: Outcome::Discard {
                         error: attempt_error(1, at(2), "too late"),
                     },
                 },
                 JobFinish {
                     id: UNKNOWN_ID,
-                    attempt: 1,
+                    fence: 1,
                     outcome: Outcome::Completed { result: None },
                 },
             ],
@@ -406,7 +406,7 @@ pub async fn mixed_batch<S: Store>(store: Arc<S>) {
         .zip(outcomes)
         .map(|(job, outcome)| JobFinish {
             id: job.id,
-            attempt: if job.kind == "m_stale" { 2 } else { 1 },
+            fence: if job.kind == "m_stale" { 2 } else { 1 },
             outcome,
         })
         .collect();
@@ -510,7 +510,7 @@ pub async fn cancel_requested_rule<S: Store>(store: Arc<S>) {
         .zip(outcomes)
         .map(|(job, outcome)| JobFinish {
             id: job.id,
-            attempt: 1,
+            fence: 1,
             outcome,
         })
         .collect();
@@ -592,13 +592,13 @@ pub async fn clears_lease<S: Store>(store: Arc<S>) {
     for jobs in [&plain, &requested] {
         finishes.extend(jobs.iter().zip(outcomes()).map(|(job, outcome)| JobFinish {
             id: job.id,
-            attempt: 1,
+            fence: 1,
             outcome,
         }));
     }
     finishes.push(JobFinish {
         id: fenced.id,
-        attempt: 2,
+        fence: 2,
         outcome: Outcome::Completed { result: None },
     });
     let applied = finish_many(&store, finishes, at(10)).await;
@@ -623,5 +623,119 @@ pub async fn clears_lease<S: Store>(store: Arc<S>) {
         get(&store, fenced.id).await,
         fenced,
         "a fenced-off finish changes nothing, lease included"
+    );
+}
+
+/// The finish returns each job it applied, in input order, as the finish left it: state
+/// (`cancelled` for a job with a cancel requested), `run_at`, attempt, queue, kind, when the
+/// attempt started and its worker; stale finishes are left out.
+pub async fn returns_what_it_applied<S: Store>(store: Arc<S>) {
+    let done = running(&store, "r_done", t0()).await;
+    let failed = running(&store, "r_failed", t0()).await;
+    let snoozed = running(&store, "r_snoozed", at(1)).await;
+    let requested = running(&store, "r_requested", at(1)).await;
+    store
+        .job_cancel(JobCancelParams {
+            id: requested.id,
+            now: at(2),
+        })
+        .await
+        .expect("job_cancel");
+    let finishes = vec![
+        JobFinish {
+            id: snoozed.id,
+            fence: snoozed.fence,
+            outcome: Outcome::Snooze { run_at: at(50) },
+        },
+        JobFinish {
+            id: done.id,
+            fence: done.fence,
+            outcome: Outcome::Completed { result: None },
+        },
+        JobFinish {
+            id: requested.id,
+            fence: requested.fence,
+            outcome: Outcome::Retry {
+                error: attempt_error(1, at(3), "stopped"),
+                run_at: at(60),
+            },
+        },
+        JobFinish {
+            id: UNKNOWN_ID,
+            fence: 1,
+            outcome: Outcome::Completed { result: None },
+        },
+        JobFinish {
+            id: failed.id,
+            fence: failed.fence,
+            outcome: Outcome::Retry {
+                error: attempt_error(1, at(3), "boom"),
+                run_at: at(70),
+            },
+        },
+    ];
+    let applied = store
+        .job_finish_many(stoker_core::JobFinishParams::new(finishes, at(3)))
+        .await
+        .expect("job_finish_many");
+    let summary: Vec<_> = applied
+        .iter()
+        .map(|job| {
+            (
+                job.id,
+                job.state,
+                job.run_at,
+                job.attempt,
+                job.queue.as_str(),
+                job.kind.as_str(),
+                job.attempted_at,
+                job.worker_id.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                snoozed.id,
+                JobState::Available,
+                at(50),
+                0,
+                QUEUE_DEFAULT,
+                "r_snoozed",
+                Some(at(1)),
+                Some("w1")
+            ),
+            (
+                done.id,
+                JobState::Completed,
+                done.run_at,
+                1,
+                QUEUE_DEFAULT,
+                "r_done",
+                Some(t0()),
+                Some("w1")
+            ),
+            (
+                requested.id,
+                JobState::Cancelled,
+                requested.run_at,
+                1,
+                QUEUE_DEFAULT,
+                "r_requested",
+                Some(at(1)),
+                Some("w1")
+            ),
+            (
+                failed.id,
+                JobState::Retryable,
+                at(70),
+                1,
+                QUEUE_DEFAULT,
+                "r_failed",
+                Some(t0()),
+                Some("w1")
+            ),
+        ]
     );
 }

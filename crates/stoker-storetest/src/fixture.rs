@@ -214,24 +214,38 @@ pub(crate) async fn claim_exactly<S: Store>(
     row
 }
 
-/// Finishes one attempt at `now` and returns the ids the store applied.
+/// Finishes the claim `fence` of job `id` at `now` and returns the ids the store applied.
 pub(crate) async fn finish<S: Store>(
     store: &Arc<S>,
     id: JobId,
-    attempt: i32,
+    fence: i64,
     outcome: Outcome,
     now: DateTime<Utc>,
 ) -> Vec<JobId> {
-    finish_many(
-        store,
-        vec![JobFinish {
-            id,
-            attempt,
-            outcome,
-        }],
+    finish_many(store, vec![JobFinish { id, fence, outcome }], now).await
+}
+
+/// Finishes the claim `fence` of job `id` at `now` as the rescuer does (leases ignored), and
+/// returns the ids the store applied.
+pub(crate) async fn rescue<S: Store>(
+    store: &Arc<S>,
+    id: JobId,
+    fence: i64,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> Vec<JobId> {
+    let params = JobFinishParams {
+        finishes: vec![JobFinish { id, fence, outcome }],
         now,
-    )
-    .await
+        rescue: true,
+    };
+    store
+        .job_finish_many(params)
+        .await
+        .expect("job_finish_many")
+        .iter()
+        .map(|job| job.id)
+        .collect()
 }
 
 /// Applies `finishes` at `now` and returns the applied ids, sorted.
@@ -240,10 +254,13 @@ pub(crate) async fn finish_many<S: Store>(
     finishes: Vec<JobFinish>,
     now: DateTime<Utc>,
 ) -> Vec<JobId> {
-    let mut ids = store
-        .job_finish_many(JobFinishParams { finishes, now })
+    let mut ids: Vec<JobId> = store
+        .job_finish_many(JobFinishParams::new(finishes, now))
         .await
-        .expect("job_finish_many");
+        .expect("job_finish_many")
+        .iter()
+        .map(|job| job.id)
+        .collect();
     ids.sort();
     ids
 }
@@ -260,7 +277,7 @@ pub(crate) async fn complete<S: Store>(
     let applied = finish(
         store,
         id,
-        row.attempt,
+        row.fence,
         Outcome::Completed { result: None },
         finished_at,
     )

@@ -94,3 +94,81 @@ pub async fn timeout_zero<S: Store>(store: Arc<S>) {
     bad.timeout_ms = Some(0);
     refused(&store, bad, "timeout", 1024).await;
 }
+
+/// A backoff that is not finite, not positive, shrinking, capped below its base, with a
+/// jitter outside 0..=1 or longer than ten years is refused, naming the field.
+pub async fn backoff_fields<S: Store>(store: Arc<S>) {
+    let good = stoker_core::JobBackoff {
+        base_seconds: 1.0,
+        factor: 2.0,
+        max_seconds: 60.0,
+        jitter: 0.1,
+    };
+    let cases = [
+        (
+            "backoff.base_seconds",
+            stoker_core::JobBackoff {
+                base_seconds: 0.0,
+                ..good
+            },
+        ),
+        (
+            "backoff.base_seconds",
+            stoker_core::JobBackoff {
+                base_seconds: f64::NAN,
+                ..good
+            },
+        ),
+        (
+            "backoff.factor",
+            stoker_core::JobBackoff {
+                factor: 0.5,
+                ..good
+            },
+        ),
+        (
+            "backoff.factor",
+            stoker_core::JobBackoff {
+                factor: f64::INFINITY,
+                ..good
+            },
+        ),
+        (
+            "backoff.max_seconds",
+            stoker_core::JobBackoff {
+                max_seconds: 0.5,
+                ..good
+            },
+        ),
+        (
+            "backoff.max_seconds",
+            stoker_core::JobBackoff {
+                max_seconds: 1e15,
+                ..good
+            },
+        ),
+        (
+            "backoff.jitter",
+            stoker_core::JobBackoff {
+                jitter: 1.5,
+                ..good
+            },
+        ),
+        (
+            "backoff.jitter",
+            stoker_core::JobBackoff {
+                jitter: -0.1,
+                ..good
+            },
+        ),
+    ];
+    insert(&store, vec![job("existing")], t0()).await;
+    let jobs_before = all_jobs(&store).await;
+    for (field, backoff) in cases {
+        let mut bad = job("bad_backoff");
+        bad.backoff = Some(backoff);
+        let params = JobInsertParams::new(vec![job("valid"), bad], at(1));
+        expect_invalid(store.job_insert_many(params).await, field);
+        assert_eq!(all_jobs(&store).await, jobs_before, "no job was written");
+    }
+}

@@ -117,6 +117,29 @@ pub async fn options_round_trip<S: Store>(store: Arc<S>) {
         "a scheduled job is available"
     );
     assert_eq!(row.attempt, 0);
+    assert_eq!(row.fence, 0, "no claim yet");
+    assert_eq!(row.backoff, None);
+}
+
+/// A job's own backoff is stored and returned as given, alone and in a bulk insert (with and
+/// without keys), next to jobs without one.
+pub async fn backoff_round_trip<S: Store>(store: Arc<S>) {
+    let backoff = stoker_core::JobBackoff {
+        base_seconds: 1.5,
+        factor: 3.0,
+        max_seconds: 600.0,
+        jitter: 0.25,
+    };
+    let mut own = job("own_backoff");
+    own.backoff = Some(backoff);
+    let alone = insert(&store, vec![own.clone()], t0()).await[0];
+    let mut keyed = own.clone();
+    keyed.unique_key = Some("backoff-key".into());
+    let bulk = insert(&store, vec![own, job("kind_backoff"), keyed], t0()).await;
+    for id in [alone, bulk[0], bulk[2]] {
+        assert_eq!(get(&store, id).await.backoff, Some(backoff), "job {id}");
+    }
+    assert_eq!(get(&store, bulk[1]).await.backoff, None);
 }
 
 /// A second insert with the same key returns the first job's id, `duplicate: true`, and

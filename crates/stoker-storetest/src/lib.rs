@@ -74,6 +74,7 @@ mod fixture;
 pub mod cancel;
 pub mod claim;
 pub mod events;
+pub mod fence;
 pub mod finish;
 pub mod input;
 pub mod insert;
@@ -103,6 +104,7 @@ macro_rules! conformance_tests {
             insert_empty_batch_is_noop => insert::empty_batch_is_noop,
             insert_defaults_applied => insert::defaults_applied,
             insert_options_round_trip => insert::options_round_trip,
+            insert_backoff_round_trip => insert::backoff_round_trip,
             insert_unique_key_returns_existing => insert::unique_key_returns_existing,
             insert_unique_key_scoped_by_tenant => insert::unique_key_scoped_by_tenant,
             insert_unique_key_twice_in_one_batch => insert::unique_key_twice_in_one_batch,
@@ -135,6 +137,15 @@ macro_rules! conformance_tests {
             finish_mixed_batch => finish::mixed_batch,
             finish_cancel_requested_rule => finish::cancel_requested_rule,
             finish_clears_lease => finish::clears_lease,
+            finish_returns_what_it_applied => finish::returns_what_it_applied,
+            fence_grows_with_every_claim_only => fence::grows_with_every_claim_only,
+            fence_snooze_then_reclaim => fence::snooze_then_reclaim,
+            fence_hand_back_then_reclaim => fence::hand_back_then_reclaim,
+            fence_duplicated_snooze_and_heartbeat => fence::duplicated_snooze_and_heartbeat,
+            fence_rescue_then_reclaim => fence::rescue_then_reclaim,
+            fence_operator_retry_then_reclaim => fence::operator_retry_then_reclaim,
+            fence_lapsed_lease_refuses_reports => fence::lapsed_lease_refuses_reports,
+            fence_lease_rule_spares_live_and_unleased_jobs => fence::lease_rule_spares_live_and_unleased_jobs,
             cancel_waiting_becomes_cancelled => cancel::waiting_becomes_cancelled,
             cancel_running_gets_cancel_requested => cancel::running_gets_cancel_requested,
             cancel_running_then_failure_ends_cancelled => cancel::running_then_failure_ends_cancelled,
@@ -155,6 +166,7 @@ macro_rules! conformance_tests {
             manage_delete_running_is_conflict => manage::delete_running_is_conflict,
             manage_delete_unknown_is_not_found => manage::delete_unknown_is_not_found,
             manage_progress_fenced => manage::progress_fenced,
+            manage_progress_details => manage::progress_details,
             queue_pause_stops_claims => queue::pause_stops_claims,
             queue_pause_is_idempotent => queue::pause_is_idempotent,
             queue_list_shows_paused_flags => queue::list_shows_paused_flags,
@@ -202,6 +214,7 @@ macro_rules! conformance_tests {
             input_args_over_limit => input::args_over_limit,
             input_empty_tenant => input::empty_tenant,
             input_timeout_zero => input::timeout_zero,
+            input_backoff_fields => input::backoff_fields,
             migrate_twice_is_noop => migrate::twice_is_noop,
         }
     };
@@ -239,10 +252,11 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 14] = [
+    const MODULES: [(&str, &str); 15] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("events", include_str!("events.rs")),
+        ("fence", include_str!("fence.rs")),
         ("finish", include_str!("finish.rs")),
         ("input", include_str!("input.rs")),
         ("insert", include_str!("insert.rs")),

@@ -552,12 +552,13 @@ pub async fn delete_unknown_is_not_found<S: Store>(store: Arc<S>) {
 pub async fn progress_fenced<S: Store>(store: Arc<S>) {
     let job = running(&store, "long", t0()).await;
     let waiting = insert(&store, vec![crate::fixture::job("waiting")], t0()).await[0];
-    let progress = |id: JobId, attempt: i32, fraction: f64, message: Option<&str>, secs: i64| {
+    let progress = |id: JobId, fence: i64, fraction: f64, message: Option<&str>, secs: i64| {
         JobProgressParams {
             id,
-            attempt,
+            fence,
             fraction,
             message: message.map(str::to_owned),
+            details: None,
             now: at(secs),
         }
     };
@@ -571,6 +572,7 @@ pub async fn progress_fenced<S: Store>(store: Arc<S>) {
         Some(Progress {
             fraction: 0.25,
             message: Some("a quarter".into()),
+            details: None,
             at: at(3)
         })
     );
@@ -584,6 +586,7 @@ pub async fn progress_fenced<S: Store>(store: Arc<S>) {
         Some(Progress {
             fraction: 0.5,
             message: None,
+            details: None,
             at: at(4)
         })
     );
@@ -607,4 +610,61 @@ pub async fn progress_fenced<S: Store>(store: Arc<S>) {
     }
     assert_eq!(get(&store, job.id).await, recorded);
     assert_eq!(get(&store, waiting).await.progress, None);
+}
+
+/// Progress carries optional JSON details, stored with the report and replaced by the next
+/// one; details over the size limit, and fractions outside 0..=1, are refused as `Invalid`
+/// and change nothing.
+pub async fn progress_details<S: Store>(store: Arc<S>) {
+    let job = running(&store, "detailed", t0()).await;
+    let report = |fraction: f64, details: Option<serde_json::Value>, secs: i64| JobProgressParams {
+        id: job.id,
+        fence: job.fence,
+        fraction,
+        message: None,
+        details,
+        now: at(secs),
+    };
+    let details = serde_json::json!({"rows": 1200, "of": 5000, "stage": "import"});
+    assert!(store
+        .job_progress(report(0.24, Some(details.clone()), 1))
+        .await
+        .expect("job_progress"));
+    let recorded = get(&store, job.id).await;
+    assert_eq!(
+        recorded.progress,
+        Some(Progress {
+            fraction: 0.24,
+            message: None,
+            details: Some(details),
+            at: at(1)
+        })
+    );
+
+    let huge = serde_json::json!({"blob": "x".repeat(stoker_core::MAX_PROGRESS_DETAILS_BYTES)});
+    expect_invalid(
+        store.job_progress(report(0.5, Some(huge), 2)).await,
+        "details",
+    );
+    for fraction in [-0.1, 1.5, f64::NAN] {
+        expect_invalid(
+            store.job_progress(report(fraction, None, 2)).await,
+            "fraction",
+        );
+    }
+    assert_eq!(
+        get(&store, job.id).await,
+        recorded,
+        "refused reports change nothing"
+    );
+
+    assert!(store
+        .job_progress(report(0.5, None, 3))
+        .await
+        .expect("job_progress"));
+    assert_eq!(
+        get(&store, job.id).await.progress.and_then(|p| p.details),
+        None,
+        "a report without details clears the last one's"
+    );
 }

@@ -59,18 +59,18 @@ async fn stuck<S: Store>(
     ids(&rows)
 }
 
-/// Extends the lease of attempt `attempt` of job `id` by `secs` seconds from `now`.
-async fn extend<S: Store>(
+/// Extends the lease of the claim `fence` of job `id` by `secs` seconds from `now`.
+pub(crate) async fn extend<S: Store>(
     store: &Arc<S>,
     id: JobId,
-    attempt: i32,
+    fence: i64,
     secs: u64,
     now: DateTime<Utc>,
 ) -> Option<LeaseExtended> {
     store
         .job_extend_lease(JobLeaseParams {
             id,
-            attempt,
+            fence,
             lease: Duration::from_secs(secs),
             now,
         })
@@ -263,6 +263,7 @@ pub async fn extend_lease_moves_expiry<S: Store>(store: Arc<S>) {
         Some(LeaseExtended {
             expires_at: at(80),
             cancel_requested: false,
+            worker_id: Some("pull:alpha".into()),
         })
     );
     let row = get(&store, held.id).await;
@@ -352,7 +353,7 @@ pub async fn extend_lease_fenced<S: Store>(store: Arc<S>) {
         run_at: at(31),
     };
     assert_eq!(
-        finish(&store, held.id, 1, lost, at(31)).await,
+        crate::fixture::rescue(&store, held.id, 1, lost, at(31)).await,
         vec![held.id]
     );
     let rescued = get(&store, held.id).await;
@@ -387,6 +388,7 @@ pub async fn extend_lease_reports_cancel_requested<S: Store>(store: Arc<S>) {
         Some(LeaseExtended {
             expires_at: at(35),
             cancel_requested: false,
+            worker_id: Some("pull:alpha".into()),
         })
     );
     store
@@ -401,6 +403,7 @@ pub async fn extend_lease_reports_cancel_requested<S: Store>(store: Arc<S>) {
         Some(LeaseExtended {
             expires_at: at(37),
             cancel_requested: true,
+            worker_id: Some("pull:alpha".into()),
         })
     );
     let row = get(&store, held.id).await;
@@ -438,7 +441,7 @@ pub async fn late_finish_after_rescue_rejected<S: Store>(store: Arc<S>) {
         run_at: at(40),
     };
     assert_eq!(
-        finish(&store, id, row.attempt, rescue, at(31)).await,
+        finish(&store, id, row.fence, rescue, at(31)).await,
         vec![id]
     );
     let rescued = get(&store, id).await;

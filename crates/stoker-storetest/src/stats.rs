@@ -130,7 +130,7 @@ pub async fn after_finish<S: Store>(store: Arc<S>) {
         .zip(outcomes)
         .map(|(row, outcome)| JobFinish {
             id: row.id,
-            attempt: 1,
+            fence: 1,
             outcome,
         })
         .collect();
@@ -168,7 +168,7 @@ pub async fn after_finish<S: Store>(store: Arc<S>) {
         .iter()
         .map(|row| JobFinish {
             id: row.id,
-            attempt: row.attempt,
+            fence: row.fence,
             outcome: if row.id == claimed[1].id {
                 Outcome::Discard {
                     error: attempt_error(2, at(101), "x"),

@@ -115,6 +115,11 @@ impl<S: Store + ?Sized> Client<S> {
         &self.config.clock
     }
 
+    /// The registry whose handlers validate args and give their kinds' backoff, if any.
+    pub(crate) fn registry(&self) -> Option<&Registry> {
+        self.config.registry.as_deref()
+    }
+
     /// Creates or upgrades the store's schema; safe to call from every process at start.
     ///
     /// # Errors

@@ -6,7 +6,7 @@ use serde_json::Value;
 use stoker_core::{InsertedJob, JobId, JobProgressParams, JobRow, Metadata};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Client, EnqueueOptions, InvalidInput, Job, NewJob, Result};
+use crate::{Client, EnqueueOptions, Job, NewJob, Result};
 
 /// Handed to every attempt: who the job is, whether it should stop, and a way to report
 /// progress and enqueue follow-up jobs. Cheap to clone.
@@ -104,25 +104,45 @@ impl JobContext {
     ///
     /// [`Error::Invalid`](crate::Error::Invalid) if `fraction` is outside 0.0..=1.0, or a store error.
     pub async fn progress(&self, fraction: f64, message: impl Into<Option<String>>) -> Result<()> {
-        if !(0.0..=1.0).contains(&fraction) {
-            return Err(InvalidInput::new(
-                "progress",
-                format!("fraction must be between 0.0 and 1.0, got {fraction}"),
-            )
-            .into());
-        }
+        self.report(fraction, message.into(), None).await
+    }
+
+    /// Reports progress with structured details (any JSON, e.g. `{"rows": 1200, "of":
+    /// 5000}`), as BullMQ's `updateProgress` takes an object: stored with the fraction and
+    /// message, replacing the last report's.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) naming `fraction` if it is outside
+    /// 0.0..=1.0, or `details` if they are over
+    /// [`MAX_PROGRESS_DETAILS_BYTES`](stoker_core::MAX_PROGRESS_DETAILS_BYTES) of JSON; or a
+    /// store error.
+    pub async fn progress_with(
+        &self,
+        fraction: f64,
+        message: impl Into<Option<String>>,
+        details: Value,
+    ) -> Result<()> {
+        self.report(fraction, message.into(), Some(details)).await
+    }
+
+    async fn report(
+        &self,
+        fraction: f64,
+        message: Option<String>,
+        details: Option<Value>,
+    ) -> Result<()> {
         let job = &self.inner.job;
-        self.inner
-            .client
-            .store()
-            .job_progress(JobProgressParams {
-                id: job.id,
-                attempt: job.attempt,
-                fraction,
-                message: message.into(),
-                now: self.inner.client.clock().now(),
-            })
-            .await?;
+        let params = JobProgressParams {
+            id: job.id,
+            fence: job.fence,
+            fraction,
+            message,
+            details,
+            now: self.inner.client.clock().now(),
+        };
+        params.validate()?;
+        self.inner.client.store().job_progress(params).await?;
         Ok(())
     }
 

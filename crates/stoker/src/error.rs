@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use stoker_core::{InvalidInput, StoreError, StoreErrorKind};
+use stoker_core::{InvalidInput, JobId, StoreError, StoreErrorKind};
 
 /// An error from the [`Client`](crate::Client) or the [`Worker`](crate::Worker).
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,19 @@ pub enum Error {
     /// The operation does not apply to the job's current state (e.g. deleting a running job).
     #[error("{0}")]
     Conflict(String),
+    /// A report on a reserved job carried a fence that is no longer current: its lease lapsed
+    /// (and it may have been rescued), it finished, or it was reserved again. Nothing was
+    /// changed; stop working on the job.
+    #[error(
+        "job {id} is no longer held under fence {fence}: its lease ended, it finished, or it \
+         was reserved again"
+    )]
+    LeaseLost {
+        /// The job.
+        id: JobId,
+        /// The fence the report carried.
+        fence: i64,
+    },
     /// Encoding a job's args or a handler's output as JSON failed.
     #[error("could not encode {what} as JSON: {source}")]
     Encode {
@@ -52,7 +65,7 @@ impl Error {
         match self {
             Error::Invalid(_) | Error::Encode { .. } | Error::Config(_) => StoreErrorKind::Invalid,
             Error::NotFound(_) => StoreErrorKind::NotFound,
-            Error::Conflict(_) => StoreErrorKind::Conflict,
+            Error::Conflict(_) | Error::LeaseLost { .. } => StoreErrorKind::Conflict,
             Error::Store(err) => err.kind(),
         }
     }

@@ -59,6 +59,7 @@ mod client;
 mod context;
 mod error;
 mod job;
+mod lease;
 pub mod maintenance;
 mod options;
 mod registry;
@@ -72,6 +73,7 @@ pub use client::{Client, JobFilter, JobPage, StateCounts, Stats};
 pub use context::JobContext;
 pub use error::{Error, JobError, Result, ResultExt};
 pub use job::Job;
+pub use lease::{Failure, Reservation, RESERVE_MAX_KINDS, RESERVE_MAX_LIMIT, RESERVE_MAX_QUEUES};
 pub use options::{EnqueueOptions, NewJob};
 pub use registry::{Handler, Registry};
 pub use worker::{
@@ -81,9 +83,10 @@ pub use worker::{
 };
 
 pub use stoker_core::{
-    AttemptError, Clock, ErrorKind, InsertedJob, InvalidInput, JobId, JobRow, JobState, LeaderRow,
-    Metadata, Priority, Progress, QueueRow, Store, StoreError, StoreErrorKind, StubClock,
-    SystemClock, WorkerRow, MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
+    AttemptError, Clock, ErrorKind, FinishedJob, InsertedJob, InvalidInput, JobBackoff, JobId,
+    JobRow, JobState, LeaderRow, LeaseExtended, Metadata, Priority, Progress, QueueRow, Store,
+    StoreError, StoreErrorKind, StubClock, SystemClock, WorkerRow, MAX_ARGS_BYTES_DEFAULT,
+    MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
 };
 
 /// The store crate's types, for code that works at the store level.

@@ -5,10 +5,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use stoker_core::{
-    InvalidInput, JobId, JobInsert, Metadata, Priority, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
+    InvalidInput, JobBackoff, JobId, JobInsert, Metadata, Priority, MAX_ATTEMPTS_DEFAULT,
+    QUEUE_DEFAULT,
 };
 
-use crate::{Error, Job, Registry};
+use crate::{Backoff, Error, Job, Registry};
 
 /// How one job is enqueued. Anything left unset falls back to the kind's defaults (see
 /// [`Job`]), then to Stoker's.
@@ -35,6 +36,7 @@ pub struct EnqueueOptions {
     tenant: Option<String>,
     metadata: Metadata,
     timeout: Option<Duration>,
+    backoff: Option<Backoff>,
 }
 
 impl EnqueueOptions {
@@ -113,6 +115,25 @@ impl EnqueueOptions {
     /// The time limit of one attempt, overriding the kind's.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// The job's own retry backoff, overriding its kind's (as BullMQ's `backoff` option):
+    /// checked when the job is enqueued (see [`JobBackoff::validate`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use stoker::{Backoff, EnqueueOptions};
+    ///
+    /// let opts = EnqueueOptions::new().backoff(Backoff {
+    ///     base: Duration::from_secs(10),
+    ///     factor: 3.0,
+    ///     max: Duration::from_secs(3600),
+    ///     jitter: 0.2,
+    /// });
+    /// ```
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = Some(backoff);
         self
     }
 
@@ -265,6 +286,7 @@ impl NewJob {
             tenant: opts.tenant,
             metadata: opts.metadata,
             timeout_ms,
+            backoff: opts.backoff.map(JobBackoff::from),
         })
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use stoker_core::{
-    Capabilities, InsertedJob, JobCancelParams, JobClaimParams, JobFinishParams, JobId,
-    JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams, JobPruneParams,
+    Capabilities, FinishedJob, InsertedJob, JobCancelParams, JobClaimParams, JobFinishParams,
+    JobId, JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams, JobPruneParams,
     JobRetryManyParams, JobRetryParams, JobRow, JobStageParams, JobState, JobStuckParams,
     LeaderElectParams, LeaderRow, LeaseExtended, QueueParams, QueueRow, StateCount, Store,
     StoreEvent, StoreResult, WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
@@ -165,7 +165,7 @@ counting_store! {
         async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<JobRow>;
         async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<JobRow>>;
         async fn job_delete(&self, id: JobId) -> StoreResult<JobRow>;
-        async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<JobId>>;
+        async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<FinishedJob>>;
         async fn job_get(&self, id: JobId) -> StoreResult<Option<JobRow>>;
         async fn job_insert_many(&self, params: JobInsertParams) -> StoreResult<Vec<InsertedJob>>;
         async fn job_list(&self, params: JobListParams) -> StoreResult<Vec<JobRow>>;

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 use stoker::core::JobClaimParams;
 use stoker::maintenance::{RescuerConfig, StagerConfig};
 use stoker::{
-    AttemptResult, Client, EnqueueOptions, ErrorKind, InvalidInput, Job, JobContext, JobError,
-    JobFilter, JobState, NewJob, Priority, Store, Worker, WorkerBuilder,
+    AttemptResult, Backoff, Client, EnqueueOptions, Error, ErrorKind, InvalidInput, Job,
+    JobContext, JobError, JobFilter, JobState, NewJob, Priority, Store, Worker, WorkerBuilder,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -552,6 +552,91 @@ mod scenarios {
             0.5,
             "the last report is kept"
         );
+        handle.shutdown().await;
+    }
+
+    /// A failed attempt of a job enqueued with its own backoff waits by it (a fixed 1,000 s),
+    /// not by its kind's (the default, about 2 s).
+    pub async fn a_jobs_own_backoff_overrides_its_kinds(store: Arc<dyn Store>) {
+        let handle = worker(&store)
+            .queue("default", 1)
+            .handler_fn("flaky", |_args, _ctx| async move {
+                Err::<Value, _>(JobError::retryable("upstream down"))
+            })
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        let mut events = handle.events();
+        let client = client(&store);
+        let own = Backoff {
+            base: Duration::from_secs(1000),
+            factor: 1.0,
+            max: Duration::from_secs(1000),
+            jitter: 0.0,
+        };
+        let job = client
+            .enqueue_raw("flaky", json!({}), EnqueueOptions::new().backoff(own))
+            .await
+            .unwrap();
+        wait_events(&mut events, 1, WAIT, |e| e.id == job.id).await;
+        let row = client.get(job.id).await.unwrap().unwrap();
+        assert_eq!(row.state, JobState::Retryable);
+        assert_eq!(row.backoff, Some(own.into()));
+        let wait = (row.run_at - row.errors[0].at).num_microseconds().unwrap();
+        assert!(
+            (999_999_999..=1_000_000_000).contains(&wait),
+            "waits by the job's own backoff: {wait} µs"
+        );
+        let bad = client
+            .enqueue_raw(
+                "flaky",
+                json!({}),
+                EnqueueOptions::new().backoff(Backoff { factor: 0.5, ..own }),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&bad, Error::Invalid(input) if input.field == "backoff.factor"),
+            "{bad}"
+        );
+        handle.shutdown().await;
+    }
+
+    /// A handler's progress carries JSON details, kept with the fraction; details over the
+    /// limit are refused and change nothing.
+    pub async fn progress_carries_details(store: Arc<dyn Store>) {
+        let handle = worker(&store)
+            .queue("default", 1)
+            .handler_fn("import", |_args, ctx: JobContext| async move {
+                ctx.progress_with(0.25, Some("rows".to_owned()), json!({"rows": 12}))
+                    .await
+                    .map_err(JobError::retryable)?;
+                let huge = json!({"blob": "x".repeat(70 * 1024)});
+                match ctx.progress_with(0.5, None, huge).await {
+                    Err(Error::Invalid(input)) if input.field == "details" => {}
+                    other => return Err(JobError::fatal(format!("expected a refusal: {other:?}"))),
+                }
+                Ok(json!("imported"))
+            })
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        let mut events = handle.events();
+        let client = client(&store);
+        let job = client
+            .enqueue_raw("import", json!({}), EnqueueOptions::new())
+            .await
+            .unwrap();
+        wait_events(&mut events, 1, WAIT, |e| e.id == job.id).await;
+        let row = client.get(job.id).await.unwrap().unwrap();
+        assert_eq!(row.state, JobState::Completed, "{:?}", row.errors);
+        let progress = row.progress.expect("progress");
+        assert_eq!(progress.fraction, 0.25);
+        assert_eq!(progress.details, Some(json!({"rows": 12})));
         handle.shutdown().await;
     }
 
@@ -1407,6 +1492,8 @@ macro_rules! scenario_tests {
             retry_in_overrides_the_backoff,
             scheduled_job_runs_once_due,
             registered_kinds_only_leaves_other_kinds,
+            a_jobs_own_backoff_overrides_its_kinds,
+            progress_carries_details,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {

@@ -52,16 +52,16 @@ impl ApiError {
         ApiError::new(ErrorCode::NotFound, format!("job {id} not found")).with_field("id")
     }
 
-    /// A pull call for an attempt that is no longer the job's current one.
-    pub fn stale_attempt(id: impl std::fmt::Display, attempt: i32) -> Self {
+    /// A pull call whose fence is no longer the job's current one.
+    pub fn lease_lost(id: impl std::fmt::Display, fence: i64) -> Self {
         ApiError::new(
-            ErrorCode::StaleAttempt,
+            ErrorCode::LeaseLost,
             format!(
-                "attempt {attempt} of job {id} is no longer running: its lease lapsed and it was \
-                 rescued, or it already finished; stop working on it"
+                "job {id} is no longer held under fence {fence}: its lease ended, it finished, or \
+                 it was reserved again; stop working on it"
             ),
         )
-        .with_field("attempt")
+        .with_field("fence")
     }
 
     /// A failure inside the server: `cause` is logged, a generic message is sent.
@@ -108,7 +108,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::MissingScope | ErrorCode::TenantForbidden => StatusCode::FORBIDDEN,
-        ErrorCode::StaleAttempt | ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::LeaseLost | ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -179,6 +179,7 @@ impl From<stoker::Error> for ApiError {
                 ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
             }
             stoker::Error::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+            stoker::Error::LeaseLost { id, fence } => ApiError::lease_lost(id, fence),
             stoker::Error::Store(store) if store.kind() == stoker::StoreErrorKind::Busy => {
                 tracing::warn!(err = %store, "the database is busy or unreachable");
                 ApiError::new(
@@ -402,7 +403,7 @@ mod tests {
             (ErrorCode::Unauthorized, 401),
             (ErrorCode::MissingScope, 403),
             (ErrorCode::TenantForbidden, 403),
-            (ErrorCode::StaleAttempt, 409),
+            (ErrorCode::LeaseLost, 409),
             (ErrorCode::Conflict, 409),
             (ErrorCode::Unavailable, 503),
             (ErrorCode::Internal, 500),

@@ -53,6 +53,7 @@ fn build_insert(
         tenant,
         metadata,
         timeout_seconds,
+        backoff,
     } = request;
     let reprefix = |err: InvalidInput| {
         let field = match err.field.as_str() {
@@ -122,6 +123,7 @@ fn build_insert(
         tenant,
         metadata,
         timeout_ms,
+        backoff: backoff.map(Into::into),
     };
     job.validate(MAX_ARGS_BYTES_DEFAULT).map_err(reprefix)?;
     Ok(job)

@@ -17,7 +17,7 @@
 //! | `GET /v1/stats` | read | counts and throughput |
 //! | `GET /v1/handlers` | read | the built-in handlers |
 //! | `POST /v1/pull/reserve` | work | reserve jobs with a lease (long-poll) |
-//! | `POST /v1/pull/jobs/{id}/heartbeat`, `/progress`, `/complete`, `/fail`, `/snooze` | work | report on a reserved job |
+//! | `POST /v1/pull/jobs/{id}/heartbeat`, `/progress`, `/complete`, `/fail`, `/snooze`, `/cancel` | work | report on a reserved job |
 //! | `GET /health` | none | store reachable, migrations current, leader known |
 //! | `GET /metrics` | read | Prometheus metrics |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
@@ -74,6 +74,8 @@ pub struct AppState {
 
 struct StateInner {
     store: Arc<dyn Store>,
+    /// The pull protocol's way in: reserve and report through the library's rules.
+    client: stoker::Client,
     clock: Arc<dyn Clock>,
     tokens: Vec<ApiToken>,
     registry: Registry,
@@ -105,6 +107,8 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, config: &Config) -> Self {
         AppState {
             inner: Arc::new(StateInner {
+                client: stoker::Client::new(Arc::clone(&store))
+                    .with_registry(Arc::new(crate::handlers::builtin())),
                 store,
                 clock: Arc::new(SystemClock),
                 tokens: config.tokens.clone(),
@@ -205,6 +209,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pull/jobs/{id}/complete", post(pull::complete))
         .route("/v1/pull/jobs/{id}/fail", post(pull::fail))
         .route("/v1/pull/jobs/{id}/snooze", post(pull::snooze))
+        .route("/v1/pull/jobs/{id}/cancel", post(pull::cancel))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -14,7 +14,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use stoker::{ErrorKind, JobId, JobRow, JobState, Metadata, Priority, QueueRow, StateCounts};
+use stoker::{
+    ErrorKind, JobBackoff, JobId, JobRow, JobState, Metadata, Priority, QueueRow, StateCounts,
+};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
@@ -76,9 +78,10 @@ pub enum ErrorCode {
     MissingScope,
     /// 403: the token is bound to a tenant and the request reaches outside it.
     TenantForbidden,
-    /// 409: a pull call for an attempt that is no longer the job's current one: its lease
-    /// lapsed and the job was rescued, or it already finished. Stop working on it.
-    StaleAttempt,
+    /// 409: a pull call whose `fence` is no longer the job's current one: its lease lapsed
+    /// (and it may have been rescued), it finished, or it was reserved again. Stop working on
+    /// it.
+    LeaseLost,
     /// 409: the job's state does not allow this (e.g. deleting a running job).
     Conflict,
     /// 503: the database is busy or unreachable, or the server is shutting down; retry later.
@@ -91,7 +94,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    /// The code as it appears in JSON, e.g. `stale_attempt`.
+    /// The code as it appears in JSON, e.g. `lease_lost`.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::MalformedJson => "malformed_json",
@@ -106,7 +109,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::MissingScope => "missing_scope",
             ErrorCode::TenantForbidden => "tenant_forbidden",
-            ErrorCode::StaleAttempt => "stale_attempt",
+            ErrorCode::LeaseLost => "lease_lost",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
@@ -345,6 +348,62 @@ pub struct EnqueueRequest {
     /// handler's limit, or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<f64>,
+    /// The job's own retry backoff, instead of its kind's (as BullMQ's `backoff` option).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffSpec>,
+}
+
+/// A job's own retry backoff: the wait after failed attempt `n` is
+/// `base_seconds * factor^(n - 1)`, at most `max_seconds`, moved at random by up to `jitter`
+/// (a fraction) either way.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSpec {
+    /// The wait after the first failed attempt, in seconds: more than 0, at most ten years.
+    #[schema(exclusive_minimum = 0.0, maximum = 315_360_000.0)]
+    pub base_seconds: f64,
+    /// How much each further failure multiplies the wait: 1 (a fixed delay) or more.
+    /// Defaults to 2.
+    #[serde(default = "default_factor")]
+    #[schema(minimum = 1.0)]
+    pub factor: f64,
+    /// The longest wait, in seconds: at least `base_seconds`, at most ten years. Defaults to
+    /// one hour, or `base_seconds` if that is longer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 315_360_000.0)]
+    pub max_seconds: Option<f64>,
+    /// The fraction, from 0 to 1, by which each wait moves at random. Defaults to 0.
+    #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub jitter: f64,
+}
+
+fn default_factor() -> f64 {
+    2.0
+}
+
+impl From<BackoffSpec> for JobBackoff {
+    fn from(spec: BackoffSpec) -> Self {
+        JobBackoff {
+            base_seconds: spec.base_seconds,
+            factor: spec.factor,
+            max_seconds: spec
+                .max_seconds
+                .unwrap_or_else(|| spec.base_seconds.max(3600.0)),
+            jitter: spec.jitter,
+        }
+    }
+}
+
+impl From<JobBackoff> for BackoffSpec {
+    fn from(backoff: JobBackoff) -> Self {
+        BackoffSpec {
+            base_seconds: backoff.base_seconds,
+            factor: backoff.factor,
+            max_seconds: Some(backoff.max_seconds),
+            jitter: backoff.jitter,
+        }
+    }
 }
 
 fn empty_object() -> Value {
@@ -366,6 +425,7 @@ impl EnqueueRequest {
             tenant: None,
             metadata: None,
             timeout_seconds: None,
+            backoff: None,
         }
     }
 }
@@ -424,8 +484,11 @@ pub struct JobView {
     pub state: JobState,
     /// Higher runs first.
     pub priority: i16,
-    /// Attempts started so far (0 before the first). A pull worker's fencing token.
+    /// Attempts started so far (0 before the first).
     pub attempt: i32,
+    /// The fencing token of the job's latest reservation: every reservation takes a new one,
+    /// which never repeats. A pull worker sends it with every call about the job.
+    pub fence: i64,
     /// The most attempts it gets before it is discarded.
     pub max_attempts: i32,
     /// Not before this instant.
@@ -445,6 +508,9 @@ pub struct JobView {
     pub progress: Option<ProgressView>,
     /// How long one attempt may run, in seconds, if the job sets its own limit.
     pub timeout_seconds: Option<f64>,
+    /// Its own retry backoff, if it was enqueued with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffSpec>,
     /// When it was enqueued.
     pub created_at: DateTime<Utc>,
     /// When its latest attempt started.
@@ -469,6 +535,7 @@ impl From<JobRow> for JobView {
             state: job.state,
             priority: job.priority.0,
             attempt: job.attempt,
+            fence: job.fence,
             max_attempts: job.max_attempts,
             run_at: job.run_at,
             unique_key: job.unique_key,
@@ -489,9 +556,11 @@ impl From<JobRow> for JobView {
             progress: job.progress.map(|progress| ProgressView {
                 fraction: progress.fraction,
                 message: progress.message,
+                details: progress.details,
                 at: progress.at,
             }),
             timeout_seconds: job.timeout_ms.map(|ms| ms as f64 / 1000.0),
+            backoff: job.backoff.map(BackoffSpec::from),
             created_at: job.created_at,
             attempted_at: job.attempted_at,
             finished_at: job.finished_at,
@@ -527,6 +596,10 @@ pub struct ProgressView {
     /// What it is doing now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Structured details the worker attached (any JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
     /// When it was reported.
     pub at: DateTime<Utc>,
 }
@@ -826,41 +899,145 @@ pub enum HealthStatus {
 // Pull protocol
 // ---------------------------------------------------------------------------------------------
 
-/// `POST /v1/pull/reserve`: reserve up to `max_jobs` due jobs of the given queues, each held by
-/// a lease. With `wait_seconds`, waits that long for a job to arrive when none is due
+/// `POST /v1/pull/reserve`: reserve up to `limit` due jobs of the given queues, each held by a
+/// lease. With `wait_seconds`, waits that long for a job to arrive when none is due
 /// (long-poll), and answers the moment one is enqueued.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReserveRequest {
-    /// The worker's name, unique per worker process, e.g. `billing-7f3a`. Its jobs show
-    /// `worker_id: "pull:<name>"`, and it appears in `GET /v1/workers` under that id.
+    /// The worker's name, unique per worker process, e.g. `billing-7f3a`: 1 to 128 characters,
+    /// no spaces. Its jobs show `worker: "pull:<name>"`, and it appears in `GET /v1/workers`
+    /// under that id.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$"
+    )]
     pub worker: String,
-    /// The queues to take jobs from, in order of preference.
+    /// The queues to take jobs from, in order of preference: 1 to 32 queue names (1 to 128
+    /// letters, digits, `_`, `-`, `.`, `:`).
+    #[schema(schema_with = queue_names_schema)]
     pub queues: Vec<String>,
-    /// Only jobs of these kinds (the kinds the worker can run). Empty means every kind.
+    /// Only jobs of these kinds (the kinds the worker can run), at most 64 kind names (1 to 255
+    /// bytes, no spaces or control characters). Empty means every kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = kind_names_schema)]
     pub kinds: Vec<String>,
     /// The most jobs to reserve, 1 to 100. Defaults to 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_jobs: Option<u32>,
+    #[serde(
+        default,
+        deserialize_with = "whole_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
     /// How long each job is held before it returns to the queue unless extended, in seconds.
-    /// Defaults to the server's `pull.lease` (30 s), at most `pull.max_lease`.
+    /// Defaults to the server's `pull.lease` (30 s); a longer one than `pull.max_lease` (1 h)
+    /// is cut to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 315_360_000.0)]
     pub lease_seconds: Option<f64>,
     /// How long to wait for a job when none is due, in seconds. Defaults to 0 (answer at
     /// once), at most the server's `pull.max_wait` (30 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 315_360_000.0)]
     pub wait_seconds: Option<f64>,
-    /// The worker's host name, shown in the workers list.
+    /// The worker's host name, shown in the workers list: at most 255 bytes, no control
+    /// characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub host: Option<String>,
     /// The worker's process id, shown in the workers list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "whole_u32",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4_294_967_295_i64)]
     pub pid: Option<u32>,
 }
 
+/// An optional whole number from 0 to `u32::MAX`, also when written with a fraction of zero.
+fn whole_u32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    match Option::<f64>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(value) if value.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&value) => {
+            Ok(Some(value as u32))
+        }
+        Some(value) => Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Float(value),
+            &"a whole number from 0 to 4294967295",
+        )),
+    }
+}
+
+/// The reserve request's `queues`: 1 to 32 queue names.
+fn queue_names_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .min_length(Some(1))
+                .max_length(Some(stoker::core::QUEUE_MAX_LEN))
+                .pattern(Some(r"^[A-Za-z0-9_.:-]+$")),
+        )
+        .min_items(Some(1))
+        .max_items(Some(stoker::RESERVE_MAX_QUEUES))
+        .build()
+}
+
+/// The reserve request's `kinds`: at most 64 kind names.
+fn kind_names_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .min_length(Some(1))
+                .max_length(Some(stoker::core::KIND_MAX_LEN))
+                .pattern(Some(r"^[^\s\x00-\x1f\x7f-\x9f]+$")),
+        )
+        .max_items(Some(stoker::RESERVE_MAX_KINDS))
+        .build()
+}
+
+/// A whole number, also when written with a fraction of zero (`3.0`): JSON does not tell the
+/// two apart, and neither does the OpenAPI `integer` type.
+fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct Visitor;
+
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a whole number")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<i64, E> {
+            Ok(value)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<i64, E> {
+            i64::try_from(value)
+                .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(value), &self))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<i64, E> {
+            // The range check is on the float: `i64::MAX as f64` rounds up to 2^63.
+            if value.fract() == 0.0
+                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value)
+            {
+                Ok(value as i64)
+            } else {
+                Err(E::invalid_value(serde::de::Unexpected::Float(value), &self))
+            }
+        }
+    }
+
+    deserializer.deserialize_any(Visitor)
+}
+
 /// The reserved jobs (possibly none). Each is `running` under this worker with a lease until
-/// `lease_expires_at`; report it with its `attempt` before then, or extend the lease.
+/// `lease_expires_at`; report it with its `fence` before then, or extend the lease.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ReserveResponse {
     /// The jobs, highest priority first within each queue.
@@ -871,10 +1048,13 @@ pub struct ReserveResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtendLeaseRequest {
-    /// The attempt the job was reserved with: the fencing token.
-    pub attempt: i32,
-    /// The new lease from now, in seconds. Defaults to the server's `pull.lease`.
+    /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
+    pub fence: i64,
+    /// The new lease from now, in seconds. Defaults to the server's `pull.lease`; a longer one
+    /// than `pull.max_lease` is cut to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0.0, maximum = 315_360_000.0)]
     pub lease_seconds: Option<f64>,
 }
 
@@ -883,8 +1063,8 @@ pub struct ExtendLeaseRequest {
 pub struct LeaseResponse {
     /// When the lease now ends.
     pub lease_expires_at: DateTime<Utc>,
-    /// Whether a cancel was requested: stop the work and report it with `fail` (the job then
-    /// ends `cancelled`).
+    /// Whether a cancel was requested: stop the work and acknowledge it with `cancel` (or
+    /// `fail`; the job then ends `cancelled` either way).
     pub cancel_requested: bool,
 }
 
@@ -892,21 +1072,28 @@ pub struct LeaseResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProgressRequest {
-    /// The attempt the job was reserved with.
-    pub attempt: i32,
+    /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
+    pub fence: i64,
     /// From 0.0 to 1.0.
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub fraction: f64,
     /// What it is doing now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Structured details (any JSON, e.g. `{"rows": 1200, "of": 5000}`), at most 64 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
 }
 
 /// `POST /v1/pull/jobs/{id}/complete`: the job succeeded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
-    /// The attempt the job was reserved with.
-    pub attempt: i32,
+    /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
+    pub fence: i64,
     /// The handler's output, stored as the job's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
@@ -918,13 +1105,17 @@ pub struct CompleteRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FailRequest {
-    /// The attempt the job was reserved with.
-    pub attempt: i32,
+    /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
+    pub fence: i64,
     /// What went wrong, recorded in the job's error history.
+    #[schema(min_length = 1)]
     pub error: String,
-    /// Retry after this many seconds instead of the default exponential backoff (2 s doubling
-    /// per attempt, up to 1 hour, with 10% jitter), e.g. from a `Retry-After` header.
+    /// Retry after this many seconds instead of the backoff (the job's own, given at enqueue,
+    /// else 2 s doubling per attempt, up to 1 hour, with 10% jitter), e.g. from a
+    /// `Retry-After` header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.0, maximum = 315_360_000.0)]
     pub retry_in_seconds: Option<f64>,
     /// Discard the job now (dead letter) whatever attempts remain: no retry can fix this.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -935,10 +1126,25 @@ pub struct FailRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnoozeRequest {
-    /// The attempt the job was reserved with.
-    pub attempt: i32,
+    /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
+    pub fence: i64,
     /// Run again after this many seconds.
+    #[schema(minimum = 0.0, maximum = 315_360_000.0)]
     pub snooze_seconds: f64,
+}
+
+/// `POST /v1/pull/jobs/{id}/cancel`: the worker stopped the job because a cancel was requested
+/// (or it decided to): it ends `cancelled`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelAckRequest {
+    /// The `fence` the job was reserved with.
+    #[serde(deserialize_with = "whole_number")]
+    pub fence: i64,
+    /// Why, recorded in the job's error history (kind `cancelled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// What a pull worker's report did to the job.
@@ -948,7 +1154,7 @@ pub struct AckResponse {
     #[schema(value_type = i64)]
     pub id: JobId,
     /// Its state now: `completed`; `retryable` or `discarded` after a failure; `available`
-    /// after a snooze; `cancelled` if a cancel was requested.
+    /// after a snooze; `cancelled` after a cancel, or if a cancel was requested.
     #[schema(value_type = JobStateSchema)]
     pub state: JobState,
     /// When it runs again, for `retryable` and `available`.

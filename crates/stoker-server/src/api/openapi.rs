@@ -48,6 +48,7 @@ use super::{health, jobs, metrics, pull, queues, stats, workers};
         pull::complete,
         pull::fail,
         pull::snooze,
+        pull::cancel,
         health::health,
         metrics::scrape,
         document,

@@ -1,19 +1,24 @@
 //! The pull protocol: workers in any language reserve jobs over HTTP and report on them.
 //!
-//! 1. `POST /v1/pull/reserve` claims up to `max_jobs` due jobs of the worker's queues, each
+//! 1. `POST /v1/pull/reserve` claims up to `limit` due jobs of the worker's queues, each
 //!    `running` under `pull:<worker>` with a lease. With `wait_seconds` the request waits for
 //!    a job (long-poll): it is woken the moment the store announces jobs in one of its queues
 //!    (PostgreSQL `LISTEN/NOTIFY`, in-process signals on SQLite), and re-checks every
 //!    `pull.poll_interval` only as a fallback for scheduled jobs and inserts by other processes
 //!    on stores without cross-process events.
 //! 2. While working: `heartbeat` extends the lease (and says whether a cancel was requested),
-//!    `progress` records progress.
+//!    `progress` records progress (a fraction, a message, JSON details).
 //! 3. Then `complete`, `fail` (retried with backoff while attempts remain, else discarded; or
-//!    discarded at once with `discard: true`) or `snooze`.
+//!    discarded at once with `discard: true`), `snooze`, or `cancel` (the worker stopped the
+//!    job, e.g. because a cancel was requested).
 //!
-//! Every call after reserve carries the `attempt` the job was reserved with. A worker whose
-//! lease lapsed (the rescuer returned the job to its queue, counting a failed attempt "worker
-//! lost") or whose job already finished gets 409 `stale_attempt`, and must drop the job.
+//! Every call after reserve carries the `fence` the job was reserved with: a token that no
+//! later reservation of the job ever repeats. A call whose fence is no longer current (the
+//! lease ended, even before the rescuer returned the job to its queue; the job finished; or it
+//! was reserved again) changes nothing and gets 409 `lease_lost`: the worker must drop the
+//! job. Each call goes through [`stoker::Client`], so the rules (the fence, the one
+//! failed-attempt rule with the job's own backoff) are the library's; this module holds only
+//! the HTTP side: auth, parsing, status codes, metrics and the pull workers' rows.
 //!
 //! Each pull worker gets a worker row (`pull:<name>`), so it shows in `GET /v1/workers`. The
 //! row is written when the worker first reserves, then at most once a second while it calls
@@ -29,29 +34,26 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use stoker::core::{
-    validate_kind, validate_queue, JobClaimParams, JobFinish, JobFinishParams, JobLeaseParams,
-    JobProgressParams, Outcome, StoreEvent, WorkerHeartbeatParams,
-};
-use stoker::{AttemptError, AttemptResult, Backoff, ErrorKind, JobId, JobRow, JobState};
+use stoker::core::{StoreEvent, WorkerHeartbeatParams};
+use stoker::{AttemptResult, Failure, FinishedJob, InvalidInput, JobId, JobState, Reservation};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::extract::{ApiJson, ApiPath};
 use super::jobs::seconds;
 use super::model::{
-    AckResponse, CompleteRequest, ErrorBody, ExtendLeaseRequest, FailRequest, JobView,
-    LeaseResponse, ProgressRequest, ReserveRequest, ReserveResponse, SnoozeRequest,
+    AckResponse, CancelAckRequest, CompleteRequest, ErrorBody, ExtendLeaseRequest, FailRequest,
+    JobView, LeaseResponse, ProgressRequest, ReserveRequest, ReserveResponse, SnoozeRequest,
 };
 use super::{ApiError, AppState, Principal};
 use crate::config::Scope;
 
 /// The prefix of pull workers' ids.
 pub(crate) const PULL_PREFIX: &str = "pull:";
-/// The most jobs one reserve request takes.
-pub(crate) const RESERVE_MAX: u32 = 100;
 /// The longest pull worker name.
 const WORKER_NAME_MAX: usize = 128;
+/// The longest host name a pull worker may give.
+const HOST_MAX: usize = 255;
 /// A pull worker's row is rewritten at most this often by its calls.
 const HEARTBEAT_MIN_INTERVAL: Duration = Duration::from_secs(1);
 /// A pull worker this server has not heard from for this long is forgotten (its row stays
@@ -102,7 +104,7 @@ impl PullWorkers {
         worker.seen = Instant::now();
         let host = request.host.clone().unwrap_or_else(|| "unknown".to_owned());
         let pid = request.pid.unwrap_or(0);
-        let concurrency = request.max_jobs.unwrap_or(1);
+        let concurrency = request.limit.unwrap_or(1);
         let changed = worker.host != host
             || worker.pid != pid
             || worker.queues != request.queues
@@ -227,20 +229,21 @@ fn lease(state: &AppState, requested: Option<f64>) -> Result<Duration, ApiError>
     let Some(requested) = requested else {
         return Ok(settings.lease);
     };
-    let lease = seconds(requested, "lease_seconds", false)?;
-    if lease > settings.max_lease {
-        return Err(ApiError::invalid(
-            "lease_seconds",
-            format!(
-                "lease_seconds must be at most {} (the server's pull.max_lease), got {requested}",
-                settings.max_lease.as_secs_f64()
-            ),
-        ));
-    }
-    Ok(lease)
+    // A positive lease too short to count (5e-324 s) is the shortest the stores keep, 1 µs,
+    // rather than a refusal of a valid number.
+    // A longer one than the server grants is cut to `pull.max_lease`, as a wait is to
+    // `pull.max_wait`: the answer's `lease_expires_at` says when it ends.
+    let lease = seconds(requested, "lease_seconds", false)?.max(Duration::from_micros(1));
+    Ok(lease.min(settings.max_lease))
 }
 
-fn check_reserve(request: &ReserveRequest) -> Result<(), ApiError> {
+/// The reservation a request asks for, checked before anything is done (the list sizes
+/// first, so a request naming thousands of queues costs nothing).
+fn reservation(
+    request: &ReserveRequest,
+    worker_id: String,
+    lease: Duration,
+) -> Result<Reservation, ApiError> {
     let name = &request.worker;
     if name.is_empty()
         || name.len() > WORKER_NAME_MAX
@@ -254,56 +257,30 @@ fn check_reserve(request: &ReserveRequest) -> Result<(), ApiError> {
             ),
         ));
     }
-    if request.queues.is_empty() {
-        return Err(ApiError::invalid("queues", "name at least one queue"));
-    }
-    for (index, queue) in request.queues.iter().enumerate() {
-        validate_queue(queue)
-            .map_err(|err| ApiError::invalid(format!("queues[{index}]"), err.to_string()))?;
-    }
-    for (index, kind) in request.kinds.iter().enumerate() {
-        validate_kind(kind)
-            .map_err(|err| ApiError::invalid(format!("kinds[{index}]"), err.to_string()))?;
-    }
-    let max_jobs = request.max_jobs.unwrap_or(1);
-    if !(1..=RESERVE_MAX).contains(&max_jobs) {
-        return Err(ApiError::invalid(
-            "max_jobs",
-            format!("max_jobs must be between 1 and {RESERVE_MAX}, got {max_jobs}"),
-        ));
-    }
-    Ok(())
-}
-
-/// Claims up to `limit` jobs from the queues, in order.
-async fn claim(
-    state: &AppState,
-    request: &ReserveRequest,
-    worker_id: &str,
-    lease: Duration,
-) -> Result<Vec<JobRow>, ApiError> {
-    let mut limit = request.max_jobs.unwrap_or(1);
-    let mut jobs = Vec::new();
-    for queue in &request.queues {
-        if limit == 0 {
-            break;
+    if let Some(host) = &request.host {
+        if host.len() > HOST_MAX || host.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                "host",
+                format!("host must be at most {HOST_MAX} bytes without control characters"),
+            ));
         }
-        let claimed = state
-            .inner
-            .store
-            .job_claim(JobClaimParams {
-                queue: queue.clone(),
-                kinds: request.kinds.clone(),
-                limit,
-                worker_id: worker_id.to_owned(),
-                now: state.now(),
-                lease: Some(lease),
-            })
-            .await?;
-        limit -= u32::try_from(claimed.len()).unwrap_or(limit).min(limit);
-        jobs.extend(claimed);
     }
-    Ok(jobs)
+    let reservation = Reservation {
+        worker: worker_id,
+        queues: request.queues.clone(),
+        kinds: request.kinds.clone(),
+        limit: request.limit.unwrap_or(1),
+        lease,
+    };
+    reservation.validate().map_err(|err: InvalidInput| {
+        let field = if err.field == "lease" {
+            "lease_seconds".to_owned()
+        } else {
+            err.field
+        };
+        ApiError::invalid(field.clone(), format!("{field} {}", err.reason))
+    })?;
+    Ok(reservation)
 }
 
 /// Waits until the store announces jobs in one of `queues` (or may have lost events).
@@ -326,9 +303,10 @@ async fn jobs_announced(events: &mut Option<broadcast::Receiver<StoreEvent>>, qu
 
 /// Reserve jobs.
 ///
-/// Claims up to `max_jobs` due jobs of the given queues (and kinds), each held by a lease.
-/// With `wait_seconds`, waits up to that long for a job when none is due, answering the
-/// moment one is enqueued; an empty list means none arrived in time.
+/// Reserves up to `limit` due jobs of the given queues (and kinds), each held by a lease and
+/// carrying the `fence` every later call about it must send. With `wait_seconds`, waits up to
+/// that long for a job when none is due, answering the moment one is enqueued; an empty list
+/// means none arrived in time.
 #[utoipa::path(
     post,
     path = "/v1/pull/reserve",
@@ -336,8 +314,13 @@ async fn jobs_announced(events: &mut Option<broadcast::Receiver<StoreEvent>>, qu
     request_body = ReserveRequest,
     responses(
         (status = 200, description = "The reserved jobs, possibly none", body = ReserveResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
-        (status = 422, description = "A refused field", body = ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "A refused field: more than 32 queues or 64 kinds, a limit outside 1 to 100, a duration out of range", body = ErrorBody),
+        (status = 503, description = "The store is unreachable, or the server is shutting down", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -347,13 +330,13 @@ pub(crate) async fn reserve(
     ApiJson(request): ApiJson<ReserveRequest>,
 ) -> Result<Json<ReserveResponse>, ApiError> {
     authorize(&principal)?;
-    check_reserve(&request)?;
     let lease = lease(&state, request.lease_seconds)?;
     let wait = match request.wait_seconds {
         Some(wait) => seconds(wait, "wait_seconds", true)?.min(state.inner.pull.max_wait),
         None => Duration::ZERO,
     };
     let worker_id = format!("{PULL_PREFIX}{}", request.worker);
+    let reservation = reservation(&request, worker_id.clone(), lease)?;
     if let Some(params) = state
         .inner
         .pull_workers
@@ -362,15 +345,16 @@ pub(crate) async fn reserve(
         write_heartbeat(&state, params).await;
     }
 
+    let client = &state.inner.client;
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribe before the first claim, so a job enqueued in between still wakes us.
     let mut events = if wait.is_zero() {
         None
     } else {
-        state.inner.store.subscribe()
+        client.store().subscribe()
     };
     let jobs = loop {
-        let jobs = claim(&state, &request, &worker_id, lease).await?;
+        let jobs = client.reserve(&reservation).await?;
         if !jobs.is_empty() || tokio::time::Instant::now() >= deadline {
             break jobs;
         }
@@ -378,7 +362,7 @@ pub(crate) async fn reserve(
         beat(&state, Some(&worker_id)).await;
         let recheck = (tokio::time::Instant::now() + state.inner.pull.poll_interval).min(deadline);
         tokio::select! {
-            () = jobs_announced(&mut events, &request.queues) => {}
+            () = jobs_announced(&mut events, &reservation.queues) => {}
             () = tokio::time::sleep_until(recheck) => {}
             () = state.inner.shutdown.cancelled() => break Vec::new(),
         }
@@ -401,28 +385,10 @@ pub(crate) async fn reserve(
     }))
 }
 
-/// 404 if the job does not exist, else 409: the answer to a fenced call that changed nothing.
-async fn refused(state: &AppState, id: i64, attempt: i32) -> ApiError {
-    match state.inner.store.job_get(JobId(id)).await {
-        Ok(Some(_)) => ApiError::stale_attempt(id, attempt),
-        Ok(None) => ApiError::job_not_found(id),
-        Err(err) => err.into(),
-    }
-}
-
-/// The job, if it is running the given attempt.
-async fn held_job(state: &AppState, id: i64, attempt: i32) -> Result<JobRow, ApiError> {
-    match state.inner.store.job_get(JobId(id)).await? {
-        None => Err(ApiError::job_not_found(id)),
-        Some(job) if job.state == JobState::Running && job.attempt == attempt => Ok(job),
-        Some(_) => Err(ApiError::stale_attempt(id, attempt)),
-    }
-}
-
 /// Extend a reserved job's lease.
 ///
 /// Answers when the lease now ends and whether a cancel was requested (then stop, and report
-/// with `fail`).
+/// with `cancel`). A lease that already ended is never extended: 409 `lease_lost`.
 #[utoipa::path(
     post,
     path = "/v1/pull/jobs/{id}/heartbeat",
@@ -431,8 +397,15 @@ async fn held_job(state: &AppState, id: i64, attempt: i32) -> Result<JobRow, Api
     request_body = ExtendLeaseRequest,
     responses(
         (status = 200, description = "The lease", body = LeaseResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "A missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "`stale_attempt`: the lease lapsed or the job finished", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "A refused field", body = ErrorBody),
+        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -446,31 +419,21 @@ pub(crate) async fn heartbeat(
     let lease = lease(&state, request.lease_seconds)?;
     let extended = state
         .inner
-        .store
-        .job_extend_lease(JobLeaseParams {
-            id: JobId(id),
-            attempt: request.attempt,
-            lease,
-            now: state.now(),
-        })
+        .client
+        .extend_lease(JobId(id), request.fence, lease)
         .await?;
-    match extended {
-        Some(extended) => {
-            // A worker busy with a long job stays alive in the workers list through its
-            // lease extensions.
-            if let Ok(Some(job)) = state.inner.store.job_get(JobId(id)).await {
-                beat(&state, job.worker_id.as_deref()).await;
-            }
-            Ok(Json(LeaseResponse {
-                lease_expires_at: extended.expires_at,
-                cancel_requested: extended.cancel_requested,
-            }))
-        }
-        None => Err(refused(&state, id, request.attempt).await),
-    }
+    // A worker busy with a long job stays alive in the workers list through its extensions.
+    beat(&state, extended.worker_id.as_deref()).await;
+    Ok(Json(LeaseResponse {
+        lease_expires_at: extended.expires_at,
+        cancel_requested: extended.cancel_requested,
+    }))
 }
 
 /// Report a reserved job's progress.
+///
+/// A fraction from 0 to 1, what it is doing, and optional JSON `details` (at most 64 KiB),
+/// replacing the last report.
 #[utoipa::path(
     post,
     path = "/v1/pull/jobs/{id}/progress",
@@ -479,9 +442,15 @@ pub(crate) async fn heartbeat(
     request_body = ProgressRequest,
     responses(
         (status = 204, description = "Recorded"),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "A missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "`stale_attempt`: the lease lapsed or the job finished", body = ErrorBody),
-        (status = 422, description = "A refused field", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "A refused field: a fraction outside 0 to 1, details over 64 KiB", body = ErrorBody),
+        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -492,62 +461,54 @@ pub(crate) async fn progress(
     ApiJson(request): ApiJson<ProgressRequest>,
 ) -> Result<StatusCode, ApiError> {
     authorize(&principal)?;
-    if !(0.0..=1.0).contains(&request.fraction) {
-        return Err(ApiError::invalid(
-            "fraction",
-            format!(
-                "fraction must be between 0.0 and 1.0, got {}",
-                request.fraction
-            ),
-        ));
-    }
-    let recorded = state
+    state
         .inner
-        .store
-        .job_progress(JobProgressParams {
-            id: JobId(id),
-            attempt: request.attempt,
-            fraction: request.fraction,
-            message: request.message,
-            now: state.now(),
-        })
+        .client
+        .progress_reserved(
+            JobId(id),
+            request.fence,
+            request.fraction,
+            request.message,
+            request.details,
+        )
         .await?;
-    if recorded {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(refused(&state, id, request.attempt).await)
-    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// Applies one outcome to a held job; 409 if it was not applied (a rescue won the race).
-async fn finish(
-    state: &AppState,
-    job: &JobRow,
-    outcome: Outcome,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let applied = state
-        .inner
-        .store
-        .job_finish_many(JobFinishParams {
-            finishes: vec![JobFinish {
-                id: job.id,
-                attempt: job.attempt,
-                outcome,
-            }],
-            now,
-        })
-        .await?;
-    if applied.contains(&job.id) {
-        Ok(())
-    } else {
-        Err(ApiError::stale_attempt(job.id, job.attempt))
+/// Records what a report did in the metrics and the pull worker's counters, and answers it.
+async fn acknowledged(state: &AppState, job: FinishedJob, now: DateTime<Utc>) -> AckResponse {
+    let result = match job.state {
+        JobState::Completed => Some(AttemptResult::Completed),
+        JobState::Retryable => Some(AttemptResult::Retried),
+        JobState::Discarded => Some(AttemptResult::Discarded),
+        // A snooze uses up nothing; a cancel is no failed attempt to count.
+        _ => None,
+    };
+    if let Some(result) = result {
+        let run_time = job
+            .attempted_at
+            .and_then(|started| (now - started).to_std().ok());
+        state
+            .inner
+            .metrics
+            .record_attempt(&job.queue, &job.kind, result, run_time);
+        let (done, failed) = match result {
+            AttemptResult::Completed => (1, 0),
+            _ => (0, 1),
+        };
+        state
+            .inner
+            .pull_workers
+            .count(job.worker_id.as_deref(), done, failed);
     }
-}
-
-fn run_time(job: &JobRow, now: DateTime<Utc>) -> Option<Duration> {
-    job.attempted_at
-        .and_then(|started| (now - started).to_std().ok())
+    beat(state, job.worker_id.as_deref()).await;
+    let run_at =
+        matches!(job.state, JobState::Retryable | JobState::Available).then_some(job.run_at);
+    AckResponse {
+        id: job.id,
+        state: job.state,
+        run_at,
+    }
 }
 
 /// Complete a reserved job, storing its result.
@@ -559,8 +520,15 @@ fn run_time(job: &JobRow, now: DateTime<Utc>) -> Option<Duration> {
     request_body = CompleteRequest,
     responses(
         (status = 200, description = "Completed", body = AckResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "A missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "`stale_attempt`: the lease lapsed or the job finished", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "A refused field", body = ErrorBody),
+        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -571,33 +539,19 @@ pub(crate) async fn complete(
     ApiJson(request): ApiJson<CompleteRequest>,
 ) -> Result<Json<AckResponse>, ApiError> {
     authorize(&principal)?;
-    let job = held_job(&state, id, request.attempt).await?;
-    let now = state.now();
-    let result = request.result.filter(|value| !value.is_null());
-    finish(&state, &job, Outcome::Completed { result }, now).await?;
-    state.inner.metrics.record_attempt(
-        &job.queue,
-        &job.kind,
-        AttemptResult::Completed,
-        run_time(&job, now),
-    );
-    state
+    let job = state
         .inner
-        .pull_workers
-        .count(job.worker_id.as_deref(), 1, 0);
-    beat(&state, job.worker_id.as_deref()).await;
-    Ok(Json(AckResponse {
-        id: job.id,
-        state: JobState::Completed,
-        run_at: None,
-    }))
+        .client
+        .complete_reserved(JobId(id), request.fence, request.result)
+        .await?;
+    Ok(Json(acknowledged(&state, job, state.now()).await))
 }
 
 /// Fail a reserved job's attempt.
 ///
-/// The job is retried after backoff (the default exponential one, or `retry_in_seconds`) while
-/// attempts remain, then discarded; `discard: true` discards it at once. A job with a cancel
-/// requested ends `cancelled`.
+/// The job is retried after backoff (`retry_in_seconds`, else the job's own backoff given at
+/// enqueue, else the default exponential one) while attempts remain, then discarded;
+/// `discard: true` discards it at once. A job with a cancel requested ends `cancelled`.
 #[utoipa::path(
     post,
     path = "/v1/pull/jobs/{id}/fail",
@@ -606,9 +560,15 @@ pub(crate) async fn complete(
     request_body = FailRequest,
     responses(
         (status = 200, description = "Recorded: `retryable`, `discarded` or `cancelled`", body = AckResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "A missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "`stale_attempt`: the lease lapsed or the job finished", body = ErrorBody),
-        (status = 422, description = "A refused field", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "A refused field: an empty error, `retry_in_seconds` out of range", body = ErrorBody),
+        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -619,62 +579,21 @@ pub(crate) async fn fail(
     ApiJson(request): ApiJson<FailRequest>,
 ) -> Result<Json<AckResponse>, ApiError> {
     authorize(&principal)?;
-    if request.error.trim().is_empty() {
-        return Err(ApiError::invalid(
-            "error",
-            "say what went wrong: error must not be empty",
-        ));
-    }
     let retry_in = request
         .retry_in_seconds
         .map(|secs| seconds(secs, "retry_in_seconds", true))
         .transpose()?;
-    let job = held_job(&state, id, request.attempt).await?;
-    let now = state.now();
-    let error = AttemptError {
-        attempt: job.attempt,
-        at: now,
-        kind: ErrorKind::Error,
+    let failure = Failure {
         message: request.error,
-        backtrace: None,
+        retry_in,
+        discard: request.discard,
     };
-    let discard = request.discard || job.attempt >= job.max_attempts;
-    let (outcome, result, run_at) = if discard {
-        (Outcome::Discard { error }, AttemptResult::Discarded, None)
-    } else {
-        let delay = retry_in.unwrap_or_else(|| Backoff::default().delay(job.attempt));
-        let run_at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-        (
-            Outcome::Retry { error, run_at },
-            AttemptResult::Retried,
-            Some(run_at),
-        )
-    };
-    finish(&state, &job, outcome, now).await?;
-    // A cancel request turns any failure into `cancelled`: that is no failed attempt to count.
-    let (state_now, run_at) = if job.cancel_requested_at.is_some() {
-        (JobState::Cancelled, None)
-    } else {
-        state
-            .inner
-            .metrics
-            .record_attempt(&job.queue, &job.kind, result, run_time(&job, now));
-        state
-            .inner
-            .pull_workers
-            .count(job.worker_id.as_deref(), 0, 1);
-        beat(&state, job.worker_id.as_deref()).await;
-        if discard {
-            (JobState::Discarded, None)
-        } else {
-            (JobState::Retryable, run_at)
-        }
-    };
-    Ok(Json(AckResponse {
-        id: job.id,
-        state: state_now,
-        run_at,
-    }))
+    let job = state
+        .inner
+        .client
+        .fail_reserved(JobId(id), request.fence, failure)
+        .await?;
+    Ok(Json(acknowledged(&state, job, state.now()).await))
 }
 
 /// Snooze a reserved job: run it again later without using up an attempt.
@@ -686,9 +605,15 @@ pub(crate) async fn fail(
     request_body = SnoozeRequest,
     responses(
         (status = 200, description = "Snoozed (`available`), or `cancelled`", body = AckResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "A missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "`stale_attempt`: the lease lapsed or the job finished", body = ErrorBody),
-        (status = 422, description = "A refused field", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "A refused field: `snooze_seconds` out of range", body = ErrorBody),
+        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -700,19 +625,46 @@ pub(crate) async fn snooze(
 ) -> Result<Json<AckResponse>, ApiError> {
     authorize(&principal)?;
     let delay = seconds(request.snooze_seconds, "snooze_seconds", true)?;
-    let job = held_job(&state, id, request.attempt).await?;
-    let now = state.now();
-    let run_at = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-    finish(&state, &job, Outcome::Snooze { run_at }, now).await?;
-    beat(&state, job.worker_id.as_deref()).await;
-    let (state_now, run_at) = if job.cancel_requested_at.is_some() {
-        (JobState::Cancelled, None)
-    } else {
-        (JobState::Available, Some(run_at))
-    };
-    Ok(Json(AckResponse {
-        id: job.id,
-        state: state_now,
-        run_at,
-    }))
+    let job = state
+        .inner
+        .client
+        .snooze_reserved(JobId(id), request.fence, delay)
+        .await?;
+    Ok(Json(acknowledged(&state, job, state.now()).await))
+}
+
+/// Acknowledge a cancel: the worker stopped the reserved job, which ends `cancelled`.
+#[utoipa::path(
+    post,
+    path = "/v1/pull/jobs/{id}/cancel",
+    tag = "pull",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = CancelAckRequest,
+    responses(
+        (status = 200, description = "Cancelled", body = AckResponse),
+        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
+        (status = 401, description = "A missing or unknown token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
+        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
+        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
+        (status = 422, description = "A refused field", body = ErrorBody),
+        (status = 503, description = "The store is unreachable", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(request): ApiJson<CancelAckRequest>,
+) -> Result<Json<AckResponse>, ApiError> {
+    authorize(&principal)?;
+    let job = state
+        .inner
+        .client
+        .cancel_reserved(JobId(id), request.fence, request.error)
+        .await?;
+    Ok(Json(acknowledged(&state, job, state.now()).await))
 }

@@ -251,7 +251,7 @@ async fn pull(http: &reqwest::Client, base: &str, worker: usize) -> Result<usize
             worker: format!("bench-{worker}"),
             queues: vec![QUEUE.to_owned()],
             kinds: Vec::new(),
-            max_jobs: Some(PULL_BATCH),
+            limit: Some(PULL_BATCH),
             lease_seconds: Some(60.0),
             wait_seconds: Some(0.0),
             host: None,
@@ -273,7 +273,7 @@ async fn pull(http: &reqwest::Client, base: &str, worker: usize) -> Result<usize
         }
         for job in reserved.jobs {
             let body = CompleteRequest {
-                attempt: job.attempt,
+                fence: job.fence,
                 result: None,
             };
             let response = http

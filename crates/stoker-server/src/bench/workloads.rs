@@ -358,13 +358,13 @@ async fn fill(fresh: &Fresh, rows: usize) -> Result<(), BenchError> {
             .iter()
             .map(|job| JobFinish {
                 id: job.id,
-                attempt: job.attempt,
+                fence: job.fence,
                 outcome: Outcome::Completed { result: None },
             })
             .collect();
         fresh
             .store
-            .job_finish_many(JobFinishParams { finishes, now })
+            .job_finish_many(JobFinishParams::new(finishes, now))
             .await?;
     }
 }

@@ -138,7 +138,7 @@ impl Remote {
                 _ => message,
             }),
             ErrorCode::NotFound => CliError::NotFound(message),
-            ErrorCode::Conflict | ErrorCode::StaleAttempt => CliError::Conflict(message),
+            ErrorCode::Conflict | ErrorCode::LeaseLost => CliError::Conflict(message),
             ErrorCode::Unauthorized => CliError::Unauthorized(format!(
                 "{message} (pass the server's token with --token or STOKER_API_TOKEN)"
             )),
@@ -190,6 +190,7 @@ impl Remote {
             tenant: input.tenant,
             metadata: (metadata != JobMetadata::default()).then_some(metadata),
             timeout_seconds: input.timeout.map(|timeout| timeout.as_secs_f64()),
+            backoff: None,
         };
         self.post("v1/jobs", &request).await
     }

@@ -351,7 +351,7 @@ pub async fn seed_discarded(url: &str, queue: &str, kind: &str, count: usize) ->
         .iter()
         .map(|job| JobFinish {
             id: job.id,
-            attempt: job.attempt,
+            fence: job.fence,
             outcome: Outcome::Discard {
                 error: AttemptError {
                     attempt: job.attempt,
@@ -365,7 +365,7 @@ pub async fn seed_discarded(url: &str, queue: &str, kind: &str, count: usize) ->
         .collect();
     client
         .store()
-        .job_finish_many(JobFinishParams { finishes, now })
+        .job_finish_many(JobFinishParams::new(finishes, now))
         .await
         .expect("discard");
     claimed.iter().map(|job| job.id).collect()

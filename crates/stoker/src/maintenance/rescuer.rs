@@ -6,11 +6,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashSet;
+
 use stoker_core::{
-    AttemptError, Clock, ErrorKind, JobFinish, JobFinishParams, JobStuckParams, Outcome, Store,
+    AttemptError, Clock, ErrorKind, JobFinish, JobFinishParams, JobId, JobStuckParams, Outcome,
+    Store,
 };
 
-use crate::{Backoff, Registry};
+use crate::backoff::failed_attempt;
+use crate::Registry;
 
 /// Settings of the [`Rescuer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +63,7 @@ impl fmt::Display for RescueReport {
 
 /// Finds running jobs whose worker is gone and finishes their attempt as failed.
 ///
-/// The finish carries the attempt the dead worker claimed, as every acknowledgement does, so
+/// The finish carries the fence the dead worker claimed with, as every acknowledgement does, so
 /// if that worker was merely slow and acknowledges first, the rescue is skipped; if the rescue
 /// wins, the slow worker's late acknowledgement is rejected.
 #[derive(Clone)]
@@ -133,24 +137,11 @@ impl Rescuer {
                         },
                         backtrace: None,
                     };
-                    let outcome = if job.attempt >= job.max_attempts {
-                        Outcome::Discard { error }
-                    } else {
-                        let delay = match self.registry.get(&job.kind) {
-                            Some(handler) => handler.backoff(job.attempt),
-                            None => Backoff::default().delay(job.attempt),
-                        };
-                        Outcome::Retry {
-                            error,
-                            run_at: now
-                                + chrono::Duration::from_std(delay)
-                                    .unwrap_or(chrono::Duration::MAX),
-                        }
-                    };
+                    let handler = self.registry.get(&job.kind).map(|handler| &**handler);
                     JobFinish {
                         id: job.id,
-                        attempt: job.attempt,
-                        outcome,
+                        fence: job.fence,
+                        outcome: failed_attempt(job, error, now, None, handler),
                     }
                 })
                 .collect();
@@ -159,8 +150,11 @@ impl Rescuer {
                 .job_finish_many(JobFinishParams {
                     finishes: finishes.clone(),
                     now,
+                    // The leases of these jobs lapsed: that is why they are rescued.
+                    rescue: true,
                 })
                 .await?;
+            let applied: HashSet<JobId> = applied.iter().map(|job| job.id).collect();
             for finish in &finishes {
                 if !applied.contains(&finish.id) {
                     report.raced += 1;

@@ -5,7 +5,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stoker_core::{JobFinishParams, Outcome};
+use std::collections::HashSet;
+
+use stoker_core::{FinishedJob, JobFinishParams, JobId, Outcome};
 use tokio::sync::mpsc;
 
 use super::{Ack, AttemptResult, Runtime, WorkerEvent, ACK_BATCH_MAX};
@@ -35,10 +37,10 @@ async fn write(runtime: &Runtime, batch: &mut Vec<Ack>) {
     let mut delay = RETRY_MIN;
     let mut shutdown_deadline = None;
     loop {
-        let params = JobFinishParams {
-            finishes: batch.iter().map(|ack| ack.finish.clone()).collect(),
-            now: runtime.config.clock.now(),
-        };
+        let params = JobFinishParams::new(
+            batch.iter().map(|ack| ack.finish.clone()).collect(),
+            runtime.config.clock.now(),
+        );
         match store.job_finish_many(params).await {
             Ok(applied) => {
                 report(runtime, batch, &applied);
@@ -67,15 +69,15 @@ async fn write(runtime: &Runtime, batch: &mut Vec<Ack>) {
     }
 }
 
-fn report(runtime: &Runtime, batch: &[Ack], applied: &[stoker_core::JobId]) {
-    let applied: std::collections::HashSet<_> = applied.iter().copied().collect();
+fn report(runtime: &Runtime, batch: &[Ack], applied: &[FinishedJob]) {
+    let applied: HashSet<JobId> = applied.iter().map(|job| job.id).collect();
     for ack in batch {
         let finish = &ack.finish;
         if !applied.contains(&finish.id) {
             tracing::warn!(
                 job = %finish.id,
-                attempt = finish.attempt,
-                "acknowledgement rejected: the job is no longer running this attempt (rescued or deleted)"
+                fence = finish.fence,
+                "acknowledgement rejected: the job is no longer running under this claim (rescued or deleted)"
             );
             continue;
         }
@@ -100,7 +102,7 @@ fn report(runtime: &Runtime, batch: &[Ack], applied: &[stoker_core::JobId]) {
             id: finish.id,
             queue: ack.queue.clone(),
             kind: ack.kind.clone(),
-            attempt: finish.attempt,
+            attempt: ack.attempt,
             result,
             run_time: ack.run_time,
             pickup_latency: ack.pickup_latency,

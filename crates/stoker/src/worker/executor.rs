@@ -15,8 +15,9 @@ use stoker_core::{AttemptError, ErrorKind, JobFinish, JobRow, Outcome};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::{Ack, RunningJob, Runtime, StopReason};
+use crate::backoff::{after, failed_attempt};
 use crate::error::JobErrorAction;
-use crate::{Backoff, Handler, JobContext};
+use crate::{Handler, JobContext};
 
 pub(crate) fn spawn(runtime: &Arc<Runtime>, job: JobRow, permit: OwnedSemaphorePermit) {
     let entry = Arc::new(RunningJob::new());
@@ -28,7 +29,7 @@ pub(crate) fn spawn(runtime: &Arc<Runtime>, job: JobRow, permit: OwnedSemaphoreP
     let runtime = Arc::clone(runtime);
     let jobs = runtime.jobs.clone();
     jobs.spawn(async move {
-        let (id, attempt) = (job.id, job.attempt);
+        let (id, fence, attempt) = (job.id, job.fence, job.attempt);
         let (queue, kind) = (job.queue.clone(), job.kind.clone());
         let pickup_latency = job
             .attempted_at
@@ -40,11 +41,8 @@ pub(crate) fn spawn(runtime: &Arc<Runtime>, job: JobRow, permit: OwnedSemaphoreP
         runtime.running.lock().expect("running lock").remove(&id);
         drop(permit);
         runtime.ack(Ack {
-            finish: JobFinish {
-                id,
-                attempt,
-                outcome,
-            },
+            finish: JobFinish { id, fence, outcome },
+            attempt,
             queue,
             kind,
             run_time,
@@ -145,8 +143,7 @@ async fn execute(runtime: &Runtime, job: JobRow, entry: &RunningJob) -> Outcome 
                     error: error(ErrorKind::Error),
                 },
                 (_, JobErrorAction::Snooze(delay)) => Outcome::Snooze {
-                    run_at: now
-                        + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                    run_at: after(now, delay),
                 },
             }
         }
@@ -167,7 +164,7 @@ impl Retry<'_> {
     };
 }
 
-/// A failed attempt: retried while attempts remain, discarded after the last.
+/// A failed attempt, by the one rule ([`failed_attempt`]).
 fn failed(
     runtime: &Runtime,
     job: &JobRow,
@@ -178,18 +175,13 @@ fn failed(
 ) -> Outcome {
     let now = runtime.config.clock.now();
     let error = attempt_error(job, now, kind, message, backtrace);
-    if job.attempt >= job.max_attempts {
-        return Outcome::Discard { error };
-    }
-    let delay = match (retry.delay, retry.handler) {
-        (Some(delay), _) => delay,
-        (None, Some(handler)) => handler.backoff(job.attempt),
-        (None, None) => Backoff::default().delay(job.attempt),
-    };
-    Outcome::Retry {
+    failed_attempt(
+        job,
         error,
-        run_at: now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
-    }
+        now,
+        retry.delay,
+        retry.handler.map(|handler| &**handler),
+    )
 }
 
 fn attempt_error(

@@ -587,6 +587,8 @@ pub struct WorkerEvent {
 /// An outcome on its way to the completer, with what the worker's events report about it.
 pub(crate) struct Ack {
     pub(crate) finish: stoker_core::JobFinish,
+    /// The attempt that finished (the finish itself carries only the claim's fence).
+    pub(crate) attempt: i32,
     pub(crate) queue: String,
     pub(crate) kind: String,
     pub(crate) run_time: Duration,

@@ -1,0 +1,356 @@
+//! The client's pull side: reserve jobs under a lease and report on them with the fence they
+//! were reserved with. The server's pull protocol is these methods over HTTP, so workers in any
+//! language get the same rules as the Rust worker (one failed-attempt rule, one fence).
+//!
+//! Every report names the job and its fence ([`JobRow::fence`] as reserved). A report whose
+//! fence is no longer current (the lease lapsed, the job was rescued, finished, or reserved
+//! again by someone else) changes nothing and fails with [`Error::LeaseLost`]; one for a job
+//! that does not exist with [`Error::NotFound`]. Each report is one store write; only a failure
+//! (whose retry delay depends on the attempt and the job's backoff) reads the job first.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use stoker_core::{
+    validate_kind, validate_queue, AttemptError, ErrorKind, FinishedJob, InvalidInput,
+    JobClaimParams, JobFinish, JobFinishParams, JobId, JobLeaseParams, JobProgressParams, JobRow,
+    JobState, LeaseExtended, Outcome, Store,
+};
+
+use crate::backoff::{after, failed_attempt};
+use crate::{Client, Error, Result};
+
+/// The most queues one reservation names.
+pub const RESERVE_MAX_QUEUES: usize = 32;
+/// The most kinds one reservation names.
+pub const RESERVE_MAX_KINDS: usize = 64;
+/// The most jobs one reservation takes.
+pub const RESERVE_MAX_LIMIT: u32 = 100;
+
+/// What [`Client::reserve`] takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reservation {
+    /// The worker id written to each reserved job (the server uses `pull:<name>`).
+    pub worker: String,
+    /// The queues to take jobs from, in order of preference: 1 to [`RESERVE_MAX_QUEUES`].
+    pub queues: Vec<String>,
+    /// Only jobs of these kinds; empty means every kind. At most [`RESERVE_MAX_KINDS`].
+    pub kinds: Vec<String>,
+    /// The most jobs to reserve: 1 to [`RESERVE_MAX_LIMIT`].
+    pub limit: u32,
+    /// How long each job is held unless its lease is extended; more than zero.
+    pub lease: Duration,
+}
+
+impl Reservation {
+    /// Checks the bounds before any work: the counts first, so a request naming thousands of
+    /// queues is refused without looking at them.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] naming `worker`, `queues`, `queues[i]`, `kinds`, `kinds[i]`, `limit`
+    /// or `lease`.
+    pub fn validate(&self) -> std::result::Result<(), InvalidInput> {
+        if self.worker.is_empty() {
+            return Err(InvalidInput::new("worker", "must not be empty"));
+        }
+        if self.queues.is_empty() || self.queues.len() > RESERVE_MAX_QUEUES {
+            return Err(InvalidInput::new(
+                "queues",
+                format!(
+                    "name 1 to {RESERVE_MAX_QUEUES} queues, got {}",
+                    self.queues.len()
+                ),
+            ));
+        }
+        if self.kinds.len() > RESERVE_MAX_KINDS {
+            return Err(InvalidInput::new(
+                "kinds",
+                format!(
+                    "name at most {RESERVE_MAX_KINDS} kinds, got {}",
+                    self.kinds.len()
+                ),
+            ));
+        }
+        if !(1..=RESERVE_MAX_LIMIT).contains(&self.limit) {
+            return Err(InvalidInput::new(
+                "limit",
+                format!(
+                    "must be between 1 and {RESERVE_MAX_LIMIT}, got {}",
+                    self.limit
+                ),
+            ));
+        }
+        if self.lease.is_zero() {
+            return Err(InvalidInput::new("lease", "must be longer than zero"));
+        }
+        for (index, queue) in self.queues.iter().enumerate() {
+            validate_queue(queue)
+                .map_err(|err| InvalidInput::new(format!("queues[{index}]"), err.reason))?;
+        }
+        for (index, kind) in self.kinds.iter().enumerate() {
+            validate_kind(kind)
+                .map_err(|err| InvalidInput::new(format!("kinds[{index}]"), err.reason))?;
+        }
+        Ok(())
+    }
+}
+
+/// How a reserved job's attempt failed: [`Client::fail_reserved`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// What went wrong, recorded in the job's error history.
+    pub message: String,
+    /// Retry after this long instead of the backoff (e.g. from a `Retry-After` header).
+    pub retry_in: Option<Duration>,
+    /// Discard the job now (dead letter), whatever attempts remain.
+    pub discard: bool,
+}
+
+impl<S: Store + ?Sized> Client<S> {
+    /// Reserves up to `limit` due jobs of the reservation's queues (and kinds), taking the
+    /// queues in order, each job `running` for `worker` under a lease. Returns them with their
+    /// fence, which every report on them must carry; none if nothing is due.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] (see [`Reservation::validate`]), or a store error.
+    pub async fn reserve(&self, reservation: &Reservation) -> Result<Vec<JobRow>> {
+        reservation.validate()?;
+        let mut limit = reservation.limit;
+        let mut jobs = Vec::new();
+        for queue in &reservation.queues {
+            if limit == 0 {
+                break;
+            }
+            let claimed = self
+                .store()
+                .job_claim(JobClaimParams {
+                    queue: queue.clone(),
+                    kinds: reservation.kinds.clone(),
+                    limit,
+                    worker_id: reservation.worker.clone(),
+                    now: self.clock().now(),
+                    lease: Some(reservation.lease),
+                })
+                .await?;
+            limit -= u32::try_from(claimed.len()).unwrap_or(limit).min(limit);
+            jobs.extend(claimed);
+        }
+        Ok(jobs)
+    }
+
+    /// Extends the lease of a reserved job to `lease` from now, and says whether a cancel was
+    /// requested (then stop, and report with [`Client::cancel_reserved`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`] if the job is no longer held under `fence` or its lease already
+    /// ended; [`Error::NotFound`]; [`Error::Invalid`] for a zero or overlong lease.
+    pub async fn extend_lease(
+        &self,
+        id: JobId,
+        fence: i64,
+        lease: Duration,
+    ) -> Result<LeaseExtended> {
+        if lease.is_zero() {
+            return Err(InvalidInput::new("lease", "must be longer than zero").into());
+        }
+        let extended = self
+            .store()
+            .job_extend_lease(JobLeaseParams {
+                id,
+                fence,
+                lease,
+                now: self.clock().now(),
+            })
+            .await?;
+        match extended {
+            Some(extended) => Ok(extended),
+            None => Err(self.refused(id, fence).await),
+        }
+    }
+
+    /// Records a reserved job's progress: a fraction from 0.0 to 1.0, what it is doing, and
+    /// optional JSON details.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `fraction` or `details` (over
+    /// [`MAX_PROGRESS_DETAILS_BYTES`](stoker_core::MAX_PROGRESS_DETAILS_BYTES));
+    /// [`Error::LeaseLost`]; [`Error::NotFound`].
+    pub async fn progress_reserved(
+        &self,
+        id: JobId,
+        fence: i64,
+        fraction: f64,
+        message: Option<String>,
+        details: Option<Value>,
+    ) -> Result<()> {
+        let params = JobProgressParams {
+            id,
+            fence,
+            fraction,
+            message,
+            details,
+            now: self.clock().now(),
+        };
+        params.validate()?;
+        if self.store().job_progress(params).await? {
+            Ok(())
+        } else {
+            Err(self.refused(id, fence).await)
+        }
+    }
+
+    /// Completes a reserved job with its result (`completed`), and returns the job as the
+    /// report left it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`]; [`Error::NotFound`]; a store error.
+    pub async fn complete_reserved(
+        &self,
+        id: JobId,
+        fence: i64,
+        result: Option<Value>,
+    ) -> Result<FinishedJob> {
+        let result = result.filter(|value| !value.is_null());
+        self.finish_reserved(id, fence, Outcome::Completed { result }, self.clock().now())
+            .await
+    }
+
+    /// Fails a reserved job's attempt by the one failed-attempt rule: retried after
+    /// `retry_in`, else the job's own backoff, else its kind's (if the client's registry has
+    /// it), else the default backoff, while attempts remain; discarded after the last, or at
+    /// once with `discard`. A job with a cancel requested ends `cancelled`. Returns the job as
+    /// the report left it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `error` for an empty message; [`Error::LeaseLost`];
+    /// [`Error::NotFound`]; a store error.
+    pub async fn fail_reserved(
+        &self,
+        id: JobId,
+        fence: i64,
+        failure: Failure,
+    ) -> Result<FinishedJob> {
+        if failure.message.is_empty() {
+            return Err(
+                InvalidInput::new("error", "say what went wrong: must not be empty").into(),
+            );
+        }
+        let job = self.held(id, fence).await?;
+        let now = self.clock().now();
+        let error = AttemptError {
+            attempt: job.attempt,
+            at: now,
+            kind: ErrorKind::Error,
+            message: failure.message,
+            backtrace: None,
+        };
+        let outcome = if failure.discard {
+            Outcome::Discard { error }
+        } else {
+            let handler = self
+                .registry()
+                .and_then(|registry| registry.get(&job.kind))
+                .map(|handler| &**handler);
+            failed_attempt(&job, error, now, failure.retry_in, handler)
+        };
+        self.finish_reserved(id, fence, outcome, now).await
+    }
+
+    /// Snoozes a reserved job: `available` again after `delay`, without using up an attempt
+    /// (a job with a cancel requested ends `cancelled`). Returns the job as the report left it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`]; [`Error::NotFound`]; a store error.
+    pub async fn snooze_reserved(
+        &self,
+        id: JobId,
+        fence: i64,
+        delay: Duration,
+    ) -> Result<FinishedJob> {
+        let now = self.clock().now();
+        let outcome = Outcome::Snooze {
+            run_at: after(now, delay),
+        };
+        self.finish_reserved(id, fence, outcome, now).await
+    }
+
+    /// Acknowledges a cancel: the reserved job ends `cancelled`, with `message` (if given) in
+    /// its error history. Returns the job as the report left it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`]; [`Error::NotFound`]; a store error.
+    pub async fn cancel_reserved(
+        &self,
+        id: JobId,
+        fence: i64,
+        message: Option<String>,
+    ) -> Result<FinishedJob> {
+        let now = self.clock().now();
+        let error = match message.filter(|message| !message.trim().is_empty()) {
+            // The history records which attempt stopped: only the row knows it.
+            Some(message) => Some(AttemptError {
+                attempt: self.held(id, fence).await?.attempt,
+                at: now,
+                kind: ErrorKind::Cancelled,
+                message,
+                backtrace: None,
+            }),
+            None => None,
+        };
+        self.finish_reserved(id, fence, Outcome::Cancel { error }, now)
+            .await
+    }
+
+    /// Applies one report in one store write.
+    async fn finish_reserved(
+        &self,
+        id: JobId,
+        fence: i64,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<FinishedJob> {
+        let finish = JobFinish { id, fence, outcome };
+        let mut applied = self
+            .store()
+            .job_finish_many(JobFinishParams::new(vec![finish], now))
+            .await?;
+        match applied.pop() {
+            Some(job) if job.id == id => Ok(job),
+            _ => Err(self.refused(id, fence).await),
+        }
+    }
+
+    /// The job, if it is running under `fence` with its lease (if any) not yet ended.
+    async fn held(&self, id: JobId, fence: i64) -> Result<JobRow> {
+        let now = self.clock().now();
+        match self.store().job_get(id).await? {
+            None => Err(Error::NotFound(format!("job {id}"))),
+            Some(job)
+                if job.state == JobState::Running
+                    && job.fence == fence
+                    && job.lease_expires_at.is_none_or(|end| end > now) =>
+            {
+                Ok(job)
+            }
+            Some(_) => Err(Error::LeaseLost { id, fence }),
+        }
+    }
+
+    /// Why a fenced write changed nothing: the job is gone, or no longer held under `fence`.
+    async fn refused(&self, id: JobId, fence: i64) -> Error {
+        match self.store().job_get(id).await {
+            Ok(Some(_)) => Error::LeaseLost { id, fence },
+            Ok(None) => Error::NotFound(format!("job {id}")),
+            Err(err) => err.into(),
+        }
+    }
+}
