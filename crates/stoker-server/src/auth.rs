@@ -11,8 +11,9 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::model::ErrorCode;
-use super::{ApiError, AppState};
+use crate::api::model::ErrorCode;
+use crate::api::ApiError;
+use crate::app::AppState;
 use crate::config::{ApiToken, Scope};
 
 /// Who is calling: the token's name, scopes and tenant binding.
