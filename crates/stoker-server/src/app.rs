@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{metrics, pull, stats, Metrics};
+use crate::auth::Principal;
 use crate::config::{ApiToken, Config, PullSettings};
 use crate::handlers::HandlerInfo;
 
@@ -25,7 +26,8 @@ pub struct AppState {
 }
 
 pub(crate) struct StateInner {
-    /// The one way to the store for every face.
+    /// The one way to the store for every face; scope it per caller with
+    /// [`Client::for_tenant`].
     pub(crate) client: Client,
     /// The client's store, for the pull protocol's calls until they move onto the client.
     pub(crate) store: Arc<dyn Store>,
@@ -36,7 +38,6 @@ pub(crate) struct StateInner {
     pub(crate) worker_queues: Vec<String>,
     pub(crate) max_body_bytes: usize,
     pub(crate) pull: PullSettings,
-    pub(crate) stale_after: Duration,
     pub(crate) sample_interval: Duration,
     pub(crate) metrics: Metrics,
     pub(crate) throughput: stats::Throughput,
@@ -62,7 +63,8 @@ impl AppState {
         let registry = Arc::new(crate::handlers::builtin());
         let client = Client::new(Arc::clone(&store))
             .with_clock(Arc::clone(&clock))
-            .with_registry(Arc::clone(&registry));
+            .with_registry(Arc::clone(&registry))
+            .with_stale_after(config.rescuer.stale_after);
         AppState {
             inner: Arc::new(StateInner {
                 client,
@@ -74,7 +76,6 @@ impl AppState {
                 worker_queues: config.worker.queues.keys().cloned().collect(),
                 max_body_bytes: config.max_body_bytes,
                 pull: config.pull,
-                stale_after: config.rescuer.stale_after,
                 sample_interval: config.stats.sample_interval,
                 metrics: Metrics::new(),
                 throughput: stats::Throughput::default(),
@@ -87,6 +88,15 @@ impl AppState {
     /// The client every face goes through, unscoped (it acts for every tenant).
     pub fn client(&self) -> &Client {
         &self.inner.client
+    }
+
+    /// The client acting for `principal`: limited to its tenant when its token is bound to
+    /// one, so every read and write is checked below the HTTP layer.
+    pub fn client_for(&self, principal: &Principal) -> Client {
+        match &principal.tenant {
+            Some(tenant) => self.inner.client.for_tenant(tenant.clone()),
+            None => self.inner.client.clone(),
+        }
     }
 
     /// The store.

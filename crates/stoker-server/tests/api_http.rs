@@ -20,6 +20,7 @@ store_tests!(
     pause_and_resume_queues,
     every_error_code_has_its_status_and_field,
     tokens_scopes_and_tenants,
+    a_tenant_bulk_retry_counts_what_remains_in_its_tenant,
     health_metrics_and_openapi,
     builtin_webhook_runs_in_the_server,
 );
@@ -690,6 +691,68 @@ async fn tokens_scopes_and_tenants(store: Arc<dyn Store>) {
             .await
             .body["state"],
         "cancelled"
+    );
+    server.stop().await;
+}
+
+/// Item 4: a tenant-bound token's bulk retry once reported `remaining` counted over every
+/// tenant.
+async fn a_tenant_bulk_retry_counts_what_remains_in_its_tenant(store: Arc<dyn Store>) {
+    const GLOBEX: &str = "globex-token-0123456789";
+    let mut config = config();
+    config.tokens = vec![
+        ApiToken::admin(ADMIN),
+        token("acme", ACME, &[Scope::Admin], Some("acme")),
+        token("globex", GLOBEX, &[Scope::Admin], Some("globex")),
+    ];
+    let server = start(store, config).await;
+    for (caller, count) in [(ACME, 2), (GLOBEX, 3)] {
+        for _ in 0..count {
+            let answer = server
+                .with_token(caller)
+                .post("/v1/jobs", json!({"kind": "k", "queue": "q"}))
+                .await;
+            assert_eq!(answer.status, 201, "{answer:?}");
+            let id = answer.body["id"].as_i64().unwrap();
+            let cancelled = server
+                .with_token(caller)
+                .post(&format!("/v1/jobs/{id}/cancel"), json!({}))
+                .await;
+            assert_eq!(cancelled.body["state"], "cancelled");
+        }
+    }
+    let retry = json!({"states": ["cancelled"], "limit": 1});
+    let first = server
+        .with_token(ACME)
+        .post("/v1/jobs/retry", retry.clone())
+        .await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert_eq!(first.body["retried"], 1);
+    assert_eq!(
+        first.body["remaining"], 1,
+        "only acme's jobs count: {first:?}"
+    );
+    let second = server
+        .with_token(ACME)
+        .post("/v1/jobs/retry", retry.clone())
+        .await;
+    assert_eq!(
+        (
+            second.body["retried"].as_u64(),
+            second.body["remaining"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    let globex = server
+        .with_token(GLOBEX)
+        .post("/v1/jobs/retry", retry)
+        .await;
+    assert_eq!(
+        (
+            globex.body["retried"].as_u64(),
+            globex.body["remaining"].as_u64()
+        ),
+        (Some(1), Some(2))
     );
     server.stop().await;
 }

@@ -179,6 +179,13 @@ impl From<stoker::Error> for ApiError {
                 ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
             }
             stoker::Error::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+            stoker::Error::TenantForbidden { field, message } => {
+                let error = ApiError::new(ErrorCode::TenantForbidden, message);
+                match field {
+                    Some(field) => error.with_field(field),
+                    None => error,
+                }
+            }
             stoker::Error::Store(store) if store.kind() == stoker::StoreErrorKind::Busy => {
                 tracing::warn!(err = %store, "the database is busy or unreachable");
                 ApiError::new(

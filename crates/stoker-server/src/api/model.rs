@@ -14,7 +14,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use stoker::{ErrorKind, JobId, JobRow, JobState, Metadata, Priority, QueueRow, StateCounts};
+use stoker::{ErrorKind, JobId, JobRow, JobState, Metadata, Priority, StateCounts};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
@@ -381,6 +381,15 @@ pub struct EnqueueResponse {
     pub duplicate: bool,
 }
 
+impl From<stoker::Enqueued> for EnqueueResponse {
+    fn from(job: stoker::Enqueued) -> Self {
+        EnqueueResponse {
+            id: job.id,
+            duplicate: job.duplicate,
+        }
+    }
+}
+
 /// `POST /v1/jobs/bulk`: many jobs in one request, written in a handful of statements. If any
 /// job is invalid, none is written, and the error's `field` says which (`jobs[3].queue`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -654,7 +663,7 @@ impl JobCounts {
     }
 }
 
-/// A queue: whether it is paused, and its jobs by state.
+/// A queue: whether it is paused, its jobs by state, and the workers serving it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueueView {
     /// The queue's name.
@@ -666,18 +675,38 @@ pub struct QueueView {
     pub updated_at: Option<DateTime<Utc>>,
     /// Its jobs by state.
     pub counts: JobCounts,
+    /// The workers whose rows name this queue, by id, with whether each is alive (the same
+    /// rule as `GET /v1/workers`).
+    #[serde(default)]
+    pub workers: Vec<QueueWorkerView>,
 }
 
-impl QueueView {
-    /// A queue from its settings row (if any) and its counts.
-    pub fn new(name: String, row: Option<&QueueRow>, counts: JobCounts) -> Self {
+impl From<stoker::QueueOverview> for QueueView {
+    fn from(queue: stoker::QueueOverview) -> Self {
         QueueView {
-            name,
-            paused: row.is_some_and(|row| row.paused),
-            updated_at: row.map(|row| row.updated_at),
-            counts,
+            name: queue.name,
+            paused: queue.paused,
+            updated_at: queue.updated_at,
+            counts: queue.counts.into(),
+            workers: queue
+                .workers
+                .into_iter()
+                .map(|worker| QueueWorkerView {
+                    id: worker.id,
+                    alive: worker.alive,
+                })
+                .collect(),
         }
     }
+}
+
+/// A worker serving a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueueWorkerView {
+    /// The worker's id (`pull:<name>` for pull workers).
+    pub id: String,
+    /// Whether its heartbeat is no older than the rescuer's `stale_after`.
+    pub alive: bool,
 }
 
 /// Every queue that has jobs or settings, by name.
@@ -706,12 +735,32 @@ pub struct WorkerView {
     pub started_at: DateTime<Utc>,
     /// Its latest heartbeat.
     pub heartbeat_at: DateTime<Utc>,
-    /// Whether its heartbeat is recent enough that its jobs are safe from the rescuer.
+    /// Whether its heartbeat is no older than the rescuer's `stale_after`, so its jobs are
+    /// safe from the rescuer.
     pub alive: bool,
     /// Jobs it completed.
     pub jobs_done: i64,
     /// Attempts of its that failed.
     pub jobs_failed: i64,
+}
+
+impl From<stoker::WorkerStatus> for WorkerView {
+    fn from(status: stoker::WorkerStatus) -> Self {
+        let worker = status.worker;
+        WorkerView {
+            pull: worker.id.starts_with(super::pull::PULL_PREFIX),
+            id: worker.id,
+            host: worker.host,
+            pid: worker.pid,
+            queues: worker.queues,
+            concurrency: worker.concurrency,
+            started_at: worker.started_at,
+            heartbeat_at: worker.heartbeat_at,
+            alive: status.alive,
+            jobs_done: worker.jobs_done,
+            jobs_failed: worker.jobs_failed,
+        }
+    }
 }
 
 /// Every worker row, by id.

@@ -234,7 +234,7 @@ impl Remote {
         queues: &[String],
         kinds: &[String],
         batch: u32,
-        progress: &mut dyn RetryProgress,
+        progress: &mut (dyn RetryProgress + Send),
     ) -> Result<u64, CliError> {
         let queues: Vec<Option<&String>> = if queues.is_empty() {
             vec![None]
