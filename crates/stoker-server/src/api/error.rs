@@ -40,6 +40,12 @@ impl ApiError {
         self
     }
 
+    /// The same error, about the request as a whole rather than one field.
+    pub fn without_field(mut self) -> Self {
+        self.field = None;
+        self
+    }
+
     /// A refused field value.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
@@ -271,6 +277,12 @@ fn data_error(detail: &str, what: &str) -> ApiError {
     match field {
         Some(field) => error.with_field(field),
         None => error,
+    }
+}
+
+impl From<serde_path_to_error::Error<serde_json::Error>> for ApiError {
+    fn from(err: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        data_error(&err.to_string(), "request")
     }
 }
 

@@ -14,13 +14,10 @@ use stoker::{
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::model::{
     EnqueueBulkRequest, EnqueueBulkResponse, EnqueueRequest, EnqueueResponse, ErrorBody, ErrorCode,
-    JobList, JobView, ListJobsQuery, RetryJobsRequest, RetryJobsResponse,
+    JobList, JobView, ListJobsQuery, RetryJobsRequest, RetryJobsResponse, BULK_MAX,
 };
 use super::{ApiError, AppState, Principal};
 use crate::config::Scope;
-
-/// The most jobs one bulk enqueue takes.
-pub(crate) const BULK_MAX: usize = 10_000;
 
 /// Prefixes a field name with where it sits in the request (`jobs[3].`).
 fn at(prefix: &str, field: &str) -> String {
@@ -45,7 +42,7 @@ fn build_insert(
         run_at,
         delay_seconds,
         max_attempts,
-        unique_key,
+        idempotency_key,
         tenant,
         metadata,
         timeout_seconds,
@@ -53,6 +50,7 @@ fn build_insert(
     let reprefix = |err: InvalidInput| {
         let field = match err.field.as_str() {
             "timeout" => "timeout_seconds",
+            "unique_key" => "idempotency_key",
             other => other,
         };
         ApiError::invalid(
@@ -118,7 +116,7 @@ fn build_insert(
         priority: priority.map(|level| level.0).unwrap_or_default(),
         max_attempts: max_attempts.unwrap_or(MAX_ATTEMPTS_DEFAULT),
         run_at,
-        unique_key,
+        unique_key: idempotency_key,
         tenant,
         metadata,
         timeout_ms,
@@ -210,8 +208,8 @@ async fn insert(
 
 /// Enqueue a job.
 ///
-/// Answers 201 with the new job's id, or 200 with the existing job's id when the idempotency
-/// key matched one (nothing is written then).
+/// Answers 201 with the new job (id, kind, queue, state, run_at), or 200 with the existing job
+/// as it is now when the idempotency key matched one (nothing is written then).
 #[utoipa::path(
     post,
     path = "/v1/jobs",
@@ -219,7 +217,7 @@ async fn insert(
     request_body = EnqueueRequest,
     responses(
         (status = 201, description = "Enqueued", body = EnqueueResponse),
-        (status = 200, description = "A job with this idempotency key exists; its id", body = EnqueueResponse),
+        (status = 200, description = "A job with this idempotency key exists: that job, as it is now", body = EnqueueResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "A field is refused (`field` names it)", body = ErrorBody),
@@ -520,8 +518,9 @@ pub(crate) async fn delete(
 
 /// Retry finished jobs in bulk.
 ///
-/// Retries every job in the given finished states (default: discarded) of a queue and/or
-/// kind, in batches, and answers how many.
+/// Retries every job in the given finished states (default: discarded) of the given queues
+/// and kinds, in batches, and answers how many, and how many matching jobs remain (beyond
+/// `limit`), counted in the caller's scope: a tenant-bound token counts only its own jobs.
 #[utoipa::path(
     post,
     path = "/v1/jobs/retry",
@@ -541,8 +540,8 @@ pub(crate) async fn retry_many(
     principal.require(Scope::Admin)?;
     let filter = RetryFilter {
         states: request.states.unwrap_or_else(|| vec![JobState::Discarded]),
-        queues: request.queue.into_iter().collect(),
-        kinds: request.kind.into_iter().collect(),
+        queues: request.queues,
+        kinds: request.kinds,
         tenant: request.tenant,
         limit: request.limit,
         batch: RetryFilter::BATCH_DEFAULT,

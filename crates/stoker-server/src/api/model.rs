@@ -259,19 +259,25 @@ pub enum ErrorKindSchema {
 pub struct JobMetadata {
     /// Ties together every job started by one request or workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub correlation_id: Option<String>,
     /// The job that enqueued this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1)]
     pub parent_id: Option<JobId>,
     /// Who enqueued the job: a service name, `cli`... Defaults to the API token's name when
     /// the server has tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 255)]
     pub source: Option<String>,
-    /// Free-form labels for searching and grouping.
+    /// Free-form labels for searching and grouping, at most 100 ([`TAGS_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 100)]
     pub tags: Vec<String>,
 }
+
+/// The most tags a job carries.
+pub const TAGS_MAX: usize = 100;
 
 impl From<Metadata> for JobMetadata {
     fn from(metadata: Metadata) -> Self {
@@ -303,47 +309,53 @@ impl From<JobMetadata> for Metadata {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
-    /// The handler's name, e.g. `webhook` or `email`.
+    /// The handler's name, e.g. `webhook` or `email`: 1 to 255 characters, no whitespace.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^\S+$")]
     pub kind: String,
-    /// The handler's input. Defaults to `{}`. Kinds the server runs itself (see
-    /// `GET /v1/handlers`) check their args before anything is written.
+    /// The handler's input: a JSON object (an array, `null` or a scalar is refused), at most
+    /// 1 MiB. Defaults to `{}`. Kinds the server runs itself (see `GET /v1/handlers`) check
+    /// their args before anything is written.
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub args: Value,
-    /// The queue to wait in. Defaults to `default`.
+    /// The queue to wait in: 1 to 128 letters, digits, `_`, `-`, `.` and `:`. Defaults to
+    /// `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")]
     pub queue: Option<String>,
     /// Higher runs first. Defaults to `NORMAL` (0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<PriorityLevel>,
-    /// Run no earlier than this instant. Not together with `delay_seconds`.
+    /// Run no earlier than this instant, within ten years of now either way. Not together with
+    /// `delay_seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
-    /// Run no earlier than this many seconds from now. Not together with `run_at`.
+    /// Run no earlier than this many seconds from now: 0 to 315,360,000 (ten years). Not
+    /// together with `run_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 315_360_000)]
     pub delay_seconds: Option<f64>,
     /// The most attempts the job gets, at least 1. Defaults to 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_attempts: Option<i32>,
     /// An idempotency key: while a job with this key (and tenant) exists, enqueueing another
-    /// returns the existing job's id with `duplicate: true` and writes nothing. Also accepted as
-    /// `idempotency_key`.
-    #[serde(
-        default,
-        alias = "idempotency_key",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unique_key: Option<String>,
+    /// returns the existing job with `duplicate: true` and writes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 512)]
+    pub idempotency_key: Option<String>,
     /// The tenant the job belongs to. A tenant-bound token may leave it out (its tenant is
     /// used) or name its own tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255)]
     pub tenant: Option<String>,
     /// Lineage and tracing data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<JobMetadata>,
-    /// How long one attempt may run, in seconds, before it counts as failed. Defaults to the
-    /// handler's limit, or none.
+    /// How long one attempt may run, in seconds (more than 0, at most ten years), before it
+    /// counts as failed. Defaults to the handler's limit, or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 315_360_000)]
     pub timeout_seconds: Option<f64>,
 }
 
@@ -362,7 +374,7 @@ impl EnqueueRequest {
             run_at: None,
             delay_seconds: None,
             max_attempts: None,
-            unique_key: None,
+            idempotency_key: None,
             tenant: None,
             metadata: None,
             timeout_seconds: None,
@@ -370,15 +382,25 @@ impl EnqueueRequest {
     }
 }
 
-/// The answer to an enqueue: the job's id, and whether it is new (HTTP 201) or an existing job
-/// with the same idempotency key (HTTP 200, nothing written).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// The answer to an enqueue: the job as it is now, and whether it is new (HTTP 201) or an
+/// existing job with the same idempotency key (HTTP 200, nothing written). `GET
+/// /v1/jobs/{id}` has the rest of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnqueueResponse {
     /// The new job's id, or the existing job's for a duplicate.
     #[schema(value_type = i64)]
     pub id: JobId,
     /// True when the idempotency key matched an existing job.
     pub duplicate: bool,
+    /// The job's kind.
+    pub kind: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// Its state now: `available` for a new job; any state for a duplicate.
+    #[schema(value_type = JobStateSchema)]
+    pub state: JobState,
+    /// Not before this instant.
+    pub run_at: DateTime<Utc>,
 }
 
 impl From<stoker::Enqueued> for EnqueueResponse {
@@ -386,6 +408,10 @@ impl From<stoker::Enqueued> for EnqueueResponse {
         EnqueueResponse {
             id: job.id,
             duplicate: job.duplicate,
+            kind: job.kind,
+            queue: job.queue,
+            state: job.state,
+            run_at: job.run_at,
         }
     }
 }
@@ -395,9 +421,13 @@ impl From<stoker::Enqueued> for EnqueueResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBulkRequest {
-    /// The jobs, 1 to 10,000.
+    /// The jobs, 1 to 10,000 ([`BULK_MAX`]).
+    #[schema(min_items = 1, max_items = 10_000)]
     pub jobs: Vec<EnqueueRequest>,
 }
+
+/// The most jobs one bulk enqueue takes.
+pub const BULK_MAX: usize = 10_000;
 
 /// The answer to a bulk enqueue: one entry per job, in request order. HTTP 201 if at least
 /// one job is new, 200 if every one was a duplicate.
@@ -425,8 +455,9 @@ pub struct JobView {
     pub kind: String,
     /// The queue it waits in.
     pub queue: String,
-    /// The handler's input.
-    #[schema(value_type = Object)]
+    /// The handler's input: an object for jobs enqueued over HTTP; a job enqueued by the Rust
+    /// library may carry any JSON value.
+    #[schema(value_type = Value)]
     pub args: Value,
     /// Where it is in its life.
     #[schema(value_type = JobStateSchema)]
@@ -440,15 +471,15 @@ pub struct JobView {
     /// Not before this instant.
     pub run_at: DateTime<Utc>,
     /// The idempotency key, if any.
-    pub unique_key: Option<String>,
+    pub idempotency_key: Option<String>,
     /// The tenant it belongs to, if any.
     pub tenant: Option<String>,
     /// Lineage and tracing data.
     pub metadata: JobMetadata,
     /// One entry per failed attempt, oldest first.
     pub errors: Vec<AttemptErrorView>,
-    /// The handler's output once completed.
-    #[schema(value_type = Option<Object>)]
+    /// The handler's output once completed: any JSON value.
+    #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
     /// The last progress report.
     pub progress: Option<ProgressView>,
@@ -461,7 +492,7 @@ pub struct JobView {
     /// When it reached a finished state.
     pub finished_at: Option<DateTime<Utc>>,
     /// The worker running it, or that ran its latest attempt (`pull:<name>` for pull workers).
-    pub worker_id: Option<String>,
+    pub worker: Option<String>,
     /// Set when a cancel was requested while it was running.
     pub cancel_requested_at: Option<DateTime<Utc>>,
     /// While a pull worker holds it, when its lease ends.
@@ -480,7 +511,7 @@ impl From<JobRow> for JobView {
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             run_at: job.run_at,
-            unique_key: job.unique_key,
+            idempotency_key: job.unique_key,
             tenant: job.tenant,
             metadata: job.metadata.into(),
             errors: job
@@ -504,7 +535,7 @@ impl From<JobRow> for JobView {
             created_at: job.created_at,
             attempted_at: job.attempted_at,
             finished_at: job.finished_at,
-            worker_id: job.worker_id,
+            worker: job.worker_id,
             cancel_requested_at: job.cancel_requested_at,
             lease_expires_at: job.lease_expires_at,
         }
@@ -547,23 +578,26 @@ pub struct ProgressView {
 #[into_params(parameter_in = Query)]
 pub struct ListJobsQuery {
     /// Only jobs in these states: `available`, `running`, `retryable`, `completed`,
-    /// `discarded`, `cancelled`.
+    /// `discarded`, `cancelled`; at most 100 names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// Only jobs of these kinds.
+    /// Only jobs of these kinds; at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// Only jobs in these queues.
+    /// Only jobs in these queues; at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
     /// Only this tenant's jobs (a tenant-bound token always sees only its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(min_length = 1, max_length = 255)]
     pub tenant: Option<String>,
-    /// The keyset cursor: `next_cursor` of the previous page.
+    /// The keyset cursor: `next_cursor` of the previous page (a job id, 1 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1)]
     pub cursor: Option<i64>,
     /// Page size, 1 to 1,000. Defaults to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -587,21 +621,26 @@ pub struct RetryJobsRequest {
     /// The finished states to retry: `discarded`, `cancelled`, `completed`. Defaults to
     /// `["discarded"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<JobStateSchema>>)]
+    #[schema(value_type = Option<Vec<JobStateSchema>>, min_items = 1, max_items = 100)]
     pub states: Option<Vec<JobState>>,
-    /// Only jobs of this queue.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<String>,
-    /// Only jobs of this kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    /// Only jobs of these queues (at most 100); empty or absent means every queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 100)]
+    pub queues: Vec<String>,
+    /// Only jobs of these kinds (at most 100); empty or absent means every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 100)]
+    pub kinds: Vec<String>,
     /// Only this tenant's jobs (forced to the token's tenant for tenant-bound tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255)]
     pub tenant: Option<String>,
-    /// The most jobs to retry in this request; repeat the request for more, reading
-    /// `remaining`, to show progress through a large retry. Defaults to every job that matched
-    /// when the request started (jobs that fail again meanwhile are not retried twice).
+    /// The most jobs to retry in this request, at least 1; repeat the request for more,
+    /// reading `remaining`, to show progress through a large retry. Defaults to every job
+    /// that matched when the request started (jobs that fail again meanwhile are not retried
+    /// twice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub limit: Option<u64>,
 }
 
@@ -610,8 +649,8 @@ pub struct RetryJobsRequest {
 pub struct RetryJobsResponse {
     /// Jobs retried.
     pub retried: u64,
-    /// Matching jobs left to retry, as counted when the request started (an upper bound for
-    /// tenant-filtered retries, whose counts are not kept per tenant).
+    /// Matching jobs this request left (its `limit` was reached), counted as they were when it
+    /// started and in the caller's own scope: a tenant-bound token counts only its tenant's.
     pub remaining: u64,
 }
 
@@ -777,6 +816,7 @@ pub struct WorkerList {
 pub struct StatsQuery {
     /// Minutes of throughput history, 1 to 60. Defaults to 15.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 60)]
     pub minutes: Option<u32>,
 }
 
@@ -958,7 +998,7 @@ pub struct CompleteRequest {
     pub attempt: i32,
     /// The handler's output, stored as the job's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
 }
 

@@ -27,7 +27,7 @@ pub(crate) struct EnqueueInput {
     pub(crate) run_at: Option<DateTime<Utc>>,
     pub(crate) delay: Option<Duration>,
     pub(crate) max_attempts: Option<i32>,
-    pub(crate) unique_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
     pub(crate) tenant: Option<String>,
     pub(crate) correlation_id: Option<String>,
     pub(crate) tags: Vec<String>,

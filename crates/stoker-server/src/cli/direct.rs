@@ -78,7 +78,7 @@ impl Direct {
         if let Some(max_attempts) = input.max_attempts {
             opts = opts.max_attempts(max_attempts);
         }
-        if let Some(key) = input.unique_key {
+        if let Some(key) = input.idempotency_key {
             opts = opts.unique_key(key);
         }
         if let Some(tenant) = input.tenant {
