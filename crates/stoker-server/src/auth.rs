@@ -1,8 +1,8 @@
 //! Bearer tokens, scopes and tenants.
 //!
 //! Without tokens (the server then listens on loopback only) every request acts as an admin of
-//! every tenant. With tokens, [`authenticate`] turns the `Authorization: Bearer` header into a
-//! [`Principal`], or answers 401; each handler then asks the principal for the scope it needs
+//! every tenant. With tokens, the `authenticate` middleware turns the `Authorization: Bearer`
+//! header into a [`Principal`], or answers 401; each handler then asks the principal for the scope it needs
 //! (403 without it), and acts through the client scoped to the principal's tenant
 //! ([`AppState::client_for`]), which enforces the tenant below the HTTP layer.
 
