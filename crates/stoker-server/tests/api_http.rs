@@ -781,6 +781,18 @@ async fn misshapen_bodies_and_out_of_range_values_change_nothing(store: Arc<dyn 
         ("/v1/jobs/retry", "[null,null]", ""),
         ("/v1/jobs/bulk", r#"[[{"kind":"k"}]]"#, ""),
         ("/v1/jobs", r#"{"kind":"k","args":null}"#, "args"),
+        ("/v1/jobs", r#"{"kind":"ké"}"#, "kind"),
+        ("/v1/jobs", r#"{"kind":"k","tenant":"acmé"}"#, "tenant"),
+        (
+            "/v1/jobs",
+            r#"{"kind":"k","max_attempts":2.5}"#,
+            "max_attempts",
+        ),
+        (
+            "/v1/jobs",
+            r#"{"kind":"k","metadata":{"parent_id":-9223372036854775809}}"#,
+            "metadata.parent_id",
+        ),
         ("/v1/jobs", r#"{"kind":"k","args":["x"]}"#, "args"),
         ("/v1/jobs", r#"{"kind":"k","args":"x"}"#, "args"),
         ("/v1/jobs", r#"{"kind":"k","metadata":["c"]}"#, "metadata"),
@@ -807,12 +819,12 @@ async fn misshapen_bodies_and_out_of_range_values_change_nothing(store: Arc<dyn 
         ),
         (
             "/v1/jobs",
-            r#"{"kind":"k","run_at":"9999-12-31T00:00:00Z"}"#,
+            r#"{"kind":"k","run_at":"+10000-01-01T00:00:00Z"}"#,
             "run_at",
         ),
         (
             "/v1/jobs",
-            r#"{"kind":"k","run_at":"0001-01-01T00:00:00Z"}"#,
+            r#"{"kind":"k","run_at":"-0001-12-31T00:00:00Z"}"#,
             "run_at",
         ),
         (
@@ -873,6 +885,19 @@ async fn enqueue_answers_the_job(store: Arc<dyn Store>) {
     assert_eq!(answer.body["run_at"], "2031-06-01T12:00:00Z");
     assert_eq!(answer.body["queue"], "q");
     assert_eq!(answer.body["kind"], "k");
+    // A number without a fraction is an integer, as JSON Schema counts it.
+    let whole = server
+        .post(
+            "/v1/jobs",
+            json!({"kind": "k", "max_attempts": 3.0, "priority": 7.0}),
+        )
+        .await;
+    assert_eq!(whole.status, 201, "{whole:?}");
+    let whole = server.job(whole.body["id"].as_i64().unwrap()).await;
+    assert_eq!(
+        (whole["max_attempts"].as_i64(), whole["priority"].as_i64()),
+        (Some(3), Some(7))
+    );
     server
         .post(&format!("/v1/jobs/{id}/cancel"), json!({}))
         .await;
@@ -978,6 +1003,7 @@ fn every_route_documents_its_answers_and_bounds() {
     let enqueue = &schemas["EnqueueRequest"]["properties"];
     assert_eq!(enqueue["kind"]["maxLength"], stoker::core::KIND_MAX_LEN);
     assert_eq!(enqueue["queue"]["maxLength"], stoker::core::QUEUE_MAX_LEN);
+    // Printable ASCII: characters and bytes are the same bound.
     assert_eq!(enqueue["tenant"]["maxLength"], stoker::core::TENANT_MAX_LEN);
     assert_eq!(
         enqueue["idempotency_key"]["maxLength"],

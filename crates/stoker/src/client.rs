@@ -17,9 +17,8 @@ use stoker_core::{
 use crate::overview::{worker_alive, QueueOverview, QueueWorker, WorkerStatus};
 use crate::{EnqueueOptions, Error, Job, NewJob, Registry, Result, STALE_AFTER_DEFAULT};
 
-/// The furthest a job can be scheduled from now, either way: ten years. A `run_at` or delay
-/// beyond it is refused, as a mistake, and far enough from the calendar's end that no date
-/// arithmetic on an accepted instant can overflow.
+/// The longest delay a job can be enqueued with: ten years. A longer one is refused, as a
+/// mistake, and far enough from the calendar's end that no date arithmetic can overflow.
 pub const SCHEDULE_MAX: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// The most values one filter names in each of its lists (states, kinds, queues), so one call
@@ -48,24 +47,24 @@ pub(crate) fn delayed(
     now.checked_add_signed(delay).ok_or_else(too_long)
 }
 
-/// Refuses a `run_at` more than [`SCHEDULE_MAX`] away from `now`, either way. Every enqueue
-/// through the [`Client`] applies it; callers that check requests themselves (to name a field
-/// their own way) use it too.
+/// Refuses a `run_at` outside the years 1 to 9999, the instants RFC 3339 can write (so every
+/// stored `run_at` reads back on the wire) and every store keeps; later ones (chrono parses
+/// `+200000-01-01T00:00:00Z`) overflow PostgreSQL's calendar. Every enqueue through the
+/// [`Client`] applies it; callers that check requests themselves (to name a field their own
+/// way) use it too.
 ///
 /// # Errors
 ///
 /// [`InvalidInput`] for field `run_at`.
-pub fn check_run_at(run_at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), InvalidInput> {
-    let max = chrono::Duration::from_std(SCHEDULE_MAX).unwrap_or(chrono::Duration::MAX);
-    let in_range = now.checked_sub_signed(max).is_none_or(|min| run_at >= min)
-        && now.checked_add_signed(max).is_none_or(|max| run_at <= max);
-    if in_range {
+pub fn check_run_at(run_at: DateTime<Utc>) -> Result<(), InvalidInput> {
+    use chrono::Datelike;
+    if (1..=9999).contains(&run_at.year()) {
         Ok(())
     } else {
         Err(InvalidInput::new(
             "run_at",
             format!(
-                "{} is more than ten years from now; schedule jobs within ten years",
+                "{} is outside the years 1 to 9999 that RFC 3339 date-times cover",
                 run_at.to_rfc3339()
             ),
         ))
@@ -799,7 +798,7 @@ impl<S: ?Sized> Client<S> {
                 let mut job = job.resolve(now, registry)?;
                 job.tenant = self.tenant_for(job.tenant.take(), "tenant")?;
                 if let Some(run_at) = job.run_at {
-                    check_run_at(run_at, now)?;
+                    check_run_at(run_at)?;
                 }
                 Ok(job)
             })
@@ -1246,19 +1245,15 @@ mod tests {
     }
 
     #[test]
-    fn schedules_within_ten_years_either_way() {
+    fn schedules_within_the_rfc_3339_years_and_ten_years_of_delay() {
         let now: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
-        let year = chrono::Duration::days(365);
-        assert!(check_run_at(now + year * 9, now).is_ok());
-        assert!(check_run_at(now - year * 9, now).is_ok());
-        assert_eq!(
-            check_run_at(now + year * 11, now).unwrap_err().field,
-            "run_at"
-        );
-        assert_eq!(
-            check_run_at(now - year * 11, now).unwrap_err().field,
-            "run_at"
-        );
+        for ok in ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            assert!(check_run_at(ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for far in ["+10000-01-01T00:00:00Z", "-0001-12-31T00:00:00Z"] {
+            let far: DateTime<Utc> = far.parse().unwrap();
+            assert_eq!(check_run_at(far).unwrap_err().field, "run_at");
+        }
         assert!(delayed(now, Duration::from_secs(60), "delay").is_ok());
         assert_eq!(
             delayed(now, Duration::from_secs_f64(1e15), "delay")

@@ -265,11 +265,8 @@ mod scenarios {
             Err(Error::Invalid(invalid)) => assert_eq!(invalid.field, "delay"),
             other => panic!("expected an invalid delay, got {other:?}"),
         }
-        let now = chrono::Utc::now();
-        for run_at in [
-            now + chrono::Duration::days(11 * 365),
-            now - chrono::Duration::days(11 * 365),
-        ] {
+        for run_at in ["+10000-01-01T00:00:00Z", "-0001-12-31T00:00:00Z"] {
+            let run_at: chrono::DateTime<chrono::Utc> = run_at.parse().unwrap();
             match client
                 .enqueue_raw("k", json!({}), EnqueueOptions::new().run_at(run_at))
                 .await

@@ -28,10 +28,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<Value>::from_request(req, state).await?;
+        let Json(mut value) = Json::<Value>::from_request(req, state).await?;
         let doc = document_json();
         let schema = serde_json::json!({ "$ref": format!("#/components/schemas/{}", T::name()) });
-        check_shape(&value, &schema, doc, "")?;
+        check_shape(&mut value, &schema, doc, "")?;
         Ok(ApiJson(serde_path_to_error::deserialize(value)?))
     }
 }
@@ -68,7 +68,10 @@ fn refused(path: &str, message: String) -> ApiError {
 /// Checks `value` (at `path`) against `schema`: objects and lists where the document says so,
 /// and lists within `minItems`/`maxItems`. Scalars are left to serde, whose errors name the
 /// field already.
-fn check_shape(value: &Value, schema: &Value, doc: &Value, path: &str) -> Result<(), ApiError> {
+///
+/// A number with no fraction where the document says integer (`5.0`, which JSON Schema counts
+/// as an integer) becomes that integer, so serde reads it as the document promises.
+fn check_shape(value: &mut Value, schema: &Value, doc: &Value, path: &str) -> Result<(), ApiError> {
     if let Some(target) = schema.get("$ref").and_then(Value::as_str) {
         let resolved = target
             .strip_prefix("#/components/schemas/")
@@ -107,6 +110,15 @@ fn check_shape(value: &Value, schema: &Value, doc: &Value, path: &str) -> Result
         Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
+    if types.contains(&"integer") {
+        if let Some(float) = value.as_f64().filter(|_| value.is_f64()) {
+            // Only where the float is exact (below 2^53): a larger one may stand for a number
+            // out of range, which serde must still refuse.
+            if float.fract() == 0.0 && float.abs() < 2f64.powi(53) {
+                *value = Value::from(float as i64);
+            }
+        }
+    }
     let kinds = kinds_of(value);
     if !types.is_empty() && !types.iter().any(|wanted| kinds.contains(wanted)) {
         let got = kinds[0];
@@ -132,7 +144,7 @@ fn check_shape(value: &Value, schema: &Value, doc: &Value, path: &str) -> Result
     match value {
         Value::Object(fields) => {
             if let Some(properties) = schema.get("properties") {
-                for (name, field) in fields {
+                for (name, field) in fields.iter_mut() {
                     if let Some(property) = properties.get(name) {
                         check_shape(field, property, doc, &join(path, name))?;
                     }
@@ -155,7 +167,7 @@ fn check_shape(value: &Value, schema: &Value, doc: &Value, path: &str) -> Result
                 ));
             }
             if let Some(item_schema) = schema.get("items") {
-                for (index, item) in items.iter().enumerate() {
+                for (index, item) in items.iter_mut().enumerate() {
                     check_shape(item, item_schema, doc, &format!("{path}[{index}]"))?;
                 }
             }
@@ -207,7 +219,8 @@ mod tests {
 
     fn check(value: Value, schema: &str) -> Result<(), ApiError> {
         let schema = json!({ "$ref": format!("#/components/schemas/{schema}") });
-        check_shape(&value, &schema, document_json(), "")
+        let mut value = value;
+        check_shape(&mut value, &schema, document_json(), "")
     }
 
     #[test]

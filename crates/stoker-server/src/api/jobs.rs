@@ -59,6 +59,13 @@ fn build_insert(
         )
     };
     validate_kind(&kind).map_err(reprefix)?;
+    ascii_text(&at(prefix, "kind"), &kind, false)?;
+    if let Some(tenant) = &tenant {
+        ascii_text(&at(prefix, "tenant"), tenant, true)?;
+    }
+    if let Some(key) = &idempotency_key {
+        ascii_text(&at(prefix, "idempotency_key"), key, true)?;
+    }
     let queue = queue.unwrap_or_else(|| QUEUE_DEFAULT.to_owned());
     validate_queue(&queue).map_err(reprefix)?;
     let run_at = match (run_at, delay_seconds) {
@@ -69,7 +76,7 @@ fn build_insert(
             ))
         }
         (Some(run_at), None) => {
-            stoker::check_run_at(run_at, now)
+            stoker::check_run_at(run_at)
                 .map_err(|err| ApiError::invalid(at(prefix, "run_at"), err.to_string()))?;
             Some(run_at)
         }
@@ -85,6 +92,12 @@ fn build_insert(
     let timeout_ms = match timeout_seconds {
         Some(timeout) => {
             let timeout = seconds(timeout, &at(prefix, "timeout_seconds"), false)?;
+            if timeout.as_millis() == 0 {
+                return Err(ApiError::invalid(
+                    at(prefix, "timeout_seconds"),
+                    "timeout_seconds must be at least 0.001 (one millisecond)",
+                ));
+            }
             Some(i64::try_from(timeout.as_millis()).map_err(|_| {
                 ApiError::invalid(at(prefix, "timeout_seconds"), "timeout_seconds is too long")
             })?)
@@ -153,6 +166,26 @@ pub(crate) fn seconds(
         ));
     }
     Ok(std::time::Duration::from_secs_f64(value))
+}
+
+/// The API's names (kinds, tenants, idempotency keys) are printable ASCII, so the lengths the
+/// OpenAPI document gives (in characters) are exactly the store's (in bytes).
+fn ascii_text(field: &str, value: &str, spaces: bool) -> Result<(), ApiError> {
+    if value
+        .chars()
+        .all(|c| c.is_ascii_graphic() || (spaces && c == ' '))
+    {
+        return Ok(());
+    }
+    let rule = if spaces {
+        "printable ASCII characters"
+    } else {
+        "printable ASCII characters without spaces"
+    };
+    Err(ApiError::invalid(
+        field,
+        format!("{field} must be {rule}, got {value:?}"),
+    ))
 }
 
 /// The job the client enqueues for a checked request: the same fields, resolved again by the
@@ -399,9 +432,13 @@ pub(crate) async fn list(
     ApiQuery(query): ApiQuery<ListJobsQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     principal.require(Scope::Read)?;
+    let kinds = list_param(query.kind.as_deref());
+    for kind in &kinds {
+        ascii_text("kind", kind, false)?;
+    }
     let filter = JobFilter {
         states: parse_states(&list_param(query.state.as_deref()), "state")?,
-        kinds: list_param(query.kind.as_deref()),
+        kinds,
         queues: list_param(query.queue.as_deref()),
         tenant: query.tenant,
         before: query.cursor.map(JobId),
@@ -538,6 +575,18 @@ pub(crate) async fn retry_many(
     ApiJson(request): ApiJson<RetryJobsRequest>,
 ) -> Result<Json<RetryJobsResponse>, ApiError> {
     principal.require(Scope::Admin)?;
+    if request
+        .limit
+        .is_some_and(|limit| i64::try_from(limit).is_err())
+    {
+        return Err(ApiError::invalid(
+            "limit",
+            format!("limit must be at most {}", i64::MAX),
+        ));
+    }
+    for (index, kind) in request.kinds.iter().enumerate() {
+        ascii_text(&format!("kinds[{index}]"), kind, false)?;
+    }
     let filter = RetryFilter {
         states: request.states.unwrap_or_else(|| vec![JobState::Discarded]),
         queues: request.queues,

@@ -213,6 +213,56 @@ impl PartialSchema for PriorityLevel {
 
 impl ToSchema for PriorityLevel {}
 
+/// A queue's name in a list (the OpenAPI view): 1 to 128 letters, digits, `_`, `-`, `.`
+/// and `:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueNameSchema;
+
+impl PartialSchema for QueueNameSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .min_length(Some(1))
+            .max_length(Some(stoker::core::QUEUE_MAX_LEN))
+            .pattern(Some("^[A-Za-z0-9_.:-]+$"))
+            .description(Some(
+                "A queue: 1 to 128 letters, digits, `_`, `-`, `.` and `:`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for QueueNameSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "QueueName".into()
+    }
+}
+
+/// A kind's name in a list (the OpenAPI view): 1 to 255 printable ASCII characters without
+/// spaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindNameSchema;
+
+impl PartialSchema for KindNameSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .min_length(Some(1))
+            .max_length(Some(stoker::core::KIND_MAX_LEN))
+            .pattern(Some("^[!-~]+$"))
+            .description(Some(
+                "A kind: 1 to 255 printable ASCII characters without spaces.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for KindNameSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "KindName".into()
+    }
+}
+
 /// Where a job is in its life (the OpenAPI view of [`stoker::JobState`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -227,6 +277,20 @@ pub enum JobStateSchema {
     /// Finished successfully; `result` holds the handler's output.
     Completed,
     /// Failed for good (attempts used up, or discarded): the dead-letter state.
+    Discarded,
+    /// Cancelled before or while it ran.
+    Cancelled,
+}
+
+/// A state a job never leaves on its own: what a bulk retry takes (the OpenAPI view of
+/// [`stoker::JobState::FINISHED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = FinishedState)]
+pub enum FinishedStateSchema {
+    /// Finished successfully.
+    Completed,
+    /// Failed for good: the dead-letter state.
     Discarded,
     /// Cancelled before or while it ran.
     Cancelled,
@@ -259,16 +323,14 @@ pub enum ErrorKindSchema {
 pub struct JobMetadata {
     /// Ties together every job started by one request or workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 255)]
     pub correlation_id: Option<String>,
     /// The job that enqueued this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<i64>, minimum = 1)]
+    #[schema(value_type = Option<i64>)]
     pub parent_id: Option<JobId>,
     /// Who enqueued the job: a service name, `cli`... Defaults to the API token's name when
     /// the server has tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(max_length = 255)]
     pub source: Option<String>,
     /// Free-form labels for searching and grouping, at most 100 ([`TAGS_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -309,8 +371,9 @@ impl From<JobMetadata> for Metadata {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
-    /// The handler's name, e.g. `webhook` or `email`: 1 to 255 characters, no whitespace.
-    #[schema(min_length = 1, max_length = 255, pattern = r"^\S+$")]
+    /// The handler's name, e.g. `webhook` or `email`: 1 to 255 printable ASCII characters
+    /// without spaces.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
     pub kind: String,
     /// The handler's input: a JSON object (an array, `null` or a scalar is refused), at most
     /// 1 MiB. Defaults to `{}`. Kinds the server runs itself (see `GET /v1/handlers`) check
@@ -326,8 +389,8 @@ pub struct EnqueueRequest {
     /// Higher runs first. Defaults to `NORMAL` (0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<PriorityLevel>,
-    /// Run no earlier than this instant, within ten years of now either way. Not together with
-    /// `delay_seconds`.
+    /// Run no earlier than this instant: an RFC 3339 date-time, years 1 to 9999. Not together
+    /// with `delay_seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
     /// Run no earlier than this many seconds from now: 0 to 315,360,000 (ten years). Not
@@ -340,22 +403,23 @@ pub struct EnqueueRequest {
     #[schema(minimum = 1)]
     pub max_attempts: Option<i32>,
     /// An idempotency key: while a job with this key (and tenant) exists, enqueueing another
-    /// returns the existing job with `duplicate: true` and writes nothing.
+    /// returns the existing job with `duplicate: true` and writes nothing. 1 to 512 printable
+    /// ASCII characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 512)]
+    #[schema(min_length = 1, max_length = 512, pattern = r"^[ -~]+$")]
     pub idempotency_key: Option<String>,
-    /// The tenant the job belongs to. A tenant-bound token may leave it out (its tenant is
-    /// used) or name its own tenant.
+    /// The tenant the job belongs to: 1 to 255 printable ASCII characters. A tenant-bound
+    /// token may leave it out (its tenant is used) or name its own tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[ -~]+$")]
     pub tenant: Option<String>,
     /// Lineage and tracing data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<JobMetadata>,
-    /// How long one attempt may run, in seconds (more than 0, at most ten years), before it
+    /// How long one attempt may run, in seconds (one millisecond to ten years), before it
     /// counts as failed. Defaults to the handler's limit, or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(exclusive_minimum = 0, maximum = 315_360_000)]
+    #[schema(minimum = 0.001, maximum = 315_360_000)]
     pub timeout_seconds: Option<f64>,
 }
 
@@ -580,16 +644,20 @@ pub struct ListJobsQuery {
     /// Only jobs in these states: `available`, `running`, `retryable`, `completed`,
     /// `discarded`, `cancelled`; at most 100 names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(
+        pattern = r"^((available|running|retryable|completed|discarded|cancelled)(,(available|running|retryable|completed|discarded|cancelled)){0,99})?$"
+    )]
     pub state: Option<String>,
-    /// Only jobs of these kinds; at most 100.
+    /// Only jobs of these kinds (printable ASCII without spaces); at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^([!-+\--~]{1,255}(,[!-+\--~]{1,255}){0,99})?$")]
     pub kind: Option<String>,
     /// Only jobs in these queues; at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^([A-Za-z0-9_.:-]{1,128}(,[A-Za-z0-9_.:-]{1,128}){0,99})?$")]
     pub queue: Option<String>,
     /// Only this tenant's jobs (a tenant-bound token always sees only its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(min_length = 1, max_length = 255)]
     pub tenant: Option<String>,
     /// The keyset cursor: `next_cursor` of the previous page (a job id, 1 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -621,26 +689,25 @@ pub struct RetryJobsRequest {
     /// The finished states to retry: `discarded`, `cancelled`, `completed`. Defaults to
     /// `["discarded"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<JobStateSchema>>, min_items = 1, max_items = 100)]
+    #[schema(value_type = Option<Vec<FinishedStateSchema>>, min_items = 1, max_items = 100)]
     pub states: Option<Vec<JobState>>,
     /// Only jobs of these queues (at most 100); empty or absent means every queue.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(max_items = 100)]
+    #[schema(value_type = Vec<QueueNameSchema>, max_items = 100)]
     pub queues: Vec<String>,
     /// Only jobs of these kinds (at most 100); empty or absent means every kind.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(max_items = 100)]
+    #[schema(value_type = Vec<KindNameSchema>, max_items = 100)]
     pub kinds: Vec<String>,
     /// Only this tenant's jobs (forced to the token's tenant for tenant-bound tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 255)]
     pub tenant: Option<String>,
     /// The most jobs to retry in this request, at least 1; repeat the request for more,
     /// reading `remaining`, to show progress through a large retry. Defaults to every job
     /// that matched when the request started (jobs that fail again meanwhile are not retried
     /// twice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub limit: Option<u64>,
 }
 

@@ -57,6 +57,9 @@ use super::{health, jobs, metrics, pull, queues, stats, workers};
         model::ErrorDetail,
         model::ErrorCode,
         model::JobStateSchema,
+        model::FinishedStateSchema,
+        model::QueueNameSchema,
+        model::KindNameSchema,
         model::ErrorKindSchema,
         model::PriorityLevel,
     )),
@@ -182,11 +185,26 @@ impl Modify for StandardResponses {
     }
 }
 
-/// The document as JSON, built once: what request bodies are checked against (see
-/// `api::extract`), so the document and the checks cannot drift apart.
+/// The document as JSON, built once: what `/v1/openapi.json` serves and what request bodies
+/// are checked against (see `api::extract`), so the document and the checks cannot drift
+/// apart.
 pub(crate) fn document_json() -> &'static serde_json::Value {
     static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
-    DOCUMENT.get_or_init(|| serde_json::to_value(ApiDoc::openapi()).unwrap_or_default())
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        // utoipa has no `not`: say here that `run_at` and `delay_seconds` do not go together
+        // (both present and not null), as the server holds.
+        if let Some(enqueue) = doc.pointer_mut("/components/schemas/EnqueueRequest") {
+            enqueue["not"] = serde_json::json!({
+                "required": ["run_at", "delay_seconds"],
+                "properties": {
+                    "run_at": {"not": {"type": "null"}},
+                    "delay_seconds": {"not": {"type": "null"}},
+                },
+            });
+        }
+        doc
+    })
 }
 
 /// This OpenAPI document. Needs no token.
@@ -199,8 +217,7 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
 pub(crate) async fn document() -> Response {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     let json = DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
+        serde_json::to_string_pretty(document_json())
             .unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
     });
     ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response()

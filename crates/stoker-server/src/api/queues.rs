@@ -61,7 +61,7 @@ async fn set_paused(
     post,
     path = "/v1/queues/{name}/pause",
     tag = "queues",
-    params(("name" = String, Path, description = "The queue")),
+    params(("name" = String, Path, description = "The queue: 1 to 128 letters, digits, `_`, `-`, `.` and `:`", min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")),
     responses(
         (status = 200, description = "The queue, paused", body = QueueView),
         (status = 422, description = "Not a valid queue name", body = ErrorBody),
@@ -81,7 +81,7 @@ pub(crate) async fn pause(
     post,
     path = "/v1/queues/{name}/resume",
     tag = "queues",
-    params(("name" = String, Path, description = "The queue")),
+    params(("name" = String, Path, description = "The queue: 1 to 128 letters, digits, `_`, `-`, `.` and `:`", min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")),
     responses(
         (status = 200, description = "The queue, resumed", body = QueueView),
         (status = 422, description = "Not a valid queue name", body = ErrorBody),
