@@ -14,6 +14,10 @@ use crate::PgStore;
 pub const SCHEMA_DEFAULT: &str = "public";
 /// The pool size of a store that opens its own pool, unless told otherwise.
 pub const MAX_CONNECTIONS_DEFAULT: u32 = 10;
+/// How long a statement waits for a connection of the store's own pool (opening one included)
+/// unless told otherwise: during a database outage, calls fail with `Busy` after this long
+/// instead of hanging for sqlx's default 30 seconds.
+pub const ACQUIRE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(3);
 /// The shortest time between two "jobs available" notifications for one queue from one
 /// process, unless told otherwise.
 pub const NOTIFY_INTERVAL_DEFAULT: Duration = Duration::from_millis(2);
@@ -58,6 +62,7 @@ pub struct PgStoreBuilder {
     source: Source,
     schema: String,
     max_connections: u32,
+    acquire_timeout: Duration,
     listen: bool,
     notify_interval: Duration,
 }
@@ -76,6 +81,7 @@ impl PgStoreBuilder {
             source,
             schema: SCHEMA_DEFAULT.to_owned(),
             max_connections: MAX_CONNECTIONS_DEFAULT,
+            acquire_timeout: ACQUIRE_TIMEOUT_DEFAULT,
             listen: true,
             notify_interval: NOTIFY_INTERVAL_DEFAULT,
         }
@@ -96,6 +102,15 @@ impl PgStoreBuilder {
     /// the pool.
     pub fn max_connections(mut self, max_connections: u32) -> Self {
         self.max_connections = max_connections;
+        self
+    }
+
+    /// How long a statement waits for a connection of the store's own pool, opening a new
+    /// one included, before it fails with `Busy`: while the database is unreachable, every
+    /// call fails after this long rather than hanging. Ignored for a store built on the
+    /// caller's pool. Defaults to 3 seconds; must be longer than zero.
+    pub fn acquire_timeout(mut self, acquire_timeout: Duration) -> Self {
+        self.acquire_timeout = acquire_timeout;
         self
     }
 
@@ -128,8 +143,8 @@ impl PgStoreBuilder {
     ///
     /// # Errors
     ///
-    /// `Invalid` for a bad schema name or a zero `max_connections`; `Busy` if the database is
-    /// unreachable; `Database` for a bad URL or refused credentials.
+    /// `Invalid` for a bad schema name, a zero `max_connections` or `acquire_timeout`; `Busy`
+    /// if the database is unreachable; `Database` for a bad URL or refused credentials.
     pub async fn build(self) -> StoreResult<PgStore> {
         validate_schema(&self.schema)?;
         let pool = match self.source {
@@ -138,8 +153,14 @@ impl PgStoreBuilder {
                 if self.max_connections == 0 {
                     return Err(InvalidInput::new("max_connections", "must be at least 1").into());
                 }
+                if self.acquire_timeout.is_zero() {
+                    return Err(
+                        InvalidInput::new("acquire_timeout", "must be longer than zero").into(),
+                    );
+                }
                 PgPoolOptions::new()
                     .max_connections(self.max_connections)
+                    .acquire_timeout(self.acquire_timeout)
                     .test_before_acquire(false)
                     .before_acquire(|conn, meta| {
                         Box::pin(async move {
@@ -172,6 +193,7 @@ impl fmt::Debug for PgStoreBuilder {
             .field("source", &source)
             .field("schema", &self.schema)
             .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
             .field("listen", &self.listen)
             .field("notify_interval", &self.notify_interval)
             .finish()

@@ -125,7 +125,16 @@ pub(crate) async fn authenticate(
             .headers()
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
+        // Refusals are logged (rate-limited) with the client's address, so attacks show.
+        let refused = |reason: &str| {
+            let peer = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0);
+            crate::logging::refused_token(peer, reason);
+        };
         let Some(header) = header else {
+            refused("no Authorization header");
             return ApiError::new(
                 ErrorCode::Unauthorized,
                 "this server needs an API token: send `Authorization: Bearer <token>`",
@@ -135,11 +144,12 @@ pub(crate) async fn authenticate(
         let presented = match header.split_once(' ') {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
             _ => {
+                refused("not a Bearer token");
                 return ApiError::new(
                     ErrorCode::Unauthorized,
                     "the Authorization header must be `Bearer <token>`",
                 )
-                .into_response()
+                .into_response();
             }
         };
         // Compare against every token, so timing says nothing about which one nearly matched.
@@ -152,7 +162,8 @@ pub(crate) async fn authenticate(
         match found {
             Some(token) => Principal::from_token(token),
             None => {
-                return ApiError::new(ErrorCode::Unauthorized, "unknown API token").into_response()
+                refused("unknown token");
+                return ApiError::new(ErrorCode::Unauthorized, "unknown API token").into_response();
             }
         }
     };

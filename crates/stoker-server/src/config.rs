@@ -2,50 +2,17 @@
 //! and flags, in increasing order of precedence.
 //!
 //! Every setting has a flag and an environment variable (see `stoker serve --help`), and a key
-//! in the TOML file given with `--config`. A complete file, every key at its default:
+//! in the TOML file given with `--config`. The complete file, every key at its default (it is
+//! `stoker.example.toml` in the crate, and [`EXAMPLE_FILE`]):
 //!
 //! ```toml
-//! database_url = "sqlite://stoker.sqlite3"   # or "postgres://user:password@host/db"
-//! bind = "127.0.0.1:7700"                    # any other address needs an API token
-//! # api_token = "..."                        # an admin token; or name tokens below
-//! max_body_bytes = "2MiB"
-//!
-//! [worker]                                   # the built-in handlers' worker
-//! queues = { default = 10 }                  # queue = concurrency
-//! poll_interval = "1s"
-//! shutdown_grace = "10s"
-//!
-//! [pull]                                     # the pull protocol for workers in any language
-//! lease = "30s"
-//! max_lease = "1h"
-//! max_wait = "30s"
-//! poll_interval = "1s"
-//!
-//! [rescuer]
-//! interval = "1s"
-//! stale_after = "3s"
-//!
-//! [pruner]
-//! interval = "30s"
-//! completed_retention = "24h"                # or "forever"
-//! cancelled_retention = "24h"
-//! discarded_retention = "7d"
-//! # keep_last = 10000
-//! worker_retention = "1h"
-//!
-//! [stats]
-//! sample_interval = "5s"
-//!
-//! # [[tokens]]
-//! # name = "billing"
-//! # token_env = "STOKER_BILLING_TOKEN"       # or token = "..."
-//! # scopes = ["enqueue", "read"]             # admin, enqueue, work, read
-//! # tenant = "acme"                          # optional: sees and touches only acme's jobs
+#![doc = include_str!("../stoker.example.toml")]
 //! ```
 //!
 //! Durations are written `500ms`, `30s`, `5m`, `1h`, `7d` (or a number of seconds); sizes
 //! `2097152`, `512KiB`, `2MiB`. A key the server does not know is an error, with a hint at the
-//! key that was probably meant.
+//! key that was probably meant. Tests pin each flag to its variable, its key in this file and
+//! its default, so the four cannot drift apart.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -83,6 +50,21 @@ pub const PULL_POLL_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 pub const STATS_SAMPLE_INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
 /// The shortest API token accepted, so a token cannot be guessed.
 pub const TOKEN_MIN_LEN: usize = 16;
+/// The PostgreSQL schema of stoker's tables unless configured otherwise.
+pub const DATABASE_SCHEMA_DEFAULT: &str = stoker::postgres::SCHEMA_DEFAULT;
+/// How long a call waits for a PostgreSQL connection before it fails as unavailable.
+pub const DATABASE_ACQUIRE_TIMEOUT_DEFAULT: Duration = stoker::postgres::ACQUIRE_TIMEOUT_DEFAULT;
+/// How long a client has to send a request's headers: 10 seconds.
+pub const HEADER_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
+/// The longest pause while a client sends a request body: 30 seconds.
+pub const BODY_READ_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+/// How long a connection may stay open with no request in flight: 60 seconds.
+pub const IDLE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+/// The most connections served at once: 10,000 (fewer if the open-file limit is lower).
+pub const MAX_CONNECTIONS_DEFAULT: usize = 10_000;
+
+/// The complete configuration file with every key at its default, as in the module docs.
+pub const EXAMPLE_FILE: &str = include_str!("../stoker.example.toml");
 
 /// Everything `stoker serve` needs to run, resolved from defaults, the file, the environment
 /// and flags. [`Config::default`] is a working configuration (SQLite in the current directory,
@@ -92,6 +74,13 @@ pub struct Config {
     /// The store: `sqlite://PATH`, `sqlite::memory:` or `postgres://...`. Defaults to
     /// [`DATABASE_URL_DEFAULT`].
     pub database_url: String,
+    /// The PostgreSQL schema holding stoker's tables, so several servers (or an application
+    /// and stoker) can share a database. Defaults to `public`; SQLite has none.
+    pub database_schema: String,
+    /// How long a call waits for a PostgreSQL connection (opening one included) before it
+    /// fails, answered as 503: while the database is unreachable, requests fail after this
+    /// long instead of hanging. Defaults to 3 seconds.
+    pub database_acquire_timeout: Duration,
     /// Where the HTTP API listens. Defaults to [`BIND_DEFAULT`] (127.0.0.1:7700). A
     /// non-loopback address requires at least one token.
     pub bind: SocketAddr,
@@ -99,6 +88,10 @@ pub struct Config {
     pub tokens: Vec<ApiToken>,
     /// The largest request body accepted, in bytes. Defaults to 2 MiB.
     pub max_body_bytes: usize,
+    /// How log lines are written to stderr. Defaults to text.
+    pub log_format: LogFormat,
+    /// Limits on the API's connections.
+    pub http: HttpSettings,
     /// The worker that runs the built-in handlers (and, on the elected leader, maintenance).
     pub worker: WorkerSettings,
     /// The pull protocol.
@@ -117,15 +110,74 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             database_url: DATABASE_URL_DEFAULT.to_owned(),
+            database_schema: DATABASE_SCHEMA_DEFAULT.to_owned(),
+            database_acquire_timeout: DATABASE_ACQUIRE_TIMEOUT_DEFAULT,
             bind: BIND_DEFAULT,
             tokens: Vec::new(),
             max_body_bytes: MAX_BODY_BYTES_DEFAULT,
+            log_format: LogFormat::Text,
+            http: HttpSettings::default(),
             worker: WorkerSettings::default(),
             pull: PullSettings::default(),
             stager: StagerConfig::default(),
             rescuer: RescuerConfig::default(),
             pruner: PrunerConfig::default(),
             stats: StatsSettings::default(),
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only when stderr is a terminal (and `NO_COLOR` is unset).
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log format {other:?}: expected text or json"
+            )),
+        }
+    }
+}
+
+/// Limits on the API's connections, so idle, slow or too many clients cannot make the server
+/// unreachable for the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// How long a client has to send a request's headers, counted from when the server waits
+    /// for them: the connection's start or, on a kept-alive HTTP/1 connection, the end of the
+    /// previous response. A connection that runs out of it is closed. Defaults to 10 seconds.
+    pub header_read_timeout: Duration,
+    /// The longest pause while a request body arrives; a body that stalls longer is refused
+    /// and its connection closed. Defaults to 30 seconds.
+    pub body_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight before it is closed.
+    /// Defaults to 60 seconds.
+    pub idle_timeout: Duration,
+    /// The most connections served at once. A connection beyond it is answered `503` with a
+    /// JSON error and `Connection: close`, and closed. Lowered at start to what the open-file
+    /// limit allows. Defaults to 10,000.
+    pub max_connections: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_read_timeout: HEADER_READ_TIMEOUT_DEFAULT,
+            body_read_timeout: BODY_READ_TIMEOUT_DEFAULT,
+            idle_timeout: IDLE_TIMEOUT_DEFAULT,
+            max_connections: MAX_CONNECTIONS_DEFAULT,
         }
     }
 }
@@ -413,15 +465,35 @@ impl Config {
         if let Some(url) = &args.database_url {
             self.database_url = url.clone();
         }
+        if let Some(schema) = &args.database_schema {
+            self.database_schema = schema.clone();
+        }
         if let Some(bind) = &args.bind {
             self.bind = parse_bind(bind)
                 .map_err(|message| ConfigError::invalid("--bind / STOKER_BIND / bind", message))?;
+        }
+        if args.api_token.is_some() && args.api_token_file.is_some() {
+            return Err(ConfigError::invalid(
+                API_TOKEN_FILE_SETTING,
+                "give the admin token once: --api-token (STOKER_API_TOKEN) or --api-token-file \
+                 (STOKER_API_TOKEN_FILE), not both",
+            ));
+        }
+        if let Some(path) = &args.api_token_file {
+            let secret = read_token_file(path, API_TOKEN_FILE_SETTING)?;
+            self.set_admin_token(secret);
         }
         if let Some(secret) = &args.api_token {
             self.set_admin_token(secret.clone());
         }
         if let Some(bytes) = args.max_body_bytes {
             self.max_body_bytes = bytes;
+        }
+        if let Some(format) = args.log_format {
+            self.log_format = format;
+        }
+        if let Some(max) = args.max_connections {
+            self.http.max_connections = max;
         }
         if !args.queues.is_empty() {
             let mut queues = BTreeMap::new();
@@ -438,6 +510,13 @@ impl Config {
                 *slot = value;
             }
         };
+        set(
+            &mut self.database_acquire_timeout,
+            args.database_acquire_timeout,
+        );
+        set(&mut self.http.header_read_timeout, args.header_read_timeout);
+        set(&mut self.http.body_read_timeout, args.body_read_timeout);
+        set(&mut self.http.idle_timeout, args.idle_timeout);
         set(&mut self.worker.poll_interval, args.poll_interval);
         set(&mut self.worker.shutdown_grace, args.shutdown_grace);
         set(&mut self.pull.lease, args.pull_lease);
@@ -539,6 +618,18 @@ impl Config {
         if self.tokens.is_empty() && !self.bind.ip().is_loopback() {
             return Err(ConfigError::InsecureBind { bind: self.bind });
         }
+        if self.database_schema != DATABASE_SCHEMA_DEFAULT && !is_postgres_url(&self.database_url) {
+            return Err(ConfigError::invalid(
+                DATABASE_SCHEMA_SETTING,
+                "only PostgreSQL has schemas; remove it, or use a postgres:// database URL",
+            ));
+        }
+        if self.http.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                "--max-connections / STOKER_MAX_CONNECTIONS / http.max_connections",
+                "must be at least 1",
+            ));
+        }
         if self.worker.queues.is_empty() {
             return Err(ConfigError::invalid(
                 "--queue / STOKER_QUEUES / worker.queues",
@@ -566,6 +657,23 @@ impl Config {
             ));
         }
         for (setting, value) in [
+            (
+                "--database-acquire-timeout / STOKER_DATABASE_ACQUIRE_TIMEOUT / \
+                 database_acquire_timeout",
+                self.database_acquire_timeout,
+            ),
+            (
+                "--header-read-timeout / STOKER_HEADER_READ_TIMEOUT / http.header_read_timeout",
+                self.http.header_read_timeout,
+            ),
+            (
+                "--body-read-timeout / STOKER_BODY_READ_TIMEOUT / http.body_read_timeout",
+                self.http.body_read_timeout,
+            ),
+            (
+                "--idle-timeout / STOKER_IDLE_TIMEOUT / http.idle_timeout",
+                self.http.idle_timeout,
+            ),
             (
                 "--poll-interval / STOKER_POLL_INTERVAL / worker.poll_interval",
                 self.worker.poll_interval,
@@ -615,6 +723,27 @@ impl Config {
         }
         Ok(())
     }
+}
+
+const API_TOKEN_FILE_SETTING: &str = "--api-token-file / STOKER_API_TOKEN_FILE / api_token_file";
+const DATABASE_SCHEMA_SETTING: &str =
+    "--database-schema / STOKER_DATABASE_SCHEMA / database_schema";
+
+/// Whether a database URL names PostgreSQL.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Reads a token from a file (a secrets mount, say): its content without the trailing
+/// newline.
+fn read_token_file(path: &Path, setting: &str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        ConfigError::invalid(
+            setting,
+            format!("cannot read the token file {}: {err}", path.display()),
+        )
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// Parses a duration: `500ms`, `30s`, `1.5s`, `5m`, `1h`, `7d`, or a plain number of seconds.
@@ -758,25 +887,42 @@ impl FromStr for Retention {
 // The file
 // ---------------------------------------------------------------------------------------------
 
-/// Known keys per section, for "did you mean" hints. `worker.queues` takes any queue name.
+/// Known keys per section, for "did you mean" hints; a test checks each is in the example
+/// file and accepted. `worker.queues` takes any queue name.
 const KEYS: &[(&str, &[&str])] = &[
     (
         "",
         &[
             "database_url",
+            "database_schema",
+            "database_acquire_timeout",
             "bind",
             "api_token",
+            "api_token_file",
             "max_body_bytes",
+            "log_format",
+            "http",
             "worker",
             "pull",
+            "stager",
             "rescuer",
             "pruner",
             "stats",
             "tokens",
         ],
     ),
+    (
+        "http",
+        &[
+            "header_read_timeout",
+            "body_read_timeout",
+            "idle_timeout",
+            "max_connections",
+        ],
+    ),
     ("worker", &["queues", "poll_interval", "shutdown_grace"]),
     ("pull", &["lease", "max_lease", "max_wait", "poll_interval"]),
+    ("stager", &["interval"]),
     ("rescuer", &["interval", "stale_after"]),
     (
         "pruner",
@@ -792,7 +938,14 @@ const KEYS: &[(&str, &[&str])] = &[
     ("stats", &["sample_interval"]),
     (
         "tokens",
-        &["name", "token", "token_env", "scopes", "tenant"],
+        &[
+            "name",
+            "token",
+            "token_env",
+            "token_file",
+            "scopes",
+            "tenant",
+        ],
     ),
 ];
 
@@ -900,9 +1053,15 @@ fn toml_message(err: &toml::de::Error, text: &str) -> String {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     database_url: Option<String>,
+    database_schema: Option<String>,
+    database_acquire_timeout: Option<FileDuration>,
     bind: Option<String>,
     api_token: Option<String>,
+    api_token_file: Option<PathBuf>,
     max_body_bytes: Option<FileSize>,
+    log_format: Option<FileLogFormat>,
+    #[serde(default)]
+    http: FileHttp,
     #[serde(default)]
     worker: FileWorker,
     #[serde(default)]
@@ -917,6 +1076,15 @@ struct FileConfig {
     stats: FileStats,
     #[serde(default)]
     tokens: Vec<FileToken>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    header_read_timeout: Option<FileDuration>,
+    body_read_timeout: Option<FileDuration>,
+    idle_timeout: Option<FileDuration>,
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -972,6 +1140,7 @@ struct FileToken {
     name: String,
     token: Option<String>,
     token_env: Option<String>,
+    token_file: Option<PathBuf>,
     scopes: Vec<Scope>,
     tenant: Option<String>,
 }
@@ -997,6 +1166,19 @@ impl<'de> Deserialize<'de> for FileDuration {
             Raw::Text(text) => parse_duration(&text).map_err(serde::de::Error::custom)?,
         };
         Ok(FileDuration(duration))
+    }
+}
+
+/// A log format in the file: `"text"` or `"json"`.
+#[derive(Debug, Clone, Copy)]
+struct FileLogFormat(LogFormat);
+
+impl<'de> Deserialize<'de> for FileLogFormat {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse()
+            .map(FileLogFormat)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -1048,6 +1230,15 @@ impl FileConfig {
         if let Some(url) = self.database_url {
             config.database_url = url;
         }
+        if let Some(schema) = self.database_schema {
+            config.database_schema = schema;
+        }
+        if let Some(FileLogFormat(format)) = self.log_format {
+            config.log_format = format;
+        }
+        if let Some(max) = self.http.max_connections {
+            config.http.max_connections = max;
+        }
         if let Some(bind) = self.bind {
             config.bind = parse_bind(&bind)
                 .map_err(|message| ConfigError::invalid("--bind / STOKER_BIND / bind", message))?;
@@ -1055,8 +1246,18 @@ impl FileConfig {
         if let Some(FileSize(bytes)) = self.max_body_bytes {
             config.max_body_bytes = bytes;
         }
-        if let Some(secret) = self.api_token {
-            config.set_admin_token(secret);
+        match (self.api_token, self.api_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::invalid(
+                    API_TOKEN_FILE_SETTING,
+                    "give the admin token once: api_token or api_token_file, not both",
+                ))
+            }
+            (Some(secret), None) => config.set_admin_token(secret),
+            (None, Some(path)) => {
+                config.set_admin_token(read_token_file(&path, API_TOKEN_FILE_SETTING)?);
+            }
+            (None, None) => {}
         }
         for token in self.tokens {
             if token.name == "admin" {
@@ -1066,18 +1267,20 @@ impl FileConfig {
                 ));
             }
             let setting = format!("tokens (token {:?})", token.name);
-            let secret = match (token.token, token.token_env) {
-                (Some(secret), None) => secret,
-                (None, Some(variable)) => std::env::var(&variable).map_err(|_| {
+            let secret = match (token.token, token.token_env, token.token_file) {
+                (Some(secret), None, None) => secret,
+                (None, Some(variable), None) => std::env::var(&variable).map_err(|_| {
                     ConfigError::invalid(
                         &setting,
                         format!("its token_env names {variable:?}, which is not set"),
                     )
                 })?,
+                (None, None, Some(path)) => read_token_file(&path, &setting)?,
                 _ => {
                     return Err(ConfigError::invalid(
                         &setting,
-                        "give exactly one of token = \"...\" or token_env = \"VARIABLE\"",
+                        "give exactly one of token = \"...\", token_env = \"VARIABLE\" or \
+                         token_file = \"PATH\"",
                     ))
                 }
             };
@@ -1096,6 +1299,19 @@ impl FileConfig {
                 *slot = value;
             }
         };
+        set(
+            &mut config.database_acquire_timeout,
+            self.database_acquire_timeout,
+        );
+        set(
+            &mut config.http.header_read_timeout,
+            self.http.header_read_timeout,
+        );
+        set(
+            &mut config.http.body_read_timeout,
+            self.http.body_read_timeout,
+        );
+        set(&mut config.http.idle_timeout, self.http.idle_timeout);
         set(&mut config.worker.poll_interval, self.worker.poll_interval);
         set(
             &mut config.worker.shutdown_grace,
@@ -1163,6 +1379,65 @@ mod tests {
         assert_eq!(parse_bind("localhost:80").unwrap().port(), 80);
         assert!(parse_bind("[::1]:7700").unwrap().ip().is_loopback());
         assert!(parse_bind("example.com:80").is_err());
+    }
+
+    /// The example file with every commented-out setting put back: `# key = ...` lines and the
+    /// `# [[tokens]]` table.
+    fn example_uncommented() -> String {
+        EXAMPLE_FILE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[[")
+                        || rest
+                            .split_once(" = ")
+                            .is_some_and(|(key, _)| !key.is_empty() && !key.contains(' ')) =>
+                {
+                    rest
+                }
+                _ => line,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn every_known_key_is_in_the_example_file_and_accepted() {
+        let full = example_uncommented();
+        let table: toml::Table = toml::from_str(&full).expect("the uncommented example is TOML");
+        check_keys(&table, "example").expect("every key of the example is known");
+        let _: FileConfig = toml::from_str(&full).expect("every key of the example is accepted");
+        for (section, keys) in KEYS {
+            let in_section = if section.is_empty() {
+                Some(&table)
+            } else {
+                match table.get(*section) {
+                    Some(toml::Value::Table(inner)) => Some(inner),
+                    Some(toml::Value::Array(items)) => items.first().and_then(|v| v.as_table()),
+                    _ => None,
+                }
+            };
+            let in_section =
+                in_section.unwrap_or_else(|| panic!("[{section}] is not in the example file"));
+            for key in *keys {
+                // `token` and `token_file` are the alternatives named beside `token_env`.
+                let documented = in_section.contains_key(*key)
+                    || (*section == "tokens" && EXAMPLE_FILE.contains(&format!("or {key} = ")));
+                assert!(
+                    documented,
+                    "`{key}` of [{section}] is not in the example file"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let mut config = Config::default();
+        config
+            .apply_toml(EXAMPLE_FILE, "example")
+            .expect("the example file is valid");
+        assert_eq!(config, Config::default());
     }
 
     #[test]

@@ -11,4 +11,6 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod handlers;
+pub mod listen;
+pub mod logging;
 pub mod serve;

@@ -9,7 +9,6 @@
 //! [`run`] is the command; [`Server`] is the same server for embedding and tests, started on
 //! a [`Config`] (and optionally a store you built yourself).
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +20,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, Background};
-use crate::config::{self, Config, ConfigError, Retention};
+use crate::config::{self, Config, ConfigError, LogFormat, Retention};
+use crate::listen;
 
 const CONFIG_HELP: &str = "\
 Settings come from flags, then environment variables, then the --config TOML file, then
@@ -29,19 +29,20 @@ defaults. Each flag above names its variable and its TOML key. Durations are wri
 30s, 5m, 1h, 7d; sizes 2097152, 512KiB, 2MiB.
 
 Without an API token the server listens on loopback only; any other --bind address needs a
-token (--api-token, STOKER_API_TOKEN, or api_token / [[tokens]] in the file). A single
---api-token is an admin token. The TOML file can also list named tokens with scopes (admin,
-enqueue, work, read), each optionally bound to a tenant:
+token (STOKER_API_TOKEN, --api-token-file, --api-token, or api_token / [[tokens]] in the
+file). A single --api-token is an admin token. The TOML file can also list named tokens with
+scopes (admin, enqueue, work, read), each optionally bound to a tenant:
 
     [[tokens]]
     name = \"billing\"
-    token_env = \"STOKER_BILLING_TOKEN\"   # or token = \"...\"
+    token_env = \"STOKER_BILLING_TOKEN\"   # or token = \"...\", or token_file = \"PATH\"
     scopes = [\"enqueue\", \"read\"]
     tenant = \"acme\"                      # optional: sees and touches only acme's jobs
 
-Clients send `Authorization: Bearer <token>`. The API is under /v1 (OpenAPI document at
-/v1/openapi.json), with /health and Prometheus /metrics beside it. Logs go to stderr; set
-RUST_LOG (e.g. RUST_LOG=stoker=debug) to change what is logged.
+Clients send `Authorization: Bearer <token>`; refused tokens are logged at warn with the
+client's address. The API is under /v1 (OpenAPI document at /v1/openapi.json), with /health
+and Prometheus /metrics beside it. Logs go to stderr; set RUST_LOG (e.g.
+RUST_LOG=stoker=debug) to change what is logged.
 
 Unknown keys in the TOML file are errors.";
 
@@ -65,13 +66,26 @@ pub struct ServeArgs {
     )]
     pub database_url: Option<String>,
 
+    /// The PostgreSQL schema holding stoker's tables (created and migrated at start), so
+    /// several servers or an application can share one database. PostgreSQL only. [default:
+    /// public] [toml: database_schema]
+    #[arg(long, env = "STOKER_DATABASE_SCHEMA", value_name = "NAME")]
+    pub database_schema: Option<String>,
+
+    /// How long a call waits for a PostgreSQL connection before it fails: while the database
+    /// is unreachable, requests answer 503 after this long instead of hanging. [default: 3s]
+    /// [toml: database_acquire_timeout]
+    #[arg(long, env = "STOKER_DATABASE_ACQUIRE_TIMEOUT", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub database_acquire_timeout: Option<Duration>,
+
     /// The address the HTTP API listens on. Anything but loopback requires an API token.
     /// [default: 127.0.0.1:7700] [toml: bind]
     #[arg(long, env = "STOKER_BIND", value_name = "HOST:PORT")]
     pub bind: Option<String>,
 
     /// An admin API token (at least 16 characters): every request must then carry
-    /// `Authorization: Bearer <TOKEN>`. [toml: api_token, or `[[tokens]]` for scoped tokens]
+    /// `Authorization: Bearer <TOKEN>`. Prefer the variable or --api-token-file: a flag is
+    /// visible to every user in `ps`. [toml: api_token]
     #[arg(
         long,
         env = "STOKER_API_TOKEN",
@@ -80,14 +94,46 @@ pub struct ServeArgs {
     )]
     pub api_token: Option<String>,
 
+    /// A file holding the admin API token (a secrets mount, say); a trailing newline is
+    /// ignored. [toml: api_token_file]
+    #[arg(long, env = "STOKER_API_TOKEN_FILE", value_name = "PATH")]
+    pub api_token_file: Option<PathBuf>,
+
     /// The largest request body accepted. [default: 2MiB] [toml: max_body_bytes]
     #[arg(long, env = "STOKER_MAX_BODY_BYTES", value_name = "SIZE", value_parser = config::parse_byte_size)]
     pub max_body_bytes: Option<usize>,
 
+    /// How log lines are written to stderr: text (coloured only on a terminal) or json (one
+    /// object per line). [default: text] [toml: log_format]
+    #[arg(long, env = "STOKER_LOG_FORMAT", value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
+
+    /// How long a client has to send a request's headers, counted from the connection's
+    /// start or the end of its previous response; then the connection is closed. [default:
+    /// 10s] [toml: http.header_read_timeout]
+    #[arg(long, env = "STOKER_HEADER_READ_TIMEOUT", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub header_read_timeout: Option<Duration>,
+
+    /// The longest pause while a request body arrives; a stalled body is refused and its
+    /// connection closed. [default: 30s] [toml: http.body_read_timeout]
+    #[arg(long, env = "STOKER_BODY_READ_TIMEOUT", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub body_read_timeout: Option<Duration>,
+
+    /// How long a connection may stay open with no request in flight. [default: 60s] [toml:
+    /// http.idle_timeout]
+    #[arg(long, env = "STOKER_IDLE_TIMEOUT", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// The most connections served at once; one more is answered 503 with `Connection: close`.
+    /// Lowered at start to what the open-file limit allows. [default: 10000] [toml:
+    /// http.max_connections]
+    #[arg(long, env = "STOKER_MAX_CONNECTIONS", value_name = "COUNT")]
+    pub max_connections: Option<usize>,
+
     /// A queue the built-in handlers (webhook) serve, with its concurrency; repeat the flag, or
     /// separate with commas in the variable. The built-in worker takes only the built-in
     /// kinds from these queues; other kinds wait there for pull workers. [default: default=10]
-    /// [toml: worker.queues = { default = 10 }]
+    /// [toml: worker.queues]
     #[arg(
         long = "queue",
         env = "STOKER_QUEUES",
@@ -174,7 +220,7 @@ pub struct ServeArgs {
     pub discarded_retention: Option<Retention>,
 
     /// Per queue, keep at most this many finished jobs (the newest), whatever their age.
-    /// [default: no limit] [toml: pruner.keep_last]
+    /// [default: none] [toml: pruner.keep_last]
     #[arg(long, env = "STOKER_KEEP_LAST", value_name = "COUNT")]
     pub keep_last: Option<u32>,
 
@@ -231,8 +277,20 @@ pub enum ServeError {
 /// A [`ServeError`] if the configuration is unusable, the database cannot be opened, the
 /// address cannot be listened on, or the server fails.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
-    init_tracing();
-    let config = Config::load(&args)?;
+    let config = match Config::load(&args) {
+        Ok(config) => config,
+        Err(err) => {
+            crate::logging::init(args.log_format.unwrap_or_default());
+            return Err(err.into());
+        }
+    };
+    crate::logging::init(config.log_format);
+    if token_on_command_line(std::env::args_os()) {
+        tracing::warn!(
+            "an API token was given with --api-token, where every user of this machine can \
+             read it (ps, /proc); pass it in STOKER_API_TOKEN or --api-token-file instead"
+        );
+    }
     let server = Server::start(config).await?;
     server.print_banner();
     tokio::select! {
@@ -244,15 +302,28 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     server.shutdown().await
 }
 
-/// Logs to stderr at `info` unless `RUST_LOG` says otherwise; does nothing if the program set
-/// up logging already.
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Whether a command line carries a token in `--api-token` (not `--api-token-file`), where
+/// other users of the machine can read it.
+pub fn token_on_command_line(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter().any(|arg| {
+        let arg = arg.to_string_lossy();
+        arg == "--api-token" || arg.starts_with("--api-token=")
+    })
+}
+
+/// Opens the store of `config`: PostgreSQL in its schema with its acquire timeout, or what
+/// [`stoker::connect`] opens for other URLs.
+async fn open_store(config: &Config) -> stoker::Result<Arc<dyn Store>> {
+    if config::is_postgres_url(&config.database_url) {
+        let store = stoker::postgres::PgStore::builder(&config.database_url)
+            .schema(config.database_schema.clone())
+            .acquire_timeout(config.database_acquire_timeout)
+            .build()
+            .await?;
+        Ok(Arc::new(store))
+    } else {
+        stoker::connect(&config.database_url).await
+    }
 }
 
 /// A running server: the HTTP API on its listener, the built-in worker and the background
@@ -300,7 +371,7 @@ impl Server {
     /// As [`Server::start_with_store`], and if the database cannot be opened.
     pub async fn start(config: Config) -> Result<Server, ServeError> {
         config.validate()?;
-        let store = stoker::connect(&config.database_url)
+        let store = open_store(&config)
             .await
             .map_err(|source| ServeError::Store {
                 url: stoker::redact_url(&config.database_url),
@@ -325,6 +396,18 @@ impl Server {
             url: stoker::redact_url(&config.database_url),
             source: source.into(),
         })?;
+        let open_files = listen::raise_open_file_limit();
+        let mut http_settings = config.http;
+        http_settings.max_connections =
+            listen::effective_max_connections(config.http.max_connections, open_files);
+        if http_settings.max_connections < config.http.max_connections {
+            tracing::warn!(
+                configured = config.http.max_connections,
+                max_connections = http_settings.max_connections,
+                open_files,
+                "the open-file limit is too low for --max-connections; serving fewer"
+            );
+        }
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| ServeError::Bind {
@@ -360,10 +443,7 @@ impl Server {
             let stop = stop_http.clone();
             let done = http_done.clone();
             async move {
-                let result = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .into_future()
-                    .await;
+                let result = listen::serve(listener, app, http_settings, stop).await;
                 done.cancel();
                 result
             }
@@ -374,6 +454,7 @@ impl Server {
             worker = worker.id(),
             queues = ?config.worker.queues,
             auth = if config.tokens.is_empty() { "none (loopback only)" } else { "bearer tokens" },
+            max_connections = http_settings.max_connections,
             "stoker server started"
         );
         Ok(Server {

@@ -6,7 +6,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use stoker_server::config::{Config, ConfigError, Scope, BIND_DEFAULT, DATABASE_URL_DEFAULT};
+use stoker_server::config::{
+    Config, ConfigError, LogFormat, Scope, BIND_DEFAULT, DATABASE_URL_DEFAULT, EXAMPLE_FILE,
+};
 use stoker_server::serve::{ServeArgs, ServeError, Server};
 
 #[derive(Debug, Parser)]
@@ -200,7 +202,7 @@ fn unknown_keys_are_refused_with_a_hint() {
         (
             "frobnicate = 1",
             "unknown key `frobnicate`",
-            "expected one of: database_url, bind",
+            "expected one of: database_url, database_schema",
         ),
     ];
     for (text, what, hint) in cases {
@@ -368,4 +370,224 @@ async fn starts_on_a_sqlite_url_and_stops() {
         reqwest::get(format!("http://{addr}/health")).await.is_err(),
         "nothing listens after shutdown"
     );
+}
+
+/// Every flag of `stoker serve` has a `STOKER_` variable and a key in the complete example file
+/// of the module docs, and the default its help names is the configuration's default: the
+/// flag, the variable, the TOML key, the default and the docs cannot drift apart.
+#[test]
+fn every_flag_has_its_variable_key_and_default_in_the_example_file() {
+    let mut variables = BTreeSet::new();
+    for arg in Cli::command().get_arguments() {
+        let id = arg.get_id().as_str();
+        if id == "help" || id == "config" {
+            continue;
+        }
+        let long = arg.get_long().expect("a long flag");
+        let env = arg
+            .get_env()
+            .expect("a variable")
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(variables.insert(env.clone()), "{env} is used twice");
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .expect("documented")
+            .to_string()
+            .replace('\n', " ");
+        let key = help
+            .split("[toml: ")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .unwrap_or_else(|| panic!("--{long} names no TOML key: {help}"));
+        let (section, name) = key.split_once('.').unwrap_or(("", key));
+        assert!(
+            example_has_key(section, name),
+            "--{long}'s key `{key}` is not in the example file"
+        );
+        // The default the help names is the one in force.
+        if let Some(default) = help
+            .split("[default: ")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+        {
+            if default != "none" {
+                let flag = format!("--{long}");
+                let config = Config::load(&parse(&[&flag, default]))
+                    .unwrap_or_else(|err| panic!("{flag} {default}: {err}"));
+                assert_eq!(
+                    config,
+                    Config::default(),
+                    "{flag}'s default is not {default}"
+                );
+            }
+        } else {
+            assert!(
+                matches!(id, "api_token" | "api_token_file" | "keep_last"),
+                "--{long} names no default: {help}"
+            );
+        }
+    }
+}
+
+/// Whether the example file sets `name` (or shows it commented out) in `[section]`.
+fn example_has_key(section: &str, name: &str) -> bool {
+    let mut current = "";
+    for line in EXAMPLE_FILE.lines() {
+        let line = line.trim_start_matches("# ").trim();
+        if let Some(header) = line.strip_prefix('[') {
+            current = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("");
+        } else if current == section && line.starts_with(&format!("{name} = ")) {
+            return true;
+        }
+    }
+    false
+}
+
+/// The example file of the module docs, every section included (`[stager]` and `[http]`
+/// were once refused as unknown keys), loads to the defaults.
+#[test]
+fn the_complete_example_file_loads_to_the_defaults() {
+    let config = load_toml(EXAMPLE_FILE).expect("the example file loads");
+    assert_eq!(config, Config::default());
+    let config = load_toml("[stager]\ninterval = \"250ms\"\n").expect("[stager] is accepted");
+    assert_eq!(config.stager.interval, Duration::from_millis(250));
+    let config = Config::load(&parse(&["--stage-interval", "2s"])).unwrap();
+    assert_eq!(config.stager.interval, Duration::from_secs(2));
+}
+
+#[test]
+fn connection_limits_log_format_and_schema_are_settings() {
+    let config = load_toml(
+        r#"
+        database_url = "postgres://db/stoker"
+        database_schema = "jobs_a"
+        database_acquire_timeout = "1500ms"
+        log_format = "json"
+        [http]
+        header_read_timeout = "5s"
+        body_read_timeout = "7s"
+        idle_timeout = "2m"
+        max_connections = 300
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(config.database_schema, "jobs_a");
+    assert_eq!(config.database_acquire_timeout, Duration::from_millis(1500));
+    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(config.http.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(config.http.body_read_timeout, Duration::from_secs(7));
+    assert_eq!(config.http.idle_timeout, Duration::from_secs(120));
+    assert_eq!(config.http.max_connections, 300);
+
+    let config = Config::load(&parse(&[
+        "--database-url",
+        "postgresql://db/stoker",
+        "--database-schema",
+        "jobs_b",
+        "--log-format",
+        "json",
+        "--max-connections",
+        "20",
+        "--idle-timeout",
+        "3s",
+    ]))
+    .expect("valid flags");
+    assert_eq!(config.database_schema, "jobs_b");
+    assert_eq!(config.log_format, LogFormat::Json);
+    assert_eq!(config.http.max_connections, 20);
+    assert_eq!(config.http.idle_timeout, Duration::from_secs(3));
+
+    for (text, needle) in [
+        ("database_schema = \"jobs\"", "only PostgreSQL has schemas"),
+        ("log_format = \"xml\"", "expected text or json"),
+        ("[http]\nmax_connections = 0", "http.max_connections"),
+        (
+            "[http]\nheader_read_timeout = 0",
+            "http.header_read_timeout",
+        ),
+        (
+            "database_acquire_timeout = \"0s\"",
+            "database_acquire_timeout",
+        ),
+    ] {
+        let err = load_toml(text).expect_err(text);
+        assert!(err.to_string().contains(needle), "{text}: {err}");
+    }
+    let err = Cli::try_parse_from(["serve", "--log-format", "xml"]).unwrap_err();
+    assert!(err.to_string().contains("text or json"), "{err}");
+}
+
+#[test]
+fn tokens_come_from_files() {
+    let admin = toml_file("admin-token-from-a-file-0123\n");
+    let billing = toml_file("billing-token-from-a-file-0123");
+    let admin_path = admin.path().to_str().unwrap().to_owned();
+    let billing_path = billing.path().to_str().unwrap().to_owned();
+
+    let config = Config::load(&parse(&["--api-token-file", &admin_path])).expect("valid");
+    assert_eq!(config.tokens[0].name, "admin");
+    assert_eq!(config.tokens[0].secret, "admin-token-from-a-file-0123");
+
+    let config = load_toml(&format!(
+        "api_token_file = {admin_path:?}\n\
+         [[tokens]]\nname = \"billing\"\ntoken_file = {billing_path:?}\nscopes = [\"read\"]\n"
+    ))
+    .expect("valid");
+    assert_eq!(config.tokens[0].secret, "admin-token-from-a-file-0123");
+    assert_eq!(config.tokens[1].secret, "billing-token-from-a-file-0123");
+
+    let err = Config::load(&parse(&["--api-token-file", "/surely/not/a/file"])).unwrap_err();
+    assert!(
+        err.to_string().contains("--api-token-file") && err.to_string().contains("/surely/not"),
+        "{err}"
+    );
+    let err = Config::load(&parse(&[
+        "--api-token-file",
+        &admin_path,
+        "--api-token",
+        "another-admin-token-0123",
+    ]))
+    .unwrap_err();
+    assert!(err.to_string().contains("not both"), "{err}");
+    let err = load_toml(&format!(
+        "[[tokens]]\nname = \"b\"\ntoken = \"0123456789abcdef0\"\ntoken_file = {billing_path:?}\n\
+         scopes = [\"read\"]\n"
+    ))
+    .unwrap_err();
+    assert!(err.to_string().contains("exactly one of"), "{err}");
+}
+
+#[test]
+fn a_token_on_the_command_line_is_noticed() {
+    use stoker_server::serve::token_on_command_line;
+    let args = |list: &[&str]| {
+        list.iter()
+            .map(std::ffi::OsString::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(token_on_command_line(args(&[
+        "stoker",
+        "serve",
+        "--api-token",
+        "x"
+    ])));
+    assert!(token_on_command_line(args(&[
+        "stoker",
+        "serve",
+        "--api-token=x"
+    ])));
+    assert!(!token_on_command_line(args(&[
+        "stoker",
+        "serve",
+        "--api-token-file",
+        "/t"
+    ])));
+    assert!(!token_on_command_line(args(&["stoker", "serve"])));
 }

@@ -70,6 +70,7 @@ pub struct Cli {
 
 /// The commands of `stoker`.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start: boxing `serve`'s options buys nothing
 pub enum Command {
     /// Run the job server: HTTP API, pull protocol, built-in handlers, maintenance.
     Serve(ServeArgs),

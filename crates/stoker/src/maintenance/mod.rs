@@ -1,6 +1,7 @@
 //! Services that run on exactly one process at a time, the elected leader: the [`Stager`]
 //! moves scheduled jobs to their queues when due, the [`Rescuer`] brings back jobs of dead
-//! workers, the [`Pruner`] deletes old finished jobs.
+//! workers, the [`Pruner`] deletes old finished jobs. Each is a [`Service`]: a name, an
+//! interval and one pass, run by one loop while the process leads.
 
 mod elector;
 mod pruner;
@@ -23,6 +24,67 @@ pub use rescuer::{RescueReport, Rescuer, RescuerConfig};
 pub use stager::{StageReport, Stager, StagerConfig};
 
 use crate::Registry;
+
+/// One maintenance service: what the elected leader runs every [`interval`](Self::interval).
+/// The stager, rescuer and pruner are services; history roll-ups, cron schedules or alerting
+/// are added as more.
+#[async_trait::async_trait]
+pub trait Service: Send + Sync + 'static {
+    /// The name its log lines carry (`service` in the `maintenance` span).
+    fn name(&self) -> &'static str;
+
+    /// How long to wait between two passes (jittered by up to 10%).
+    fn interval(&self) -> Duration;
+
+    /// One pass, returning what it did for the debug log. A failed pass is logged and the
+    /// service runs again at its next interval.
+    async fn pass(&self) -> crate::Result<String>;
+}
+
+#[async_trait::async_trait]
+impl Service for Stager {
+    fn name(&self) -> &'static str {
+        "stager"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config().interval
+    }
+
+    async fn pass(&self) -> crate::Result<String> {
+        self.run_once().await.map(|report| report.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Rescuer {
+    fn name(&self) -> &'static str {
+        "rescuer"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config().interval
+    }
+
+    async fn pass(&self) -> crate::Result<String> {
+        self.run_once().await.map(|report| report.to_string())
+    }
+}
+
+#[async_trait::async_trait]
+impl Service for Pruner {
+    fn name(&self) -> &'static str {
+        "pruner"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config().interval
+    }
+
+    async fn pass(&self) -> crate::Result<String> {
+        self.run_once().await.map(|report| report.to_string())
+    }
+}
 
 /// The settings of every maintenance service.
 #[derive(Debug, Clone, Default)]
@@ -58,56 +120,27 @@ impl Maintenance {
         )
         .with_vacancy(vacancy);
         let leader = elector.subscribe();
-        let stager = Stager::new(Arc::clone(&store), Arc::clone(&clock), config.stager);
-        let rescuer = Rescuer::new(
-            Arc::clone(&store),
-            Arc::clone(&clock),
-            registry,
-            config.rescuer,
-        );
-        let pruner = Pruner::new(store, clock, config.pruner);
-        let tasks = vec![
-            tokio::spawn(elector.run(stop.clone())),
-            tokio::spawn({
-                let interval = stager.config().interval;
-                run_while_leader(
-                    "stager",
-                    interval,
-                    leader.clone(),
-                    stop.clone(),
-                    move || {
-                        let stager = stager.clone();
-                        async move { stager.run_once().await.map(|report| report.to_string()) }
-                    },
-                )
-            }),
-            tokio::spawn({
-                let interval = rescuer.config().interval;
-                run_while_leader(
-                    "rescuer",
-                    interval,
-                    leader.clone(),
-                    stop.clone(),
-                    move || {
-                        let rescuer = rescuer.clone();
-                        async move { rescuer.run_once().await.map(|report| report.to_string()) }
-                    },
-                )
-            }),
-            tokio::spawn({
-                let interval = pruner.config().interval;
-                run_while_leader(
-                    "pruner",
-                    interval,
-                    leader.clone(),
-                    stop.clone(),
-                    move || {
-                        let pruner = pruner.clone();
-                        async move { pruner.run_once().await.map(|report| report.to_string()) }
-                    },
-                )
-            }),
+        let services: Vec<Arc<dyn Service>> = vec![
+            Arc::new(Stager::new(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                config.stager,
+            )),
+            Arc::new(Rescuer::new(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                registry,
+                config.rescuer,
+            )),
+            Arc::new(Pruner::new(store, clock, config.pruner)),
         ];
+        let mut tasks = vec![tokio::spawn(elector.run(stop.clone()))];
+        // A task per service, so a long prune never holds up staging or rescue.
+        tasks.extend(
+            services.into_iter().map(|service| {
+                tokio::spawn(run_while_leader(service, leader.clone(), stop.clone()))
+            }),
+        );
         Maintenance {
             stop,
             leader,
@@ -128,19 +161,14 @@ impl Maintenance {
     }
 }
 
-/// Runs `pass` every `interval` (with up to 10% jitter, so services of many processes do not
-/// fire in step) while this process leads, until `stop`. A failed pass is logged and the
-/// service carries on: a store outage must not kill maintenance for good.
-async fn run_while_leader<F, Fut>(
-    name: &'static str,
-    interval: Duration,
+/// Runs a service's pass every interval (with up to 10% jitter, so services of many processes
+/// do not fire in step) while this process leads, until `stop`. A failed pass is logged and
+/// the service carries on: a store outage must not kill maintenance for good.
+async fn run_while_leader(
+    service: Arc<dyn Service>,
     mut leader: watch::Receiver<bool>,
     stop: CancellationToken,
-    pass: F,
-) where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = crate::Result<String>>,
-{
+) {
     loop {
         // Wait until we lead.
         while !*leader.borrow_and_update() {
@@ -152,14 +180,14 @@ async fn run_while_leader<F, Fut>(
         // Instrumented, not entered: a guard held across the pass's awaits would leave the
         // span entered on the thread while the pass waits, around other tasks' log lines.
         async {
-            match pass().await {
+            match service.pass().await {
                 Ok(report) => tracing::debug!(%report, "pass done"),
                 Err(err) => tracing::warn!(%err, "pass failed; will retry next interval"),
             }
         }
-        .instrument(tracing::info_span!("maintenance", service = name))
+        .instrument(tracing::info_span!("maintenance", service = service.name()))
         .await;
-        let sleep = jittered(interval);
+        let sleep = jittered(service.interval());
         tokio::select! {
             () = tokio::time::sleep(sleep) => {}
             () = stop.cancelled() => return,
@@ -198,6 +226,26 @@ mod tests {
         }
     }
 
+    /// A service whose pass awaits, then logs.
+    struct Sleepy(&'static str);
+
+    #[async_trait::async_trait]
+    impl Service for Sleepy {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+
+        fn interval(&self) -> Duration {
+            Duration::from_millis(1)
+        }
+
+        async fn pass(&self) -> crate::Result<String> {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            tracing::info!("a pass ran");
+            Ok(String::new())
+        }
+    }
+
     /// Services share the runtime's threads: a pass that awaits must not leave its span
     /// entered on the thread, or every other service's log lines land inside it.
     #[test]
@@ -213,20 +261,13 @@ mod tests {
         runtime.block_on(async {
             let (_leading, leader) = watch::channel(true);
             let stop = CancellationToken::new();
-            let pass = || async {
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                tracing::info!("a pass ran");
-                Ok(String::new())
-            };
             let services: Vec<_> = ["stager", "rescuer", "pruner"]
                 .into_iter()
                 .map(|name| {
                     tokio::spawn(run_while_leader(
-                        name,
-                        Duration::from_millis(1),
+                        Arc::new(Sleepy(name)),
                         leader.clone(),
                         stop.clone(),
-                        pass,
                     ))
                 })
                 .collect();
