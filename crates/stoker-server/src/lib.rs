@@ -5,6 +5,8 @@
 //! service or tested in-process (see [`api::router`]).
 
 pub mod api;
+pub mod app;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;

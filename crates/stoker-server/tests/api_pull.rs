@@ -53,7 +53,7 @@ async fn enqueue_reserve_complete_shows_the_result(store: Arc<dyn Store>) {
     assert_eq!(job["attempt"], 1);
     assert_eq!(job["fence"], 1);
     assert_eq!(job["priority"], 10);
-    assert_eq!(job["worker_id"], "pull:py-1");
+    assert_eq!(job["worker"], "pull:py-1");
     assert_eq!(job["args"]["image"], "cat.png");
     assert_eq!(job["timeout_seconds"], 60.0);
     assert!(job["lease_expires_at"].is_string(), "{job}");
@@ -232,7 +232,7 @@ async fn lapsed_lease_is_rescued_and_reservable_again(store: Arc<dyn Store>) {
     assert_eq!(jobs.len(), 1, "the rescued job was reservable again");
     assert_eq!(jobs[0]["id"], id);
     assert_eq!(jobs[0]["attempt"], 2);
-    assert_eq!(jobs[0]["worker_id"], "pull:steady");
+    assert_eq!(jobs[0]["worker"], "pull:steady");
     assert_eq!(jobs[0]["errors"][0]["kind"], "worker_lost");
     assert_eq!(jobs[0]["errors"][0]["attempt"], 1);
 
@@ -386,18 +386,18 @@ async fn failures_retry_then_discard_and_retry_all_brings_them_back(store: Arc<d
     // Retry every discarded job of the billing queue: three, not the shipping one; two at a
     // time, as a caller showing progress would.
     let retried = server
-        .post("/v1/jobs/retry", json!({"queue": "billing", "limit": 2}))
+        .post("/v1/jobs/retry", json!({"queues": ["billing"], "limit": 2}))
         .await;
     assert_eq!(retried.status, 200, "{retried:?}");
     assert_eq!(retried.body["retried"], 2);
     assert_eq!(retried.body["remaining"], 1);
     let retried = server
-        .post("/v1/jobs/retry", json!({"queue": "billing", "limit": 2}))
+        .post("/v1/jobs/retry", json!({"queues": ["billing"], "limit": 2}))
         .await;
     assert_eq!(retried.body["retried"], 1);
     assert_eq!(retried.body["remaining"], 0);
     let refused = server
-        .post("/v1/jobs/retry", json!({"queue": "billing", "limit": 0}))
+        .post("/v1/jobs/retry", json!({"queues": ["billing"], "limit": 0}))
         .await;
     assert_eq!(refused.status, 422, "{refused:?}");
     assert_eq!(refused.body["error"]["field"], "limit");
@@ -413,7 +413,9 @@ async fn failures_retry_then_discard_and_retry_all_brings_them_back(store: Arc<d
     assert_eq!(job["state"], "available");
     assert_eq!(job["errors"].as_array().unwrap().len(), 2, "history kept");
     // By kind, too.
-    let retried = server.post("/v1/jobs/retry", json!({"kind": "ship"})).await;
+    let retried = server
+        .post("/v1/jobs/retry", json!({"kinds": ["ship"]}))
+        .await;
     assert_eq!(retried.body["retried"], 1);
     let retried = server.post("/v1/jobs/retry", json!({})).await;
     assert_eq!(retried.body["retried"], 0);

@@ -83,7 +83,7 @@ async fn the_python_worker_runs_jobs_through_the_pull_protocol() {
         job["result"],
         json!({"greeting": "Hello, Ada!", "by": "python", "attempt": 1})
     );
-    assert_eq!(job["worker_id"], "pull:py-test");
+    assert_eq!(job["worker"], "pull:py-test");
     assert_eq!(job["progress"]["fraction"], 0.5);
     assert_eq!(job["progress"]["message"], "greeting Ada");
 

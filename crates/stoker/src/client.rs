@@ -1,17 +1,86 @@
 //! The client: enqueue jobs and manage them, from anywhere in a service.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use stoker_core::{
-    validate_queue, Clock, InsertedJob, InvalidInput, JobCancelParams, JobId, JobInsertParams,
-    JobListParams, JobRetryParams, JobRow, JobState, LeaderRow, QueueParams, QueueRow, StateCount,
-    Store, StoreTx, SystemClock, WorkerRow, MAX_ARGS_BYTES_DEFAULT,
+    validate_kind, validate_queue, Clock, InsertedJob, InvalidInput, JobCancelParams, JobId,
+    JobInsert, JobInsertParams, JobListParams, JobRetryManyParams, JobRetryParams, JobRow,
+    JobState, LeaderRow, QueueParams, QueueRow, StateCount, Store, StoreTx, SystemClock, WorkerRow,
+    MAX_ARGS_BYTES_DEFAULT,
 };
 
-use crate::{EnqueueOptions, Job, NewJob, Registry, Result};
+use crate::overview::{worker_alive, QueueOverview, QueueWorker, WorkerStatus};
+use crate::{EnqueueOptions, Error, Job, NewJob, Registry, Result, STALE_AFTER_DEFAULT};
+
+/// The longest delay a job can be enqueued with: ten years. A longer one is refused, as a
+/// mistake, and far enough from the calendar's end that no date arithmetic can overflow.
+pub const SCHEDULE_MAX: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// The most values one filter names in each of its lists (states, kinds, queues), so one call
+/// cannot make the store compare every row against thousands of values.
+pub const FILTER_MAX: usize = 100;
+
+/// `now + delay`, refusing delays beyond [`SCHEDULE_MAX`] (naming `field`).
+pub(crate) fn delayed(
+    now: DateTime<Utc>,
+    delay: Duration,
+    field: &str,
+) -> Result<DateTime<Utc>, InvalidInput> {
+    let too_long = || {
+        InvalidInput::new(
+            field,
+            format!(
+                "{delay:?} is too long: at most {} seconds (ten years)",
+                SCHEDULE_MAX.as_secs()
+            ),
+        )
+    };
+    if delay > SCHEDULE_MAX {
+        return Err(too_long());
+    }
+    let delay = chrono::Duration::from_std(delay).map_err(|_| too_long())?;
+    now.checked_add_signed(delay).ok_or_else(too_long)
+}
+
+/// Refuses a `run_at` outside the years 1 to 9999, the instants RFC 3339 can write (so every
+/// stored `run_at` reads back on the wire) and every store keeps; later ones (chrono parses
+/// `+200000-01-01T00:00:00Z`) overflow PostgreSQL's calendar. Every enqueue through the
+/// [`Client`] applies it; callers that check requests themselves (to name a field their own
+/// way) use it too.
+///
+/// # Errors
+///
+/// [`InvalidInput`] for field `run_at`.
+pub fn check_run_at(run_at: DateTime<Utc>) -> Result<(), InvalidInput> {
+    use chrono::Datelike;
+    if (1..=9999).contains(&run_at.year()) {
+        Ok(())
+    } else {
+        Err(InvalidInput::new(
+            "run_at",
+            format!(
+                "{} is outside the years 1 to 9999 that RFC 3339 date-times cover",
+                run_at.to_rfc3339()
+            ),
+        ))
+    }
+}
+
+/// Refuses a filter list longer than [`FILTER_MAX`].
+fn check_filter_len(field: &str, len: usize) -> Result<(), InvalidInput> {
+    if len > FILTER_MAX {
+        return Err(InvalidInput::new(
+            field,
+            format!("names {len} values; a filter takes at most {FILTER_MAX}"),
+        ));
+    }
+    Ok(())
+}
 
 /// Enqueues and manages jobs. Cheap to clone; clones share everything.
 ///
@@ -45,6 +114,9 @@ struct ClientConfig {
     clock: Arc<dyn Clock>,
     registry: Option<Arc<Registry>>,
     max_args_bytes: usize,
+    /// The tenant every call is limited to, if the client is scoped.
+    tenant: Option<String>,
+    stale_after: Duration,
 }
 
 impl<S: ?Sized> Clone for Client<S> {
@@ -60,6 +132,7 @@ impl<S: ?Sized> std::fmt::Debug for Client<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("max_args_bytes", &self.config.max_args_bytes)
+            .field("tenant", &self.config.tenant)
             .finish_non_exhaustive()
     }
 }
@@ -83,7 +156,95 @@ impl<S: Store + ?Sized> Client<S> {
                 clock: Arc::new(SystemClock),
                 registry: None,
                 max_args_bytes: MAX_ARGS_BYTES_DEFAULT,
+                tenant: None,
+                stale_after: STALE_AFTER_DEFAULT,
             }),
+        }
+    }
+
+    /// The same client limited to `tenant`: every job it enqueues belongs to `tenant`, and it
+    /// reads, lists, cancels, retries and deletes only that tenant's jobs. A job of another
+    /// tenant asked for by id is [`Error::NotFound`](crate::Error::NotFound), as if it did not
+    /// exist; naming another tenant (in an enqueue or a filter) and calls that span every
+    /// tenant (queues, workers, stats, pause) are
+    /// [`Error::TenantForbidden`](crate::Error::TenantForbidden).
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), stoker::Error> {
+    /// use std::sync::Arc;
+    /// use serde_json::json;
+    /// use stoker::{sqlite::SqliteStore, Client, EnqueueOptions};
+    ///
+    /// let client = Client::new(Arc::new(SqliteStore::connect("sqlite::memory:").await?));
+    /// client.migrate().await?;
+    /// let globex = client.enqueue_raw("report", json!({}), EnqueueOptions::new().tenant("globex")).await?;
+    /// let acme = client.for_tenant("acme");
+    /// let own = acme.enqueue_raw("report", json!({}), EnqueueOptions::new()).await?;
+    /// assert_eq!(acme.get(own.id).await?.unwrap().tenant.as_deref(), Some("acme"));
+    /// assert!(acme.get(globex.id).await?.is_none());
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn for_tenant(&self, tenant: impl Into<String>) -> Self {
+        let mut client = self.clone();
+        Arc::make_mut(&mut client.config).tenant = Some(tenant.into());
+        client
+    }
+
+    /// The tenant this client is limited to, if it is scoped ([`Client::for_tenant`]).
+    pub fn tenant(&self) -> Option<&str> {
+        self.config.tenant.as_deref()
+    }
+
+    /// How long a worker may go without a heartbeat before the overviews show it gone (see
+    /// [`worker_alive`](crate::worker_alive)). Set it to the rescuer's `stale_after`, so a worker
+    /// shown alive is one whose jobs are safe. Defaults to 3 seconds, the rescuer's default.
+    pub fn with_stale_after(mut self, stale_after: Duration) -> Self {
+        Arc::make_mut(&mut self.config).stale_after = stale_after;
+        self
+    }
+
+    /// See [`Client::with_stale_after`].
+    pub fn stale_after(&self) -> Duration {
+        self.config.stale_after
+    }
+
+    /// Refuses a scoped client a call that shows or changes every tenant's data; every such
+    /// method of the client calls it, and so can code that serves such data itself (metrics).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TenantForbidden`](crate::Error::TenantForbidden) for a scoped client.
+    pub fn require_every_tenant(&self, what: &str) -> Result<()> {
+        match &self.config.tenant {
+            None => Ok(()),
+            Some(own) => Err(Error::TenantForbidden {
+                field: None,
+                message: format!(
+                    "this client is limited to tenant {own:?} and cannot use {what}, which spans \
+                     every tenant"
+                ),
+            }),
+        }
+    }
+
+    /// Whether this client may see a job of `tenant`.
+    fn sees(&self, tenant: Option<&str>) -> bool {
+        match &self.config.tenant {
+            None => true,
+            Some(own) => tenant == Some(own.as_str()),
+        }
+    }
+
+    /// A scoped client's check before it acts on a job by id: another tenant's job is not
+    /// found.
+    async fn require_visible(&self, id: JobId) -> Result<()> {
+        if self.config.tenant.is_none() {
+            return Ok(());
+        }
+        match self.store.job_get(id).await? {
+            Some(job) if self.sees(job.tenant.as_deref()) => Ok(()),
+            _ => Err(Error::NotFound(format!("job {id}"))),
         }
     }
 
@@ -127,6 +288,16 @@ impl<S: Store + ?Sized> Client<S> {
     /// If a migration fails.
     pub async fn migrate(&self) -> Result<()> {
         Ok(self.store.migrate().await?)
+    }
+
+    /// Whether every migration this build knows of has been applied to the store, e.g. to
+    /// refuse a database that `migrate` never ran on.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn migrations_current(&self) -> Result<bool> {
+        Ok(self.store.migrations_current().await?)
     }
 
     /// Enqueues a typed job with its kind's defaults.
@@ -176,6 +347,73 @@ impl<S: Store + ?Sized> Client<S> {
         Ok(self.store.job_insert_many(params).await?)
     }
 
+    /// Enqueues many jobs as [`Client::enqueue_many`] does, and answers with each job as it
+    /// is now: the new job, or for a duplicate the existing job its idempotency key matched
+    /// (which may be running or finished already).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::enqueue`]; [`Error::Conflict`](crate::Error::Conflict) in the rare case
+    /// that a matched existing job was deleted before it could be read.
+    pub async fn enqueue_many_returning(
+        &self,
+        jobs: impl IntoIterator<Item = NewJob>,
+    ) -> Result<Vec<Enqueued>> {
+        let params = self.insert_params(jobs)?;
+        let now = params.now;
+        // What a new job looks like needs no read: it is `available` at its run time, as the
+        // store keeps it (to the microsecond).
+        let fresh: Vec<(String, String, DateTime<Utc>)> = params
+            .jobs
+            .iter()
+            .map(|job| {
+                (
+                    job.kind.clone(),
+                    job.queue.clone(),
+                    job.run_at.unwrap_or(now).trunc_subsecs(6),
+                )
+            })
+            .collect();
+        let inserted = self.store.job_insert_many(params).await?;
+        let mut existing: HashMap<JobId, Enqueued> = HashMap::new();
+        let mut out = Vec::with_capacity(inserted.len());
+        for (job, (kind, queue, run_at)) in inserted.into_iter().zip(fresh) {
+            if !job.duplicate {
+                out.push(Enqueued {
+                    id: job.id,
+                    duplicate: false,
+                    kind,
+                    queue,
+                    state: JobState::Available,
+                    run_at,
+                });
+                continue;
+            }
+            if let Some(seen) = existing.get(&job.id) {
+                out.push(seen.clone());
+                continue;
+            }
+            let Some(row) = self.store.job_get(job.id).await? else {
+                return Err(Error::Conflict(format!(
+                    "job {} matched this idempotency key but was deleted before it could be \
+                     read; enqueue again",
+                    job.id
+                )));
+            };
+            let view = Enqueued {
+                id: row.id,
+                duplicate: true,
+                kind: row.kind,
+                queue: row.queue,
+                state: row.state,
+                run_at: row.run_at,
+            };
+            existing.insert(job.id, view.clone());
+            out.push(view);
+        }
+        Ok(out)
+    }
+
     async fn enqueue_one(&self, job: NewJob) -> Result<InsertedJob> {
         let mut inserted = self.enqueue_many([job]).await?;
         Ok(inserted.remove(0))
@@ -183,11 +421,7 @@ impl<S: Store + ?Sized> Client<S> {
 
     fn insert_params(&self, jobs: impl IntoIterator<Item = NewJob>) -> Result<JobInsertParams> {
         let now = self.config.clock.now();
-        let registry = self.config.registry.as_deref();
-        let jobs = jobs
-            .into_iter()
-            .map(|job| job.resolve(now, registry))
-            .collect::<Result<Vec<_>>>()?;
+        let jobs = self.resolve(jobs, now)?;
         Ok(JobInsertParams {
             jobs,
             now,
@@ -201,15 +435,18 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// A store error.
     pub async fn get(&self, id: JobId) -> Result<Option<JobRow>> {
-        Ok(self.store.job_get(id).await?)
+        let job = self.store.job_get(id).await?;
+        Ok(job.filter(|job| self.sees(job.tenant.as_deref())))
     }
 
     /// Lists jobs matching `filter`, newest first, one page at a time.
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`](crate::Error::Invalid) for a page size outside 1 to 1,000 or an invalid queue name; a
-    /// store error.
+    /// [`Error::Invalid`](crate::Error::Invalid) for a page size outside 1 to 1,000, an invalid
+    /// queue or kind name, more than [`FILTER_MAX`] values in a list, or a cursor that is no
+    /// job id; [`Error::TenantForbidden`](crate::Error::TenantForbidden) for another tenant than
+    /// a scoped client's; a store error.
     pub async fn list(&self, filter: &JobFilter) -> Result<JobPage> {
         let limit = filter.limit;
         if !(1..=JobFilter::LIMIT_MAX).contains(&limit) {
@@ -222,16 +459,32 @@ impl<S: Store + ?Sized> Client<S> {
             )
             .into());
         }
+        check_filter_len("states", filter.states.len())?;
+        check_filter_len("kinds", filter.kinds.len())?;
+        check_filter_len("queues", filter.queues.len())?;
         for queue in &filter.queues {
             validate_queue(queue)?;
         }
+        for kind in &filter.kinds {
+            validate_kind(kind)?;
+        }
+        if let Some(before) = filter.before {
+            if before.0 < 1 {
+                return Err(InvalidInput::new(
+                    "before",
+                    format!("must be a job id (1 or more), got {before}"),
+                )
+                .into());
+            }
+        }
+        let tenant = self.tenant_for(filter.tenant.clone(), "tenant")?;
         let jobs = self
             .store
             .job_list(JobListParams {
                 states: filter.states.clone(),
                 kinds: filter.kinds.clone(),
                 queues: filter.queues.clone(),
-                tenant: filter.tenant.clone(),
+                tenant,
                 before_id: filter.before,
                 limit,
             })
@@ -252,6 +505,7 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`](crate::Error::NotFound) if there is no such job.
     pub async fn cancel(&self, id: JobId) -> Result<JobRow> {
+        self.require_visible(id).await?;
         let now = self.config.clock.now();
         Ok(self.store.job_cancel(JobCancelParams { id, now }).await?)
     }
@@ -262,6 +516,7 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`](crate::Error::NotFound) if there is no such job.
     pub async fn retry(&self, id: JobId) -> Result<JobRow> {
+        self.require_visible(id).await?;
         let now = self.config.clock.now();
         Ok(self.store.job_retry(JobRetryParams { id, now }).await?)
     }
@@ -272,6 +527,7 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`](crate::Error::NotFound) if there is no such job; [`Error::Conflict`](crate::Error::Conflict) if it is running.
     pub async fn delete(&self, id: JobId) -> Result<JobRow> {
+        self.require_visible(id).await?;
         Ok(self.store.job_delete(id).await?)
     }
 
@@ -281,6 +537,7 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::Invalid`](crate::Error::Invalid) for a bad queue name.
     pub async fn pause(&self, queue: &str) -> Result<()> {
+        self.require_every_tenant("queue pause")?;
         let now = self.config.clock.now();
         let queue = queue.to_owned();
         Ok(self.store.queue_pause(QueueParams { queue, now }).await?)
@@ -292,6 +549,7 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::Invalid`](crate::Error::Invalid) for a bad queue name.
     pub async fn resume(&self, queue: &str) -> Result<()> {
+        self.require_every_tenant("queue resume")?;
         let now = self.config.clock.now();
         let queue = queue.to_owned();
         Ok(self.store.queue_resume(QueueParams { queue, now }).await?)
@@ -303,6 +561,7 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// A store error.
     pub async fn queues(&self) -> Result<Vec<QueueRow>> {
+        self.require_every_tenant("the queue list")?;
         Ok(self.store.queue_list().await?)
     }
 
@@ -312,6 +571,7 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// A store error.
     pub async fn stats(&self) -> Result<Stats> {
+        self.require_every_tenant("stats")?;
         Ok(Stats::from_counts(self.store.job_stats().await?))
     }
 
@@ -321,6 +581,7 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// A store error.
     pub async fn workers(&self) -> Result<Vec<WorkerRow>> {
+        self.require_every_tenant("the worker list")?;
         Ok(self.store.worker_list().await?)
     }
 
@@ -330,7 +591,245 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// A store error.
     pub async fn leader(&self) -> Result<Option<LeaderRow>> {
+        self.require_every_tenant("the leader")?;
         Ok(self.store.leader_get(self.config.clock.now()).await?)
+    }
+
+    /// Every queue that has jobs or settings, by name: its jobs by state, whether it is
+    /// paused, and the workers serving it with their liveness.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TenantForbidden`](crate::Error::TenantForbidden) for a scoped client; a store
+    /// error.
+    pub async fn queue_overview(&self) -> Result<Vec<QueueOverview>> {
+        self.require_every_tenant("the queue overview")?;
+        let stats = Stats::from_counts(self.store.job_stats().await?);
+        let rows = self.store.queue_list().await?;
+        let workers = self.worker_overview().await?;
+        let mut names: BTreeSet<&str> = stats.queues.keys().map(String::as_str).collect();
+        names.extend(rows.iter().map(|row| row.name.as_str()));
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let row = rows.iter().find(|row| row.name == name);
+                QueueOverview {
+                    name: name.to_owned(),
+                    paused: row.is_some_and(|row| row.paused),
+                    updated_at: row.map(|row| row.updated_at),
+                    counts: stats.queues.get(name).copied().unwrap_or_default(),
+                    workers: workers
+                        .iter()
+                        .filter(|status| status.worker.queues.iter().any(|queue| queue == name))
+                        .map(|status| QueueWorker {
+                            id: status.worker.id.clone(),
+                            alive: status.alive,
+                        })
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+
+    /// Every worker row, by id, with whether it is alive now (see
+    /// [`worker_alive`](crate::worker_alive) and [`Client::with_stale_after`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TenantForbidden`](crate::Error::TenantForbidden) for a scoped client; a store
+    /// error.
+    pub async fn worker_overview(&self) -> Result<Vec<WorkerStatus>> {
+        self.require_every_tenant("the worker list")?;
+        let now = self.config.clock.now();
+        let stale_after = self.config.stale_after;
+        Ok(self
+            .store
+            .worker_list()
+            .await?
+            .into_iter()
+            .map(|worker| WorkerStatus {
+                alive: worker_alive(worker.heartbeat_at, now, stale_after),
+                worker,
+            })
+            .collect())
+    }
+
+    /// Runs finished jobs matching `filter` again now, in batches, each as [`Client::retry`]
+    /// would, calling `progress` before the first batch and after each one. Answers how many
+    /// were retried and how many matching jobs remain, both counted in the client's scope (a
+    /// scoped client's, or the filter's tenant): a later call retries those.
+    ///
+    /// The retry is bounded by the jobs that matched when it started, so jobs that fail
+    /// straight back into a retried state while it runs are not retried again and again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) for no state, a state that is not finished, a
+    /// bad queue or kind name, more than [`FILTER_MAX`] values in a list, or a limit or batch
+    /// of 0; [`Error::TenantForbidden`](crate::Error::TenantForbidden) for another tenant than a
+    /// scoped client's; a store error (jobs retried before it stay retried).
+    pub async fn retry_many(
+        &self,
+        filter: &RetryFilter,
+        mut progress: impl FnMut(RetryProgress) + Send,
+    ) -> Result<RetryReport> {
+        if filter.states.is_empty() {
+            return Err(InvalidInput::new(
+                "states",
+                "name at least one of discarded, cancelled, completed",
+            )
+            .into());
+        }
+        check_filter_len("states", filter.states.len())?;
+        check_filter_len("queues", filter.queues.len())?;
+        check_filter_len("kinds", filter.kinds.len())?;
+        if let Some(state) = filter.states.iter().find(|state| !state.is_finished()) {
+            return Err(InvalidInput::new(
+                "states",
+                format!(
+                    "{state} jobs cannot be retried in bulk: name discarded, cancelled or completed"
+                ),
+            )
+            .into());
+        }
+        for queue in &filter.queues {
+            validate_queue(queue)?;
+        }
+        for kind in &filter.kinds {
+            validate_kind(kind)?;
+        }
+        if filter.limit == Some(0) {
+            return Err(InvalidInput::new("limit", "must be at least 1").into());
+        }
+        if filter.batch == 0 {
+            return Err(InvalidInput::new("batch", "must be at least 1").into());
+        }
+        let tenant = self.tenant_for(filter.tenant.clone(), "tenant")?;
+        let matching = self
+            .count_matching(
+                &filter.states,
+                &filter.queues,
+                &filter.kinds,
+                tenant.as_deref(),
+            )
+            .await?;
+        let bound = filter.limit.map_or(matching, |limit| limit.min(matching));
+        progress(RetryProgress {
+            retried: 0,
+            total: bound,
+        });
+        let mut retried = 0;
+        while retried < bound {
+            let limit = (bound - retried).min(u64::from(filter.batch)) as u32;
+            let count = self
+                .store
+                .job_retry_many(JobRetryManyParams {
+                    states: filter.states.clone(),
+                    queues: filter.queues.clone(),
+                    kinds: filter.kinds.clone(),
+                    tenant: tenant.clone(),
+                    limit,
+                    now: self.config.clock.now(),
+                })
+                .await?;
+            retried += count;
+            progress(RetryProgress {
+                retried,
+                total: bound,
+            });
+            if count == 0 {
+                break;
+            }
+        }
+        Ok(RetryReport {
+            retried,
+            remaining: matching.saturating_sub(retried),
+        })
+    }
+
+    /// How many jobs are in `states`, of `queues` and `kinds` (empty means any), and of
+    /// `tenant` when given.
+    async fn count_matching(
+        &self,
+        states: &[JobState],
+        queues: &[String],
+        kinds: &[String],
+        tenant: Option<&str>,
+    ) -> Result<u64> {
+        let counts = self.store.job_stats().await?;
+        let every_tenant = matching_count(&counts, states, queues, kinds);
+        let Some(tenant) = tenant else {
+            return Ok(every_tenant);
+        };
+        if every_tenant == 0 {
+            return Ok(0);
+        }
+        // The store keeps counts per queue and kind, not per tenant: count the tenant's own
+        // jobs, a list page at a time.
+        let mut count = 0u64;
+        let mut before_id = None;
+        loop {
+            let page = self
+                .store
+                .job_list(JobListParams {
+                    states: states.to_vec(),
+                    kinds: kinds.to_vec(),
+                    queues: queues.to_vec(),
+                    tenant: Some(tenant.to_owned()),
+                    before_id,
+                    limit: JobFilter::LIMIT_MAX,
+                })
+                .await?;
+            count += page.len() as u64;
+            if page.len() < JobFilter::LIMIT_MAX as usize {
+                return Ok(count);
+            }
+            before_id = page.last().map(|job| job.id);
+        }
+    }
+}
+
+impl<S: ?Sized> Client<S> {
+    /// Resolves jobs against their defaults and `now`, then applies the client's rules: its
+    /// tenant, and how far ahead or back a job may be scheduled.
+    fn resolve(
+        &self,
+        jobs: impl IntoIterator<Item = NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobInsert>> {
+        let registry = self.config.registry.as_deref();
+        jobs.into_iter()
+            .map(|job| {
+                let mut job = job.resolve(now, registry)?;
+                job.tenant = self.tenant_for(job.tenant.take(), "tenant")?;
+                if let Some(run_at) = job.run_at {
+                    check_run_at(run_at)?;
+                }
+                Ok(job)
+            })
+            .collect()
+    }
+
+    /// The tenant a call acts for: the client's own when it is scoped (a call may name it, or
+    /// nothing), else the one `requested`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TenantForbidden`](crate::Error::TenantForbidden) naming `field` when a scoped
+    /// client is asked to act for another tenant.
+    pub fn tenant_for(&self, requested: Option<String>, field: &str) -> Result<Option<String>> {
+        match (&self.config.tenant, requested) {
+            (None, requested) => Ok(requested),
+            (Some(own), None) => Ok(Some(own.clone())),
+            (Some(own), Some(requested)) if *own == requested => Ok(Some(requested)),
+            (Some(own), Some(requested)) => Err(Error::TenantForbidden {
+                field: Some(field.to_owned()),
+                message: format!(
+                    "this client is limited to tenant {own:?} and cannot act for tenant \
+                     {requested:?}"
+                ),
+            }),
+        }
     }
 }
 
@@ -385,11 +884,7 @@ impl<S: ?Sized> Client<S> {
         C: ?Sized + Send,
     {
         let now = self.config.clock.now();
-        let registry = self.config.registry.as_deref();
-        let jobs = jobs
-            .into_iter()
-            .map(|job| job.resolve(now, registry))
-            .collect::<Result<Vec<_>>>()?;
+        let jobs = self.resolve(jobs, now)?;
         let params = JobInsertParams {
             jobs,
             now,
@@ -490,6 +985,150 @@ impl JobFilter {
     }
 }
 
+/// A job as [`Client::enqueue_many_returning`] answers it: the new job, or the existing one
+/// its idempotency key matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Enqueued {
+    /// The new job's id, or the existing job's for a duplicate.
+    pub id: JobId,
+    /// True when the idempotency key matched an existing job and nothing was written.
+    pub duplicate: bool,
+    /// The job's kind.
+    pub kind: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// Its state now: `available` for a new job; anything for a duplicate.
+    pub state: JobState,
+    /// Not before this instant.
+    pub run_at: DateTime<Utc>,
+}
+
+/// Which finished jobs [`Client::retry_many`] runs again.
+///
+/// ```
+/// use stoker::{JobState, RetryFilter};
+/// let filter = RetryFilter::new().state(JobState::Cancelled).queue("mailers").limit(500);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryFilter {
+    /// The finished states to retry (`discarded`, `cancelled`, `completed`); at least one.
+    pub states: Vec<JobState>,
+    /// Only these queues; empty means any.
+    pub queues: Vec<String>,
+    /// Only these kinds; empty means any.
+    pub kinds: Vec<String>,
+    /// Only this tenant's jobs (a scoped client's own tenant in any case).
+    pub tenant: Option<String>,
+    /// The most jobs this call retries; `None` retries every job that matched when it started.
+    pub limit: Option<u64>,
+    /// Jobs retried per statement, so no statement holds locks for long. Defaults to 1,000.
+    pub batch: u32,
+}
+
+impl Default for RetryFilter {
+    fn default() -> Self {
+        RetryFilter {
+            states: Vec::new(),
+            queues: Vec::new(),
+            kinds: Vec::new(),
+            tenant: None,
+            limit: None,
+            batch: RetryFilter::BATCH_DEFAULT,
+        }
+    }
+}
+
+impl RetryFilter {
+    /// Jobs retried per statement unless set.
+    pub const BATCH_DEFAULT: u32 = 1000;
+
+    /// Every discarded job (the dead letters), 1,000 per statement.
+    pub fn new() -> Self {
+        RetryFilter {
+            states: vec![JobState::Discarded],
+            ..RetryFilter::default()
+        }
+    }
+
+    /// Adds a state to retry (the first call replaces the default `discarded`).
+    pub fn state(mut self, state: JobState) -> Self {
+        if self.states == [JobState::Discarded] && state != JobState::Discarded {
+            self.states.clear();
+        }
+        if !self.states.contains(&state) {
+            self.states.push(state);
+        }
+        self
+    }
+
+    /// Adds a queue to match.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queues.push(queue.into());
+        self
+    }
+
+    /// Adds a kind to match.
+    pub fn kind(mut self, kind: impl Into<String>) -> Self {
+        self.kinds.push(kind.into());
+        self
+    }
+
+    /// Only this tenant's jobs.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// The most jobs this call retries.
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Jobs retried per statement.
+    pub fn batch(mut self, batch: u32) -> Self {
+        self.batch = batch;
+        self
+    }
+}
+
+/// How far a [`Client::retry_many`] has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryProgress {
+    /// Jobs retried so far.
+    pub retried: u64,
+    /// The most jobs this call will retry: those that matched when it started, up to its
+    /// limit.
+    pub total: u64,
+}
+
+/// What a [`Client::retry_many`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryReport {
+    /// Jobs retried.
+    pub retried: u64,
+    /// Matching jobs not retried by this call (its limit was reached), counted in the same
+    /// scope as the retry, as they were when it started.
+    pub remaining: u64,
+}
+
+/// How many jobs the counts hold in `states`, of `queues` and `kinds` (empty means any).
+fn matching_count(
+    counts: &[StateCount],
+    states: &[JobState],
+    queues: &[String],
+    kinds: &[String],
+) -> u64 {
+    let total: i64 = counts
+        .iter()
+        .filter(|count| states.contains(&count.state))
+        .filter(|count| queues.is_empty() || queues.contains(&count.queue))
+        .filter(|count| kinds.is_empty() || kinds.contains(&count.kind))
+        .map(|count| count.count)
+        .sum();
+    u64::try_from(total).unwrap_or(0)
+}
+
 /// One page of [`Client::list`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobPage {
@@ -576,5 +1215,57 @@ impl Stats {
                 .add(count.state, count.count);
         }
         stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_the_jobs_the_filters_match() {
+        let count = |queue: &str, kind: &str, state, count| StateCount {
+            queue: queue.into(),
+            kind: kind.into(),
+            state,
+            count,
+        };
+        let counts = [
+            count("a", "k", JobState::Discarded, 4),
+            count("a", "j", JobState::Discarded, 2),
+            count("b", "k", JobState::Discarded, 3),
+            count("a", "k", JobState::Completed, 9),
+        ];
+        let discarded = [JobState::Discarded];
+        assert_eq!(matching_count(&counts, &discarded, &[], &[]), 9);
+        assert_eq!(matching_count(&counts, &discarded, &["a".into()], &[]), 6);
+        assert_eq!(
+            matching_count(&counts, &discarded, &["a".into()], &["k".into()]),
+            4
+        );
+        assert_eq!(matching_count(&counts, &discarded, &[], &["k".into()]), 7);
+        assert_eq!(matching_count(&counts, &discarded, &["zzz".into()], &[]), 0);
+        let both = [JobState::Discarded, JobState::Completed];
+        assert_eq!(matching_count(&counts, &both, &[], &[]), 18);
+    }
+
+    #[test]
+    fn schedules_within_the_rfc_3339_years_and_ten_years_of_delay() {
+        let now: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
+        for ok in ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            assert!(check_run_at(ok.parse().unwrap()).is_ok(), "{ok}");
+        }
+        for far in ["+10000-01-01T00:00:00Z", "-0001-12-31T00:00:00Z"] {
+            let far: DateTime<Utc> = far.parse().unwrap();
+            assert_eq!(check_run_at(far).unwrap_err().field, "run_at");
+        }
+        assert!(delayed(now, Duration::from_secs(60), "delay").is_ok());
+        assert_eq!(
+            delayed(now, Duration::from_secs_f64(1e15), "delay")
+                .unwrap_err()
+                .field,
+            "delay"
+        );
+        assert!(delayed(now, Duration::MAX, "delay").is_err());
     }
 }

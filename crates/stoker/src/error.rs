@@ -43,6 +43,17 @@ pub enum Error {
     /// A worker was configured wrongly (no queues, zero concurrency, a duplicate queue...).
     #[error("invalid worker configuration: {0}")]
     Config(String),
+    /// A client scoped to a tenant (see [`Client::for_tenant`](crate::Client::for_tenant)) was
+    /// asked to act for another tenant, or for every tenant at once (queues, workers, stats).
+    /// Nothing was read or written. A job of another tenant asked for by id is
+    /// [`Error::NotFound`] instead, so a tenant learns nothing about other tenants' jobs.
+    #[error("{message}")]
+    TenantForbidden {
+        /// The input field that names another tenant, if one does.
+        field: Option<String>,
+        /// What was refused, for people.
+        message: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -63,7 +74,10 @@ impl Error {
     /// The store error category this error falls in, for callers that branch on it.
     pub fn kind(&self) -> StoreErrorKind {
         match self {
-            Error::Invalid(_) | Error::Encode { .. } | Error::Config(_) => StoreErrorKind::Invalid,
+            Error::Invalid(_)
+            | Error::Encode { .. }
+            | Error::Config(_)
+            | Error::TenantForbidden { .. } => StoreErrorKind::Invalid,
             Error::NotFound(_) => StoreErrorKind::NotFound,
             Error::Conflict(_) | Error::LeaseLost { .. } => StoreErrorKind::Conflict,
             Error::Store(err) => err.kind(),

@@ -62,6 +62,7 @@ mod job;
 mod lease;
 pub mod maintenance;
 mod options;
+mod overview;
 mod registry;
 pub mod testing;
 mod worker;
@@ -69,12 +70,16 @@ mod worker;
 use std::sync::Arc;
 
 pub use backoff::Backoff;
-pub use client::{Client, JobFilter, JobPage, StateCounts, Stats};
+pub use client::{
+    check_run_at, Client, Enqueued, JobFilter, JobPage, RetryFilter, RetryProgress, RetryReport,
+    StateCounts, Stats, FILTER_MAX, SCHEDULE_MAX,
+};
 pub use context::JobContext;
 pub use error::{Error, JobError, Result, ResultExt};
 pub use job::Job;
 pub use lease::{Failure, Reservation, RESERVE_MAX_KINDS, RESERVE_MAX_LIMIT, RESERVE_MAX_QUEUES};
 pub use options::{EnqueueOptions, NewJob};
+pub use overview::{worker_alive, QueueOverview, QueueWorker, WorkerStatus, STALE_AFTER_DEFAULT};
 pub use registry::{Handler, Registry};
 pub use worker::{
     shutdown_signal, AttemptResult, ShutdownReport, Worker, WorkerBuilder, WorkerEvent,

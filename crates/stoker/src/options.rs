@@ -260,11 +260,7 @@ impl NewJob {
                 )
             }
             (Some(at), None) => Some(at),
-            (None, Some(delay)) => {
-                let delay = chrono::Duration::from_std(delay)
-                    .map_err(|_| InvalidInput::new("delay", format!("{delay:?} is too long")))?;
-                Some(now + delay)
-            }
+            (None, Some(delay)) => Some(crate::client::delayed(now, delay, "delay")?),
             (None, None) => None,
         };
         let timeout = opts.timeout.or(self.defaults.timeout);

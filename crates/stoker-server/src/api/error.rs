@@ -40,6 +40,12 @@ impl ApiError {
         self
     }
 
+    /// The same error, about the request as a whole rather than one field.
+    pub fn without_field(mut self) -> Self {
+        self.field = None;
+        self
+    }
+
     /// A refused field value.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
@@ -180,6 +186,13 @@ impl From<stoker::Error> for ApiError {
             }
             stoker::Error::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
             stoker::Error::LeaseLost { id, fence } => ApiError::lease_lost(id, fence),
+            stoker::Error::TenantForbidden { field, message } => {
+                let error = ApiError::new(ErrorCode::TenantForbidden, message);
+                match field {
+                    Some(field) => error.with_field(field),
+                    None => error,
+                }
+            }
             stoker::Error::Store(store) if store.kind() == stoker::StoreErrorKind::Busy => {
                 tracing::warn!(err = %store, "the database is busy or unreachable");
                 ApiError::new(
@@ -265,6 +278,12 @@ fn data_error(detail: &str, what: &str) -> ApiError {
     match field {
         Some(field) => error.with_field(field),
         None => error,
+    }
+}
+
+impl From<serde_path_to_error::Error<serde_json::Error>> for ApiError {
+    fn from(err: serde_path_to_error::Error<serde_json::Error>) -> Self {
+        data_error(&err.to_string(), "request")
     }
 }
 

@@ -5,27 +5,19 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use stoker::core::{
-    validate_kind, validate_queue, JobCancelParams, JobInsert, JobInsertParams, JobListParams,
-    JobRetryManyParams, JobRetryParams, StateCount,
-};
+use stoker::core::{validate_kind, validate_queue, JobInsert};
 use stoker::{
-    InvalidInput, JobFilter, JobId, JobRow, JobState, StoreError, MAX_ARGS_BYTES_DEFAULT,
-    MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
+    Client, EnqueueOptions, Enqueued, InvalidInput, JobFilter, JobId, JobState, NewJob,
+    RetryFilter, MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
 };
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::model::{
     EnqueueBulkRequest, EnqueueBulkResponse, EnqueueRequest, EnqueueResponse, ErrorBody, ErrorCode,
-    JobList, JobView, ListJobsQuery, RetryJobsRequest, RetryJobsResponse,
+    JobList, JobView, ListJobsQuery, RetryJobsRequest, RetryJobsResponse, BULK_MAX,
 };
 use super::{ApiError, AppState, Principal};
 use crate::config::Scope;
-
-/// The most jobs one bulk enqueue takes.
-pub(crate) const BULK_MAX: usize = 10_000;
-/// The most jobs one `job_retry_many` call retries; a bulk retry repeats it.
-const RETRY_BATCH: u32 = 1000;
 
 /// Prefixes a field name with where it sits in the request (`jobs[3].`).
 fn at(prefix: &str, field: &str) -> String {
@@ -36,6 +28,7 @@ fn at(prefix: &str, field: &str) -> String {
 /// and checks it, naming the field at fault with `prefix`.
 fn build_insert(
     state: &AppState,
+    client: &Client,
     principal: &Principal,
     request: EnqueueRequest,
     now: DateTime<Utc>,
@@ -49,7 +42,7 @@ fn build_insert(
         run_at,
         delay_seconds,
         max_attempts,
-        unique_key,
+        idempotency_key,
         tenant,
         metadata,
         timeout_seconds,
@@ -58,6 +51,7 @@ fn build_insert(
     let reprefix = |err: InvalidInput| {
         let field = match err.field.as_str() {
             "timeout" => "timeout_seconds",
+            "unique_key" => "idempotency_key",
             other => other,
         };
         ApiError::invalid(
@@ -66,6 +60,13 @@ fn build_insert(
         )
     };
     validate_kind(&kind).map_err(reprefix)?;
+    ascii_text(&at(prefix, "kind"), &kind, false)?;
+    if let Some(tenant) = &tenant {
+        ascii_text(&at(prefix, "tenant"), tenant, true)?;
+    }
+    if let Some(key) = &idempotency_key {
+        ascii_text(&at(prefix, "idempotency_key"), key, true)?;
+    }
     let queue = queue.unwrap_or_else(|| QUEUE_DEFAULT.to_owned());
     validate_queue(&queue).map_err(reprefix)?;
     let run_at = match (run_at, delay_seconds) {
@@ -75,7 +76,11 @@ fn build_insert(
                 "set either run_at or delay_seconds, not both",
             ))
         }
-        (Some(at), None) => Some(at),
+        (Some(run_at), None) => {
+            stoker::check_run_at(run_at)
+                .map_err(|err| ApiError::invalid(at(prefix, "run_at"), err.to_string()))?;
+            Some(run_at)
+        }
         (None, Some(delay)) => {
             let delay = seconds(delay, &at(prefix, "delay_seconds"), true)?;
             let delay = chrono::Duration::from_std(delay).map_err(|_| {
@@ -88,13 +93,19 @@ fn build_insert(
     let timeout_ms = match timeout_seconds {
         Some(timeout) => {
             let timeout = seconds(timeout, &at(prefix, "timeout_seconds"), false)?;
+            if timeout.as_millis() == 0 {
+                return Err(ApiError::invalid(
+                    at(prefix, "timeout_seconds"),
+                    "timeout_seconds must be at least 0.001 (one millisecond)",
+                ));
+            }
             Some(i64::try_from(timeout.as_millis()).map_err(|_| {
                 ApiError::invalid(at(prefix, "timeout_seconds"), "timeout_seconds is too long")
             })?)
         }
         None => None,
     };
-    let tenant = principal.tenant_for(tenant, &at(prefix, "tenant"))?;
+    let tenant = client.tenant_for(tenant, &at(prefix, "tenant"))?;
     let mut metadata: stoker::Metadata = metadata.unwrap_or_default().into();
     if metadata.source.is_none() {
         metadata.source = principal.name.clone();
@@ -119,7 +130,7 @@ fn build_insert(
         priority: priority.map(|level| level.0).unwrap_or_default(),
         max_attempts: max_attempts.unwrap_or(MAX_ATTEMPTS_DEFAULT),
         run_at,
-        unique_key,
+        unique_key: idempotency_key,
         tenant,
         metadata,
         timeout_ms,
@@ -132,7 +143,7 @@ fn build_insert(
 /// The longest duration the API takes in any `*_seconds` field: ten years. Anything longer is
 /// a mistake, and far enough from the calendar's end that adding it to any instant the API
 /// accepts never overflows.
-pub(crate) const MAX_SECONDS: f64 = 10.0 * 365.0 * 86_400.0;
+pub(crate) const MAX_SECONDS: f64 = stoker::SCHEDULE_MAX.as_secs_f64();
 
 /// A non-negative (or, with `zero_ok` false, positive) finite number of seconds, at most
 /// [`MAX_SECONDS`].
@@ -159,36 +170,81 @@ pub(crate) fn seconds(
     Ok(std::time::Duration::from_secs_f64(value))
 }
 
+/// The API's names (kinds, tenants, idempotency keys) are printable ASCII, so the lengths the
+/// OpenAPI document gives (in characters) are exactly the store's (in bytes).
+fn ascii_text(field: &str, value: &str, spaces: bool) -> Result<(), ApiError> {
+    if value
+        .chars()
+        .all(|c| c.is_ascii_graphic() || (spaces && c == ' '))
+    {
+        return Ok(());
+    }
+    let rule = if spaces {
+        "printable ASCII characters"
+    } else {
+        "printable ASCII characters without spaces"
+    };
+    Err(ApiError::invalid(
+        field,
+        format!("{field} must be {rule}, got {value:?}"),
+    ))
+}
+
+/// The job the client enqueues for a checked request: the same fields, resolved again by the
+/// client, which applies its own rules (tenant scope, schedule range, args validation).
+fn new_job(job: JobInsert) -> NewJob {
+    let mut opts = EnqueueOptions::new()
+        .queue(job.queue)
+        .priority(job.priority)
+        .max_attempts(job.max_attempts);
+    if let Some(run_at) = job.run_at {
+        opts = opts.run_at(run_at);
+    }
+    if let Some(key) = job.unique_key {
+        opts = opts.unique_key(key);
+    }
+    if let Some(tenant) = job.tenant {
+        opts = opts.tenant(tenant);
+    }
+    let metadata = job.metadata;
+    if let Some(id) = metadata.correlation_id {
+        opts = opts.correlation_id(id);
+    }
+    if let Some(parent) = metadata.parent_id {
+        opts = opts.parent_id(parent);
+    }
+    if let Some(source) = metadata.source {
+        opts = opts.source(source);
+    }
+    for tag in metadata.tags {
+        opts = opts.tag(tag);
+    }
+    if let Some(ms) = job.timeout_ms {
+        opts = opts.timeout(std::time::Duration::from_millis(ms.unsigned_abs()));
+    }
+    NewJob::raw(job.kind, job.args, opts)
+}
+
 async fn insert(
     state: &AppState,
+    client: &Client,
     jobs: Vec<JobInsert>,
-    now: DateTime<Utc>,
-) -> Result<Vec<stoker::InsertedJob>, ApiError> {
-    let labels: Vec<(String, String)> = jobs
-        .iter()
-        .map(|job| (job.queue.clone(), job.kind.clone()))
-        .collect();
-    let inserted = state
-        .inner
-        .store
-        .job_insert_many(JobInsertParams {
-            jobs,
-            now,
-            max_args_bytes: MAX_ARGS_BYTES_DEFAULT,
-        })
+) -> Result<Vec<Enqueued>, ApiError> {
+    let enqueued = client
+        .enqueue_many_returning(jobs.into_iter().map(new_job))
         .await?;
-    for (job, (queue, kind)) in inserted.iter().zip(&labels) {
+    for job in &enqueued {
         if !job.duplicate {
-            state.inner.metrics.record_enqueued(queue, kind);
+            state.inner.metrics.record_enqueued(&job.queue, &job.kind);
         }
     }
-    Ok(inserted)
+    Ok(enqueued)
 }
 
 /// Enqueue a job.
 ///
-/// Answers 201 with the new job's id, or 200 with the existing job's id when the idempotency
-/// key matched one (nothing is written then).
+/// Answers 201 with the new job (id, kind, queue, state, run_at), or 200 with the existing job
+/// as it is now when the idempotency key matched one (nothing is written then).
 #[utoipa::path(
     post,
     path = "/v1/jobs",
@@ -196,7 +252,7 @@ async fn insert(
     request_body = EnqueueRequest,
     responses(
         (status = 201, description = "Enqueued", body = EnqueueResponse),
-        (status = 200, description = "A job with this idempotency key exists; its id", body = EnqueueResponse),
+        (status = 200, description = "A job with this idempotency key exists: that job, as it is now", body = EnqueueResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "A field is refused (`field` names it)", body = ErrorBody),
@@ -209,28 +265,21 @@ pub(crate) async fn enqueue(
     ApiJson(request): ApiJson<EnqueueRequest>,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Enqueue)?;
+    let client = state.client_for(&principal);
     let now = state.now();
-    let job = build_insert(&state, &principal, request, now, "")?;
-    let inserted = insert(&state, vec![job], now).await?;
-    let job = inserted
-        .first()
-        .copied()
+    let job = build_insert(&state, &client, &principal, request, now, "")?;
+    let job = insert(&state, &client, vec![job])
+        .await?
+        .pop()
         .ok_or_else(|| ApiError::internal("the store inserted no job for one request"))?;
     let status = if job.duplicate {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
-    let body = EnqueueResponse {
-        id: job.id,
-        duplicate: job.duplicate,
-    };
-    Ok((
-        status,
-        [(header::LOCATION, format!("/v1/jobs/{}", job.id))],
-        Json(body),
-    )
-        .into_response())
+    let location = format!("/v1/jobs/{}", job.id);
+    let body = EnqueueResponse::from(job);
+    Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
 /// Enqueue many jobs at once.
@@ -267,14 +316,24 @@ pub(crate) async fn enqueue_bulk(
             ),
         ));
     }
+    let client = state.client_for(&principal);
     let now = state.now();
     let jobs = request
         .jobs
         .into_iter()
         .enumerate()
-        .map(|(index, job)| build_insert(&state, &principal, job, now, &format!("jobs[{index}].")))
+        .map(|(index, job)| {
+            build_insert(
+                &state,
+                &client,
+                &principal,
+                job,
+                now,
+                &format!("jobs[{index}]."),
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let inserted = insert(&state, jobs, now).await?;
+    let inserted = insert(&state, &client, jobs).await?;
     let duplicates = inserted.iter().filter(|job| job.duplicate).count() as u64;
     let total = inserted.len() as u64;
     let status = if duplicates < total {
@@ -285,32 +344,18 @@ pub(crate) async fn enqueue_bulk(
     Ok((
         status,
         Json(EnqueueBulkResponse {
-            jobs: inserted
-                .into_iter()
-                .map(|job| EnqueueResponse {
-                    id: job.id,
-                    duplicate: job.duplicate,
-                })
-                .collect(),
+            jobs: inserted.into_iter().map(EnqueueResponse::from).collect(),
             inserted: total - duplicates,
             duplicates,
         }),
     ))
 }
 
-/// Fetches a job the caller may see.
-async fn visible_job(state: &AppState, principal: &Principal, id: i64) -> Result<JobRow, ApiError> {
-    match state.inner.store.job_get(JobId(id)).await? {
-        Some(job) if principal.sees(job.tenant.as_deref()) => Ok(job),
-        _ => Err(ApiError::job_not_found(id)),
-    }
-}
-
-/// Maps the store's "not found" for job `id` to the API's.
-fn job_error(id: i64) -> impl Fn(StoreError) -> ApiError {
+/// Maps the client's "not found" and "conflict" for job `id` to the API's.
+fn job_error(id: i64) -> impl Fn(stoker::Error) -> ApiError {
     move |err| match err {
-        StoreError::NotFound(_) => ApiError::job_not_found(id),
-        StoreError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
+        stoker::Error::NotFound(_) => ApiError::job_not_found(id),
+        stoker::Error::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
         other => other.into(),
     }
 }
@@ -333,7 +378,10 @@ pub(crate) async fn get(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
     principal.require(Scope::Read)?;
-    Ok(Json(visible_job(&state, &principal, id).await?.into()))
+    match state.client_for(&principal).get(JobId(id)).await? {
+        Some(job) => Ok(Json(job.into())),
+        None => Err(ApiError::job_not_found(id)),
+    }
 }
 
 /// Splits a comma-separated filter into its non-empty parts.
@@ -386,43 +434,39 @@ pub(crate) async fn list(
     ApiQuery(query): ApiQuery<ListJobsQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     principal.require(Scope::Read)?;
-    let states = parse_states(&list_param(query.state.as_deref()), "state")?;
     let kinds = list_param(query.kind.as_deref());
-    let queues = list_param(query.queue.as_deref());
-    for queue in &queues {
-        validate_queue(queue).map_err(|err| ApiError::invalid("queue", err.to_string()))?;
+    for kind in &kinds {
+        ascii_text("kind", kind, false)?;
     }
-    let tenant = principal.tenant_for(query.tenant, "tenant")?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=JobFilter::LIMIT_MAX).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            format!(
-                "limit must be between 1 and {}, got {limit}",
-                JobFilter::LIMIT_MAX
-            ),
-        ));
-    }
-    let jobs = state
-        .inner
-        .store
-        .job_list(JobListParams {
-            states,
-            kinds,
-            queues,
-            tenant,
-            before_id: query.cursor.map(JobId),
-            limit,
-        })
-        .await?;
-    let next_cursor = if jobs.len() == limit as usize {
-        jobs.last().map(|job| job.id)
-    } else {
-        None
+    let filter = JobFilter {
+        states: parse_states(&list_param(query.state.as_deref()), "state")?,
+        kinds,
+        queues: list_param(query.queue.as_deref()),
+        tenant: query.tenant,
+        before: query.cursor.map(JobId),
+        limit: query.limit.unwrap_or(100),
     };
+    let page = state
+        .client_for(&principal)
+        .list(&filter)
+        .await
+        .map_err(|err| match err {
+            // The client names its own fields; the query names them as the wire does.
+            stoker::Error::Invalid(invalid) => {
+                let field = match invalid.field.as_str() {
+                    "states" => "state",
+                    "kinds" => "kind",
+                    "queues" => "queue",
+                    "before" => "cursor",
+                    other => other,
+                };
+                ApiError::invalid(field, format!("invalid {field}: {}", invalid.reason))
+            }
+            other => other.into(),
+        })?;
     Ok(Json(JobList {
-        jobs: jobs.into_iter().map(JobView::from).collect(),
-        next_cursor,
+        jobs: page.jobs.into_iter().map(JobView::from).collect(),
+        next_cursor: page.next,
     }))
 }
 
@@ -447,16 +491,9 @@ pub(crate) async fn cancel(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
     principal.require(Scope::Admin)?;
-    if principal.tenant.is_some() {
-        visible_job(&state, &principal, id).await?;
-    }
     let job = state
-        .inner
-        .store
-        .job_cancel(JobCancelParams {
-            id: JobId(id),
-            now: state.now(),
-        })
+        .client_for(&principal)
+        .cancel(JobId(id))
         .await
         .map_err(job_error(id))?;
     Ok(Json(job.into()))
@@ -483,16 +520,9 @@ pub(crate) async fn retry(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
     principal.require(Scope::Admin)?;
-    if principal.tenant.is_some() {
-        visible_job(&state, &principal, id).await?;
-    }
     let job = state
-        .inner
-        .store
-        .job_retry(JobRetryParams {
-            id: JobId(id),
-            now: state.now(),
-        })
+        .client_for(&principal)
+        .retry(JobId(id))
         .await
         .map_err(job_error(id))?;
     Ok(Json(job.into()))
@@ -517,13 +547,9 @@ pub(crate) async fn delete(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
     principal.require(Scope::Admin)?;
-    if principal.tenant.is_some() {
-        visible_job(&state, &principal, id).await?;
-    }
     let job = state
-        .inner
-        .store
-        .job_delete(JobId(id))
+        .client_for(&principal)
+        .delete(JobId(id))
         .await
         .map_err(job_error(id))?;
     Ok(Json(job.into()))
@@ -531,8 +557,9 @@ pub(crate) async fn delete(
 
 /// Retry finished jobs in bulk.
 ///
-/// Retries every job in the given finished states (default: discarded) of a queue and/or
-/// kind, in batches, and answers how many.
+/// Retries every job in the given finished states (default: discarded) of the given queues
+/// and kinds, in batches, and answers how many, and how many matching jobs remain (beyond
+/// `limit`), counted in the caller's scope: a tenant-bound token counts only its own jobs.
 #[utoipa::path(
     post,
     path = "/v1/jobs/retry",
@@ -550,129 +577,40 @@ pub(crate) async fn retry_many(
     ApiJson(request): ApiJson<RetryJobsRequest>,
 ) -> Result<Json<RetryJobsResponse>, ApiError> {
     principal.require(Scope::Admin)?;
-    let states = request.states.unwrap_or_else(|| vec![JobState::Discarded]);
-    if states.is_empty() {
+    if request
+        .limit
+        .is_some_and(|limit| i64::try_from(limit).is_err())
+    {
         return Err(ApiError::invalid(
-            "states",
-            "name at least one of discarded, cancelled, completed",
+            "limit",
+            format!("limit must be at most {}", i64::MAX),
         ));
     }
-    if let Some(state) = states.iter().find(|state| !state.is_finished()) {
-        return Err(ApiError::invalid(
-            "states",
-            format!(
-                "{state} jobs cannot be retried in bulk: name discarded, cancelled or completed"
-            ),
-        ));
+    for (index, kind) in request.kinds.iter().enumerate() {
+        ascii_text(&format!("kinds[{index}]"), kind, false)?;
     }
-    if let Some(queue) = &request.queue {
-        validate_queue(queue).map_err(|err| ApiError::invalid("queue", err.to_string()))?;
-    }
-    if let Some(kind) = &request.kind {
-        validate_kind(kind).map_err(|err| ApiError::invalid("kind", err.to_string()))?;
-    }
-    let tenant = principal.tenant_for(request.tenant, "tenant")?;
-    if request.limit == Some(0) {
-        return Err(ApiError::invalid("limit", "must be at least 1"));
-    }
-    let queues: Vec<String> = request.queue.iter().cloned().collect();
-    let kinds: Vec<String> = request.kind.iter().cloned().collect();
-    // Bound the loop by what matched at the start, so jobs that fail straight back into a
-    // retried state while it runs are not retried again and again.
-    let counts = state.inner.store.job_stats().await?;
-    let matching = matching_count(&counts, &states, &queues, &kinds);
-    let bound = request.limit.map_or(matching, |limit| limit.min(matching));
-    let mut retried = 0;
-    while retried < bound {
-        let limit = (bound - retried).min(u64::from(RETRY_BATCH)) as u32;
-        let count = state
-            .inner
-            .store
-            .job_retry_many(JobRetryManyParams {
-                states: states.clone(),
-                queues: queues.clone(),
-                kinds: kinds.clone(),
-                tenant: tenant.clone(),
-                limit,
-                now: state.now(),
-            })
-            .await?;
-        retried += count;
-        if count == 0 {
-            break;
-        }
-    }
-    tracing::info!(retried, ?states, queue = ?request.queue, kind = ?request.kind, "bulk retry");
-    let remaining = matching.saturating_sub(retried);
-    Ok(Json(RetryJobsResponse { retried, remaining }))
-}
-
-/// How many jobs the counts hold in `states`, of `queues` and `kinds` (empty means any): the
-/// bound of a bulk retry, so one never outruns the jobs that matched when it started.
-pub(crate) fn matching_count(
-    counts: &[StateCount],
-    states: &[JobState],
-    queues: &[String],
-    kinds: &[String],
-) -> u64 {
-    let total: i64 = counts
-        .iter()
-        .filter(|count| states.contains(&count.state))
-        .filter(|count| queues.is_empty() || queues.contains(&count.queue))
-        .filter(|count| kinds.is_empty() || kinds.contains(&count.kind))
-        .map(|count| count.count)
-        .sum();
-    u64::try_from(total).unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_the_jobs_the_filters_match() {
-        let count = |queue: &str, kind: &str, state, count| StateCount {
-            queue: queue.into(),
-            kind: kind.into(),
-            state,
-            count,
-        };
-        let counts = [
-            count("a", "k", JobState::Discarded, 4),
-            count("a", "j", JobState::Discarded, 2),
-            count("b", "k", JobState::Discarded, 3),
-            count("a", "k", JobState::Completed, 9),
-        ];
-        assert_eq!(matching_count(&counts, &[JobState::Discarded], &[], &[]), 9);
-        assert_eq!(
-            matching_count(&counts, &[JobState::Discarded], &["a".into()], &[]),
-            6
-        );
-        assert_eq!(
-            matching_count(
-                &counts,
-                &[JobState::Discarded],
-                &["a".into()],
-                &["k".into()]
-            ),
-            4
-        );
-        assert_eq!(
-            matching_count(&counts, &[JobState::Discarded], &[], &["k".into()]),
-            7
-        );
-        assert_eq!(
-            matching_count(&counts, &[JobState::Discarded], &["zzz".into()], &[]),
-            0
-        );
-        assert_eq!(
-            matching_count(
-                &counts,
-                &[JobState::Discarded, JobState::Completed],
-                &[],
-                &[]
-            ),
-            18
-        );
-    }
+    let filter = RetryFilter {
+        states: request.states.unwrap_or_else(|| vec![JobState::Discarded]),
+        queues: request.queues,
+        kinds: request.kinds,
+        tenant: request.tenant,
+        limit: request.limit,
+        batch: RetryFilter::BATCH_DEFAULT,
+    };
+    let report = state
+        .client_for(&principal)
+        .retry_many(&filter, |_| {})
+        .await?;
+    tracing::info!(
+        retried = report.retried,
+        remaining = report.remaining,
+        states = ?filter.states,
+        queues = ?filter.queues,
+        kinds = ?filter.kinds,
+        "bulk retry"
+    );
+    Ok(Json(RetryJobsResponse {
+        retried: report.retried,
+        remaining: report.remaining,
+    }))
 }

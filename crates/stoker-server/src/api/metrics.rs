@@ -25,7 +25,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::{Registry, Unit};
-use stoker::{AttemptResult, WorkerEvent};
+use stoker::{AttemptResult, JobState, WorkerEvent};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -201,27 +201,24 @@ impl Metrics {
     /// Reads the gauges from the store and renders everything as OpenMetrics text.
     async fn render(&self, state: &AppState) -> Result<String, ApiError> {
         let _scrape = self.scrape.lock().await;
-        let store = &state.inner.store;
-        let counts = store.job_stats().await?;
-        let workers = store.worker_list().await?;
+        let client = state.client();
+        let stats = client.stats().await?;
+        let workers = client.worker_overview().await?;
         self.queue_jobs.clear();
-        let mut depth = std::collections::BTreeMap::<(String, String), i64>::new();
-        for count in counts {
-            *depth
-                .entry((count.queue, count.state.as_str().to_owned()))
-                .or_default() += count.count;
+        for (queue, counts) in stats.queues {
+            for job_state in JobState::ALL {
+                let count = counts.get(job_state);
+                if count != 0 {
+                    self.queue_jobs
+                        .get_or_create(&QueueStateLabels {
+                            queue: queue.clone(),
+                            state: job_state.as_str().to_owned(),
+                        })
+                        .set(count);
+                }
+            }
         }
-        for ((queue, state), count) in depth {
-            self.queue_jobs
-                .get_or_create(&QueueStateLabels { queue, state })
-                .set(count);
-        }
-        let stale_before = state.now()
-            - chrono::Duration::from_std(state.inner.stale_after).unwrap_or(chrono::Duration::MAX);
-        let alive = workers
-            .iter()
-            .filter(|worker| worker.heartbeat_at > stale_before)
-            .count();
+        let alive = workers.iter().filter(|status| status.alive).count();
         self.workers_alive
             .set(i64::try_from(alive).unwrap_or(i64::MAX));
         let mut text = String::new();
@@ -277,7 +274,10 @@ pub(crate) async fn scrape(
     principal: Principal,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Read)?;
-    principal.require_cluster("metrics")?;
+    // The metrics span every tenant: a scoped client refuses them.
+    state
+        .client_for(&principal)
+        .require_every_tenant("metrics")?;
     let text = state.inner.metrics.render(&state).await?;
     Ok((
         [(

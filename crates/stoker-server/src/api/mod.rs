@@ -30,162 +30,27 @@
 //! Build the router with [`router`] on an [`AppState`]; [`Server`](crate::serve::Server) does
 //! that and listens.
 
-mod auth;
 pub mod error;
 mod extract;
 mod health;
 pub(crate) mod jobs;
-mod metrics;
+pub(crate) mod metrics;
 pub mod model;
 mod openapi;
-mod pull;
+pub(crate) mod pull;
 mod queues;
-mod stats;
+pub(crate) mod stats;
 mod workers;
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
-use stoker::{Clock, Registry, Store, SystemClock, WorkerEvent};
-use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-pub use auth::Principal;
+pub use crate::app::{AppState, Background};
+pub use crate::auth::Principal;
 pub use error::ApiError;
 pub use metrics::Metrics;
 pub use openapi::ApiDoc;
-
-use crate::config::{ApiToken, Config, PullSettings};
-use crate::handlers::HandlerInfo;
-
-/// How often the pull workers' counters and heartbeats are written.
-const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
-
-/// What every handler shares: the store, the configuration the API needs, metrics, the
-/// throughput sampler and the pull workers seen. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<StateInner>,
-}
-
-struct StateInner {
-    store: Arc<dyn Store>,
-    /// The pull protocol's way in: reserve and report through the library's rules.
-    client: stoker::Client,
-    clock: Arc<dyn Clock>,
-    tokens: Vec<ApiToken>,
-    registry: Registry,
-    handlers: Vec<HandlerInfo>,
-    worker_queues: Vec<String>,
-    max_body_bytes: usize,
-    pull: PullSettings,
-    stale_after: Duration,
-    sample_interval: Duration,
-    metrics: Metrics,
-    throughput: stats::Throughput,
-    pull_workers: pull::PullWorkers,
-    shutdown: CancellationToken,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("store", &self.inner.store.name())
-            .field("tokens", &self.inner.tokens.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    /// The state for serving `store` with `config`'s tokens, limits and pull settings. The
-    /// built-in handlers (which validate the args of their kinds on enqueue) come from
-    /// [`crate::handlers::builtin`].
-    pub fn new(store: Arc<dyn Store>, config: &Config) -> Self {
-        AppState {
-            inner: Arc::new(StateInner {
-                client: stoker::Client::new(Arc::clone(&store))
-                    .with_registry(Arc::new(crate::handlers::builtin())),
-                store,
-                clock: Arc::new(SystemClock),
-                tokens: config.tokens.clone(),
-                registry: crate::handlers::builtin(),
-                handlers: crate::handlers::describe(),
-                worker_queues: config.worker.queues.keys().cloned().collect(),
-                max_body_bytes: config.max_body_bytes,
-                pull: config.pull,
-                stale_after: config.rescuer.stale_after,
-                sample_interval: config.stats.sample_interval,
-                metrics: Metrics::new(),
-                throughput: stats::Throughput::default(),
-                pull_workers: pull::PullWorkers::default(),
-                shutdown: CancellationToken::new(),
-            }),
-        }
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
-    }
-
-    /// The metrics `/metrics` serves.
-    pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
-    }
-
-    /// Ends waiting reserve requests (they answer with no jobs) so a graceful shutdown is not
-    /// held up by long-polls.
-    pub fn begin_shutdown(&self) {
-        self.inner.shutdown.cancel();
-    }
-
-    fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        self.inner.clock.now()
-    }
-
-    /// Starts the background tasks: the throughput sampler, the pull workers' heartbeats, and
-    /// (given a worker's events) the metrics of the jobs that worker runs.
-    pub fn spawn_background(&self, events: Option<broadcast::Receiver<WorkerEvent>>) -> Background {
-        let stop = CancellationToken::new();
-        let mut tasks = vec![
-            tokio::spawn(stats::run_sampler(self.clone(), stop.clone())),
-            tokio::spawn(pull::run_flusher(
-                self.clone(),
-                PULL_FLUSH_INTERVAL,
-                stop.clone(),
-            )),
-        ];
-        if let Some(events) = events {
-            tasks.push(tokio::spawn(metrics::record_worker_events(
-                self.clone(),
-                events,
-                stop.clone(),
-            )));
-        }
-        Background { stop, tasks }
-    }
-}
-
-/// The API's background tasks; stop them with [`Background::stop`].
-#[derive(Debug)]
-pub struct Background {
-    stop: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Background {
-    /// Stops every task and waits for them; the pull workers' last counters are written.
-    pub async fn stop(self) {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
-}
 
 /// The API's router, ready to serve: every route of the module docs, JSON errors for unknown
 /// routes, wrong methods and every extractor rejection, and the body size limit.
@@ -213,7 +78,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::authenticate,
+            crate::auth::authenticate,
         ));
     let public = Router::new()
         .route("/health", get(health::health))

@@ -14,9 +14,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use stoker::{
-    ErrorKind, JobBackoff, JobId, JobRow, JobState, Metadata, Priority, QueueRow, StateCounts,
-};
+use stoker::{ErrorKind, JobBackoff, JobId, JobRow, JobState, Metadata, Priority, StateCounts};
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
@@ -216,6 +214,56 @@ impl PartialSchema for PriorityLevel {
 
 impl ToSchema for PriorityLevel {}
 
+/// A queue's name in a list (the OpenAPI view): 1 to 128 letters, digits, `_`, `-`, `.`
+/// and `:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueNameSchema;
+
+impl PartialSchema for QueueNameSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .min_length(Some(1))
+            .max_length(Some(stoker::core::QUEUE_MAX_LEN))
+            .pattern(Some("^[A-Za-z0-9_.:-]+$"))
+            .description(Some(
+                "A queue: 1 to 128 letters, digits, `_`, `-`, `.` and `:`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for QueueNameSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "QueueName".into()
+    }
+}
+
+/// A kind's name in a list (the OpenAPI view): 1 to 255 printable ASCII characters without
+/// spaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindNameSchema;
+
+impl PartialSchema for KindNameSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .min_length(Some(1))
+            .max_length(Some(stoker::core::KIND_MAX_LEN))
+            .pattern(Some("^[!-~]+$"))
+            .description(Some(
+                "A kind: 1 to 255 printable ASCII characters without spaces.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for KindNameSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "KindName".into()
+    }
+}
+
 /// Where a job is in its life (the OpenAPI view of [`stoker::JobState`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -230,6 +278,20 @@ pub enum JobStateSchema {
     /// Finished successfully; `result` holds the handler's output.
     Completed,
     /// Failed for good (attempts used up, or discarded): the dead-letter state.
+    Discarded,
+    /// Cancelled before or while it ran.
+    Cancelled,
+}
+
+/// A state a job never leaves on its own: what a bulk retry takes (the OpenAPI view of
+/// [`stoker::JobState::FINISHED`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = FinishedState)]
+pub enum FinishedStateSchema {
+    /// Finished successfully.
+    Completed,
+    /// Failed for good: the dead-letter state.
     Discarded,
     /// Cancelled before or while it ran.
     Cancelled,
@@ -271,10 +333,14 @@ pub struct JobMetadata {
     /// the server has tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// Free-form labels for searching and grouping.
+    /// Free-form labels for searching and grouping, at most 100 ([`TAGS_MAX`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 100)]
     pub tags: Vec<String>,
 }
+
+/// The most tags a job carries.
+pub const TAGS_MAX: usize = 100;
 
 impl From<Metadata> for JobMetadata {
     fn from(metadata: Metadata) -> Self {
@@ -306,47 +372,55 @@ impl From<JobMetadata> for Metadata {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
-    /// The handler's name, e.g. `webhook` or `email`.
+    /// The handler's name, e.g. `webhook` or `email`: 1 to 255 printable ASCII characters
+    /// without spaces.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
     pub kind: String,
-    /// The handler's input. Defaults to `{}`. Kinds the server runs itself (see
-    /// `GET /v1/handlers`) check their args before anything is written.
+    /// The handler's input: a JSON object (an array, `null` or a scalar is refused), at most
+    /// 1 MiB. Defaults to `{}`. Kinds the server runs itself (see `GET /v1/handlers`) check
+    /// their args before anything is written.
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub args: Value,
-    /// The queue to wait in. Defaults to `default`.
+    /// The queue to wait in: 1 to 128 letters, digits, `_`, `-`, `.` and `:`. Defaults to
+    /// `default`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")]
     pub queue: Option<String>,
     /// Higher runs first. Defaults to `NORMAL` (0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<PriorityLevel>,
-    /// Run no earlier than this instant. Not together with `delay_seconds`.
+    /// Run no earlier than this instant: an RFC 3339 date-time, years 1 to 9999. Not together
+    /// with `delay_seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
-    /// Run no earlier than this many seconds from now. Not together with `run_at`.
+    /// Run no earlier than this many seconds from now: 0 to 315,360,000 (ten years). Not
+    /// together with `run_at`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 315_360_000)]
     pub delay_seconds: Option<f64>,
     /// The most attempts the job gets, at least 1. Defaults to 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub max_attempts: Option<i32>,
     /// An idempotency key: while a job with this key (and tenant) exists, enqueueing another
-    /// returns the existing job's id with `duplicate: true` and writes nothing. Also accepted as
-    /// `idempotency_key`.
-    #[serde(
-        default,
-        alias = "idempotency_key",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub unique_key: Option<String>,
-    /// The tenant the job belongs to. A tenant-bound token may leave it out (its tenant is
-    /// used) or name its own tenant.
+    /// returns the existing job with `duplicate: true` and writes nothing. 1 to 512 printable
+    /// ASCII characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 512, pattern = r"^[ -~]+$")]
+    pub idempotency_key: Option<String>,
+    /// The tenant the job belongs to: 1 to 255 printable ASCII characters. A tenant-bound
+    /// token may leave it out (its tenant is used) or name its own tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[ -~]+$")]
     pub tenant: Option<String>,
     /// Lineage and tracing data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<JobMetadata>,
-    /// How long one attempt may run, in seconds, before it counts as failed. Defaults to the
-    /// handler's limit, or none.
+    /// How long one attempt may run, in seconds (one millisecond to ten years), before it
+    /// counts as failed. Defaults to the handler's limit, or none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.001, maximum = 315_360_000)]
     pub timeout_seconds: Option<f64>,
     /// The job's own retry backoff, instead of its kind's (as BullMQ's `backoff` option).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -421,7 +495,7 @@ impl EnqueueRequest {
             run_at: None,
             delay_seconds: None,
             max_attempts: None,
-            unique_key: None,
+            idempotency_key: None,
             tenant: None,
             metadata: None,
             timeout_seconds: None,
@@ -430,15 +504,38 @@ impl EnqueueRequest {
     }
 }
 
-/// The answer to an enqueue: the job's id, and whether it is new (HTTP 201) or an existing job
-/// with the same idempotency key (HTTP 200, nothing written).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// The answer to an enqueue: the job as it is now, and whether it is new (HTTP 201) or an
+/// existing job with the same idempotency key (HTTP 200, nothing written). `GET
+/// /v1/jobs/{id}` has the rest of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnqueueResponse {
     /// The new job's id, or the existing job's for a duplicate.
     #[schema(value_type = i64)]
     pub id: JobId,
     /// True when the idempotency key matched an existing job.
     pub duplicate: bool,
+    /// The job's kind.
+    pub kind: String,
+    /// The queue it waits in.
+    pub queue: String,
+    /// Its state now: `available` for a new job; any state for a duplicate.
+    #[schema(value_type = JobStateSchema)]
+    pub state: JobState,
+    /// Not before this instant.
+    pub run_at: DateTime<Utc>,
+}
+
+impl From<stoker::Enqueued> for EnqueueResponse {
+    fn from(job: stoker::Enqueued) -> Self {
+        EnqueueResponse {
+            id: job.id,
+            duplicate: job.duplicate,
+            kind: job.kind,
+            queue: job.queue,
+            state: job.state,
+            run_at: job.run_at,
+        }
+    }
 }
 
 /// `POST /v1/jobs/bulk`: many jobs in one request, written in a handful of statements. If any
@@ -446,9 +543,13 @@ pub struct EnqueueResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueBulkRequest {
-    /// The jobs, 1 to 10,000.
+    /// The jobs, 1 to 10,000 ([`BULK_MAX`]).
+    #[schema(min_items = 1, max_items = 10_000)]
     pub jobs: Vec<EnqueueRequest>,
 }
+
+/// The most jobs one bulk enqueue takes.
+pub const BULK_MAX: usize = 10_000;
 
 /// The answer to a bulk enqueue: one entry per job, in request order. HTTP 201 if at least
 /// one job is new, 200 if every one was a duplicate.
@@ -476,8 +577,9 @@ pub struct JobView {
     pub kind: String,
     /// The queue it waits in.
     pub queue: String,
-    /// The handler's input.
-    #[schema(value_type = Object)]
+    /// The handler's input: an object for jobs enqueued over HTTP; a job enqueued by the Rust
+    /// library may carry any JSON value.
+    #[schema(value_type = Value)]
     pub args: Value,
     /// Where it is in its life.
     #[schema(value_type = JobStateSchema)]
@@ -494,15 +596,15 @@ pub struct JobView {
     /// Not before this instant.
     pub run_at: DateTime<Utc>,
     /// The idempotency key, if any.
-    pub unique_key: Option<String>,
+    pub idempotency_key: Option<String>,
     /// The tenant it belongs to, if any.
     pub tenant: Option<String>,
     /// Lineage and tracing data.
     pub metadata: JobMetadata,
     /// One entry per failed attempt, oldest first.
     pub errors: Vec<AttemptErrorView>,
-    /// The handler's output once completed.
-    #[schema(value_type = Option<Object>)]
+    /// The handler's output once completed: any JSON value.
+    #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
     /// The last progress report.
     pub progress: Option<ProgressView>,
@@ -518,7 +620,7 @@ pub struct JobView {
     /// When it reached a finished state.
     pub finished_at: Option<DateTime<Utc>>,
     /// The worker running it, or that ran its latest attempt (`pull:<name>` for pull workers).
-    pub worker_id: Option<String>,
+    pub worker: Option<String>,
     /// Set when a cancel was requested while it was running.
     pub cancel_requested_at: Option<DateTime<Utc>>,
     /// While a pull worker holds it, when its lease ends.
@@ -538,7 +640,7 @@ impl From<JobRow> for JobView {
             fence: job.fence,
             max_attempts: job.max_attempts,
             run_at: job.run_at,
-            unique_key: job.unique_key,
+            idempotency_key: job.unique_key,
             tenant: job.tenant,
             metadata: job.metadata.into(),
             errors: job
@@ -564,7 +666,7 @@ impl From<JobRow> for JobView {
             created_at: job.created_at,
             attempted_at: job.attempted_at,
             finished_at: job.finished_at,
-            worker_id: job.worker_id,
+            worker: job.worker_id,
             cancel_requested_at: job.cancel_requested_at,
             lease_expires_at: job.lease_expires_at,
         }
@@ -611,23 +713,30 @@ pub struct ProgressView {
 #[into_params(parameter_in = Query)]
 pub struct ListJobsQuery {
     /// Only jobs in these states: `available`, `running`, `retryable`, `completed`,
-    /// `discarded`, `cancelled`.
+    /// `discarded`, `cancelled`; at most 100 names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(
+        pattern = r"^((available|running|retryable|completed|discarded|cancelled)(,(available|running|retryable|completed|discarded|cancelled)){0,99})?$"
+    )]
     pub state: Option<String>,
-    /// Only jobs of these kinds.
+    /// Only jobs of these kinds (printable ASCII without spaces); at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^([!-+\--~]{1,255}(,[!-+\--~]{1,255}){0,99})?$")]
     pub kind: Option<String>,
-    /// Only jobs in these queues.
+    /// Only jobs in these queues; at most 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^([A-Za-z0-9_.:-]{1,128}(,[A-Za-z0-9_.:-]{1,128}){0,99})?$")]
     pub queue: Option<String>,
     /// Only this tenant's jobs (a tenant-bound token always sees only its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    /// The keyset cursor: `next_cursor` of the previous page.
+    /// The keyset cursor: `next_cursor` of the previous page (a job id, 1 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1)]
     pub cursor: Option<i64>,
     /// Page size, 1 to 1,000. Defaults to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -651,21 +760,25 @@ pub struct RetryJobsRequest {
     /// The finished states to retry: `discarded`, `cancelled`, `completed`. Defaults to
     /// `["discarded"]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<JobStateSchema>>)]
+    #[schema(value_type = Option<Vec<FinishedStateSchema>>, min_items = 1, max_items = 100)]
     pub states: Option<Vec<JobState>>,
-    /// Only jobs of this queue.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue: Option<String>,
-    /// Only jobs of this kind.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    /// Only jobs of these queues (at most 100); empty or absent means every queue.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<QueueNameSchema>, max_items = 100)]
+    pub queues: Vec<String>,
+    /// Only jobs of these kinds (at most 100); empty or absent means every kind.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<KindNameSchema>, max_items = 100)]
+    pub kinds: Vec<String>,
     /// Only this tenant's jobs (forced to the token's tenant for tenant-bound tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
-    /// The most jobs to retry in this request; repeat the request for more, reading
-    /// `remaining`, to show progress through a large retry. Defaults to every job that matched
-    /// when the request started (jobs that fail again meanwhile are not retried twice).
+    /// The most jobs to retry in this request, at least 1; repeat the request for more,
+    /// reading `remaining`, to show progress through a large retry. Defaults to every job
+    /// that matched when the request started (jobs that fail again meanwhile are not retried
+    /// twice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub limit: Option<u64>,
 }
 
@@ -674,8 +787,8 @@ pub struct RetryJobsRequest {
 pub struct RetryJobsResponse {
     /// Jobs retried.
     pub retried: u64,
-    /// Matching jobs left to retry, as counted when the request started (an upper bound for
-    /// tenant-filtered retries, whose counts are not kept per tenant).
+    /// Matching jobs this request left (its `limit` was reached), counted as they were when it
+    /// started and in the caller's own scope: a tenant-bound token counts only its tenant's.
     pub remaining: u64,
 }
 
@@ -727,7 +840,7 @@ impl JobCounts {
     }
 }
 
-/// A queue: whether it is paused, and its jobs by state.
+/// A queue: whether it is paused, its jobs by state, and the workers serving it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueueView {
     /// The queue's name.
@@ -739,18 +852,38 @@ pub struct QueueView {
     pub updated_at: Option<DateTime<Utc>>,
     /// Its jobs by state.
     pub counts: JobCounts,
+    /// The workers whose rows name this queue, by id, with whether each is alive (the same
+    /// rule as `GET /v1/workers`).
+    #[serde(default)]
+    pub workers: Vec<QueueWorkerView>,
 }
 
-impl QueueView {
-    /// A queue from its settings row (if any) and its counts.
-    pub fn new(name: String, row: Option<&QueueRow>, counts: JobCounts) -> Self {
+impl From<stoker::QueueOverview> for QueueView {
+    fn from(queue: stoker::QueueOverview) -> Self {
         QueueView {
-            name,
-            paused: row.is_some_and(|row| row.paused),
-            updated_at: row.map(|row| row.updated_at),
-            counts,
+            name: queue.name,
+            paused: queue.paused,
+            updated_at: queue.updated_at,
+            counts: queue.counts.into(),
+            workers: queue
+                .workers
+                .into_iter()
+                .map(|worker| QueueWorkerView {
+                    id: worker.id,
+                    alive: worker.alive,
+                })
+                .collect(),
         }
     }
+}
+
+/// A worker serving a queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QueueWorkerView {
+    /// The worker's id (`pull:<name>` for pull workers).
+    pub id: String,
+    /// Whether its heartbeat is no older than the rescuer's `stale_after`.
+    pub alive: bool,
 }
 
 /// Every queue that has jobs or settings, by name.
@@ -779,12 +912,32 @@ pub struct WorkerView {
     pub started_at: DateTime<Utc>,
     /// Its latest heartbeat.
     pub heartbeat_at: DateTime<Utc>,
-    /// Whether its heartbeat is recent enough that its jobs are safe from the rescuer.
+    /// Whether its heartbeat is no older than the rescuer's `stale_after`, so its jobs are
+    /// safe from the rescuer.
     pub alive: bool,
     /// Jobs it completed.
     pub jobs_done: i64,
     /// Attempts of its that failed.
     pub jobs_failed: i64,
+}
+
+impl From<stoker::WorkerStatus> for WorkerView {
+    fn from(status: stoker::WorkerStatus) -> Self {
+        let worker = status.worker;
+        WorkerView {
+            pull: worker.id.starts_with(super::pull::PULL_PREFIX),
+            id: worker.id,
+            host: worker.host,
+            pid: worker.pid,
+            queues: worker.queues,
+            concurrency: worker.concurrency,
+            started_at: worker.started_at,
+            heartbeat_at: worker.heartbeat_at,
+            alive: status.alive,
+            jobs_done: worker.jobs_done,
+            jobs_failed: worker.jobs_failed,
+        }
+    }
 }
 
 /// Every worker row, by id.
@@ -801,6 +954,7 @@ pub struct WorkerList {
 pub struct StatsQuery {
     /// Minutes of throughput history, 1 to 60. Defaults to 15.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 60)]
     pub minutes: Option<u32>,
 }
 
@@ -1096,7 +1250,7 @@ pub struct CompleteRequest {
     pub fence: i64,
     /// The handler's output, stored as the job's result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
 }
 

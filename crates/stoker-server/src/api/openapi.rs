@@ -58,10 +58,13 @@ use super::{health, jobs, metrics, pull, queues, stats, workers};
         model::ErrorDetail,
         model::ErrorCode,
         model::JobStateSchema,
+        model::FinishedStateSchema,
+        model::QueueNameSchema,
+        model::KindNameSchema,
         model::ErrorKindSchema,
         model::PriorityLevel,
     )),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &StandardResponses),
     tags(
         (name = "jobs", description = "Enqueue and manage jobs"),
         (name = "queues", description = "Queues: counts, pause and resume"),
@@ -94,6 +97,117 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Adds the answers every route can give to each route's `responses`, in one place, so no
+/// route's document forgets one: 401 and 403 where a token is needed, 400, 413, 415 and 422
+/// for a JSON body, 422 for parameters, 404 for a path naming a job or a queue, and 503 when
+/// the store cannot be reached. Each route keeps its own description where it has one.
+struct StandardResponses;
+
+impl Modify for StandardResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                let mut add = |status: &str, description: &str| {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description).into());
+                };
+                let secured = operation
+                    .security
+                    .as_ref()
+                    .is_some_and(|security| !security.is_empty());
+                if secured {
+                    add(
+                        "401",
+                        "`unauthorized`: no `Authorization: Bearer` token, or one the server does \
+                         not know (when it has tokens)",
+                    );
+                    add(
+                        "403",
+                        "`missing_scope`: the token lacks the route's scope; `tenant_forbidden`: \
+                         the token is bound to a tenant and the request reaches outside it",
+                    );
+                }
+                if operation.request_body.is_some() {
+                    add("400", "`malformed_json`: the body is not valid JSON");
+                    add(
+                        "413",
+                        "`body_too_large`: the body is larger than the server's max_body_bytes",
+                    );
+                    add(
+                        "415",
+                        "`unsupported_media_type`: the body is not sent as \
+                         `Content-Type: application/json`",
+                    );
+                }
+                let has_params = operation
+                    .parameters
+                    .as_ref()
+                    .is_some_and(|parameters| !parameters.is_empty());
+                if operation.request_body.is_some() || has_params {
+                    add(
+                        "422",
+                        "`invalid_field`, `unknown_state` or `invalid_date`: a field is missing, \
+                         of the wrong type or shape, or refused; `field` names it",
+                    );
+                }
+                if path.contains("{id}") {
+                    add("404", "`not_found`: no such job (or another tenant's)");
+                }
+                if path != "/v1/openapi.json" {
+                    add(
+                        "503",
+                        "`unavailable`: the store is unreachable or busy; retry after the \
+                         `Retry-After` seconds",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The document as JSON, built once: what `/v1/openapi.json` serves and what request bodies
+/// are checked against (see `api::extract`), so the document and the checks cannot drift
+/// apart.
+pub(crate) fn document_json() -> &'static serde_json::Value {
+    static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        // utoipa has no `not`: say here that `run_at` and `delay_seconds` do not go together
+        // (both present and not null), as the server holds.
+        if let Some(enqueue) = doc.pointer_mut("/components/schemas/EnqueueRequest") {
+            enqueue["not"] = serde_json::json!({
+                "required": ["run_at", "delay_seconds"],
+                "properties": {
+                    "run_at": {"not": {"type": "null"}},
+                    "delay_seconds": {"not": {"type": "null"}},
+                },
+            });
+        }
+        doc
+    })
+}
+
 /// This OpenAPI document. Needs no token.
 #[utoipa::path(
     get,
@@ -104,8 +218,7 @@ impl Modify for BearerAuth {
 pub(crate) async fn document() -> Response {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
     let json = DOCUMENT.get_or_init(|| {
-        ApiDoc::openapi()
-            .to_pretty_json()
+        serde_json::to_string_pretty(document_json())
             .unwrap_or_else(|err| format!("{{\"error\": \"{err}\"}}"))
     });
     ([(header::CONTENT_TYPE, "application/json")], json.clone()).into_response()

@@ -1,37 +1,13 @@
 //! Queues: list with counts by state, pause, resume.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::Json;
-use stoker::core::{validate_queue, QueueParams};
-use stoker::Stats;
+use stoker::core::validate_queue;
 
 use super::extract::ApiPath;
-use super::model::{ErrorBody, JobCounts, QueueList, QueueView};
+use super::model::{ErrorBody, QueueList, QueueView};
 use super::{ApiError, AppState, Principal};
 use crate::config::Scope;
-
-/// Every queue with jobs or settings: the union of the store's counts and its queue rows.
-async fn queues(state: &AppState) -> Result<BTreeMap<String, QueueView>, ApiError> {
-    let store = &state.inner.store;
-    let stats = Stats::from_counts(store.job_stats().await?);
-    let rows = store.queue_list().await?;
-    let mut queues: BTreeMap<String, QueueView> = stats
-        .queues
-        .into_iter()
-        .map(|(name, counts)| {
-            let row = rows.iter().find(|row| row.name == name);
-            (name.clone(), QueueView::new(name, row, counts.into()))
-        })
-        .collect();
-    for row in &rows {
-        queues
-            .entry(row.name.clone())
-            .or_insert_with(|| QueueView::new(row.name.clone(), Some(row), JobCounts::default()));
-    }
-    Ok(queues)
-}
 
 /// List queues with their jobs by state and whether they are paused.
 #[utoipa::path(
@@ -49,9 +25,9 @@ pub(crate) async fn list(
     principal: Principal,
 ) -> Result<Json<QueueList>, ApiError> {
     principal.require(Scope::Read)?;
-    principal.require_cluster("the queue list")?;
+    let queues = state.client_for(&principal).queue_overview().await?;
     Ok(Json(QueueList {
-        queues: queues(&state).await?.into_values().collect(),
+        queues: queues.into_iter().map(QueueView::from).collect(),
     }))
 }
 
@@ -62,29 +38,21 @@ async fn set_paused(
     paused: bool,
 ) -> Result<QueueView, ApiError> {
     principal.require(Scope::Admin)?;
-    principal.require_cluster(if paused {
-        "queue pause"
-    } else {
-        "queue resume"
-    })?;
     validate_queue(&name).map_err(|err| ApiError::invalid("name", err.to_string()))?;
-    let params = QueueParams {
-        queue: name.clone(),
-        now: state.now(),
-    };
+    let client = state.client_for(principal);
     if paused {
-        state.inner.store.queue_pause(params).await?;
+        client.pause(&name).await?;
     } else {
-        state.inner.store.queue_resume(params).await?;
+        client.resume(&name).await?;
     }
     tracing::info!(queue = %name, paused, "queue updated");
-    let mut queues = queues(state).await?;
-    Ok(queues.remove(&name).unwrap_or_else(|| QueueView {
-        name,
-        paused,
-        updated_at: None,
-        counts: JobCounts::default(),
-    }))
+    let queue = client
+        .queue_overview()
+        .await?
+        .into_iter()
+        .find(|queue| queue.name == name)
+        .ok_or_else(|| ApiError::internal(format!("queue {name:?} has no row after an update")))?;
+    Ok(queue.into())
 }
 
 /// Pause a queue: no worker (nor pull worker) takes its jobs until it is resumed. Jobs can
@@ -93,7 +61,7 @@ async fn set_paused(
     post,
     path = "/v1/queues/{name}/pause",
     tag = "queues",
-    params(("name" = String, Path, description = "The queue")),
+    params(("name" = String, Path, description = "The queue: 1 to 128 letters, digits, `_`, `-`, `.` and `:`", min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")),
     responses(
         (status = 200, description = "The queue, paused", body = QueueView),
         (status = 422, description = "Not a valid queue name", body = ErrorBody),
@@ -113,7 +81,7 @@ pub(crate) async fn pause(
     post,
     path = "/v1/queues/{name}/resume",
     tag = "queues",
-    params(("name" = String, Path, description = "The queue")),
+    params(("name" = String, Path, description = "The queue: 1 to 128 letters, digits, `_`, `-`, `.` and `:`", min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")),
     responses(
         (status = 200, description = "The queue, resumed", body = QueueView),
         (status = 422, description = "Not a valid queue name", body = ErrorBody),

@@ -11,7 +11,6 @@ use std::sync::Mutex;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, DurationRound, Utc};
-use stoker::Stats;
 use tokio_util::sync::CancellationToken;
 
 use super::extract::ApiQuery;
@@ -128,10 +127,10 @@ impl Throughput {
 }
 
 /// Reads the counts once.
-async fn sample(state: &AppState) -> Result<Sample, stoker::StoreError> {
-    let store = &state.inner.store;
-    let stats = Stats::from_counts(store.job_stats().await?);
-    let workers = store.worker_list().await?;
+async fn sample(state: &AppState) -> Result<Sample, stoker::Error> {
+    let client = state.client();
+    let stats = client.stats().await?;
+    let workers = client.workers().await?;
     Ok(Sample {
         completed: stats.totals.completed,
         discarded: stats.totals.discarded,
@@ -177,7 +176,7 @@ pub(crate) async fn get(
     ApiQuery(query): ApiQuery<StatsQuery>,
 ) -> Result<Json<StatsResponse>, ApiError> {
     principal.require(Scope::Read)?;
-    principal.require_cluster("stats")?;
+    let client = state.client_for(&principal);
     let minutes = query.minutes.unwrap_or(MINUTES_DEFAULT);
     if !(1..=HISTORY_MINUTES as u32).contains(&minutes) {
         return Err(ApiError::invalid(
@@ -185,7 +184,7 @@ pub(crate) async fn get(
             format!("minutes must be between 1 and {HISTORY_MINUTES}, got {minutes}"),
         ));
     }
-    let stats = Stats::from_counts(state.inner.store.job_stats().await?);
+    let stats = client.stats().await?;
     Ok(Json(StatsResponse {
         totals: stats.totals.into(),
         queues: stats

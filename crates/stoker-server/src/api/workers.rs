@@ -4,14 +4,13 @@ use axum::extract::State;
 use axum::Json;
 
 use super::model::{ErrorBody, HandlerList, HandlerView, WorkerList, WorkerView};
-use super::pull::PULL_PREFIX;
 use super::{ApiError, AppState, Principal};
 use crate::config::Scope;
 
 /// List worker processes and pull workers, with heartbeats and counters.
 ///
-/// A worker is `alive` while its last heartbeat is more recent than the rescuer's
-/// `stale_after`. Pull workers (`pull:<name>`) heartbeat with their reserve calls.
+/// A worker is `alive` while its last heartbeat is no older than the rescuer's `stale_after`:
+/// the rescuer's own rule, so a worker shown alive keeps its running jobs. Pull workers (`pull:<name>`) heartbeat with their reserve calls.
 #[utoipa::path(
     get,
     path = "/v1/workers",
@@ -27,29 +26,12 @@ pub(crate) async fn list(
     principal: Principal,
 ) -> Result<Json<WorkerList>, ApiError> {
     principal.require(Scope::Read)?;
-    principal.require_cluster("the worker list")?;
-    let now = state.now();
-    let stale_before =
-        now - chrono::Duration::from_std(state.inner.stale_after).unwrap_or(chrono::Duration::MAX);
     let workers = state
-        .inner
-        .store
-        .worker_list()
+        .client_for(&principal)
+        .worker_overview()
         .await?
         .into_iter()
-        .map(|row| WorkerView {
-            pull: row.id.starts_with(PULL_PREFIX),
-            alive: row.heartbeat_at > stale_before,
-            id: row.id,
-            host: row.host,
-            pid: row.pid,
-            queues: row.queues,
-            concurrency: row.concurrency,
-            started_at: row.started_at,
-            heartbeat_at: row.heartbeat_at,
-            jobs_done: row.jobs_done,
-            jobs_failed: row.jobs_failed,
-        })
+        .map(WorkerView::from)
         .collect();
     Ok(Json(WorkerList { workers }))
 }

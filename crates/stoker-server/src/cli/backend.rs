@@ -1,13 +1,13 @@
 //! Where a command goes: a database directly, or a `stoker serve` over HTTP. Both answer with
 //! the same types, so every command prints the same output (and the same JSON) either way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use stoker::{JobFilter, JobId, Priority, QueueRow, Stats};
+use stoker::{JobFilter, JobId, Priority, Stats};
 
 use super::direct::Direct;
 use super::remote::Remote;
@@ -27,7 +27,7 @@ pub(crate) struct EnqueueInput {
     pub(crate) run_at: Option<DateTime<Utc>>,
     pub(crate) delay: Option<Duration>,
     pub(crate) max_attempts: Option<i32>,
-    pub(crate) unique_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
     pub(crate) tenant: Option<String>,
     pub(crate) correlation_id: Option<String>,
     pub(crate) tags: Vec<String>,
@@ -70,20 +70,6 @@ impl From<StatsResponse> for StatsOutput {
             throughput: Some(stats.throughput),
         }
     }
-}
-
-/// Every queue that has settings or jobs, by name.
-pub(crate) fn merge_queues(rows: &[QueueRow], stats: &Stats) -> Vec<QueueView> {
-    let mut names: BTreeSet<&str> = stats.queues.keys().map(String::as_str).collect();
-    names.extend(rows.iter().map(|row| row.name.as_str()));
-    names
-        .into_iter()
-        .map(|name| {
-            let row = rows.iter().find(|row| row.name == name);
-            let counts = stats.queues.get(name).copied().unwrap_or_default();
-            QueueView::new(name.to_owned(), row, counts.into())
-        })
-        .collect()
 }
 
 /// Told how a bulk retry is going, batch by batch.
@@ -143,7 +129,7 @@ impl Backend {
         queues: &[String],
         kinds: &[String],
         batch: u32,
-        progress: &mut dyn RetryProgress,
+        progress: &mut (dyn RetryProgress + Send),
     ) -> Result<u64, CliError> {
         match self {
             Backend::Direct(direct) => direct.retry_discarded(queues, kinds, batch, progress).await,
@@ -205,28 +191,5 @@ impl Backend {
             Backend::Direct(_) => Ok(crate::handlers::describe()),
             Backend::Remote(remote) => remote.handlers().await,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn merges_settings_with_counts() {
-        let mut stats = Stats::default();
-        stats.queues.entry("busy".into()).or_default().available = 3;
-        let rows = vec![QueueRow {
-            name: "idle".into(),
-            paused: true,
-            updated_at: Utc::now(),
-        }];
-        let queues = merge_queues(&rows, &stats);
-        assert_eq!(queues.len(), 2);
-        assert_eq!(queues[0].name, "busy");
-        assert_eq!(queues[0].counts.available, 3);
-        assert!(!queues[0].paused);
-        assert!(queues[1].paused);
-        assert!(queues[1].updated_at.is_some());
     }
 }

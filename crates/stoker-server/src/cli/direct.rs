@@ -3,14 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use stoker::core::JobRetryManyParams;
-use stoker::maintenance::RescuerConfig;
-use stoker::{Client, EnqueueOptions, JobFilter, JobId, JobState, WorkerRow};
+use stoker::{Client, EnqueueOptions, JobFilter, JobId, NewJob, RetryFilter};
 
-use super::backend::{merge_queues, EnqueueInput, RetryProgress, StatsOutput};
+use super::backend::{EnqueueInput, RetryProgress, StatsOutput};
 use super::CliError;
-use crate::api::jobs::matching_count;
 use crate::api::model::{EnqueueResponse, JobList, JobView, QueueView, WorkerView};
 use crate::handlers;
 
@@ -47,7 +43,7 @@ impl Direct {
             client,
             url: url.to_owned(),
         };
-        if !create && !direct.client.store().migrations_current().await? {
+        if !create && !direct.client.migrations_current().await? {
             return Err(CliError::Other(format!(
                 "the database at {} does not have Stoker's current schema: run `stoker migrate`",
                 direct.display_url()
@@ -82,7 +78,7 @@ impl Direct {
         if let Some(max_attempts) = input.max_attempts {
             opts = opts.max_attempts(max_attempts);
         }
-        if let Some(key) = input.unique_key {
+        if let Some(key) = input.idempotency_key {
             opts = opts.unique_key(key);
         }
         if let Some(tenant) = input.tenant {
@@ -97,14 +93,13 @@ impl Direct {
         if let Some(timeout) = input.timeout {
             opts = opts.timeout(timeout);
         }
-        let inserted = self
+        let enqueued = self
             .client
-            .enqueue_raw(input.kind, input.args, opts)
-            .await?;
-        Ok(EnqueueResponse {
-            id: inserted.id,
-            duplicate: inserted.duplicate,
-        })
+            .enqueue_many_returning([NewJob::raw(input.kind, input.args, opts)])
+            .await?
+            .pop()
+            .ok_or_else(|| CliError::Other("the store inserted no job for one request".into()))?;
+        Ok(enqueued.into())
     }
 
     pub(crate) async fn list(&self, filter: &JobFilter) -> Result<JobList, CliError> {
@@ -136,50 +131,37 @@ impl Direct {
     }
 
     /// Retries discarded jobs batch by batch, reporting the running count after each batch.
-    ///
-    /// Stops when a batch comes back short, or once as many jobs were retried as matched at
-    /// the start, so jobs that fail again while the loop runs are not retried twice.
+    /// The client bounds the retry by the jobs that matched when it started, so jobs that fail
+    /// again while it runs are not retried twice.
     pub(crate) async fn retry_discarded(
         &self,
         queues: &[String],
         kinds: &[String],
         batch: u32,
-        progress: &mut dyn RetryProgress,
+        progress: &mut (dyn RetryProgress + Send),
     ) -> Result<u64, CliError> {
-        for queue in queues {
-            stoker::core::validate_queue(queue).map_err(stoker::Error::from)?;
-        }
-        let counts = self.client.store().job_stats().await?;
-        let bound = matching_count(&counts, &[JobState::Discarded], queues, kinds);
-        progress.start(Some(bound));
-        let mut done = 0u64;
-        while done < bound {
-            let limit = u64::from(batch).min(bound - done) as u32;
-            let retried = self
-                .client
-                .store()
-                .job_retry_many(JobRetryManyParams {
-                    states: vec![JobState::Discarded],
-                    queues: queues.to_vec(),
-                    kinds: kinds.to_vec(),
-                    tenant: None,
-                    limit,
-                    now: self.client.clock().now(),
-                })
-                .await?;
-            done += retried;
-            progress.update(done);
-            if retried < u64::from(limit) {
-                break;
-            }
-        }
-        Ok(done)
+        let filter = RetryFilter {
+            queues: queues.to_vec(),
+            kinds: kinds.to_vec(),
+            batch,
+            ..RetryFilter::new()
+        };
+        let report = self
+            .client
+            .retry_many(&filter, |step| {
+                if step.retried == 0 {
+                    progress.start(Some(step.total));
+                } else {
+                    progress.update(step.retried);
+                }
+            })
+            .await?;
+        Ok(report.retried)
     }
 
     pub(crate) async fn queues(&self) -> Result<Vec<QueueView>, CliError> {
-        let rows = self.client.queues().await?;
-        let stats = self.client.stats().await?;
-        Ok(merge_queues(&rows, &stats))
+        let queues = self.client.queue_overview().await?;
+        Ok(queues.into_iter().map(QueueView::from).collect())
     }
 
     pub(crate) async fn pause(&self, queue: &str) -> Result<(), CliError> {
@@ -190,16 +172,11 @@ impl Direct {
         Ok(self.client.resume(queue).await?)
     }
 
+    /// Workers, alive by the rescuer's default `stale_after` (a database alone does not say
+    /// how a server's rescuer is configured).
     pub(crate) async fn workers(&self) -> Result<Vec<WorkerView>, CliError> {
-        let now = self.client.clock().now();
-        let stale_after = RescuerConfig::default().stale_after;
-        Ok(self
-            .client
-            .workers()
-            .await?
-            .into_iter()
-            .map(|worker| worker_view(worker, now, stale_after))
-            .collect())
+        let workers = self.client.worker_overview().await?;
+        Ok(workers.into_iter().map(WorkerView::from).collect())
     }
 
     pub(crate) async fn stats(&self) -> Result<StatsOutput, CliError> {
@@ -207,33 +184,6 @@ impl Direct {
     }
 }
 
-/// A worker row as the API shows it. Alive means a heartbeat within the rescuer's default
-/// `stale_after`: a server configured with a longer one may still count an older heartbeat as
-/// alive.
-fn worker_view(
-    worker: WorkerRow,
-    now: DateTime<Utc>,
-    stale_after: std::time::Duration,
-) -> WorkerView {
-    let alive = (now - worker.heartbeat_at)
-        .to_std()
-        .map_or(true, |age| age <= stale_after);
-    WorkerView {
-        pull: worker.id.starts_with("pull:"),
-        id: worker.id,
-        host: worker.host,
-        pid: worker.pid,
-        queues: worker.queues,
-        concurrency: worker.concurrency,
-        started_at: worker.started_at,
-        heartbeat_at: worker.heartbeat_at,
-        alive,
-        jobs_done: worker.jobs_done,
-        jobs_failed: worker.jobs_failed,
-    }
-}
-
-/// How many discarded jobs match the filters, from the store's per-queue-and-kind counts.
 /// The file a SQLite URL names, or `None` for other stores and in-memory databases.
 fn sqlite_path(url: &str) -> Option<String> {
     let rest = url.strip_prefix("sqlite:")?;

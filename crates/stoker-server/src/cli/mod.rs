@@ -131,7 +131,7 @@ pub struct Target {
 pub struct EnqueueArgs {
     /// The job's kind: the name of the handler that runs it, e.g. webhook.
     pub kind: String,
-    /// The job's args: JSON, @FILE to read a file, or - to read standard input.
+    /// The job's args: a JSON object, @FILE to read a file, or - to read standard input.
     #[arg(long, value_name = "JSON", default_value = "{}", value_parser = parse::json_args)]
     pub args: Value,
     /// The queue to wait in. [default: the default queue]
@@ -151,8 +151,8 @@ pub struct EnqueueArgs {
     #[arg(long, value_name = "N")]
     pub max_attempts: Option<i32>,
     /// An idempotency key: while a job with this key exists, enqueueing another returns it.
-    #[arg(long, value_name = "KEY")]
-    pub unique_key: Option<String>,
+    #[arg(long, value_name = "KEY", alias = "unique-key")]
+    pub idempotency_key: Option<String>,
     /// The tenant the job belongs to.
     #[arg(long)]
     pub tenant: Option<String>,
@@ -431,7 +431,7 @@ async fn enqueue(args: EnqueueArgs) -> Result<(), CliError> {
         run_at: args.run_at,
         delay: args.delay,
         max_attempts: args.max_attempts,
-        unique_key: args.unique_key,
+        idempotency_key: args.idempotency_key,
         tenant: args.tenant,
         correlation_id: args.correlation_id,
         tags: args.tags,
@@ -442,7 +442,7 @@ async fn enqueue(args: EnqueueArgs) -> Result<(), CliError> {
         output::json(&inserted);
     } else if inserted.duplicate {
         println!(
-            "job {} already exists with that unique key: nothing enqueued (duplicate)",
+            "job {} already exists with that idempotency key: nothing enqueued (duplicate)",
             inserted.id
         );
     } else {

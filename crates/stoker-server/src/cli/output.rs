@@ -174,9 +174,9 @@ pub(crate) fn job_detail(job: &JobView) -> String {
         ("finished", time_or_dash(job.finished_at)),
     ];
     let optional = [
-        ("worker", job.worker_id.clone()),
+        ("worker", job.worker.clone()),
         ("lease until", job.lease_expires_at.map(time)),
-        ("unique key", job.unique_key.clone()),
+        ("idempotency key", job.idempotency_key.clone()),
         ("tenant", job.tenant.clone()),
         ("correlation", job.metadata.correlation_id.clone()),
         ("parent", job.metadata.parent_id.map(|id| id.to_string())),

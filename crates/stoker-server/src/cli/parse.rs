@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::Value;
 use stoker::{JobId, JobState, Priority};
 
-/// `--args`: inline JSON, `@PATH` to read a file, or `-` to read standard input.
+/// `--args`: a JSON object, inline, `@PATH` to read a file, or `-` to read standard input.
 pub(crate) fn json_args(raw: &str) -> Result<Value, String> {
     let (text, origin) = if raw == "-" {
         let mut text = String::new();
@@ -23,13 +23,28 @@ pub(crate) fn json_args(raw: &str) -> Result<Value, String> {
     } else {
         (raw.to_owned(), String::new())
     };
-    serde_json::from_str(&text).map_err(|err| {
+    let args: Value = serde_json::from_str(&text).map_err(|err| {
         if origin.is_empty() {
             format!("not valid JSON: {err}")
         } else {
             format!("{origin} is not valid JSON: {err}")
         }
-    })
+    })?;
+    // The API takes args as an object only; the CLI agrees with it on a database too.
+    if !args.is_object() {
+        return Err(format!(
+            "args must be a JSON object such as {{\"to\": \"ada@example.com\"}}, got {}",
+            match args {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "an array",
+                Value::Object(_) => "an object",
+            }
+        ));
+    }
+    Ok(args)
 }
 
 /// A duration: `500ms`, `30s`, `5m`, `2h`, `1d`, combinations such as `1h30m`, or a plain
@@ -187,6 +202,8 @@ mod tests {
     #[test]
     fn json_args_inline_and_errors() {
         assert_eq!(json_args(r#"{"a":1}"#).unwrap()["a"], 1);
+        assert!(json_args(r#"["x"]"#).unwrap_err().contains("an array"));
+        assert!(json_args("null").unwrap_err().contains("JSON object"));
         assert!(json_args("{a:1}")
             .unwrap_err()
             .starts_with("not valid JSON"));

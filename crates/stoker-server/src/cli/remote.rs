@@ -186,7 +186,7 @@ impl Remote {
             run_at: input.run_at,
             delay_seconds: input.delay.map(|delay| delay.as_secs_f64()),
             max_attempts: input.max_attempts,
-            unique_key: input.unique_key,
+            idempotency_key: input.idempotency_key,
             tenant: input.tenant,
             metadata: (metadata != JobMetadata::default()).then_some(metadata),
             timeout_seconds: input.timeout.map(|timeout| timeout.as_secs_f64()),
@@ -228,56 +228,36 @@ impl Remote {
             .await
     }
 
-    /// Retries discarded jobs through `POST /v1/jobs/retry`, `batch` at a time for each queue
-    /// and kind named, reporting the running count after each request.
+    /// Retries discarded jobs through `POST /v1/jobs/retry`, `batch` at a time, reporting the
+    /// running count after each request. The first answer's `retried + remaining` is the total;
+    /// each request is bounded by what matched when it started, so jobs that fail again meanwhile
+    /// are retried by a later request at most.
     pub(crate) async fn retry_discarded(
         &self,
         queues: &[String],
         kinds: &[String],
         batch: u32,
-        progress: &mut dyn RetryProgress,
+        progress: &mut (dyn RetryProgress + Send),
     ) -> Result<u64, CliError> {
-        let queues: Vec<Option<&String>> = if queues.is_empty() {
-            vec![None]
-        } else {
-            queues.iter().map(Some).collect()
+        let request = RetryJobsRequest {
+            states: Some(vec![JobState::Discarded]),
+            queues: queues.to_vec(),
+            kinds: kinds.to_vec(),
+            tenant: None,
+            limit: Some(u64::from(batch)),
         };
-        let kinds: Vec<Option<&String>> = if kinds.is_empty() {
-            vec![None]
-        } else {
-            kinds.iter().map(Some).collect()
-        };
-        // One filter per request, in batches of `batch`, so progress shows as it goes; the
-        // server bounds each filter by what matched when its first batch started.
         let mut done = 0;
-        // The server counts one filter at a time: a total is known only for a single filter.
-        let single = queues.len() * kinds.len() == 1;
-        if !single {
-            progress.start(None);
-        }
-        for queue in &queues {
-            for kind in &kinds {
-                loop {
-                    let request = RetryJobsRequest {
-                        states: Some(vec![JobState::Discarded]),
-                        queue: queue.cloned(),
-                        kind: kind.cloned(),
-                        tenant: None,
-                        limit: Some(u64::from(batch)),
-                    };
-                    let response: RetryJobsResponse = self.post("v1/jobs/retry", &request).await?;
-                    if single && done == 0 {
-                        progress.start(Some(response.retried + response.remaining));
-                    }
-                    done += response.retried;
-                    progress.update(done);
-                    if response.retried == 0 || response.remaining == 0 {
-                        break;
-                    }
-                }
+        loop {
+            let response: RetryJobsResponse = self.post("v1/jobs/retry", &request).await?;
+            if done == 0 {
+                progress.start(Some(response.retried + response.remaining));
+            }
+            done += response.retried;
+            progress.update(done);
+            if response.retried == 0 || response.remaining == 0 {
+                return Ok(done);
             }
         }
-        Ok(done)
     }
 
     pub(crate) async fn queues(&self) -> Result<Vec<QueueView>, CliError> {

@@ -411,7 +411,7 @@ pub async fn exercise(cli: &Cli) {
         "high",
         "--max-attempts",
         "7",
-        "--unique-key",
+        "--idempotency-key",
         "welcome:ada",
         "--tenant",
         "acme",
@@ -435,28 +435,32 @@ pub async fn exercise(cli: &Cli) {
         "{}",
         "--queue",
         "cli",
-        "--unique-key",
+        "--idempotency-key",
         "welcome:ada",
         "--tenant",
         "acme",
     ]);
-    assert_eq!(again, json!({"id": id, "duplicate": true}));
+    assert_eq!(again["id"], id);
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["state"], "available");
+    assert_eq!(again["queue"], "cli");
+    assert_eq!(again["run_at"], first["run_at"], "the same job, as it is");
     let human = cli
         .run(&[
             "enqueue",
             "email",
             "--queue",
             "cli",
-            "--unique-key",
+            "--idempotency-key",
             "welcome:ada",
             "--tenant",
             "acme",
         ])
         .ok();
     assert!(
-        human
-            .stdout
-            .contains(&format!("job {id} already exists with that unique key")),
+        human.stdout.contains(&format!(
+            "job {id} already exists with that idempotency key"
+        )),
         "{human:#?}"
     );
     let second = cli.json(&[
@@ -486,7 +490,7 @@ pub async fn exercise(cli: &Cli) {
     assert_eq!(job["priority"], 10);
     assert_eq!(job["max_attempts"], 7);
     assert_eq!(job["tenant"], "acme");
-    assert_eq!(job["unique_key"], "welcome:ada");
+    assert_eq!(job["idempotency_key"], "welcome:ada");
     assert_eq!(job["args"], json!({"to": "ada@example.com"}));
     assert_eq!(job["metadata"]["correlation_id"], "req-1");
     assert_eq!(job["metadata"]["tags"], json!(["signup", "mail"]));

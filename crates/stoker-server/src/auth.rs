@@ -1,9 +1,10 @@
 //! Bearer tokens, scopes and tenants.
 //!
 //! Without tokens (the server then listens on loopback only) every request acts as an admin of
-//! every tenant. With tokens, [`authenticate`] turns the `Authorization: Bearer` header into a
-//! [`Principal`], or answers 401; each handler then asks the principal for the scope it needs
-//! (403 without it) and, for cluster-wide routes, refuses tenant-bound tokens.
+//! every tenant. With tokens, the `authenticate` middleware turns the `Authorization: Bearer`
+//! header into a [`Principal`], or answers 401; each handler then asks the principal for the scope it needs
+//! (403 without it), and acts through the client scoped to the principal's tenant
+//! ([`AppState::client_for`]), which enforces the tenant below the HTTP layer.
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::AUTHORIZATION;
@@ -11,8 +12,9 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::model::ErrorCode;
-use super::{ApiError, AppState};
+use crate::api::model::ErrorCode;
+use crate::api::ApiError;
+use crate::app::AppState;
 use crate::config::{ApiToken, Scope};
 
 /// Who is calling: the token's name, scopes and tenant binding.
@@ -84,38 +86,6 @@ impl Principal {
                      every tenant"
                 ),
             )),
-        }
-    }
-
-    /// The tenant a request acts for: the token's tenant, or the one the request names.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorCode::TenantForbidden`] when a tenant-bound token names another tenant.
-    pub fn tenant_for(
-        &self,
-        requested: Option<String>,
-        field: &str,
-    ) -> Result<Option<String>, ApiError> {
-        match (&self.tenant, requested) {
-            (None, requested) => Ok(requested),
-            (Some(own), None) => Ok(Some(own.clone())),
-            (Some(own), Some(requested)) if *own == requested => Ok(Some(requested)),
-            (Some(own), Some(requested)) => Err(ApiError::new(
-                ErrorCode::TenantForbidden,
-                format!(
-                    "this token is bound to tenant {own:?} and cannot act for tenant {requested:?}"
-                ),
-            )
-            .with_field(field)),
-        }
-    }
-
-    /// Whether the caller may see a job of `tenant`.
-    pub fn sees(&self, tenant: Option<&str>) -> bool {
-        match &self.tenant {
-            None => true,
-            Some(own) => tenant == Some(own.as_str()),
         }
     }
 }
@@ -217,15 +187,7 @@ mod tests {
         let mut token = ApiToken::admin("x".repeat(20));
         token.tenant = Some("acme".into());
         let principal = Principal::from_token(&token);
-        assert_eq!(
-            principal.tenant_for(None, "tenant").unwrap(),
-            Some("acme".into())
-        );
-        assert!(principal
-            .tenant_for(Some("other".into()), "tenant")
-            .is_err());
-        assert!(principal.sees(Some("acme")));
-        assert!(!principal.sees(None));
-        assert!(principal.require_cluster("stats").is_err());
+        assert_eq!(principal.tenant.as_deref(), Some("acme"));
+        assert!(principal.require_cluster("the pull protocol").is_err());
     }
 }

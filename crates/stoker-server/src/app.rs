@@ -1,0 +1,160 @@
+//! What every face of the server shares: the [`AppState`], built around one
+//! [`stoker::Client`], so the HTTP API, the pull protocol and any other face (a dashboard)
+//! reach the store the same way and apply the same rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoker::{Client, Clock, Registry, Store, SystemClock, WorkerEvent};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{metrics, pull, stats, Metrics};
+use crate::auth::Principal;
+use crate::config::{ApiToken, Config, PullSettings};
+use crate::handlers::HandlerInfo;
+
+/// How often the pull workers' counters and heartbeats are written.
+const PULL_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What every request handler shares: the client, the configuration the faces need, metrics,
+/// the throughput sampler and the pull workers seen. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<StateInner>,
+}
+
+pub(crate) struct StateInner {
+    /// The one way to the store for every face; scope it per caller with
+    /// [`Client::for_tenant`].
+    pub(crate) client: Client,
+    /// The client's store, for the pull protocol's calls until they move onto the client.
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) tokens: Vec<ApiToken>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) handlers: Vec<HandlerInfo>,
+    pub(crate) worker_queues: Vec<String>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) pull: PullSettings,
+    pub(crate) sample_interval: Duration,
+    pub(crate) metrics: Metrics,
+    pub(crate) throughput: stats::Throughput,
+    pub(crate) pull_workers: pull::PullWorkers,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.inner.store.name())
+            .field("tokens", &self.inner.tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The state for serving `store` with `config`'s tokens, limits and pull settings. The
+    /// built-in handlers (which validate the args of their kinds on enqueue) come from
+    /// [`crate::handlers::builtin`].
+    pub fn new(store: Arc<dyn Store>, config: &Config) -> Self {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let registry = Arc::new(crate::handlers::builtin());
+        let client = Client::new(Arc::clone(&store))
+            .with_clock(Arc::clone(&clock))
+            .with_registry(Arc::clone(&registry))
+            .with_stale_after(config.rescuer.stale_after);
+        AppState {
+            inner: Arc::new(StateInner {
+                client,
+                store,
+                clock,
+                tokens: config.tokens.clone(),
+                registry,
+                handlers: crate::handlers::describe(),
+                worker_queues: config.worker.queues.keys().cloned().collect(),
+                max_body_bytes: config.max_body_bytes,
+                pull: config.pull,
+                sample_interval: config.stats.sample_interval,
+                metrics: Metrics::new(),
+                throughput: stats::Throughput::default(),
+                pull_workers: pull::PullWorkers::default(),
+                shutdown: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// The client every face goes through, unscoped (it acts for every tenant).
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The client acting for `principal`: limited to its tenant when its token is bound to
+    /// one, so every read and write is checked below the HTTP layer.
+    pub fn client_for(&self, principal: &Principal) -> Client {
+        match &principal.tenant {
+            Some(tenant) => self.inner.client.for_tenant(tenant.clone()),
+            None => self.inner.client.clone(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The metrics `/metrics` serves.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Ends waiting reserve requests (they answer with no jobs) so a graceful shutdown is not
+    /// held up by long-polls.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.clock.now()
+    }
+
+    /// Starts the background tasks: the throughput sampler, the pull workers' heartbeats, and
+    /// (given a worker's events) the metrics of the jobs that worker runs.
+    pub fn spawn_background(&self, events: Option<broadcast::Receiver<WorkerEvent>>) -> Background {
+        let stop = CancellationToken::new();
+        let mut tasks = vec![
+            tokio::spawn(stats::run_sampler(self.clone(), stop.clone())),
+            tokio::spawn(pull::run_flusher(
+                self.clone(),
+                PULL_FLUSH_INTERVAL,
+                stop.clone(),
+            )),
+        ];
+        if let Some(events) = events {
+            tasks.push(tokio::spawn(metrics::record_worker_events(
+                self.clone(),
+                events,
+                stop.clone(),
+            )));
+        }
+        Background { stop, tasks }
+    }
+}
+
+/// The server's background tasks; stop them with [`Background::stop`].
+#[derive(Debug)]
+pub struct Background {
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Stops every task and waits for them; the pull workers' last counters are written.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
