@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use stoker::sqlite::SqliteStore;
-use stoker::{Client, EnqueueOptions, Job, JobContext, JobError, NewJob, Priority, Worker};
+use stoker::{
+    Backoff, Client, EnqueueOptions, Job, JobContext, JobError, NewJob, Priority, Worker,
+};
 
 /// A job is a serde struct: its fields are the job's args, stored as JSON.
 #[derive(Debug, Serialize, Deserialize)]
@@ -23,8 +25,13 @@ impl Job for Resize {
     type Output = String;
 
     async fn perform(self, ctx: JobContext) -> Result<String, JobError> {
-        ctx.progress(0.5, Some(format!("resizing {}", self.image)))
-            .await?;
+        // Progress is a fraction, a message and, optionally, any JSON a dashboard can show.
+        ctx.progress_with(
+            0.5,
+            format!("resizing {}", self.image),
+            serde_json::json!({ "width": self.width }),
+        )
+        .await?;
         tokio::time::sleep(Duration::from_millis(100)).await; // the real work goes here
         Ok(format!(
             "{} resized to {}px (attempt {})",
@@ -60,7 +67,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     image: (*image).to_owned(),
                     width: 640,
                 },
-                EnqueueOptions::new().priority(priority),
+                // Each job may carry its own retry backoff, instead of its kind's.
+                EnqueueOptions::new().priority(priority).backoff(Backoff {
+                    base: Duration::from_secs(1),
+                    factor: 3.0,
+                    max: Duration::from_secs(60),
+                    jitter: 0.1,
+                }),
             )
         }))
         .await?;

@@ -51,9 +51,10 @@ pub struct JobBackoff {
 }
 
 impl JobBackoff {
-    /// Checks every field: finite, `base_seconds > 0`, `factor >= 1`,
-    /// `max_seconds >= base_seconds`, `0 <= jitter <= 1`, and both durations at most
-    /// [`BACKOFF_MAX_SECONDS`].
+    /// Checks every field: finite, both durations from a millisecond to
+    /// [`BACKOFF_MAX_SECONDS`], `factor >= 1` and `0 <= jitter <= 1`. A cap below
+    /// the base is allowed: it caps every wait, the first one too, so the job retries at a
+    /// fixed `max_seconds` (and a schema can check each field alone).
     ///
     /// # Errors
     ///
@@ -73,8 +74,8 @@ impl JobBackoff {
         check(
             "base_seconds",
             base,
-            base > 0.0 && base <= BACKOFF_MAX_SECONDS,
-            "more than zero seconds and at most ten years",
+            (0.001..=BACKOFF_MAX_SECONDS).contains(&base),
+            "at least a millisecond (0.001) and at most ten years",
         )?;
         check(
             "factor",
@@ -85,8 +86,8 @@ impl JobBackoff {
         check(
             "max_seconds",
             max,
-            max >= base && max <= BACKOFF_MAX_SECONDS,
-            "at least base_seconds and at most ten years",
+            (0.001..=BACKOFF_MAX_SECONDS).contains(&max),
+            "at least a millisecond (0.001) and at most ten years",
         )?;
         check(
             "jitter",

@@ -598,7 +598,7 @@ async fn a_late_report_after_a_snooze_and_a_new_reservation_is_refused(store: Ar
     }
     let job = server.job(id).await;
     assert_eq!(job["state"], "running");
-    assert_eq!(job["worker_id"], "pull:b");
+    assert_eq!(job["worker"], "pull:b");
     let done = server
         .post(
             &format!("/v1/pull/jobs/{id}/complete"),

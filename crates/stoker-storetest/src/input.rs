@@ -95,8 +95,9 @@ pub async fn timeout_zero<S: Store>(store: Arc<S>) {
     refused(&store, bad, "timeout", 1024).await;
 }
 
-/// A backoff that is not finite, not positive, shrinking, capped below its base, with a
-/// jitter outside 0..=1 or longer than ten years is refused, naming the field.
+/// A backoff that is not finite, under a millisecond, shrinking, with a jitter outside 0..=1
+/// or longer than ten years is refused, naming the field. (A cap below the base is allowed: it
+/// caps every wait.)
 pub async fn backoff_fields<S: Store>(store: Arc<S>) {
     let good = stoker_core::JobBackoff {
         base_seconds: 1.0,
@@ -120,6 +121,13 @@ pub async fn backoff_fields<S: Store>(store: Arc<S>) {
             },
         ),
         (
+            "backoff.base_seconds",
+            stoker_core::JobBackoff {
+                base_seconds: 0.0005,
+                ..good
+            },
+        ),
+        (
             "backoff.factor",
             stoker_core::JobBackoff {
                 factor: 0.5,
@@ -136,7 +144,7 @@ pub async fn backoff_fields<S: Store>(store: Arc<S>) {
         (
             "backoff.max_seconds",
             stoker_core::JobBackoff {
-                max_seconds: 0.5,
+                max_seconds: 0.0,
                 ..good
             },
         ),

@@ -15,8 +15,9 @@ use serde_json::Value;
 use stoker_core::{
     validate_kind, validate_queue, AttemptError, ErrorKind, FinishedJob, InvalidInput,
     JobClaimParams, JobFinish, JobFinishParams, JobId, JobLeaseParams, JobProgressParams, JobRow,
-    JobState, LeaseExtended, Outcome, Store,
+    JobState, LeaseExtended, Outcome, Store, StoreEvent, WorkerHeartbeatParams,
 };
+use tokio::sync::broadcast;
 
 use crate::backoff::{after, failed_attempt};
 use crate::{Client, Error, Result};
@@ -109,6 +110,25 @@ pub struct Failure {
 }
 
 impl<S: Store + ?Sized> Client<S> {
+    /// Subscribes to the store's events (jobs available, cancels requested), so a reservation
+    /// that waits can wake the moment a job arrives; `None` when the store delivers none (then
+    /// poll).
+    pub fn subscribe(&self) -> Option<broadcast::Receiver<StoreEvent>> {
+        self.store().subscribe()
+    }
+
+    /// Writes the heartbeat row of a worker that runs jobs out of process (a pull worker), so
+    /// it shows among the workers and its counters add up. Spans every tenant.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TenantForbidden`] from a client limited to a tenant; a store error.
+    pub async fn record_worker(&self, params: WorkerHeartbeatParams) -> Result<()> {
+        self.require_every_tenant("worker rows")?;
+        self.store().worker_heartbeat(params).await?;
+        Ok(())
+    }
+
     /// Reserves up to `limit` due jobs of the reservation's queues (and kinds), taking the
     /// queues in order, each job `running` for `worker` under a lease. Returns them with their
     /// fence, which every report on them must carry; none if nothing is due.

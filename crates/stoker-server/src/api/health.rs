@@ -29,16 +29,16 @@ const STORE_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
     )
 )]
 pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthResponse>) {
-    let store = &state.inner.store;
+    let client = state.client();
     let checks = async {
-        let current = match store.migrations_current().await {
+        let current = match client.migrations_current().await {
             Ok(current) => current,
             Err(err) => {
                 tracing::warn!(%err, "health check: the store did not answer");
                 return (false, false, None);
             }
         };
-        let leader = match store.leader_get(state.now()).await {
+        let leader = match client.leader().await {
             Ok(leader) => leader.map(|row| row.leader_id),
             Err(err) => {
                 tracing::warn!(%err, "health check: cannot read the leader");
@@ -74,7 +74,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> (StatusCode, Json<H
         code,
         Json(HealthResponse {
             status,
-            store: store.name().to_owned(),
+            store: client.store().name().to_owned(),
             store_reachable: reachable,
             migrations_current: current,
             leader,

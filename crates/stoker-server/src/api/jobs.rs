@@ -222,6 +222,9 @@ fn new_job(job: JobInsert) -> NewJob {
     if let Some(ms) = job.timeout_ms {
         opts = opts.timeout(std::time::Duration::from_millis(ms.unsigned_abs()));
     }
+    if let Some(backoff) = job.backoff {
+        opts = opts.backoff(backoff.into());
+    }
     NewJob::raw(job.kind, job.args, opts)
 }
 

@@ -433,18 +433,18 @@ pub struct EnqueueRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackoffSpec {
-    /// The wait after the first failed attempt, in seconds: more than 0, at most ten years.
-    #[schema(exclusive_minimum = 0.0, maximum = 315_360_000.0)]
+    /// The wait after the first failed attempt, in seconds: a millisecond to ten years.
+    #[schema(minimum = 0.001, maximum = 315_360_000.0)]
     pub base_seconds: f64,
     /// How much each further failure multiplies the wait: 1 (a fixed delay) or more.
     /// Defaults to 2.
     #[serde(default = "default_factor")]
     #[schema(minimum = 1.0)]
     pub factor: f64,
-    /// The longest wait, in seconds: at least `base_seconds`, at most ten years. Defaults to
-    /// one hour, or `base_seconds` if that is longer.
+    /// The longest wait, in seconds: a millisecond to ten years (below `base_seconds`, every
+    /// wait is `max_seconds`). Defaults to one hour, or `base_seconds` if that is longer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(exclusive_minimum = 0.0, maximum = 315_360_000.0)]
+    #[schema(minimum = 0.001, maximum = 315_360_000.0)]
     pub max_seconds: Option<f64>,
     /// The fraction, from 0 to 1, by which each wait moves at random. Defaults to 0.
     #[serde(default)]

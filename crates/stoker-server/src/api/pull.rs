@@ -188,7 +188,7 @@ impl PullWorkers {
 }
 
 async fn write_heartbeat(state: &AppState, params: WorkerHeartbeatParams) {
-    if let Err(err) = state.inner.store.worker_heartbeat(params.clone()).await {
+    if let Err(err) = state.inner.client.record_worker(params.clone()).await {
         tracing::warn!(worker = %params.id, %err, "could not write a pull worker's heartbeat");
         state.inner.pull_workers.restore(&params);
     }
@@ -351,7 +351,7 @@ pub(crate) async fn reserve(
     let mut events = if wait.is_zero() {
         None
     } else {
-        client.store().subscribe()
+        client.subscribe()
     };
     let jobs = loop {
         let jobs = client.reserve(&reservation).await?;
