@@ -314,11 +314,7 @@ async fn jobs_announced(events: &mut Option<broadcast::Receiver<StoreEvent>>, qu
     request_body = ReserveRequest,
     responses(
         (status = 200, description = "The reserved jobs, possibly none", body = ReserveResponse),
-        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
-        (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
-        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
-        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "A refused field: more than 32 queues or 64 kinds, a limit outside 1 to 100, a duration out of range", body = ErrorBody),
         (status = 503, description = "The store is unreachable, or the server is shutting down", body = ErrorBody),
     ),
@@ -397,15 +393,10 @@ pub(crate) async fn reserve(
     request_body = ExtendLeaseRequest,
     responses(
         (status = 200, description = "The lease", body = LeaseResponse),
-        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
-        (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
-        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
-        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "A refused field", body = ErrorBody),
-        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -442,15 +433,10 @@ pub(crate) async fn heartbeat(
     request_body = ProgressRequest,
     responses(
         (status = 204, description = "Recorded"),
-        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
-        (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
-        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
-        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "A refused field: a fraction outside 0 to 1, details over 64 KiB", body = ErrorBody),
-        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -520,15 +506,10 @@ async fn acknowledged(state: &AppState, job: FinishedJob, now: DateTime<Utc>) ->
     request_body = CompleteRequest,
     responses(
         (status = 200, description = "Completed", body = AckResponse),
-        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
-        (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
-        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
-        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "A refused field", body = ErrorBody),
-        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -560,15 +541,10 @@ pub(crate) async fn complete(
     request_body = FailRequest,
     responses(
         (status = 200, description = "Recorded: `retryable`, `discarded` or `cancelled`", body = AckResponse),
-        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
-        (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
-        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
-        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "A refused field: an empty error, `retry_in_seconds` out of range", body = ErrorBody),
-        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -605,15 +581,10 @@ pub(crate) async fn fail(
     request_body = SnoozeRequest,
     responses(
         (status = 200, description = "Snoozed (`available`), or `cancelled`", body = AckResponse),
-        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
-        (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
-        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
-        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "A refused field: `snooze_seconds` out of range", body = ErrorBody),
-        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -642,15 +613,10 @@ pub(crate) async fn snooze(
     request_body = CancelAckRequest,
     responses(
         (status = 200, description = "Cancelled", body = AckResponse),
-        (status = 400, description = "The body is not valid JSON", body = ErrorBody),
-        (status = 401, description = "A missing or unknown token", body = ErrorBody),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
-        (status = 413, description = "The body is over the server's limit", body = ErrorBody),
-        (status = 415, description = "The body is not declared as JSON", body = ErrorBody),
         (status = 422, description = "A refused field", body = ErrorBody),
-        (status = 503, description = "The store is unreachable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
