@@ -28,6 +28,7 @@ import urllib.request
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import negative_data_rejection
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("STOKER_BIN", ROOT / "target" / "debug" / "stoker"))
@@ -180,6 +181,8 @@ class AdminToken:
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,
+    # The same cases on every run, so CI meets what a developer saw.
+    derandomize=True,
     deadline=None,
     suppress_health_check=list(HealthCheck),
 )
@@ -197,7 +200,10 @@ def test_every_operation(case, server: Server) -> None:
                 f"{case.method} {case.formatted_path} was refused with "
                 f"{response.status_code} but changed {table}:\n{case.as_curl_command()}"
             )
-    case.validate_response(response)
+    # A body over max_body_bytes is refused with 413 before it is read: the right refusal of
+    # a too-long list, which schemathesis's negative-data check does not count as one.
+    excluded = [negative_data_rejection] if response.status_code == 413 else []
+    case.validate_response(response, excluded_checks=excluded)
 
 
 def test_server_is_alive_after_fuzzing(server: Server) -> None:
