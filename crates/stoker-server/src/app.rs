@@ -29,8 +29,6 @@ pub(crate) struct StateInner {
     /// The one way to the store for every face; scope it per caller with
     /// [`Client::for_tenant`].
     pub(crate) client: Client,
-    /// The client's store, for the pull protocol's calls until they move onto the client.
-    pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) tokens: Vec<ApiToken>,
     pub(crate) registry: Arc<Registry>,
@@ -48,7 +46,7 @@ pub(crate) struct StateInner {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("store", &self.inner.store.name())
+            .field("store", &self.inner.client.store().name())
             .field("tokens", &self.inner.tokens.len())
             .finish_non_exhaustive()
     }
@@ -61,14 +59,13 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, config: &Config) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let registry = Arc::new(crate::handlers::builtin());
-        let client = Client::new(Arc::clone(&store))
+        let client = Client::new(store)
             .with_clock(Arc::clone(&clock))
             .with_registry(Arc::clone(&registry))
             .with_stale_after(config.rescuer.stale_after);
         AppState {
             inner: Arc::new(StateInner {
                 client,
-                store,
                 clock,
                 tokens: config.tokens.clone(),
                 registry,
@@ -101,7 +98,7 @@ impl AppState {
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
+        self.inner.client.store()
     }
 
     /// The metrics `/metrics` serves.
