@@ -13,8 +13,9 @@ use stoker::{
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::model::{
-    EnqueueBulkRequest, EnqueueBulkResponse, EnqueueRequest, EnqueueResponse, ErrorBody, ErrorCode,
-    JobList, JobView, ListJobsQuery, RetryJobsRequest, RetryJobsResponse, BULK_MAX,
+    EnqueueBulkRequest, EnqueueBulkResponse, EnqueueRequest, EnqueueResponse, EnqueuedItem,
+    ErrorBody, ErrorCode, JobList, JobView, ListJobsQuery, RetryJobsRequest, RetryJobsResponse,
+    BULK_MAX,
 };
 use super::{ApiError, AppState, Principal};
 use crate::config::Scope;
@@ -60,12 +61,12 @@ fn build_insert(
         )
     };
     validate_kind(&kind).map_err(reprefix)?;
-    ascii_text(&at(prefix, "kind"), &kind, false)?;
+    ascii_text(|| at(prefix, "kind"), &kind, false)?;
     if let Some(tenant) = &tenant {
-        ascii_text(&at(prefix, "tenant"), tenant, true)?;
+        ascii_text(|| at(prefix, "tenant"), tenant, true)?;
     }
     if let Some(key) = &idempotency_key {
-        ascii_text(&at(prefix, "idempotency_key"), key, true)?;
+        ascii_text(|| at(prefix, "idempotency_key"), key, true)?;
     }
     let queue = queue.unwrap_or_else(|| QUEUE_DEFAULT.to_owned());
     validate_queue(&queue).map_err(reprefix)?;
@@ -172,7 +173,9 @@ pub(crate) fn seconds(
 
 /// The API's names (kinds, tenants, idempotency keys) are printable ASCII, so the lengths the
 /// OpenAPI document gives (in characters) are exactly the store's (in bytes).
-fn ascii_text(field: &str, value: &str, spaces: bool) -> Result<(), ApiError> {
+///
+/// `field` names the value for an error only, so a bulk request builds no name per job.
+fn ascii_text(field: impl FnOnce() -> String, value: &str, spaces: bool) -> Result<(), ApiError> {
     if value
         .chars()
         .all(|c| c.is_ascii_graphic() || (spaces && c == ' '))
@@ -184,8 +187,9 @@ fn ascii_text(field: &str, value: &str, spaces: bool) -> Result<(), ApiError> {
     } else {
         "printable ASCII characters without spaces"
     };
+    let field = field();
     Err(ApiError::invalid(
-        field,
+        &field,
         format!("{field} must be {rule}, got {value:?}"),
     ))
 }
@@ -236,10 +240,16 @@ async fn insert(
     let enqueued = client
         .enqueue_many_returning(jobs.into_iter().map(new_job))
         .await?;
-    for job in &enqueued {
-        if !job.duplicate {
-            state.inner.metrics.record_enqueued(&job.queue, &job.kind);
+    // One counter update per queue and kind, not per job: a bulk request is mostly one pair.
+    let mut new_jobs: Vec<(&str, &str, u64)> = Vec::new();
+    for job in enqueued.iter().filter(|job| !job.duplicate) {
+        match new_jobs.last_mut() {
+            Some((queue, kind, count)) if *queue == job.queue && *kind == job.kind => *count += 1,
+            _ => new_jobs.push((&job.queue, &job.kind, 1)),
         }
+    }
+    for (queue, kind, count) in new_jobs {
+        state.inner.metrics.record_enqueued(queue, kind, count);
     }
     Ok(enqueued)
 }
@@ -347,7 +357,7 @@ pub(crate) async fn enqueue_bulk(
     Ok((
         status,
         Json(EnqueueBulkResponse {
-            jobs: inserted.into_iter().map(EnqueueResponse::from).collect(),
+            jobs: inserted.into_iter().map(EnqueuedItem::from).collect(),
             inserted: total - duplicates,
             duplicates,
         }),
@@ -439,7 +449,7 @@ pub(crate) async fn list(
     principal.require(Scope::Read)?;
     let kinds = list_param(query.kind.as_deref());
     for kind in &kinds {
-        ascii_text("kind", kind, false)?;
+        ascii_text(|| "kind".to_owned(), kind, false)?;
     }
     let filter = JobFilter {
         states: parse_states(&list_param(query.state.as_deref()), "state")?,
@@ -590,7 +600,7 @@ pub(crate) async fn retry_many(
         ));
     }
     for (index, kind) in request.kinds.iter().enumerate() {
-        ascii_text(&format!("kinds[{index}]"), kind, false)?;
+        ascii_text(|| format!("kinds[{index}]"), kind, false)?;
     }
     let filter = RetryFilter {
         states: request.states.unwrap_or_else(|| vec![JobState::Discarded]),

@@ -154,11 +154,11 @@ impl Metrics {
         }
     }
 
-    /// Counts a new job.
-    pub fn record_enqueued(&self, queue: &str, kind: &str) {
+    /// Counts `count` new jobs of one queue and kind.
+    pub fn record_enqueued(&self, queue: &str, kind: &str, count: u64) {
         self.enqueued
             .get_or_create(&Self::labels(queue, kind))
-            .inc();
+            .inc_by(count);
     }
 
     /// Counts a finished attempt and its run time. Snoozed, cancelled and handed-back
