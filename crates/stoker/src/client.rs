@@ -360,6 +360,42 @@ impl<S: Store + ?Sized> Client<S> {
         jobs: impl IntoIterator<Item = NewJob>,
     ) -> Result<Vec<Enqueued>> {
         let params = self.insert_params(jobs)?;
+        self.insert_returning(params).await
+    }
+
+    /// Enqueues jobs the caller resolved itself, every default applied (as the HTTP API builds
+    /// them from its requests), and answers as [`Client::enqueue_many_returning`]. The
+    /// client's rules still hold: its tenant scope, the schedule's range, and the args
+    /// validation of its registry's handlers.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::enqueue_many_returning`].
+    pub async fn enqueue_resolved_returning(&self, jobs: Vec<JobInsert>) -> Result<Vec<Enqueued>> {
+        let now = self.config.clock.now();
+        let registry = self.config.registry.as_deref();
+        let jobs = jobs
+            .into_iter()
+            .map(|mut job| {
+                if let Some(handler) = registry.and_then(|registry| registry.get(&job.kind)) {
+                    handler.validate(&job.args)?;
+                }
+                job.tenant = self.tenant_for(job.tenant.take(), "tenant")?;
+                if let Some(run_at) = job.run_at {
+                    check_run_at(run_at)?;
+                }
+                Ok(job)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.insert_returning(JobInsertParams {
+            jobs,
+            now,
+            max_args_bytes: self.config.max_args_bytes,
+        })
+        .await
+    }
+
+    async fn insert_returning(&self, params: JobInsertParams) -> Result<Vec<Enqueued>> {
         let now = params.now;
         // What a new job looks like needs no read: it is `available` at its run time, as the
         // store keeps it (to the microsecond).

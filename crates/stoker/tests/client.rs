@@ -336,6 +336,57 @@ mod scenarios {
         assert_eq!(again[0].id, jobs[0].id);
         assert_eq!(again[0].state, JobState::Cancelled);
     }
+
+    /// Jobs resolved by the caller still meet the client's rules: its tenant scope and the
+    /// schedule's range refuse them before anything is written.
+    pub async fn resolved_jobs_keep_the_clients_rules(store: Arc<dyn Store>) {
+        let resolved = |tenant: Option<&str>, run_at| stoker::core::JobInsert {
+            kind: "k".into(),
+            queue: "default".into(),
+            args: json!({}),
+            priority: stoker::Priority(0),
+            max_attempts: 3,
+            run_at,
+            unique_key: None,
+            tenant: tenant.map(str::to_owned),
+            metadata: Default::default(),
+            timeout_ms: None,
+            backoff: None,
+        };
+        let scoped = client(&store).for_tenant("acme");
+        assert_forbidden(
+            scoped
+                .enqueue_resolved_returning(vec![
+                    resolved(None, None),
+                    resolved(Some("other"), None),
+                ])
+                .await,
+        );
+        let too_late = chrono::NaiveDate::from_ymd_opt(10_000, 1, 1)
+            .unwrap()
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        match scoped
+            .enqueue_resolved_returning(vec![resolved(None, Some(too_late))])
+            .await
+        {
+            Err(Error::Invalid(invalid)) => assert_eq!(invalid.field, "run_at"),
+            other => panic!("expected an invalid run_at, got {other:?}"),
+        }
+        assert_eq!(client(&store).stats().await.unwrap().totals.total(), 0);
+
+        let jobs = scoped
+            .enqueue_resolved_returning(vec![resolved(None, None), resolved(Some("acme"), None)])
+            .await
+            .unwrap();
+        for job in jobs {
+            assert!(!job.duplicate);
+            let stored = scoped.get(job.id).await.unwrap().unwrap();
+            assert_eq!(stored.tenant.as_deref(), Some("acme"));
+            assert_eq!((job.state, job.run_at), (stored.state, stored.run_at));
+        }
+    }
 }
 
 macro_rules! client_tests {
@@ -346,6 +397,7 @@ macro_rules! client_tests {
             a_worker_is_alive_exactly_while_the_rescuer_leaves_its_jobs,
             schedules_and_filters_are_bounded,
             enqueue_returning_answers_the_job_as_it_is,
+            resolved_jobs_keep_the_clients_rules,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {

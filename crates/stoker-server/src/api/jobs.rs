@@ -7,8 +7,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use stoker::core::{validate_kind, validate_queue, JobInsert};
 use stoker::{
-    Client, EnqueueOptions, Enqueued, InvalidInput, JobFilter, JobId, JobState, NewJob,
-    RetryFilter, MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
+    Client, Enqueued, InvalidInput, JobFilter, JobId, JobState, RetryFilter,
+    MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
 };
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -194,52 +194,12 @@ fn ascii_text(field: impl FnOnce() -> String, value: &str, spaces: bool) -> Resu
     ))
 }
 
-/// The job the client enqueues for a checked request: the same fields, resolved again by the
-/// client, which applies its own rules (tenant scope, schedule range, args validation).
-fn new_job(job: JobInsert) -> NewJob {
-    let mut opts = EnqueueOptions::new()
-        .queue(job.queue)
-        .priority(job.priority)
-        .max_attempts(job.max_attempts);
-    if let Some(run_at) = job.run_at {
-        opts = opts.run_at(run_at);
-    }
-    if let Some(key) = job.unique_key {
-        opts = opts.unique_key(key);
-    }
-    if let Some(tenant) = job.tenant {
-        opts = opts.tenant(tenant);
-    }
-    let metadata = job.metadata;
-    if let Some(id) = metadata.correlation_id {
-        opts = opts.correlation_id(id);
-    }
-    if let Some(parent) = metadata.parent_id {
-        opts = opts.parent_id(parent);
-    }
-    if let Some(source) = metadata.source {
-        opts = opts.source(source);
-    }
-    for tag in metadata.tags {
-        opts = opts.tag(tag);
-    }
-    if let Some(ms) = job.timeout_ms {
-        opts = opts.timeout(std::time::Duration::from_millis(ms.unsigned_abs()));
-    }
-    if let Some(backoff) = job.backoff {
-        opts = opts.backoff(backoff.into());
-    }
-    NewJob::raw(job.kind, job.args, opts)
-}
-
 async fn insert(
     state: &AppState,
     client: &Client,
     jobs: Vec<JobInsert>,
 ) -> Result<Vec<Enqueued>, ApiError> {
-    let enqueued = client
-        .enqueue_many_returning(jobs.into_iter().map(new_job))
-        .await?;
+    let enqueued = client.enqueue_resolved_returning(jobs).await?;
     // One counter update per queue and kind, not per job: a bulk request is mostly one pair.
     let mut new_jobs: Vec<(&str, &str, u64)> = Vec::new();
     for job in enqueued.iter().filter(|job| !job.duplicate) {
