@@ -177,6 +177,7 @@ impl Remote {
             // Left to the server, which records the API token's name.
             source: None,
             tags: input.tags,
+            cron: None,
         };
         let request = EnqueueRequest {
             kind: input.kind,
