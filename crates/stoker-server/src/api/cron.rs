@@ -244,7 +244,8 @@ pub struct CronView {
 }
 
 impl CronView {
-    fn new(row: CronRow, now: DateTime<Utc>) -> CronView {
+    /// The view of `row` at `now` (its upcoming slots are counted from `now`).
+    pub(crate) fn new(row: CronRow, now: DateTime<Utc>) -> CronView {
         let s = row.schedule;
         let upcoming = if s.enabled {
             stoker::cron::CronExpr::parse(&s.expr, &s.tz)
@@ -378,7 +379,8 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     stoker::core::cron::validate_name(name).map_err(|err| ApiError::invalid("name", err.reason))
 }
 
-fn schedule_from(request: CronCreateRequest) -> CronSchedule {
+/// The schedule a create request describes, every omitted field at its default.
+pub(crate) fn schedule_from(request: CronCreateRequest) -> CronSchedule {
     let mut s = CronSchedule::new(
         request.name,
         request.expr,
@@ -421,7 +423,51 @@ fn schedule_from(request: CronCreateRequest) -> CronSchedule {
     s
 }
 
-fn check_args(args: &Option<Value>) -> Result<(), ApiError> {
+/// Applies the fields an update request gives to `s`.
+pub(crate) fn apply_update(s: &mut CronSchedule, request: CronUpdateRequest) {
+    if let Some(expr) = request.expr {
+        s.expr = expr;
+    }
+    if let Some(tz) = request.tz {
+        s.tz = tz;
+    }
+    if let Some(kind) = request.kind {
+        s.kind = kind;
+    }
+    if let Some(args) = request.args {
+        s.args = args;
+    }
+    if let Some(queue) = request.queue {
+        s.queue = queue;
+    }
+    if let Some(priority) = request.priority {
+        s.priority = priority.0;
+    }
+    if let Some(max_attempts) = request.max_attempts {
+        s.max_attempts = max_attempts;
+    }
+    if let Some(tenant) = request.tenant {
+        s.tenant = Some(tenant);
+    }
+    if let Some(metadata) = request.metadata {
+        s.metadata = metadata.into();
+    }
+    if let Some(catch_up) = request.catch_up {
+        s.catch_up = catch_up.into();
+    }
+    if let Some(window) = request.catch_up_window_seconds {
+        s.catch_up_window_seconds = window;
+    }
+    if let Some(max) = request.catch_up_max {
+        s.catch_up_max = max;
+    }
+    if let Some(overlap) = request.overlap {
+        s.overlap = overlap.into();
+    }
+}
+
+/// Refuses args that are not a JSON object.
+pub(crate) fn check_args(args: &Option<Value>) -> Result<(), ApiError> {
     match args {
         Some(value) if !value.is_object() => {
             Err(ApiError::invalid("args", "must be a JSON object"))
@@ -534,45 +580,7 @@ pub(crate) async fn update(
     check_args(&request.args)?;
     let client = state.client_for(&principal);
     let mut s = client.cron_get(&name).await?.schedule;
-    if let Some(expr) = request.expr {
-        s.expr = expr;
-    }
-    if let Some(tz) = request.tz {
-        s.tz = tz;
-    }
-    if let Some(kind) = request.kind {
-        s.kind = kind;
-    }
-    if let Some(args) = request.args {
-        s.args = args;
-    }
-    if let Some(queue) = request.queue {
-        s.queue = queue;
-    }
-    if let Some(priority) = request.priority {
-        s.priority = priority.0;
-    }
-    if let Some(max_attempts) = request.max_attempts {
-        s.max_attempts = max_attempts;
-    }
-    if let Some(tenant) = request.tenant {
-        s.tenant = Some(tenant);
-    }
-    if let Some(metadata) = request.metadata {
-        s.metadata = metadata.into();
-    }
-    if let Some(catch_up) = request.catch_up {
-        s.catch_up = catch_up.into();
-    }
-    if let Some(window) = request.catch_up_window_seconds {
-        s.catch_up_window_seconds = window;
-    }
-    if let Some(max) = request.catch_up_max {
-        s.catch_up_max = max;
-    }
-    if let Some(overlap) = request.overlap {
-        s.overlap = overlap.into();
-    }
+    apply_update(&mut s, request);
     let row = client.cron_update(s).await?;
     tracing::info!(schedule = %name, "cron schedule updated");
     Ok(Json(CronView::new(row, state.now())))

@@ -157,6 +157,21 @@ impl Remote {
         }
     }
 
+    /// A request with an optional JSON body, for the cron commands (issue 15).
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, CliError> {
+        let request = self.request(method, path)?;
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        self.send(request).await
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         self.send(self.request(Method::GET, path)?).await
     }
