@@ -11,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use stoker_core::cron::{fire_due, CatchUp, CronExpr, CronSchedule, CronWriteMode, CronWriteParams};
+use stoker_core::cron::{
+    fire_due, CatchUp, CronExpr, CronSchedule, CronWriteMode, CronWriteParams,
+};
 use stoker_core::{JobListParams, Store, MAX_ARGS_BYTES_DEFAULT};
 use stoker_postgres::PgStore;
 
@@ -102,9 +104,8 @@ async fn four_firers_one_killed_every_slot_exactly_once() {
         let cron = job.metadata.cron.as_ref().expect("a cron job");
         *per_slot.entry(cron.slot).or_default() += 1;
     }
-    let expected: BTreeMap<DateTime<Utc>, usize> = (1..60)
-        .map(|s| (t0 + Duration::seconds(s), 1))
-        .collect();
+    let expected: BTreeMap<DateTime<Utc>, usize> =
+        (1..60).map(|s| (t0 + Duration::seconds(s), 1)).collect();
     assert_eq!(per_slot, expected, "every slot once, none missing");
 
     let mut conn = setup.pool().acquire().await.expect("a connection");
