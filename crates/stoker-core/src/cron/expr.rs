@@ -29,7 +29,22 @@ pub const CRON_TZ_MAX_LEN: usize = 64;
 /// zones change offset at most a few times a year, never twice within a week.
 const TRANSITION_STEP_DAYS: i64 = 7;
 
-/// A parsed cron expression with its time zone.
+/// A parsed cron expression with its time zone, and the UTC instants of its slots.
+///
+/// Around daylight-saving transitions (Vixie cron's rule): a *fixed-time* entry (neither its
+/// minute nor its hour field starts with `*`) fires once in a repeated hour, at the first of
+/// the two instants, and at the transition instant when its local time does not exist; a
+/// *wildcard* entry (`*/15 * * * *`, `5 * * * *`) follows real elapsed time, firing at both
+/// instants of a repeated local time and not at all for local times that do not exist.
+///
+/// ```
+/// use stoker_core::cron::CronExpr;
+///
+/// let london = CronExpr::parse("30 1 * * *", "Europe/London").unwrap();
+/// // 2026-03-29: 01:30 does not exist in London; the entry fires at the transition.
+/// let slot = london.next_after("2026-03-29T00:00:00Z".parse().unwrap()).unwrap();
+/// assert_eq!(slot.to_rfc3339(), "2026-03-29T01:00:00+00:00");
+/// ```
 #[derive(Debug, Clone)]
 pub struct CronExpr {
     cron: Cron,
@@ -119,7 +134,7 @@ impl CronExpr {
         self.tz
     }
 
-    /// Whether this is a fixed-time entry (see the [module docs](self)).
+    /// Whether this is a fixed-time entry (see [`CronExpr`]).
     pub fn is_fixed_time(&self) -> bool {
         self.fixed
     }
