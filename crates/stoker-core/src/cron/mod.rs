@@ -540,8 +540,10 @@ pub async fn fire_due<S: Store + ?Sized>(
     max_args_bytes: usize,
 ) -> StoreResult<FireReport> {
     let due = store.cron_due(now, FIRE_BATCH).await?;
+    // A full batch may have left due schedules behind: ask to be called again at once.
+    let more = due.due.len() >= FIRE_BATCH as usize;
     let mut report = FireReport {
-        next_slot: due.next_slot,
+        next_slot: if more { Some(now) } else { due.next_slot },
         ..FireReport::default()
     };
     for row in due.due {
