@@ -456,3 +456,28 @@ pub async fn write_modes<S: Store>(store: Arc<S>) {
     assert!(store.cron_get("daily").await.unwrap().is_none());
     assert!(store.cron_history("daily", 10).await.unwrap().is_empty());
 }
+
+/// More due schedules than one call fires: the first call says to come back at once, and the
+/// second fires the rest.
+pub async fn many_due_schedules_fire_in_batches<S: Store>(store: Arc<S>) {
+    let total = stoker_core::cron::FIRE_BATCH as usize + 5;
+    for i in 0..total {
+        create(
+            &store,
+            schedule(&format!("s{i:04}"), "* * * * *", "UTC"),
+            at(-1),
+        )
+        .await;
+    }
+    let first = fire_due(&*store, at(0), MAX_ARGS_BYTES_DEFAULT)
+        .await
+        .unwrap();
+    assert_eq!(first.fired, stoker_core::cron::FIRE_BATCH as usize);
+    assert_eq!(first.next_slot, Some(at(0)), "more are due: come back now");
+    let second = fire_due(&*store, at(0), MAX_ARGS_BYTES_DEFAULT)
+        .await
+        .unwrap();
+    assert_eq!(second.fired, 5);
+    assert_eq!(second.next_slot, Some(at(60)));
+    assert_eq!(slots_by_schedule(&store).await.len(), total);
+}

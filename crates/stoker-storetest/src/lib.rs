@@ -112,6 +112,7 @@ macro_rules! conformance_tests {
             cron_run_now_never_collides => cron::run_now_never_collides,
             cron_concurrent_firers_exactly_once => cron::concurrent_firers_exactly_once,
             cron_write_modes => cron::write_modes,
+            cron_many_due_schedules_fire_in_batches => cron::many_due_schedules_fire_in_batches,
             insert_returns_ids_in_order => insert::returns_ids_in_order,
             insert_empty_batch_is_noop => insert::empty_batch_is_noop,
             insert_defaults_applied => insert::defaults_applied,
