@@ -28,7 +28,7 @@ import urllib.request
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.specs.openapi.checks import negative_data_rejection
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("STOKER_BIN", ROOT / "target" / "debug" / "stoker"))
@@ -41,7 +41,13 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TABLES = {
     "stoker_jobs": "id",
     "stoker_queues": "name",
+    "stoker_cron": "name",
 }
+
+# Whether a cron expression or a time zone is valid is known only by parsing it (issue 15): no
+# schema can list the strings that parse, so a 422 naming one of these fields refuses bad
+# input, and is not a refusal of schema-valid data.
+PARSED_FIELDS = {"expr", "tz"}
 
 
 def _free_port() -> int:
@@ -203,6 +209,13 @@ def test_every_operation(case, server: Server) -> None:
     # A body over max_body_bytes is refused with 413 before it is read: the right refusal of
     # a too-long list, which schemathesis's negative-data check does not count as one.
     excluded = [negative_data_rejection] if response.status_code == 413 else []
+    if response.status_code == 422:
+        try:
+            field = response.json().get("error", {}).get("field")
+        except ValueError:
+            field = None
+        if field in PARSED_FIELDS:
+            excluded.append(positive_data_acceptance)
     case.validate_response(response, excluded_checks=excluded)
 
 

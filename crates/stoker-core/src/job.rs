@@ -159,6 +159,10 @@ pub struct Metadata {
     /// Free-form labels for searching and grouping.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Set on a job fired by a recurring schedule: the schedule, the slot, and whether it was
+    /// a catch-up (issue 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<crate::cron::CronJobMeta>,
 }
 
 /// Why an attempt failed, as recorded in a job's error history.

@@ -16,6 +16,8 @@
 //! ```
 
 mod clock;
+// Recurring schedules (issue 15).
+pub mod cron;
 mod error;
 mod insert;
 mod job;

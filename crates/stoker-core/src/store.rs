@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::cron::{CronDue, CronFireOutcome, CronFireParams, CronRow, CronRun, CronWriteParams};
 use crate::{
     args_size, AttemptError, InsertedJob, InvalidInput, JobId, JobInsert, JobRow, JobState,
     Progress, StoreResult, MAX_ARGS_BYTES_DEFAULT, MAX_PROGRESS_DETAILS_BYTES,
@@ -694,6 +695,61 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a worker's row (on clean shutdown).
     async fn worker_remove(&self, id: &str) -> StoreResult<()>;
+
+    // Recurring schedules (issue 15); see `stoker_core::cron`.
+
+    /// Creates, updates or upserts a schedule (see [`CronWriteParams`]) and returns it. Every
+    /// write adds one to its revision, so a fire planned on the old definition loses its
+    /// compare-and-set. The caller has validated the schedule.
+    ///
+    /// # Errors
+    ///
+    /// `Conflict` when creating a name that exists; `NotFound` when updating one that does
+    /// not.
+    async fn cron_write(&self, params: CronWriteParams) -> StoreResult<CronRow>;
+
+    /// Fetches one schedule.
+    async fn cron_get(&self, name: &str) -> StoreResult<Option<CronRow>>;
+
+    /// Lists every schedule, by name.
+    async fn cron_list(&self) -> StoreResult<Vec<CronRow>>;
+
+    /// Deletes a schedule and its history, and returns it as it was. Its jobs stay.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such schedule.
+    async fn cron_delete(&self, name: &str) -> StoreResult<CronRow>;
+
+    /// Enabled schedules with `next_slot <= now`, earliest first, at most `limit`, and the
+    /// earliest `next_slot` among the others. This is what an idle firer asks each tick: one
+    /// indexed read.
+    async fn cron_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<CronDue>;
+
+    /// Fires slots of a schedule in one transaction.
+    ///
+    /// With [`CronFireParams::advance`], first moves the schedule's `next_slot` from
+    /// `advance.from` to `advance.to` only if it is still enabled, at revision
+    /// `advance.revision` and at `next_slot = advance.from` (a compare-and-set); if not,
+    /// writes nothing and returns [`CronFireOutcome::Lost`]. So among any number of callers
+    /// racing for one slot, exactly one fires it. Then, under [`Overlap::Skip`] with the
+    /// schedule's latest run's job still unfinished, records the newest slot as skipped and
+    /// returns [`CronFireOutcome::SkippedOverlap`]. Otherwise inserts each slot's job (their
+    /// idempotency keys make a slot's job unique even past the compare-and-set), sets
+    /// `last_slot`, records one run per slot (keeping the newest
+    /// [`CRON_HISTORY_KEEP`](crate::cron::CRON_HISTORY_KEEP)), and returns the jobs.
+    ///
+    /// Without `advance` (a manual run), inserts and records the jobs only.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such schedule (for a manual run); `Invalid` for a bad job.
+    ///
+    /// [`Overlap::Skip`]: crate::cron::Overlap::Skip
+    async fn cron_fire(&self, params: CronFireParams) -> StoreResult<CronFireOutcome>;
+
+    /// The newest `limit` runs of a schedule, newest first, with their jobs' states.
+    async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<CronRun>>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

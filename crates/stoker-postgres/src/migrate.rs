@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "fence",
         sql: include_str!("../migrations/0005_fence.sql"),
     },
+    Migration {
+        version: 6,
+        name: "cron",
+        sql: include_str!("../migrations/0006_cron.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

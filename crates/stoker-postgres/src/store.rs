@@ -10,6 +10,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::Row;
+use stoker_core::cron::{
+    CronDue, CronFireOutcome, CronFireParams, CronRow, CronRun, CronWriteParams,
+};
 use stoker_core::{
     Capabilities, FinishedJob, InsertedJob, InvalidInput, JobCancelParams, JobClaimParams,
     JobFinishParams, JobId, JobInsert, JobInsertParams, JobLeaseParams, JobListParams,
@@ -28,6 +31,9 @@ use crate::listener::Listener;
 use crate::migrate;
 use crate::row::{finished_row, job_row, leader_row, queue_row, worker_row};
 use crate::sql::Sql;
+
+// Recurring schedules (issue 15).
+mod cron;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1006,6 +1012,36 @@ impl Store for PgStore {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    // Recurring schedules (issue 15): the statements live in `store/cron.rs`.
+
+    async fn cron_write(&self, params: CronWriteParams) -> StoreResult<CronRow> {
+        self.cron_write_impl(params).await
+    }
+
+    async fn cron_get(&self, name: &str) -> StoreResult<Option<CronRow>> {
+        self.cron_get_impl(name).await
+    }
+
+    async fn cron_list(&self) -> StoreResult<Vec<CronRow>> {
+        self.cron_list_impl().await
+    }
+
+    async fn cron_delete(&self, name: &str) -> StoreResult<CronRow> {
+        self.cron_delete_impl(name).await
+    }
+
+    async fn cron_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<CronDue> {
+        self.cron_due_impl(now, limit).await
+    }
+
+    async fn cron_fire(&self, params: CronFireParams) -> StoreResult<CronFireOutcome> {
+        self.cron_fire_impl(params).await
+    }
+
+    async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<CronRun>> {
+        self.cron_history_impl(name, limit).await
     }
 }
 

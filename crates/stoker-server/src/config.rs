@@ -104,6 +104,10 @@ pub struct Config {
     pub pruner: PrunerConfig,
     /// The throughput sampler.
     pub stats: StatsSettings,
+    /// Recurring schedules (issue 15) from the file's `[[cron]]` tables, upserted by name when
+    /// the server starts (a schedule paused through the API stays paused). Validated, with
+    /// distinct names.
+    pub cron: Vec<stoker::cron::CronSchedule>,
 }
 
 impl Default for Config {
@@ -123,6 +127,7 @@ impl Default for Config {
             rescuer: RescuerConfig::default(),
             pruner: PrunerConfig::default(),
             stats: StatsSettings::default(),
+            cron: Vec::new(),
         }
     }
 }
@@ -909,6 +914,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "pruner",
             "stats",
             "tokens",
+            "cron",
         ],
     ),
     (
@@ -947,12 +953,32 @@ const KEYS: &[(&str, &[&str])] = &[
             "tenant",
         ],
     ),
+    (
+        "cron",
+        &[
+            "name",
+            "expr",
+            "tz",
+            "kind",
+            "queue",
+            "args",
+            "priority",
+            "max_attempts",
+            "tenant",
+            "catch_up",
+            "catch_up_window",
+            "catch_up_max",
+            "overlap",
+            "enabled",
+        ],
+    ),
 ];
 
 fn section_label(section: &str) -> String {
     match section {
         "" => "the top level".to_owned(),
         "tokens" => "[[tokens]]".to_owned(),
+        "cron" => "[[cron]]".to_owned(),
         other => format!("[{other}]"),
     }
 }
@@ -962,7 +988,7 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
     for (section, _) in KEYS.iter().skip(1) {
         match table.get(*section) {
             Some(toml::Value::Table(inner)) => check_section(inner, section, origin)?,
-            Some(toml::Value::Array(items)) if *section == "tokens" => {
+            Some(toml::Value::Array(items)) if matches!(*section, "tokens" | "cron") => {
                 for item in items {
                     if let toml::Value::Table(inner) = item {
                         check_section(inner, section, origin)?;
@@ -1076,6 +1102,84 @@ struct FileConfig {
     stats: FileStats,
     #[serde(default)]
     tokens: Vec<FileToken>,
+    #[serde(default)]
+    cron: Vec<FileCron>,
+}
+
+/// A `[[cron]]` table: a recurring schedule (issue 15).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCron {
+    name: String,
+    expr: String,
+    tz: Option<String>,
+    kind: String,
+    queue: Option<String>,
+    args: Option<toml::Table>,
+    priority: Option<i16>,
+    max_attempts: Option<i32>,
+    tenant: Option<String>,
+    catch_up: Option<String>,
+    catch_up_window: Option<FileDuration>,
+    catch_up_max: Option<u32>,
+    overlap: Option<String>,
+    enabled: Option<bool>,
+}
+
+impl FileCron {
+    /// The schedule, validated; errors name the table and the key.
+    fn schedule(self) -> Result<stoker::cron::CronSchedule, ConfigError> {
+        use stoker::cron::{CatchUp, CronSchedule, Overlap};
+        let setting = |key: &str| format!("[[cron]] {:?} {key}", self.name);
+        let args = match &self.args {
+            Some(table) => serde_json::to_value(table)
+                .map_err(|err| ConfigError::invalid(&setting("args"), err.to_string()))?,
+            None => serde_json::Value::Object(Default::default()),
+        };
+        let mut schedule = CronSchedule::new(&self.name, &self.expr, &self.kind, args);
+        if let Some(tz) = &self.tz {
+            schedule.tz = tz.clone();
+        }
+        if let Some(queue) = &self.queue {
+            schedule.queue = queue.clone();
+        }
+        if let Some(priority) = self.priority {
+            schedule.priority = stoker::Priority(priority);
+        }
+        if let Some(max_attempts) = self.max_attempts {
+            schedule.max_attempts = max_attempts;
+        }
+        schedule.tenant = self.tenant.clone();
+        if let Some(catch_up) = &self.catch_up {
+            schedule.catch_up = CatchUp::parse(catch_up)
+                .map_err(|err| ConfigError::invalid(&setting("catch_up"), err.reason))?;
+        }
+        if let Some(FileDuration(window)) = self.catch_up_window {
+            schedule.catch_up_window_seconds = u32::try_from(window.as_secs())
+                .map_err(|_| ConfigError::invalid(&setting("catch_up_window"), "too long"))?;
+        }
+        if let Some(max) = self.catch_up_max {
+            schedule.catch_up_max = max;
+        }
+        if let Some(overlap) = &self.overlap {
+            schedule.overlap = Overlap::parse(overlap)
+                .map_err(|err| ConfigError::invalid(&setting("overlap"), err.reason))?;
+        }
+        if let Some(enabled) = self.enabled {
+            schedule.enabled = enabled;
+        }
+        schedule
+            .validate(stoker::MAX_ARGS_BYTES_DEFAULT)
+            .map_err(|err| {
+                // The file spells the window as a duration.
+                let key = match err.field.as_str() {
+                    "catch_up_window_seconds" => "catch_up_window",
+                    other => other,
+                };
+                ConfigError::invalid(&setting(key), err.reason)
+            })?;
+        Ok(schedule)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1345,6 +1449,21 @@ impl FileConfig {
         if let Some(keep_last) = self.pruner.keep_last {
             config.pruner.keep_last = Some(keep_last);
         }
+        // Recurring schedules (issue 15): a file's [[cron]] tables replace any earlier ones.
+        if !self.cron.is_empty() {
+            let mut schedules: Vec<stoker::cron::CronSchedule> = Vec::new();
+            for table in self.cron {
+                let schedule = table.schedule()?;
+                if schedules.iter().any(|s| s.name == schedule.name) {
+                    return Err(ConfigError::invalid(
+                        &format!("[[cron]] {:?} name", schedule.name),
+                        "two [[cron]] tables have this name; names must be distinct",
+                    ));
+                }
+                schedules.push(schedule);
+            }
+            config.cron = schedules;
+        }
         Ok(())
     }
 }
@@ -1438,6 +1557,65 @@ mod tests {
             .apply_toml(EXAMPLE_FILE, "example")
             .expect("the example file is valid");
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn cron_tables_become_schedules() {
+        let mut config = Config::default();
+        config
+            .apply_toml(
+                r#"
+[[cron]]
+name = "nightly"
+expr = "0 3 * * *"
+tz = "Europe/London"
+kind = "cleanup"
+args = { older_than_days = 30 }
+catch_up = "all"
+catch_up_window = "6h"
+catch_up_max = 3
+overlap = "skip"
+
+[[cron]]
+name = "sync"
+expr = "*/5 * * * *"
+kind = "sync"
+"#,
+                "test",
+            )
+            .expect("valid schedules");
+        assert_eq!(config.cron.len(), 2);
+        let nightly = &config.cron[0];
+        assert_eq!(nightly.tz, "Europe/London");
+        assert_eq!(nightly.args, serde_json::json!({"older_than_days": 30}));
+        assert_eq!(nightly.catch_up, stoker::cron::CatchUp::All);
+        assert_eq!(nightly.catch_up_window_seconds, 6 * 3600);
+        assert_eq!(nightly.overlap, stoker::cron::Overlap::Skip);
+        assert_eq!(config.cron[1].tz, "UTC");
+    }
+
+    #[test]
+    fn bad_cron_tables_name_the_key() {
+        let bad = |body: &str| {
+            let mut config = Config::default();
+            let err = config
+                .apply_toml(
+                    &format!("[[cron]]\nname = \"n\"\nkind = \"k\"\n{body}"),
+                    "test",
+                )
+                .expect_err("refused");
+            assert!(config.cron.is_empty(), "nothing is taken from a bad file");
+            err.to_string()
+        };
+        assert!(bad("expr = \"61 * * * *\"").contains("[[cron]] \"n\" expr"));
+        assert!(bad("expr = \"* * * * *\"\ntz = \"Mars/Base\"").contains("tz"));
+        assert!(bad("expr = \"* * * * *\"\ncatch_up = \"some\"").contains("catch_up"));
+        assert!(bad("expr = \"* * * * *\"\ncatch_up_window = \"30d\"").contains("catch_up_window"));
+        let err =
+            bad("expr = \"* * * * *\"\n[[cron]]\nname = \"n\"\nkind = \"k\"\nexpr = \"@daily\"");
+        assert!(err.contains("distinct"), "{err}");
+        let err = bad("expr = \"* * * * *\"\nschedule = \"x\"");
+        assert!(err.contains("[[cron]]"), "{err}");
     }
 
     #[test]

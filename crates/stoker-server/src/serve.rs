@@ -431,6 +431,10 @@ impl Server {
         for (queue, &concurrency) in &config.worker.queues {
             builder = builder.queue(queue.clone(), concurrency);
         }
+        // Recurring schedules (issue 15), upserted by name when the worker starts.
+        for schedule in &config.cron {
+            builder = builder.cron(schedule.clone());
+        }
         let worker = builder.build().map_err(ServeError::Worker)?;
         let worker = worker.start().await.map_err(ServeError::Worker)?;
 

@@ -55,6 +55,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "fence",
         sql: include_str!("../migrations/0007_fence.sql"),
     },
+    Migration {
+        version: 8,
+        name: "cron",
+        sql: include_str!("../migrations/0008_cron.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -37,7 +37,7 @@ pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> StoreResult<St
 }
 
 /// Decodes the JSON text of column `name`.
-fn from_json<T: DeserializeOwned>(name: &str, text: &str) -> StoreResult<T> {
+pub(crate) fn from_json<T: DeserializeOwned>(name: &str, text: &str) -> StoreResult<T> {
     serde_json::from_str(text)
         .map_err(|error| StoreError::Corrupt(format!("{name} is not valid: {error}")))
 }
@@ -57,7 +57,7 @@ pub(crate) fn time_column(row: &SqliteRow, index: usize, name: &str) -> StoreRes
 }
 
 /// Reads a nullable time column.
-fn time_column_opt(
+pub(crate) fn time_column_opt(
     row: &SqliteRow,
     index: usize,
     name: &str,

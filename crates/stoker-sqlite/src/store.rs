@@ -9,6 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{Sqlite, SqlitePool};
 use sqlx::{Connection, QueryBuilder, SqliteConnection};
+use stoker_core::cron::{
+    CronDue, CronFireOutcome, CronFireParams, CronRow, CronRun, CronWriteParams,
+};
 use stoker_core::{
     validate_queue, Capabilities, FinishedJob, InsertedJob, InvalidInput, JobCancelParams,
     JobClaimParams, JobFinishParams, JobId, JobInsertParams, JobLeaseParams, JobListParams,
@@ -28,6 +31,9 @@ use crate::row::{
     worker_columns, worker_from_row,
 };
 use crate::{finish, insert, migrate, prune};
+
+// Recurring schedules (issue 15).
+mod cron;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
 /// further behind gets `RecvError::Lagged`, which it should treat as [`StoreEvent::Resync`].
@@ -907,6 +913,36 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    // Recurring schedules (issue 15): the statements live in `store/cron.rs`.
+
+    async fn cron_write(&self, params: CronWriteParams) -> StoreResult<CronRow> {
+        self.cron_write_impl(params).await
+    }
+
+    async fn cron_get(&self, name: &str) -> StoreResult<Option<CronRow>> {
+        self.cron_get_impl(name).await
+    }
+
+    async fn cron_list(&self) -> StoreResult<Vec<CronRow>> {
+        self.cron_list_impl().await
+    }
+
+    async fn cron_delete(&self, name: &str) -> StoreResult<CronRow> {
+        self.cron_delete_impl(name).await
+    }
+
+    async fn cron_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<CronDue> {
+        self.cron_due_impl(now, limit).await
+    }
+
+    async fn cron_fire(&self, params: CronFireParams) -> StoreResult<CronFireOutcome> {
+        self.cron_fire_impl(params).await
+    }
+
+    async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<CronRun>> {
+        self.cron_history_impl(name, limit).await
     }
 }
 

@@ -213,7 +213,7 @@ async fn concurrent_migrations_on_one_file() {
         .unwrap();
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6, 7],
+        (1..=crate::migrate::latest_version()).collect::<Vec<_>>(),
         "each migration recorded once"
     );
 }

@@ -94,6 +94,7 @@ pub async fn options_round_trip<S: Store>(store: Arc<S>) {
         parent_id: Some(parent),
         source: Some("api:checkout".into()),
         tags: vec!["welcome".into(), "eu".into()],
+        cron: None,
     };
     full.timeout_ms = Some(30_000);
     let created_at = at(10) + chrono::Duration::microseconds(999_999);

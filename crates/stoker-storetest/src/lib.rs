@@ -73,6 +73,8 @@ mod fixture;
 
 pub mod cancel;
 pub mod claim;
+// Recurring schedules (issue 15).
+pub mod cron;
 pub mod events;
 pub mod fence;
 pub mod finish;
@@ -100,6 +102,17 @@ macro_rules! conformance_tests {
         $crate::__conformance_tests! {
             factory: $factory;
             attrs: [$(#[$($attr)*])*];
+            cron_slots_cross_boundaries => cron::slots_cross_boundaries,
+            cron_dst_transitions_2026 => cron::dst_transitions_2026,
+            cron_catch_up_skip_after_outage => cron::catch_up_skip_after_outage,
+            cron_catch_up_latest_after_outage => cron::catch_up_latest_after_outage,
+            cron_catch_up_all_after_outage => cron::catch_up_all_after_outage,
+            cron_changed_expr_no_backfill => cron::changed_expr_no_backfill,
+            cron_overlap_skip => cron::overlap_skip,
+            cron_run_now_never_collides => cron::run_now_never_collides,
+            cron_concurrent_firers_exactly_once => cron::concurrent_firers_exactly_once,
+            cron_write_modes => cron::write_modes,
+            cron_many_due_schedules_fire_in_batches => cron::many_due_schedules_fire_in_batches,
             insert_returns_ids_in_order => insert::returns_ids_in_order,
             insert_empty_batch_is_noop => insert::empty_batch_is_noop,
             insert_defaults_applied => insert::defaults_applied,
@@ -252,9 +265,10 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 15] = [
+    const MODULES: [(&str, &str); 16] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
+        ("cron", include_str!("cron.rs")),
         ("events", include_str!("events.rs")),
         ("fence", include_str!("fence.rs")),
         ("finish", include_str!("finish.rs")),

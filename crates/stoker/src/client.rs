@@ -281,6 +281,11 @@ impl<S: Store + ?Sized> Client<S> {
         self.config.registry.as_deref()
     }
 
+    /// The args size limit, for the cron methods (issue 15) in `crate::cron`.
+    pub(crate) fn args_limit(&self) -> usize {
+        self.config.max_args_bytes
+    }
+
     /// Creates or upgrades the store's schema; safe to call from every process at start.
     ///
     /// # Errors

@@ -57,6 +57,8 @@
 mod backoff;
 mod client;
 mod context;
+// Recurring schedules (issue 15).
+pub mod cron;
 mod error;
 mod job;
 mod lease;

@@ -149,6 +149,22 @@ macro_rules! counting_store {
                 self.inner.worker_remove(id).await
             }
 
+            // Recurring schedules (issue 15).
+            async fn cron_get(&self, name: &str) -> StoreResult<Option<stoker_core::cron::CronRow>> {
+                self.count("cron_get");
+                self.inner.cron_get(name).await
+            }
+
+            async fn cron_delete(&self, name: &str) -> StoreResult<stoker_core::cron::CronRow> {
+                self.count("cron_delete");
+                self.inner.cron_delete(name).await
+            }
+
+            async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<stoker_core::cron::CronRun>> {
+                self.count("cron_history");
+                self.inner.cron_history(name, limit).await
+            }
+
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     self.count(stringify!($name));
@@ -185,4 +201,8 @@ counting_store! {
         async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> StoreResult<WorkerHeartbeatReply>;
         async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>>;
         async fn worker_prune(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+        async fn cron_write(&self, params: stoker_core::cron::CronWriteParams) -> StoreResult<stoker_core::cron::CronRow>;
+        async fn cron_list(&self) -> StoreResult<Vec<stoker_core::cron::CronRow>>;
+        async fn cron_due(&self, now: chrono::DateTime<chrono::Utc>, limit: u32) -> StoreResult<stoker_core::cron::CronDue>;
+        async fn cron_fire(&self, params: stoker_core::cron::CronFireParams) -> StoreResult<stoker_core::cron::CronFireOutcome>;
 }

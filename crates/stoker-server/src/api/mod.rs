@@ -18,6 +18,11 @@
 //! | `GET /v1/handlers` | read | the built-in handlers |
 //! | `POST /v1/pull/reserve` | work | reserve jobs with a lease (long-poll) |
 //! | `POST /v1/pull/jobs/{id}/heartbeat`, `/progress`, `/complete`, `/fail`, `/snooze`, `/cancel` | work | report on a reserved job |
+//! | `GET /v1/cron`, `POST /v1/cron` | read, admin | list or create recurring schedules |
+//! | `GET`, `PATCH`, `DELETE /v1/cron/{name}` | read, admin | one schedule |
+//! | `POST /v1/cron/{name}/pause`, `/resume`, `/run-now` | admin | pause, resume, run now |
+//! | `GET /v1/cron/{name}/history` | read | a schedule's recent runs |
+//! | `GET /v1/cron-next` | read | the next slots of any expression |
 //! | `GET /health` | none | store reachable, migrations current, leader known |
 //! | `GET /metrics` | read | Prometheus metrics |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
@@ -30,6 +35,8 @@
 //! Build the router with [`router`] on an [`AppState`]; [`Server`](crate::serve::Server) does
 //! that and listens.
 
+// Recurring schedules (issue 15).
+pub mod cron;
 pub mod error;
 mod extract;
 mod health;
@@ -75,6 +82,17 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pull/jobs/{id}/fail", post(pull::fail))
         .route("/v1/pull/jobs/{id}/snooze", post(pull::snooze))
         .route("/v1/pull/jobs/{id}/cancel", post(pull::cancel))
+        // Recurring schedules (issue 15).
+        .route("/v1/cron", get(cron::list).post(cron::create))
+        .route(
+            "/v1/cron/{name}",
+            get(cron::get).patch(cron::update).delete(cron::delete),
+        )
+        .route("/v1/cron/{name}/pause", post(cron::pause))
+        .route("/v1/cron/{name}/resume", post(cron::resume))
+        .route("/v1/cron/{name}/run-now", post(cron::run_now))
+        .route("/v1/cron/{name}/history", get(cron::history))
+        .route("/v1/cron-next", get(cron::next))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

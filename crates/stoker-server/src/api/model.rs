@@ -337,6 +337,24 @@ pub struct JobMetadata {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(max_items = 100)]
     pub tags: Vec<String>,
+    /// Set by the server on a job a cron schedule fired (issue 15): the schedule, the slot,
+    /// and whether it fired late. Read only.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
+    pub cron: Option<CronJobInfo>,
+}
+
+/// What a job fired by a cron schedule carries (issue 15).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CronJobInfo {
+    /// The schedule.
+    pub name: String,
+    /// The slot it was fired for (the instant of a manual run).
+    pub slot: DateTime<Utc>,
+    /// Fired late, after an outage, by the catch-up policy.
+    pub catch_up: bool,
+    /// Fired by hand (`run-now`).
+    pub run_now: bool,
 }
 
 /// The most tags a job carries.
@@ -349,17 +367,25 @@ impl From<Metadata> for JobMetadata {
             parent_id: metadata.parent_id,
             source: metadata.source,
             tags: metadata.tags,
+            cron: metadata.cron.map(|cron| CronJobInfo {
+                name: cron.name,
+                slot: cron.slot,
+                catch_up: cron.catch_up,
+                run_now: cron.run_now,
+            }),
         }
     }
 }
 
 impl From<JobMetadata> for Metadata {
     fn from(metadata: JobMetadata) -> Self {
+        // `cron` is the server's to set, never a client's.
         Metadata {
             correlation_id: metadata.correlation_id,
             parent_id: metadata.parent_id,
             source: metadata.source,
             tags: metadata.tags,
+            cron: None,
         }
     }
 }

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model;
-use super::{health, jobs, metrics, pull, queues, stats, workers};
+use super::{cron, health, jobs, metrics, pull, queues, stats, workers};
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -49,6 +49,17 @@ use super::{health, jobs, metrics, pull, queues, stats, workers};
         pull::fail,
         pull::snooze,
         pull::cancel,
+        // Recurring schedules (issue 15).
+        cron::list,
+        cron::create,
+        cron::get,
+        cron::update,
+        cron::delete,
+        cron::pause,
+        cron::resume,
+        cron::run_now,
+        cron::history,
+        cron::next,
         health::health,
         metrics::scrape,
         document,
@@ -71,6 +82,7 @@ use super::{health, jobs, metrics, pull, queues, stats, workers};
         (name = "workers", description = "Workers and built-in handlers"),
         (name = "stats", description = "Counts and throughput"),
         (name = "pull", description = "The pull protocol for workers in any language"),
+        (name = "cron", description = "Recurring schedules, fired exactly once per slot"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]
@@ -173,6 +185,9 @@ impl Modify for StandardResponses {
                 }
                 if path.contains("{id}") {
                     add("404", "`not_found`: no such job (or another tenant's)");
+                }
+                if path.contains("{name}") && path.starts_with("/v1/cron/") {
+                    add("404", "`not_found`: no such schedule");
                 }
                 if path != "/v1/openapi.json" {
                     add(

@@ -17,6 +17,11 @@ pub(crate) struct Direct {
 }
 
 impl Direct {
+    /// The client, for the cron commands (issue 15).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// Opens the database. Unless `create` is set, a SQLite file that does not exist is an
     /// error rather than a new empty database, and so is a database without Stoker's current
     /// schema: both mean the URL is wrong or `stoker migrate` has not run.

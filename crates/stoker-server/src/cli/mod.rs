@@ -15,6 +15,8 @@
 //! | 5 | the server refused the API token |
 
 mod backend;
+// Recurring schedules (issue 15).
+mod cron;
 mod direct;
 mod error;
 mod output;
@@ -30,6 +32,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
 use stoker::{JobFilter, JobId, JobState, Priority};
 
+pub use cron::CronCommand;
 pub use error::CliError;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
@@ -90,6 +93,9 @@ pub enum Command {
     Stats(Target),
     /// List the handlers built into the server (kinds it runs without any worker).
     Handlers(Target),
+    /// Recurring schedules: list, add, update, pause, resume, run-now, delete, history, next.
+    #[command(subcommand)]
+    Cron(CronCommand),
     /// Measure Stoker: enqueue, drain, pickup latency, memory, on SQLite or PostgreSQL.
     Bench(BenchArgs),
     /// A worker process `stoker bench` starts (not for people).
@@ -358,6 +364,7 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Workers(target) => workers(&target).await,
         Command::Stats(target) => stats(&target).await,
         Command::Handlers(target) => handlers(&target).await,
+        Command::Cron(command) => cron::run(command).await,
         Command::Bench(args) => crate::bench::run(args)
             .await
             .map(drop)

@@ -157,6 +157,21 @@ impl Remote {
         }
     }
 
+    /// A request with an optional JSON body, for the cron commands (issue 15).
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T, CliError> {
+        let request = self.request(method, path)?;
+        let request = match body {
+            Some(body) => request.json(body),
+            None => request,
+        };
+        self.send(request).await
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         self.send(self.request(Method::GET, path)?).await
     }
@@ -177,6 +192,7 @@ impl Remote {
             // Left to the server, which records the API token's name.
             source: None,
             tags: input.tags,
+            cron: None,
         };
         let request = EnqueueRequest {
             kind: input.kind,

@@ -94,6 +94,12 @@ pub(crate) struct MaintenanceConfig {
     pub(crate) pruner: PrunerConfig,
 }
 
+/// What [`Maintenance::start`] runs besides the leader's services.
+pub(crate) struct MaintenanceExtras {
+    /// The cron firer (issue 15), run in every process.
+    pub(crate) cron: Option<crate::cron::CronFirer>,
+}
+
 /// The maintenance services of one process: an elector, and the services it runs while it
 /// leads.
 pub(crate) struct Maintenance {
@@ -110,6 +116,7 @@ impl Maintenance {
         id: String,
         config: MaintenanceConfig,
         vacancy: Arc<Notify>,
+        extras: MaintenanceExtras,
     ) -> Self {
         let stop = CancellationToken::new();
         let elector = Elector::new(
@@ -135,6 +142,12 @@ impl Maintenance {
             Arc::new(Pruner::new(store, clock, config.pruner)),
         ];
         let mut tasks = vec![tokio::spawn(elector.run(stop.clone()))];
+        // Cron (issue 15) runs in every process, leader or not: exactly-once comes from the
+        // compare-and-set in the database, so a leadership hand-over can neither double nor
+        // drop a slot.
+        if let Some(firer) = extras.cron {
+            tasks.push(tokio::spawn(firer.run(stop.clone())));
+        }
         // A task per service, so a long prune never holds up staging or rescue.
         tasks.extend(
             services.into_iter().map(|service| {

@@ -71,6 +71,9 @@ pub struct WorkerBuilder {
     maintenance: bool,
     services: MaintenanceConfig,
     max_args_bytes: Option<usize>,
+    /// Recurring schedules (issue 15) upserted at start, and the firer's settings.
+    cron: Vec<crate::cron::CronSchedule>,
+    cron_firer: crate::cron::CronFirerConfig,
 }
 
 impl WorkerBuilder {
@@ -210,6 +213,30 @@ impl WorkerBuilder {
         self
     }
 
+    /// Adds a recurring schedule (issue 15), upserted by name when the worker starts (a
+    /// paused schedule stays paused). An invalid schedule fails [`WorkerBuilder::build`],
+    /// naming the field.
+    pub fn cron(mut self, schedule: crate::cron::CronSchedule) -> Self {
+        if let Err(err) =
+            schedule.validate(self.max_args_bytes.unwrap_or(crate::MAX_ARGS_BYTES_DEFAULT))
+        {
+            self.errors.push(err.into());
+        } else if self.cron.iter().any(|s| s.name == schedule.name) {
+            self.errors.push(Error::Config(format!(
+                "cron schedule {:?} is added twice",
+                schedule.name
+            )));
+        }
+        self.cron.push(schedule);
+        self
+    }
+
+    /// Settings of the cron firer this process runs (with maintenance on).
+    pub fn cron_firer(mut self, config: crate::cron::CronFirerConfig) -> Self {
+        self.cron_firer = config;
+        self
+    }
+
     /// The args size limit of jobs enqueued through [`JobContext`]. Defaults to 1 MiB.
     pub fn max_args_bytes(mut self, bytes: usize) -> Self {
         self.max_args_bytes = Some(bytes);
@@ -277,6 +304,8 @@ impl WorkerBuilder {
                 cancel_grace: self.cancel_grace,
                 maintenance: self.maintenance,
                 services: self.services,
+                cron: self.cron,
+                cron_firer: self.cron_firer,
             }),
         })
     }
@@ -297,6 +326,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) cancel_grace: Duration,
     pub(crate) maintenance: bool,
     pub(crate) services: MaintenanceConfig,
+    pub(crate) cron: Vec<crate::cron::CronSchedule>,
+    pub(crate) cron_firer: crate::cron::CronFirerConfig,
 }
 
 /// Runs jobs from one or more queues. Build one with [`Worker::builder`], then
@@ -361,6 +392,8 @@ impl Worker {
             maintenance: true,
             services: MaintenanceConfig::default(),
             max_args_bytes: None,
+            cron: Vec::new(),
+            cron_firer: crate::cron::CronFirerConfig::default(),
         }
     }
 
@@ -406,6 +439,9 @@ impl Worker {
                 "the store's schema is not migrated: call Client::migrate() (or `stoker migrate`) first"
                     .into(),
             ));
+        }
+        for schedule in &config.cron {
+            config.client.cron_upsert(schedule.clone()).await?;
         }
         let (ack_tx, ack_rx) = mpsc::unbounded_channel();
         let events = self.events.clone();
@@ -453,6 +489,12 @@ impl Worker {
                 runtime.id.clone(),
                 runtime.config.services.clone(),
                 Arc::clone(&runtime.leader_vacant),
+                crate::maintenance::MaintenanceExtras {
+                    cron: Some(crate::cron::CronFirer::new(
+                        runtime.config.client.clone(),
+                        runtime.config.cron_firer.clone(),
+                    )),
+                },
             )
         });
         let completer = tokio::spawn(completer::run(Arc::clone(&runtime), ack_rx));
