@@ -55,6 +55,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "fence",
         sql: include_str!("../migrations/0007_fence.sql"),
     },
+    // Failure groups, bulk operations and job logs (issue 13).
+    Migration {
+        version: 10,
+        name: "failures",
+        sql: include_str!("../migrations/0010_failures.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -74,6 +74,8 @@ mod fixture;
 pub mod cancel;
 pub mod claim;
 pub mod events;
+// Failure groups, bulk operations and job logs (issue 13).
+pub mod failures;
 pub mod fence;
 pub mod finish;
 pub mod input;
@@ -216,6 +218,18 @@ macro_rules! conformance_tests {
             input_timeout_zero => input::timeout_zero,
             input_backoff_fields => input::backoff_fields,
             migrate_twice_is_noop => migrate::twice_is_noop,
+            // Failure groups, bulk operations and job logs (issue 13).
+            failures_failures_are_grouped_by_fingerprint => failures::failures_are_grouped_by_fingerprint,
+            failures_stale_failure_is_not_grouped => failures::stale_failure_is_not_grouped,
+            failures_failure_list_rejects_bad_input => failures::failure_list_rejects_bad_input,
+            failures_bulk_retry_in_batches_with_progress => failures::bulk_retry_in_batches_with_progress,
+            failures_bulk_actions_apply_and_skip => failures::bulk_actions_apply_and_skip,
+            failures_bulk_sparse_filter_and_time_range => failures::bulk_sparse_filter_and_time_range,
+            failures_bulk_abort_and_list => failures::bulk_abort_and_list,
+            failures_bulk_rejects_bad_input => failures::bulk_rejects_bad_input,
+            failures_bulk_resumes_from_cursor => failures::bulk_resumes_from_cursor,
+            failures_logs_fenced_and_bounded => failures::logs_fenced_and_bounded,
+            failures_logs_pruned_with_job => failures::logs_pruned_with_job,
         }
     };
 }
@@ -252,10 +266,11 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 15] = [
+    const MODULES: [(&str, &str); 16] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("events", include_str!("events.rs")),
+        ("failures", include_str!("failures.rs")),
         ("fence", include_str!("fence.rs")),
         ("finish", include_str!("finish.rs")),
         ("input", include_str!("input.rs")),

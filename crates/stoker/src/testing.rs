@@ -149,6 +149,14 @@ macro_rules! counting_store {
                 self.inner.worker_remove(id).await
             }
 
+            async fn failure_group_get(
+                &self,
+                fingerprint: &str,
+            ) -> StoreResult<Option<stoker_core::FailureGroup>> {
+                self.count("failure_group_get");
+                self.inner.failure_group_get(fingerprint).await
+            }
+
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     self.count(stringify!($name));
@@ -185,4 +193,13 @@ counting_store! {
         async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> StoreResult<WorkerHeartbeatReply>;
         async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>>;
         async fn worker_prune(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+        // Failure groups, bulk operations and job logs (issue 13).
+        async fn failure_group_list(&self, params: stoker_core::FailureGroupListParams) -> StoreResult<Vec<stoker_core::FailureGroup>>;
+        async fn bulk_op_create(&self, params: stoker_core::BulkOpCreateParams) -> StoreResult<stoker_core::BulkOpRow>;
+        async fn bulk_op_get(&self, id: i64) -> StoreResult<Option<stoker_core::BulkOpRow>>;
+        async fn bulk_op_list(&self, params: stoker_core::BulkOpListParams) -> StoreResult<Vec<stoker_core::BulkOpRow>>;
+        async fn bulk_op_abort(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::BulkOpRow>;
+        async fn bulk_op_step(&self, params: stoker_core::BulkOpStepParams) -> StoreResult<Option<stoker_core::BulkOpRow>>;
+        async fn job_log_append(&self, params: stoker_core::JobLogParams) -> StoreResult<Option<stoker_core::JobLogAppended>>;
+        async fn job_logs(&self, id: JobId) -> StoreResult<Vec<stoker_core::JobLogLine>>;
 }

@@ -381,8 +381,20 @@ pub(crate) async fn get(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
     principal.require(Scope::Read)?;
-    match state.client_for(&principal).get(JobId(id)).await? {
-        Some(job) => Ok(Json(job.into())),
+    let client = state.client_for(&principal);
+    match client.get(JobId(id)).await? {
+        Some(job) => {
+            let mut view = JobView::from(job);
+            // Its log lines (issue 13), bounded per job, so the answer stays small.
+            view.logs = client
+                .job_logs(JobId(id))
+                .await
+                .map_err(job_error(id))?
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            Ok(Json(view))
+        }
         None => Err(ApiError::job_not_found(id)),
     }
 }

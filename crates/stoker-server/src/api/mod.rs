@@ -18,6 +18,10 @@
 //! | `GET /v1/handlers` | read | the built-in handlers |
 //! | `POST /v1/pull/reserve` | work | reserve jobs with a lease (long-poll) |
 //! | `POST /v1/pull/jobs/{id}/heartbeat`, `/progress`, `/complete`, `/fail`, `/snooze`, `/cancel` | work | report on a reserved job |
+//! | `GET /v1/failures`, `/v1/failures/{fingerprint}` | read | failure groups (issue 13) |
+//! | `POST /v1/failures/{fingerprint}/retry`, `/discard` | admin | bulk operation over a group |
+//! | `POST /v1/ops`; `GET /v1/ops`, `/v1/ops/{id}`; `POST /v1/ops/{id}/abort` | admin; read; admin | bulk operations by filter |
+//! | `GET /v1/jobs/{id}/logs`; `POST /v1/pull/jobs/{id}/logs` | read; work | job logs |
 //! | `GET /health` | none | store reachable, migrations current, leader known |
 //! | `GET /metrics` | read | Prometheus metrics |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
@@ -32,6 +36,8 @@
 
 pub mod error;
 mod extract;
+// Failure groups, bulk operations and job logs (issue 13).
+pub mod failures;
 mod health;
 pub(crate) mod jobs;
 pub(crate) mod metrics;
@@ -75,6 +81,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pull/jobs/{id}/fail", post(pull::fail))
         .route("/v1/pull/jobs/{id}/snooze", post(pull::snooze))
         .route("/v1/pull/jobs/{id}/cancel", post(pull::cancel))
+        // Failure groups, bulk operations and job logs (issue 13).
+        .route("/v1/failures", get(failures::list))
+        .route("/v1/failures/{fingerprint}", get(failures::get))
+        .route("/v1/failures/{fingerprint}/retry", post(failures::retry))
+        .route(
+            "/v1/failures/{fingerprint}/discard",
+            post(failures::discard),
+        )
+        .route("/v1/ops", post(failures::create).get(failures::list_ops))
+        .route("/v1/ops/{id}", get(failures::get_op))
+        .route("/v1/ops/{id}/abort", post(failures::abort))
+        .route("/v1/jobs/{id}/logs", get(failures::job_logs))
+        .route("/v1/pull/jobs/{id}/logs", post(failures::pull_logs))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model;
-use super::{health, jobs, metrics, pull, queues, stats, workers};
+use super::{failures, health, jobs, metrics, pull, queues, stats, workers};
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -52,6 +52,17 @@ use super::{health, jobs, metrics, pull, queues, stats, workers};
         health::health,
         metrics::scrape,
         document,
+        // Failure groups, bulk operations and job logs (issue 13).
+        failures::list,
+        failures::get,
+        failures::retry,
+        failures::discard,
+        failures::create,
+        failures::list_ops,
+        failures::get_op,
+        failures::abort,
+        failures::job_logs,
+        failures::pull_logs,
     ),
     components(schemas(
         model::ErrorBody,
@@ -72,6 +83,7 @@ use super::{health, jobs, metrics, pull, queues, stats, workers};
         (name = "stats", description = "Counts and throughput"),
         (name = "pull", description = "The pull protocol for workers in any language"),
         (name = "operations", description = "Health, metrics and this document"),
+        (name = "failures", description = "Failure groups and bulk operations by filter"),
     )
 )]
 pub struct ApiDoc;
