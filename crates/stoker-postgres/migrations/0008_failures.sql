@@ -48,14 +48,46 @@ CREATE TABLE stoker_bulk_ops (
 
 CREATE INDEX stoker_bulk_ops_running_idx ON stoker_bulk_ops (id) WHERE state = 'running';
 
--- Job logs: lines a running attempt writes, numbered per job. The foreign key deletes a
--- job's lines with it on every path (delete, prune, bulk delete, manual SQL); its check on
--- a job delete is one probe of this primary key.
+-- Job logs: lines a running attempt writes, numbered per job.
 CREATE TABLE stoker_job_logs (
-    job_id  bigint      NOT NULL REFERENCES stoker_jobs (id) ON DELETE CASCADE,
+    job_id  bigint      NOT NULL,
     seq     bigint      NOT NULL,
     attempt integer     NOT NULL,
     at      timestamptz NOT NULL,
     line    text        NOT NULL,
     PRIMARY KEY (job_id, seq)
 );
+
+-- A job's lines go with it, whichever path deletes it (delete, prune, bulk delete, manual
+-- SQL). A statement trigger on DELETE only, rather than a foreign key: a foreign key would
+-- add a per-row check to every update of a job (claims and acknowledgements included),
+-- while this costs only deletes, one statement per delete statement, reading the deleted
+-- rows the counts' trigger already captures.
+-- `SET search_path FROM CURRENT` pins the store's schema, as for the counts' functions.
+CREATE FUNCTION stoker_job_logs_delete() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    DELETE FROM stoker_job_logs l USING deleted d WHERE l.job_id = d.id;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER stoker_job_logs_delete AFTER DELETE ON stoker_jobs
+    REFERENCING OLD TABLE AS deleted
+    FOR EACH STATEMENT EXECUTE FUNCTION stoker_job_logs_delete();
+
+-- TRUNCATE fires no delete trigger: the lines go with the table.
+CREATE FUNCTION stoker_job_logs_truncate() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    TRUNCATE stoker_job_logs;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER stoker_job_logs_truncate AFTER TRUNCATE ON stoker_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION stoker_job_logs_truncate();
