@@ -31,8 +31,8 @@ pub const FINGERPRINT_LEN: usize = 16;
 pub const JOB_LOG_MAX_LINES: u32 = 1000;
 /// The most bytes of log lines one job keeps, over all its attempts; later lines are dropped.
 pub const JOB_LOG_MAX_BYTES: u64 = 256 * 1024;
-/// The longest single log line, in bytes; longer lines are refused.
-pub const JOB_LOG_LINE_MAX_BYTES: usize = 4096;
+/// The longest single log line, in characters; longer lines are refused.
+pub const JOB_LOG_LINE_MAX_CHARS: usize = 4096;
 /// The most lines one append call carries.
 pub const JOB_LOG_MAX_LINES_PER_CALL: usize = 100;
 
@@ -276,11 +276,11 @@ pub struct FailureGroupListParams {
 }
 
 impl FailureGroupListParams {
-    /// Checks the limit, the kind and the range.
+    /// Checks the limit and the kind (an empty range is no error: it lists nothing).
     ///
     /// # Errors
     ///
-    /// [`InvalidInput`] naming `limit`, `kind` or `until`.
+    /// [`InvalidInput`] naming `limit` or `kind`.
     pub fn validate(&self) -> Result<(), InvalidInput> {
         if !(1..=FAILURE_LIST_MAX_LIMIT).contains(&self.limit) {
             return Err(InvalidInput::new(
@@ -293,11 +293,6 @@ impl FailureGroupListParams {
         }
         if let Some(kind) = &self.kind {
             validate_kind(kind)?;
-        }
-        if let (Some(since), Some(until)) = (self.since, self.until) {
-            if until <= since {
-                return Err(InvalidInput::new("until", "must be later than since"));
-            }
         }
         Ok(())
     }
@@ -406,8 +401,9 @@ impl std::str::FromStr for BulkOpState {
     }
 }
 
-/// Which jobs a bulk operation applies to: those matching every criterion given. At least
-/// one criterion is required, so "every job" is never one typo away.
+/// Which jobs a bulk operation applies to: those matching every criterion given (an empty
+/// filter matches every job; an empty time range none). The CLI asks for `--all` before it
+/// sends an empty filter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BulkFilter {
@@ -435,27 +431,13 @@ pub struct BulkFilter {
 }
 
 impl BulkFilter {
-    /// Checks the filter: at least one criterion, lists of at most
-    /// [`BULK_FILTER_MAX_VALUES`] valid names, a valid fingerprint, a non-empty time range.
+    /// Checks the filter: lists of at most [`BULK_FILTER_MAX_VALUES`] valid names, a valid
+    /// fingerprint.
     ///
     /// # Errors
     ///
     /// [`InvalidInput`] naming the field (`filter`, `filter.queues[i]`, ...).
     pub fn validate(&self) -> Result<(), InvalidInput> {
-        if self.states.is_empty()
-            && self.queues.is_empty()
-            && self.kinds.is_empty()
-            && self.tenant.is_none()
-            && self.failure_group.is_none()
-            && self.created_after.is_none()
-            && self.created_before.is_none()
-        {
-            return Err(InvalidInput::new(
-                "filter",
-                "give at least one criterion (states, queues, kinds, tenant, failure_group, \
-                 created_after, created_before)",
-            ));
-        }
         for (field, len) in [
             ("filter.states", self.states.len()),
             ("filter.queues", self.queues.len()),
@@ -486,14 +468,6 @@ impl BulkFilter {
         }
         if let Some(group) = &self.failure_group {
             validate_fingerprint("filter.failure_group", group)?;
-        }
-        if let (Some(after), Some(before)) = (self.created_after, self.created_before) {
-            if before <= after {
-                return Err(InvalidInput::new(
-                    "filter.created_before",
-                    "must be later than created_after",
-                ));
-            }
         }
         Ok(())
     }
@@ -609,6 +583,32 @@ pub struct BulkOpListParams {
     pub limit: u32,
 }
 
+impl BulkOpListParams {
+    /// Checks the limit and the cursor.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] naming `limit` or `before_id`.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if !(1..=BULK_LIST_MAX_LIMIT).contains(&self.limit) {
+            return Err(InvalidInput::new(
+                "limit",
+                format!(
+                    "must be from 1 to {BULK_LIST_MAX_LIMIT}, got {}",
+                    self.limit
+                ),
+            ));
+        }
+        if self.before_id.is_some_and(|id| id < 1) {
+            return Err(InvalidInput::new(
+                "before_id",
+                "must be an operation id (1 or more)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Parameters of [`Store::bulk_op_step`](crate::Store::bulk_op_step).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BulkOpStepParams {
@@ -640,7 +640,7 @@ pub struct JobLogParams {
     /// The fencing token, as for progress.
     pub fence: i64,
     /// The lines: 1 to [`JOB_LOG_MAX_LINES_PER_CALL`], each at most
-    /// [`JOB_LOG_LINE_MAX_BYTES`].
+    /// [`JOB_LOG_LINE_MAX_CHARS`].
     pub lines: Vec<String>,
     /// When.
     pub now: DateTime<Utc>,
@@ -663,13 +663,11 @@ impl JobLogParams {
             ));
         }
         for (i, line) in self.lines.iter().enumerate() {
-            if line.len() > JOB_LOG_LINE_MAX_BYTES {
+            let chars = line.chars().count();
+            if chars > JOB_LOG_LINE_MAX_CHARS {
                 return Err(InvalidInput::new(
                     format!("lines[{i}]"),
-                    format!(
-                        "is {} bytes, over the limit of {JOB_LOG_LINE_MAX_BYTES}",
-                        line.len()
-                    ),
+                    format!("is {chars} characters, over the limit of {JOB_LOG_LINE_MAX_CHARS}"),
                 ));
             }
         }
@@ -753,11 +751,8 @@ mod tests {
     }
 
     #[test]
-    fn filter_needs_a_criterion_and_valid_values() {
-        assert_eq!(
-            BulkFilter::default().validate().unwrap_err().field,
-            "filter"
-        );
+    fn filter_values_are_checked() {
+        BulkFilter::default().validate().unwrap();
         let filter = BulkFilter {
             failure_group: Some("nothex".into()),
             ..BulkFilter::default()

@@ -32,7 +32,7 @@ pub use failures::{
     BulkOpState, BulkOpStepParams, FailureGroup, FailureGroupListParams, FailureRecord,
     JobLogAppended, JobLogLine, JobLogParams, BULK_CREATED_BY_MAX_LEN, BULK_FILTER_MAX_VALUES,
     BULK_LIST_MAX_LIMIT, FAILURE_LIST_MAX_LIMIT, FAILURE_MESSAGE_MAX_CHARS, FINGERPRINT_LEN,
-    JOB_LOG_LINE_MAX_BYTES, JOB_LOG_MAX_BYTES, JOB_LOG_MAX_LINES, JOB_LOG_MAX_LINES_PER_CALL,
+    JOB_LOG_LINE_MAX_CHARS, JOB_LOG_MAX_BYTES, JOB_LOG_MAX_LINES, JOB_LOG_MAX_LINES_PER_CALL,
 };
 pub use insert::{
     args_size, validate_kind, validate_queue, InsertedJob, InvalidInput, JobBackoff, JobInsert,

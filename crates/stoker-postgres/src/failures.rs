@@ -12,7 +12,6 @@ use stoker_core::{
     error_class, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
     BulkOpStepParams, ErrorKind, FailureGroup, FailureGroupListParams, FailureRecord, InvalidInput,
     JobId, JobLogAppended, JobLogLine, JobLogParams, JobState, Priority, StoreError, StoreResult,
-    BULK_LIST_MAX_LIMIT,
 };
 
 use crate::error::store_error;
@@ -244,7 +243,7 @@ pub(crate) async fn op_create(
         .await
         .map_err(store_error)?;
     let Some(first) = first else {
-        return Err(InvalidInput::new("filter", "matches no job: nothing to do").into());
+        return Err(StoreError::NotFound("job matching the filter".to_owned()));
     };
     let max_id: i64 = sqlx::query_scalar(&format!("SELECT max(id) FROM {jobs}"))
         .fetch_one(&mut *tx)
@@ -292,16 +291,7 @@ pub(crate) async fn op_list(
     schema: &str,
     params: &BulkOpListParams,
 ) -> StoreResult<Vec<BulkOpRow>> {
-    if !(1..=BULK_LIST_MAX_LIMIT).contains(&params.limit) {
-        return Err(InvalidInput::new(
-            "limit",
-            format!(
-                "must be from 1 to {BULK_LIST_MAX_LIMIT}, got {}",
-                params.limit
-            ),
-        )
-        .into());
-    }
+    params.validate()?;
     let ops = table(schema, "stoker_bulk_ops");
     let states: Option<Vec<String>> = (!params.states.is_empty()).then(|| {
         params

@@ -104,6 +104,8 @@ pub struct Config {
     pub pruner: PrunerConfig,
     /// The throughput sampler.
     pub stats: StatsSettings,
+    /// The bulk runner, which applies bulk operations in batches (issue 13).
+    pub bulk: stoker::maintenance::BulkRunnerConfig,
 }
 
 impl Default for Config {
@@ -123,6 +125,7 @@ impl Default for Config {
             rescuer: RescuerConfig::default(),
             pruner: PrunerConfig::default(),
             stats: StatsSettings::default(),
+            bulk: stoker::maintenance::BulkRunnerConfig::default(),
         }
     }
 }
@@ -529,6 +532,7 @@ impl Config {
         set(&mut self.pruner.interval, args.prune_interval);
         set(&mut self.pruner.worker_retention, args.worker_retention);
         set(&mut self.stats.sample_interval, args.stats_interval);
+        set(&mut self.bulk.interval, args.bulk_interval);
         if let Some(Retention(retention)) = args.completed_retention {
             self.pruner.completed_retention = retention;
         }
@@ -705,6 +709,10 @@ impl Config {
             (
                 "--stats-interval / STOKER_STATS_INTERVAL / stats.sample_interval",
                 self.stats.sample_interval,
+            ),
+            (
+                "--bulk-interval / STOKER_BULK_INTERVAL / bulk.interval",
+                self.bulk.interval,
             ),
         ] {
             if value.is_zero() {
@@ -909,6 +917,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "pruner",
             "stats",
             "tokens",
+            "bulk",
         ],
     ),
     (
@@ -923,6 +932,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("worker", &["queues", "poll_interval", "shutdown_grace"]),
     ("pull", &["lease", "max_lease", "max_wait", "poll_interval"]),
     ("stager", &["interval"]),
+    ("bulk", &["interval"]),
     ("rescuer", &["interval", "stale_after"]),
     (
         "pruner",
@@ -1076,6 +1086,8 @@ struct FileConfig {
     stats: FileStats,
     #[serde(default)]
     tokens: Vec<FileToken>,
+    #[serde(default)]
+    bulk: FileBulk,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1107,6 +1119,13 @@ struct FilePull {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileStager {
+    interval: Option<FileDuration>,
+}
+
+/// `[bulk]`: the bulk runner (issue 13).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBulk {
     interval: Option<FileDuration>,
 }
 
@@ -1322,6 +1341,7 @@ impl FileConfig {
         set(&mut config.pull.max_wait, self.pull.max_wait);
         set(&mut config.pull.poll_interval, self.pull.poll_interval);
         set(&mut config.stager.interval, self.stager.interval);
+        set(&mut config.bulk.interval, self.bulk.interval);
         set(&mut config.rescuer.interval, self.rescuer.interval);
         set(&mut config.rescuer.stale_after, self.rescuer.stale_after);
         set(&mut config.pruner.interval, self.pruner.interval);

@@ -127,12 +127,34 @@ async fn bulk_operations_by_filter_and_their_errors(store: Arc<dyn Store>) {
             json!({"action": "cancel", "filter": {"kinds": ["nothing-like-it"]}}),
         )
         .await
-        .assert_error(422, "invalid_field");
+        .assert_error(404, "not_found");
+    server
+        .post(
+            "/v1/ops",
+            json!({"action": "cancel", "filter": {
+                "created_after": "2030-01-01T00:00:00Z", "created_before": "2030-01-01T00:00:00Z"}}),
+        )
+        .await
+        .assert_error(404, "not_found");
     let refused = server
-        .post("/v1/ops", json!({"action": "cancel", "filter": {}}))
+        .post(
+            "/v1/ops",
+            json!({"action": "cancel", "filter": {"failure_group": "XYZ"}}),
+        )
         .await;
     refused.assert_error(422, "invalid_field");
-    assert_eq!(refused.field(), "filter");
+    assert_eq!(refused.field(), "filter.failure_group");
+    server
+        .post(
+            "/v1/ops",
+            json!({"action": "retry", "priority": 3, "filter": {"queues": ["parked"]}}),
+        )
+        .await
+        .assert_error(422, "invalid_field");
+    server
+        .get("/v1/ops?cursor=0")
+        .await
+        .assert_error(422, "invalid_field");
     server
         .post(
             "/v1/ops",

@@ -9,7 +9,7 @@ use stoker_core::{
     error_class, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
     BulkOpState, BulkOpStepParams, ErrorKind, FailureGroup, FailureGroupListParams, FailureRecord,
     InvalidInput, JobId, JobLogAppended, JobLogLine, JobLogParams, JobState, Priority, StoreError,
-    StoreResult, BULK_LIST_MAX_LIMIT,
+    StoreResult,
 };
 
 use crate::counts::CountDeltas;
@@ -230,7 +230,7 @@ pub(crate) async fn op_create(
         .await
         .map_err(db_error)?;
     let Some(first) = first else {
-        return Err(InvalidInput::new("filter", "matches no job: nothing to do").into());
+        return Err(StoreError::NotFound("job matching the filter".to_owned()));
     };
     let max_id: i64 = sqlx::query_scalar("SELECT MAX(id) FROM stoker_jobs")
         .fetch_one(&mut *tx)
@@ -276,7 +276,7 @@ pub(crate) async fn op_list(
     conn: &mut SqliteConnection,
     params: &BulkOpListParams,
 ) -> StoreResult<Vec<BulkOpRow>> {
-    validate_op_limit(params.limit)?;
+    params.validate()?;
     let mut query = QueryBuilder::<Sqlite>::new(format!(
         "SELECT {OP_COLUMNS} FROM stoker_bulk_ops WHERE true"
     ));
@@ -296,18 +296,6 @@ pub(crate) async fn op_list(
         .push_bind(i64::from(params.limit));
     let rows = query.build().fetch_all(conn).await.map_err(db_error)?;
     rows.iter().map(op_from_row).collect()
-}
-
-/// Checks the limit of a bulk operation list.
-pub(crate) fn validate_op_limit(limit: u32) -> StoreResult<()> {
-    if !(1..=BULK_LIST_MAX_LIMIT).contains(&limit) {
-        return Err(InvalidInput::new(
-            "limit",
-            format!("must be from 1 to {BULK_LIST_MAX_LIMIT}, got {limit}"),
-        )
-        .into());
-    }
-    Ok(())
 }
 
 /// Aborts a running operation.

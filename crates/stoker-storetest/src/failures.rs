@@ -175,15 +175,29 @@ pub async fn stale_failure_is_not_grouped<S: Store>(store: Arc<S>) {
         .is_empty());
 }
 
-/// Bad list parameters are refused, naming the field.
+/// A bad limit or kind is refused, naming the field; an empty range lists nothing.
 pub async fn failure_list_rejects_bad_input<S: Store>(store: Arc<S>) {
     let mut params = groups_params();
     params.limit = 0;
     expect_invalid(store.failure_group_list(params).await, "limit");
     let mut params = groups_params();
+    params.kind = Some("has space".into());
+    expect_invalid(store.failure_group_list(params).await, "kind");
+    let row = running(&store, "k", t0()).await;
+    finish(
+        &store,
+        row.id,
+        row.fence,
+        Outcome::Discard {
+            error: attempt_error(1, at(5), "boom"),
+        },
+        at(5),
+    )
+    .await;
+    let mut params = groups_params();
     params.since = Some(at(10));
     params.until = Some(at(5));
-    expect_invalid(store.failure_group_list(params).await, "until");
+    assert!(store.failure_group_list(params).await.unwrap().is_empty());
 }
 
 /// A bulk retry runs in bounded batches with progress (matched, done, skipped) and ends
@@ -493,10 +507,20 @@ pub async fn bulk_abort_and_list<S: Store>(store: Arc<S>) {
             .await,
         "limit",
     );
+    expect_invalid(
+        store
+            .bulk_op_list(BulkOpListParams {
+                limit: 10,
+                before_id: Some(0),
+                states: Vec::new(),
+            })
+            .await,
+        "before_id",
+    );
 }
 
-/// A filter matching nothing, an empty filter or a bad value is refused and nothing is
-/// written.
+/// A filter matching nothing (an unknown kind, an empty time range) is not found, a bad value
+/// is refused naming the field, and nothing is written.
 pub async fn bulk_rejects_bad_input<S: Store>(store: Arc<S>) {
     insert(&store, vec![job("k")], t0()).await;
     let none = store
@@ -509,13 +533,19 @@ pub async fn bulk_rejects_bad_input<S: Store>(store: Arc<S>) {
             1,
         ))
         .await;
-    expect_invalid(none, "filter");
-    expect_invalid(
-        store
-            .bulk_op_create(create(BulkAction::Retry, BulkFilter::default(), 1))
-            .await,
-        "filter",
-    );
+    expect_err_kind(none, StoreErrorKind::NotFound);
+    let empty_range = store
+        .bulk_op_create(create(
+            BulkAction::Retry,
+            BulkFilter {
+                created_after: Some(t0()),
+                created_before: Some(t0()),
+                ..BulkFilter::default()
+            },
+            1,
+        ))
+        .await;
+    expect_err_kind(empty_range, StoreErrorKind::NotFound);
     expect_invalid(
         store
             .bulk_op_create(create(BulkAction::Retry, filter_group("XYZ"), 1))

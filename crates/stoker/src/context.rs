@@ -158,7 +158,7 @@ impl JobContext {
     /// # Errors
     ///
     /// [`Error::Invalid`](crate::Error::Invalid) naming `lines[0]` for a line over
-    /// [`JOB_LOG_LINE_MAX_BYTES`](stoker_core::JOB_LOG_LINE_MAX_BYTES); a store error.
+    /// [`JOB_LOG_LINE_MAX_CHARS`](stoker_core::JOB_LOG_LINE_MAX_CHARS); a store error.
     pub async fn log(&self, line: impl Into<String>) -> Result<JobLogAppended> {
         self.log_lines(vec![line.into()]).await
     }

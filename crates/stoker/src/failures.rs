@@ -80,8 +80,9 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] naming the field (`filter` when nothing matches);
-    /// [`Error::TenantForbidden`] if a tenant-scoped client names another tenant; a store error.
+    /// [`Error::Invalid`] naming the field; [`Error::NotFound`] (`job matching the filter`)
+    /// when no job matches; [`Error::TenantForbidden`] if a tenant-scoped client names
+    /// another tenant; a store error.
     pub async fn bulk_start(&self, request: BulkRequest) -> Result<BulkOpRow> {
         let mut filter = request.filter;
         filter.tenant = self.tenant_for(filter.tenant, "filter.tenant")?;
@@ -175,10 +176,11 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] naming `limit`; [`Error::TenantForbidden`] for a tenant-scoped
-    /// client; a store error.
+    /// [`Error::Invalid`] naming `limit` or `before_id`; [`Error::TenantForbidden`] for a
+    /// tenant-scoped client; a store error.
     pub async fn bulk_ops(&self, params: BulkOpListParams) -> Result<Vec<BulkOpRow>> {
         self.require_every_tenant("bulk operations")?;
+        params.validate()?;
         Ok(self.store().bulk_op_list(params).await?)
     }
 

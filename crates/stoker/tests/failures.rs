@@ -120,8 +120,8 @@ mod scenarios {
             .retry_failure_group(&groups[0].fingerprint, None)
             .await
         {
-            Err(Error::Invalid(invalid)) => assert_eq!(invalid.field, "filter"),
-            other => panic!("expected Invalid(filter), got {other:?}"),
+            Err(Error::NotFound(what)) => assert_eq!(what, "job matching the filter"),
+            other => panic!("expected NotFound, got {other:?}"),
         }
         handle.shutdown().await;
     }

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stoker::core::{
     JobLogAppended, BULK_FILTER_MAX_VALUES, BULK_LIST_MAX_LIMIT, FAILURE_LIST_MAX_LIMIT,
-    JOB_LOG_LINE_MAX_BYTES, JOB_LOG_MAX_LINES_PER_CALL,
+    JOB_LOG_LINE_MAX_CHARS, JOB_LOG_MAX_LINES_PER_CALL,
 };
 use stoker::{
     BulkAction, BulkFilter, BulkOpListParams, BulkOpRow, BulkOpState, BulkRequest, ErrorKind,
@@ -138,8 +138,8 @@ pub enum BulkOpStateSchema {
     Aborted,
 }
 
-/// Which jobs a bulk operation applies to: those matching every criterion given (at least
-/// one).
+/// Which jobs a bulk operation applies to: those matching every criterion given. An empty
+/// filter matches every job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkFilterBody {
@@ -157,7 +157,7 @@ pub struct BulkFilterBody {
     pub kinds: Vec<String>,
     /// Only this tenant's jobs (forced to the token's tenant for tenant-bound tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[ -~]+$")]
     pub tenant: Option<String>,
     /// Only jobs whose latest failure is in this group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,7 +200,9 @@ impl From<BulkFilter> for BulkFilterBody {
 }
 
 /// `POST /v1/ops`: start a bulk operation. It is recorded at once and run in the background
-/// in bounded batches by the leader; follow it at `GET /v1/ops/{id}`.
+/// in bounded batches by the leader; follow it at `GET /v1/ops/{id}`. `priority` goes with
+/// `set_priority` only and `run_at` with `set_run_at` only (the served document says so
+/// with a `oneOf`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBulkOpRequest {
@@ -361,7 +363,7 @@ impl utoipa::PartialSchema for LogLineSchema {
         use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
         ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::String))
-            .max_length(Some(JOB_LOG_LINE_MAX_BYTES))
+            .max_length(Some(JOB_LOG_LINE_MAX_CHARS))
             .description(Some("A log line: at most 4096 bytes of UTF-8."))
             .into()
     }
@@ -395,7 +397,7 @@ impl From<JobLogAppended> for AppendLogsResponse {
 const _: () = assert!(BULK_FILTER_MAX_VALUES == 32);
 const _: () = assert!(BULK_LIST_MAX_LIMIT == 500);
 const _: () = assert!(FAILURE_LIST_MAX_LIMIT == 500);
-const _: () = assert!(JOB_LOG_LINE_MAX_BYTES == 4096);
+const _: () = assert!(JOB_LOG_LINE_MAX_CHARS == 4096);
 const _: () = assert!(JOB_LOG_MAX_LINES_PER_CALL == 100);
 
 // ---------------------------------------------------------------------------------------------
@@ -424,6 +426,9 @@ pub(crate) async fn list(
     ApiQuery(query): ApiQuery<ListFailuresQuery>,
 ) -> Result<Json<FailureGroupList>, ApiError> {
     principal.require(Scope::Read)?;
+    if let Some(kind) = &query.kind {
+        super::jobs::ascii_text("kind", kind, false)?;
+    }
     let groups = state
         .client_for(&principal)
         .failure_groups(FailureGroupListParams {
@@ -538,6 +543,13 @@ pub(crate) async fn create(
     ApiJson(request): ApiJson<CreateBulkOpRequest>,
 ) -> Result<(StatusCode, Json<BulkOpView>), ApiError> {
     principal.require(Scope::Admin)?;
+    // The API's names are printable ASCII, so the document's lengths are the store's.
+    for (i, kind) in request.filter.kinds.iter().enumerate() {
+        super::jobs::ascii_text(&format!("filter.kinds[{i}]"), kind, false)?;
+    }
+    if let Some(tenant) = &request.filter.tenant {
+        super::jobs::ascii_text("filter.tenant", tenant, true)?;
+    }
     let mut bulk = BulkRequest::new(request.action, request.filter.into());
     bulk.priority = request.priority.map(stoker::Priority);
     bulk.run_at = request.run_at;
@@ -574,7 +586,14 @@ pub(crate) async fn list_ops(
             before_id: query.cursor,
             limit,
         })
-        .await?;
+        .await
+        .map_err(|err| match err {
+            // The client names the cursor as the library does; the query calls it `cursor`.
+            stoker::Error::Invalid(invalid) if invalid.field == "before_id" => {
+                ApiError::invalid("cursor", format!("invalid cursor: {}", invalid.reason))
+            }
+            other => other.into(),
+        })?;
     let next_cursor = (ops.len() == limit as usize)
         .then(|| ops.last().map(|op| op.id))
         .flatten();

@@ -172,7 +172,7 @@ pub(crate) fn seconds(
 
 /// The API's names (kinds, tenants, idempotency keys) are printable ASCII, so the lengths the
 /// OpenAPI document gives (in characters) are exactly the store's (in bytes).
-fn ascii_text(field: &str, value: &str, spaces: bool) -> Result<(), ApiError> {
+pub(crate) fn ascii_text(field: &str, value: &str, spaces: bool) -> Result<(), ApiError> {
     if value
         .chars()
         .all(|c| c.is_ascii_graphic() || (spaces && c == ' '))

@@ -216,6 +216,47 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
                 },
             });
         }
+        // Failure groups, bulk operations and job logs (issue 13): `priority` goes with
+        // `set_priority` only and `run_at` with `set_run_at` only, which utoipa cannot say of
+        // one struct; the body is one of three shapes.
+        if let Some(create) = doc.pointer_mut("/components/schemas/CreateBulkOpRequest") {
+            let filter = serde_json::json!({"$ref": "#/components/schemas/BulkFilterBody"});
+            let description = create.get("description").cloned();
+            let shape = |actions: &[&str], extra: Option<(&str, serde_json::Value)>| {
+                let mut properties = serde_json::json!({
+                    "action": {"type": "string", "enum": actions},
+                    "filter": filter.clone(),
+                });
+                let mut required = vec!["action", "filter"];
+                if let Some((name, schema)) = extra {
+                    properties[name] = schema;
+                    required.push(name);
+                }
+                serde_json::json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": required,
+                    "properties": properties,
+                })
+            };
+            let mut one_of = serde_json::json!({
+                "oneOf": [
+                    shape(&["retry", "cancel", "delete", "discard"], None),
+                    shape(&["set_priority"], Some(("priority", serde_json::json!({
+                        "type": "integer", "minimum": -32768, "maximum": 32767,
+                        "description": "The new priority.",
+                    })))),
+                    shape(&["set_run_at"], Some(("run_at", serde_json::json!({
+                        "type": "string", "format": "date-time",
+                        "description": "The new run_at: an RFC 3339 date-time, years 1 to 9999.",
+                    })))),
+                ],
+            });
+            if let Some(description) = description {
+                one_of["description"] = description;
+            }
+            *create = one_of;
+        }
         doc
     })
 }

@@ -150,6 +150,10 @@ pub struct OpsCreateArgs {
     /// The new run_at, for set-run-at.
     #[arg(long, value_name = "TIME", value_parser = parse::time)]
     pub run_at: Option<DateTime<Utc>>,
+    /// Apply it to every job: needed when no filter flag is given, so "every job" is never
+    /// one forgotten flag away.
+    #[arg(long)]
+    pub all: bool,
     /// Follow the operation until it ends, with progress on standard error.
     #[arg(long)]
     pub wait: bool,
@@ -441,6 +445,14 @@ pub(crate) async fn ops(command: OpsCommand) -> Result<(), CliError> {
                 created_after: args.created_after,
                 created_before: args.created_before,
             };
+            if filter == BulkFilter::default() && !args.all {
+                return Err(CliError::Invalid(
+                    "give at least one filter (--state, --queue, --kind, --tenant, \
+                     --failure-group, --created-after, --created-before), or --all to apply it \
+                     to every job"
+                        .to_owned(),
+                ));
+            }
             let mut request = BulkRequest::new(args.action.into(), filter);
             request.priority = args.priority;
             request.run_at = args.run_at;
