@@ -480,8 +480,7 @@ pub(crate) async fn get(
     params(("fingerprint" = String, Path, description = "The group's fingerprint", pattern = "^[0-9a-f]{16}$")),
     responses(
         (status = 202, description = "The operation, started", body = BulkOpView),
-        (status = 404, description = "No such group", body = ErrorBody),
-        (status = 422, description = "No job of the group is left to retry (`field`: `filter`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such group, or no job of it is left to retry", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -506,8 +505,7 @@ pub(crate) async fn retry(
     params(("fingerprint" = String, Path, description = "The group's fingerprint", pattern = "^[0-9a-f]{16}$")),
     responses(
         (status = 202, description = "The operation, started", body = BulkOpView),
-        (status = 404, description = "No such group", body = ErrorBody),
-        (status = 422, description = "No job of the group is waiting to retry (`field`: `filter`)", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such group, or no job of it is waiting to retry", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -533,7 +531,8 @@ pub(crate) async fn discard(
     request_body = CreateBulkOpRequest,
     responses(
         (status = 202, description = "The operation, started", body = BulkOpView),
-        (status = 422, description = "A refused field, or `filter` when no job matches", body = ErrorBody),
+        (status = 404, description = "`not_found`: no job matches the filter; nothing was recorded", body = ErrorBody),
+        (status = 422, description = "A refused field", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
