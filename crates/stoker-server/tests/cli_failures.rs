@@ -6,7 +6,6 @@ mod cli_common;
 
 use cli_common::{client, seed_discarded, seed_running, sqlite_url, Cli, Server};
 use stoker::core::JobLogParams;
-use stoker::Store;
 
 #[tokio::test]
 async fn failures_ops_and_logs_on_a_database_and_a_server() {

@@ -348,13 +348,12 @@ pub struct JobLogList {
 pub struct AppendLogsRequest {
     /// The `fence` the job was reserved with.
     pub fence: i64,
-    /// 1 to 100 lines, each at most 4096 bytes.
+    /// 1 to 100 lines, each at most 4096 characters.
     #[schema(value_type = Vec<LogLineSchema>, min_items = 1, max_items = 100)]
     pub lines: Vec<String>,
 }
 
-/// One log line's text in the OpenAPI view: at most 4096 bytes, so at most 4096 characters
-/// (fewer when they take several bytes each).
+/// One log line's text in the OpenAPI view: at most 4096 characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LogLineSchema;
 
@@ -364,7 +363,7 @@ impl utoipa::PartialSchema for LogLineSchema {
         ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::String))
             .max_length(Some(JOB_LOG_LINE_MAX_CHARS))
-            .description(Some("A log line: at most 4096 bytes of UTF-8."))
+            .description(Some("A log line: at most 4096 characters."))
             .into()
     }
 }
