@@ -59,7 +59,8 @@ pub fn error_class(kind: ErrorKind) -> &'static str {
 /// An error message with what varies between occurrences of one failure taken out: UUIDs
 /// become `<uuid>`, hex numbers (`0x1f`, or 8+ hex digits with a digit among them, such as
 /// hashes and object ids) become `<hex>`, and every other run of digits becomes `<n>`. Runs
-/// of whitespace become one space, and the result is cut at [`FAILURE_MESSAGE_MAX_CHARS`].
+/// of whitespace become one space, and the result is cut at [`FAILURE_MESSAGE_MAX_CHARS`]
+/// (only the message's first 8,000 characters are read).
 ///
 /// ```
 /// use stoker_core::normalize_message;
@@ -71,11 +72,17 @@ pub fn error_class(kind: ErrorKind) -> &'static str {
 /// assert_eq!(normalize_message("order-17 took 1.5s"), "order-<n> took <n>.<n>s");
 /// ```
 pub fn normalize_message(message: &str) -> String {
-    let chars: Vec<char> = message.chars().collect();
-    let mut out = String::with_capacity(message.len().min(FAILURE_MESSAGE_MAX_CHARS));
+    // Bounded work whatever the message's size: only its start can reach the result.
+    let chars: Vec<char> = message
+        .chars()
+        .take(FAILURE_MESSAGE_MAX_CHARS * 16)
+        .collect();
+    let mut out = String::with_capacity(FAILURE_MESSAGE_MAX_CHARS);
     let mut i = 0;
     let mut last_space = false;
-    while i < chars.len() && out.chars().count() < FAILURE_MESSAGE_MAX_CHARS {
+    // Four bytes hold any character, so past this many bytes `out` holds enough characters
+    // (one more for a leading space the trim takes off); checked in O(1).
+    while i < chars.len() && out.len() <= FAILURE_MESSAGE_MAX_CHARS * 4 {
         let c = chars[i];
         if c.is_whitespace() {
             if !last_space {
