@@ -89,6 +89,8 @@ class Server:
             "1h",
             "--prune-interval",
             "1h",
+            "--bulk-interval",
+            "1h",
         ]
         env = {**os.environ, "RUST_LOG": "info", "NO_COLOR": "1"}
         log = open(self.log_path, "wb")

@@ -19,12 +19,23 @@ mod clock;
 // Recurring schedules (issue 15).
 pub mod cron;
 mod error;
+// Failure groups, bulk operations and job logs (issue 13).
+mod failures;
 mod insert;
 mod job;
 mod store;
 
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
+// Failure groups, bulk operations and job logs (issue 13).
+pub use failures::{
+    error_class, fingerprint, fingerprint_normalized, log_lines_that_fit, normalize_message,
+    validate_fingerprint, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
+    BulkOpState, BulkOpStepParams, FailureGroup, FailureGroupListParams, FailureRecord,
+    JobLogAppended, JobLogLine, JobLogParams, BULK_CREATED_BY_MAX_LEN, BULK_FILTER_MAX_VALUES,
+    BULK_LIST_MAX_LIMIT, FAILURE_LIST_MAX_LIMIT, FAILURE_MESSAGE_MAX_CHARS, FINGERPRINT_LEN,
+    JOB_LOG_LINE_MAX_CHARS, JOB_LOG_MAX_BYTES, JOB_LOG_MAX_LINES, JOB_LOG_MAX_LINES_PER_CALL,
+};
 pub use insert::{
     args_size, validate_kind, validate_queue, InsertedJob, InvalidInput, JobBackoff, JobInsert,
     BACKOFF_MAX_SECONDS, KIND_MAX_LEN, MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT,

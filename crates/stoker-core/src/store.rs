@@ -13,6 +13,10 @@ use crate::{
     args_size, AttemptError, InsertedJob, InvalidInput, JobId, JobInsert, JobRow, JobState,
     Progress, StoreResult, MAX_ARGS_BYTES_DEFAULT, MAX_PROGRESS_DETAILS_BYTES,
 };
+use crate::{
+    BulkOpCreateParams, BulkOpListParams, BulkOpRow, BulkOpStepParams, FailureGroup,
+    FailureGroupListParams, JobLogAppended, JobLogLine, JobLogParams,
+};
 
 /// What a store can do beyond the required methods. The runtime asks instead of guessing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -750,6 +754,72 @@ pub trait Store: Send + Sync + 'static {
 
     /// The newest `limit` runs of a schedule, newest first, with their jobs' states.
     async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<CronRun>>;
+    // --- Failure groups, bulk operations and job logs (issue 13, items 3, 4, 6). ---
+    //
+    // Failed attempts are grouped by `job_finish_many` itself: for each applied `Retry` or
+    // `Discard` outcome (and a cancel-requested job's failed attempt), in the same
+    // transaction, it upserts the attempt's `FailureRecord` into its group and marks the job
+    // with the group's fingerprint. Batches of completions alone run exactly as before.
+
+    /// Lists failure groups, most recently seen first (see [`FailureGroupListParams`]).
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `limit`, `kind` or `until`.
+    async fn failure_group_list(
+        &self,
+        params: FailureGroupListParams,
+    ) -> StoreResult<Vec<FailureGroup>>;
+
+    /// Fetches one failure group by fingerprint.
+    async fn failure_group_get(&self, fingerprint: &str) -> StoreResult<Option<FailureGroup>>;
+
+    /// Creates a bulk operation in state `running` and returns it. Only checks that at least
+    /// one job matches (one bounded index probe): the work is done by
+    /// [`Store::bulk_op_step`]. Jobs inserted after it was created are never visited.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field at fault, or `filter` if no job matches it.
+    async fn bulk_op_create(&self, params: BulkOpCreateParams) -> StoreResult<BulkOpRow>;
+
+    /// Fetches one bulk operation.
+    async fn bulk_op_get(&self, id: i64) -> StoreResult<Option<BulkOpRow>>;
+
+    /// Lists bulk operations, newest first.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `limit`.
+    async fn bulk_op_list(&self, params: BulkOpListParams) -> StoreResult<Vec<BulkOpRow>>;
+
+    /// Stops a running bulk operation: it becomes `aborted` and no further batch runs.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such operation; `Conflict` if it already ended.
+    async fn bulk_op_abort(&self, id: i64, now: DateTime<Utc>) -> StoreResult<BulkOpRow>;
+
+    /// Runs one batch of the oldest running bulk operation, in one transaction with its
+    /// progress: visits the next matching jobs after its cursor (at most `limit`, among at
+    /// most ten times as many ids), applies the action to those it applies to, adds to
+    /// `matched`, `done` and `skipped`, and moves the cursor; at `max_id` it is `done`.
+    /// Returns the operation as the batch left it, or `None` when none is running.
+    async fn bulk_op_step(&self, params: BulkOpStepParams) -> StoreResult<Option<BulkOpRow>>;
+
+    /// Appends log lines to a running job, fenced like [`Store::job_progress`]. Returns `None`
+    /// (and stores nothing) if the job is not running with that fence or its lease ended.
+    /// Lines beyond the job's limits ([`crate::JOB_LOG_MAX_LINES`],
+    /// [`crate::JOB_LOG_MAX_BYTES`]) are dropped and counted.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `lines` (see [`JobLogParams::validate`]).
+    async fn job_log_append(&self, params: JobLogParams) -> StoreResult<Option<JobLogAppended>>;
+
+    /// A job's log lines, oldest first (empty for a job without any, or no such job). Deleting
+    /// or pruning a job deletes its lines.
+    async fn job_logs(&self, id: JobId) -> StoreResult<Vec<JobLogLine>>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

@@ -171,6 +171,8 @@
 mod builder;
 mod coalescer;
 mod error;
+// Failure groups, bulk operations and job logs (issue 13).
+mod failures;
 mod listener;
 mod migrate;
 mod row;

@@ -21,6 +21,7 @@ use stoker_core::{
     QueueRow, StateCount, Store, StoreError, StoreEvent, StoreResult, StoreTx,
     WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
 };
+use stoker_core::{ErrorKind, FailureRecord};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -28,9 +29,9 @@ use crate::builder::{channel_name, PgStoreBuilder};
 use crate::coalescer::Coalescer;
 use crate::error::store_error;
 use crate::listener::Listener;
-use crate::migrate;
 use crate::row::{finished_row, job_row, leader_row, queue_row, worker_row};
 use crate::sql::Sql;
+use crate::{failures, migrate};
 
 // Recurring schedules (issue 15).
 mod cron;
@@ -689,7 +690,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let batch = FinishBatch::new(&params)?;
-        let rows = sqlx::query(&self.inner.sql.job_finish)
+        let query = sqlx::query(&self.inner.sql.job_finish)
             .bind(&batch.ids)
             .bind(&batch.fences)
             .bind(&batch.states)
@@ -697,10 +698,38 @@ impl Store for PgStore {
             .bind(&batch.run_ats)
             .bind(&batch.errors)
             .bind(params.now)
-            .bind(params.rescue)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(store_error)?;
+            .bind(params.rescue);
+        // Failed attempts (issue 13): recorded in their groups in the same transaction. A
+        // batch of completions alone stays the one statement it always was.
+        let failed: HashMap<i64, (ErrorKind, &str)> = params
+            .finishes
+            .iter()
+            .filter_map(|finish| match &finish.outcome {
+                Outcome::Retry { error, .. } | Outcome::Discard { error } => {
+                    Some((finish.id.0, (error.kind, error.message.as_str())))
+                }
+                _ => None,
+            })
+            .collect();
+        let rows = if failed.is_empty() {
+            query
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(store_error)?
+        } else {
+            let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
+            let rows = query.fetch_all(&mut *tx).await.map_err(store_error)?;
+            let mut records = Vec::new();
+            for row in &rows {
+                let job = finished_row(row)?;
+                if let Some((kind, message)) = failed.get(&job.id.0) {
+                    records.push(FailureRecord::new(job.id, &job.kind, *kind, message));
+                }
+            }
+            failures::record_failures(&mut tx, &self.inner.schema, &records, params.now).await?;
+            tx.commit().await.map_err(store_error)?;
+            rows
+        };
         let mut applied = HashMap::with_capacity(rows.len());
         for row in &rows {
             let job = finished_row(row)?;
@@ -1042,6 +1071,72 @@ impl Store for PgStore {
 
     async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<CronRun>> {
         self.cron_history_impl(name, limit).await
+    }
+
+    // --- Failure groups, bulk operations and job logs (issue 13): see `crate::failures`. ---
+
+    async fn failure_group_list(
+        &self,
+        params: stoker_core::FailureGroupListParams,
+    ) -> StoreResult<Vec<stoker_core::FailureGroup>> {
+        failures::group_list(&self.inner.pool, &self.inner.schema, &params).await
+    }
+
+    async fn failure_group_get(
+        &self,
+        fingerprint: &str,
+    ) -> StoreResult<Option<stoker_core::FailureGroup>> {
+        failures::group_get(&self.inner.pool, &self.inner.schema, fingerprint).await
+    }
+
+    async fn bulk_op_create(
+        &self,
+        params: stoker_core::BulkOpCreateParams,
+    ) -> StoreResult<stoker_core::BulkOpRow> {
+        failures::op_create(&self.inner.pool, &self.inner.schema, &params).await
+    }
+
+    async fn bulk_op_get(&self, id: i64) -> StoreResult<Option<stoker_core::BulkOpRow>> {
+        failures::op_get(&self.inner.pool, &self.inner.schema, id).await
+    }
+
+    async fn bulk_op_list(
+        &self,
+        params: stoker_core::BulkOpListParams,
+    ) -> StoreResult<Vec<stoker_core::BulkOpRow>> {
+        failures::op_list(&self.inner.pool, &self.inner.schema, &params).await
+    }
+
+    async fn bulk_op_abort(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<stoker_core::BulkOpRow> {
+        failures::op_abort(&self.inner.pool, &self.inner.schema, id, now).await
+    }
+
+    async fn bulk_op_step(
+        &self,
+        params: stoker_core::BulkOpStepParams,
+    ) -> StoreResult<Option<stoker_core::BulkOpRow>> {
+        failures::op_step(
+            &self.inner.pool,
+            &self.inner.schema,
+            &self.inner.channel,
+            &params,
+        )
+        .await
+    }
+
+    async fn job_log_append(
+        &self,
+        params: stoker_core::JobLogParams,
+    ) -> StoreResult<Option<stoker_core::JobLogAppended>> {
+        failures::log_append(&self.inner.pool, &self.inner.schema, &params).await
+    }
+
+    async fn job_logs(&self, id: JobId) -> StoreResult<Vec<stoker_core::JobLogLine>> {
+        failures::logs(&self.inner.pool, &self.inner.schema, id).await
     }
 }
 

@@ -108,6 +108,8 @@ pub struct Config {
     /// the server starts (a schedule paused through the API stays paused). Validated, with
     /// distinct names.
     pub cron: Vec<stoker::cron::CronSchedule>,
+    /// The bulk runner, which applies bulk operations in batches (issue 13).
+    pub bulk: stoker::maintenance::BulkRunnerConfig,
 }
 
 impl Default for Config {
@@ -128,6 +130,7 @@ impl Default for Config {
             pruner: PrunerConfig::default(),
             stats: StatsSettings::default(),
             cron: Vec::new(),
+            bulk: stoker::maintenance::BulkRunnerConfig::default(),
         }
     }
 }
@@ -534,6 +537,7 @@ impl Config {
         set(&mut self.pruner.interval, args.prune_interval);
         set(&mut self.pruner.worker_retention, args.worker_retention);
         set(&mut self.stats.sample_interval, args.stats_interval);
+        set(&mut self.bulk.interval, args.bulk_interval);
         if let Some(Retention(retention)) = args.completed_retention {
             self.pruner.completed_retention = retention;
         }
@@ -710,6 +714,10 @@ impl Config {
             (
                 "--stats-interval / STOKER_STATS_INTERVAL / stats.sample_interval",
                 self.stats.sample_interval,
+            ),
+            (
+                "--bulk-interval / STOKER_BULK_INTERVAL / bulk.interval",
+                self.bulk.interval,
             ),
         ] {
             if value.is_zero() {
@@ -915,6 +923,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "stats",
             "tokens",
             "cron",
+            "bulk",
         ],
     ),
     (
@@ -929,6 +938,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("worker", &["queues", "poll_interval", "shutdown_grace"]),
     ("pull", &["lease", "max_lease", "max_wait", "poll_interval"]),
     ("stager", &["interval"]),
+    ("bulk", &["interval"]),
     ("rescuer", &["interval", "stale_after"]),
     (
         "pruner",
@@ -1104,6 +1114,8 @@ struct FileConfig {
     tokens: Vec<FileToken>,
     #[serde(default)]
     cron: Vec<FileCron>,
+    #[serde(default)]
+    bulk: FileBulk,
 }
 
 /// A `[[cron]]` table: a recurring schedule (issue 15).
@@ -1211,6 +1223,13 @@ struct FilePull {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileStager {
+    interval: Option<FileDuration>,
+}
+
+/// `[bulk]`: the bulk runner (issue 13).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBulk {
     interval: Option<FileDuration>,
 }
 
@@ -1426,6 +1445,7 @@ impl FileConfig {
         set(&mut config.pull.max_wait, self.pull.max_wait);
         set(&mut config.pull.poll_interval, self.pull.poll_interval);
         set(&mut config.stager.interval, self.stager.interval);
+        set(&mut config.bulk.interval, self.bulk.interval);
         set(&mut config.rescuer.interval, self.rescuer.interval);
         set(&mut config.rescuer.stale_after, self.rescuer.stale_after);
         set(&mut config.pruner.interval, self.pruner.interval);

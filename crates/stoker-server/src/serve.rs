@@ -188,6 +188,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STOKER_RESCUE_AFTER", value_name = "DURATION", value_parser = config::parse_duration)]
     pub rescue_after: Option<Duration>,
 
+    /// How often the leader's bulk runner looks for bulk operations to run. [default: 1s]
+    /// [toml: bulk.interval]
+    #[arg(long, env = "STOKER_BULK_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub bulk_interval: Option<Duration>,
+
     /// How often the pruner deletes old finished jobs. [default: 30s] [toml: pruner.interval]
     #[arg(long, env = "STOKER_PRUNE_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
     pub prune_interval: Option<Duration>,
@@ -427,7 +432,8 @@ impl Server {
             .shutdown_grace(config.worker.shutdown_grace)
             .stager(config.stager.clone())
             .rescuer(config.rescuer.clone())
-            .pruner(config.pruner.clone());
+            .pruner(config.pruner.clone())
+            .bulk_runner(config.bulk.clone());
         for (queue, &concurrency) in &config.worker.queues {
             builder = builder.queue(queue.clone(), concurrency);
         }

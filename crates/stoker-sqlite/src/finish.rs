@@ -3,10 +3,15 @@
 
 use std::collections::{HashMap, HashSet};
 
-use stoker_core::{FinishedJob, JobFinish, JobFinishParams, JobId, JobState, Outcome, StoreResult};
+use chrono::{DateTime, Utc};
+use stoker_core::{
+    ErrorKind, FailureRecord, FinishedJob, JobFinish, JobFinishParams, JobId, JobState, Outcome,
+    StoreResult,
+};
 
 use crate::connection::Writer;
 use crate::error::{db_error, invariant};
+use crate::failures;
 use crate::row::{from_micros, micros, parse_state, to_json};
 
 /// The batch of finishes in `?2`, a JSON array with one array per finish, encoded by
@@ -170,7 +175,12 @@ pub(crate) async fn finish_many(
             rows.push(encode(finish)?);
         }
     }
-    let applied = run(writer, micros(params.now), to_json(&rows)?, params.rescue).await?;
+    let failed = failed_attempts(params);
+    let applied = if failed.is_empty() {
+        run(writer, micros(params.now), to_json(&rows)?, params.rescue).await?
+    } else {
+        run_failing(writer, params.now, to_json(&rows)?, params.rescue, failed).await?
+    };
     let mut applied: HashMap<i64, AppliedRow> =
         applied.into_iter().map(|row| (row.0, row)).collect();
     let mut finished = Vec::with_capacity(applied.len());
@@ -224,6 +234,76 @@ pub(crate) async fn run(
     .await
     .map_err(|error| invariant(format!("acknowledging jobs failed: {error}")))?
     .map_err(db_error)
+}
+
+/// [`FINISH_SQL`] without its transaction, for batches with failed attempts: the caller
+/// opens the transaction, records the failures' groups after it, then commits.
+const FINISH_FAILING_SQL: &str = concat!(
+    "BEGIN IMMEDIATE;\n",
+    count_finishes!(),
+    ";\n",
+    apply_finishes!()
+);
+
+/// The failed attempts among the finishes (retries and discards), by job: what their failure
+/// groups are made of once the statement says which applied and of what kind.
+fn failed_attempts(params: &JobFinishParams) -> HashMap<i64, (ErrorKind, String)> {
+    params
+        .finishes
+        .iter()
+        .filter_map(|finish| match &finish.outcome {
+            Outcome::Retry { error, .. } | Outcome::Discard { error } => {
+                Some((finish.id.0, (error.kind, error.message.clone())))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Like [`run`], for a batch with failed attempts: in the same transaction, each applied
+/// failure is added to its group and its job marked with the group. Batches of completions
+/// never come here, so the drain's one-trip acknowledgement is unchanged.
+async fn run_failing(
+    writer: &Writer,
+    now: DateTime<Utc>,
+    rows: String,
+    rescue: bool,
+    failed: HashMap<i64, (ErrorKind, String)>,
+) -> StoreResult<Vec<AppliedRow>> {
+    let mut conn = writer.acquire().await?;
+    // A task of its own, as in `run`: the transaction must end whatever the caller does.
+    tokio::spawn(async move {
+        let result = async {
+            let applied = sqlx::query_as::<_, AppliedRow>(FINISH_FAILING_SQL)
+                .bind(micros(now))
+                .bind(rows)
+                .bind(rescue)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            let records: Vec<FailureRecord> = applied
+                .iter()
+                .filter_map(|row| {
+                    let (kind, message) = failed.get(&row.0)?;
+                    Some(FailureRecord::new(JobId(row.0), &row.5, *kind, message))
+                })
+                .collect();
+            failures::record_failures(&mut conn, &records, now).await?;
+            sqlx::query("COMMIT")
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            Ok::<_, stoker_core::StoreError>(applied)
+        }
+        .await;
+        if result.is_err() {
+            // With no transaction open, SQLite refuses the rollback: nothing to undo.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        }
+        result
+    })
+    .await
+    .map_err(|error| invariant(format!("acknowledging jobs failed: {error}")))?
 }
 
 /// One finish as [`FINISH_SQL`] reads it: `[id, fence, state, completed, finished,

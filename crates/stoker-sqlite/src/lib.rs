@@ -143,6 +143,8 @@ mod checkpoint;
 mod connection;
 mod counts;
 mod error;
+// Failure groups, bulk operations and job logs (issue 13).
+mod failures;
 mod finish;
 mod insert;
 mod migrate;

@@ -60,6 +60,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "cron",
         sql: include_str!("../migrations/0008_cron.sql"),
     },
+    // Failure groups, bulk operations and job logs (issue 13).
+    Migration {
+        version: 10,
+        name: "failures",
+        sql: include_str!("../migrations/0010_failures.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

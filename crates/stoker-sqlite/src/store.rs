@@ -30,7 +30,7 @@ use crate::row::{
     column, from_micros, job_columns, job_from_row, micros, parse_state, time_column, to_json,
     worker_columns, worker_from_row,
 };
-use crate::{finish, insert, migrate, prune};
+use crate::{failures, finish, insert, migrate, prune};
 
 // Recurring schedules (issue 15).
 mod cron;
@@ -943,6 +943,74 @@ impl Store for SqliteStore {
 
     async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<CronRun>> {
         self.cron_history_impl(name, limit).await
+    }
+
+    // --- Failure groups, bulk operations and job logs (issue 13): see `crate::failures`. ---
+
+    async fn failure_group_list(
+        &self,
+        params: stoker_core::FailureGroupListParams,
+    ) -> StoreResult<Vec<stoker_core::FailureGroup>> {
+        failures::group_list(&mut *self.read().await?, &params).await
+    }
+
+    async fn failure_group_get(
+        &self,
+        fingerprint: &str,
+    ) -> StoreResult<Option<stoker_core::FailureGroup>> {
+        failures::group_get(&mut *self.read().await?, fingerprint).await
+    }
+
+    async fn bulk_op_create(
+        &self,
+        params: stoker_core::BulkOpCreateParams,
+    ) -> StoreResult<stoker_core::BulkOpRow> {
+        failures::op_create(&mut *self.write().await?, &params).await
+    }
+
+    async fn bulk_op_get(&self, id: i64) -> StoreResult<Option<stoker_core::BulkOpRow>> {
+        failures::op_get(&mut *self.read().await?, id).await
+    }
+
+    async fn bulk_op_list(
+        &self,
+        params: stoker_core::BulkOpListParams,
+    ) -> StoreResult<Vec<stoker_core::BulkOpRow>> {
+        failures::op_list(&mut *self.read().await?, &params).await
+    }
+
+    async fn bulk_op_abort(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<stoker_core::BulkOpRow> {
+        failures::op_abort(&mut *self.write().await?, id, now).await
+    }
+
+    async fn bulk_op_step(
+        &self,
+        params: stoker_core::BulkOpStepParams,
+    ) -> StoreResult<Option<stoker_core::BulkOpRow>> {
+        let stepped = failures::op_step(&mut *self.write().await?, &params).await?;
+        Ok(stepped.map(|(op, events)| {
+            self.notify_available(events.available);
+            for id in events.cancel_requested {
+                self.notify(StoreEvent::JobCancelRequested { id });
+            }
+            op
+        }))
+    }
+
+    async fn job_log_append(
+        &self,
+        params: stoker_core::JobLogParams,
+    ) -> StoreResult<Option<stoker_core::JobLogAppended>> {
+        params.validate()?;
+        failures::log_append(&mut *self.write().await?, &params).await
+    }
+
+    async fn job_logs(&self, id: JobId) -> StoreResult<Vec<stoker_core::JobLogLine>> {
+        failures::logs(&mut *self.read().await?, id).await
     }
 }
 

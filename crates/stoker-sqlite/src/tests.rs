@@ -211,11 +211,13 @@ async fn concurrent_migrations_on_one_file() {
         .fetch_all(&mut *store.write_connection().await.unwrap())
         .await
         .unwrap();
-    assert_eq!(
-        versions,
-        (1..=crate::migrate::latest_version()).collect::<Vec<_>>(),
-        "each migration recorded once"
-    );
+    // Every version this build knows of, each once (streams own disjoint numbers, so the
+    // list may have gaps on a branch).
+    let known: Vec<i64> = crate::migrate::MIGRATIONS
+        .iter()
+        .map(|migration| migration.version)
+        .collect();
+    assert_eq!(versions, known, "each migration recorded once");
 }
 
 /// A database at schema version 1 (from a build before leases and the schedule) is upgraded

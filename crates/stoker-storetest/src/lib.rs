@@ -76,6 +76,8 @@ pub mod claim;
 // Recurring schedules (issue 15).
 pub mod cron;
 pub mod events;
+// Failure groups, bulk operations and job logs (issue 13).
+pub mod failures;
 pub mod fence;
 pub mod finish;
 pub mod input;
@@ -229,6 +231,18 @@ macro_rules! conformance_tests {
             input_timeout_zero => input::timeout_zero,
             input_backoff_fields => input::backoff_fields,
             migrate_twice_is_noop => migrate::twice_is_noop,
+            // Failure groups, bulk operations and job logs (issue 13).
+            failures_failures_are_grouped_by_fingerprint => failures::failures_are_grouped_by_fingerprint,
+            failures_stale_failure_is_not_grouped => failures::stale_failure_is_not_grouped,
+            failures_failure_list_rejects_bad_input => failures::failure_list_rejects_bad_input,
+            failures_bulk_retry_in_batches_with_progress => failures::bulk_retry_in_batches_with_progress,
+            failures_bulk_actions_apply_and_skip => failures::bulk_actions_apply_and_skip,
+            failures_bulk_sparse_filter_and_time_range => failures::bulk_sparse_filter_and_time_range,
+            failures_bulk_abort_and_list => failures::bulk_abort_and_list,
+            failures_bulk_rejects_bad_input => failures::bulk_rejects_bad_input,
+            failures_bulk_resumes_from_cursor => failures::bulk_resumes_from_cursor,
+            failures_logs_fenced_and_bounded => failures::logs_fenced_and_bounded,
+            failures_logs_pruned_with_job => failures::logs_pruned_with_job,
         }
     };
 }
@@ -270,6 +284,7 @@ mod tests {
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
         ("events", include_str!("events.rs")),
+        ("failures", include_str!("failures.rs")),
         ("fence", include_str!("fence.rs")),
         ("finish", include_str!("finish.rs")),
         ("input", include_str!("input.rs")),

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use stoker_core::{InsertedJob, JobId, JobProgressParams, JobRow, Metadata};
+use stoker_core::{
+    InsertedJob, JobId, JobLogAppended, JobLogParams, JobProgressParams, JobRow, Metadata,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Client, EnqueueOptions, Job, NewJob, Result};
@@ -144,6 +146,45 @@ impl JobContext {
         params.validate()?;
         self.inner.client.store().job_progress(params).await?;
         Ok(())
+    }
+
+    /// Writes a line to the job's log (issue 13), stored with this attempt and shown by
+    /// [`Client::job_logs`], the API's get-job and `stoker jobs logs ID`; deleted with the job.
+    /// A job keeps at most [`JOB_LOG_MAX_LINES`](stoker_core::JOB_LOG_MAX_LINES) lines and
+    /// [`JOB_LOG_MAX_BYTES`](stoker_core::JOB_LOG_MAX_BYTES) over all its attempts; later
+    /// lines are dropped (the returned count says how many). Like progress, a line from an
+    /// attempt that no longer holds the job is not stored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) naming `lines[0]` for a line over
+    /// [`JOB_LOG_LINE_MAX_CHARS`](stoker_core::JOB_LOG_LINE_MAX_CHARS); a store error.
+    pub async fn log(&self, line: impl Into<String>) -> Result<JobLogAppended> {
+        self.log_lines(vec![line.into()]).await
+    }
+
+    /// Like [`JobContext::log`], for up to
+    /// [`JOB_LOG_MAX_LINES_PER_CALL`](stoker_core::JOB_LOG_MAX_LINES_PER_CALL) lines in one
+    /// write.
+    ///
+    /// # Errors
+    ///
+    /// As [`JobContext::log`], naming `lines` for an empty or too long list.
+    pub async fn log_lines(&self, lines: Vec<String>) -> Result<JobLogAppended> {
+        let job = &self.inner.job;
+        let params = JobLogParams {
+            id: job.id,
+            fence: job.fence,
+            lines,
+            now: self.inner.client.clock().now(),
+        };
+        params.validate()?;
+        let count = params.lines.len() as u32;
+        let appended = self.inner.client.store().job_log_append(params).await?;
+        Ok(appended.unwrap_or(JobLogAppended {
+            accepted: 0,
+            dropped: count,
+        }))
     }
 
     /// Enqueues a follow-up job that inherits this job's correlation id and tenant, with this

@@ -60,6 +60,8 @@ mod context;
 // Recurring schedules (issue 15).
 pub mod cron;
 mod error;
+// Failure groups, bulk operations and job logs (issue 13).
+mod failures;
 mod job;
 mod lease;
 pub mod maintenance;
@@ -78,6 +80,7 @@ pub use client::{
 };
 pub use context::JobContext;
 pub use error::{Error, JobError, Result, ResultExt};
+pub use failures::BulkRequest;
 pub use job::Job;
 pub use lease::{Failure, Reservation, RESERVE_MAX_KINDS, RESERVE_MAX_LIMIT, RESERVE_MAX_QUEUES};
 pub use options::{EnqueueOptions, NewJob};
@@ -94,6 +97,12 @@ pub use stoker_core::{
     JobRow, JobState, LeaderRow, LeaseExtended, Metadata, Priority, Progress, QueueRow, Store,
     StoreError, StoreErrorKind, StubClock, SystemClock, WorkerRow, MAX_ARGS_BYTES_DEFAULT,
     MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
+};
+
+// Failure groups, bulk operations and job logs (issue 13).
+pub use stoker_core::{
+    BulkAction, BulkFilter, BulkOpListParams, BulkOpRow, BulkOpState, FailureGroup,
+    FailureGroupListParams, JobLogAppended, JobLogLine,
 };
 
 /// The store crate's types, for code that works at the store level.

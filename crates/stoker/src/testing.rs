@@ -165,6 +165,14 @@ macro_rules! counting_store {
                 self.inner.cron_history(name, limit).await
             }
 
+            async fn failure_group_get(
+                &self,
+                fingerprint: &str,
+            ) -> StoreResult<Option<stoker_core::FailureGroup>> {
+                self.count("failure_group_get");
+                self.inner.failure_group_get(fingerprint).await
+            }
+
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     self.count(stringify!($name));
@@ -205,4 +213,13 @@ counting_store! {
         async fn cron_list(&self) -> StoreResult<Vec<stoker_core::cron::CronRow>>;
         async fn cron_due(&self, now: chrono::DateTime<chrono::Utc>, limit: u32) -> StoreResult<stoker_core::cron::CronDue>;
         async fn cron_fire(&self, params: stoker_core::cron::CronFireParams) -> StoreResult<stoker_core::cron::CronFireOutcome>;
+        // Failure groups, bulk operations and job logs (issue 13).
+        async fn failure_group_list(&self, params: stoker_core::FailureGroupListParams) -> StoreResult<Vec<stoker_core::FailureGroup>>;
+        async fn bulk_op_create(&self, params: stoker_core::BulkOpCreateParams) -> StoreResult<stoker_core::BulkOpRow>;
+        async fn bulk_op_get(&self, id: i64) -> StoreResult<Option<stoker_core::BulkOpRow>>;
+        async fn bulk_op_list(&self, params: stoker_core::BulkOpListParams) -> StoreResult<Vec<stoker_core::BulkOpRow>>;
+        async fn bulk_op_abort(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::BulkOpRow>;
+        async fn bulk_op_step(&self, params: stoker_core::BulkOpStepParams) -> StoreResult<Option<stoker_core::BulkOpRow>>;
+        async fn job_log_append(&self, params: stoker_core::JobLogParams) -> StoreResult<Option<stoker_core::JobLogAppended>>;
+        async fn job_logs(&self, id: JobId) -> StoreResult<Vec<stoker_core::JobLogLine>>;
 }

@@ -175,7 +175,11 @@ pub(crate) fn seconds(
 /// OpenAPI document gives (in characters) are exactly the store's (in bytes).
 ///
 /// `field` names the value for an error only, so a bulk request builds no name per job.
-fn ascii_text(field: impl FnOnce() -> String, value: &str, spaces: bool) -> Result<(), ApiError> {
+pub(crate) fn ascii_text(
+    field: impl FnOnce() -> String,
+    value: &str,
+    spaces: bool,
+) -> Result<(), ApiError> {
     if value
         .chars()
         .all(|c| c.is_ascii_graphic() || (spaces && c == ' '))
@@ -351,8 +355,20 @@ pub(crate) async fn get(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
     principal.require(Scope::Read)?;
-    match state.client_for(&principal).get(JobId(id)).await? {
-        Some(job) => Ok(Json(job.into())),
+    let client = state.client_for(&principal);
+    match client.get(JobId(id)).await? {
+        Some(job) => {
+            let mut view = JobView::from(job);
+            // Its log lines (issue 13), bounded per job, so the answer stays small.
+            view.logs = client
+                .job_logs(JobId(id))
+                .await
+                .map_err(job_error(id))?
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            Ok(Json(view))
+        }
         None => Err(ApiError::job_not_found(id)),
     }
 }

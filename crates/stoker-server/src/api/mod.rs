@@ -23,6 +23,10 @@
 //! | `POST /v1/cron/{name}/pause`, `/resume`, `/run-now` | admin | pause, resume, run now |
 //! | `GET /v1/cron/{name}/history` | read | a schedule's recent runs |
 //! | `GET /v1/cron-next` | read | the next slots of any expression |
+//! | `GET /v1/failures`, `/v1/failures/{fingerprint}` | read | failure groups (issue 13) |
+//! | `POST /v1/failures/{fingerprint}/retry`, `/discard` | admin | bulk operation over a group |
+//! | `POST /v1/ops`; `GET /v1/ops`, `/v1/ops/{id}`; `POST /v1/ops/{id}/abort` | admin; read; admin | bulk operations by filter |
+//! | `GET /v1/jobs/{id}/logs`; `POST /v1/pull/jobs/{id}/logs` | read; work | job logs |
 //! | `GET /health` | none | store reachable, migrations current, leader known |
 //! | `GET /metrics` | read | Prometheus metrics |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
@@ -39,6 +43,8 @@
 pub mod cron;
 pub mod error;
 mod extract;
+// Failure groups, bulk operations and job logs (issue 13).
+pub mod failures;
 mod health;
 pub(crate) mod jobs;
 pub(crate) mod metrics;
@@ -93,6 +99,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cron/{name}/run-now", post(cron::run_now))
         .route("/v1/cron/{name}/history", get(cron::history))
         .route("/v1/cron-next", get(cron::next))
+        // Failure groups, bulk operations and job logs (issue 13).
+        .route("/v1/failures", get(failures::list))
+        .route("/v1/failures/{fingerprint}", get(failures::get))
+        .route("/v1/failures/{fingerprint}/retry", post(failures::retry))
+        .route(
+            "/v1/failures/{fingerprint}/discard",
+            post(failures::discard),
+        )
+        .route("/v1/ops", post(failures::create).get(failures::list_ops))
+        .route("/v1/ops/{id}", get(failures::get_op))
+        .route("/v1/ops/{id}/abort", post(failures::abort))
+        .route("/v1/jobs/{id}/logs", get(failures::job_logs))
+        .route("/v1/pull/jobs/{id}/logs", post(failures::pull_logs))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -698,6 +698,10 @@ pub struct JobView {
     pub cancel_requested_at: Option<DateTime<Utc>>,
     /// While a pull worker holds it, when its lease ends.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The lines its attempts logged, oldest first (issue 13): shown by get-job only, absent
+    /// when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<super::failures::JobLogView>,
 }
 
 impl From<JobRow> for JobView {
@@ -742,6 +746,7 @@ impl From<JobRow> for JobView {
             worker: job.worker_id,
             cancel_requested_at: job.cancel_requested_at,
             lease_expires_at: job.lease_expires_at,
+            logs: Vec::new(),
         }
     }
 }

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model;
-use super::{cron, health, jobs, metrics, pull, queues, stats, workers};
+use super::{cron, failures, health, jobs, metrics, pull, queues, stats, workers};
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -63,6 +63,17 @@ use super::{cron, health, jobs, metrics, pull, queues, stats, workers};
         health::health,
         metrics::scrape,
         document,
+        // Failure groups, bulk operations and job logs (issue 13).
+        failures::list,
+        failures::get,
+        failures::retry,
+        failures::discard,
+        failures::create,
+        failures::list_ops,
+        failures::get_op,
+        failures::abort,
+        failures::job_logs,
+        failures::pull_logs,
     ),
     components(schemas(
         model::ErrorBody,
@@ -84,6 +95,7 @@ use super::{cron, health, jobs, metrics, pull, queues, stats, workers};
         (name = "pull", description = "The pull protocol for workers in any language"),
         (name = "cron", description = "Recurring schedules, fired exactly once per slot"),
         (name = "operations", description = "Health, metrics and this document"),
+        (name = "failures", description = "Failure groups and bulk operations by filter"),
     )
 )]
 pub struct ApiDoc;
@@ -218,6 +230,47 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
                     "delay_seconds": {"not": {"type": "null"}},
                 },
             });
+        }
+        // Failure groups, bulk operations and job logs (issue 13): `priority` goes with
+        // `set_priority` only and `run_at` with `set_run_at` only, which utoipa cannot say of
+        // one struct; the body is one of three shapes.
+        if let Some(create) = doc.pointer_mut("/components/schemas/CreateBulkOpRequest") {
+            let filter = serde_json::json!({"$ref": "#/components/schemas/BulkFilterBody"});
+            let description = create.get("description").cloned();
+            let shape = |actions: &[&str], extra: Option<(&str, serde_json::Value)>| {
+                let mut properties = serde_json::json!({
+                    "action": {"type": "string", "enum": actions},
+                    "filter": filter.clone(),
+                });
+                let mut required = vec!["action", "filter"];
+                if let Some((name, schema)) = extra {
+                    properties[name] = schema;
+                    required.push(name);
+                }
+                serde_json::json!({
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": required,
+                    "properties": properties,
+                })
+            };
+            let mut one_of = serde_json::json!({
+                "oneOf": [
+                    shape(&["retry", "cancel", "delete", "discard"], None),
+                    shape(&["set_priority"], Some(("priority", serde_json::json!({
+                        "type": "integer", "minimum": -32768, "maximum": 32767,
+                        "description": "The new priority.",
+                    })))),
+                    shape(&["set_run_at"], Some(("run_at", serde_json::json!({
+                        "type": "string", "format": "date-time",
+                        "description": "The new run_at: an RFC 3339 date-time, years 1 to 9999.",
+                    })))),
+                ],
+            });
+            if let Some(description) = description {
+                one_of["description"] = description;
+            }
+            *create = one_of;
         }
         doc
     })

@@ -57,6 +57,11 @@ impl Direct {
         Ok(direct)
     }
 
+    /// The client, for commands kept in their own modules (issue 13's `cli::failures`).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The URL without a password, for messages.
     pub(crate) fn display_url(&self) -> String {
         stoker::redact_url(&self.url)

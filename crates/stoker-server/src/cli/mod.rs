@@ -19,6 +19,8 @@ mod backend;
 mod cron;
 mod direct;
 mod error;
+// Failure groups, bulk operations and job logs (issue 13).
+mod failures;
 mod output;
 mod parse;
 mod remote;
@@ -34,6 +36,7 @@ use stoker::{JobFilter, JobId, JobState, Priority};
 
 pub use cron::CronCommand;
 pub use error::CliError;
+pub use failures::{FailuresCommand, LogsArgs, OpsCommand};
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -96,6 +99,14 @@ pub enum Command {
     /// Recurring schedules: list, add, update, pause, resume, run-now, delete, history, next.
     #[command(subcommand)]
     Cron(CronCommand),
+    /// Failure groups: failed attempts grouped by kind, error class and message; retry or
+    /// discard a whole group.
+    #[command(subcommand)]
+    Failures(FailuresCommand),
+    /// Bulk operations by filter (retry, cancel, delete, discard, set priority or run_at),
+    /// run in the background in batches: start, follow, list, abort.
+    #[command(subcommand)]
+    Ops(OpsCommand),
     /// Measure Stoker: enqueue, drain, pickup latency, memory, on SQLite or PostgreSQL.
     Bench(BenchArgs),
     /// A worker process `stoker bench` starts (not for people).
@@ -189,6 +200,8 @@ pub enum JobsCommand {
     Cancel(JobArgs),
     /// Delete a job that is not running.
     Delete(JobArgs),
+    /// Show the log lines a job's attempts wrote.
+    Logs(LogsArgs),
 }
 
 /// Options of `stoker jobs list`.
@@ -358,6 +371,9 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Jobs(JobsCommand::Retry(args)) => retry(args).await,
         Command::Jobs(JobsCommand::Cancel(args)) => cancel(args).await,
         Command::Jobs(JobsCommand::Delete(args)) => delete(args).await,
+        Command::Jobs(JobsCommand::Logs(args)) => failures::logs(args).await,
+        Command::Failures(command) => failures::failures(command).await,
+        Command::Ops(command) => failures::ops(command).await,
         Command::Queues(QueuesCommand::List(target)) => queues(&target).await,
         Command::Queues(QueuesCommand::Pause(args)) => pause(args, true).await,
         Command::Queues(QueuesCommand::Resume(args)) => pause(args, false).await,

@@ -185,6 +185,37 @@ impl Remote {
             .await
     }
 
+    // Generic calls for commands kept in their own modules (issue 13's `cli::failures`).
+
+    /// `GET path` with a query string.
+    pub(crate) async fn get_query<T: DeserializeOwned, Q: Serialize>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> Result<T, CliError> {
+        self.send(self.request(Method::GET, path)?.query(query))
+            .await
+    }
+
+    /// `GET path`.
+    pub(crate) async fn get_path<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        self.get(path).await
+    }
+
+    /// `POST path` without a body.
+    pub(crate) async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+        self.send(self.request(Method::POST, path)?).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub(crate) async fn post_json<T: DeserializeOwned, B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CliError> {
+        self.post(path, body).await
+    }
+
     pub(crate) async fn enqueue(&self, input: EnqueueInput) -> Result<EnqueueResponse, CliError> {
         let metadata = JobMetadata {
             correlation_id: input.correlation_id,

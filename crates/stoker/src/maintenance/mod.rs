@@ -3,6 +3,8 @@
 //! workers, the [`Pruner`] deletes old finished jobs. Each is a [`Service`]: a name, an
 //! interval and one pass, run by one loop while the process leads.
 
+// The bulk runner (issue 13).
+mod bulk;
 mod elector;
 mod pruner;
 mod rescuer;
@@ -18,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub use bulk::{BulkReport, BulkRunner, BulkRunnerConfig};
 pub use elector::{Elector, ElectorConfig};
 pub use pruner::{PruneReport, Pruner, PrunerConfig};
 pub use rescuer::{RescueReport, Rescuer, RescuerConfig};
@@ -86,12 +89,28 @@ impl Service for Pruner {
     }
 }
 
+#[async_trait::async_trait]
+impl Service for BulkRunner {
+    fn name(&self) -> &'static str {
+        "bulk"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config().interval
+    }
+
+    async fn pass(&self) -> crate::Result<String> {
+        self.run_once().await.map(|report| report.to_string())
+    }
+}
+
 /// The settings of every maintenance service.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MaintenanceConfig {
     pub(crate) stager: StagerConfig,
     pub(crate) rescuer: RescuerConfig,
     pub(crate) pruner: PrunerConfig,
+    pub(crate) bulk: BulkRunnerConfig,
 }
 
 /// What [`Maintenance::start`] runs besides the leader's services.
@@ -139,7 +158,12 @@ impl Maintenance {
                 registry,
                 config.rescuer,
             )),
-            Arc::new(Pruner::new(store, clock, config.pruner)),
+            Arc::new(Pruner::new(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                config.pruner,
+            )),
+            Arc::new(BulkRunner::new(store, clock, config.bulk)),
         ];
         let mut tasks = vec![tokio::spawn(elector.run(stop.clone()))];
         // Cron (issue 15) runs in every process, leader or not: exactly-once comes from the

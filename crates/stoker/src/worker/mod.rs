@@ -237,6 +237,12 @@ impl WorkerBuilder {
         self
     }
 
+    /// Configures the bulk runner, which applies bulk operations in batches (issue 13).
+    pub fn bulk_runner(mut self, config: crate::maintenance::BulkRunnerConfig) -> Self {
+        self.services.bulk = config;
+        self
+    }
+
     /// The args size limit of jobs enqueued through [`JobContext`]. Defaults to 1 MiB.
     pub fn max_args_bytes(mut self, bytes: usize) -> Self {
         self.max_args_bytes = Some(bytes);

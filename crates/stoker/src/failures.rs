@@ -1,0 +1,241 @@
+//! The client's side of failure groups, bulk operations and job logs (issue 13).
+//!
+//! Every surface (the HTTP API, the CLI, a Rust application) goes through these methods, so
+//! validation and tenant rules live in one place:
+//!
+//! - failure groups span every tenant: a tenant-scoped client cannot list them;
+//! - a bulk operation from a tenant-scoped client is limited to that tenant (its filter's
+//!   tenant is set, or refused if it names another); listing and aborting operations span
+//!   every tenant;
+//! - a job's logs are visible to whoever sees the job.
+
+use stoker_core::{
+    validate_fingerprint, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
+    FailureGroup, FailureGroupListParams, JobId, JobLogAppended, JobLogLine, JobLogParams,
+    JobState, Store,
+};
+
+use crate::{Client, Error, Result};
+
+/// A bulk operation to start: [`Client::bulk_start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkRequest {
+    /// What to do to each matching job.
+    pub action: BulkAction,
+    /// Which jobs: at least one criterion.
+    pub filter: BulkFilter,
+    /// The new priority, for [`BulkAction::SetPriority`] only.
+    pub priority: Option<stoker_core::Priority>,
+    /// The new `run_at`, for [`BulkAction::SetRunAt`] only.
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Who asks (an API token's name, `cli`...), kept with the operation.
+    pub created_by: Option<String>,
+}
+
+impl BulkRequest {
+    /// A request to apply `action` to the jobs matching `filter`.
+    pub fn new(action: BulkAction, filter: BulkFilter) -> Self {
+        BulkRequest {
+            action,
+            filter,
+            priority: None,
+            run_at: None,
+            created_by: None,
+        }
+    }
+}
+
+impl<S: Store + ?Sized> Client<S> {
+    /// Lists failure groups, most recently seen first: `params.since`/`until` select groups
+    /// seen in a range, `kind` one kind's.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `limit`, `kind` or `until`; [`Error::TenantForbidden`] for a
+    /// tenant-scoped client (groups span every tenant); a store error.
+    pub async fn failure_groups(
+        &self,
+        params: FailureGroupListParams,
+    ) -> Result<Vec<FailureGroup>> {
+        self.require_every_tenant("failure groups")?;
+        params.validate()?;
+        Ok(self.store().failure_group_list(params).await?)
+    }
+
+    /// One failure group by fingerprint.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `fingerprint` if it is not 16 lowercase hex digits;
+    /// [`Error::TenantForbidden`] for a tenant-scoped client; a store error.
+    pub async fn failure_group(&self, fingerprint: &str) -> Result<Option<FailureGroup>> {
+        self.require_every_tenant("failure groups")?;
+        validate_fingerprint("fingerprint", fingerprint)?;
+        Ok(self.store().failure_group_get(fingerprint).await?)
+    }
+
+    /// Starts a bulk operation: checks the request and that its filter matches at least one
+    /// job, records it, and returns it `running`. The leader's bulk runner (a maintenance
+    /// service) then applies it in bounded batches; follow it with [`Client::bulk_op`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the field; [`Error::NotFound`] (`job matching the filter`)
+    /// when no job matches; [`Error::TenantForbidden`] if a tenant-scoped client names
+    /// another tenant; a store error.
+    pub async fn bulk_start(&self, request: BulkRequest) -> Result<BulkOpRow> {
+        let mut filter = request.filter;
+        filter.tenant = self.tenant_for(filter.tenant, "filter.tenant")?;
+        let params = BulkOpCreateParams {
+            action: request.action,
+            filter,
+            priority: request.priority,
+            run_at: request.run_at,
+            created_by: request.created_by,
+            now: self.clock().now(),
+        };
+        if let Some(run_at) = params.run_at {
+            crate::client::check_run_at(run_at)?;
+        }
+        params.validate()?;
+        Ok(self.store().bulk_op_create(params).await?)
+    }
+
+    /// Retries every failed job of a failure group (discarded, or retryable and waiting for
+    /// its backoff): a bulk operation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::bulk_start`]; [`Error::NotFound`] if there is no such group.
+    pub async fn retry_failure_group(
+        &self,
+        fingerprint: &str,
+        created_by: Option<String>,
+    ) -> Result<BulkOpRow> {
+        self.group_op(
+            fingerprint,
+            BulkAction::Retry,
+            vec![JobState::Discarded, JobState::Retryable],
+            created_by,
+        )
+        .await
+    }
+
+    /// Discards every job of a failure group still waiting to retry (dead letter): a bulk
+    /// operation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::bulk_start`]; [`Error::NotFound`] if there is no such group.
+    pub async fn discard_failure_group(
+        &self,
+        fingerprint: &str,
+        created_by: Option<String>,
+    ) -> Result<BulkOpRow> {
+        self.group_op(
+            fingerprint,
+            BulkAction::Discard,
+            vec![JobState::Retryable, JobState::Available],
+            created_by,
+        )
+        .await
+    }
+
+    async fn group_op(
+        &self,
+        fingerprint: &str,
+        action: BulkAction,
+        states: Vec<JobState>,
+        created_by: Option<String>,
+    ) -> Result<BulkOpRow> {
+        validate_fingerprint("fingerprint", fingerprint)?;
+        if self.store().failure_group_get(fingerprint).await?.is_none() {
+            return Err(Error::NotFound(format!("failure group {fingerprint}")));
+        }
+        let filter = BulkFilter {
+            states,
+            failure_group: Some(fingerprint.to_owned()),
+            ..BulkFilter::default()
+        };
+        let mut request = BulkRequest::new(action, filter);
+        request.created_by = created_by;
+        self.bulk_start(request).await
+    }
+
+    /// One bulk operation, with its progress.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TenantForbidden`] for a tenant-scoped client; a store error.
+    pub async fn bulk_op(&self, id: i64) -> Result<Option<BulkOpRow>> {
+        self.require_every_tenant("bulk operations")?;
+        Ok(self.store().bulk_op_get(id).await?)
+    }
+
+    /// Bulk operations, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `limit` or `before_id`; [`Error::TenantForbidden`] for a
+    /// tenant-scoped client; a store error.
+    pub async fn bulk_ops(&self, params: BulkOpListParams) -> Result<Vec<BulkOpRow>> {
+        self.require_every_tenant("bulk operations")?;
+        params.validate()?;
+        Ok(self.store().bulk_op_list(params).await?)
+    }
+
+    /// Aborts a running bulk operation: batches already applied stay applied.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::Conflict`] if it already ended;
+    /// [`Error::TenantForbidden`] for a tenant-scoped client; a store error.
+    pub async fn bulk_abort(&self, id: i64) -> Result<BulkOpRow> {
+        self.require_every_tenant("bulk operations")?;
+        Ok(self.store().bulk_op_abort(id, self.clock().now()).await?)
+    }
+
+    /// A job's log lines, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is no such job (or a scoped client cannot see it); a store
+    /// error.
+    pub async fn job_logs(&self, id: JobId) -> Result<Vec<JobLogLine>> {
+        if self.get(id).await?.is_none() {
+            return Err(Error::NotFound(format!("job {id}")));
+        }
+        Ok(self.store().job_logs(id).await?)
+    }
+
+    /// Appends log lines to a job reserved by a pull worker, fenced like
+    /// [`Client::progress_reserved`]: lines past the job's limits
+    /// ([`JOB_LOG_MAX_LINES`](stoker_core::JOB_LOG_MAX_LINES),
+    /// [`JOB_LOG_MAX_BYTES`](stoker_core::JOB_LOG_MAX_BYTES)) are dropped and counted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `lines` or `lines[i]`; [`Error::LeaseLost`];
+    /// [`Error::NotFound`]; a store error.
+    pub async fn log_reserved(
+        &self,
+        id: JobId,
+        fence: i64,
+        lines: Vec<String>,
+    ) -> Result<JobLogAppended> {
+        let params = JobLogParams {
+            id,
+            fence,
+            lines,
+            now: self.clock().now(),
+        };
+        params.validate()?;
+        match self.store().job_log_append(params).await? {
+            Some(appended) => Ok(appended),
+            None => Err(match self.store().job_get(id).await? {
+                Some(_) => Error::LeaseLost { id, fence },
+                None => Error::NotFound(format!("job {id}")),
+            }),
+        }
+    }
+}
