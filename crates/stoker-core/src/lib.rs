@@ -17,12 +17,21 @@
 
 mod clock;
 mod error;
+// History (issue 13).
+mod history;
 mod insert;
 mod job;
 mod store;
 
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
+// History (issue 13).
+pub use history::{
+    histogram_bucket, histogram_bucket_upper, HistoryDelta, HistoryGrain, HistoryMetric,
+    HistoryQueryParams, HistoryRecordParams, HistoryRetention, HistoryRollupParams,
+    HistoryRollupReport, HistoryScope, HistoryValue, QueueDepth, GAUGE_NAMES_SQL,
+    HISTOGRAM_BUCKETS,
+};
 pub use insert::{
     args_size, validate_kind, validate_queue, InsertedJob, InvalidInput, JobBackoff, JobInsert,
     BACKOFF_MAX_SECONDS, KIND_MAX_LEN, MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT,

@@ -9,8 +9,25 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::{
-    args_size, AttemptError, InsertedJob, InvalidInput, JobId, JobInsert, JobRow, JobState,
-    Progress, StoreResult, MAX_ARGS_BYTES_DEFAULT, MAX_PROGRESS_DETAILS_BYTES,
+    args_size,
+    AttemptError,
+    // History (issue 13).
+    HistoryQueryParams,
+    HistoryRecordParams,
+    HistoryRollupParams,
+    HistoryRollupReport,
+    HistoryValue,
+    InsertedJob,
+    InvalidInput,
+    JobId,
+    JobInsert,
+    JobRow,
+    JobState,
+    Progress,
+    QueueDepth,
+    StoreResult,
+    MAX_ARGS_BYTES_DEFAULT,
+    MAX_PROGRESS_DETAILS_BYTES,
 };
 
 /// What a store can do beyond the required methods. The runtime asks instead of guessing.
@@ -218,6 +235,8 @@ pub struct FinishedJob {
     pub attempted_at: Option<DateTime<Utc>>,
     /// The worker that held it.
     pub worker_id: Option<String>,
+    /// Its tenant, for the history's labels (issue 13).
+    pub tenant: Option<String>,
 }
 
 /// Parameters of [`Store::job_list`].
@@ -694,6 +713,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes a worker's row (on clean shutdown).
     async fn worker_remove(&self, id: &str) -> StoreResult<()>;
+
+    // --- History (issue 13) ---
+
+    /// Adds per-minute deltas to the history, in one statement however many there are:
+    /// counters add, gauges keep the highest sample of their minute. Rows are keyed by
+    /// `(minute, queue, kind, tenant, metric)`; a delta for a minute already rolled up is still
+    /// added, and the next [`Store::history_rollup`] folds it in.
+    async fn history_record(&self, params: HistoryRecordParams) -> StoreResult<()>;
+
+    /// Reads the history of one grain for buckets in `[from, to)`, merged over the labels in
+    /// scope, by bucket then metric. Reads a range of the history's key: never the jobs.
+    async fn history_query(&self, params: HistoryQueryParams) -> StoreResult<Vec<HistoryValue>>;
+
+    /// Folds minutes into hours and hours into days, from the latest bucket already rolled up
+    /// to the one holding `now` (a partial bucket is recomputed on the next call), and
+    /// deletes rows past each grain's retention. Idempotent: calling it twice writes the same
+    /// rows.
+    async fn history_rollup(&self, params: HistoryRollupParams)
+        -> StoreResult<HistoryRollupReport>;
+
+    /// Per queue with waiting jobs: how many are due, how many scheduled, and the `run_at` of
+    /// the oldest due one (sampled into the history each minute, and exported as gauges).
+    /// Reads the fetch and schedule indexes, not finished jobs.
+    async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

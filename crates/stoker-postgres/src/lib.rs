@@ -171,6 +171,8 @@
 mod builder;
 mod coalescer;
 mod error;
+// History (issue 13).
+mod history;
 mod listener;
 mod migrate;
 mod row;

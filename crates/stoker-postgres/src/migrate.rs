@@ -43,6 +43,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "fence",
         sql: include_str!("../migrations/0005_fence.sql"),
     },
+    // History (issue 13).
+    Migration {
+        version: 7,
+        name: "history",
+        sql: include_str!("../migrations/0007_history.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

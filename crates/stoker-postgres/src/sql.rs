@@ -268,7 +268,7 @@ impl Sql {
                  WHERE j.id = u.id AND j.state = 'running' AND j.fence = u.fence \
                    AND (j.lease_expires_at IS NULL OR j.lease_expires_at > $7 OR $8) \
                  RETURNING j.id, j.state, j.run_at, j.attempt, j.queue, j.kind, j.attempted_at, \
-                           j.worker_id"
+                           j.worker_id, j.tenant"
             ),
             // Cancels a waiting job, or flags a running one and tells its worker. Finished jobs
             // (and missing ones) match nothing; the caller then reads the row afresh.

@@ -144,6 +144,8 @@ mod connection;
 mod counts;
 mod error;
 mod finish;
+// History (issue 13).
+mod history;
 mod insert;
 mod migrate;
 mod prune;

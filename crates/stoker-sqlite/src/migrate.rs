@@ -55,6 +55,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "fence",
         sql: include_str!("../migrations/0007_fence.sql"),
     },
+    // History (issue 13).
+    Migration {
+        version: 9,
+        name: "history",
+        sql: include_str!("../migrations/0009_history.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

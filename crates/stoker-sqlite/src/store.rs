@@ -908,6 +908,30 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
         Ok(())
     }
+
+    // --- History (issue 13) ---
+
+    async fn history_record(&self, params: stoker_core::HistoryRecordParams) -> StoreResult<()> {
+        crate::history::record(&mut *self.write().await?, &params.deltas).await
+    }
+
+    async fn history_query(
+        &self,
+        params: stoker_core::HistoryQueryParams,
+    ) -> StoreResult<Vec<stoker_core::HistoryValue>> {
+        crate::history::query(&mut *self.read().await?, &params).await
+    }
+
+    async fn history_rollup(
+        &self,
+        params: stoker_core::HistoryRollupParams,
+    ) -> StoreResult<stoker_core::HistoryRollupReport> {
+        crate::history::rollup(&mut *self.write().await?, &params).await
+    }
+
+    async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>> {
+        crate::history::depths(&mut *self.read().await?).await
+    }
 }
 
 /// A write transaction on `conn`, the writer. `BEGIN IMMEDIATE` takes SQLite's write lock at

@@ -76,6 +76,8 @@ pub mod claim;
 pub mod events;
 pub mod fence;
 pub mod finish;
+// History (issue 13).
+pub mod history;
 pub mod input;
 pub mod insert;
 pub mod leader;
@@ -216,6 +218,10 @@ macro_rules! conformance_tests {
             input_timeout_zero => input::timeout_zero,
             input_backoff_fields => input::backoff_fields,
             migrate_twice_is_noop => migrate::twice_is_noop,
+            // History (issue 13).
+            history_record_adds_and_scopes => history::record_adds_and_scopes,
+            history_rollup_across_boundaries_and_retention => history::rollup_across_boundaries_and_retention,
+            history_queue_depths_due_and_scheduled => history::queue_depths_due_and_scheduled,
         }
     };
 }
@@ -268,6 +274,7 @@ mod tests {
         ("rescue", include_str!("rescue.rs")),
         ("stage", include_str!("stage.rs")),
         ("stats", include_str!("stats.rs")),
+        ("history", include_str!("history.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -58,6 +58,9 @@ mod backoff;
 mod client;
 mod context;
 mod error;
+// History (issue 13).
+mod clean;
+mod history;
 mod job;
 mod lease;
 pub mod maintenance;
@@ -76,6 +79,13 @@ pub use client::{
 };
 pub use context::JobContext;
 pub use error::{Error, JobError, Result, ResultExt};
+// History (issue 13).
+pub use clean::{CleanRequest, CLEAN_MAX_AGE, CLEAN_MAX_BATCH};
+pub use history::{
+    History, HistoryKeeper, HistoryKeeperConfig, HistoryKeeperReport, Labels, Latency, Series,
+    SeriesPoint, SeriesRequest, HISTORY_FLUSH_INTERVAL_DEFAULT, SERIES_MAX_POINTS,
+    SERIES_MAX_RANGE,
+};
 pub use job::Job;
 pub use lease::{Failure, Reservation, RESERVE_MAX_KINDS, RESERVE_MAX_LIMIT, RESERVE_MAX_QUEUES};
 pub use options::{EnqueueOptions, NewJob};
@@ -88,10 +98,36 @@ pub use worker::{
 };
 
 pub use stoker_core::{
-    AttemptError, Clock, ErrorKind, FinishedJob, InsertedJob, InvalidInput, JobBackoff, JobId,
-    JobRow, JobState, LeaderRow, LeaseExtended, Metadata, Priority, Progress, QueueRow, Store,
-    StoreError, StoreErrorKind, StubClock, SystemClock, WorkerRow, MAX_ARGS_BYTES_DEFAULT,
-    MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
+    AttemptError,
+    Clock,
+    ErrorKind,
+    FinishedJob,
+    // History (issue 13).
+    HistoryGrain,
+    HistoryRetention,
+    HistoryScope,
+    InsertedJob,
+    InvalidInput,
+    JobBackoff,
+    JobId,
+    JobRow,
+    JobState,
+    LeaderRow,
+    LeaseExtended,
+    Metadata,
+    Priority,
+    Progress,
+    QueueDepth,
+    QueueRow,
+    Store,
+    StoreError,
+    StoreErrorKind,
+    StubClock,
+    SystemClock,
+    WorkerRow,
+    MAX_ARGS_BYTES_DEFAULT,
+    MAX_ATTEMPTS_DEFAULT,
+    QUEUE_DEFAULT,
 };
 
 /// The store crate's types, for code that works at the store level.

@@ -185,4 +185,9 @@ counting_store! {
         async fn worker_heartbeat(&self, params: WorkerHeartbeatParams) -> StoreResult<WorkerHeartbeatReply>;
         async fn worker_list(&self) -> StoreResult<Vec<WorkerRow>>;
         async fn worker_prune(&self, before: chrono::DateTime<chrono::Utc>) -> StoreResult<u64>;
+        // History (issue 13).
+        async fn history_record(&self, params: stoker_core::HistoryRecordParams) -> StoreResult<()>;
+        async fn history_query(&self, params: stoker_core::HistoryQueryParams) -> StoreResult<Vec<stoker_core::HistoryValue>>;
+        async fn history_rollup(&self, params: stoker_core::HistoryRollupParams) -> StoreResult<stoker_core::HistoryRollupReport>;
+        async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>>;
 }

@@ -33,6 +33,8 @@
 pub mod error;
 mod extract;
 mod health;
+// History (issue 13).
+pub mod history;
 pub(crate) mod jobs;
 pub(crate) mod metrics;
 pub mod model;
@@ -75,6 +77,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pull/jobs/{id}/fail", post(pull::fail))
         .route("/v1/pull/jobs/{id}/snooze", post(pull::snooze))
         .route("/v1/pull/jobs/{id}/cancel", post(pull::cancel))
+        // History (issue 13).
+        .route("/v1/stats/series", get(history::series))
+        .route("/v1/queues/depths", get(history::depths))
+        .route("/v1/jobs/clean", post(history::clean))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model;
-use super::{health, jobs, metrics, pull, queues, stats, workers};
+use super::{health, history, jobs, metrics, pull, queues, stats, workers};
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -51,6 +51,10 @@ use super::{health, jobs, metrics, pull, queues, stats, workers};
         pull::cancel,
         health::health,
         metrics::scrape,
+        // History (issue 13).
+        history::series,
+        history::depths,
+        history::clean,
         document,
     ),
     components(schemas(

@@ -179,6 +179,11 @@ impl Direct {
         Ok(workers.into_iter().map(WorkerView::from).collect())
     }
 
+    /// The client, for commands that live in their own modules (history, issue 13).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
     pub(crate) async fn stats(&self) -> Result<StatsOutput, CliError> {
         Ok(self.client.stats().await?.into())
     }

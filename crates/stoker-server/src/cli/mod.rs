@@ -17,6 +17,8 @@
 mod backend;
 mod direct;
 mod error;
+// History (issue 13).
+mod history;
 mod output;
 mod parse;
 mod remote;
@@ -86,8 +88,9 @@ pub enum Command {
     Queues(QueuesCommand),
     /// List worker processes, with their heartbeats and counters.
     Workers(Target),
-    /// Count jobs by state: in total, per queue and per kind.
-    Stats(Target),
+    /// Count jobs by state: in total, per queue and per kind; with --since, the durable
+    /// history (throughput, failures, wait and run percentiles) compared with the period before.
+    Stats(history::StatsArgs),
     /// List the handlers built into the server (kinds it runs without any worker).
     Handlers(Target),
     /// Measure Stoker: enqueue, drain, pickup latency, memory, on SQLite or PostgreSQL.
@@ -183,6 +186,8 @@ pub enum JobsCommand {
     Cancel(JobArgs),
     /// Delete a job that is not running.
     Delete(JobArgs),
+    /// Delete finished jobs older than a given age, in batches (issue 13).
+    Clean(history::CleanArgs),
 }
 
 /// Options of `stoker jobs list`.
@@ -352,11 +357,15 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Jobs(JobsCommand::Retry(args)) => retry(args).await,
         Command::Jobs(JobsCommand::Cancel(args)) => cancel(args).await,
         Command::Jobs(JobsCommand::Delete(args)) => delete(args).await,
+        Command::Jobs(JobsCommand::Clean(args)) => history::clean(&args).await,
         Command::Queues(QueuesCommand::List(target)) => queues(&target).await,
         Command::Queues(QueuesCommand::Pause(args)) => pause(args, true).await,
         Command::Queues(QueuesCommand::Resume(args)) => pause(args, false).await,
         Command::Workers(target) => workers(&target).await,
-        Command::Stats(target) => stats(&target).await,
+        Command::Stats(args) => match args.since {
+            Some(since) => history::stats_since(&args, since).await,
+            None => stats(&args.target).await,
+        },
         Command::Handlers(target) => handlers(&target).await,
         Command::Bench(args) => crate::bench::run(args)
             .await

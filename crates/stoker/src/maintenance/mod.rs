@@ -86,12 +86,30 @@ impl Service for Pruner {
     }
 }
 
+// History (issue 13).
+#[async_trait::async_trait]
+impl Service for crate::history::HistoryKeeper {
+    fn name(&self) -> &'static str {
+        "history"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config().interval
+    }
+
+    async fn pass(&self) -> crate::Result<String> {
+        self.run_once().await.map(|report| report.to_string())
+    }
+}
+
 /// The settings of every maintenance service.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MaintenanceConfig {
     pub(crate) stager: StagerConfig,
     pub(crate) rescuer: RescuerConfig,
     pub(crate) pruner: PrunerConfig,
+    /// History (issue 13).
+    pub(crate) history: crate::history::HistoryKeeperConfig,
 }
 
 /// The maintenance services of one process: an elector, and the services it runs while it
@@ -132,7 +150,17 @@ impl Maintenance {
                 registry,
                 config.rescuer,
             )),
-            Arc::new(Pruner::new(store, clock, config.pruner)),
+            Arc::new(Pruner::new(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                config.pruner,
+            )),
+            // History (issue 13).
+            Arc::new(crate::history::HistoryKeeper::new(
+                store,
+                clock,
+                config.history,
+            )),
         ];
         let mut tasks = vec![tokio::spawn(elector.run(stop.clone()))];
         // A task per service, so a long prune never holds up staging or rescue.

@@ -71,6 +71,8 @@ pub struct WorkerBuilder {
     maintenance: bool,
     services: MaintenanceConfig,
     max_args_bytes: Option<usize>,
+    /// History (issue 13): the recorder and how often it is written.
+    history: Option<(crate::history::History, Duration)>,
 }
 
 impl WorkerBuilder {
@@ -210,6 +212,27 @@ impl WorkerBuilder {
         self
     }
 
+    // --- History (issue 13) ---
+
+    /// Records this worker's claims and outcomes (and its client's enqueues) in `history`,
+    /// written to the store every [`HISTORY_FLUSH_INTERVAL_DEFAULT`](crate::HISTORY_FLUSH_INTERVAL_DEFAULT)
+    /// and once more at shutdown. Off by default.
+    pub fn history(self, history: crate::history::History) -> Self {
+        self.history_every(history, crate::history::HISTORY_FLUSH_INTERVAL_DEFAULT)
+    }
+
+    /// As [`WorkerBuilder::history`], written every `interval`.
+    pub fn history_every(mut self, history: crate::history::History, interval: Duration) -> Self {
+        self.history = Some((history, interval));
+        self
+    }
+
+    /// Configures the leader's history keeper (depth samples, roll-ups, retention).
+    pub fn history_keeper(mut self, config: crate::history::HistoryKeeperConfig) -> Self {
+        self.services.history = config;
+        self
+    }
+
     /// The args size limit of jobs enqueued through [`JobContext`]. Defaults to 1 MiB.
     pub fn max_args_bytes(mut self, bytes: usize) -> Self {
         self.max_args_bytes = Some(bytes);
@@ -261,6 +284,9 @@ impl WorkerBuilder {
         if let Some(bytes) = self.max_args_bytes {
             client = client.max_args_bytes(bytes);
         }
+        if let Some((history, _)) = &self.history {
+            client = client.with_history(history.clone());
+        }
         Ok(Worker {
             events: broadcast::channel(EVENTS_CAPACITY).0,
             config: Arc::new(WorkerConfig {
@@ -277,6 +303,7 @@ impl WorkerBuilder {
                 cancel_grace: self.cancel_grace,
                 maintenance: self.maintenance,
                 services: self.services,
+                history: self.history,
             }),
         })
     }
@@ -297,6 +324,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) cancel_grace: Duration,
     pub(crate) maintenance: bool,
     pub(crate) services: MaintenanceConfig,
+    /// History (issue 13): the recorder and how often it is written.
+    pub(crate) history: Option<(crate::history::History, Duration)>,
 }
 
 /// Runs jobs from one or more queues. Build one with [`Worker::builder`], then
@@ -361,6 +390,7 @@ impl Worker {
             maintenance: true,
             services: MaintenanceConfig::default(),
             max_args_bytes: None,
+            history: None,
         }
     }
 
@@ -438,6 +468,11 @@ impl Worker {
             Arc::clone(&runtime),
             stop_services.clone(),
         )));
+        // History (issue 13): stopped after the completer drains, so it writes the last
+        // outcomes too.
+        if let Some((history, interval)) = &runtime.config.history {
+            services.push(history.spawn_flusher(*interval, stop_services.clone()));
+        }
         if let Some(events) = runtime.config.store.subscribe() {
             services.push(tokio::spawn(route_events(
                 Arc::clone(&runtime),
