@@ -77,6 +77,7 @@ pub mod events;
 pub mod fence;
 pub mod finish;
 // History (issue 13).
+pub mod counts;
 pub mod history;
 pub mod input;
 pub mod insert;
@@ -219,6 +220,7 @@ macro_rules! conformance_tests {
             input_backoff_fields => input::backoff_fields,
             migrate_twice_is_noop => migrate::twice_is_noop,
             // History (issue 13).
+            counts_counters_equal_real_count_after_random_transitions => counts::counters_equal_real_count_after_random_transitions,
             history_record_adds_and_scopes => history::record_adds_and_scopes,
             history_rollup_across_boundaries_and_retention => history::rollup_across_boundaries_and_retention,
             history_queue_depths_due_and_scheduled => history::queue_depths_due_and_scheduled,
@@ -258,7 +260,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 15] = [
+    const MODULES: [(&str, &str); 17] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("events", include_str!("events.rs")),
@@ -275,6 +277,7 @@ mod tests {
         ("stage", include_str!("stage.rs")),
         ("stats", include_str!("stats.rs")),
         ("history", include_str!("history.rs")),
+        ("counts", include_str!("counts.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under
