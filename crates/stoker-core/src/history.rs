@@ -344,3 +344,28 @@ pub struct QueueDepth {
     /// The `run_at` of the longest-waiting due job.
     pub oldest_due_at: Option<DateTime<Utc>>,
 }
+
+/// What a worker reports with each heartbeat beyond being alive (issue 13, the worker
+/// registry). Stored with its row; [`Store::worker_heartbeat`](crate::Store::worker_heartbeat)
+/// fills `running` from the heartbeat's own list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerDetails {
+    /// The worker's software version (the application's, or Stoker's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// It is shutting down: it claims nothing more and finishes what it runs.
+    #[serde(default)]
+    pub stopping: bool,
+    /// The jobs it is running now.
+    #[serde(default)]
+    pub running: Vec<crate::JobId>,
+    /// The run time of every attempt it finished, in milliseconds, since it started.
+    #[serde(default)]
+    pub run_ms_total: u64,
+    /// Its resident memory, in bytes, where the platform tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes: Option<u64>,
+    /// The CPU time it used, in milliseconds, where the platform tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_ms: Option<u64>,
+}

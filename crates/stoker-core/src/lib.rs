@@ -29,7 +29,7 @@ pub use error::{StoreError, StoreErrorKind, StoreResult};
 pub use history::{
     histogram_bucket, histogram_bucket_upper, HistoryDelta, HistoryGrain, HistoryMetric,
     HistoryQueryParams, HistoryRecordParams, HistoryRetention, HistoryRollupParams,
-    HistoryRollupReport, HistoryScope, HistoryValue, QueueDepth, GAUGE_NAMES_SQL,
+    HistoryRollupReport, HistoryScope, HistoryValue, QueueDepth, WorkerDetails, GAUGE_NAMES_SQL,
     HISTOGRAM_BUCKETS,
 };
 pub use insert::{

@@ -9,25 +9,13 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::{
-    args_size,
-    AttemptError,
-    // History (issue 13).
-    HistoryQueryParams,
-    HistoryRecordParams,
-    HistoryRollupParams,
-    HistoryRollupReport,
-    HistoryValue,
-    InsertedJob,
-    InvalidInput,
-    JobId,
-    JobInsert,
-    JobRow,
-    JobState,
-    Progress,
-    QueueDepth,
-    StoreResult,
-    MAX_ARGS_BYTES_DEFAULT,
-    MAX_PROGRESS_DETAILS_BYTES,
+    args_size, AttemptError, InsertedJob, InvalidInput, JobId, JobInsert, JobRow, JobState,
+    Progress, StoreResult, MAX_ARGS_BYTES_DEFAULT, MAX_PROGRESS_DETAILS_BYTES,
+};
+// History (issue 13).
+use crate::{
+    HistoryQueryParams, HistoryRecordParams, HistoryRollupParams, HistoryRollupReport,
+    HistoryValue, QueueDepth, WorkerDetails,
 };
 
 /// What a store can do beyond the required methods. The runtime asks instead of guessing.
@@ -440,6 +428,9 @@ pub struct WorkerHeartbeatParams {
     pub running: Vec<JobId>,
     /// When: the new `heartbeat_at`, and the instant against which jobs are due.
     pub now: DateTime<Utc>,
+    /// What it reports for the registry (issue 13); its `running` is replaced by
+    /// [`WorkerHeartbeatParams::running`].
+    pub details: WorkerDetails,
 }
 
 /// What [`Store::worker_heartbeat`] tells the worker back.
@@ -476,6 +467,10 @@ pub struct WorkerRow {
     pub jobs_done: i64,
     /// Attempts of its that failed.
     pub jobs_failed: i64,
+    /// What it reported with its latest heartbeat (issue 13); `None` for a row written by a
+    /// build that did not report it.
+    #[serde(default)]
+    pub details: Option<WorkerDetails>,
 }
 
 /// Parameters of [`Store::leader_attempt_elect`].

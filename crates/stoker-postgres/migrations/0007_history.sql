@@ -20,3 +20,8 @@ CREATE TABLE stoker_history (
     value  bigint NOT NULL,
     PRIMARY KEY (grain, bucket, queue, kind, tenant, metric)
 );
+
+-- The worker registry (issue 13): what a worker reports beyond its heartbeat, as JSON
+-- (version, stopping, in-flight job ids, total run time, RSS, CPU); null for rows of older
+-- builds. A nullable column without a default rewrites nothing.
+ALTER TABLE stoker_workers ADD COLUMN details jsonb;

@@ -150,6 +150,8 @@ pub(crate) fn worker_row(row: &PgRow) -> StoreResult<WorkerRow> {
         heartbeat_at: get(row, "heartbeat_at")?,
         jobs_done: get(row, "jobs_done")?,
         jobs_failed: get(row, "jobs_failed")?,
+        details: get::<Option<Json<stoker_core::WorkerDetails>>>(row, "details")?
+            .map(|Json(details)| details),
     })
 }
 

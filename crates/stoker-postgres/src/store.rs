@@ -966,6 +966,10 @@ impl Store for PgStore {
                 .bind(delta(params.done_delta))
                 .bind(delta(params.failed_delta))
                 .bind(&running)
+                .bind(sqlx::types::Json(stoker_core::WorkerDetails {
+                    running: params.running.clone(),
+                    ..params.details.clone()
+                }))
                 .fetch_all(&self.inner.pool)
                 .await
                 .map_err(store_error)?;

@@ -20,3 +20,8 @@ CREATE TABLE stoker_history (
     value  INTEGER NOT NULL,
     PRIMARY KEY (grain, bucket, queue, kind, tenant, metric)
 ) STRICT, WITHOUT ROWID;
+
+-- The worker registry (issue 13): what a worker reports beyond its heartbeat, as JSON
+-- (version, stopping, in-flight job ids, total run time, RSS, CPU); null for rows of older
+-- builds.
+ALTER TABLE stoker_workers ADD COLUMN details TEXT;

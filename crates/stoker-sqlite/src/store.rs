@@ -28,6 +28,7 @@ use crate::row::{
     worker_columns, worker_from_row,
 };
 use crate::{finish, insert, migrate, prune};
+use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
 /// further behind gets `RecvError::Lagged`, which it should treat as [`StoreEvent::Resync`].
@@ -201,8 +202,9 @@ const QUEUE_LIST_SQL: &str = "SELECT name, paused, updated_at FROM stoker_queues
 
 const WORKER_HEARTBEAT_SQL: &str = "
 INSERT INTO stoker_workers
-    (id, host, pid, queues, concurrency, started_at, heartbeat_at, jobs_done, jobs_failed)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+    (id, host, pid, queues, concurrency, started_at, heartbeat_at, jobs_done, jobs_failed,
+     details)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 ON CONFLICT (id) DO UPDATE SET
     host = excluded.host,
     pid = excluded.pid,
@@ -211,7 +213,8 @@ ON CONFLICT (id) DO UPDATE SET
     started_at = excluded.started_at,
     heartbeat_at = excluded.heartbeat_at,
     jobs_done = stoker_workers.jobs_done + excluded.jobs_done,
-    jobs_failed = stoker_workers.jobs_failed + excluded.jobs_failed";
+    jobs_failed = stoker_workers.jobs_failed + excluded.jobs_failed,
+    details = excluded.details";
 
 const WORKER_LIST_SQL: &str = concat!(
     "SELECT ",
@@ -851,6 +854,10 @@ impl Store for SqliteStore {
             .bind(micros(params.now))
             .bind(i64::try_from(params.done_delta).unwrap_or(i64::MAX))
             .bind(i64::try_from(params.failed_delta).unwrap_or(i64::MAX))
+            .bind(to_json(&WorkerDetails {
+                running: params.running.clone(),
+                ..params.details.clone()
+            })?)
             .execute(&mut *conn)
             .await
             .map_err(db_error)?;

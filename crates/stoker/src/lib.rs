@@ -89,6 +89,7 @@ pub use history::{
 pub use job::Job;
 pub use lease::{Failure, Reservation, RESERVE_MAX_KINDS, RESERVE_MAX_LIMIT, RESERVE_MAX_QUEUES};
 pub use options::{EnqueueOptions, NewJob};
+pub use overview::WorkerState;
 pub use overview::{worker_alive, QueueOverview, QueueWorker, WorkerStatus, STALE_AFTER_DEFAULT};
 pub use registry::{Handler, Registry};
 pub use worker::{
@@ -98,37 +99,13 @@ pub use worker::{
 };
 
 pub use stoker_core::{
-    AttemptError,
-    Clock,
-    ErrorKind,
-    FinishedJob,
-    // History (issue 13).
-    HistoryGrain,
-    HistoryRetention,
-    HistoryScope,
-    InsertedJob,
-    InvalidInput,
-    JobBackoff,
-    JobId,
-    JobRow,
-    JobState,
-    LeaderRow,
-    LeaseExtended,
-    Metadata,
-    Priority,
-    Progress,
-    QueueDepth,
-    QueueRow,
-    Store,
-    StoreError,
-    StoreErrorKind,
-    StubClock,
-    SystemClock,
-    WorkerRow,
-    MAX_ARGS_BYTES_DEFAULT,
-    MAX_ATTEMPTS_DEFAULT,
-    QUEUE_DEFAULT,
+    AttemptError, Clock, ErrorKind, FinishedJob, InsertedJob, InvalidInput, JobBackoff, JobId,
+    JobRow, JobState, LeaderRow, LeaseExtended, Metadata, Priority, Progress, QueueRow, Store,
+    StoreError, StoreErrorKind, StubClock, SystemClock, WorkerRow, MAX_ARGS_BYTES_DEFAULT,
+    MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
 };
+// History (issue 13).
+pub use stoker_core::{HistoryGrain, HistoryRetention, HistoryScope, QueueDepth, WorkerDetails};
 
 /// The store crate's types, for code that works at the store level.
 pub use stoker_core as core;

@@ -658,6 +658,12 @@ async fn workers(target: &Target) -> Result<(), CliError> {
         "HEARTBEAT",
         ">DONE",
         ">FAILED",
+        // The registry (issue 13).
+        "STATUS",
+        "VERSION",
+        ">IN FLIGHT",
+        ">MEAN RUN",
+        ">RSS",
     ]);
     for worker in &workers {
         table.row(vec![
@@ -670,6 +676,15 @@ async fn workers(target: &Target) -> Result<(), CliError> {
             output::time(worker.heartbeat_at),
             worker.jobs_done.to_string(),
             worker.jobs_failed.to_string(),
+            worker.status.clone(),
+            worker.version.clone().unwrap_or_else(|| "-".to_owned()),
+            worker.running.len().to_string(),
+            worker
+                .mean_run_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms")),
+            worker
+                .rss_bytes
+                .map_or_else(|| "-".to_owned(), |b| format!("{}MiB", b / (1 << 20))),
         ]);
     }
     print!("{}", table.render());

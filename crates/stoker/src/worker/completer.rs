@@ -105,6 +105,10 @@ fn report(runtime: &Runtime, batch: &[Ack], applied: &[FinishedJob]) {
             );
             continue;
         }
+        runtime.run_ms.fetch_add(
+            u64::try_from(ack.run_time.as_millis()).unwrap_or(u64::MAX),
+            Ordering::AcqRel,
+        );
         let result = match &finish.outcome {
             Outcome::Completed { .. } => {
                 runtime.done.fetch_add(1, Ordering::AcqRel);

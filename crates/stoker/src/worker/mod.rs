@@ -73,6 +73,8 @@ pub struct WorkerBuilder {
     max_args_bytes: Option<usize>,
     /// History (issue 13): the recorder and how often it is written.
     history: Option<(crate::history::History, Duration)>,
+    /// The version the registry shows (issue 13).
+    version: Option<String>,
 }
 
 impl WorkerBuilder {
@@ -227,6 +229,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// The version the worker registry shows for this worker (your application's, say).
+    /// Defaults to Stoker's.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
     /// Configures the leader's history keeper (depth samples, roll-ups, retention).
     pub fn history_keeper(mut self, config: crate::history::HistoryKeeperConfig) -> Self {
         self.services.history = config;
@@ -304,6 +313,9 @@ impl WorkerBuilder {
                 maintenance: self.maintenance,
                 services: self.services,
                 history: self.history,
+                version: self
+                    .version
+                    .unwrap_or_else(|| format!("stoker {}", env!("CARGO_PKG_VERSION"))),
             }),
         })
     }
@@ -326,6 +338,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) services: MaintenanceConfig,
     /// History (issue 13): the recorder and how often it is written.
     pub(crate) history: Option<(crate::history::History, Duration)>,
+    /// The version the registry shows (issue 13).
+    pub(crate) version: String,
 }
 
 /// Runs jobs from one or more queues. Build one with [`Worker::builder`], then
@@ -391,6 +405,7 @@ impl Worker {
             services: MaintenanceConfig::default(),
             max_args_bytes: None,
             history: None,
+            version: None,
         }
     }
 
@@ -451,6 +466,7 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            run_ms: AtomicU64::new(0),
             acks: Mutex::new(Some(ack_tx)),
             events,
             leader_vacant: Arc::new(Notify::new()),
@@ -795,6 +811,8 @@ pub(crate) struct Runtime {
     /// Completions and failures since the last heartbeat.
     pub(crate) done: AtomicU64,
     pub(crate) failed: AtomicU64,
+    /// Run time of finished attempts since start, in ms, for the registry (issue 13).
+    pub(crate) run_ms: AtomicU64,
     acks: Mutex<Option<mpsc::UnboundedSender<Ack>>>,
     pub(crate) events: broadcast::Sender<WorkerEvent>,
     /// Signalled when a heartbeat finds the leader's seat free.
