@@ -200,3 +200,63 @@ pub(crate) async fn depths(conn: &mut SqliteConnection) -> StoreResult<Vec<Queue
         })
         .collect::<Result<_, StoreError>>()
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+    use stoker_core::Store;
+    use tempfile::TempDir;
+
+    use crate::SqliteStore;
+
+    /// The history's reads are ranges of its primary key, even over a large, analyzed table:
+    /// 300,000 rows (two weeks of minutes for 10 queues, 2 metrics each, and their hours).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn history_reads_use_the_primary_key() {
+        let dir = TempDir::new().unwrap();
+        let store = SqliteStore::open(dir.path().join("h.db")).await.unwrap();
+        store.migrate().await.unwrap();
+        let mut conn = store.write_connection().await.unwrap();
+        sqlx::query(
+            "WITH RECURSIVE g(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM g WHERE n < 14999)
+             INSERT INTO stoker_history (grain, bucket, queue, kind, tenant, metric, value)
+             SELECT 'minute', 1893456000 + n * 60, 'q' || q.value, 'k', '', m.value, 1
+             FROM g, json_each('[0,1,2,3,4,5,6,7,8,9]') AS q,
+                  json_each('[\"completed\",\"run_03\"]') AS m",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE").execute(&mut *conn).await.unwrap();
+        for (sql, binds) in [
+            (super::QUERY_SQL.to_owned(), 6),
+            (super::ROLLUP_START_SQL.to_owned(), 2),
+            (super::rollup_sql(), 5),
+            (super::PRUNE_SQL.to_owned(), 2),
+        ] {
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut query = sqlx::query(&explain);
+            let values: [Option<String>; 6] = [
+                Some("minute".into()),
+                Some("1893456000".into()),
+                Some("1893459600".into()),
+                Some("q1".into()),
+                None,
+                None,
+            ];
+            for value in values.into_iter().take(binds) {
+                query = query.bind(value);
+            }
+            let plan = query
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get::<String, _>(3))
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(plan.contains("USING PRIMARY KEY (grain=?"), "{sql}\n{plan}");
+            assert!(!plan.contains("SCAN stoker_history"), "{sql}\n{plan}");
+        }
+    }
+}

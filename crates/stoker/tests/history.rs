@@ -169,7 +169,10 @@ mod scenarios {
         let handle = worker.start().await.unwrap();
         let mut events = handle.events();
         for _ in 0..5 {
-            client.enqueue(Echo).await.unwrap();
+            client
+                .enqueue_with(Echo, EnqueueOptions::new().queue("e"))
+                .await
+                .unwrap();
         }
         common::wait_events(&mut events, 5, Duration::from_secs(30), |_| true).await;
         handle.shutdown().await;
