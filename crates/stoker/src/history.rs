@@ -434,8 +434,10 @@ pub const SERIES_MAX_RANGE: Duration = Duration::from_secs(730 * 86_400);
 pub struct SeriesRequest {
     /// How far back from `end`.
     pub range: Duration,
-    /// The width of each point: whole minutes (within the last 7 days), whole hours (within
-    /// the last 90 days) or whole days.
+    /// The width of each point, in whole minutes; whole hours read the hour rows and whole
+    /// days the day rows. Widened when the range would take more than [`SERIES_MAX_POINTS`]
+    /// points. Minutes are kept 7 days and hours 90 by default: finer steps further back read
+    /// as zeros.
     pub step: Duration,
     /// The end of the range; now if `None`.
     pub end: Option<DateTime<Utc>>,
@@ -594,6 +596,9 @@ pub struct Series {
     pub previous: Option<SeriesPoint>,
 }
 
+/// Checks a request and settles its step: whole minutes, widened (to whole minutes) when the
+/// range would take more than [`SERIES_MAX_POINTS`] points. A step longer than the range gives
+/// one point.
 fn check_request(request: &SeriesRequest) -> Result<(u64, u64), InvalidInput> {
     let range = request.range.as_secs();
     let step = request.step.as_secs();
@@ -606,56 +611,29 @@ fn check_request(request: &SeriesRequest) -> Result<(u64, u64), InvalidInput> {
             ),
         ));
     }
-    if step < 60 || step % 60 != 0 || request.step.subsec_nanos() != 0 {
+    if step < 60
+        || step % 60 != 0
+        || request.step.subsec_nanos() != 0
+        || request.step > SERIES_MAX_RANGE
+    {
         return Err(InvalidInput::new(
             "step",
-            format!("must be a whole number of minutes, got {step} seconds"),
+            format!("must be a whole number of minutes up to two years, got {step} seconds"),
         ));
     }
-    if step > range {
-        return Err(InvalidInput::new(
-            "step",
-            format!("{step} seconds is longer than the range of {range} seconds"),
-        ));
-    }
-    let points = range.div_ceil(step);
-    if points > SERIES_MAX_POINTS {
-        return Err(InvalidInput::new(
-            "step",
-            format!(
-                "{range} seconds in steps of {step} is {points} points; at most \
-                 {SERIES_MAX_POINTS} (take a longer step)"
-            ),
-        ));
-    }
-    Ok((range, step))
+    let fitting = range.div_ceil(SERIES_MAX_POINTS).div_ceil(60) * 60;
+    Ok((range, step.max(fitting)))
 }
 
-/// The coarsest grain that divides `step` and still holds rows from `from` (by the default
-/// retention).
-fn choose_grain(
-    step: u64,
-    from: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<HistoryGrain, InvalidInput> {
-    let retention = HistoryRetention::default();
-    let kept = |keep: Duration| now - chrono::Duration::seconds(keep.as_secs() as i64) <= from;
+/// The coarsest grain whose buckets divide `step`. A range older than that grain's retention
+/// (minutes 7 days, hours 90 days by default) reads as zeros: the rows are gone.
+fn choose_grain(step: u64) -> HistoryGrain {
     if step % 86_400 == 0 {
-        Ok(HistoryGrain::Day)
-    } else if step % 3600 == 0 && kept(retention.hour) {
-        Ok(HistoryGrain::Hour)
-    } else if kept(retention.minute) {
-        Ok(HistoryGrain::Minute)
-    } else if kept(retention.hour) {
-        Err(InvalidInput::new(
-            "step",
-            "minutes are kept 7 days: for an older range use a step of whole hours",
-        ))
+        HistoryGrain::Day
+    } else if step % 3600 == 0 {
+        HistoryGrain::Hour
     } else {
-        Err(InvalidInput::new(
-            "step",
-            "hours are kept 90 days: for an older range use a step of whole days",
-        ))
+        HistoryGrain::Minute
     }
 }
 
@@ -671,8 +649,7 @@ impl<S: Store + ?Sized> Client<S> {
     /// # Errors
     ///
     /// [`Error::Invalid`](crate::Error::Invalid) naming `range` (under 60 seconds or over two
-    /// years), `step` (not whole minutes, longer than the range, more than
-    /// [`SERIES_MAX_POINTS`] points, or finer than what is kept that far back) or a label;
+    /// years), `step` (not whole minutes, or over two years) or a label;
     /// [`Error::TenantForbidden`](crate::Error::TenantForbidden) for another tenant.
     pub async fn series(&self, request: &SeriesRequest) -> Result<Series> {
         let (range, step) = check_request(request)?;
@@ -687,7 +664,7 @@ impl<S: Store + ?Sized> Client<S> {
         let now = self.clock().now();
         let end = request.end.unwrap_or(now);
         let start = end - chrono::Duration::seconds(range as i64);
-        let grain = choose_grain(step, start, now)?;
+        let grain = choose_grain(step);
         let from = grain.truncate(start);
         let count = (end - from).num_seconds().max(1) as u64;
         let points = count.div_ceil(step).max(1);
@@ -808,13 +785,15 @@ mod tests {
             step: Duration::from_secs(3600),
             ..SeriesRequest::default()
         };
-        assert!(check_request(&ok).is_ok());
-        for (range, step, field) in [
-            (30, 60, "range"),
-            (86_400, 90, "step"),
-            (3600, 7200, "step"),
-            (86_400 * 7, 60, "step"),
-        ] {
+        assert_eq!(check_request(&ok), Ok((86_400, 3600)));
+        // Too many points: the step widens to whole minutes that fit.
+        let week = SeriesRequest {
+            range: Duration::from_secs(7 * 86_400),
+            step: Duration::from_secs(60),
+            ..SeriesRequest::default()
+        };
+        assert_eq!(check_request(&week), Ok((7 * 86_400, 420)));
+        for (range, step, field) in [(30, 60, "range"), (86_400, 90, "step")] {
             let request = SeriesRequest {
                 range: Duration::from_secs(range),
                 step: Duration::from_secs(step),

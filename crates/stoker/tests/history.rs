@@ -144,7 +144,7 @@ mod scenarios {
         ));
 
         // Bad input names its field and reads nothing.
-        for (range, step, field) in [(3600, 90, "step"), (10, 60, "range"), (3600, 7200, "step")] {
+        for (range, step, field) in [(3600, 90, "step"), (10, 60, "range")] {
             match client.series(&request(range, step, now)).await {
                 Err(Error::Invalid(invalid)) => assert_eq!(invalid.field, field),
                 other => panic!("expected Invalid({field}), got {other:?}"),

@@ -27,11 +27,13 @@ pub struct SeriesQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(minimum = 60, maximum = 63_072_000)]
     pub range_seconds: Option<u64>,
-    /// Each point's width in seconds: whole minutes within the last 7 days, whole hours within
-    /// 90 days, whole days beyond; at most 1,440 points. Defaults to the finest of a minute,
-    /// 5 minutes, an hour or a day that gives at most 1,440 points.
+    /// Each point's width in seconds, whole minutes; whole hours read the hour rows, whole
+    /// days the day rows. Widened when the range would take more than 1,440 points. Minutes
+    /// are kept 7 days and hours 90 by default: finer steps further back read as zeros.
+    /// Defaults to the finest of a minute, 5 minutes, an hour or a day that gives at most
+    /// 1,440 points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(minimum = 60, maximum = 63_072_000)]
+    #[param(minimum = 60, maximum = 63_072_000, multiple_of = 60)]
     pub step_seconds: Option<u64>,
     /// The end of the range (RFC 3339). Defaults to now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
