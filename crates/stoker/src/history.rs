@@ -660,6 +660,19 @@ impl<S: Store + ?Sized> Client<S> {
         if let Some(kind) = &scope.kind {
             stoker_core::validate_kind(kind)?;
         }
+        if let Some(tenant) = &scope.tenant {
+            let printable = tenant.chars().all(|c| (' '..='~').contains(&c));
+            if tenant.is_empty() || tenant.len() > stoker_core::TENANT_MAX_LEN || !printable {
+                return Err(InvalidInput::new(
+                    "tenant",
+                    format!(
+                        "must be 1 to {} printable ASCII characters",
+                        stoker_core::TENANT_MAX_LEN
+                    ),
+                )
+                .into());
+            }
+        }
         scope.tenant = self.tenant_for(scope.tenant.take(), "tenant")?;
         let now = self.clock().now();
         let end = request.end.unwrap_or(now);
