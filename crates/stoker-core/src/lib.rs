@@ -21,6 +21,8 @@ pub mod cron;
 mod error;
 // Failure groups, bulk operations and job logs (issue 13).
 mod failures;
+// History (issue 13).
+mod history;
 mod insert;
 mod job;
 mod store;
@@ -35,6 +37,13 @@ pub use failures::{
     JobLogAppended, JobLogLine, JobLogParams, BULK_CREATED_BY_MAX_LEN, BULK_FILTER_MAX_VALUES,
     BULK_LIST_MAX_LIMIT, FAILURE_LIST_MAX_LIMIT, FAILURE_MESSAGE_MAX_CHARS, FINGERPRINT_LEN,
     JOB_LOG_LINE_MAX_CHARS, JOB_LOG_MAX_BYTES, JOB_LOG_MAX_LINES, JOB_LOG_MAX_LINES_PER_CALL,
+};
+// History (issue 13).
+pub use history::{
+    histogram_bucket, histogram_bucket_upper, HistoryDelta, HistoryGrain, HistoryMetric,
+    HistoryQueryParams, HistoryRecordParams, HistoryRetention, HistoryRollupParams,
+    HistoryRollupReport, HistoryScope, HistoryValue, QueueDepth, WorkerDetails, GAUGE_NAMES_SQL,
+    HISTOGRAM_BUCKETS,
 };
 pub use insert::{
     args_size, validate_kind, validate_queue, InsertedJob, InvalidInput, JobBackoff, JobInsert,

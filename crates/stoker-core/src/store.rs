@@ -17,6 +17,11 @@ use crate::{
     BulkOpCreateParams, BulkOpListParams, BulkOpRow, BulkOpStepParams, FailureGroup,
     FailureGroupListParams, JobLogAppended, JobLogLine, JobLogParams,
 };
+// History (issue 13).
+use crate::{
+    HistoryQueryParams, HistoryRecordParams, HistoryRollupParams, HistoryRollupReport,
+    HistoryValue, QueueDepth, WorkerDetails,
+};
 
 /// What a store can do beyond the required methods. The runtime asks instead of guessing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +228,8 @@ pub struct FinishedJob {
     pub attempted_at: Option<DateTime<Utc>>,
     /// The worker that held it.
     pub worker_id: Option<String>,
+    /// Its tenant, for the history's labels (issue 13).
+    pub tenant: Option<String>,
 }
 
 /// Parameters of [`Store::job_list`].
@@ -426,6 +433,9 @@ pub struct WorkerHeartbeatParams {
     pub running: Vec<JobId>,
     /// When: the new `heartbeat_at`, and the instant against which jobs are due.
     pub now: DateTime<Utc>,
+    /// What it reports for the registry (issue 13); its `running` is replaced by
+    /// [`WorkerHeartbeatParams::running`].
+    pub details: WorkerDetails,
 }
 
 /// What [`Store::worker_heartbeat`] tells the worker back.
@@ -462,6 +472,10 @@ pub struct WorkerRow {
     pub jobs_done: i64,
     /// Attempts of its that failed.
     pub jobs_failed: i64,
+    /// What it reported with its latest heartbeat (issue 13); `None` for a row written by a
+    /// build that did not report it.
+    #[serde(default)]
+    pub details: Option<WorkerDetails>,
 }
 
 /// Parameters of [`Store::leader_attempt_elect`].
@@ -820,6 +834,29 @@ pub trait Store: Send + Sync + 'static {
     /// A job's log lines, oldest first (empty for a job without any, or no such job). Deleting
     /// or pruning a job deletes its lines.
     async fn job_logs(&self, id: JobId) -> StoreResult<Vec<JobLogLine>>;
+    // --- History (issue 13) ---
+
+    /// Adds per-minute deltas to the history, in one statement however many there are:
+    /// counters add, gauges keep the highest sample of their minute. Rows are keyed by
+    /// `(minute, queue, kind, tenant, metric)`; a delta for a minute already rolled up is still
+    /// added, and the next [`Store::history_rollup`] folds it in.
+    async fn history_record(&self, params: HistoryRecordParams) -> StoreResult<()>;
+
+    /// Reads the history of one grain for buckets in `[from, to)`, merged over the labels in
+    /// scope, by bucket then metric. Reads a range of the history's key: never the jobs.
+    async fn history_query(&self, params: HistoryQueryParams) -> StoreResult<Vec<HistoryValue>>;
+
+    /// Folds minutes into hours and hours into days, from the latest bucket already rolled up
+    /// to the one holding `now` (a partial bucket is recomputed on the next call), and
+    /// deletes rows past each grain's retention. Idempotent: calling it twice writes the same
+    /// rows.
+    async fn history_rollup(&self, params: HistoryRollupParams)
+        -> StoreResult<HistoryRollupReport>;
+
+    /// Per queue with waiting jobs: how many are due, how many scheduled, and the `run_at` of
+    /// the oldest due one (sampled into the history each minute, and exported as gauges).
+    /// Reads the fetch and schedule indexes, not finished jobs.
+    async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

@@ -173,6 +173,8 @@ mod coalescer;
 mod error;
 // Failure groups, bulk operations and job logs (issue 13).
 mod failures;
+// History (issue 13).
+mod history;
 mod listener;
 mod migrate;
 mod row;

@@ -48,6 +48,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "cron",
         sql: include_str!("../migrations/0006_cron.sql"),
     },
+    // History (issue 13).
+    Migration {
+        version: 7,
+        name: "history",
+        sql: include_str!("../migrations/0007_history.sql"),
+    },
     // Failure groups, bulk operations and job logs (issue 13).
     Migration {
         version: 8,

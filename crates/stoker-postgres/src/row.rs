@@ -106,7 +106,7 @@ pub(crate) fn job_row(row: &PgRow) -> StoreResult<JobRow> {
 }
 
 /// Decodes a row returned by the finish statement: `id, state, run_at, attempt, queue, kind,
-/// attempted_at, worker_id`.
+/// attempted_at, worker_id, tenant`.
 pub(crate) fn finished_row(row: &PgRow) -> StoreResult<FinishedJob> {
     let state: String = get(row, "state")?;
     Ok(FinishedJob {
@@ -120,6 +120,7 @@ pub(crate) fn finished_row(row: &PgRow) -> StoreResult<FinishedJob> {
         kind: get(row, "kind")?,
         attempted_at: get(row, "attempted_at")?,
         worker_id: get(row, "worker_id")?,
+        tenant: get(row, "tenant")?,
     })
 }
 
@@ -149,6 +150,8 @@ pub(crate) fn worker_row(row: &PgRow) -> StoreResult<WorkerRow> {
         heartbeat_at: get(row, "heartbeat_at")?,
         jobs_done: get(row, "jobs_done")?,
         jobs_failed: get(row, "jobs_failed")?,
+        details: get::<Option<Json<stoker_core::WorkerDetails>>>(row, "details")?
+            .map(|Json(details)| details),
     })
 }
 

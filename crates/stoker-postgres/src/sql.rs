@@ -268,7 +268,7 @@ impl Sql {
                  WHERE j.id = u.id AND j.state = 'running' AND j.fence = u.fence \
                    AND (j.lease_expires_at IS NULL OR j.lease_expires_at > $7 OR $8) \
                  RETURNING j.id, j.state, j.run_at, j.attempt, j.queue, j.kind, j.attempted_at, \
-                           j.worker_id"
+                           j.worker_id, j.tenant"
             ),
             // Cancels a waiting job, or flags a running one and tells its worker. Finished jobs
             // (and missing ones) match nothing; the caller then reads the row afresh.
@@ -457,14 +457,15 @@ impl Sql {
             worker_heartbeat: format!(
                 "WITH beat AS ( \
                      INSERT INTO {workers} AS w (id, host, pid, queues, concurrency, started_at, \
-                                                 heartbeat_at, jobs_done, jobs_failed) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                                                 heartbeat_at, jobs_done, jobs_failed, details) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11) \
                      ON CONFLICT (id) DO UPDATE SET \
                          host = EXCLUDED.host, pid = EXCLUDED.pid, queues = EXCLUDED.queues, \
                          concurrency = EXCLUDED.concurrency, started_at = EXCLUDED.started_at, \
                          heartbeat_at = EXCLUDED.heartbeat_at, \
                          jobs_done = w.jobs_done + EXCLUDED.jobs_done, \
-                         jobs_failed = w.jobs_failed + EXCLUDED.jobs_failed \
+                         jobs_failed = w.jobs_failed + EXCLUDED.jobs_failed, \
+                         details = EXCLUDED.details \
                  ) \
                  SELECT 'cancel' AS what, id, NULL::text AS queue FROM {jobs} \
                  WHERE id = ANY($10::int8[]) AND state = 'running' \
@@ -483,7 +484,7 @@ impl Sql {
             ),
             worker_list: format!(
                 "SELECT id, host, pid, queues, concurrency, started_at, heartbeat_at, jobs_done, \
-                        jobs_failed \
+                        jobs_failed, details \
                  FROM {workers} ORDER BY id"
             ),
             worker_prune: format!("DELETE FROM {workers} WHERE heartbeat_at < $1"),

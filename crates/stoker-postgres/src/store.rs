@@ -55,6 +55,8 @@ struct Inner {
     channel: String,
     listen: bool,
     sql: Sql,
+    /// History statements (issue 13).
+    history: crate::history::HistorySql,
     coalescer: Arc<Coalescer>,
     /// Started by the first `subscribe`.
     listener: Mutex<Option<Listener>>,
@@ -100,6 +102,7 @@ impl PgStore {
         PgStore {
             inner: Arc::new(Inner {
                 sql: Sql::new(&schema, &channel),
+                history: crate::history::HistorySql::new(&schema),
                 pool,
                 schema,
                 channel,
@@ -998,6 +1001,10 @@ impl Store for PgStore {
                 .bind(delta(params.done_delta))
                 .bind(delta(params.failed_delta))
                 .bind(&running)
+                .bind(sqlx::types::Json(stoker_core::WorkerDetails {
+                    running: params.running.clone(),
+                    ..params.details.clone()
+                }))
                 .fetch_all(&self.inner.pool)
                 .await
                 .map_err(store_error)?;
@@ -1137,6 +1144,33 @@ impl Store for PgStore {
 
     async fn job_logs(&self, id: JobId) -> StoreResult<Vec<stoker_core::JobLogLine>> {
         failures::logs(&self.inner.pool, &self.inner.schema, id).await
+    }
+
+    // --- History (issue 13) ---
+
+    async fn history_record(&self, params: stoker_core::HistoryRecordParams) -> StoreResult<()> {
+        self.inner
+            .history
+            .record(&self.inner.pool, &params.deltas)
+            .await
+    }
+
+    async fn history_query(
+        &self,
+        params: stoker_core::HistoryQueryParams,
+    ) -> StoreResult<Vec<stoker_core::HistoryValue>> {
+        self.inner.history.query(&self.inner.pool, &params).await
+    }
+
+    async fn history_rollup(
+        &self,
+        params: stoker_core::HistoryRollupParams,
+    ) -> StoreResult<stoker_core::HistoryRollupReport> {
+        self.inner.history.rollup(&self.inner.pool, &params).await
+    }
+
+    async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>> {
+        self.inner.history.depths(&self.inner.pool).await
     }
 }
 

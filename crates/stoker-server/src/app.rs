@@ -82,6 +82,18 @@ impl AppState {
         }
     }
 
+    /// The same state with its client recording history in `history` (issue 13): enqueues and
+    /// pull workers' reservations and reports. Call it before the state is shared.
+    ///
+    /// # Panics
+    ///
+    /// If the state was already cloned.
+    pub fn with_history(mut self, history: stoker::History) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_history before the state is shared");
+        inner.client = inner.client.clone().with_history(history);
+        self
+    }
+
     /// The client every face goes through, unscoped (it acts for every tenant).
     pub fn client(&self) -> &Client {
         &self.inner.client

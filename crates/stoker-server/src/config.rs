@@ -110,6 +110,8 @@ pub struct Config {
     pub cron: Vec<stoker::cron::CronSchedule>,
     /// The bulk runner, which applies bulk operations in batches (issue 13).
     pub bulk: stoker::maintenance::BulkRunnerConfig,
+    /// Durable history (issue 13).
+    pub history: HistorySettings,
 }
 
 impl Default for Config {
@@ -131,6 +133,29 @@ impl Default for Config {
             stats: StatsSettings::default(),
             cron: Vec::new(),
             bulk: stoker::maintenance::BulkRunnerConfig::default(),
+            history: HistorySettings::default(),
+        }
+    }
+}
+
+/// Settings of the durable history (issue 13): whether this server records its worker's and
+/// its pull workers' jobs, how often it writes them, and how long each grain is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistorySettings {
+    /// Record history. Defaults to true.
+    pub enabled: bool,
+    /// How often the recorder writes its deltas (one statement each time). Defaults to 5 s.
+    pub flush_interval: Duration,
+    /// The leader's keeper: sampling interval and retention (minute 7 d, hour 90 d, day 2 y).
+    pub keeper: stoker::HistoryKeeperConfig,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings {
+            enabled: true,
+            flush_interval: stoker::HISTORY_FLUSH_INTERVAL_DEFAULT,
+            keeper: stoker::HistoryKeeperConfig::default(),
         }
     }
 }
@@ -719,10 +744,18 @@ impl Config {
                 "--bulk-interval / STOKER_BULK_INTERVAL / bulk.interval",
                 self.bulk.interval,
             ),
+            ("history.flush_interval", self.history.flush_interval),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::invalid(setting, "must be longer than zero"));
             }
+        }
+        // History (issue 13).
+        if let Err(invalid) = self.history.keeper.retention.validate() {
+            return Err(ConfigError::invalid(
+                "history.minute_retention / hour_retention / day_retention",
+                invalid.reason,
+            ));
         }
         if self.pull.lease > self.pull.max_lease {
             return Err(ConfigError::invalid(
@@ -921,6 +954,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "rescuer",
             "pruner",
             "stats",
+            "history",
             "tokens",
             "cron",
             "bulk",
@@ -952,6 +986,16 @@ const KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("stats", &["sample_interval"]),
+    (
+        "history",
+        &[
+            "enabled",
+            "flush_interval",
+            "minute_retention",
+            "hour_retention",
+            "day_retention",
+        ],
+    ),
     (
         "tokens",
         &[
@@ -1111,6 +1155,8 @@ struct FileConfig {
     #[serde(default)]
     stats: FileStats,
     #[serde(default)]
+    history: FileHistory,
+    #[serde(default)]
     tokens: Vec<FileToken>,
     #[serde(default)]
     cron: Vec<FileCron>,
@@ -1249,6 +1295,17 @@ struct FilePruner {
     discarded_retention: Option<FileRetention>,
     keep_last: Option<u32>,
     worker_retention: Option<FileDuration>,
+}
+
+/// `[history]` (issue 13).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHistory {
+    enabled: Option<bool>,
+    flush_interval: Option<FileDuration>,
+    minute_retention: Option<FileDuration>,
+    hour_retention: Option<FileDuration>,
+    day_retention: Option<FileDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -1457,6 +1514,18 @@ impl FileConfig {
             &mut config.stats.sample_interval,
             self.stats.sample_interval,
         );
+        // History (issue 13).
+        if let Some(enabled) = self.history.enabled {
+            config.history.enabled = enabled;
+        }
+        set(
+            &mut config.history.flush_interval,
+            self.history.flush_interval,
+        );
+        let retention = &mut config.history.keeper.retention;
+        set(&mut retention.minute, self.history.minute_retention);
+        set(&mut retention.hour, self.history.hour_retention);
+        set(&mut retention.day, self.history.day_retention);
         if let Some(FileRetention(retention)) = self.pruner.completed_retention {
             config.pruner.completed_retention = retention;
         }

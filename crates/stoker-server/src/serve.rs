@@ -433,7 +433,17 @@ impl Server {
             .stager(config.stager.clone())
             .rescuer(config.rescuer.clone())
             .pruner(config.pruner.clone())
-            .bulk_runner(config.bulk.clone());
+            .bulk_runner(config.bulk.clone())
+            .history_keeper(config.history.keeper.clone());
+        // History (issue 13): one recorder for the worker and the API's client (pull workers),
+        // so the process writes one statement per flush.
+        let history = config
+            .history
+            .enabled
+            .then(|| stoker::History::new(Arc::clone(&store)));
+        if let Some(history) = &history {
+            builder = builder.history_every(history.clone(), config.history.flush_interval);
+        }
         for (queue, &concurrency) in &config.worker.queues {
             builder = builder.queue(queue.clone(), concurrency);
         }
@@ -444,7 +454,10 @@ impl Server {
         let worker = builder.build().map_err(ServeError::Worker)?;
         let worker = worker.start().await.map_err(ServeError::Worker)?;
 
-        let state = AppState::new(Arc::clone(&store), &config);
+        let mut state = AppState::new(Arc::clone(&store), &config);
+        if let Some(history) = history {
+            state = state.with_history(history);
+        }
         let background = state.spawn_background(Some(worker.events()));
         let app = api::router(state.clone());
         let stop_http = CancellationToken::new();

@@ -207,6 +207,7 @@ async fn workers_lists_heartbeat_rows() {
     client
         .store()
         .worker_heartbeat(WorkerHeartbeatParams {
+            details: Default::default(),
             id: "host-a-1234".into(),
             host: "host-a".into(),
             pid: 1234,

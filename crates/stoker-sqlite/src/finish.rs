@@ -117,7 +117,8 @@ WHERE ",
             fence!(),
             "
 RETURNING stoker_jobs.id, stoker_jobs.state, stoker_jobs.run_at, stoker_jobs.attempt,
-          stoker_jobs.queue, stoker_jobs.kind, stoker_jobs.attempted_at, stoker_jobs.worker_id"
+          stoker_jobs.queue, stoker_jobs.kind, stoker_jobs.attempted_at, stoker_jobs.worker_id,
+          stoker_jobs.tenant"
         )
     };
 }
@@ -146,7 +147,7 @@ pub(crate) const FINISH_SQL: &str = concat!(
 );
 
 /// A job [`FINISH_SQL`] applied a finish to, as it returns it: id, state, run_at, attempt,
-/// queue, kind, attempted_at, worker_id.
+/// queue, kind, attempted_at, worker_id, tenant.
 pub(crate) type AppliedRow = (
     i64,
     String,
@@ -155,6 +156,7 @@ pub(crate) type AppliedRow = (
     String,
     String,
     Option<i64>,
+    Option<String>,
     Option<String>,
 );
 
@@ -185,7 +187,7 @@ pub(crate) async fn finish_many(
         applied.into_iter().map(|row| (row.0, row)).collect();
     let mut finished = Vec::with_capacity(applied.len());
     for finish in &params.finishes {
-        if let Some((id, state, run_at, attempt, queue, kind, attempted_at, worker_id)) =
+        if let Some((id, state, run_at, attempt, queue, kind, attempted_at, worker_id, tenant)) =
             applied.remove(&finish.id.0)
         {
             finished.push(FinishedJob {
@@ -199,6 +201,7 @@ pub(crate) async fn finish_many(
                     .map(|at| from_micros("attempted_at", at))
                     .transpose()?,
                 worker_id,
+                tenant,
             });
         }
     }

@@ -146,6 +146,8 @@ mod error;
 // Failure groups, bulk operations and job logs (issue 13).
 mod failures;
 mod finish;
+// History (issue 13).
+mod history;
 mod insert;
 mod migrate;
 mod prune;

@@ -60,6 +60,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "cron",
         sql: include_str!("../migrations/0008_cron.sql"),
     },
+    // History (issue 13).
+    Migration {
+        version: 9,
+        name: "history",
+        sql: include_str!("../migrations/0009_history.sql"),
+    },
     // Failure groups, bulk operations and job logs (issue 13).
     Migration {
         version: 10,

@@ -129,7 +129,8 @@ pub(crate) fn job_from_row(row: &SqliteRow) -> StoreResult<JobRow> {
 /// The columns of `stoker_workers` that [`worker_from_row`] decodes, in its order.
 macro_rules! worker_columns {
     () => {
-        "id, host, pid, queues, concurrency, started_at, heartbeat_at, jobs_done, jobs_failed"
+        "id, host, pid, queues, concurrency, started_at, heartbeat_at, jobs_done, jobs_failed, \
+         details"
     };
 }
 pub(crate) use worker_columns;
@@ -151,5 +152,8 @@ pub(crate) fn worker_from_row(row: &SqliteRow) -> StoreResult<WorkerRow> {
         heartbeat_at: time_column(row, 6, "heartbeat_at")?,
         jobs_done: column(row, 7, "jobs_done")?,
         jobs_failed: column(row, 8, "jobs_failed")?,
+        details: column::<Option<String>>(row, 9, "details")?
+            .map(|text| from_json("details", &text))
+            .transpose()?,
     })
 }

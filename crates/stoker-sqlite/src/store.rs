@@ -34,6 +34,7 @@ use crate::{failures, finish, insert, migrate, prune};
 
 // Recurring schedules (issue 15).
 mod cron;
+use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
 /// further behind gets `RecvError::Lagged`, which it should treat as [`StoreEvent::Resync`].
@@ -207,8 +208,9 @@ const QUEUE_LIST_SQL: &str = "SELECT name, paused, updated_at FROM stoker_queues
 
 const WORKER_HEARTBEAT_SQL: &str = "
 INSERT INTO stoker_workers
-    (id, host, pid, queues, concurrency, started_at, heartbeat_at, jobs_done, jobs_failed)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+    (id, host, pid, queues, concurrency, started_at, heartbeat_at, jobs_done, jobs_failed,
+     details)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 ON CONFLICT (id) DO UPDATE SET
     host = excluded.host,
     pid = excluded.pid,
@@ -217,7 +219,8 @@ ON CONFLICT (id) DO UPDATE SET
     started_at = excluded.started_at,
     heartbeat_at = excluded.heartbeat_at,
     jobs_done = stoker_workers.jobs_done + excluded.jobs_done,
-    jobs_failed = stoker_workers.jobs_failed + excluded.jobs_failed";
+    jobs_failed = stoker_workers.jobs_failed + excluded.jobs_failed,
+    details = excluded.details";
 
 const WORKER_LIST_SQL: &str = concat!(
     "SELECT ",
@@ -857,6 +860,10 @@ impl Store for SqliteStore {
             .bind(micros(params.now))
             .bind(i64::try_from(params.done_delta).unwrap_or(i64::MAX))
             .bind(i64::try_from(params.failed_delta).unwrap_or(i64::MAX))
+            .bind(to_json(&WorkerDetails {
+                running: params.running.clone(),
+                ..params.details.clone()
+            })?)
             .execute(&mut *conn)
             .await
             .map_err(db_error)?;
@@ -1011,6 +1018,30 @@ impl Store for SqliteStore {
 
     async fn job_logs(&self, id: JobId) -> StoreResult<Vec<stoker_core::JobLogLine>> {
         failures::logs(&mut *self.read().await?, id).await
+    }
+
+    // --- History (issue 13) ---
+
+    async fn history_record(&self, params: stoker_core::HistoryRecordParams) -> StoreResult<()> {
+        crate::history::record(&mut *self.write().await?, &params.deltas).await
+    }
+
+    async fn history_query(
+        &self,
+        params: stoker_core::HistoryQueryParams,
+    ) -> StoreResult<Vec<stoker_core::HistoryValue>> {
+        crate::history::query(&mut *self.read().await?, &params).await
+    }
+
+    async fn history_rollup(
+        &self,
+        params: stoker_core::HistoryRollupParams,
+    ) -> StoreResult<stoker_core::HistoryRollupReport> {
+        crate::history::rollup(&mut *self.write().await?, &params).await
+    }
+
+    async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>> {
+        crate::history::depths(&mut *self.read().await?).await
     }
 }
 

@@ -80,6 +80,9 @@ pub mod events;
 pub mod failures;
 pub mod fence;
 pub mod finish;
+// History (issue 13).
+pub mod counts;
+pub mod history;
 pub mod input;
 pub mod insert;
 pub mod leader;
@@ -243,6 +246,11 @@ macro_rules! conformance_tests {
             failures_bulk_resumes_from_cursor => failures::bulk_resumes_from_cursor,
             failures_logs_fenced_and_bounded => failures::logs_fenced_and_bounded,
             failures_logs_pruned_with_job => failures::logs_pruned_with_job,
+            // History (issue 13).
+            counts_counters_equal_real_count_after_random_transitions => counts::counters_equal_real_count_after_random_transitions,
+            history_record_adds_and_scopes => history::record_adds_and_scopes,
+            history_rollup_across_boundaries_and_retention => history::rollup_across_boundaries_and_retention,
+            history_queue_depths_due_and_scheduled => history::queue_depths_due_and_scheduled,
         }
     };
 }
@@ -279,7 +287,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 16] = [
+    const MODULES: [(&str, &str); 19] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -297,6 +305,8 @@ mod tests {
         ("rescue", include_str!("rescue.rs")),
         ("stage", include_str!("stage.rs")),
         ("stats", include_str!("stats.rs")),
+        ("history", include_str!("history.rs")),
+        ("counts", include_str!("counts.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

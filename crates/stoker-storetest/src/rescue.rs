@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use stoker_core::{
     AttemptError, ErrorKind, JobCancelParams, JobId, JobInsert, JobLeaseParams, JobRow, JobState,
-    JobStuckParams, LeaderElectParams, LeaseExtended, Outcome, QueueParams, Store,
+    JobStuckParams, LeaderElectParams, LeaseExtended, Outcome, QueueParams, Store, WorkerDetails,
     WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow, QUEUE_DEFAULT,
 };
 
@@ -19,6 +19,7 @@ use crate::fixture::{
 
 fn heartbeat(id: &str, now: DateTime<Utc>) -> WorkerHeartbeatParams {
     WorkerHeartbeatParams {
+        details: Default::default(),
         id: id.to_owned(),
         host: "host-1".into(),
         pid: 4242,
@@ -105,7 +106,17 @@ async fn claim_one<S: Store>(store: &Arc<S>, worker: &str, now: DateTime<Utc>) -
 /// The first heartbeat creates the worker's row; later ones move `heartbeat_at` and add their
 /// counter deltas.
 pub async fn heartbeat_creates_and_updates<S: Store>(store: Arc<S>) {
+    let reported = WorkerDetails {
+        version: Some("1.2.3".into()),
+        stopping: false,
+        // The store fills it from the heartbeat's own list.
+        running: vec![JobId(999)],
+        run_ms_total: 1500,
+        rss_bytes: Some(1 << 20),
+        cpu_ms: Some(250),
+    };
     let first = WorkerHeartbeatParams {
+        details: reported.clone(),
         done_delta: 3,
         failed_delta: 1,
         ..heartbeat("w1", at(10))
@@ -131,6 +142,10 @@ pub async fn heartbeat_creates_and_updates<S: Store>(store: Arc<S>) {
         heartbeat_at: at(10),
         jobs_done: 3,
         jobs_failed: 1,
+        details: Some(WorkerDetails {
+            running: Vec::new(),
+            ..reported
+        }),
     };
     assert_eq!(
         store.worker_list().await.expect("worker_list"),
@@ -138,6 +153,7 @@ pub async fn heartbeat_creates_and_updates<S: Store>(store: Arc<S>) {
     );
 
     let second = WorkerHeartbeatParams {
+        details: Default::default(),
         done_delta: 2,
         failed_delta: 0,
         ..heartbeat("w1", at(20))
@@ -147,6 +163,10 @@ pub async fn heartbeat_creates_and_updates<S: Store>(store: Arc<S>) {
         .await
         .expect("worker_heartbeat");
     let third = WorkerHeartbeatParams {
+        details: WorkerDetails {
+            stopping: true,
+            ..WorkerDetails::default()
+        },
         done_delta: 0,
         failed_delta: 4,
         ..heartbeat("w1", at(30))
@@ -161,6 +181,10 @@ pub async fn heartbeat_creates_and_updates<S: Store>(store: Arc<S>) {
             heartbeat_at: at(30),
             jobs_done: 5,
             jobs_failed: 5,
+            details: Some(WorkerDetails {
+                stopping: true,
+                ..WorkerDetails::default()
+            }),
             ..expected
         }]
     );
@@ -484,6 +508,7 @@ pub async fn heartbeat_returns_cancel_requested<S: Store>(store: Arc<S>) {
     }
 
     let params = WorkerHeartbeatParams {
+        details: Default::default(),
         running: running.clone(),
         ..heartbeat("w1", at(3))
     };
@@ -493,6 +518,7 @@ pub async fn heartbeat_returns_cancel_requested<S: Store>(store: Arc<S>) {
         .expect("worker_heartbeat");
     assert_eq!(reply.cancel_requested, vec![running[1]]);
     let params = WorkerHeartbeatParams {
+        details: Default::default(),
         running: vec![running[0], running[2]],
         ..heartbeat("w1", at(4))
     };
@@ -555,6 +581,7 @@ pub async fn heartbeat_reports_due_queues<S: Store>(store: Arc<S>) {
         async move {
             stage(&store, at(secs)).await;
             let params = WorkerHeartbeatParams {
+                details: Default::default(),
                 queues,
                 ..heartbeat("w1", at(secs))
             };

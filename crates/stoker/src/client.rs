@@ -117,6 +117,8 @@ struct ClientConfig {
     /// The tenant every call is limited to, if the client is scoped.
     tenant: Option<String>,
     stale_after: Duration,
+    /// The history recorder, if this process keeps history (issue 13).
+    history: Option<crate::history::History>,
 }
 
 impl<S: ?Sized> Clone for Client<S> {
@@ -158,6 +160,7 @@ impl<S: Store + ?Sized> Client<S> {
                 max_args_bytes: MAX_ARGS_BYTES_DEFAULT,
                 tenant: None,
                 stale_after: STALE_AFTER_DEFAULT,
+                history: None,
             }),
         }
     }
@@ -266,6 +269,45 @@ impl<S: Store + ?Sized> Client<S> {
         self
     }
 
+    // --- History (issue 13) ---
+
+    /// Records what this client does (enqueues, and pull workers' reservations and reports)
+    /// in `history`, which writes it to the store in batches. Share one recorder per process
+    /// with its [`Worker`](crate::Worker).
+    pub fn with_history(mut self, history: crate::history::History) -> Self {
+        Arc::make_mut(&mut self.config).history = Some(history);
+        self
+    }
+
+    /// The history recorder, if the client has one ([`Client::with_history`]).
+    pub fn history(&self) -> Option<&crate::history::History> {
+        self.config.history.as_ref()
+    }
+
+    /// The labels of the jobs about to be inserted, if the client keeps history (so the
+    /// insert can be recorded once it is known which jobs were new).
+    fn history_labels(&self, params: &JobInsertParams) -> Option<Vec<crate::history::Labels>> {
+        self.config.history.as_ref().map(|_| {
+            params
+                .jobs
+                .iter()
+                .map(|job| (job.queue.clone(), job.kind.clone(), job.tenant.clone()))
+                .collect()
+        })
+    }
+
+    /// Records inserted jobs in the history, if the client keeps it.
+    fn record_enqueued(
+        &self,
+        now: DateTime<Utc>,
+        labels: Option<Vec<crate::history::Labels>>,
+        inserted: &[InsertedJob],
+    ) {
+        if let (Some(history), Some(labels)) = (&self.config.history, labels) {
+            history.record_enqueued(now, &labels, inserted);
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<S> {
         &self.store
@@ -349,7 +391,10 @@ impl<S: Store + ?Sized> Client<S> {
         jobs: impl IntoIterator<Item = NewJob>,
     ) -> Result<Vec<InsertedJob>> {
         let params = self.insert_params(jobs)?;
-        Ok(self.store.job_insert_many(params).await?)
+        let (now, labels) = (params.now, self.history_labels(&params));
+        let inserted = self.store.job_insert_many(params).await?;
+        self.record_enqueued(now, labels, &inserted);
+        Ok(inserted)
     }
 
     /// Enqueues many jobs as [`Client::enqueue_many`] does, and answers with each job as it
@@ -415,7 +460,9 @@ impl<S: Store + ?Sized> Client<S> {
                 )
             })
             .collect();
+        let labels = self.history_labels(&params);
         let inserted = self.store.job_insert_many(params).await?;
+        self.record_enqueued(now, labels, &inserted);
         let mut existing: HashMap<JobId, Enqueued> = HashMap::new();
         let mut out = Vec::with_capacity(inserted.len());
         for (job, (kind, queue, run_at)) in inserted.into_iter().zip(fresh) {

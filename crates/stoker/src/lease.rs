@@ -156,6 +156,9 @@ impl<S: Store + ?Sized> Client<S> {
                 })
                 .await?;
             limit -= u32::try_from(claimed.len()).unwrap_or(limit).min(limit);
+            if let Some(history) = self.history() {
+                history.record_started(&claimed);
+            }
             jobs.extend(claimed);
         }
         Ok(jobs)
@@ -339,10 +342,16 @@ impl<S: Store + ?Sized> Client<S> {
         now: DateTime<Utc>,
     ) -> Result<FinishedJob> {
         let finish = JobFinish { id, fence, outcome };
+        let history = self
+            .history()
+            .map(|history| (history, finish.outcome.clone()));
         let mut applied = self
             .store()
             .job_finish_many(JobFinishParams::new(vec![finish], now))
             .await?;
+        if let (Some((history, outcome)), Some(job)) = (history, applied.first()) {
+            history.record_finished(now, [(job, &outcome, None)]);
+        }
         match applied.pop() {
             Some(job) if job.id == id => Ok(job),
             _ => Err(self.refused(id, fence).await),

@@ -62,6 +62,9 @@ pub mod cron;
 mod error;
 // Failure groups, bulk operations and job logs (issue 13).
 mod failures;
+// History (issue 13).
+mod clean;
+mod history;
 mod job;
 mod lease;
 pub mod maintenance;
@@ -81,9 +84,17 @@ pub use client::{
 pub use context::JobContext;
 pub use error::{Error, JobError, Result, ResultExt};
 pub use failures::BulkRequest;
+// History (issue 13).
+pub use clean::{CleanRequest, CLEAN_MAX_AGE, CLEAN_MAX_BATCH};
+pub use history::{
+    History, HistoryKeeper, HistoryKeeperConfig, HistoryKeeperReport, Labels, Latency, Series,
+    SeriesPoint, SeriesRequest, HISTORY_FLUSH_INTERVAL_DEFAULT, SERIES_MAX_POINTS,
+    SERIES_MAX_RANGE,
+};
 pub use job::Job;
 pub use lease::{Failure, Reservation, RESERVE_MAX_KINDS, RESERVE_MAX_LIMIT, RESERVE_MAX_QUEUES};
 pub use options::{EnqueueOptions, NewJob};
+pub use overview::WorkerState;
 pub use overview::{worker_alive, QueueOverview, QueueWorker, WorkerStatus, STALE_AFTER_DEFAULT};
 pub use registry::{Handler, Registry};
 pub use worker::{
@@ -98,6 +109,8 @@ pub use stoker_core::{
     StoreError, StoreErrorKind, StubClock, SystemClock, WorkerRow, MAX_ARGS_BYTES_DEFAULT,
     MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
 };
+// History (issue 13).
+pub use stoker_core::{HistoryGrain, HistoryRetention, HistoryScope, QueueDepth, WorkerDetails};
 
 // Failure groups, bulk operations and job logs (issue 13).
 pub use stoker_core::{

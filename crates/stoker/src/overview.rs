@@ -54,6 +54,61 @@ pub struct WorkerStatus {
     pub alive: bool,
 }
 
+// --- The worker registry (issue 13) ---
+
+/// What a worker is doing, as the registry shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Alive and running at least one job.
+    Busy,
+    /// Alive and running nothing.
+    Idle,
+    /// Alive and shutting down: it claims nothing more.
+    Stopping,
+    /// Silent for longer than `stale_after`: the rescuer is taking its jobs.
+    Stale,
+}
+
+impl WorkerState {
+    /// The name the API and CLI show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Busy => "busy",
+            WorkerState::Idle => "idle",
+            WorkerState::Stopping => "stopping",
+            WorkerState::Stale => "stale",
+        }
+    }
+}
+
+impl WorkerStatus {
+    /// Busy, idle, stopping or stale: stale wins (its heartbeat decides whether its jobs are
+    /// safe), then stopping, then whether it runs anything.
+    pub fn state(&self) -> WorkerState {
+        let details = self.worker.details.as_ref();
+        if !self.alive {
+            WorkerState::Stale
+        } else if details.is_some_and(|d| d.stopping) {
+            WorkerState::Stopping
+        } else if details.is_some_and(|d| !d.running.is_empty()) {
+            WorkerState::Busy
+        } else {
+            WorkerState::Idle
+        }
+    }
+
+    /// The mean run time of its finished attempts, in milliseconds, if it reported any.
+    pub fn mean_run_ms(&self) -> Option<u64> {
+        let finished = self.worker.jobs_done + self.worker.jobs_failed;
+        let total = self.worker.details.as_ref()?.run_ms_total;
+        u64::try_from(finished)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(|n| total / n)
+    }
+}
+
 /// A worker serving a queue, by id, and whether it is alive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueWorker {

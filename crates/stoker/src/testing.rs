@@ -222,4 +222,9 @@ counting_store! {
         async fn bulk_op_step(&self, params: stoker_core::BulkOpStepParams) -> StoreResult<Option<stoker_core::BulkOpRow>>;
         async fn job_log_append(&self, params: stoker_core::JobLogParams) -> StoreResult<Option<stoker_core::JobLogAppended>>;
         async fn job_logs(&self, id: JobId) -> StoreResult<Vec<stoker_core::JobLogLine>>;
+        // History (issue 13).
+        async fn history_record(&self, params: stoker_core::HistoryRecordParams) -> StoreResult<()>;
+        async fn history_query(&self, params: stoker_core::HistoryQueryParams) -> StoreResult<Vec<stoker_core::HistoryValue>>;
+        async fn history_rollup(&self, params: stoker_core::HistoryRollupParams) -> StoreResult<stoker_core::HistoryRollupReport>;
+        async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>>;
 }

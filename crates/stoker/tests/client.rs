@@ -186,6 +186,7 @@ mod scenarios {
             .id;
         store
             .worker_heartbeat(WorkerHeartbeatParams {
+                details: Default::default(),
                 id: "w1".into(),
                 host: "h".into(),
                 pid: 1,

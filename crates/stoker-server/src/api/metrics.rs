@@ -9,6 +9,9 @@
 //! | `stoker_job_run_seconds` | queue, kind | how long finished attempts ran |
 //! | `stoker_job_pickup_latency_seconds` | queue, kind | from due (`run_at`) to the attempt's start |
 //! | `stoker_queue_jobs` | queue, state | jobs per queue and state in the store, read at scrape |
+//! | `stoker_queue_due_jobs` | queue | due jobs waiting (not scheduled), read at scrape: what autoscalers follow |
+//! | `stoker_queue_scheduled_jobs` | queue | jobs waiting for a future `run_at`, read at scrape |
+//! | `stoker_queue_oldest_due_age_seconds` | queue | how long the oldest due job has waited, read at scrape |
 //! | `stoker_workers_alive` | | worker rows (processes and pull workers) with a recent heartbeat, read at scrape |
 //!
 //! Counters are per server: sum them across a cluster. The gauges read at scrape describe the
@@ -45,6 +48,59 @@ struct QueueStateLabels {
     state: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
+/// Per-queue waiting work, read at scrape from [`stoker::Client::queue_depths`] (issue 13).
+#[derive(Default)]
+struct DepthGauges {
+    due: Family<QueueLabels, Gauge>,
+    scheduled: Family<QueueLabels, Gauge>,
+    oldest_age: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+impl DepthGauges {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "queue_due_jobs",
+            "Due jobs waiting in the queue (not scheduled for later)",
+            self.due.clone(),
+        );
+        registry.register(
+            "queue_scheduled_jobs",
+            "Jobs of the queue waiting for a future run_at",
+            self.scheduled.clone(),
+        );
+        registry.register_with_unit(
+            "queue_oldest_due_age",
+            "How long the queue's oldest due job has waited",
+            Unit::Seconds,
+            self.oldest_age.clone(),
+        );
+    }
+
+    async fn read(&self, state: &AppState) -> Result<(), ApiError> {
+        let depths = state.client().queue_depths().await?;
+        let now = state.now();
+        self.due.clear();
+        self.scheduled.clear();
+        self.oldest_age.clear();
+        for depth in depths {
+            let labels = QueueLabels { queue: depth.queue };
+            self.due.get_or_create(&labels).set(depth.due);
+            self.scheduled.get_or_create(&labels).set(depth.scheduled);
+            let age = depth
+                .oldest_due_at
+                .map(|at| (now - at).to_std().unwrap_or_default().as_secs_f64())
+                .unwrap_or(0.0);
+            self.oldest_age.get_or_create(&labels).set(age);
+        }
+        Ok(())
+    }
+}
+
 type HistogramFamily = Family<JobLabels, Histogram, fn() -> Histogram>;
 
 fn seconds_histogram() -> Histogram {
@@ -64,6 +120,8 @@ pub struct Metrics {
     pickup_latency: HistogramFamily,
     queue_jobs: Family<QueueStateLabels, Gauge>,
     workers_alive: Gauge,
+    /// Per-queue depth gauges (issue 13).
+    depth: DepthGauges,
     scrape: tokio::sync::Mutex<()>,
 }
 
@@ -91,6 +149,8 @@ impl Metrics {
         let pickup_latency: HistogramFamily = Family::new_with_constructor(seconds_histogram);
         let queue_jobs = Family::<QueueStateLabels, Gauge>::default();
         let workers_alive = Gauge::default();
+        let depth = DepthGauges::default();
+        depth.register(&mut registry);
         registry.register(
             "jobs_enqueued",
             "New jobs enqueued through this server's API",
@@ -143,6 +203,7 @@ impl Metrics {
             pickup_latency,
             queue_jobs,
             workers_alive,
+            depth,
             scrape: tokio::sync::Mutex::new(()),
         }
     }
@@ -221,6 +282,7 @@ impl Metrics {
         let alive = workers.iter().filter(|status| status.alive).count();
         self.workers_alive
             .set(i64::try_from(alive).unwrap_or(i64::MAX));
+        self.depth.read(state).await?;
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .map_err(ApiError::internal)?;

@@ -46,6 +46,8 @@ mod extract;
 // Failure groups, bulk operations and job logs (issue 13).
 pub mod failures;
 mod health;
+// History (issue 13).
+pub mod history;
 pub(crate) mod jobs;
 pub(crate) mod metrics;
 pub mod model;
@@ -112,6 +114,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/ops/{id}/abort", post(failures::abort))
         .route("/v1/jobs/{id}/logs", get(failures::job_logs))
         .route("/v1/pull/jobs/{id}/logs", post(failures::pull_logs))
+        // History (issue 13).
+        .route("/v1/stats/series", get(history::series))
+        .route("/v1/queues/depths", get(history::depths))
+        .route("/v1/jobs/clean", post(history::clean))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -997,12 +997,45 @@ pub struct WorkerView {
     pub jobs_done: i64,
     /// Attempts of its that failed.
     pub jobs_failed: i64,
+    /// The registry (issue 13): `busy`, `idle`, `stopping` or `stale`.
+    #[serde(default = "idle")]
+    #[schema(value_type = String, pattern = "^(busy|idle|stopping|stale)$")]
+    pub status: String,
+    /// Its software version, if it reported one.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The jobs it is running now (as of its latest heartbeat).
+    #[serde(default)]
+    #[schema(value_type = Vec<i64>)]
+    pub running: Vec<JobId>,
+    /// The mean run time of its finished attempts, in milliseconds.
+    #[serde(default)]
+    pub mean_run_ms: Option<u64>,
+    /// Its resident memory, in bytes, if it reported it.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    /// The CPU time it used, in milliseconds, if it reported it.
+    #[serde(default)]
+    pub cpu_ms: Option<u64>,
+}
+
+fn idle() -> String {
+    "idle".to_owned()
 }
 
 impl From<stoker::WorkerStatus> for WorkerView {
     fn from(status: stoker::WorkerStatus) -> Self {
+        let state = status.state();
+        let mean_run_ms = status.mean_run_ms();
         let worker = status.worker;
+        let details = worker.details.unwrap_or_default();
         WorkerView {
+            status: state.as_str().to_owned(),
+            version: details.version,
+            running: details.running,
+            mean_run_ms,
+            rss_bytes: details.rss_bytes,
+            cpu_ms: details.cpu_ms,
             pull: worker.id.starts_with(super::pull::PULL_PREFIX),
             id: worker.id,
             host: worker.host,

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model;
-use super::{cron, failures, health, jobs, metrics, pull, queues, stats, workers};
+use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -62,6 +62,10 @@ use super::{cron, failures, health, jobs, metrics, pull, queues, stats, workers}
         cron::next,
         health::health,
         metrics::scrape,
+        // History (issue 13).
+        history::series,
+        history::depths,
+        history::clean,
         document,
         // Failure groups, bulk operations and job logs (issue 13).
         failures::list,

@@ -79,6 +79,10 @@ struct PullWorker {
     written: Option<Instant>,
     /// When this server last heard from it.
     seen: Instant,
+    /// The registry (issue 13): jobs it holds through this server, and the run time of the
+    /// attempts it finished, in milliseconds.
+    running: std::collections::BTreeSet<JobId>,
+    run_ms_total: u64,
 }
 
 impl PullWorkers {
@@ -100,6 +104,8 @@ impl PullWorkers {
             failed: 0,
             written: None,
             seen: Instant::now(),
+            running: std::collections::BTreeSet::new(),
+            run_ms_total: 0,
         });
         worker.seen = Instant::now();
         let host = request.host.clone().unwrap_or_else(|| "unknown".to_owned());
@@ -133,6 +139,24 @@ impl PullWorkers {
         due.then(|| Self::take(id, worker, now))
     }
 
+    /// Notes jobs a known pull worker reserved, for the registry's in-flight list (issue 13).
+    fn reserved(&self, id: &str, jobs: &[JobId]) {
+        let mut inner = self.inner.lock().expect("pull workers lock");
+        if let Some(worker) = inner.get_mut(id) {
+            worker.running.extend(jobs.iter().copied());
+        }
+    }
+
+    /// Notes that a known pull worker's job ended after `run_ms` (issue 13).
+    fn ended(&self, id: Option<&str>, job: JobId, run_ms: u64) {
+        let Some(id) = id else { return };
+        let mut inner = self.inner.lock().expect("pull workers lock");
+        if let Some(worker) = inner.get_mut(id) {
+            worker.running.remove(&job);
+            worker.run_ms_total += run_ms;
+        }
+    }
+
     /// Adds to a known pull worker's counters (unknown ones were reserved through another
     /// server, which keeps their row).
     fn count(&self, id: Option<&str>, done: u64, failed: u64) {
@@ -158,7 +182,8 @@ impl PullWorkers {
     }
 
     fn take(id: &str, worker: &mut PullWorker, now: DateTime<Utc>) -> WorkerHeartbeatParams {
-        let params = WorkerHeartbeatParams {
+        let mut params = WorkerHeartbeatParams {
+            details: Default::default(),
             id: id.to_owned(),
             host: worker.host.clone(),
             pid: worker.pid,
@@ -167,9 +192,10 @@ impl PullWorkers {
             started_at: worker.started_at,
             done_delta: worker.done,
             failed_delta: worker.failed,
-            running: Vec::new(),
+            running: worker.running.iter().copied().collect(),
             now,
         };
+        params.details.run_ms_total = worker.run_ms_total;
         worker.done = 0;
         worker.failed = 0;
         worker.written = Some(Instant::now());
@@ -374,6 +400,9 @@ pub(crate) async fn reserve(
         }
     }
     if !jobs.is_empty() {
+        // The registry (issue 13): these are in flight until reported.
+        let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+        state.inner.pull_workers.reserved(&worker_id, &ids);
         tracing::debug!(worker = %worker_id, jobs = jobs.len(), "pull worker reserved jobs");
     }
     Ok(Json(ReserveResponse {
@@ -487,6 +516,15 @@ async fn acknowledged(state: &AppState, job: FinishedJob, now: DateTime<Utc>) ->
             .pull_workers
             .count(job.worker_id.as_deref(), done, failed);
     }
+    // The registry (issue 13): the job is no longer in flight.
+    let run_ms = job
+        .attempted_at
+        .and_then(|started| (now - started).to_std().ok())
+        .map_or(0, |run| run.as_millis() as u64);
+    state
+        .inner
+        .pull_workers
+        .ended(job.worker_id.as_deref(), job.id, run_ms);
     beat(state, job.worker_id.as_deref()).await;
     let run_at =
         matches!(job.state, JobState::Retryable | JobState::Available).then_some(job.run_at);

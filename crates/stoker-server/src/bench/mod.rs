@@ -5,6 +5,8 @@
 //! range. Small `--jobs` make it a smoke test; CI runs it that way and never asserts a speed.
 
 mod bare;
+// History (issue 13).
+mod history;
 mod http;
 mod report;
 mod store;
@@ -66,6 +68,9 @@ pub enum Workload {
     W7,
     /// The bare-SQL ceiling: the same lifecycle in the fewest statements the database allows.
     Bare,
+    /// History (issue 13): the W2 drain at concurrency 50 with history off and on, in A/B
+    /// pairs, and the stats and series query times. Not in the default set.
+    History,
 }
 
 /// Runs the benchmark and prints its report.

@@ -38,6 +38,7 @@ pub(crate) async fn run(
         Workload::W6 => super::http::w6(target, args, report).await,
         Workload::W7 => w7(target, args, report).await,
         Workload::Bare => bare::run(target, args, report).await,
+        Workload::History => super::history::run(target, args, report).await,
     }
 }
 

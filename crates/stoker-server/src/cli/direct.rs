@@ -17,7 +17,7 @@ pub(crate) struct Direct {
 }
 
 impl Direct {
-    /// The client, for the cron commands (issue 15).
+    /// The client, for commands kept in their own modules (cron, failures, history).
     pub(crate) fn client(&self) -> &Client {
         &self.client
     }
@@ -55,11 +55,6 @@ impl Direct {
             )));
         }
         Ok(direct)
-    }
-
-    /// The client, for commands kept in their own modules (issue 13's `cli::failures`).
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
     }
 
     /// The URL without a password, for messages.

@@ -21,6 +21,8 @@ mod direct;
 mod error;
 // Failure groups, bulk operations and job logs (issue 13).
 mod failures;
+// History (issue 13).
+mod history;
 mod output;
 mod parse;
 mod remote;
@@ -92,8 +94,9 @@ pub enum Command {
     Queues(QueuesCommand),
     /// List worker processes, with their heartbeats and counters.
     Workers(Target),
-    /// Count jobs by state: in total, per queue and per kind.
-    Stats(Target),
+    /// Count jobs by state: in total, per queue and per kind; with --since, the durable
+    /// history (throughput, failures, wait and run percentiles) compared with the period before.
+    Stats(history::StatsArgs),
     /// List the handlers built into the server (kinds it runs without any worker).
     Handlers(Target),
     /// Recurring schedules: list, add, update, pause, resume, run-now, delete, history, next.
@@ -202,6 +205,8 @@ pub enum JobsCommand {
     Delete(JobArgs),
     /// Show the log lines a job's attempts wrote.
     Logs(LogsArgs),
+    /// Delete finished jobs older than a given age, in batches (issue 13).
+    Clean(history::CleanArgs),
 }
 
 /// Options of `stoker jobs list`.
@@ -374,11 +379,15 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Jobs(JobsCommand::Logs(args)) => failures::logs(args).await,
         Command::Failures(command) => failures::failures(command).await,
         Command::Ops(command) => failures::ops(command).await,
+        Command::Jobs(JobsCommand::Clean(args)) => history::clean(&args).await,
         Command::Queues(QueuesCommand::List(target)) => queues(&target).await,
         Command::Queues(QueuesCommand::Pause(args)) => pause(args, true).await,
         Command::Queues(QueuesCommand::Resume(args)) => pause(args, false).await,
         Command::Workers(target) => workers(&target).await,
-        Command::Stats(target) => stats(&target).await,
+        Command::Stats(args) => match args.since {
+            Some(since) => history::stats_since(&args, since).await,
+            None => stats(&args.target).await,
+        },
         Command::Handlers(target) => handlers(&target).await,
         Command::Cron(command) => cron::run(command).await,
         Command::Bench(args) => crate::bench::run(args)
@@ -672,6 +681,12 @@ async fn workers(target: &Target) -> Result<(), CliError> {
         "HEARTBEAT",
         ">DONE",
         ">FAILED",
+        // The registry (issue 13).
+        "STATUS",
+        "VERSION",
+        ">IN FLIGHT",
+        ">MEAN RUN",
+        ">RSS",
     ]);
     for worker in &workers {
         table.row(vec![
@@ -684,6 +699,15 @@ async fn workers(target: &Target) -> Result<(), CliError> {
             output::time(worker.heartbeat_at),
             worker.jobs_done.to_string(),
             worker.jobs_failed.to_string(),
+            worker.status.clone(),
+            worker.version.clone().unwrap_or_else(|| "-".to_owned()),
+            worker.running.len().to_string(),
+            worker
+                .mean_run_ms
+                .map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms")),
+            worker
+                .rss_bytes
+                .map_or_else(|| "-".to_owned(), |b| format!("{}MiB", b / (1 << 20))),
         ]);
     }
     print!("{}", table.render());

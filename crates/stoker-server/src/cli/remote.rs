@@ -67,7 +67,7 @@ impl Remote {
         self.base.as_str().trim_end_matches('/')
     }
 
-    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, CliError> {
+    pub(crate) fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, CliError> {
         let url = self.base.join(path).map_err(|err| {
             CliError::Invalid(format!(
                 "{path:?} does not make a URL with {}: {err}",
@@ -83,7 +83,10 @@ impl Remote {
 
     /// Sends a request and decodes the answer, turning the API's error bodies into
     /// [`CliError`]s by their code.
-    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, CliError> {
+    pub(crate) async fn send<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<T, CliError> {
         let response = request.send().await.map_err(|err| CliError::Http {
             message: format!("could not reach the server at {}", self.base_url()),
             source: Some(err),
@@ -176,7 +179,7 @@ impl Remote {
         self.send(self.request(Method::GET, path)?).await
     }
 
-    async fn post<T: DeserializeOwned, B: Serialize>(
+    pub(crate) async fn post<T: DeserializeOwned, B: Serialize>(
         &self,
         path: &str,
         body: &B,

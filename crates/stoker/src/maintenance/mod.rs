@@ -104,6 +104,22 @@ impl Service for BulkRunner {
     }
 }
 
+// History (issue 13).
+#[async_trait::async_trait]
+impl Service for crate::history::HistoryKeeper {
+    fn name(&self) -> &'static str {
+        "history"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config().interval
+    }
+
+    async fn pass(&self) -> crate::Result<String> {
+        self.run_once().await.map(|report| report.to_string())
+    }
+}
+
 /// The settings of every maintenance service.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MaintenanceConfig {
@@ -111,6 +127,8 @@ pub(crate) struct MaintenanceConfig {
     pub(crate) rescuer: RescuerConfig,
     pub(crate) pruner: PrunerConfig,
     pub(crate) bulk: BulkRunnerConfig,
+    /// History (issue 13).
+    pub(crate) history: crate::history::HistoryKeeperConfig,
 }
 
 /// What [`Maintenance::start`] runs besides the leader's services.
@@ -163,7 +181,17 @@ impl Maintenance {
                 Arc::clone(&clock),
                 config.pruner,
             )),
-            Arc::new(BulkRunner::new(store, clock, config.bulk)),
+            Arc::new(BulkRunner::new(
+                Arc::clone(&store),
+                Arc::clone(&clock),
+                config.bulk,
+            )),
+            // History (issue 13).
+            Arc::new(crate::history::HistoryKeeper::new(
+                store,
+                clock,
+                config.history,
+            )),
         ];
         let mut tasks = vec![tokio::spawn(elector.run(stop.clone()))];
         // Cron (issue 15) runs in every process, leader or not: exactly-once comes from the

@@ -41,8 +41,10 @@ async fn write(runtime: &Runtime, batch: &mut Vec<Ack>) {
             batch.iter().map(|ack| ack.finish.clone()).collect(),
             runtime.config.clock.now(),
         );
+        let now = params.now;
         match store.job_finish_many(params).await {
             Ok(applied) => {
+                record_history(runtime, now, batch, &applied);
                 report(runtime, batch, &applied);
                 batch.clear();
                 return;
@@ -69,6 +71,28 @@ async fn write(runtime: &Runtime, batch: &mut Vec<Ack>) {
     }
 }
 
+/// Records the applied outcomes in the history (issue 13), if the worker keeps it: one lock
+/// for the batch.
+fn record_history(
+    runtime: &Runtime,
+    now: chrono::DateTime<chrono::Utc>,
+    batch: &[Ack],
+    applied: &[FinishedJob],
+) {
+    let Some((history, _)) = &runtime.config.history else {
+        return;
+    };
+    let acks: std::collections::HashMap<JobId, &Ack> =
+        batch.iter().map(|ack| (ack.finish.id, ack)).collect();
+    history.record_finished(
+        now,
+        applied.iter().filter_map(|job| {
+            let ack = acks.get(&job.id)?;
+            Some((job, &ack.finish.outcome, Some(ack.run_time)))
+        }),
+    );
+}
+
 fn report(runtime: &Runtime, batch: &[Ack], applied: &[FinishedJob]) {
     let applied: HashSet<JobId> = applied.iter().map(|job| job.id).collect();
     for ack in batch {
@@ -81,6 +105,10 @@ fn report(runtime: &Runtime, batch: &[Ack], applied: &[FinishedJob]) {
             );
             continue;
         }
+        runtime.run_ms.fetch_add(
+            u64::try_from(ack.run_time.as_millis()).unwrap_or(u64::MAX),
+            Ordering::AcqRel,
+        );
         let result = match &finish.outcome {
             Outcome::Completed { .. } => {
                 runtime.done.fetch_add(1, Ordering::AcqRel);

@@ -43,6 +43,7 @@ pub(crate) async fn beat(runtime: &Runtime) -> Result<()> {
     let done = runtime.done.swap(0, Ordering::AcqRel);
     let failed = runtime.failed.swap(0, Ordering::AcqRel);
     let params = WorkerHeartbeatParams {
+        details: details(runtime),
         id: runtime.id.clone(),
         host: host_name(),
         pid: std::process::id(),
@@ -74,4 +75,38 @@ pub(crate) async fn beat(runtime: &Runtime) -> Result<()> {
             Err(err.into())
         }
     }
+}
+
+/// What the registry shows of this worker (issue 13): version, whether it is stopping, total
+/// run time, and the process's memory and CPU where the platform tells (Linux `/proc`).
+fn details(runtime: &Runtime) -> stoker_core::WorkerDetails {
+    stoker_core::WorkerDetails {
+        version: Some(runtime.config.version.clone()),
+        stopping: runtime.stop_fetching.is_cancelled(),
+        // The store fills it from the heartbeat's `running`.
+        running: Vec::new(),
+        run_ms_total: runtime.run_ms.load(Ordering::Acquire),
+        rss_bytes: rss_bytes(),
+        cpu_ms: cpu_ms(),
+    }
+}
+
+/// Resident memory from `/proc/self/status` (`VmRSS`, in kB).
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// User plus system CPU time from `/proc/self/stat` (fields 14 and 15, in clock ticks; Linux
+/// uses 100 ticks a second on every architecture Rust supports).
+fn cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) * 10)
 }

@@ -74,6 +74,10 @@ pub struct WorkerBuilder {
     /// Recurring schedules (issue 15) upserted at start, and the firer's settings.
     cron: Vec<crate::cron::CronSchedule>,
     cron_firer: crate::cron::CronFirerConfig,
+    /// History (issue 13): the recorder and how often it is written.
+    history: Option<(crate::history::History, Duration)>,
+    /// The version the registry shows (issue 13).
+    version: Option<String>,
 }
 
 impl WorkerBuilder {
@@ -243,6 +247,34 @@ impl WorkerBuilder {
         self
     }
 
+    // --- History (issue 13) ---
+
+    /// Records this worker's claims and outcomes (and its client's enqueues) in `history`,
+    /// written to the store every [`HISTORY_FLUSH_INTERVAL_DEFAULT`](crate::HISTORY_FLUSH_INTERVAL_DEFAULT)
+    /// and once more at shutdown. Off by default.
+    pub fn history(self, history: crate::history::History) -> Self {
+        self.history_every(history, crate::history::HISTORY_FLUSH_INTERVAL_DEFAULT)
+    }
+
+    /// As [`WorkerBuilder::history`], written every `interval`.
+    pub fn history_every(mut self, history: crate::history::History, interval: Duration) -> Self {
+        self.history = Some((history, interval));
+        self
+    }
+
+    /// The version the worker registry shows for this worker (your application's, say).
+    /// Defaults to Stoker's.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Configures the leader's history keeper (depth samples, roll-ups, retention).
+    pub fn history_keeper(mut self, config: crate::history::HistoryKeeperConfig) -> Self {
+        self.services.history = config;
+        self
+    }
+
     /// The args size limit of jobs enqueued through [`JobContext`]. Defaults to 1 MiB.
     pub fn max_args_bytes(mut self, bytes: usize) -> Self {
         self.max_args_bytes = Some(bytes);
@@ -294,6 +326,9 @@ impl WorkerBuilder {
         if let Some(bytes) = self.max_args_bytes {
             client = client.max_args_bytes(bytes);
         }
+        if let Some((history, _)) = &self.history {
+            client = client.with_history(history.clone());
+        }
         Ok(Worker {
             events: broadcast::channel(EVENTS_CAPACITY).0,
             config: Arc::new(WorkerConfig {
@@ -312,6 +347,10 @@ impl WorkerBuilder {
                 services: self.services,
                 cron: self.cron,
                 cron_firer: self.cron_firer,
+                history: self.history,
+                version: self
+                    .version
+                    .unwrap_or_else(|| format!("stoker {}", env!("CARGO_PKG_VERSION"))),
             }),
         })
     }
@@ -334,6 +373,10 @@ pub(crate) struct WorkerConfig {
     pub(crate) services: MaintenanceConfig,
     pub(crate) cron: Vec<crate::cron::CronSchedule>,
     pub(crate) cron_firer: crate::cron::CronFirerConfig,
+    /// History (issue 13): the recorder and how often it is written.
+    pub(crate) history: Option<(crate::history::History, Duration)>,
+    /// The version the registry shows (issue 13).
+    pub(crate) version: String,
 }
 
 /// Runs jobs from one or more queues. Build one with [`Worker::builder`], then
@@ -400,6 +443,8 @@ impl Worker {
             max_args_bytes: None,
             cron: Vec::new(),
             cron_firer: crate::cron::CronFirerConfig::default(),
+            history: None,
+            version: None,
         }
     }
 
@@ -463,6 +508,7 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            run_ms: AtomicU64::new(0),
             acks: Mutex::new(Some(ack_tx)),
             events,
             leader_vacant: Arc::new(Notify::new()),
@@ -480,6 +526,11 @@ impl Worker {
             Arc::clone(&runtime),
             stop_services.clone(),
         )));
+        // History (issue 13): stopped after the completer drains, so it writes the last
+        // outcomes too.
+        if let Some((history, interval)) = &runtime.config.history {
+            services.push(history.spawn_flusher(*interval, stop_services.clone()));
+        }
         if let Some(events) = runtime.config.store.subscribe() {
             services.push(tokio::spawn(route_events(
                 Arc::clone(&runtime),
@@ -808,6 +859,8 @@ pub(crate) struct Runtime {
     /// Completions and failures since the last heartbeat.
     pub(crate) done: AtomicU64,
     pub(crate) failed: AtomicU64,
+    /// Run time of finished attempts since start, in ms, for the registry (issue 13).
+    pub(crate) run_ms: AtomicU64,
     acks: Mutex<Option<mpsc::UnboundedSender<Ack>>>,
     pub(crate) events: broadcast::Sender<WorkerEvent>,
     /// Signalled when a heartbeat finds the leader's seat free.

@@ -87,6 +87,9 @@ pub(crate) async fn run(runtime: Arc<Runtime>, queue: String, concurrency: usize
             Ok(jobs) => {
                 retry_delay = CLAIM_RETRY_MIN;
                 fetch_now = jobs.len() == limit;
+                if let Some((history, _)) = &runtime.config.history {
+                    history.record_started(&jobs);
+                }
                 for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
                     executor::spawn(&runtime, job, permit);
                 }
