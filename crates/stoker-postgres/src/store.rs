@@ -1411,8 +1411,8 @@ mod tests {
             ),
             (
                 "heartbeat, with its poll of the worker's queues",
-                "(text, text, int8, text[], int8, timestamptz, timestamptz, int8, int8, int8[])",
-                "'w1', 'h', 1, '{default,other}', 10, '2030-01-01', '2030-01-01', 0, 0, '{}'",
+                "(text, text, int8, text[], int8, timestamptz, timestamptz, int8, int8, int8[], jsonb)",
+                "'w1', 'h', 1, '{default,other}', 10, '2030-01-01', '2030-01-01', 0, 0, '{}', NULL",
                 &store.inner.sql.worker_heartbeat,
                 &["stoker_jobs_fetch_idx"],
             ),
