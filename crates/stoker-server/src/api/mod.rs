@@ -18,6 +18,7 @@
 //! | `GET /v1/handlers` | read | the built-in handlers |
 //! | `POST /v1/pull/reserve` | work | reserve jobs with a lease (long-poll) |
 //! | `POST /v1/pull/jobs/{id}/heartbeat`, `/progress`, `/complete`, `/fail`, `/snooze`, `/cancel` | work | report on a reserved job |
+//! | `POST /v1/pull/ack` | work | report on many reserved jobs, and reserve more, in one request |
 //! | `GET /health` | none | store reachable, migrations current, leader known |
 //! | `GET /metrics` | read | Prometheus metrics |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
@@ -75,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pull/jobs/{id}/fail", post(pull::fail))
         .route("/v1/pull/jobs/{id}/snooze", post(pull::snooze))
         .route("/v1/pull/jobs/{id}/cancel", post(pull::cancel))
+        // Batched acknowledgements and reserve-with-ack (issue 19).
+        .route("/v1/pull/ack", post(pull::ack))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

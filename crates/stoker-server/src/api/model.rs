@@ -1203,7 +1203,7 @@ fn kind_names_schema() -> utoipa::openapi::schema::Array {
 
 /// A whole number, also when written with a fraction of zero (`3.0`): JSON does not tell the
 /// two apart, and neither does the OpenAPI `integer` type.
-fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+pub(crate) fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     struct Visitor;
 
     impl serde::de::Visitor<'_> for Visitor {

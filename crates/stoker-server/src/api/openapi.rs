@@ -49,6 +49,8 @@ use super::{health, jobs, metrics, pull, queues, stats, workers};
         pull::fail,
         pull::snooze,
         pull::cancel,
+        // Batched acknowledgements (issue 19).
+        pull::ack,
         health::health,
         metrics::scrape,
         document,
