@@ -202,6 +202,14 @@ async fn a_refused_field_writes_nothing(store: Arc<dyn Store>) {
         )
         .await;
     assert_eq!(unknown_op.status, 422, "{unknown_op:?}");
+    // A fence below i64::MIN arrives as a float that rounds to exactly -2^63: refused.
+    let below_min = server
+        .post(
+            "/v1/pull/ack",
+            json!({"acks": [{"op": "complete", "id": ids[0].0, "fence": -9.223_372_036_854_776e18_f64}]}),
+        )
+        .await;
+    assert_eq!(below_min.status, 422, "{below_min:?}");
     let too_many: Vec<Value> = (0..1001)
         .map(|n| json!({"op": "complete", "id": n + 1_000_000, "fence": 1}))
         .collect();

@@ -1223,9 +1223,13 @@ pub(crate) fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result
         }
 
         fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<i64, E> {
-            // The range check is on the float: `i64::MAX as f64` rounds up to 2^63.
+            // The range check is on the float: `i64::MAX as f64` rounds up to 2^63. Both ends
+            // are open: an integer below `i64::MIN` (`-9223372036854775809`) reaches here as a
+            // float that rounds to exactly -2^63, and must be refused (issue 19's fuzzing);
+            // `i64::MIN` itself arrives through `visit_i64`.
             if value.fract() == 0.0
-                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value)
+                && value > -9.223_372_036_854_776e18
+                && value < 9.223_372_036_854_776e18
             {
                 Ok(value as i64)
             } else {

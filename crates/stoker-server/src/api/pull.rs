@@ -645,6 +645,7 @@ pub enum AckEntry {
     /// The job succeeded (`/complete`).
     Complete {
         /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
         id: i64,
         /// The `fence` the job was reserved with.
         #[serde(deserialize_with = "super::model::whole_number")]
@@ -657,6 +658,7 @@ pub enum AckEntry {
     /// The attempt failed (`/fail`).
     Fail {
         /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
         id: i64,
         /// The `fence` the job was reserved with.
         #[serde(deserialize_with = "super::model::whole_number")]
@@ -675,6 +677,7 @@ pub enum AckEntry {
     /// Run again later without using up an attempt (`/snooze`).
     Snooze {
         /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
         id: i64,
         /// The `fence` the job was reserved with.
         #[serde(deserialize_with = "super::model::whole_number")]
@@ -686,6 +689,7 @@ pub enum AckEntry {
     /// The worker stopped the job (`/cancel`).
     Cancel {
         /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
         id: i64,
         /// The `fence` the job was reserved with.
         #[serde(deserialize_with = "super::model::whole_number")]
@@ -697,6 +701,7 @@ pub enum AckEntry {
     /// Extend the lease (`/heartbeat`); the answer says whether a cancel was requested.
     Heartbeat {
         /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
         id: i64,
         /// The `fence` the job was reserved with.
         #[serde(deserialize_with = "super::model::whole_number")]
