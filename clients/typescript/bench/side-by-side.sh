@@ -4,7 +4,7 @@
 # with the fast protocol (batched acks + reserve-with-ack) and the one-job-per-request one,
 # against BullMQ's worker draining as many from Redis, in one run on one machine.
 #
-#   JOBS=50000 CONCURRENCY=50 DATABASE_URL=postgres://... BULLMQ_DIR=/work/scratch/bullmq \
+#   JOBS=50000 SINGLE_JOBS=10000 CONCURRENCY=50 DATABASE_URL=postgres://... BULLMQ_DIR=/work/scratch/bullmq \
 #     bash clients/typescript/bench/side-by-side.sh
 #
 # Needs a built `stoker` ($STOKER_BIN, else $CARGO_TARGET_DIR or target/debug|release), the
@@ -15,6 +15,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
 JOBS="${JOBS:-50000}"
 CONCURRENCY="${CONCURRENCY:-50}"
+# The one-job-per-request protocol is an order of magnitude slower: fewer jobs keep it short.
+SINGLE_JOBS="${SINGLE_JOBS:-$JOBS}"
 STOKER_BIN="${STOKER_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/stoker}"
 [ -x "$STOKER_BIN" ] || STOKER_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/stoker"
 work="$(mktemp -d)"
@@ -41,7 +43,8 @@ stop() { kill "$(cat "$work/$1.pid")"; wait "$(cat "$work/$1.pid")" 2>/dev/null 
 
 url="$(serve sqlite --database-url "sqlite://$work/bench.sqlite3")"
 for protocol in batch single; do
-    node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$JOBS" "$CONCURRENCY" "$protocol" | sed 's/^/{"store":"sqlite",/; s/,{/,/'
+    jobs="$JOBS"; [ "$protocol" = single ] && jobs="$SINGLE_JOBS"
+    node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$jobs" "$CONCURRENCY" "$protocol" | sed 's/^/{"store":"sqlite",/; s/,{/,/'
 done
 stop sqlite
 
@@ -49,7 +52,8 @@ if [ -n "${DATABASE_URL:-}" ]; then
     schema="bench_$$"
     url="$(serve postgres --database-url "$DATABASE_URL" --database-schema "$schema")"
     for protocol in batch single; do
-        node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$JOBS" "$CONCURRENCY" "$protocol" | sed 's/^/{"store":"postgres",/; s/,{/,/'
+        jobs="$JOBS"; [ "$protocol" = single ] && jobs="$SINGLE_JOBS"
+    node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$jobs" "$CONCURRENCY" "$protocol" | sed 's/^/{"store":"postgres",/; s/,{/,/'
     done
     stop postgres
     psql "$DATABASE_URL" -q -c "DROP SCHEMA IF EXISTS $schema CASCADE" > /dev/null 2>&1 || true
