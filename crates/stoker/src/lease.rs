@@ -440,8 +440,9 @@ impl<S: Store + ?Sized> Client<S> {
     /// # Errors
     ///
     /// [`Error::Invalid`] before anything is written: more than [`ACK_MAX_ITEMS`] entries
-    /// (`acks`), a job named twice (`acks[i].id`), an empty fail message (`acks[i].error`), a
-    /// zero lease (`acks[i].lease_seconds`); a store error.
+    /// (`acks`), an empty fail message (`acks[i].error`), a zero lease
+    /// (`acks[i].lease_seconds`); a store error. A job named a second time gets
+    /// [`Error::Invalid`] naming `acks[i].id` in its own answer.
     pub async fn ack_reserved(&self, acks: Vec<Ack>) -> Result<Vec<Result<Acked>>> {
         validate_acks(&acks)?;
         let now = self.clock().now();
@@ -450,8 +451,17 @@ impl<S: Store + ?Sized> Client<S> {
         let mut finishes = Vec::new();
         // The index in `acks` of each finish, so the store's answers find their entries.
         let mut positions = std::collections::HashMap::new();
+        let mut seen = std::collections::HashSet::with_capacity(acks.len());
         for (index, ack) in acks.into_iter().enumerate() {
             let Ack { id, fence, op } = ack;
+            // One report per job per batch: two would race inside one statement. A later
+            // one is refused on its own, as a stale fence is, and the first still applies.
+            if !seen.insert(id) {
+                let field = format!("acks[{index}].id");
+                let reason = format!("names job {id} a second time in this batch");
+                answers[index] = Some(Err(InvalidInput::new(field, reason).into()));
+                continue;
+            }
             let outcome = match op {
                 AckOp::Heartbeat { lease } => {
                     answers[index] =
@@ -560,15 +570,7 @@ fn validate_acks(acks: &[Ack]) -> std::result::Result<(), InvalidInput> {
             format!("at most {ACK_MAX_ITEMS} entries, got {}", acks.len()),
         ));
     }
-    let mut seen = std::collections::HashSet::with_capacity(acks.len());
     for (index, ack) in acks.iter().enumerate() {
-        // One report per job per batch: two would race inside one statement.
-        if !seen.insert(ack.id) {
-            return Err(InvalidInput::new(
-                format!("acks[{index}].id"),
-                format!("names job {} a second time in this batch", ack.id),
-            ));
-        }
         match &ack.op {
             AckOp::Fail(failure) if failure.message.is_empty() => {
                 return Err(InvalidInput::new(

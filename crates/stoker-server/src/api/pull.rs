@@ -851,7 +851,7 @@ fn client_ack(state: &AppState, index: usize, entry: AckEntry) -> Result<stoker:
     responses(
         (status = 200, description = "Each report's answer, and the reserved jobs", body = AckBatchResponse),
         (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
-        (status = 422, description = "A refused field: more than 1000 reports, a job named twice, an empty error, a duration out of range, a refused reserve part", body = ErrorBody),
+        (status = 422, description = "A refused field: more than 1000 reports, an empty error, a duration out of range, a refused reserve part", body = ErrorBody),
         (status = 503, description = "The store is unreachable, or the server is shutting down", body = ErrorBody),
     ),
     security(("bearer" = []))
