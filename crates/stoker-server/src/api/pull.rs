@@ -640,7 +640,10 @@ pub(crate) async fn cancel(
 /// One report in `POST /v1/pull/ack`: a job, the `fence` it was reserved with, and what to do,
 /// chosen by `op`. Each is what the one-job call of the same name does.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+// Not `deny_unknown_fields`: the document's `oneOf` branches cannot say
+// `additionalProperties: false` (utoipa writes none for a tagged enum's variants), and the body
+// must take what the document allows; unknown fields of an entry are ignored.
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum AckEntry {
     /// The job succeeded (`/complete`).
     Complete {
