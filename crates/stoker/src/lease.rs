@@ -383,3 +383,234 @@ impl<S: Store + ?Sized> Client<S> {
         }
     }
 }
+
+// --- Batched acknowledgements (issue 19: the fast pull protocol) -------------------------------
+
+/// The most entries one [`Client::ack_reserved`] call takes.
+pub const ACK_MAX_ITEMS: usize = 1000;
+
+/// What one entry of [`Client::ack_reserved`] reports about a reserved job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckOp {
+    /// The job succeeded, with its result: as [`Client::complete_reserved`].
+    Complete {
+        /// The handler's output.
+        result: Option<Value>,
+    },
+    /// The attempt failed: as [`Client::fail_reserved`].
+    Fail(Failure),
+    /// Run again after `delay` without using up an attempt: as [`Client::snooze_reserved`].
+    Snooze {
+        /// How long from now.
+        delay: Duration,
+    },
+    /// The worker stopped the job: as [`Client::cancel_reserved`].
+    Cancel {
+        /// Why, recorded in the job's error history.
+        message: Option<String>,
+    },
+    /// Extend the lease to `lease` from now: as [`Client::extend_lease`].
+    Heartbeat {
+        /// The new lease.
+        lease: Duration,
+    },
+}
+
+/// One entry of [`Client::ack_reserved`]: a job, the fence it was reserved with, and the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ack {
+    /// The job.
+    pub id: JobId,
+    /// The fence it was reserved with.
+    pub fence: i64,
+    /// The report.
+    pub op: AckOp,
+}
+
+/// What one applied entry of [`Client::ack_reserved`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acked {
+    /// A complete, fail, snooze or cancel: the job as the report left it.
+    Finished(FinishedJob),
+    /// A heartbeat: the extended lease.
+    Lease(LeaseExtended),
+}
+
+impl<S: Store + ?Sized> Client<S> {
+    /// Applies many reports in one call, each fenced and answered on its own: an entry whose
+    /// fence is stale gets [`Error::LeaseLost`] (or [`Error::NotFound`]) in its place in the
+    /// answer, and the others still apply. Every complete, fail, snooze and cancel goes to the
+    /// store in one [`Store::job_finish_many`] statement, so a worker acknowledging 50 jobs
+    /// pays one write instead of 50; heartbeats are one write each. Fails (other than
+    /// discards) and cancels with a message read their jobs first, as the one-job calls do.
+    ///
+    /// The answers are in the order of `acks`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] before anything is written: more than [`ACK_MAX_ITEMS`] entries
+    /// (`acks`), an empty fail message (`acks[i].error`), a zero lease
+    /// (`acks[i].lease_seconds`); a store error. A job named a second time gets
+    /// [`Error::Invalid`] naming `acks[i].id` in its own answer.
+    pub async fn ack_reserved(&self, acks: Vec<Ack>) -> Result<Vec<Result<Acked>>> {
+        validate_acks(&acks)?;
+        let now = self.clock().now();
+        let mut answers: Vec<Option<Result<Acked>>> = Vec::with_capacity(acks.len());
+        answers.resize_with(acks.len(), || None);
+        let mut finishes = Vec::new();
+        // The index in `acks` of each finish, so the store's answers find their entries.
+        let mut positions = std::collections::HashMap::new();
+        let mut seen = std::collections::HashSet::with_capacity(acks.len());
+        for (index, ack) in acks.into_iter().enumerate() {
+            let Ack { id, fence, op } = ack;
+            // One report per job per batch: two would race inside one statement. A later
+            // one is refused on its own, as a stale fence is, and the first still applies.
+            if !seen.insert(id) {
+                let field = format!("acks[{index}].id");
+                let reason = format!("names job {id} a second time in this batch");
+                answers[index] = Some(Err(InvalidInput::new(field, reason).into()));
+                continue;
+            }
+            let outcome = match op {
+                AckOp::Heartbeat { lease } => {
+                    answers[index] =
+                        Some(self.extend_lease(id, fence, lease).await.map(Acked::Lease));
+                    continue;
+                }
+                AckOp::Complete { result } => Outcome::Completed {
+                    result: result.filter(|value| !value.is_null()),
+                },
+                AckOp::Snooze { delay } => Outcome::Snooze {
+                    run_at: after(now, delay),
+                },
+                AckOp::Fail(failure) => match self.failed_outcome(id, fence, failure, now).await {
+                    Ok(outcome) => outcome,
+                    Err(err) => {
+                        answers[index] = Some(Err(err));
+                        continue;
+                    }
+                },
+                AckOp::Cancel { message } => {
+                    match message.filter(|message| !message.trim().is_empty()) {
+                        None => Outcome::Cancel { error: None },
+                        Some(message) => match self.held(id, fence).await {
+                            Ok(job) => Outcome::Cancel {
+                                error: Some(AttemptError {
+                                    attempt: job.attempt,
+                                    at: now,
+                                    kind: ErrorKind::Cancelled,
+                                    message,
+                                    backtrace: None,
+                                }),
+                            },
+                            Err(err) => {
+                                answers[index] = Some(Err(err));
+                                continue;
+                            }
+                        },
+                    }
+                }
+            };
+            positions.insert(id, (index, fence));
+            finishes.push(JobFinish { id, fence, outcome });
+        }
+        if !finishes.is_empty() {
+            // History (issue 13): the batch counts as the one-job reports do.
+            let outcomes: Option<std::collections::HashMap<JobId, Outcome>> =
+                self.history().map(|_| {
+                    finishes
+                        .iter()
+                        .map(|finish| (finish.id, finish.outcome.clone()))
+                        .collect()
+                });
+            let applied = self
+                .store()
+                .job_finish_many(JobFinishParams::new(finishes, now))
+                .await?;
+            if let (Some(history), Some(outcomes)) = (self.history(), &outcomes) {
+                history.record_finished(
+                    now,
+                    applied.iter().filter_map(|job| {
+                        outcomes.get(&job.id).map(|outcome| (job, outcome, None))
+                    }),
+                );
+            }
+            for job in applied {
+                if let Some((index, _)) = positions.remove(&job.id) {
+                    answers[index] = Some(Ok(Acked::Finished(job)));
+                }
+            }
+            // What the store skipped was refused: say why, entry by entry.
+            for (id, (index, fence)) in positions {
+                answers[index] = Some(Err(self.refused(id, fence).await));
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer.expect("every entry is answered"))
+            .collect())
+    }
+
+    /// The outcome of a failed attempt of a job held under `fence`, by the one failed-attempt
+    /// rule of [`Client::fail_reserved`].
+    async fn failed_outcome(
+        &self,
+        id: JobId,
+        fence: i64,
+        failure: Failure,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome> {
+        let error = |attempt| AttemptError {
+            attempt,
+            at: now,
+            kind: ErrorKind::Error,
+            message: failure.message.clone(),
+            backtrace: None,
+        };
+        let job = self.held(id, fence).await?;
+        if failure.discard {
+            return Ok(Outcome::Discard {
+                error: error(job.attempt),
+            });
+        }
+        let handler = self
+            .registry()
+            .and_then(|registry| registry.get(&job.kind))
+            .map(|handler| &**handler);
+        Ok(failed_attempt(
+            &job,
+            error(job.attempt),
+            now,
+            failure.retry_in,
+            handler,
+        ))
+    }
+}
+
+/// Checks a batch before any of it is written.
+fn validate_acks(acks: &[Ack]) -> std::result::Result<(), InvalidInput> {
+    if acks.len() > ACK_MAX_ITEMS {
+        return Err(InvalidInput::new(
+            "acks",
+            format!("at most {ACK_MAX_ITEMS} entries, got {}", acks.len()),
+        ));
+    }
+    for (index, ack) in acks.iter().enumerate() {
+        match &ack.op {
+            AckOp::Fail(failure) if failure.message.is_empty() => {
+                return Err(InvalidInput::new(
+                    format!("acks[{index}].error"),
+                    "say what went wrong: must not be empty",
+                ));
+            }
+            AckOp::Heartbeat { lease } if lease.is_zero() => {
+                return Err(InvalidInput::new(
+                    format!("acks[{index}].lease_seconds"),
+                    "must be longer than zero",
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -93,6 +93,8 @@ pub use history::{
 };
 pub use job::Job;
 pub use lease::{Failure, Reservation, RESERVE_MAX_KINDS, RESERVE_MAX_LIMIT, RESERVE_MAX_QUEUES};
+// Batched acknowledgements of the pull protocol (issue 19).
+pub use lease::{Ack, AckOp, Acked, ACK_MAX_ITEMS};
 pub use options::{EnqueueOptions, NewJob};
 pub use overview::WorkerState;
 pub use overview::{worker_alive, QueueOverview, QueueWorker, WorkerStatus, STALE_AFTER_DEFAULT};

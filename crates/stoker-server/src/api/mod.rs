@@ -27,6 +27,7 @@
 //! | `POST /v1/failures/{fingerprint}/retry`, `/discard` | admin | bulk operation over a group |
 //! | `POST /v1/ops`; `GET /v1/ops`, `/v1/ops/{id}`; `POST /v1/ops/{id}/abort` | admin; read; admin | bulk operations by filter |
 //! | `GET /v1/jobs/{id}/logs`; `POST /v1/pull/jobs/{id}/logs` | read; work | job logs |
+//! | `POST /v1/pull/ack` | work | report on many reserved jobs, and reserve more, in one request |
 //! | `GET /health` | none | store reachable, migrations current, leader known |
 //! | `GET /metrics` | read | Prometheus metrics |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
@@ -118,6 +119,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stats/series", get(history::series))
         .route("/v1/queues/depths", get(history::depths))
         .route("/v1/jobs/clean", post(history::clean))
+        // Batched acknowledgements and reserve-with-ack (issue 19).
+        .route("/v1/pull/ack", post(pull::ack))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

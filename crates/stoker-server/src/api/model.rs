@@ -1267,7 +1267,7 @@ fn kind_names_schema() -> utoipa::openapi::schema::Array {
 
 /// A whole number, also when written with a fraction of zero (`3.0`): JSON does not tell the
 /// two apart, and neither does the OpenAPI `integer` type.
-fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+pub(crate) fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
     struct Visitor;
 
     impl serde::de::Visitor<'_> for Visitor {
@@ -1287,9 +1287,13 @@ fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Er
         }
 
         fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<i64, E> {
-            // The range check is on the float: `i64::MAX as f64` rounds up to 2^63.
+            // The range check is on the float: `i64::MAX as f64` rounds up to 2^63. Both ends
+            // are open: an integer below `i64::MIN` (`-9223372036854775809`) reaches here as a
+            // float that rounds to exactly -2^63, and must be refused (issue 19's fuzzing);
+            // `i64::MIN` itself arrives through `visit_i64`.
             if value.fract() == 0.0
-                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value)
+                && value > -9.223_372_036_854_776e18
+                && value < 9.223_372_036_854_776e18
             {
                 Ok(value as i64)
             } else {

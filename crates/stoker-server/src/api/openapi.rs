@@ -60,6 +60,8 @@ use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats,
         cron::run_now,
         cron::history,
         cron::next,
+        // Batched acknowledgements (issue 19).
+        pull::ack,
         health::health,
         metrics::scrape,
         // History (issue 13).

@@ -672,3 +672,308 @@ pub(crate) async fn cancel(
         .await?;
     Ok(Json(acknowledged(&state, job, state.now()).await))
 }
+
+// --- Batched acknowledgements and reserve-with-ack (issue 19: the fast pull protocol) ---------
+
+/// One report in `POST /v1/pull/ack`: a job, the `fence` it was reserved with, and what to do,
+/// chosen by `op`. Each is what the one-job call of the same name does.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+// Not `deny_unknown_fields`: the document's `oneOf` branches cannot say
+// `additionalProperties: false` (utoipa writes none for a tagged enum's variants), and the body
+// must take what the document allows; unknown fields of an entry are ignored.
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum AckEntry {
+    /// The job succeeded (`/complete`).
+    Complete {
+        /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        id: i64,
+        /// The `fence` the job was reserved with.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        fence: i64,
+        /// The handler's output, stored as the job's result.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<Value>)]
+        result: Option<serde_json::Value>,
+    },
+    /// The attempt failed (`/fail`).
+    Fail {
+        /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        id: i64,
+        /// The `fence` the job was reserved with.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        fence: i64,
+        /// What went wrong, recorded in the job's error history.
+        #[schema(min_length = 1)]
+        error: String,
+        /// Retry after this many seconds instead of the backoff.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 0.0, maximum = 315_360_000.0)]
+        retry_in_seconds: Option<f64>,
+        /// Discard the job now whatever attempts remain.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        discard: bool,
+    },
+    /// Run again later without using up an attempt (`/snooze`).
+    Snooze {
+        /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        id: i64,
+        /// The `fence` the job was reserved with.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        fence: i64,
+        /// Run again after this many seconds.
+        #[schema(minimum = 0.0, maximum = 315_360_000.0)]
+        snooze_seconds: f64,
+    },
+    /// The worker stopped the job (`/cancel`).
+    Cancel {
+        /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        id: i64,
+        /// The `fence` the job was reserved with.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        fence: i64,
+        /// Why, recorded in the job's error history (kind `cancelled`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Extend the lease (`/heartbeat`); the answer says whether a cancel was requested.
+    Heartbeat {
+        /// The job's id.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        id: i64,
+        /// The `fence` the job was reserved with.
+        #[serde(deserialize_with = "super::model::whole_number")]
+        fence: i64,
+        /// The new lease from now, in seconds; defaults to the server's `pull.lease`, a longer
+        /// one than `pull.max_lease` is cut to it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(exclusive_minimum = 0.0, maximum = 315_360_000.0)]
+        lease_seconds: Option<f64>,
+    },
+}
+
+/// `POST /v1/pull/ack`: many reports in one request, and optionally a reservation of new jobs
+/// after them, so a worker pays one round trip per batch instead of one per job.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AckRequest {
+    /// The reports, at most 1000, at most one per job; applied each on its own.
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    pub acks: Vec<AckEntry>,
+    /// Reserve jobs once the reports are applied (reserve-with-ack), as `POST /v1/pull/reserve`
+    /// takes; its `wait_seconds` long-polls as there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve: Option<ReserveRequest>,
+}
+
+/// The answer to one report of `POST /v1/pull/ack`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AckResult {
+    /// The job.
+    pub id: i64,
+    /// Whether the report applied. If not, `error` says why (`lease_lost`: drop the job;
+    /// `not_found`), and the job is unchanged.
+    pub ok: bool,
+    /// The job's state now, for an applied complete, fail, snooze or cancel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::model::JobStateSchema>)]
+    pub state: Option<JobState>,
+    /// When it runs again, for `retryable` and `available`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// When the lease now ends, for an applied heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Whether a cancel was requested, for an applied heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_requested: Option<bool>,
+    /// Why the report did not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<super::model::ErrorDetail>,
+}
+
+/// The answer of `POST /v1/pull/ack`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AckBatchResponse {
+    /// One answer per report, in the request's order.
+    pub results: Vec<AckResult>,
+    /// The jobs the `reserve` part reserved (none without one).
+    pub jobs: Vec<JobView>,
+    /// Why the `reserve` part reserved nothing although the reports applied (the store became
+    /// unreachable, or the server is shutting down): reserve again later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserve_error: Option<super::model::ErrorDetail>,
+}
+
+/// An error as an answer's detail.
+fn detail(err: &ApiError) -> super::model::ErrorDetail {
+    super::model::ErrorDetail {
+        code: err.code(),
+        message: err.message().to_owned(),
+        field: err.field().map(str::to_owned),
+    }
+}
+
+/// The same error naming `prefix.field`.
+fn prefixed(prefix: &str, err: ApiError) -> ApiError {
+    match err.field().map(|field| format!("{prefix}.{field}")) {
+        Some(field) => err.with_field(field),
+        None => err,
+    }
+}
+
+/// One report as the client takes it, its durations checked.
+fn client_ack(state: &AppState, index: usize, entry: AckEntry) -> Result<stoker::Ack, ApiError> {
+    let field = |name: &str| format!("acks[{index}].{name}");
+    let (id, fence, op) = match entry {
+        AckEntry::Complete { id, fence, result } => (id, fence, stoker::AckOp::Complete { result }),
+        AckEntry::Fail {
+            id,
+            fence,
+            error,
+            retry_in_seconds,
+            discard,
+        } => {
+            let retry_in = retry_in_seconds
+                .map(|secs| seconds(secs, &field("retry_in_seconds"), true))
+                .transpose()?;
+            let failure = Failure {
+                message: error,
+                retry_in,
+                discard,
+            };
+            (id, fence, stoker::AckOp::Fail(failure))
+        }
+        AckEntry::Snooze {
+            id,
+            fence,
+            snooze_seconds,
+        } => {
+            let delay = seconds(snooze_seconds, &field("snooze_seconds"), true)?;
+            (id, fence, stoker::AckOp::Snooze { delay })
+        }
+        AckEntry::Cancel { id, fence, error } => {
+            (id, fence, stoker::AckOp::Cancel { message: error })
+        }
+        AckEntry::Heartbeat {
+            id,
+            fence,
+            lease_seconds,
+        } => {
+            let lease = lease(state, lease_seconds)
+                .map_err(|err| err.with_field(field("lease_seconds")))?;
+            (id, fence, stoker::AckOp::Heartbeat { lease })
+        }
+    };
+    Ok(stoker::Ack {
+        id: JobId(id),
+        fence,
+        op,
+    })
+}
+
+/// Acknowledge many reserved jobs, and reserve more, in one request.
+///
+/// Applies each report (`complete`, `fail`, `snooze`, `cancel`, `heartbeat`) with its own
+/// fence and answers each on its own: a stale fence fails only its entry (`ok: false`,
+/// `lease_lost`), never the others. The completes, fails, snoozes and cancels are written in
+/// one statement. With `reserve`, then reserves new jobs as `POST /v1/pull/reserve` does and
+/// returns them in `jobs`. A refused field (in any entry or the reserve part) refuses the whole
+/// request before anything is written.
+#[utoipa::path(
+    post,
+    path = "/v1/pull/ack",
+    tag = "pull",
+    request_body = AckRequest,
+    responses(
+        (status = 200, description = "Each report's answer, and the reserved jobs", body = AckBatchResponse),
+        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 422, description = "A refused field: more than 1000 reports, an empty error, a duration out of range, a refused reserve part", body = ErrorBody),
+        (status = 503, description = "The store is unreachable, or the server is shutting down", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn ack(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(request): ApiJson<AckRequest>,
+) -> Result<Json<AckBatchResponse>, ApiError> {
+    authorize(&principal)?;
+    // The reserve part is checked before any report is written.
+    if let Some(reserve) = &request.reserve {
+        let checked = lease(&state, reserve.lease_seconds).and_then(|lease| {
+            if let Some(wait) = reserve.wait_seconds {
+                seconds(wait, "wait_seconds", true)?;
+            }
+            reservation(reserve, format!("{PULL_PREFIX}{}", reserve.worker), lease)
+        });
+        checked.map_err(|err| prefixed("reserve", err))?;
+    }
+    let acks = request
+        .acks
+        .into_iter()
+        .enumerate()
+        .map(|(index, entry)| client_ack(&state, index, entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<i64> = acks.iter().map(|ack| ack.id.0).collect();
+    let answers = state.inner.client.ack_reserved(acks).await?;
+    let now = state.now();
+    let mut results = Vec::with_capacity(answers.len());
+    for (id, answer) in ids.into_iter().zip(answers) {
+        let result = match answer {
+            Ok(stoker::Acked::Finished(job)) => {
+                let acked = acknowledged(&state, job, now).await;
+                AckResult {
+                    id,
+                    ok: true,
+                    state: Some(acked.state),
+                    run_at: acked.run_at,
+                    lease_expires_at: None,
+                    cancel_requested: None,
+                    error: None,
+                }
+            }
+            Ok(stoker::Acked::Lease(extended)) => {
+                beat(&state, extended.worker_id.as_deref()).await;
+                AckResult {
+                    id,
+                    ok: true,
+                    state: None,
+                    run_at: None,
+                    lease_expires_at: Some(extended.expires_at),
+                    cancel_requested: Some(extended.cancel_requested),
+                    error: None,
+                }
+            }
+            Err(err) => AckResult {
+                id,
+                ok: false,
+                state: None,
+                run_at: None,
+                lease_expires_at: None,
+                cancel_requested: None,
+                error: Some(detail(&ApiError::from(err))),
+            },
+        };
+        results.push(result);
+    }
+    let (jobs, reserve_error) = match request.reserve {
+        None => (Vec::new(), None),
+        Some(reserve) => {
+            match self::reserve(State(state.clone()), principal, ApiJson(reserve)).await {
+                Ok(Json(reserved)) => (reserved.jobs, None),
+                // The reports applied: answer them, and say why nothing was reserved.
+                Err(err) => (Vec::new(), Some(detail(&prefixed("reserve", err)))),
+            }
+        }
+    };
+    Ok(Json(AckBatchResponse {
+        results,
+        jobs,
+        reserve_error,
+    }))
+}

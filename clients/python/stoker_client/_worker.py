@@ -1,0 +1,220 @@
+"""A pull worker on the fast protocol: handlers run in threads; one loop sends their reports
+in batches to `POST /v1/pull/ack`, reserving jobs for the free slots in the same request."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from ._client import Client, StokerError
+
+
+class SnoozeJob(Exception):
+    """Raised by a handler: run again after `seconds` without using up an attempt."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"snoozed for {seconds} s")
+        self.seconds = seconds
+
+
+class DiscardJob(Exception):
+    """Raised by a handler: no retry can fix this; discard the job now."""
+
+
+class RetryJob(Exception):
+    """Raised by a handler: retry after `retry_in_seconds` instead of the backoff."""
+
+    def __init__(self, message: str, retry_in_seconds: float):
+        super().__init__(message)
+        self.retry_in_seconds = retry_in_seconds
+
+
+class Job:
+    """A reserved job as its handler sees it."""
+
+    def __init__(self, worker: "Worker", view: dict):
+        self.view = view
+        self.id: int = view["id"]
+        self.fence: int = view["fence"]
+        self.kind: str = view["kind"]
+        self.attempt: int = view["attempt"]
+        self.cancelled = threading.Event()
+        """Set when the job must stop: a cancel was requested, the lease was lost, or the
+        worker is shutting down past its grace period."""
+        self.settled = False
+        self._worker = worker
+
+    def progress(self, fraction: float, message: str | None = None, details: Any = None) -> None:
+        """Records progress: a fraction from 0 to 1, what it is doing, JSON details."""
+        self._worker.client.progress(self.id, self.fence, fraction, message, details)
+
+
+Handler = Callable[[dict, Job], Any]
+
+
+class Worker:
+    """Runs jobs of registered kinds from a Stoker server."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        queues: list[str] | None = None,
+        concurrency: int = 10,
+        name: str | None = None,
+        lease_seconds: float = 30.0,
+        poll_wait_seconds: float = 10.0,
+        shutdown_grace: float = 10.0,
+    ):
+        self.client = client
+        self.queues = queues or ["default"]
+        self.concurrency = concurrency
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.lease_seconds = lease_seconds
+        self.heartbeat_every = lease_seconds / 3
+        self.poll_wait_seconds = poll_wait_seconds
+        self.shutdown_grace = shutdown_grace
+        self.handlers: dict[str, Handler] = {}
+        self.processed = 0
+        self._lock = threading.Condition()
+        self._pending: list[dict] = []
+        self._running: dict[int, Job] = {}
+        self._stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stoker-job")
+
+    def handler(self, kind: str) -> Callable[[Handler], Handler]:
+        """Registers the decorated function as the handler of `kind`."""
+
+        def register(function: Handler) -> Handler:
+            self.handlers[kind] = function
+            return function
+
+        return register
+
+    def stop(self) -> None:
+        """Stops reserving; running jobs get the grace period, then are handed back."""
+        self._stopping.set()
+        with self._lock:
+            self._lock.notify_all()
+
+    def run(self, *, handle_signals: bool = True) -> None:
+        """Works until `stop()` (or SIGINT/SIGTERM), then hands unfinished jobs back."""
+        if not self.handlers:
+            raise RuntimeError("register at least one handler before run()")
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.stop())
+        beat = threading.Thread(target=self._heartbeats, daemon=True)
+        beat.start()
+        stop_at: float | None = None
+        while True:
+            with self._lock:
+                stopping = self._stopping.is_set()
+                if stopping and stop_at is None:
+                    stop_at = time.monotonic() + self.shutdown_grace
+                if stopping and stop_at is not None and time.monotonic() >= stop_at:
+                    for job in list(self._running.values()):
+                        self._finish(job, {"op": "snooze", "snooze_seconds": 0}, hand_back=True)
+                free = 0 if stopping else self.concurrency - len(self._running)
+                if stopping and not self._pending and not self._running:
+                    break
+                if not self._pending and (free <= 0 or (self._running and stopping)):
+                    self._lock.wait(0.1 if stopping else 1.0)
+                    continue
+                acks, self._pending = self._pending[:1000], self._pending[1000:]
+            wait = self.poll_wait_seconds if not acks and not self._running else 0
+            reserve = None
+            if free > 0:
+                reserve = {
+                    "worker": self.name,
+                    "queues": self.queues,
+                    "kinds": list(self.handlers),
+                    "limit": min(free, 100),
+                    "lease_seconds": self.lease_seconds,
+                    "wait_seconds": wait,
+                    "host": socket.gethostname()[:255],
+                    "pid": os.getpid(),
+                }
+            try:
+                answer = self.client.ack(acks, reserve)
+            except StokerError as err:
+                if err.transient:
+                    with self._lock:
+                        self._pending[:0] = acks
+                    time.sleep(0.5)
+                continue
+            for ack, result in zip(acks, answer["results"]):
+                self._answered(ack, result)
+            for view in answer["jobs"]:
+                job = Job(self, view)
+                with self._lock:
+                    self._running[job.id] = job
+                self._pool.submit(self._execute, job)
+            if not answer["jobs"] and self._running and not acks:
+                with self._lock:
+                    self._lock.wait(1.0)
+        self._pool.shutdown(wait=False)
+
+    def _answered(self, ack: dict, result: dict) -> None:
+        with self._lock:
+            job = self._running.get(ack["id"])
+        if job is None:
+            return
+        if not result["ok"]:
+            job.settled = True
+            job.cancelled.set()
+        elif result.get("cancel_requested"):
+            job.cancelled.set()
+
+    def _heartbeats(self) -> None:
+        while not (self._stopping.is_set() and not self._running):
+            self._stopping.wait(self.heartbeat_every)
+            with self._lock:
+                queued = {ack["id"] for ack in self._pending}
+                for job in self._running.values():
+                    if not job.settled and job.id not in queued:
+                        self._pending.append({"op": "heartbeat", "id": job.id, "fence": job.fence, "lease_seconds": self.lease_seconds})
+                self._lock.notify_all()
+
+    def _execute(self, job: Job) -> None:
+        handler = self.handlers.get(job.kind)
+        try:
+            if handler is None:
+                raise DiscardJob(f"no handler for kind {job.kind}")
+            result = handler(job.view["args"], job)
+            report: dict[str, Any] = {"op": "complete"}
+            if result is not None:
+                report["result"] = result
+        except SnoozeJob as err:
+            report = {"op": "snooze", "snooze_seconds": err.seconds}
+        except DiscardJob as err:
+            report = {"op": "fail", "error": f"DiscardJob: {err}", "discard": True}
+        except RetryJob as err:
+            report = {"op": "fail", "error": f"RetryJob: {err}", "retry_in_seconds": err.retry_in_seconds}
+        except Exception as err:  # noqa: BLE001 - any failure of the handler is the job's
+            message = f"{type(err).__name__}: {err}"
+            report = {"op": "fail", "error": message + "\n" + traceback.format_exc(limit=5)}
+        with self._lock:
+            self._finish(job, report)
+
+    def _finish(self, job: Job, report: dict, hand_back: bool = False) -> None:
+        """Queues a job's report; the lock is held."""
+        if self._running.get(job.id) is job:
+            del self._running[job.id]
+        if job.settled:
+            self._lock.notify_all()
+            return
+        job.settled = True
+        if hand_back:
+            job.cancelled.set()
+        self.processed += 1
+        self._pending = [ack for ack in self._pending if ack["id"] != job.id]
+        self._pending.append({"id": job.id, "fence": job.fence, **report})
+        self._lock.notify_all()

@@ -1,0 +1,381 @@
+/**
+ * The wire types of Stoker's HTTP API, hand-written after the OpenAPI document served at
+ * `/v1/openapi.json`. Field names are the server's (snake_case); the public surface in
+ * `client.ts` and `worker.ts` maps them to idiomatic options.
+ *
+ * Each type has a field list (`WIRE_FIELDS`) that the compiler checks against the type, and
+ * that the contract test checks against the served document: a server change that renames,
+ * adds or drops a field fails the client's tests.
+ */
+
+/** Where a job is in its life. */
+export const JOB_STATES = [
+  "available",
+  "running",
+  "retryable",
+  "completed",
+  "discarded",
+  "cancelled",
+] as const;
+/** Where a job is in its life. */
+export type JobState = (typeof JOB_STATES)[number];
+
+/** The stable error codes of the API (clients branch on these, never on messages). */
+export const ERROR_CODES = [
+  "malformed_json",
+  "unsupported_media_type",
+  "body_too_large",
+  "invalid_field",
+  "unknown_state",
+  "invalid_date",
+  "not_found",
+  "route_not_found",
+  "method_not_allowed",
+  "unauthorized",
+  "missing_scope",
+  "tenant_forbidden",
+  "lease_lost",
+  "conflict",
+  "unavailable",
+  "internal",
+  "unknown",
+] as const;
+/** A stable error code; a code this client does not know yet arrives as a plain string. */
+export type ErrorCode = (typeof ERROR_CODES)[number] | (string & {});
+
+/** Why an attempt failed, by category. */
+export const ERROR_KINDS = [
+  "error",
+  "panic",
+  "timeout",
+  "worker_lost",
+  "no_handler",
+  "invalid_args",
+  "cancelled",
+] as const;
+/** Why an attempt failed, by category. */
+export type ErrorKind = (typeof ERROR_KINDS)[number];
+
+/** The named priority levels; a number from -32768 to 32767 also works (higher runs first). */
+export const PRIORITY_NAMES = ["LOW", "NORMAL", "HIGH", "CRITICAL"] as const;
+/** A priority: a name or a number from -32768 to 32767. */
+export type Priority = (typeof PRIORITY_NAMES)[number] | number;
+
+/** `ErrorDetail`: one error of the API. */
+export interface ErrorDetail {
+  code: ErrorCode;
+  message: string;
+  field?: string | null;
+}
+
+/** `JobMetadata`. */
+export interface JobMetadata {
+  correlation_id?: string | null;
+  parent_id?: number | null;
+  source?: string | null;
+  tags?: string[];
+}
+
+/** `BackoffSpec`. */
+export interface BackoffSpec {
+  base_seconds: number;
+  factor?: number;
+  max_seconds?: number | null;
+  jitter?: number;
+}
+
+/** `EnqueueRequest`: `POST /v1/jobs`, and each entry of `POST /v1/jobs/bulk`. */
+export interface EnqueueRequest {
+  kind: string;
+  args?: object;
+  queue?: string;
+  priority?: Priority;
+  run_at?: string;
+  delay_seconds?: number;
+  max_attempts?: number;
+  idempotency_key?: string;
+  tenant?: string;
+  metadata?: JobMetadata;
+  timeout_seconds?: number;
+  backoff?: BackoffSpec;
+}
+
+/** `EnqueueResponse`. */
+export interface EnqueueResponse {
+  id: number;
+  duplicate: boolean;
+  kind: string;
+  queue: string;
+  state: JobState;
+  run_at: string;
+}
+
+/** `EnqueueBulkRequest`. */
+export interface EnqueueBulkRequest {
+  jobs: EnqueueRequest[];
+}
+
+/** `EnqueuedItem`. */
+export interface EnqueuedItem {
+  id: number;
+  duplicate: boolean;
+  state: JobState;
+  run_at: string;
+}
+
+/** `EnqueueBulkResponse`. */
+export interface EnqueueBulkResponse {
+  jobs: EnqueuedItem[];
+  inserted: number;
+  duplicates: number;
+}
+
+/** `AttemptErrorView`. */
+export interface AttemptErrorView {
+  attempt: number;
+  at: string;
+  kind: ErrorKind;
+  message: string;
+  backtrace?: string | null;
+}
+
+/** `ProgressView`. */
+export interface ProgressView {
+  fraction: number;
+  at: string;
+  message?: string | null;
+  details?: object | null;
+}
+
+/** `JobView`: a job as the API shows it. */
+export interface JobView<Args = unknown, Result = unknown> {
+  id: number;
+  kind: string;
+  queue: string;
+  args: Args;
+  state: JobState;
+  priority: number;
+  attempt: number;
+  fence: number;
+  max_attempts: number;
+  run_at: string;
+  idempotency_key?: string | null;
+  tenant?: string | null;
+  metadata: JobMetadata;
+  errors: AttemptErrorView[];
+  result?: Result | null;
+  progress?: ProgressView | null;
+  timeout_seconds?: number | null;
+  backoff?: BackoffSpec | null;
+  created_at: string;
+  attempted_at?: string | null;
+  finished_at?: string | null;
+  worker?: string | null;
+  cancel_requested_at?: string | null;
+  lease_expires_at?: string | null;
+}
+
+/** `JobList`: one page of jobs. */
+export interface JobList {
+  jobs: JobView[];
+  next_cursor?: number | null;
+}
+
+/** `ReserveRequest`: `POST /v1/pull/reserve`, and the `reserve` part of `POST /v1/pull/ack`. */
+export interface ReserveRequest {
+  worker: string;
+  queues: string[];
+  kinds?: string[];
+  limit?: number;
+  lease_seconds?: number;
+  wait_seconds?: number;
+  host?: string;
+  pid?: number;
+}
+
+/** `ReserveResponse`. */
+export interface ReserveResponse {
+  jobs: JobView[];
+}
+
+/** `ProgressRequest`: `POST /v1/pull/jobs/{id}/progress`. */
+export interface ProgressRequest {
+  fence: number;
+  fraction: number;
+  message?: string;
+  details?: object;
+}
+
+/** `LeaseResponse`. */
+export interface LeaseResponse {
+  lease_expires_at: string;
+  cancel_requested: boolean;
+}
+
+/** `AckResponse`: the answer of a one-job report. */
+export interface AckResponse {
+  id: number;
+  state: JobState;
+  run_at?: string | null;
+}
+
+/** One report of `POST /v1/pull/ack` (`AckEntry`), chosen by `op`. */
+export type AckEntry =
+  | { op: "complete"; id: number; fence: number; result?: unknown }
+  | {
+      op: "fail";
+      id: number;
+      fence: number;
+      error: string;
+      retry_in_seconds?: number;
+      discard?: boolean;
+    }
+  | { op: "snooze"; id: number; fence: number; snooze_seconds: number }
+  | { op: "cancel"; id: number; fence: number; error?: string }
+  | { op: "heartbeat"; id: number; fence: number; lease_seconds?: number };
+
+/** `AckRequest`: `POST /v1/pull/ack`. */
+export interface AckRequest {
+  acks?: AckEntry[];
+  reserve?: ReserveRequest;
+}
+
+/** `AckResult`: the answer to one report. */
+export interface AckResult {
+  id: number;
+  ok: boolean;
+  state?: JobState | null;
+  run_at?: string | null;
+  lease_expires_at?: string | null;
+  cancel_requested?: boolean | null;
+  error?: ErrorDetail | null;
+}
+
+/** `AckBatchResponse`. */
+export interface AckBatchResponse {
+  results: AckResult[];
+  jobs: JobView[];
+  reserve_error?: ErrorDetail | null;
+}
+
+/** Every field of `T`, exactly: the compiler refuses a missing or an unknown one. */
+type Fields<T> = { readonly [K in keyof Required<T>]: true };
+
+/**
+ * The fields of each wire type, by its schema name in the OpenAPI document. The compiler
+ * keeps each list equal to its TypeScript type; the contract test keeps it equal to the
+ * served document.
+ */
+export const WIRE_FIELDS = {
+  ErrorDetail: { code: true, message: true, field: true } satisfies Fields<ErrorDetail>,
+  JobMetadata: {
+    correlation_id: true,
+    parent_id: true,
+    source: true,
+    tags: true,
+  } satisfies Fields<JobMetadata>,
+  BackoffSpec: {
+    base_seconds: true,
+    factor: true,
+    max_seconds: true,
+    jitter: true,
+  } satisfies Fields<BackoffSpec>,
+  EnqueueRequest: {
+    kind: true,
+    args: true,
+    queue: true,
+    priority: true,
+    run_at: true,
+    delay_seconds: true,
+    max_attempts: true,
+    idempotency_key: true,
+    tenant: true,
+    metadata: true,
+    timeout_seconds: true,
+    backoff: true,
+  } satisfies Fields<EnqueueRequest>,
+  EnqueueResponse: {
+    id: true,
+    duplicate: true,
+    kind: true,
+    queue: true,
+    state: true,
+    run_at: true,
+  } satisfies Fields<EnqueueResponse>,
+  EnqueueBulkRequest: { jobs: true } satisfies Fields<EnqueueBulkRequest>,
+  EnqueuedItem: { id: true, duplicate: true, state: true, run_at: true } satisfies Fields<EnqueuedItem>,
+  EnqueueBulkResponse: {
+    jobs: true,
+    inserted: true,
+    duplicates: true,
+  } satisfies Fields<EnqueueBulkResponse>,
+  AttemptErrorView: {
+    attempt: true,
+    at: true,
+    kind: true,
+    message: true,
+    backtrace: true,
+  } satisfies Fields<AttemptErrorView>,
+  ProgressView: { fraction: true, at: true, message: true, details: true } satisfies Fields<ProgressView>,
+  JobView: {
+    id: true,
+    kind: true,
+    queue: true,
+    args: true,
+    state: true,
+    priority: true,
+    attempt: true,
+    fence: true,
+    max_attempts: true,
+    run_at: true,
+    idempotency_key: true,
+    tenant: true,
+    metadata: true,
+    errors: true,
+    result: true,
+    progress: true,
+    timeout_seconds: true,
+    backoff: true,
+    created_at: true,
+    attempted_at: true,
+    finished_at: true,
+    worker: true,
+    cancel_requested_at: true,
+    lease_expires_at: true,
+  } satisfies Fields<JobView>,
+  JobList: { jobs: true, next_cursor: true } satisfies Fields<JobList>,
+  ReserveRequest: {
+    worker: true,
+    queues: true,
+    kinds: true,
+    limit: true,
+    lease_seconds: true,
+    wait_seconds: true,
+    host: true,
+    pid: true,
+  } satisfies Fields<ReserveRequest>,
+  ReserveResponse: { jobs: true } satisfies Fields<ReserveResponse>,
+  ProgressRequest: { fence: true, fraction: true, message: true, details: true } satisfies Fields<ProgressRequest>,
+  LeaseResponse: { lease_expires_at: true, cancel_requested: true } satisfies Fields<LeaseResponse>,
+  AckResponse: { id: true, state: true, run_at: true } satisfies Fields<AckResponse>,
+  AckRequest: { acks: true, reserve: true } satisfies Fields<AckRequest>,
+  AckResult: {
+    id: true,
+    ok: true,
+    state: true,
+    run_at: true,
+    lease_expires_at: true,
+    cancel_requested: true,
+    error: true,
+  } satisfies Fields<AckResult>,
+  AckBatchResponse: { results: true, jobs: true, reserve_error: true } satisfies Fields<AckBatchResponse>,
+} as const;
+
+/** The fields of each `op` of `AckEntry`, checked against the document's `oneOf` branches. */
+export const ACK_ENTRY_FIELDS = {
+  complete: ["op", "id", "fence", "result"],
+  fail: ["op", "id", "fence", "error", "retry_in_seconds", "discard"],
+  snooze: ["op", "id", "fence", "snooze_seconds"],
+  cancel: ["op", "id", "fence", "error"],
+  heartbeat: ["op", "id", "fence", "lease_seconds"],
+} as const satisfies { [Op in AckEntry["op"]]: readonly (keyof Extract<AckEntry, { op: Op }>)[] };

@@ -1,0 +1,86 @@
+/**
+ * The client's wire types against the OpenAPI document the server serves: every field the
+ * client knows is the server's, every field the server has is the client's, and the enums
+ * match. A server change that breaks the client fails here.
+ */
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+
+import { ACK_ENTRY_FIELDS, ERROR_CODES, ERROR_KINDS, JOB_STATES, PRIORITY_NAMES, WIRE_FIELDS } from "../src/index.js";
+import { startServer, type TestServer } from "./support.js";
+
+interface Schema {
+  properties?: Record<string, unknown>;
+  enum?: string[];
+  oneOf?: Schema[];
+  additionalProperties?: boolean;
+  required?: string[];
+}
+
+describe("the OpenAPI contract", () => {
+  let server: TestServer;
+  let schemas: Record<string, Schema>;
+  let paths: Record<string, Record<string, unknown>>;
+  before(async () => {
+    server = await startServer("sqlite");
+    const doc = (await (await fetch(`${server.url}/v1/openapi.json`)).json()) as {
+      components: { schemas: Record<string, Schema> };
+      paths: Record<string, Record<string, unknown>>;
+    };
+    schemas = doc.components.schemas;
+    paths = doc.paths;
+  });
+  after(() => server.stop());
+
+  test("every wire type has exactly the document's fields", () => {
+    for (const [name, fields] of Object.entries(WIRE_FIELDS)) {
+      const schema = schemas[name];
+      assert.ok(schema, `the document has no schema ${name}`);
+      assert.deepEqual(Object.keys(fields).sort(), Object.keys(schema.properties ?? {}).sort(), name);
+    }
+  });
+
+  test("the ack entries match the document's branches", () => {
+    const branches = schemas.AckEntry?.oneOf ?? [];
+    const byOp = new Map<string, string[]>();
+    for (const branch of branches) {
+      const op = (branch.properties?.op as Schema | undefined)?.enum?.[0];
+      assert.ok(op, JSON.stringify(branch));
+      byOp.set(op, Object.keys(branch.properties ?? {}).sort());
+    }
+    assert.deepEqual([...byOp.keys()].sort(), Object.keys(ACK_ENTRY_FIELDS).sort());
+    for (const [op, fields] of Object.entries(ACK_ENTRY_FIELDS)) {
+      assert.deepEqual([...fields].sort(), byOp.get(op), op);
+    }
+  });
+
+  test("enums match", () => {
+    assert.deepEqual([...JOB_STATES].sort(), [...(schemas.JobState?.enum ?? [])].sort());
+    assert.deepEqual([...ERROR_CODES].sort(), [...(schemas.ErrorCode?.enum ?? [])].sort());
+    assert.deepEqual([...ERROR_KINDS].sort(), [...(schemas.ErrorKind?.enum ?? [])].sort());
+    const names = schemas.PriorityLevel?.oneOf?.find((branch) => branch.enum)?.enum ?? [];
+    assert.deepEqual([...PRIORITY_NAMES].sort(), [...names].sort());
+  });
+
+  test("every route the client calls is in the document", () => {
+    const routes: Array<[string, string]> = [
+      ["/v1/jobs", "post"],
+      ["/v1/jobs", "get"],
+      ["/v1/jobs/bulk", "post"],
+      ["/v1/jobs/{id}", "get"],
+      ["/v1/jobs/{id}/cancel", "post"],
+      ["/v1/jobs/{id}/retry", "post"],
+      ["/v1/pull/reserve", "post"],
+      ["/v1/pull/ack", "post"],
+      ["/v1/pull/jobs/{id}/heartbeat", "post"],
+      ["/v1/pull/jobs/{id}/progress", "post"],
+      ["/v1/pull/jobs/{id}/complete", "post"],
+      ["/v1/pull/jobs/{id}/fail", "post"],
+      ["/v1/pull/jobs/{id}/snooze", "post"],
+      ["/v1/pull/jobs/{id}/cancel", "post"],
+    ];
+    for (const [path, method] of routes) {
+      assert.ok(paths[path]?.[method], `${method.toUpperCase()} ${path}`);
+    }
+  });
+});

@@ -1,0 +1,193 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { join } from "node:path";
+
+import { Client, DiscardJob, RetryJob, SnoozeJob, Worker, defineJob, type JobContext } from "../src/index.js";
+import { eventually, startServer, stores, uniqueQueue, type TestServer } from "./support.js";
+
+const add = defineJob<{ a: number; b: number }, { sum: number }>("add");
+
+for (const store of stores()) {
+  describe(`worker on ${store}`, () => {
+    let server: TestServer;
+    let client: Client;
+    before(async () => {
+      server = await startServer(store);
+      client = new Client({ url: server.url, token: server.token });
+    });
+    after(() => server.stop());
+
+    function worker(queue: string, options: Partial<ConstructorParameters<typeof Worker>[0]> = {}): Worker {
+      return new Worker({ client, queues: [queue], handleSignals: false, pollWaitSeconds: 1, onError: () => {}, ...options });
+    }
+
+    test("runs many jobs through batched acks with results", async () => {
+      const queue = uniqueQueue("sum");
+      const w = worker(queue, { concurrency: 8 }).register(add, async ({ a, b }) => ({ sum: a + b }));
+      const running = w.run();
+      const entries = Array.from({ length: 200 }, (_, n) => ({ job: add, args: { a: n, b: 1 }, options: { queue } }));
+      const { jobs } = await client.enqueueBulk(entries);
+      const last = await client.waitFor(jobs[199]!.id, { job: add });
+      await eventually("every job completed", async () => {
+        const page = await client.list({ queues: [queue], states: ["completed"], limit: 1000 });
+        return page.jobs.length === 200 ? true : undefined;
+      });
+      assert.equal(last.state, "completed");
+      assert.deepEqual(last.result, { sum: 200 });
+      assert.equal(last.worker, `pull:${w.name}`);
+      await w.stop();
+      await running;
+      assert.equal(w.processedCount, 200);
+    });
+
+    test("fail retries with the job's backoff, then discards; snooze and discard", async () => {
+      const queue = uniqueQueue("fail");
+      let attempts = 0;
+      const w = worker(queue)
+        .register("flaky", async () => {
+          attempts++;
+          throw new RetryJob(`attempt ${attempts} failed`, 0);
+        })
+        .register("dead", async () => {
+          throw new DiscardJob("no retry can fix this");
+        })
+        .register("later", async (_args, context) => {
+          if (context.job.errors.length === 0 && context.job.attempt === 1 && !(context.job.args as { snoozed?: boolean }).snoozed) {
+            throw new SnoozeJob(3600);
+          }
+          return "ran";
+        });
+      const running = w.run();
+      const flaky = await client.enqueue("flaky", {}, { queue, maxAttempts: 2 });
+      const dead = await client.enqueue("dead", {}, { queue });
+      const later = await client.enqueue("later", {}, { queue });
+      const flakyDone = await client.waitFor(flaky.id);
+      assert.equal(flakyDone.state, "discarded");
+      assert.equal(flakyDone.errors.length, 2);
+      assert.match(flakyDone.errors[1]!.message, /attempt 2 failed/);
+      const deadDone = await client.waitFor(dead.id);
+      assert.equal(deadDone.state, "discarded");
+      assert.equal(deadDone.attempt, 1);
+      const snoozed = await eventually("the snooze", async () => {
+        const job = await client.get(later.id);
+        return job.state === "available" && job.attempted_at ? job : undefined;
+      });
+      assert.equal(snoozed.attempt, 0);
+      assert.ok(new Date(snoozed.run_at).getTime() > Date.now() + 3_000_000);
+      await w.stop();
+      await running;
+    });
+
+    test("progress, heartbeats keep a short lease, and a cancel aborts the signal", async () => {
+      const queue = uniqueQueue("long");
+      let progressed = false;
+      const heartbeatsSeen: number[] = [];
+      const w = worker(queue, { leaseSeconds: 1, heartbeatMs: 200 })
+        .register("slow", async (_args, context: JobContext) => {
+          await context.progress(0.5, "halfway", { rows: 5 });
+          progressed = true;
+          // Outlive the lease several times over: only heartbeats keep the job.
+          for (let i = 0; i < 15; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 200));
+            const job = await client.get(context.job.id);
+            heartbeatsSeen.push(job.attempt);
+          }
+          return { done: true };
+        })
+        .register("cancellable", async (_args, context) => {
+          await new Promise<void>((resolve) => context.signal.addEventListener("abort", () => resolve()));
+          throw context.signal.reason;
+        });
+      const running = w.run();
+      const slow = await client.enqueue("slow", {}, { queue });
+      await eventually("progress", async () => (progressed ? true : undefined));
+      const shown = await client.get(slow.id);
+      assert.equal(shown.progress?.fraction, 0.5);
+      assert.equal(shown.progress?.message, "halfway");
+      const done = await client.waitFor(slow.id);
+      assert.equal(done.state, "completed");
+      assert.equal(done.attempt, 1, "the lease never lapsed");
+      assert.ok(heartbeatsSeen.every((attempt) => attempt === 1));
+
+      const cancellable = await client.enqueue("cancellable", {}, { queue });
+      await eventually("the job running", async () => ((await client.get(cancellable.id)).state === "running" ? true : undefined));
+      await client.cancel(cancellable.id);
+      const cancelled = await client.waitFor(cancellable.id);
+      assert.equal(cancelled.state, "cancelled");
+      await w.stop();
+      await running;
+    });
+
+    test("stop hands unfinished jobs back without using an attempt", async () => {
+      const queue = uniqueQueue("stop");
+      let started = false;
+      const w = worker(queue, { shutdownGraceMs: 100 }).register("stuck", async () => {
+        started = true;
+        // Ignores its signal: the grace period ends and the job is handed back.
+        await new Promise((resolve) => setTimeout(resolve, 5_000));
+      });
+      const running = w.run();
+      const job = await client.enqueue("stuck", {}, { queue });
+      await eventually("the job started", async () => (started ? true : undefined));
+      await w.stop();
+      await running;
+      const back = await client.get(job.id);
+      assert.equal(back.state, "available");
+      assert.equal(back.attempt, 0);
+    });
+
+    test("a worker killed mid-job: its job runs again elsewhere", async () => {
+      const queue = uniqueQueue("kill");
+      const job = await client.enqueue("hang", {}, { queue });
+      const child = spawn(process.execPath, [join(import.meta.dirname, "fixtures", "child-worker.js")], {
+        env: { ...process.env, STOKER_SERVER: server.url, STOKER_API_TOKEN: server.token, QUEUE: queue, WORKER_NAME: "doomed", LEASE_SECONDS: "1" },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      const lines = createInterface({ input: child.stdout! });
+      await new Promise<void>((resolve) => lines.on("line", (line) => line === `started ${job.id}` && resolve()));
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGKILL");
+      await exited;
+      assert.equal((await client.get(job.id)).worker, "pull:doomed");
+
+      const rescuer = worker(queue, { name: "rescuer" }).register("hang", async () => "finished elsewhere");
+      const running = rescuer.run();
+      const done = await client.waitFor(job.id);
+      assert.equal(done.state, "completed");
+      assert.equal(done.result, "finished elsewhere");
+      assert.equal(done.attempt, 2);
+      assert.equal(done.worker, "pull:rescuer");
+      await rescuer.stop();
+      await running;
+    });
+
+    test("SIGTERM stops a worker process gracefully, handing its job back", async () => {
+      const queue = uniqueQueue("sigterm");
+      const job = await client.enqueue("hang", {}, { queue });
+      const child = spawn(process.execPath, [join(import.meta.dirname, "fixtures", "child-worker.js")], {
+        env: { ...process.env, STOKER_SERVER: server.url, STOKER_API_TOKEN: server.token, QUEUE: queue, WORKER_NAME: "polite", LEASE_SECONDS: "30", GRACE_MS: "300" },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      const lines = createInterface({ input: child.stdout! });
+      const output: string[] = [];
+      const started = new Promise<void>((resolve) =>
+        lines.on("line", (line) => {
+          output.push(line);
+          if (line === `started ${job.id}`) resolve();
+        }),
+      );
+      await started;
+      const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      assert.equal(await exited, 0);
+      assert.ok(output.includes("stopped"), output.join("\n"));
+      // The grace period ended with the job unfinished: it went back to its queue with its
+      // attempt returned, and the process exited on its own.
+      const back = await client.get(job.id);
+      assert.equal(back.state, "available");
+      assert.equal(back.attempt, 0);
+    });
+  });
+}
