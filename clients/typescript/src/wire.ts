@@ -173,6 +173,19 @@ export interface JobView<Args = unknown, Result = unknown> {
   worker?: string | null;
   cancel_requested_at?: string | null;
   lease_expires_at?: string | null;
+  /** The lines its attempts logged, oldest first: in get-job only, absent when none. */
+  logs?: JobLogView[];
+}
+
+/** `JobLogView`: one line a handler logged to its job. */
+export interface JobLogView {
+  /** Its place among the job's lines, from 1. */
+  seq: number;
+  /** The attempt that wrote it. */
+  attempt: number;
+  /** When it was written (RFC 3339). */
+  at: string;
+  line: string;
 }
 
 /** `JobList`: one page of jobs. */
@@ -342,7 +355,9 @@ export const WIRE_FIELDS = {
     worker: true,
     cancel_requested_at: true,
     lease_expires_at: true,
+    logs: true,
   } satisfies Fields<JobView>,
+  JobLogView: { seq: true, attempt: true, at: true, line: true } satisfies Fields<JobLogView>,
   JobList: { jobs: true, next_cursor: true } satisfies Fields<JobList>,
   ReserveRequest: {
     worker: true,
