@@ -238,7 +238,7 @@ async fn get_group(backend: &Backend, fingerprint: &str) -> Result<FailureGroupV
             .map(Into::into),
         Backend::Remote(remote) => Some(
             remote
-                .get_path::<FailureGroupView>(&format!("v1/failures/{fingerprint}"))
+                .get::<FailureGroupView>(&format!("v1/failures/{fingerprint}"))
                 .await?,
         ),
     };
@@ -283,7 +283,7 @@ async fn create_op(backend: &Backend, request: BulkRequest) -> Result<BulkOpView
                 priority: request.priority.map(|p| p.0),
                 run_at: request.run_at,
             };
-            remote.post_json("v1/ops", &body).await
+            remote.post("v1/ops", &body).await
         }
     }
 }
@@ -315,7 +315,7 @@ async fn list_ops(
 async fn get_op(backend: &Backend, id: i64) -> Result<BulkOpView, CliError> {
     let op = match backend {
         Backend::Direct(direct) => direct.client().bulk_op(id).await?.map(Into::into),
-        Backend::Remote(remote) => Some(remote.get_path(&format!("v1/ops/{id}")).await?),
+        Backend::Remote(remote) => Some(remote.get(&format!("v1/ops/{id}")).await?),
     };
     op.ok_or_else(|| CliError::NotFound(format!("bulk operation {id} not found")))
 }
@@ -338,7 +338,7 @@ async fn job_logs(backend: &Backend, id: JobId) -> Result<JobLogList, CliError> 
                 .map(Into::into)
                 .collect(),
         }),
-        Backend::Remote(remote) => remote.get_path(&format!("v1/jobs/{id}/logs")).await,
+        Backend::Remote(remote) => remote.get(&format!("v1/jobs/{id}/logs")).await,
     }
 }
 

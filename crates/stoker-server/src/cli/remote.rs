@@ -175,10 +175,12 @@ impl Remote {
         self.send(request).await
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
+    /// `GET path`.
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         self.send(self.request(Method::GET, path)?).await
     }
 
+    /// `POST path` with a JSON body.
     pub(crate) async fn post<T: DeserializeOwned, B: Serialize>(
         &self,
         path: &str,
@@ -200,23 +202,9 @@ impl Remote {
             .await
     }
 
-    /// `GET path`.
-    pub(crate) async fn get_path<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
-        self.get(path).await
-    }
-
     /// `POST path` without a body.
     pub(crate) async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, CliError> {
         self.send(self.request(Method::POST, path)?).await
-    }
-
-    /// `POST path` with a JSON body.
-    pub(crate) async fn post_json<T: DeserializeOwned, B: Serialize>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, CliError> {
-        self.post(path, body).await
     }
 
     pub(crate) async fn enqueue(&self, input: EnqueueInput) -> Result<EnqueueResponse, CliError> {
