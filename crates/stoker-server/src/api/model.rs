@@ -340,8 +340,8 @@ pub struct JobMetadata {
     /// Set by the server on a job a cron schedule fired (issue 15): the schedule, the slot,
     /// and whether it fired late. Read only.
     ///
-    /// Readable by clients (they read it back in job views), refused in requests by
-    /// [`JobMetadata::requested`].
+    /// Clients read it back in job views; a request that sets it is refused (422 naming
+    /// `metadata.cron`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(read_only)]
     pub cron: Option<CronJobInfo>,
