@@ -74,6 +74,20 @@ export interface JobMetadata {
   parent_id?: number | null;
   source?: string | null;
   tags?: string[];
+  /** Set by the server on a job a cron schedule fired; read only (a request may not set it). */
+  readonly cron?: CronJobInfo | null;
+}
+
+/** `CronJobInfo`: what a job fired by a cron schedule carries. */
+export interface CronJobInfo {
+  /** The schedule's name. */
+  name: string;
+  /** The slot it was fired for (RFC 3339), or the instant of a manual run. */
+  slot: string;
+  /** Fired late, after an outage, by the catch-up policy. */
+  catch_up: boolean;
+  /** Fired by hand (`run-now`). */
+  run_now: boolean;
 }
 
 /** `BackoffSpec`. */
@@ -286,7 +300,9 @@ export const WIRE_FIELDS = {
     parent_id: true,
     source: true,
     tags: true,
+    cron: true,
   } satisfies Fields<JobMetadata>,
+  CronJobInfo: { name: true, slot: true, catch_up: true, run_now: true } satisfies Fields<CronJobInfo>,
   BackoffSpec: {
     base_seconds: true,
     factor: true,
