@@ -380,7 +380,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 /// The schedule a create request describes, every omitted field at its default.
-pub(crate) fn schedule_from(request: CronCreateRequest) -> Result<CronSchedule, ApiError> {
+pub(crate) fn schedule_from(request: CronCreateRequest) -> CronSchedule {
     let mut s = CronSchedule::new(
         request.name,
         request.expr,
@@ -403,7 +403,7 @@ pub(crate) fn schedule_from(request: CronCreateRequest) -> Result<CronSchedule, 
     }
     s.tenant = request.tenant;
     if let Some(metadata) = request.metadata {
-        s.metadata = metadata.requested(|| "metadata.cron".to_owned())?;
+        s.metadata = metadata.into();
     }
     if let Some(catch_up) = request.catch_up {
         s.catch_up = catch_up.into();
@@ -420,14 +420,11 @@ pub(crate) fn schedule_from(request: CronCreateRequest) -> Result<CronSchedule, 
     if let Some(enabled) = request.enabled {
         s.enabled = enabled;
     }
-    Ok(s)
+    s
 }
 
 /// Applies the fields an update request gives to `s`.
-pub(crate) fn apply_update(
-    s: &mut CronSchedule,
-    request: CronUpdateRequest,
-) -> Result<(), ApiError> {
+pub(crate) fn apply_update(s: &mut CronSchedule, request: CronUpdateRequest) {
     if let Some(expr) = request.expr {
         s.expr = expr;
     }
@@ -453,7 +450,7 @@ pub(crate) fn apply_update(
         s.tenant = Some(tenant);
     }
     if let Some(metadata) = request.metadata {
-        s.metadata = metadata.requested(|| "metadata.cron".to_owned())?;
+        s.metadata = metadata.into();
     }
     if let Some(catch_up) = request.catch_up {
         s.catch_up = catch_up.into();
@@ -467,7 +464,6 @@ pub(crate) fn apply_update(
     if let Some(overlap) = request.overlap {
         s.overlap = overlap.into();
     }
-    Ok(())
 }
 
 /// Refuses args that are not a JSON object.
@@ -524,7 +520,7 @@ pub(crate) async fn create(
     check_args(&request.args)?;
     let row = state
         .client_for(&principal)
-        .cron_create(schedule_from(request)?)
+        .cron_create(schedule_from(request))
         .await?;
     tracing::info!(schedule = %row.schedule.name, "cron schedule created");
     let location = format!("/v1/cron/{}", row.schedule.name);
@@ -584,7 +580,7 @@ pub(crate) async fn update(
     check_args(&request.args)?;
     let client = state.client_for(&principal);
     let mut s = client.cron_get(&name).await?.schedule;
-    apply_update(&mut s, request)?;
+    apply_update(&mut s, request);
     let row = client.cron_update(s).await?;
     tracing::info!(schedule = %name, "cron schedule updated");
     Ok(Json(CronView::new(row, state.now())))

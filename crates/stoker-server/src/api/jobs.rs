@@ -107,9 +107,7 @@ fn build_insert(
         None => None,
     };
     let tenant = client.tenant_for(tenant, &at(prefix, "tenant"))?;
-    let mut metadata = metadata
-        .unwrap_or_default()
-        .requested(|| at(prefix, "metadata.cron"))?;
+    let mut metadata: stoker::Metadata = metadata.unwrap_or_default().into();
     if metadata.source.is_none() {
         metadata.source = principal.name.clone();
     }

@@ -340,29 +340,11 @@ pub struct JobMetadata {
     /// Set by the server on a job a cron schedule fired (issue 15): the schedule, the slot,
     /// and whether it fired late. Read only.
     ///
-    /// Clients read it back in job views; a request that sets it is refused (422 naming
-    /// `metadata.cron`).
+    /// Clients read it back in job views; in a request it is ignored, as the document's
+    /// `readOnly` says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(read_only)]
     pub cron: Option<CronJobInfo>,
-}
-
-impl JobMetadata {
-    /// The metadata a request asks for; `cron` is the server's to set, so a request that
-    /// carries it is refused, naming `field` (e.g. `metadata.cron`).
-    pub(crate) fn requested(
-        self,
-        field: impl FnOnce() -> String,
-    ) -> Result<Metadata, super::ApiError> {
-        if self.cron.is_some() {
-            let field = field();
-            return Err(super::ApiError::invalid(
-                &field,
-                format!("{field} is set by the server on the jobs a schedule fires; leave it out"),
-            ));
-        }
-        Ok(self.into())
-    }
 }
 
 /// What a job fired by a cron schedule carries (issue 15).
@@ -1457,9 +1439,9 @@ mod tests {
     use super::*;
 
     /// A job a schedule fired reads back through the API's own types (the CLI against a
-    /// server reads job views with them), while a request may not claim to be such a job.
+    /// server reads job views with them), while a request cannot claim to be such a job.
     #[test]
-    fn cron_metadata_reads_back_and_is_refused_in_requests() {
+    fn cron_metadata_reads_back_and_is_ignored_in_requests() {
         let metadata = JobMetadata::from(Metadata {
             cron: Some(stoker::core::cron::CronJobMeta {
                 name: "nightly".into(),
@@ -1473,11 +1455,8 @@ mod tests {
         assert_eq!(written["cron"]["name"], "nightly");
         let read: JobMetadata = serde_json::from_value(written).unwrap();
         assert_eq!(read, metadata);
-        let err = read.requested(|| "metadata.cron".to_owned()).unwrap_err();
-        assert_eq!(err.field(), Some("metadata.cron"));
-        assert!(JobMetadata::default()
-            .requested(|| "metadata.cron".to_owned())
-            .is_ok());
+        // A request cannot make a job look fired by a schedule.
+        assert_eq!(Metadata::from(read).cron, None);
     }
 
     /// A bulk answer's run times read as every other instant the API writes, whatever their

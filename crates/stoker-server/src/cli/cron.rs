@@ -257,10 +257,7 @@ pub(crate) async fn run(command: CronCommand) -> Result<(), CliError> {
             let backend = args.target.connect().await?;
             let view = match &backend {
                 Backend::Direct(direct) => {
-                    let row = direct
-                        .client()
-                        .cron_create(schedule_from(request).map_err(refused)?)
-                        .await?;
+                    let row = direct.client().cron_create(schedule_from(request)).await?;
                     CronView::new(row, Utc::now())
                 }
                 Backend::Remote(remote) => {
@@ -280,7 +277,7 @@ pub(crate) async fn run(command: CronCommand) -> Result<(), CliError> {
                 Backend::Direct(direct) => {
                     let client = direct.client();
                     let mut schedule: CronSchedule = client.cron_get(&args.name).await?.schedule;
-                    apply_update(&mut schedule, request).map_err(refused)?;
+                    apply_update(&mut schedule, request);
                     CronView::new(client.cron_update(schedule).await?, Utc::now())
                 }
                 Backend::Remote(remote) => {
@@ -477,9 +474,4 @@ fn print_history(runs: &[CronRunView], json: bool) {
         ]);
     }
     print!("{}", table.render());
-}
-
-/// A request the API's rules refuse, as the CLI's bad-input error (exit code 2).
-fn refused(err: crate::api::ApiError) -> CliError {
-    CliError::Invalid(err.to_string())
 }
