@@ -14,14 +14,26 @@ fast protocol (batched, fenced reports with reserve-with-ack). Standard library 
 
     worker.run()  # until SIGINT/SIGTERM or worker.stop()
 
-`AsyncClient` is the same client for asyncio code.
+`AsyncClient` is the same client for asyncio code, and `AsyncWorker` runs `async def`
+handlers as tasks on one event loop:
+
+    worker = AsyncWorker(AsyncClient(url, token), queues=["mail"], concurrency=100)
+
+    @worker.handler("send-email")
+    async def send_email(args, job):
+        await job.log(f"sending to {args['to']}")
+        return {"message_id": await deliver(args["to"])}
+
+    asyncio.run(worker.run())
 """
 
 from ._client import AsyncClient, Client, StokerError, LeaseLostError
-from ._worker import DiscardJob, Job, RetryJob, SnoozeJob, Worker
+from ._worker import AsyncJob, AsyncWorker, DiscardJob, Job, RetryJob, SnoozeJob, Worker
 
 __all__ = [
     "AsyncClient",
+    "AsyncJob",
+    "AsyncWorker",
     "Client",
     "DiscardJob",
     "Job",

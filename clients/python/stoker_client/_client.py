@@ -100,7 +100,8 @@ class Client:
                 text = response.read()
                 return json.loads(text) if text else None
         except urllib.error.HTTPError as err:
-            text = err.read()
+            with err:
+                text = err.read()
             try:
                 detail = json.loads(text)["error"]
             except (ValueError, KeyError, TypeError):
@@ -214,12 +215,29 @@ class Client:
         self.request("POST", f"/v1/pull/jobs/{job_id}/progress", body)
 
 
+    def append_logs(self, job_id: int, fence: int, lines: list[str]) -> dict:
+        """`POST /v1/pull/jobs/{id}/logs`: appends 1 to 100 lines (each at most 4096
+        characters) to a held job; answers {"accepted", "dropped"}."""
+        return self.request("POST", f"/v1/pull/jobs/{job_id}/logs", {"fence": fence, "lines": list(lines)})
+
+    def logs(self, job_id: int) -> list[dict]:
+        """The lines a job's handlers logged, oldest first: {seq, attempt, at, line}."""
+        return self.request("GET", f"/v1/jobs/{job_id}/logs")["lines"]
+
+
 class AsyncClient:
     """The same client for asyncio: each call runs the synchronous one in a thread, so the
     event loop never blocks on the network."""
 
     def __init__(self, *args: Any, **kwargs: Any):
         self.sync = Client(*args, **kwargs)
+
+    @classmethod
+    def wrap(cls, client: Client) -> "AsyncClient":
+        """The asyncio face of an existing synchronous client (same URL, token, retries)."""
+        wrapped = cls.__new__(cls)
+        wrapped.sync = client
+        return wrapped
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.sync, name)

@@ -53,4 +53,5 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+        self.process.stdout.close()
         self.dir.cleanup()

@@ -5,10 +5,14 @@ import type { EnqueueOptions, JobDefinition } from "./jobs.js";
 import type {
   AckBatchResponse,
   AckRequest,
+  AppendLogsRequest,
+  AppendLogsResponse,
   EnqueueBulkResponse,
   EnqueueRequest,
   EnqueueResponse,
   JobList,
+  JobLogList,
+  JobLogView,
   JobState,
   JobView,
   LeaseResponse,
@@ -173,6 +177,17 @@ export class Client {
   /** `POST /v1/pull/jobs/{id}/progress`. */
   async progress(id: number, request: ProgressRequest): Promise<void> {
     await this.http.request<void>("POST", `/v1/pull/jobs/${id}/progress`, request);
+  }
+
+  /** `POST /v1/pull/jobs/{id}/logs`: appends lines (1 to 100, each at most 4096 characters)
+   * to a job this worker holds; fenced like every report. */
+  async appendLogs(id: number, fence: number, lines: string[]): Promise<AppendLogsResponse> {
+    return this.http.request<AppendLogsResponse>("POST", `/v1/pull/jobs/${id}/logs`, { fence, lines } satisfies AppendLogsRequest);
+  }
+
+  /** The lines a job's handlers logged, oldest first. */
+  async logs(id: number): Promise<JobLogView[]> {
+    return (await this.http.request<JobLogList>("GET", `/v1/jobs/${id}/logs`)).lines;
   }
 
   /** The wire request of one enqueue: the kind's defaults, then the call's options. */

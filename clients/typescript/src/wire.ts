@@ -191,6 +191,27 @@ export interface JobView<Args = unknown, Result = unknown> {
   logs?: JobLogView[];
 }
 
+/** `JobLogList`: a job's log lines, oldest first. */
+export interface JobLogList {
+  lines: JobLogView[];
+}
+
+/** `AppendLogsRequest`: lines a worker appends to a job it holds. */
+export interface AppendLogsRequest {
+  /** The `fence` the job was reserved with. */
+  fence: number;
+  /** 1 to 100 lines, each at most 4096 characters. */
+  lines: string[];
+}
+
+/** `AppendLogsResponse`: what an append kept. */
+export interface AppendLogsResponse {
+  /** Lines stored. */
+  accepted: number;
+  /** Lines dropped: the job reached its limit (1,000 lines or 256 KiB). */
+  dropped: number;
+}
+
 /** `JobLogView`: one line a handler logged to its job. */
 export interface JobLogView {
   /** Its place among the job's lines, from 1. */
@@ -374,6 +395,9 @@ export const WIRE_FIELDS = {
     logs: true,
   } satisfies Fields<JobView>,
   JobLogView: { seq: true, attempt: true, at: true, line: true } satisfies Fields<JobLogView>,
+  JobLogList: { lines: true } satisfies Fields<JobLogList>,
+  AppendLogsRequest: { fence: true, lines: true } satisfies Fields<AppendLogsRequest>,
+  AppendLogsResponse: { accepted: true, dropped: true } satisfies Fields<AppendLogsResponse>,
   JobList: { jobs: true, next_cursor: true } satisfies Fields<JobList>,
   ReserveRequest: {
     worker: true,

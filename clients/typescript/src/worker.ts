@@ -17,6 +17,10 @@ export interface JobContext<Args = unknown> {
   readonly signal: AbortSignal;
   /** Records progress: a fraction from 0 to 1, what it is doing, and JSON details. */
   progress(fraction: number, message?: string, details?: object): Promise<void>;
+  /** Appends lines to the job's log, stored with this attempt and shown by get-job, the CLI
+   * (`stoker jobs logs ID`) and the dashboard. At most 100 lines per call, 4096 characters
+   * each; a job keeps at most 1,000 lines (256 KiB), beyond which lines are dropped. */
+  log(...lines: string[]): Promise<void>;
 }
 
 /** A handler: takes the job's args and returns its result. */
@@ -343,23 +347,33 @@ export class Worker {
   private async execute(entry: Running): Promise<void> {
     const { job, controller } = entry;
     const handler = this.handlers.get(job.kind) as Handler<unknown, unknown> | undefined;
+    // A report refused for its fence means the job is no longer ours: stop the handler.
+    const fenced = async <T>(call: () => Promise<T>): Promise<T> => {
+      try {
+        return await call();
+      } catch (error) {
+        if (error instanceof LeaseLostError && !entry.settled) {
+          entry.settled = true;
+          controller.abort(error);
+        }
+        throw error;
+      }
+    };
     const context: JobContext = {
       job,
       signal: controller.signal,
-      progress: async (fraction, message, details) => {
-        try {
-          await this.client.progress(job.id, {
+      progress: (fraction, message, details) =>
+        fenced(() =>
+          this.client.progress(job.id, {
             fence: job.fence,
             fraction,
             ...(message !== undefined ? { message } : {}),
             ...(details !== undefined ? { details } : {}),
-          });
-        } catch (error) {
-          if (error instanceof LeaseLostError && !entry.settled) {
-            entry.settled = true;
-            controller.abort(error);
-          }
-          throw error;
+          }),
+        ),
+      log: async (...lines) => {
+        for (let start = 0; start < lines.length; start += 100) {
+          await fenced(() => this.client.appendLogs(job.id, job.fence, lines.slice(start, start + 100)));
         }
       },
     };

@@ -16,7 +16,7 @@ for (const store of stores()) {
     });
     after(() => server.stop());
 
-    test("enqueue sends every option and get reads them back", async () => {
+    test("[S1] enqueue sends every option and get reads them back", async () => {
       const queue = uniqueQueue("opts");
       const runAt = new Date(Date.now() + 3_600_000);
       const enqueued = await client.enqueue(resize, { image: "cat.png", width: 100 }, {
@@ -57,7 +57,7 @@ for (const store of stores()) {
       assert.equal((await client.get(delayed.id)).priority, -3);
     });
 
-    test("bulk enqueue, list with filters and paging, cancel and retry", async () => {
+    test("[S2] bulk enqueue, list with filters and paging, cancel and retry", async () => {
       const queue = uniqueQueue("bulk");
       const answer = await client.enqueueBulk([
         { job: resize, args: { image: "a", width: 1 }, options: { queue } },
@@ -83,7 +83,7 @@ for (const store of stores()) {
       assert.equal(retried.state, "available");
     });
 
-    test("bad input is a typed error with the server's code, message and field", async () => {
+    test("[S3] bad input is a typed error with the server's code, message and field", async () => {
       await assert.rejects(client.enqueue("x", {}, { queue: "no spaces allowed" }), (error: unknown) => {
         assert.ok(error instanceof StokerError);
         assert.equal(error.status, 422);
@@ -102,7 +102,7 @@ for (const store of stores()) {
       await assert.rejects(anonymous.enqueue("x"), (error: unknown) => error instanceof StokerError && error.code === "unauthorized");
     });
 
-    test("a stale fence in a batch fails only its entry", async () => {
+    test("[S4] a stale fence in a batch fails only its entry", async () => {
       const queue = uniqueQueue("fence");
       await client.enqueueBulk([{ kind: "k", options: { queue } }, { kind: "k", options: { queue } }]);
       const { jobs } = await client.reserve({ worker: "ts-fence", queues: [queue], limit: 2 });
@@ -122,7 +122,7 @@ for (const store of stores()) {
       await assert.rejects(client.heartbeat(jobs[0]!.id, jobs[0]!.fence), (error: unknown) => error instanceof LeaseLostError && error.status === 409);
     });
 
-    test("transient failures are retried; an unreachable server is a typed error", async () => {
+    test("[S5] transient failures are retried; an unreachable server is a typed error", async () => {
       let calls = 0;
       const flaky: typeof fetch = async (input, init) => {
         calls++;

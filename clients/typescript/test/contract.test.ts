@@ -74,6 +74,8 @@ describe("the OpenAPI contract", () => {
       ["/v1/pull/ack", "post"],
       ["/v1/pull/jobs/{id}/heartbeat", "post"],
       ["/v1/pull/jobs/{id}/progress", "post"],
+      ["/v1/pull/jobs/{id}/logs", "post"],
+      ["/v1/jobs/{id}/logs", "get"],
       ["/v1/pull/jobs/{id}/complete", "post"],
       ["/v1/pull/jobs/{id}/fail", "post"],
       ["/v1/pull/jobs/{id}/snooze", "post"],

@@ -18,7 +18,7 @@ describe("TypeScript producer, Python worker", () => {
   });
   after(() => server.stop());
 
-  test("jobs enqueued in TypeScript are run by the Python worker", async () => {
+  test("[S12] jobs enqueued in TypeScript are run by the Python worker", async () => {
     const client = new Client({ url: server.url, token: server.token });
     const queue = uniqueQueue("py");
     const { jobs } = await client.enqueueBulk(

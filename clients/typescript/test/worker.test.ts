@@ -23,7 +23,7 @@ for (const store of stores()) {
       return new Worker({ client, queues: [queue], handleSignals: false, pollWaitSeconds: 1, onError: () => {}, ...options });
     }
 
-    test("runs many jobs through batched acks with results", async () => {
+    test("[S6] runs many jobs through batched acks with results", async () => {
       const queue = uniqueQueue("sum");
       const w = worker(queue, { concurrency: 8 }).register(add, async ({ a, b }) => ({ sum: a + b }));
       const running = w.run();
@@ -42,7 +42,7 @@ for (const store of stores()) {
       assert.equal(w.processedCount, 200);
     });
 
-    test("fail retries with the job's backoff, then discards; snooze and discard", async () => {
+    test("[S7] fail retries with the job's backoff, then discards; snooze and discard", async () => {
       const queue = uniqueQueue("fail");
       let attempts = 0;
       const w = worker(queue)
@@ -80,13 +80,14 @@ for (const store of stores()) {
       await running;
     });
 
-    test("progress, heartbeats keep a short lease, and a cancel aborts the signal", async () => {
+    test("[S8] progress, logs, heartbeats keep a short lease, and a cancel aborts the signal", async () => {
       const queue = uniqueQueue("long");
       let progressed = false;
       const heartbeatsSeen: number[] = [];
       const w = worker(queue, { leaseSeconds: 1, heartbeatMs: 200 })
         .register("slow", async (_args, context: JobContext) => {
           await context.progress(0.5, "halfway", { rows: 5 });
+          await context.log("read 5 rows", "writing");
           progressed = true;
           // Outlive the lease several times over: only heartbeats keep the job.
           for (let i = 0; i < 15; i++) {
@@ -106,6 +107,9 @@ for (const store of stores()) {
       const shown = await client.get(slow.id);
       assert.equal(shown.progress?.fraction, 0.5);
       assert.equal(shown.progress?.message, "halfway");
+      const lines = await client.logs(slow.id);
+      assert.deepEqual(lines.map((line) => [line.attempt, line.line]), [[1, "read 5 rows"], [1, "writing"]]);
+      assert.deepEqual((await client.get(slow.id)).logs?.map((line) => line.line), ["read 5 rows", "writing"]);
       const done = await client.waitFor(slow.id);
       assert.equal(done.state, "completed");
       assert.equal(done.attempt, 1, "the lease never lapsed");
@@ -120,7 +124,7 @@ for (const store of stores()) {
       await running;
     });
 
-    test("stop hands unfinished jobs back without using an attempt", async () => {
+    test("[S9] stop hands unfinished jobs back without using an attempt", async () => {
       const queue = uniqueQueue("stop");
       let started = false;
       const w = worker(queue, { shutdownGraceMs: 100 }).register("stuck", async () => {
@@ -138,7 +142,7 @@ for (const store of stores()) {
       assert.equal(back.attempt, 0);
     });
 
-    test("a worker killed mid-job: its job runs again elsewhere", async () => {
+    test("[S10] a worker killed mid-job: its job runs again elsewhere", async () => {
       const queue = uniqueQueue("kill");
       const job = await client.enqueue("hang", {}, { queue });
       const child = spawn(process.execPath, [join(import.meta.dirname, "fixtures", "child-worker.js")], {
@@ -163,7 +167,7 @@ for (const store of stores()) {
       await running;
     });
 
-    test("SIGTERM stops a worker process gracefully, handing its job back", async () => {
+    test("[S11] SIGTERM stops a worker process gracefully, handing its job back", async () => {
       const queue = uniqueQueue("sigterm");
       const job = await client.enqueue("hang", {}, { queue });
       const child = spawn(process.execPath, [join(import.meta.dirname, "fixtures", "child-worker.js")], {
