@@ -225,6 +225,32 @@ class Client:
         return self.request("GET", f"/v1/jobs/{job_id}/logs")["lines"]
 
 
+    # --- Recurring schedules (cron) ------------------------------------------------------
+
+    def create_cron(self, name: str, expr: str, kind: str, **fields: Any) -> dict:
+        """Creates a recurring schedule: a job of `kind` enqueued at every slot of `expr` (5
+        fields, 6 with seconds first, or `@daily` and kin), once per slot however many
+        servers run. Fields: tz, args, queue, priority, max_attempts, tenant, metadata,
+        catch_up, catch_up_window_seconds, catch_up_max, overlap, enabled."""
+        return self.request("POST", "/v1/cron", {"name": name, "expr": expr, "kind": kind, **fields})
+
+    def list_cron(self) -> list[dict]:
+        """Every schedule."""
+        return self.request("GET", "/v1/cron")["schedules"]
+
+    def get_cron(self, name: str) -> dict:
+        """One schedule, with its next slots."""
+        return self.request("GET", f"/v1/cron/{urllib.parse.quote(name, safe='')}")
+
+    def update_cron(self, name: str, **changes: Any) -> dict:
+        """Changes the given fields of a schedule; a new `expr` or `tz` counts from now."""
+        return self.request("PATCH", f"/v1/cron/{urllib.parse.quote(name, safe='')}", changes)
+
+    def delete_cron(self, name: str) -> dict:
+        """Deletes a schedule (jobs it already enqueued stay)."""
+        return self.request("DELETE", f"/v1/cron/{urllib.parse.quote(name, safe='')}")
+
+
 class AsyncClient:
     """The same client for asyncio: each call runs the synchronous one in a thread, so the
     event loop never blocks on the network."""

@@ -195,6 +195,25 @@ class ClientTests(unittest.TestCase):
         self.assertEqual(caught.exception.status, 0)
         self.assertTrue(caught.exception.transient)
 
+    def test_s13_cron_schedule_fires_until_deleted(self):
+        q = queue("cron")
+        name = f"tick-{q}"
+        with self.assertRaises(StokerError) as caught:
+            self.client.create_cron(name, "61 * * * *", "tick")
+        self.assertEqual(caught.exception.field, "expr")
+        created = self.client.create_cron(name, "* * * * * *", "tick", queue=q, args={"n": 1})
+        self.assertEqual(len(created["upcoming"]), 5)
+        self.assertIn(name, [schedule["name"] for schedule in self.client.list_cron()])
+        updated = self.client.update_cron(name, args={"n": 2})
+        self.assertEqual(updated["args"], {"n": 2})
+        self.assertEqual(self.client.get_cron(name)["revision"], updated["revision"])
+        fired = eventually("a fired job", lambda: self.client.list(queues=[q])["jobs"])[0]
+        self.assertEqual((fired["kind"], fired["metadata"]["cron"]["name"]), ("tick", name))
+        self.assertEqual(self.client.delete_cron(name)["name"], name)
+        with self.assertRaises(StokerError) as caught:
+            self.client.get_cron(name)
+        self.assertEqual(caught.exception.code, "not_found")
+
     def test_async_client(self):
         async def scenario():
             client = AsyncClient(self.server.url, self.server.token)
@@ -401,7 +420,7 @@ class ScenarioListTests(unittest.TestCase):
     def test_every_shared_scenario_has_a_test(self):
         text = (HERE.parents[1] / "SCENARIOS.md").read_text()
         numbers = [int(tag) for tag in re.findall(r"^\| S(\d+) \|", text, re.M)]
-        self.assertGreaterEqual(len(numbers), 12)
+        self.assertGreaterEqual(len(numbers), 13)
         names = [name for name in dir(ClientTests) if name.startswith("test_s")]
         # S12 (a TypeScript producer feeding a Python worker) is one test in the TypeScript
         # suite, running ts_producer_worker.py from here.

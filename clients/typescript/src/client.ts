@@ -7,6 +7,10 @@ import type {
   AckRequest,
   AppendLogsRequest,
   AppendLogsResponse,
+  CronCreateRequest,
+  CronList,
+  CronUpdateRequest,
+  CronView,
   EnqueueBulkResponse,
   EnqueueRequest,
   EnqueueResponse,
@@ -188,6 +192,34 @@ export class Client {
   /** The lines a job's handlers logged, oldest first. */
   async logs(id: number): Promise<JobLogView[]> {
     return (await this.http.request<JobLogList>("GET", `/v1/jobs/${id}/logs`)).lines;
+  }
+
+  // --- Recurring schedules (cron) ---------------------------------------------------------
+
+  /** Creates a recurring schedule: a job of `kind` enqueued at every slot of `expr`, exactly
+   * once per slot however many servers run. Needs an admin token. */
+  async createCron(request: CronCreateRequest): Promise<CronView> {
+    return this.http.request<CronView>("POST", "/v1/cron", request);
+  }
+
+  /** Every schedule. */
+  async listCron(): Promise<CronView[]> {
+    return (await this.http.request<CronList>("GET", "/v1/cron")).schedules;
+  }
+
+  /** One schedule. */
+  async getCron(name: string): Promise<CronView> {
+    return this.http.request<CronView>("GET", `/v1/cron/${encodeURIComponent(name)}`);
+  }
+
+  /** Changes the given fields of a schedule; a new `expr` or `tz` counts from now. */
+  async updateCron(name: string, changes: CronUpdateRequest): Promise<CronView> {
+    return this.http.request<CronView>("PATCH", `/v1/cron/${encodeURIComponent(name)}`, changes);
+  }
+
+  /** Deletes a schedule (jobs it already enqueued stay). */
+  async deleteCron(name: string): Promise<CronView> {
+    return this.http.request<CronView>("DELETE", `/v1/cron/${encodeURIComponent(name)}`);
   }
 
   /** The wire request of one enqueue: the kind's defaults, then the call's options. */

@@ -191,6 +191,69 @@ export interface JobView<Args = unknown, Result = unknown> {
   logs?: JobLogView[];
 }
 
+/** Missed cron slots: dropped, the newest fired once, or every one (bounded). */
+export type CatchUpPolicy = "skip" | "latest" | "all";
+/** Whether a cron slot fires while the previous run is unfinished. */
+export type OverlapPolicy = "allow" | "skip";
+
+/** `CronCreateRequest`: `POST /v1/cron`, a recurring schedule (BullMQ's repeatable job). */
+export interface CronCreateRequest {
+  /** 1 to 128 letters, digits, `_`, `-` and `.`. */
+  name: string;
+  /** 5 fields (minute hour day month weekday), 6 with seconds first, or `@daily` and kin. */
+  expr: string;
+  /** The IANA time zone the expression is read in. Defaults to `UTC`. */
+  tz?: string;
+  kind: string;
+  args?: object;
+  queue?: string;
+  priority?: Priority;
+  max_attempts?: number;
+  tenant?: string;
+  metadata?: JobMetadata;
+  catch_up?: CatchUpPolicy;
+  catch_up_window_seconds?: number;
+  catch_up_max?: number;
+  overlap?: OverlapPolicy;
+  /** False to create it paused. */
+  enabled?: boolean;
+}
+
+/** `CronUpdateRequest`: `PATCH /v1/cron/{name}`, the fields to change. */
+export type CronUpdateRequest = Partial<Omit<CronCreateRequest, "name" | "enabled">>;
+
+/** `CronView`: a schedule as stored, with its next slots. */
+export interface CronView {
+  name: string;
+  expr: string;
+  tz: string;
+  kind: string;
+  queue: string;
+  args: object;
+  priority: number;
+  max_attempts: number;
+  tenant?: string | null;
+  metadata: JobMetadata;
+  catch_up: CatchUpPolicy;
+  catch_up_window_seconds: number;
+  catch_up_max: number;
+  overlap: OverlapPolicy;
+  enabled: boolean;
+  /** The first slot not yet fired (RFC 3339). */
+  next_slot: string;
+  last_slot?: string | null;
+  /** The next five slots (none while paused). */
+  upcoming: string[];
+  revision: number;
+  created_at: string;
+  updated_at: string;
+}
+
+/** `CronList`. */
+export interface CronList {
+  schedules: CronView[];
+}
+
 /** `JobLogList`: a job's log lines, oldest first. */
 export interface JobLogList {
   lines: JobLogView[];
@@ -396,6 +459,10 @@ export const WIRE_FIELDS = {
   } satisfies Fields<JobView>,
   JobLogView: { seq: true, attempt: true, at: true, line: true } satisfies Fields<JobLogView>,
   JobLogList: { lines: true } satisfies Fields<JobLogList>,
+  CronCreateRequest: { name: true, expr: true, tz: true, kind: true, args: true, queue: true, priority: true, max_attempts: true, tenant: true, metadata: true, catch_up: true, catch_up_window_seconds: true, catch_up_max: true, overlap: true, enabled: true } satisfies Fields<CronCreateRequest>,
+  CronUpdateRequest: { expr: true, tz: true, kind: true, args: true, queue: true, priority: true, max_attempts: true, tenant: true, metadata: true, catch_up: true, catch_up_window_seconds: true, catch_up_max: true, overlap: true } satisfies Fields<CronUpdateRequest>,
+  CronView: { name: true, expr: true, tz: true, kind: true, queue: true, args: true, priority: true, max_attempts: true, tenant: true, metadata: true, catch_up: true, catch_up_window_seconds: true, catch_up_max: true, overlap: true, enabled: true, next_slot: true, last_slot: true, upcoming: true, revision: true, created_at: true, updated_at: true } satisfies Fields<CronView>,
+  CronList: { schedules: true } satisfies Fields<CronList>,
   AppendLogsRequest: { fence: true, lines: true } satisfies Fields<AppendLogsRequest>,
   AppendLogsResponse: { accepted: true, dropped: true } satisfies Fields<AppendLogsResponse>,
   JobList: { jobs: true, next_cursor: true } satisfies Fields<JobList>,

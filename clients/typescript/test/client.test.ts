@@ -2,7 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 
 import { Client, LeaseLostError, StokerError, defineJob } from "../src/index.js";
-import { startServer, stores, uniqueQueue, type TestServer } from "./support.js";
+import { eventually, startServer, stores, uniqueQueue, type TestServer } from "./support.js";
 
 const resize = defineJob<{ image: string; width: number }, { bytes: number }>("resize", { priority: "HIGH" });
 
@@ -120,6 +120,28 @@ for (const store of stores()) {
       assert.equal((await client.get(jobs[1]!.id)).state, "running");
       // The one-job call gives a typed LeaseLostError.
       await assert.rejects(client.heartbeat(jobs[0]!.id, jobs[0]!.fence), (error: unknown) => error instanceof LeaseLostError && error.status === 409);
+    });
+
+    test("[S13] a recurring schedule fires jobs until it is deleted; a bad expression is refused", async () => {
+      const queue = uniqueQueue("cron");
+      const name = `tick-${queue}`;
+      await assert.rejects(client.createCron({ name, expr: "61 * * * *", kind: "tick" }), (error: unknown) => {
+        assert.ok(error instanceof StokerError);
+        assert.equal(error.field, "expr");
+        return true;
+      });
+      await assert.rejects(client.getCron(name), (error: unknown) => error instanceof StokerError && error.status === 404);
+      const created = await client.createCron({ name, expr: "* * * * * *", kind: "tick", queue, args: { n: 1 }, overlap: "allow" });
+      assert.equal(created.upcoming.length, 5);
+      assert.ok((await client.listCron()).some((schedule) => schedule.name === name));
+      const updated = await client.updateCron(name, { args: { n: 2 } });
+      assert.deepEqual(updated.args, { n: 2 });
+      assert.ok(updated.revision > created.revision);
+      const fired = await eventually("a fired job", async () => (await client.list({ queues: [queue] })).jobs[0]);
+      assert.equal(fired.kind, "tick");
+      assert.equal(fired.metadata.cron?.name, name);
+      assert.equal((await client.deleteCron(name)).name, name);
+      await assert.rejects(client.getCron(name), (error: unknown) => error instanceof StokerError && error.code === "not_found");
     });
 
     test("[S5] transient failures are retried; an unreachable server is a typed error", async () => {
