@@ -10,8 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stoker::sqlite::SqliteStore;
 use stoker::{
-    Client, EnqueueOptions, Event, EventFilter, EventHub, Job, JobContext, JobError, Store,
-    Worker,
+    Client, EnqueueOptions, Event, EventFilter, EventHub, Job, JobContext, JobError, Store, Worker,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,7 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let job = client
         .enqueue_with(
             Render { frames: 24 },
-            EnqueueOptions::new().queue("media").correlation_id("order-7"),
+            EnqueueOptions::new()
+                .queue("media")
+                .correlation_id("order-7"),
         )
         .await?;
 
@@ -70,13 +71,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // The snapshot: one task computes it each second for every subscriber of the hub.
-    let mut snapshots = client
-        .events(EventFilter::new().job_events(false))
-        .await?;
+    let mut snapshots = client.events(EventFilter::new().job_events(false)).await?;
     if let Some(Event::Snapshot(snapshot)) = snapshots.next().await {
         println!(
             "snapshot at {}: {} completed, {} workers alive, {} enqueued this minute",
-            snapshot.at, snapshot.states.completed, snapshot.workers_alive, snapshot.minute.enqueued
+            snapshot.at,
+            snapshot.states.completed,
+            snapshot.workers_alive,
+            snapshot.minute.enqueued
         );
     }
     drop(snapshots);

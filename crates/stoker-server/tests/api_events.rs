@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stoker::{Client, Failure, Reservation, Store};
 
-use api_support::{config, start, TestServer, WAIT};
+use api_support::{config, eventually, start, TestServer, WAIT};
 
 store_tests!(
     a_job_is_followed_to_its_end_over_http,
@@ -139,8 +139,14 @@ async fn a_job_is_followed_to_its_end_over_http(store: Arc<dyn Store>) {
     assert_eq!(discarded["error"], "out of memory");
     assert_eq!(discarded["correlation_id"], "order-7");
     assert_eq!(events.last().unwrap().0, "end", "{events:?}");
-    assert_eq!(server.server.state().client().event_hub().subscribers(), 0);
-    server.server.shutdown().await;
+    // The server lets go of the subscription once the stream has ended.
+    let hub = server.server.state().client().event_hub().clone();
+    eventually("no subscription left", || {
+        let hub = hub.clone();
+        async move { (hub.subscribers() == 0 && !hub.is_running()).then_some(()) }
+    })
+    .await;
+    server.stop().await;
 }
 
 async fn a_job_finished_by_another_process_ends_the_stream(store: Arc<dyn Store>) {
@@ -184,7 +190,7 @@ async fn a_job_finished_by_another_process_ends_the_stream(store: Arc<dyn Store>
     assert_eq!(last_job.1["state"], "discarded", "{events:?}");
     assert_eq!(last_job.1["error"], "gpu lost");
     assert_eq!(events.last().unwrap().0, "end", "{events:?}");
-    server.server.shutdown().await;
+    server.stop().await;
 }
 
 async fn snapshots_carry_every_key_and_timeouts_end_streams(store: Arc<dyn Store>) {
@@ -203,7 +209,10 @@ async fn snapshots_carry_every_key_and_timeouts_end_streams(store: Arc<dyn Store
         "cancelled",
     ];
     for key in states {
-        assert!(snapshot["states"][key].is_i64(), "no states.{key}: {snapshot}");
+        assert!(
+            snapshot["states"][key].is_i64(),
+            "no states.{key}: {snapshot}"
+        );
     }
     assert_eq!(snapshot["states"]["available"], 1);
     let queue = snapshot["queues"]
@@ -216,13 +225,32 @@ async fn snapshots_carry_every_key_and_timeouts_end_streams(store: Arc<dyn Store
     assert_eq!(queue["states"]["available"], 1);
     assert!(queue["oldest_waiting_secs"].is_f64(), "{queue}");
     for key in ["enqueued", "started", "completed", "failed", "discarded"] {
-        assert!(snapshot["minute"][key].is_i64(), "no minute.{key}: {snapshot}");
+        assert!(
+            snapshot["minute"][key].is_i64(),
+            "no minute.{key}: {snapshot}"
+        );
     }
-    assert_eq!(snapshot["workers_alive"], 1, "the built-in worker: {snapshot}");
+    assert_eq!(
+        snapshot["workers_alive"], 1,
+        "the built-in worker: {snapshot}"
+    );
     // The stream closes by itself after its timeout, having sent only snapshots.
     let rest = stream.rest().await;
     assert!(rest.iter().all(|(name, _)| name == "snapshot"), "{rest:?}");
-    server.server.shutdown().await;
+
+    // A client that goes away ends its stream: the server drops the subscription, and the
+    // snapshot task stops with the last one.
+    let hub = server.server.state().client().event_hub().clone();
+    let mut open = Stream::open(&server, "queue=default").await;
+    assert_eq!(open.next().await.expect("a snapshot").0, "snapshot");
+    assert_eq!(hub.subscribers(), 1);
+    drop(open);
+    eventually("the subscription dropped", || {
+        let hub = hub.clone();
+        async move { (hub.subscribers() == 0 && !hub.is_running()).then_some(()) }
+    })
+    .await;
+    server.stop().await;
 }
 
 async fn bad_parameters_are_refused_by_name(store: Arc<dyn Store>) {
@@ -241,9 +269,11 @@ async fn bad_parameters_are_refused_by_name(store: Arc<dyn Store>) {
         assert_eq!(answer.field(), field, "{query}: {answer:?}");
     }
     let too_many: Vec<String> = (1..=101).map(|id| format!("job={id}")).collect();
-    let answer = server.get(&format!("/v1/events?{}", too_many.join("&"))).await;
+    let answer = server
+        .get(&format!("/v1/events?{}", too_many.join("&")))
+        .await;
     answer.assert_error(422, "invalid_field");
     let missing = server.get("/v1/events?job=987654321").await;
     missing.assert_error(404, "not_found");
-    server.server.shutdown().await;
+    server.stop().await;
 }

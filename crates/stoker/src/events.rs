@@ -35,8 +35,8 @@ use chrono::{DateTime, Utc};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use stoker_core::{
-    FinishedJob, HistoryGrain, HistoryMetric, HistoryQueryParams, HistoryScope,
-    InvalidInput, JobId, JobInsert, JobRow, JobState, Outcome, Store,
+    FinishedJob, HistoryGrain, HistoryMetric, HistoryQueryParams, HistoryScope, InvalidInput,
+    JobId, JobInsert, JobRow, JobState, Outcome, Store,
 };
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -613,7 +613,9 @@ async fn run_task<S: Store + ?Sized>(hub: EventHub, client: Client<S>, stop: Can
                         hub.inner.snapshots.send_replace(Some(Arc::new(snapshot)));
                     }
                 }
-                Err(err) => tracing::warn!(%err, "computing the events snapshot failed; will retry"),
+                Err(err) => {
+                    tracing::warn!(%err, "computing the events snapshot failed; will retry")
+                }
             }
         }
         if let Err(err) = poll_tracked(&hub, &client).await {
@@ -709,7 +711,9 @@ async fn snapshot<S: Store + ?Sized>(client: &Client<S>) -> Result<Snapshot> {
                 ),
                 oldest_waiting_secs: depth
                     .and_then(|depth| depth.oldest_due_at)
-                    .map_or(0.0, |at| (now - at).to_std().unwrap_or_default().as_secs_f64()),
+                    .map_or(0.0, |at| {
+                        (now - at).to_std().unwrap_or_default().as_secs_f64()
+                    }),
             }
         })
         .collect();
@@ -905,7 +909,11 @@ impl<S: Store + ?Sized> Client<S> {
             .into());
         }
         if let Some(bad) = filter.jobs.iter().find(|id| id.0 < 1) {
-            return Err(InvalidInput::new("job", format!("must be a job id (1 or more), got {bad}")).into());
+            return Err(InvalidInput::new(
+                "job",
+                format!("must be a job id (1 or more), got {bad}"),
+            )
+            .into());
         }
         if let Some(queue) = &filter.queue {
             stoker_core::validate_queue(queue)?;
@@ -934,7 +942,10 @@ impl<S: Store + ?Sized> Client<S> {
         let subscription = hub.join(self, &filter, &initial);
         let mut follower = Follower {
             client: self.clone(),
-            states: initial.iter().map(|job| (job.id, Some(job.state))).collect(),
+            states: initial
+                .iter()
+                .map(|job| (job.id, Some(job.state)))
+                .collect(),
             pending: VecDeque::new(),
             filter,
             jobs,

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stoker::testing::CountingStore;
 use stoker::{
-    Client, EnqueueOptions, Event, EventFilter, EventHub, EventStream, Failure, JobContext, JobError,
-    JobEvent, JobState, Reservation, Store, Worker,
+    Client, EnqueueOptions, Event, EventFilter, EventHub, EventStream, Failure, JobContext,
+    JobError, JobEvent, JobState, Reservation, Store, Worker,
 };
 
 /// How long any one event may take before the test fails (a guard, not a measurement).
@@ -33,7 +33,10 @@ async fn until_end(events: &mut EventStream) -> (Vec<JobEvent>, bool) {
         match event {
             Event::Job(job) => jobs.push(job),
             Event::End => {
-                assert!(events.next().await.is_none(), "the stream goes on after End");
+                assert!(
+                    events.next().await.is_none(),
+                    "the stream goes on after End"
+                );
                 return (jobs, true);
             }
             Event::Snapshot(_) => {}
@@ -187,7 +190,10 @@ mod scenarios {
             ..EventFilter::new()
         };
         let refused = client.events(too_many).await.unwrap_err();
-        assert!(matches!(refused, stoker::Error::Invalid(ref i) if i.field == "job"), "{refused}");
+        assert!(
+            matches!(refused, stoker::Error::Invalid(ref i) if i.field == "job"),
+            "{refused}"
+        );
     }
 
     /// A hundred subscriptions share one snapshot task: each sees the same snapshots, and the
@@ -230,7 +236,11 @@ mod scenarios {
             "{stats} job_stats calls for {} snapshots: {calls:?}",
             seen.len()
         );
-        assert_eq!(calls.get("job_stats"), calls.get("worker_list"), "{calls:?}");
+        assert_eq!(
+            calls.get("job_stats"),
+            calls.get("worker_list"),
+            "{calls:?}"
+        );
     }
 
     /// Nobody listening: publishing builds nothing and the hub starts no task.

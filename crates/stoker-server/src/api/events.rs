@@ -80,14 +80,17 @@ impl EventsRequest {
             match name.as_str() {
                 "job" => {
                     for part in value.split(',') {
-                        let id = part.trim().parse::<i64>().ok().filter(|id| *id >= 1).ok_or_else(
-                            || {
+                        let id = part
+                            .trim()
+                            .parse::<i64>()
+                            .ok()
+                            .filter(|id| *id >= 1)
+                            .ok_or_else(|| {
                                 ApiError::invalid(
                                     "job",
                                     format!("must be a job id (1 or more), got {part:?}"),
                                 )
-                            },
-                        )?;
+                            })?;
                         filter.jobs.push(JobId(id));
                     }
                     if filter.jobs.len() > stoker::EVENTS_MAX_JOBS {

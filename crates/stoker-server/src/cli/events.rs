@@ -108,7 +108,10 @@ impl EventsArgs {
         query.push(("snapshot", filter.snapshot.to_string()));
         query.push(("jobs", filter.job_events.to_string()));
         if let Some(timeout) = self.timeout {
-            query.push(("timeout_secs", timeout.as_secs().clamp(1, 86_400).to_string()));
+            query.push((
+                "timeout_secs",
+                timeout.as_secs().clamp(1, 86_400).to_string(),
+            ));
         }
         query
     }
@@ -145,7 +148,9 @@ fn snapshot_line(snapshot: &Snapshot) -> String {
         "{} snapshot available={} scheduled={} running={} retryable={} completed={} \
          discarded={} cancelled={} queues={} workers_alive={} | this minute: enqueued={} \
          started={} completed={} failed={}",
-        snapshot.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        snapshot
+            .at
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         s.available,
         s.scheduled,
         s.running,
