@@ -27,12 +27,10 @@ fn ended_in(run: &Run, id: &str, state: &str) {
         Some(&"end".into()),
         "{run:#?}"
     );
+    let id: i64 = id.parse().expect("a job id");
     let jobs: Vec<&Value> = lines.iter().filter(|line| line["event"] == "job").collect();
     assert!(!jobs.is_empty(), "{run:#?}");
-    assert!(
-        jobs.iter().all(|line| line["data"]["id"].to_string() == id),
-        "{run:#?}"
-    );
+    assert!(jobs.iter().all(|line| line["data"]["id"] == id), "{run:#?}");
     assert_eq!(jobs.last().unwrap()["data"]["state"], state, "{run:#?}");
 }
 

@@ -10,7 +10,7 @@ use stoker::{Event, EventFilter, JobEvent, JobId, Snapshot};
 
 use super::backend::Backend;
 use super::error::CliError;
-use super::{output, parse, Target};
+use super::{parse, Target};
 
 /// Options of `stoker events`.
 #[derive(Debug, Clone, Default, Args)]
@@ -167,6 +167,14 @@ fn snapshot_line(snapshot: &Snapshot) -> String {
     )
 }
 
+/// Prints `value` as JSON on one line: a stream prints one object per line.
+fn json_line<T: Serialize + ?Sized>(value: &T) {
+    match serde_json::to_string(value) {
+        Ok(text) => println!("{text}"),
+        Err(err) => eprintln!("error: could not encode the output as JSON: {err}"),
+    }
+}
+
 /// Prints one event; `json` prints `{"event", "data"}` objects, one per line.
 fn print(event: &Event, json: bool) {
     if json {
@@ -175,7 +183,7 @@ fn print(event: &Event, json: bool) {
             Event::Snapshot(snapshot) => ("snapshot", serde_json::to_value(&**snapshot)),
             Event::End => ("end", Ok(serde_json::json!({}))),
         };
-        output::json_line(&JsonLine {
+        json_line(&JsonLine {
             event: name,
             data: data.unwrap_or_default(),
         });

@@ -299,13 +299,3 @@ mod tests {
         assert_eq!(clip("abc", 4), "abc");
     }
 }
-
-// --- stream events ---
-
-/// Prints `value` as JSON on one line (for streams: one object per line).
-pub(crate) fn json_line<T: Serialize + ?Sized>(value: &T) {
-    match serde_json::to_string(value) {
-        Ok(text) => println!("{text}"),
-        Err(err) => eprintln!("error: could not encode the output as JSON: {err}"),
-    }
-}
