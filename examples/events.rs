@@ -41,6 +41,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queue("media", 4)
         .register::<Render>()
         .event_hub(hub.clone())
+        // The snapshot's minute adds this process's history not yet written.
+        .history(History::new(Arc::clone(&store)))
         .build()?;
     let client: Client = worker.client();
     client.migrate().await?;
