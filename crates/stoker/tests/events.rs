@@ -296,6 +296,47 @@ mod scenarios {
         assert!(error.contains("worker lost"), "{error}");
     }
 
+    /// A correlation stream: a job enqueued here with the correlation id, then run and
+    /// finished by another process, shows its changes through the reads, correlation id
+    /// included; a job of another correlation does not show.
+    pub async fn a_correlation_is_followed_across_processes(store: Arc<dyn Store>) {
+        let here = Client::new(Arc::clone(&store)).with_event_hub(fast_hub());
+        let elsewhere = Client::new(Arc::clone(&store));
+        let mut events = here
+            .events(EventFilter::new().correlation_id("order-9").snapshot(false))
+            .await
+            .unwrap();
+        let other = here
+            .enqueue_raw(
+                "k",
+                json!({}),
+                EnqueueOptions::new().correlation_id("order-1"),
+            )
+            .await
+            .unwrap();
+        let job = here
+            .enqueue_raw(
+                "k",
+                json!({}),
+                EnqueueOptions::new().correlation_id("order-9"),
+            )
+            .await
+            .unwrap();
+        elsewhere.cancel(other.id).await.unwrap();
+        elsewhere.cancel(job.id).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match next(&mut events, "the correlation's events").await {
+                Some(Event::Job(event)) => seen.push(event),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(seen.iter().all(|event| event.id == job.id), "{seen:?}");
+        assert_eq!(seen[0].state, JobState::Available);
+        assert_eq!(seen[1].state, JobState::Cancelled);
+        assert_eq!(seen[1].correlation_id.as_deref(), Some("order-9"));
+    }
+
     /// Nobody listening: publishing builds nothing and the hub starts no task.
     pub async fn without_subscribers_nothing_runs(store: Arc<dyn Store>) {
         let hub = fast_hub();
@@ -324,6 +365,7 @@ macro_rules! events_tests {
             one_snapshot_serves_every_subscription,
             without_subscribers_nothing_runs,
             rescues_are_published,
+            a_correlation_is_followed_across_processes,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {
