@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stoker::sqlite::SqliteStore;
 use stoker::{
-    Client, EnqueueOptions, Event, EventFilter, EventHub, Job, JobContext, JobError, Store, Worker,
+    Client, EnqueueOptions, Event, EventFilter, EventHub, History, Job, JobContext, JobError,
+    Store, Worker,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
