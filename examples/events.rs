@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stoker::sqlite::SqliteStore;
 use stoker::{
-    Client, EnqueueOptions, Event, EventFilter, EventHub, Job, JobContext, JobError, Store, Worker,
+    Client, EnqueueOptions, Event, EventFilter, EventHub, History, Job, JobContext, JobError,
+    Store, Worker,
 };
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,6 +42,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .queue("media", 4)
         .register::<Render>()
         .event_hub(hub.clone())
+        // The snapshot's minute adds this process's history not yet written.
+        .history(History::new(Arc::clone(&store)))
         .build()?;
     let client: Client = worker.client();
     client.migrate().await?;

@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use stoker::maintenance::{Rescuer, RescuerConfig};
 use stoker::testing::CountingStore;
 use stoker::{
     Client, EnqueueOptions, Event, EventFilter, EventHub, EventStream, Failure, JobContext,
-    JobError, JobEvent, JobState, Reservation, Store, Worker,
+    JobError, JobEvent, JobState, Registry, Reservation, Store, StubClock, Worker,
 };
 
 /// How long any one event may take before the test fails (a guard, not a measurement).
@@ -243,6 +244,99 @@ mod scenarios {
         );
     }
 
+    /// The leader's rescuer publishes what it rescues: a job whose pull worker's lease
+    /// lapsed shows `retryable` with the "worker lost" error on a queue stream.
+    pub async fn rescues_are_published(store: Arc<dyn Store>) {
+        let clock = Arc::new(StubClock::new(chrono::Utc::now()));
+        let hub = fast_hub();
+        let client = Client::new(Arc::clone(&store))
+            .with_clock(clock.clone())
+            .with_event_hub(hub.clone());
+        let mut events = client
+            .events(EventFilter::new().queue("lost").snapshot(false))
+            .await
+            .unwrap();
+        let job = client
+            .enqueue_raw("k", json!({}), EnqueueOptions::new().queue("lost"))
+            .await
+            .unwrap();
+        // A worker of another process reserves it, then goes quiet.
+        let elsewhere = Client::new(Arc::clone(&store)).with_clock(clock.clone());
+        let reserved = elsewhere
+            .reserve(&Reservation {
+                worker: "pull:quiet".into(),
+                queues: vec!["lost".into()],
+                kinds: Vec::new(),
+                limit: 1,
+                lease: Duration::from_secs(1),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reserved.len(), 1);
+        clock.advance(chrono::Duration::seconds(60));
+        let rescuer = Rescuer::new(
+            Arc::clone(&store),
+            clock.clone(),
+            Arc::new(Registry::new()),
+            RescuerConfig::default(),
+        )
+        .with_event_hub(hub);
+        assert_eq!(rescuer.run_once().await.unwrap().retried, 1);
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match next(&mut events, "the rescue").await {
+                Some(Event::Job(event)) => seen.push(event),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(seen[0].state, JobState::Available);
+        assert_eq!(seen[1].id, job.id);
+        assert_eq!(seen[1].state, JobState::Retryable);
+        let error = seen[1].error.as_deref().unwrap_or_default();
+        assert!(error.contains("worker lost"), "{error}");
+    }
+
+    /// A correlation stream: a job enqueued here with the correlation id, then run and
+    /// finished by another process, shows its changes through the reads, correlation id
+    /// included; a job of another correlation does not show.
+    pub async fn a_correlation_is_followed_across_processes(store: Arc<dyn Store>) {
+        let here = Client::new(Arc::clone(&store)).with_event_hub(fast_hub());
+        let elsewhere = Client::new(Arc::clone(&store));
+        let mut events = here
+            .events(EventFilter::new().correlation_id("order-9").snapshot(false))
+            .await
+            .unwrap();
+        let other = here
+            .enqueue_raw(
+                "k",
+                json!({}),
+                EnqueueOptions::new().correlation_id("order-1"),
+            )
+            .await
+            .unwrap();
+        let job = here
+            .enqueue_raw(
+                "k",
+                json!({}),
+                EnqueueOptions::new().correlation_id("order-9"),
+            )
+            .await
+            .unwrap();
+        elsewhere.cancel(other.id).await.unwrap();
+        elsewhere.cancel(job.id).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match next(&mut events, "the correlation's events").await {
+                Some(Event::Job(event)) => seen.push(event),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(seen.iter().all(|event| event.id == job.id), "{seen:?}");
+        assert_eq!(seen[0].state, JobState::Available);
+        assert_eq!(seen[1].state, JobState::Cancelled);
+        assert_eq!(seen[1].correlation_id.as_deref(), Some("order-9"));
+    }
+
     /// Nobody listening: publishing builds nothing and the hub starts no task.
     pub async fn without_subscribers_nothing_runs(store: Arc<dyn Store>) {
         let hub = fast_hub();
@@ -270,6 +364,8 @@ macro_rules! events_tests {
             filters_hold_and_finished_jobs_end_at_once,
             one_snapshot_serves_every_subscription,
             without_subscribers_nothing_runs,
+            rescues_are_published,
+            a_correlation_is_followed_across_processes,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {

@@ -8,8 +8,9 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
+use serde::Serialize;
 use stoker::{Event, EventFilter, JobId};
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::ApiQuery;
 use super::model::ErrorBody;
@@ -142,6 +143,33 @@ impl EventsRequest {
     }
 }
 
+/// The name of a live event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventName {
+    /// A job changed state; `data` is the job event.
+    Job,
+    /// The once-a-second snapshot; `data` is the snapshot.
+    Snapshot,
+    /// Every followed job is finished; `data` is `{}` and the stream closes.
+    End,
+}
+
+/// One server-sent event of `GET /v1/events`, as an event-stream parser reads it: its name
+/// and its one line of JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct EventsItem {
+    /// What happened.
+    pub event: EventName,
+    /// The event as one line of JSON. `job`: `{"id", "state", "queue", "kind", "tenant",
+    /// "correlation_id", "attempt", "at", "error"}`. `snapshot`: `{"at", "states",
+    /// "queues": [{"name", "paused", "states", "oldest_waiting_secs"}], "minute":
+    /// {"enqueued", "started", "completed", "failed", "discarded"}, "workers_alive"}`, where
+    /// `states` has a count for each of available, scheduled, running, retryable, completed,
+    /// discarded and cancelled. `end`: `{}`.
+    pub data: String,
+}
+
 /// 1 to 255 printable ASCII characters (with spaces when `spaces`), as the document says.
 fn text(field: &str, value: String, spaces: bool) -> Result<String, ApiError> {
     let first = if spaces { ' ' } else { '!' };
@@ -203,7 +231,7 @@ fn sse(event: Event) -> SseEvent {
     tag = "stats",
     params(EventsQuery),
     responses(
-        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = EventsItem),
         (status = 404, description = "`not_found`: a followed job does not exist (or is another tenant's)", body = ErrorBody),
         (status = 422, description = "A bad parameter", body = ErrorBody),
     ),

@@ -11,6 +11,8 @@ mod http;
 mod report;
 mod store;
 mod workloads;
+// --- stream events ---
+mod events;
 
 use std::time::Duration;
 
@@ -71,6 +73,10 @@ pub enum Workload {
     /// History (issue 13): the W2 drain at concurrency 50 with history off and on, in A/B
     /// pairs, and the stats and series query times. Not in the default set.
     History,
+    // --- stream events ---
+    /// Live events (issue 13): the W2 drain at concurrency 50 with no event subscriber and
+    /// with one taking every event, in A/B pairs. Not in the default set.
+    Events,
 }
 
 /// Runs the benchmark and prints its report.
