@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 TRANSIENT = {0, 429, 502, 503, 504}
 FINISHED = {"completed", "discarded", "cancelled"}
@@ -224,6 +224,70 @@ class Client:
         """The lines a job's handlers logged, oldest first: {seq, attempt, at, line}."""
         return self.request("GET", f"/v1/jobs/{job_id}/logs")["lines"]
 
+
+    # --- Live events ----------------------------------------------------------------------
+
+    def events(self, *, jobs: Iterable[int] = (), correlation_id: str | None = None, queue: str | None = None,
+               kind: str | None = None, tenant: str | None = None, snapshots: bool = True,
+               job_events: bool = True, timeout_seconds: int | None = None) -> Iterator[dict]:
+        """Live events from `GET /v1/events`, as dicts: {"type": "job", "job": {...}},
+        {"type": "snapshot", "snapshot": {...}} once a second, and {"type": "end"} when every
+        followed job (`jobs`) has finished. Ends when the server ends the stream; close the
+        generator to stop early."""
+        query = {
+            "job": ",".join(str(job) for job in jobs),
+            "correlation_id": correlation_id, "queue": queue, "kind": kind, "tenant": tenant,
+            "snapshot": None if snapshots else "false", "jobs": None if job_events else "false",
+            "timeout_secs": timeout_seconds,
+        }
+        text = urllib.parse.urlencode({k: v for k, v in query.items() if v not in (None, "")})
+        headers = {"Accept": "text/event-stream"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base_url + "/v1/events" + (f"?{text}" if text else ""), headers=headers)
+        try:
+            # No read timeout: the server sends a keep-alive comment every 15 seconds.
+            response = urllib.request.urlopen(request)
+        except urllib.error.HTTPError as err:
+            with err:
+                body = err.read()
+            try:
+                detail = json.loads(body)["error"]
+            except (ValueError, KeyError, TypeError):
+                detail = {"code": "unknown", "message": body.decode(errors="replace")}
+            raise _error(err.code, detail) from None
+        except (urllib.error.URLError, OSError) as err:
+            raise StokerError(0, "unavailable", f"GET /v1/events: {err}") from err
+        with response:
+            name, data = "message", []
+            for raw in response:
+                line = raw.decode().rstrip("\r\n")
+                if line == "":
+                    if data:
+                        payload = json.loads("\n".join(data))
+                        if name == "end":
+                            yield {"type": "end"}
+                            return
+                        if name in ("job", "snapshot"):
+                            yield {"type": name, name: payload}
+                    name, data = "message", []
+                elif line.startswith(":"):
+                    continue
+                else:
+                    field, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if field == "event":
+                        name = value
+                    elif field == "data":
+                        data.append(value)
+
+    def follow(self, job_id: int) -> dict:
+        """Follows one job to its end through the event stream (no polling, whichever server
+        runs it) and returns it finished."""
+        for event in self.events(jobs=[job_id], snapshots=False):
+            if event["type"] == "end":
+                break
+        return self.get(job_id)
 
     # --- Recurring schedules (cron) ------------------------------------------------------
 

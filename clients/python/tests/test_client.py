@@ -348,6 +348,46 @@ class ClientTests(unittest.TestCase):
 
         self.both(scenario)
 
+    def test_s14_live_events_follow_and_snapshots(self):
+        q = queue("events")
+        seen: list[tuple[int, str]] = []
+        stream = self.client.events(queue=q, snapshots=False, timeout_seconds=20)
+        opened = threading.Event()
+
+        def read():
+            opened.set()
+            for event in stream:
+                if event["type"] == "job":
+                    seen.append((event["job"]["id"], event["job"]["state"]))
+                    if event["job"]["state"] == "completed":
+                        return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        opened.wait(5)
+        time.sleep(0.5)  # the stream opens before the job exists, so every change is seen
+        worker = self.make_worker(True, q)
+
+        @worker.handler("add")
+        async def add(args, job):
+            return {"sum": args["a"] + args["b"]}
+
+        running = Running(worker)
+        try:
+            job_id = self.client.enqueue("add", {"a": 2, "b": 3}, queue=q)["id"]
+            done = self.client.follow(job_id)
+            self.assertEqual((done["state"], done["result"]), ("completed", {"sum": 5}))
+            reader.join(30)
+            self.assertEqual([state for job, state in seen if job == job_id], ["available", "running", "completed"])
+        finally:
+            running.stop()
+        snapshot = next(event["snapshot"] for event in self.client.events(job_events=False, timeout_seconds=3) if event["type"] == "snapshot")
+        self.assertGreaterEqual(snapshot["states"]["completed"], 1)
+        self.assertIn(q, [entry["name"] for entry in snapshot["queues"]])
+        with self.assertRaises(StokerError) as caught:
+            next(self.client.events(queue="no spaces"))
+        self.assertEqual((caught.exception.status, caught.exception.field), (422, "queue"))
+
     def test_s09_stop_hands_jobs_back(self):
         def scenario(asynchronous):
             q = queue("stop")
@@ -420,7 +460,7 @@ class ScenarioListTests(unittest.TestCase):
     def test_every_shared_scenario_has_a_test(self):
         text = (HERE.parents[1] / "SCENARIOS.md").read_text()
         numbers = [int(tag) for tag in re.findall(r"^\| S(\d+) \|", text, re.M)]
-        self.assertGreaterEqual(len(numbers), 13)
+        self.assertGreaterEqual(len(numbers), 14)
         names = [name for name in dir(ClientTests) if name.startswith("test_s")]
         # S12 (a TypeScript producer feeding a Python worker) is one test in the TypeScript
         # suite, running ts_producer_worker.py from here.

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 
 import { Http, sleep, type ConnectionOptions } from "./http.js";
 import type { EnqueueOptions, JobDefinition } from "./jobs.js";
+import { eventsQuery, type EventFilter, type JobEvent, type Snapshot, type StokerEvent } from "./events.js";
 import type {
   AckBatchResponse,
   AckRequest,
@@ -192,6 +193,39 @@ export class Client {
   /** The lines a job's handlers logged, oldest first. */
   async logs(id: number): Promise<JobLogView[]> {
     return (await this.http.request<JobLogList>("GET", `/v1/jobs/${id}/logs`)).lines;
+  }
+
+  // --- Live events --------------------------------------------------------------------------
+
+  /**
+   * Live events from `GET /v1/events`: job state changes matching `filter`, and a snapshot of
+   * the server's counters once a second. Ends when the server ends the stream (followed jobs
+   * finished, `timeoutSeconds`) or `signal` aborts.
+   *
+   * ```ts
+   * for await (const event of client.events({ queue: "mail", snapshots: false })) {
+   *   if (event.type === "job") console.log(event.job.id, event.job.state);
+   * }
+   * ```
+   */
+  async *events(filter: EventFilter = {}, signal?: AbortSignal): AsyncGenerator<StokerEvent> {
+    for await (const { event, data } of this.http.stream(`/v1/events${eventsQuery(filter)}`, signal)) {
+      if (event === "job") yield { type: "job", job: JSON.parse(data) as JobEvent };
+      else if (event === "snapshot") yield { type: "snapshot", snapshot: JSON.parse(data) as Snapshot };
+      else if (event === "end") {
+        yield { type: "end" };
+        return;
+      }
+    }
+  }
+
+  /** Follows one job to its end through the event stream and returns it finished: no polling,
+   * whichever server or worker runs it. */
+  async follow<A extends object = Record<string, unknown>, R = unknown>(id: number, options: { job?: JobDefinition<A, R>; signal?: AbortSignal } = {}): Promise<JobView<A, R>> {
+    for await (const event of this.events({ jobs: [id], snapshots: false }, options.signal)) {
+      if (event.type === "end") break;
+    }
+    return this.get<A, R>(id);
   }
 
   // --- Recurring schedules (cron) ---------------------------------------------------------

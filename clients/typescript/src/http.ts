@@ -76,6 +76,59 @@ export class Http {
     return base / 2 + Math.random() * (base / 2);
   }
 
+  /** Opens a `text/event-stream` answer of `GET path` and yields its events until the server
+   * ends the stream or `signal` aborts. An error answer throws {@link StokerError} before the
+   * first event; the connection is not retried (the caller knows what it missed). */
+  async *stream(path: string, signal?: AbortSignal): AsyncGenerator<ServerSentEvent> {
+    const headers: Record<string, string> = { accept: "text/event-stream" };
+    if (this.token) {
+      headers.authorization = `Bearer ${this.token}`;
+    }
+    let response: Response;
+    try {
+      response = await this.fetchFn(this.baseUrl + path, { method: "GET", headers, ...(signal ? { signal } : {}) });
+    } catch (cause) {
+      if (signal?.aborted) {
+        return;
+      }
+      const message = cause instanceof Error ? cause.message : String(cause);
+      throw new StokerError(0, { code: "unavailable", message: `GET ${path}: ${message}` }, { cause });
+    }
+    if (!response.ok || !response.body) {
+      await this.fail(response, await response.text());
+    }
+    const decoder = new TextDecoder();
+    let buffer = "";
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, "\n");
+        let end: number;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let event = "message";
+          const data: string[] = [];
+          for (const line of block.split("\n")) {
+            if (line.startsWith(":")) continue; // a keep-alive comment
+            const colon = line.indexOf(":");
+            const field = colon < 0 ? line : line.slice(0, colon);
+            const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+            if (field === "event") event = value;
+            else if (field === "data") data.push(value);
+          }
+          if (data.length > 0) {
+            yield { event, data: data.join("\n") };
+          }
+        }
+      }
+    } catch (cause) {
+      if (signal?.aborted) {
+        return;
+      }
+      throw cause;
+    }
+  }
+
   private async once<T>(method: string, path: string, body: unknown, options: RequestOptions): Promise<T> {
     const headers: Record<string, string> = { accept: "application/json" };
     if (body !== undefined) {
@@ -102,6 +155,11 @@ export class Http {
     if (response.ok) {
       return (text ? JSON.parse(text) : undefined) as T;
     }
+    return this.fail(response, text);
+  }
+
+  /** Throws the typed error of an error answer. */
+  private async fail(response: Response, text: string): Promise<never> {
     let detail: ErrorDetail;
     try {
       detail = (JSON.parse(text) as { error: ErrorDetail }).error;
@@ -115,6 +173,12 @@ export class Http {
     }
     throw error;
   }
+}
+
+/** An open server-sent-events stream: its events, as the server names them. */
+export interface ServerSentEvent {
+  event: string;
+  data: string;
 }
 
 interface RetryAfter {

@@ -7,5 +7,6 @@ export { Client, type ClientOptions, type BulkEntry, type RawBulkEntry, type Lis
 export { Worker, type WorkerOptions, type JobContext, type Handler, SnoozeJob, DiscardJob, RetryJob, JobCancelledError } from "./worker.js";
 export { defineJob, type JobDefinition, type EnqueueOptions, type Backoff, type ArgsOf, type ResultOf } from "./jobs.js";
 export { StokerError, LeaseLostError } from "./errors.js";
+export { EVENT_FIELDS, type EventFilter, type JobEvent, type Snapshot, type SnapshotMinute, type SnapshotQueue, type SnapshotStates, type StokerEvent } from "./events.js";
 export { type ConnectionOptions } from "./http.js";
 export * from "./wire.js";

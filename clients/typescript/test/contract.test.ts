@@ -6,7 +6,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 
-import { ACK_ENTRY_FIELDS, ERROR_CODES, ERROR_KINDS, JOB_STATES, PRIORITY_NAMES, WIRE_FIELDS } from "../src/index.js";
+import { ACK_ENTRY_FIELDS, Client, ERROR_CODES, ERROR_KINDS, EVENT_FIELDS, JOB_STATES, PRIORITY_NAMES, WIRE_FIELDS } from "../src/index.js";
 import { startServer, type TestServer } from "./support.js";
 
 interface Schema {
@@ -62,6 +62,38 @@ describe("the OpenAPI contract", () => {
     assert.deepEqual([...PRIORITY_NAMES].sort(), [...names].sort());
   });
 
+  test("the live events carry exactly the client's fields", async () => {
+    // The events' JSON is not a schema of the document (an SSE event's data is a string), so
+    // it is checked against a live stream instead.
+    const client = new Client({ url: server.url, token: server.token });
+    const job = await client.enqueue("contract-event", {}, { queue: "contract-events", runAt: new Date(Date.now() + 3_600_000) });
+    await client.cancel(job.id);
+    let snapshot: Record<string, unknown> | undefined;
+    for await (const event of client.events({ jobEvents: false, timeoutSeconds: 3 })) {
+      if (event.type === "snapshot") {
+        snapshot = event.snapshot as unknown as Record<string, unknown>;
+        break;
+      }
+    }
+    assert.ok(snapshot);
+    const keys = (value: unknown) => Object.keys(value as object).sort();
+    assert.deepEqual(keys(snapshot), [...EVENT_FIELDS.Snapshot].sort());
+    assert.deepEqual(keys(snapshot.states), [...EVENT_FIELDS.SnapshotStates].sort());
+    assert.deepEqual(keys(snapshot.minute), [...EVENT_FIELDS.SnapshotMinute].sort());
+    const queues = snapshot.queues as unknown[];
+    assert.ok(queues.length > 0);
+    assert.deepEqual(keys(queues[0]), [...EVENT_FIELDS.SnapshotQueue].sort());
+    // A followed job that has finished: its last state, then the end.
+    const events = [];
+    for await (const event of client.events({ jobs: [job.id], snapshots: false })) {
+      events.push(event);
+    }
+    const first = events[0];
+    assert.ok(first?.type === "job", JSON.stringify(events));
+    assert.deepEqual(keys(first.job), [...EVENT_FIELDS.JobEvent].sort());
+    assert.equal(events.at(-1)?.type, "end");
+  });
+
   test("every route the client calls is in the document", () => {
     const routes: Array<[string, string]> = [
       ["/v1/jobs", "post"],
@@ -76,6 +108,7 @@ describe("the OpenAPI contract", () => {
       ["/v1/pull/jobs/{id}/progress", "post"],
       ["/v1/pull/jobs/{id}/logs", "post"],
       ["/v1/jobs/{id}/logs", "get"],
+      ["/v1/events", "get"],
       ["/v1/cron", "post"],
       ["/v1/cron", "get"],
       ["/v1/cron/{name}", "get"],

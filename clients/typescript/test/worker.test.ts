@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { join } from "node:path";
 
-import { Client, DiscardJob, RetryJob, SnoozeJob, Worker, defineJob, type JobContext } from "../src/index.js";
+import { Client, DiscardJob, RetryJob, SnoozeJob, StokerError, Worker, defineJob, type JobContext, type Snapshot } from "../src/index.js";
 import { eventually, startServer, stores, uniqueQueue, type TestServer } from "./support.js";
 
 const add = defineJob<{ a: number; b: number }, { sum: number }>("add");
@@ -22,6 +22,48 @@ for (const store of stores()) {
     function worker(queue: string, options: Partial<ConstructorParameters<typeof Worker>[0]> = {}): Worker {
       return new Worker({ client, queues: [queue], handleSignals: false, pollWaitSeconds: 1, onError: () => {}, ...options });
     }
+
+    test("[S14] live events: a queue's job changes, a job followed to its end, snapshots; a bad filter is typed", async () => {
+      const queue = uniqueQueue("events");
+      const seen: Array<[number, string]> = [];
+      const controller = new AbortController();
+      const opened = (async () => {
+        for await (const event of client.events({ queue, snapshots: false }, controller.signal)) {
+          if (event.type === "job") seen.push([event.job.id, event.job.state]);
+        }
+      })();
+      // Let the stream open before the job exists, so every change is seen.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const w = worker(queue).register(add, async ({ a, b }) => ({ sum: a + b }));
+      const running = w.run();
+      const job = await client.enqueue(add, { a: 2, b: 3 }, { queue });
+      const done = await client.follow(job.id, { job: add });
+      assert.equal(done.state, "completed");
+      assert.deepEqual(done.result, { sum: 5 });
+      await eventually("the queue's events", async () => (seen.some(([id, state]) => id === job.id && state === "completed") ? true : undefined));
+      assert.deepEqual(seen.filter(([id]) => id === job.id).map(([, state]) => state), ["available", "running", "completed"]);
+      controller.abort();
+      await opened;
+
+      let snapshot: Snapshot | undefined;
+      for await (const event of client.events({ jobEvents: false, timeoutSeconds: 3 })) {
+        if (event.type === "snapshot") {
+          snapshot = event.snapshot;
+          break;
+        }
+      }
+      assert.ok(snapshot && snapshot.states.completed >= 1, JSON.stringify(snapshot));
+      assert.ok(snapshot.queues.some((entry) => entry.name === queue));
+
+      await assert.rejects(
+        (async () => {
+          for await (const _ of client.events({ queue: "no spaces" })) break;
+        })(),
+        (error: unknown) => error instanceof StokerError && error.status === 422 && error.field === "queue",
+      );
+      await w.stop();
+      await running;
+    });
 
     test("[S6] runs many jobs through batched acks with results", async () => {
       const queue = uniqueQueue("sum");
