@@ -73,6 +73,8 @@ mod overview;
 mod registry;
 pub mod testing;
 mod worker;
+// --- stream alerts ---
+pub mod alerts;
 
 use std::sync::Arc;
 

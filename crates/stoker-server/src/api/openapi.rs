@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model;
-use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
+use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -80,6 +80,13 @@ use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats,
         failures::abort,
         failures::job_logs,
         failures::pull_logs,
+        // --- stream alerts ---
+        alerts::list,
+        alerts::create,
+        alerts::get,
+        alerts::update,
+        alerts::delete,
+        alerts::events,
     ),
     components(schemas(
         model::ErrorBody,
@@ -102,6 +109,8 @@ use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats,
         (name = "cron", description = "Recurring schedules, fired exactly once per slot"),
         (name = "operations", description = "Health, metrics and this document"),
         (name = "failures", description = "Failure groups and bulk operations by filter"),
+        // --- stream alerts ---
+        (name = "alerts", description = "Alert rules delivered as webhook jobs"),
     )
 )]
 pub struct ApiDoc;

@@ -26,6 +26,9 @@ mod history;
 mod output;
 mod parse;
 mod remote;
+// --- stream alerts ---
+mod alerts;
+pub use alerts::AlertsCommand;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -115,6 +118,11 @@ pub enum Command {
     /// A worker process `stoker bench` starts (not for people).
     #[command(hide = true)]
     BenchWorker(BenchWorkerArgs),
+    // --- stream alerts ---
+    /// Alert rules: list, create, show (state and recent events), delete. Messages are
+    /// webhook jobs posted when a rule fires and when it resolves.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -397,6 +405,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::BenchWorker(args) => crate::bench::bench_worker(args)
             .await
             .map_err(CliError::from),
+        // --- stream alerts ---
+        Command::Alerts(command) => alerts::run(command).await,
     }
 }
 
