@@ -39,7 +39,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ids = Vec::new();
     for n in 0..5 {
         let opts = EnqueueOptions::new().queue("reports");
-        ids.push(client.enqueue_raw("report", json!({ "n": n }), opts).await?.id);
+        ids.push(
+            client
+                .enqueue_raw("report", json!({ "n": n }), opts)
+                .await?
+                .id,
+        );
     }
 
     let worker = Worker::builder(store)
@@ -63,7 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     events.recv().await?; // the resolved message
 
     for event in client.alert_events("reports-backlog", 10).await? {
-        println!("event: {:?} at {} (value {})", event.kind, event.at, event.value);
+        println!(
+            "event: {:?} at {} (value {})",
+            event.kind, event.at, event.value
+        );
     }
     handle.shutdown().await;
     std::fs::remove_file(&path).ok();

@@ -450,7 +450,10 @@ impl AlertRule {
             if scope.tenant.is_some() {
                 return Err(InvalidInput::new(
                     "scope.tenant",
-                    format!("{} is per queue; it cannot be scoped by tenant", self.metric),
+                    format!(
+                        "{} is per queue; it cannot be scoped by tenant",
+                        self.metric
+                    ),
                 ));
             }
         }

@@ -897,8 +897,10 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     ///
     /// `Invalid` for a bad job.
-    async fn alert_transition(&self, params: AlertTransitionParams)
-        -> StoreResult<Option<AlertRow>>;
+    async fn alert_transition(
+        &self,
+        params: AlertTransitionParams,
+    ) -> StoreResult<Option<AlertRow>>;
 
     /// A rule's newest `limit` events, newest first (empty for an unknown rule).
     async fn alert_events(&self, name: &str, limit: u32) -> StoreResult<Vec<AlertEvent>>;

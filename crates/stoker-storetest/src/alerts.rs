@@ -155,7 +155,13 @@ pub async fn rule_rejects_bad_input<S: Store>(store: Arc<S>) {
 pub async fn transition_compare_and_set<S: Store>(store: Arc<S>) {
     let row = write(&store, rule("deep"), AlertWriteMode::Create, 0).await;
     let pending = store
-        .alert_transition(transition("deep", row.version, AlertState::Pending, None, 10))
+        .alert_transition(transition(
+            "deep",
+            row.version,
+            AlertState::Pending,
+            None,
+            10,
+        ))
         .await
         .unwrap()
         .expect("the first transition applies");
@@ -183,7 +189,10 @@ pub async fn transition_compare_and_set<S: Store>(store: Arc<S>) {
     assert!(store.alert_transition(firing).await.unwrap().is_none());
     let jobs = all_jobs(&store).await;
     assert_eq!(jobs.len(), 1, "one message per change");
-    assert_eq!((jobs[0].kind.as_str(), jobs[0].queue.as_str()), ("webhook", "alerts"));
+    assert_eq!(
+        (jobs[0].kind.as_str(), jobs[0].queue.as_str()),
+        ("webhook", "alerts")
+    );
     assert_eq!(jobs[0].state, JobState::Available);
     let events = store.alert_events("deep", 10).await.unwrap();
     assert_eq!(events.len(), 1);
@@ -238,7 +247,10 @@ pub async fn transition_with_bad_job_writes_nothing<S: Store>(store: Arc<S>) {
     let result = store.alert_transition(params).await;
     expect_err_kind(result, StoreErrorKind::Invalid);
     let after = store.alert_get("deep").await.unwrap().unwrap();
-    assert_eq!((after.version, after.status.state), (row.version, AlertState::Ok));
+    assert_eq!(
+        (after.version, after.status.state),
+        (row.version, AlertState::Ok)
+    );
     assert!(all_jobs(&store).await.is_empty());
 }
 

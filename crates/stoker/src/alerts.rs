@@ -434,7 +434,11 @@ impl AlertEvaluator {
                 if sources.depths.is_none() {
                     sources.depths = Some(store.queue_depths().await?);
                 }
-                let depths = sources.depths.iter().flatten().filter(|d| in_scope(&d.queue));
+                let depths = sources
+                    .depths
+                    .iter()
+                    .flatten()
+                    .filter(|d| in_scope(&d.queue));
                 if rule.metric == AlertMetric::QueueDepth {
                     depths.map(|d| d.due).sum::<i64>() as f64
                 } else {

@@ -58,7 +58,10 @@ async fn messages(client: &Client) -> Vec<JobRow> {
 }
 
 fn message_type(job: &JobRow) -> String {
-    job.args["body"]["type"].as_str().unwrap_or_default().to_owned()
+    job.args["body"]["type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn depth_rule() -> AlertRule {
@@ -78,7 +81,13 @@ async fn enqueue_mail(client: &Client, n: usize) -> Vec<stoker::JobId> {
     let mut ids = Vec::new();
     for i in 0..n {
         let opts = stoker::EnqueueOptions::new().queue("mail");
-        ids.push(client.enqueue_raw("send", json!({ "i": i }), opts).await.unwrap().id);
+        ids.push(
+            client
+                .enqueue_raw("send", json!({ "i": i }), opts)
+                .await
+                .unwrap()
+                .id,
+        );
     }
     ids
 }
@@ -127,7 +136,12 @@ mod scenarios {
         s.clock.advance(Duration::seconds(20));
         evaluator.run_once().await.unwrap();
         assert_eq!(
-            s.client.alert_get("mail-backlog").await.unwrap().status.state,
+            s.client
+                .alert_get("mail-backlog")
+                .await
+                .unwrap()
+                .status
+                .state,
             AlertState::Firing
         );
         s.clock.advance(Duration::seconds(10));
@@ -208,9 +222,19 @@ mod scenarios {
                     delta(HistoryMetric::Failed, 4, "send", minute),
                     delta(HistoryMetric::Discarded, 1, "render", minute),
                     // Outside a 5-minute window: not counted.
-                    delta(HistoryMetric::Failed, 100, "send", minute - Duration::hours(1)),
+                    delta(
+                        HistoryMetric::Failed,
+                        100,
+                        "send",
+                        minute - Duration::hours(1),
+                    ),
                     // A day earlier: the baseline.
-                    delta(HistoryMetric::Completed, 60, "send", minute - Duration::days(1)),
+                    delta(
+                        HistoryMetric::Completed,
+                        60,
+                        "send",
+                        minute - Duration::days(1),
+                    ),
                 ],
             })
             .await
@@ -220,8 +244,12 @@ mod scenarios {
         rate.scope.kind = Some("send".into());
         rate.format = AlertFormat::Slack;
         s.client.alert_create(rate).await.unwrap();
-        let mut discarded =
-            AlertRule::new("dead-render", AlertMetric::Discarded, 0.0, "http://x.test/b");
+        let mut discarded = AlertRule::new(
+            "dead-render",
+            AlertMetric::Discarded,
+            0.0,
+            "http://x.test/b",
+        );
         discarded.scope.kind = Some("render".into());
         s.client.alert_create(discarded).await.unwrap();
         let mut slow = AlertRule::new("slow", AlertMetric::Throughput, 0.5, "http://x.test/c");
@@ -230,7 +258,12 @@ mod scenarios {
         let mut weekly = AlertRule::new("weekly", AlertMetric::Throughput, 0.5, "http://x.test/d");
         weekly.baseline = Some(AlertBaseline::Week);
         s.client.alert_create(weekly).await.unwrap();
-        let quiet = AlertRule::new("quiet-ok", AlertMetric::FailureCount, 10.0, "http://x.test/e");
+        let quiet = AlertRule::new(
+            "quiet-ok",
+            AlertMetric::FailureCount,
+            10.0,
+            "http://x.test/e",
+        );
         s.client.alert_create(quiet).await.unwrap();
 
         let report = evaluator.run_once().await.unwrap();
@@ -251,7 +284,9 @@ mod scenarios {
         assert!(text.contains("kind=send"), "{text}");
         assert_eq!(by_url("http://x.test/b").args["body"]["value"], 1.0);
         // 6 completed now against 60 a day ago.
-        let ratio = by_url("http://x.test/c").args["body"]["value"].as_f64().unwrap();
+        let ratio = by_url("http://x.test/c").args["body"]["value"]
+            .as_f64()
+            .unwrap();
         assert!((ratio - 0.1).abs() < 1e-9, "{ratio}");
     }
 
@@ -259,7 +294,12 @@ mod scenarios {
     pub async fn no_worker_follows_the_registry(store: Arc<dyn Store>) {
         let s = setup(store);
         let evaluator = evaluator(&s);
-        let mut rule = AlertRule::new("mail-workers", AlertMetric::NoWorker, 1.0, "http://x.test/w");
+        let mut rule = AlertRule::new(
+            "mail-workers",
+            AlertMetric::NoWorker,
+            1.0,
+            "http://x.test/w",
+        );
         rule.scope.queue = Some("mail".into());
         s.client.alert_create(rule).await.unwrap();
         assert_eq!(evaluator.run_once().await.unwrap().fired, 1);

@@ -29,8 +29,7 @@ fn alert_row(row: &PgRow) -> StoreResult<AlertRow> {
     Ok(AlertRow {
         rule,
         status: AlertStatus {
-            state: AlertState::parse(&state)
-                .map_err(|err| StoreError::Corrupt(err.to_string()))?,
+            state: AlertState::parse(&state).map_err(|err| StoreError::Corrupt(err.to_string()))?,
             since: row.try_get("since").map_err(&get_err)?,
             clear_since: row.try_get("clear_since").map_err(&get_err)?,
             value: row.try_get("value").map_err(&get_err)?,
@@ -89,13 +88,14 @@ impl PgStore {
             (None, AlertWriteMode::Update) => {
                 Err(StoreError::NotFound(format!("alert rule {name:?}")))
             }
-            (None, AlertWriteMode::Upsert) => self
-                .alert_get_impl(name)
-                .await?
-                .ok_or_else(|| StoreError::Busy {
-                    message: format!("alert rule {name:?} was deleted while it was written"),
-                    source: None,
-                }),
+            (None, AlertWriteMode::Upsert) => {
+                self.alert_get_impl(name)
+                    .await?
+                    .ok_or_else(|| StoreError::Busy {
+                        message: format!("alert rule {name:?} was deleted while it was written"),
+                        source: None,
+                    })
+            }
         }
     }
 

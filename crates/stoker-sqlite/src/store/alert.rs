@@ -106,12 +106,10 @@ impl SqliteStore {
     }
 
     pub(super) async fn alert_list_impl(&self) -> StoreResult<Vec<AlertRow>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM stoker_alert ORDER BY name"
-        ))
-        .fetch_all(&mut *self.read().await?)
-        .await
-        .map_err(db_error)?;
+        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM stoker_alert ORDER BY name"))
+            .fetch_all(&mut *self.read().await?)
+            .await
+            .map_err(db_error)?;
         rows.iter().map(alert_from_row).collect()
     }
 
