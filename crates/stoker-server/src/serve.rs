@@ -460,6 +460,17 @@ impl Server {
                 ..stoker::alerts::AlertEvaluatorConfig::default()
             });
         }
+        // Alert rules from the config (issue 13), upserted by name: an unchanged rule keeps
+        // its version and state, so a restart neither re-sends nor forgets a firing rule.
+        for rule in &config.alerts {
+            stoker::Client::new(Arc::clone(&store))
+                .alert_upsert(rule.clone())
+                .await
+                .map_err(|source| ServeError::Store {
+                    url: stoker::redact_url(&config.database_url),
+                    source,
+                })?;
+        }
         let worker = builder.build().map_err(ServeError::Worker)?;
         let worker = worker.start().await.map_err(ServeError::Worker)?;
 

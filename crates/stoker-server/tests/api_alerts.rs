@@ -17,6 +17,7 @@ store_tests!(
     rules_round_trip_through_the_api,
     bad_rules_name_the_field_and_write_nothing,
     a_rule_fires_once_and_resolves_once_at_a_local_receiver,
+    a_configured_rule_is_upserted_at_start,
 );
 
 async fn rules_round_trip_through_the_api(store: Arc<dyn Store>) {
@@ -202,5 +203,25 @@ async fn a_rule_fires_once_and_resolves_once_at_a_local_receiver(store: Arc<dyn 
     assert_eq!(kinds, ["resolved", "firing"], "one event per change");
     assert_eq!(history.body["alert"]["state"], "ok");
     assert_eq!(received.lock().unwrap().len(), 2, "one message per change");
+    server.stop().await;
+}
+
+async fn a_configured_rule_is_upserted_at_start(store: Arc<dyn Store>) {
+    let toml = "[[alert]]\nname = \"mail-backlog\"\nmetric = \"queue_depth\"\nqueue = \"mail\"\n\
+                threshold = 1000\nfor = \"2m\"\nurl = \"http://127.0.0.1:9/hook\"\n";
+    let mut first = config();
+    first.apply_toml(toml, "test").unwrap();
+    let server = start(Arc::clone(&store), first).await;
+    let row = server.get("/v1/alerts/mail-backlog").await;
+    assert_eq!(row.status, 200, "{row:?}");
+    assert_eq!(row.body["for_seconds"], 120);
+    let version = row.body["version"].clone();
+    server.stop().await;
+    // A restart with the same file writes nothing: the rule keeps its version (and state).
+    let mut again = config();
+    again.apply_toml(toml, "test").unwrap();
+    let server = start(store, again).await;
+    let row = server.get("/v1/alerts/mail-backlog").await;
+    assert_eq!(row.body["version"], version, "{row:?}");
     server.stop().await;
 }

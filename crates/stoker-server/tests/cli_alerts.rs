@@ -88,7 +88,11 @@ fn exercise(cli: &Cli) {
         .iter()
         .map(|a| a["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["dead-render", "mail-backlog"], "nothing else written");
+    assert_eq!(
+        names,
+        ["dead-render", "mail-backlog"],
+        "nothing else written"
+    );
     let shown = cli.json(&["alerts", "show", "mail-backlog"]);
     assert_eq!(shown["alert"]["threshold"], 1000.0);
     assert_eq!(shown["events"], serde_json::json!([]));
