@@ -177,8 +177,10 @@ pub enum AlertFormat {
 }
 
 /// One alert rule, as written by a user.
+///
+/// Stored as JSON in the rule's row. Unknown fields are ignored when read, so a rule written
+/// by a newer build still loads in an older one during a rolling upgrade.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AlertRule {
     /// Its name: 1 to 128 letters, digits, `_`, `-` and `.`.
     pub name: String,
