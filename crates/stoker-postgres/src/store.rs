@@ -35,6 +35,8 @@ use crate::{failures, migrate};
 
 // Recurring schedules (issue 15).
 mod cron;
+// --- stream alerts ---
+mod alert;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1171,6 +1173,42 @@ impl Store for PgStore {
 
     async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>> {
         self.inner.history.depths(&self.inner.pool).await
+    }
+
+    // --- stream alerts ---
+
+    async fn alert_write(
+        &self,
+        params: stoker_core::alert::AlertWriteParams,
+    ) -> StoreResult<stoker_core::alert::AlertRow> {
+        self.alert_write_impl(params).await
+    }
+
+    async fn alert_get(&self, name: &str) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
+        self.alert_get_impl(name).await
+    }
+
+    async fn alert_list(&self) -> StoreResult<Vec<stoker_core::alert::AlertRow>> {
+        self.alert_list_impl().await
+    }
+
+    async fn alert_delete(&self, name: &str) -> StoreResult<stoker_core::alert::AlertRow> {
+        self.alert_delete_impl(name).await
+    }
+
+    async fn alert_transition(
+        &self,
+        params: stoker_core::alert::AlertTransitionParams,
+    ) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
+        self.alert_transition_impl(params).await
+    }
+
+    async fn alert_events(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<stoker_core::alert::AlertEvent>> {
+        self.alert_events_impl(name, limit).await
     }
 }
 

@@ -94,6 +94,8 @@ pub mod rescue;
 pub mod shared;
 pub mod stage;
 pub mod stats;
+// --- stream alerts ---
+pub mod alerts;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -251,6 +253,12 @@ macro_rules! conformance_tests {
             history_record_adds_and_scopes => history::record_adds_and_scopes,
             history_rollup_across_boundaries_and_retention => history::rollup_across_boundaries_and_retention,
             history_queue_depths_due_and_scheduled => history::queue_depths_due_and_scheduled,
+            // --- stream alerts ---
+            alerts_rule_crud => alerts::rule_crud,
+            alerts_rule_rejects_bad_input => alerts::rule_rejects_bad_input,
+            alerts_transition_compare_and_set => alerts::transition_compare_and_set,
+            alerts_transition_with_bad_job_writes_nothing => alerts::transition_with_bad_job_writes_nothing,
+            alerts_events_keep_the_newest => alerts::events_keep_the_newest,
         }
     };
 }
@@ -287,7 +295,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 19] = [
+    const MODULES: [(&str, &str); 20] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -307,6 +315,8 @@ mod tests {
         ("stats", include_str!("stats.rs")),
         ("history", include_str!("history.rs")),
         ("counts", include_str!("counts.rs")),
+        // --- stream alerts ---
+        ("alerts", include_str!("alerts.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

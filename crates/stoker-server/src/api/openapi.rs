@@ -9,9 +9,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model;
-use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
 // --- stream events ---
 use super::events;
+use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -84,6 +84,13 @@ use super::events;
         failures::pull_logs,
         // --- stream events ---
         events::stream,
+        // --- stream alerts ---
+        alerts::list,
+        alerts::create,
+        alerts::get,
+        alerts::update,
+        alerts::delete,
+        alerts::events,
     ),
     components(schemas(
         model::ErrorBody,
@@ -106,6 +113,8 @@ use super::events;
         (name = "cron", description = "Recurring schedules, fired exactly once per slot"),
         (name = "operations", description = "Health, metrics and this document"),
         (name = "failures", description = "Failure groups and bulk operations by filter"),
+        // --- stream alerts ---
+        (name = "alerts", description = "Alert rules delivered as webhook jobs"),
     )
 )]
 pub struct ApiDoc;
