@@ -57,6 +57,8 @@ pub(crate) mod pull;
 mod queues;
 pub(crate) mod stats;
 mod workers;
+// --- stream search ---
+pub(crate) mod search;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -122,6 +124,8 @@ pub fn router(state: AppState) -> Router {
         // Batched acknowledgements and reserve-with-ack (issue 19).
         .route("/v1/pull/ack", post(pull::ack))
         .route("/metrics", get(metrics::scrape))
+        // --- stream search ---
+        .route("/v1/jobs/{id}/lineage", get(search::lineage))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

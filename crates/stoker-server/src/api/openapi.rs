@@ -10,6 +10,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::model;
 use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
+// --- stream search ---
+use super::search;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -80,6 +82,8 @@ use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats,
         failures::abort,
         failures::job_logs,
         failures::pull_logs,
+        // --- stream search ---
+        search::lineage,
     ),
     components(schemas(
         model::ErrorBody,
@@ -91,6 +95,9 @@ use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats,
         model::KindNameSchema,
         model::ErrorKindSchema,
         model::PriorityLevel,
+        // --- stream search ---
+        model::StateViewSchema,
+        model::SearchDirectionSchema,
     )),
     modifiers(&BearerAuth, &StandardResponses),
     tags(
@@ -247,8 +254,14 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
                 let mut properties = serde_json::json!({
                     "action": {"type": "string", "enum": actions},
                     "filter": filter.clone(),
+                    // Job search (issue 14): a search-bar query, joined with `filter`.
+                    "q": {
+                        "type": "string", "maxLength": 2000,
+                        "description": "A search-bar query (as `GET /v1/jobs?q=`), joined \
+                                        with `filter`: lists join, single values must agree.",
+                    },
                 });
-                let mut required = vec!["action", "filter"];
+                let mut required = vec!["action"];
                 if let Some((name, schema)) = extra {
                     properties[name] = schema;
                     required.push(name);
