@@ -639,9 +639,9 @@ impl<S: Store + ?Sized> Client<S> {
         Ok(self.store().job_count(criteria).await?)
     }
 
-    /// A job's parent and children (jobs enqueued with
-    /// [`JobContext::enqueue_child`](crate::JobContext::enqueue_child) or a `parent_id` in
-    /// their metadata), or `None` if there is no such job (or it is another tenant's).
+    /// A job's parent and children (jobs its handler enqueued with
+    /// [`JobContext::enqueue`](crate::JobContext::enqueue), or with a `parent_id` in their
+    /// metadata), or `None` if there is no such job (or it is another tenant's).
     ///
     /// # Errors
     ///
