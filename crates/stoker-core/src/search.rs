@@ -37,7 +37,7 @@ pub const JOB_SEARCH_SCAN_MAX: u32 = 10_000;
 /// The most matches a count counts exactly; past it the count is "at least".
 pub const JOB_COUNT_CAP: u64 = 10_000;
 /// The most rows of its driving index one count reads.
-pub const JOB_COUNT_SCAN_MAX: u32 = 50_000;
+pub const JOB_COUNT_SCAN_MAX: u32 = 20_000;
 
 /// A job's state as a search sees it: the six states, with `available` split into due work
 /// (`available`) and work waiting for its `run_at` (`scheduled`).
