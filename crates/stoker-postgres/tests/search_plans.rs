@@ -3,8 +3,8 @@
 //! correlation ids, parents, keys), every criterion the dashboard offers, alone and with
 //! states, and both directions from a cursor, is a `Limit` over an index walk: no sequential
 //! scan, no bitmap scan, no sort. So each page costs at most its scan budget whatever the
-//! table's size. Counts read at most their budget of driver rows in any order, never sort,
-//! and look rows up by primary key.
+//! table's size. Counts read at most their budget of driver rows in any order and never sort
+//! or join.
 //!
 //! Set `STOKER_TEST_DATABASE_URL` to run it; without it the test returns early, saying so.
 
@@ -177,8 +177,8 @@ fn index_walk(plan: &str) -> bool {
 
 /// Whether a count's plan is bounded: it reads at most its budget of driver rows (in any
 /// order: a bitmap scan of a key's index, or a sequential scan stopped by the `Limit` above it
-/// when most jobs match), never sorts, and looks each up by primary key (no hash or merge join
-/// reading the table).
+/// when most jobs match), never sorts, and joins nothing (no hash or merge join reading the
+/// table).
 fn bounded_count(plan: &str) -> bool {
     let lines: Vec<&str> = plan.lines().collect();
     let node = |line: &str| {
