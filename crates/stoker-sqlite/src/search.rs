@@ -192,50 +192,69 @@ impl Walk<'_> {
 
 /// How many walked ids one row lookup takes.
 const LOOKUP_CHUNK: usize = 200;
+/// The first window of a page's walk; each next one is eight times larger, up to the budget,
+/// so a page whose first rows match reads few ids.
+const WALK_WINDOW_FIRST: i64 = 256;
 
-/// One page of a search, in two steps: the driver's ids (a walk of its index that reads no
-/// rows: SQLite would otherwise read every row of the budget to sort them), then their rows,
-/// a chunk of ids at a time in walk order, until the page is full.
+/// One page of a search, in two steps per window of the walk: the driver's next ids (a walk of
+/// its index that reads no rows: SQLite would otherwise read every row of the budget to sort
+/// them), then their rows, a chunk of ids at a time in walk order, until the page is full or
+/// the budget is spent.
 pub(crate) async fn search(
     conn: &mut SqliteConnection,
     params: &JobSearchParams,
 ) -> StoreResult<JobSearchPage> {
     params.validate()?;
-    let walk = Walk {
-        cols: "id",
-        cursor: params.cursor,
-        direction: params.direction,
-        scan: i64::from(params.scan_max),
-    };
-    let mut ids_query = QueryBuilder::<Sqlite>::new("");
-    walk.push(&mut ids_query, &params.criteria);
-    let walked: Vec<i64> = ids_query
-        .build_query_scalar()
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    let budget = i64::from(params.scan_max);
     let wanted = params.limit as usize + 1;
+    let mut walked: Vec<i64> = Vec::new();
     let mut found = Vec::new();
-    for chunk in walked.chunks(LOOKUP_CHUNK) {
-        let mut rows = QueryBuilder::<Sqlite>::new(concat!(
-            "SELECT ",
-            job_columns!(),
-            " FROM stoker_jobs WHERE id IN ("
-        ));
-        let mut list = rows.separated(", ");
-        for id in chunk {
-            list.push_bind(*id);
+    let mut window = WALK_WINDOW_FIRST;
+    let mut cursor = params.cursor;
+    loop {
+        let scan = window.min(budget - walked.len() as i64);
+        let walk = Walk {
+            cols: "id",
+            cursor,
+            direction: params.direction,
+            scan,
+        };
+        let mut ids_query = QueryBuilder::<Sqlite>::new("");
+        walk.push(&mut ids_query, &params.criteria);
+        let ids: Vec<i64> = ids_query
+            .build_query_scalar()
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            if found.len() >= wanted {
+                break;
+            }
+            let mut rows = QueryBuilder::<Sqlite>::new(concat!(
+                "SELECT ",
+                job_columns!(),
+                " FROM stoker_jobs WHERE id IN ("
+            ));
+            let mut list = rows.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            rows.push(")");
+            push_criteria(&mut rows, &params.criteria);
+            rows.push(format!(" ORDER BY id {}", walk.dir()));
+            let page = rows.build().fetch_all(&mut *conn).await.map_err(db_error)?;
+            for row in &page {
+                found.push(job_from_row(row)?);
+            }
+            // The walk counts as far as the rows were read.
+            walked.extend_from_slice(chunk);
         }
-        rows.push(")");
-        push_criteria(&mut rows, &params.criteria);
-        rows.push(format!(" ORDER BY id {}", walk.dir()));
-        let page = rows.build().fetch_all(&mut *conn).await.map_err(db_error)?;
-        for row in &page {
-            found.push(job_from_row(row)?);
-        }
-        if found.len() >= wanted {
+        let ended = (ids.len() as i64) < scan;
+        if found.len() >= wanted || ended || walked.len() as i64 >= budget {
             break;
         }
+        cursor = walked.last().copied().map(JobId);
+        window = window.saturating_mul(8);
     }
     found.truncate(wanted);
     let scanned = walked.len() as u64;
