@@ -156,8 +156,8 @@ impl std::str::FromStr for StateView {
                 InvalidInput::new(
                     "state",
                     format!(
-                        "bad state {s:?}: expected one of available, scheduled, running, \
-                         retryable, completed, discarded, cancelled, failed"
+                        "unknown job state {s:?}: expected one of available, scheduled, \
+                         running, retryable, completed, discarded, cancelled, failed"
                     ),
                 )
             })
@@ -604,7 +604,11 @@ mod tests {
             vec![StateView::Retryable, StateView::Discarded]
         );
         let err = StateView::parse_word("faild").unwrap_err();
-        assert!(err.reason.contains("bad state \"faild\""), "{}", err.reason);
+        assert!(
+            err.reason.contains("unknown job state \"faild\""),
+            "{}",
+            err.reason
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ async fn search_on_a_database_and_a_server() {
         cli.run(&["jobs", "list", "-q", "stat:failed"])
             .fails(2, "unknown qualifier \"stat:\"");
         cli.run(&["jobs", "list", "--state", "faild"])
-            .fails(2, "bad state \"faild\"");
+            .fails(2, "unknown job state \"faild\"");
     }
 
     // A bulk operation by query, run by the server's leader.
