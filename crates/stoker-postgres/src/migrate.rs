@@ -66,6 +66,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "alerts",
         sql: include_str!("../migrations/0009_alerts.sql"),
     },
+    // --- stream search ---
+    Migration {
+        version: 12,
+        name: "dash",
+        sql: include_str!("../migrations/0012_dash.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -78,6 +78,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "alerts",
         sql: include_str!("../migrations/0011_alerts.sql"),
     },
+    // --- stream search ---
+    Migration {
+        version: 14,
+        name: "dash",
+        sql: include_str!("../migrations/0014_dash.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

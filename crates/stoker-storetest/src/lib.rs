@@ -91,6 +91,8 @@ pub mod migrate;
 pub mod prune;
 pub mod queue;
 pub mod rescue;
+// --- stream search ---
+pub mod search;
 pub mod shared;
 pub mod stage;
 pub mod stats;
@@ -259,6 +261,14 @@ macro_rules! conformance_tests {
             alerts_transition_compare_and_set => alerts::transition_compare_and_set,
             alerts_transition_with_bad_job_writes_nothing => alerts::transition_with_bad_job_writes_nothing,
             alerts_events_keep_the_newest => alerts::events_keep_the_newest,
+            // --- stream search ---
+            search_every_criterion_matches => search::every_criterion_matches,
+            search_failure_group_criterion => search::failure_group_criterion,
+            search_keyset_pages_both_directions => search::keyset_pages_both_directions,
+            search_scan_budget_bounds_each_page => search::scan_budget_bounds_each_page,
+            search_count_is_capped => search::count_is_capped,
+            search_invalid_params_refused => search::invalid_params_refused,
+            search_bulk_operation_uses_search_criteria => search::bulk_operation_uses_search_criteria,
         }
     };
 }
@@ -295,7 +305,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 20] = [
+    const MODULES: [(&str, &str); 21] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -317,6 +327,8 @@ mod tests {
         ("counts", include_str!("counts.rs")),
         // --- stream alerts ---
         ("alerts", include_str!("alerts.rs")),
+        // --- stream search ---
+        ("search", include_str!("search.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

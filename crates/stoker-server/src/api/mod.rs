@@ -63,6 +63,8 @@ mod workers;
 pub mod events;
 // --- stream alerts ---
 pub mod alerts;
+// --- stream search ---
+pub(crate) mod search;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -139,6 +141,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/alerts/{name}/events", get(alerts::events))
         .route("/metrics", get(metrics::scrape))
+        // --- stream search ---
+        .route("/v1/jobs/{id}/lineage", get(search::lineage))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

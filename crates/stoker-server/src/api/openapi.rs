@@ -12,6 +12,8 @@ use super::model;
 // --- stream events ---
 use super::events;
 use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
+// --- stream search ---
+use super::search;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -91,6 +93,8 @@ use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues
         alerts::update,
         alerts::delete,
         alerts::events,
+        // --- stream search ---
+        search::lineage,
     ),
     components(schemas(
         model::ErrorBody,
@@ -102,6 +106,9 @@ use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues
         model::KindNameSchema,
         model::ErrorKindSchema,
         model::PriorityLevel,
+        // --- stream search ---
+        model::StateViewSchema,
+        model::SearchDirectionSchema,
     )),
     modifiers(&BearerAuth, &StandardResponses),
     tags(
@@ -260,8 +267,14 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
                 let mut properties = serde_json::json!({
                     "action": {"type": "string", "enum": actions},
                     "filter": filter.clone(),
+                    // Job search (issue 14): a search-bar query, joined with `filter`.
+                    "q": {
+                        "type": "string", "maxLength": 2000,
+                        "description": "A search-bar query (as `GET /v1/jobs?q=`), joined \
+                                        with `filter`: lists join, single values must agree.",
+                    },
                 });
-                let mut required = vec!["action", "filter"];
+                let mut required = vec!["action"];
                 if let Some((name, schema)) = extra {
                     properties[name] = schema;
                     required.push(name);

@@ -9,6 +9,8 @@ mod bare;
 mod history;
 mod http;
 mod report;
+// --- stream search ---
+mod search;
 mod store;
 mod workloads;
 // --- stream events ---
@@ -77,6 +79,10 @@ pub enum Workload {
     /// Live events (issue 13): the W2 drain at concurrency 50 with no event subscriber and
     /// with one taking every event, in A/B pairs. Not in the default set.
     Events,
+    // --- stream search ---
+    /// Job search (issue 14): the dashboard's searches and counts on `--scale-rows` jobs, in
+    /// milliseconds per call. Not in the default set.
+    Search,
 }
 
 /// Runs the benchmark and prints its report.
