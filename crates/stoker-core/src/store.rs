@@ -408,6 +408,15 @@ pub struct StateCount {
     pub state: JobState,
     /// How many.
     pub count: i64,
+    // --- stream counts ---
+    /// The tenant, `None` for jobs without one: counts are kept per (queue, kind, tenant,
+    /// state), so a tenant's numbers never need a count of its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Of `count`, how many `available` jobs wait in the schedule (their `run_at` is still
+    /// ahead: not yet due). Always 0 for other states.
+    #[serde(default)]
+    pub scheduled: i64,
 }
 
 /// Parameters of [`Store::worker_heartbeat`].
@@ -658,10 +667,12 @@ pub trait Store: Send + Sync + 'static {
     /// `Invalid` if `states` is empty or names a state that is not finished.
     async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64>;
 
-    /// Counts jobs by queue, kind and state; only non-zero counts are returned.
+    /// Counts jobs by queue, kind, tenant and state, with the scheduled share of `available`
+    /// ([`StateCount::scheduled`]); only non-zero counts are returned, one row per key.
     ///
     /// Must stay fast (milliseconds) however many finished jobs the table holds: finished
-    /// counts come from counters the store keeps up to date, never from a full-table count.
+    /// counts come from counters the store keeps up to date in the same transactions as the
+    /// state changes, never from a full-table count.
     async fn job_stats(&self) -> StoreResult<Vec<StateCount>>;
 
     /// The current leader, if its term has not expired at `now`.

@@ -60,6 +60,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "failures",
         sql: include_str!("../migrations/0008_failures.sql"),
     },
+    // --- stream counts ---
+    // Counters for every state, per tenant, as delta rows folded later (issue 13).
+    Migration {
+        version: 10,
+        name: "counts",
+        sql: include_str!("../migrations/0010_counts.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -40,6 +40,7 @@ pub(crate) struct Sql {
     pub(crate) job_list_states: String,
     pub(crate) job_list_stuck: String,
     pub(crate) job_stats: String,
+    pub(crate) job_counts_fold: String,
     pub(crate) queue_pause: String,
     pub(crate) queue_resume: String,
     pub(crate) queue_list: String,
@@ -64,6 +65,7 @@ impl Sql {
         let workers = format!("{s}.stoker_workers");
         let leader = format!("{s}.stoker_leader");
         let counts = format!("{s}.stoker_job_counts");
+        let deltas = format!("{s}.stoker_job_count_deltas");
         let cols = job_columns(None);
         let j_cols = job_columns(Some("j"));
         let notify_available = format!("pg_notify('{channel}', 'a:' || queue)");
@@ -319,7 +321,11 @@ impl Sql {
                            AND finished_at < $3 \
                          UNION ALL \
                          SELECT kept.id FROM ( \
-                             SELECT queue FROM {counts} \
+                             SELECT queue FROM ( \
+                                 SELECT queue, state, count FROM {counts} \
+                                 UNION ALL \
+                                 SELECT queue, state, delta FROM {deltas} \
+                             ) c \
                              WHERE $4::int8 IS NOT NULL AND state IN {FINISHED} \
                              GROUP BY queue HAVING sum(count) > $4 \
                          ) over_limit \
@@ -425,14 +431,24 @@ impl Sql {
                  ORDER BY j.attempted_at, j.id \
                  LIMIT $3"
             ),
+            // The counters and the deltas not yet folded, in one snapshot (migration 10): exact
+            // whether or not a fold ran, and never a read of the jobs. `scheduled` is a key of
+            // its own there; it is returned as a share of `available`.
             job_stats: format!(
-                "SELECT queue, kind, state, count FROM {counts} WHERE count > 0 \
-                 UNION ALL \
-                 SELECT queue, kind, state, count(*) FROM {jobs} \
-                 WHERE state IN ('available', 'running', 'retryable') \
-                 GROUP BY queue, kind, state \
-                 ORDER BY queue, kind, state"
+                "SELECT queue, kind, NULLIF(tenant, '') AS tenant, \
+                        CASE WHEN state = 'scheduled' THEN 'available' ELSE state END AS state, \
+                        sum(count)::int8 AS count, \
+                        sum(count) FILTER (WHERE state = 'scheduled')::int8 AS scheduled \
+                 FROM ( \
+                     SELECT queue, kind, tenant, state, count FROM {counts} \
+                     UNION ALL \
+                     SELECT queue, kind, tenant, state, delta FROM {deltas} \
+                 ) c \
+                 GROUP BY 1, 2, 3, 4 \
+                 HAVING sum(count) > 0 \
+                 ORDER BY 1, 2, 3 NULLS FIRST, 4"
             ),
+            job_counts_fold: format!("SELECT {s}.stoker_job_counts_fold($1)"),
             queue_pause: format!(
                 "INSERT INTO {queues} AS q (name, paused, updated_at) VALUES ($1, true, $2) \
                  ON CONFLICT (name) DO UPDATE SET paused = true, updated_at = $2 \

@@ -72,6 +72,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "failures",
         sql: include_str!("../migrations/0010_failures.sql"),
     },
+    // --- stream counts ---
+    // The finished counts per tenant (issue 13).
+    Migration {
+        version: 12,
+        name: "counts",
+        sql: include_str!("../migrations/0012_counts.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

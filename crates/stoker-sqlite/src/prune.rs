@@ -22,7 +22,7 @@ macro_rules! finished {
 }
 
 /// Deletes up to `?4` jobs of queue `?2` in finished state `?1` that finished before `?3`,
-/// oldest first; returns each deleted job's kind, for the finished counts. `+state` keeps
+/// oldest first; returns each deleted job's kind and tenant, for the finished counts. `+state` keeps
 /// SQLite from picking the `(state, id)` index instead of the finished one.
 pub(crate) const PRUNE_AGE_SQL: &str = concat!(
     "
@@ -34,7 +34,7 @@ DELETE FROM stoker_jobs WHERE id IN (
       AND queue = ?2 AND finished_at < ?3
     ORDER BY finished_at, id
     LIMIT ?4)
-RETURNING kind"
+RETURNING kind, tenant"
 );
 
 /// The newest finished job of queue `?1` beyond the `?2` to keep: it and everything older go.
@@ -49,7 +49,7 @@ LIMIT 1 OFFSET ?2"
 );
 
 /// Deletes up to `?4` finished jobs of queue `?1` at or before the cutoff `(?2, ?3)`, oldest
-/// first; returns each one's kind and state.
+/// first; returns each one's kind, state and tenant.
 pub(crate) const PRUNE_KEEP_LAST_SQL: &str = concat!(
     "
 DELETE FROM stoker_jobs WHERE id IN (
@@ -60,7 +60,7 @@ DELETE FROM stoker_jobs WHERE id IN (
       AND (finished_at, id) <= (?2, ?3)
     ORDER BY finished_at, id
     LIMIT ?4)
-RETURNING kind, state"
+RETURNING kind, state, tenant"
 );
 
 /// Applies the rules queue by queue, in one `BEGIN IMMEDIATE` transaction, deleting at most
@@ -92,7 +92,7 @@ pub(crate) async fn prune(
             if left == 0 {
                 break;
             }
-            let kinds: Vec<String> = sqlx::query_scalar(PRUNE_AGE_SQL)
+            let kinds: Vec<(String, Option<String>)> = sqlx::query_as(PRUNE_AGE_SQL)
                 .bind(state.as_str())
                 .bind(queue)
                 .bind(before)
@@ -101,8 +101,8 @@ pub(crate) async fn prune(
                 .await
                 .map_err(db_error)?;
             left = left.saturating_sub(kinds.len() as u64);
-            for kind in &kinds {
-                counts.left(queue, kind, state);
+            for (kind, tenant) in &kinds {
+                counts.left(queue, kind, tenant.as_deref(), state);
             }
         }
         if let Some(keep) = params.keep_last {
@@ -140,7 +140,7 @@ async fn keep_last(
     let Some((Some(finished_at), id)) = cutoff else {
         return Ok(0);
     };
-    let deleted: Vec<(String, String)> = sqlx::query_as(PRUNE_KEEP_LAST_SQL)
+    let deleted: Vec<(String, String, Option<String>)> = sqlx::query_as(PRUNE_KEEP_LAST_SQL)
         .bind(queue)
         .bind(finished_at)
         .bind(id)
@@ -148,8 +148,8 @@ async fn keep_last(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
-    for (kind, state) in &deleted {
-        counts.left(queue, kind, parse_state(state)?);
+    for (kind, state, tenant) in &deleted {
+        counts.left(queue, kind, tenant.as_deref(), parse_state(state)?);
     }
     Ok(deleted.len() as u64)
 }

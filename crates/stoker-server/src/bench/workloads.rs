@@ -39,6 +39,8 @@ pub(crate) async fn run(
         Workload::W7 => w7(target, args, report).await,
         Workload::Bare => bare::run(target, args, report).await,
         Workload::History => super::history::run(target, args, report).await,
+        // --- stream counts ---
+        Workload::Counts => super::counts::run(target, args, report).await,
     }
 }
 

@@ -603,7 +603,7 @@ pub async fn exercise(cli: &Cli) {
         .unwrap_or_else(|| panic!("a row for cli in {human:#?}"));
     assert_eq!(
         row.split_whitespace().collect::<Vec<_>>(),
-        ["cli", "no", "2", "0", "0", "0", "0", "0"]
+        ["cli", "no", "2", "0", "0", "0", "0", "0", "0"]
     );
     cli.run(&["queues", "pause", "no spaces"]).fails(2, "queue");
 

@@ -135,6 +135,9 @@ pub(crate) struct MaintenanceConfig {
 pub(crate) struct MaintenanceExtras {
     /// The cron firer (issue 15), run in every process.
     pub(crate) cron: Option<crate::cron::CronFirer>,
+    // --- stream counts ---
+    /// The process's history recorder: the rescuer records the attempts it ends there.
+    pub(crate) history: Option<crate::history::History>,
 }
 
 /// The maintenance services of one process: an elector, and the services it runs while it
@@ -170,12 +173,18 @@ impl Maintenance {
                 Arc::clone(&clock),
                 config.stager,
             )),
-            Arc::new(Rescuer::new(
-                Arc::clone(&store),
-                Arc::clone(&clock),
-                registry,
-                config.rescuer,
-            )),
+            Arc::new({
+                let rescuer = Rescuer::new(
+                    Arc::clone(&store),
+                    Arc::clone(&clock),
+                    registry,
+                    config.rescuer,
+                );
+                match extras.history.clone() {
+                    Some(history) => rescuer.with_history(history),
+                    None => rescuer,
+                }
+            }),
             Arc::new(Pruner::new(
                 Arc::clone(&store),
                 Arc::clone(&clock),

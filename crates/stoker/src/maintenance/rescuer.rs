@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use stoker_core::{
     AttemptError, Clock, ErrorKind, JobFinish, JobFinishParams, JobId, JobStuckParams, Outcome,
@@ -72,6 +72,8 @@ pub struct Rescuer {
     clock: Arc<dyn Clock>,
     registry: Arc<Registry>,
     config: RescuerConfig,
+    // --- stream counts ---
+    history: Option<crate::history::History>,
 }
 
 impl Rescuer {
@@ -87,7 +89,16 @@ impl Rescuer {
             clock,
             registry,
             config,
+            history: None,
         }
+    }
+
+    /// Records the attempts it ends in `history` (issue 13), as a worker records its own: a
+    /// failed attempt, retried or discarded, with the run time from the attempt's start to the
+    /// rescue. Without it, a lost worker's jobs would be missing from the history's failures.
+    pub fn with_history(mut self, history: crate::history::History) -> Self {
+        self.history = Some(history);
+        self
     }
 
     /// Its settings.
@@ -154,6 +165,18 @@ impl Rescuer {
                     rescue: true,
                 })
                 .await?;
+            if let Some(history) = &self.history {
+                let outcomes: HashMap<JobId, &Outcome> = finishes
+                    .iter()
+                    .map(|finish| (finish.id, &finish.outcome))
+                    .collect();
+                history.record_finished(
+                    now,
+                    applied
+                        .iter()
+                        .filter_map(|job| Some((job, *outcomes.get(&job.id)?, None))),
+                );
+            }
             let applied: HashSet<JobId> = applied.iter().map(|job| job.id).collect();
             for finish in &finishes {
                 if !applied.contains(&finish.id) {

@@ -551,6 +551,12 @@ impl Worker {
                         runtime.config.client.clone(),
                         runtime.config.cron_firer.clone(),
                     )),
+                    // --- stream counts ---
+                    history: runtime
+                        .config
+                        .history
+                        .as_ref()
+                        .map(|(history, _)| history.clone()),
                 },
             )
         });
