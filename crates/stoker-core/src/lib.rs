@@ -60,3 +60,5 @@ pub use store::{
     LeaderRow, LeaseExtended, Outcome, QueueParams, QueueRow, StateCount, Store, StoreEvent,
     StoreTx, WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
 };
+// --- stream counts ---
+pub use store::QueuePruneRule;

@@ -366,6 +366,47 @@ pub struct JobPruneParams {
     pub keep_last: Option<u32>,
     /// The most rows one call deletes, so no single statement holds locks for long.
     pub limit: u32,
+    // --- stream counts ---
+    /// Per-queue, per-state rules (issue 13, item 9), applied besides the rules above: a job
+    /// goes when any rule says so. Empty by default.
+    pub queue_rules: Vec<QueuePruneRule>,
+}
+
+// --- stream counts ---
+/// A retention rule for one queue's jobs in one finished state, in
+/// [`JobPruneParams::queue_rules`]: BullMQ's `removeOnComplete: 100` is
+/// `keep_last: Some(100)` for `completed`. `None` leaves that half of the rule off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePruneRule {
+    /// The queue.
+    pub queue: String,
+    /// The finished state (`completed`, `cancelled` or `discarded`).
+    pub state: JobState,
+    /// Delete those jobs finished before this.
+    pub finished_before: Option<DateTime<Utc>>,
+    /// Keep only the newest N of those jobs (by finish time, then id).
+    pub keep_last: Option<u32>,
+}
+
+impl QueuePruneRule {
+    /// Checks the rule: a finished state.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] naming `state`.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if !self.state.is_finished() {
+            return Err(InvalidInput::new(
+                "state",
+                format!(
+                    "{} is not a finished state: retention applies to completed, cancelled and \
+                     discarded jobs",
+                    self.state
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Parameters of [`Store::job_stage`].
@@ -635,7 +676,12 @@ pub trait Store: Send + Sync + 'static {
     async fn job_progress(&self, params: JobProgressParams) -> StoreResult<bool>;
 
     /// Deletes finished jobs by the given rules, at most `limit`, and returns how many.
-    /// Never touches jobs that are not finished.
+    /// Never touches jobs that are not finished. Each rule deletes oldest first through an
+    /// index of the finished jobs, so a call costs in proportion to what it deletes.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `state` for a queue rule of a state that is not finished.
     async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64>;
 
     /// Moves up to `limit` scheduled jobs whose `run_at` is at or before `now` out of the

@@ -20,6 +20,10 @@
 -- jobs are counted as `retryable` whether or not their backoff has passed.
 --
 -- A job without a tenant is counted under the tenant '' (tenant ids are never empty).
+--
+-- Retention per queue and per state (issue 13, item 9) deletes a queue's oldest jobs of one
+-- finished state, and finds the newest N to keep, through `stoker_jobs_finished_idx`: only
+-- finished jobs are in it, in the order those deletes read them.
 
 ALTER TABLE stoker_job_counts ADD COLUMN tenant text NOT NULL DEFAULT '';
 ALTER TABLE stoker_job_counts DROP CONSTRAINT stoker_job_counts_pkey;
@@ -118,3 +122,7 @@ AS $$
     )
     SELECT COALESCE(sum(n), 0)::bigint FROM summed;
 $$;
+
+-- Per-queue, per-state retention: oldest first, and the newest N, by index.
+CREATE INDEX stoker_jobs_finished_idx ON stoker_jobs (queue, state, finished_at, id)
+    WHERE state IN ('completed', 'discarded', 'cancelled');

@@ -41,6 +41,8 @@ pub(crate) struct Sql {
     pub(crate) job_list_stuck: String,
     pub(crate) job_stats: String,
     pub(crate) job_counts_fold: String,
+    pub(crate) job_prune_queue_age: String,
+    pub(crate) job_prune_queue_keep: String,
     pub(crate) queue_pause: String,
     pub(crate) queue_resume: String,
     pub(crate) queue_list: String,
@@ -449,6 +451,34 @@ impl Sql {
                  ORDER BY 1, 2, 3 NULLS FIRST, 4"
             ),
             job_counts_fold: format!("SELECT {s}.stoker_job_counts_fold($1)"),
+            // Per-queue retention (migration 10): at most $4 of queue $1's jobs in finished
+            // state $2 that finished before $3, oldest first, through the finished index (the
+            // literal state list lets a generic plan use the partial index).
+            job_prune_queue_age: format!(
+                "DELETE FROM {jobs} WHERE id = ANY(ARRAY( \
+                     SELECT id FROM {jobs} \
+                     WHERE queue = $1 AND state = $2 AND state IN {FINISHED} \
+                       AND finished_at < $3 \
+                     ORDER BY finished_at, id \
+                     LIMIT $4)) \
+                 AND state IN {FINISHED}"
+            ),
+            // At most $4 of queue $1's jobs in finished state $2 beyond the newest $3, oldest
+            // first: the cutoff is the index entry $3 steps back from the newest.
+            job_prune_queue_keep: format!(
+                "DELETE FROM {jobs} WHERE id = ANY(ARRAY( \
+                     SELECT j.id FROM {jobs} j, ( \
+                         SELECT finished_at, id FROM {jobs} \
+                         WHERE queue = $1 AND state = $2 AND state IN {FINISHED} \
+                         ORDER BY finished_at DESC, id DESC \
+                         OFFSET $3 LIMIT 1 \
+                     ) cut \
+                     WHERE j.queue = $1 AND j.state = $2 AND j.state IN {FINISHED} \
+                       AND (j.finished_at, j.id) <= (cut.finished_at, cut.id) \
+                     ORDER BY j.finished_at, j.id \
+                     LIMIT $4)) \
+                 AND state IN {FINISHED}"
+            ),
             queue_pause: format!(
                 "INSERT INTO {queues} AS q (name, paused, updated_at) VALUES ($1, true, $2) \
                  ON CONFLICT (name) DO UPDATE SET paused = true, updated_at = $2 \

@@ -872,6 +872,9 @@ impl Store for PgStore {
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64> {
+        for rule in &params.queue_rules {
+            rule.validate()?;
+        }
         if params.limit == 0 {
             return Ok(0);
         }
@@ -887,7 +890,39 @@ impl Store for PgStore {
             .execute(&self.inner.pool)
             .await
             .map_err(store_error)?;
-        Ok(deleted.rows_affected())
+        let mut deleted = deleted.rows_affected();
+        // --- stream counts ---
+        // Per-queue rules, each bounded by what the call may still delete.
+        for rule in &params.queue_rules {
+            let state = rule.state.as_str();
+            if let Some(before) = rule.finished_before {
+                if deleted < u64::from(params.limit) {
+                    deleted += sqlx::query(&self.inner.sql.job_prune_queue_age)
+                        .bind(&rule.queue)
+                        .bind(state)
+                        .bind(before)
+                        .bind(limit(params.limit - deleted as u32))
+                        .execute(&self.inner.pool)
+                        .await
+                        .map_err(store_error)?
+                        .rows_affected();
+                }
+            }
+            if let Some(keep) = rule.keep_last {
+                if deleted < u64::from(params.limit) {
+                    deleted += sqlx::query(&self.inner.sql.job_prune_queue_keep)
+                        .bind(&rule.queue)
+                        .bind(state)
+                        .bind(i64::from(keep))
+                        .bind(limit(params.limit - deleted as u32))
+                        .execute(&self.inner.pool)
+                        .await
+                        .map_err(store_error)?
+                        .rows_affected();
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow> {

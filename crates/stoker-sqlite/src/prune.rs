@@ -1,7 +1,7 @@
 //! Deleting finished jobs by retention rules, a bounded batch at a time.
 
 use sqlx::{Connection, SqliteConnection};
-use stoker_core::{JobPruneParams, JobState, StoreResult};
+use stoker_core::{JobPruneParams, JobState, QueuePruneRule, StoreResult};
 
 use crate::counts::CountDeltas;
 use crate::error::db_error;
@@ -77,7 +77,12 @@ pub(crate) async fn prune(
     .into_iter()
     .filter_map(|(state, before)| Some((state, micros(before?))))
     .collect();
-    if params.limit == 0 || (age_rules.is_empty() && params.keep_last.is_none()) {
+    for rule in &params.queue_rules {
+        rule.validate()?;
+    }
+    if params.limit == 0
+        || (age_rules.is_empty() && params.keep_last.is_none() && params.queue_rules.is_empty())
+    {
         return Ok(0);
     }
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
@@ -114,6 +119,13 @@ pub(crate) async fn prune(
         if left == 0 {
             break;
         }
+    }
+    // --- stream counts ---
+    for rule in &params.queue_rules {
+        if left == 0 {
+            break;
+        }
+        left = left.saturating_sub(queue_rule(&mut tx, rule, left, &mut counts).await?);
     }
     counts.apply(&mut tx).await?;
     tx.commit().await.map_err(db_error)?;
@@ -156,4 +168,81 @@ async fn keep_last(
 
 fn limit(left: u64) -> i64 {
     i64::try_from(left).unwrap_or(i64::MAX)
+}
+
+// --- stream counts ---
+
+/// The newest job of queue `?2` in finished state `?1` beyond the `?3` to keep: it and every
+/// older one of that state go. Walks the finished index backwards from the queue's newest.
+pub(crate) const KEEP_LAST_STATE_CUTOFF_SQL: &str = concat!(
+    "
+SELECT finished_at, id FROM stoker_jobs
+WHERE ",
+    finished!(),
+    " AND +state = ?1 AND queue = ?2
+ORDER BY finished_at DESC, id DESC
+LIMIT 1 OFFSET ?3"
+);
+
+/// Deletes up to `?5` jobs of queue `?2` in finished state `?1` at or before the cutoff
+/// `(?3, ?4)`, oldest first; returns each one's kind and tenant.
+pub(crate) const PRUNE_KEEP_LAST_STATE_SQL: &str = concat!(
+    "
+DELETE FROM stoker_jobs WHERE id IN (
+    SELECT id FROM stoker_jobs
+    WHERE ",
+    finished!(),
+    " AND +state = ?1 AND queue = ?2
+      AND (finished_at, id) <= (?3, ?4)
+    ORDER BY finished_at, id
+    LIMIT ?5)
+RETURNING kind, tenant"
+);
+
+/// Applies one queue's rule for one finished state, deleting at most `left` jobs, oldest
+/// first; returns how many it deleted, noting them in `counts`.
+async fn queue_rule(
+    conn: &mut SqliteConnection,
+    rule: &QueuePruneRule,
+    mut left: u64,
+    counts: &mut CountDeltas,
+) -> StoreResult<u64> {
+    let state = rule.state.as_str();
+    let mut deleted: Vec<(String, Option<String>)> = Vec::new();
+    if let Some(before) = rule.finished_before {
+        deleted = sqlx::query_as(PRUNE_AGE_SQL)
+            .bind(state)
+            .bind(&rule.queue)
+            .bind(micros(before))
+            .bind(limit(left))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        left = left.saturating_sub(deleted.len() as u64);
+    }
+    if let (Some(keep), true) = (rule.keep_last, left > 0) {
+        let cutoff: Option<(Option<i64>, i64)> = sqlx::query_as(KEEP_LAST_STATE_CUTOFF_SQL)
+            .bind(state)
+            .bind(&rule.queue)
+            .bind(i64::from(keep))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        if let Some((Some(finished_at), id)) = cutoff {
+            let more: Vec<(String, Option<String>)> = sqlx::query_as(PRUNE_KEEP_LAST_STATE_SQL)
+                .bind(state)
+                .bind(&rule.queue)
+                .bind(finished_at)
+                .bind(id)
+                .bind(limit(left))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            deleted.extend(more);
+        }
+    }
+    for (kind, tenant) in &deleted {
+        counts.left(&rule.queue, kind, tenant.as_deref(), rule.state);
+    }
+    Ok(deleted.len() as u64)
 }

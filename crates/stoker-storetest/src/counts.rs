@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use stoker_core::{
     BulkAction, BulkFilter, BulkOpCreateParams, BulkOpStepParams, JobCancelParams, JobClaimParams,
     JobFinish, JobFinishParams, JobId, JobListParams, JobPruneParams, JobRetryManyParams,
-    JobRetryParams, JobStageParams, JobState, Outcome, Priority, Store,
+    JobRetryParams, JobStageParams, JobState, Outcome, Priority, QueuePruneRule, Store,
 };
 
 use crate::fixture::{at, attempt_error, insert, job_in, stats_by_tenant, TenantStats};
@@ -202,6 +202,16 @@ pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store:
                             discarded_before: None,
                             keep_last: rng.gen_bool(0.3).then_some(3),
                             limit: 3,
+                            queue_rules: if rng.gen_bool(0.4) {
+                                vec![QueuePruneRule {
+                                    queue: queues[rng.gen_range(0..2)].into(),
+                                    state: JobState::Discarded,
+                                    finished_before: Some(at(clock - 10)),
+                                    keep_last: Some(1),
+                                }]
+                            } else {
+                                Vec::new()
+                            },
                         })
                         .await
                         .expect("job_prune");

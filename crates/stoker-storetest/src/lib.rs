@@ -251,6 +251,8 @@ macro_rules! conformance_tests {
             history_record_adds_and_scopes => history::record_adds_and_scopes,
             history_rollup_across_boundaries_and_retention => history::rollup_across_boundaries_and_retention,
             history_queue_depths_due_and_scheduled => history::queue_depths_due_and_scheduled,
+            // --- stream counts ---
+            prune_queue_rules_per_state => prune::queue_rules_per_state,
         }
     };
 }

@@ -23,6 +23,8 @@ use tracing::Instrument;
 pub use bulk::{BulkReport, BulkRunner, BulkRunnerConfig};
 pub use elector::{Elector, ElectorConfig};
 pub use pruner::{PruneReport, Pruner, PrunerConfig};
+// --- stream counts ---
+pub use pruner::{QueueRetention, StateRetention};
 pub use rescuer::{RescueReport, Rescuer, RescuerConfig};
 pub use stager::{StageReport, Stager, StagerConfig};
 
