@@ -1561,4 +1561,143 @@ mod tests {
             .await
             .expect("drop the schema");
     }
+
+    // --- stream counts ---
+    /// The operator's reads and the retention deletes never scan the jobs (issue 13, item 5):
+    /// the stats read and the fold touch only the counters and their deltas, the history
+    /// series only `stoker_history`, and per-queue retention walks the finished index, under custom and generic plans, with 200,000 finished and 20,000
+    /// waiting jobs in the table. Run with `--nocapture` to see the plans.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operator_reads_and_retention_never_scan_the_jobs() {
+        let Some((store, schema)) =
+            scratch_store("operator_reads_never_scan_the_jobs", "stoker_pgspec_counts").await
+        else {
+            return;
+        };
+        let s = format!("\"{schema}\"");
+        store
+            .pool()
+            .execute(sqlx::raw_sql(&format!(
+                "INSERT INTO {s}.stoker_jobs (kind, queue, args, state, max_attempts, run_at, \
+                                              created_at, finished_at, tenant) \
+                 SELECT 'k' || (g % 7), 'q' || (g % 5), '{{}}', \
+                        (ARRAY['completed', 'discarded', 'cancelled'])[g % 3 + 1], 5, \
+                        '2020-01-01', '2020-01-01', \
+                        '2020-01-01'::timestamptz + g * interval '1 s', 't' || (g % 4) \
+                 FROM generate_series(1, 200000) g; \
+                 INSERT INTO {s}.stoker_jobs (kind, queue, args, max_attempts, run_at, \
+                                              created_at) \
+                 SELECT 'k', 'q' || (g % 5), '{{}}', 5, '2020-01-01', '2020-01-01' \
+                 FROM generate_series(1, 20000) g; \
+                 ANALYZE {s}.stoker_jobs;"
+            )))
+            .await
+            .expect("fill the table");
+        // The fill's deltas stay unfolded for the stats read's plan, as between two folds.
+        let stats = store.job_stats().await.expect("stats");
+        let total: i64 = stats.iter().map(|count| count.count).sum();
+        assert_eq!(total, 220_000, "the counts match the rows written");
+
+        let mut conn = store.pool().acquire().await.expect("acquire");
+        let variants: [(&str, &str, &str, &str, &[&str]); 5] = [
+            ("stats", "(int4)", "1", &store.inner.sql.job_stats, &[]),
+            (
+                "fold",
+                "(int4)",
+                "1000",
+                &store.inner.sql.job_counts_fold,
+                &[],
+            ),
+            (
+                "retention by age of one queue and state",
+                "(text, text, timestamptz, int8)",
+                "'q1', 'completed', '2020-01-02', 1000",
+                &store.inner.sql.job_prune_queue_age,
+                &["stoker_jobs_finished_idx"],
+            ),
+            (
+                "retention keeping the newest N of one queue and state",
+                "(text, text, int8, int8)",
+                "'q1', 'discarded', 100, 1000",
+                &store.inner.sql.job_prune_queue_keep,
+                &["stoker_jobs_finished_idx"],
+            ),
+            (
+                "history series",
+                "(text, int8, int8, text, text, text)",
+                "'minute', 0, 4000000000, NULL, NULL, NULL",
+                &store.inner.history.query,
+                &[],
+            ),
+        ];
+        for (name, types, args, sql, indexes) in variants {
+            // The stats read takes no parameter: prepare it without one.
+            let (types, args) = if name == "stats" {
+                ("", "")
+            } else {
+                (types, args)
+            };
+            for mode in ["force_custom_plan", "force_generic_plan"] {
+                conn.execute(sqlx::raw_sql(&format!(
+                    "SET plan_cache_mode = {mode}; PREPARE stoker_explain {types} AS {sql}"
+                )))
+                .await
+                .expect("prepare");
+                let execute = if args.is_empty() {
+                    "EXECUTE stoker_explain".to_owned()
+                } else {
+                    format!("EXECUTE stoker_explain({args})")
+                };
+                let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {execute}"))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .expect("explain");
+                conn.execute("DEALLOCATE stoker_explain; RESET plan_cache_mode")
+                    .await
+                    .expect("deallocate");
+                let plan = plan.join("\n");
+                eprintln!("{name} ({mode}):\n{plan}\n");
+                assert!(!plan.contains("Seq Scan on stoker_jobs"), "{name}: {plan}");
+                if indexes.is_empty() && !name.starts_with("retention") {
+                    assert!(
+                        !plan.contains("on stoker_jobs"),
+                        "{name} reads no job: {plan}"
+                    );
+                }
+                for index in indexes {
+                    assert!(plan.contains(index), "{name} ({mode}) uses {index}: {plan}");
+                }
+            }
+        }
+        drop(conn);
+
+        // And the retention deletes do what they say: keep the newest 100 discarded of q1.
+        let deleted = store
+            .job_prune(JobPruneParams {
+                limit: 100_000,
+                queue_rules: vec![stoker_core::QueuePruneRule {
+                    queue: "q1".into(),
+                    state: JobState::Discarded,
+                    finished_before: None,
+                    keep_last: Some(100),
+                }],
+                ..JobPruneParams::default()
+            })
+            .await
+            .expect("prune");
+        let left: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {s}.stoker_jobs WHERE queue = 'q1' AND state = 'discarded'"
+        ))
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+        assert_eq!(left, 100);
+        assert!(deleted > 13_000, "{deleted}");
+
+        store
+            .pool()
+            .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+            .await
+            .expect("drop the schema");
+    }
 }
