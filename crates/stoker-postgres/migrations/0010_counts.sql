@@ -14,10 +14,13 @@
 -- 30 s). A reader sums the counters and the deltas not yet folded in one snapshot, so the
 -- counts are exact at every instant, whether or not the fold has run.
 --
--- `scheduled` is a counter key, not a state: an `available` job in the schedule (its
--- `run_at` still ahead, see version 3) is counted there, and moves to `available` when the
--- stager, a claim or a cancel clears the flag (each an UPDATE the trigger sees). Retryable
--- jobs are counted as `retryable` whether or not their backoff has passed.
+-- The counter keys are not quite the states. `scheduled` counts the `available` jobs in the
+-- schedule (their `run_at` still ahead, see version 3); the stager clearing the flag is an
+-- UPDATE the trigger sees. `active` counts due `available` jobs and `running` ones together,
+-- so the hottest statement, a claim of due jobs, moves no counter and writes no delta; a read
+-- splits `active` by counting the running rows, which are never more than the cluster's
+-- concurrency. Retryable jobs are counted as `retryable` whether or not their backoff has
+-- passed.
 --
 -- A job without a tenant is counted under the tenant '' (tenant ids are never empty).
 --
@@ -37,11 +40,21 @@ CREATE TABLE stoker_job_count_deltas (
     delta  bigint NOT NULL
 );
 
+-- The counter key of a job: its state, but `active` for due available and running jobs, and
+-- `scheduled` for available jobs in the schedule. A plain SQL function, inlined where used.
+CREATE FUNCTION stoker_job_count_key(state text, scheduled boolean) RETURNS text
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT CASE WHEN state IN ('available', 'running') AND NOT scheduled THEN 'active'
+                WHEN state = 'available' THEN 'scheduled'
+                ELSE state END
+$$;
+
 -- Start exact: one pass over the jobs, under the migration's own transaction.
 DELETE FROM stoker_job_counts;
 INSERT INTO stoker_job_counts (queue, kind, tenant, state, count)
 SELECT queue, kind, COALESCE(tenant, ''),
-       CASE WHEN scheduled AND state = 'available' THEN 'scheduled' ELSE state END, count(*)
+       stoker_job_count_key(state, scheduled), count(*)
 FROM stoker_jobs
 GROUP BY 1, 2, 3, 4;
 
@@ -56,14 +69,14 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO stoker_job_count_deltas (queue, kind, tenant, state, delta)
         SELECT queue, kind, COALESCE(tenant, ''),
-               CASE WHEN scheduled AND state = 'available' THEN 'scheduled' ELSE state END,
+               stoker_job_count_key(state, scheduled),
                count(*)
         FROM new_rows
         GROUP BY 1, 2, 3, 4;
     ELSIF TG_OP = 'DELETE' THEN
         INSERT INTO stoker_job_count_deltas (queue, kind, tenant, state, delta)
         SELECT queue, kind, COALESCE(tenant, ''),
-               CASE WHEN scheduled AND state = 'available' THEN 'scheduled' ELSE state END,
+               stoker_job_count_key(state, scheduled),
                -count(*)
         FROM old_rows
         GROUP BY 1, 2, 3, 4;
@@ -71,13 +84,12 @@ BEGIN
         INSERT INTO stoker_job_count_deltas (queue, kind, tenant, state, delta)
         SELECT queue, kind, tenant, state, sum(delta) FROM (
             SELECT queue, kind, COALESCE(tenant, '') AS tenant,
-                   CASE WHEN scheduled AND state = 'available' THEN 'scheduled'
-                        ELSE state END AS state,
+                   stoker_job_count_key(state, scheduled) AS state,
                    1 AS delta
             FROM new_rows
             UNION ALL
             SELECT queue, kind, COALESCE(tenant, ''),
-                   CASE WHEN scheduled AND state = 'available' THEN 'scheduled' ELSE state END,
+                   stoker_job_count_key(state, scheduled),
                    -1
             FROM old_rows
         ) d

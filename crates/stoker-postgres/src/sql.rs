@@ -434,17 +434,28 @@ impl Sql {
                  LIMIT $3"
             ),
             // The counters and the deltas not yet folded, in one snapshot (migration 10): exact
-            // whether or not a fold ran, and never a read of the jobs. `scheduled` is a key of
-            // its own there; it is returned as a share of `available`.
+            // whether or not a fold ran. `scheduled` is a key of its own there, returned as a
+            // share of `available`; `active` holds due available and running jobs together
+            // (so a claim writes no delta), split here by counting the running rows through
+            // the `(state, id)` index: never more than the cluster's concurrency.
             job_stats: format!(
-                "SELECT queue, kind, NULLIF(tenant, '') AS tenant, \
-                        CASE WHEN state = 'scheduled' THEN 'available' ELSE state END AS state, \
+                "WITH running AS ( \
+                     SELECT queue, kind, COALESCE(tenant, '') AS tenant, count(*) AS n \
+                     FROM {jobs} WHERE state = 'running' GROUP BY 1, 2, 3 \
+                 ) \
+                 SELECT queue, kind, NULLIF(tenant, '') AS tenant, \
+                        CASE WHEN state IN ('scheduled', 'active') THEN 'available' \
+                             ELSE state END AS state, \
                         sum(count)::int8 AS count, \
                         sum(count) FILTER (WHERE state = 'scheduled')::int8 AS scheduled \
                  FROM ( \
                      SELECT queue, kind, tenant, state, count FROM {counts} \
                      UNION ALL \
                      SELECT queue, kind, tenant, state, delta FROM {deltas} \
+                     UNION ALL \
+                     SELECT queue, kind, tenant, 'active', -n FROM running \
+                     UNION ALL \
+                     SELECT queue, kind, tenant, 'running', n FROM running \
                  ) c \
                  GROUP BY 1, 2, 3, 4 \
                  HAVING sum(count) > 0 \
