@@ -70,3 +70,5 @@ pub use search::{
     SearchDirection, StateView, JOB_COUNT_CAP, JOB_COUNT_SCAN_MAX, JOB_CRITERIA_MAX_VALUES,
     JOB_LABEL_MAX_LEN, JOB_SEARCH_MAX_LIMIT, JOB_SEARCH_SCAN_MAX, JOB_TEXT_MAX_CHARS,
 };
+// --- stream counts ---
+pub use store::QueuePruneRule;

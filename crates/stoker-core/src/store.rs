@@ -370,6 +370,47 @@ pub struct JobPruneParams {
     pub keep_last: Option<u32>,
     /// The most rows one call deletes, so no single statement holds locks for long.
     pub limit: u32,
+    // --- stream counts ---
+    /// Per-queue, per-state rules (issue 13, item 9), applied besides the rules above: a job
+    /// goes when any rule says so. Empty by default.
+    pub queue_rules: Vec<QueuePruneRule>,
+}
+
+// --- stream counts ---
+/// A retention rule for one queue's jobs in one finished state, in
+/// [`JobPruneParams::queue_rules`]: BullMQ's `removeOnComplete: 100` is
+/// `keep_last: Some(100)` for `completed`. `None` leaves that half of the rule off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuePruneRule {
+    /// The queue.
+    pub queue: String,
+    /// The finished state (`completed`, `cancelled` or `discarded`).
+    pub state: JobState,
+    /// Delete those jobs finished before this.
+    pub finished_before: Option<DateTime<Utc>>,
+    /// Keep only the newest N of those jobs (by finish time, then id).
+    pub keep_last: Option<u32>,
+}
+
+impl QueuePruneRule {
+    /// Checks the rule: a finished state.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] naming `state`.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if !self.state.is_finished() {
+            return Err(InvalidInput::new(
+                "state",
+                format!(
+                    "{} is not a finished state: retention applies to completed, cancelled and \
+                     discarded jobs",
+                    self.state
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Parameters of [`Store::job_stage`].
@@ -412,6 +453,15 @@ pub struct StateCount {
     pub state: JobState,
     /// How many.
     pub count: i64,
+    // --- stream counts ---
+    /// The tenant, `None` for jobs without one: counts are kept per (queue, kind, tenant,
+    /// state), so a tenant's numbers never need a count of its rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Of `count`, how many `available` jobs wait in the schedule (their `run_at` is still
+    /// ahead: not yet due). Always 0 for other states.
+    #[serde(default)]
+    pub scheduled: i64,
 }
 
 /// Parameters of [`Store::worker_heartbeat`].
@@ -630,7 +680,12 @@ pub trait Store: Send + Sync + 'static {
     async fn job_progress(&self, params: JobProgressParams) -> StoreResult<bool>;
 
     /// Deletes finished jobs by the given rules, at most `limit`, and returns how many.
-    /// Never touches jobs that are not finished.
+    /// Never touches jobs that are not finished. Each rule deletes oldest first through an
+    /// index of the finished jobs, so a call costs in proportion to what it deletes.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `state` for a queue rule of a state that is not finished.
     async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64>;
 
     /// Moves up to `limit` scheduled jobs whose `run_at` is at or before `now` out of the
@@ -662,10 +717,12 @@ pub trait Store: Send + Sync + 'static {
     /// `Invalid` if `states` is empty or names a state that is not finished.
     async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64>;
 
-    /// Counts jobs by queue, kind and state; only non-zero counts are returned.
+    /// Counts jobs by queue, kind, tenant and state, with the scheduled share of `available`
+    /// ([`StateCount::scheduled`]); only non-zero counts are returned, one row per key.
     ///
     /// Must stay fast (milliseconds) however many finished jobs the table holds: finished
-    /// counts come from counters the store keeps up to date, never from a full-table count.
+    /// counts come from counters the store keeps up to date in the same transactions as the
+    /// state changes, never from a full-table count.
     async fn job_stats(&self) -> StoreResult<Vec<StateCount>>;
 
     /// The current leader, if its term has not expired at `now`.

@@ -16,7 +16,8 @@ use crate::error::store_error;
 #[derive(Debug)]
 pub(crate) struct HistorySql {
     record: String,
-    query: String,
+    /// Read by the plan test of the operator's queries (stream counts).
+    pub(crate) query: String,
     rollup_start: String,
     rollup: String,
     prune: String,

@@ -79,11 +79,16 @@
 //! jobs through the `(state, id)` index: a leased job is stuck once its
 //! lease has ended, one without a lease once its worker's heartbeat is stale or its row gone.
 //!
-//! Finished counts are kept by statement-level triggers with transition tables on insert,
-//! update and delete of `stoker_jobs`: one upsert per statement that moves rows into or out of
-//! a finished state, whatever issued it (the store, or SQL by hand), and nothing at all for
-//! statements that involve no finished row, such as inserts and claims. So
-//! [`job_stats`](stoker_core::Store::job_stats) stays fast with millions of finished jobs.
+//! Counts of every state, per queue, kind and tenant (`scheduled` apart from due `available`),
+//! are kept by statement-level triggers with transition tables on insert, update and delete of
+//! `stoker_jobs`, whatever issued the statement (the store, or SQL by hand). A trigger only
+//! appends delta rows to `stoker_job_count_deltas`, which has no key for two writers to
+//! contend on; `stoker_job_counts_fold` folds them into `stoker_job_counts` in bounded
+//! batches, before each [`job_stats`](stoker_core::Store::job_stats) read and on every
+//! [`job_prune`](stoker_core::Store::job_prune). A read sums counters and unfolded deltas in
+//! one snapshot, so it is exact at every instant and never reads a job, however many millions
+//! the table holds. The cost is an insert of a few delta rows per claim, acknowledgement and
+//! insert statement (BENCHMARKS.md, "Counts").
 //!
 //! [`migrate`](stoker_core::Store::migrate) applies the embedded migrations in one
 //! transaction under an advisory lock keyed by the schema name: safe when many processes start

@@ -66,11 +66,18 @@ const MIGRATIONS: &[Migration] = &[
         name: "alerts",
         sql: include_str!("../migrations/0009_alerts.sql"),
     },
+    // --- stream counts ---
+    // Counters for every state, per tenant, as delta rows folded later (issue 13).
+    Migration {
+        version: 10,
+        name: "counts",
+        sql: include_str!("../migrations/0010_counts.sql"),
+    },
     // --- stream search ---
     Migration {
-        version: 12,
-        name: "dash",
-        sql: include_str!("../migrations/0012_dash.sql"),
+        version: 11,
+        name: "search",
+        sql: include_str!("../migrations/0011_search.sql"),
     },
 ];
 

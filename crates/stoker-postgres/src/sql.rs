@@ -40,6 +40,9 @@ pub(crate) struct Sql {
     pub(crate) job_list_states: String,
     pub(crate) job_list_stuck: String,
     pub(crate) job_stats: String,
+    pub(crate) job_counts_fold: String,
+    pub(crate) job_prune_queue_age: String,
+    pub(crate) job_prune_queue_keep: String,
     pub(crate) queue_pause: String,
     pub(crate) queue_resume: String,
     pub(crate) queue_list: String,
@@ -64,6 +67,7 @@ impl Sql {
         let workers = format!("{s}.stoker_workers");
         let leader = format!("{s}.stoker_leader");
         let counts = format!("{s}.stoker_job_counts");
+        let deltas = format!("{s}.stoker_job_count_deltas");
         let cols = job_columns(None);
         let j_cols = job_columns(Some("j"));
         let notify_available = format!("pg_notify('{channel}', 'a:' || queue)");
@@ -319,7 +323,11 @@ impl Sql {
                            AND finished_at < $3 \
                          UNION ALL \
                          SELECT kept.id FROM ( \
-                             SELECT queue FROM {counts} \
+                             SELECT queue FROM ( \
+                                 SELECT queue, state, count FROM {counts} \
+                                 UNION ALL \
+                                 SELECT queue, state, delta FROM {deltas} \
+                             ) c \
                              WHERE $4::int8 IS NOT NULL AND state IN {FINISHED} \
                              GROUP BY queue HAVING sum(count) > $4 \
                          ) over_limit \
@@ -425,13 +433,62 @@ impl Sql {
                  ORDER BY j.attempted_at, j.id \
                  LIMIT $3"
             ),
+            // The counters and the deltas not yet folded, in one snapshot (migration 10): exact
+            // whether or not a fold ran. `scheduled` is a key of its own there, returned as a
+            // share of `available`; `active` holds due available and running jobs together
+            // (so a claim writes no delta), split here by counting the running rows through
+            // the `(state, id)` index: never more than the cluster's concurrency.
             job_stats: format!(
-                "SELECT queue, kind, state, count FROM {counts} WHERE count > 0 \
-                 UNION ALL \
-                 SELECT queue, kind, state, count(*) FROM {jobs} \
-                 WHERE state IN ('available', 'running', 'retryable') \
-                 GROUP BY queue, kind, state \
-                 ORDER BY queue, kind, state"
+                "WITH running AS ( \
+                     SELECT queue, kind, COALESCE(tenant, '') AS tenant, count(*) AS n \
+                     FROM {jobs} WHERE state = 'running' GROUP BY 1, 2, 3 \
+                 ) \
+                 SELECT queue, kind, NULLIF(tenant, '') AS tenant, \
+                        CASE WHEN state IN ('scheduled', 'active') THEN 'available' \
+                             ELSE state END AS state, \
+                        sum(count)::int8 AS count, \
+                        sum(count) FILTER (WHERE state = 'scheduled')::int8 AS scheduled \
+                 FROM ( \
+                     SELECT queue, kind, tenant, state, count FROM {counts} \
+                     UNION ALL \
+                     SELECT queue, kind, tenant, state, delta FROM {deltas} \
+                     UNION ALL \
+                     SELECT queue, kind, tenant, 'active', -n FROM running \
+                     UNION ALL \
+                     SELECT queue, kind, tenant, 'running', n FROM running \
+                 ) c \
+                 GROUP BY 1, 2, 3, 4 \
+                 HAVING sum(count) > 0 \
+                 ORDER BY 1, 2, 3 NULLS FIRST, 4"
+            ),
+            job_counts_fold: format!("SELECT {s}.stoker_job_counts_fold($1)"),
+            // Per-queue retention (migration 10): at most $4 of queue $1's jobs in finished
+            // state $2 that finished before $3, oldest first, through the finished index (the
+            // literal state list lets a generic plan use the partial index).
+            job_prune_queue_age: format!(
+                "DELETE FROM {jobs} WHERE id = ANY(ARRAY( \
+                     SELECT id FROM {jobs} \
+                     WHERE queue = $1 AND state = $2 AND state IN {FINISHED} \
+                       AND finished_at < $3 \
+                     ORDER BY finished_at, id \
+                     LIMIT $4)) \
+                 AND state IN {FINISHED}"
+            ),
+            // At most $4 of queue $1's jobs in finished state $2 beyond the newest $3, oldest
+            // first: the cutoff is the index entry $3 steps back from the newest.
+            job_prune_queue_keep: format!(
+                "DELETE FROM {jobs} WHERE id = ANY(ARRAY( \
+                     SELECT j.id FROM {jobs} j, ( \
+                         SELECT finished_at, id FROM {jobs} \
+                         WHERE queue = $1 AND state = $2 AND state IN {FINISHED} \
+                         ORDER BY finished_at DESC, id DESC \
+                         OFFSET $3 LIMIT 1 \
+                     ) cut \
+                     WHERE j.queue = $1 AND j.state = $2 AND j.state IN {FINISHED} \
+                       AND (j.finished_at, j.id) <= (cut.finished_at, cut.id) \
+                     ORDER BY j.finished_at, j.id \
+                     LIMIT $4)) \
+                 AND state IN {FINISHED}"
             ),
             queue_pause: format!(
                 "INSERT INTO {queues} AS q (name, paused, updated_at) VALUES ($1, true, $2) \

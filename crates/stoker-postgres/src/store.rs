@@ -64,6 +64,11 @@ struct Inner {
     listener: Mutex<Option<Listener>>,
 }
 
+/// The most counter deltas one fold moves: a statement of tens of milliseconds at most. At a
+/// drain of 10,000 jobs a second a few thousand deltas a second arrive, so one fold per pruner
+/// pass (30 s) or stats read keeps up.
+const COUNTS_FOLD_BATCH: i32 = 100_000;
+
 impl PgStore {
     /// Connects with every setting at its default: schema `public`, 10 connections, listening
     /// for events.
@@ -138,6 +143,17 @@ impl PgStore {
             .listener
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Folds the job counters' delta rows into the counters (migration 10), at most
+    /// [`COUNTS_FOLD_BATCH`] per call; returns how many it folded.
+    pub(crate) async fn job_counts_fold(&self) -> StoreResult<u64> {
+        let folded: i64 = sqlx::query_scalar(&self.inner.sql.job_counts_fold)
+            .bind(COUNTS_FOLD_BATCH)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        row_count("folded", folded)
     }
 
     /// Before sending a notification: if this store's listener is still starting, waits for it
@@ -858,9 +874,15 @@ impl Store for PgStore {
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64> {
+        for rule in &params.queue_rules {
+            rule.validate()?;
+        }
         if params.limit == 0 {
             return Ok(0);
         }
+        // The leader's pruner runs this every interval: it also folds the counters' deltas,
+        // so they stay few even when nothing reads the counts.
+        self.job_counts_fold().await?;
         let deleted = sqlx::query(&self.inner.sql.job_prune)
             .bind(params.completed_before)
             .bind(params.cancelled_before)
@@ -870,7 +892,39 @@ impl Store for PgStore {
             .execute(&self.inner.pool)
             .await
             .map_err(store_error)?;
-        Ok(deleted.rows_affected())
+        let mut deleted = deleted.rows_affected();
+        // --- stream counts ---
+        // Per-queue rules, each bounded by what the call may still delete.
+        for rule in &params.queue_rules {
+            let state = rule.state.as_str();
+            if let Some(before) = rule.finished_before {
+                if deleted < u64::from(params.limit) {
+                    deleted += sqlx::query(&self.inner.sql.job_prune_queue_age)
+                        .bind(&rule.queue)
+                        .bind(state)
+                        .bind(before)
+                        .bind(limit(params.limit - deleted as u32))
+                        .execute(&self.inner.pool)
+                        .await
+                        .map_err(store_error)?
+                        .rows_affected();
+                }
+            }
+            if let Some(keep) = rule.keep_last {
+                if deleted < u64::from(params.limit) {
+                    deleted += sqlx::query(&self.inner.sql.job_prune_queue_keep)
+                        .bind(&rule.queue)
+                        .bind(state)
+                        .bind(i64::from(keep))
+                        .bind(limit(params.limit - deleted as u32))
+                        .execute(&self.inner.pool)
+                        .await
+                        .map_err(store_error)?
+                        .rows_affected();
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow> {
@@ -914,6 +968,8 @@ impl Store for PgStore {
     }
 
     async fn job_stats(&self) -> StoreResult<Vec<StateCount>> {
+        // Folding first keeps the read short; the read is exact without it.
+        self.job_counts_fold().await?;
         let rows = sqlx::query(&self.inner.sql.job_stats)
             .fetch_all(&self.inner.pool)
             .await
@@ -1275,6 +1331,7 @@ fn row_count(did: &str, count: i64) -> StoreResult<u64> {
 
 fn state_count(row: &PgRow) -> StoreResult<StateCount> {
     let state: String = row.try_get("state").map_err(store_error)?;
+    let scheduled: Option<i64> = row.try_get("scheduled").map_err(store_error)?;
     Ok(StateCount {
         queue: row.try_get("queue").map_err(store_error)?,
         kind: row.try_get("kind").map_err(store_error)?,
@@ -1282,6 +1339,8 @@ fn state_count(row: &PgRow) -> StoreResult<StateCount> {
             .parse()
             .map_err(|err: stoker_core::UnknownState| StoreError::Corrupt(err.to_string()))?,
         count: row.try_get("count").map_err(store_error)?,
+        tenant: row.try_get("tenant").map_err(store_error)?,
+        scheduled: scheduled.unwrap_or(0),
     })
 }
 
@@ -1566,6 +1625,153 @@ mod tests {
             staged, 50,
             "the due scheduled jobs, and none of the future ones"
         );
+
+        store
+            .pool()
+            .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+            .await
+            .expect("drop the schema");
+    }
+
+    // --- stream counts ---
+    /// The operator's reads and the retention deletes never scan the jobs (issue 13, item 5):
+    /// the stats read touches only the counters, their deltas and the running jobs (by index),
+    /// the fold only the counters and deltas, the history
+    /// series only `stoker_history`, and per-queue retention walks the finished index, under custom and generic plans, with 200,000 finished and 20,000
+    /// waiting jobs in the table. Run with `--nocapture` to see the plans.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operator_reads_and_retention_never_scan_the_jobs() {
+        let Some((store, schema)) =
+            scratch_store("operator_reads_never_scan_the_jobs", "stoker_pgspec_counts").await
+        else {
+            return;
+        };
+        let s = format!("\"{schema}\"");
+        store
+            .pool()
+            .execute(sqlx::raw_sql(&format!(
+                "INSERT INTO {s}.stoker_jobs (kind, queue, args, state, max_attempts, run_at, \
+                                              created_at, finished_at, tenant) \
+                 SELECT 'k' || (g % 7), 'q' || (g % 5), '{{}}', \
+                        (ARRAY['completed', 'discarded', 'cancelled'])[g % 3 + 1], 5, \
+                        '2020-01-01', '2020-01-01', \
+                        '2020-01-01'::timestamptz + g * interval '1 s', 't' || (g % 4) \
+                 FROM generate_series(1, 200000) g; \
+                 INSERT INTO {s}.stoker_jobs (kind, queue, args, max_attempts, run_at, \
+                                              created_at) \
+                 SELECT 'k', 'q' || (g % 5), '{{}}', 5, '2020-01-01', '2020-01-01' \
+                 FROM generate_series(1, 20000) g; \
+                 ANALYZE {s}.stoker_jobs;"
+            )))
+            .await
+            .expect("fill the table");
+        // The fill's deltas stay unfolded for the stats read's plan, as between two folds.
+        let stats = store.job_stats().await.expect("stats");
+        let total: i64 = stats.iter().map(|count| count.count).sum();
+        assert_eq!(total, 220_000, "the counts match the rows written");
+
+        let mut conn = store.pool().acquire().await.expect("acquire");
+        let variants: [(&str, &str, &str, &str, &[&str]); 5] = [
+            ("stats", "(int4)", "1", &store.inner.sql.job_stats, &[]),
+            (
+                "fold",
+                "(int4)",
+                "1000",
+                &store.inner.sql.job_counts_fold,
+                &[],
+            ),
+            (
+                "retention by age of one queue and state",
+                "(text, text, timestamptz, int8)",
+                "'q1', 'completed', '2020-01-02', 1000",
+                &store.inner.sql.job_prune_queue_age,
+                &["stoker_jobs_finished_idx"],
+            ),
+            (
+                "retention keeping the newest N of one queue and state",
+                "(text, text, int8, int8)",
+                "'q1', 'discarded', 100, 1000",
+                &store.inner.sql.job_prune_queue_keep,
+                &["stoker_jobs_finished_idx"],
+            ),
+            (
+                "history series",
+                "(text, int8, int8, text, text, text)",
+                "'minute', 0, 4000000000, NULL, NULL, NULL",
+                &store.inner.history.query,
+                &[],
+            ),
+        ];
+        for (name, types, args, sql, indexes) in variants {
+            // The stats read takes no parameter: prepare it without one.
+            let (types, args) = if name == "stats" {
+                ("", "")
+            } else {
+                (types, args)
+            };
+            for mode in ["force_custom_plan", "force_generic_plan"] {
+                conn.execute(sqlx::raw_sql(&format!(
+                    "SET plan_cache_mode = {mode}; PREPARE stoker_explain {types} AS {sql}"
+                )))
+                .await
+                .expect("prepare");
+                let execute = if args.is_empty() {
+                    "EXECUTE stoker_explain".to_owned()
+                } else {
+                    format!("EXECUTE stoker_explain({args})")
+                };
+                let plan: Vec<String> = sqlx::query_scalar(&format!("EXPLAIN {execute}"))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .expect("explain");
+                conn.execute("DEALLOCATE stoker_explain; RESET plan_cache_mode")
+                    .await
+                    .expect("deallocate");
+                let plan = plan.join("\n");
+                eprintln!("{name} ({mode}):\n{plan}\n");
+                assert!(!plan.contains("Seq Scan on stoker_jobs"), "{name}: {plan}");
+                if name == "stats" {
+                    // Only the running rows, through the state index.
+                    assert!(
+                        plan.contains("stoker_jobs_state_idx")
+                            || plan.contains("stoker_jobs_running_idx"),
+                        "{name} reads the running jobs by index: {plan}"
+                    );
+                } else if indexes.is_empty() {
+                    assert!(
+                        !plan.contains("on stoker_jobs"),
+                        "{name} reads no job: {plan}"
+                    );
+                }
+                for index in indexes {
+                    assert!(plan.contains(index), "{name} ({mode}) uses {index}: {plan}");
+                }
+            }
+        }
+        drop(conn);
+
+        // And the retention deletes do what they say: keep the newest 100 discarded of q1.
+        let deleted = store
+            .job_prune(JobPruneParams {
+                limit: 100_000,
+                queue_rules: vec![stoker_core::QueuePruneRule {
+                    queue: "q1".into(),
+                    state: JobState::Discarded,
+                    finished_before: None,
+                    keep_last: Some(100),
+                }],
+                ..JobPruneParams::default()
+            })
+            .await
+            .expect("prune");
+        let left: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {s}.stoker_jobs WHERE queue = 'q1' AND state = 'discarded'"
+        ))
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+        assert_eq!(left, 100);
+        assert!(deleted > 13_000, "{deleted}");
 
         store
             .pool()

@@ -991,6 +991,21 @@ const KEYS: &[(&str, &[&str])] = &[
             "discarded_retention",
             "keep_last",
             "worker_retention",
+            // --- stream counts ---
+            "queues",
+        ],
+    ),
+    // --- stream counts ---
+    // `[pruner.queues.NAME]`: any queue name, each with these keys.
+    (
+        "pruner.queues",
+        &[
+            "completed_retention",
+            "completed_keep_last",
+            "cancelled_retention",
+            "cancelled_keep_last",
+            "discarded_retention",
+            "discarded_keep_last",
         ],
     ),
     ("stats", &["sample_interval"]),
@@ -1081,6 +1096,16 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
                 }
             }
             _ => {}
+        }
+    }
+    // --- stream counts ---
+    if let Some(toml::Value::Table(queues)) =
+        table.get("pruner").and_then(|pruner| pruner.get("queues"))
+    {
+        for inner in queues.values() {
+            if let toml::Value::Table(inner) = inner {
+                check_section(inner, "pruner.queues", origin)?;
+            }
         }
     }
     Ok(())
@@ -1423,6 +1448,48 @@ struct FilePruner {
     discarded_retention: Option<FileRetention>,
     keep_last: Option<u32>,
     worker_retention: Option<FileDuration>,
+    // --- stream counts ---
+    #[serde(default)]
+    queues: BTreeMap<String, FileQueueRetention>,
+}
+
+// --- stream counts ---
+/// `[pruner.queues.NAME]`: one queue's retention per finished state.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileQueueRetention {
+    completed_retention: Option<FileRetention>,
+    completed_keep_last: Option<u32>,
+    cancelled_retention: Option<FileRetention>,
+    cancelled_keep_last: Option<u32>,
+    discarded_retention: Option<FileRetention>,
+    discarded_keep_last: Option<u32>,
+}
+
+impl FileQueueRetention {
+    /// The pruner's rules for queue `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] for a name that is not a valid queue name.
+    fn retention(self, name: &str) -> Result<stoker::maintenance::QueueRetention, ConfigError> {
+        use stoker::maintenance::{QueueRetention, StateRetention};
+        stoker::core::validate_queue(name).map_err(|invalid| {
+            ConfigError::invalid(
+                &format!("pruner.queues.{name}"),
+                format!("not a queue name: {}", invalid.reason),
+            )
+        })?;
+        let rule = |age: Option<FileRetention>, keep_last| StateRetention {
+            max_age: age.and_then(|FileRetention(age)| age),
+            keep_last,
+        };
+        Ok(QueueRetention {
+            completed: rule(self.completed_retention, self.completed_keep_last),
+            cancelled: rule(self.cancelled_retention, self.cancelled_keep_last),
+            discarded: rule(self.discarded_retention, self.discarded_keep_last),
+        })
+    }
 }
 
 /// `[history]` (issue 13).
@@ -1666,6 +1733,12 @@ impl FileConfig {
         if let Some(keep_last) = self.pruner.keep_last {
             config.pruner.keep_last = Some(keep_last);
         }
+        // --- stream counts ---
+        // A file's [pruner.queues.NAME] tables replace any earlier ones of the same name.
+        for (name, table) in self.pruner.queues {
+            let retention = table.retention(&name)?;
+            config.pruner.queues.insert(name, retention);
+        }
         // Recurring schedules (issue 15): a file's [[cron]] tables replace any earlier ones.
         if !self.cron.is_empty() {
             let mut schedules: Vec<stoker::cron::CronSchedule> = Vec::new();
@@ -1741,6 +1814,8 @@ mod tests {
             .map(|line| match line.strip_prefix("# ") {
                 Some(rest)
                     if rest.starts_with("[[")
+                        // --- stream counts ---
+                        || rest.starts_with("[pruner.queues.")
                         || rest
                             .split_once(" = ")
                             .is_some_and(|(key, _)| !key.is_empty() && !key.contains(' ')) =>
@@ -1762,6 +1837,14 @@ mod tests {
         for (section, keys) in KEYS {
             let in_section = if section.is_empty() {
                 Some(&table)
+            } else if *section == "pruner.queues" {
+                // --- stream counts ---
+                table
+                    .get("pruner")
+                    .and_then(|pruner| pruner.get("queues"))
+                    .and_then(|queues| queues.as_table())
+                    .and_then(|queues| queues.values().next())
+                    .and_then(|queue| queue.as_table())
             } else {
                 match table.get(*section) {
                     Some(toml::Value::Table(inner)) => Some(inner),
@@ -1781,6 +1864,49 @@ mod tests {
                 );
             }
         }
+    }
+
+    // --- stream counts ---
+    #[test]
+    fn pruner_queue_tables_become_queue_retention() {
+        let mut config = Config::default();
+        config
+            .apply_toml(
+                r#"
+[pruner.queues.emails]
+completed_keep_last = 100
+discarded_retention = "7d"
+"#,
+                "test",
+            )
+            .expect("valid");
+        let emails = config.pruner.queues["emails"];
+        assert_eq!(emails.completed.keep_last, Some(100));
+        assert_eq!(emails.completed.max_age, None);
+        assert_eq!(
+            emails.discarded.max_age,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert!(emails.cancelled.keep_last.is_none() && emails.cancelled.max_age.is_none());
+
+        let typo = Config::default()
+            .apply_toml("[pruner.queues.emails]\ncompleted_keep_lst = 1\n", "test")
+            .expect_err("a typo");
+        assert!(
+            typo.to_string()
+                .contains("did you mean `completed_keep_last`"),
+            "{typo}"
+        );
+        let bad_name = Config::default()
+            .apply_toml(
+                "[pruner.queues.\"no spaces\"]\ncompleted_keep_last = 1\n",
+                "test",
+            )
+            .expect_err("a bad queue name");
+        assert!(
+            bad_name.to_string().contains("pruner.queues.no spaces"),
+            "{bad_name}"
+        );
     }
 
     #[test]

@@ -659,7 +659,30 @@ async fn tokens_scopes_and_tenants(store: Arc<dyn Store>) {
         .get("/v1/jobs?tenant=globex")
         .await
         .assert_error(403, "tenant_forbidden");
-    for path in ["/v1/queues", "/v1/workers", "/v1/stats", "/metrics"] {
+    // --- stream counts ---
+    // Its stats are its own tenant's counts, and none of the cluster's throughput.
+    let stats = server.with_token(ACME).get("/v1/stats").await;
+    assert_eq!(stats.status, 200, "{:?}", stats.body);
+    let total = |counts: &serde_json::Value| -> i64 {
+        counts
+            .as_object()
+            .expect("counts")
+            .values()
+            .map(|count| count.as_i64().expect("a count"))
+            .sum()
+    };
+    assert_eq!(total(&stats.body["totals"]), 1, "{:?}", stats.body);
+    assert_eq!(total(&stats.body["tenants"]["acme"]), 1);
+    assert!(stats.body["tenants"].get("globex").is_none());
+    assert_eq!(stats.body["throughput"]["minutes"], json!([]));
+    let every = server.with_token(ADMIN).get("/v1/stats").await;
+    assert_eq!(
+        total(&every.body["tenants"]["globex"]),
+        1,
+        "{:?}",
+        every.body
+    );
+    for path in ["/v1/queues", "/v1/workers", "/metrics"] {
         server
             .with_token(ACME)
             .get(path)

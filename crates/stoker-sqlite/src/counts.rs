@@ -16,44 +16,56 @@ use stoker_core::{JobState, StoreResult};
 use crate::error::db_error;
 use crate::row::to_json;
 
-/// Adds each `[queue, kind, state, n]` of the JSON array `?1` (every `n` positive) to its
-/// counter. `WHERE true` tells SQLite's parser that `ON CONFLICT` belongs to the insert.
+/// Adds each `[queue, kind, tenant, state, n]` of the JSON array `?1` (every `n` positive)
+/// to its counter. `WHERE true` tells SQLite's parser that `ON CONFLICT` belongs to the
+/// insert.
 const ADD_SQL: &str = "
-INSERT INTO stoker_job_counts (queue, kind, state, count)
-SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?1) WHERE true
-ON CONFLICT (queue, kind, state) DO UPDATE SET count = count + excluded.count";
+INSERT INTO stoker_job_counts (queue, kind, tenant, state, count)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 FROM json_each(?1)
+WHERE true
+ON CONFLICT (queue, kind, tenant, state) DO UPDATE SET count = count + excluded.count";
 
-/// Takes each `[queue, kind, state, n]` of the JSON array `?1` from its counter, never below
-/// zero.
+/// Takes each `[queue, kind, tenant, state, n]` of the JSON array `?1` from its counter,
+/// never below zero.
 const SUBTRACT_SQL: &str = "
 UPDATE stoker_job_counts SET count = MAX(count - d.n, 0)
-FROM (SELECT value ->> 0 AS queue, value ->> 1 AS kind, value ->> 2 AS state,
-             value ->> 3 AS n
+FROM (SELECT value ->> 0 AS queue, value ->> 1 AS kind, value ->> 2 AS tenant,
+             value ->> 3 AS state, value ->> 4 AS n
       FROM json_each(?1)) AS d
 WHERE stoker_job_counts.queue = d.queue AND stoker_job_counts.kind = d.kind
-  AND stoker_job_counts.state = d.state";
+  AND stoker_job_counts.tenant = d.tenant AND stoker_job_counts.state = d.state";
 
-/// Changes to the finished counts, by queue, kind and state, not yet written.
+/// Changes to the finished counts, by queue, kind, tenant ('' for none) and state, not yet
+/// written.
 #[derive(Debug, Default)]
-pub(crate) struct CountDeltas(BTreeMap<(String, String, &'static str), i64>);
+pub(crate) struct CountDeltas(BTreeMap<(String, String, String, &'static str), i64>);
 
 impl CountDeltas {
-    /// A job of `queue` and `kind` entered `state`: counted if `state` is finished.
-    pub(crate) fn entered(&mut self, queue: &str, kind: &str, state: JobState) {
-        self.add(queue, kind, state, 1);
+    /// A job of `queue`, `kind` and `tenant` entered `state`: counted if `state` is finished.
+    pub(crate) fn entered(
+        &mut self,
+        queue: &str,
+        kind: &str,
+        tenant: Option<&str>,
+        state: JobState,
+    ) {
+        self.add(queue, kind, tenant, state, 1);
     }
 
-    /// A job of `queue` and `kind` left `state` (or was deleted in it).
-    pub(crate) fn left(&mut self, queue: &str, kind: &str, state: JobState) {
-        self.add(queue, kind, state, -1);
+    /// A job of `queue`, `kind` and `tenant` left `state` (or was deleted in it).
+    pub(crate) fn left(&mut self, queue: &str, kind: &str, tenant: Option<&str>, state: JobState) {
+        self.add(queue, kind, tenant, state, -1);
     }
 
-    fn add(&mut self, queue: &str, kind: &str, state: JobState, delta: i64) {
+    fn add(&mut self, queue: &str, kind: &str, tenant: Option<&str>, state: JobState, delta: i64) {
         if state.is_finished() {
-            *self
-                .0
-                .entry((queue.to_owned(), kind.to_owned(), state.as_str()))
-                .or_default() += delta;
+            let key = (
+                queue.to_owned(),
+                kind.to_owned(),
+                tenant.unwrap_or_default().to_owned(),
+                state.as_str(),
+            );
+            *self.0.entry(key).or_default() += delta;
         }
     }
 
@@ -62,8 +74,8 @@ impl CountDeltas {
     pub(crate) async fn apply(self, conn: &mut SqliteConnection) -> StoreResult<()> {
         let mut added = Vec::new();
         let mut subtracted = Vec::new();
-        for ((queue, kind, state), delta) in self.0 {
-            let row = (queue, kind, state, delta.abs());
+        for ((queue, kind, tenant, state), delta) in self.0 {
+            let row = (queue, kind, tenant, state, delta.abs());
             match delta.signum() {
                 1 => added.push(row),
                 -1 => subtracted.push(row),

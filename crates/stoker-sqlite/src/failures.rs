@@ -379,15 +379,16 @@ pub(crate) async fn op_step(
         .cursor
         .saturating_add(limit.saturating_mul(10))
         .min(op.max_id);
-    let mut candidates =
-        QueryBuilder::<Sqlite>::new("SELECT id, queue, kind, state FROM stoker_jobs WHERE id > ");
+    let mut candidates = QueryBuilder::<Sqlite>::new(
+        "SELECT id, queue, kind, state, tenant FROM stoker_jobs WHERE id > ",
+    );
     candidates
         .push_bind(op.cursor)
         .push(" AND id <= ")
         .push_bind(window_end);
     push_filter(&mut candidates, &op.filter);
     candidates.push(" ORDER BY id LIMIT ").push_bind(limit);
-    let matched: Vec<(i64, String, String, String)> = candidates
+    let matched: Vec<(i64, String, String, String, Option<String>)> = candidates
         .build_query_as()
         .fetch_all(&mut *tx)
         .await
@@ -401,9 +402,11 @@ pub(crate) async fn op_step(
     let mut applied = 0i64;
     if !matched.is_empty() {
         let ids: Vec<i64> = matched.iter().map(|m| m.0).collect();
-        let before: HashMap<i64, (&str, &str, &str)> = matched
+        let before: HashMap<i64, (&str, &str, Option<&str>)> = matched
             .iter()
-            .map(|(id, queue, kind, state)| (*id, (queue.as_str(), kind.as_str(), state.as_str())))
+            .map(|(id, _, kind, state, tenant)| {
+                (*id, (kind.as_str(), state.as_str(), tenant.as_deref()))
+            })
             .collect();
         let value: Option<i64> = match op.action {
             BulkAction::SetPriority => op.priority.map(|p| i64::from(p.0)),
@@ -420,18 +423,18 @@ pub(crate) async fn op_step(
         applied = changed.len() as i64;
         let mut counts = CountDeltas::default();
         for (id, queue, state) in changed {
-            let Some((_, kind, old)) = before.get(&id) else {
+            let Some(&(kind, old, tenant)) = before.get(&id) else {
                 continue;
             };
             let old = parse_state(old)?;
             let new = parse_state(&state)?;
             if op.action == BulkAction::Delete {
-                counts.left(&queue, kind, old);
+                counts.left(&queue, kind, tenant, old);
                 continue;
             }
             if old != new {
-                counts.left(&queue, kind, old);
-                counts.entered(&queue, kind, new);
+                counts.left(&queue, kind, tenant, old);
+                counts.entered(&queue, kind, tenant, new);
             }
             match op.action {
                 BulkAction::Retry => events.available.push(queue),

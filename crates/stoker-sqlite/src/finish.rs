@@ -63,8 +63,8 @@ macro_rules! fence {
 macro_rules! count_finishes {
     () => {
         concat!(
-            "INSERT INTO stoker_job_counts (queue, kind, state, count)
-SELECT stoker_jobs.queue, stoker_jobs.kind, ",
+            "INSERT INTO stoker_job_counts (queue, kind, tenant, state, count)
+SELECT stoker_jobs.queue, stoker_jobs.kind, COALESCE(stoker_jobs.tenant, ''), ",
             new_state!(),
             " AS state, COUNT(*)
 FROM ",
@@ -76,8 +76,8 @@ JOIN stoker_jobs ON ",
 WHERE ",
             new_state!(),
             " IN ('completed', 'discarded', 'cancelled')
-GROUP BY 1, 2, 3
-ON CONFLICT (queue, kind, state) DO UPDATE SET count = count + excluded.count"
+GROUP BY 1, 2, 3, 4
+ON CONFLICT (queue, kind, tenant, state) DO UPDATE SET count = count + excluded.count"
         )
     };
 }

@@ -81,9 +81,12 @@
 //! A claim is one `UPDATE … RETURNING` statement over a partial index of due jobs. A batch of
 //! inserts is a few multi-row `INSERT` statements (1,024 jobs each) in one transaction, and a
 //! batch of acknowledgements is one `UPDATE … FROM` statement, never a round trip per job.
-//! Counts of finished jobs are kept in a table that every path moving a job into or out of a
-//! finished state updates in the same transaction, so [`Store::job_stats`] stays fast with
-//! millions of them. Rows changed by SQL written outside Stoker are not counted.
+//! Counts of finished jobs, per queue, kind and tenant, are kept in a table that every path
+//! moving a job into or out of a finished state updates in the same transaction, so
+//! [`Store::job_stats`] stays fast with millions of them. Rows changed by SQL written outside
+//! Stoker are not counted. Waiting and running jobs are counted live through the `(state, id)`
+//! index (a counter written by every insert and claim would cost the single writer more): a
+//! backlog of millions of waiting jobs makes a stats read slower (see Limits).
 //!
 //! A running job is held either by its worker's heartbeat row or, for a pull worker (a process
 //! that takes jobs from a server and has no row), by a lease: a claim made with a lease sets
@@ -96,6 +99,9 @@
 //!
 //! # Limits
 //!
+//! - **Waiting and running jobs are counted live.** [`Store::job_stats`] reads finished counts
+//!   from counters but counts the available, running and retryable rows through an index:
+//!   milliseconds for tens of thousands, more for a backlog of millions.
 //! - **One writer at a time.** SQLite serialises writes to a database, across every process
 //!   that shares it. Throughput is that of one writer: high for a single machine, but
 //!   workers on several machines need PostgreSQL.

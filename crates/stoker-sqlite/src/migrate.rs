@@ -78,11 +78,18 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "alerts",
         sql: include_str!("../migrations/0011_alerts.sql"),
     },
+    // --- stream counts ---
+    // The finished counts per tenant (issue 13).
+    Migration {
+        version: 12,
+        name: "counts",
+        sql: include_str!("../migrations/0012_counts.sql"),
+    },
     // --- stream search ---
     Migration {
-        version: 14,
-        name: "dash",
-        sql: include_str!("../migrations/0014_dash.sql"),
+        version: 13,
+        name: "search",
+        sql: include_str!("../migrations/0013_search.sql"),
     },
 ];
 

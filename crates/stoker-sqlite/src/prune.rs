@@ -1,7 +1,7 @@
 //! Deleting finished jobs by retention rules, a bounded batch at a time.
 
 use sqlx::{Connection, SqliteConnection};
-use stoker_core::{JobPruneParams, JobState, StoreResult};
+use stoker_core::{JobPruneParams, JobState, QueuePruneRule, StoreResult};
 
 use crate::counts::CountDeltas;
 use crate::error::db_error;
@@ -22,7 +22,7 @@ macro_rules! finished {
 }
 
 /// Deletes up to `?4` jobs of queue `?2` in finished state `?1` that finished before `?3`,
-/// oldest first; returns each deleted job's kind, for the finished counts. `+state` keeps
+/// oldest first; returns each deleted job's kind and tenant, for the finished counts. `+state` keeps
 /// SQLite from picking the `(state, id)` index instead of the finished one.
 pub(crate) const PRUNE_AGE_SQL: &str = concat!(
     "
@@ -34,7 +34,7 @@ DELETE FROM stoker_jobs WHERE id IN (
       AND queue = ?2 AND finished_at < ?3
     ORDER BY finished_at, id
     LIMIT ?4)
-RETURNING kind"
+RETURNING kind, tenant"
 );
 
 /// The newest finished job of queue `?1` beyond the `?2` to keep: it and everything older go.
@@ -49,7 +49,7 @@ LIMIT 1 OFFSET ?2"
 );
 
 /// Deletes up to `?4` finished jobs of queue `?1` at or before the cutoff `(?2, ?3)`, oldest
-/// first; returns each one's kind and state.
+/// first; returns each one's kind, state and tenant.
 pub(crate) const PRUNE_KEEP_LAST_SQL: &str = concat!(
     "
 DELETE FROM stoker_jobs WHERE id IN (
@@ -60,7 +60,7 @@ DELETE FROM stoker_jobs WHERE id IN (
       AND (finished_at, id) <= (?2, ?3)
     ORDER BY finished_at, id
     LIMIT ?4)
-RETURNING kind, state"
+RETURNING kind, state, tenant"
 );
 
 /// Applies the rules queue by queue, in one `BEGIN IMMEDIATE` transaction, deleting at most
@@ -77,7 +77,12 @@ pub(crate) async fn prune(
     .into_iter()
     .filter_map(|(state, before)| Some((state, micros(before?))))
     .collect();
-    if params.limit == 0 || (age_rules.is_empty() && params.keep_last.is_none()) {
+    for rule in &params.queue_rules {
+        rule.validate()?;
+    }
+    if params.limit == 0
+        || (age_rules.is_empty() && params.keep_last.is_none() && params.queue_rules.is_empty())
+    {
         return Ok(0);
     }
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
@@ -92,7 +97,7 @@ pub(crate) async fn prune(
             if left == 0 {
                 break;
             }
-            let kinds: Vec<String> = sqlx::query_scalar(PRUNE_AGE_SQL)
+            let kinds: Vec<(String, Option<String>)> = sqlx::query_as(PRUNE_AGE_SQL)
                 .bind(state.as_str())
                 .bind(queue)
                 .bind(before)
@@ -101,8 +106,8 @@ pub(crate) async fn prune(
                 .await
                 .map_err(db_error)?;
             left = left.saturating_sub(kinds.len() as u64);
-            for kind in &kinds {
-                counts.left(queue, kind, state);
+            for (kind, tenant) in &kinds {
+                counts.left(queue, kind, tenant.as_deref(), state);
             }
         }
         if let Some(keep) = params.keep_last {
@@ -114,6 +119,13 @@ pub(crate) async fn prune(
         if left == 0 {
             break;
         }
+    }
+    // --- stream counts ---
+    for rule in &params.queue_rules {
+        if left == 0 {
+            break;
+        }
+        left = left.saturating_sub(queue_rule(&mut tx, rule, left, &mut counts).await?);
     }
     counts.apply(&mut tx).await?;
     tx.commit().await.map_err(db_error)?;
@@ -140,7 +152,7 @@ async fn keep_last(
     let Some((Some(finished_at), id)) = cutoff else {
         return Ok(0);
     };
-    let deleted: Vec<(String, String)> = sqlx::query_as(PRUNE_KEEP_LAST_SQL)
+    let deleted: Vec<(String, String, Option<String>)> = sqlx::query_as(PRUNE_KEEP_LAST_SQL)
         .bind(queue)
         .bind(finished_at)
         .bind(id)
@@ -148,12 +160,89 @@ async fn keep_last(
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
-    for (kind, state) in &deleted {
-        counts.left(queue, kind, parse_state(state)?);
+    for (kind, state, tenant) in &deleted {
+        counts.left(queue, kind, tenant.as_deref(), parse_state(state)?);
     }
     Ok(deleted.len() as u64)
 }
 
 fn limit(left: u64) -> i64 {
     i64::try_from(left).unwrap_or(i64::MAX)
+}
+
+// --- stream counts ---
+
+/// The newest job of queue `?2` in finished state `?1` beyond the `?3` to keep: it and every
+/// older one of that state go. Walks the finished index backwards from the queue's newest.
+pub(crate) const KEEP_LAST_STATE_CUTOFF_SQL: &str = concat!(
+    "
+SELECT finished_at, id FROM stoker_jobs
+WHERE ",
+    finished!(),
+    " AND +state = ?1 AND queue = ?2
+ORDER BY finished_at DESC, id DESC
+LIMIT 1 OFFSET ?3"
+);
+
+/// Deletes up to `?5` jobs of queue `?2` in finished state `?1` at or before the cutoff
+/// `(?3, ?4)`, oldest first; returns each one's kind and tenant.
+pub(crate) const PRUNE_KEEP_LAST_STATE_SQL: &str = concat!(
+    "
+DELETE FROM stoker_jobs WHERE id IN (
+    SELECT id FROM stoker_jobs
+    WHERE ",
+    finished!(),
+    " AND +state = ?1 AND queue = ?2
+      AND (finished_at, id) <= (?3, ?4)
+    ORDER BY finished_at, id
+    LIMIT ?5)
+RETURNING kind, tenant"
+);
+
+/// Applies one queue's rule for one finished state, deleting at most `left` jobs, oldest
+/// first; returns how many it deleted, noting them in `counts`.
+async fn queue_rule(
+    conn: &mut SqliteConnection,
+    rule: &QueuePruneRule,
+    mut left: u64,
+    counts: &mut CountDeltas,
+) -> StoreResult<u64> {
+    let state = rule.state.as_str();
+    let mut deleted: Vec<(String, Option<String>)> = Vec::new();
+    if let Some(before) = rule.finished_before {
+        deleted = sqlx::query_as(PRUNE_AGE_SQL)
+            .bind(state)
+            .bind(&rule.queue)
+            .bind(micros(before))
+            .bind(limit(left))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        left = left.saturating_sub(deleted.len() as u64);
+    }
+    if let (Some(keep), true) = (rule.keep_last, left > 0) {
+        let cutoff: Option<(Option<i64>, i64)> = sqlx::query_as(KEEP_LAST_STATE_CUTOFF_SQL)
+            .bind(state)
+            .bind(&rule.queue)
+            .bind(i64::from(keep))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        if let Some((Some(finished_at), id)) = cutoff {
+            let more: Vec<(String, Option<String>)> = sqlx::query_as(PRUNE_KEEP_LAST_STATE_SQL)
+                .bind(state)
+                .bind(&rule.queue)
+                .bind(finished_at)
+                .bind(id)
+                .bind(limit(left))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            deleted.extend(more);
+        }
+    }
+    for (kind, tenant) in &deleted {
+        counts.left(&rule.queue, kind, tenant.as_deref(), rule.state);
+    }
+    Ok(deleted.len() as u64)
 }

@@ -118,7 +118,7 @@ const DELETE_SQL: &str = concat!(
 /// has checked that `?1` names finished states only. Returns each one's id, queue, kind and
 /// state, for [`RETRY_IDS_SQL`] and the finished counts.
 pub(crate) const RETRY_MANY_PICK_SQL: &str = "
-SELECT id, queue, kind, state FROM stoker_jobs
+SELECT id, queue, kind, state, tenant FROM stoker_jobs
 WHERE state IN (SELECT value FROM json_each(?1))
   AND (?2 IS NULL OR queue IN (SELECT value FROM json_each(?2)))
   AND (?3 IS NULL OR kind IN (SELECT value FROM json_each(?3)))
@@ -172,12 +172,15 @@ LIMIT ?3"
 /// Finished counts from the counters the store keeps (see [`crate::counts`]), unfinished ones
 /// counted live from the `(state, id)` index (there are few of those compared with finished
 /// jobs).
+/// Finished jobs from their counters; waiting and running ones counted live through the
+/// `(state, id)` index, with the scheduled share of `available` (in the schedule: not due).
 const STATS_SQL: &str = "
-SELECT queue, kind, state, count FROM stoker_job_counts WHERE count > 0
+SELECT queue, kind, NULLIF(tenant, ''), state, count, 0 FROM stoker_job_counts WHERE count > 0
 UNION ALL
-SELECT queue, kind, state, COUNT(*) FROM stoker_jobs
+SELECT queue, kind, tenant, state, COUNT(*), SUM(state = 'available' AND scheduled = 1)
+FROM stoker_jobs
 WHERE state IN ('available', 'running', 'retryable')
-GROUP BY queue, kind, state";
+GROUP BY queue, kind, tenant, state";
 
 const LEADER_GET_SQL: &str = "
 SELECT leader_id, elected_at, expires_at FROM stoker_leader
@@ -466,7 +469,7 @@ impl Store for SqliteStore {
         let job = job_from_row(&row)?;
         // A queued job ends cancelled; a running one only has its cancel requested.
         let mut counts = CountDeltas::default();
-        counts.entered(&job.queue, &job.kind, job.state);
+        counts.entered(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
         counts.apply(&mut tx).await?;
         tx.commit().await.map_err(db_error)?;
         if job.state == JobState::Running {
@@ -529,7 +532,7 @@ impl Store for SqliteStore {
             Some(row) => {
                 let job = job_from_row(&row)?;
                 let mut counts = CountDeltas::default();
-                counts.left(&job.queue, &job.kind, job.state);
+                counts.left(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
                 counts.apply(&mut tx).await?;
                 tx.commit().await.map_err(db_error)?;
                 Ok(job)
@@ -690,7 +693,7 @@ impl Store for SqliteStore {
         };
         let job = job_from_row(&row)?;
         let mut counts = CountDeltas::default();
-        counts.left(&queue, &kind, parse_state(&state)?);
+        counts.left(&queue, &kind, job.tenant.as_deref(), parse_state(&state)?);
         counts.apply(&mut tx).await?;
         tx.commit().await.map_err(db_error)?;
         self.notify(StoreEvent::JobsAvailable {
@@ -723,15 +726,16 @@ impl Store for SqliteStore {
         let list = |values: &[String]| (!values.is_empty()).then(|| to_json(values)).transpose();
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
-        let picked: Vec<(i64, String, String, String)> = sqlx::query_as(RETRY_MANY_PICK_SQL)
-            .bind(to_json(&states)?)
-            .bind(list(&params.queues)?)
-            .bind(list(&params.kinds)?)
-            .bind(&params.tenant)
-            .bind(i64::from(params.limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let picked: Vec<(i64, String, String, String, Option<String>)> =
+            sqlx::query_as(RETRY_MANY_PICK_SQL)
+                .bind(to_json(&states)?)
+                .bind(list(&params.queues)?)
+                .bind(list(&params.kinds)?)
+                .bind(&params.tenant)
+                .bind(i64::from(params.limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
         if picked.is_empty() {
             return Ok(0);
         }
@@ -745,8 +749,8 @@ impl Store for SqliteStore {
             .rows_affected();
         let mut counts = CountDeltas::default();
         let mut queues = Vec::with_capacity(picked.len());
-        for (_, queue, kind, state) in picked {
-            counts.left(&queue, &kind, parse_state(&state)?);
+        for (_, queue, kind, state, tenant) in picked {
+            counts.left(&queue, &kind, tenant.as_deref(), parse_state(&state)?);
             queues.push(queue);
         }
         counts.apply(&mut tx).await?;
@@ -766,14 +770,21 @@ impl Store for SqliteStore {
                 Ok(StateCount {
                     queue: column(row, 0, "queue")?,
                     kind: column(row, 1, "kind")?,
-                    state: parse_state(column(row, 2, "state")?)?,
-                    count: column(row, 3, "count")?,
+                    tenant: column(row, 2, "tenant")?,
+                    state: parse_state(column(row, 3, "state")?)?,
+                    count: column(row, 4, "count")?,
+                    scheduled: column(row, 5, "scheduled")?,
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
         let order = |state: JobState| JobState::ALL.iter().position(|s| *s == state);
         counts.sort_by(|a, b| {
-            (&a.queue, &a.kind, order(a.state)).cmp(&(&b.queue, &b.kind, order(b.state)))
+            (&a.queue, &a.kind, &a.tenant, order(a.state)).cmp(&(
+                &b.queue,
+                &b.kind,
+                &b.tenant,
+                order(b.state),
+            ))
         });
         Ok(counts)
     }

@@ -751,8 +751,9 @@ async fn failed_finish_rolls_back_and_leaves_no_transaction_open() {
 
 async fn check_counts(store: &SqliteStore) {
     let rows = sqlx::query(
-        "SELECT queue, kind, state, COUNT(*) FROM stoker_jobs GROUP BY queue, kind, state \
-         ORDER BY queue, kind, state",
+        "SELECT queue, kind, state, COUNT(*), tenant, \
+                SUM(state = 'available' AND scheduled = 1) \
+         FROM stoker_jobs GROUP BY queue, kind, tenant, state",
     )
     .fetch_all(&mut *store.write_connection().await.unwrap())
     .await
@@ -764,10 +765,19 @@ async fn check_counts(store: &SqliteStore) {
             kind: row.get(1),
             state: row.get::<&str, _>(2).parse().unwrap(),
             count: row.get(3),
+            tenant: row.get(4),
+            scheduled: row.get(5),
         })
         .collect();
     let mut actual = store.job_stats().await.unwrap();
-    let key = |c: &StateCount| (c.queue.clone(), c.kind.clone(), c.state.as_str());
+    let key = |c: &StateCount| {
+        (
+            c.queue.clone(),
+            c.kind.clone(),
+            c.tenant.clone(),
+            c.state.as_str(),
+        )
+    };
     expected.sort_by_key(key);
     actual.sort_by_key(key);
     assert_eq!(actual, expected);

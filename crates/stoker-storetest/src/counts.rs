@@ -1,5 +1,6 @@
 //! The counters behind [`Store::job_stats`] (issue 13): after any sequence of transitions they
-//! equal a real count of the jobs, on every path a job can take.
+//! equal a real count of the jobs, per queue, kind, tenant and state, on every path a job can
+//! take; and the scheduled share of `available` is the jobs still waiting for their `run_at`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -7,14 +8,20 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use stoker_core::{
-    JobCancelParams, JobClaimParams, JobFinish, JobFinishParams, JobId, JobListParams,
-    JobPruneParams, JobRetryManyParams, JobRetryParams, JobStageParams, JobState, Outcome, Store,
+    BulkAction, BulkFilter, BulkOpCreateParams, BulkOpStepParams, JobCancelParams, JobClaimParams,
+    JobFinish, JobFinishParams, JobId, JobListParams, JobPruneParams, JobRetryManyParams,
+    JobRetryParams, JobStageParams, JobState, Outcome, Priority, QueuePruneRule, Store,
 };
 
-use crate::fixture::{at, attempt_error, insert, job_in, stats, Stats};
+use crate::fixture::{at, attempt_error, insert, job_in, stats_by_tenant, TenantStats};
 
-/// Counts every job by listing them all: the truth the counters must match.
-async fn real_count<S: Store>(store: &Arc<S>) -> Stats {
+/// Counts every job by listing them all: the truth the counters must match. With `now`, the
+/// scheduled share too: right after every due job was staged at `now`, an `available` job is
+/// in the schedule exactly when its `run_at` is after `now`. Without it, shares are left 0.
+async fn real_count<S: Store>(
+    store: &Arc<S>,
+    now: Option<chrono::DateTime<chrono::Utc>>,
+) -> TenantStats {
     let jobs = store
         .job_list(JobListParams {
             limit: 100_000,
@@ -22,21 +29,38 @@ async fn real_count<S: Store>(store: &Arc<S>) -> Stats {
         })
         .await
         .expect("job_list");
-    let mut counts: Stats = BTreeMap::new();
+    let mut counts: TenantStats = BTreeMap::new();
     for job in jobs {
-        *counts
-            .entry((job.queue, job.kind, job.state.as_str()))
-            .or_default() += 1;
+        let scheduled = job.state == JobState::Available && now.is_some_and(|now| job.run_at > now);
+        let entry = counts
+            .entry((job.queue, job.kind, job.tenant, job.state.as_str()))
+            .or_default();
+        entry.0 += 1;
+        entry.1 += i64::from(scheduled);
     }
     counts
 }
 
-/// A property test: from several seeds, 150 random steps each of insert (due and scheduled),
-/// stage, claim, every acknowledgement outcome, cancel (waiting and running), retry, bulk
-/// retry, delete and prune; after every step `job_stats` equals a real count.
+/// The store's counts, with the scheduled shares kept only when `keep_scheduled`.
+async fn counted<S: Store>(store: &Arc<S>, keep_scheduled: bool) -> TenantStats {
+    let mut counts = stats_by_tenant(store).await;
+    if !keep_scheduled {
+        for (_, scheduled) in counts.values_mut() {
+            *scheduled = 0;
+        }
+    }
+    counts
+}
+
+/// A property test: from several seeds, 150 random steps each of insert (due and scheduled,
+/// with and without a tenant), stage, claim, every acknowledgement outcome, a rescue, cancel
+/// (waiting and running), retry, bulk retry, delete, prune, and bulk operations by filter
+/// (retry, cancel, discard, delete, run-at); after every step `job_stats` equals a real count
+/// per (queue, kind, tenant, state), and after a full stage its scheduled shares do too.
 pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store: Arc<S>) {
     let queues = ["q1", "q2"];
     let kinds = ["a", "b"];
+    let tenants = [None, Some("t1"), Some("t2")];
     let mut ids: Vec<JobId> = Vec::new();
     let mut running: Vec<(JobId, i64)> = Vec::new();
     let mut clock = 0_i64;
@@ -45,14 +69,16 @@ pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store:
         for step in 0..150 {
             clock += rng.gen_range(1..5);
             let now = at(clock);
+            let mut staged_all = false;
             let pick = |rng: &mut StdRng, ids: &[JobId]| ids[rng.gen_range(0..ids.len())];
-            match rng.gen_range(0..11) {
+            match rng.gen_range(0..13) {
                 0 | 1 => {
                     let count = rng.gen_range(1..4);
                     let jobs = (0..count)
                         .map(|_| {
                             let mut job =
                                 job_in(queues[rng.gen_range(0..2)], kinds[rng.gen_range(0..2)]);
+                            job.tenant = tenants[rng.gen_range(0..3)].map(str::to_owned);
                             if rng.gen_bool(0.3) {
                                 job.run_at = Some(at(clock + rng.gen_range(1..20)));
                             }
@@ -62,10 +88,13 @@ pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store:
                     ids.extend(insert(&store, jobs, now).await);
                 }
                 2 => {
-                    store
+                    while store
                         .job_stage(JobStageParams { now, limit: 100 })
                         .await
-                        .expect("job_stage");
+                        .expect("job_stage")
+                        == 100
+                    {}
+                    staged_all = true;
                 }
                 3 | 4 => {
                     let claimed = store
@@ -97,11 +126,12 @@ pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store:
                         4 => Outcome::Cancel { error: Some(error) },
                         _ => Outcome::HandBack,
                     };
+                    // Now and then the rescuer's finish (a lost worker) rather than the worker's.
+                    let mut params =
+                        JobFinishParams::new(vec![JobFinish { id, fence, outcome }], now);
+                    params.rescue = rng.gen_bool(0.2);
                     store
-                        .job_finish_many(JobFinishParams::new(
-                            vec![JobFinish { id, fence, outcome }],
-                            now,
-                        ))
+                        .job_finish_many(params)
                         .await
                         .expect("job_finish_many");
                 }
@@ -124,12 +154,45 @@ pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store:
                             states: vec![JobState::Discarded, JobState::Cancelled],
                             queues: Vec::new(),
                             kinds: Vec::new(),
-                            tenant: None,
+                            tenant: tenants[rng.gen_range(0..3)].map(str::to_owned),
                             limit: 2,
                             now,
                         })
                         .await
                         .expect("job_retry_many");
+                }
+                11 | 12 => {
+                    let action = [
+                        BulkAction::Retry,
+                        BulkAction::Cancel,
+                        BulkAction::Discard,
+                        BulkAction::Delete,
+                        BulkAction::SetRunAt,
+                        BulkAction::SetPriority,
+                    ][rng.gen_range(0..6)];
+                    let filter = BulkFilter {
+                        queues: vec![queues[rng.gen_range(0..2)].to_owned()],
+                        tenant: tenants[rng.gen_range(0..3)].map(str::to_owned),
+                        ..BulkFilter::default()
+                    };
+                    let params = BulkOpCreateParams {
+                        action,
+                        filter,
+                        priority: (action == BulkAction::SetPriority).then_some(Priority(3)),
+                        run_at: (action == BulkAction::SetRunAt)
+                            .then(|| at(clock + rng.gen_range(-5..10))),
+                        created_by: None,
+                        now,
+                    };
+                    // A filter matching nothing is refused; that changes nothing either.
+                    if store.bulk_op_create(params).await.is_ok() {
+                        while store
+                            .bulk_op_step(BulkOpStepParams { limit: 2, now })
+                            .await
+                            .expect("bulk_op_step")
+                            .is_some()
+                        {}
+                    }
                 }
                 10 => {
                     store
@@ -139,6 +202,16 @@ pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store:
                             discarded_before: None,
                             keep_last: rng.gen_bool(0.3).then_some(3),
                             limit: 3,
+                            queue_rules: if rng.gen_bool(0.4) {
+                                vec![QueuePruneRule {
+                                    queue: queues[rng.gen_range(0..2)].into(),
+                                    state: JobState::Discarded,
+                                    finished_before: Some(at(clock - 10)),
+                                    keep_last: Some(1),
+                                }]
+                            } else {
+                                Vec::new()
+                            },
                         })
                         .await
                         .expect("job_prune");
@@ -146,8 +219,8 @@ pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store:
                 _ => {}
             }
             assert_eq!(
-                stats(&store).await,
-                real_count(&store).await,
+                counted(&store, staged_all).await,
+                real_count(&store, staged_all.then_some(now)).await,
                 "seed {seed}, step {step}: job_stats differs from a real count"
             );
         }

@@ -315,21 +315,49 @@ pub(crate) fn ids(rows: &[JobRow]) -> Vec<JobId> {
 /// `(queue, kind, state name)` to count, as [`Store::job_stats`] reports it.
 pub(crate) type Stats = BTreeMap<(String, String, &'static str), i64>;
 
-/// The store's counts, keyed by `(queue, kind, state)`.
+/// The store's counts, keyed by `(queue, kind, state)`: summed over tenants.
 ///
 /// # Panics
 ///
-/// If a key appears twice or a count is not positive (only non-zero counts are returned).
+/// As [`stats_by_tenant`].
 pub(crate) async fn stats<S: Store>(store: &Arc<S>) -> Stats {
     let mut stats = Stats::new();
+    for ((queue, kind, _, state), (count, _)) in stats_by_tenant(store).await {
+        *stats.entry((queue, kind, state)).or_default() += count;
+    }
+    stats
+}
+
+/// `(queue, kind, tenant, state name)` to `(count, scheduled)`, as [`Store::job_stats`]
+/// reports it.
+pub(crate) type TenantStats = BTreeMap<(String, String, Option<String>, &'static str), (i64, i64)>;
+
+/// The store's counts, keyed by `(queue, kind, tenant, state)`, with the scheduled share.
+///
+/// # Panics
+///
+/// If a key appears twice, a count is not positive (only non-zero counts are returned), or
+/// the scheduled share is negative, above the count, or given for a state but `available`.
+pub(crate) async fn stats_by_tenant<S: Store>(store: &Arc<S>) -> TenantStats {
+    let mut stats = TenantStats::new();
     for row in store.job_stats().await.expect("job_stats") {
         assert!(
             row.count > 0,
             "job_stats returns only non-zero counts, got {row:?}"
         );
-        let key = (row.queue.clone(), row.kind.clone(), row.state.as_str());
         assert!(
-            stats.insert(key, row.count).is_none(),
+            (0..=row.count).contains(&row.scheduled)
+                && (row.state == JobState::Available || row.scheduled == 0),
+            "a scheduled share only of available jobs, within the count: {row:?}"
+        );
+        let key = (
+            row.queue.clone(),
+            row.kind.clone(),
+            row.tenant.clone(),
+            row.state.as_str(),
+        );
+        assert!(
+            stats.insert(key, (row.count, row.scheduled)).is_none(),
             "job_stats repeats {row:?}"
         );
     }

@@ -269,6 +269,8 @@ macro_rules! conformance_tests {
             search_count_is_capped => search::count_is_capped,
             search_invalid_params_refused => search::invalid_params_refused,
             search_bulk_operation_uses_search_criteria => search::bulk_operation_uses_search_criteria,
+            // --- stream counts ---
+            prune_queue_rules_per_state => prune::queue_rules_per_state,
         }
     };
 }

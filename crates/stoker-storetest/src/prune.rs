@@ -180,3 +180,91 @@ pub async fn limit_respected<S: Store>(store: Arc<S>) {
     assert_eq!(passes, vec![4, 4, 2, 0]);
     assert_eq!(ids(&all_jobs(&store).await), vec![keep]);
 }
+
+// --- stream counts ---
+
+/// Per-queue, per-state rules (issue 13, item 9): `keep_last` keeps the newest N of one state
+/// in one queue (BullMQ's `removeOnComplete: N`), an age rule deletes one state of one queue
+/// finished before its cutoff; other states, other queues and unfinished jobs stay; the
+/// counters move with the rows; a rule for an unfinished state is refused and deletes nothing.
+pub async fn queue_rules_per_state<S: Store>(store: Arc<S>) {
+    use stoker_core::{QueuePruneRule, StoreErrorKind};
+
+    use crate::fixture::{expect_err_kind, stats};
+
+    let keep = unfinished(&store).await; // queue "q"
+    let mut completed = Vec::new();
+    for i in 0..5 {
+        completed.push(finished(&store, "q", "k", JobState::Completed, at(10 + i)).await);
+    }
+    let discarded_old = finished(&store, "q", "k", JobState::Discarded, at(5)).await;
+    let discarded_new = finished(&store, "q", "k", JobState::Discarded, at(500)).await;
+    let cancelled = finished(&store, "q", "k", JobState::Cancelled, at(1)).await;
+    let other = finished(&store, "other", "k", JobState::Completed, at(1)).await;
+
+    let rule = |state, finished_before, keep_last| QueuePruneRule {
+        queue: "q".into(),
+        state,
+        finished_before,
+        keep_last,
+    };
+    let bad = JobPruneParams {
+        limit: 100,
+        queue_rules: vec![rule(JobState::Running, Some(at(1_000)), None)],
+        ..JobPruneParams::default()
+    };
+    expect_err_kind(store.job_prune(bad).await, StoreErrorKind::Invalid);
+    assert_eq!(
+        all_jobs(&store).await.len(),
+        keep.len() + 9,
+        "nothing deleted"
+    );
+
+    let params = JobPruneParams {
+        limit: 100,
+        queue_rules: vec![
+            rule(JobState::Completed, None, Some(2)),
+            rule(JobState::Discarded, Some(at(100)), None),
+        ],
+        ..JobPruneParams::default()
+    };
+    assert_eq!(
+        prune(&store, params.clone()).await,
+        4,
+        "the three oldest completed and the old discarded job of q go"
+    );
+    let mut left = keep;
+    left.extend(&completed[3..]);
+    left.extend([discarded_new, cancelled, other]);
+    assert_eq!(sorted(ids(&all_jobs(&store).await)), sorted(left));
+    assert!(store
+        .job_get(discarded_old)
+        .await
+        .expect("job_get")
+        .is_none());
+    let counts = stats(&store).await;
+    let count = |queue: &str, state: JobState| {
+        counts
+            .get(&(queue.to_owned(), "k".to_owned(), state.as_str()))
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(count("q", JobState::Completed), 2);
+    assert_eq!(count("q", JobState::Discarded), 1);
+    assert_eq!(count("other", JobState::Completed), 1);
+    assert_eq!(
+        prune(&store, params).await,
+        0,
+        "a second pass finds nothing"
+    );
+
+    // Bounded: a call deletes at most `limit`, whatever its rules say.
+    let everything = JobPruneParams {
+        limit: 1,
+        queue_rules: vec![rule(JobState::Completed, None, Some(0))],
+        ..JobPruneParams::default()
+    };
+    assert_eq!(prune(&store, everything.clone()).await, 1);
+    assert_eq!(prune(&store, everything.clone()).await, 1);
+    assert_eq!(prune(&store, everything).await, 0);
+}

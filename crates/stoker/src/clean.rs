@@ -73,6 +73,7 @@ impl<S: Store + ?Sized> Client<S> {
                 discarded_before: when(JobState::Discarded),
                 keep_last: None,
                 limit: request.limit,
+                queue_rules: Vec::new(),
             })
             .await?)
     }

@@ -750,14 +750,22 @@ impl<S: Store + ?Sized> Client<S> {
         Ok(self.store.queue_list().await?)
     }
 
-    /// Job counts by state, per queue and per kind.
+    /// Job counts by state, per queue, per kind and per tenant, read from the store's counters
+    /// (never a count of the jobs). A client scoped to a tenant gets only that tenant's counts.
     ///
     /// # Errors
     ///
     /// A store error.
     pub async fn stats(&self) -> Result<Stats> {
-        self.require_every_tenant("stats")?;
-        Ok(Stats::from_counts(self.store.job_stats().await?))
+        let counts = self.store.job_stats().await?;
+        Ok(match self.tenant() {
+            None => Stats::from_counts(counts),
+            Some(own) => Stats::from_counts(
+                counts
+                    .into_iter()
+                    .filter(|count| count.tenant.as_deref() == Some(own)),
+            ),
+        })
     }
 
     /// Worker processes, with their heartbeats and counters.
@@ -933,7 +941,7 @@ impl<S: Store + ?Sized> Client<S> {
     }
 
     /// How many jobs are in `states`, of `queues` and `kinds` (empty means any), and of
-    /// `tenant` when given.
+    /// `tenant` when given: read from the store's counters, which are kept per tenant.
     async fn count_matching(
         &self,
         states: &[JobState],
@@ -942,35 +950,7 @@ impl<S: Store + ?Sized> Client<S> {
         tenant: Option<&str>,
     ) -> Result<u64> {
         let counts = self.store.job_stats().await?;
-        let every_tenant = matching_count(&counts, states, queues, kinds);
-        let Some(tenant) = tenant else {
-            return Ok(every_tenant);
-        };
-        if every_tenant == 0 {
-            return Ok(0);
-        }
-        // The store keeps counts per queue and kind, not per tenant: count the tenant's own
-        // jobs, a list page at a time.
-        let mut count = 0u64;
-        let mut before_id = None;
-        loop {
-            let page = self
-                .store
-                .job_list(JobListParams {
-                    states: states.to_vec(),
-                    kinds: kinds.to_vec(),
-                    queues: queues.to_vec(),
-                    tenant: Some(tenant.to_owned()),
-                    before_id,
-                    limit: JobFilter::LIMIT_MAX,
-                })
-                .await?;
-            count += page.len() as u64;
-            if page.len() < JobFilter::LIMIT_MAX as usize {
-                return Ok(count);
-            }
-            before_id = page.last().map(|job| job.id);
-        }
+        Ok(matching_count(&counts, states, queues, kinds, tenant))
     }
 }
 
@@ -1297,18 +1277,21 @@ pub struct RetryReport {
     pub remaining: u64,
 }
 
-/// How many jobs the counts hold in `states`, of `queues` and `kinds` (empty means any).
+/// How many jobs the counts hold in `states`, of `queues` and `kinds` (empty means any), and
+/// of `tenant` when given.
 fn matching_count(
     counts: &[StateCount],
     states: &[JobState],
     queues: &[String],
     kinds: &[String],
+    tenant: Option<&str>,
 ) -> u64 {
     let total: i64 = counts
         .iter()
         .filter(|count| states.contains(&count.state))
         .filter(|count| queues.is_empty() || queues.contains(&count.queue))
         .filter(|count| kinds.is_empty() || kinds.contains(&count.kind))
+        .filter(|count| tenant.is_none() || count.tenant.as_deref() == tenant)
         .map(|count| count.count)
         .sum();
     u64::try_from(total).unwrap_or(0)
@@ -1326,7 +1309,8 @@ pub struct JobPage {
 /// How many jobs are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateCounts {
-    /// Waiting to run (now or scheduled).
+    /// Due: waiting to run now (`available` and out of the schedule). Jobs still waiting for
+    /// their `run_at` are in `scheduled` instead.
     pub available: i64,
     /// Running now.
     pub running: i64,
@@ -1338,13 +1322,17 @@ pub struct StateCounts {
     pub discarded: i64,
     /// Cancelled.
     pub cancelled: i64,
+    // --- stream counts ---
+    /// Scheduled: `available` but not yet due (waiting in the schedule for their `run_at`).
+    #[serde(default)]
+    pub scheduled: i64,
 }
 
 impl StateCounts {
-    /// The count for `state`.
+    /// The count for `state`; for `available`, due and scheduled jobs together.
     pub fn get(&self, state: JobState) -> i64 {
         match state {
-            JobState::Available => self.available,
+            JobState::Available => self.available + self.scheduled,
             JobState::Running => self.running,
             JobState::Retryable => self.retryable,
             JobState::Completed => self.completed,
@@ -1353,7 +1341,10 @@ impl StateCounts {
         }
     }
 
-    fn add(&mut self, state: JobState, count: i64) {
+    /// Adds a store count: `count` jobs in `state`, `scheduled` of them in the schedule.
+    fn add(&mut self, state: JobState, count: i64, scheduled: i64) {
+        self.scheduled += scheduled;
+        let count = count - scheduled;
         let slot = match state {
             JobState::Available => &mut self.available,
             JobState::Running => &mut self.running,
@@ -1371,7 +1362,7 @@ impl StateCounts {
     }
 }
 
-/// Job counts by state: overall, per queue and per kind.
+/// Job counts by state: overall, per queue, per kind and per tenant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
     /// Every job.
@@ -1380,24 +1371,36 @@ pub struct Stats {
     pub queues: BTreeMap<String, StateCounts>,
     /// Per kind, by name.
     pub kinds: BTreeMap<String, StateCounts>,
+    // --- stream counts ---
+    /// Per tenant, by id; jobs without a tenant are in none of them.
+    #[serde(default)]
+    pub tenants: BTreeMap<String, StateCounts>,
 }
 
 impl Stats {
-    /// Sums the store's per-(queue, kind, state) counts.
+    /// Sums the store's per-(queue, kind, tenant, state) counts.
     pub fn from_counts(counts: impl IntoIterator<Item = StateCount>) -> Self {
         let mut stats = Stats::default();
         for count in counts {
-            stats.totals.add(count.state, count.count);
+            let (state, n, scheduled) = (count.state, count.count, count.scheduled);
+            stats.totals.add(state, n, scheduled);
             stats
                 .queues
                 .entry(count.queue)
                 .or_default()
-                .add(count.state, count.count);
+                .add(state, n, scheduled);
             stats
                 .kinds
                 .entry(count.kind)
                 .or_default()
-                .add(count.state, count.count);
+                .add(state, n, scheduled);
+            if let Some(tenant) = count.tenant {
+                stats
+                    .tenants
+                    .entry(tenant)
+                    .or_default()
+                    .add(state, n, scheduled);
+            }
         }
         stats
     }
@@ -1408,12 +1411,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn counts_a_tenants_jobs_and_splits_scheduled_from_due() {
+        let count = |tenant: Option<&str>, state, count, scheduled| StateCount {
+            queue: "q".into(),
+            kind: "k".into(),
+            state,
+            count,
+            tenant: tenant.map(str::to_owned),
+            scheduled,
+        };
+        let counts = vec![
+            count(None, JobState::Available, 5, 2),
+            count(Some("t"), JobState::Available, 3, 3),
+            count(Some("t"), JobState::Discarded, 4, 0),
+            count(Some("u"), JobState::Discarded, 1, 0),
+        ];
+        let discarded = [JobState::Discarded];
+        assert_eq!(matching_count(&counts, &discarded, &[], &[], Some("t")), 4);
+        assert_eq!(matching_count(&counts, &discarded, &[], &[], Some("v")), 0);
+        assert_eq!(matching_count(&counts, &discarded, &[], &[], None), 5);
+        let stats = Stats::from_counts(counts);
+        assert_eq!(stats.totals.available, 3, "due only");
+        assert_eq!(stats.totals.scheduled, 5);
+        assert_eq!(stats.totals.get(JobState::Available), 8);
+        assert_eq!(stats.totals.total(), 13);
+        assert_eq!(stats.tenants["t"].scheduled, 3);
+        assert_eq!(stats.tenants["t"].available, 0);
+        assert_eq!(stats.tenants["u"].discarded, 1);
+        assert_eq!(
+            stats.tenants.len(),
+            2,
+            "jobs without a tenant are in no tenant"
+        );
+    }
+
+    #[test]
     fn counts_the_jobs_the_filters_match() {
         let count = |queue: &str, kind: &str, state, count| StateCount {
             queue: queue.into(),
             kind: kind.into(),
             state,
             count,
+            tenant: None,
+            scheduled: 0,
         };
         let counts = [
             count("a", "k", JobState::Discarded, 4),
@@ -1422,16 +1462,25 @@ mod tests {
             count("a", "k", JobState::Completed, 9),
         ];
         let discarded = [JobState::Discarded];
-        assert_eq!(matching_count(&counts, &discarded, &[], &[]), 9);
-        assert_eq!(matching_count(&counts, &discarded, &["a".into()], &[]), 6);
+        assert_eq!(matching_count(&counts, &discarded, &[], &[], None), 9);
         assert_eq!(
-            matching_count(&counts, &discarded, &["a".into()], &["k".into()]),
+            matching_count(&counts, &discarded, &["a".into()], &[], None),
+            6
+        );
+        assert_eq!(
+            matching_count(&counts, &discarded, &["a".into()], &["k".into()], None),
             4
         );
-        assert_eq!(matching_count(&counts, &discarded, &[], &["k".into()]), 7);
-        assert_eq!(matching_count(&counts, &discarded, &["zzz".into()], &[]), 0);
+        assert_eq!(
+            matching_count(&counts, &discarded, &[], &["k".into()], None),
+            7
+        );
+        assert_eq!(
+            matching_count(&counts, &discarded, &["zzz".into()], &[], None),
+            0
+        );
         let both = [JobState::Discarded, JobState::Completed];
-        assert_eq!(matching_count(&counts, &both, &[], &[]), 18);
+        assert_eq!(matching_count(&counts, &both, &[], &[], None), 18);
     }
 
     #[test]

@@ -103,8 +103,20 @@ mod scenarios {
         assert_eq!(listed, vec![named, own]);
         assert_eq!(acme.cancel(own).await.unwrap().state, JobState::Cancelled);
 
+        // Its stats count only its own jobs, from the store's per-tenant counters.
+        let stats = acme.stats().await.unwrap();
+        assert_eq!(
+            (stats.totals.available, stats.totals.cancelled),
+            (1, 1),
+            "{stats:?}"
+        );
+        assert_eq!(stats.totals.total(), 2);
+        assert_eq!(stats.tenants.keys().collect::<Vec<_>>(), vec!["acme"]);
+        let every = admin.stats().await.unwrap();
+        assert_eq!(every.totals.total(), 4);
+        assert_eq!(every.tenants["globex"].available, 1);
+
         // Calls spanning every tenant are refused.
-        assert_forbidden(acme.stats().await);
         assert_forbidden(acme.queues().await);
         assert_forbidden(acme.queue_overview().await);
         assert_forbidden(acme.workers().await);

@@ -186,6 +186,68 @@ mod scenarios {
         );
         assert_eq!(total.run.count, 5);
     }
+
+    // --- stream counts ---
+    /// Attempts the rescuer ends (a worker that died mid-job) are recorded as failed attempts,
+    /// retried or discarded, like a worker's own failures; before issue 13's item 4 they were
+    /// missing from the history.
+    pub async fn rescued_attempts_are_recorded(store: Arc<dyn Store>) {
+        use stoker::core::JobClaimParams;
+        use stoker::maintenance::{Rescuer, RescuerConfig};
+
+        let clock = Arc::new(StubClock::new(t0()));
+        let history = History::new(Arc::clone(&store));
+        let client = Client::new(Arc::clone(&store))
+            .with_clock(clock.clone())
+            .with_history(history.clone());
+        for attempts in [1, 5] {
+            client
+                .enqueue_raw(
+                    "k",
+                    json!({}),
+                    EnqueueOptions::new().queue("r").max_attempts(attempts),
+                )
+                .await
+                .unwrap();
+        }
+        // Claimed by a worker that never heartbeats: it has no row, so it is lost at once.
+        let claimed = store
+            .job_claim(JobClaimParams {
+                queue: "r".into(),
+                kinds: Vec::new(),
+                limit: 10,
+                worker_id: "gone".into(),
+                now: clock.now(),
+                lease: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 2);
+        clock.advance(chrono::Duration::seconds(10));
+        let rescuer = Rescuer::new(
+            Arc::clone(&store),
+            clock.clone(),
+            Arc::new(stoker::Registry::new()),
+            RescuerConfig::default(),
+        )
+        .with_history(history.clone());
+        let report = rescuer.run_once().await.unwrap();
+        assert_eq!((report.retried, report.discarded), (1, 1), "{report}");
+        history.flush().await.unwrap();
+
+        let series = client
+            .series(&request(3600, 60, clock.now()))
+            .await
+            .unwrap();
+        let total = &series.total;
+        assert_eq!(
+            (total.enqueued, total.failed, total.retried, total.discarded),
+            (2, 2, 1, 1),
+            "{total:?}"
+        );
+        // Run from the claim to the rescue: 10 s, the bucket [8.192, 16.384) s.
+        assert_eq!(total.run.count, 2);
+    }
 }
 
 macro_rules! history_tests {
@@ -193,6 +255,7 @@ macro_rules! history_tests {
         history_tests!(@each $factory, [$(#[$attr])*],
             pull_workers_are_recorded_and_rolled_up,
             embedded_workers_are_recorded,
+            rescued_attempts_are_recorded,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {

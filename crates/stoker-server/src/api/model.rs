@@ -1034,7 +1034,7 @@ pub struct RetryJobsResponse {
 /// How many jobs are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobCounts {
-    /// Waiting to run (now or scheduled).
+    /// Due: waiting to run now. Jobs waiting for their `run_at` are in `scheduled`.
     pub available: i64,
     /// Running now.
     pub running: i64,
@@ -1046,6 +1046,10 @@ pub struct JobCounts {
     pub discarded: i64,
     /// Cancelled.
     pub cancelled: i64,
+    // --- stream counts ---
+    /// Scheduled: in state `available` but not yet due (waiting for their `run_at`).
+    #[serde(default)]
+    pub scheduled: i64,
 }
 
 impl From<StateCounts> for JobCounts {
@@ -1057,15 +1061,16 @@ impl From<StateCounts> for JobCounts {
             completed: counts.completed,
             discarded: counts.discarded,
             cancelled: counts.cancelled,
+            scheduled: counts.scheduled,
         }
     }
 }
 
 impl JobCounts {
-    /// The count for `state`.
+    /// The count for `state`; for `available`, due and scheduled jobs together.
     pub fn get(&self, state: JobState) -> i64 {
         match state {
-            JobState::Available => self.available,
+            JobState::Available => self.available + self.scheduled,
             JobState::Running => self.running,
             JobState::Retryable => self.retryable,
             JobState::Completed => self.completed,
@@ -1226,7 +1231,9 @@ pub struct StatsQuery {
     pub minutes: Option<u32>,
 }
 
-/// Job counts (totals, per queue, per kind) and recent throughput.
+/// Job counts (totals, per queue, per kind, per tenant) and recent throughput. For a
+/// tenant-bound token, every count is of its own tenant's jobs only, and the throughput
+/// (which spans every tenant) has no minutes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StatsResponse {
     /// Every job by state.
@@ -1237,6 +1244,10 @@ pub struct StatsResponse {
     pub kinds: BTreeMap<String, JobCounts>,
     /// Jobs finished per minute, as observed by this server.
     pub throughput: Throughput,
+    // --- stream counts ---
+    /// Per tenant, by id (jobs without a tenant are in none).
+    #[serde(default)]
+    pub tenants: BTreeMap<String, JobCounts>,
 }
 
 /// Jobs finished per minute across the cluster, as this server observed them.

@@ -5,6 +5,8 @@
 //! range. Small `--jobs` make it a smoke test; CI runs it that way and never asserts a speed.
 
 mod bare;
+// --- stream counts ---
+mod counts;
 // History (issue 13).
 mod history;
 mod http;
@@ -44,7 +46,8 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_enum)]
     pub workloads: Vec<Workload>,
 
-    /// Other jobs placed in the table for W4 (half scheduled in the future, half completed).
+    /// Other jobs placed in the table for W4 (half scheduled in the future, half completed),
+    /// and the jobs the Counts workload writes before it times its queries.
     #[arg(long, default_value_t = 1_000_000)]
     pub scale_rows: usize,
 
@@ -83,6 +86,11 @@ pub enum Workload {
     /// Job search (issue 14): the dashboard's searches and counts on `--scale-rows` jobs, in
     /// milliseconds per call. Not in the default set.
     Search,
+    // --- stream counts ---
+    /// Counts (issue 13): on PostgreSQL the W2 drain at concurrency 50 with the old and the
+    /// new counting in A/B pairs; on either store the stats, series and failure-group
+    /// queries with `--scale-rows` jobs in the table. Not in the default set.
+    Counts,
 }
 
 /// Runs the benchmark and prints its report.

@@ -43,6 +43,8 @@ pub(crate) async fn run(
         Workload::Events => super::events::run(target, args, report).await,
         // --- stream search ---
         Workload::Search => super::search::run(target, args, report).await,
+        // --- stream counts ---
+        Workload::Counts => super::counts::run(target, args, report).await,
     }
 }
 

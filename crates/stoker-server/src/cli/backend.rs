@@ -43,6 +43,7 @@ pub(crate) struct StatsOutput {
     pub(crate) kinds: BTreeMap<String, JobCounts>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) throughput: Option<Throughput>,
+    pub(crate) tenants: BTreeMap<String, JobCounts>,
 }
 
 impl From<Stats> for StatsOutput {
@@ -57,6 +58,7 @@ impl From<Stats> for StatsOutput {
             queues: counts(stats.queues),
             kinds: counts(stats.kinds),
             throughput: None,
+            tenants: counts(stats.tenants),
         }
     }
 }
@@ -68,6 +70,7 @@ impl From<StatsResponse> for StatsOutput {
             queues: stats.queues,
             kinds: stats.kinds,
             throughput: Some(stats.throughput),
+            tenants: stats.tenants,
         }
     }
 }

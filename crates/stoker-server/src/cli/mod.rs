@@ -800,6 +800,9 @@ async fn stats(target: &Target) -> Result<(), CliError> {
     for (kind, counts) in &stats.kinds {
         row(format!("kind {kind}"), counts);
     }
+    for (tenant, counts) in &stats.tenants {
+        row(format!("tenant {tenant}"), counts);
+    }
     print!("{}", table.render());
     if let Some(throughput) = &stats.throughput {
         let (completed, discarded, failed) =

@@ -258,15 +258,25 @@ pub(crate) fn compact(value: &Value) -> String {
 
 /// A row of counts by state, in the table column order.
 pub(crate) fn count_cells(counts: &JobCounts) -> Vec<String> {
-    JobState::ALL
-        .iter()
-        .map(|state| counts.get(*state).to_string())
-        .collect()
+    [
+        counts.available,
+        counts.scheduled,
+        counts.running,
+        counts.retryable,
+        counts.completed,
+        counts.discarded,
+        counts.cancelled,
+    ]
+    .iter()
+    .map(i64::to_string)
+    .collect()
 }
 
-/// The headers of [`count_cells`], right-aligned.
-pub(crate) const COUNT_HEADERS: [&str; 6] = [
+/// The headers of [`count_cells`], right-aligned: `AVAILABLE` is due work, `SCHEDULED` the
+/// available jobs still waiting for their `run_at`.
+pub(crate) const COUNT_HEADERS: [&str; 7] = [
     ">AVAILABLE",
+    ">SCHEDULED",
     ">RUNNING",
     ">RETRYABLE",
     ">COMPLETED",

@@ -592,7 +592,9 @@ pub async fn exercise(cli: &Cli) {
         .find(|queue| queue["name"] == "cli")
         .unwrap_or_else(|| panic!("queue cli in {queues:#}"));
     assert_eq!(queue["paused"], true);
-    assert_eq!(queue["counts"]["available"], 2);
+    // Both waiting jobs are scheduled (a delay, a run-at): none is due yet.
+    assert_eq!(queue["counts"]["available"], 0);
+    assert_eq!(queue["counts"]["scheduled"], 2);
     let human = cli.run(&["queues", "resume", "cli"]).ok();
     assert_eq!(human.stdout.trim(), "resumed queue cli");
     let human = cli.run(&["queues", "list"]).ok();
@@ -603,15 +605,17 @@ pub async fn exercise(cli: &Cli) {
         .unwrap_or_else(|| panic!("a row for cli in {human:#?}"));
     assert_eq!(
         row.split_whitespace().collect::<Vec<_>>(),
-        ["cli", "no", "2", "0", "0", "0", "0", "0"]
+        ["cli", "no", "0", "2", "0", "0", "0", "0", "0"]
     );
     cli.run(&["queues", "pause", "no spaces"]).fails(2, "queue");
 
     // Stats and handlers.
     let stats = cli.json(&["stats"]);
-    assert_eq!(stats["queues"]["cli"]["available"], 2);
-    assert_eq!(stats["kinds"]["email"]["available"], 1);
-    assert!(stats["totals"]["available"].as_i64().unwrap() >= 2);
+    assert_eq!(stats["queues"]["cli"]["scheduled"], 2);
+    assert_eq!(stats["queues"]["cli"]["available"], 0);
+    assert_eq!(stats["kinds"]["email"]["scheduled"], 1);
+    assert!(stats["totals"]["scheduled"].as_i64().unwrap() >= 2);
+    assert_eq!(stats["tenants"]["acme"]["scheduled"], 1);
     let human = cli.run(&["stats"]).ok();
     assert!(human.stdout.contains("queue cli"), "{human:#?}");
     assert!(human.stdout.contains("kind report"), "{human:#?}");

@@ -23,6 +23,8 @@ use tracing::Instrument;
 pub use bulk::{BulkReport, BulkRunner, BulkRunnerConfig};
 pub use elector::{Elector, ElectorConfig};
 pub use pruner::{PruneReport, Pruner, PrunerConfig};
+// --- stream counts ---
+pub use pruner::{QueueRetention, StateRetention};
 pub use rescuer::{RescueReport, Rescuer, RescuerConfig};
 pub use stager::{StageReport, Stager, StagerConfig};
 
@@ -157,6 +159,9 @@ pub(crate) struct MaintenanceExtras {
     // --- stream events ---
     /// Where the rescuer publishes its rescues.
     pub(crate) events: Option<crate::EventHub>,
+    // --- stream counts ---
+    /// The process's history recorder: the rescuer records the attempts it ends there.
+    pub(crate) history: Option<crate::history::History>,
 }
 
 /// The maintenance services of one process: an elector, and the services it runs while it
@@ -200,8 +205,13 @@ impl Maintenance {
                     config.rescuer,
                 );
                 // --- stream events ---
-                match extras.events.clone() {
+                let rescuer = match extras.events.clone() {
                     Some(hub) => rescuer.with_event_hub(hub),
+                    None => rescuer,
+                };
+                // --- stream counts ---
+                match extras.history.clone() {
+                    Some(history) => rescuer.with_history(history),
                     None => rescuer,
                 }
             }),

@@ -1,10 +1,11 @@
 //! The pruner: deletes finished jobs past their retention, so the table stays small.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use stoker_core::{Clock, JobPruneParams, Store};
+use stoker_core::{Clock, JobPruneParams, JobState, QueuePruneRule, Store};
 
 /// Settings of the [`Pruner`]. Setting a retention to `None` keeps those jobs forever.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,53 @@ pub struct PrunerConfig {
     pub worker_retention: Duration,
     /// The most rows one statement deletes; a pass repeats until done. Defaults to 5,000.
     pub batch: u32,
+    // --- stream counts ---
+    /// Per queue, by name: retention per finished state, applied besides the rules above (a
+    /// job goes when any rule says so). Defaults to none.
+    pub queues: BTreeMap<String, QueueRetention>,
+}
+
+// --- stream counts ---
+/// Retention of one queue's finished jobs, per state, in [`PrunerConfig::queues`].
+///
+/// # Examples
+///
+/// BullMQ's `removeOnComplete: 100`, `removeOnFail: { age: 7 days }` for queue `emails`:
+///
+/// ```
+/// use std::time::Duration;
+/// use stoker::maintenance::{PrunerConfig, QueueRetention, StateRetention};
+///
+/// let mut config = PrunerConfig::default();
+/// config.queues.insert(
+///     "emails".to_owned(),
+///     QueueRetention {
+///         completed: StateRetention { keep_last: Some(100), ..StateRetention::default() },
+///         discarded: StateRetention {
+///             max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+///             ..StateRetention::default()
+///         },
+///         ..QueueRetention::default()
+///     },
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueRetention {
+    /// For `completed` jobs. Defaults to no rule.
+    pub completed: StateRetention,
+    /// For `cancelled` jobs. Defaults to no rule.
+    pub cancelled: StateRetention,
+    /// For `discarded` jobs (the dead letters). Defaults to no rule.
+    pub discarded: StateRetention,
+}
+
+/// Retention of one queue's jobs in one finished state: by age, by count, or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateRetention {
+    /// Delete them this long after they finished. Defaults to none.
+    pub max_age: Option<Duration>,
+    /// Keep only the newest this many (by finish time). Defaults to no limit.
+    pub keep_last: Option<u32>,
 }
 
 impl Default for PrunerConfig {
@@ -37,6 +85,7 @@ impl Default for PrunerConfig {
             keep_last: None,
             worker_retention: Duration::from_secs(3600),
             batch: 5000,
+            queues: BTreeMap::new(),
         }
     }
 }
@@ -79,6 +128,32 @@ impl Pruner {
         &self.config
     }
 
+    /// The store's rules for [`PrunerConfig::queues`], with ages turned into cutoffs by
+    /// `before`.
+    fn queue_rules(
+        &self,
+        before: &dyn Fn(Option<Duration>) -> Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Vec<QueuePruneRule> {
+        let mut rules = Vec::new();
+        for (queue, retention) in &self.config.queues {
+            for (state, rule) in [
+                (JobState::Completed, retention.completed),
+                (JobState::Cancelled, retention.cancelled),
+                (JobState::Discarded, retention.discarded),
+            ] {
+                if rule.max_age.is_some() || rule.keep_last.is_some() {
+                    rules.push(QueuePruneRule {
+                        queue: queue.clone(),
+                        state,
+                        finished_before: before(rule.max_age),
+                        keep_last: rule.keep_last,
+                    });
+                }
+            }
+        }
+        rules
+    }
+
     /// One pass: deletes in batches until nothing is left to prune.
     ///
     /// # Errors
@@ -97,6 +172,7 @@ impl Pruner {
             discarded_before: before(self.config.discarded_retention),
             keep_last: self.config.keep_last,
             limit: self.config.batch.max(1),
+            queue_rules: self.queue_rules(&before),
         };
         let mut report = PruneReport::default();
         loop {

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use stoker_core::{
     AttemptError, Clock, ErrorKind, JobFinish, JobFinishParams, JobId, JobStuckParams, Outcome,
@@ -75,6 +75,8 @@ pub struct Rescuer {
     // --- stream events ---
     /// Where rescues are published as live events, if anywhere.
     events: Option<crate::EventHub>,
+    // --- stream counts ---
+    history: Option<crate::history::History>,
 }
 
 impl Rescuer {
@@ -91,6 +93,7 @@ impl Rescuer {
             registry,
             config,
             events: None,
+            history: None,
         }
     }
 
@@ -99,6 +102,14 @@ impl Rescuer {
     /// Publishes every rescue (the job `retryable` or `discarded`, "worker lost") on `hub`.
     pub fn with_event_hub(mut self, hub: crate::EventHub) -> Self {
         self.events = Some(hub);
+        self
+    }
+
+    /// Records the attempts it ends in `history` (issue 13), as a worker records its own: a
+    /// failed attempt, retried or discarded, with the run time from the attempt's start to the
+    /// rescue. Without it, a lost worker's jobs would be missing from the history's failures.
+    pub fn with_history(mut self, history: crate::history::History) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -176,6 +187,18 @@ impl Rescuer {
                         })
                         .collect()
                 });
+            }
+            if let Some(history) = &self.history {
+                let outcomes: HashMap<JobId, &Outcome> = finishes
+                    .iter()
+                    .map(|finish| (finish.id, &finish.outcome))
+                    .collect();
+                history.record_finished(
+                    now,
+                    applied
+                        .iter()
+                        .filter_map(|job| Some((job, *outcomes.get(&job.id)?, None))),
+                );
             }
             let applied: HashSet<JobId> = applied.iter().map(|job| job.id).collect();
             for finish in &finishes {

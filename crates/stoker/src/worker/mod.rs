@@ -580,6 +580,12 @@ impl Worker {
                     )),
                     // --- stream events ---
                     events: Some(runtime.config.client.event_hub().clone()),
+                    // --- stream counts ---
+                    history: runtime
+                        .config
+                        .history
+                        .as_ref()
+                        .map(|(history, _)| history.clone()),
                 },
             )
         });
