@@ -15,7 +15,7 @@ export interface JobEvent {
   error: string | null;
 }
 
-/** Jobs by state. `scheduled` (waiting, due later) overlaps `available` and `retryable`. */
+/** Jobs by state. `available` is due work; `scheduled` is available but not yet due. */
 export interface SnapshotStates {
   available: number;
   scheduled: number;

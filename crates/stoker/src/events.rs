@@ -139,10 +139,9 @@ impl JobEvent {
 /// Jobs by state, as a snapshot shows them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotStates {
-    /// Waiting to run (due or scheduled).
+    /// Due: waiting to run now.
     pub available: i64,
-    /// Waiting (`available` or `retryable`) for a `run_at` still ahead; these are also
-    /// counted in `available` or `retryable`.
+    /// Available but not yet due (waiting for a `run_at` still ahead); not in `available`.
     pub scheduled: i64,
     /// Running now.
     pub running: i64,
@@ -157,10 +156,10 @@ pub struct SnapshotStates {
 }
 
 impl SnapshotStates {
-    fn of(counts: &crate::StateCounts, scheduled: i64) -> Self {
+    fn of(counts: &crate::StateCounts) -> Self {
         SnapshotStates {
             available: counts.available,
-            scheduled,
+            scheduled: counts.scheduled,
             running: counts.running,
             retryable: counts.retryable,
             completed: counts.completed,
@@ -705,10 +704,7 @@ async fn snapshot<S: Store + ?Sized>(client: &Client<S>) -> Result<Snapshot> {
             SnapshotQueue {
                 name: name.to_owned(),
                 paused: rows.iter().any(|row| row.name == name && row.paused),
-                states: SnapshotStates::of(
-                    &stats.queues.get(name).copied().unwrap_or_default(),
-                    depth.map_or(0, |depth| depth.scheduled),
-                ),
+                states: SnapshotStates::of(&stats.queues.get(name).copied().unwrap_or_default()),
                 oldest_waiting_secs: depth
                     .and_then(|depth| depth.oldest_due_at)
                     .map_or(0.0, |at| {
@@ -720,7 +716,7 @@ async fn snapshot<S: Store + ?Sized>(client: &Client<S>) -> Result<Snapshot> {
     let stale_after = client.stale_after();
     Ok(Snapshot {
         at: now,
-        states: SnapshotStates::of(&stats.totals, depths.iter().map(|d| d.scheduled).sum()),
+        states: SnapshotStates::of(&stats.totals),
         queues,
         minute,
         workers_alive: workers
