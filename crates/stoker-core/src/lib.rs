@@ -26,6 +26,8 @@ mod history;
 mod insert;
 mod job;
 mod store;
+// --- stream tokens ---
+mod token;
 
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
@@ -59,4 +61,9 @@ pub use store::{
     JobRetryManyParams, JobRetryParams, JobStageParams, JobStuckParams, LeaderElectParams,
     LeaderRow, LeaseExtended, Outcome, QueueParams, QueueRow, StateCount, Store, StoreEvent,
     StoreTx, WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
+};
+// --- stream tokens ---
+pub use token::{
+    validate_token_fields, validate_token_id, TokenCreateParams, TokenRow, TOKEN_ID_LEN,
+    TOKEN_NAME_MAX_LEN, TOKEN_SCOPES, TOKEN_TOUCH_EVERY_SECONDS,
 };

@@ -60,6 +60,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "failures",
         sql: include_str!("../migrations/0008_failures.sql"),
     },
+    // --- stream tokens ---
+    Migration {
+        version: 13,
+        name: "tokens",
+        sql: include_str!("../migrations/0013_tokens.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

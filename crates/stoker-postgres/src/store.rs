@@ -35,6 +35,8 @@ use crate::{failures, migrate};
 
 // Recurring schedules (issue 15).
 mod cron;
+// --- stream tokens ---
+mod token;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1171,6 +1173,34 @@ impl Store for PgStore {
 
     async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>> {
         self.inner.history.depths(&self.inner.pool).await
+    }
+    // --- stream tokens ---
+
+    async fn token_create(
+        &self,
+        params: stoker_core::TokenCreateParams,
+    ) -> StoreResult<stoker_core::TokenRow> {
+        self.token_create_impl(params).await
+    }
+
+    async fn token_get(&self, id: &str) -> StoreResult<Option<stoker_core::TokenRow>> {
+        self.token_get_impl(id).await
+    }
+
+    async fn token_list(&self) -> StoreResult<Vec<stoker_core::TokenRow>> {
+        self.token_list_impl().await
+    }
+
+    async fn token_revoke(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<stoker_core::TokenRow> {
+        self.token_revoke_impl(id, now).await
+    }
+
+    async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.token_touch_impl(id, now).await
     }
 }
 

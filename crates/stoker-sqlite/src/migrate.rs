@@ -72,6 +72,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "failures",
         sql: include_str!("../migrations/0010_failures.sql"),
     },
+    // --- stream tokens ---
+    Migration {
+        version: 15,
+        name: "tokens",
+        sql: include_str!("../migrations/0015_tokens.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -94,6 +94,8 @@ pub mod rescue;
 pub mod shared;
 pub mod stage;
 pub mod stats;
+// --- stream tokens ---
+pub mod token;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -251,6 +253,10 @@ macro_rules! conformance_tests {
             history_record_adds_and_scopes => history::record_adds_and_scopes,
             history_rollup_across_boundaries_and_retention => history::rollup_across_boundaries_and_retention,
             history_queue_depths_due_and_scheduled => history::queue_depths_due_and_scheduled,
+            // --- stream tokens ---
+            token_create_get_list => token::create_get_list,
+            token_revoke_and_expire => token::revoke_and_expire,
+            token_touch_once_a_minute => token::touch_once_a_minute,
         }
     };
 }
@@ -287,7 +293,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 19] = [
+    const MODULES: [(&str, &str); 20] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -307,6 +313,8 @@ mod tests {
         ("stats", include_str!("stats.rs")),
         ("history", include_str!("history.rs")),
         ("counts", include_str!("counts.rs")),
+        // --- stream tokens ---
+        ("token", include_str!("token.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -227,4 +227,10 @@ counting_store! {
         async fn history_query(&self, params: stoker_core::HistoryQueryParams) -> StoreResult<Vec<stoker_core::HistoryValue>>;
         async fn history_rollup(&self, params: stoker_core::HistoryRollupParams) -> StoreResult<stoker_core::HistoryRollupReport>;
         async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>>;
+        // --- stream tokens ---
+        async fn token_create(&self, params: stoker_core::TokenCreateParams) -> StoreResult<stoker_core::TokenRow>;
+        async fn token_get(&self, id: &str) -> StoreResult<Option<stoker_core::TokenRow>>;
+        async fn token_list(&self) -> StoreResult<Vec<stoker_core::TokenRow>>;
+        async fn token_revoke(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::TokenRow>;
+        async fn token_touch(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<bool>;
 }
