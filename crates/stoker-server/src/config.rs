@@ -112,7 +112,16 @@ pub struct Config {
     pub bulk: stoker::maintenance::BulkRunnerConfig,
     /// Durable history (issue 13).
     pub history: HistorySettings,
+    // --- stream tokens ---
+    /// How long a server trusts a stored token's row before reading it again (issue 17): a
+    /// revocation reaches every server within this long. Defaults to
+    /// [`TOKEN_CACHE_TTL_DEFAULT`]; zero reads the row on every request.
+    pub token_cache_ttl: Duration,
 }
+
+// --- stream tokens ---
+/// The default of [`Config::token_cache_ttl`]: 5 seconds.
+pub const TOKEN_CACHE_TTL_DEFAULT: Duration = Duration::from_secs(5);
 
 impl Default for Config {
     fn default() -> Self {
@@ -134,6 +143,8 @@ impl Default for Config {
             cron: Vec::new(),
             bulk: stoker::maintenance::BulkRunnerConfig::default(),
             history: HistorySettings::default(),
+            // --- stream tokens ---
+            token_cache_ttl: TOKEN_CACHE_TTL_DEFAULT,
         }
     }
 }
@@ -290,11 +301,21 @@ pub enum Scope {
     Work,
     /// Read jobs, queues, workers, stats and metrics.
     Read,
+    // --- stream tokens ---
+    /// `read`, plus pause and resume queues, retry and cancel jobs, failure-group and bulk
+    /// actions; not delete nor token management.
+    Operate,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [Scope::Admin, Scope::Enqueue, Scope::Work, Scope::Read];
+    pub const ALL: [Scope; 5] = [
+        Scope::Admin,
+        Scope::Enqueue,
+        Scope::Work,
+        Scope::Read,
+        Scope::Operate,
+    ];
 
     /// The scope's name in configuration and errors.
     pub fn as_str(self) -> &'static str {
@@ -303,6 +324,7 @@ impl Scope {
             Scope::Enqueue => "enqueue",
             Scope::Work => "work",
             Scope::Read => "read",
+            Scope::Operate => "operate",
         }
     }
 }
@@ -321,7 +343,7 @@ impl FromStr for Scope {
             .into_iter()
             .find(|scope| scope.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown scope {s:?}: expected one of admin, enqueue, work, read")
+                format!("unknown scope {s:?}: expected one of admin, operate, enqueue, work, read")
             })
     }
 }

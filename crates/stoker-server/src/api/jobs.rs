@@ -479,7 +479,7 @@ pub(crate) async fn cancel(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
-    principal.require(Scope::Admin)?;
+    principal.require(Scope::Operate)?;
     let job = state
         .client_for(&principal)
         .cancel(JobId(id))
@@ -508,7 +508,7 @@ pub(crate) async fn retry(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
-    principal.require(Scope::Admin)?;
+    principal.require(Scope::Operate)?;
     let job = state
         .client_for(&principal)
         .retry(JobId(id))
@@ -565,7 +565,7 @@ pub(crate) async fn retry_many(
     principal: Principal,
     ApiJson(request): ApiJson<RetryJobsRequest>,
 ) -> Result<Json<RetryJobsResponse>, ApiError> {
-    principal.require(Scope::Admin)?;
+    principal.require(Scope::Operate)?;
     if request
         .limit
         .is_some_and(|limit| i64::try_from(limit).is_err())

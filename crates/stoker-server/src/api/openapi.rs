@@ -10,6 +10,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::model;
 use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
+// --- stream tokens ---
+use super::tokens;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -80,6 +82,11 @@ use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats,
         failures::abort,
         failures::job_logs,
         failures::pull_logs,
+        // --- stream tokens ---
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
+        tokens::rotate,
     ),
     components(schemas(
         model::ErrorBody,
@@ -102,6 +109,8 @@ use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats,
         (name = "cron", description = "Recurring schedules, fired exactly once per slot"),
         (name = "operations", description = "Health, metrics and this document"),
         (name = "failures", description = "Failure groups and bulk operations by filter"),
+        // --- stream tokens ---
+        (name = "tokens", description = "Stored API tokens: create, list, rotate, revoke"),
     )
 )]
 pub struct ApiDoc;
@@ -119,7 +128,7 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An API token, needed when the server has tokens configured. Scopes: \
-                         admin, enqueue, work, read.",
+                         admin, operate, enqueue, work, read.",
                     ))
                     .build(),
             ),

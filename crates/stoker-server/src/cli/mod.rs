@@ -26,6 +26,8 @@ mod history;
 mod output;
 mod parse;
 mod remote;
+// --- stream tokens ---
+mod tokens;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -39,6 +41,8 @@ use stoker::{JobFilter, JobId, JobState, Priority};
 pub use cron::CronCommand;
 pub use error::CliError;
 pub use failures::{FailuresCommand, LogsArgs, OpsCommand};
+// --- stream tokens ---
+pub use tokens::TokensCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -115,6 +119,10 @@ pub enum Command {
     /// A worker process `stoker bench` starts (not for people).
     #[command(hide = true)]
     BenchWorker(BenchWorkerArgs),
+    // --- stream tokens ---
+    /// Stored API tokens: create (the secret is shown once), list, revoke, rotate.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -397,6 +405,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::BenchWorker(args) => crate::bench::bench_worker(args)
             .await
             .map_err(CliError::from),
+        // --- stream tokens ---
+        Command::Tokens(command) => tokens::run(command).await,
     }
 }
 
