@@ -25,16 +25,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     // The full token is shown only now; the database keeps SHA-256 of its secret.
-    println!("created {} ({}): {}", created.row.id, created.row.name, created.token);
+    println!(
+        "created {} ({}): {}",
+        created.row.id, created.row.name, created.token
+    );
 
-    let row = client.token_verify(&created.token).await?.expect("it matches");
+    let row = client
+        .token_verify(&created.token)
+        .await?
+        .expect("it matches");
     println!("verified: scopes {:?}, tenant {:?}", row.scopes, row.tenant);
     assert!(client.token_verify("stk_aaaa1111_wrong").await?.is_none());
 
     let rotated = client.token_rotate(&row.id).await?;
     println!("rotated to {}", rotated.row.id);
-    let old = client.token_verify(&created.token).await?.expect("still its row");
-    assert!(!old.is_active(chrono::Utc::now()), "the old token is revoked");
+    let old = client
+        .token_verify(&created.token)
+        .await?
+        .expect("still its row");
+    assert!(
+        !old.is_active(chrono::Utc::now()),
+        "the old token is revoked"
+    );
 
     client.token_revoke(&rotated.row.id).await?;
     for token in client.token_list().await? {

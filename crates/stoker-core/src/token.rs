@@ -124,9 +124,7 @@ pub fn validate_token_fields(
     if let Some(tenant) = tenant {
         if tenant.is_empty()
             || tenant.len() > crate::TENANT_MAX_LEN
-            || tenant
-                .chars()
-                .any(|c| c.is_control() || c.is_whitespace())
+            || tenant.chars().any(|c| c.is_control() || c.is_whitespace())
         {
             return Err(InvalidInput::new(
                 "tenant",
@@ -158,12 +156,24 @@ mod tests {
         let scopes = vec!["read".to_owned()];
         assert!(validate_token_fields("a", &scopes, Some("acme"), None, now).is_ok());
         let field = |r: Result<(), InvalidInput>| r.unwrap_err().field;
-        assert_eq!(field(validate_token_fields(" ", &scopes, None, None, now)), "name");
         assert_eq!(
-            field(validate_token_fields("a", &["root".into()], None, None, now)),
+            field(validate_token_fields(" ", &scopes, None, None, now)),
+            "name"
+        );
+        assert_eq!(
+            field(validate_token_fields(
+                "a",
+                &["root".into()],
+                None,
+                None,
+                now
+            )),
             "scopes"
         );
-        assert_eq!(field(validate_token_fields("a", &[], None, None, now)), "scopes");
+        assert_eq!(
+            field(validate_token_fields("a", &[], None, None, now)),
+            "scopes"
+        );
         assert_eq!(
             field(validate_token_fields("a", &scopes, Some("a b"), None, now)),
             "tenant"

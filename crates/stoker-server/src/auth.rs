@@ -234,10 +234,15 @@ pub async fn principal_for_secret(state: &AppState, presented: &str) -> Result<P
     let row = match state.inner.stored_tokens.get(id) {
         Some(row) => Some(row),
         None => {
-            let row = state.inner.client.token_get(id).await.map_err(|err| Refusal {
-                error: ApiError::from(err),
-                reason: "token store failed",
-            })?;
+            let row = state
+                .inner
+                .client
+                .token_get(id)
+                .await
+                .map_err(|err| Refusal {
+                    error: ApiError::from(err),
+                    reason: "token store failed",
+                })?;
             if let Some(row) = &row {
                 state.inner.stored_tokens.put(row.clone());
             }
@@ -278,7 +283,8 @@ pub async fn principal_for_secret(state: &AppState, presented: &str) -> Result<P
 #[derive(Debug)]
 pub(crate) struct TokenCache {
     ttl: std::time::Duration,
-    rows: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, stoker::TokenRow)>>,
+    rows:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, stoker::TokenRow)>>,
     touched: std::sync::Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>,
 }
 

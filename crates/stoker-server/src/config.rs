@@ -659,7 +659,7 @@ impl Config {
             if token.scopes.is_empty() {
                 return Err(ConfigError::invalid(
                     &setting,
-                    "the token has no scopes: give it some of admin, enqueue, work, read",
+                    "the token has no scopes: give it some of admin, operate, enqueue, work, read",
                 ));
             }
             if let Some(tenant) = &token.tenant {

@@ -29,7 +29,10 @@ async fn create(server: &TestServer, body: Value) -> (String, String) {
     let answer = server.with_token(ADMIN).post("/v1/tokens", body).await;
     assert_eq!(answer.status, 201, "{:?}", answer.body);
     let secret = answer.body["secret"].as_str().expect("a secret").to_owned();
-    let id = answer.body["token"]["id"].as_str().expect("an id").to_owned();
+    let id = answer.body["token"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
     assert!(secret.starts_with(&format!("stk_{id}_")), "{secret}");
     (id, secret)
 }
@@ -55,7 +58,11 @@ async fn a_created_token_works_with_exactly_its_scopes_and_tenant(store: Arc<dyn
         .await;
     assert_eq!(answer.status, 201, "{:?}", answer.body);
     let job = answer.body["id"].as_i64().expect("an id");
-    assert_eq!(server.job(job).await["tenant"], "acme");
+    let got = server
+        .with_token(ADMIN)
+        .get(&format!("/v1/jobs/{job}"))
+        .await;
+    assert_eq!(got.body["tenant"], "acme", "{got:?}");
     let answer = server
         .with_token(&secret)
         .post(
@@ -107,7 +114,11 @@ async fn a_created_token_works_with_exactly_its_scopes_and_tenant(store: Arc<dyn
     .await;
 
     // A wrong secret with the right id is unknown.
-    let wrong = format!("{}{}", &secret[..secret.len() - 1], if secret.ends_with('a') { 'b' } else { 'a' });
+    let wrong = format!(
+        "{}{}",
+        &secret[..secret.len() - 1],
+        if secret.ends_with('a') { 'b' } else { 'a' }
+    );
     server
         .with_token(&wrong)
         .get("/v1/jobs")
@@ -193,13 +204,28 @@ async fn expired_tokens_and_bad_input_are_refused(store: Arc<dyn Store>) {
     for (body, field) in [
         (json!({"name": "x", "scopes": ["root"]}), "scopes"),
         (json!({"name": "x", "scopes": []}), "scopes"),
-        (json!({"name": "x", "scopes": ["read"], "expires_at": "2001-01-01T00:00:00Z"}), "expires_at"),
-        (json!({"name": "x", "scopes": ["read"], "expires_at": "next tuesday"}), "expires_at"),
-        (json!({"name": "x", "scopes": ["read"], "tenant": "ac me"}), "tenant"),
-        (json!({"name": "x", "scopes": ["read"], "tenant": "a\u{1}"}), "tenant"),
+        (
+            json!({"name": "x", "scopes": ["read"], "expires_at": "2001-01-01T00:00:00Z"}),
+            "expires_at",
+        ),
+        (
+            json!({"name": "x", "scopes": ["read"], "expires_at": "next tuesday"}),
+            "expires_at",
+        ),
+        (
+            json!({"name": "x", "scopes": ["read"], "tenant": "ac me"}),
+            "tenant",
+        ),
+        (
+            json!({"name": "x", "scopes": ["read"], "tenant": "a\u{1}"}),
+            "tenant",
+        ),
         (json!({"name": "", "scopes": ["read"]}), "name"),
     ] {
-        let answer = server.with_token(ADMIN).post("/v1/tokens", body.clone()).await;
+        let answer = server
+            .with_token(ADMIN)
+            .post("/v1/tokens", body.clone())
+            .await;
         assert_eq!(answer.status, 422, "{body}: {answer:?}");
         assert!(answer.field().starts_with(field), "{body}: {answer:?}");
     }
@@ -231,14 +257,36 @@ async fn expired_tokens_and_bad_input_are_refused(store: Arc<dyn Store>) {
 async fn operate_scope_pauses_retries_and_cancels_but_does_not_delete(store: Arc<dyn Store>) {
     let server = start(store, admin_config()).await;
     let (_, operator) = create(&server, json!({"name": "oncall", "scopes": ["operate"]})).await;
-    let job = server.enqueue(json!({"kind": "email", "args": {}})).await;
+    let job = server
+        .with_token(ADMIN)
+        .post("/v1/jobs", json!({"kind": "email", "args": {}}))
+        .await
+        .body["id"]
+        .as_i64()
+        .expect("an id");
     let caller = server.with_token(&operator);
     assert_eq!(caller.get(&format!("/v1/jobs/{job}")).await.status, 200);
-    assert_eq!(caller.post("/v1/queues/default/pause", json!({})).await.status, 200);
-    assert_eq!(caller.post("/v1/queues/default/resume", json!({})).await.status, 200);
-    let answer = caller.post(&format!("/v1/jobs/{job}/cancel"), json!({})).await;
+    assert_eq!(
+        caller
+            .post("/v1/queues/default/pause", json!({}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        caller
+            .post("/v1/queues/default/resume", json!({}))
+            .await
+            .status,
+        200
+    );
+    let answer = caller
+        .post(&format!("/v1/jobs/{job}/cancel"), json!({}))
+        .await;
     assert_eq!(answer.status, 200, "{answer:?}");
-    let answer = caller.post(&format!("/v1/jobs/{job}/retry"), json!({})).await;
+    let answer = caller
+        .post(&format!("/v1/jobs/{job}/retry"), json!({}))
+        .await;
     assert_eq!(answer.status, 200, "{answer:?}");
     caller
         .delete(&format!("/v1/jobs/{job}"))
@@ -263,7 +311,10 @@ async fn the_database_holds_no_secret(store: Arc<dyn Store>) {
     let row = &rows[0];
     assert_eq!(row.id, id);
     let secret_part = secret.rsplit('_').next().expect("a secret part");
-    assert_eq!(row.secret_hash, Sha256::digest(secret_part.as_bytes()).to_vec());
+    assert_eq!(
+        row.secret_hash,
+        Sha256::digest(secret_part.as_bytes()).to_vec()
+    );
     let stored = format!("{row:?}");
     assert!(!stored.contains(secret_part), "{stored}");
     server.stop().await;

@@ -59,18 +59,33 @@ pub async fn create_get_list<S: Store>(store: Arc<S>) {
 /// longer active; an unknown id is `NotFound`; an expired token is inactive.
 pub async fn revoke_and_expire<S: Store>(store: Arc<S>) {
     create(&store, token("aaaa1111", None, Some(100))).await;
-    let got = store.token_get("aaaa1111").await.expect("get").expect("a row");
+    let got = store
+        .token_get("aaaa1111")
+        .await
+        .expect("get")
+        .expect("a row");
     assert!(got.is_active(at(99)));
     assert!(!got.is_active(at(100)));
 
     create(&store, token("bbbb2222", None, None)).await;
-    let revoked = store.token_revoke("bbbb2222", at(10)).await.expect("revoke");
+    let revoked = store
+        .token_revoke("bbbb2222", at(10))
+        .await
+        .expect("revoke");
     assert_eq!(revoked.revoked_at, Some(at(10)));
     assert!(!revoked.is_active(at(11)));
-    let again = store.token_revoke("bbbb2222", at(20)).await.expect("revoke");
+    let again = store
+        .token_revoke("bbbb2222", at(20))
+        .await
+        .expect("revoke");
     assert_eq!(again.revoked_at, Some(at(10)));
     assert_eq!(
-        store.token_get("bbbb2222").await.expect("get").expect("a row").revoked_at,
+        store
+            .token_get("bbbb2222")
+            .await
+            .expect("get")
+            .expect("a row")
+            .revoked_at,
         Some(at(10))
     );
     expect_err_kind(
@@ -78,7 +93,11 @@ pub async fn revoke_and_expire<S: Store>(store: Arc<S>) {
         StoreErrorKind::NotFound,
     );
     // The other token is untouched.
-    let other = store.token_get("aaaa1111").await.expect("get").expect("a row");
+    let other = store
+        .token_get("aaaa1111")
+        .await
+        .expect("get")
+        .expect("a row");
     assert_eq!(other.revoked_at, None);
 }
 
@@ -88,10 +107,18 @@ pub async fn touch_once_a_minute<S: Store>(store: Arc<S>) {
     assert!(store.token_touch("aaaa1111", at(10)).await.expect("touch"));
     assert!(!store.token_touch("aaaa1111", at(30)).await.expect("touch"));
     assert!(!store.token_touch("aaaa1111", at(69)).await.expect("touch"));
-    let row = store.token_get("aaaa1111").await.expect("get").expect("a row");
+    let row = store
+        .token_get("aaaa1111")
+        .await
+        .expect("get")
+        .expect("a row");
     assert_eq!(row.last_used_at, Some(at(10)));
     assert!(store.token_touch("aaaa1111", at(70)).await.expect("touch"));
-    let row = store.token_get("aaaa1111").await.expect("get").expect("a row");
+    let row = store
+        .token_get("aaaa1111")
+        .await
+        .expect("get")
+        .expect("a row");
     assert_eq!(row.last_used_at, Some(at(70)));
     assert!(!store.token_touch("zzzz9999", at(200)).await.expect("touch"));
 }

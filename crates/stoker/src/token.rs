@@ -115,7 +115,13 @@ impl<S: Store + ?Sized> Client<S> {
         let mut scopes = new.scopes;
         scopes.sort();
         scopes.dedup();
-        validate_token_fields(&new.name, &scopes, new.tenant.as_deref(), new.expires_at, now)?;
+        validate_token_fields(
+            &new.name,
+            &scopes,
+            new.tenant.as_deref(),
+            new.expires_at,
+            now,
+        )?;
         // A clash of random ids is rare; try a few before giving up.
         let mut last = None;
         for _ in 0..3 {
@@ -131,7 +137,11 @@ impl<S: Store + ?Sized> Client<S> {
                 last_used_at: None,
                 revoked_at: None,
             };
-            match self.store().token_create(TokenCreateParams { token: row }).await {
+            match self
+                .store()
+                .token_create(TokenCreateParams { token: row })
+                .await
+            {
                 Ok(row) => {
                     let token = format!("{TOKEN_PREFIX}{}_{secret}", row.id);
                     return Ok(CreatedToken { row, token });

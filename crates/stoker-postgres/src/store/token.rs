@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
-use stoker_core::{StoreError, StoreResult, TokenCreateParams, TokenRow, TOKEN_TOUCH_EVERY_SECONDS};
+use stoker_core::{
+    StoreError, StoreResult, TokenCreateParams, TokenRow, TOKEN_TOUCH_EVERY_SECONDS,
+};
 
 use super::PgStore;
 use crate::error::store_error;
@@ -31,7 +33,10 @@ impl PgStore {
         format!("\"{}\".stoker_tokens", self.inner.schema)
     }
 
-    pub(super) async fn token_create_impl(&self, params: TokenCreateParams) -> StoreResult<TokenRow> {
+    pub(super) async fn token_create_impl(
+        &self,
+        params: TokenCreateParams,
+    ) -> StoreResult<TokenRow> {
         let token = params.token;
         let row = sqlx::query(&format!(
             "INSERT INTO {} (id, name, scopes, tenant, secret_hash, created_at, expires_at) \

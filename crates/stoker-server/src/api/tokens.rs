@@ -164,7 +164,9 @@ pub(crate) async fn create(
         tenant: request.tenant,
         expires_at: request.expires_at,
     };
-    Ok(created(state.client_for(&principal).token_create(new).await?))
+    Ok(created(
+        state.client_for(&principal).token_create(new).await?,
+    ))
 }
 
 /// List every token (never a secret).

@@ -184,7 +184,13 @@ fn print_list(tokens: &[TokenView], json: bool) {
         return;
     }
     let mut table = Table::new(&[
-        "ID", "NAME", "SCOPES", "TENANT", "EXPIRES", "LAST USED", "REVOKED",
+        "ID",
+        "NAME",
+        "SCOPES",
+        "TENANT",
+        "EXPIRES",
+        "LAST USED",
+        "REVOKED",
     ]);
     for t in tokens {
         table.row(vec![

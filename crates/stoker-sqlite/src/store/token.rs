@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
-use stoker_core::{StoreError, StoreResult, TokenCreateParams, TokenRow, TOKEN_TOUCH_EVERY_SECONDS};
+use stoker_core::{
+    StoreError, StoreResult, TokenCreateParams, TokenRow, TOKEN_TOUCH_EVERY_SECONDS,
+};
 
 use super::SqliteStore;
 use crate::error::db_error;
@@ -26,7 +28,10 @@ fn token_from_row(row: &SqliteRow) -> StoreResult<TokenRow> {
 }
 
 impl SqliteStore {
-    pub(super) async fn token_create_impl(&self, params: TokenCreateParams) -> StoreResult<TokenRow> {
+    pub(super) async fn token_create_impl(
+        &self,
+        params: TokenCreateParams,
+    ) -> StoreResult<TokenRow> {
         let token = params.token;
         let row = sqlx::query(&format!(
             "INSERT INTO stoker_tokens (id, name, scopes, tenant, secret_hash, created_at, \
@@ -48,14 +53,16 @@ impl SqliteStore {
     }
 
     pub(super) async fn token_get_impl(&self, id: &str) -> StoreResult<Option<TokenRow>> {
-        sqlx::query(&format!("SELECT {COLUMNS} FROM stoker_tokens WHERE id = ?1"))
-            .bind(id)
-            .fetch_optional(&mut *self.read().await?)
-            .await
-            .map_err(db_error)?
-            .as_ref()
-            .map(token_from_row)
-            .transpose()
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM stoker_tokens WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *self.read().await?)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(token_from_row)
+        .transpose()
     }
 
     pub(super) async fn token_list_impl(&self) -> StoreResult<Vec<TokenRow>> {
