@@ -2,7 +2,8 @@
 # The side-by-side drain of issue 19: a Node worker with the TypeScript client at concurrency
 # 50 draining no-op jobs from `stoker serve` (SQLite, and PostgreSQL when DATABASE_URL is set),
 # with the fast protocol (batched acks + reserve-with-ack) and the one-job-per-request one,
-# against BullMQ's worker draining as many from Redis, in one run on one machine.
+# the Python client's AsyncWorker and threaded Worker on the fast protocol, against BullMQ's
+# worker draining as many from Redis, in one run on one machine.
 #
 #   JOBS=50000 SINGLE_JOBS=10000 CONCURRENCY=50 DATABASE_URL=postgres://... BULLMQ_DIR=/work/scratch/bullmq \
 #     bash clients/typescript/bench/side-by-side.sh
@@ -46,6 +47,9 @@ for protocol in batch single; do
     jobs="$JOBS"; [ "$protocol" = single ] && jobs="$SINGLE_JOBS"
     node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$jobs" "$CONCURRENCY" "$protocol" | sed 's/^/{"store":"sqlite",/; s/,{/,/'
 done
+for mode in async threads; do
+    python3 "$repo/clients/python/bench/drain.py" "$url" bench-token-0123456789abcdef "$JOBS" "$CONCURRENCY" "$mode" | sed 's/^{/{"store":"sqlite",/'
+done
 stop sqlite
 
 if [ -n "${DATABASE_URL:-}" ]; then
@@ -54,6 +58,9 @@ if [ -n "${DATABASE_URL:-}" ]; then
     for protocol in batch single; do
         jobs="$JOBS"; [ "$protocol" = single ] && jobs="$SINGLE_JOBS"
     node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$jobs" "$CONCURRENCY" "$protocol" | sed 's/^/{"store":"postgres",/; s/,{/,/'
+    done
+    for mode in async threads; do
+        python3 "$repo/clients/python/bench/drain.py" "$url" bench-token-0123456789abcdef "$JOBS" "$CONCURRENCY" "$mode" | sed 's/^{/{"store":"postgres",/'
     done
     stop postgres
     psql "$DATABASE_URL" -q -c "DROP SCHEMA IF EXISTS $schema CASCADE" > /dev/null 2>&1 || true

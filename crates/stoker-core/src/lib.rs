@@ -30,6 +30,8 @@ mod job;
 // --- stream search ---
 mod search;
 mod store;
+// --- stream tokens ---
+mod token;
 
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
@@ -72,3 +74,8 @@ pub use search::{
 };
 // --- stream counts ---
 pub use store::QueuePruneRule;
+// --- stream tokens ---
+pub use token::{
+    validate_token_fields, validate_token_id, TokenCreateParams, TokenRow, TOKEN_ID_LEN,
+    TOKEN_NAME_MAX_LEN, TOKEN_SCOPES, TOKEN_TOUCH_EVERY_SECONDS,
+};

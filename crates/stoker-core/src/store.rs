@@ -984,6 +984,33 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// `Invalid` naming the field (see [`JobCriteria::validate_as`]).
     async fn job_count(&self, criteria: JobCriteria) -> StoreResult<JobCount>;
+    // --- stream tokens ---
+
+    /// Stores a new API token (see [`crate::TokenRow`]); the caller has validated it and
+    /// hashed its secret.
+    ///
+    /// # Errors
+    ///
+    /// `Conflict` if a token with that id exists.
+    async fn token_create(&self, params: crate::TokenCreateParams) -> StoreResult<crate::TokenRow>;
+
+    /// Fetches one token by id, revoked and expired ones included.
+    async fn token_get(&self, id: &str) -> StoreResult<Option<crate::TokenRow>>;
+
+    /// Lists every token, revoked and expired ones included, oldest first.
+    async fn token_list(&self) -> StoreResult<Vec<crate::TokenRow>>;
+
+    /// Revokes a token at `now` and returns it; revoking a revoked token keeps its first
+    /// revocation time.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such token.
+    async fn token_revoke(&self, id: &str, now: DateTime<Utc>) -> StoreResult<crate::TokenRow>;
+
+    /// Sets a token's last use to `now` unless it was set less than
+    /// [`crate::TOKEN_TOUCH_EVERY_SECONDS`] before; returns whether it wrote.
+    async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

@@ -79,6 +79,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "search",
         sql: include_str!("../migrations/0011_search.sql"),
     },
+    // --- stream tokens ---
+    Migration {
+        version: 12,
+        name: "tokens",
+        sql: include_str!("../migrations/0012_tokens.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -37,6 +37,8 @@ use crate::{failures, migrate};
 mod cron;
 // --- stream alerts ---
 mod alert;
+// --- stream tokens ---
+mod token;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1281,6 +1283,35 @@ impl Store for PgStore {
         criteria: stoker_core::JobCriteria,
     ) -> StoreResult<stoker_core::JobCount> {
         crate::search::count(&self.inner.pool, &self.inner.schema, &criteria).await
+    }
+
+    // --- stream tokens ---
+
+    async fn token_create(
+        &self,
+        params: stoker_core::TokenCreateParams,
+    ) -> StoreResult<stoker_core::TokenRow> {
+        self.token_create_impl(params).await
+    }
+
+    async fn token_get(&self, id: &str) -> StoreResult<Option<stoker_core::TokenRow>> {
+        self.token_get_impl(id).await
+    }
+
+    async fn token_list(&self) -> StoreResult<Vec<stoker_core::TokenRow>> {
+        self.token_list_impl().await
+    }
+
+    async fn token_revoke(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<stoker_core::TokenRow> {
+        self.token_revoke_impl(id, now).await
+    }
+
+    async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.token_touch_impl(id, now).await
     }
 }
 

@@ -41,6 +41,9 @@ pub(crate) struct StateInner {
     pub(crate) throughput: stats::Throughput,
     pub(crate) pull_workers: pull::PullWorkers,
     pub(crate) shutdown: CancellationToken,
+    // --- stream tokens ---
+    /// Stored tokens recently read (issue 17).
+    pub(crate) stored_tokens: crate::auth::TokenCache,
 }
 
 impl std::fmt::Debug for AppState {
@@ -78,6 +81,8 @@ impl AppState {
                 throughput: stats::Throughput::default(),
                 pull_workers: pull::PullWorkers::default(),
                 shutdown: CancellationToken::new(),
+                // --- stream tokens ---
+                stored_tokens: crate::auth::TokenCache::new(config.token_cache_ttl),
             }),
         }
     }

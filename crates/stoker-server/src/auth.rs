@@ -48,7 +48,9 @@ impl Principal {
 
     /// Whether the caller may act with `scope` (admin may do everything).
     pub fn allows(&self, scope: Scope) -> bool {
-        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+        self.scopes.contains(&Scope::Admin)
+            || self.scopes.contains(&scope)
+            || (scope == Scope::Read && self.scopes.contains(&Scope::Operate))
     }
 
     /// Refuses a caller without `scope`.
@@ -152,23 +154,193 @@ pub(crate) async fn authenticate(
                 .into_response();
             }
         };
-        // Compare against every token, so timing says nothing about which one nearly matched.
-        let mut found = None;
-        for token in tokens {
-            if same_secret(&token.secret, presented) && found.is_none() {
-                found = Some(token);
-            }
-        }
-        match found {
-            Some(token) => Principal::from_token(token),
-            None => {
-                refused("unknown token");
-                return ApiError::new(ErrorCode::Unauthorized, "unknown API token").into_response();
+        // Own what the lookup needs: a borrowed request would be held across the await.
+        let presented = presented.to_owned();
+        let peer = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0);
+        match principal_for_secret(&state, &presented).await {
+            Ok(principal) => principal,
+            Err(refusal) => {
+                crate::logging::refused_token(peer, refusal.reason);
+                return refusal.error.into_response();
             }
         }
     };
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+// --- stream tokens ---
+
+/// Why [`principal_for_secret`] refused a secret: the error to answer and a short reason to log.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The 401 (or, when the store fails, 500) to answer.
+    pub error: ApiError,
+    /// What to log, e.g. `unknown token`.
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    fn unauthorized(reason: &'static str, message: &str) -> Self {
+        Refusal {
+            error: ApiError::new(ErrorCode::Unauthorized, message.to_owned()),
+            reason,
+        }
+    }
+}
+
+impl Principal {
+    /// The caller holding stored token `row` (scopes the server does not know are dropped).
+    pub fn from_stored(row: &stoker::TokenRow) -> Self {
+        Principal {
+            name: Some(row.name.clone()),
+            scopes: row
+                .scopes
+                .iter()
+                .filter_map(|scope| scope.parse().ok())
+                .collect(),
+            tenant: row.tenant.clone(),
+        }
+    }
+}
+
+/// Turns a presented secret into the caller it stands for: the one way every face (the API,
+/// the dashboard's login) authenticates. Config-file tokens first (each compared in constant
+/// time, all of them every time), then stored tokens (`stk_<id>_<secret>`: the row by id, from
+/// a cache of a few seconds, then the secret's hash compared in constant time; revoked and
+/// expired tokens are refused with a message saying so). A stored token's last use is written
+/// at most once a minute, off the request's path.
+///
+/// # Errors
+///
+/// A [`Refusal`] (401) for an unknown, revoked or expired token; 500 if the store fails.
+pub async fn principal_for_secret(state: &AppState, presented: &str) -> Result<Principal, Refusal> {
+    // Compare against every token, so timing says nothing about which one nearly matched.
+    let mut found = None;
+    for token in &state.inner.tokens {
+        if same_secret(&token.secret, presented) && found.is_none() {
+            found = Some(token);
+        }
+    }
+    if let Some(token) = found {
+        return Ok(Principal::from_token(token));
+    }
+    let Some((id, _)) = stoker::parse_token(presented) else {
+        return Err(Refusal::unauthorized("unknown token", "unknown API token"));
+    };
+    let row = match state.inner.stored_tokens.get(id) {
+        Some(row) => Some(row),
+        None => {
+            let row = state
+                .inner
+                .client
+                .token_get(id)
+                .await
+                .map_err(|err| Refusal {
+                    error: ApiError::from(err),
+                    reason: "token store failed",
+                })?;
+            if let Some(row) = &row {
+                state.inner.stored_tokens.put(row.clone());
+            }
+            row
+        }
+    };
+    let Some(row) = row.filter(|row| stoker::token_secret_matches(row, presented)) else {
+        return Err(Refusal::unauthorized("unknown token", "unknown API token"));
+    };
+    let now = state.inner.clock.now();
+    if row.revoked_at.is_some() {
+        return Err(Refusal::unauthorized(
+            "revoked token",
+            &format!("API token {:?} ({}) was revoked", row.name, row.id),
+        ));
+    }
+    if row.expires_at.is_some_and(|at| at <= now) {
+        return Err(Refusal::unauthorized(
+            "expired token",
+            &format!("API token {:?} ({}) has expired", row.name, row.id),
+        ));
+    }
+    if state.inner.stored_tokens.should_touch(&row.id, now) {
+        let client = state.inner.client.clone();
+        let id = row.id.clone();
+        tokio::spawn(async move {
+            if let Err(err) = client.token_touch(&id).await {
+                tracing::warn!(token = %id, error = %err, "could not record a token's last use");
+            }
+        });
+    }
+    Ok(Principal::from_stored(&row))
+}
+
+/// Stored tokens as recently read, so a request costs no store read: rows are kept for a few
+/// seconds (so a revocation reaches every server within that time), and the last write of
+/// each token's last use is remembered (so it is written at most once a minute).
+#[derive(Debug)]
+pub(crate) struct TokenCache {
+    ttl: std::time::Duration,
+    rows:
+        std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, stoker::TokenRow)>>,
+    touched: std::sync::Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>,
+}
+
+impl TokenCache {
+    pub(crate) fn new(ttl: std::time::Duration) -> Self {
+        TokenCache {
+            ttl,
+            rows: Default::default(),
+            touched: Default::default(),
+        }
+    }
+
+    fn get(&self, id: &str) -> Option<stoker::TokenRow> {
+        let mut rows = self.rows.lock().expect("token cache lock");
+        let fresh = rows
+            .get(id)
+            .map(|(at, row)| (at.elapsed() < self.ttl, row.clone()));
+        match fresh {
+            Some((true, row)) => Some(row),
+            Some((false, _)) => {
+                rows.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, row: stoker::TokenRow) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut rows = self.rows.lock().expect("token cache lock");
+        // Bounded: forget everything stale once it grows.
+        if rows.len() >= 10_000 {
+            let ttl = self.ttl;
+            rows.retain(|_, (at, _)| at.elapsed() < ttl);
+        }
+        rows.insert(row.id.clone(), (std::time::Instant::now(), row));
+    }
+
+    /// Forgets a token, e.g. on revocation through this server.
+    pub(crate) fn forget(&self, id: &str) {
+        self.rows.lock().expect("token cache lock").remove(id);
+    }
+
+    fn should_touch(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let mut touched = self.touched.lock().expect("token cache lock");
+        let every = chrono::Duration::seconds(stoker::TOKEN_TOUCH_EVERY_SECONDS);
+        match touched.get(id) {
+            Some(last) if now - *last < every => false,
+            _ => {
+                touched.insert(id.to_owned(), now);
+                true
+            }
+        }
+    }
 }
 
 #[cfg(test)]

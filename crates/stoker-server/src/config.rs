@@ -116,7 +116,16 @@ pub struct Config {
     /// Alert rules (issue 13) from the file's `[[alert]]` tables, upserted by name when the
     /// server starts (a rule's state is kept). Validated, with distinct names.
     pub alerts: Vec<stoker::alerts::AlertRule>,
+    // --- stream tokens ---
+    /// How long a server trusts a stored token's row before reading it again (issue 17): a
+    /// revocation reaches every server within this long. Defaults to
+    /// [`TOKEN_CACHE_TTL_DEFAULT`]; zero reads the row on every request.
+    pub token_cache_ttl: Duration,
 }
+
+// --- stream tokens ---
+/// The default of [`Config::token_cache_ttl`]: 5 seconds.
+pub const TOKEN_CACHE_TTL_DEFAULT: Duration = Duration::from_secs(5);
 
 impl Default for Config {
     fn default() -> Self {
@@ -140,6 +149,8 @@ impl Default for Config {
             history: HistorySettings::default(),
             // --- stream alerts ---
             alerts: Vec::new(),
+            // --- stream tokens ---
+            token_cache_ttl: TOKEN_CACHE_TTL_DEFAULT,
         }
     }
 }
@@ -296,11 +307,21 @@ pub enum Scope {
     Work,
     /// Read jobs, queues, workers, stats and metrics.
     Read,
+    // --- stream tokens ---
+    /// `read`, plus pause and resume queues, retry and cancel jobs, failure-group and bulk
+    /// actions; not delete nor token management.
+    Operate,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [Scope::Admin, Scope::Enqueue, Scope::Work, Scope::Read];
+    pub const ALL: [Scope; 5] = [
+        Scope::Admin,
+        Scope::Enqueue,
+        Scope::Work,
+        Scope::Read,
+        Scope::Operate,
+    ];
 
     /// The scope's name in configuration and errors.
     pub fn as_str(self) -> &'static str {
@@ -309,6 +330,7 @@ impl Scope {
             Scope::Enqueue => "enqueue",
             Scope::Work => "work",
             Scope::Read => "read",
+            Scope::Operate => "operate",
         }
     }
 }
@@ -327,7 +349,7 @@ impl FromStr for Scope {
             .into_iter()
             .find(|scope| scope.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown scope {s:?}: expected one of admin, enqueue, work, read")
+                format!("unknown scope {s:?}: expected one of admin, operate, enqueue, work, read")
             })
     }
 }
@@ -643,7 +665,7 @@ impl Config {
             if token.scopes.is_empty() {
                 return Err(ConfigError::invalid(
                     &setting,
-                    "the token has no scopes: give it some of admin, enqueue, work, read",
+                    "the token has no scopes: give it some of admin, operate, enqueue, work, read",
                 ));
             }
             if let Some(tenant) = &token.tenant {

@@ -31,7 +31,7 @@ defaults. Each flag above names its variable and its TOML key. Durations are wri
 Without an API token the server listens on loopback only; any other --bind address needs a
 token (STOKER_API_TOKEN, --api-token-file, --api-token, or api_token / [[tokens]] in the
 file). A single --api-token is an admin token. The TOML file can also list named tokens with
-scopes (admin, enqueue, work, read), each optionally bound to a tenant:
+scopes (admin, operate, enqueue, work, read), each optionally bound to a tenant:
 
     [[tokens]]
     name = \"billing\"

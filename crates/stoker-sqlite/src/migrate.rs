@@ -91,6 +91,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "search",
         sql: include_str!("../migrations/0013_search.sql"),
     },
+    // --- stream tokens ---
+    Migration {
+        version: 14,
+        name: "tokens",
+        sql: include_str!("../migrations/0014_tokens.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

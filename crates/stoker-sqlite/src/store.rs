@@ -36,6 +36,8 @@ use crate::{failures, finish, insert, migrate, prune};
 mod cron;
 // --- stream alerts ---
 mod alert;
+// --- stream tokens ---
+mod token;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -1108,6 +1110,35 @@ impl Store for SqliteStore {
         criteria: stoker_core::JobCriteria,
     ) -> StoreResult<stoker_core::JobCount> {
         crate::search::count(&mut *self.read().await?, &criteria).await
+    }
+
+    // --- stream tokens ---
+
+    async fn token_create(
+        &self,
+        params: stoker_core::TokenCreateParams,
+    ) -> StoreResult<stoker_core::TokenRow> {
+        self.token_create_impl(params).await
+    }
+
+    async fn token_get(&self, id: &str) -> StoreResult<Option<stoker_core::TokenRow>> {
+        self.token_get_impl(id).await
+    }
+
+    async fn token_list(&self) -> StoreResult<Vec<stoker_core::TokenRow>> {
+        self.token_list_impl().await
+    }
+
+    async fn token_revoke(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<stoker_core::TokenRow> {
+        self.token_revoke_impl(id, now).await
+    }
+
+    async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
+        self.token_touch_impl(id, now).await
     }
 }
 

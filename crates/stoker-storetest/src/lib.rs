@@ -98,6 +98,8 @@ pub mod stage;
 pub mod stats;
 // --- stream alerts ---
 pub mod alerts;
+// --- stream tokens ---
+pub mod token;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -271,6 +273,10 @@ macro_rules! conformance_tests {
             search_bulk_operation_uses_search_criteria => search::bulk_operation_uses_search_criteria,
             // --- stream counts ---
             prune_queue_rules_per_state => prune::queue_rules_per_state,
+            // --- stream tokens ---
+            token_create_get_list => token::create_get_list,
+            token_revoke_and_expire => token::revoke_and_expire,
+            token_touch_once_a_minute => token::touch_once_a_minute,
         }
     };
 }
@@ -307,7 +313,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 21] = [
+    const MODULES: [(&str, &str); 22] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -331,6 +337,8 @@ mod tests {
         ("alerts", include_str!("alerts.rs")),
         // --- stream search ---
         ("search", include_str!("search.rs")),
+        // --- stream tokens ---
+        ("token", include_str!("token.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -79,6 +79,8 @@ mod worker;
 mod events;
 // --- stream alerts ---
 pub mod alerts;
+// --- stream tokens ---
+mod token;
 
 use std::sync::Arc;
 
@@ -105,6 +107,11 @@ pub use options::{EnqueueOptions, NewJob};
 pub use overview::WorkerState;
 pub use overview::{worker_alive, QueueOverview, QueueWorker, WorkerStatus, STALE_AFTER_DEFAULT};
 pub use registry::{Handler, Registry};
+// --- stream tokens ---
+pub use stoker_core::{TokenRow, TOKEN_SCOPES, TOKEN_TOUCH_EVERY_SECONDS};
+pub use token::{
+    parse_token, token_secret_matches, CreatedToken, NewToken, TOKEN_PREFIX, TOKEN_SECRET_LEN,
+};
 pub use worker::{
     shutdown_signal, AttemptResult, ShutdownReport, Worker, WorkerBuilder, WorkerEvent,
     WorkerHandle, CANCEL_GRACE_DEFAULT, FETCH_COOLDOWN_DEFAULT, HEARTBEAT_INTERVAL_DEFAULT,

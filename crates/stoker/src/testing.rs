@@ -261,4 +261,10 @@ counting_store! {
         // --- stream search ---
         async fn job_search(&self, params: stoker_core::JobSearchParams) -> StoreResult<stoker_core::JobSearchPage>;
         async fn job_count(&self, criteria: stoker_core::JobCriteria) -> StoreResult<stoker_core::JobCount>;
+        // --- stream tokens ---
+        async fn token_create(&self, params: stoker_core::TokenCreateParams) -> StoreResult<stoker_core::TokenRow>;
+        async fn token_get(&self, id: &str) -> StoreResult<Option<stoker_core::TokenRow>>;
+        async fn token_list(&self) -> StoreResult<Vec<stoker_core::TokenRow>>;
+        async fn token_revoke(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::TokenRow>;
+        async fn token_touch(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<bool>;
 }

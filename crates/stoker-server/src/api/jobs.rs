@@ -455,7 +455,7 @@ pub(crate) async fn cancel(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
-    principal.require(Scope::Admin)?;
+    principal.require(Scope::Operate)?;
     let job = state
         .client_for(&principal)
         .cancel(JobId(id))
@@ -484,7 +484,7 @@ pub(crate) async fn retry(
     principal: Principal,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobView>, ApiError> {
-    principal.require(Scope::Admin)?;
+    principal.require(Scope::Operate)?;
     let job = state
         .client_for(&principal)
         .retry(JobId(id))
@@ -541,7 +541,7 @@ pub(crate) async fn retry_many(
     principal: Principal,
     ApiJson(request): ApiJson<RetryJobsRequest>,
 ) -> Result<Json<RetryJobsResponse>, ApiError> {
-    principal.require(Scope::Admin)?;
+    principal.require(Scope::Operate)?;
     if request
         .limit
         .is_some_and(|limit| i64::try_from(limit).is_err())

@@ -8,11 +8,11 @@
 //! | `GET /v1/jobs` | read | list jobs: filters and keyset pagination |
 //! | `GET /v1/jobs/{id}` | read | one job: state, attempts, errors, result, progress |
 //! | `DELETE /v1/jobs/{id}` | admin | delete a job that is not running |
-//! | `POST /v1/jobs/{id}/cancel` | admin | cancel a job |
-//! | `POST /v1/jobs/{id}/retry` | admin | run a job again now |
-//! | `POST /v1/jobs/retry` | admin | retry every discarded job of a queue or kind |
+//! | `POST /v1/jobs/{id}/cancel` | operate | cancel a job |
+//! | `POST /v1/jobs/{id}/retry` | operate | run a job again now |
+//! | `POST /v1/jobs/retry` | operate | retry every discarded job of a queue or kind |
 //! | `GET /v1/queues` | read | queues with counts by state |
-//! | `POST /v1/queues/{name}/pause`, `/resume` | admin | pause or resume a queue |
+//! | `POST /v1/queues/{name}/pause`, `/resume` | operate | pause or resume a queue |
 //! | `GET /v1/workers` | read | workers with heartbeats and counters |
 //! | `GET /v1/stats` | read | counts and throughput |
 //! | `GET /v1/handlers` | read | the built-in handlers |
@@ -24,8 +24,8 @@
 //! | `GET /v1/cron/{name}/history` | read | a schedule's recent runs |
 //! | `GET /v1/cron-next` | read | the next slots of any expression |
 //! | `GET /v1/failures`, `/v1/failures/{fingerprint}` | read | failure groups (issue 13) |
-//! | `POST /v1/failures/{fingerprint}/retry`, `/discard` | admin | bulk operation over a group |
-//! | `POST /v1/ops`; `GET /v1/ops`, `/v1/ops/{id}`; `POST /v1/ops/{id}/abort` | admin; read; admin | bulk operations by filter |
+//! | `POST /v1/failures/{fingerprint}/retry`, `/discard` | operate | bulk operation over a group |
+//! | `POST /v1/ops`; `GET /v1/ops`, `/v1/ops/{id}`; `POST /v1/ops/{id}/abort` | operate (admin to delete); read; operate | bulk operations by filter |
 //! | `GET /v1/jobs/{id}/logs`; `POST /v1/pull/jobs/{id}/logs` | read; work | job logs |
 //! | `POST /v1/pull/ack` | work | report on many reserved jobs, and reserve more, in one request |
 //! | `GET`, `POST /v1/alerts`; `GET`, `PATCH`, `DELETE /v1/alerts/{name}`; `GET /v1/alerts/{name}/events` | read, admin | alert rules and their state (issue 13) |
@@ -33,10 +33,11 @@
 //! | `GET /metrics` | read | Prometheus metrics |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
 //! | `GET /v1/events` | read | live events: job changes and snapshots (server-sent events) |
+//! | `POST /v1/tokens`, `GET /v1/tokens`; `POST /v1/tokens/{id}/revoke`, `/rotate` | admin (not tenant-bound) | stored API tokens (issue 17) |
 //!
 //! Without tokens (loopback only) every route is open. With tokens, every route but `/health`
 //! and the OpenAPI document needs `Authorization: Bearer <token>` with the scope shown; `admin`
-//! grants every scope. A token bound to a tenant sees and touches only that tenant's jobs, and
+//! grants every scope, `operate` grants `read` too. A token bound to a tenant sees and touches only that tenant's jobs, and
 //! cannot use the cluster-wide routes (queues, workers, stats, metrics, the pull protocol).
 //!
 //! Build the router with [`router`] on an [`AppState`]; [`Server`](crate::serve::Server) does
@@ -65,6 +66,8 @@ pub mod events;
 pub mod alerts;
 // --- stream search ---
 pub(crate) mod search;
+// --- stream tokens ---
+pub mod tokens;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -143,6 +146,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::scrape))
         // --- stream search ---
         .route("/v1/jobs/{id}/lineage", get(search::lineage))
+        // --- stream tokens ---
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{id}/revoke", post(tokens::revoke))
+        .route("/v1/tokens/{id}/rotate", post(tokens::rotate))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

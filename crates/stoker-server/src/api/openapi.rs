@@ -14,6 +14,8 @@ use super::events;
 use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
 // --- stream search ---
 use super::search;
+// --- stream tokens ---
+use super::tokens;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -95,6 +97,11 @@ use super::search;
         alerts::events,
         // --- stream search ---
         search::lineage,
+        // --- stream tokens ---
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
+        tokens::rotate,
     ),
     components(schemas(
         model::ErrorBody,
@@ -122,6 +129,8 @@ use super::search;
         (name = "failures", description = "Failure groups and bulk operations by filter"),
         // --- stream alerts ---
         (name = "alerts", description = "Alert rules delivered as webhook jobs"),
+        // --- stream tokens ---
+        (name = "tokens", description = "Stored API tokens: create, list, rotate, revoke"),
     )
 )]
 pub struct ApiDoc;
@@ -139,7 +148,7 @@ impl Modify for BearerAuth {
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
                         "An API token, needed when the server has tokens configured. Scopes: \
-                         admin, enqueue, work, read.",
+                         admin, operate, enqueue, work, read.",
                     ))
                     .build(),
             ),

@@ -37,7 +37,7 @@ async fn set_paused(
     name: String,
     paused: bool,
 ) -> Result<QueueView, ApiError> {
-    principal.require(Scope::Admin)?;
+    principal.require(Scope::Operate)?;
     validate_queue(&name).map_err(|err| ApiError::invalid("name", err.to_string()))?;
     let client = state.client_for(principal);
     if paused {

@@ -32,6 +32,8 @@ pub use events::EventsArgs;
 // --- stream alerts ---
 mod alerts;
 pub use alerts::AlertsCommand;
+// --- stream tokens ---
+mod tokens;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -45,6 +47,8 @@ use stoker::{JobId, JobState, Priority};
 pub use cron::CronCommand;
 pub use error::CliError;
 pub use failures::{FailuresCommand, LogsArgs, OpsCommand};
+// --- stream tokens ---
+pub use tokens::TokensCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -130,6 +134,10 @@ pub enum Command {
     /// webhook jobs posted when a rule fires and when it resolves.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    // --- stream tokens ---
+    /// Stored API tokens: create (the secret is shown once), list, revoke, rotate.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -433,6 +441,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Events(args) => events::events(args).await,
         // --- stream alerts ---
         Command::Alerts(command) => alerts::run(command).await,
+        // --- stream tokens ---
+        Command::Tokens(command) => tokens::run(command).await,
     }
 }
 
