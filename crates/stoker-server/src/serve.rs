@@ -459,7 +459,8 @@ impl Server {
             state = state.with_history(history);
         }
         let background = state.spawn_background(Some(worker.events()));
-        let app = api::router(state.clone());
+        // The API, and the dashboard at `/` (issue 14).
+        let app = api::router(state.clone()).merge(crate::dashboard::router(state.clone()));
         let stop_http = CancellationToken::new();
         let http_done = CancellationToken::new();
         let http = tokio::spawn({
@@ -531,7 +532,7 @@ impl Server {
             self.state.store().name()
         );
         println!("  API:        {url}/v1  (OpenAPI: {url}/v1/openapi.json)");
-        println!("  Dashboard:  {url}/  (not available yet in this version)");
+        println!("  Dashboard:  {url}/");
         println!("  Health:     {url}/health   Metrics: {url}/metrics");
         let queues: Vec<String> = self
             .config
