@@ -22,9 +22,11 @@
 //! page's script through `/ui/live`, which forwards the request to the API as the signed-in
 //! token (a browser's `EventSource` cannot send an `Authorization` header).
 //!
-//! Auth, CSRF and the security headers are described in [`session`]'s docs. Every response
-//! carries a strict Content Security Policy: scripts and styles only from this server, no
-//! inline script, no style attributes.
+//! With tokens configured, a sign-in form exchanges an API token for an `HttpOnly`,
+//! `SameSite=Strict` session cookie that carries the token's scopes and tenant; every form
+//! must come from the same origin and carry the session's form token. Every response carries
+//! a strict Content Security Policy: scripts and styles only from this server, no inline
+//! script, no style attributes.
 
 mod actions;
 mod chart;
@@ -91,7 +93,7 @@ pub fn router(state: AppState) -> Router {
         ));
     let public = Router::new()
         .route("/login", get(pages::login).post(session::login))
-        .route("/ui/assets/{file}", get(asset));
+        .route("/ui/assets/{file}", get(serve_asset));
     public
         .merge(protected)
         .layer(middleware::map_response(security_headers))
@@ -133,7 +135,7 @@ fn fnv(bytes: &[u8]) -> u64 {
     })
 }
 
-fn asset(stem: &str, ext: &str, content_type: &'static str, body: &'static [u8]) -> Asset {
+fn embed(stem: &str, ext: &str, content_type: &'static str, body: &'static [u8]) -> Asset {
     Asset {
         name: format!("{stem}-{:012x}.{ext}", fnv(body) & 0xffff_ffff_ffff),
         content_type,
@@ -145,19 +147,19 @@ fn asset(stem: &str, ext: &str, content_type: &'static str, body: &'static [u8])
 /// served from an old cache.
 static ASSETS: LazyLock<[Asset; 3]> = LazyLock::new(|| {
     [
-        asset(
+        embed(
             "app",
             "css",
             "text/css; charset=utf-8",
             include_bytes!("../../assets/dashboard/app.css"),
         ),
-        asset(
+        embed(
             "app",
             "js",
             "text/javascript; charset=utf-8",
             include_bytes!("../../assets/dashboard/app.js"),
         ),
-        asset(
+        embed(
             "icon",
             "svg",
             "image/svg+xml",
@@ -171,7 +173,7 @@ fn asset_url(index: usize) -> String {
     format!("/ui/assets/{}", ASSETS[index].name)
 }
 
-async fn asset(Path(file): Path<String>) -> Response {
+async fn serve_asset(Path(file): Path<String>) -> Response {
     match ASSETS.iter().find(|asset| asset.name == file) {
         Some(asset) => (
             [
@@ -240,7 +242,7 @@ impl From<stoker::Error> for DashError {
             stoker::Error::Invalid(invalid) => DashError::new(
                 StatusCode::BAD_REQUEST,
                 "Not accepted",
-                format!("{}: {}", invalid.field, invalid.message),
+                format!("{}: {}", invalid.field, invalid.reason),
             ),
             stoker::Error::NotFound(what) => {
                 DashError::new(StatusCode::NOT_FOUND, "Not found", format!("{what} not found."))
