@@ -94,6 +94,22 @@ impl AppState {
         self
     }
 
+    // --- stream events ---
+
+    /// The same state with its client publishing on `hub` (issue 13, live events): give the
+    /// built-in worker the same hub, so `GET /v1/events` shows its claims and
+    /// acknowledgements. Call it before the state is shared.
+    ///
+    /// # Panics
+    ///
+    /// If the state was already cloned.
+    pub fn with_event_hub(mut self, hub: stoker::EventHub) -> Self {
+        let inner =
+            Arc::get_mut(&mut self.inner).expect("with_event_hub before the state is shared");
+        inner.client = inner.client.clone().with_event_hub(hub);
+        self
+    }
+
     /// The client every face goes through, unscoped (it acts for every tenant).
     pub fn client(&self) -> &Client {
         &self.inner.client

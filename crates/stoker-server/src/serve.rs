@@ -447,6 +447,10 @@ impl Server {
         for (queue, &concurrency) in &config.worker.queues {
             builder = builder.queue(queue.clone(), concurrency);
         }
+        // --- stream events ---
+        // One hub for the worker and the API's client, so `GET /v1/events` sees both.
+        let event_hub = stoker::EventHub::new();
+        builder = builder.event_hub(event_hub.clone());
         // Recurring schedules (issue 15), upserted by name when the worker starts.
         for schedule in &config.cron {
             builder = builder.cron(schedule.clone());
@@ -458,6 +462,8 @@ impl Server {
         if let Some(history) = history {
             state = state.with_history(history);
         }
+        // --- stream events ---
+        state = state.with_event_hub(event_hub);
         let background = state.spawn_background(Some(worker.events()));
         // The API, and the dashboard at `/` (issue 14).
         let app = api::router(state.clone()).merge(crate::dashboard::router(state.clone()));

@@ -119,6 +119,9 @@ struct ClientConfig {
     stale_after: Duration,
     /// The history recorder, if this process keeps history (issue 13).
     history: Option<crate::history::History>,
+    // --- stream events ---
+    /// Where live events are published (issue 13).
+    events: crate::events::EventHub,
 }
 
 impl<S: ?Sized> Clone for Client<S> {
@@ -161,6 +164,8 @@ impl<S: Store + ?Sized> Client<S> {
                 tenant: None,
                 stale_after: STALE_AFTER_DEFAULT,
                 history: None,
+                // --- stream events ---
+                events: crate::events::EventHub::new(),
             }),
         }
     }
@@ -308,6 +313,90 @@ impl<S: Store + ?Sized> Client<S> {
         }
     }
 
+    // --- stream events ---
+
+    /// Publishes this client's changes (and a worker's sharing the hub) on `hub` rather than
+    /// on a hub of its own, so one process has one place to subscribe: see
+    /// [`Client::events`].
+    pub fn with_event_hub(mut self, hub: crate::events::EventHub) -> Self {
+        Arc::make_mut(&mut self.config).events = hub;
+        self
+    }
+
+    /// The hub this client publishes its changes on and [`Client::events`] subscribes to.
+    pub fn event_hub(&self) -> &crate::events::EventHub {
+        &self.config.events
+    }
+
+    /// The same client acting for every tenant (the events snapshot spans them all).
+    pub(crate) fn unscoped(&self) -> Self {
+        let mut client = self.clone();
+        Arc::make_mut(&mut client.config).tenant = None;
+        client
+    }
+
+    /// The events of the jobs about to be inserted, if anybody listens (their ids are known
+    /// once the insert returns, and duplicates are dropped then).
+    fn event_jobs(&self, params: &JobInsertParams) -> Option<Vec<crate::events::JobEvent>> {
+        self.config.events.is_active().then(|| {
+            params
+                .jobs
+                .iter()
+                .map(|job| crate::events::JobEvent::inserting(job, params.now))
+                .collect()
+        })
+    }
+
+    fn publish_inserted(
+        &self,
+        events: Option<Vec<crate::events::JobEvent>>,
+        inserted: &[InsertedJob],
+    ) {
+        if let Some(events) = events {
+            self.config.events.publish(|| {
+                events
+                    .into_iter()
+                    .zip(inserted)
+                    .filter(|(_, result)| !result.duplicate)
+                    .map(|(mut event, result)| {
+                        event.id = result.id;
+                        event
+                    })
+                    .collect()
+            });
+        }
+    }
+
+    /// Publishes a job's row as it is after a change made at `now`.
+    pub(crate) fn publish_row(&self, job: &JobRow, now: DateTime<Utc>) {
+        self.config
+            .events
+            .publish(|| vec![crate::events::JobEvent::from_row(job, now)]);
+    }
+
+    /// Publishes claimed jobs (now `running`).
+    pub(crate) fn publish_rows(&self, jobs: &[JobRow], now: DateTime<Utc>) {
+        self.config.events.publish(|| {
+            jobs.iter()
+                .map(|job| crate::events::JobEvent::from_row(job, now))
+                .collect()
+        });
+    }
+
+    /// Publishes applied acknowledgements: each job as finished and the outcome asked for.
+    pub(crate) fn publish_finished<'a>(
+        &self,
+        now: DateTime<Utc>,
+        finished: impl IntoIterator<Item = (&'a stoker_core::FinishedJob, &'a stoker_core::Outcome)>,
+    ) {
+        self.config.events.publish(|| {
+            finished
+                .into_iter()
+                .map(|(job, outcome)| crate::events::JobEvent::from_finished(job, outcome, now))
+                .collect()
+        });
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<S> {
         &self.store
@@ -392,8 +481,10 @@ impl<S: Store + ?Sized> Client<S> {
     ) -> Result<Vec<InsertedJob>> {
         let params = self.insert_params(jobs)?;
         let (now, labels) = (params.now, self.history_labels(&params));
+        let published = self.event_jobs(&params);
         let inserted = self.store.job_insert_many(params).await?;
         self.record_enqueued(now, labels, &inserted);
+        self.publish_inserted(published, &inserted);
         Ok(inserted)
     }
 
@@ -461,8 +552,10 @@ impl<S: Store + ?Sized> Client<S> {
             })
             .collect();
         let labels = self.history_labels(&params);
+        let published = self.event_jobs(&params);
         let inserted = self.store.job_insert_many(params).await?;
         self.record_enqueued(now, labels, &inserted);
+        self.publish_inserted(published, &inserted);
         let mut existing: HashMap<JobId, Enqueued> = HashMap::new();
         let mut out = Vec::with_capacity(inserted.len());
         for (job, (kind, queue, run_at)) in inserted.into_iter().zip(fresh) {
@@ -595,7 +688,9 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn cancel(&self, id: JobId) -> Result<JobRow> {
         self.require_visible(id).await?;
         let now = self.config.clock.now();
-        Ok(self.store.job_cancel(JobCancelParams { id, now }).await?)
+        let job = self.store.job_cancel(JobCancelParams { id, now }).await?;
+        self.publish_row(&job, now);
+        Ok(job)
     }
 
     /// Runs a discarded, cancelled or completed job again now, keeping its error history.
@@ -606,7 +701,9 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn retry(&self, id: JobId) -> Result<JobRow> {
         self.require_visible(id).await?;
         let now = self.config.clock.now();
-        Ok(self.store.job_retry(JobRetryParams { id, now }).await?)
+        let job = self.store.job_retry(JobRetryParams { id, now }).await?;
+        self.publish_row(&job, now);
+        Ok(job)
     }
 
     /// Deletes a job that is not running, and returns it as it was.

@@ -294,6 +294,26 @@ impl History {
         }
     }
 
+    // --- stream events ---
+
+    /// Adds this process's counts of the minute starting at `minute`, not yet written, to a
+    /// live snapshot's minute (issue 13, live events).
+    pub(crate) fn add_pending_minute(
+        &self,
+        minute: DateTime<Utc>,
+        into: &mut crate::events::SnapshotMinute,
+    ) {
+        let minute = HistoryGrain::Minute.truncate(minute).timestamp();
+        let pending = self.pending();
+        for cell in pending.cells.values().flatten() {
+            if cell.minute == minute {
+                for (slot, &value) in cell.counts.iter().enumerate().take(8) {
+                    into.add(metric_of(slot), value);
+                }
+            }
+        }
+    }
+
     /// Flushes every `interval` until `stop`, then once more. Workers given a recorder run
     /// this; a process that only enqueues can spawn it itself.
     pub fn spawn_flusher(&self, interval: Duration, stop: CancellationToken) -> JoinHandle<()> {

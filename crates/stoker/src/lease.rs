@@ -159,6 +159,7 @@ impl<S: Store + ?Sized> Client<S> {
             if let Some(history) = self.history() {
                 history.record_started(&claimed);
             }
+            self.publish_rows(&claimed, self.clock().now());
             jobs.extend(claimed);
         }
         Ok(jobs)
@@ -341,16 +342,18 @@ impl<S: Store + ?Sized> Client<S> {
         outcome: Outcome,
         now: DateTime<Utc>,
     ) -> Result<FinishedJob> {
+        // History and live events (issue 13) both read the outcome asked for.
+        let asked = outcome.clone();
         let finish = JobFinish { id, fence, outcome };
-        let history = self
-            .history()
-            .map(|history| (history, finish.outcome.clone()));
         let mut applied = self
             .store()
             .job_finish_many(JobFinishParams::new(vec![finish], now))
             .await?;
-        if let (Some((history, outcome)), Some(job)) = (history, applied.first()) {
-            history.record_finished(now, [(job, &outcome, None)]);
+        if let Some(job) = applied.first() {
+            if let Some(history) = self.history() {
+                history.record_finished(now, [(job, &asked, None)]);
+            }
+            self.publish_finished(now, [(job, &asked)]);
         }
         match applied.pop() {
             Some(job) if job.id == id => Ok(job),
@@ -516,8 +519,9 @@ impl<S: Store + ?Sized> Client<S> {
         }
         if !finishes.is_empty() {
             // History (issue 13): the batch counts as the one-job reports do.
+            // Live events (issue 13) read the outcomes too.
             let outcomes: Option<std::collections::HashMap<JobId, Outcome>> =
-                self.history().map(|_| {
+                (self.history().is_some() || self.event_hub().is_active()).then(|| {
                     finishes
                         .iter()
                         .map(|finish| (finish.id, finish.outcome.clone()))
@@ -533,6 +537,14 @@ impl<S: Store + ?Sized> Client<S> {
                     applied.iter().filter_map(|job| {
                         outcomes.get(&job.id).map(|outcome| (job, outcome, None))
                     }),
+                );
+            }
+            if let Some(outcomes) = &outcomes {
+                self.publish_finished(
+                    now,
+                    applied
+                        .iter()
+                        .filter_map(|job| outcomes.get(&job.id).map(|outcome| (job, outcome))),
                 );
             }
             for job in applied {

@@ -73,6 +73,8 @@ mod overview;
 mod registry;
 pub mod testing;
 mod worker;
+// --- stream events ---
+mod events;
 
 use std::sync::Arc;
 
@@ -115,6 +117,12 @@ pub use stoker_core::{
 pub use stoker_core::{HistoryGrain, HistoryRetention, HistoryScope, QueueDepth, WorkerDetails};
 
 // Failure groups, bulk operations and job logs (issue 13).
+// --- stream events ---
+pub use events::{
+    Event, EventFilter, EventHub, EventStream, JobEvent, Snapshot, SnapshotMinute, SnapshotQueue,
+    SnapshotStates, EVENTS_INTERVAL_DEFAULT, EVENTS_MAX_JOBS,
+};
+
 pub use stoker_core::{
     BulkAction, BulkFilter, BulkOpListParams, BulkOpRow, BulkOpState, FailureGroup,
     FailureGroupListParams, JobLogAppended, JobLogLine,

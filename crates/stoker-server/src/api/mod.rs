@@ -31,6 +31,7 @@
 //! | `GET /health` | none | store reachable, migrations current, leader known |
 //! | `GET /metrics` | read | Prometheus metrics |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
+//! | `GET /v1/events` | read | live events: job changes and snapshots (server-sent events) |
 //!
 //! Without tokens (loopback only) every route is open. With tokens, every route but `/health`
 //! and the OpenAPI document needs `Authorization: Bearer <token>` with the scope shown; `admin`
@@ -57,6 +58,8 @@ pub(crate) mod pull;
 mod queues;
 pub(crate) mod stats;
 mod workers;
+// --- stream events ---
+pub mod events;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -121,6 +124,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/jobs/clean", post(history::clean))
         // Batched acknowledgements and reserve-with-ack (issue 19).
         .route("/v1/pull/ack", post(pull::ack))
+        // --- stream events ---
+        .route("/v1/events", get(events::stream))
         .route("/metrics", get(metrics::scrape))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

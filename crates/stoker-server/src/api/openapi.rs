@@ -10,6 +10,8 @@ use utoipa::{Modify, OpenApi};
 
 use super::model;
 use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
+// --- stream events ---
+use super::events;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -80,6 +82,8 @@ use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats,
         failures::abort,
         failures::job_logs,
         failures::pull_logs,
+        // --- stream events ---
+        events::stream,
     ),
     components(schemas(
         model::ErrorBody,

@@ -26,6 +26,9 @@ mod history;
 mod output;
 mod parse;
 mod remote;
+// --- stream events ---
+mod events;
+pub use events::EventsArgs;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -115,6 +118,10 @@ pub enum Command {
     /// A worker process `stoker bench` starts (not for people).
     #[command(hide = true)]
     BenchWorker(BenchWorkerArgs),
+    // --- stream events ---
+    /// Live events: the current snapshot, or with --follow one line per job change and
+    /// snapshot; --job ID follows a job until it is finished, then exits.
+    Events(EventsArgs),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -397,6 +404,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::BenchWorker(args) => crate::bench::bench_worker(args)
             .await
             .map_err(CliError::from),
+        // --- stream events ---
+        Command::Events(args) => events::events(args).await,
     }
 }
 

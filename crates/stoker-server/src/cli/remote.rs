@@ -341,6 +341,38 @@ impl Remote {
             })
             .collect())
     }
+
+    // --- stream events ---
+
+    /// A request for a response that streams (`GET /v1/events`): no overall time limit, as a
+    /// stream lasts as long as it is followed.
+    pub(crate) fn stream_request(
+        &self,
+        method: Method,
+        path: &str,
+    ) -> Result<RequestBuilder, CliError> {
+        /// Longer than any stream is followed; reqwest takes no "never".
+        const STREAM_TIMEOUT: Duration = Duration::from_secs(10 * 365 * 86_400);
+        Ok(self.request(method, path)?.timeout(STREAM_TIMEOUT))
+    }
+
+    /// Sends a streaming request and hands back its server-sent events, or the API's error
+    /// as a [`CliError`].
+    pub(crate) async fn open_stream(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<super::events::SseReader, CliError> {
+        let response = request.send().await.map_err(|err| CliError::Http {
+            message: format!("could not reach the server at {}", self.base_url()),
+            source: Some(err),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(super::events::SseReader::new(response));
+        }
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(self.error(status, &bytes))
+    }
 }
 
 #[cfg(test)]

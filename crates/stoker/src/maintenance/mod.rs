@@ -135,6 +135,9 @@ pub(crate) struct MaintenanceConfig {
 pub(crate) struct MaintenanceExtras {
     /// The cron firer (issue 15), run in every process.
     pub(crate) cron: Option<crate::cron::CronFirer>,
+    // --- stream events ---
+    /// Where the rescuer publishes its rescues.
+    pub(crate) events: Option<crate::EventHub>,
 }
 
 /// The maintenance services of one process: an elector, and the services it runs while it
@@ -170,12 +173,19 @@ impl Maintenance {
                 Arc::clone(&clock),
                 config.stager,
             )),
-            Arc::new(Rescuer::new(
-                Arc::clone(&store),
-                Arc::clone(&clock),
-                registry,
-                config.rescuer,
-            )),
+            Arc::new({
+                let rescuer = Rescuer::new(
+                    Arc::clone(&store),
+                    Arc::clone(&clock),
+                    registry,
+                    config.rescuer,
+                );
+                // --- stream events ---
+                match extras.events.clone() {
+                    Some(hub) => rescuer.with_event_hub(hub),
+                    None => rescuer,
+                }
+            }),
             Arc::new(Pruner::new(
                 Arc::clone(&store),
                 Arc::clone(&clock),

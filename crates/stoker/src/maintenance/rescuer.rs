@@ -72,6 +72,9 @@ pub struct Rescuer {
     clock: Arc<dyn Clock>,
     registry: Arc<Registry>,
     config: RescuerConfig,
+    // --- stream events ---
+    /// Where rescues are published as live events, if anywhere.
+    events: Option<crate::EventHub>,
 }
 
 impl Rescuer {
@@ -87,7 +90,16 @@ impl Rescuer {
             clock,
             registry,
             config,
+            events: None,
         }
+    }
+
+    // --- stream events ---
+
+    /// Publishes every rescue (the job `retryable` or `discarded`, "worker lost") on `hub`.
+    pub fn with_event_hub(mut self, hub: crate::EventHub) -> Self {
+        self.events = Some(hub);
+        self
     }
 
     /// Its settings.
@@ -154,6 +166,17 @@ impl Rescuer {
                     rescue: true,
                 })
                 .await?;
+            if let Some(hub) = &self.events {
+                hub.publish(|| {
+                    applied
+                        .iter()
+                        .filter_map(|job| {
+                            let finish = finishes.iter().find(|finish| finish.id == job.id)?;
+                            Some(crate::JobEvent::from_finished(job, &finish.outcome, now))
+                        })
+                        .collect()
+                });
+            }
             let applied: HashSet<JobId> = applied.iter().map(|job| job.id).collect();
             for finish in &finishes {
                 if !applied.contains(&finish.id) {

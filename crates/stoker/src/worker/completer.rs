@@ -45,6 +45,7 @@ async fn write(runtime: &Runtime, batch: &mut Vec<Ack>) {
         match store.job_finish_many(params).await {
             Ok(applied) => {
                 record_history(runtime, now, batch, &applied);
+                publish(runtime, now, batch, &applied);
                 report(runtime, batch, &applied);
                 batch.clear();
                 return;
@@ -90,6 +91,30 @@ fn record_history(
             let ack = acks.get(&job.id)?;
             Some((job, &ack.finish.outcome, Some(ack.run_time)))
         }),
+    );
+}
+
+/// Publishes the applied outcomes as live events (issue 13): one send for the batch, and
+/// nothing at all while nobody listens.
+fn publish(
+    runtime: &Runtime,
+    now: chrono::DateTime<chrono::Utc>,
+    batch: &[Ack],
+    applied: &[FinishedJob],
+) {
+    let client = &runtime.config.client;
+    if !client.event_hub().is_active() {
+        return;
+    }
+    let outcomes: std::collections::HashMap<JobId, &Outcome> = batch
+        .iter()
+        .map(|ack| (ack.finish.id, &ack.finish.outcome))
+        .collect();
+    client.publish_finished(
+        now,
+        applied
+            .iter()
+            .filter_map(|job| Some((job, *outcomes.get(&job.id)?))),
     );
 }
 

@@ -78,6 +78,9 @@ pub struct WorkerBuilder {
     history: Option<(crate::history::History, Duration)>,
     /// The version the registry shows (issue 13).
     version: Option<String>,
+    // --- stream events ---
+    /// Where claims and acknowledgements are published.
+    event_hub: Option<crate::EventHub>,
 }
 
 impl WorkerBuilder {
@@ -269,6 +272,16 @@ impl WorkerBuilder {
         self
     }
 
+    // --- stream events ---
+
+    /// Publishes this worker's claims and acknowledgements (and its client's changes) on
+    /// `hub`: give it the hub of the [`Client`](crate::Client) that serves
+    /// [`Client::events`](crate::Client::events) in this process.
+    pub fn event_hub(mut self, hub: crate::EventHub) -> Self {
+        self.event_hub = Some(hub);
+        self
+    }
+
     /// Configures the leader's history keeper (depth samples, roll-ups, retention).
     pub fn history_keeper(mut self, config: crate::history::HistoryKeeperConfig) -> Self {
         self.services.history = config;
@@ -328,6 +341,10 @@ impl WorkerBuilder {
         }
         if let Some((history, _)) = &self.history {
             client = client.with_history(history.clone());
+        }
+        // --- stream events ---
+        if let Some(hub) = self.event_hub {
+            client = client.with_event_hub(hub);
         }
         Ok(Worker {
             events: broadcast::channel(EVENTS_CAPACITY).0,
@@ -445,6 +462,8 @@ impl Worker {
             cron_firer: crate::cron::CronFirerConfig::default(),
             history: None,
             version: None,
+            // --- stream events ---
+            event_hub: None,
         }
     }
 
@@ -551,6 +570,8 @@ impl Worker {
                         runtime.config.client.clone(),
                         runtime.config.cron_firer.clone(),
                     )),
+                    // --- stream events ---
+                    events: Some(runtime.config.client.event_hub().clone()),
                 },
             )
         });

@@ -90,6 +90,11 @@ pub(crate) async fn run(runtime: Arc<Runtime>, queue: String, concurrency: usize
                 if let Some((history, _)) = &runtime.config.history {
                     history.record_started(&jobs);
                 }
+                // Live events (issue 13): one send per claim, only while somebody listens.
+                runtime
+                    .config
+                    .client
+                    .publish_rows(&jobs, runtime.config.clock.now());
                 for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
                     executor::spawn(&runtime, job, permit);
                 }

@@ -1,0 +1,299 @@
+//! Live events (issue 13) through the runtime: a job followed to its end, whether this
+//! process or another runs it; filters; one snapshot task however many subscriptions; and
+//! nothing left running once the last one leaves. Each scenario runs on every store.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stoker::testing::CountingStore;
+use stoker::{
+    Client, EnqueueOptions, Event, EventFilter, EventHub, EventStream, Failure, JobContext,
+    JobError, JobEvent, JobState, Reservation, Store, Worker,
+};
+
+/// How long any one event may take before the test fails (a guard, not a measurement).
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The next event, or a failure naming what was expected.
+async fn next(events: &mut EventStream, what: &str) -> Option<Event> {
+    match tokio::time::timeout(WAIT, events.next()).await {
+        Ok(event) => event,
+        Err(_) => panic!("no event within {WAIT:?} while waiting for {what}"),
+    }
+}
+
+/// The job events until the stream's end, and whether `End` came before it closed.
+async fn until_end(events: &mut EventStream) -> (Vec<JobEvent>, bool) {
+    let mut jobs = Vec::new();
+    while let Some(event) = next(events, "the end").await {
+        match event {
+            Event::Job(job) => jobs.push(job),
+            Event::End => {
+                assert!(
+                    events.next().await.is_none(),
+                    "the stream goes on after End"
+                );
+                return (jobs, true);
+            }
+            Event::Snapshot(_) => {}
+        }
+    }
+    (jobs, false)
+}
+
+/// A hub that reads followed jobs every 50 ms, so tests need not wait a second.
+fn fast_hub() -> EventHub {
+    EventHub::with_interval(Duration::from_millis(50))
+}
+
+mod scenarios {
+    use super::*;
+
+    /// An embedded worker sharing the client's hub: the followed job shows available,
+    /// running, completed, then the stream ends; a job event carries the correlation id.
+    pub async fn a_job_run_here_is_followed_to_its_end(store: Arc<dyn Store>) {
+        let hub = fast_hub();
+        let client = Client::new(Arc::clone(&store)).with_event_hub(hub.clone());
+        let job = client
+            .enqueue_raw(
+                "echo",
+                json!({"n": 1}),
+                EnqueueOptions::new().correlation_id("req-1"),
+            )
+            .await
+            .unwrap();
+        let mut events = client
+            .events(EventFilter::new().job(job.id).snapshot(false))
+            .await
+            .unwrap();
+        let worker = Worker::builder(Arc::clone(&store))
+            .queue("default", 2)
+            .handler_fn("echo", |args: Value, _ctx: JobContext| async move {
+                Ok::<_, JobError>(args)
+            })
+            .event_hub(hub.clone())
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        let (jobs, ended) = until_end(&mut events).await;
+        assert!(ended, "the stream closed without End: {jobs:?}");
+        let states: Vec<JobState> = jobs.iter().map(|job| job.state).collect();
+        assert_eq!(states.first(), Some(&JobState::Available), "{jobs:?}");
+        assert_eq!(states.last(), Some(&JobState::Completed), "{jobs:?}");
+        assert!(jobs.iter().all(|event| event.id == job.id));
+        assert!(jobs
+            .iter()
+            .all(|event| event.correlation_id.as_deref() == Some("req-1")));
+        worker.shutdown().await;
+        drop(events);
+        assert_eq!(hub.subscribers(), 0);
+        assert!(!hub.is_running(), "the task outlived its last subscription");
+    }
+
+    /// Another process (a client with a hub of its own) reserves and fails the job for good:
+    /// the follower sees it through its reads, error included, and the end.
+    pub async fn a_job_run_elsewhere_is_followed_to_its_end(store: Arc<dyn Store>) {
+        let here = Client::new(Arc::clone(&store)).with_event_hub(fast_hub());
+        let elsewhere = Client::new(Arc::clone(&store));
+        let job = here
+            .enqueue_raw("remote", json!({}), EnqueueOptions::new().max_attempts(1))
+            .await
+            .unwrap();
+        let mut events = here
+            .events(EventFilter::new().job(job.id).snapshot(false))
+            .await
+            .unwrap();
+        let reserved = elsewhere
+            .reserve(&Reservation {
+                worker: "pull:elsewhere".into(),
+                queues: vec!["default".into()],
+                kinds: Vec::new(),
+                limit: 1,
+                lease: Duration::from_secs(60),
+            })
+            .await
+            .unwrap();
+        assert_eq!(reserved.len(), 1);
+        elsewhere
+            .fail_reserved(
+                job.id,
+                reserved[0].fence,
+                Failure {
+                    message: "boom".into(),
+                    retry_in: None,
+                    discard: false,
+                },
+            )
+            .await
+            .unwrap();
+        let (jobs, ended) = until_end(&mut events).await;
+        assert!(ended, "{jobs:?}");
+        let last = jobs.last().expect("job events");
+        assert_eq!(last.state, JobState::Discarded);
+        assert_eq!(last.error.as_deref(), Some("boom"));
+    }
+
+    /// Queue and kind filters hold; a cancel through the client is published; a job already
+    /// finished ends the stream at once; a job that does not exist is refused.
+    pub async fn filters_hold_and_finished_jobs_end_at_once(store: Arc<dyn Store>) {
+        let client = Client::new(Arc::clone(&store)).with_event_hub(fast_hub());
+        let mut mailers = client
+            .events(EventFilter::new().queue("mailers").snapshot(false))
+            .await
+            .unwrap();
+        client
+            .enqueue_raw("other", json!({}), EnqueueOptions::new().queue("other"))
+            .await
+            .unwrap();
+        let mail = client
+            .enqueue_raw("email", json!({}), EnqueueOptions::new().queue("mailers"))
+            .await
+            .unwrap();
+        client.cancel(mail.id).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match next(&mut mailers, "the mailers' events").await {
+                Some(Event::Job(job)) => seen.push((job.id, job.state, job.queue)),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(
+            seen,
+            [
+                (mail.id, JobState::Available, "mailers".to_owned()),
+                (mail.id, JobState::Cancelled, "mailers".to_owned()),
+            ]
+        );
+
+        let mut done = client
+            .events(EventFilter::new().job(mail.id).snapshot(false))
+            .await
+            .unwrap();
+        let (jobs, ended) = until_end(&mut done).await;
+        assert!(ended);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].state, JobState::Cancelled);
+
+        let missing = client
+            .events(EventFilter::new().job(stoker::JobId(9_999_999)))
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, stoker::Error::NotFound(_)), "{missing}");
+        let too_many = EventFilter {
+            jobs: (1..=101).map(stoker::JobId).collect(),
+            ..EventFilter::new()
+        };
+        let refused = client.events(too_many).await.unwrap_err();
+        assert!(
+            matches!(refused, stoker::Error::Invalid(ref i) if i.field == "job"),
+            "{refused}"
+        );
+    }
+
+    /// A hundred subscriptions share one snapshot task: each sees the same snapshots, and the
+    /// store answers one set of reads per snapshot, not one per subscription.
+    pub async fn one_snapshot_serves_every_subscription(store: Arc<dyn Store>) {
+        let counting = Arc::new(CountingStore::new(Arc::clone(&store)));
+        let hub = fast_hub();
+        let client = Client::new(counting.clone()).with_event_hub(hub.clone());
+        client
+            .enqueue_raw("k", json!({}), EnqueueOptions::new().queue("q"))
+            .await
+            .unwrap();
+        counting.reset();
+        let mut streams = Vec::new();
+        for _ in 0..100 {
+            streams.push(client.events(EventFilter::new()).await.unwrap());
+        }
+        assert_eq!(hub.subscribers(), 100);
+        let mut seen = HashSet::new();
+        for stream in &mut streams {
+            let mut got = 0;
+            while got < 3 {
+                if let Some(Event::Snapshot(snapshot)) = next(stream, "a snapshot").await {
+                    assert_eq!(snapshot.states.available, 1);
+                    assert!(snapshot.queues.iter().any(|q| q.name == "q"));
+                    seen.insert(snapshot.at);
+                    got += 1;
+                }
+            }
+        }
+        drop(streams);
+        assert!(!hub.is_running());
+        let calls = counting.calls();
+        let stats = calls.get("job_stats").copied().unwrap_or(0);
+        // Every snapshot computed was one set of reads; a snapshot is at most one interval
+        // old when a subscription reads it, so the 100 streams saw at most a few.
+        assert!(stats >= 1, "{calls:?}");
+        assert!(
+            stats <= seen.len() as u64 + 2,
+            "{stats} job_stats calls for {} snapshots: {calls:?}",
+            seen.len()
+        );
+        assert_eq!(
+            calls.get("job_stats"),
+            calls.get("worker_list"),
+            "{calls:?}"
+        );
+    }
+
+    /// Nobody listening: publishing builds nothing and the hub starts no task.
+    pub async fn without_subscribers_nothing_runs(store: Arc<dyn Store>) {
+        let hub = fast_hub();
+        let counting = Arc::new(CountingStore::new(Arc::clone(&store)));
+        let client = Client::new(counting.clone()).with_event_hub(hub.clone());
+        for _ in 0..5 {
+            client
+                .enqueue_raw("k", json!({}), EnqueueOptions::new())
+                .await
+                .unwrap();
+        }
+        assert!(!hub.is_running());
+        assert_eq!(hub.subscribers(), 0);
+        let calls = counting.calls();
+        assert_eq!(calls.get("job_stats"), None, "{calls:?}");
+        assert_eq!(calls.get("job_get"), None, "{calls:?}");
+    }
+}
+
+macro_rules! events_tests {
+    ($factory:path $(, #[$attr:meta])*) => {
+        events_tests!(@each $factory, [$(#[$attr])*],
+            a_job_run_here_is_followed_to_its_end,
+            a_job_run_elsewhere_is_followed_to_its_end,
+            filters_hold_and_finished_jobs_end_at_once,
+            one_snapshot_serves_every_subscription,
+            without_subscribers_nothing_runs,
+        );
+    };
+    (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {
+        $( events_tests!(@one $factory, $attrs, $name); )*
+    };
+    (@one $factory:path, [$(#[$attr:meta])*], $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attr])*
+        async fn $name() {
+            let store: Arc<dyn Store> = $factory().await;
+            crate::scenarios::$name(store).await;
+        }
+    };
+}
+
+mod sqlite {
+    use super::*;
+    events_tests!(crate::common::sqlite);
+}
+
+mod postgres {
+    use super::*;
+    events_tests!(
+        crate::common::postgres,
+        #[cfg_attr(stoker_pg_skip, ignore = "STOKER_TEST_DATABASE_URL is unset")]
+    );
+}
