@@ -160,14 +160,15 @@ async fn shoot(browser: &Browser, base: &str, name: &str, path: &str) {
                 .expect("theme");
             let height = browser
                 .execute(
-                    "return Math.ceil(document.documentElement.scrollHeight);",
+                    "return Math.ceil(Math.max(document.documentElement.scrollHeight, \
+                     document.body.scrollHeight));",
                     vec![],
                 )
                 .await
                 .expect("height")
-                .as_u64()
-                .unwrap_or(900)
-                .clamp(600, 4000) as u32;
+                .as_f64()
+                .unwrap_or(900.0)
+                .clamp(600.0, 4000.0) as u32;
             browser.set_window_size(width, height).await.expect("resize");
             tokio::time::sleep(Duration::from_millis(150)).await;
             let png = browser.screenshot().await.expect("screenshot");
@@ -325,11 +326,11 @@ async fn the_dashboard_in_a_real_browser() {
             .enqueue(json!({"kind": "resize", "queue": "parked", "args": {"n": n}}))
             .await;
     }
+    shoot(&browser, &base, "jobs", "/jobs?q=queue%3Aparked").await;
     browser
         .goto(&format!("{base}/jobs?q=queue%3Aparked+state%3Aavailable"))
         .await
         .expect("jobs");
-    shoot(&browser, &base, "jobs", "/jobs?q=queue%3Aparked").await;
     click(&browser, "[data-show-all-matching]").await;
     let dialog = text(&browser, "#all-h").await;
     assert_eq!(dialog, "Act on all 40 matching jobs");
@@ -345,6 +346,24 @@ async fn the_dashboard_in_a_real_browser() {
     assert_eq!(text(&browser, "[data-op-percent]").await, "100%");
     assert_eq!(text(&browser, "[data-op-done]").await, "40");
     let op_path = browser.current_url().await.expect("url").path().to_owned();
+    assert_eq!(
+        text(&browser, "code.filter").await,
+        "state:available queue:parked"
+    );
+    // New jobs show as a banner over the list; the rows stay where they are.
+    browser
+        .goto(&format!("{base}/jobs?q=queue%3Aparked"))
+        .await
+        .expect("jobs");
+    wait_text(&browser, "[data-live-status]", "the live stream", false, |t| t.contains("live")).await;
+    let first_row = text(&browser, "tbody tr th").await;
+    for n in 0..2 {
+        server
+            .enqueue(json!({"kind": "resize", "queue": "parked", "args": {"n": 200 + n}}))
+            .await;
+    }
+    wait_text(&browser, "[data-new-count]", "the new-jobs banner", false, |t| t == "2").await;
+    assert_eq!(text(&browser, "tbody tr th").await, first_row, "the rows did not move");
     let cancelled = server.get("/v1/jobs?queue=parked&state=cancelled&limit=100").await;
     assert_eq!(cancelled.body["jobs"].as_array().unwrap().len(), 40);
 

@@ -51,23 +51,38 @@ fn y_of(v: f64, max: f64, height: f64) -> f64 {
     height - (v / max).clamp(0.0, 1.0) * (height - 2.0) - 1.0
 }
 
-/// The path of one line's runs (a gap starts a new run).
+/// The path of one line's runs (a gap starts a new run). A run of one point is drawn as a
+/// short dash, so a lone minute with data still shows.
 fn path(values: &[Option<f64>], max: f64, height: f64) -> String {
-    let mut d = String::new();
+    let n = values.len();
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
     let mut pen_down = false;
     for (i, value) in values.iter().enumerate() {
         match value {
             Some(v) => {
-                let op = if pen_down { 'L' } else { 'M' };
-                let _ = write!(
-                    d,
-                    "{op}{:.1} {:.1}",
-                    x_of(i, values.len()),
-                    y_of(*v, max, height)
-                );
+                let point = (x_of(i, n), y_of(*v, max, height));
+                match runs.last_mut() {
+                    Some(run) if pen_down => run.push(point),
+                    _ => runs.push(vec![point]),
+                }
                 pen_down = true;
             }
             None => pen_down = false,
+        }
+    }
+    let mut d = String::new();
+    for run in runs {
+        if let [(x, y)] = run[..] {
+            let _ = write!(
+                d,
+                "M{:.1} {y:.1}L{:.1} {y:.1}",
+                (x - 3.0).max(0.0),
+                (x + 3.0).min(WIDTH)
+            );
+            continue;
+        }
+        for (i, (x, y)) in run.iter().enumerate() {
+            let _ = write!(d, "{}{x:.1} {y:.1}", if i == 0 { 'M' } else { 'L' });
         }
     }
     d

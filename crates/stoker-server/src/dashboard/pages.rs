@@ -239,6 +239,8 @@ pub(crate) struct ChartView {
     pub(crate) top: String,
     pub(crate) start: When,
     pub(crate) legend: Vec<LegendItem>,
+    /// What to say over an empty chart ("" when it has data).
+    pub(crate) empty: String,
 }
 
 /// One line's key under a chart, with its total over the range and the change from the
@@ -306,15 +308,15 @@ fn charts(series: &Series) -> Vec<ChartView> {
     let throughput = chart::line_chart(
         &[
             Line {
-                class: "s-completed",
-                values: counts(|p| p.completed),
-            },
-            Line {
                 class: "s-enqueued",
                 values: counts(|p| p.enqueued),
             },
+            Line {
+                class: "s-completed",
+                values: counts(|p| p.completed),
+            },
         ],
-        "Jobs completed and enqueued",
+        "Jobs enqueued and completed",
     );
     let failures = chart::line_chart(
         &[
@@ -358,6 +360,11 @@ fn charts(series: &Series) -> Vec<ChartView> {
     let total = &series.total;
     vec![
         ChartView {
+            empty: if total.enqueued + total.completed == 0 {
+                "No jobs enqueued or completed in this range".to_owned()
+            } else {
+                String::new()
+            },
             title: "Throughput".to_owned(),
             top: format::short_count(throughput.max as i64),
             svg: throughput.svg,
@@ -368,6 +375,7 @@ fn charts(series: &Series) -> Vec<ChartView> {
             ],
         },
         ChartView {
+            empty: String::new(),
             title: "Failures".to_owned(),
             top: format::short_count(failures.max as i64),
             svg: failures.svg,
@@ -378,6 +386,11 @@ fn charts(series: &Series) -> Vec<ChartView> {
             ],
         },
         ChartView {
+            empty: if total.wait.count == 0 {
+                "No attempts started in this range".to_owned()
+            } else {
+                String::new()
+            },
             title: "Wait time".to_owned(),
             top: format::millis(wait.max as u64),
             svg: wait.svg,
@@ -388,6 +401,11 @@ fn charts(series: &Series) -> Vec<ChartView> {
             ],
         },
         ChartView {
+            empty: if total.run.count == 0 {
+                "No attempts finished in this range".to_owned()
+            } else {
+                String::new()
+            },
             title: "Run time".to_owned(),
             top: format::millis(run.max as u64),
             svg: run.svg,
@@ -473,6 +491,7 @@ pub(crate) struct QueueView {
     pub(crate) p95_wait: String,
     pub(crate) workers: String,
     pub(crate) no_worker: bool,
+    pub(crate) has_work: bool,
     pub(crate) concurrency: String,
     pub(crate) spark: String,
     pub(crate) attention: Vec<String>,
@@ -580,6 +599,7 @@ async fn queue_views(client: &Client) -> Result<Vec<QueueView>, DashError> {
             p95_wait: s.total.wait.p95_ms.map_or("—".to_owned(), format::millis),
             workers: format!("{alive} / {}", queue.workers.len()),
             no_worker: alive == 0,
+            has_work: due > 0,
             concurrency: if concurrency == 0 {
                 "—".to_owned()
             } else {
