@@ -143,12 +143,49 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
+/// A Chrome DevTools command, sent through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _url: &url::Url) -> (axum::http::Method, Option<String>) {
+        let body = json!({"cmd": self.cmd, "params": self.params});
+        (axum::http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// Makes the page `width` × `height` CSS pixels, as a phone when narrow.
+async fn viewport(browser: &Browser, width: u32, height: u32) {
+    browser
+        .issue_cmd(Cdp {
+            cmd: "Emulation.setDeviceMetricsOverride",
+            params: json!({"width": width, "height": height, "deviceScaleFactor": 1,
+                           "mobile": width < 600}),
+        })
+        .await
+        .expect("set the viewport");
+}
+
 /// Screenshots of `path` in both themes at both widths, the page's full height.
 async fn shoot(browser: &Browser, base: &str, name: &str, path: &str) {
     let dir = screenshots_dir();
     for theme in ["light", "dark"] {
         for width in [1280u32, 390] {
-            browser.set_window_size(width, 900).await.expect("resize");
+            viewport(browser, width, 900).await;
             browser.goto(&format!("{base}{path}")).await.expect("open");
             browser
                 .execute(
@@ -168,14 +205,14 @@ async fn shoot(browser: &Browser, base: &str, name: &str, path: &str) {
                 .expect("height")
                 .as_f64()
                 .unwrap_or(900.0)
-                .clamp(600.0, 4000.0) as u32;
-            browser.set_window_size(width, height).await.expect("resize");
+                .clamp(600.0, 6000.0) as u32;
+            viewport(browser, width, height).await;
             tokio::time::sleep(Duration::from_millis(150)).await;
             let png = browser.screenshot().await.expect("screenshot");
             std::fs::write(dir.join(format!("{name}-{theme}-{width}.png")), png).expect("write");
         }
     }
-    browser.set_window_size(1280, 900).await.expect("resize");
+    viewport(browser, 1280, 900).await;
 }
 
 async fn state_of(server: &TestServer, id: i64) -> String {
