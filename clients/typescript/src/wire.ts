@@ -206,6 +206,21 @@ export interface JobLogView {
 export interface JobList {
   jobs: JobView[];
   next_cursor?: number | null;
+  // --- stream search ---
+  /** The cursor for newer jobs (with `direction=newer`). */
+  prev_cursor?: number | null;
+  /** Whether the page stopped at its scan budget: more may match past `next_cursor`. */
+  partial: boolean;
+  /** Rows the page read. */
+  scanned: number;
+  /** The count of matching jobs, when asked for with `count=true`. */
+  count?: JobCountView | null;
+}
+
+/** `JobCountView`: a bounded count; `exact: false` means "at least". */
+export interface JobCountView {
+  count: number;
+  exact: boolean;
 }
 
 /** `ReserveRequest`: `POST /v1/pull/reserve`, and the `reserve` part of `POST /v1/pull/ack`. */
@@ -374,7 +389,17 @@ export const WIRE_FIELDS = {
     logs: true,
   } satisfies Fields<JobView>,
   JobLogView: { seq: true, attempt: true, at: true, line: true } satisfies Fields<JobLogView>,
-  JobList: { jobs: true, next_cursor: true } satisfies Fields<JobList>,
+  JobList: {
+    jobs: true,
+    next_cursor: true,
+    // --- stream search ---
+    prev_cursor: true,
+    partial: true,
+    scanned: true,
+    count: true,
+  } satisfies Fields<JobList>,
+  // --- stream search ---
+  JobCountView: { count: true, exact: true } satisfies Fields<JobCountView>,
   ReserveRequest: {
     worker: true,
     queues: true,

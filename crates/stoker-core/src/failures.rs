@@ -15,10 +15,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    validate_kind, validate_queue, ErrorKind, InvalidInput, JobId, JobState, Priority,
-    TENANT_MAX_LEN,
-};
+use crate::{validate_kind, ErrorKind, InvalidInput, JobId, Priority};
 
 /// The most characters of a normalized message a group keeps (and fingerprints).
 pub const FAILURE_MESSAGE_MAX_CHARS: usize = 500;
@@ -37,7 +34,7 @@ pub const JOB_LOG_LINE_MAX_CHARS: usize = 4096;
 pub const JOB_LOG_MAX_LINES_PER_CALL: usize = 100;
 
 /// The most values each list of a [`BulkFilter`] holds.
-pub const BULK_FILTER_MAX_VALUES: usize = 32;
+pub const BULK_FILTER_MAX_VALUES: usize = crate::JOB_CRITERIA_MAX_VALUES;
 /// The most bulk operations one list returns.
 pub const BULK_LIST_MAX_LIMIT: u32 = 500;
 /// The longest `created_by` of a bulk operation.
@@ -408,77 +405,10 @@ impl std::str::FromStr for BulkOpState {
     }
 }
 
-/// Which jobs a bulk operation applies to: those matching every criterion given (an empty
-/// filter matches every job; an empty time range none). The CLI asks for `--all` before it
-/// sends an empty filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BulkFilter {
-    /// Only jobs in these states.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub states: Vec<JobState>,
-    /// Only jobs in these queues.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub queues: Vec<String>,
-    /// Only jobs of these kinds.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub kinds: Vec<String>,
-    /// Only this tenant's jobs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
-    /// Only jobs whose latest failure is in this group (a [`fingerprint`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_group: Option<String>,
-    /// Only jobs created at or after this instant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_after: Option<DateTime<Utc>>,
-    /// Only jobs created before this instant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_before: Option<DateTime<Utc>>,
-}
-
-impl BulkFilter {
-    /// Checks the filter: lists of at most [`BULK_FILTER_MAX_VALUES`] valid names, a valid
-    /// fingerprint.
-    ///
-    /// # Errors
-    ///
-    /// [`InvalidInput`] naming the field (`filter`, `filter.queues[i]`, ...).
-    pub fn validate(&self) -> Result<(), InvalidInput> {
-        for (field, len) in [
-            ("filter.states", self.states.len()),
-            ("filter.queues", self.queues.len()),
-            ("filter.kinds", self.kinds.len()),
-        ] {
-            if len > BULK_FILTER_MAX_VALUES {
-                return Err(InvalidInput::new(
-                    field,
-                    format!("name at most {BULK_FILTER_MAX_VALUES} values, got {len}"),
-                ));
-            }
-        }
-        for (i, queue) in self.queues.iter().enumerate() {
-            validate_queue(queue)
-                .map_err(|err| InvalidInput::new(format!("filter.queues[{i}]"), err.reason))?;
-        }
-        for (i, kind) in self.kinds.iter().enumerate() {
-            validate_kind(kind)
-                .map_err(|err| InvalidInput::new(format!("filter.kinds[{i}]"), err.reason))?;
-        }
-        if let Some(tenant) = &self.tenant {
-            if tenant.is_empty() || tenant.len() > TENANT_MAX_LEN {
-                return Err(InvalidInput::new(
-                    "filter.tenant",
-                    format!("must be 1 to {TENANT_MAX_LEN} bytes"),
-                ));
-            }
-        }
-        if let Some(group) = &self.failure_group {
-            validate_fingerprint("filter.failure_group", group)?;
-        }
-        Ok(())
-    }
-}
+/// Which jobs a bulk operation applies to: the same criteria as a job search (see
+/// [`JobCriteria`](crate::JobCriteria)), so an operator can act on exactly what a search
+/// showed. The CLI asks for `--all` before it sends an empty filter.
+pub type BulkFilter = crate::JobCriteria;
 
 /// Parameters of [`Store::bulk_op_create`](crate::Store::bulk_op_create).
 #[derive(Debug, Clone, PartialEq, Eq)]

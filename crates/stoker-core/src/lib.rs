@@ -25,6 +25,8 @@ mod failures;
 mod history;
 mod insert;
 mod job;
+// --- stream search ---
+mod search;
 mod store;
 
 pub use clock::{Clock, StubClock, SystemClock};
@@ -59,4 +61,10 @@ pub use store::{
     JobRetryManyParams, JobRetryParams, JobStageParams, JobStuckParams, LeaderElectParams,
     LeaderRow, LeaseExtended, Outcome, QueueParams, QueueRow, StateCount, Store, StoreEvent,
     StoreTx, WorkerHeartbeatParams, WorkerHeartbeatReply, WorkerRow,
+};
+// --- stream search ---
+pub use search::{
+    search_cursors, JobCount, JobCriteria, JobSearchPage, JobSearchParams, ScanDriver,
+    SearchDirection, StateView, JOB_COUNT_CAP, JOB_COUNT_SCAN_MAX, JOB_CRITERIA_MAX_VALUES,
+    JOB_LABEL_MAX_LEN, JOB_SEARCH_MAX_LIMIT, JOB_SEARCH_SCAN_MAX, JOB_TEXT_MAX_CHARS,
 };

@@ -9,6 +9,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::cron::{CronDue, CronFireOutcome, CronFireParams, CronRow, CronRun, CronWriteParams};
+// --- stream search ---
 use crate::{
     args_size, AttemptError, InsertedJob, InvalidInput, JobId, JobInsert, JobRow, JobState,
     Progress, StoreResult, MAX_ARGS_BYTES_DEFAULT, MAX_PROGRESS_DETAILS_BYTES,
@@ -17,6 +18,7 @@ use crate::{
     BulkOpCreateParams, BulkOpListParams, BulkOpRow, BulkOpStepParams, FailureGroup,
     FailureGroupListParams, JobLogAppended, JobLogLine, JobLogParams,
 };
+use crate::{JobCount, JobCriteria, JobSearchPage, JobSearchParams};
 // History (issue 13).
 use crate::{
     HistoryQueryParams, HistoryRecordParams, HistoryRollupParams, HistoryRollupReport,
@@ -857,6 +859,27 @@ pub trait Store: Send + Sync + 'static {
     /// the oldest due one (sampled into the history each minute, and exported as gauges).
     /// Reads the fetch and schedule indexes, not finished jobs.
     async fn queue_depths(&self) -> StoreResult<Vec<QueueDepth>>;
+    // --- stream search ---
+
+    /// One page of jobs matching [`JobSearchParams::criteria`], walking from the cursor in
+    /// its direction along the criteria's [driver](crate::JobCriteria::driver) index and
+    /// reading at most `scan_max` rows of it (see [`crate::search_cursors`] for the cursors
+    /// and `partial`). Never reads more: a sparse criterion yields a short page with a cursor
+    /// to go on.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field (see [`JobSearchParams::validate`]).
+    async fn job_search(&self, params: JobSearchParams) -> StoreResult<JobSearchPage>;
+
+    /// Counts jobs matching `criteria`, newest first along its driver: exact when at most
+    /// [`crate::JOB_COUNT_CAP`] match within [`crate::JOB_COUNT_SCAN_MAX`] rows of the driver
+    /// and the driver holds no more; otherwise a lower bound (`exact: false`).
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field (see [`JobCriteria::validate_as`]).
+    async fn job_count(&self, criteria: JobCriteria) -> StoreResult<JobCount>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

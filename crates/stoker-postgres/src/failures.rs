@@ -168,36 +168,10 @@ pub(crate) async fn group_get(
     .transpose()
 }
 
-/// Adds the filter's criteria (`AND ...`) to a query over the jobs table.
+/// Adds the filter's criteria (`AND ...`) to a query over the jobs table: the search's own
+/// translation, so a bulk operation acts on exactly what a search shows.
 fn push_filter(query: &mut QueryBuilder<'_, Postgres>, filter: &BulkFilter) {
-    if !filter.states.is_empty() {
-        let states: Vec<String> = filter.states.iter().map(|s| s.as_str().into()).collect();
-        query.push(" AND state = ANY(").push_bind(states).push(")");
-    }
-    if !filter.queues.is_empty() {
-        query
-            .push(" AND queue = ANY(")
-            .push_bind(filter.queues.clone())
-            .push(")");
-    }
-    if !filter.kinds.is_empty() {
-        query
-            .push(" AND kind = ANY(")
-            .push_bind(filter.kinds.clone())
-            .push(")");
-    }
-    if let Some(tenant) = &filter.tenant {
-        query.push(" AND tenant = ").push_bind(tenant.clone());
-    }
-    if let Some(group) = &filter.failure_group {
-        query.push(" AND failure_group = ").push_bind(group.clone());
-    }
-    if let Some(after) = filter.created_after {
-        query.push(" AND created_at >= ").push_bind(after);
-    }
-    if let Some(before) = filter.created_before {
-        query.push(" AND created_at < ").push_bind(before);
-    }
+    crate::search::push_criteria(query, filter);
 }
 
 fn op_from_row(row: &PgRow) -> StoreResult<BulkOpRow> {

@@ -178,6 +178,8 @@ mod history;
 mod listener;
 mod migrate;
 mod row;
+// --- stream search ---
+mod search;
 mod sql;
 mod store;
 

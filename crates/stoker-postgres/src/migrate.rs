@@ -60,6 +60,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "failures",
         sql: include_str!("../migrations/0008_failures.sql"),
     },
+    // --- stream search ---
+    Migration {
+        version: 12,
+        name: "dash",
+        sql: include_str!("../migrations/0012_dash.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

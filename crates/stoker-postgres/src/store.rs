@@ -1172,6 +1172,38 @@ impl Store for PgStore {
     async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>> {
         self.inner.history.depths(&self.inner.pool).await
     }
+    // --- stream search ---
+
+    async fn job_search(
+        &self,
+        params: stoker_core::JobSearchParams,
+    ) -> StoreResult<stoker_core::JobSearchPage> {
+        crate::search::search(&self.inner.pool, &self.inner.schema, &params).await
+    }
+
+    async fn job_count(
+        &self,
+        criteria: stoker_core::JobCriteria,
+    ) -> StoreResult<stoker_core::JobCount> {
+        crate::search::count(&self.inner.pool, &self.inner.schema, &criteria).await
+    }
+}
+
+// --- stream search ---
+impl PgStore {
+    /// The plans PostgreSQL picks for a [`Store::job_search`] page and for the
+    /// [`Store::job_count`] of the same criteria (`EXPLAIN`, not run), as text: for
+    /// benchmarks and tests to check that every search walks an index and never sorts.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` for bad params; a database error.
+    pub async fn explain_job_search(
+        &self,
+        params: &stoker_core::JobSearchParams,
+    ) -> StoreResult<(String, String)> {
+        crate::search::explain(&self.inner.pool, &self.inner.schema, params).await
+    }
 }
 
 #[async_trait]

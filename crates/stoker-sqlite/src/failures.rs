@@ -150,39 +150,10 @@ pub(crate) async fn group_get(
         .transpose()
 }
 
-/// Adds the filter's criteria (`AND ...`) to a query over `stoker_jobs`.
+/// Adds the filter's criteria (`AND ...`) to a query over `stoker_jobs`: the search's own
+/// translation, so a bulk operation acts on exactly what a search shows.
 fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &BulkFilter) {
-    if !filter.states.is_empty() {
-        query.push(" AND state IN (");
-        let mut list = query.separated(", ");
-        for state in &filter.states {
-            list.push_bind(state.as_str());
-        }
-        query.push(")");
-    }
-    for (column, values) in [("queue", &filter.queues), ("kind", &filter.kinds)] {
-        if values.is_empty() {
-            continue;
-        }
-        query.push(" AND ").push(column).push(" IN (");
-        let mut list = query.separated(", ");
-        for value in values {
-            list.push_bind(value.clone());
-        }
-        query.push(")");
-    }
-    if let Some(tenant) = &filter.tenant {
-        query.push(" AND tenant = ").push_bind(tenant.clone());
-    }
-    if let Some(group) = &filter.failure_group {
-        query.push(" AND failure_group = ").push_bind(group.clone());
-    }
-    if let Some(after) = filter.created_after {
-        query.push(" AND created_at >= ").push_bind(micros(after));
-    }
-    if let Some(before) = filter.created_before {
-        query.push(" AND created_at < ").push_bind(micros(before));
-    }
+    crate::search::push_criteria(query, filter);
 }
 
 fn op_from_row(row: &SqliteRow) -> StoreResult<BulkOpRow> {

@@ -152,6 +152,8 @@ mod insert;
 mod migrate;
 mod prune;
 mod row;
+// --- stream search ---
+mod search;
 mod store;
 
 pub use builder::{SqliteStoreBuilder, Synchronous, BUSY_TIMEOUT_DEFAULT, MAX_READERS_DEFAULT};

@@ -72,6 +72,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "failures",
         sql: include_str!("../migrations/0010_failures.sql"),
     },
+    // --- stream search ---
+    Migration {
+        version: 14,
+        name: "dash",
+        sql: include_str!("../migrations/0014_dash.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -1043,6 +1043,21 @@ impl Store for SqliteStore {
     async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>> {
         crate::history::depths(&mut *self.read().await?).await
     }
+    // --- stream search ---
+
+    async fn job_search(
+        &self,
+        params: stoker_core::JobSearchParams,
+    ) -> StoreResult<stoker_core::JobSearchPage> {
+        crate::search::search(&mut *self.read().await?, &params).await
+    }
+
+    async fn job_count(
+        &self,
+        criteria: stoker_core::JobCriteria,
+    ) -> StoreResult<stoker_core::JobCount> {
+        crate::search::count(&mut *self.read().await?, &criteria).await
+    }
 }
 
 /// A write transaction on `conn`, the writer. `BEGIN IMMEDIATE` takes SQLite's write lock at

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use stoker_core::{
     fingerprint, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpState,
     BulkOpStepParams, ErrorKind, FailureGroupListParams, JobCancelParams, JobFinish, JobId,
-    JobLogParams, JobState, Outcome, Priority, Store, StoreErrorKind, JOB_LOG_MAX_LINES,
+    JobLogParams, JobState, Outcome, Priority, StateView, Store, StoreErrorKind, JOB_LOG_MAX_LINES,
     JOB_LOG_MAX_LINES_PER_CALL,
 };
 
@@ -146,7 +146,7 @@ pub async fn failures_are_grouped_by_fingerprint<S: Store>(store: Arc<S>) {
         .await;
     expect_invalid(op, "priority");
     let mut params = create(BulkAction::Retry, filter_group(&email), 10);
-    params.filter.states = vec![JobState::Discarded, JobState::Retryable];
+    params.filter.states = vec![StateView::Discarded, StateView::Retryable];
     store.bulk_op_create(params).await.unwrap();
     run_all(&store, 10, 10).await;
     assert_eq!(get(&store, a.id).await.state, JobState::Available);
@@ -224,7 +224,7 @@ pub async fn bulk_retry_in_batches_with_progress<S: Store>(store: Arc<S>) {
         BulkAction::Retry,
         BulkFilter {
             kinds: vec!["report".into()],
-            states: vec![JobState::Discarded, JobState::Running],
+            states: vec![StateView::Discarded, StateView::Running],
             ..BulkFilter::default()
         },
         2,

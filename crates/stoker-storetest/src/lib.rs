@@ -91,6 +91,8 @@ pub mod migrate;
 pub mod prune;
 pub mod queue;
 pub mod rescue;
+// --- stream search ---
+pub mod search;
 pub mod shared;
 pub mod stage;
 pub mod stats;
@@ -251,6 +253,14 @@ macro_rules! conformance_tests {
             history_record_adds_and_scopes => history::record_adds_and_scopes,
             history_rollup_across_boundaries_and_retention => history::rollup_across_boundaries_and_retention,
             history_queue_depths_due_and_scheduled => history::queue_depths_due_and_scheduled,
+            // --- stream search ---
+            search_every_criterion_matches => search::every_criterion_matches,
+            search_failure_group_criterion => search::failure_group_criterion,
+            search_keyset_pages_both_directions => search::keyset_pages_both_directions,
+            search_scan_budget_bounds_each_page => search::scan_budget_bounds_each_page,
+            search_count_is_capped => search::count_is_capped,
+            search_invalid_params_refused => search::invalid_params_refused,
+            search_bulk_operation_uses_search_criteria => search::bulk_operation_uses_search_criteria,
         }
     };
 }
@@ -287,7 +297,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 19] = [
+    const MODULES: [(&str, &str); 20] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -307,6 +317,8 @@ mod tests {
         ("stats", include_str!("stats.rs")),
         ("history", include_str!("history.rs")),
         ("counts", include_str!("counts.rs")),
+        // --- stream search ---
+        ("search", include_str!("search.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

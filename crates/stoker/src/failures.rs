@@ -12,7 +12,7 @@
 use stoker_core::{
     validate_fingerprint, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
     FailureGroup, FailureGroupListParams, JobId, JobLogAppended, JobLogLine, JobLogParams,
-    JobState, Store,
+    StateView, Store,
 };
 
 use crate::{Client, Error, Result};
@@ -115,7 +115,7 @@ impl<S: Store + ?Sized> Client<S> {
         self.group_op(
             fingerprint,
             BulkAction::Retry,
-            vec![JobState::Discarded, JobState::Retryable],
+            vec![StateView::Discarded, StateView::Retryable],
             created_by,
         )
         .await
@@ -135,7 +135,11 @@ impl<S: Store + ?Sized> Client<S> {
         self.group_op(
             fingerprint,
             BulkAction::Discard,
-            vec![JobState::Retryable, JobState::Available],
+            vec![
+                StateView::Retryable,
+                StateView::Available,
+                StateView::Scheduled,
+            ],
             created_by,
         )
         .await
@@ -145,7 +149,7 @@ impl<S: Store + ?Sized> Client<S> {
         &self,
         fingerprint: &str,
         action: BulkAction,
-        states: Vec<JobState>,
+        states: Vec<StateView>,
         created_by: Option<String>,
     ) -> Result<BulkOpRow> {
         validate_fingerprint("fingerprint", fingerprint)?;

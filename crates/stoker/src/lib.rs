@@ -71,6 +71,8 @@ pub mod maintenance;
 mod options;
 mod overview;
 mod registry;
+// --- stream search ---
+mod search;
 pub mod testing;
 mod worker;
 // --- stream events ---
@@ -126,6 +128,16 @@ pub use events::{
 pub use stoker_core::{
     BulkAction, BulkFilter, BulkOpListParams, BulkOpRow, BulkOpState, FailureGroup,
     FailureGroupListParams, JobLogAppended, JobLogLine,
+};
+
+// --- stream search ---
+pub use search::{
+    attempt_timeline, format_query, merge_criteria, parse_query, AttemptEntry, AttemptOutcome,
+    JobLineage, LINEAGE_CHILDREN_MAX, QUALIFIERS, QUERY_FIELD, QUERY_MAX_CHARS,
+};
+pub use stoker_core::{
+    JobCount, JobCriteria, JobSearchPage, JobSearchParams, SearchDirection, StateView,
+    JOB_COUNT_CAP, JOB_COUNT_SCAN_MAX, JOB_SEARCH_MAX_LIMIT, JOB_SEARCH_SCAN_MAX,
 };
 
 /// The store crate's types, for code that works at the store level.

@@ -227,4 +227,7 @@ counting_store! {
         async fn history_query(&self, params: stoker_core::HistoryQueryParams) -> StoreResult<Vec<stoker_core::HistoryValue>>;
         async fn history_rollup(&self, params: stoker_core::HistoryRollupParams) -> StoreResult<stoker_core::HistoryRollupReport>;
         async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>>;
+        // --- stream search ---
+        async fn job_search(&self, params: stoker_core::JobSearchParams) -> StoreResult<stoker_core::JobSearchPage>;
+        async fn job_count(&self, criteria: stoker_core::JobCriteria) -> StoreResult<stoker_core::JobCount>;
 }

@@ -24,8 +24,10 @@ use stoker::core::{
 };
 use stoker::{
     BulkAction, BulkFilter, BulkOpListParams, BulkOpRow, BulkOpState, BulkRequest, ErrorKind,
-    FailureGroup, FailureGroupListParams, JobId, JobLogLine, JobState,
+    FailureGroup, FailureGroupListParams, JobId, JobLogLine,
 };
+// --- stream search ---
+use stoker::StateView;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -138,15 +140,16 @@ pub enum BulkOpStateSchema {
     Aborted,
 }
 
-/// Which jobs a bulk operation applies to: those matching every criterion given. An empty
-/// filter matches every job.
+/// Which jobs a bulk operation applies to: those matching every criterion given, as a job
+/// search (`GET /v1/jobs`) finds them. An empty filter matches every job.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkFilterBody {
-    /// Only jobs in these states.
+    /// Only jobs in these states (`available` is due work, `scheduled` available work not yet
+    /// due).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<super::model::JobStateSchema>, max_items = 32)]
-    pub states: Vec<JobState>,
+    #[schema(value_type = Vec<super::model::StateViewSchema>, max_items = 32)]
+    pub states: Vec<StateView>,
     /// Only jobs in these queues.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schema(value_type = Vec<super::model::QueueNameSchema>, max_items = 32)]
@@ -169,6 +172,53 @@ pub struct BulkFilterBody {
     /// Only jobs created before this instant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_before: Option<DateTime<Utc>>,
+    // --- stream search ---
+    /// Only these jobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<i64>, max_items = 32)]
+    pub ids: Vec<JobId>,
+    /// Only jobs with this idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub idempotency_key: Option<String>,
+    /// Only jobs with this correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub correlation_id: Option<String>,
+    /// Only children of this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub parent_id: Option<JobId>,
+    /// Only jobs last run (or running) on this worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub worker: Option<String>,
+    /// Only jobs finished at or after this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_after: Option<DateTime<Utc>>,
+    /// Only jobs finished before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_before: Option<DateTime<Utc>>,
+    /// Only jobs whose args or metadata contain this text (case-sensitive substring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub text: Option<String>,
 }
 
 impl From<BulkFilterBody> for BulkFilter {
@@ -181,6 +231,14 @@ impl From<BulkFilterBody> for BulkFilter {
             failure_group: body.failure_group,
             created_after: body.created_after,
             created_before: body.created_before,
+            ids: body.ids,
+            unique_key: body.idempotency_key,
+            correlation_id: body.correlation_id,
+            parent_id: body.parent_id,
+            worker_id: body.worker,
+            finished_after: body.finished_after,
+            finished_before: body.finished_before,
+            text: body.text,
         }
     }
 }
@@ -195,6 +253,14 @@ impl From<BulkFilter> for BulkFilterBody {
             failure_group: filter.failure_group,
             created_after: filter.created_after,
             created_before: filter.created_before,
+            ids: filter.ids,
+            idempotency_key: filter.unique_key,
+            correlation_id: filter.correlation_id,
+            parent_id: filter.parent_id,
+            worker: filter.worker_id,
+            finished_after: filter.finished_after,
+            finished_before: filter.finished_before,
+            text: filter.text,
         }
     }
 }
@@ -209,8 +275,13 @@ pub struct CreateBulkOpRequest {
     /// What to do to each matching job.
     #[schema(value_type = BulkActionSchema)]
     pub action: BulkAction,
-    /// Which jobs.
+    /// Which jobs (joined with `q`; an empty filter and no `q` match every job).
+    #[serde(default)]
     pub filter: BulkFilterBody,
+    /// A search-bar query (as `GET /v1/jobs?q=`), joined with `filter`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 2000)]
+    pub q: Option<String>,
     /// The new priority, for `set_priority` only.
     #[serde(
         default,
@@ -574,11 +645,24 @@ pub(crate) async fn create(
     if let Some(tenant) = &request.filter.tenant {
         super::jobs::ascii_text(|| "filter.tenant".to_owned(), tenant, true)?;
     }
-    let mut bulk = BulkRequest::new(request.action, request.filter.into());
+    let client = state.client_for(&principal);
+    let mut filter: BulkFilter = request.filter.into();
+    // Job search (issue 14): the query language, joined with the filter.
+    if let Some(q) = request.q.as_deref() {
+        let parsed = client.parse_query(q).map_err(|err| match err {
+            stoker::Error::Invalid(err) => {
+                ApiError::invalid("q", format!("invalid q: {}", err.reason))
+            }
+            other => other.into(),
+        })?;
+        filter = stoker::merge_criteria(parsed, filter)
+            .map_err(|err| ApiError::invalid(format!("filter.{}", err.field), err.reason))?;
+    }
+    let mut bulk = BulkRequest::new(request.action, filter);
     bulk.priority = request.priority.map(stoker::Priority);
     bulk.run_at = request.run_at;
     bulk.created_by = principal.name.clone();
-    let op = state.client_for(&principal).bulk_start(bulk).await?;
+    let op = client.bulk_start(bulk).await?;
     tracing::info!(
         op = op.id,
         action = op.action.as_str(),

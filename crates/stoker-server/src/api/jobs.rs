@@ -7,8 +7,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use stoker::core::{validate_kind, validate_queue, JobInsert};
 use stoker::{
-    Client, Enqueued, InvalidInput, JobFilter, JobId, JobState, RetryFilter,
-    MAX_ARGS_BYTES_DEFAULT, MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
+    Client, Enqueued, InvalidInput, JobId, JobState, RetryFilter, MAX_ARGS_BYTES_DEFAULT,
+    MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
 };
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -373,39 +373,14 @@ pub(crate) async fn get(
     }
 }
 
-/// Splits a comma-separated filter into its non-empty parts.
-fn list_param(value: Option<&str>) -> Vec<String> {
-    value
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Parses a list of state names, naming `field` when one is unknown.
-pub(crate) fn parse_states(names: &[String], field: &str) -> Result<Vec<JobState>, ApiError> {
-    names
-        .iter()
-        .map(|name| {
-            name.parse::<JobState>().map_err(|_| {
-                ApiError::new(
-                    ErrorCode::UnknownState,
-                    format!(
-                        "unknown job state {name:?} in `{field}`: expected one of available, \
-                         running, retryable, completed, discarded, cancelled"
-                    ),
-                )
-                .with_field(field)
-            })
-        })
-        .collect()
-}
-
-/// List jobs, newest first, with keyset pagination.
+/// List and search jobs, newest first, with keyset pagination.
 ///
-/// Filters are comma-separated lists. Pass `next_cursor` of a page as `cursor` for the next.
+/// Filters are query parameters (lists comma-separated) and `q`, a search-bar query
+/// (`state:failed queue:mail after:1h "ada@example.com"`); both combine. Pass `next_cursor`
+/// of a page as `cursor` for older jobs, or `prev_cursor` with `direction=newer` for newer
+/// ones. Each page reads at most 10,000 rows of one index: a sparse filter (a text search, a
+/// queue among millions of jobs) can give a short or empty page with `partial: true` and a
+/// `next_cursor` to go on. `count=true` adds a count, exact up to 10,000.
 #[utoipa::path(
     get,
     path = "/v1/jobs",
@@ -423,39 +398,40 @@ pub(crate) async fn list(
     ApiQuery(query): ApiQuery<ListJobsQuery>,
 ) -> Result<Json<JobList>, ApiError> {
     principal.require(Scope::Read)?;
-    let kinds = list_param(query.kind.as_deref());
-    for kind in &kinds {
-        ascii_text(|| "kind".to_owned(), kind, false)?;
+    let client = state.client_for(&principal);
+    let criteria = super::search::criteria_from_query(&client, &query)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=stoker::JOB_SEARCH_MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid(
+            "limit",
+            format!(
+                "invalid limit: must be from 1 to {}, got {limit}",
+                stoker::JOB_SEARCH_MAX_LIMIT
+            ),
+        ));
     }
-    let filter = JobFilter {
-        states: parse_states(&list_param(query.state.as_deref()), "state")?,
-        kinds,
-        queues: list_param(query.queue.as_deref()),
-        tenant: query.tenant,
-        before: query.cursor.map(JobId),
-        limit: query.limit.unwrap_or(100),
+    if let Some(cursor) = query.cursor.filter(|cursor| *cursor < 1) {
+        return Err(ApiError::invalid(
+            "cursor",
+            format!("invalid cursor: must be a job id (1 or more), got {cursor}"),
+        ));
+    }
+    let count = if query.count == Some(true) {
+        Some(client.count(criteria.clone()).await?.into())
+    } else {
+        None
     };
-    let page = state
-        .client_for(&principal)
-        .list(&filter)
-        .await
-        .map_err(|err| match err {
-            // The client names its own fields; the query names them as the wire does.
-            stoker::Error::Invalid(invalid) => {
-                let field = match invalid.field.as_str() {
-                    "states" => "state",
-                    "kinds" => "kind",
-                    "queues" => "queue",
-                    "before" => "cursor",
-                    other => other,
-                };
-                ApiError::invalid(field, format!("invalid {field}: {}", invalid.reason))
-            }
-            other => other.into(),
-        })?;
+    let mut params = stoker::JobSearchParams::new(criteria, limit);
+    params.cursor = query.cursor.map(JobId);
+    params.direction = query.direction.unwrap_or_default();
+    let page = client.search(params).await?;
     Ok(Json(JobList {
         jobs: page.jobs.into_iter().map(JobView::from).collect(),
-        next_cursor: page.next,
+        next_cursor: page.older,
+        prev_cursor: page.newer,
+        partial: page.partial,
+        scanned: page.scanned,
+        count,
     }))
 }
 

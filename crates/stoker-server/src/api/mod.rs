@@ -60,6 +60,8 @@ pub(crate) mod stats;
 mod workers;
 // --- stream events ---
 pub mod events;
+// --- stream search ---
+pub(crate) mod search;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -127,6 +129,8 @@ pub fn router(state: AppState) -> Router {
         // --- stream events ---
         .route("/v1/events", get(events::stream))
         .route("/metrics", get(metrics::scrape))
+        // --- stream search ---
+        .route("/v1/jobs/{id}/lineage", get(search::lineage))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

@@ -793,11 +793,12 @@ pub struct ProgressView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListJobsQuery {
-    /// Only jobs in these states: `available`, `running`, `retryable`, `completed`,
-    /// `discarded`, `cancelled`; at most 100 names.
+    /// Only jobs in these states: `available` (due), `scheduled` (available, not yet due),
+    /// `running`, `retryable`, `completed`, `discarded`, `cancelled`, or `failed` (retryable
+    /// and discarded); at most 32 names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(
-        pattern = r"^((available|running|retryable|completed|discarded|cancelled)(,(available|running|retryable|completed|discarded|cancelled)){0,99})?$"
+        pattern = r"^((available|scheduled|running|retryable|completed|discarded|cancelled|failed)(,(available|scheduled|running|retryable|completed|discarded|cancelled|failed)){0,31})?$"
     )]
     pub state: Option<String>,
     /// Only jobs of these kinds (printable ASCII without spaces); at most 100.
@@ -819,6 +820,143 @@ pub struct ListJobsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    // --- stream search ---
+    /// A search-bar query: `state:failed queue:mail kind:email tenant:acme id:42 key:abc
+    /// corr:xyz worker:w1 parent:7 group:FINGERPRINT after:1h before:2026-12-01
+    /// finished-after:7d finished-before:... free "quoted text"` (see the README). Combined
+    /// with the other parameters: lists join, single values must agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(max_length = 2000)]
+    pub q: Option<String>,
+    /// Only these jobs: comma-separated ids; at most 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^([1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,31})?$")]
+    pub id: Option<String>,
+    /// Only jobs with this idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub idempotency_key: Option<String>,
+    /// Only jobs with this correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub correlation_id: Option<String>,
+    /// Only children of this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1)]
+    pub parent_id: Option<i64>,
+    /// Only jobs last run (or running) on this worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub worker: Option<String>,
+    /// Only jobs whose latest failure is in this group (16 lowercase hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = "^[0-9a-f]{16}$")]
+    pub failure_group: Option<String>,
+    /// Only jobs created at or after this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only jobs created before this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only jobs finished at or after this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_after: Option<DateTime<Utc>>,
+    /// Only jobs finished before this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_before: Option<DateTime<Utc>>,
+    /// Only jobs whose args or metadata contain this text (case-sensitive substring of their
+    /// JSON). Not index-backed: each page reads a bounded number of rows (see `partial`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
+    )]
+    pub text: Option<String>,
+    /// Which way from `cursor`: `older` (the default: pass `next_cursor`) or `newer` (pass
+    /// `prev_cursor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<SearchDirectionSchema>)]
+    pub direction: Option<stoker::SearchDirection>,
+    /// Also count the matching jobs (exact up to 10,000, else "at least").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<bool>,
+}
+
+// --- stream search ---
+/// Which way a page runs from its cursor (the OpenAPI view of `stoker::SearchDirection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = SearchDirection)]
+pub enum SearchDirectionSchema {
+    /// Older jobs: ids below the cursor.
+    Older,
+    /// Newer jobs: ids above the cursor.
+    Newer,
+}
+
+/// A job state as a search sees it (the OpenAPI view of `stoker::StateView`): the states,
+/// with `available` split into due work and `scheduled` work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = StateView)]
+pub enum StateViewSchema {
+    /// Available and due.
+    Available,
+    /// Available, waiting for its `run_at`.
+    Scheduled,
+    /// Running.
+    Running,
+    /// Waiting for its backoff.
+    Retryable,
+    /// Completed.
+    Completed,
+    /// Failed for good.
+    Discarded,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// A bounded count of matching jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobCountView {
+    /// Jobs counted (at most 10,000).
+    pub count: u64,
+    /// Whether `count` is exact; if not, it is a lower bound ("10,000+").
+    pub exact: bool,
+}
+
+impl From<stoker::JobCount> for JobCountView {
+    fn from(count: stoker::JobCount) -> Self {
+        JobCountView {
+            count: count.count,
+            exact: count.exact,
+        }
+    }
+}
+
+/// `GET /v1/jobs/{id}/lineage`: a job's parent and children.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobLineageView {
+    /// The job that enqueued it, if it still exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<JobView>,
+    /// The jobs it enqueued, newest first, at most 100.
+    pub children: Vec<JobView>,
+    /// Whether it has more children (list them with `parent_id`).
+    pub more_children: bool,
 }
 
 /// One page of jobs, newest first.
@@ -830,6 +968,20 @@ pub struct JobList {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<i64>)]
     pub next_cursor: Option<JobId>,
+    // --- stream search ---
+    /// Pass as `cursor` with `direction=newer` for the newer jobs; absent when the page
+    /// reached the newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub prev_cursor: Option<JobId>,
+    /// Whether the page stopped at its scan budget (10,000 rows) before it was full: more
+    /// matches may lie beyond `next_cursor` even if this page is short or empty.
+    pub partial: bool,
+    /// Rows the page read.
+    pub scanned: u64,
+    /// The count of matching jobs, when asked for with `count=true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<JobCountView>,
 }
 
 /// `POST /v1/jobs/retry`: run finished jobs again now, all at once (e.g. every discarded job

@@ -12,6 +12,8 @@ use super::model;
 use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
 // --- stream events ---
 use super::events;
+// --- stream search ---
+use super::search;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -84,6 +86,8 @@ use super::events;
         failures::pull_logs,
         // --- stream events ---
         events::stream,
+        // --- stream search ---
+        search::lineage,
     ),
     components(schemas(
         model::ErrorBody,
@@ -95,6 +99,9 @@ use super::events;
         model::KindNameSchema,
         model::ErrorKindSchema,
         model::PriorityLevel,
+        // --- stream search ---
+        model::StateViewSchema,
+        model::SearchDirectionSchema,
     )),
     modifiers(&BearerAuth, &StandardResponses),
     tags(
@@ -251,8 +258,14 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
                 let mut properties = serde_json::json!({
                     "action": {"type": "string", "enum": actions},
                     "filter": filter.clone(),
+                    // Job search (issue 14): a search-bar query, joined with `filter`.
+                    "q": {
+                        "type": "string", "maxLength": 2000,
+                        "description": "A search-bar query (as `GET /v1/jobs?q=`), joined \
+                                        with `filter`: lists join, single values must agree.",
+                    },
                 });
-                let mut required = vec!["action", "filter"];
+                let mut required = vec!["action"];
                 if let Some((name, schema)) = extra {
                     properties[name] = schema;
                     required.push(name);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use stoker::{JobFilter, JobId, Priority, Stats};
+use stoker::{JobId, Priority, Stats};
 
 use super::direct::Direct;
 use super::remote::Remote;
@@ -80,6 +80,19 @@ pub(crate) trait RetryProgress {
     fn update(&mut self, done: u64);
 }
 
+// --- stream search ---
+/// A job search as `stoker jobs list` asks it: a query and criteria from flags (joined), a
+/// page and whether to count.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchInput {
+    pub(crate) query: Option<String>,
+    pub(crate) criteria: stoker::JobCriteria,
+    pub(crate) cursor: Option<JobId>,
+    pub(crate) direction: stoker::SearchDirection,
+    pub(crate) limit: u32,
+    pub(crate) count: bool,
+}
+
 /// A database or a server.
 pub(crate) enum Backend {
     Direct(Direct),
@@ -103,10 +116,11 @@ impl Backend {
         }
     }
 
-    pub(crate) async fn list(&self, filter: &JobFilter) -> Result<JobList, CliError> {
+    // --- stream search ---
+    pub(crate) async fn search(&self, input: SearchInput) -> Result<JobList, CliError> {
         match self {
-            Backend::Direct(direct) => direct.list(filter).await,
-            Backend::Remote(remote) => remote.list(filter).await,
+            Backend::Direct(direct) => direct.search(input).await,
+            Backend::Remote(remote) => remote.search(input).await,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use stoker::{Client, EnqueueOptions, JobFilter, JobId, NewJob, RetryFilter};
+use stoker::{Client, EnqueueOptions, JobId, NewJob, RetryFilter};
 
 use super::backend::{EnqueueInput, RetryProgress, StatsOutput};
 use super::CliError;
@@ -107,11 +107,36 @@ impl Direct {
         Ok(enqueued.into())
     }
 
-    pub(crate) async fn list(&self, filter: &JobFilter) -> Result<JobList, CliError> {
-        let page = self.client.list(filter).await?;
+    // --- stream search ---
+    /// One page of a search: the query parsed here with the client's clock, joined with the
+    /// flags' criteria.
+    pub(crate) async fn search(
+        &self,
+        input: super::backend::SearchInput,
+    ) -> Result<JobList, CliError> {
+        let criteria = match input.query.as_deref() {
+            Some(query) => {
+                let parsed = self.client.parse_query(query)?;
+                stoker::merge_criteria(parsed, input.criteria).map_err(stoker::Error::from)?
+            }
+            None => input.criteria,
+        };
+        let count = if input.count {
+            Some(self.client.count(criteria.clone()).await?.into())
+        } else {
+            None
+        };
+        let mut params = stoker::JobSearchParams::new(criteria, input.limit);
+        params.cursor = input.cursor;
+        params.direction = input.direction;
+        let page = self.client.search(params).await?;
         Ok(JobList {
             jobs: page.jobs.into_iter().map(JobView::from).collect(),
-            next_cursor: page.next,
+            next_cursor: page.older,
+            prev_cursor: page.newer,
+            partial: page.partial,
+            scanned: page.scanned,
+            count,
         })
     }
 

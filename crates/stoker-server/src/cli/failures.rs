@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use stoker::{
     BulkAction, BulkFilter, BulkOpListParams, BulkOpState, BulkRequest, FailureGroupListParams,
-    JobId, JobState, Priority,
+    JobId, Priority,
 };
 
 use super::backend::Backend;
@@ -123,9 +123,10 @@ pub struct OpsCreateArgs {
     /// What to do to each matching job.
     #[arg(value_enum)]
     pub action: ActionArg,
-    /// Only jobs in this state; repeat for several.
-    #[arg(long = "state", value_name = "STATE", value_parser = parse::state)]
-    pub states: Vec<JobState>,
+    /// Only jobs in this state (available = due, scheduled, running, retryable, completed,
+    /// discarded, cancelled, or failed = retryable and discarded); repeat for several.
+    #[arg(long = "state", value_name = "STATE", value_parser = parse::state_views)]
+    pub states: Vec<super::StateViews>,
     /// Only jobs in this queue; repeat for several.
     #[arg(long = "queue", value_name = "QUEUE")]
     pub queues: Vec<String>,
@@ -135,6 +136,10 @@ pub struct OpsCreateArgs {
     /// Only this tenant's jobs.
     #[arg(long)]
     pub tenant: Option<String>,
+    /// A search-bar query, as `stoker jobs list --query` takes it (e.g. 'state:failed
+    /// kind:email after:1h'), joined with the other filter flags.
+    #[arg(long, short = 'q', value_name = "QUERY")]
+    pub query: Option<String>,
     /// Only jobs whose latest failure is in this group.
     #[arg(long, value_name = "FINGERPRINT")]
     pub failure_group: Option<String>,
@@ -280,6 +285,7 @@ async fn create_op(backend: &Backend, request: BulkRequest) -> Result<BulkOpView
             let body = CreateBulkOpRequest {
                 action: request.action,
                 filter: request.filter.into(),
+                q: None,
                 priority: request.priority.map(|p| p.0),
                 run_at: request.run_at,
             };
@@ -436,18 +442,27 @@ pub(crate) async fn ops(command: OpsCommand) -> Result<(), CliError> {
     match command {
         OpsCommand::Create(args) => {
             let backend = args.target.connect().await?;
-            let filter = BulkFilter {
-                states: args.states,
+            let mut filter = BulkFilter {
+                states: args.states.into_iter().flat_map(|views| views.0).collect(),
                 queues: args.queues,
                 kinds: args.kinds,
                 tenant: args.tenant,
                 failure_group: args.failure_group,
                 created_after: args.created_after,
                 created_before: args.created_before,
+                ..BulkFilter::default()
             };
+            // Job search (issue 14): the query, parsed here with the local clock so the
+            // operation records absolute times whichever backend runs it.
+            if let Some(query) = args.query.as_deref() {
+                let parsed = stoker::parse_query(query, chrono::Utc::now())
+                    .map_err(|err| CliError::Invalid(format!("--query: {}", err.reason)))?;
+                filter = stoker::merge_criteria(parsed, filter)
+                    .map_err(|err| CliError::Invalid(err.to_string()))?;
+            }
             if filter == BulkFilter::default() && !args.all {
                 return Err(CliError::Invalid(
-                    "give at least one filter (--state, --queue, --kind, --tenant, \
+                    "give at least one filter (--query, --state, --queue, --kind, --tenant, \
                      --failure-group, --created-after, --created-before), or --all to apply it \
                      to every job"
                         .to_owned(),

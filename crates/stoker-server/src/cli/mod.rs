@@ -37,7 +37,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
-use stoker::{JobFilter, JobId, JobState, Priority};
+use stoker::{JobId, JobState, Priority};
 
 pub use cron::CronCommand;
 pub use error::CliError;
@@ -216,13 +216,24 @@ pub enum JobsCommand {
     Clean(history::CleanArgs),
 }
 
+// --- stream search ---
+/// What one `--state` flag names: one state, or two for `failed` (retryable and discarded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateViews(pub Vec<stoker::StateView>);
+
 /// Options of `stoker jobs list`.
 #[derive(Debug, Clone, Args)]
 pub struct ListArgs {
-    /// Only jobs in this state (available, running, retryable, completed, discarded,
-    /// cancelled); repeat for several.
-    #[arg(long = "state", value_name = "STATE", value_parser = parse::state)]
-    pub states: Vec<JobState>,
+    /// A search-bar query, e.g. 'state:failed queue:mail after:1h "ada@example.com"'
+    /// (qualifiers: state: queue: kind: tenant: id: key: corr: worker: parent: group: after:
+    /// before: finished-after: finished-before:; other words search args and metadata).
+    /// Joined with the flags.
+    #[arg(long, short = 'q', value_name = "QUERY")]
+    pub query: Option<String>,
+    /// Only jobs in this state (available = due, scheduled, running, retryable, completed,
+    /// discarded, cancelled, or failed = retryable and discarded); repeat for several.
+    #[arg(long = "state", value_name = "STATE", value_parser = parse::state_views)]
+    pub states: Vec<StateViews>,
     /// Only jobs of this kind; repeat for several.
     #[arg(long = "kind", value_name = "KIND")]
     pub kinds: Vec<String>,
@@ -236,8 +247,14 @@ pub struct ListArgs {
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     /// Only jobs older than this id: the cursor printed after a full page.
-    #[arg(long, value_name = "ID", value_parser = parse::job_id)]
+    #[arg(long, value_name = "ID", value_parser = parse::job_id, conflicts_with = "after")]
     pub before: Option<JobId>,
+    /// Only jobs newer than this id (the page just above it, listed newest first).
+    #[arg(long, value_name = "ID", value_parser = parse::job_id)]
+    pub after: Option<JobId>,
+    /// Also count the matching jobs (exact up to 10,000).
+    #[arg(long)]
+    pub count: bool,
     /// Where to look, and how to print.
     #[command(flatten)]
     pub target: Target,
@@ -494,15 +511,25 @@ async fn enqueue(args: EnqueueArgs) -> Result<(), CliError> {
 
 async fn list(args: ListArgs) -> Result<(), CliError> {
     let backend = args.target.connect().await?;
-    let filter = JobFilter {
-        states: args.states,
-        kinds: args.kinds,
-        queues: args.queues,
-        tenant: args.tenant,
-        before: args.before,
-        limit: args.limit,
+    let (cursor, direction) = match (args.before, args.after) {
+        (_, Some(after)) => (Some(after), stoker::SearchDirection::Newer),
+        (before, None) => (before, stoker::SearchDirection::Older),
     };
-    let page = backend.list(&filter).await?;
+    let input = backend::SearchInput {
+        query: args.query,
+        criteria: stoker::JobCriteria {
+            states: args.states.into_iter().flat_map(|views| views.0).collect(),
+            kinds: args.kinds,
+            queues: args.queues,
+            tenant: args.tenant,
+            ..stoker::JobCriteria::default()
+        },
+        cursor,
+        direction,
+        limit: args.limit,
+        count: args.count,
+    };
+    let page = backend.search(input).await?;
     if args.target.json {
         output::json(&page);
         return Ok(());
@@ -511,6 +538,16 @@ async fn list(args: ListArgs) -> Result<(), CliError> {
         println!("no jobs");
     } else {
         print!("{}", output::jobs_table(&page.jobs));
+    }
+    if let Some(count) = page.count {
+        let plus = if count.exact { "" } else { "+" };
+        eprintln!("{}{plus} matching jobs", count.count);
+    }
+    if page.partial {
+        eprintln!(
+            "searched {} jobs without filling the page; more may match further on",
+            page.scanned
+        );
     }
     if let Some(next) = page.next_cursor {
         eprintln!("more jobs may follow: add --before {next}");

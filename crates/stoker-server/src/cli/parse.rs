@@ -148,6 +148,15 @@ pub(crate) fn state(raw: &str) -> Result<JobState, String> {
         .map_err(|err| err.to_string())
 }
 
+// --- stream search ---
+/// A state as a search sees it: a job state, `scheduled` (available, not yet due) or `failed`
+/// (retryable and discarded).
+pub(crate) fn state_views(raw: &str) -> Result<super::StateViews, String> {
+    stoker::StateView::parse_word(&raw.to_ascii_lowercase())
+        .map(super::StateViews)
+        .map_err(|err| err.reason)
+}
+
 /// A job id: a positive integer.
 pub(crate) fn job_id(raw: &str) -> Result<JobId, String> {
     match raw.trim().parse::<i64>() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use stoker::{JobFilter, JobId, JobState};
+use stoker::{JobId, JobState};
 
 use super::backend::{EnqueueInput, RetryProgress, StatsOutput};
 use super::CliError;
@@ -233,15 +233,32 @@ impl Remote {
         self.post("v1/jobs", &request).await
     }
 
-    pub(crate) async fn list(&self, filter: &JobFilter) -> Result<JobList, CliError> {
-        let join = |values: Vec<&str>| (!values.is_empty()).then(|| values.join(","));
+    // --- stream search ---
+    /// One page of a search: the query goes as `q` (the server parses it with its clock), the
+    /// flags' criteria as the other parameters.
+    pub(crate) async fn search(
+        &self,
+        input: super::backend::SearchInput,
+    ) -> Result<JobList, CliError> {
+        let join = |values: Vec<String>| (!values.is_empty()).then(|| values.join(","));
+        let criteria = input.criteria;
         let query = ListJobsQuery {
-            state: join(filter.states.iter().map(|state| state.as_str()).collect()),
-            kind: join(filter.kinds.iter().map(String::as_str).collect()),
-            queue: join(filter.queues.iter().map(String::as_str).collect()),
-            tenant: filter.tenant.clone(),
-            cursor: filter.before.map(|id| id.0),
-            limit: Some(filter.limit),
+            state: join(
+                criteria
+                    .states
+                    .iter()
+                    .map(|s| s.as_str().to_owned())
+                    .collect(),
+            ),
+            kind: join(criteria.kinds),
+            queue: join(criteria.queues),
+            tenant: criteria.tenant,
+            cursor: input.cursor.map(|id| id.0),
+            limit: Some(input.limit),
+            q: input.query,
+            direction: Some(input.direction),
+            count: input.count.then_some(true),
+            ..ListJobsQuery::default()
         };
         self.send(self.request(Method::GET, "v1/jobs")?.query(&query))
             .await
