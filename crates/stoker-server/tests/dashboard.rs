@@ -216,6 +216,11 @@ async fn every_page_renders_over_a_seeded_store(store: Arc<dyn Store>) {
     assert!(!mailers.html.contains(&format!("#{failing}<")));
     let refused = browser.get("/jobs?q=stat%3Ax").await;
     refused.assert_has("unknown qualifier");
+    // The rest of the language: a correlation id, free text in the args, a page cursor.
+    let text = browser.get("/jobs?q=u2%40example.com").await;
+    text.assert_has("<b>1</b> matching");
+    let older = browser.get("/jobs?q=queue%3Amailers&older=999999").await;
+    older.assert_has("⇤ Newest");
     let by_id = browser.get(&format!("/jobs?q=id%3A{failing}")).await;
     assert_eq!(by_id.status, 303);
     assert_eq!(by_id.location(), format!("/jobs/{failing}"));
@@ -234,6 +239,7 @@ async fn every_page_renders_over_a_seeded_store(store: Arc<dyn Store>) {
 
     let failures = browser.get("/failures").await;
     assert_safe(&failures);
+    failures.assert_has("1 jobs failed now");
     failures.assert_has("row &#60;n&#62; has bad date &#60;n&#62;-&#60;n&#62;-&#60;n&#62;");
     failures.assert_has("Retry group");
     failures.assert_has("<svg class=\"spark s-failed\"");
@@ -529,15 +535,24 @@ async fn actions_go_through_the_client(store: Arc<dyn Store>) {
                 ("action", "cancel"),
                 ("id", &ids[0]),
                 ("id", &ids[1]),
-                ("back", "/jobs?q=queue%3Amailers"),
             ],
         )
         .await;
     assert_eq!(selected.status, 303, "{selected:?}");
+    assert!(selected.location().starts_with("/ops/"), "{selected:?}");
     for id in &ids[..2] {
-        assert_eq!(server.job(id.parse().unwrap()).await["state"], "cancelled");
+        let id: i64 = id.parse().unwrap();
+        eventually("a ticked job to be cancelled", || async {
+            (server.job(id).await["state"] == "cancelled").then_some(())
+        })
+        .await;
     }
     assert_eq!(server.job(ids[2].parse().unwrap()).await["state"], "available");
+    let none = browser
+        .post("/ui/jobs/selected", &[("csrf", csrf), ("action", "cancel")])
+        .await;
+    assert_eq!(none.status, 400);
+    none.assert_has("Tick at least one job");
 
     // All matching: a bulk cancel by filter, run to the end by the leader.
     let bulk = browser

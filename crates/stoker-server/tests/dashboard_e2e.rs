@@ -356,6 +356,8 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .expect("jobs");
     assert_eq!(text(&browser, ".empty h2").await, "No jobs match");
+    browser.goto(&format!("{base}/failures")).await.expect("failures");
+    assert_eq!(text(&browser, "[data-failing]").await, "no job failed now");
 
     // A bulk cancel by filter, from the search, to 100 %.
     for n in 0..40 {

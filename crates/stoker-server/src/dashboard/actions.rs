@@ -110,17 +110,39 @@ pub(crate) async fn job(
     }
 }
 
-/// The most jobs one "selected" action takes: a page of the list.
-const SELECTED_MAX: usize = 100;
+fn bulk_action(name: &str) -> Result<BulkAction, DashError> {
+    Ok(match name {
+        "retry" => BulkAction::Retry,
+        "cancel" => BulkAction::Cancel,
+        "delete" => BulkAction::Delete,
+        "discard" => BulkAction::Discard,
+        other => return Err(unknown(other)),
+    })
+}
 
-/// `POST /ui/jobs/selected`: retry, cancel or delete the ticked jobs, one by one (a page at
-/// most); jobs whose state does not allow it are passed over.
+/// Starts a bulk operation and sends the browser to its progress.
+async fn start_bulk(
+    dash: &Dash,
+    viewer: &Viewer,
+    action: BulkAction,
+    filter: BulkFilter,
+) -> Result<Response, DashError> {
+    let mut request = BulkRequest::new(action, filter);
+    request.created_by = actor(viewer);
+    let client = dash.app.client_for(&viewer.principal);
+    let op = client.bulk_start(request).await?;
+    Ok(see_other(&format!("/ops/{}", op.id)))
+}
+
+/// `POST /ui/jobs/selected`: retry, cancel or delete the ticked jobs (a page at most) as a
+/// bulk operation by id, so its progress shows like any other.
 pub(crate) async fn selected(
     State(dash): State<Dash>,
     viewer: Viewer,
     body: Bytes,
 ) -> Result<Response, DashError> {
     let form = checked(&viewer, &body)?;
+    let action = bulk_action(form.get("action").unwrap_or_default())?;
     let ids = form
         .all("id")
         .into_iter()
@@ -130,33 +152,24 @@ pub(crate) async fn selected(
         return Err(DashError::new(
             StatusCode::BAD_REQUEST,
             "Nothing selected",
-            "Tick at least one job, or use \"all matching\" for a bulk operation.",
+            "Tick at least one job, or use \"act on all matching\".",
         ));
     }
-    if ids.len() > SELECTED_MAX {
+    if ids.len() > super::pages::PAGE_SIZE as usize {
         return Err(DashError::new(
             StatusCode::BAD_REQUEST,
             "Too many jobs",
             format!(
-                "At most {SELECTED_MAX} jobs at once; use \"all matching\" for a bulk operation."
+                "At most {} ticked jobs at once (a page); use \"act on all matching\".",
+                super::pages::PAGE_SIZE
             ),
         ));
     }
-    let client = dash.app.client_for(&viewer.principal);
-    let action = form.get("action").unwrap_or_default();
-    for id in ids {
-        let result = match action {
-            "retry" => client.retry(id).await.map(drop),
-            "cancel" => client.cancel(id).await.map(drop),
-            "delete" => client.delete(id).await.map(drop),
-            other => return Err(unknown(other)),
-        };
-        match result {
-            Ok(()) | Err(stoker::Error::Conflict(_) | stoker::Error::NotFound(_)) => {}
-            Err(other) => return Err(other.into()),
-        }
-    }
-    Ok(back_with(&form, "/jobs", "selected"))
+    let filter = BulkFilter {
+        ids,
+        ..BulkFilter::default()
+    };
+    start_bulk(&dash, &viewer, action, filter).await
 }
 
 /// `POST /ui/ops`: a bulk operation over every job the search matches.
@@ -166,34 +179,10 @@ pub(crate) async fn bulk(
     body: Bytes,
 ) -> Result<Response, DashError> {
     let form = checked(&viewer, &body)?;
-    let action = match form.get("action").unwrap_or_default() {
-        "retry" => BulkAction::Retry,
-        "cancel" => BulkAction::Cancel,
-        "delete" => BulkAction::Delete,
-        "discard" => BulkAction::Discard,
-        other => return Err(unknown(other)),
-    };
-    let search = super::pages::parse_search(form.get("q").unwrap_or_default())
-        .map_err(|message| DashError::new(StatusCode::BAD_REQUEST, "Search not understood", message))?;
-    if search.id.is_some() {
-        return Err(DashError::new(
-            StatusCode::BAD_REQUEST,
-            "Search not understood",
-            "id: names one job; use the job's own buttons.",
-        ));
-    }
-    let filter = BulkFilter {
-        states: search.filter.states,
-        queues: search.filter.queues,
-        kinds: search.filter.kinds,
-        tenant: search.filter.tenant,
-        ..BulkFilter::default()
-    };
-    let mut request = BulkRequest::new(action, filter);
-    request.created_by = actor(&viewer);
+    let action = bulk_action(form.get("action").unwrap_or_default())?;
     let client = dash.app.client_for(&viewer.principal);
-    let op = client.bulk_start(request).await?;
-    Ok(see_other(&format!("/ops/{}", op.id)))
+    let criteria = super::pages::read_query(&client, form.get("q").unwrap_or_default())?;
+    start_bulk(&dash, &viewer, action, criteria).await
 }
 
 /// `POST /ui/ops/{id}/abort`.

@@ -14,7 +14,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use stoker::{
     BulkOpListParams, BulkOpRow, BulkOpState, Client, FailureGroupListParams, HistoryScope,
-    JobFilter, JobId, JobRow, JobState, Series, SeriesRequest, StateCounts,
+    JobCriteria, JobId, JobRow, JobSearchParams, JobState, SearchDirection, Series,
+    SeriesRequest, StateCounts, StateView,
 };
 
 use super::chart::{self, Line};
@@ -454,7 +455,22 @@ const STATE_LABELS: [(JobState, &str); 6] = [
     (JobState::Cancelled, "Cancelled"),
 ];
 
-fn tiles(counts: &StateCounts, filter: &str) -> Vec<StateTile> {
+/// The search-bar views of a stored state: `available` counts scheduled jobs too.
+fn views_of(state: JobState) -> Vec<StateView> {
+    match state {
+        JobState::Available => vec![StateView::Available, StateView::Scheduled],
+        other => vec![StateView::of(other, false)],
+    }
+}
+
+/// The search-bar query for `criteria` with `states` in place of its own.
+fn query_with_states(criteria: &JobCriteria, states: &[StateView]) -> String {
+    let mut criteria = criteria.clone();
+    criteria.states = states.to_vec();
+    stoker::format_query(&criteria)
+}
+
+fn tiles(counts: &StateCounts, base: &JobCriteria) -> Vec<StateTile> {
     STATE_LABELS
         .iter()
         .map(|(state, label)| StateTile {
@@ -463,7 +479,7 @@ fn tiles(counts: &StateCounts, filter: &str) -> Vec<StateTile> {
             value: format::count(counts.get(*state)),
             href: format!(
                 "/jobs?q={}",
-                encode(&format!("{filter}state:{}", state.as_str()))
+                encode(&query_with_states(base, &views_of(*state)))
             ),
         })
         .collect()
@@ -656,7 +672,7 @@ pub(crate) async fn overview(
             })
             .collect();
         (
-            tiles(&stats.totals, ""),
+            tiles(&stats.totals, &JobCriteria::default()),
             format::count(stats.totals.total()),
             attention,
             queues_ok,
@@ -747,14 +763,17 @@ pub(crate) async fn queue(
     let charts = charts(&series(&client, range, scope, true).await?);
     let stats = client.stats().await?;
     let counts = stats.queues.get(&name).copied().unwrap_or_default();
-    let filter = format!("queue:{} ", quote_value(&name));
+    let in_queue = JobCriteria {
+        queues: vec![name.clone()],
+        ..JobCriteria::default()
+    };
     let c = Chrome::new(&viewer, "queues", format!("Queue {name}"), &params)
         .back(format!("/queues/{}?range={}", encode(&name), range.key))
         .live("/ui/live?jobs=false");
     Ok(render(&QueuePage {
         c,
-        jobs_href: format!("/jobs?q={}", encode(filter.trim_end())),
-        tiles: tiles(&counts, &filter),
+        jobs_href: format!("/jobs?q={}", encode(&stoker::format_query(&in_queue))),
+        tiles: tiles(&counts, &in_queue),
         q,
         ranges: RANGES,
         range: range.key,
@@ -763,92 +782,23 @@ pub(crate) async fn queue(
     }))
 }
 
-/// A value for the search bar: quoted when it holds a space.
-fn quote_value(v: &str) -> String {
-    if v.contains(char::is_whitespace) {
-        format!("\"{v}\"")
-    } else {
-        v.to_owned()
-    }
-}
-
 // --- Jobs ---
 
-/// The search bar's query, read into today's job filter: `state:` `queue:` `kind:`
-/// `tenant:` (each may repeat, except tenant) and `id:` (opens that job).
-#[derive(Debug, Default, PartialEq)]
-pub(crate) struct Search {
-    pub(crate) filter: JobFilter,
-    pub(crate) id: Option<JobId>,
-}
+/// Jobs per page of the list; a page's ticked jobs fit in one bulk operation's id list
+/// ([`stoker::core::JOB_CRITERIA_MAX_VALUES`]).
+pub(crate) const PAGE_SIZE: u32 = 30;
 
-fn words(q: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut quoted = false;
-    for ch in q.chars() {
-        match ch {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !word.is_empty() {
-                    out.push(std::mem::take(&mut word));
-                }
-            }
-            c => word.push(c),
-        }
+/// Reads the search bar with the client's clock: the criteria, or the error to show.
+pub(crate) fn read_query(client: &Client, q: &str) -> Result<JobCriteria, DashError> {
+    match client.parse_query(q) {
+        Ok(criteria) => Ok(criteria),
+        Err(stoker::Error::Invalid(invalid)) => Err(DashError::new(
+            StatusCode::BAD_REQUEST,
+            "Search not understood",
+            invalid.reason,
+        )),
+        Err(other) => Err(other.into()),
     }
-    if !word.is_empty() {
-        out.push(word);
-    }
-    out
-}
-
-/// Reads the search bar.
-///
-/// # Errors
-///
-/// A message naming the word at fault.
-pub(crate) fn parse_search(q: &str) -> Result<Search, String> {
-    let mut search = Search::default();
-    for word in words(q) {
-        let Some((key, value)) = word.split_once(':') else {
-            return Err(format!(
-                "{word:?} has no qualifier: search with state:, queue:, kind:, tenant: or id:"
-            ));
-        };
-        if value.is_empty() {
-            return Err(format!("{key}: needs a value"));
-        }
-        match key {
-            "state" => {
-                let state: JobState = value.parse().map_err(|_| {
-                    format!(
-                        "unknown state {value:?}: one of available, running, retryable, \
-                         completed, discarded, cancelled"
-                    )
-                })?;
-                if !search.filter.states.contains(&state) {
-                    search.filter.states.push(state);
-                }
-            }
-            "queue" => search.filter.queues.push(value.to_owned()),
-            "kind" => search.filter.kinds.push(value.to_owned()),
-            "tenant" => search.filter.tenant = Some(value.to_owned()),
-            "id" => {
-                search.id = Some(JobId(
-                    value
-                        .parse()
-                        .map_err(|_| format!("id:{value} is not a job id"))?,
-                ))
-            }
-            other => {
-                return Err(format!(
-                    "unknown qualifier {other:?}: use state:, queue:, kind:, tenant: or id:"
-                ))
-            }
-        }
-    }
-    Ok(search)
 }
 
 /// A job's row in a list.
@@ -908,11 +858,22 @@ struct JobsPage {
     error: String,
     tabs: Vec<Tab>,
     jobs: Vec<JobItem>,
+    newest_href: String,
     newer_href: String,
     older_href: String,
+    partial: String,
     matching: String,
-    matching_known: bool,
     newest: String,
+}
+
+/// How many jobs a count found: `1,234`, or `10,000+` when it stopped at its cap.
+fn count_text(count: stoker::JobCount) -> String {
+    let n = format::count(i64::try_from(count.count).unwrap_or(i64::MAX));
+    if count.exact {
+        n
+    } else {
+        format!("{n}+")
+    }
 }
 
 pub(crate) async fn jobs(
@@ -924,124 +885,174 @@ pub(crate) async fn jobs(
     let now = client.clock().now();
     let q = params.get("q").cloned().unwrap_or_default();
     let mut c = Chrome::new(&viewer, "jobs", "Jobs", &params);
-    let (search, error) = match parse_search(&q) {
-        Ok(search) => (search, String::new()),
-        Err(error) => (Search::default(), error),
+    let (criteria, error) = match read_query(&client, &q) {
+        Ok(criteria) => (criteria, String::new()),
+        Err(error) => (JobCriteria::default(), error.message),
     };
-    if let Some(id) = search.id {
-        return Ok(super::session::see_other(&format!("/jobs/{id}")));
-    }
-    let mut filter = search.filter.clone();
-    filter.limit = 50;
-    if let Some(before) = params.get("before").and_then(|b| b.parse::<i64>().ok()).map(JobId) {
-        filter.before = Some(before);
-    }
-    let page = if error.is_empty() {
-        client.list(&filter).await?
-    } else {
-        stoker::JobPage {
-            jobs: Vec::new(),
-            next: None,
+    // `id:42` alone opens the job.
+    if let [id] = criteria.ids[..] {
+        let only_id = JobCriteria {
+            ids: vec![id],
+            ..JobCriteria::default()
+        };
+        if criteria == only_id {
+            return Ok(super::session::see_other(&format!("/jobs/{id}")));
         }
+    }
+    let cursor = |name: &str| {
+        params
+            .get(name)
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|id| *id > 0)
+            .map(JobId)
     };
-    // The tabs: the query without its states, then each state; counts from the counters.
-    let base: String = words(&q)
-        .into_iter()
-        .filter(|w| !w.starts_with("state:"))
-        .map(|w| match w.split_once(':') {
-            Some((k, v)) => format!("{k}:{}", quote_value(v)),
-            None => w,
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let mut search = JobSearchParams::new(criteria.clone(), PAGE_SIZE);
+    if let Some(older) = cursor("older") {
+        search.cursor = Some(older);
+    } else if let Some(newer) = cursor("newer") {
+        search.cursor = Some(newer);
+        search.direction = SearchDirection::Newer;
+    }
+    let paged = search.cursor.is_some();
+    let (page, matching) = if error.is_empty() {
+        (
+            Some(client.search(search.clone()).await?),
+            count_text(client.count(criteria.clone()).await?),
+        )
+    } else {
+        (None, String::new())
+    };
+    // Tab counts: the counters where they answer exactly (cluster-wide, by queue or kind),
+    // else none; `available` and `scheduled` are told apart by a bounded count.
     let stats = if viewer.cluster() {
         Some(client.stats().await?)
     } else {
         None
     };
-    let count_of = |states: &[JobState]| -> Option<i64> {
-        let stats = stats.as_ref()?;
-        if search.filter.tenant.is_some() {
-            return None;
-        }
-        let f = &search.filter;
-        let mut total = 0;
-        // Queue and kind counts are kept separately: a count for both is not known.
-        if !f.queues.is_empty() && !f.kinds.is_empty() {
-            return None;
-        }
-        let groups: Vec<&StateCounts> = if !f.queues.is_empty() {
-            f.queues.iter().filter_map(|q| stats.queues.get(q)).collect()
-        } else if !f.kinds.is_empty() {
-            f.kinds.iter().filter_map(|k| stats.kinds.get(k)).collect()
+    let simple = JobCriteria {
+        states: criteria.states.clone(),
+        queues: criteria.queues.clone(),
+        kinds: criteria.kinds.clone(),
+        ..JobCriteria::default()
+    } == criteria
+        && (criteria.queues.is_empty() || criteria.kinds.is_empty());
+    let counters = |state: JobState| -> Option<i64> {
+        let stats = stats.as_ref().filter(|_| simple && error.is_empty())?;
+        let groups: Vec<&StateCounts> = if !criteria.queues.is_empty() {
+            criteria.queues.iter().filter_map(|q| stats.queues.get(q)).collect()
+        } else if !criteria.kinds.is_empty() {
+            criteria.kinds.iter().filter_map(|k| stats.kinds.get(k)).collect()
         } else {
             vec![&stats.totals]
         };
-        for counts in groups {
-            for state in states {
-                total += counts.get(*state);
-            }
-        }
-        Some(total)
+        Some(groups.iter().map(|counts| counts.get(state)).sum())
     };
     let mut tabs = vec![Tab {
         label: "All",
-        href: format!("/jobs?q={}", encode(&base)),
-        count: count_of(&JobState::ALL).map(format::short_count).unwrap_or_default(),
-        current: search.filter.states.is_empty(),
+        href: format!("/jobs?q={}", encode(&query_with_states(&criteria, &[]))),
+        count: if simple && stats.is_some() && error.is_empty() {
+            format::short_count(JobState::ALL.iter().filter_map(|s| counters(*s)).sum())
+        } else {
+            String::new()
+        },
+        current: criteria.states.is_empty(),
     }];
-    for (state, label) in STATE_LABELS {
-        let query = format!("{base} state:{}", state.as_str());
+    for view in StateView::ALL {
+        let count = match view {
+            StateView::Available | StateView::Scheduled if simple && stats.is_some() && error.is_empty() => {
+                let mut one = criteria.clone();
+                one.states = vec![view];
+                let counted = client.count(one).await?;
+                let n = i64::try_from(counted.count).unwrap_or(i64::MAX);
+                if counted.exact {
+                    format::short_count(n)
+                } else {
+                    format!("{}+", format::short_count(n))
+                }
+            }
+            other => counters(other.state()).map(format::short_count).unwrap_or_default(),
+        };
         tabs.push(Tab {
-            label,
-            href: format!("/jobs?q={}", encode(query.trim())),
-            count: count_of(&[state]).map(format::short_count).unwrap_or_default(),
-            current: search.filter.states == [state],
+            label: state_label(view),
+            href: format!("/jobs?q={}", encode(&query_with_states(&criteria, &[view]))),
+            count,
+            current: criteria.states == [view],
         });
     }
-    let states: Vec<JobState> = if search.filter.states.is_empty() {
-        JobState::ALL.to_vec()
-    } else {
-        search.filter.states.clone()
-    };
-    let matching = count_of(&states);
-    let back = match filter.before {
-        Some(before) => format!("/jobs?q={}&before={before}", encode(&q)),
-        None => format!("/jobs?q={}", encode(&q)),
+    let link = |name: &str, id: JobId| format!("/jobs?q={}&{name}={id}", encode(&q));
+    let back = match (search.cursor, search.direction) {
+        (Some(id), SearchDirection::Older) => link("older", id),
+        (Some(id), SearchDirection::Newer) => link("newer", id),
+        (None, _) => format!("/jobs?q={}", encode(&q)),
     };
     c = c.back(back);
-    // New jobs show as a banner, never by moving the rows (only on the first page).
-    if filter.before.is_none() {
+    // New jobs show as a banner, never by moving the rows (first page only).
+    if !paged && error.is_empty() && criteria.queues.len() <= 1 && criteria.kinds.len() <= 1 {
         let mut live = "/ui/live?snapshot=false".to_owned();
-        for queue in &search.filter.queues {
+        if let [queue] = &criteria.queues[..] {
             live.push_str(&format!("&queue={}", encode(queue)));
         }
-        if let [kind] = search.filter.kinds.as_slice() {
+        if let [kind] = &criteria.kinds[..] {
             live.push_str(&format!("&kind={}", encode(kind)));
         }
-        if search.filter.queues.len() <= 1 {
-            c = c.live(live);
+        if let Some(tenant) = &criteria.tenant {
+            live.push_str(&format!("&tenant={}", encode(tenant)));
         }
+        c = c.live(live);
     }
+    let (jobs, older, newer, partial) = match page {
+        Some(page) => {
+            let partial = if page.partial {
+                format!(
+                    "This page stopped after reading {} rows without filling up: older \
+                     matches may remain. Search further to go on.",
+                    format::count(i64::try_from(page.scanned).unwrap_or(i64::MAX))
+                )
+            } else {
+                String::new()
+            };
+            (page.jobs, page.older, page.newer, partial)
+        }
+        None => (Vec::new(), None, None, String::new()),
+    };
     Ok(render(&JobsPage {
         c,
-        newest: page.jobs.first().map(|j| j.id.to_string()).unwrap_or_else(|| "0".to_owned()),
-        jobs: page.jobs.iter().map(|j| job_item(j, now)).collect(),
-        newer_href: if filter.before.is_some() {
+        newest: if paged {
+            // A later page has no banner: its newest row is not the newest job.
+            i64::MAX.to_string()
+        } else {
+            jobs.first().map(|j| j.id.to_string()).unwrap_or_else(|| "0".to_owned())
+        },
+        jobs: jobs.iter().map(|j| job_item(j, now)).collect(),
+        newest_href: if paged {
             format!("/jobs?q={}", encode(&q))
         } else {
             String::new()
         },
-        older_href: page
-            .next
-            .map(|next| format!("/jobs?q={}&before={next}", encode(&q)))
+        newer_href: newer
+            .filter(|_| paged)
+            .map(|id| link("newer", id))
             .unwrap_or_default(),
-        matching: matching.map(format::count).unwrap_or_default(),
-        matching_known: matching.is_some(),
+        older_href: older.map(|id| link("older", id)).unwrap_or_default(),
+        partial,
+        matching,
         q,
         error,
         tabs,
     }))
+}
+
+/// A state view's tab label.
+fn state_label(view: StateView) -> &'static str {
+    match view {
+        StateView::Available => "Due",
+        StateView::Scheduled => "Scheduled",
+        StateView::Running => "Running",
+        StateView::Retryable => "Retryable",
+        StateView::Completed => "Completed",
+        StateView::Discarded => "Discarded",
+        StateView::Cancelled => "Cancelled",
+    }
 }
 
 // --- Job detail ---
@@ -1053,6 +1064,7 @@ pub(crate) struct AttemptView {
     pub(crate) outcome: &'static str,
     pub(crate) class: &'static str,
     pub(crate) kind: String,
+    pub(crate) took: String,
     pub(crate) message: String,
     pub(crate) backtrace: String,
 }
@@ -1089,6 +1101,9 @@ struct JobPage {
     progress_text: String,
     has_progress: bool,
     attempts: Vec<AttemptView>,
+    parent: Option<JobItem>,
+    children: Vec<JobItem>,
+    children_href: String,
     logs: Vec<LogView>,
     cli: String,
     curl: String,
@@ -1255,51 +1270,60 @@ pub(crate) async fn job(
             });
         }
     }
-    let mut attempts: Vec<AttemptView> = job
-        .errors
-        .iter()
-        .map(|e| AttemptView {
-            attempt: e.attempt.to_string(),
-            when: When::new(e.at, now),
-            outcome: "failed",
-            class: "bad",
-            kind: error_kind(e.kind).to_owned(),
-            message: e.message.clone(),
-            backtrace: e.backtrace.clone().unwrap_or_default(),
+    let attempts: Vec<AttemptView> = stoker::attempt_timeline(&job)
+        .into_iter()
+        .rev()
+        .map(|entry| {
+            let (outcome, class) = match entry.outcome {
+                stoker::AttemptOutcome::Failed => ("failed", "bad"),
+                stoker::AttemptOutcome::Running => ("running", "live"),
+                stoker::AttemptOutcome::Completed => ("completed", "good"),
+                stoker::AttemptOutcome::Cancelled => ("cancelled", "muted"),
+            };
+            let at = entry
+                .ended_at
+                .or(entry.started_at)
+                .unwrap_or(job.created_at);
+            let took = match (entry.started_at, entry.ended_at) {
+                (Some(from), Some(to)) if to >= from => {
+                    format!("ran {}", format::millis((to - from).num_milliseconds() as u64))
+                }
+                (Some(_), None) => format!("on {}", job.worker_id.as_deref().unwrap_or("a worker")),
+                _ => String::new(),
+            };
+            let (kind, message, backtrace) = match entry.error {
+                Some(error) => (
+                    error_kind(error.kind).to_owned(),
+                    error.message,
+                    error.backtrace.unwrap_or_default(),
+                ),
+                None => (String::new(), String::new(), String::new()),
+            };
+            AttemptView {
+                attempt: entry.attempt.to_string(),
+                when: When::new(at, now),
+                outcome,
+                class,
+                kind,
+                took,
+                message,
+                backtrace,
+            }
         })
         .collect();
-    let last_failed = job.errors.last().map(|e| e.attempt);
-    match job.state {
-        JobState::Completed => attempts.push(AttemptView {
-            attempt: job.attempt.to_string(),
-            when: When::new(job.finished_at.unwrap_or(job.created_at), now),
-            outcome: "completed",
-            class: "good",
-            kind: String::new(),
-            message: String::new(),
-            backtrace: String::new(),
-        }),
-        JobState::Running => attempts.push(AttemptView {
-            attempt: job.attempt.to_string(),
-            when: When::new(job.attempted_at.unwrap_or(job.created_at), now),
-            outcome: "running",
-            class: "live",
-            kind: job.worker_id.clone().unwrap_or_default(),
-            message: String::new(),
-            backtrace: String::new(),
-        }),
-        JobState::Cancelled if last_failed != Some(job.attempt) => attempts.push(AttemptView {
-            attempt: job.attempt.to_string(),
-            when: When::new(job.finished_at.unwrap_or(job.created_at), now),
-            outcome: "cancelled",
-            class: "muted",
-            kind: String::new(),
-            message: String::new(),
-            backtrace: String::new(),
-        }),
-        _ => {}
-    }
-    attempts.reverse();
+    let lineage = client.lineage(id).await?;
+    let (parent, children, more_children) = match lineage {
+        Some(lineage) => (
+            lineage.parent.map(|p| job_item(&p, now)),
+            lineage
+                .children
+                .iter()
+                .map(|child| job_item(child, now))
+                .collect(),
+            lineage.more_children,
+        ),
+        None => (None, Vec::new(), false),
+    };
     let base_url = headers
         .get(HOST)
         .and_then(|h| h.to_str().ok())
@@ -1343,6 +1367,13 @@ pub(crate) async fn job(
         progress,
         progress_text,
         attempts,
+        parent,
+        children_href: if more_children {
+            format!("/jobs?q={}", encode(&format!("parent:{id}")))
+        } else {
+            String::new()
+        },
+        children,
         logs: logs
             .iter()
             .map(|l| LogView {
@@ -1356,8 +1387,18 @@ pub(crate) async fn job(
         can_retry: finished,
         can_cancel: !finished,
         can_delete: job.state != JobState::Running,
-        // Jobs by correlation id need the search qualifier `corr:`.
-        correlation_href: String::new(),
+        correlation_href: job
+            .metadata
+            .correlation_id
+            .as_ref()
+            .map(|corr| {
+                let criteria = JobCriteria {
+                    correlation_id: Some(corr.clone()),
+                    ..JobCriteria::default()
+                };
+                format!("/jobs?q={}", encode(&stoker::format_query(&criteria)))
+            })
+            .unwrap_or_default(),
     }))
 }
 
@@ -1376,6 +1417,9 @@ pub(crate) struct GroupView {
     pub(crate) last: When,
     pub(crate) spark: String,
     pub(crate) jobs_href: String,
+    /// Its jobs failed now (retryable or discarded), a bounded count.
+    pub(crate) failing: String,
+    pub(crate) none_failing: bool,
 }
 
 #[derive(Template)]
@@ -1420,16 +1464,31 @@ pub(crate) async fn failures(
         let values: Vec<f64> = s.points.iter().map(|p| p.failed as f64).collect();
         sparks.insert(group.kind.clone(), chart::sparkline(&values, "s-failed"));
     }
+    // How many of each group's jobs are failed now: what a retry or discard would act on.
+    let mut failing = Vec::with_capacity(groups.len());
+    for group in &groups {
+        let count = client
+            .count(JobCriteria {
+                failure_group: Some(group.fingerprint.clone()),
+                states: StateView::FAILED.to_vec(),
+                ..JobCriteria::default()
+            })
+            .await?;
+        failing.push(count);
+    }
     let c = Chrome::new(&viewer, "failures", "Failures", &params).back("/failures");
     Ok(render(&FailuresPage {
         c,
         groups: groups
             .into_iter()
-            .map(|g| GroupView {
+            .zip(failing)
+            .map(|(g, failing)| GroupView {
+                none_failing: failing.count == 0,
+                failing: count_text(failing),
                 spark: sparks.get(&g.kind).cloned().unwrap_or_default(),
                 jobs_href: format!(
                     "/jobs?q={}",
-                    encode(&format!("kind:{} state:discarded state:retryable", quote_value(&g.kind)))
+                    encode(&format!("group:{} state:failed", g.fingerprint))
                 ),
                 sample_href: format!("/jobs/{}", g.sample_job_id),
                 sample: g.sample_message,
@@ -1547,33 +1606,11 @@ fn fraction(op: &BulkOpRow) -> f64 {
 }
 
 fn filter_text(op: &BulkOpRow) -> String {
-    let f = &op.filter;
-    let mut parts = Vec::new();
-    for s in &f.states {
-        parts.push(format!("state:{}", s.as_str()));
-    }
-    for q in &f.queues {
-        parts.push(format!("queue:{q}"));
-    }
-    for k in &f.kinds {
-        parts.push(format!("kind:{k}"));
-    }
-    if let Some(t) = &f.tenant {
-        parts.push(format!("tenant:{t}"));
-    }
-    if let Some(g) = &f.failure_group {
-        parts.push(format!("group:{g}"));
-    }
-    if let Some(at) = f.created_after {
-        parts.push(format!("after:{}", format::utc(at)));
-    }
-    if let Some(at) = f.created_before {
-        parts.push(format!("before:{}", format::utc(at)));
-    }
-    if parts.is_empty() {
+    let query = stoker::format_query(&op.filter);
+    if query.is_empty() {
         "every job".to_owned()
     } else {
-        parts.join(" ")
+        query
     }
 }
 
@@ -1798,16 +1835,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_search_bar_reads_qualifiers() {
-        let search = parse_search(r#"state:discarded queue:mail kind:"send email" tenant:acme"#).unwrap();
-        assert_eq!(search.filter.states, [JobState::Discarded]);
-        assert_eq!(search.filter.queues, ["mail"]);
-        assert_eq!(search.filter.kinds, ["send email"]);
-        assert_eq!(search.filter.tenant.as_deref(), Some("acme"));
-        assert_eq!(parse_search("id:42").unwrap().id, Some(JobId::from(42)));
-        assert!(parse_search("stat:x").unwrap_err().contains("stat"));
-        assert!(parse_search("state:faild").unwrap_err().contains("faild"));
-        assert!(parse_search("hello").unwrap_err().contains("hello"));
-        assert_eq!(parse_search("").unwrap(), Search::default());
+    fn tabs_keep_the_rest_of_the_query() {
+        let criteria = JobCriteria {
+            states: vec![StateView::Running],
+            queues: vec!["mail".to_owned()],
+            ..JobCriteria::default()
+        };
+        assert_eq!(
+            query_with_states(&criteria, &views_of(JobState::Available)),
+            "state:available,scheduled queue:mail"
+        );
+        assert_eq!(query_with_states(&criteria, &[]), "queue:mail");
     }
 }
