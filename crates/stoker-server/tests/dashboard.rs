@@ -41,7 +41,11 @@ struct Page {
 impl Page {
     /// The form token the page carries.
     fn csrf(&self) -> String {
-        let at = self.html.find(r#"name="csrf" value=""#).expect("a form token") + 19;
+        let at = self
+            .html
+            .find(r#"name="csrf" value=""#)
+            .expect("a form token")
+            + 19;
         self.html[at..at + 64].to_owned()
     }
 
@@ -85,7 +89,11 @@ impl<'a> Browser<'a> {
         let headers = response.headers().clone();
         if let Some(set) = headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
             let pair = set.split(';').next().unwrap_or_default().to_owned();
-            self.cookie = if pair.ends_with('=') { None } else { Some(pair) };
+            self.cookie = if pair.ends_with('=') {
+                None
+            } else {
+                Some(pair)
+            };
         }
         Page {
             status,
@@ -111,7 +119,8 @@ impl<'a> Browser<'a> {
     }
 
     async fn sign_in(&mut self, token: &str) -> Page {
-        self.post("/login", &[("token", token), ("next", "/")]).await
+        self.post("/login", &[("token", token), ("next", "/")])
+            .await
     }
 }
 
@@ -122,10 +131,17 @@ fn assert_safe(page: &Page) {
     assert!(csp.contains("script-src 'self'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(page.headers["x-content-type-options"], "nosniff");
-    assert!(!page.html.contains(" style="), "a style attribute:\n{}", page.html);
+    assert!(
+        !page.html.contains(" style="),
+        "a style attribute:\n{}",
+        page.html
+    );
     for (at, _) in page.html.match_indices("<script") {
         let tag = &page.html[at..at + page.html[at..].find('>').unwrap()];
-        assert!(tag.contains(" src=\"/ui/assets/"), "an inline script: {tag}");
+        assert!(
+            tag.contains(" src=\"/ui/assets/"),
+            "an inline script: {tag}"
+        );
     }
 }
 
@@ -136,7 +152,9 @@ async fn seed(server: &TestServer) -> (i64, String) {
             .await;
     }
     let failing = server
-        .enqueue(json!({"kind": "import", "queue": "pull", "args": {"file": "a.csv"}, "tenant": "acme"}))
+        .enqueue(
+            json!({"kind": "import", "queue": "pull", "args": {"file": "a.csv"}, "tenant": "acme"}),
+        )
         .await;
     let jobs = server
         .reserve(json!({"worker": "py", "queues": ["pull"], "limit": 1}))
@@ -211,7 +229,9 @@ async fn every_page_renders_over_a_seeded_store(store: Arc<dyn Store>) {
     let discarded = browser.get("/jobs?q=state%3Adiscarded").await;
     discarded.assert_has(&format!("#{failing}"));
     assert!(!discarded.html.contains("u0@example.com"));
-    let mailers = browser.get("/jobs?q=queue%3Amailers+state%3Aavailable").await;
+    let mailers = browser
+        .get("/jobs?q=queue%3Amailers+state%3Aavailable")
+        .await;
     mailers.assert_has("<b>4</b> matching");
     assert!(!mailers.html.contains(&format!("#{failing}<")));
     let refused = browser.get("/jobs?q=stat%3Ax").await;
@@ -307,7 +327,12 @@ fn with_tokens() -> Config {
     config.tokens = vec![
         token("ops", "admin-secret-0123456789", &[Scope::Admin], None),
         token("viewer", "read-secret-0123456789", &[Scope::Read], None),
-        token("pusher", "enqueue-secret-0123456789", &[Scope::Enqueue], None),
+        token(
+            "pusher",
+            "enqueue-secret-0123456789",
+            &[Scope::Enqueue],
+            None,
+        ),
         token(
             "acme",
             "acme-secret-0123456789",
@@ -388,7 +413,10 @@ async fn signing_in_honours_scopes_and_tenants(store: Arc<dyn Store>) {
         .await;
     assert_eq!(done.status, 303, "{done:?}");
     assert_eq!(done.location(), "/queues?done=paused");
-    browser.get("/queues?done=paused").await.assert_has("Queue paused");
+    browser
+        .get("/queues?done=paused")
+        .await
+        .assert_has("Queue paused");
     assert!(paused(&server, "mailers").await);
 
     // A tenant-bound token sees its tenant's jobs only, and no cluster-wide page.
@@ -398,7 +426,10 @@ async fn signing_in_honours_scopes_and_tenants(store: Arc<dyn Store>) {
     assert_eq!(jobs.status, 200, "{jobs:?}");
     jobs.assert_has(">acme</span>");
     assert!(!jobs.html.contains(">globex</span>"), "{}", jobs.html);
-    assert!(!jobs.html.contains(r#"href="/queues""#), "no cluster-wide navigation");
+    assert!(
+        !jobs.html.contains(r#"href="/queues""#),
+        "no cluster-wide navigation"
+    );
     let queues = tenant.get("/queues").await;
     assert_eq!(queues.status, 403);
     queues.assert_has("bound to tenant");
@@ -466,7 +497,11 @@ async fn unsafe_requests_need_the_same_origin_and_the_form_token(store: Arc<dyn 
         )
         .await;
     assert_eq!(same.status, 303);
-    assert_eq!(same.location(), "/?done=paused", "never back to another site");
+    assert_eq!(
+        same.location(),
+        "/?done=paused",
+        "never back to another site"
+    );
     assert!(paused(&server, "mailers").await);
     server.stop().await;
 }
@@ -480,7 +515,10 @@ async fn actions_go_through_the_client(store: Arc<dyn Store>) {
 
     // The failure group: a bulk operation, shown with its progress.
     let group = browser
-        .post(&format!("/ui/failures/{fingerprint}/retry"), &[("csrf", csrf)])
+        .post(
+            &format!("/ui/failures/{fingerprint}/retry"),
+            &[("csrf", csrf)],
+        )
         .await;
     assert_eq!(group.status, 303, "{group:?}");
     assert!(group.location().starts_with("/ops/"), "{group:?}");
@@ -501,7 +539,10 @@ async fn actions_go_through_the_client(store: Arc<dyn Store>) {
         .post(&format!("/ui/jobs/{failing}/cancel"), &[("csrf", csrf)])
         .await;
     assert_eq!(cancelled.status, 303, "{cancelled:?}");
-    assert_eq!(cancelled.location(), format!("/jobs/{failing}?done=cancelled"));
+    assert_eq!(
+        cancelled.location(),
+        format!("/jobs/{failing}?done=cancelled")
+    );
     assert_eq!(server.job(failing).await["state"], "cancelled");
     let retried = browser
         .post(
@@ -547,7 +588,10 @@ async fn actions_go_through_the_client(store: Arc<dyn Store>) {
         })
         .await;
     }
-    assert_eq!(server.job(ids[2].parse().unwrap()).await["state"], "available");
+    assert_eq!(
+        server.job(ids[2].parse().unwrap()).await["state"],
+        "available"
+    );
     let none = browser
         .post("/ui/jobs/selected", &[("csrf", csrf), ("action", "cancel")])
         .await;
@@ -582,7 +626,11 @@ async fn actions_go_through_the_client(store: Arc<dyn Store>) {
     let refused = browser
         .post(
             "/ui/ops",
-            &[("csrf", csrf), ("action", "explode"), ("q", "queue:mailers")],
+            &[
+                ("csrf", csrf),
+                ("action", "explode"),
+                ("q", "queue:mailers"),
+            ],
         )
         .await;
     assert_eq!(refused.status, 404);

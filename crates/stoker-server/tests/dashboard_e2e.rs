@@ -71,7 +71,10 @@ async fn driver() -> Option<Driver> {
     };
     let status = format!("{}/status", driver.url);
     eventually("chromedriver to listen", || async {
-        reqwest::get(&status).await.ok().filter(|r| r.status().is_success())
+        reqwest::get(&status)
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
     })
     .await;
     Some(driver)
@@ -102,7 +105,13 @@ async fn text(browser: &Browser, css: &str) -> String {
 }
 
 /// Waits until the text of `css` satisfies `check`, reloading the page when `reload`.
-async fn wait_text(browser: &Browser, css: &str, what: &str, reload: bool, check: impl Fn(&str) -> bool) -> String {
+async fn wait_text(
+    browser: &Browser,
+    css: &str,
+    what: &str,
+    reload: bool,
+    check: impl Fn(&str) -> bool,
+) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let now = text(browser, css).await;
@@ -216,7 +225,10 @@ async fn shoot(browser: &Browser, base: &str, name: &str, path: &str) {
 }
 
 async fn state_of(server: &TestServer, id: i64) -> String {
-    server.job(id).await["state"].as_str().unwrap_or_default().to_owned()
+    server.job(id).await["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// A worker of this test's own kinds: `resize` takes a moment, `charge` fails its first
@@ -238,7 +250,9 @@ async fn worker(store: Arc<dyn Store>) -> stoker::WorkerHandle {
                 .await
                 .map_err(JobError::retryable)?;
             if ctx.attempt() == 1 {
-                ctx.log("provider answered 503").await.map_err(JobError::retryable)?;
+                ctx.log("provider answered 503")
+                    .await
+                    .map_err(JobError::retryable)?;
                 return Err(JobError::fatal(format!(
                     "payment provider unavailable for customer {}",
                     args["customer"]
@@ -265,8 +279,18 @@ async fn the_dashboard_in_a_real_browser() {
     let browser = browser(&driver).await;
 
     // A counter moves as jobs run: the live snapshot updates the tile without a reload.
-    browser.goto(&format!("{base}/")).await.expect("open overview");
-    wait_text(&browser, "[data-live-status]", "the live stream", false, |t| t.contains("live")).await;
+    browser
+        .goto(&format!("{base}/"))
+        .await
+        .expect("open overview");
+    wait_text(
+        &browser,
+        "[data-live-status]",
+        "the live stream",
+        false,
+        |t| t.contains("live"),
+    )
+    .await;
     let before = count(&text(&browser, r#"[data-live="states.completed"]"#).await);
     assert_eq!(before, 0);
     for n in 0..12 {
@@ -274,15 +298,29 @@ async fn the_dashboard_in_a_real_browser() {
             .enqueue(json!({"kind": "resize", "queue": "work", "args": {"n": n}}))
             .await;
     }
-    wait_text(&browser, r#"[data-live="states.completed"]"#, "the completed counter", false, |t| {
-        count(t) == 12
-    })
+    wait_text(
+        &browser,
+        r#"[data-live="states.completed"]"#,
+        "the completed counter",
+        false,
+        |t| count(t) == 12,
+    )
     .await;
 
     // Pause a queue from its row; the worker stops taking its jobs; resume, and they run.
-    browser.goto(&format!("{base}/queues")).await.expect("queues");
-    click(&browser, r#"tr[data-queue="work"] button[data-action="pause"]"#).await;
-    wait_text(&browser, ".notice", "the paused notice", false, |t| t.contains("Queue paused")).await;
+    browser
+        .goto(&format!("{base}/queues"))
+        .await
+        .expect("queues");
+    click(
+        &browser,
+        r#"tr[data-queue="work"] button[data-action="pause"]"#,
+    )
+    .await;
+    wait_text(&browser, ".notice", "the paused notice", false, |t| {
+        t.contains("Queue paused")
+    })
+    .await;
     let mut held = Vec::new();
     for n in 0..3 {
         held.push(
@@ -294,11 +332,25 @@ async fn the_dashboard_in_a_real_browser() {
     // Several poll intervals of the worker pass; none of the held jobs is taken.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for id in &held {
-        assert_eq!(state_of(&server, *id).await, "available", "a paused queue's job ran");
+        assert_eq!(
+            state_of(&server, *id).await,
+            "available",
+            "a paused queue's job ran"
+        );
     }
-    browser.goto(&format!("{base}/queues")).await.expect("queues");
-    assert_eq!(text(&browser, r#"tr[data-queue="work"] .badge.paused"#).await, "paused");
-    click(&browser, r#"tr[data-queue="work"] button[data-action="resume"]"#).await;
+    browser
+        .goto(&format!("{base}/queues"))
+        .await
+        .expect("queues");
+    assert_eq!(
+        text(&browser, r#"tr[data-queue="work"] .badge.paused"#).await,
+        "paused"
+    );
+    click(
+        &browser,
+        r#"tr[data-queue="work"] button[data-action="resume"]"#,
+    )
+    .await;
     for id in &held {
         let id = *id;
         eventually("a resumed queue's job to run", || async {
@@ -312,7 +364,9 @@ async fn the_dashboard_in_a_real_browser() {
     for customer in [17, 23, 42] {
         charges.push(
             server
-                .enqueue(json!({"kind": "charge", "queue": "billing", "args": {"customer": customer}}))
+                .enqueue(
+                    json!({"kind": "charge", "queue": "billing", "args": {"customer": customer}}),
+                )
                 .await,
         );
     }
@@ -323,7 +377,10 @@ async fn the_dashboard_in_a_real_browser() {
         })
         .await;
     }
-    browser.goto(&format!("{base}/failures")).await.expect("failures");
+    browser
+        .goto(&format!("{base}/failures"))
+        .await
+        .expect("failures");
     let message = text(&browser, ".group-message").await;
     assert_eq!(message, "payment provider unavailable for customer <n>");
     assert_eq!(text(&browser, ".group-count b").await, "3");
@@ -337,12 +394,28 @@ async fn the_dashboard_in_a_real_browser() {
     let logs = text(&browser, ".logs").await;
     assert!(logs.contains("charging customer 17"), "{logs}");
     assert!(logs.contains("provider answered 503"), "{logs}");
-    shoot(&browser, &base, "job-failed", &format!("/jobs/{}", charges[0])).await;
+    shoot(
+        &browser,
+        &base,
+        "job-failed",
+        &format!("/jobs/{}", charges[0]),
+    )
+    .await;
 
     // Retry the group: a bulk operation; its jobs run again and the dead letters empty.
-    browser.goto(&format!("{base}/failures")).await.expect("failures");
+    browser
+        .goto(&format!("{base}/failures"))
+        .await
+        .expect("failures");
     click(&browser, r#"button[data-action="retry-group"]"#).await;
-    wait_text(&browser, "[data-op-state]", "the group's retry", true, |t| t == "done").await;
+    wait_text(
+        &browser,
+        "[data-op-state]",
+        "the group's retry",
+        true,
+        |t| t == "done",
+    )
+    .await;
     assert_eq!(text(&browser, "[data-op-percent]").await, "100%");
     for id in &charges {
         let id = *id;
@@ -356,7 +429,10 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .expect("jobs");
     assert_eq!(text(&browser, ".empty h2").await, "No jobs match");
-    browser.goto(&format!("{base}/failures")).await.expect("failures");
+    browser
+        .goto(&format!("{base}/failures"))
+        .await
+        .expect("failures");
     assert_eq!(text(&browser, "[data-failing]").await, "no job failed now");
 
     // A bulk cancel by filter, from the search, to 100 %.
@@ -381,7 +457,10 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .expect("choose cancel");
     click(&browser, "[data-start-bulk]").await;
-    wait_text(&browser, "[data-op-state]", "the bulk cancel", false, |t| t == "done").await;
+    wait_text(&browser, "[data-op-state]", "the bulk cancel", false, |t| {
+        t == "done"
+    })
+    .await;
     assert_eq!(text(&browser, "[data-op-percent]").await, "100%");
     assert_eq!(text(&browser, "[data-op-done]").await, "40");
     let op_path = browser.current_url().await.expect("url").path().to_owned();
@@ -394,16 +473,36 @@ async fn the_dashboard_in_a_real_browser() {
         .goto(&format!("{base}/jobs?q=queue%3Aparked"))
         .await
         .expect("jobs");
-    wait_text(&browser, "[data-live-status]", "the live stream", false, |t| t.contains("live")).await;
+    wait_text(
+        &browser,
+        "[data-live-status]",
+        "the live stream",
+        false,
+        |t| t.contains("live"),
+    )
+    .await;
     let first_row = text(&browser, "tbody tr th").await;
     for n in 0..2 {
         server
             .enqueue(json!({"kind": "resize", "queue": "parked", "args": {"n": 200 + n}}))
             .await;
     }
-    wait_text(&browser, "[data-new-count]", "the new-jobs banner", false, |t| t == "2").await;
-    assert_eq!(text(&browser, "tbody tr th").await, first_row, "the rows did not move");
-    let cancelled = server.get("/v1/jobs?queue=parked&state=cancelled&limit=100").await;
+    wait_text(
+        &browser,
+        "[data-new-count]",
+        "the new-jobs banner",
+        false,
+        |t| t == "2",
+    )
+    .await;
+    assert_eq!(
+        text(&browser, "tbody tr th").await,
+        first_row,
+        "the rows did not move"
+    );
+    let cancelled = server
+        .get("/v1/jobs?queue=parked&state=cancelled&limit=100")
+        .await;
     assert_eq!(cancelled.body["jobs"].as_array().unwrap().len(), 40);
 
     // Screenshots of every page.
@@ -423,7 +522,13 @@ async fn the_dashboard_in_a_real_browser() {
     shoot(&browser, &base, "queues", "/queues").await;
     shoot(&browser, &base, "queue", "/queues/work").await;
     shoot(&browser, &base, "jobs-all", "/jobs").await;
-    shoot(&browser, &base, "job-completed", &format!("/jobs/{}", charges[1])).await;
+    shoot(
+        &browser,
+        &base,
+        "job-completed",
+        &format!("/jobs/{}", charges[1]),
+    )
+    .await;
     shoot(&browser, &base, "workers", "/workers").await;
     shoot(&browser, &base, "ops", "/ops").await;
     shoot(&browser, &base, "op", &op_path).await;
@@ -442,9 +547,17 @@ async fn the_dashboard_in_a_real_browser() {
         .goto(&format!("{}/queues", guarded.url))
         .await
         .expect("open");
-    assert!(browser.current_url().await.unwrap().path().starts_with("/login"));
+    assert!(browser
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .starts_with("/login"));
     shoot(&browser, &guarded.url, "login", "/login").await;
-    browser.goto(&format!("{}/queues", guarded.url)).await.expect("open");
+    browser
+        .goto(&format!("{}/queues", guarded.url))
+        .await
+        .expect("open");
     browser
         .find(Locator::Css("#token"))
         .await
@@ -455,10 +568,15 @@ async fn the_dashboard_in_a_real_browser() {
     click(&browser, r#"button[type="submit"]"#).await;
     wait_text(&browser, "h1", "the queues page", false, |t| t == "Queues").await;
     let pause = browser
-        .find(Locator::Css(r#"tr[data-queue="work"] button[data-action="pause"]"#))
+        .find(Locator::Css(
+            r#"tr[data-queue="work"] button[data-action="pause"]"#,
+        ))
         .await
         .expect("the pause button");
-    assert!(!pause.is_enabled().await.unwrap(), "a read-only token's button is off");
+    assert!(
+        !pause.is_enabled().await.unwrap(),
+        "a read-only token's button is off"
+    );
     assert!(text(&browser, ".tool.user").await.contains("read-only"));
     browser
         .execute(
@@ -468,7 +586,10 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .expect("force the form");
     wait_text(&browser, "h1", "the refusal", false, |t| t == "Not allowed").await;
-    let queues = guarded.with_token("admin-secret-0123456789").get("/v1/queues").await;
+    let queues = guarded
+        .with_token("admin-secret-0123456789")
+        .get("/v1/queues")
+        .await;
     let work = queues.body["queues"]
         .as_array()
         .unwrap()

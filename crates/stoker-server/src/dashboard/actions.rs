@@ -40,13 +40,10 @@ fn unknown(action: &str) -> DashError {
 
 /// Who started an operation, as the API records it: the token's name, or `dashboard`.
 fn actor(viewer: &Viewer) -> Option<String> {
-    Some(
-        viewer
-            .principal
-            .name
-            .clone()
-            .map_or_else(|| "dashboard".to_owned(), |name| format!("{name} (dashboard)")),
-    )
+    Some(viewer.principal.name.clone().map_or_else(
+        || "dashboard".to_owned(),
+        |name| format!("{name} (dashboard)"),
+    ))
 }
 
 /// `POST /ui/queues/{name}/pause|resume`.

@@ -159,13 +159,7 @@ pub(crate) fn sparkline(values: &[f64], class: &'static str) -> String {
     let mut d = String::new();
     for (i, v) in values.iter().enumerate() {
         let y = H - (v / scale) * (H - 3.0) - 1.5;
-        let _ = write!(
-            d,
-            "{}{:.1} {:.1}",
-            if i == 0 { 'M' } else { 'L' },
-            x(i),
-            y
-        );
+        let _ = write!(d, "{}{:.1} {:.1}", if i == 0 { 'M' } else { 'L' }, x(i), y);
     }
     let mut svg = format!(
         r#"<svg class="spark {class}" viewBox="0 0 {W} {H}" preserveAspectRatio="none" aria-hidden="true">"#

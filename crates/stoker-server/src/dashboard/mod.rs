@@ -85,7 +85,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ui/jobs/selected", post(actions::selected))
         .route("/ui/ops", post(actions::bulk))
         .route("/ui/ops/{id}/abort", post(actions::abort))
-        .route("/ui/failures/{fingerprint}/{action}", post(actions::failure_group))
+        .route(
+            "/ui/failures/{fingerprint}/{action}",
+            post(actions::failure_group),
+        )
         .route("/ui/cron/{name}/{action}", post(actions::cron))
         .route_layer(middleware::from_fn_with_state(
             dash.clone(),
@@ -114,7 +117,10 @@ async fn security_headers(mut response: Response) -> Response {
         ("x-frame-options", "DENY"),
         ("referrer-policy", "same-origin"),
     ] {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     if !headers.contains_key(CACHE_CONTROL) {
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -244,9 +250,11 @@ impl From<stoker::Error> for DashError {
                 "Not accepted",
                 format!("{}: {}", invalid.field, invalid.reason),
             ),
-            stoker::Error::NotFound(what) => {
-                DashError::new(StatusCode::NOT_FOUND, "Not found", format!("{what} not found."))
-            }
+            stoker::Error::NotFound(what) => DashError::new(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                format!("{what} not found."),
+            ),
             stoker::Error::Conflict(message) => {
                 DashError::new(StatusCode::CONFLICT, "Not possible now", message)
             }
@@ -285,7 +293,11 @@ pub(crate) fn render(template: &impl askama::Template) -> Response {
         Ok(html) => Html(html).into_response(),
         Err(err) => {
             tracing::error!(%err, "a dashboard template failed to render");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page failed to render").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render",
+            )
+                .into_response()
         }
     }
 }

@@ -14,8 +14,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use stoker::{
     BulkOpListParams, BulkOpRow, BulkOpState, Client, FailureGroupListParams, HistoryScope,
-    JobCriteria, JobId, JobRow, JobSearchParams, JobState, SearchDirection, Series,
-    SeriesRequest, StateCounts, StateView,
+    JobCriteria, JobId, JobRow, JobSearchParams, JobState, SearchDirection, Series, SeriesRequest,
+    StateCounts, StateView,
 };
 
 use super::chart::{self, Line};
@@ -120,7 +120,12 @@ fn notice(code: Option<&String>) -> String {
 }
 
 impl Chrome {
-    fn new(viewer: &Viewer, nav: &'static str, title: impl Into<String>, params: &HashMap<String, String>) -> Self {
+    fn new(
+        viewer: &Viewer,
+        nav: &'static str,
+        title: impl Into<String>,
+        params: &HashMap<String, String>,
+    ) -> Self {
         Chrome {
             title: title.into(),
             nav,
@@ -260,13 +265,20 @@ fn change_text(now: f64, before: Option<f64>, higher_is_bad: bool) -> (String, &
         return (String::new(), "flat");
     };
     match format::change(now, before) {
-        None if now > 0.0 => ("new vs previous period".to_owned(), if higher_is_bad { "bad" } else { "good" }),
+        None if now > 0.0 => (
+            "new vs previous period".to_owned(),
+            if higher_is_bad { "bad" } else { "good" },
+        ),
         None => ("same as previous period".to_owned(), "flat"),
         Some(pct) if pct.abs() < 1.0 => ("≈ previous period".to_owned(), "flat"),
         Some(pct) => {
             let worse = (pct > 0.0) == higher_is_bad;
             (
-                format!("{}{:.0}% vs previous period", if pct > 0.0 { "+" } else { "−" }, pct.abs()),
+                format!(
+                    "{}{:.0}% vs previous period",
+                    if pct > 0.0 { "+" } else { "−" },
+                    pct.abs()
+                ),
                 if worse { "bad" } else { "good" },
             )
         }
@@ -280,7 +292,11 @@ fn charts(series: &Series) -> Vec<ChartView> {
         series.points.iter().map(|p| Some(f(p) as f64)).collect()
     };
     let ms = |f: fn(&stoker::SeriesPoint) -> Option<u64>| -> Vec<Option<f64>> {
-        series.points.iter().map(|p| f(p).map(|v| v as f64)).collect()
+        series
+            .points
+            .iter()
+            .map(|p| f(p).map(|v| v as f64))
+            .collect()
     };
     let prev = series.previous.as_ref();
     let count_item = |class, label: &str, now: i64, before: Option<i64>, bad| {
@@ -371,8 +387,20 @@ fn charts(series: &Series) -> Vec<ChartView> {
             svg: throughput.svg,
             start: start.clone(),
             legend: vec![
-                count_item("s-completed", "completed", total.completed, prev.map(|p| p.completed), false),
-                count_item("s-enqueued", "enqueued", total.enqueued, prev.map(|p| p.enqueued), false),
+                count_item(
+                    "s-completed",
+                    "completed",
+                    total.completed,
+                    prev.map(|p| p.completed),
+                    false,
+                ),
+                count_item(
+                    "s-enqueued",
+                    "enqueued",
+                    total.enqueued,
+                    prev.map(|p| p.enqueued),
+                    false,
+                ),
             ],
         },
         ChartView {
@@ -382,8 +410,20 @@ fn charts(series: &Series) -> Vec<ChartView> {
             svg: failures.svg,
             start: start.clone(),
             legend: vec![
-                count_item("s-failed", "failed attempts", total.failed, prev.map(|p| p.failed), true),
-                count_item("s-discarded", "discarded", total.discarded, prev.map(|p| p.discarded), true),
+                count_item(
+                    "s-failed",
+                    "failed attempts",
+                    total.failed,
+                    prev.map(|p| p.failed),
+                    true,
+                ),
+                count_item(
+                    "s-discarded",
+                    "discarded",
+                    total.discarded,
+                    prev.map(|p| p.discarded),
+                    true,
+                ),
             ],
         },
         ChartView {
@@ -397,8 +437,18 @@ fn charts(series: &Series) -> Vec<ChartView> {
             svg: wait.svg,
             start: start.clone(),
             legend: vec![
-                ms_item("s-p95", "p95", total.wait.p95_ms, prev.map(|p| p.wait.p95_ms)),
-                ms_item("s-p50", "p50", total.wait.p50_ms, prev.map(|p| p.wait.p50_ms)),
+                ms_item(
+                    "s-p95",
+                    "p95",
+                    total.wait.p95_ms,
+                    prev.map(|p| p.wait.p95_ms),
+                ),
+                ms_item(
+                    "s-p50",
+                    "p50",
+                    total.wait.p50_ms,
+                    prev.map(|p| p.wait.p50_ms),
+                ),
             ],
         },
         ChartView {
@@ -556,7 +606,7 @@ async fn queue_views(client: &Client) -> Result<Vec<QueueView>, DashError> {
         let alive = queue.workers.iter().filter(|w| w.alive).count();
         let concurrency: u32 = workers
             .iter()
-            .filter(|w| w.alive && w.worker.queues.iter().any(|q| *q == queue.name))
+            .filter(|w| w.alive && w.worker.queues.contains(&queue.name))
             .map(|w| w.worker.concurrency)
             .sum();
         let mut attention = Vec::new();
@@ -654,7 +704,8 @@ pub(crate) async fn overview(
 ) -> Result<Response, DashError> {
     let client = dash.app.client_for(&viewer.principal);
     let range = range_of(&params);
-    let c = Chrome::new(&viewer, "overview", "Overview", &params).back(format!("/?range={}", range.key));
+    let c = Chrome::new(&viewer, "overview", "Overview", &params)
+        .back(format!("/?range={}", range.key));
     let series = series(&client, range, HistoryScope::default(), true).await?;
     let charts = charts(&series);
     let (tiles, total, attention, queues_ok, workers_alive, c) = if viewer.cluster() {
@@ -939,9 +990,17 @@ pub(crate) async fn jobs(
     let counters = |state: JobState| -> Option<i64> {
         let stats = stats.as_ref().filter(|_| simple && error.is_empty())?;
         let groups: Vec<&StateCounts> = if !criteria.queues.is_empty() {
-            criteria.queues.iter().filter_map(|q| stats.queues.get(q)).collect()
+            criteria
+                .queues
+                .iter()
+                .filter_map(|q| stats.queues.get(q))
+                .collect()
         } else if !criteria.kinds.is_empty() {
-            criteria.kinds.iter().filter_map(|k| stats.kinds.get(k)).collect()
+            criteria
+                .kinds
+                .iter()
+                .filter_map(|k| stats.kinds.get(k))
+                .collect()
         } else {
             vec![&stats.totals]
         };
@@ -959,7 +1018,9 @@ pub(crate) async fn jobs(
     }];
     for view in StateView::ALL {
         let count = match view {
-            StateView::Available | StateView::Scheduled if simple && stats.is_some() && error.is_empty() => {
+            StateView::Available | StateView::Scheduled
+                if simple && stats.is_some() && error.is_empty() =>
+            {
                 let mut one = criteria.clone();
                 one.states = vec![view];
                 let counted = client.count(one).await?;
@@ -970,7 +1031,9 @@ pub(crate) async fn jobs(
                     format!("{}+", format::short_count(n))
                 }
             }
-            other => counters(other.state()).map(format::short_count).unwrap_or_default(),
+            other => counters(other.state())
+                .map(format::short_count)
+                .unwrap_or_default(),
         };
         tabs.push(Tab {
             label: state_label(view),
@@ -1021,7 +1084,9 @@ pub(crate) async fn jobs(
             // A later page has no banner: its newest row is not the newest job.
             i64::MAX.to_string()
         } else {
-            jobs.first().map(|j| j.id.to_string()).unwrap_or_else(|| "0".to_owned())
+            jobs.first()
+                .map(|j| j.id.to_string())
+                .unwrap_or_else(|| "0".to_owned())
         },
         jobs: jobs.iter().map(|j| job_item(j, now)).collect(),
         newest_href: if paged {
@@ -1127,7 +1192,11 @@ fn error_kind(kind: stoker::ErrorKind) -> &'static str {
 
 fn copy_commands(job: &JobRow, base_url: &str) -> (String, String) {
     let args = job.args.to_string();
-    let mut cli = format!("stoker enqueue {} --args {}", format::shell_quote(&job.kind), format::shell_quote(&args));
+    let mut cli = format!(
+        "stoker enqueue {} --args {}",
+        format::shell_quote(&job.kind),
+        format::shell_quote(&args)
+    );
     if job.queue != stoker::QUEUE_DEFAULT {
         cli.push_str(&format!(" --queue {}", format::shell_quote(&job.queue)));
     }
@@ -1239,7 +1308,10 @@ pub(crate) async fn job(
     push(
         "Parent",
         job.metadata.parent_id.map(|p| format!("job {p}")),
-        job.metadata.parent_id.map(|p| format!("/jobs/{p}")).unwrap_or_default(),
+        job.metadata
+            .parent_id
+            .map(|p| format!("/jobs/{p}"))
+            .unwrap_or_default(),
     );
     push("Source", job.metadata.source.clone(), String::new());
     push(
@@ -1286,7 +1358,10 @@ pub(crate) async fn job(
                 .unwrap_or(job.created_at);
             let took = match (entry.started_at, entry.ended_at) {
                 (Some(from), Some(to)) if to >= from => {
-                    format!("ran {}", format::millis((to - from).num_milliseconds() as u64))
+                    format!(
+                        "ran {}",
+                        format::millis((to - from).num_milliseconds() as u64)
+                    )
                 }
                 (Some(_), None) => format!("on {}", job.worker_id.as_deref().unwrap_or("a worker")),
                 _ => String::new(),
@@ -1336,7 +1411,10 @@ pub(crate) async fn job(
             format!(
                 "{:.0}%{}",
                 p.fraction * 100.0,
-                p.message.as_deref().map(|m| format!(" — {m}")).unwrap_or_default()
+                p.message
+                    .as_deref()
+                    .map(|m| format!(" — {m}"))
+                    .unwrap_or_default()
             ),
         ),
         None => (String::new(), String::new()),
@@ -1362,7 +1440,11 @@ pub(crate) async fn job(
         facts,
         args: format::pretty_json(&job.args),
         has_result: job.result.is_some(),
-        result: job.result.as_ref().map(format::pretty_json).unwrap_or_default(),
+        result: job
+            .result
+            .as_ref()
+            .map(format::pretty_json)
+            .unwrap_or_default(),
         has_progress: job.progress.is_some(),
         progress,
         progress_text,
@@ -1541,7 +1623,11 @@ pub(crate) async fn workers(
     let client = dash.app.client_for(&viewer.principal);
     let now = client.clock().now();
     let mut list = client.worker_overview().await?;
-    list.sort_by(|a, b| b.alive.cmp(&a.alive).then(b.worker.heartbeat_at.cmp(&a.worker.heartbeat_at)));
+    list.sort_by(|a, b| {
+        b.alive
+            .cmp(&a.alive)
+            .then(b.worker.heartbeat_at.cmp(&a.worker.heartbeat_at))
+    });
     let alive = list.iter().filter(|w| w.alive).count();
     let c = Chrome::new(&viewer, "workers", "Workers", &params);
     Ok(render(&WorkersPage {

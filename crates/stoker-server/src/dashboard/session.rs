@@ -58,7 +58,9 @@ fn random_hex() -> String {
 
 impl Sessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Opens a session for `principal`; returns its id.
@@ -247,8 +249,11 @@ pub(crate) async fn require_viewer(
     next: Next,
 ) -> Response {
     let auth = !dash.app.inner.tokens.is_empty();
-    let found = cookie(request.headers(), COOKIE_NAME)
-        .and_then(|id| dash.sessions.get(id).map(|session| (id.to_owned(), session)));
+    let found = cookie(request.headers(), COOKIE_NAME).and_then(|id| {
+        dash.sessions
+            .get(id)
+            .map(|session| (id.to_owned(), session))
+    });
     let mut opened = None;
     let (session_id, session) = match found {
         Some(found) => found,
@@ -344,9 +349,7 @@ pub(crate) async fn login(
             token.name
         ));
     }
-    let id = dash
-        .sessions
-        .open(principal, Some(token.secret.clone()));
+    let id = dash.sessions.open(principal, Some(token.secret.clone()));
     let mut response = see_other(&next);
     if let Ok(value) = HeaderValue::from_str(&session_cookie(&id)) {
         response.headers_mut().append(SET_COOKIE, value);
@@ -380,7 +383,10 @@ mod tests {
     #[test]
     fn reads_the_session_cookie_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, HeaderValue::from_static("a=1; stoker_session=abc; b=2"));
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; stoker_session=abc; b=2"),
+        );
         assert_eq!(cookie(&headers, COOKIE_NAME), Some("abc"));
         assert_eq!(cookie(&headers, "c"), None);
     }
