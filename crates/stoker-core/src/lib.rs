@@ -15,6 +15,8 @@
 //! assert_eq!("discarded".parse::<JobState>().unwrap(), JobState::Discarded);
 //! ```
 
+// --- stream alerts ---
+pub mod alert;
 mod clock;
 // Recurring schedules (issue 15).
 pub mod cron;

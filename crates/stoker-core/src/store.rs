@@ -19,6 +19,8 @@ use crate::{
     FailureGroupListParams, JobLogAppended, JobLogLine, JobLogParams,
 };
 use crate::{JobCount, JobCriteria, JobSearchPage, JobSearchParams};
+// --- stream alerts ---
+use crate::alert::{AlertEvent, AlertRow, AlertTransitionParams, AlertWriteParams};
 // History (issue 13).
 use crate::{
     HistoryQueryParams, HistoryRecordParams, HistoryRollupParams, HistoryRollupReport,
@@ -880,6 +882,51 @@ pub trait Store: Send + Sync + 'static {
     ///
     /// `Invalid` naming the field (see [`JobCriteria::validate_as`]).
     async fn job_count(&self, criteria: JobCriteria) -> StoreResult<JobCount>;
+    // --- stream alerts ---
+    // Alert rules (issue 13, item 8); see `stoker_core::alert`.
+
+    /// Creates, updates or upserts a rule (see [`AlertWriteParams`]) and returns it. An update
+    /// keeps the rule's status; every write that changes it adds one to its `version`, so an
+    /// evaluation of the old definition loses its compare-and-set.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field at fault (see [`AlertRule::validate`](crate::alert::AlertRule::validate));
+    /// `Conflict` when creating a name that exists; `NotFound` when updating one that does not.
+    async fn alert_write(&self, params: AlertWriteParams) -> StoreResult<AlertRow>;
+
+    /// Fetches one rule.
+    async fn alert_get(&self, name: &str) -> StoreResult<Option<AlertRow>>;
+
+    /// Lists every rule, by name.
+    async fn alert_list(&self) -> StoreResult<Vec<AlertRow>>;
+
+    /// Deletes a rule and its events, and returns it as it was. Delivery jobs already
+    /// inserted stay.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such rule.
+    async fn alert_delete(&self, name: &str) -> StoreResult<AlertRow>;
+
+    /// Moves a rule to a new status in one transaction, only if it is still at
+    /// `params.version` (a compare-and-set): writes the status, adds one to the version,
+    /// inserts `params.jobs` and, with `params.event`, records the event with the first job's
+    /// id (keeping the newest [`ALERT_EVENTS_KEEP`](crate::alert::ALERT_EVENTS_KEEP) per rule).
+    /// Returns the rule as it is now, or `None` (having written nothing) when the rule is gone
+    /// or its version moved: another evaluator, or an edit, got there first. So however many
+    /// processes evaluate, each change is sent once.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` for a bad job.
+    async fn alert_transition(
+        &self,
+        params: AlertTransitionParams,
+    ) -> StoreResult<Option<AlertRow>>;
+
+    /// A rule's newest `limit` events, newest first (empty for an unknown rule).
+    async fn alert_events(&self, name: &str, limit: u32) -> StoreResult<Vec<AlertEvent>>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

@@ -60,6 +60,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "failures",
         sql: include_str!("../migrations/0008_failures.sql"),
     },
+    // --- stream alerts ---
+    Migration {
+        version: 9,
+        name: "alerts",
+        sql: include_str!("../migrations/0009_alerts.sql"),
+    },
     // --- stream search ---
     Migration {
         version: 12,

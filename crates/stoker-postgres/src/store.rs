@@ -35,6 +35,8 @@ use crate::{failures, migrate};
 
 // Recurring schedules (issue 15).
 mod cron;
+// --- stream alerts ---
+mod alert;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1186,6 +1188,42 @@ impl Store for PgStore {
         criteria: stoker_core::JobCriteria,
     ) -> StoreResult<stoker_core::JobCount> {
         crate::search::count(&self.inner.pool, &self.inner.schema, &criteria).await
+    }
+
+    // --- stream alerts ---
+
+    async fn alert_write(
+        &self,
+        params: stoker_core::alert::AlertWriteParams,
+    ) -> StoreResult<stoker_core::alert::AlertRow> {
+        self.alert_write_impl(params).await
+    }
+
+    async fn alert_get(&self, name: &str) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
+        self.alert_get_impl(name).await
+    }
+
+    async fn alert_list(&self) -> StoreResult<Vec<stoker_core::alert::AlertRow>> {
+        self.alert_list_impl().await
+    }
+
+    async fn alert_delete(&self, name: &str) -> StoreResult<stoker_core::alert::AlertRow> {
+        self.alert_delete_impl(name).await
+    }
+
+    async fn alert_transition(
+        &self,
+        params: stoker_core::alert::AlertTransitionParams,
+    ) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
+        self.alert_transition_impl(params).await
+    }
+
+    async fn alert_events(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<stoker_core::alert::AlertEvent>> {
+        self.alert_events_impl(name, limit).await
     }
 }
 

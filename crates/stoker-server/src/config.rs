@@ -112,6 +112,10 @@ pub struct Config {
     pub bulk: stoker::maintenance::BulkRunnerConfig,
     /// Durable history (issue 13).
     pub history: HistorySettings,
+    // --- stream alerts ---
+    /// Alert rules (issue 13) from the file's `[[alert]]` tables, upserted by name when the
+    /// server starts (a rule's state is kept). Validated, with distinct names.
+    pub alerts: Vec<stoker::alerts::AlertRule>,
 }
 
 impl Default for Config {
@@ -134,6 +138,8 @@ impl Default for Config {
             cron: Vec::new(),
             bulk: stoker::maintenance::BulkRunnerConfig::default(),
             history: HistorySettings::default(),
+            // --- stream alerts ---
+            alerts: Vec::new(),
         }
     }
 }
@@ -958,6 +964,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "tokens",
             "cron",
             "bulk",
+            // --- stream alerts ---
+            "alert",
         ],
     ),
     (
@@ -1026,6 +1034,27 @@ const KEYS: &[(&str, &[&str])] = &[
             "enabled",
         ],
     ),
+    // --- stream alerts ---
+    (
+        "alert",
+        &[
+            "name",
+            "metric",
+            "queue",
+            "kind",
+            "tenant",
+            "threshold",
+            "resolve_threshold",
+            "window",
+            "for",
+            "resolve_after",
+            "baseline",
+            "url",
+            "headers",
+            "format",
+            "enabled",
+        ],
+    ),
 ];
 
 fn section_label(section: &str) -> String {
@@ -1033,6 +1062,8 @@ fn section_label(section: &str) -> String {
         "" => "the top level".to_owned(),
         "tokens" => "[[tokens]]".to_owned(),
         "cron" => "[[cron]]".to_owned(),
+        // --- stream alerts ---
+        "alert" => "[[alert]]".to_owned(),
         other => format!("[{other}]"),
     }
 }
@@ -1042,7 +1073,7 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
     for (section, _) in KEYS.iter().skip(1) {
         match table.get(*section) {
             Some(toml::Value::Table(inner)) => check_section(inner, section, origin)?,
-            Some(toml::Value::Array(items)) if matches!(*section, "tokens" | "cron") => {
+            Some(toml::Value::Array(items)) if matches!(*section, "tokens" | "cron" | "alert") => {
                 for item in items {
                     if let toml::Value::Table(inner) = item {
                         check_section(inner, section, origin)?;
@@ -1162,6 +1193,103 @@ struct FileConfig {
     cron: Vec<FileCron>,
     #[serde(default)]
     bulk: FileBulk,
+    // --- stream alerts ---
+    #[serde(default)]
+    alert: Vec<FileAlert>,
+}
+
+// --- stream alerts ---
+/// An `[[alert]]` table: an alert rule (issue 13).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAlert {
+    name: String,
+    metric: String,
+    queue: Option<String>,
+    kind: Option<String>,
+    tenant: Option<String>,
+    threshold: Option<f64>,
+    resolve_threshold: Option<f64>,
+    window: Option<FileDuration>,
+    #[serde(rename = "for")]
+    for_: Option<FileDuration>,
+    resolve_after: Option<FileDuration>,
+    baseline: Option<String>,
+    url: String,
+    headers: Option<BTreeMap<String, String>>,
+    format: Option<String>,
+    enabled: Option<bool>,
+}
+
+impl FileAlert {
+    /// The rule, validated; errors name the table and the key.
+    fn rule(self) -> Result<stoker::alerts::AlertRule, ConfigError> {
+        use stoker::alerts::{AlertBaseline, AlertFormat, AlertMetric, AlertRule};
+        let setting = |key: &str| format!("[[alert]] {:?} {key}", self.name);
+        let metric = AlertMetric::parse(&self.metric)
+            .map_err(|err| ConfigError::invalid(&setting("metric"), err.reason))?;
+        let threshold = self
+            .threshold
+            .or_else(|| metric.default_threshold())
+            .ok_or_else(|| {
+                ConfigError::invalid(&setting("threshold"), format!("is required for {metric}"))
+            })?;
+        let mut rule = AlertRule::new(&self.name, metric, threshold, &self.url);
+        rule.scope.queue = self.queue.clone();
+        rule.scope.kind = self.kind.clone();
+        rule.scope.tenant = self.tenant.clone();
+        rule.resolve_threshold = self.resolve_threshold;
+        if let Some(FileDuration(window)) = self.window {
+            rule.window_seconds = window.as_secs();
+        }
+        if let Some(FileDuration(hold)) = self.for_ {
+            rule.for_seconds = hold.as_secs();
+        }
+        if let Some(FileDuration(hold)) = self.resolve_after {
+            rule.resolve_seconds = hold.as_secs();
+        }
+        rule.baseline = match self.baseline.as_deref() {
+            None => None,
+            Some("day") => Some(AlertBaseline::Day),
+            Some("week") => Some(AlertBaseline::Week),
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    &setting("baseline"),
+                    format!("{other:?} is not day or week"),
+                ))
+            }
+        };
+        if let Some(headers) = &self.headers {
+            rule.headers = headers.clone();
+        }
+        rule.format = match self.format.as_deref() {
+            None | Some("stoker") => AlertFormat::Stoker,
+            Some("slack") => AlertFormat::Slack,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    &setting("format"),
+                    format!("{other:?} is not stoker or slack"),
+                ))
+            }
+        };
+        if let Some(enabled) = self.enabled {
+            rule.enabled = enabled;
+        }
+        rule.validate().map_err(|err| {
+            // The file names the scope's keys and the holds as it spells them.
+            let key = match err.field.as_str() {
+                "scope.queue" => "queue",
+                "scope.kind" => "kind",
+                "scope.tenant" => "tenant",
+                "window_seconds" => "window",
+                "for_seconds" => "for",
+                "resolve_seconds" => "resolve_after",
+                other => other,
+            };
+            ConfigError::invalid(&setting(key), err.reason)
+        })?;
+        Ok(rule)
+    }
 }
 
 /// A `[[cron]]` table: a recurring schedule (issue 15).
@@ -1553,6 +1681,22 @@ impl FileConfig {
             }
             config.cron = schedules;
         }
+        // --- stream alerts ---
+        // Alert rules (issue 13): a file's [[alert]] tables replace any earlier ones.
+        if !self.alert.is_empty() {
+            let mut rules: Vec<stoker::alerts::AlertRule> = Vec::new();
+            for table in self.alert {
+                let rule = table.rule()?;
+                if rules.iter().any(|r| r.name == rule.name) {
+                    return Err(ConfigError::invalid(
+                        &format!("[[alert]] {:?} name", rule.name),
+                        "two [[alert]] tables have this name; names must be distinct",
+                    ));
+                }
+                rules.push(rule);
+            }
+            config.alerts = rules;
+        }
         Ok(())
     }
 }
@@ -1646,6 +1790,61 @@ mod tests {
             .apply_toml(EXAMPLE_FILE, "example")
             .expect("the example file is valid");
         assert_eq!(config, Config::default());
+    }
+
+    // --- stream alerts ---
+    #[test]
+    fn alert_tables_become_rules() {
+        let mut config = Config::default();
+        config
+            .apply_toml(
+                r#"
+[[alert]]
+name = "mail-backlog"
+metric = "queue_depth"
+queue = "mail"
+threshold = 1000
+for = "2m"
+url = "https://hooks.example.com/ops"
+format = "slack"
+
+[[alert]]
+name = "dead-render"
+metric = "discarded"
+kind = "render"
+window = "10m"
+url = "https://hooks.example.com/ops"
+"#,
+                "test",
+            )
+            .unwrap();
+        assert_eq!(config.alerts.len(), 2);
+        let backlog = &config.alerts[0];
+        assert_eq!(backlog.scope.queue.as_deref(), Some("mail"));
+        assert_eq!((backlog.threshold, backlog.for_seconds), (1000.0, 120));
+        assert_eq!(backlog.format, stoker::alerts::AlertFormat::Slack);
+        assert_eq!(config.alerts[1].threshold, 0.0);
+        assert_eq!(config.alerts[1].window_seconds, 600);
+
+        let bad = |body: &str| {
+            let mut config = Config::default();
+            let err = config
+                .apply_toml(
+                    &format!("[[alert]]\nname = \"a\"\nurl = \"http://x.test/h\"\n{body}"),
+                    "test",
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(config.alerts.is_empty(), "nothing is taken from a bad file");
+            err
+        };
+        assert!(bad("metric = \"cpu\"").contains("[[alert]] \"a\" metric"));
+        let err = bad("metric = \"no_worker\"");
+        assert!(err.contains("[[alert]] \"a\" queue"), "{err}");
+        let err = bad("metric = \"failure_rate\"\nthreshold = 0.5\nwindow = \"10s\"");
+        assert!(err.contains("[[alert]] \"a\" window"), "{err}");
+        let err = bad("metric = \"queue_depth\"\nthreshold = 1\nsevrity = \"high\"");
+        assert!(err.contains("sevrity"), "{err}");
     }
 
     #[test]

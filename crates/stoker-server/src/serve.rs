@@ -455,6 +455,26 @@ impl Server {
         for schedule in &config.cron {
             builder = builder.cron(schedule.clone());
         }
+        // --- stream alerts ---
+        // Alert messages (issue 13) are webhook jobs: put them on a queue this server's
+        // built-in worker serves, `default` when it does.
+        if let Some(queue) = alert_queue(&config.worker.queues) {
+            builder = builder.alert_evaluator(stoker::alerts::AlertEvaluatorConfig {
+                queue,
+                ..stoker::alerts::AlertEvaluatorConfig::default()
+            });
+        }
+        // Alert rules from the config (issue 13), upserted by name: an unchanged rule keeps
+        // its version and state, so a restart neither re-sends nor forgets a firing rule.
+        for rule in &config.alerts {
+            stoker::Client::new(Arc::clone(&store))
+                .alert_upsert(rule.clone())
+                .await
+                .map_err(|source| ServeError::Store {
+                    url: stoker::redact_url(&config.database_url),
+                    source,
+                })?;
+        }
         let worker = builder.build().map_err(ServeError::Worker)?;
         let worker = worker.start().await.map_err(ServeError::Worker)?;
 
@@ -584,4 +604,14 @@ impl Server {
         tracing::info!("stoker server stopped");
         http
     }
+}
+
+// --- stream alerts ---
+/// The queue alert messages go to: `default` if the built-in worker serves it, else the
+/// first queue it serves.
+fn alert_queue(queues: &std::collections::BTreeMap<String, usize>) -> Option<String> {
+    if queues.contains_key(stoker::QUEUE_DEFAULT) {
+        return Some(stoker::QUEUE_DEFAULT.to_owned());
+    }
+    queues.keys().next().cloned()
 }

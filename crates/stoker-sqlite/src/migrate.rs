@@ -72,6 +72,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "failures",
         sql: include_str!("../migrations/0010_failures.sql"),
     },
+    // --- stream alerts ---
+    Migration {
+        version: 11,
+        name: "alerts",
+        sql: include_str!("../migrations/0011_alerts.sql"),
+    },
     // --- stream search ---
     Migration {
         version: 14,

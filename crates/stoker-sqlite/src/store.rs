@@ -34,6 +34,8 @@ use crate::{failures, finish, insert, migrate, prune};
 
 // Recurring schedules (issue 15).
 mod cron;
+// --- stream alerts ---
+mod alert;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -1057,6 +1059,43 @@ impl Store for SqliteStore {
         criteria: stoker_core::JobCriteria,
     ) -> StoreResult<stoker_core::JobCount> {
         crate::search::count(&mut *self.read().await?, &criteria).await
+    }
+
+    // --- stream alerts ---
+    // Alert rules (issue 13, item 8): the statements live in `store/alert.rs`.
+
+    async fn alert_write(
+        &self,
+        params: stoker_core::alert::AlertWriteParams,
+    ) -> StoreResult<stoker_core::alert::AlertRow> {
+        self.alert_write_impl(params).await
+    }
+
+    async fn alert_get(&self, name: &str) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
+        self.alert_get_impl(name).await
+    }
+
+    async fn alert_list(&self) -> StoreResult<Vec<stoker_core::alert::AlertRow>> {
+        self.alert_list_impl().await
+    }
+
+    async fn alert_delete(&self, name: &str) -> StoreResult<stoker_core::alert::AlertRow> {
+        self.alert_delete_impl(name).await
+    }
+
+    async fn alert_transition(
+        &self,
+        params: stoker_core::alert::AlertTransitionParams,
+    ) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
+        self.alert_transition_impl(params).await
+    }
+
+    async fn alert_events(
+        &self,
+        name: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<stoker_core::alert::AlertEvent>> {
+        self.alert_events_impl(name, limit).await
     }
 }
 

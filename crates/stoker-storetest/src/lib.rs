@@ -96,6 +96,8 @@ pub mod search;
 pub mod shared;
 pub mod stage;
 pub mod stats;
+// --- stream alerts ---
+pub mod alerts;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -261,6 +263,12 @@ macro_rules! conformance_tests {
             search_count_is_capped => search::count_is_capped,
             search_invalid_params_refused => search::invalid_params_refused,
             search_bulk_operation_uses_search_criteria => search::bulk_operation_uses_search_criteria,
+            // --- stream alerts ---
+            alerts_rule_crud => alerts::rule_crud,
+            alerts_rule_rejects_bad_input => alerts::rule_rejects_bad_input,
+            alerts_transition_compare_and_set => alerts::transition_compare_and_set,
+            alerts_transition_with_bad_job_writes_nothing => alerts::transition_with_bad_job_writes_nothing,
+            alerts_events_keep_the_newest => alerts::events_keep_the_newest,
         }
     };
 }
@@ -319,6 +327,8 @@ mod tests {
         ("counts", include_str!("counts.rs")),
         // --- stream search ---
         ("search", include_str!("search.rs")),
+        // --- stream alerts ---
+        ("alerts", include_str!("alerts.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -77,6 +77,8 @@ pub mod testing;
 mod worker;
 // --- stream events ---
 mod events;
+// --- stream alerts ---
+pub mod alerts;
 
 use std::sync::Arc;
 

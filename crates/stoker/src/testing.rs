@@ -173,6 +173,37 @@ macro_rules! counting_store {
                 self.inner.failure_group_get(fingerprint).await
             }
 
+            // --- stream alerts ---
+            async fn alert_write(&self, params: stoker_core::alert::AlertWriteParams) -> StoreResult<stoker_core::alert::AlertRow> {
+                self.count("alert_write");
+                self.inner.alert_write(params).await
+            }
+
+            async fn alert_get(&self, name: &str) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
+                self.count("alert_get");
+                self.inner.alert_get(name).await
+            }
+
+            async fn alert_list(&self) -> StoreResult<Vec<stoker_core::alert::AlertRow>> {
+                self.count("alert_list");
+                self.inner.alert_list().await
+            }
+
+            async fn alert_delete(&self, name: &str) -> StoreResult<stoker_core::alert::AlertRow> {
+                self.count("alert_delete");
+                self.inner.alert_delete(name).await
+            }
+
+            async fn alert_transition(&self, params: stoker_core::alert::AlertTransitionParams) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
+                self.count("alert_transition");
+                self.inner.alert_transition(params).await
+            }
+
+            async fn alert_events(&self, name: &str, limit: u32) -> StoreResult<Vec<stoker_core::alert::AlertEvent>> {
+                self.count("alert_events");
+                self.inner.alert_events(name, limit).await
+            }
+
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     self.count(stringify!($name));

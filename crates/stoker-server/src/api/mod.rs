@@ -28,6 +28,7 @@
 //! | `POST /v1/ops`; `GET /v1/ops`, `/v1/ops/{id}`; `POST /v1/ops/{id}/abort` | admin; read; admin | bulk operations by filter |
 //! | `GET /v1/jobs/{id}/logs`; `POST /v1/pull/jobs/{id}/logs` | read; work | job logs |
 //! | `POST /v1/pull/ack` | work | report on many reserved jobs, and reserve more, in one request |
+//! | `GET`, `POST /v1/alerts`; `GET`, `PATCH`, `DELETE /v1/alerts/{name}`; `GET /v1/alerts/{name}/events` | read, admin | alert rules and their state (issue 13) |
 //! | `GET /health` | none | store reachable, migrations current, leader known |
 //! | `GET /metrics` | read | Prometheus metrics |
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
@@ -62,6 +63,8 @@ mod workers;
 pub mod events;
 // --- stream search ---
 pub(crate) mod search;
+// --- stream alerts ---
+pub mod alerts;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -128,6 +131,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/pull/ack", post(pull::ack))
         // --- stream events ---
         .route("/v1/events", get(events::stream))
+        // --- stream alerts ---
+        .route("/v1/alerts", get(alerts::list).post(alerts::create))
+        .route(
+            "/v1/alerts/{name}",
+            get(alerts::get)
+                .patch(alerts::update)
+                .delete(alerts::delete),
+        )
+        .route("/v1/alerts/{name}/events", get(alerts::events))
         .route("/metrics", get(metrics::scrape))
         // --- stream search ---
         .route("/v1/jobs/{id}/lineage", get(search::lineage))

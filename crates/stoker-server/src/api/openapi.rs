@@ -9,11 +9,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model;
-use super::{cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
 // --- stream events ---
 use super::events;
 // --- stream search ---
 use super::search;
+use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues, stats, workers};
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -88,6 +88,13 @@ use super::search;
         events::stream,
         // --- stream search ---
         search::lineage,
+        // --- stream alerts ---
+        alerts::list,
+        alerts::create,
+        alerts::get,
+        alerts::update,
+        alerts::delete,
+        alerts::events,
     ),
     components(schemas(
         model::ErrorBody,
@@ -113,6 +120,8 @@ use super::search;
         (name = "cron", description = "Recurring schedules, fired exactly once per slot"),
         (name = "operations", description = "Health, metrics and this document"),
         (name = "failures", description = "Failure groups and bulk operations by filter"),
+        // --- stream alerts ---
+        (name = "alerts", description = "Alert rules delivered as webhook jobs"),
     )
 )]
 pub struct ApiDoc;

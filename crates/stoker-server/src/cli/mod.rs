@@ -29,6 +29,9 @@ mod remote;
 // --- stream events ---
 mod events;
 pub use events::EventsArgs;
+// --- stream alerts ---
+mod alerts;
+pub use alerts::AlertsCommand;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -122,6 +125,11 @@ pub enum Command {
     /// Live events: the current snapshot, or with --follow one line per job change and
     /// snapshot; --job ID follows a job until it is finished, then exits.
     Events(EventsArgs),
+    // --- stream alerts ---
+    /// Alert rules: list, create, show (state and recent events), delete. Messages are
+    /// webhook jobs posted when a rule fires and when it resolves.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -423,6 +431,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
             .map_err(CliError::from),
         // --- stream events ---
         Command::Events(args) => events::events(args).await,
+        // --- stream alerts ---
+        Command::Alerts(command) => alerts::run(command).await,
     }
 }
 

@@ -120,6 +120,22 @@ impl Service for crate::history::HistoryKeeper {
     }
 }
 
+// --- stream alerts ---
+#[async_trait::async_trait]
+impl Service for crate::alerts::AlertEvaluator {
+    fn name(&self) -> &'static str {
+        "alerts"
+    }
+
+    fn interval(&self) -> Duration {
+        self.config().interval
+    }
+
+    async fn pass(&self) -> crate::Result<String> {
+        self.run_once().await.map(|report| report.to_string())
+    }
+}
+
 /// The settings of every maintenance service.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MaintenanceConfig {
@@ -129,6 +145,9 @@ pub(crate) struct MaintenanceConfig {
     pub(crate) bulk: BulkRunnerConfig,
     /// History (issue 13).
     pub(crate) history: crate::history::HistoryKeeperConfig,
+    // --- stream alerts ---
+    /// The alert evaluator (issue 13, item 8).
+    pub(crate) alerts: crate::alerts::AlertEvaluatorConfig,
 }
 
 /// What [`Maintenance::start`] runs besides the leader's services.
@@ -198,9 +217,14 @@ impl Maintenance {
             )),
             // History (issue 13).
             Arc::new(crate::history::HistoryKeeper::new(
-                store,
-                clock,
+                Arc::clone(&store),
+                Arc::clone(&clock),
                 config.history,
+            )),
+            // --- stream alerts ---
+            Arc::new(crate::alerts::AlertEvaluator::new(
+                crate::Client::new(store).with_clock(clock),
+                config.alerts,
             )),
         ];
         let mut tasks = vec![tokio::spawn(elector.run(stop.clone()))];

@@ -288,6 +288,14 @@ impl WorkerBuilder {
         self
     }
 
+    // --- stream alerts ---
+    /// Configures the leader's alert evaluator (issue 13): how often rules are evaluated and
+    /// the queue their messages go to.
+    pub fn alert_evaluator(mut self, config: crate::alerts::AlertEvaluatorConfig) -> Self {
+        self.services.alerts = config;
+        self
+    }
+
     /// The args size limit of jobs enqueued through [`JobContext`]. Defaults to 1 MiB.
     pub fn max_args_bytes(mut self, bytes: usize) -> Self {
         self.max_args_bytes = Some(bytes);

@@ -1,0 +1,647 @@
+//! Alert rules (issue 13, item 8): `/v1/alerts`. Every route goes through `stoker::Client`,
+//! which validates (naming the field) before anything is written.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stoker::alerts::{
+    AlertBaseline, AlertEvent, AlertEventKind, AlertFormat, AlertMetric, AlertRow, AlertRule,
+    AlertState, ALERT_WINDOW_DEFAULT_SECONDS,
+};
+use stoker::{HistoryScope, JobId};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::{ApiError, AppState, Principal};
+use crate::config::Scope;
+
+/// What a rule watches (its type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertMetricName {
+    /// Failed attempts over attempts ended in the window (0 to 1); fires above.
+    FailureRate,
+    /// Failed attempts in the window; fires above.
+    FailureCount,
+    /// Due jobs waiting; fires above.
+    QueueDepth,
+    /// Seconds the oldest due job has waited; fires above.
+    OldestAge,
+    /// Live workers serving `scope.queue`; fires below (default threshold 1).
+    NoWorker,
+    /// Completed jobs in the window (or a fraction of a `baseline`); fires below.
+    Throughput,
+    /// Discarded jobs in the window; fires above (default threshold 0).
+    Discarded,
+}
+
+impl From<AlertMetricName> for AlertMetric {
+    fn from(name: AlertMetricName) -> Self {
+        match name {
+            AlertMetricName::FailureRate => AlertMetric::FailureRate,
+            AlertMetricName::FailureCount => AlertMetric::FailureCount,
+            AlertMetricName::QueueDepth => AlertMetric::QueueDepth,
+            AlertMetricName::OldestAge => AlertMetric::OldestAge,
+            AlertMetricName::NoWorker => AlertMetric::NoWorker,
+            AlertMetricName::Throughput => AlertMetric::Throughput,
+            AlertMetricName::Discarded => AlertMetric::Discarded,
+        }
+    }
+}
+
+impl From<AlertMetric> for AlertMetricName {
+    fn from(metric: AlertMetric) -> Self {
+        match metric {
+            AlertMetric::FailureRate => AlertMetricName::FailureRate,
+            AlertMetric::FailureCount => AlertMetricName::FailureCount,
+            AlertMetric::QueueDepth => AlertMetricName::QueueDepth,
+            AlertMetric::OldestAge => AlertMetricName::OldestAge,
+            AlertMetric::NoWorker => AlertMetricName::NoWorker,
+            AlertMetric::Throughput => AlertMetricName::Throughput,
+            AlertMetric::Discarded => AlertMetricName::Discarded,
+        }
+    }
+}
+
+/// What a throughput rule compares with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertBaselineName {
+    /// The same window a day earlier.
+    Day,
+    /// The same window a week earlier.
+    Week,
+}
+
+impl From<AlertBaselineName> for AlertBaseline {
+    fn from(name: AlertBaselineName) -> Self {
+        match name {
+            AlertBaselineName::Day => AlertBaseline::Day,
+            AlertBaselineName::Week => AlertBaseline::Week,
+        }
+    }
+}
+
+impl From<AlertBaseline> for AlertBaselineName {
+    fn from(baseline: AlertBaseline) -> Self {
+        match baseline {
+            AlertBaseline::Day => AlertBaselineName::Day,
+            AlertBaseline::Week => AlertBaselineName::Week,
+        }
+    }
+}
+
+/// The body a rule's messages carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertFormatName {
+    /// Stoker's JSON body (`{"type": "alert.firing", ...}`).
+    Stoker,
+    /// A Slack incoming-webhook body (`{"text": ...}`).
+    Slack,
+}
+
+impl From<AlertFormatName> for AlertFormat {
+    fn from(name: AlertFormatName) -> Self {
+        match name {
+            AlertFormatName::Stoker => AlertFormat::Stoker,
+            AlertFormatName::Slack => AlertFormat::Slack,
+        }
+    }
+}
+
+impl From<AlertFormat> for AlertFormatName {
+    fn from(format: AlertFormat) -> Self {
+        match format {
+            AlertFormat::Stoker => AlertFormatName::Stoker,
+            AlertFormat::Slack => AlertFormatName::Slack,
+        }
+    }
+}
+
+/// Which labels a rule watches; omitted means any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertScopeBody {
+    /// Only this queue (required for `no_worker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")]
+    pub queue: Option<String>,
+    /// Only this kind (not for per-queue metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
+    pub kind: Option<String>,
+    /// Only this tenant (not for per-queue metrics).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255)]
+    pub tenant: Option<String>,
+}
+
+impl From<AlertScopeBody> for HistoryScope {
+    fn from(scope: AlertScopeBody) -> Self {
+        HistoryScope {
+            queue: scope.queue,
+            kind: scope.kind,
+            tenant: scope.tenant,
+        }
+    }
+}
+
+impl From<HistoryScope> for AlertScopeBody {
+    fn from(scope: HistoryScope) -> Self {
+        AlertScopeBody {
+            queue: scope.queue,
+            kind: scope.kind,
+            tenant: scope.tenant,
+        }
+    }
+}
+
+/// `POST /v1/alerts`: a new rule. `name`, `metric` and `url` are required; `threshold` too,
+/// except for `no_worker` (1) and `discarded` (0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertCreateRequest {
+    /// The rule's name: 1 to 128 letters, digits, `_`, `-` and `.`.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]+$")]
+    pub name: String,
+    /// What it watches.
+    pub metric: AlertMetricName,
+    /// Which labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<AlertScopeBody>,
+    /// The value past which it fires: above it, or below it for `no_worker` and `throughput`.
+    /// `failure_rate` takes 0 to 1; a throughput `baseline` takes a fraction above 0 and at
+    /// most 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// Where it counts as clear again, on the good side of `threshold`. Defaults to the
+    /// threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_threshold: Option<f64>,
+    /// The window of windowed metrics, in seconds: 60 to 604,800. Defaults to 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 60, maximum = 604_800)]
+    pub window_seconds: Option<u64>,
+    /// How long the condition must hold before it fires, in seconds: 0 to 86,400. Defaults
+    /// to 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 86_400)]
+    pub for_seconds: Option<u64>,
+    /// How long it must be clear before it resolves, in seconds: 0 to 86,400. Defaults to 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 86_400)]
+    pub resolve_seconds: Option<u64>,
+    /// Throughput only: compare with the same window a day or a week earlier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<AlertBaselineName>,
+    /// Where messages are posted: an absolute http(s) URL.
+    #[schema(min_length = 1, max_length = 2048)]
+    pub url: String,
+    /// Headers sent with each message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// `stoker` (default) or `slack`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AlertFormatName>,
+    /// False to keep it without evaluating it. Defaults to true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// `PATCH /v1/alerts/{name}`: the fields to change; the others keep their values. The rule's
+/// state stays.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlertUpdateRequest {
+    /// What it watches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<AlertMetricName>,
+    /// Which labels (replaces the whole scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<AlertScopeBody>,
+    /// The threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// The resolve threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_threshold: Option<f64>,
+    /// The window, in seconds: 60 to 604,800.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 60, maximum = 604_800)]
+    pub window_seconds: Option<u64>,
+    /// The hold before firing, in seconds: 0 to 86,400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 86_400)]
+    pub for_seconds: Option<u64>,
+    /// The hold before resolving, in seconds: 0 to 86,400.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 86_400)]
+    pub resolve_seconds: Option<u64>,
+    /// The baseline (throughput only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<AlertBaselineName>,
+    /// The URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 2048)]
+    pub url: Option<String>,
+    /// The headers (replaces them all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
+    /// The body format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<AlertFormatName>,
+    /// False to stop evaluating it, true to start again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// A rule's state: `ok`, `pending` or `firing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStateName {
+    /// The condition does not hold.
+    Ok,
+    /// The condition holds, for less than `for_seconds` so far.
+    Pending,
+    /// Firing: a message was sent.
+    Firing,
+}
+
+impl From<AlertState> for AlertStateName {
+    fn from(state: AlertState) -> Self {
+        match state {
+            AlertState::Ok => AlertStateName::Ok,
+            AlertState::Pending => AlertStateName::Pending,
+            AlertState::Firing => AlertStateName::Firing,
+        }
+    }
+}
+
+/// A rule as stored, with its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AlertView {
+    /// The name.
+    pub name: String,
+    /// What it watches.
+    pub metric: AlertMetricName,
+    /// Which labels.
+    pub scope: AlertScopeBody,
+    /// The threshold.
+    pub threshold: f64,
+    /// Where it counts as clear.
+    pub resolve_threshold: f64,
+    /// The window, in seconds.
+    pub window_seconds: u64,
+    /// The hold before firing, in seconds.
+    pub for_seconds: u64,
+    /// The hold before resolving, in seconds.
+    pub resolve_seconds: u64,
+    /// The baseline, for throughput.
+    pub baseline: Option<AlertBaselineName>,
+    /// Where messages go.
+    pub url: String,
+    /// The names of the headers sent (their values are not shown: they often hold secrets).
+    pub header_names: Vec<String>,
+    /// The body format.
+    pub format: AlertFormatName,
+    /// False while not evaluated.
+    pub enabled: bool,
+    /// Its state.
+    pub state: AlertStateName,
+    /// When it entered that state.
+    pub since: Option<DateTime<Utc>>,
+    /// While firing: since when it has been clear.
+    pub clear_since: Option<DateTime<Utc>>,
+    /// The value at the latest change of state.
+    pub value: Option<f64>,
+    /// Grows with every change.
+    pub version: i64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When its definition last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<AlertRow> for AlertView {
+    fn from(row: AlertRow) -> Self {
+        let rule = row.rule;
+        AlertView {
+            resolve_threshold: rule.clear_threshold(),
+            name: rule.name,
+            metric: rule.metric.into(),
+            scope: rule.scope.into(),
+            threshold: rule.threshold,
+            window_seconds: rule.window_seconds,
+            for_seconds: rule.for_seconds,
+            resolve_seconds: rule.resolve_seconds,
+            baseline: rule.baseline.map(Into::into),
+            url: rule.url,
+            header_names: rule.headers.into_keys().collect(),
+            format: rule.format.into(),
+            enabled: rule.enabled,
+            state: row.status.state.into(),
+            since: row.status.since,
+            clear_since: row.status.clear_since,
+            value: row.status.value,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// Every rule, by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AlertList {
+    /// The rules.
+    pub alerts: Vec<AlertView>,
+}
+
+/// One sent change of a rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AlertEventView {
+    /// `firing` or `resolved`.
+    pub kind: String,
+    /// The value that caused it.
+    pub value: f64,
+    /// The threshold at the time.
+    pub threshold: f64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The delivery job.
+    #[schema(value_type = Option<i64>)]
+    pub job_id: Option<JobId>,
+}
+
+impl From<AlertEvent> for AlertEventView {
+    fn from(event: AlertEvent) -> Self {
+        AlertEventView {
+            kind: match event.kind {
+                AlertEventKind::Firing => "firing",
+                AlertEventKind::Resolved => "resolved",
+            }
+            .to_owned(),
+            value: event.value,
+            threshold: event.threshold,
+            at: event.at,
+            job_id: event.job_id,
+        }
+    }
+}
+
+/// A rule's state and its recent changes, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AlertHistory {
+    /// The rule now.
+    pub alert: AlertView,
+    /// Its sent changes.
+    pub events: Vec<AlertEventView>,
+}
+
+/// `GET /v1/alerts/{name}/events`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AlertEventsQuery {
+    /// The most events: 1 to 100. Defaults to 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+}
+
+const NAME_PARAM: &str = "The rule: 1 to 128 letters, digits, `_`, `-` and `.`";
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    stoker::alerts::validate_alert_name(name).map_err(|err| ApiError::invalid("name", err.reason))
+}
+
+/// The rule a create request describes, every omitted field at its default.
+///
+/// # Errors
+///
+/// An error naming `threshold` when it is omitted for a metric without a default.
+pub fn rule_from(request: AlertCreateRequest) -> Result<AlertRule, stoker::InvalidInput> {
+    let metric = AlertMetric::from(request.metric);
+    let threshold = request
+        .threshold
+        .or_else(|| metric.default_threshold())
+        .ok_or_else(|| {
+            stoker::InvalidInput::new("threshold", format!("is required for {metric}"))
+        })?;
+    let mut rule = AlertRule::new(request.name, metric, threshold, request.url);
+    rule.scope = request.scope.map(Into::into).unwrap_or_default();
+    rule.resolve_threshold = request.resolve_threshold;
+    rule.window_seconds = request
+        .window_seconds
+        .unwrap_or(ALERT_WINDOW_DEFAULT_SECONDS);
+    rule.for_seconds = request.for_seconds.unwrap_or(0);
+    rule.resolve_seconds = request.resolve_seconds.unwrap_or(0);
+    rule.baseline = request.baseline.map(Into::into);
+    rule.headers = request.headers.unwrap_or_default();
+    rule.format = request.format.map(Into::into).unwrap_or_default();
+    rule.enabled = request.enabled.unwrap_or(true);
+    Ok(rule)
+}
+
+/// Applies the fields an update request gives to `rule`.
+pub fn apply_update(rule: &mut AlertRule, request: AlertUpdateRequest) {
+    if let Some(metric) = request.metric {
+        rule.metric = metric.into();
+    }
+    if let Some(scope) = request.scope {
+        rule.scope = scope.into();
+    }
+    if let Some(threshold) = request.threshold {
+        rule.threshold = threshold;
+    }
+    if let Some(resolve) = request.resolve_threshold {
+        rule.resolve_threshold = Some(resolve);
+    }
+    if let Some(window) = request.window_seconds {
+        rule.window_seconds = window;
+    }
+    if let Some(hold) = request.for_seconds {
+        rule.for_seconds = hold;
+    }
+    if let Some(hold) = request.resolve_seconds {
+        rule.resolve_seconds = hold;
+    }
+    if let Some(baseline) = request.baseline {
+        rule.baseline = Some(baseline.into());
+    }
+    if let Some(url) = request.url {
+        rule.url = url;
+    }
+    if let Some(headers) = request.headers {
+        rule.headers = headers;
+    }
+    if let Some(format) = request.format {
+        rule.format = format.into();
+    }
+    if let Some(enabled) = request.enabled {
+        rule.enabled = enabled;
+    }
+}
+
+/// List every alert rule with its state.
+#[utoipa::path(
+    get,
+    path = "/v1/alerts",
+    tag = "alerts",
+    responses((status = 200, description = "Every rule, by name", body = AlertList)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<AlertList>, ApiError> {
+    principal.require(Scope::Read)?;
+    let rows = state.client_for(&principal).alert_list().await?;
+    Ok(Json(AlertList {
+        alerts: rows.into_iter().map(AlertView::from).collect(),
+    }))
+}
+
+/// Create an alert rule, in state `ok`. Bad input is refused naming the field, and nothing is
+/// written.
+#[utoipa::path(
+    post,
+    path = "/v1/alerts",
+    tag = "alerts",
+    request_body = AlertCreateRequest,
+    responses(
+        (status = 201, description = "Created", body = AlertView),
+        (status = 409, description = "`conflict`: a rule with this name exists", body = super::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(request): ApiJson<AlertCreateRequest>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Admin)?;
+    let rule = rule_from(request)?;
+    let row = state.client_for(&principal).alert_create(rule).await?;
+    tracing::info!(alert = %row.rule.name, "alert rule created");
+    let location = format!("/v1/alerts/{}", row.rule.name);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(AlertView::from(row)),
+    )
+        .into_response())
+}
+
+/// One alert rule with its state.
+#[utoipa::path(
+    get,
+    path = "/v1/alerts/{name}",
+    tag = "alerts",
+    params(("name" = String, Path, description = NAME_PARAM, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]+$")),
+    responses(
+        (status = 200, description = "The rule", body = AlertView),
+        (status = 404, description = "`not_found`: no such rule", body = super::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<AlertView>, ApiError> {
+    principal.require(Scope::Read)?;
+    check_name(&name)?;
+    let row = state.client_for(&principal).alert_get(&name).await?;
+    Ok(Json(row.into()))
+}
+
+/// Change an alert rule: only the fields given. Its state stays.
+#[utoipa::path(
+    patch,
+    path = "/v1/alerts/{name}",
+    tag = "alerts",
+    params(("name" = String, Path, description = NAME_PARAM, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]+$")),
+    request_body = AlertUpdateRequest,
+    responses(
+        (status = 200, description = "The rule, changed", body = AlertView),
+        (status = 404, description = "`not_found`: no such rule", body = super::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(request): ApiJson<AlertUpdateRequest>,
+) -> Result<Json<AlertView>, ApiError> {
+    principal.require(Scope::Admin)?;
+    check_name(&name)?;
+    let client = state.client_for(&principal);
+    let mut rule = client.alert_get(&name).await?.rule;
+    apply_update(&mut rule, request);
+    let row = client.alert_update(rule).await?;
+    tracing::info!(alert = %name, "alert rule updated");
+    Ok(Json(row.into()))
+}
+
+/// Delete an alert rule and its events. Messages already queued are still delivered.
+#[utoipa::path(
+    delete,
+    path = "/v1/alerts/{name}",
+    tag = "alerts",
+    params(("name" = String, Path, description = NAME_PARAM, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]+$")),
+    responses(
+        (status = 200, description = "The rule, as it was", body = AlertView),
+        (status = 404, description = "`not_found`: no such rule", body = super::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<AlertView>, ApiError> {
+    principal.require(Scope::Admin)?;
+    check_name(&name)?;
+    let row = state.client_for(&principal).alert_delete(&name).await?;
+    tracing::info!(alert = %name, "alert rule deleted");
+    Ok(Json(row.into()))
+}
+
+/// An alert rule's state and its recent firing and resolved changes, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/alerts/{name}/events",
+    tag = "alerts",
+    params(("name" = String, Path, description = NAME_PARAM, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]+$"), AlertEventsQuery),
+    responses(
+        (status = 200, description = "The rule and its events", body = AlertHistory),
+        (status = 404, description = "`not_found`: no such rule", body = super::model::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<AlertEventsQuery>,
+) -> Result<Json<AlertHistory>, ApiError> {
+    principal.require(Scope::Read)?;
+    check_name(&name)?;
+    let client = state.client_for(&principal);
+    let alert = client.alert_get(&name).await?;
+    let events = client
+        .alert_events(&name, query.limit.unwrap_or(20))
+        .await?;
+    Ok(Json(AlertHistory {
+        alert: alert.into(),
+        events: events.into_iter().map(AlertEventView::from).collect(),
+    }))
+}
