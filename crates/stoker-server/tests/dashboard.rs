@@ -274,6 +274,18 @@ async fn every_page_renders_over_a_seeded_store(store: Arc<dyn Store>) {
 
     let ops = browser.get("/ops").await;
     ops.assert_has("No bulk operations");
+    ops.assert_has("No alert rules");
+    let rule = server
+        .post(
+            "/v1/alerts",
+            json!({"name": "dead-letters", "metric": "discarded", "url": "http://127.0.0.1:9/hook"}),
+        )
+        .await;
+    assert_eq!(rule.status, 201, "{rule:?}");
+    let ops = browser.get("/ops").await;
+    assert_safe(&ops);
+    ops.assert_has("<th scope=\"row\">dead-letters</th>");
+    ops.assert_has("discarded &#62; 0 over 5 min");
 
     // The assets: immutable under a hashed name; anything else is not found.
     let css = overview

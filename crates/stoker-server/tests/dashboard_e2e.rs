@@ -508,6 +508,13 @@ async fn the_dashboard_in_a_real_browser() {
     // Screenshots of every page.
     server
         .post(
+            "/v1/alerts",
+            json!({"name": "dead-letters", "metric": "discarded", "window_seconds": 3600,
+                   "url": "http://127.0.0.1:9/hook"}),
+        )
+        .await;
+    server
+        .post(
             "/v1/cron",
             json!({"name": "nightly-report", "expr": "0 3 * * *", "kind": "report"}),
         )

@@ -713,15 +713,29 @@ pub(crate) async fn overview(
         let views = queue_views(&client).await?;
         let workers = client.worker_overview().await?;
         let queues_ok = views.iter().filter(|v| v.attention.is_empty()).count();
-        let attention = views
+        let mut attention: Vec<AttentionItem> = alert_views(&client, client.clock().now())
+            .await?
             .into_iter()
-            .filter(|v| !v.attention.is_empty())
-            .map(|v| AttentionItem {
-                queue: v.name,
-                href: v.href,
-                reasons: v.attention,
+            .filter(|a| a.state == "firing")
+            .map(|a| AttentionItem {
+                reasons: vec![format!(
+                    "alert firing: {} ({}), now {}",
+                    a.condition, a.scope, a.value
+                )],
+                queue: a.name,
+                href: "/ops#alerts".to_owned(),
             })
             .collect();
+        attention.extend(
+            views
+                .into_iter()
+                .filter(|v| !v.attention.is_empty())
+                .map(|v| AttentionItem {
+                    queue: v.name,
+                    href: v.href,
+                    reasons: v.attention,
+                }),
+        );
         (
             tiles(&stats.totals, &JobCriteria::default()),
             format::count(stats.totals.total()),
@@ -1719,11 +1733,70 @@ fn op_view(op: &BulkOpRow, now: DateTime<Utc>) -> OpView {
     }
 }
 
+/// An alert rule's row.
+pub(crate) struct AlertView {
+    pub(crate) name: String,
+    pub(crate) condition: String,
+    pub(crate) scope: String,
+    pub(crate) state: &'static str,
+    pub(crate) since: Option<When>,
+    pub(crate) value: String,
+}
+
+/// A number as an alert shows it: whole when it is, else three decimals at most.
+fn alert_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let text = format!("{v:.3}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+async fn alert_views(client: &Client, now: DateTime<Utc>) -> Result<Vec<AlertView>, DashError> {
+    let rows = client.alert_list().await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let rule = &row.rule;
+            let mut scope = Vec::new();
+            if let Some(queue) = &rule.scope.queue {
+                scope.push(format!("queue {queue}"));
+            }
+            if let Some(kind) = &rule.scope.kind {
+                scope.push(format!("kind {kind}"));
+            }
+            if let Some(tenant) = &rule.scope.tenant {
+                scope.push(format!("tenant {tenant}"));
+            }
+            AlertView {
+                condition: format!(
+                    "{} {} {} over {}",
+                    rule.metric.as_str(),
+                    if rule.metric.fires_below() { "<" } else { ">" },
+                    alert_number(rule.threshold),
+                    format::seconds(rule.window_seconds)
+                ),
+                scope: if scope.is_empty() {
+                    "every queue".to_owned()
+                } else {
+                    scope.join(", ")
+                },
+                state: row.status.state.as_str(),
+                since: row.status.since.map(|at| When::new(at, now)),
+                value: row.status.value.map(alert_number).unwrap_or_default(),
+                name: rule.name.clone(),
+            }
+        })
+        .collect())
+}
+
 #[derive(Template)]
 #[template(path = "dashboard/ops.html")]
 struct OpsPage {
     c: Chrome,
     ops: Vec<OpView>,
+    alerts: Vec<AlertView>,
 }
 
 pub(crate) async fn ops(
@@ -1740,10 +1813,12 @@ pub(crate) async fn ops(
             ..BulkOpListParams::default()
         })
         .await?;
-    let c = Chrome::new(&viewer, "ops", "Operations", &params).back("/ops");
+    let alerts = alert_views(&client, now).await?;
+    let c = Chrome::new(&viewer, "ops", "Operations and alerts", &params).back("/ops");
     Ok(render(&OpsPage {
         c,
         ops: list.iter().map(|op| op_view(op, now)).collect(),
+        alerts,
     }))
 }
 
