@@ -37,7 +37,7 @@ pub const JOB_SEARCH_SCAN_MAX: u32 = 10_000;
 /// The most matches a count counts exactly; past it the count is "at least".
 pub const JOB_COUNT_CAP: u64 = 10_000;
 /// The most rows of its driving index one count reads.
-pub const JOB_COUNT_SCAN_MAX: u32 = 50_000;
+pub const JOB_COUNT_SCAN_MAX: u32 = 20_000;
 
 /// A job's state as a search sees it: the six states, with `available` split into due work
 /// (`available`) and work waiting for its `run_at` (`scheduled`).
@@ -156,8 +156,8 @@ impl std::str::FromStr for StateView {
                 InvalidInput::new(
                     "state",
                     format!(
-                        "bad state {s:?}: expected one of available, scheduled, running, \
-                         retryable, completed, discarded, cancelled, failed"
+                        "unknown job state {s:?}: expected one of available, scheduled, \
+                         running, retryable, completed, discarded, cancelled, failed"
                     ),
                 )
             })
@@ -604,7 +604,11 @@ mod tests {
             vec![StateView::Retryable, StateView::Discarded]
         );
         let err = StateView::parse_word("faild").unwrap_err();
-        assert!(err.reason.contains("bad state \"faild\""), "{}", err.reason);
+        assert!(
+            err.reason.contains("unknown job state \"faild\""),
+            "{}",
+            err.reason
+        );
     }
 
     #[test]

@@ -105,7 +105,8 @@ pub(crate) fn push_criteria(query: &mut QueryBuilder<'_, Postgres>, criteria: &J
 }
 
 /// Adds the driver: `SELECT {cols} FROM jobs WHERE <index condition> AND id <cmp> cursor
-/// ORDER BY id <dir> LIMIT scan`.
+/// ORDER BY id <dir> LIMIT scan` (without the order unless `ordered`).
+#[allow(clippy::too_many_arguments)]
 fn push_driver(
     query: &mut QueryBuilder<'_, Postgres>,
     jobs: &str,
@@ -114,6 +115,7 @@ fn push_driver(
     cursor: Option<JobId>,
     direction: SearchDirection,
     scan: i64,
+    ordered: bool,
 ) {
     let dir = match direction {
         SearchDirection::Older => "DESC",
@@ -125,6 +127,7 @@ fn push_driver(
         cursor,
         direction,
         scan,
+        ordered,
     };
     match criteria.driver() {
         ScanDriver::States(states) if states.len() > 1 => {
@@ -139,9 +142,11 @@ fn push_driver(
                 walk.branch(query, &ScanDriver::States(vec![*state]));
                 query.push(")");
             }
-            query
-                .push(format!(") branches ORDER BY id {dir} LIMIT "))
-                .push_bind(scan);
+            query.push(") branches");
+            if ordered {
+                query.push(format!(" ORDER BY id {dir}"));
+            }
+            query.push(" LIMIT ").push_bind(scan);
         }
         driver => walk.branch(query, &driver),
     }
@@ -154,6 +159,9 @@ struct Walk<'w> {
     cursor: Option<JobId>,
     direction: SearchDirection,
     scan: i64,
+    /// Whether the walk is in id order (a page); a count takes any `scan` rows, so the
+    /// planner need not sort what a bitmap scan finds.
+    ordered: bool,
 }
 
 impl Walk<'_> {
@@ -199,13 +207,20 @@ impl Walk<'_> {
         if let Some(cursor) = self.cursor {
             query.push(format!(" AND id {cmp} ")).push_bind(cursor.0);
         }
-        query
-            .push(format!(" ORDER BY id {dir} LIMIT "))
-            .push_bind(self.scan);
+        if self.ordered {
+            query.push(format!(" ORDER BY id {dir}"));
+        }
+        query.push(" LIMIT ").push_bind(self.scan);
     }
 }
 
 /// The statement of a search page: `prefix` (`EXPLAIN ` or nothing) then the page's query.
+///
+/// The driver yields ids only, so it is an index-only walk of its index (the planner never
+/// prefers the primary key with a filter on the state, which could read far past the budget);
+/// each id is then looked up by primary key in a `LATERAL` subquery that `OFFSET 0` keeps from
+/// being flattened, so the join is a nested loop that keeps the walk's order and stops at the
+/// page's last match.
 fn page_query<'q>(
     jobs: &str,
     params: &JobSearchParams,
@@ -217,29 +232,34 @@ fn page_query<'q>(
         SearchDirection::Newer => "ASC",
     };
     let mut query = QueryBuilder::<Postgres>::new(format!("{prefix}SELECT {cols} FROM ("));
-    // Every column: the criteria read some the page does not return (the schedule flag,
-    // the failure group).
     push_driver(
         &mut query,
         jobs,
-        "*",
+        "id",
         &params.criteria,
         params.cursor,
         params.direction,
         i64::from(params.scan_max),
+        true,
     );
-    query.push(") d WHERE true");
+    query.push(format!(
+        ") AS d(walk) CROSS JOIN LATERAL (SELECT * FROM {jobs} WHERE id = d.walk OFFSET 0) j \
+         WHERE true"
+    ));
     push_criteria(&mut query, &params.criteria);
     query
-        .push(format!(" ORDER BY id {dir} LIMIT "))
+        .push(format!(" ORDER BY d.walk {dir} LIMIT "))
         .push_bind(i64::from(params.limit) + 1);
     query
 }
 
-/// The statement of a count: `prefix` (`EXPLAIN ` or nothing) then the count's query.
+/// The statement of a count: `prefix` (`EXPLAIN ` or nothing) then the count's query. The
+/// driver takes any `JOB_COUNT_SCAN_MAX + 1` of its rows (no order, so nothing to sort): the
+/// planner stops a sequential scan early when most jobs match (a million jobs, 90% completed:
+/// 12 ms for `state:completed queue:q3`), and reads a rare state's rows through a bitmap of
+/// its index. Ids alone when the driver decides, which is an index-only walk.
 fn count_query<'q>(jobs: &str, criteria: &JobCriteria, prefix: &str) -> QueryBuilder<'q, Postgres> {
     let driver_only = criteria.driver_only();
-    let cols = if driver_only { "id" } else { "*" };
     let mut query =
         QueryBuilder::<Postgres>::new(format!("{prefix}SELECT count(*) FILTER (WHERE true"));
     if !driver_only {
@@ -249,11 +269,12 @@ fn count_query<'q>(jobs: &str, criteria: &JobCriteria, prefix: &str) -> QueryBui
     push_driver(
         &mut query,
         jobs,
-        cols,
+        if driver_only { "id" } else { "*" },
         criteria,
         None,
         SearchDirection::Older,
         i64::from(JOB_COUNT_SCAN_MAX) + 1,
+        false,
     );
     query.push(") d");
     query
@@ -314,6 +335,7 @@ pub(crate) async fn search(
             params.cursor,
             params.direction,
             scan,
+            true,
         );
         walk.push(") d");
         let row = walk.build().fetch_one(pool).await.map_err(store_error)?;

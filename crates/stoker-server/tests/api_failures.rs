@@ -175,7 +175,8 @@ async fn bulk_operations_by_filter_and_their_errors(store: Arc<dyn Store>) {
     let started = server
         .post(
             "/v1/ops",
-            json!({"action": "set_priority", "priority": 20, "filter": {"queues": ["parked"], "states": ["available"]}}),
+            // Run at 2100: `scheduled` (available, not yet due), not due `available` (issue 14).
+            json!({"action": "set_priority", "priority": 20, "filter": {"queues": ["parked"], "states": ["scheduled"]}}),
         )
         .await;
     assert_eq!(started.status, 202, "{started:?}");

@@ -72,7 +72,7 @@ mod options;
 mod overview;
 mod registry;
 // --- stream search ---
-mod search;
+pub mod search;
 pub mod testing;
 mod worker;
 // --- stream events ---

@@ -626,9 +626,11 @@ impl<S: Store + ?Sized> Client<S> {
         Ok(self.store().job_search(params).await?)
     }
 
-    /// How many jobs match, exact up to [`stoker_core::JOB_COUNT_CAP`] (else a lower bound,
-    /// shown as "10,000+"). Reads at most [`stoker_core::JOB_COUNT_SCAN_MAX`] rows of one
-    /// index.
+    /// How many jobs match. Criteria of states, queues and kinds only (over every tenant, and
+    /// not splitting `available` from `scheduled`) are counted exactly from the store's counts
+    /// by queue, kind and state, which read no jobs. Others are counted by the store: exact up
+    /// to [`stoker_core::JOB_COUNT_CAP`] (else a lower bound, shown as "10,000+"), reading at
+    /// most [`stoker_core::JOB_COUNT_SCAN_MAX`] rows of one index.
     ///
     /// # Errors
     ///
@@ -636,12 +638,37 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn count(&self, mut criteria: JobCriteria) -> Result<JobCount> {
         criteria.tenant = self.tenant_for(criteria.tenant.take(), "tenant")?;
         criteria.validate_as("")?;
+        let counted = JobCriteria {
+            states: criteria.states.clone(),
+            queues: criteria.queues.clone(),
+            kinds: criteria.kinds.clone(),
+            ..JobCriteria::default()
+        };
+        if counted == criteria && criteria.scheduled_flag().is_none() {
+            let states = criteria.stored_states();
+            let total: i64 = self
+                .store()
+                .job_stats()
+                .await?
+                .iter()
+                .filter(|count| {
+                    states.as_ref().is_none_or(|s| s.contains(&count.state))
+                        && (criteria.queues.is_empty() || criteria.queues.contains(&count.queue))
+                        && (criteria.kinds.is_empty() || criteria.kinds.contains(&count.kind))
+                })
+                .map(|count| count.count)
+                .sum();
+            return Ok(JobCount {
+                count: u64::try_from(total).unwrap_or(0),
+                exact: true,
+            });
+        }
         Ok(self.store().job_count(criteria).await?)
     }
 
-    /// A job's parent and children (jobs enqueued with
-    /// [`JobContext::enqueue_child`](crate::JobContext::enqueue_child) or a `parent_id` in
-    /// their metadata), or `None` if there is no such job (or it is another tenant's).
+    /// A job's parent and children (jobs its handler enqueued with
+    /// [`JobContext::enqueue`](crate::JobContext::enqueue), or with a `parent_id` in their
+    /// metadata), or `None` if there is no such job (or it is another tenant's).
     ///
     /// # Errors
     ///

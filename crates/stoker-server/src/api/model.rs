@@ -890,7 +890,8 @@ pub struct ListJobsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(value_type = Option<SearchDirectionSchema>)]
     pub direction: Option<stoker::SearchDirection>,
-    /// Also count the matching jobs (exact up to 10,000, else "at least").
+    /// Also count the matching jobs: exact for states, queues and kinds alone, otherwise exact
+    /// up to 10,000 (else "at least").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<bool>,
 }
@@ -932,7 +933,8 @@ pub enum StateViewSchema {
 /// A bounded count of matching jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobCountView {
-    /// Jobs counted (at most 10,000).
+    /// Jobs counted: exact for states, queues and kinds alone (from the store's counts),
+    /// otherwise at most 10,000.
     pub count: u64,
     /// Whether `count` is exact; if not, it is a lower bound ("10,000+").
     pub exact: bool,

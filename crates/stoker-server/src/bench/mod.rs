@@ -9,6 +9,8 @@ mod bare;
 mod history;
 mod http;
 mod report;
+// --- stream search ---
+mod search;
 mod store;
 mod workloads;
 
@@ -71,6 +73,10 @@ pub enum Workload {
     /// History (issue 13): the W2 drain at concurrency 50 with history off and on, in A/B
     /// pairs, and the stats and series query times. Not in the default set.
     History,
+    // --- stream search ---
+    /// Job search (issue 14): the dashboard's searches and counts on `--scale-rows` jobs, in
+    /// milliseconds per call. Not in the default set.
+    Search,
 }
 
 /// Runs the benchmark and prints its report.

@@ -39,6 +39,8 @@ pub(crate) async fn run(
         Workload::W7 => w7(target, args, report).await,
         Workload::Bare => bare::run(target, args, report).await,
         Workload::History => super::history::run(target, args, report).await,
+        // --- stream search ---
+        Workload::Search => super::search::run(target, args, report).await,
     }
 }
 
@@ -304,7 +306,7 @@ async fn w3(target: &Target, args: &BenchArgs, report: &mut Report) -> Result<()
 
 /// Puts `rows` other jobs in the table: half scheduled a day ahead in the very queue the
 /// workload drains, half completed but not pruned.
-async fn fill(fresh: &Fresh, rows: usize) -> Result<(), BenchError> {
+pub(crate) async fn fill(fresh: &Fresh, rows: usize) -> Result<(), BenchError> {
     let client = Client::new(Arc::clone(&fresh.store));
     let scheduled = rows / 2;
     let later = chrono::Utc::now() + chrono::Duration::days(1);
