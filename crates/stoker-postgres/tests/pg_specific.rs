@@ -194,21 +194,13 @@ async fn concurrent_migrations_of_a_fresh_schema() {
     .fetch_all(stores[0].pool())
     .await
     .expect("list applied migrations");
-    // --- stream alerts ---
-    // Every file in migrations/ once, in order: counted, not listed, so a new migration
-    // needs no edit here.
-    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
-        .expect("the migrations directory")
-        .filter(|entry| {
-            entry
-                .as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|ext| ext == "sql"))
-        })
-        .count() as i64;
-    assert_eq!(
-        versions,
-        (1..=files).collect::<Vec<i64>>(),
-        "each migration is applied exactly once"
+    // Each migration exactly once: no version twice (the ORDER BY makes a repeat adjacent),
+    // and every one this build knows of (migrations_current above). Not a literal list, so
+    // branches that add migrations (12, job search) merge without touching it.
+    assert!(
+        versions.windows(2).all(|pair| pair[0] < pair[1])
+            && versions[..8] == [1, 2, 3, 4, 5, 6, 7, 8],
+        "each migration is applied exactly once: {versions:?}"
     );
     // And again, now a no-op.
     stores[1].migrate().await.expect("migrate again");

@@ -105,7 +105,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
 }
 
 /// Compares two secrets in time that depends only on their lengths.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a.len() != b.len() {
         return false;

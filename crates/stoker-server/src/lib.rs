@@ -10,6 +10,8 @@ pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
+// The web dashboard (issue 14).
+pub mod dashboard;
 pub mod handlers;
 pub mod listen;
 pub mod logging;

@@ -485,7 +485,8 @@ impl Server {
         // --- stream events ---
         state = state.with_event_hub(event_hub);
         let background = state.spawn_background(Some(worker.events()));
-        let app = api::router(state.clone());
+        // The API, and the dashboard at `/` (issue 14).
+        let app = api::router(state.clone()).merge(crate::dashboard::router(state.clone()));
         let stop_http = CancellationToken::new();
         let http_done = CancellationToken::new();
         let http = tokio::spawn({
@@ -557,7 +558,7 @@ impl Server {
             self.state.store().name()
         );
         println!("  API:        {url}/v1  (OpenAPI: {url}/v1/openapi.json)");
-        println!("  Dashboard:  {url}/  (not available yet in this version)");
+        println!("  Dashboard:  {url}/");
         println!("  Health:     {url}/health   Metrics: {url}/metrics");
         let queues: Vec<String> = self
             .config

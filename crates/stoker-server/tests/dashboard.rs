@@ -1,0 +1,669 @@
+//! The dashboard's pages and actions over a real socket, on every store (issue 14): each page
+//! renders over a seeded store with its content, the security headers hold, sign-in and
+//! scopes are honoured, tenant-bound tokens see only their tenant, and an unsafe request
+//! needs both the same origin and the form token.
+
+mod api_support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use reqwest::header::{HeaderMap, HeaderValue, COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::json;
+use stoker::Store;
+use stoker_server::config::{ApiToken, Config, Scope};
+
+use api_support::{config, eventually, start, TestServer};
+
+store_tests!(
+    every_page_renders_over_a_seeded_store,
+    signing_in_honours_scopes_and_tenants,
+    unsafe_requests_need_the_same_origin_and_the_form_token,
+    actions_go_through_the_client,
+);
+
+/// A browser without redirects or a cookie jar: the test sees every step.
+struct Browser<'a> {
+    server: &'a TestServer,
+    http: reqwest::Client,
+    cookie: Option<String>,
+}
+
+/// A page as the browser got it.
+#[derive(Debug)]
+struct Page {
+    status: u16,
+    headers: HeaderMap,
+    html: String,
+}
+
+impl Page {
+    /// The form token the page carries.
+    fn csrf(&self) -> String {
+        let at = self
+            .html
+            .find(r#"name="csrf" value=""#)
+            .expect("a form token")
+            + 19;
+        self.html[at..at + 64].to_owned()
+    }
+
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn assert_has(&self, text: &str) {
+        assert!(
+            self.html.contains(text),
+            "expected {text:?} in the page ({}):\n{}",
+            self.status,
+            self.html
+        );
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(server: &'a TestServer) -> Self {
+        Browser {
+            server,
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            cookie: None,
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> Page {
+        let request = match &self.cookie {
+            Some(cookie) => request.header(COOKIE, cookie.clone()),
+            None => request,
+        };
+        let response = request.send().await.expect("send");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        if let Some(set) = headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
+            let pair = set.split(';').next().unwrap_or_default().to_owned();
+            self.cookie = if pair.ends_with('=') {
+                None
+            } else {
+                Some(pair)
+            };
+        }
+        Page {
+            status,
+            headers,
+            html: response.text().await.expect("body"),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let url = format!("{}{path}", self.server.url);
+        self.send(self.http.get(url)).await
+    }
+
+    /// Posts a form as the dashboard's own page would (same origin).
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let url = format!("{}{path}", self.server.url);
+        let request = self
+            .http
+            .post(url)
+            .header("sec-fetch-site", "same-origin")
+            .form(form);
+        self.send(request).await
+    }
+
+    async fn sign_in(&mut self, token: &str) -> Page {
+        self.post("/login", &[("token", token), ("next", "/")])
+            .await
+    }
+}
+
+/// Every dashboard response: a strict policy, no inline script and no style attribute.
+#[track_caller]
+fn assert_safe(page: &Page) {
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert!(
+        !page.html.contains(" style="),
+        "a style attribute:\n{}",
+        page.html
+    );
+    for (at, _) in page.html.match_indices("<script") {
+        let tag = &page.html[at..at + page.html[at..].find('>').unwrap()];
+        assert!(
+            tag.contains(" src=\"/ui/assets/"),
+            "an inline script: {tag}"
+        );
+    }
+}
+
+async fn seed(server: &TestServer) -> (i64, String) {
+    for n in 0..4 {
+        server
+            .enqueue(json!({"kind": "email", "queue": "mailers", "args": {"to": format!("u{n}@example.com")}}))
+            .await;
+    }
+    let failing = server
+        .enqueue(
+            json!({"kind": "import", "queue": "pull", "args": {"file": "a.csv"}, "tenant": "acme"}),
+        )
+        .await;
+    let jobs = server
+        .reserve(json!({"worker": "py", "queues": ["pull"], "limit": 1}))
+        .await;
+    let fence = jobs[0]["fence"].as_i64().unwrap();
+    let logged = server
+        .post(
+            &format!("/v1/pull/jobs/{failing}/logs"),
+            json!({"fence": fence, "lines": ["opening a.csv", "row 7: bad date"]}),
+        )
+        .await;
+    assert_eq!(logged.status, 200, "{logged:?}");
+    let failed = server
+        .post(
+            &format!("/v1/pull/jobs/{failing}/fail"),
+            json!({"fence": fence, "error": "row 7 has bad date 2024-13-01", "discard": true}),
+        )
+        .await;
+    assert_eq!(failed.status, 200, "{failed:?}");
+    let created = server
+        .post(
+            "/v1/cron",
+            json!({"name": "nightly-report", "expr": "0 3 * * *", "kind": "report"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let groups = server.get("/v1/failures?limit=10").await;
+    let fingerprint = groups.body["groups"][0]["fingerprint"]
+        .as_str()
+        .expect("a failure group")
+        .to_owned();
+    (failing, fingerprint)
+}
+
+async fn every_page_renders_over_a_seeded_store(store: Arc<dyn Store>) {
+    let server = start(store, config()).await;
+    let (failing, _) = seed(&server).await;
+    let mut browser = Browser::new(&server);
+
+    let overview = browser.get("/").await;
+    assert_eq!(overview.status, 200, "{overview:?}");
+    assert_safe(&overview);
+    assert!(browser.cookie.is_some(), "an open server opens a session");
+    overview.assert_has("<h1>Overview</h1>");
+    overview.assert_has(r#"data-live="states.available""#);
+    overview.assert_has("Throughput");
+    overview.assert_has("Wait time");
+    overview.assert_has("<svg class=\"chart\"");
+    overview.assert_has(r#"aria-current="true">1 h</a>"#);
+    // The pull queue has work and no live worker: the attention bar says so.
+    overview.assert_has("Needs attention");
+    overview.assert_has("no live worker serves it");
+    let week = browser.get("/?range=7d").await;
+    week.assert_has(r#"aria-current="true">7 d</a>"#);
+    week.assert_has("per 2 hours");
+
+    let queues = browser.get("/queues").await;
+    assert_safe(&queues);
+    queues.assert_has(r#"<a href="/queues/mailers">mailers</a>"#);
+    queues.assert_has(r#"data-live="queue.mailers.available">4</td>"#);
+    queues.assert_has(r#"action="/ui/queues/mailers/pause""#);
+    let queue = browser.get("/queues/mailers").await;
+    assert_eq!(queue.status, 200);
+    queue.assert_has("<h1>mailers");
+    queue.assert_has("Jobs in this queue");
+    assert_eq!(browser.get("/queues/nowhere").await.status, 404);
+
+    let jobs = browser.get("/jobs").await;
+    assert_safe(&jobs);
+    jobs.assert_has(&format!(r#"href="/jobs/{failing}""#));
+    jobs.assert_has("row 7 has bad date 2024-13-01");
+    let discarded = browser.get("/jobs?q=state%3Adiscarded").await;
+    discarded.assert_has(&format!("#{failing}"));
+    assert!(!discarded.html.contains("u0@example.com"));
+    let mailers = browser
+        .get("/jobs?q=queue%3Amailers+state%3Aavailable")
+        .await;
+    mailers.assert_has("<b>4</b> matching");
+    assert!(!mailers.html.contains(&format!("#{failing}<")));
+    let refused = browser.get("/jobs?q=stat%3Ax").await;
+    refused.assert_has("unknown qualifier");
+    // The rest of the language: a correlation id, free text in the args, a page cursor.
+    let text = browser.get("/jobs?q=u2%40example.com").await;
+    text.assert_has("<b>1</b> matching");
+    let older = browser.get("/jobs?q=queue%3Amailers&older=999999").await;
+    older.assert_has("⇤ Newest");
+    let by_id = browser.get(&format!("/jobs?q=id%3A{failing}")).await;
+    assert_eq!(by_id.status, 303);
+    assert_eq!(by_id.location(), format!("/jobs/{failing}"));
+
+    let job = browser.get(&format!("/jobs/{failing}")).await;
+    assert_safe(&job);
+    job.assert_has("row 7 has bad date 2024-13-01");
+    job.assert_has("row 7: bad date");
+    job.assert_has("&#34;file&#34;: &#34;a.csv&#34;");
+    job.assert_has("stoker enqueue import --args");
+    job.assert_has("--tenant acme");
+    job.assert_has("/v1/jobs");
+    job.assert_has(r#"data-action="retry""#);
+    assert_eq!(browser.get("/jobs/999999").await.status, 404);
+    assert_eq!(browser.get("/jobs/nope").await.status, 400);
+
+    let failures = browser.get("/failures").await;
+    assert_safe(&failures);
+    failures.assert_has("1 jobs failed now");
+    failures.assert_has("row &#60;n&#62; has bad date &#60;n&#62;-&#60;n&#62;-&#60;n&#62;");
+    failures.assert_has("Retry group");
+    failures.assert_has("<svg class=\"spark s-failed\"");
+
+    let workers = browser.get("/workers").await;
+    assert_safe(&workers);
+    workers.assert_has("ws-idle");
+
+    let cron = browser.get("/cron").await;
+    cron.assert_has("nightly-report");
+    cron.assert_has("0 3 * * *");
+
+    let ops = browser.get("/ops").await;
+    ops.assert_has("No bulk operations");
+    ops.assert_has("No alert rules");
+    let rule = server
+        .post(
+            "/v1/alerts",
+            json!({"name": "dead-letters", "metric": "discarded", "url": "http://127.0.0.1:9/hook"}),
+        )
+        .await;
+    assert_eq!(rule.status, 201, "{rule:?}");
+    let ops = browser.get("/ops").await;
+    assert_safe(&ops);
+    ops.assert_has("<th scope=\"row\">dead-letters</th>");
+    ops.assert_has("discarded &#62; 0 over 5 min");
+
+    // The assets: immutable under a hashed name; anything else is not found.
+    let css = overview
+        .html
+        .split('"')
+        .find(|part| part.starts_with("/ui/assets/app-") && part.ends_with(".css"))
+        .expect("the style sheet's URL")
+        .to_owned();
+    let sheet = browser.get(&css).await;
+    assert_eq!(sheet.status, 200);
+    assert!(sheet.headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
+    assert!(sheet.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/css"));
+    assert_eq!(browser.get("/ui/assets/app.css").await.status, 404);
+    // The API keeps its routes and its JSON errors.
+    assert_eq!(server.get("/v1/nowhere").await.code(), "route_not_found");
+    server.stop().await;
+}
+
+/// Whether the API says queue `name` is paused.
+async fn paused(server: &TestServer, name: &str) -> bool {
+    // An open server ignores the token.
+    let answer = server
+        .with_token("admin-secret-0123456789")
+        .get("/v1/queues")
+        .await;
+    answer.body["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .find(|q| q["name"] == name)
+        .map(|q| q["paused"] == true)
+        .expect("the queue")
+}
+
+fn token(name: &str, secret: &str, scopes: &[Scope], tenant: Option<&str>) -> ApiToken {
+    let mut token = ApiToken::admin(secret);
+    token.name = name.to_owned();
+    token.scopes = scopes.iter().copied().collect::<BTreeSet<_>>();
+    token.tenant = tenant.map(str::to_owned);
+    token
+}
+
+fn with_tokens() -> Config {
+    let mut config = config();
+    config.tokens = vec![
+        token("ops", "admin-secret-0123456789", &[Scope::Admin], None),
+        token("viewer", "read-secret-0123456789", &[Scope::Read], None),
+        token(
+            "pusher",
+            "enqueue-secret-0123456789",
+            &[Scope::Enqueue],
+            None,
+        ),
+        token(
+            "acme",
+            "acme-secret-0123456789",
+            &[Scope::Read],
+            Some("acme"),
+        ),
+    ];
+    config
+}
+
+async fn signing_in_honours_scopes_and_tenants(store: Arc<dyn Store>) {
+    let server = start(store, with_tokens()).await;
+    let admin = server.with_token("admin-secret-0123456789");
+    for (tenant, n) in [("acme", 0), ("globex", 1)] {
+        let answer = admin
+            .post(
+                "/v1/jobs",
+                json!({"kind": "email", "queue": "mailers", "tenant": tenant, "args": {"n": n}}),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+    }
+    let mut browser = Browser::new(&server);
+
+    // No data without a session: pages send to the form, everything else is refused.
+    let page = browser.get("/jobs?q=kind%3Aemail").await;
+    assert_eq!(page.status, 303);
+    assert_eq!(page.location(), "/login?next=%2Fjobs%3Fq%3Dkind%253Aemail");
+    assert!(browser.cookie.is_none());
+    assert_eq!(browser.get("/ui/live").await.status, 303);
+    let form = browser.get("/login").await;
+    assert_eq!(form.status, 200);
+    assert_safe(&form);
+    form.assert_has(r#"type="password""#);
+
+    let wrong = browser.sign_in("not-a-token").await;
+    assert_eq!(wrong.status, 401);
+    wrong.assert_has("not known to this server");
+    assert!(browser.cookie.is_none());
+    let pusher = browser.sign_in("enqueue-secret-0123456789").await;
+    assert_eq!(pusher.status, 401);
+    pusher.assert_has("needs the read (or admin) scope");
+
+    // A read token: everything shows, every button is off, and the server refuses anyway.
+    let signed = browser.sign_in("read-secret-0123456789").await;
+    assert_eq!(signed.status, 303, "{signed:?}");
+    let cookie = signed.headers[SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    let queues = browser.get("/queues").await;
+    assert_eq!(queues.status, 200, "{queues:?}");
+    queues.assert_has("viewer · read-only");
+    queues.assert_has(r#"data-action="pause" disabled"#);
+    let csrf = queues.csrf();
+    let refused = browser
+        .post(
+            "/ui/queues/mailers/pause",
+            &[("csrf", csrf.as_str()), ("back", "/queues")],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    refused.assert_has("admin scope");
+    assert!(!paused(&server, "mailers").await);
+
+    // Signing out ends the session.
+    let out = browser.post("/logout", &[("csrf", csrf.as_str())]).await;
+    assert_eq!(out.status, 303);
+    assert_eq!(browser.get("/queues").await.status, 303);
+
+    // An admin token acts.
+    browser.sign_in("admin-secret-0123456789").await;
+    let queues = browser.get("/queues").await;
+    let done = browser
+        .post(
+            "/ui/queues/mailers/pause",
+            &[("csrf", queues.csrf().as_str()), ("back", "/queues")],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{done:?}");
+    assert_eq!(done.location(), "/queues?done=paused");
+    browser
+        .get("/queues?done=paused")
+        .await
+        .assert_has("Queue paused");
+    assert!(paused(&server, "mailers").await);
+
+    // A tenant-bound token sees its tenant's jobs only, and no cluster-wide page.
+    let mut tenant = Browser::new(&server);
+    assert_eq!(tenant.sign_in("acme-secret-0123456789").await.status, 303);
+    let jobs = tenant.get("/jobs").await;
+    assert_eq!(jobs.status, 200, "{jobs:?}");
+    jobs.assert_has(">acme</span>");
+    assert!(!jobs.html.contains(">globex</span>"), "{}", jobs.html);
+    assert!(
+        !jobs.html.contains(r#"href="/queues""#),
+        "no cluster-wide navigation"
+    );
+    let queues = tenant.get("/queues").await;
+    assert_eq!(queues.status, 403);
+    queues.assert_has("bound to tenant");
+    let overview = tenant.get("/").await;
+    assert_eq!(overview.status, 200, "{overview:?}");
+    overview.assert_has("Charts show tenant");
+    server.stop().await;
+}
+
+async fn unsafe_requests_need_the_same_origin_and_the_form_token(store: Arc<dyn Store>) {
+    let server = start(store, config()).await;
+    server
+        .enqueue(json!({"kind": "email", "queue": "mailers"}))
+        .await;
+    let mut browser = Browser::new(&server);
+    let page = browser.get("/queues").await;
+    let csrf = page.csrf();
+    let url = format!("{}/ui/queues/mailers/pause", server.url);
+    let form = [("csrf", csrf.as_str())];
+
+    let cross_site = browser
+        .send(
+            browser
+                .http
+                .post(&url)
+                .header("sec-fetch-site", "cross-site")
+                .form(&form),
+        )
+        .await;
+    assert_eq!(cross_site.status, 403);
+    cross_site.assert_has("Cross-site request refused");
+    let other_origin = browser
+        .send(
+            browser
+                .http
+                .post(&url)
+                .header("origin", HeaderValue::from_static("http://evil.example"))
+                .form(&form),
+        )
+        .await;
+    assert_eq!(other_origin.status, 403);
+    let no_token = browser
+        .post("/ui/queues/mailers/pause", &[("back", "/queues")])
+        .await;
+    assert_eq!(no_token.status, 403);
+    no_token.assert_has("security token");
+    let wrong_token = browser
+        .post("/ui/queues/mailers/pause", &[("csrf", &"0".repeat(64))])
+        .await;
+    assert_eq!(wrong_token.status, 403);
+    assert!(!paused(&server, "mailers").await, "nothing changed");
+
+    // Another browser's session has its own token.
+    let mut other = Browser::new(&server);
+    other.get("/queues").await;
+    let stolen = other
+        .post("/ui/queues/mailers/pause", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(stolen.status, 403);
+
+    let same = browser
+        .post(
+            "/ui/queues/mailers/pause",
+            &[("csrf", csrf.as_str()), ("back", "//evil.example/x")],
+        )
+        .await;
+    assert_eq!(same.status, 303);
+    assert_eq!(
+        same.location(),
+        "/?done=paused",
+        "never back to another site"
+    );
+    assert!(paused(&server, "mailers").await);
+    server.stop().await;
+}
+
+async fn actions_go_through_the_client(store: Arc<dyn Store>) {
+    let server = start(store, config()).await;
+    let (failing, fingerprint) = seed(&server).await;
+    let mut browser = Browser::new(&server);
+    let csrf = browser.get("/jobs").await.csrf();
+    let csrf = csrf.as_str();
+
+    // The failure group: a bulk operation, shown with its progress.
+    let group = browser
+        .post(
+            &format!("/ui/failures/{fingerprint}/retry"),
+            &[("csrf", csrf)],
+        )
+        .await;
+    assert_eq!(group.status, 303, "{group:?}");
+    assert!(group.location().starts_with("/ops/"), "{group:?}");
+    let op_page = browser.get(group.location()).await;
+    assert_eq!(op_page.status, 200);
+    op_page.assert_has("retry");
+    eventually("the group's job to be retried", || async {
+        (server.job(failing).await["state"] == "available").then_some(())
+    })
+    .await;
+    let bad_group = browser
+        .post("/ui/failures/0000000000000000/retry", &[("csrf", csrf)])
+        .await;
+    assert_eq!(bad_group.status, 404);
+
+    // One job: cancel, then retry.
+    let cancelled = browser
+        .post(&format!("/ui/jobs/{failing}/cancel"), &[("csrf", csrf)])
+        .await;
+    assert_eq!(cancelled.status, 303, "{cancelled:?}");
+    assert_eq!(
+        cancelled.location(),
+        format!("/jobs/{failing}?done=cancelled")
+    );
+    assert_eq!(server.job(failing).await["state"], "cancelled");
+    let retried = browser
+        .post(
+            &format!("/ui/jobs/{failing}/retry"),
+            &[("csrf", csrf), ("back", &format!("/jobs/{failing}"))],
+        )
+        .await;
+    assert_eq!(retried.status, 303, "{retried:?}");
+    assert_eq!(server.job(failing).await["state"], "available");
+    let unknown = browser
+        .post(&format!("/ui/jobs/{failing}/explode"), &[("csrf", csrf)])
+        .await;
+    assert_eq!(unknown.status, 404);
+
+    // Ticked rows: cancel two of the four mailers.
+    let list = browser.get("/jobs?q=queue%3Amailers").await;
+    let ids: Vec<String> = list
+        .html
+        .match_indices(r#"name="id" value=""#)
+        .map(|(at, _)| {
+            let rest = &list.html[at + 17..];
+            rest[..rest.find('"').unwrap()].to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let selected = browser
+        .post(
+            "/ui/jobs/selected",
+            &[
+                ("csrf", csrf),
+                ("action", "cancel"),
+                ("id", &ids[0]),
+                ("id", &ids[1]),
+            ],
+        )
+        .await;
+    assert_eq!(selected.status, 303, "{selected:?}");
+    assert!(selected.location().starts_with("/ops/"), "{selected:?}");
+    for id in &ids[..2] {
+        let id: i64 = id.parse().unwrap();
+        eventually("a ticked job to be cancelled", || async {
+            (server.job(id).await["state"] == "cancelled").then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        server.job(ids[2].parse().unwrap()).await["state"],
+        "available"
+    );
+    let none = browser
+        .post("/ui/jobs/selected", &[("csrf", csrf), ("action", "cancel")])
+        .await;
+    assert_eq!(none.status, 400);
+    none.assert_has("Tick at least one job");
+
+    // All matching: a bulk cancel by filter, run to the end by the leader.
+    let bulk = browser
+        .post(
+            "/ui/ops",
+            &[
+                ("csrf", csrf),
+                ("action", "cancel"),
+                ("q", "queue:mailers state:available"),
+            ],
+        )
+        .await;
+    assert_eq!(bulk.status, 303, "{bulk:?}");
+    let op = bulk.location().trim_start_matches("/ops/").to_owned();
+    eventually("the bulk cancel to finish", || async {
+        let op = server.get(&format!("/v1/ops/{op}")).await;
+        (op.body["state"] == "done").then_some(())
+    })
+    .await;
+    let progress = browser.get(&format!("/ui/ops/{op}/progress")).await;
+    let progress: serde_json::Value = serde_json::from_str(&progress.html).unwrap();
+    assert_eq!(progress["percent"], "100%");
+    assert_eq!(progress["done"], "2");
+    for id in &ids {
+        assert_eq!(server.job(id.parse().unwrap()).await["state"], "cancelled");
+    }
+    let refused = browser
+        .post(
+            "/ui/ops",
+            &[
+                ("csrf", csrf),
+                ("action", "explode"),
+                ("q", "queue:mailers"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 404);
+    let bad_query = browser
+        .post(
+            "/ui/ops",
+            &[("csrf", csrf), ("action", "cancel"), ("q", "stat:x")],
+        )
+        .await;
+    assert_eq!(bad_query.status, 400);
+    bad_query.assert_has("unknown qualifier");
+
+    // A schedule fires now from its page.
+    let fired = browser
+        .post(
+            "/ui/cron/nightly-report/run-now",
+            &[("csrf", csrf), ("back", "/cron")],
+        )
+        .await;
+    assert_eq!(fired.status, 303, "{fired:?}");
+    let jobs = server.get("/v1/jobs?kind=report").await;
+    assert_eq!(jobs.body["jobs"].as_array().unwrap().len(), 1, "{jobs:?}");
+    server.stop().await;
+}
