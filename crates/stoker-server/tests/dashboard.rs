@@ -336,6 +336,8 @@ fn token(name: &str, secret: &str, scopes: &[Scope], tenant: Option<&str>) -> Ap
 
 fn with_tokens() -> Config {
     let mut config = config();
+    // A revoked stored token ends its dashboard session within this long.
+    config.token_cache_ttl = std::time::Duration::from_secs(1);
     config.tokens = vec![
         token("ops", "admin-secret-0123456789", &[Scope::Admin], None),
         token("viewer", "read-secret-0123456789", &[Scope::Read], None),
@@ -382,7 +384,7 @@ async fn signing_in_honours_scopes_and_tenants(store: Arc<dyn Store>) {
 
     let wrong = browser.sign_in("not-a-token").await;
     assert_eq!(wrong.status, 401);
-    wrong.assert_has("not known to this server");
+    wrong.assert_has("unknown API token");
     assert!(browser.cookie.is_none());
     let pusher = browser.sign_in("enqueue-secret-0123456789").await;
     assert_eq!(pusher.status, 401);
@@ -406,7 +408,7 @@ async fn signing_in_honours_scopes_and_tenants(store: Arc<dyn Store>) {
         )
         .await;
     assert_eq!(refused.status, 403, "{refused:?}");
-    refused.assert_has("admin scope");
+    refused.assert_has("operate (or admin) scope");
     assert!(!paused(&server, "mailers").await);
 
     // Signing out ends the session.
@@ -448,6 +450,58 @@ async fn signing_in_honours_scopes_and_tenants(store: Arc<dyn Store>) {
     let overview = tenant.get("/").await;
     assert_eq!(overview.status, 200, "{overview:?}");
     overview.assert_has("Charts show tenant");
+
+    // A stored `operate` token signs in like a configured one, pauses and resumes, may not
+    // delete, and its session ends once the token is revoked.
+    let created = admin
+        .post(
+            "/v1/tokens",
+            json!({"name": "oncall", "scopes": ["operate"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+    let id = created.body["token"]["id"].as_str().unwrap().to_owned();
+    let mut oncall = Browser::new(&server);
+    assert_eq!(oncall.sign_in(&secret).await.status, 303);
+    let queues = oncall.get("/queues").await;
+    assert_eq!(queues.status, 200, "{queues:?}");
+    let resumed = oncall
+        .post(
+            "/ui/queues/mailers/resume",
+            &[("csrf", queues.csrf().as_str()), ("back", "/queues")],
+        )
+        .await;
+    assert_eq!(resumed.status, 303, "{resumed:?}");
+    assert!(!paused(&server, "mailers").await);
+    let job = admin.get("/v1/jobs?queue=mailers&limit=1").await.body["jobs"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let delete = oncall
+        .post(
+            &format!("/ui/jobs/{job}/delete"),
+            &[("csrf", queues.csrf().as_str())],
+        )
+        .await;
+    assert_eq!(delete.status, 403, "{delete:?}");
+    delete.assert_has("admin");
+    assert_eq!(admin.get(&format!("/v1/jobs/{job}")).await.status, 200);
+    let revoked = admin
+        .post(&format!("/v1/tokens/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    let mut ended = false;
+    for _ in 0..100 {
+        if oncall.get("/queues").await.status == 303 {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        ended,
+        "a revoked token's session ends within the token cache's lifetime"
+    );
     server.stop().await;
 }
 

@@ -9,15 +9,26 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use stoker::{BulkAction, BulkFilter, BulkRequest, JobId};
 
+use crate::config::Scope;
+
 use super::session::{local_path, see_other, Viewer};
 use super::{Dash, DashError, Form};
 
-/// Reads an action's form: checks the form token and the viewer's right to act.
-fn checked(viewer: &Viewer, body: &Bytes) -> Result<Form, DashError> {
+/// Reads an action's form: checks the form token and that the viewer holds `scope`, the
+/// scope the API's route for the same action asks.
+fn checked(viewer: &Viewer, body: &Bytes, scope: Scope) -> Result<Form, DashError> {
     let form = Form::parse(body);
     viewer.check_csrf(form.get("csrf"))?;
-    viewer.require_act()?;
+    viewer.require_act(scope)?;
     Ok(form)
+}
+
+/// The scope a bulk action needs: deleting is `admin`, the rest `operate`.
+fn bulk_scope(action: &BulkAction) -> Scope {
+    match action {
+        BulkAction::Delete => Scope::Admin,
+        _ => Scope::Operate,
+    }
 }
 
 /// `back` with `done=code` added.
@@ -53,7 +64,7 @@ pub(crate) async fn queue(
     Path((name, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, DashError> {
-    let form = checked(&viewer, &body)?;
+    let form = checked(&viewer, &body, Scope::Operate)?;
     let client = dash.app.client_for(&viewer.principal);
     let code = match action.as_str() {
         "pause" => {
@@ -86,7 +97,12 @@ pub(crate) async fn job(
     Path((id, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, DashError> {
-    let form = checked(&viewer, &body)?;
+    let scope = if action == "delete" {
+        Scope::Admin
+    } else {
+        Scope::Operate
+    };
+    let form = checked(&viewer, &body, scope)?;
     let id = job_id(&id)?;
     let client = dash.app.client_for(&viewer.principal);
     match action.as_str() {
@@ -138,8 +154,9 @@ pub(crate) async fn selected(
     viewer: Viewer,
     body: Bytes,
 ) -> Result<Response, DashError> {
-    let form = checked(&viewer, &body)?;
+    let form = Form::parse(&body);
     let action = bulk_action(form.get("action").unwrap_or_default())?;
+    let form = checked(&viewer, &body, bulk_scope(&action))?;
     let ids = form
         .all("id")
         .into_iter()
@@ -175,8 +192,9 @@ pub(crate) async fn bulk(
     viewer: Viewer,
     body: Bytes,
 ) -> Result<Response, DashError> {
-    let form = checked(&viewer, &body)?;
+    let form = Form::parse(&body);
     let action = bulk_action(form.get("action").unwrap_or_default())?;
+    let form = checked(&viewer, &body, bulk_scope(&action))?;
     let client = dash.app.client_for(&viewer.principal);
     let criteria = super::pages::read_query(&client, form.get("q").unwrap_or_default())?;
     start_bulk(&dash, &viewer, action, criteria).await
@@ -189,7 +207,7 @@ pub(crate) async fn abort(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, DashError> {
-    let form = checked(&viewer, &body)?;
+    let form = checked(&viewer, &body, Scope::Operate)?;
     let id: i64 = id.parse().map_err(|_| {
         DashError::new(
             StatusCode::NOT_FOUND,
@@ -209,7 +227,7 @@ pub(crate) async fn failure_group(
     Path((fingerprint, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, DashError> {
-    checked(&viewer, &body)?;
+    checked(&viewer, &body, Scope::Operate)?;
     let client = dash.app.client_for(&viewer.principal);
     let op = match action.as_str() {
         "retry" => {
@@ -234,7 +252,7 @@ pub(crate) async fn cron(
     Path((name, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, DashError> {
-    let form = checked(&viewer, &body)?;
+    let form = checked(&viewer, &body, Scope::Admin)?;
     let client = dash.app.client_for(&viewer.principal);
     let code = match action.as_str() {
         "pause" => {

@@ -164,7 +164,7 @@ impl Chrome {
         if self.can_act {
             ""
         } else {
-            "Read-only token: actions need the admin scope"
+            "Read-only token: actions need the operate (or admin) scope"
         }
     }
 }

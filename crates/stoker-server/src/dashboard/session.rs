@@ -122,9 +122,10 @@ pub(crate) struct Viewer {
 }
 
 impl Viewer {
-    /// Whether the viewer may change things: the API's management routes need `admin`.
+    /// Whether the viewer may take the everyday actions (pause, retry, cancel, bulk retry):
+    /// the API asks `operate` (or `admin`) for them; delete and schedules need `admin`.
     pub(crate) fn can_act(&self) -> bool {
-        self.principal.allows(Scope::Admin)
+        self.principal.allows(Scope::Operate)
     }
 
     /// Whether the viewer sees every tenant (cluster-wide pages).
@@ -132,17 +133,17 @@ impl Viewer {
         self.principal.tenant.is_none()
     }
 
-    /// Refuses an action the viewer's token may not take.
-    pub(crate) fn require_act(&self) -> Result<(), DashError> {
-        if self.can_act() {
+    /// Refuses an action that needs `scope` (the same scope as the API's route for it).
+    pub(crate) fn require_act(&self, scope: Scope) -> Result<(), DashError> {
+        if self.principal.allows(scope) {
             return Ok(());
         }
         Err(DashError::new(
             StatusCode::FORBIDDEN,
             "Not allowed",
             format!(
-                "Token {:?} is read-only here: changing jobs, queues and schedules needs a token \
-                 with the admin scope.",
+                "Token {:?} may not do this here: it needs a token with the {scope} (or admin) \
+                 scope.",
                 self.principal.name.as_deref().unwrap_or_default()
             ),
         ))
@@ -256,6 +257,21 @@ pub(crate) async fn require_viewer(
     });
     let mut opened = None;
     let (session_id, session) = match found {
+        // A session lives only as long as its token: a revoked or expired stored token (seen
+        // within the token cache's few seconds) ends it, and a changed one changes its scopes.
+        Some((id, mut session)) if auth => match &session.secret {
+            Some(secret) => match crate::auth::principal_for_secret(&dash.app, secret).await {
+                Ok(principal) => {
+                    session.principal = principal;
+                    (id, session)
+                }
+                Err(_) => {
+                    dash.sessions.close(&id);
+                    return see_other("/login");
+                }
+            },
+            None => (id, session),
+        },
         Some(found) => found,
         None if !auth => {
             let id = dash.sessions.open(Principal::open(), None);
@@ -329,27 +345,27 @@ pub(crate) async fn login(
         return see_other(&next);
     }
     let presented = form.get("token").unwrap_or_default().trim();
-    let mut found = None;
-    for token in tokens {
-        if crate::auth::same_secret(&token.secret, presented) && found.is_none() {
-            found = Some(token);
-        }
-    }
     let refuse = |message: &str| {
         super::pages::login_form(StatusCode::UNAUTHORIZED, &next, message).into_response()
     };
-    let Some(token) = found else {
-        crate::logging::refused_token(None, "unknown token (dashboard sign-in)");
-        return refuse("That token is not known to this server.");
+    // The API's own check: configured tokens, then stored ones (revoked and expired refused).
+    let principal = match crate::auth::principal_for_secret(&dash.app, presented).await {
+        Ok(principal) => principal,
+        Err(refusal) => {
+            crate::logging::refused_token(None, refusal.reason);
+            return refuse(&format!(
+                "That token was refused: {}.",
+                refusal.error.message()
+            ));
+        }
     };
-    let principal = Principal::from_token(token);
     if !principal.allows(Scope::Read) {
         return refuse(&format!(
             "Token {:?} cannot read jobs: the dashboard needs the read (or admin) scope.",
-            token.name
+            principal.name.as_deref().unwrap_or_default()
         ));
     }
-    let id = dash.sessions.open(principal, Some(token.secret.clone()));
+    let id = dash.sessions.open(principal, Some(presented.to_owned()));
     let mut response = see_other(&next);
     if let Ok(value) = HeaderValue::from_str(&session_cookie(&id)) {
         response.headers_mut().append(SET_COOKIE, value);
