@@ -52,6 +52,11 @@ async fn driver() -> Option<Driver> {
         .status()
         .is_ok_and(|status| status.success());
     if !found {
+        // CI installs chromium and says so: there a missing driver is a failure, not a skip.
+        assert!(
+            std::env::var_os("STOKER_REQUIRE_BROWSER").is_none(),
+            "STOKER_REQUIRE_BROWSER is set but chromedriver is not installed"
+        );
         eprintln!(
             "SKIPPED: chromedriver is not installed (apt-get install -y chromium chromium-driver); \
              the dashboard's browser tests did not run"
