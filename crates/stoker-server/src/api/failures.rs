@@ -175,7 +175,7 @@ pub struct BulkFilterBody {
     // --- stream search ---
     /// Only these jobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schema(value_type = Vec<i64>, max_items = 32)]
+    #[schema(value_type = Vec<super::model::JobIdSchema>, max_items = 32)]
     pub ids: Vec<JobId>,
     /// Only jobs with this idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

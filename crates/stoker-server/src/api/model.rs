@@ -239,6 +239,29 @@ impl ToSchema for QueueNameSchema {
     }
 }
 
+/// A job id in a list (the OpenAPI view): an integer, 1 or more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobIdSchema;
+
+impl PartialSchema for JobIdSchema {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::Integer))
+            .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                utoipa::openapi::schema::KnownFormat::Int64,
+            )))
+            .minimum(Some(1))
+            .description(Some("A job id: 1 or more."))
+            .into()
+    }
+}
+
+impl ToSchema for JobIdSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "JobIdValue".into()
+    }
+}
+
 /// A kind's name in a list (the OpenAPI view): 1 to 255 printable ASCII characters without
 /// spaces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -811,6 +834,7 @@ pub struct ListJobsQuery {
     pub queue: Option<String>,
     /// Only this tenant's jobs (a tenant-bound token always sees only its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(pattern = r"^[ -~]{1,255}$")]
     pub tenant: Option<String>,
     /// The keyset cursor: `next_cursor` of the previous page (a job id, 1 or more).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -110,6 +110,7 @@ use super::tokens;
         model::JobStateSchema,
         model::FinishedStateSchema,
         model::QueueNameSchema,
+        model::JobIdSchema,
         model::KindNameSchema,
         model::ErrorKindSchema,
         model::PriorityLevel,
