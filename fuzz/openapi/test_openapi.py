@@ -48,9 +48,9 @@ TABLES = {
 # is not a refusal of schema-valid data: a cron expression and a time zone (issue 15), a URL
 # (an alert's receiver), and the search language `q` are known to be valid only by parsing
 # them; a token's `expires_at` must be in the future, which depends on when it is sent.
-# An alert rule's `threshold` is required for some metrics and not others: a cross-field rule
-# the rule's schema does not state yet (it would take one oneOf branch per metric).
-PARSED_FIELDS = {"expr", "tz", "url", "q", "expires_at", "threshold"}
+# An alert rule's `threshold` and `scope.queue` are required for some metrics and not others:
+# cross-field rules the rule's schema does not state yet (one oneOf branch per metric would).
+PARSED_FIELDS = {"expr", "tz", "url", "q", "expires_at", "threshold", "scope.queue"}
 
 
 def _free_port() -> int:

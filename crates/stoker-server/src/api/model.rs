@@ -856,13 +856,10 @@ pub struct ListJobsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(pattern = r"^([1-9][0-9]{0,17}(,[1-9][0-9]{0,17}){0,31})?$")]
     pub id: Option<String>,
-    /// Only jobs with this idempotency key.
+    /// Only jobs with this idempotency key (printable ASCII, at most 512 characters, as an
+    /// enqueue's key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(
-        min_length = 1,
-        max_length = 255,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]+$"
-    )]
+    #[param(min_length = 1, max_length = 512, pattern = r"^[ -~]+$")]
     pub idempotency_key: Option<String>,
     /// Only jobs with this correlation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
