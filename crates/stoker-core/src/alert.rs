@@ -338,9 +338,9 @@ impl AlertRule {
                 ));
             }
         }
-        if metric.windowed()
-            && !(ALERT_WINDOW_MIN_SECONDS..=ALERT_WINDOW_MAX_SECONDS).contains(&self.window_seconds)
-        {
+        // Checked for every metric: a rule of a metric that ignores its window still must not
+        // store a window the API would refuse for another (its metric can change later).
+        if !(ALERT_WINDOW_MIN_SECONDS..=ALERT_WINDOW_MAX_SECONDS).contains(&self.window_seconds) {
             return Err(InvalidInput::new(
                 "window_seconds",
                 format!(
@@ -877,7 +877,11 @@ mod tests {
         assert_eq!(field(r.clone()), "baseline");
         let mut d = AlertRule::new("d", AlertMetric::QueueDepth, 1.0, "http://x.test/h");
         d.scope.kind = Some("email".into());
-        assert_eq!(field(d), "scope.kind");
+        assert_eq!(field(d.clone()), "scope.kind");
+        // A per-queue metric ignores its window, but a window out of range is still refused.
+        d.scope.kind = None;
+        d.window_seconds = 10;
+        assert_eq!(field(d), "window_seconds");
         let w = AlertRule::new("w", AlertMetric::NoWorker, 1.0, "http://x.test/h");
         assert_eq!(field(w), "scope.queue");
         assert_eq!(AlertMetric::parse("bogus").unwrap_err().field, "metric");

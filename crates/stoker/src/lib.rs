@@ -124,6 +124,8 @@ pub use stoker_core::{
     StoreError, StoreErrorKind, StubClock, SystemClock, WorkerRow, MAX_ARGS_BYTES_DEFAULT,
     MAX_ATTEMPTS_DEFAULT, QUEUE_DEFAULT,
 };
+// The limits of a job's labels, for documents that state them (the OpenAPI schemas).
+pub use stoker_core::{KIND_MAX_LEN, QUEUE_MAX_LEN, TENANT_MAX_LEN};
 // History (issue 13).
 pub use stoker_core::{HistoryGrain, HistoryRetention, HistoryScope, QueueDepth, WorkerDetails};
 

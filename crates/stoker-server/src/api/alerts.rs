@@ -138,7 +138,7 @@ pub struct AlertScopeBody {
     pub kind: Option<String>,
     /// Only this tenant (not for per-queue metrics).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(min_length = 1, max_length = 255)]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[ -~]+$")]
     pub tenant: Option<String>,
 }
 
@@ -164,11 +164,13 @@ impl From<HistoryScope> for AlertScopeBody {
 
 /// `POST /v1/alerts`: a new rule. `name`, `metric` and `url` are required; `threshold` too,
 /// except for `no_worker` (1) and `discarded` (0).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+///
+/// Which fields a rule takes depends on its metric, so its schema in the OpenAPI document is
+/// one branch per metric (see [`create_schema`]), not derived from this flat struct.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertCreateRequest {
     /// The rule's name: 1 to 128 letters, digits, `_`, `-` and `.`.
-    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.-]+$")]
     pub name: String,
     /// What it watches.
     pub metric: AlertMetricName,
@@ -186,22 +188,18 @@ pub struct AlertCreateRequest {
     pub resolve_threshold: Option<f64>,
     /// The window of windowed metrics, in seconds: 60 to 604,800. Defaults to 300.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 60, maximum = 604_800)]
     pub window_seconds: Option<u64>,
     /// How long the condition must hold before it fires, in seconds: 0 to 86,400. Defaults
     /// to 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0, maximum = 86_400)]
     pub for_seconds: Option<u64>,
     /// How long it must be clear before it resolves, in seconds: 0 to 86,400. Defaults to 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 0, maximum = 86_400)]
     pub resolve_seconds: Option<u64>,
     /// Throughput only: compare with the same window a day or a week earlier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<AlertBaselineName>,
     /// Where messages are posted: an absolute http(s) URL.
-    #[schema(min_length = 1, max_length = 2048)]
     pub url: String,
     /// Headers sent with each message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +210,281 @@ pub struct AlertCreateRequest {
     /// False to keep it without evaluating it. Defaults to true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+}
+
+/// The OpenAPI schema of [`AlertCreateRequest`]: one branch per metric, each stating the
+/// threshold range, the scope and the baseline that metric takes, so a schema-valid rule is a
+/// rule the server stores. Only `resolve_threshold`'s side of `threshold` (at or below it, or
+/// at or above it for the metrics that fire below) and the URL's parse are left to the server.
+mod create_schema {
+    use std::borrow::Cow;
+
+    use stoker::alerts::{
+        AlertMetric, ALERT_HEADERS_MAX, ALERT_HOLD_MAX_SECONDS, ALERT_NAME_MAX_LEN,
+        ALERT_URL_MAX_LEN, ALERT_WINDOW_MAX_SECONDS, ALERT_WINDOW_MIN_SECONDS,
+    };
+    use utoipa::openapi::schema::{
+        AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+    };
+    use utoipa::openapi::RefOr;
+
+    use super::AlertCreateRequest;
+
+    /// A threshold's range: `(minimum, exclusive, maximum)`.
+    type Range = (f64, bool, Option<f64>);
+
+    fn nullable(kind: Type) -> SchemaType {
+        SchemaType::from_iter([kind, Type::Null])
+    }
+
+    fn null_only() -> ObjectBuilder {
+        ObjectBuilder::new().schema_type(Type::Null)
+    }
+
+    fn integer(min: u64, max: u64, description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(nullable(Type::Integer))
+            .minimum(Some(min))
+            .maximum(Some(max))
+            .description(Some(description))
+    }
+
+    fn number((min, exclusive, max): Range, required: bool, description: &str) -> ObjectBuilder {
+        let kind = if required {
+            SchemaType::Type(Type::Number)
+        } else {
+            nullable(Type::Number)
+        };
+        let number = ObjectBuilder::new()
+            .schema_type(kind)
+            .maximum(max)
+            .description(Some(description));
+        if exclusive {
+            number.exclusive_minimum(Some(min))
+        } else {
+            number.minimum(Some(min))
+        }
+    }
+
+    fn text(min: usize, max: usize, pattern: Option<&str>, description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(min))
+            .max_length(Some(max))
+            .pattern(pattern)
+            .description(Some(description))
+    }
+
+    /// The scope a metric takes: per-queue metrics take only a queue (required by
+    /// `no_worker`), the others a queue, a kind and a tenant.
+    fn scope(metric: AlertMetric) -> ObjectBuilder {
+        let queue = text(
+            1,
+            stoker::QUEUE_MAX_LEN,
+            Some(r"^[A-Za-z0-9_.:-]+$"),
+            "Only this queue.",
+        );
+        let per_queue = matches!(
+            metric,
+            AlertMetric::QueueDepth | AlertMetric::OldestAge | AlertMetric::NoWorker
+        );
+        let (kind, tenant) = if per_queue {
+            (null_only(), null_only())
+        } else {
+            (
+                text(
+                    1,
+                    stoker::KIND_MAX_LEN,
+                    Some(r"^[!-~]+$"),
+                    "Only this kind.",
+                ),
+                text(
+                    1,
+                    stoker::TENANT_MAX_LEN,
+                    Some(r"^[ -~]+$"),
+                    "Only this tenant.",
+                ),
+            )
+        };
+        let mut scope = ObjectBuilder::new()
+            .property("queue", queue)
+            .property("kind", kind)
+            .property("tenant", tenant)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        if metric == AlertMetric::NoWorker {
+            scope = scope
+                .schema_type(Type::Object)
+                .required("queue")
+                .description(Some("The queue whose workers to watch (required)."));
+        } else {
+            scope = scope
+                .schema_type(nullable(Type::Object))
+                .description(Some("Which labels; omitted means any."));
+        }
+        scope
+    }
+
+    /// One branch: `metric` fixed to one value; `baseline` is the day-or-week branch of
+    /// `throughput` (`Some`) or absent/null (`None`).
+    fn branch(metric: AlertMetric, baseline: Option<()>) -> ObjectBuilder {
+        let threshold: Range = match metric {
+            AlertMetric::FailureRate => (0.0, false, Some(1.0)),
+            AlertMetric::Throughput if baseline.is_some() => (0.0, true, Some(1.0)),
+            AlertMetric::Throughput | AlertMetric::NoWorker => (0.0, true, None),
+            _ => (0.0, false, None),
+        };
+        let required = metric.default_threshold().is_none();
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .title(Some(match (metric, baseline) {
+                (AlertMetric::Throughput, Some(())) => "throughput (against a baseline)".into(),
+                _ => metric.to_string(),
+            }))
+            .property(
+                "name",
+                text(
+                    1,
+                    ALERT_NAME_MAX_LEN,
+                    Some(r"^[A-Za-z0-9_.-]+$"),
+                    "The rule's name.",
+                ),
+            )
+            .required("name")
+            .property(
+                "metric",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([metric.as_str()])),
+            )
+            .required("metric")
+            .property("scope", scope(metric))
+            .property(
+                "threshold",
+                number(
+                    threshold,
+                    required,
+                    "The value past which it fires: above it, or below it for `no_worker` and \
+                     `throughput` (with a baseline, a fraction of the baseline).",
+                ),
+            )
+            .property(
+                "resolve_threshold",
+                number(
+                    threshold,
+                    false,
+                    "Where it counts as clear again: on the good side of `threshold` (at or \
+                     below it, at or above it for the metrics that fire below). Defaults to the \
+                     threshold.",
+                ),
+            )
+            .property(
+                "window_seconds",
+                integer(
+                    ALERT_WINDOW_MIN_SECONDS,
+                    ALERT_WINDOW_MAX_SECONDS,
+                    "The window of windowed metrics, in seconds. Defaults to 300.",
+                ),
+            )
+            .property(
+                "for_seconds",
+                integer(
+                    0,
+                    ALERT_HOLD_MAX_SECONDS,
+                    "How long the condition must hold before it fires, in seconds.",
+                ),
+            )
+            .property(
+                "resolve_seconds",
+                integer(
+                    0,
+                    ALERT_HOLD_MAX_SECONDS,
+                    "How long it must be clear before it resolves, in seconds.",
+                ),
+            )
+            .property(
+                "url",
+                text(
+                    1,
+                    ALERT_URL_MAX_LEN,
+                    None,
+                    "Where messages are posted: an absolute http(s) URL.",
+                ),
+            )
+            .required("url")
+            .property(
+                "headers",
+                ObjectBuilder::new()
+                    .schema_type(nullable(Type::Object))
+                    .max_properties(Some(ALERT_HEADERS_MAX))
+                    .property_names(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")),
+                    ))
+                    .additional_properties(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(r"^[^\x00-\x08\x0A-\x1F\x7F-\x9F]*$")),
+                    ))
+                    .description(Some("Headers sent with each message.")),
+            )
+            .property(
+                "format",
+                ObjectBuilder::new()
+                    .schema_type(nullable(Type::String))
+                    .enum_values(Some([Some("stoker"), Some("slack"), None]))
+                    .description(Some("`stoker` (default) or `slack`.")),
+            )
+            .property(
+                "enabled",
+                ObjectBuilder::new()
+                    .schema_type(nullable(Type::Boolean))
+                    .description(Some("False to keep it without evaluating it.")),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        if required {
+            object = object.required("threshold");
+        }
+        if metric == AlertMetric::NoWorker {
+            object = object.required("scope");
+        }
+        object = match baseline {
+            Some(()) => object
+                .property(
+                    "baseline",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some(["day", "week"]))
+                        .description(Some(
+                            "Compare with the same window a day or a week earlier.",
+                        )),
+                )
+                .required("baseline"),
+            None => object.property("baseline", null_only()),
+        };
+        object
+    }
+
+    impl utoipa::PartialSchema for AlertCreateRequest {
+        fn schema() -> RefOr<Schema> {
+            let mut one_of = OneOfBuilder::new().description(Some(
+                "A new rule: `name`, `metric` and `url`, and the fields its metric takes.",
+            ));
+            for metric in AlertMetric::ALL {
+                one_of = one_of.item(branch(metric, None));
+                if metric == AlertMetric::Throughput {
+                    one_of = one_of.item(branch(metric, Some(())));
+                }
+            }
+            RefOr::T(Schema::OneOf(one_of.build()))
+        }
+    }
+
+    impl utoipa::ToSchema for AlertCreateRequest {
+        fn name() -> Cow<'static, str> {
+            Cow::Borrowed("AlertCreateRequest")
+        }
+    }
 }
 
 /// `PATCH /v1/alerts/{name}`: the fields to change; the others keep their values. The rule's
