@@ -27,7 +27,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             queue: None,
             kind: Some("generate".into()),
             key: LimitKey::Global,
-            rate: Some(Rate { count: 5, period_ms: 1000, burst: 1 }),
+            rate: Some(Rate {
+                count: 5,
+                period_ms: 1000,
+                burst: 1,
+            }),
             concurrency: None,
         })
         .await?;
@@ -49,17 +53,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             queue: None,
             kind: None,
             key: LimitKey::Global,
-            rate: Some(Rate { count: 0, period_ms: 1000, burst: 1 }),
+            rate: Some(Rate {
+                count: 0,
+                period_ms: 1000,
+                burst: 1,
+            }),
             concurrency: None,
         })
         .await;
     println!("a rate of 0: {}", refused.expect_err("refused"));
 
     for i in 0..10 {
-        client.enqueue_raw("generate", json!({ "prompt": i }), EnqueueOptions::new()).await?;
+        client
+            .enqueue_raw("generate", json!({ "prompt": i }), EnqueueOptions::new())
+            .await?;
     }
     for shop in [1, 1, 1, 2, 2, 2] {
-        client.enqueue_raw("sync", json!({ "shop": shop }), EnqueueOptions::new()).await?;
+        client
+            .enqueue_raw("sync", json!({ "shop": shop }), EnqueueOptions::new())
+            .await?;
     }
 
     let started = Instant::now();
@@ -74,16 +86,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     // The provider answers 429 once: every node holds the limiter back for
                     // 500 ms, and this job is snoozed without using an attempt.
                     if !told.swap(true, Ordering::SeqCst) {
-                        println!("{:>5} ms  generate {}: 429, backing off", started.elapsed().as_millis(), args["prompt"]);
-                        return Err(ctx.rate_limited("provider", Duration::from_millis(500)).await);
+                        println!(
+                            "{:>5} ms  generate {}: 429, backing off",
+                            started.elapsed().as_millis(),
+                            args["prompt"]
+                        );
+                        return Err(ctx
+                            .rate_limited("provider", Duration::from_millis(500))
+                            .await);
                     }
-                    println!("{:>5} ms  generate {}", started.elapsed().as_millis(), args["prompt"]);
+                    println!(
+                        "{:>5} ms  generate {}",
+                        started.elapsed().as_millis(),
+                        args["prompt"]
+                    );
                     Ok::<_, JobError>(json!("ok"))
                 }
             }
         })
         .handler_fn("sync", move |args: Value, _ctx: JobContext| async move {
-            println!("{:>5} ms  sync shop {} (alone for its shop)", started.elapsed().as_millis(), args["shop"]);
+            println!(
+                "{:>5} ms  sync shop {} (alone for its shop)",
+                started.elapsed().as_millis(),
+                args["shop"]
+            );
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok::<_, JobError>(json!("synced"))
         })
@@ -91,7 +117,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = worker.start().await?;
     tokio::time::sleep(Duration::from_secs(4)).await;
     for usage in client.limit_usage().await? {
-        println!("in use: {} {:?}: {} running", usage.name, usage.key, usage.running);
+        println!(
+            "in use: {} {:?}: {} running",
+            usage.name, usage.key, usage.running
+        );
     }
     handle.shutdown().await;
     drop(client);

@@ -101,7 +101,12 @@ impl LimitKey {
 
     /// The limiter key of a job, or `None` if the job has no value for it (and so is not
     /// limited). Strings are their text; other JSON values their compact JSON.
-    pub fn key_of(&self, tenant: Option<&str>, args: &Value, metadata: &Metadata) -> Option<String> {
+    pub fn key_of(
+        &self,
+        tenant: Option<&str>,
+        args: &Value,
+        metadata: &Metadata,
+    ) -> Option<String> {
         let at = |root: &Value, path: &[String]| -> Option<String> {
             let mut value = root;
             for segment in path {
@@ -182,7 +187,10 @@ impl Rate {
         if self.period_ms == 0 || self.period_ms > LIMIT_PERIOD_MAX_MS {
             return Err(InvalidInput::new(
                 format!("{field}.period_ms"),
-                format!("must be 1 to {LIMIT_PERIOD_MAX_MS} (one day), not {}", self.period_ms),
+                format!(
+                    "must be 1 to {LIMIT_PERIOD_MAX_MS} (one day), not {}",
+                    self.period_ms
+                ),
             ));
         }
         if self.burst == 0 {
@@ -516,7 +524,11 @@ pub fn gcra_next(
 
 /// The arrival time that makes a limiter admit nothing before `until` and then one job:
 /// what a push-back (an HTTP 429 from the provider) stores.
-pub fn gcra_push_back(rate: Option<&Rate>, tat: Option<DateTime<Utc>>, until: DateTime<Utc>) -> DateTime<Utc> {
+pub fn gcra_push_back(
+    rate: Option<&Rate>,
+    tat: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+) -> DateTime<Utc> {
     let slack = rate.map_or(0, |rate| {
         rate.interval_us()
             .saturating_mul(i64::from(rate.burst.max(1)) - 1)
@@ -656,7 +668,11 @@ mod tests {
             assert!(within <= 105, "{within} starts in the second from {start}");
         }
         // And it does not under-admit: ~100/s over 5 s, plus the burst.
-        assert!(starts.len() >= 495 && starts.len() <= 506, "{}", starts.len());
+        assert!(
+            starts.len() >= 495 && starts.len() <= 506,
+            "{}",
+            starts.len()
+        );
     }
 
     #[test]
@@ -675,10 +691,7 @@ mod tests {
         assert!(gate.admit(&a).is_some());
         assert!(gate.admit(&a).is_some());
         assert!(gate.admit(&a).is_none());
-        assert_eq!(
-            gate.admit(&b),
-            Some(vec![("r".to_owned(), "b".to_owned())])
-        );
+        assert_eq!(gate.admit(&b), Some(vec![("r".to_owned(), "b".to_owned())]));
     }
 
     #[test]
@@ -686,30 +699,55 @@ mod tests {
         let args = serde_json::json!({"shop": {"id": 42}, "name": "x"});
         let meta = Metadata::default();
         assert_eq!(
-            LimitKey::parse("args.shop.id").unwrap().key_of(None, &args, &meta),
+            LimitKey::parse("args.shop.id")
+                .unwrap()
+                .key_of(None, &args, &meta),
             Some("42".into())
         );
         assert_eq!(
-            LimitKey::parse("args.name").unwrap().key_of(None, &args, &meta),
+            LimitKey::parse("args.name")
+                .unwrap()
+                .key_of(None, &args, &meta),
             Some("x".into())
         );
         assert_eq!(
-            LimitKey::parse("args.missing").unwrap().key_of(None, &args, &meta),
+            LimitKey::parse("args.missing")
+                .unwrap()
+                .key_of(None, &args, &meta),
             None
         );
-        for bad in ["", "args", "args.", "args.a..b", "job.x", "args.a b", "Tenant"] {
+        for bad in [
+            "",
+            "args",
+            "args.",
+            "args.a..b",
+            "job.x",
+            "args.a b",
+            "Tenant",
+        ] {
             assert_eq!(LimitKey::parse(bad).unwrap_err().field, "key", "{bad:?}");
         }
-        assert_eq!(LimitKey::parse("metadata.source").unwrap().to_string(), "metadata.source");
+        assert_eq!(
+            LimitKey::parse("metadata.source").unwrap().to_string(),
+            "metadata.source"
+        );
     }
 
     #[test]
     fn validation_names_the_field() {
         let mut limit = rate_limit(0, 1000, 1);
         assert_eq!(limit.validate().unwrap_err().field, "rate.count");
-        limit.rate = Some(Rate { count: 1, period_ms: 0, burst: 1 });
+        limit.rate = Some(Rate {
+            count: 1,
+            period_ms: 0,
+            burst: 1,
+        });
         assert_eq!(limit.validate().unwrap_err().field, "rate.period_ms");
-        limit.rate = Some(Rate { count: 1, period_ms: 10, burst: 0 });
+        limit.rate = Some(Rate {
+            count: 1,
+            period_ms: 10,
+            burst: 0,
+        });
         assert_eq!(limit.validate().unwrap_err().field, "rate.burst");
         limit.rate = None;
         assert_eq!(limit.validate().unwrap_err().field, "rate");
@@ -722,7 +760,11 @@ mod tests {
 
     #[test]
     fn push_back_holds_until_then_admits_one() {
-        let rate = Rate { count: 10, period_ms: 1000, burst: 4 };
+        let rate = Rate {
+            count: 10,
+            period_ms: 1000,
+            burst: 4,
+        };
         let tat = gcra_push_back(Some(&rate), None, t(5000));
         assert_eq!(gcra_next(&rate, Some(tat), t(4999)), Some(t(5000)));
         assert_eq!(gcra_next(&rate, Some(tat), t(5000)), None);

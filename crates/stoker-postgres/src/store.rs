@@ -1325,7 +1325,10 @@ impl Store for PgStore {
     }
 
     // --- stream flow ---
-    async fn limit_set(&self, params: stoker_core::LimitSetParams) -> StoreResult<stoker_core::LimitRow> {
+    async fn limit_set(
+        &self,
+        params: stoker_core::LimitSetParams,
+    ) -> StoreResult<stoker_core::LimitRow> {
         self.limit_set_impl(params).await
     }
 

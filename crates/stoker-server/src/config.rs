@@ -1104,7 +1104,15 @@ const KEYS: &[(&str, &[&str])] = &[
     // --- stream flow ---
     (
         "limit",
-        &["name", "queue", "kind", "key", "rate", "burst", "concurrency"],
+        &[
+            "name",
+            "queue",
+            "kind",
+            "key",
+            "rate",
+            "burst",
+            "concurrency",
+        ],
     ),
 ];
 
@@ -1126,7 +1134,9 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
     for (section, _) in KEYS.iter().skip(1) {
         match table.get(*section) {
             Some(toml::Value::Table(inner)) => check_section(inner, section, origin)?,
-            Some(toml::Value::Array(items)) if matches!(*section, "tokens" | "cron" | "alert" | "limit") => {
+            Some(toml::Value::Array(items))
+                if matches!(*section, "tokens" | "cron" | "alert" | "limit") =>
+            {
                 for item in items {
                     if let toml::Value::Table(inner) = item {
                         check_section(inner, section, origin)?;

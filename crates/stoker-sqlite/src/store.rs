@@ -1152,7 +1152,10 @@ impl Store for SqliteStore {
     }
 
     // --- stream flow ---
-    async fn limit_set(&self, params: stoker_core::LimitSetParams) -> StoreResult<stoker_core::LimitRow> {
+    async fn limit_set(
+        &self,
+        params: stoker_core::LimitSetParams,
+    ) -> StoreResult<stoker_core::LimitRow> {
         self.limit_set_impl(params).await
     }
 
@@ -1183,7 +1186,9 @@ impl Store for SqliteStore {
 
 /// A write transaction on `conn`, the writer. `BEGIN IMMEDIATE` takes SQLite's write lock at
 /// once, so a transaction that reads before it writes cannot fail to upgrade.
-pub(crate) async fn begin_write(conn: &mut SqliteConnection) -> StoreResult<sqlx::Transaction<'_, Sqlite>> {
+pub(crate) async fn begin_write(
+    conn: &mut SqliteConnection,
+) -> StoreResult<sqlx::Transaction<'_, Sqlite>> {
     conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
 }
 

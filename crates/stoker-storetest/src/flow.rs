@@ -7,8 +7,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use stoker_core::{
-    JobFinish, JobId, JobInsert, JobRow, LimitKey, LimitPushBackParams, LimitSetParams,
-    LimitSpec, Outcome, Rate, Store, StoreErrorKind, QUEUE_DEFAULT,
+    JobFinish, JobId, JobInsert, JobRow, LimitKey, LimitPushBackParams, LimitSetParams, LimitSpec,
+    Outcome, Rate, Store, StoreErrorKind, QUEUE_DEFAULT,
 };
 use tokio::sync::Barrier;
 
@@ -72,19 +72,51 @@ pub async fn rate_limit_gcra<S: Store>(store: Arc<S>) {
 
     let first = claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await;
     let kinds: Vec<&str> = first.iter().map(|job| job.kind.as_str()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "call").count(), 2, "the burst");
-    assert_eq!(kinds.iter().filter(|k| **k == "other").count(), 1, "unlimited kind");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "call").count(),
+        2,
+        "the burst"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "other").count(),
+        1,
+        "unlimited kind"
+    );
     assert_eq!(store.limit_wake_at(QUEUE_DEFAULT), Some(ms(500)));
     for job in &first {
-        finish(&store, job.id, job.fence, Outcome::Completed { result: None }, t0()).await;
+        finish(
+            &store,
+            job.id,
+            job.fence,
+            Outcome::Completed { result: None },
+            t0(),
+        )
+        .await;
     }
-    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(1)).await.is_empty());
-    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(499)).await.is_empty());
-    assert_eq!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(500)).await.len(), 1);
-    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(999)).await.is_empty());
-    assert_eq!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(1000)).await.len(), 1);
+    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(1))
+        .await
+        .is_empty());
+    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(499))
+        .await
+        .is_empty());
+    assert_eq!(
+        claim(&store, QUEUE_DEFAULT, 10, "w", ms(500)).await.len(),
+        1
+    );
+    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(999))
+        .await
+        .is_empty());
+    assert_eq!(
+        claim(&store, QUEUE_DEFAULT, 10, "w", ms(1000)).await.len(),
+        1
+    );
     // A quiet spell refills the bucket up to the burst, no further.
-    assert_eq!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(60_000)).await.len(), 2);
+    assert_eq!(
+        claim(&store, QUEUE_DEFAULT, 10, "w", ms(60_000))
+            .await
+            .len(),
+        2
+    );
     let usage = store.limit_usage(ms(60_000)).await.expect("limit_usage");
     assert_eq!(usage.len(), 1, "{usage:?}");
     assert_eq!(usage[0].throttled_until, Some(ms(60_500)));
@@ -176,7 +208,11 @@ pub async fn concurrency_released_on_every_exit<S: Store>(store: Arc<S>) {
     .await;
     assert_eq!(rescued, vec![job.id]);
     assert_eq!(running_count(&store, "two", "").await, 1);
-    assert_eq!(store.limit_reconcile().await.expect("reconcile"), 0, "no drift");
+    assert_eq!(
+        store.limit_reconcile().await.expect("reconcile"),
+        0,
+        "no drift"
+    );
 }
 
 /// A throttled or full key never blocks other keys: tenant `a`'s many higher-priority jobs
@@ -205,7 +241,11 @@ pub async fn throttled_key_never_blocks_others<S: Store>(store: Arc<S>) {
     assert_eq!(first[0].tenant.as_deref(), Some("a"));
     let second = claim(&store, QUEUE_DEFAULT, 4, "w", t0()).await;
     assert_eq!(second.len(), 1, "{second:?}");
-    assert_eq!(second[0].tenant.as_deref(), Some("b"), "a's backlog is skipped");
+    assert_eq!(
+        second[0].tenant.as_deref(),
+        Some("b"),
+        "a's backlog is skipped"
+    );
     assert!(claim(&store, QUEUE_DEFAULT, 4, "w", ms(1)).await.is_empty());
     insert(&store, vec![job("t")], ms(2)).await;
     let free = claim(&store, QUEUE_DEFAULT, 4, "w", ms(3)).await;
@@ -230,8 +270,18 @@ pub async fn args_key_concurrency<S: Store>(store: Arc<S>) {
     assert!(shops.contains(&Some(1)) && shops.contains(&Some(2)) && shops.contains(&None));
     assert_eq!(running_count(&store, "shop", "1").await, 1);
     assert!(claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await.is_empty());
-    let one = claimed.iter().find(|j| j.args["shop"] == 1).expect("shop 1");
-    finish(&store, one.id, one.fence, Outcome::Completed { result: None }, t0()).await;
+    let one = claimed
+        .iter()
+        .find(|j| j.args["shop"] == 1)
+        .expect("shop 1");
+    finish(
+        &store,
+        one.id,
+        one.fence,
+        Outcome::Completed { result: None },
+        t0(),
+    )
+    .await;
     let next = claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await;
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].args["shop"], 1);
@@ -259,7 +309,9 @@ pub async fn push_back_holds_the_key<S: Store>(store: Arc<S>) {
         .expect("push back");
     assert!(claim(&store, QUEUE_DEFAULT, 5, "w", t0()).await.is_empty());
     assert_eq!(store.limit_wake_at(QUEUE_DEFAULT), Some(at(5)));
-    assert!(claim(&store, QUEUE_DEFAULT, 5, "w", ms(4999)).await.is_empty());
+    assert!(claim(&store, QUEUE_DEFAULT, 5, "w", ms(4999))
+        .await
+        .is_empty());
     assert_eq!(claim(&store, QUEUE_DEFAULT, 5, "w", at(5)).await.len(), 1);
     let missing = store
         .limit_push_back(LimitPushBackParams {
@@ -298,29 +350,51 @@ pub async fn manage_and_validate<S: Store>(store: Arc<S>) {
     bad_queue.concurrency = Some(1);
     bad_queue.queue = Some("no spaces".into());
     expect_invalid(set_bad(bad_queue).await, "queue");
-    assert!(store.limit_list().await.expect("list").is_empty(), "nothing written");
+    assert!(
+        store.limit_list().await.expect("list").is_empty(),
+        "nothing written"
+    );
 
     let mut one = limit("one");
     one.queue = Some("mail".into());
     one.concurrency = Some(1);
     set(&store, one.clone()).await;
-    insert(&store, (0..3).map(|_| {
-        let mut job = job("send");
-        job.queue = "mail".into();
-        job
-    }).collect(), at(-1)).await;
+    insert(
+        &store,
+        (0..3)
+            .map(|_| {
+                let mut job = job("send");
+                job.queue = "mail".into();
+                job
+            })
+            .collect(),
+        at(-1),
+    )
+    .await;
     insert(&store, (0..3).map(|_| job("send")).collect(), at(-1)).await;
     assert_eq!(claim(&store, "mail", 10, "w", t0()).await.len(), 1);
-    assert_eq!(claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await.len(), 3, "other queue");
+    assert_eq!(
+        claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await.len(),
+        3,
+        "other queue"
+    );
     one.concurrency = Some(2);
     set(&store, one.clone()).await;
     let listed = store.limit_list().await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].spec, one);
-    assert_eq!(claim(&store, "mail", 10, "w", t0()).await.len(), 1, "one more slot");
+    assert_eq!(
+        claim(&store, "mail", 10, "w", t0()).await.len(),
+        1,
+        "one more slot"
+    );
     let deleted = store.limit_delete("one").await.expect("delete");
     assert_eq!(deleted.spec, one);
-    assert_eq!(claim(&store, "mail", 10, "w", t0()).await.len(), 1, "unlimited now");
+    assert_eq!(
+        claim(&store, "mail", 10, "w", t0()).await.len(),
+        1,
+        "unlimited now"
+    );
     expect_err_kind(store.limit_delete("one").await, StoreErrorKind::NotFound);
     assert!(store.limit_list().await.expect("list").is_empty());
 }

@@ -62,7 +62,12 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`](crate::Error::NotFound) if there is no such limit; `Invalid` if
     /// `retry_after` is too long to add to now; a store error.
-    pub async fn limit_push_back(&self, name: &str, key: &str, retry_after: Duration) -> Result<()> {
+    pub async fn limit_push_back(
+        &self,
+        name: &str,
+        key: &str,
+        retry_after: Duration,
+    ) -> Result<()> {
         let now = self.clock().now();
         let until = chrono::Duration::from_std(retry_after)
             .ok()

@@ -100,19 +100,19 @@ impl PgStore {
         .map_err(store_error)?;
         let mut wake = full.iter().filter_map(|(_, _, until)| *until).min();
 
-        let mut query = QueryBuilder::<Postgres>::new(
-            "SELECT id, kind, tenant, args, metadata FROM ",
-        );
+        let mut query =
+            QueryBuilder::<Postgres>::new("SELECT id, kind, tenant, args, metadata FROM ");
         query
             .push(&jobs_table)
-            .push(
-                " WHERE state IN ('available', 'retryable') AND NOT scheduled AND queue = ",
-            )
+            .push(" WHERE state IN ('available', 'retryable') AND NOT scheduled AND queue = ")
             .push_bind(&params.queue)
             .push(" AND run_at <= ")
             .push_bind(now);
         if !params.kinds.is_empty() {
-            query.push(" AND kind = ANY(").push_bind(&params.kinds).push(")");
+            query
+                .push(" AND kind = ANY(")
+                .push_bind(&params.kinds)
+                .push(")");
         }
         query
             .push(" AND NOT EXISTS (SELECT 1 FROM ")
@@ -241,7 +241,10 @@ impl PgStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(store_error)?;
-            jobs = claimed.iter().map(job_row).collect::<StoreResult<Vec<_>>>()?;
+            jobs = claimed
+                .iter()
+                .map(job_row)
+                .collect::<StoreResult<Vec<_>>>()?;
         }
         let changes = gate.changes();
         if !changes.is_empty() {
@@ -361,7 +364,10 @@ impl PgStore {
         limit_row(&row)
     }
 
-    pub(super) async fn limit_usage_impl(&self, now: DateTime<Utc>) -> StoreResult<Vec<LimitUsage>> {
+    pub(super) async fn limit_usage_impl(
+        &self,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<LimitUsage>> {
         let rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
             "SELECT name, key, running, \
                     CASE WHEN throttled_until > $1 THEN throttled_until END \
@@ -383,7 +389,10 @@ impl PgStore {
             .collect())
     }
 
-    pub(super) async fn limit_push_back_impl(&self, params: LimitPushBackParams) -> StoreResult<()> {
+    pub(super) async fn limit_push_back_impl(
+        &self,
+        params: LimitPushBackParams,
+    ) -> StoreResult<()> {
         validate_limit_name(&params.name)?;
         let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
         let spec: Option<Value> = sqlx::query_scalar(&format!(

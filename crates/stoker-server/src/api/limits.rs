@@ -41,11 +41,21 @@ fn one() -> u32 {
 pub struct LimitBody {
     /// Only jobs of this queue; every queue when absent.
     #[serde(default)]
-    #[schema(nullable = false, min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_.:-]+$"
+    )]
     pub queue: Option<String>,
     /// Only jobs of this kind; every kind when absent.
     #[serde(default)]
-    #[schema(nullable = false, min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[!-~]+$"
+    )]
     pub kind: Option<String>,
     /// How jobs split into independent limiters: `global` (one for all, the default),
     /// `tenant` (one per tenant), `args.FIELD` or `metadata.FIELD` (one per value of that

@@ -167,7 +167,9 @@ pub(crate) async fn run(command: LimitsCommand) -> Result<(), CliError> {
                 Backend::Direct(direct) => direct.client().limit_delete(&args.name).await?.into(),
                 Backend::Remote(remote) => {
                     let path = format!("v1/limits/{}", args.name);
-                    remote.call::<LimitView>(Method::DELETE, &path, None).await?
+                    remote
+                        .call::<LimitView>(Method::DELETE, &path, None)
+                        .await?
                 }
             };
             if args.target.json {

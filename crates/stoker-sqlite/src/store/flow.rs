@@ -37,10 +37,7 @@ fn key_sql(key: &LimitKey) -> Option<String> {
         LimitKey::Global => None,
         LimitKey::Tenant => Some("tenant".to_owned()),
         LimitKey::Args(p) => Some(format!("CAST(json_extract(args, {}) AS TEXT)", path(p))),
-        LimitKey::Metadata(p) => Some(format!(
-            "CAST(json_extract(metadata, {}) AS TEXT)",
-            path(p)
-        )),
+        LimitKey::Metadata(p) => Some(format!("CAST(json_extract(metadata, {}) AS TEXT)", path(p))),
     }
 }
 
@@ -210,7 +207,10 @@ impl SqliteStore {
                 &claimed_slots
                     .iter()
                     .map(|(id, slots)| {
-                        serde_json::json!([id, slots.as_ref().map(|s| serde_json::json!(s).to_string())])
+                        serde_json::json!([
+                            id,
+                            slots.as_ref().map(|s| serde_json::json!(s).to_string())
+                        ])
                     })
                     .collect::<Vec<_>>(),
             )?;
@@ -297,12 +297,14 @@ impl SqliteStore {
         .await
         .map_err(db_error)?;
         // A changed limit recomputes when its limiters are next free, and their caps.
-        sqlx::query("UPDATE stoker_limit_state SET throttled_until = NULL, cap = ?2 WHERE name = ?1")
-            .bind(&params.spec.name)
-            .bind(params.spec.concurrency.map(i64::from))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        sqlx::query(
+            "UPDATE stoker_limit_state SET throttled_until = NULL, cap = ?2 WHERE name = ?1",
+        )
+        .bind(&params.spec.name)
+        .bind(params.spec.concurrency.map(i64::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         self.inner.limits.invalidate();
         limit_row(&row)
@@ -322,12 +324,13 @@ impl SqliteStore {
         validate_limit_name(name)?;
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
-        let row = sqlx::query("DELETE FROM stoker_limits WHERE name = ?1 RETURNING spec, updated_at")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| StoreError::NotFound(format!("limit {name:?}")))?;
+        let row =
+            sqlx::query("DELETE FROM stoker_limits WHERE name = ?1 RETURNING spec, updated_at")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| StoreError::NotFound(format!("limit {name:?}")))?;
         sqlx::query("DELETE FROM stoker_limit_state WHERE name = ?1")
             .bind(name)
             .execute(&mut *tx)
@@ -338,7 +341,10 @@ impl SqliteStore {
         limit_row(&row)
     }
 
-    pub(super) async fn limit_usage_impl(&self, now: DateTime<Utc>) -> StoreResult<Vec<LimitUsage>> {
+    pub(super) async fn limit_usage_impl(
+        &self,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<LimitUsage>> {
         let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT name, key, running, \
                     CASE WHEN throttled_until > ?1 THEN throttled_until END \
@@ -361,15 +367,19 @@ impl SqliteStore {
             .collect()
     }
 
-    pub(super) async fn limit_push_back_impl(&self, params: LimitPushBackParams) -> StoreResult<()> {
+    pub(super) async fn limit_push_back_impl(
+        &self,
+        params: LimitPushBackParams,
+    ) -> StoreResult<()> {
         validate_limit_name(&params.name)?;
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
-        let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM stoker_limits WHERE name = ?1")
-            .bind(&params.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        let spec: Option<String> =
+            sqlx::query_scalar("SELECT spec FROM stoker_limits WHERE name = ?1")
+                .bind(&params.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
         let spec: LimitSpec = from_json(
             "spec",
             &spec.ok_or_else(|| StoreError::NotFound(format!("limit {:?}", params.name)))?,
