@@ -32,6 +32,8 @@ mod search;
 mod store;
 // --- stream tokens ---
 mod token;
+// --- stream flow ---
+mod flow;
 
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
@@ -78,4 +80,11 @@ pub use store::QueuePruneRule;
 pub use token::{
     validate_token_fields, validate_token_id, TokenCreateParams, TokenRow, TOKEN_ID_LEN,
     TOKEN_NAME_MAX_LEN, TOKEN_SCOPES, TOKEN_TOUCH_EVERY_SECONDS,
+};
+// --- stream flow ---
+pub use flow::{
+    gcra_next, gcra_push_back, limits_for_queue, validate_limit_name, FlowGate, LimitCache,
+    LimitKey, LimitPushBackParams, LimitRow, LimitSetParams, LimitSpec, LimitUsage, LimiterChange,
+    LimiterRef, LimiterState, Rate, LIMIT_CACHE_TTL, LIMIT_KEY_MAX_SEGMENTS, LIMIT_NAME_MAX_LEN,
+    LIMIT_PERIOD_MAX_MS,
 };

@@ -1011,6 +1011,49 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a token's last use to `now` unless it was set less than
     /// [`crate::TOKEN_TOUCH_EVERY_SECONDS`] before; returns whether it wrote.
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+
+    // --- stream flow ---
+    /// Creates or replaces a limit by name (issue 16). It applies to claims at once on this
+    /// node and within [`crate::LIMIT_CACHE_TTL`] on every other; limiters it already has
+    /// keep their token-bucket time and running count.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field ([`crate::LimitSpec::validate`]); nothing is written.
+    async fn limit_set(&self, params: crate::LimitSetParams) -> StoreResult<crate::LimitRow>;
+
+    /// Every limit, by name.
+    async fn limit_list(&self) -> StoreResult<Vec<crate::LimitRow>>;
+
+    /// Deletes a limit and its limiters; its jobs run unlimited from then on.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such limit.
+    async fn limit_delete(&self, name: &str) -> StoreResult<crate::LimitRow>;
+
+    /// Every limiter that holds a running job or is throttled at `now`, by limit and key.
+    async fn limit_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<crate::LimitUsage>>;
+
+    /// Holds a limiter back until `params.until` (a provider answered HTTP 429): its jobs are
+    /// not claimed before then.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such limit; `Invalid` naming `name`.
+    async fn limit_push_back(&self, params: crate::LimitPushBackParams) -> StoreResult<()>;
+
+    /// Recounts every limiter's running jobs from the jobs themselves, fixing any drift (which
+    /// only a bug could cause: every exit from `running` releases its slots in the same
+    /// transaction). Returns how many limiters it corrected.
+    async fn limit_reconcile(&self) -> StoreResult<u64>;
+
+    /// When a limiter that refused jobs in the last claim of `queue` on this handle admits one
+    /// again, so a worker whose claim came back short sleeps until then, not a poll interval.
+    fn limit_wake_at(&self, queue: &str) -> Option<DateTime<Utc>> {
+        let _ = queue;
+        None
+    }
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

@@ -85,6 +85,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "tokens",
         sql: include_str!("../migrations/0012_tokens.sql"),
     },
+    // --- stream flow ---
+    Migration {
+        version: 13,
+        name: "flow",
+        sql: include_str!("../migrations/0013_flow.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -83,7 +83,7 @@ impl Sql {
             format!(
                 "UPDATE {jobs} j \
                  SET state = 'running', attempt = j.attempt + 1, fence = j.fence + 1, \
-                     attempted_at = $1, worker_id = $2, lease_expires_at = $5 \
+                     attempted_at = $1, worker_id = $2, lease_expires_at = $5, flow_slots = NULL \
                  WHERE j.id = ANY(ARRAY( \
                      SELECT id FROM {jobs} \
                      WHERE state IN ('available', 'retryable') AND NOT scheduled \

@@ -39,6 +39,8 @@ mod cron;
 mod alert;
 // --- stream tokens ---
 mod token;
+// --- stream flow ---
+mod flow;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -64,6 +66,9 @@ struct Inner {
     coalescer: Arc<Coalescer>,
     /// Started by the first `subscribe`.
     listener: Mutex<Option<Listener>>,
+    // --- stream flow ---
+    /// The limits, cached for a second (issue 16).
+    limits: stoker_core::LimitCache,
 }
 
 /// The most counter deltas one fold moves: a statement of tens of milliseconds at most. At a
@@ -118,6 +123,7 @@ impl PgStore {
                 listen,
                 coalescer: Arc::new(Coalescer::new(interval)),
                 listener: Mutex::new(None),
+                limits: Default::default(),
             }),
         }
     }
@@ -655,6 +661,10 @@ impl Store for PgStore {
             .lease
             .map(|lease| lease_end(params.now, lease))
             .transpose()?;
+        // Flow control (issue 16): a queue some limit applies to takes the limited claim.
+        if let Some(limits) = self.flow_limits_for(&params.queue).await? {
+            return self.flow_claim(&params, lease_end, limits).await;
+        }
         let query = if params.kinds.is_empty() {
             sqlx::query(&self.inner.sql.job_claim)
         } else {
@@ -1312,6 +1322,38 @@ impl Store for PgStore {
 
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         self.token_touch_impl(id, now).await
+    }
+
+    // --- stream flow ---
+    async fn limit_set(
+        &self,
+        params: stoker_core::LimitSetParams,
+    ) -> StoreResult<stoker_core::LimitRow> {
+        self.limit_set_impl(params).await
+    }
+
+    async fn limit_list(&self) -> StoreResult<Vec<stoker_core::LimitRow>> {
+        self.limit_list_impl().await
+    }
+
+    async fn limit_delete(&self, name: &str) -> StoreResult<stoker_core::LimitRow> {
+        self.limit_delete_impl(name).await
+    }
+
+    async fn limit_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<stoker_core::LimitUsage>> {
+        self.limit_usage_impl(now).await
+    }
+
+    async fn limit_push_back(&self, params: stoker_core::LimitPushBackParams) -> StoreResult<()> {
+        self.limit_push_back_impl(params).await
+    }
+
+    async fn limit_reconcile(&self) -> StoreResult<u64> {
+        self.limit_reconcile_impl().await
+    }
+
+    fn limit_wake_at(&self, queue: &str) -> Option<DateTime<Utc>> {
+        self.inner.limits.wake_at(queue)
     }
 }
 

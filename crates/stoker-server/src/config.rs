@@ -121,6 +121,11 @@ pub struct Config {
     /// revocation reaches every server within this long. Defaults to
     /// [`TOKEN_CACHE_TTL_DEFAULT`]; zero reads the row on every request.
     pub token_cache_ttl: Duration,
+    // --- stream flow ---
+    /// Flow-control limits (issue 16) from the file's `[[limit]]` tables, set by name when the
+    /// server starts (a limit set through the API with another name is left alone).
+    /// Validated, with distinct names.
+    pub limits: Vec<stoker::LimitSpec>,
 }
 
 // --- stream tokens ---
@@ -151,6 +156,8 @@ impl Default for Config {
             alerts: Vec::new(),
             // --- stream tokens ---
             token_cache_ttl: TOKEN_CACHE_TTL_DEFAULT,
+            // --- stream flow ---
+            limits: Vec::new(),
         }
     }
 }
@@ -988,6 +995,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "bulk",
             // --- stream alerts ---
             "alert",
+            // --- stream flow ---
+            "limit",
         ],
     ),
     (
@@ -1092,6 +1101,19 @@ const KEYS: &[(&str, &[&str])] = &[
             "enabled",
         ],
     ),
+    // --- stream flow ---
+    (
+        "limit",
+        &[
+            "name",
+            "queue",
+            "kind",
+            "key",
+            "rate",
+            "burst",
+            "concurrency",
+        ],
+    ),
 ];
 
 fn section_label(section: &str) -> String {
@@ -1101,6 +1123,8 @@ fn section_label(section: &str) -> String {
         "cron" => "[[cron]]".to_owned(),
         // --- stream alerts ---
         "alert" => "[[alert]]".to_owned(),
+        // --- stream flow ---
+        "limit" => "[[limit]]".to_owned(),
         other => format!("[{other}]"),
     }
 }
@@ -1110,7 +1134,9 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
     for (section, _) in KEYS.iter().skip(1) {
         match table.get(*section) {
             Some(toml::Value::Table(inner)) => check_section(inner, section, origin)?,
-            Some(toml::Value::Array(items)) if matches!(*section, "tokens" | "cron" | "alert") => {
+            Some(toml::Value::Array(items))
+                if matches!(*section, "tokens" | "cron" | "alert" | "limit") =>
+            {
                 for item in items {
                     if let toml::Value::Table(inner) = item {
                         check_section(inner, section, origin)?;
@@ -1243,6 +1269,74 @@ struct FileConfig {
     // --- stream alerts ---
     #[serde(default)]
     alert: Vec<FileAlert>,
+    // --- stream flow ---
+    #[serde(default)]
+    limit: Vec<FileLimit>,
+}
+
+// --- stream flow ---
+/// A `[[limit]]` table: a flow-control limit (issue 16).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimit {
+    name: String,
+    queue: Option<String>,
+    kind: Option<String>,
+    key: Option<String>,
+    /// `COUNT/PERIOD`, e.g. `"100/60s"`.
+    rate: Option<String>,
+    burst: Option<u32>,
+    concurrency: Option<u32>,
+}
+
+impl FileLimit {
+    /// The limit, validated; errors name the table and the key.
+    fn spec(self) -> Result<stoker::LimitSpec, ConfigError> {
+        let setting = |key: &str| format!("[[limit]] {:?} {key}", self.name);
+        let key = match &self.key {
+            Some(key) => stoker::LimitKey::parse(key)
+                .map_err(|err| ConfigError::invalid(&setting("key"), err.reason))?,
+            None => stoker::LimitKey::Global,
+        };
+        let rate = match &self.rate {
+            Some(text) => {
+                let (count, period) = text.split_once('/').ok_or_else(|| {
+                    ConfigError::invalid(
+                        &setting("rate"),
+                        format!("{text:?}: expected COUNT/PERIOD, e.g. \"100/60s\""),
+                    )
+                })?;
+                let count: u32 = count.trim().parse().map_err(|_| {
+                    ConfigError::invalid(&setting("rate"), "the count must be a whole number")
+                })?;
+                let period = parse_duration(period.trim())
+                    .map_err(|err| ConfigError::invalid(&setting("rate"), err))?;
+                Some(stoker::Rate {
+                    count,
+                    period_ms: u64::try_from(period.as_millis()).unwrap_or(u64::MAX),
+                    burst: self.burst.unwrap_or(1),
+                })
+            }
+            None if self.burst.is_some() => {
+                return Err(ConfigError::invalid(
+                    &setting("burst"),
+                    "a burst needs a rate",
+                ))
+            }
+            None => None,
+        };
+        let spec = stoker::LimitSpec {
+            name: self.name.clone(),
+            queue: self.queue.clone(),
+            kind: self.kind.clone(),
+            key,
+            rate,
+            concurrency: self.concurrency,
+        };
+        spec.validate()
+            .map_err(|err| ConfigError::invalid(&setting(&err.field), err.reason))?;
+        Ok(spec)
+    }
 }
 
 // --- stream alerts ---
@@ -1791,6 +1885,22 @@ impl FileConfig {
                 rules.push(rule);
             }
             config.alerts = rules;
+        }
+        // --- stream flow ---
+        // Limits (issue 16): a file's [[limit]] tables replace any earlier ones.
+        if !self.limit.is_empty() {
+            let mut limits: Vec<stoker::LimitSpec> = Vec::new();
+            for table in self.limit {
+                let spec = table.spec()?;
+                if limits.iter().any(|l| l.name == spec.name) {
+                    return Err(ConfigError::invalid(
+                        &format!("[[limit]] {:?} name", spec.name),
+                        "two [[limit]] tables have this name; names must be distinct",
+                    ));
+                }
+                limits.push(spec);
+            }
+            config.limits = limits;
         }
         Ok(())
     }

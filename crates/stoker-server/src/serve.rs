@@ -475,6 +475,17 @@ impl Server {
                     source,
                 })?;
         }
+        // --- stream flow ---
+        // Limits from the config (issue 16), set by name before the worker claims anything.
+        for spec in &config.limits {
+            stoker::Client::new(Arc::clone(&store))
+                .limit_set(spec.clone())
+                .await
+                .map_err(|source| ServeError::Store {
+                    url: stoker::redact_url(&config.database_url),
+                    source,
+                })?;
+        }
         let worker = builder.build().map_err(ServeError::Worker)?;
         let worker = worker.start().await.map_err(ServeError::Worker)?;
 

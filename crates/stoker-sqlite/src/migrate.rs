@@ -97,6 +97,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "tokens",
         sql: include_str!("../migrations/0014_tokens.sql"),
     },
+    // --- stream flow ---
+    Migration {
+        version: 15,
+        name: "flow",
+        sql: include_str!("../migrations/0015_flow.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

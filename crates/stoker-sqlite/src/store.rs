@@ -38,6 +38,8 @@ mod cron;
 mod alert;
 // --- stream tokens ---
 mod token;
+// --- stream flow ---
+mod flow;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -58,7 +60,7 @@ const LEADER_NAME: &str = "stoker";
 pub(crate) const CLAIM_SQL: &str = concat!(
     "UPDATE stoker_jobs
 SET state = 'running', attempt = attempt + 1, fence = fence + 1, attempted_at = ?1,
-    worker_id = ?2, lease_expires_at = ?5
+    worker_id = ?2, lease_expires_at = ?5, flow_slots = NULL
 WHERE id IN (
     SELECT id FROM stoker_jobs
     WHERE state IN ('available', 'retryable') AND scheduled = 0
@@ -74,7 +76,7 @@ RETURNING ",
 pub(crate) const CLAIM_KINDS_SQL: &str = concat!(
     "UPDATE stoker_jobs
 SET state = 'running', attempt = attempt + 1, fence = fence + 1, attempted_at = ?1,
-    worker_id = ?2, lease_expires_at = ?5
+    worker_id = ?2, lease_expires_at = ?5, flow_slots = NULL
 WHERE id IN (
     SELECT id FROM stoker_jobs
     WHERE state IN ('available', 'retryable') AND scheduled = 0
@@ -287,6 +289,9 @@ struct Inner {
     checkpointer: Option<SqlitePool>,
     /// Stops the checkpoint task when the last clone of the store is dropped.
     _stop_checkpoints: watch::Sender<()>,
+    // --- stream flow ---
+    /// The limits, cached for a second (issue 16).
+    limits: stoker_core::LimitCache,
 }
 
 impl SqliteStore {
@@ -338,6 +343,7 @@ impl SqliteStore {
                 events,
                 checkpointer,
                 _stop_checkpoints: stop_checkpoints,
+                limits: Default::default(),
             }),
         }
     }
@@ -484,15 +490,19 @@ impl Store for SqliteStore {
         if params.limit == 0 {
             return Ok(Vec::new());
         }
+        let lease_end = params
+            .lease
+            .map(|lease| lease_end(params.now, lease))
+            .transpose()?;
+        // Flow control (issue 16): a queue some limit applies to takes the limited claim.
+        if let Some(limits) = self.flow_limits_for(&params.queue).await? {
+            return self.flow_claim(&params, lease_end, limits).await;
+        }
         let query = if params.kinds.is_empty() {
             sqlx::query(CLAIM_SQL)
         } else {
             sqlx::query(CLAIM_KINDS_SQL)
         };
-        let lease_end = params
-            .lease
-            .map(|lease| lease_end(params.now, lease))
-            .transpose()?;
         let query = query
             .bind(micros(params.now))
             .bind(&params.worker_id)
@@ -1140,11 +1150,45 @@ impl Store for SqliteStore {
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         self.token_touch_impl(id, now).await
     }
+
+    // --- stream flow ---
+    async fn limit_set(
+        &self,
+        params: stoker_core::LimitSetParams,
+    ) -> StoreResult<stoker_core::LimitRow> {
+        self.limit_set_impl(params).await
+    }
+
+    async fn limit_list(&self) -> StoreResult<Vec<stoker_core::LimitRow>> {
+        self.limit_list_impl().await
+    }
+
+    async fn limit_delete(&self, name: &str) -> StoreResult<stoker_core::LimitRow> {
+        self.limit_delete_impl(name).await
+    }
+
+    async fn limit_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<stoker_core::LimitUsage>> {
+        self.limit_usage_impl(now).await
+    }
+
+    async fn limit_push_back(&self, params: stoker_core::LimitPushBackParams) -> StoreResult<()> {
+        self.limit_push_back_impl(params).await
+    }
+
+    async fn limit_reconcile(&self) -> StoreResult<u64> {
+        self.limit_reconcile_impl().await
+    }
+
+    fn limit_wake_at(&self, queue: &str) -> Option<DateTime<Utc>> {
+        self.inner.limits.wake_at(queue)
+    }
 }
 
 /// A write transaction on `conn`, the writer. `BEGIN IMMEDIATE` takes SQLite's write lock at
 /// once, so a transaction that reads before it writes cannot fail to upgrade.
-async fn begin_write(conn: &mut SqliteConnection) -> StoreResult<sqlx::Transaction<'_, Sqlite>> {
+pub(crate) async fn begin_write(
+    conn: &mut SqliteConnection,
+) -> StoreResult<sqlx::Transaction<'_, Sqlite>> {
     conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
 }
 

@@ -100,6 +100,8 @@ pub mod stats;
 pub mod alerts;
 // --- stream tokens ---
 pub mod token;
+// --- stream flow ---
+pub mod flow;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -277,6 +279,15 @@ macro_rules! conformance_tests {
             token_create_get_list => token::create_get_list,
             token_revoke_and_expire => token::revoke_and_expire,
             token_touch_once_a_minute => token::touch_once_a_minute,
+            // --- stream flow ---
+            flow_rate_limit_gcra => flow::rate_limit_gcra,
+            flow_rate_limit_window_bound => flow::rate_limit_window_bound,
+            flow_concurrency_released_on_every_exit => flow::concurrency_released_on_every_exit,
+            flow_throttled_key_never_blocks_others => flow::throttled_key_never_blocks_others,
+            flow_args_key_concurrency => flow::args_key_concurrency,
+            flow_push_back_holds_the_key => flow::push_back_holds_the_key,
+            flow_manage_and_validate => flow::manage_and_validate,
+            flow_concurrent_claimers_respect_the_limit => flow::concurrent_claimers_respect_the_limit,
         }
     };
 }
@@ -313,7 +324,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 22] = [
+    const MODULES: [(&str, &str); 23] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -339,6 +350,8 @@ mod tests {
         ("search", include_str!("search.rs")),
         // --- stream tokens ---
         ("token", include_str!("token.rs")),
+        // --- stream flow ---
+        ("flow", include_str!("flow.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -81,6 +81,8 @@ mod events;
 pub mod alerts;
 // --- stream tokens ---
 mod token;
+// --- stream flow ---
+mod flow;
 
 use std::sync::Arc;
 
@@ -150,6 +152,9 @@ pub use stoker_core::{
     JobCount, JobCriteria, JobSearchPage, JobSearchParams, SearchDirection, StateView,
     JOB_COUNT_CAP, JOB_COUNT_SCAN_MAX, JOB_SEARCH_MAX_LIMIT, JOB_SEARCH_SCAN_MAX,
 };
+
+// --- stream flow ---
+pub use stoker_core::{LimitKey, LimitRow, LimitSpec, LimitUsage, Rate};
 
 /// The store crate's types, for code that works at the store level.
 pub use stoker_core as core;

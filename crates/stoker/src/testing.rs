@@ -204,6 +204,16 @@ macro_rules! counting_store {
                 self.inner.alert_events(name, limit).await
             }
 
+            // --- stream flow ---
+            async fn limit_delete(&self, name: &str) -> StoreResult<stoker_core::LimitRow> {
+                self.count("limit_delete");
+                self.inner.limit_delete(name).await
+            }
+
+            fn limit_wake_at(&self, queue: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+                self.inner.limit_wake_at(queue)
+            }
+
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     self.count(stringify!($name));
@@ -267,4 +277,10 @@ counting_store! {
         async fn token_list(&self) -> StoreResult<Vec<stoker_core::TokenRow>>;
         async fn token_revoke(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::TokenRow>;
         async fn token_touch(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<bool>;
+        // --- stream flow ---
+        async fn limit_set(&self, params: stoker_core::LimitSetParams) -> StoreResult<stoker_core::LimitRow>;
+        async fn limit_list(&self) -> StoreResult<Vec<stoker_core::LimitRow>>;
+        async fn limit_usage(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<Vec<stoker_core::LimitUsage>>;
+        async fn limit_push_back(&self, params: stoker_core::LimitPushBackParams) -> StoreResult<()>;
+        async fn limit_reconcile(&self) -> StoreResult<u64>;
 }

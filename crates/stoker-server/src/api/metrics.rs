@@ -13,6 +13,8 @@
 //! | `stoker_queue_scheduled_jobs` | queue | jobs waiting for a future `run_at`, read at scrape |
 //! | `stoker_queue_oldest_due_age_seconds` | queue | how long the oldest due job has waited, read at scrape |
 //! | `stoker_workers_alive` | | worker rows (processes and pull workers) with a recent heartbeat, read at scrape |
+//! | `stoker_limit_running` | limit, key | jobs running under a concurrency limiter, read at scrape (issue 16) |
+//! | `stoker_limit_throttled` | limit, key | 1 while a rate limiter holds its jobs back, read at scrape (issue 16) |
 //!
 //! Counters are per server: sum them across a cluster. The gauges read at scrape describe the
 //! whole cluster, so every server reports the same values.
@@ -123,6 +125,8 @@ pub struct Metrics {
     /// Per-queue depth gauges (issue 13).
     depth: DepthGauges,
     scrape: tokio::sync::Mutex<()>,
+    // --- stream flow ---
+    limits: LimitGauges,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -151,6 +155,9 @@ impl Metrics {
         let workers_alive = Gauge::default();
         let depth = DepthGauges::default();
         depth.register(&mut registry);
+        // --- stream flow ---
+        let limits = LimitGauges::default();
+        limits.register(&mut registry);
         registry.register(
             "jobs_enqueued",
             "New jobs enqueued through this server's API",
@@ -205,6 +212,8 @@ impl Metrics {
             workers_alive,
             depth,
             scrape: tokio::sync::Mutex::new(()),
+            // --- stream flow ---
+            limits,
         }
     }
 
@@ -283,6 +292,8 @@ impl Metrics {
         self.workers_alive
             .set(i64::try_from(alive).unwrap_or(i64::MAX));
         self.depth.read(state).await?;
+        // --- stream flow ---
+        self.limits.read(state).await?;
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .map_err(ApiError::internal)?;
@@ -349,4 +360,50 @@ pub(crate) async fn scrape(
         text,
     )
         .into_response())
+}
+
+// --- stream flow ---
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimiterLabels {
+    limit: String,
+    key: String,
+}
+
+/// The limiters in use (issue 16), read at scrape: running jobs and throttling.
+#[derive(Default)]
+struct LimitGauges {
+    running: Family<LimiterLabels, Gauge>,
+    throttled: Family<LimiterLabels, Gauge>,
+}
+
+impl LimitGauges {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "limit_running",
+            "Jobs running under a concurrency limiter",
+            self.running.clone(),
+        );
+        registry.register(
+            "limit_throttled",
+            "1 while a rate limiter holds its jobs back",
+            self.throttled.clone(),
+        );
+    }
+
+    async fn read(&self, state: &AppState) -> Result<(), ApiError> {
+        let usage = state.client().limit_usage().await?;
+        self.running.clear();
+        self.throttled.clear();
+        for limiter in usage {
+            let labels = LimiterLabels {
+                limit: limiter.name,
+                key: limiter.key,
+            };
+            self.running.get_or_create(&labels).set(limiter.running);
+            if limiter.throttled_until.is_some() {
+                self.throttled.get_or_create(&labels).set(1);
+            }
+        }
+        Ok(())
+    }
 }

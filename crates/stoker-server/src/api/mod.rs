@@ -68,6 +68,8 @@ pub mod alerts;
 pub(crate) mod search;
 // --- stream tokens ---
 pub mod tokens;
+// --- stream flow ---
+pub mod limits;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -150,6 +152,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/tokens/{id}/revoke", post(tokens::revoke))
         .route("/v1/tokens/{id}/rotate", post(tokens::rotate))
+        // --- stream flow ---
+        .route("/v1/limits", get(limits::list))
+        .route(
+            "/v1/limits/{name}",
+            axum::routing::put(limits::set).delete(limits::delete),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

@@ -16,6 +16,8 @@ use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues
 use super::search;
 // --- stream tokens ---
 use super::tokens;
+// --- stream flow ---
+use super::limits;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -102,6 +104,10 @@ use super::tokens;
         tokens::list,
         tokens::revoke,
         tokens::rotate,
+        // --- stream flow ---
+        limits::list,
+        limits::set,
+        limits::delete,
     ),
     components(schemas(
         model::ErrorBody,
@@ -132,6 +138,8 @@ use super::tokens;
         (name = "alerts", description = "Alert rules delivered as webhook jobs"),
         // --- stream tokens ---
         (name = "tokens", description = "Stored API tokens: create, list, rotate, revoke"),
+        // --- stream flow ---
+        (name = "limits", description = "Flow control: rate and concurrency limits enforced in the claim"),
     )
 )]
 pub struct ApiDoc;
@@ -313,6 +321,14 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
                 one_of["description"] = description;
             }
             *create = one_of;
+        }
+        // --- stream flow ---
+        // A limit needs a rate, a concurrency, or both.
+        if let Some(limit) = doc.pointer_mut("/components/schemas/LimitBody") {
+            limit["anyOf"] = serde_json::json!([
+                {"required": ["rate"]},
+                {"required": ["concurrency"]},
+            ]);
         }
         doc
     })

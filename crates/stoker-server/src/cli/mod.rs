@@ -34,6 +34,8 @@ mod alerts;
 pub use alerts::AlertsCommand;
 // --- stream tokens ---
 mod tokens;
+// --- stream flow ---
+mod limits;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ pub use error::CliError;
 pub use failures::{FailuresCommand, LogsArgs, OpsCommand};
 // --- stream tokens ---
 pub use tokens::TokensCommand;
+// --- stream flow ---
+pub use limits::LimitsCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -138,6 +142,10 @@ pub enum Command {
     /// Stored API tokens: create (the secret is shown once), list, revoke, rotate.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    // --- stream flow ---
+    /// Flow-control limits: list (with usage), set (a rate, a concurrency, or both), delete.
+    #[command(subcommand)]
+    Limits(LimitsCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -443,6 +451,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Alerts(command) => alerts::run(command).await,
         // --- stream tokens ---
         Command::Tokens(command) => tokens::run(command).await,
+        // --- stream flow ---
+        Command::Limits(command) => limits::run(command).await,
     }
 }
 

@@ -77,6 +77,13 @@ const NAV: &[NavItem] = &[
         href: "/cron",
         cluster: true,
     },
+    // --- stream flow ---
+    NavItem {
+        key: "limits",
+        label: "Limits",
+        href: "/limits",
+        cluster: true,
+    },
 ];
 
 /// What every page's frame shows: navigation, the viewer, the form token, a notice.
@@ -2008,4 +2015,91 @@ mod tests {
         );
         assert_eq!(query_with_states(&criteria, &[]), "queue:mail");
     }
+}
+
+// --- stream flow ---
+/// One limit on the Limits page, with its limiters in use.
+pub(crate) struct LimitPageView {
+    pub(crate) name: String,
+    pub(crate) scope: String,
+    pub(crate) key: String,
+    pub(crate) rate: String,
+    pub(crate) concurrency: String,
+    pub(crate) limiters: Vec<LimiterPageView>,
+}
+
+/// One limiter in use: its key, running jobs, and until when it is throttled.
+pub(crate) struct LimiterPageView {
+    pub(crate) key: String,
+    pub(crate) running: String,
+    pub(crate) throttled: Option<When>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard/limits.html")]
+struct LimitsPage {
+    c: Chrome,
+    limits: Vec<LimitPageView>,
+}
+
+/// `GET /limits`: the flow-control limits (issue 16) and the limiters in use now: running
+/// jobs against each concurrency limit, and the rate limiters holding jobs back.
+pub(crate) async fn limits(
+    State(dash): State<Dash>,
+    viewer: Viewer,
+    Query(params): Params,
+) -> Result<Response, DashError> {
+    require_cluster(&viewer, "limits")?;
+    let client = dash.app.client_for(&viewer.principal);
+    let now = client.clock().now();
+    let rows = client.limits().await?;
+    let usage = client.limit_usage().await?;
+    let c = Chrome::new(&viewer, "limits", "Limits", &params).back("/limits");
+    let limits = rows
+        .into_iter()
+        .map(|row| {
+            let spec = row.spec;
+            let scope = match (&spec.queue, &spec.kind) {
+                (None, None) => "every job".to_owned(),
+                (Some(queue), None) => format!("queue {queue}"),
+                (None, Some(kind)) => format!("kind {kind}"),
+                (Some(queue), Some(kind)) => format!("kind {kind} in queue {queue}"),
+            };
+            let limiters = usage
+                .iter()
+                .filter(|limiter| limiter.name == spec.name)
+                .map(|limiter| LimiterPageView {
+                    key: if limiter.key.is_empty() {
+                        "(all)".to_owned()
+                    } else {
+                        limiter.key.clone()
+                    },
+                    running: match spec.concurrency {
+                        Some(max) => format!("{} of {max}", limiter.running),
+                        None => "—".to_owned(),
+                    },
+                    throttled: limiter.throttled_until.map(|at| When::new(at, now)),
+                })
+                .collect();
+            LimitPageView {
+                scope,
+                key: spec.key.to_string(),
+                rate: spec.rate.map_or_else(
+                    || "—".to_owned(),
+                    |rate| {
+                        format!(
+                            "{} per {} ms, burst {}",
+                            rate.count, rate.period_ms, rate.burst
+                        )
+                    },
+                ),
+                concurrency: spec
+                    .concurrency
+                    .map_or_else(|| "—".to_owned(), |max| max.to_string()),
+                name: spec.name,
+                limiters,
+            }
+        })
+        .collect();
+    Ok(render(&LimitsPage { c, limits }))
 }

@@ -22,12 +22,23 @@ pub(crate) async fn run(runtime: Arc<Runtime>, queue: String, concurrency: usize
     let mut fetch_now = true;
     let mut retry_delay = CLAIM_RETRY_MIN;
     let mut last_claim = tokio::time::Instant::now();
+    // Flow control (issue 16): when a rate limit held jobs back, the instant its next token
+    // is due; the producer claims again then rather than waiting for a poll.
+    let mut limited_until: Option<tokio::time::Instant> = None;
     loop {
         if !fetch_now {
+            let limited = async {
+                match limited_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = waker.notified() => {}
+                () = limited => {}
                 () = stop.cancelled() => return,
             }
+            limited_until = None;
         }
         // Wait for one free slot, then take every other free one: one claim fills them all.
         let first = tokio::select! {
@@ -87,6 +98,14 @@ pub(crate) async fn run(runtime: Arc<Runtime>, queue: String, concurrency: usize
             Ok(jobs) => {
                 retry_delay = CLAIM_RETRY_MIN;
                 fetch_now = jobs.len() == limit;
+                if !fetch_now {
+                    limited_until = runtime
+                        .config
+                        .store
+                        .limit_wake_at(&queue)
+                        .and_then(|at| (at - runtime.config.clock.now()).to_std().ok())
+                        .map(|wait| tokio::time::Instant::now() + wait);
+                }
                 if let Some((history, _)) = &runtime.config.history {
                     history.record_started(&jobs);
                 }

@@ -1,0 +1,474 @@
+//! Flow control (issue 16) on PostgreSQL: limits, and the claim that enforces them.
+//!
+//! A claim in a queue with limits is one transaction: read the limiters that are full now
+//! (throttled or at their concurrency cap), select candidates `FOR UPDATE SKIP LOCKED` in
+//! fetch order leaving out the full limiters' jobs (so a throttled key never blocks the
+//! others), create and lock the candidates' limiter rows in (name, key) order, admit
+//! candidates with [`FlowGate`], mark the admitted ones running with the slots they hold, and
+//! write the limiters back. Candidates not admitted are left as they were. The row locks make
+//! admission serial per limiter across every process, so N processes never exceed a limit; the
+//! lock order rules out deadlocks between claims (and with the release trigger, which locks in
+//! the same order).
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder, Row};
+use stoker_core::{
+    gcra_push_back, limits_for_queue, validate_limit_name, FlowGate, JobClaimParams, JobRow,
+    LimitKey, LimitPushBackParams, LimitRow, LimitSetParams, LimitSpec, LimitUsage, LimiterState,
+    Metadata, StoreError, StoreResult,
+};
+
+use super::PgStore;
+use crate::error::store_error;
+use crate::row::{job_columns, job_row};
+
+/// How many candidates a limited claim locks for a batch of `limit`: some will be refused.
+fn candidates(limit: u32) -> i64 {
+    i64::from(limit).saturating_mul(2) + 8
+}
+
+/// The SQL value of a limit's key for a job row, or `None` for a global limit.
+fn key_sql(key: &LimitKey) -> Option<String> {
+    // Path segments are validated ASCII names, so quoting them is safe.
+    let path = |path: &[String]| format!("'{{{}}}'", path.join(","));
+    match key {
+        LimitKey::Global => None,
+        LimitKey::Tenant => Some("tenant".to_owned()),
+        LimitKey::Args(p) => Some(format!("(args #>> {})", path(p))),
+        LimitKey::Metadata(p) => Some(format!("(metadata #>> {})", path(p))),
+    }
+}
+
+fn limit_row(row: &PgRow) -> StoreResult<LimitRow> {
+    let spec: Value = row.try_get("spec").map_err(store_error)?;
+    Ok(LimitRow {
+        spec: serde_json::from_value(spec)
+            .map_err(|err| StoreError::Corrupt(format!("limit spec: {err}")))?,
+        updated_at: row.try_get("updated_at").map_err(store_error)?,
+    })
+}
+
+impl PgStore {
+    fn flow_table(&self, table: &str) -> String {
+        format!("\"{}\".{table}", self.inner.schema)
+    }
+
+    /// The limits that apply to `queue`, or `None` (the usual claim), from the cache.
+    pub(super) async fn flow_limits_for(&self, queue: &str) -> StoreResult<Option<Vec<LimitSpec>>> {
+        let limits = match self.inner.limits.fresh() {
+            Some(limits) => limits,
+            None => {
+                let rows = self.limit_list_impl().await?;
+                self.inner
+                    .limits
+                    .put(rows.into_iter().map(|row| row.spec).collect())
+            }
+        };
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        Ok(limits_for_queue(&limits, queue))
+    }
+
+    /// A claim in a queue with limits; see the module docs.
+    pub(super) async fn flow_claim(
+        &self,
+        params: &JobClaimParams,
+        lease_end: Option<DateTime<Utc>>,
+        limits: Vec<LimitSpec>,
+    ) -> StoreResult<Vec<JobRow>> {
+        let jobs_table = self.flow_table("stoker_jobs");
+        let state_table = self.flow_table("stoker_limit_state");
+        let queues_table = self.flow_table("stoker_queues");
+        let now = params.now;
+        let names: Vec<String> = limits.iter().map(|limit| limit.name.clone()).collect();
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
+
+        // The limiters full now: their jobs are not candidates.
+        let full: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
+            "SELECT name, key, throttled_until FROM {state_table} \
+             WHERE name = ANY($1) AND (throttled_until > $2 OR running >= cap)"
+        ))
+        .bind(&names)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let mut wake = full.iter().filter_map(|(_, _, until)| *until).min();
+
+        let mut query =
+            QueryBuilder::<Postgres>::new("SELECT id, kind, tenant, args, metadata FROM ");
+        query
+            .push(&jobs_table)
+            .push(" WHERE state IN ('available', 'retryable') AND NOT scheduled AND queue = ")
+            .push_bind(&params.queue)
+            .push(" AND run_at <= ")
+            .push_bind(now);
+        if !params.kinds.is_empty() {
+            query
+                .push(" AND kind = ANY(")
+                .push_bind(&params.kinds)
+                .push(")");
+        }
+        query
+            .push(" AND NOT EXISTS (SELECT 1 FROM ")
+            .push(&queues_table)
+            .push(" WHERE name = ")
+            .push_bind(&params.queue)
+            .push(" AND paused)");
+        for limit in &limits {
+            let keys: Vec<&str> = full
+                .iter()
+                .filter(|(name, _, _)| *name == limit.name)
+                .map(|(_, key, _)| key.as_str())
+                .collect();
+            if keys.is_empty() {
+                continue;
+            }
+            match (key_sql(&limit.key), &limit.kind) {
+                // The whole queue is held back.
+                (None, None) => {
+                    tx.rollback().await.map_err(store_error)?;
+                    self.inner.limits.set_wake(&params.queue, wake);
+                    return Ok(Vec::new());
+                }
+                (None, Some(kind)) => {
+                    query.push(" AND kind <> ").push_bind(kind.clone());
+                }
+                (Some(expr), kind) => {
+                    query.push(" AND NOT COALESCE(");
+                    if let Some(kind) = kind {
+                        query.push("kind = ").push_bind(kind.clone()).push(" AND ");
+                    }
+                    query
+                        .push(expr)
+                        .push(" = ANY(")
+                        .push_bind(keys.iter().map(|k| k.to_string()).collect::<Vec<_>>())
+                        .push("), false)");
+                }
+            }
+        }
+        query
+            .push(" ORDER BY priority DESC, run_at, id LIMIT ")
+            .push_bind(candidates(params.limit))
+            .push(" FOR UPDATE SKIP LOCKED");
+        let rows = query
+            .build()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?;
+
+        let mut gate = FlowGate::new(limits, now);
+        let mut wanted = Vec::with_capacity(rows.len());
+        let mut limiters = BTreeSet::new();
+        for row in &rows {
+            let id: i64 = row.try_get("id").map_err(store_error)?;
+            let kind: String = row.try_get("kind").map_err(store_error)?;
+            let tenant: Option<String> = row.try_get("tenant").map_err(store_error)?;
+            let args: Value = row.try_get("args").map_err(store_error)?;
+            let metadata: Value = row.try_get("metadata").map_err(store_error)?;
+            let metadata: Metadata = serde_json::from_value(metadata).unwrap_or_default();
+            let needs = gate.limiters_of(&kind, tenant.as_deref(), &args, &metadata);
+            for (index, key) in &needs {
+                limiters.insert((gate.limits()[*index].name.clone(), key.clone()));
+            }
+            wanted.push((id, needs));
+        }
+        if !limiters.is_empty() {
+            let (names, keys): (Vec<String>, Vec<String>) = limiters.into_iter().unzip();
+            // Sorted input, so concurrent claims create shared rows in the same order.
+            sqlx::query(&format!(
+                "INSERT INTO {state_table} (name, key) \
+                 SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2 \
+                 ON CONFLICT DO NOTHING"
+            ))
+            .bind(&names)
+            .bind(&keys)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+            let states: Vec<(String, String, Option<DateTime<Utc>>, i64)> =
+                sqlx::query_as(&format!(
+                    "SELECT name, key, tat, running FROM {state_table} \
+                     WHERE (name, key) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+                     ORDER BY name, key FOR UPDATE"
+                ))
+                .bind(&names)
+                .bind(&keys)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            for (name, key, tat, running) in states {
+                gate.load(&name, &key, LimiterState { tat, running });
+            }
+        }
+
+        let mut ids = Vec::new();
+        let mut slots = Vec::new();
+        for (id, needs) in &wanted {
+            if ids.len() >= params.limit as usize {
+                break;
+            }
+            if let Some(held) = gate.admit(needs) {
+                ids.push(*id);
+                slots.push(if held.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::json!(held))
+                });
+            }
+        }
+        let mut jobs = Vec::new();
+        if !ids.is_empty() {
+            let claimed = sqlx::query(&format!(
+                "UPDATE {jobs_table} j \
+                 SET state = 'running', attempt = j.attempt + 1, fence = j.fence + 1, \
+                     attempted_at = $1, worker_id = $2, lease_expires_at = $3, \
+                     flow_slots = ($5::jsonb[])[array_position($4::int8[], j.id)] \
+                 WHERE j.id = ANY($4) \
+                 RETURNING {}",
+                job_columns(Some("j"))
+            ))
+            .bind(now)
+            .bind(&params.worker_id)
+            .bind(lease_end)
+            .bind(&ids)
+            .bind(&slots)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?;
+            jobs = claimed
+                .iter()
+                .map(job_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+        }
+        let changes = gate.changes();
+        if !changes.is_empty() {
+            let mut names = Vec::new();
+            let mut keys = Vec::new();
+            let mut tats = Vec::new();
+            let mut running = Vec::new();
+            let mut throttled = Vec::new();
+            let mut caps = Vec::new();
+            for change in changes {
+                names.push(change.name);
+                keys.push(change.key);
+                tats.push(change.state.tat);
+                running.push(change.state.running);
+                throttled.push(change.throttled_until);
+                caps.push(change.cap);
+            }
+            sqlx::query(&format!(
+                "UPDATE {state_table} s \
+                 SET tat = u.tat, running = u.running, throttled_until = u.throttled, cap = u.cap \
+                 FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::int8[], \
+                             $5::timestamptz[], $6::int8[]) \
+                      AS u(name, key, tat, running, throttled, cap) \
+                 WHERE s.name = u.name AND s.key = u.key"
+            ))
+            .bind(&names)
+            .bind(&keys)
+            .bind(&tats)
+            .bind(&running)
+            .bind(&throttled)
+            .bind(&caps)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        if let Some(at) = gate.wake_at() {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
+        self.inner.limits.set_wake(&params.queue, wake);
+        jobs.sort_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then(a.run_at.cmp(&b.run_at))
+                .then(a.id.cmp(&b.id))
+        });
+        Ok(jobs)
+    }
+
+    pub(super) async fn limit_set_impl(&self, params: LimitSetParams) -> StoreResult<LimitRow> {
+        params.spec.validate()?;
+        let spec = serde_json::to_value(&params.spec)
+            .map_err(|err| StoreError::Corrupt(format!("limit spec: {err}")))?;
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO {} (name, spec, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at \
+             RETURNING spec, updated_at",
+            self.flow_table("stoker_limits")
+        ))
+        .bind(&params.spec.name)
+        .bind(&spec)
+        .bind(params.now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        // A changed limit recomputes when its limiters are next free, and their caps.
+        sqlx::query(&format!(
+            "UPDATE {} SET throttled_until = NULL, cap = $2 WHERE name = $1",
+            self.flow_table("stoker_limit_state")
+        ))
+        .bind(&params.spec.name)
+        .bind(params.spec.concurrency.map(i64::from))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        self.inner.limits.invalidate();
+        limit_row(&row)
+    }
+
+    pub(super) async fn limit_list_impl(&self) -> StoreResult<Vec<LimitRow>> {
+        sqlx::query(&format!(
+            "SELECT spec, updated_at FROM {} ORDER BY name",
+            self.flow_table("stoker_limits")
+        ))
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(limit_row)
+        .collect()
+    }
+
+    pub(super) async fn limit_delete_impl(&self, name: &str) -> StoreResult<LimitRow> {
+        validate_limit_name(name)?;
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
+        let row = sqlx::query(&format!(
+            "DELETE FROM {} WHERE name = $1 RETURNING spec, updated_at",
+            self.flow_table("stoker_limits")
+        ))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| StoreError::NotFound(format!("limit {name:?}")))?;
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE name = $1",
+            self.flow_table("stoker_limit_state")
+        ))
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        self.inner.limits.invalidate();
+        limit_row(&row)
+    }
+
+    pub(super) async fn limit_usage_impl(
+        &self,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<LimitUsage>> {
+        let rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
+            "SELECT name, key, running, \
+                    CASE WHEN throttled_until > $1 THEN throttled_until END \
+             FROM {} WHERE running > 0 OR throttled_until > $1 ORDER BY name, key",
+            self.flow_table("stoker_limit_state")
+        ))
+        .bind(now)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, key, running, throttled_until)| LimitUsage {
+                name,
+                key,
+                running,
+                throttled_until,
+            })
+            .collect())
+    }
+
+    pub(super) async fn limit_push_back_impl(
+        &self,
+        params: LimitPushBackParams,
+    ) -> StoreResult<()> {
+        validate_limit_name(&params.name)?;
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
+        let spec: Option<Value> = sqlx::query_scalar(&format!(
+            "SELECT spec FROM {} WHERE name = $1",
+            self.flow_table("stoker_limits")
+        ))
+        .bind(&params.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let spec: LimitSpec = serde_json::from_value(
+            spec.ok_or_else(|| StoreError::NotFound(format!("limit {:?}", params.name)))?,
+        )
+        .map_err(|err| StoreError::Corrupt(format!("limit spec: {err}")))?;
+        let state_table = self.flow_table("stoker_limit_state");
+        sqlx::query(&format!(
+            "INSERT INTO {state_table} (name, key) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+        ))
+        .bind(&params.name)
+        .bind(&params.key)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let tat: Option<DateTime<Utc>> = sqlx::query_scalar(&format!(
+            "SELECT tat FROM {state_table} WHERE name = $1 AND key = $2 FOR UPDATE"
+        ))
+        .bind(&params.name)
+        .bind(&params.key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let tat = gcra_push_back(spec.rate.as_ref(), tat, params.until);
+        sqlx::query(&format!(
+            "UPDATE {state_table} SET tat = $3, \
+                 throttled_until = GREATEST(COALESCE(throttled_until, $4), $4) \
+             WHERE name = $1 AND key = $2"
+        ))
+        .bind(&params.name)
+        .bind(&params.key)
+        .bind(tat)
+        .bind(params.until)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn limit_reconcile_impl(&self) -> StoreResult<u64> {
+        let state_table = self.flow_table("stoker_limit_state");
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
+        // Every limiter locked first (in the claims' order): no claim or release commits
+        // between the count and the write, so the count is exact.
+        sqlx::query(&format!(
+            "SELECT 1 FROM {state_table} ORDER BY name, key FOR UPDATE"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let fixed = sqlx::query(&format!(
+            "UPDATE {state_table} s SET running = COALESCE(a.n, 0) \
+             FROM {state_table} s2 LEFT JOIN ( \
+                 SELECT slot ->> 0 AS name, slot ->> 1 AS key, count(*) AS n \
+                 FROM {} j CROSS JOIN LATERAL jsonb_array_elements(j.flow_slots) AS slot \
+                 WHERE j.state = 'running' AND j.flow_slots IS NOT NULL \
+                 GROUP BY 1, 2 \
+             ) a ON a.name = s2.name AND a.key = s2.key \
+             WHERE s.name = s2.name AND s.key = s2.key \
+               AND s.running IS DISTINCT FROM COALESCE(a.n, 0)",
+            self.flow_table("stoker_jobs")
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .rows_affected();
+        tx.commit().await.map_err(store_error)?;
+        Ok(fixed)
+    }
+}

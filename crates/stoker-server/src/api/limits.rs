@@ -1,0 +1,240 @@
+//! Flow control (issue 16): the limits the claim enforces, set, listed and deleted by name,
+//! with their usage. Changing a limit takes admin and applies at once on this server and
+//! within a second on every node.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::extract::{ApiJson, ApiPath};
+use super::model::ErrorBody;
+use super::{ApiError, AppState, Principal};
+use crate::config::Scope;
+
+/// A rate: `count` starts per `period_ms`, with up to `burst` at once.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateBody {
+    /// How many per period.
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
+    pub count: u32,
+    /// The period in milliseconds, up to one day.
+    #[schema(minimum = 1, maximum = 86_400_000)]
+    pub period_ms: u64,
+    /// How many may start at once after a quiet spell. Defaults to 1: one every
+    /// `period_ms / count`.
+    #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64, default = 1)]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A limit's settings: which jobs it governs, how it splits them, and its rate and/or
+/// concurrency (at least one).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitBody {
+    /// Only jobs of this queue; every queue when absent.
+    #[serde(default)]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[A-Za-z0-9_.:-]+$"
+    )]
+    pub queue: Option<String>,
+    /// Only jobs of this kind; every kind when absent.
+    #[serde(default)]
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[!-~]+$"
+    )]
+    pub kind: Option<String>,
+    /// How jobs split into independent limiters: `global` (one for all, the default),
+    /// `tenant` (one per tenant), `args.FIELD` or `metadata.FIELD` (one per value of that
+    /// field, e.g. `args.shop_id`). Jobs without a value for the key are not limited.
+    #[serde(default)]
+    #[schema(
+        nullable = false,
+        max_length = 600,
+        pattern = r"^(global|tenant|(args|metadata)(\.[A-Za-z0-9_-]{1,64}){1,8})$"
+    )]
+    pub key: Option<String>,
+    /// Start at most this many per period (counted when a job is claimed).
+    #[serde(default)]
+    #[schema(nullable = false)]
+    pub rate: Option<RateBody>,
+    /// At most this many running at once, across every worker.
+    #[serde(default)]
+    #[schema(nullable = false, minimum = 1, maximum = 4_294_967_295_u64)]
+    pub concurrency: Option<u32>,
+}
+
+/// One limiter's use: running jobs and until when it is throttled.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UsageView {
+    /// The limit.
+    pub name: String,
+    /// The limiter's key within it (empty for a global limit).
+    pub key: String,
+    /// Jobs running under it now.
+    pub running: i64,
+    /// Until when it starts no job (rate limited), if it is throttled now.
+    pub throttled_until: Option<DateTime<Utc>>,
+}
+
+impl From<stoker::LimitUsage> for UsageView {
+    fn from(usage: stoker::LimitUsage) -> Self {
+        UsageView {
+            name: usage.name,
+            key: usage.key,
+            running: usage.running,
+            throttled_until: usage.throttled_until,
+        }
+    }
+}
+
+/// A stored limit.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LimitView {
+    /// Its name.
+    pub name: String,
+    /// Its queue, if it governs one queue only.
+    pub queue: Option<String>,
+    /// Its kind, if it governs one kind only.
+    pub kind: Option<String>,
+    /// Its key expression.
+    pub key: String,
+    /// Its rate, if any.
+    pub rate: Option<RateBody>,
+    /// Its concurrency limit, if any.
+    pub concurrency: Option<u32>,
+    /// When it was last set.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<stoker::LimitRow> for LimitView {
+    fn from(row: stoker::LimitRow) -> Self {
+        LimitView {
+            key: row.spec.key.to_string(),
+            name: row.spec.name,
+            queue: row.spec.queue,
+            kind: row.spec.kind,
+            rate: row.spec.rate.map(|rate| RateBody {
+                count: rate.count,
+                period_ms: rate.period_ms,
+                burst: rate.burst,
+            }),
+            concurrency: row.spec.concurrency,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// Every limit and every limiter in use.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LimitList {
+    /// The limits, by name.
+    pub limits: Vec<LimitView>,
+    /// The limiters running jobs or throttled now, by limit and key.
+    pub usage: Vec<UsageView>,
+}
+
+const NAME_PARAM: &str = "The limit's name: 1 to 64 letters, digits, `_`, `-`, `.` or `:`";
+
+fn admin(principal: &Principal) -> Result<(), ApiError> {
+    principal.require(Scope::Admin)?;
+    principal.require_cluster("limit management")
+}
+
+/// List every limit, with the limiters in use now.
+#[utoipa::path(
+    get,
+    path = "/v1/limits",
+    tag = "limits",
+    responses((status = 200, description = "Every limit and its usage", body = LimitList)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<LimitList>, ApiError> {
+    principal.require(Scope::Read)?;
+    principal.require_cluster("limits")?;
+    let client = state.client_for(&principal);
+    let limits = client.limits().await?;
+    let usage = client.limit_usage().await?;
+    Ok(Json(LimitList {
+        limits: limits.into_iter().map(LimitView::from).collect(),
+        usage: usage.into_iter().map(UsageView::from).collect(),
+    }))
+}
+
+/// Create or replace a limit by name.
+#[utoipa::path(
+    put,
+    path = "/v1/limits/{name}",
+    tag = "limits",
+    params(("name" = String, Path, description = NAME_PARAM, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
+    request_body = LimitBody,
+    responses(
+        (status = 200, description = "The limit as stored", body = LimitView),
+        (status = 422, description = "A refused field", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn set(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<LimitBody>,
+) -> Result<Json<LimitView>, ApiError> {
+    admin(&principal)?;
+    let key = match &body.key {
+        Some(key) => stoker::LimitKey::parse(key)?,
+        None => stoker::LimitKey::Global,
+    };
+    let spec = stoker::LimitSpec {
+        name,
+        queue: body.queue,
+        kind: body.kind,
+        key,
+        rate: body.rate.map(|rate| stoker::Rate {
+            count: rate.count,
+            period_ms: rate.period_ms,
+            burst: rate.burst,
+        }),
+        concurrency: body.concurrency,
+    };
+    let row = state.client_for(&principal).limit_set(spec).await?;
+    Ok(Json(row.into()))
+}
+
+/// Delete a limit: its jobs run unlimited from then on.
+#[utoipa::path(
+    delete,
+    path = "/v1/limits/{name}",
+    tag = "limits",
+    params(("name" = String, Path, description = NAME_PARAM, pattern = r"^[A-Za-z0-9_.:-]{1,64}$")),
+    responses(
+        (status = 200, description = "The deleted limit", body = LimitView),
+        (status = 404, description = "`not_found`: no such limit", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<LimitView>, ApiError> {
+    admin(&principal)?;
+    let row = state.client_for(&principal).limit_delete(&name).await?;
+    Ok(Json(row.into()))
+}

@@ -1,0 +1,439 @@
+//! Flow control (issue 16): rate limits and concurrency limits enforced in the claim, with the
+//! fake clock every claim's `now` is.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use stoker_core::{
+    JobFinish, JobId, JobInsert, JobRow, LimitKey, LimitPushBackParams, LimitSetParams, LimitSpec,
+    Outcome, Rate, Store, StoreErrorKind, QUEUE_DEFAULT,
+};
+use tokio::sync::Barrier;
+
+use crate::fixture::{
+    at, attempt_error, claim, expect_err_kind, expect_invalid, finish, insert, job, rescue, t0,
+};
+
+fn ms(ms: i64) -> DateTime<Utc> {
+    t0() + Duration::milliseconds(ms)
+}
+
+fn limit(name: &str) -> LimitSpec {
+    LimitSpec {
+        name: name.to_owned(),
+        queue: None,
+        kind: None,
+        key: LimitKey::Global,
+        rate: None,
+        concurrency: None,
+    }
+}
+
+async fn set<S: Store>(store: &Arc<S>, spec: LimitSpec) {
+    store
+        .limit_set(LimitSetParams { spec, now: t0() })
+        .await
+        .expect("limit_set");
+}
+
+fn tenant_job(kind: &str, tenant: &str) -> JobInsert {
+    let mut job = job(kind);
+    job.tenant = Some(tenant.to_owned());
+    job
+}
+
+async fn running_count<S: Store>(store: &Arc<S>, name: &str, key: &str) -> i64 {
+    store
+        .limit_usage(t0())
+        .await
+        .expect("limit_usage")
+        .into_iter()
+        .find(|usage| usage.name == name && usage.key == key)
+        .map_or(0, |usage| usage.running)
+}
+
+/// A rate limit is a smooth token bucket: 2 per second with a burst of 2 admits two at once,
+/// then one every 500 ms, however often claims come; the store says when the next token is
+/// due; the rate counts at claim (finishing gives no token back); and other kinds are not
+/// limited.
+pub async fn rate_limit_gcra<S: Store>(store: Arc<S>) {
+    let mut spec = limit("api");
+    spec.kind = Some("call".into());
+    spec.rate = Some(Rate {
+        count: 2,
+        period_ms: 1000,
+        burst: 2,
+    });
+    set(&store, spec).await;
+    insert(&store, (0..10).map(|_| job("call")).collect(), at(-1)).await;
+    insert(&store, vec![job("other")], at(-1)).await;
+
+    let first = claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await;
+    let kinds: Vec<&str> = first.iter().map(|job| job.kind.as_str()).collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "call").count(),
+        2,
+        "the burst"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "other").count(),
+        1,
+        "unlimited kind"
+    );
+    assert_eq!(store.limit_wake_at(QUEUE_DEFAULT), Some(ms(500)));
+    for job in &first {
+        finish(
+            &store,
+            job.id,
+            job.fence,
+            Outcome::Completed { result: None },
+            t0(),
+        )
+        .await;
+    }
+    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(1))
+        .await
+        .is_empty());
+    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(499))
+        .await
+        .is_empty());
+    assert_eq!(
+        claim(&store, QUEUE_DEFAULT, 10, "w", ms(500)).await.len(),
+        1
+    );
+    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", ms(999))
+        .await
+        .is_empty());
+    assert_eq!(
+        claim(&store, QUEUE_DEFAULT, 10, "w", ms(1000)).await.len(),
+        1
+    );
+    // A quiet spell refills the bucket up to the burst, no further.
+    assert_eq!(
+        claim(&store, QUEUE_DEFAULT, 10, "w", ms(60_000))
+            .await
+            .len(),
+        2
+    );
+    let usage = store.limit_usage(ms(60_000)).await.expect("limit_usage");
+    assert_eq!(usage.len(), 1, "{usage:?}");
+    assert_eq!(usage[0].throttled_until, Some(ms(60_500)));
+}
+
+/// Claims every 10 ms for 3 s against 100 per second with a burst of 5: no one-second window
+/// holds more than 105 starts, and the total is the rate (within the burst).
+pub async fn rate_limit_window_bound<S: Store>(store: Arc<S>) {
+    let mut spec = limit("steady");
+    spec.rate = Some(Rate {
+        count: 100,
+        period_ms: 1000,
+        burst: 5,
+    });
+    set(&store, spec).await;
+    insert(&store, (0..400).map(|_| job("steady")).collect(), at(-1)).await;
+    let mut starts = Vec::new();
+    for step in 0..300 {
+        let now = ms(step * 10);
+        for _ in claim(&store, QUEUE_DEFAULT, 50, "w", now).await {
+            starts.push(now);
+        }
+    }
+    for (i, start) in starts.iter().enumerate() {
+        let window = starts[i..]
+            .iter()
+            .take_while(|s| **s < *start + Duration::seconds(1))
+            .count();
+        assert!(window <= 105, "{window} starts in the second from {start}");
+    }
+    assert!(
+        (299..=306).contains(&starts.len()),
+        "{} starts in 3 s",
+        starts.len()
+    );
+}
+
+/// A concurrency limit counts running jobs across claims, and every way out of `running`
+/// gives the slot back: completion, retry, discard, snooze, cancel, hand-back and rescue.
+pub async fn concurrency_released_on_every_exit<S: Store>(store: Arc<S>) {
+    let mut spec = limit("two");
+    spec.kind = Some("slot".into());
+    spec.concurrency = Some(2);
+    set(&store, spec).await;
+    insert(&store, (0..20).map(|_| job("slot")).collect(), at(-1)).await;
+
+    let outcomes = vec![
+        Outcome::Completed { result: None },
+        Outcome::Retry {
+            error: attempt_error(1, t0(), "boom"),
+            run_at: at(3600),
+        },
+        Outcome::Discard {
+            error: attempt_error(1, t0(), "fatal"),
+        },
+        Outcome::Snooze { run_at: at(3600) },
+        Outcome::Cancel { error: None },
+        Outcome::HandBack,
+    ];
+    let mut held: Vec<JobRow> = claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await;
+    assert_eq!(held.len(), 2);
+    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await.is_empty());
+    assert_eq!(running_count(&store, "two", "").await, 2);
+    for (step, outcome) in outcomes.into_iter().enumerate() {
+        let job = held.remove(0);
+        let hand_back = matches!(outcome, Outcome::HandBack);
+        finish(&store, job.id, job.fence, outcome, t0()).await;
+        assert_eq!(running_count(&store, "two", "").await, 1, "step {step}");
+        let next = claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await;
+        assert_eq!(next.len(), 1, "step {step}: the freed slot is taken");
+        if hand_back {
+            assert_eq!(next[0].id, job.id, "the handed-back job runs again first");
+        }
+        held.extend(next);
+        assert!(claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await.is_empty());
+    }
+    // A dead worker's job, rescued.
+    let job = held.remove(0);
+    let rescued = rescue(
+        &store,
+        job.id,
+        job.fence,
+        Outcome::Retry {
+            error: attempt_error(1, t0(), "worker lost"),
+            run_at: at(3600),
+        },
+        at(600),
+    )
+    .await;
+    assert_eq!(rescued, vec![job.id]);
+    assert_eq!(running_count(&store, "two", "").await, 1);
+    assert_eq!(
+        store.limit_reconcile().await.expect("reconcile"),
+        0,
+        "no drift"
+    );
+}
+
+/// A throttled or full key never blocks other keys: tenant `a`'s many higher-priority jobs
+/// wait while tenant `b`'s are claimed, and jobs without the key are not limited at all.
+pub async fn throttled_key_never_blocks_others<S: Store>(store: Arc<S>) {
+    let mut spec = limit("per-tenant");
+    spec.key = LimitKey::Tenant;
+    spec.rate = Some(Rate {
+        count: 1,
+        period_ms: 3_600_000,
+        burst: 1,
+    });
+    set(&store, spec).await;
+    let mut jobs: Vec<JobInsert> = (0..40)
+        .map(|_| {
+            let mut job = tenant_job("t", "a");
+            job.priority = stoker_core::Priority::HIGH;
+            job
+        })
+        .collect();
+    jobs.extend((0..3).map(|_| tenant_job("t", "b")));
+    insert(&store, jobs, at(-1)).await;
+
+    let first = claim(&store, QUEUE_DEFAULT, 4, "w", t0()).await;
+    assert_eq!(first.len(), 1, "one token for a; b is not reached yet");
+    assert_eq!(first[0].tenant.as_deref(), Some("a"));
+    let second = claim(&store, QUEUE_DEFAULT, 4, "w", t0()).await;
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(
+        second[0].tenant.as_deref(),
+        Some("b"),
+        "a's backlog is skipped"
+    );
+    assert!(claim(&store, QUEUE_DEFAULT, 4, "w", ms(1)).await.is_empty());
+    insert(&store, vec![job("t")], ms(2)).await;
+    let free = claim(&store, QUEUE_DEFAULT, 4, "w", ms(3)).await;
+    assert_eq!(free.len(), 1, "a job without a tenant is not limited");
+    assert_eq!(free[0].tenant, None);
+}
+
+/// A key computed from the args (`args.shop`) limits each value separately: with at most one
+/// running per shop, a claim takes one job of each shop plus every job without a shop.
+pub async fn args_key_concurrency<S: Store>(store: Arc<S>) {
+    let mut spec = limit("shop");
+    spec.key = LimitKey::parse("args.shop").expect("a key");
+    spec.concurrency = Some(1);
+    set(&store, spec).await;
+    let shop = |id: i64| JobInsert::new("sync", json!({"shop": id}));
+    let mut jobs = vec![shop(1), shop(1), shop(2), shop(1), shop(2)];
+    jobs.push(JobInsert::new("sync", json!({"other": 1})));
+    insert(&store, jobs, at(-1)).await;
+    let claimed = claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await;
+    let shops: Vec<Option<i64>> = claimed.iter().map(|j| j.args["shop"].as_i64()).collect();
+    assert_eq!(claimed.len(), 3, "{shops:?}");
+    assert!(shops.contains(&Some(1)) && shops.contains(&Some(2)) && shops.contains(&None));
+    assert_eq!(running_count(&store, "shop", "1").await, 1);
+    assert!(claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await.is_empty());
+    let one = claimed
+        .iter()
+        .find(|j| j.args["shop"] == 1)
+        .expect("shop 1");
+    finish(
+        &store,
+        one.id,
+        one.fence,
+        Outcome::Completed { result: None },
+        t0(),
+    )
+    .await;
+    let next = claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await;
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].args["shop"], 1);
+}
+
+/// A push-back (the provider said 429) holds the limiter until the given instant, then admits
+/// one job.
+pub async fn push_back_holds_the_key<S: Store>(store: Arc<S>) {
+    let mut spec = limit("provider");
+    spec.rate = Some(Rate {
+        count: 100,
+        period_ms: 1000,
+        burst: 10,
+    });
+    set(&store, spec).await;
+    insert(&store, (0..5).map(|_| job("call")).collect(), at(-1)).await;
+    store
+        .limit_push_back(LimitPushBackParams {
+            name: "provider".into(),
+            key: String::new(),
+            until: at(5),
+            now: t0(),
+        })
+        .await
+        .expect("push back");
+    assert!(claim(&store, QUEUE_DEFAULT, 5, "w", t0()).await.is_empty());
+    assert_eq!(store.limit_wake_at(QUEUE_DEFAULT), Some(at(5)));
+    assert!(claim(&store, QUEUE_DEFAULT, 5, "w", ms(4999))
+        .await
+        .is_empty());
+    assert_eq!(claim(&store, QUEUE_DEFAULT, 5, "w", at(5)).await.len(), 1);
+    let missing = store
+        .limit_push_back(LimitPushBackParams {
+            name: "nope".into(),
+            key: String::new(),
+            until: at(5),
+            now: t0(),
+        })
+        .await;
+    expect_err_kind(missing, StoreErrorKind::NotFound);
+}
+
+/// Limits are set, replaced, listed and deleted by name and apply to the next claim on this
+/// handle; bad input names its field and writes nothing.
+pub async fn manage_and_validate<S: Store>(store: Arc<S>) {
+    let mut bad = limit("r");
+    bad.rate = Some(Rate {
+        count: 0,
+        period_ms: 1000,
+        burst: 1,
+    });
+    let set_bad = |spec: LimitSpec| {
+        let store = store.clone();
+        async move { store.limit_set(LimitSetParams { spec, now: t0() }).await }
+    };
+    expect_invalid(set_bad(bad.clone()).await, "rate.count");
+    bad.rate = Some(Rate {
+        count: 1,
+        period_ms: 1000,
+        burst: 0,
+    });
+    expect_invalid(set_bad(bad.clone()).await, "rate.burst");
+    expect_invalid(set_bad(limit("r")).await, "rate");
+    expect_invalid(set_bad(limit("bad name")).await, "name");
+    let mut bad_queue = limit("q");
+    bad_queue.concurrency = Some(1);
+    bad_queue.queue = Some("no spaces".into());
+    expect_invalid(set_bad(bad_queue).await, "queue");
+    assert!(
+        store.limit_list().await.expect("list").is_empty(),
+        "nothing written"
+    );
+
+    let mut one = limit("one");
+    one.queue = Some("mail".into());
+    one.concurrency = Some(1);
+    set(&store, one.clone()).await;
+    insert(
+        &store,
+        (0..3)
+            .map(|_| {
+                let mut job = job("send");
+                job.queue = "mail".into();
+                job
+            })
+            .collect(),
+        at(-1),
+    )
+    .await;
+    insert(&store, (0..3).map(|_| job("send")).collect(), at(-1)).await;
+    assert_eq!(claim(&store, "mail", 10, "w", t0()).await.len(), 1);
+    assert_eq!(
+        claim(&store, QUEUE_DEFAULT, 10, "w", t0()).await.len(),
+        3,
+        "other queue"
+    );
+    one.concurrency = Some(2);
+    set(&store, one.clone()).await;
+    let listed = store.limit_list().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].spec, one);
+    assert_eq!(
+        claim(&store, "mail", 10, "w", t0()).await.len(),
+        1,
+        "one more slot"
+    );
+    let deleted = store.limit_delete("one").await.expect("delete");
+    assert_eq!(deleted.spec, one);
+    assert_eq!(
+        claim(&store, "mail", 10, "w", t0()).await.len(),
+        1,
+        "unlimited now"
+    );
+    expect_err_kind(store.limit_delete("one").await, StoreErrorKind::NotFound);
+    assert!(store.limit_list().await.expect("list").is_empty());
+}
+
+/// Eight claimers racing over one concurrency limit of 5 claim 5 jobs between them, never
+/// more; completing them lets the next 5 run, and the counts never drift.
+pub async fn concurrent_claimers_respect_the_limit<S: Store>(store: Arc<S>) {
+    let mut spec = limit("five");
+    spec.concurrency = Some(5);
+    set(&store, spec).await;
+    insert(&store, (0..100).map(|_| job("c")).collect(), at(-1)).await;
+    for round in 0..3 {
+        let barrier = Arc::new(Barrier::new(8));
+        let mut tasks = Vec::new();
+        for worker in 0..8 {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                claim(&store, QUEUE_DEFAULT, 3, &format!("w{worker}"), t0()).await
+            }));
+        }
+        let mut claimed: Vec<JobRow> = Vec::new();
+        for task in tasks {
+            claimed.extend(task.await.expect("claimer"));
+        }
+        let unique: HashSet<JobId> = claimed.iter().map(|j| j.id).collect();
+        assert_eq!(unique.len(), claimed.len());
+        assert_eq!(claimed.len(), 5, "round {round}");
+        assert_eq!(running_count(&store, "five", "").await, 5);
+        let finishes = claimed
+            .iter()
+            .map(|job| JobFinish {
+                id: job.id,
+                fence: job.fence,
+                outcome: Outcome::Completed { result: None },
+            })
+            .collect();
+        crate::fixture::finish_many(&store, finishes, t0()).await;
+        assert_eq!(running_count(&store, "five", "").await, 0);
+    }
+    assert_eq!(store.limit_reconcile().await.expect("reconcile"), 0);
+}

@@ -1,0 +1,148 @@
+//! Flow control (issue 16) through the [`Client`]: limits set, listed and deleted, their
+//! usage, and the push-back a handler uses when its provider answers HTTP 429.
+//!
+//! Limits are enforced by the store in the claim itself (see
+//! [`stoker_core::FlowGate`]), so every worker process on every machine shares them; the
+//! client only manages them.
+
+use std::time::Duration;
+
+use stoker_core::{LimitPushBackParams, LimitRow, LimitSetParams, LimitSpec, LimitUsage, Store};
+
+use crate::{Client, Error, JobContext, JobError, Result};
+
+impl<S: Store + ?Sized> Client<S> {
+    /// Creates or replaces a limit by name. It applies at once on this node and within a
+    /// second on every other.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming the field (a rate of 0, a burst of 0, an unknown key
+    /// expression...), with nothing written; a store error.
+    pub async fn limit_set(&self, spec: LimitSpec) -> Result<LimitRow> {
+        self.require_every_tenant("limits")?;
+        let now = self.clock().now();
+        Ok(self.store().limit_set(LimitSetParams { spec, now }).await?)
+    }
+
+    /// Every limit, by name.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn limits(&self) -> Result<Vec<LimitRow>> {
+        self.require_every_tenant("limits")?;
+        Ok(self.store().limit_list().await?)
+    }
+
+    /// Deletes a limit; its jobs run unlimited from then on.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) if there is no such limit; a store error.
+    pub async fn limit_delete(&self, name: &str) -> Result<LimitRow> {
+        self.require_every_tenant("limits")?;
+        Ok(self.store().limit_delete(name).await?)
+    }
+
+    /// Every limiter running jobs or throttled now: how much of each limit is in use.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn limit_usage(&self) -> Result<Vec<LimitUsage>> {
+        self.require_every_tenant("limits")?;
+        Ok(self.store().limit_usage(self.clock().now()).await?)
+    }
+
+    /// Holds limiter `key` of limit `name` back for `retry_after`: none of its jobs is
+    /// claimed before then, on any node.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`](crate::Error::NotFound) if there is no such limit; `Invalid` if
+    /// `retry_after` is too long to add to now; a store error.
+    pub async fn limit_push_back(
+        &self,
+        name: &str,
+        key: &str,
+        retry_after: Duration,
+    ) -> Result<()> {
+        let now = self.clock().now();
+        let until = chrono::Duration::from_std(retry_after)
+            .ok()
+            .and_then(|wait| now.checked_add_signed(wait))
+            .ok_or_else(|| {
+                Error::Invalid(stoker_core::InvalidInput::new(
+                    "retry_after",
+                    format!("{retry_after:?} is too long"),
+                ))
+            })?;
+        Ok(self
+            .store()
+            .limit_push_back(LimitPushBackParams {
+                name: name.to_owned(),
+                key: key.to_owned(),
+                until,
+                now,
+            })
+            .await?)
+    }
+
+    /// Recounts every limiter's running jobs from the jobs, fixing any drift; returns how
+    /// many it corrected (0 unless something is wrong).
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn limit_reconcile(&self) -> Result<u64> {
+        self.require_every_tenant("limits")?;
+        Ok(self.store().limit_reconcile().await?)
+    }
+}
+
+impl JobContext {
+    /// The provider said "too many requests": holds this job's limiter of limit `limit` back
+    /// for `retry_after` (every node stops claiming its jobs until then), and returns the
+    /// error that snoozes this job for as long, without using an attempt.
+    ///
+    /// The limiter is the one this job falls in (its tenant's, its `args.shop_id`'s...). If
+    /// the limit does not exist or the job has no key for it, the job is still snoozed.
+    ///
+    /// ```ignore
+    /// if response.status() == 429 {
+    ///     return Err(ctx.rate_limited("openai", retry_after).await);
+    /// }
+    /// ```
+    pub async fn rate_limited(&self, limit: &str, retry_after: Duration) -> JobError {
+        let job = self.job();
+        let client = self.client();
+        let key = match client.store().limit_list().await {
+            Ok(limits) => limits
+                .into_iter()
+                .find(|row| row.spec.name == limit)
+                .and_then(|row| {
+                    row.spec
+                        .key
+                        .key_of(job.tenant.as_deref(), &job.args, &job.metadata)
+                }),
+            Err(err) => {
+                tracing::warn!(%limit, %err, "reading the limits for a push-back failed");
+                None
+            }
+        };
+        match key {
+            Some(key) => {
+                if let Err(err) = client.limit_push_back(limit, &key, retry_after).await {
+                    tracing::warn!(%limit, %key, %err, "pushing a limiter back failed");
+                }
+            }
+            None => tracing::warn!(
+                %limit,
+                id = %job.id,
+                "rate_limited: no such limit, or the job has no key for it; snoozing only"
+            ),
+        }
+        JobError::snooze(retry_after)
+    }
+}
