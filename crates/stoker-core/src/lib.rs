@@ -32,6 +32,8 @@ mod search;
 mod store;
 // --- stream tokens ---
 mod token;
+// --- stream wf ---
+pub mod workflow;
 
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
@@ -78,4 +80,10 @@ pub use store::QueuePruneRule;
 pub use token::{
     validate_token_fields, validate_token_id, TokenCreateParams, TokenRow, TOKEN_ID_LEN,
     TOKEN_NAME_MAX_LEN, TOKEN_SCOPES, TOKEN_TOUCH_EVERY_SECONDS,
+};
+// --- stream wf ---
+pub use workflow::{
+    DepPolicy, DepTarget, Dependency, DependencyEdge, DependencyResult, WorkflowCancelParams,
+    WorkflowCounts, WorkflowId, WorkflowInsertParams, WorkflowInserted, WorkflowJob,
+    WorkflowNode, WorkflowRow, WorkflowState, WORKFLOW_MAX_JOBS_DEFAULT, WORKFLOW_NAME_MAX_LEN,
 };

@@ -97,6 +97,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "tokens",
         sql: include_str!("../migrations/0014_tokens.sql"),
     },
+    // --- stream wf ---
+    // Workflows: dependencies, the blocked state and the edge-resolving trigger (issue 18).
+    Migration {
+        version: 16,
+        name: "workflows",
+        sql: include_str!("../migrations/0016_workflows.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

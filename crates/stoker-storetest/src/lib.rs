@@ -100,6 +100,8 @@ pub mod stats;
 pub mod alerts;
 // --- stream tokens ---
 pub mod token;
+// --- stream wf ---
+pub mod workflow;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -277,6 +279,17 @@ macro_rules! conformance_tests {
             token_create_get_list => token::create_get_list,
             token_revoke_and_expire => token::revoke_and_expire,
             token_touch_once_a_minute => token::touch_once_a_minute,
+            // --- stream wf ---
+            workflow_diamond_runs_in_dependency_order => workflow::diamond_runs_in_dependency_order,
+            workflow_matrix_outcome_by_policy => workflow::matrix_outcome_by_policy,
+            workflow_hold_resumes_after_retry => workflow::hold_resumes_after_retry,
+            workflow_cancel_cascade_is_counted => workflow::cancel_cascade_is_counted,
+            workflow_fan_in_released_by_one_batch => workflow::fan_in_released_by_one_batch,
+            workflow_bad_input_writes_nothing => workflow::bad_input_writes_nothing,
+            workflow_depends_on_existing_jobs => workflow::depends_on_existing_jobs,
+            workflow_dynamic_fan_out => workflow::dynamic_fan_out,
+            workflow_cancel_propagates => workflow::cancel_propagates,
+            workflow_prune_spares_needed_results => workflow::prune_spares_needed_results,
         }
     };
 }
@@ -313,7 +326,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 22] = [
+    const MODULES: [(&str, &str); 23] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -339,6 +352,8 @@ mod tests {
         ("search", include_str!("search.rs")),
         // --- stream tokens ---
         ("token", include_str!("token.rs")),
+        // --- stream wf ---
+        ("workflow", include_str!("workflow.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -1071,6 +1071,10 @@ pub struct JobCounts {
     /// Scheduled: in state `available` but not yet due (waiting for their `run_at`).
     #[serde(default)]
     pub scheduled: i64,
+    // --- stream wf ---
+    /// Blocked: workflow jobs waiting for their dependencies.
+    #[serde(default)]
+    pub blocked: i64,
 }
 
 impl From<StateCounts> for JobCounts {
@@ -1083,6 +1087,7 @@ impl From<StateCounts> for JobCounts {
             discarded: counts.discarded,
             cancelled: counts.cancelled,
             scheduled: counts.scheduled,
+            blocked: counts.blocked,
         }
     }
 }
@@ -1097,6 +1102,7 @@ impl JobCounts {
             JobState::Completed => self.completed,
             JobState::Discarded => self.discarded,
             JobState::Cancelled => self.cancelled,
+            JobState::Blocked => self.blocked,
         }
     }
 }
