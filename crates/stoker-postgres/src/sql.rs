@@ -74,16 +74,18 @@ impl Sql {
         // --- stream wf ---
         // The prune spares the jobs a workflow still needs (issue 18): any job of a workflow
         // with an unfinished job, and any job with an unfinished dependent. Ordinary jobs pass
-        // on two column tests. `t` names the candidate row's table (or alias).
+        // on two column tests. `t` names the candidate row's table (or alias). `OFFSET 0`
+        // keeps each EXISTS a probe per candidate (through the workflow index and the edges'
+        // key): without it the planner may hash the subquery, reading every unfinished job.
         let deps = format!("{s}.stoker_deps");
         let needed_of = |t: &str| {
             format!(
                 "({t}.workflow_id IS NULL OR NOT EXISTS ( \
                      SELECT 1 FROM {jobs} w WHERE w.workflow_id = {t}.workflow_id \
-                       AND w.state NOT IN {FINISHED})) \
+                       AND w.state NOT IN {FINISHED} OFFSET 0)) \
                  AND (NOT {t}.has_dependents OR NOT EXISTS ( \
                      SELECT 1 FROM {deps} d JOIN {jobs} c ON c.id = d.child_id \
-                     WHERE d.parent_id = {t}.id AND c.state NOT IN {FINISHED}))"
+                     WHERE d.parent_id = {t}.id AND c.state NOT IN {FINISHED} OFFSET 0))"
             )
         };
         let needed = needed_of("stoker_jobs");

@@ -304,6 +304,9 @@ pub enum JobStateSchema {
     Discarded,
     /// Cancelled before or while it ran.
     Cancelled,
+    // --- stream wf ---
+    /// Waiting for its workflow dependencies: no worker can reserve it until they finish.
+    Blocked,
 }
 
 /// A state a job never leaves on its own: what a bulk retry takes (the OpenAPI view of
@@ -949,6 +952,9 @@ pub enum StateViewSchema {
     Discarded,
     /// Cancelled.
     Cancelled,
+    // --- stream wf ---
+    /// Waiting for its workflow dependencies.
+    Blocked,
 }
 
 /// A bounded count of matching jobs.

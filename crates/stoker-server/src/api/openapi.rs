@@ -16,6 +16,8 @@ use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues
 use super::search;
 // --- stream tokens ---
 use super::tokens;
+// --- stream wf ---
+use super::workflows;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -102,6 +104,12 @@ use super::tokens;
         tokens::list,
         tokens::revoke,
         tokens::rotate,
+        // --- stream wf ---
+        workflows::create,
+        workflows::add,
+        workflows::get,
+        workflows::cancel,
+        workflows::dependencies,
     ),
     components(schemas(
         model::ErrorBody,
@@ -132,6 +140,8 @@ use super::tokens;
         (name = "alerts", description = "Alert rules delivered as webhook jobs"),
         // --- stream tokens ---
         (name = "tokens", description = "Stored API tokens: create, list, rotate, revoke"),
+        // --- stream wf ---
+        (name = "workflows", description = "Workflows: jobs that wait for other jobs"),
     )
 )]
 pub struct ApiDoc;
@@ -260,6 +270,17 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
         // (both present and not null), as the server holds.
         if let Some(enqueue) = doc.pointer_mut("/components/schemas/EnqueueRequest") {
             enqueue["not"] = serde_json::json!({
+                "required": ["run_at", "delay_seconds"],
+                "properties": {
+                    "run_at": {"not": {"type": "null"}},
+                    "delay_seconds": {"not": {"type": "null"}},
+                },
+            });
+        }
+        // --- stream wf ---
+        // A workflow's job takes `run_at` or `delay_seconds`, not both, as `POST /v1/jobs`.
+        if let Some(spec) = doc.pointer_mut("/components/schemas/WorkflowJobSpec") {
+            spec["not"] = serde_json::json!({
                 "required": ["run_at", "delay_seconds"],
                 "properties": {
                     "run_at": {"not": {"type": "null"}},
