@@ -84,6 +84,6 @@ pub use token::{
 // --- stream wf ---
 pub use workflow::{
     DepPolicy, DepTarget, Dependency, DependencyEdge, DependencyResult, WorkflowCancelParams,
-    WorkflowCounts, WorkflowId, WorkflowInsertParams, WorkflowInserted, WorkflowJob,
-    WorkflowNode, WorkflowRow, WorkflowState, WORKFLOW_MAX_JOBS_DEFAULT, WORKFLOW_NAME_MAX_LEN,
+    WorkflowCounts, WorkflowId, WorkflowInsertParams, WorkflowInserted, WorkflowJob, WorkflowNode,
+    WorkflowRow, WorkflowState, WORKFLOW_MAX_JOBS_DEFAULT, WORKFLOW_NAME_MAX_LEN,
 };

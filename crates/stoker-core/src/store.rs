@@ -1035,8 +1035,7 @@ pub trait Store: Send + Sync + 'static {
     /// dependency on a missing job, another tenant's job, or a failed job under
     /// [`DepPolicy::Cancel`](crate::DepPolicy::Cancel); `NotFound` for an unknown workflow
     /// (or another tenant's); `Conflict` for a cancelled one.
-    async fn workflow_insert(&self, params: WorkflowInsertParams)
-        -> StoreResult<WorkflowInserted>;
+    async fn workflow_insert(&self, params: WorkflowInsertParams) -> StoreResult<WorkflowInserted>;
 
     /// A workflow with its state, counts and (once completed) result: one read of its jobs
     /// through the workflow index.

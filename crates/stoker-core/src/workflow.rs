@@ -214,8 +214,7 @@ impl WorkflowInsertParams {
         for (i, node) in self.nodes.iter().enumerate() {
             let field = format!("nodes[{i}].name");
             validate_name(&field, &node.name)?;
-            if index_of.insert(node.name.as_str(), i).is_some() || existing.contains(&node.name)
-            {
+            if index_of.insert(node.name.as_str(), i).is_some() || existing.contains(&node.name) {
                 return Err(InvalidInput::new(
                     field,
                     format!("node {:?} is named twice in the workflow", node.name),
@@ -264,14 +263,20 @@ impl WorkflowInsertParams {
                 }
                 match &dep.target {
                     DepTarget::Node(name) if name == &node.name => {
-                        return Err(at(&field, InvalidInput::new("", "a job cannot wait for itself")))
+                        return Err(at(
+                            &field,
+                            InvalidInput::new("", "a job cannot wait for itself"),
+                        ))
                     }
                     DepTarget::Node(name)
                         if !index_of.contains_key(name.as_str()) && !existing.contains(name) =>
                     {
                         return Err(at(
                             &field,
-                            InvalidInput::new("", format!("no node named {name:?} in the workflow")),
+                            InvalidInput::new(
+                                "",
+                                format!("no node named {name:?} in the workflow"),
+                            ),
                         ))
                     }
                     DepTarget::Job(id) if id.0 <= 0 => {
@@ -577,8 +582,12 @@ mod tests {
 
     #[test]
     fn a_cycle_is_refused_naming_a_node_in_it() {
-        let err = check(vec![node("a", &[]), node("b", &["a", "c"]), node("c", &["b"])])
-            .unwrap_err();
+        let err = check(vec![
+            node("a", &[]),
+            node("b", &["a", "c"]),
+            node("c", &["b"]),
+        ])
+        .unwrap_err();
         assert_eq!(err.field, "nodes[1].depends_on");
         assert!(err.reason.contains("\"b\""), "{}", err.reason);
     }
@@ -594,13 +603,13 @@ mod tests {
 
     #[test]
     fn too_many_jobs_and_duplicate_names_are_refused() {
-        let mut params = WorkflowInsertParams::new(
-            "w",
-            vec![node("a", &[]), node("b", &[])],
-            Utc::now(),
-        );
+        let mut params =
+            WorkflowInsertParams::new("w", vec![node("a", &[]), node("b", &[])], Utc::now());
         params.max_jobs = 1;
-        assert_eq!(params.validate(&HashSet::new(), 0).unwrap_err().field, "nodes");
+        assert_eq!(
+            params.validate(&HashSet::new(), 0).unwrap_err().field,
+            "nodes"
+        );
         let err = check(vec![node("a", &[]), node("a", &[])]).unwrap_err();
         assert_eq!(err.field, "nodes[1].name");
     }
@@ -609,12 +618,24 @@ mod tests {
     fn state_is_derived_from_counts() {
         let mut counts = WorkflowCounts::default();
         counts.add(JobState::Completed, 2);
-        assert_eq!(WorkflowState::derive(&counts, 0, false), WorkflowState::Completed);
+        assert_eq!(
+            WorkflowState::derive(&counts, 0, false),
+            WorkflowState::Completed
+        );
         counts.add(JobState::Blocked, 1);
         counts.add(JobState::Discarded, 1);
-        assert_eq!(WorkflowState::derive(&counts, 1, false), WorkflowState::Held);
-        assert_eq!(WorkflowState::derive(&counts, 1, true), WorkflowState::Cancelled);
+        assert_eq!(
+            WorkflowState::derive(&counts, 1, false),
+            WorkflowState::Held
+        );
+        assert_eq!(
+            WorkflowState::derive(&counts, 1, true),
+            WorkflowState::Cancelled
+        );
         counts.add(JobState::Running, 1);
-        assert_eq!(WorkflowState::derive(&counts, 1, false), WorkflowState::Running);
+        assert_eq!(
+            WorkflowState::derive(&counts, 1, false),
+            WorkflowState::Running
+        );
     }
 }

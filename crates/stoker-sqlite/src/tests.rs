@@ -852,13 +852,14 @@ async fn workflow_trigger_when_builds_no_temporary_table() {
         "the trigger's WHEN builds a temporary table: {when:?}"
     );
     // A claim does not write `finished_at`: it calls no trigger at all.
-    let claim: Vec<String> = sqlx::query("EXPLAIN UPDATE stoker_jobs SET state = 'running' WHERE id = 1")
-        .fetch_all(&mut *store.write_connection().await.unwrap())
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get::<String, _>(1))
-        .collect();
+    let claim: Vec<String> =
+        sqlx::query("EXPLAIN UPDATE stoker_jobs SET state = 'running' WHERE id = 1")
+            .fetch_all(&mut *store.write_connection().await.unwrap())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>(1))
+            .collect();
     assert!(!claim.iter().any(|op| op == "Program"), "{claim:?}");
 }
 

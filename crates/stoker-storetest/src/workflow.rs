@@ -60,7 +60,13 @@ async fn workflow_state<S: Store>(store: &Arc<S>, id: WorkflowId) -> WorkflowSta
 }
 
 /// Claims job `id` (its kind is its node name) and finishes it with `outcome` at `now`.
-async fn run_to<S: Store>(store: &Arc<S>, id: JobId, kind: &str, outcome: Outcome, now: DateTime<Utc>) {
+async fn run_to<S: Store>(
+    store: &Arc<S>,
+    id: JobId,
+    kind: &str,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) {
     let row = claim_exactly(store, "default", kind, id, now).await;
     assert_eq!(finish(store, id, row.fence, outcome, now).await, vec![id]);
 }
@@ -96,15 +102,25 @@ pub async fn diamond_runs_in_dependency_order<S: Store>(store: Arc<S>) {
         assert_eq!(state_of(&store, id).await, JobState::Blocked);
     }
     let claimed = claim(&store, "default", 10, "w1", at(1)).await;
-    assert_eq!(claimed.iter().map(|job| job.id).collect::<Vec<_>>(), vec![a]);
-    assert_eq!(workflow_state(&store, wf.workflow).await, WorkflowState::Running);
+    assert_eq!(
+        claimed.iter().map(|job| job.id).collect::<Vec<_>>(),
+        vec![a]
+    );
+    assert_eq!(
+        workflow_state(&store, wf.workflow).await,
+        WorkflowState::Running
+    );
     finish(&store, a, claimed[0].fence, completed(json!(1)), at(2)).await;
     assert_eq!(state_of(&store, b).await, JobState::Available);
     assert_eq!(state_of(&store, c).await, JobState::Available);
     assert_eq!(state_of(&store, d).await, JobState::Blocked);
 
     run_to(&store, b, "b", completed(json!("b")), at(3)).await;
-    assert_eq!(state_of(&store, d).await, JobState::Blocked, "d still waits for c");
+    assert_eq!(
+        state_of(&store, d).await,
+        JobState::Blocked,
+        "d still waits for c"
+    );
     run_to(&store, c, "c", completed(json!("c")), at(4)).await;
     assert_eq!(state_of(&store, d).await, JobState::Available);
 
@@ -122,11 +138,18 @@ pub async fn diamond_runs_in_dependency_order<S: Store>(store: Arc<S>) {
     assert_eq!(row.counts.completed, 4);
     assert_eq!(row.result, Some(json!({"d": {"done": true}})));
 
-    let graph = store.workflow_jobs(wf.workflow).await.expect("workflow_jobs");
+    let graph = store
+        .workflow_jobs(wf.workflow)
+        .await
+        .expect("workflow_jobs");
     assert_eq!(graph.len(), 4);
     let d_row = graph.iter().find(|job| job.node == "d").unwrap();
     assert_eq!(
-        d_row.depends_on.iter().map(|edge| edge.id).collect::<Vec<_>>(),
+        d_row
+            .depends_on
+            .iter()
+            .map(|edge| edge.id)
+            .collect::<Vec<_>>(),
         vec![b, c]
     );
     assert!(d_row.depends_on.iter().all(|edge| edge.resolved));
@@ -177,12 +200,16 @@ pub async fn matrix_outcome_by_policy<S: Store>(store: Arc<S>) {
             }
             let case = format!("{end:?} x {policy}");
             let (child, grandchild, workflow) = match (end, policy) {
-                (End::Completed, _) | (_, DepPolicy::Run) => {
-                    (JobState::Available, JobState::Blocked, WorkflowState::Running)
-                }
-                (_, DepPolicy::Cancel) => {
-                    (JobState::Cancelled, JobState::Cancelled, WorkflowState::Failed)
-                }
+                (End::Completed, _) | (_, DepPolicy::Run) => (
+                    JobState::Available,
+                    JobState::Blocked,
+                    WorkflowState::Running,
+                ),
+                (_, DepPolicy::Cancel) => (
+                    JobState::Cancelled,
+                    JobState::Cancelled,
+                    WorkflowState::Failed,
+                ),
                 (_, DepPolicy::Hold) => (JobState::Blocked, JobState::Blocked, WorkflowState::Held),
             };
             assert_eq!(state_of(&store, c).await, child, "child, {case}");
@@ -206,10 +233,17 @@ pub async fn matrix_outcome_by_policy<S: Store>(store: Arc<S>) {
                     End::Completed => WorkflowState::Completed,
                     _ => WorkflowState::Failed,
                 };
-                assert_eq!(workflow_state(&store, wf.workflow).await, expected, "{case}");
+                assert_eq!(
+                    workflow_state(&store, wf.workflow).await,
+                    expected,
+                    "{case}"
+                );
             }
             // Claims never see a blocked job: nothing is left to claim in any case.
-            assert!(claim(&store, "default", 10, "w1", at(4)).await.is_empty(), "{case}");
+            assert!(
+                claim(&store, "default", 10, "w1", at(4)).await.is_empty(),
+                "{case}"
+            );
         }
     }
 }
@@ -219,7 +253,10 @@ pub async fn matrix_outcome_by_policy<S: Store>(store: Arc<S>) {
 pub async fn hold_resumes_after_retry<S: Store>(store: Arc<S>) {
     let wf = create(
         &store,
-        vec![node("p", &[], DepPolicy::Cancel), node("c", &["p"], DepPolicy::Hold)],
+        vec![
+            node("p", &[], DepPolicy::Cancel),
+            node("c", &["p"], DepPolicy::Hold),
+        ],
     )
     .await;
     let (p, c) = (id_of(&wf, "p"), id_of(&wf, "c"));
@@ -231,7 +268,10 @@ pub async fn hold_resumes_after_retry<S: Store>(store: Arc<S>) {
         .job_retry(JobRetryParams { id: p, now: at(2) })
         .await
         .expect("job_retry");
-    assert_eq!(workflow_state(&store, wf.workflow).await, WorkflowState::Running);
+    assert_eq!(
+        workflow_state(&store, wf.workflow).await,
+        WorkflowState::Running
+    );
     assert_eq!(state_of(&store, c).await, JobState::Blocked);
     run_to(&store, p, "p", completed(json!(2)), at(3)).await;
     assert_eq!(state_of(&store, c).await, JobState::Available);
@@ -259,7 +299,11 @@ pub async fn cancel_cascade_is_counted<S: Store>(store: Arc<S>) {
     .await;
     run_to(&store, id_of(&wf, "a"), "a", discarded(), at(1)).await;
     for name in ["b", "c", "d"] {
-        assert_eq!(state_of(&store, id_of(&wf, name)).await, JobState::Cancelled, "{name}");
+        assert_eq!(
+            state_of(&store, id_of(&wf, name)).await,
+            JobState::Cancelled,
+            "{name}"
+        );
     }
     let f = store
         .job_cancel(JobCancelParams {
@@ -296,7 +340,14 @@ pub async fn fan_in_released_by_one_batch<S: Store>(store: Arc<S>) {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     nodes.push(node("join", &refs, DepPolicy::Run));
     let wf = create(&store, nodes).await;
-    run_to(&store, id_of(&wf, "root"), "root", completed(json!(0)), at(1)).await;
+    run_to(
+        &store,
+        id_of(&wf, "root"),
+        "root",
+        completed(json!(0)),
+        at(1),
+    )
+    .await;
     let leaves = claim(&store, "default", 500, "w1", at(2)).await;
     assert_eq!(leaves.len(), 200, "every leaf, and not the join");
     let finishes = leaves
@@ -305,7 +356,11 @@ pub async fn fan_in_released_by_one_batch<S: Store>(store: Arc<S>) {
         .map(|(i, leaf)| JobFinish {
             id: leaf.id,
             fence: leaf.fence,
-            outcome: if i == 7 { discarded() } else { completed(json!(i)) },
+            outcome: if i == 7 {
+                discarded()
+            } else {
+                completed(json!(i))
+            },
         })
         .collect();
     assert_eq!(finish_many(&store, finishes, at(3)).await.len(), 200);
@@ -313,7 +368,10 @@ pub async fn fan_in_released_by_one_batch<S: Store>(store: Arc<S>) {
     let row = get(&store, join).await;
     assert_eq!(row.state, JobState::Available);
     let claimed = claim(&store, "default", 10, "w1", at(4)).await;
-    assert_eq!(claimed.iter().map(|job| job.id).collect::<Vec<_>>(), vec![join]);
+    assert_eq!(
+        claimed.iter().map(|job| job.id).collect::<Vec<_>>(),
+        vec![join]
+    );
     let results = store.job_dependency_results(join).await.unwrap();
     assert_eq!(results.len(), 200);
     assert_eq!(
@@ -382,7 +440,10 @@ pub async fn bad_input_writes_nothing<S: Store>(store: Arc<S>) {
     }
     let mut params = WorkflowInsertParams::new(
         "wf",
-        vec![node("a", &[], DepPolicy::Cancel), node("b", &[], DepPolicy::Cancel)],
+        vec![
+            node("a", &[], DepPolicy::Cancel),
+            node("b", &[], DepPolicy::Cancel),
+        ],
         t0(),
     );
     params.max_jobs = 1;
@@ -458,9 +519,30 @@ pub async fn dynamic_fan_out<S: Store>(store: Arc<S>) {
         workflow_state(&store, wf.workflow).await,
         WorkflowState::Running
     );
-    run_to(&store, id_of(&added, "x1"), "x1", completed(json!(1)), at(3)).await;
-    run_to(&store, id_of(&added, "x2"), "x2", completed(json!(2)), at(3)).await;
-    run_to(&store, id_of(&added, "join"), "join", completed(json!(3)), at(4)).await;
+    run_to(
+        &store,
+        id_of(&added, "x1"),
+        "x1",
+        completed(json!(1)),
+        at(3),
+    )
+    .await;
+    run_to(
+        &store,
+        id_of(&added, "x2"),
+        "x2",
+        completed(json!(2)),
+        at(3),
+    )
+    .await;
+    run_to(
+        &store,
+        id_of(&added, "join"),
+        "join",
+        completed(json!(3)),
+        at(4),
+    )
+    .await;
     let row = store.workflow_get(wf.workflow).await.unwrap().unwrap();
     assert_eq!(row.state, WorkflowState::Completed);
     assert_eq!(row.counts.total(), 4);
@@ -495,11 +577,7 @@ pub async fn cancel_propagates<S: Store>(store: Arc<S>) {
     assert_eq!(get(&store, a).await.cancel_requested_at, Some(at(2)));
     // The running job ends (here it fails): nothing is released.
     finish(&store, a, row.fence, Outcome::Cancel { error: None }, at(3)).await;
-    let states: HashSet<JobState> = all_jobs(&store)
-        .await
-        .iter()
-        .map(|job| job.state)
-        .collect();
+    let states: HashSet<JobState> = all_jobs(&store).await.iter().map(|job| job.state).collect();
     assert_eq!(states, HashSet::from([JobState::Cancelled]));
     let counts = stats(&store).await;
     let cancelled_total: i64 = counts
@@ -529,7 +607,10 @@ pub async fn cancel_propagates<S: Store>(store: Arc<S>) {
 pub async fn prune_spares_needed_results<S: Store>(store: Arc<S>) {
     let wf = create(
         &store,
-        vec![node("a", &[], DepPolicy::Cancel), node("b", &["a"], DepPolicy::Cancel)],
+        vec![
+            node("a", &[], DepPolicy::Cancel),
+            node("b", &["a"], DepPolicy::Cancel),
+        ],
     )
     .await;
     let (a, b) = (id_of(&wf, "a"), id_of(&wf, "b"));
@@ -553,7 +634,10 @@ pub async fn prune_spares_needed_results<S: Store>(store: Arc<S>) {
     assert_eq!(store.job_prune(prune(at(10))).await.expect("job_prune"), 1);
     assert!(store.job_get(plain.id).await.unwrap().is_none());
     assert!(store.job_get(a).await.unwrap().is_some(), "b still needs a");
-    assert!(store.job_get(parent.id).await.unwrap().is_some(), "outside still needs it");
+    assert!(
+        store.job_get(parent.id).await.unwrap().is_some(),
+        "outside still needs it"
+    );
     assert_eq!(
         store.job_dependency_results(b).await.unwrap()[0].result,
         Some(json!("input"))

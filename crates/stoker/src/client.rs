@@ -964,17 +964,10 @@ impl<S: ?Sized> Client<S> {
     ) -> Result<Vec<JobInsert>> {
         self.resolve(jobs, now)
     }
+}
 
-    /// The handlers whose args validation enqueues pass, if any.
-    pub(crate) fn registry(&self) -> Option<&Registry> {
-        self.config.registry.as_deref()
-    }
-
-    /// The largest args this client enqueues.
-    pub(crate) fn args_limit(&self) -> usize {
-        self.config.max_args_bytes
-    }
-
+// --- stream wf ---
+impl<S: Store + ?Sized> Client<S> {
     /// Whether this client may see data of `tenant`.
     pub(crate) fn sees_tenant(&self, tenant: Option<&str>) -> bool {
         self.sees(tenant)

@@ -155,8 +155,8 @@ pub use stoker_core::{
 pub use stoker_core as core;
 // --- stream wf ---
 pub use stoker_core::{
-    DepPolicy, DepTarget, Dependency, DependencyEdge, DependencyResult, WorkflowCounts,
-    WorkflowId, WorkflowInserted, WorkflowJob, WorkflowRow, WorkflowState,
+    DepPolicy, DepTarget, Dependency, DependencyEdge, DependencyResult, WorkflowCounts, WorkflowId,
+    WorkflowInserted, WorkflowJob, WorkflowRow, WorkflowState,
 };
 pub use workflow::Workflow;
 

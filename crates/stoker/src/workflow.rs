@@ -120,7 +120,11 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// As [`Client::enqueue_workflow`]; [`Error::NotFound`] for an unknown workflow (or
     /// another tenant's); [`Error::Conflict`] for a cancelled one.
-    pub async fn workflow_add(&self, id: WorkflowId, workflow: Workflow) -> Result<WorkflowInserted> {
+    pub async fn workflow_add(
+        &self,
+        id: WorkflowId,
+        workflow: Workflow,
+    ) -> Result<WorkflowInserted> {
         self.insert_workflow(Some(id), workflow).await
     }
 

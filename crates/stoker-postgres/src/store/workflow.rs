@@ -6,13 +6,24 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use stoker_core::{
-    DepPolicy, DepTarget, DependencyEdge, DependencyResult, InvalidInput, JobId,
-    JobInsertParams, JobState, StoreError, StoreResult, WorkflowCancelParams, WorkflowCounts,
-    WorkflowId, WorkflowInsertParams, WorkflowInserted, WorkflowJob, WorkflowRow, WorkflowState,
+    DepPolicy, DepTarget, DependencyEdge, DependencyResult, InvalidInput, JobId, JobInsertParams,
+    JobState, StoreError, StoreResult, WorkflowCancelParams, WorkflowCounts, WorkflowId,
+    WorkflowInsertParams, WorkflowInserted, WorkflowJob, WorkflowRow, WorkflowState,
 };
 
 use super::{InsertBatch, PgStore};
 use crate::error::store_error;
+
+/// A workflow's row: name, tenant, created_at, cancelled_at.
+type WorkflowHead = (
+    String,
+    Option<String>,
+    chrono::DateTime<chrono::Utc>,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+/// A dependency as read: parent id, node, state, result, policy.
+type DependencyRead = (i64, Option<String>, String, Option<Value>, String);
 
 fn state(text: &str) -> StoreResult<JobState> {
     text.parse::<JobState>()
@@ -41,14 +52,13 @@ impl PgStore {
         id: WorkflowId,
     ) -> StoreResult<Option<WorkflowRow>> {
         let (jobs, workflows, deps) = self.wf_tables();
-        let row: Option<(String, Option<String>, chrono::DateTime<chrono::Utc>, Option<chrono::DateTime<chrono::Utc>>)> =
-            sqlx::query_as(&format!(
-                "SELECT name, tenant, created_at, cancelled_at FROM {workflows} WHERE id = $1"
-            ))
-            .bind(id.0)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(store_error)?;
+        let row: Option<WorkflowHead> = sqlx::query_as(&format!(
+            "SELECT name, tenant, created_at, cancelled_at FROM {workflows} WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(store_error)?;
         let Some((name, tenant, created_at, cancelled_at)) = row else {
             return Ok(None);
         };
@@ -240,9 +250,9 @@ impl PgStore {
                         return Err(InvalidInput::new(
                             field(),
                             format!(
-                                "node {:?}: job {parent} does not exist or belongs to another tenant",
-                                node.name
-                            ),
+                            "node {:?}: job {parent} does not exist or belongs to another tenant",
+                            node.name
+                        ),
                         )
                         .into())
                     }
@@ -254,9 +264,9 @@ impl PgStore {
                             return Err(InvalidInput::new(
                                 field(),
                                 format!(
-                                    "node {:?}: job {parent} already failed and the policy is cancel",
-                                    node.name
-                                ),
+                                "node {:?}: job {parent} already failed and the policy is cancel",
+                                node.name
+                            ),
                             )
                             .into())
                         }
@@ -326,10 +336,7 @@ impl PgStore {
         self.workflow_on(&mut conn, id).await
     }
 
-    pub(super) async fn workflow_jobs_impl(
-        &self,
-        id: WorkflowId,
-    ) -> StoreResult<Vec<WorkflowJob>> {
+    pub(super) async fn workflow_jobs_impl(&self, id: WorkflowId) -> StoreResult<Vec<WorkflowJob>> {
         let (jobs, _, deps) = self.wf_tables();
         let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
         let rows: Vec<(i64, String, String, String)> = sqlx::query_as(&format!(
@@ -428,16 +435,15 @@ impl PgStore {
         id: JobId,
     ) -> StoreResult<Vec<DependencyResult>> {
         let (jobs, _, deps) = self.wf_tables();
-        let rows: Vec<(i64, Option<String>, String, Option<Value>, String)> =
-            sqlx::query_as(&format!(
-                "SELECT d.parent_id, p.workflow_node, p.state, p.result, d.policy
+        let rows: Vec<DependencyRead> = sqlx::query_as(&format!(
+            "SELECT d.parent_id, p.workflow_node, p.state, p.result, d.policy
                  FROM {deps} AS d JOIN {jobs} AS p ON p.id = d.parent_id
                  WHERE d.child_id = $1 ORDER BY d.parent_id"
-            ))
-            .bind(id.0)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(store_error)?;
+        ))
+        .bind(id.0)
+        .fetch_all(&self.inner.pool)
+        .await
+        .map_err(store_error)?;
         rows.into_iter()
             .map(|(parent, node, job_state, result, edge_policy)| {
                 Ok(DependencyResult {

@@ -18,8 +18,7 @@ use utoipa::ToSchema;
 use super::extract::{ApiJson, ApiPath};
 use super::jobs::build_insert;
 use super::model::{
-    BackoffSpec, EnqueueRequest, ErrorBody, ErrorCode, JobMetadata, JobStateSchema,
-    PriorityLevel,
+    BackoffSpec, EnqueueRequest, ErrorBody, ErrorCode, JobMetadata, JobStateSchema, PriorityLevel,
 };
 use super::{ApiError, AppState, Principal};
 use crate::config::Scope;
@@ -334,7 +333,8 @@ pub struct DependencyResultView {
     pub policy: DepPolicySchema,
 }
 
-fn view(row: WorkflowRow, jobs: Vec<WorkflowJob>) -> WorkflowView {
+/// The API's view of a workflow and its jobs (the CLI prints the same).
+pub(crate) fn view(row: WorkflowRow, jobs: Vec<WorkflowJob>) -> WorkflowView {
     let c = row.counts;
     WorkflowView {
         id: row.id.0,
@@ -534,7 +534,13 @@ pub(crate) async fn add(
     let Some(row) = client.workflow(WorkflowId(id)).await? else {
         return Err(workflow_not_found(id));
     };
-    let nodes = nodes(&state, &client, &principal, row.tenant.clone(), request.jobs)?;
+    let nodes = nodes(
+        &state,
+        &client,
+        &principal,
+        row.tenant.clone(),
+        request.jobs,
+    )?;
     let inserted = client
         .enqueue_workflow_resolved(Some(row.id), String::new(), row.tenant, nodes)
         .await

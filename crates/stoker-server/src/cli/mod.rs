@@ -34,6 +34,8 @@ mod alerts;
 pub use alerts::AlertsCommand;
 // --- stream tokens ---
 mod tokens;
+// --- stream wf ---
+mod workflows;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ pub use error::CliError;
 pub use failures::{FailuresCommand, LogsArgs, OpsCommand};
 // --- stream tokens ---
 pub use tokens::TokensCommand;
+// --- stream wf ---
+pub use workflows::WorkflowsCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -138,6 +142,10 @@ pub enum Command {
     /// Stored API tokens: create (the secret is shown once), list, revoke, rotate.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    // --- stream wf ---
+    /// Workflows: `show ID` prints a workflow's state and result and draws its graph.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -443,6 +451,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Alerts(command) => alerts::run(command).await,
         // --- stream tokens ---
         Command::Tokens(command) => tokens::run(command).await,
+        // --- stream wf ---
+        Command::Workflows(command) => workflows::run(command).await,
     }
 }
 

@@ -6,10 +6,9 @@ use std::collections::{HashMap, HashSet};
 use sqlx::sqlite::SqliteRow;
 use sqlx::SqliteConnection;
 use stoker_core::{
-    DepPolicy, DepTarget, DependencyEdge, DependencyResult, InvalidInput, JobId,
-    JobInsertParams, JobState, StoreError, StoreEvent, StoreResult, WorkflowCancelParams,
-    WorkflowCounts, WorkflowId, WorkflowInsertParams, WorkflowInserted, WorkflowJob, WorkflowRow,
-    WorkflowState,
+    DepPolicy, DepTarget, DependencyEdge, DependencyResult, InvalidInput, JobId, JobInsertParams,
+    JobState, StoreError, StoreEvent, StoreResult, WorkflowCancelParams, WorkflowCounts,
+    WorkflowId, WorkflowInsertParams, WorkflowInserted, WorkflowJob, WorkflowRow, WorkflowState,
 };
 
 use super::{begin_write, SqliteStore};
@@ -94,6 +93,9 @@ async fn workflow_on(
     }))
 }
 
+/// A dependency as read: parent id, node, state, result, policy.
+type DependencyRead = (i64, Option<String>, String, Option<String>, String);
+
 fn policy(text: &str) -> StoreResult<DepPolicy> {
     text.parse()
         .map_err(|_| StoreError::Corrupt(format!("unknown dependency policy {text:?}")))
@@ -110,13 +112,12 @@ impl SqliteStore {
         // The workflow's existing nodes, when adding to one.
         let mut existing: HashMap<String, i64> = HashMap::new();
         if let Some(id) = params.workflow {
-            let found: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
-                "SELECT tenant, cancelled_at FROM stoker_workflows WHERE id = ?1",
-            )
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            let found: Option<(Option<String>, Option<i64>)> =
+                sqlx::query_as("SELECT tenant, cancelled_at FROM stoker_workflows WHERE id = ?1")
+                    .bind(id.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
             match found {
                 Some((tenant, _)) if tenant != params.tenant => {
                     return Err(StoreError::NotFound(format!("workflow {id}")))
@@ -129,13 +130,12 @@ impl SqliteStore {
                 }
                 Some((_, None)) => {}
             }
-            let nodes: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT workflow_node, id FROM stoker_jobs WHERE workflow_id = ?1",
-            )
-            .bind(id.0)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            let nodes: Vec<(String, i64)> =
+                sqlx::query_as("SELECT workflow_node, id FROM stoker_jobs WHERE workflow_id = ?1")
+                    .bind(id.0)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
             existing.extend(nodes);
         }
         let existing_names: HashSet<String> = existing.keys().cloned().collect();
@@ -225,9 +225,9 @@ impl SqliteStore {
                         return Err(InvalidInput::new(
                             format!("nodes[{i}].depends_on[{d}]"),
                             format!(
-                                "node {:?}: job {parent} does not exist or belongs to another tenant",
-                                node.name
-                            ),
+                            "node {:?}: job {parent} does not exist or belongs to another tenant",
+                            node.name
+                        ),
                         )
                         .into())
                     }
@@ -239,9 +239,9 @@ impl SqliteStore {
                             return Err(InvalidInput::new(
                                 format!("nodes[{i}].depends_on[{d}]"),
                                 format!(
-                                    "node {:?}: job {parent} already failed and the policy is cancel",
-                                    node.name
-                                ),
+                                "node {:?}: job {parent} already failed and the policy is cancel",
+                                node.name
+                            ),
                             )
                             .into())
                         }
@@ -325,7 +325,10 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn workflow_get_impl(&self, id: WorkflowId) -> StoreResult<Option<WorkflowRow>> {
+    pub(super) async fn workflow_get_impl(
+        &self,
+        id: WorkflowId,
+    ) -> StoreResult<Option<WorkflowRow>> {
         let mut conn = self.read().await?;
         workflow_on(&mut conn, id).await
     }
@@ -433,7 +436,7 @@ impl SqliteStore {
         &self,
         id: JobId,
     ) -> StoreResult<Vec<DependencyResult>> {
-        let rows: Vec<(i64, Option<String>, String, Option<String>, String)> = sqlx::query_as(
+        let rows: Vec<DependencyRead> = sqlx::query_as(
             "SELECT d.parent_id, p.workflow_node, p.state, p.result, d.policy
              FROM stoker_deps AS d JOIN stoker_jobs AS p ON p.id = d.parent_id
              WHERE d.child_id = ?1 ORDER BY d.parent_id",
@@ -459,13 +462,12 @@ impl SqliteStore {
         &self,
         id: JobId,
     ) -> StoreResult<Option<(WorkflowId, String)>> {
-        let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
-            "SELECT workflow_id, workflow_node FROM stoker_jobs WHERE id = ?1",
-        )
-        .bind(id.0)
-        .fetch_optional(&mut *self.read().await?)
-        .await
-        .map_err(db_error)?;
+        let row: Option<(Option<i64>, Option<String>)> =
+            sqlx::query_as("SELECT workflow_id, workflow_node FROM stoker_jobs WHERE id = ?1")
+                .bind(id.0)
+                .fetch_optional(&mut *self.read().await?)
+                .await
+                .map_err(db_error)?;
         Ok(match row {
             Some((Some(workflow), Some(node))) => Some((WorkflowId(workflow), node)),
             _ => None,
