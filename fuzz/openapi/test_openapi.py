@@ -17,6 +17,7 @@ Environment: `STOKER_BIN` (the `stoker` binary, default `target/debug/stoker`),
 from __future__ import annotations
 
 import json
+import re
 import os
 import pathlib
 import socket
@@ -67,6 +68,13 @@ STATEFUL_FIELDS = {
     },
 }
 
+
+# --- stream wf ---
+# A workflow's graph (issue 18) is valid only as a whole: names unique in the workflow,
+# dependencies on its jobs or on existing jobs of the caller's tenant, no cycle, and at most
+# 10,000 jobs counting those already in it. No schema can state these, so a 422 naming the
+# jobs, a job's `name` or one of its `depends_on` refuses bad input.
+WORKFLOW_GRAPH_FIELD = re.compile(r"^jobs(\[\d+\]\.(name|depends_on(\[\d+\])?))?$")
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -246,6 +254,10 @@ def test_every_operation(case, server: Server) -> None:
         except ValueError:
             field = None
         if field in PARSED_FIELDS or field in STATEFUL_FIELDS.get((case.method, case.path), ()):
+            excluded.append(positive_data_acceptance)
+        # --- stream wf ---
+        elif isinstance(field, str) and case.path.startswith("/v1/workflows") \
+                and WORKFLOW_GRAPH_FIELD.match(field):
             excluded.append(positive_data_acceptance)
     case.validate_response(response, excluded_checks=excluded)
 

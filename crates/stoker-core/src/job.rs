@@ -50,11 +50,16 @@ pub enum JobState {
     Discarded,
     /// Cancelled before or while it ran.
     Cancelled,
+    /// Waiting for its dependencies (a workflow job): invisible to claims until the last one
+    /// finishes, which makes it `available` (or `cancelled`, by its edge's policy) in the same
+    /// transaction.
+    Blocked,
 }
 
 impl JobState {
     /// Every state, in lifecycle order.
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 7] = [
+        JobState::Blocked,
         JobState::Available,
         JobState::Running,
         JobState::Retryable,
@@ -79,6 +84,7 @@ impl JobState {
             JobState::Completed => "completed",
             JobState::Discarded => "discarded",
             JobState::Cancelled => "cancelled",
+            JobState::Blocked => "blocked",
         }
     }
 
@@ -96,7 +102,7 @@ impl fmt::Display for JobState {
 
 /// The error returned when a string names no job state.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown job state {0:?}: expected one of available, running, retryable, completed, discarded, cancelled")]
+#[error("unknown job state {0:?}: expected one of blocked, available, running, retryable, completed, discarded, cancelled")]
 pub struct UnknownState(pub String);
 
 impl FromStr for JobState {

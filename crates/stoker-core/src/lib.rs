@@ -34,6 +34,8 @@ mod store;
 mod token;
 // --- stream flow ---
 mod flow;
+// --- stream wf ---
+pub mod workflow;
 
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
@@ -87,4 +89,9 @@ pub use flow::{
     LimitKey, LimitPushBackParams, LimitRow, LimitSetParams, LimitSpec, LimitUsage, LimiterChange,
     LimiterRef, LimiterState, Rate, LIMIT_CACHE_TTL, LIMIT_KEY_MAX_SEGMENTS, LIMIT_NAME_MAX_LEN,
     LIMIT_PERIOD_MAX_MS,
+// --- stream wf ---
+pub use workflow::{
+    DepPolicy, DepTarget, Dependency, DependencyEdge, DependencyResult, WorkflowCancelParams,
+    WorkflowCounts, WorkflowId, WorkflowInsertParams, WorkflowInserted, WorkflowJob, WorkflowNode,
+    WorkflowRow, WorkflowState, WORKFLOW_MAX_JOBS_DEFAULT, WORKFLOW_NAME_MAX_LEN,
 };

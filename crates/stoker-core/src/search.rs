@@ -62,11 +62,14 @@ pub enum StateView {
     Discarded,
     /// Cancelled.
     Cancelled,
+    /// Waiting for its workflow dependencies.
+    Blocked,
 }
 
 impl StateView {
     /// Every view.
-    pub const ALL: [StateView; 7] = [
+    pub const ALL: [StateView; 8] = [
+        StateView::Blocked,
         StateView::Available,
         StateView::Scheduled,
         StateView::Running,
@@ -90,6 +93,7 @@ impl StateView {
             StateView::Completed => "completed",
             StateView::Discarded => "discarded",
             StateView::Cancelled => "cancelled",
+            StateView::Blocked => "blocked",
         }
     }
 
@@ -102,6 +106,7 @@ impl StateView {
             StateView::Completed => JobState::Completed,
             StateView::Discarded => JobState::Discarded,
             StateView::Cancelled => JobState::Cancelled,
+            StateView::Blocked => JobState::Blocked,
         }
     }
 
@@ -115,6 +120,7 @@ impl StateView {
             JobState::Completed => StateView::Completed,
             JobState::Discarded => StateView::Discarded,
             JobState::Cancelled => StateView::Cancelled,
+            JobState::Blocked => StateView::Blocked,
         }
     }
 

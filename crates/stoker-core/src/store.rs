@@ -9,6 +9,11 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::cron::{CronDue, CronFireOutcome, CronFireParams, CronRow, CronRun, CronWriteParams};
+// --- stream wf ---
+use crate::{
+    DependencyResult, WorkflowCancelParams, WorkflowId, WorkflowInsertParams, WorkflowInserted,
+    WorkflowJob, WorkflowRow,
+};
 // --- stream search ---
 use crate::{
     args_size, AttemptError, InsertedJob, InvalidInput, JobId, JobInsert, JobRow, JobState,
@@ -1054,6 +1059,50 @@ pub trait Store: Send + Sync + 'static {
         let _ = queue;
         None
     }
+    // --- stream wf ---
+    // Workflows (issue 18); see `stoker_core::workflow` for the model. A job that others
+    // depend on resolves its edges in the same transaction as whatever moves it into a
+    // finished state; a job without dependents pays nothing for it.
+
+    /// Inserts a workflow's jobs and edges in one transaction (all or none): jobs with
+    /// dependencies `blocked` with their count of unresolved edges, the others `available`.
+    /// With [`WorkflowInsertParams::workflow`], adds them to an existing workflow (dynamic
+    /// fan-out); node dependencies may then name its existing nodes. A dependency on a job
+    /// that already completed (or failed, under [`DepPolicy::Run`](crate::DepPolicy::Run))
+    /// counts as resolved; on one that failed under `Hold`, the job waits until it is retried
+    /// and completes.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field and node (see [`WorkflowInsertParams::validate`]), or a
+    /// dependency on a missing job, another tenant's job, or a failed job under
+    /// [`DepPolicy::Cancel`](crate::DepPolicy::Cancel); `NotFound` for an unknown workflow
+    /// (or another tenant's); `Conflict` for a cancelled one.
+    async fn workflow_insert(&self, params: WorkflowInsertParams) -> StoreResult<WorkflowInserted>;
+
+    /// A workflow with its state, counts and (once completed) result: one read of its jobs
+    /// through the workflow index.
+    async fn workflow_get(&self, id: WorkflowId) -> StoreResult<Option<WorkflowRow>>;
+
+    /// A workflow's jobs with their edges, by id: what a graph is drawn from.
+    async fn workflow_jobs(&self, id: WorkflowId) -> StoreResult<Vec<WorkflowJob>>;
+
+    /// Cancels a workflow in one transaction: marks it cancelled (no job can be added to it),
+    /// cancels its waiting jobs (blocked, available, retryable) and requests the cancel of its
+    /// running ones. Returns it as it is now.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such workflow.
+    async fn workflow_cancel(&self, params: WorkflowCancelParams) -> StoreResult<WorkflowRow>;
+
+    /// The dependencies of a job with their states and results, in the order of their ids
+    /// (empty for a job without any).
+    async fn job_dependency_results(&self, id: JobId) -> StoreResult<Vec<DependencyResult>>;
+
+    /// The workflow a job belongs to and its node name there, if it is in one: what a handler
+    /// adds its workflow's next jobs to.
+    async fn job_workflow(&self, id: JobId) -> StoreResult<Option<(WorkflowId, String)>>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

@@ -91,6 +91,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "flow",
         sql: include_str!("../migrations/0013_flow.sql"),
     },
+    // --- stream wf ---
+    // Workflows: dependencies, the blocked state and the edge-resolving trigger (issue 18).
+    Migration {
+        version: 14,
+        name: "workflows",
+        sql: include_str!("../migrations/0014_workflows.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -71,6 +71,25 @@ impl Sql {
         let cols = job_columns(None);
         let j_cols = job_columns(Some("j"));
         let notify_available = format!("pg_notify('{channel}', 'a:' || queue)");
+        // --- stream wf ---
+        // The prune spares the jobs a workflow still needs (issue 18): any job of a workflow
+        // with an unfinished job, and any job with an unfinished dependent. Ordinary jobs pass
+        // on two column tests. `t` names the candidate row's table (or alias). `OFFSET 0`
+        // keeps each EXISTS a probe per candidate (through the workflow index and the edges'
+        // key): without it the planner may hash the subquery, reading every unfinished job.
+        let deps = format!("{s}.stoker_deps");
+        let needed_of = |t: &str| {
+            format!(
+                "({t}.workflow_id IS NULL OR NOT EXISTS ( \
+                     SELECT 1 FROM {jobs} w WHERE w.workflow_id = {t}.workflow_id \
+                       AND w.state NOT IN {FINISHED} OFFSET 0)) \
+                 AND (NOT {t}.has_dependents OR NOT EXISTS ( \
+                     SELECT 1 FROM {deps} d JOIN {jobs} c ON c.id = d.child_id \
+                     WHERE d.parent_id = {t}.id AND c.state NOT IN {FINISHED} OFFSET 0))"
+            )
+        };
+        let needed = needed_of("stoker_jobs");
+        let needed_j = needed_of("j");
 
         // The claim: lock due rows in fetch order, skipping rows other claimers hold, and mark
         // them running in the same statement, with their lease ending at $5 (null for no
@@ -285,7 +304,7 @@ impl Sql {
                          cancel_requested_at = CASE WHEN state = 'running' \
                                                     THEN COALESCE(cancel_requested_at, $2) \
                                                     ELSE cancel_requested_at END \
-                     WHERE id = $1 AND state IN ('available', 'retryable', 'running') \
+                     WHERE id = $1 AND state IN ('blocked', 'available', 'retryable', 'running') \
                      RETURNING {cols} \
                  ), notified AS ( \
                      SELECT pg_notify('{channel}', 'c:' || id) FROM upd WHERE state = 'running' \
@@ -312,15 +331,15 @@ impl Sql {
                      SELECT id FROM ( \
                          SELECT id FROM {jobs} \
                          WHERE $1::timestamptz IS NOT NULL AND state = 'completed' \
-                           AND finished_at < $1 \
+                           AND finished_at < $1 AND {needed} \
                          UNION ALL \
                          SELECT id FROM {jobs} \
                          WHERE $2::timestamptz IS NOT NULL AND state = 'cancelled' \
-                           AND finished_at < $2 \
+                           AND finished_at < $2 AND {needed} \
                          UNION ALL \
                          SELECT id FROM {jobs} \
                          WHERE $3::timestamptz IS NOT NULL AND state = 'discarded' \
-                           AND finished_at < $3 \
+                           AND finished_at < $3 AND {needed} \
                          UNION ALL \
                          SELECT kept.id FROM ( \
                              SELECT queue FROM ( \
@@ -333,7 +352,7 @@ impl Sql {
                          ) over_limit \
                          CROSS JOIN LATERAL ( \
                              SELECT id FROM {jobs} \
-                             WHERE queue = over_limit.queue AND state IN {FINISHED} \
+                             WHERE queue = over_limit.queue AND state IN {FINISHED} AND {needed} \
                              ORDER BY finished_at DESC, id DESC \
                              OFFSET $4 LIMIT $5 \
                          ) kept \
@@ -469,7 +488,7 @@ impl Sql {
                 "DELETE FROM {jobs} WHERE id = ANY(ARRAY( \
                      SELECT id FROM {jobs} \
                      WHERE queue = $1 AND state = $2 AND state IN {FINISHED} \
-                       AND finished_at < $3 \
+                       AND finished_at < $3 AND {needed} \
                      ORDER BY finished_at, id \
                      LIMIT $4)) \
                  AND state IN {FINISHED}"
@@ -485,7 +504,7 @@ impl Sql {
                          OFFSET $3 LIMIT 1 \
                      ) cut \
                      WHERE j.queue = $1 AND j.state = $2 AND j.state IN {FINISHED} \
-                       AND (j.finished_at, j.id) <= (cut.finished_at, cut.id) \
+                       AND (j.finished_at, j.id) <= (cut.finished_at, cut.id) AND {needed_j} \
                      ORDER BY j.finished_at, j.id \
                      LIMIT $4)) \
                  AND state IN {FINISHED}"

@@ -41,6 +41,8 @@ mod alert;
 mod token;
 // --- stream flow ---
 mod flow;
+// --- stream wf ---
+mod workflow;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1354,6 +1356,50 @@ impl Store for PgStore {
 
     fn limit_wake_at(&self, queue: &str) -> Option<DateTime<Utc>> {
         self.inner.limits.wake_at(queue)
+    }
+
+    // --- stream wf ---
+
+    async fn workflow_insert(
+        &self,
+        params: stoker_core::WorkflowInsertParams,
+    ) -> StoreResult<stoker_core::WorkflowInserted> {
+        self.workflow_insert_impl(params).await
+    }
+
+    async fn workflow_get(
+        &self,
+        id: stoker_core::WorkflowId,
+    ) -> StoreResult<Option<stoker_core::WorkflowRow>> {
+        self.workflow_get_impl(id).await
+    }
+
+    async fn workflow_jobs(
+        &self,
+        id: stoker_core::WorkflowId,
+    ) -> StoreResult<Vec<stoker_core::WorkflowJob>> {
+        self.workflow_jobs_impl(id).await
+    }
+
+    async fn workflow_cancel(
+        &self,
+        params: stoker_core::WorkflowCancelParams,
+    ) -> StoreResult<stoker_core::WorkflowRow> {
+        self.workflow_cancel_impl(params).await
+    }
+
+    async fn job_dependency_results(
+        &self,
+        id: JobId,
+    ) -> StoreResult<Vec<stoker_core::DependencyResult>> {
+        self.job_dependency_results_impl(id).await
+    }
+
+    async fn job_workflow(
+        &self,
+        id: JobId,
+    ) -> StoreResult<Option<(stoker_core::WorkflowId, String)>> {
+        self.job_workflow_impl(id).await
     }
 }
 

@@ -178,6 +178,9 @@ impl SqliteStoreBuilder {
             .busy_timeout(self.busy_timeout)
             .synchronous(self.synchronous.to_sqlx())
             .foreign_keys(false)
+            // Workflows: a cancelled job's trigger cancels its dependents, whose own trigger
+            // must run in turn (see migration 16).
+            .pragma("recursive_triggers", "ON")
             // Rows cross from SQLite's thread to the caller's task through a channel; a deep
             // one lets a 1,000-job claim or list stream without a wake-up per row.
             .row_buffer_size(ROW_BUFFER_SIZE);

@@ -103,6 +103,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "flow",
         sql: include_str!("../migrations/0015_flow.sql"),
     },
+    // --- stream wf ---
+    // Workflows: dependencies, the blocked state and the edge-resolving trigger (issue 18).
+    Migration {
+        version: 16,
+        name: "workflows",
+        sql: include_str!("../migrations/0016_workflows.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -21,6 +21,23 @@ macro_rules! finished {
     };
 }
 
+// --- stream wf ---
+/// Spares the jobs a workflow still needs (issue 18): any job of a workflow with an
+/// unfinished job, and any job with an unfinished dependent, so a dependent always finds its
+/// dependencies' results. Ordinary jobs (no workflow, no dependents) pass on two column tests.
+macro_rules! needed {
+    () => {
+        "(stoker_jobs.workflow_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM stoker_jobs AS w
+            WHERE w.workflow_id = stoker_jobs.workflow_id
+              AND w.state NOT IN ('completed', 'discarded', 'cancelled')))
+         AND (NOT stoker_jobs.has_dependents OR NOT EXISTS (
+            SELECT 1 FROM stoker_deps AS d JOIN stoker_jobs AS c ON c.id = d.child_id
+            WHERE d.parent_id = stoker_jobs.id
+              AND c.state NOT IN ('completed', 'discarded', 'cancelled')))"
+    };
+}
+
 /// Deletes up to `?4` jobs of queue `?2` in finished state `?1` that finished before `?3`,
 /// oldest first; returns each deleted job's kind and tenant, for the finished counts. `+state` keeps
 /// SQLite from picking the `(state, id)` index instead of the finished one.
@@ -30,6 +47,8 @@ DELETE FROM stoker_jobs WHERE id IN (
     SELECT id FROM stoker_jobs
     WHERE ",
     finished!(),
+    " AND ",
+    needed!(),
     " AND +state = ?1
       AND queue = ?2 AND finished_at < ?3
     ORDER BY finished_at, id
@@ -43,6 +62,8 @@ pub(crate) const KEEP_LAST_CUTOFF_SQL: &str = concat!(
 SELECT finished_at, id FROM stoker_jobs
 WHERE ",
     finished!(),
+    " AND ",
+    needed!(),
     " AND queue = ?1
 ORDER BY finished_at DESC, id DESC
 LIMIT 1 OFFSET ?2"
@@ -56,6 +77,8 @@ DELETE FROM stoker_jobs WHERE id IN (
     SELECT id FROM stoker_jobs
     WHERE ",
     finished!(),
+    " AND ",
+    needed!(),
     " AND queue = ?1
       AND (finished_at, id) <= (?2, ?3)
     ORDER BY finished_at, id
@@ -179,6 +202,8 @@ pub(crate) const KEEP_LAST_STATE_CUTOFF_SQL: &str = concat!(
 SELECT finished_at, id FROM stoker_jobs
 WHERE ",
     finished!(),
+    " AND ",
+    needed!(),
     " AND +state = ?1 AND queue = ?2
 ORDER BY finished_at DESC, id DESC
 LIMIT 1 OFFSET ?3"
@@ -192,6 +217,8 @@ DELETE FROM stoker_jobs WHERE id IN (
     SELECT id FROM stoker_jobs
     WHERE ",
     finished!(),
+    " AND ",
+    needed!(),
     " AND +state = ?1 AND queue = ?2
       AND (finished_at, id) <= (?3, ?4)
     ORDER BY finished_at, id

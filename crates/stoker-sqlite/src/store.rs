@@ -40,6 +40,8 @@ mod alert;
 mod token;
 // --- stream flow ---
 mod flow;
+// --- stream wf ---
+mod workflow;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -97,7 +99,7 @@ SET state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
     finished_at = CASE WHEN state = 'running' THEN finished_at ELSE ?1 END,
     scheduled = 0,
     cancel_requested_at = CASE WHEN state = 'running' THEN ?1 ELSE cancel_requested_at END
-WHERE id = ?2 AND state IN ('available', 'retryable', 'running')
+WHERE id = ?2 AND state IN ('blocked', 'available', 'retryable', 'running')
 RETURNING ",
     job_columns!()
 );
@@ -1181,6 +1183,50 @@ impl Store for SqliteStore {
 
     fn limit_wake_at(&self, queue: &str) -> Option<DateTime<Utc>> {
         self.inner.limits.wake_at(queue)
+    }
+
+    // --- stream wf ---
+
+    async fn workflow_insert(
+        &self,
+        params: stoker_core::WorkflowInsertParams,
+    ) -> StoreResult<stoker_core::WorkflowInserted> {
+        self.workflow_insert_impl(params).await
+    }
+
+    async fn workflow_get(
+        &self,
+        id: stoker_core::WorkflowId,
+    ) -> StoreResult<Option<stoker_core::WorkflowRow>> {
+        self.workflow_get_impl(id).await
+    }
+
+    async fn workflow_jobs(
+        &self,
+        id: stoker_core::WorkflowId,
+    ) -> StoreResult<Vec<stoker_core::WorkflowJob>> {
+        self.workflow_jobs_impl(id).await
+    }
+
+    async fn workflow_cancel(
+        &self,
+        params: stoker_core::WorkflowCancelParams,
+    ) -> StoreResult<stoker_core::WorkflowRow> {
+        self.workflow_cancel_impl(params).await
+    }
+
+    async fn job_dependency_results(
+        &self,
+        id: JobId,
+    ) -> StoreResult<Vec<stoker_core::DependencyResult>> {
+        self.job_dependency_results_impl(id).await
+    }
+
+    async fn job_workflow(
+        &self,
+        id: JobId,
+    ) -> StoreResult<Option<(stoker_core::WorkflowId, String)>> {
+        self.job_workflow_impl(id).await
     }
 }
 

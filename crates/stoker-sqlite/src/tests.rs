@@ -787,7 +787,9 @@ async fn check_counts(store: &SqliteStore) {
 /// evaluates an `IN` list of three or more values there through a temporary b-tree built
 /// afresh per row: the finished index's `state IN (…)` once cost a fifth of the instructions
 /// of a drain's statements (migration 5). Inserting, changing the state of and deleting a job
-/// build none.
+/// build none. (The workflow trigger's body, listed after the statement's own program, runs
+/// only for a job that others depend on; its WHEN, run for every acknowledged row, is
+/// checked by `workflow_trigger_when_builds_no_temporary_table`.)
 #[tokio::test]
 async fn job_writes_build_no_temporary_tables_per_row() {
     let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
@@ -807,11 +809,58 @@ async fn job_writes_build_no_temporary_tables_per_row() {
             .iter()
             .map(|row| row.get::<String, _>(1))
             .collect();
+        // The statement's own program: up to the first trigger program's `Init`.
+        let own: Vec<&String> = program
+            .iter()
+            .enumerate()
+            .take_while(|(i, op)| *i == 0 || *op != "Init")
+            .map(|(_, op)| op)
+            .collect();
         assert!(
-            !program.iter().any(|op| op == "OpenEphemeral"),
+            !own.iter().any(|op| *op == "OpenEphemeral"),
             "{sql} builds a temporary table: {program:?}"
         );
     }
+}
+
+// --- stream wf ---
+/// The workflow trigger (migration 16) is called for every acknowledged row; its WHEN, the
+/// start of its program up to the first jump out, must not build a temporary table.
+#[tokio::test]
+async fn workflow_trigger_when_builds_no_temporary_table() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let sql = "UPDATE stoker_jobs SET state = 'completed', finished_at = 1 WHERE id = 1";
+    let program: Vec<String> = sqlx::query(&format!("EXPLAIN {sql}"))
+        .fetch_all(&mut *store.write_connection().await.unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<String, _>(1))
+        .collect();
+    let trigger_start = program
+        .iter()
+        .enumerate()
+        .position(|(i, op)| i > 0 && op == "Init")
+        .expect("the trigger's program");
+    let when: Vec<&String> = program[trigger_start..]
+        .iter()
+        .take_while(|op| *op != "OpenRead" && *op != "OpenWrite")
+        .collect();
+    assert!(
+        !when.iter().any(|op| *op == "OpenEphemeral"),
+        "the trigger's WHEN builds a temporary table: {when:?}"
+    );
+    // A claim does not write `finished_at`: it calls no trigger at all.
+    let claim: Vec<String> =
+        sqlx::query("EXPLAIN UPDATE stoker_jobs SET state = 'running' WHERE id = 1")
+            .fetch_all(&mut *store.write_connection().await.unwrap())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>(1))
+            .collect();
+    assert!(!claim.iter().any(|op| op == "Program"), "{claim:?}");
 }
 
 /// The hot queries stay index lookups whatever the table size.

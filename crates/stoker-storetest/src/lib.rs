@@ -102,6 +102,8 @@ pub mod alerts;
 pub mod token;
 // --- stream flow ---
 pub mod flow;
+// --- stream wf ---
+pub mod workflow;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -288,6 +290,17 @@ macro_rules! conformance_tests {
             flow_push_back_holds_the_key => flow::push_back_holds_the_key,
             flow_manage_and_validate => flow::manage_and_validate,
             flow_concurrent_claimers_respect_the_limit => flow::concurrent_claimers_respect_the_limit,
+            // --- stream wf ---
+            workflow_diamond_runs_in_dependency_order => workflow::diamond_runs_in_dependency_order,
+            workflow_matrix_outcome_by_policy => workflow::matrix_outcome_by_policy,
+            workflow_hold_resumes_after_retry => workflow::hold_resumes_after_retry,
+            workflow_cancel_cascade_is_counted => workflow::cancel_cascade_is_counted,
+            workflow_fan_in_released_by_one_batch => workflow::fan_in_released_by_one_batch,
+            workflow_bad_input_writes_nothing => workflow::bad_input_writes_nothing,
+            workflow_depends_on_existing_jobs => workflow::depends_on_existing_jobs,
+            workflow_dynamic_fan_out => workflow::dynamic_fan_out,
+            workflow_cancel_propagates => workflow::cancel_propagates,
+            workflow_prune_spares_needed_results => workflow::prune_spares_needed_results,
         }
     };
 }
@@ -324,7 +337,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 23] = [
+    const MODULES: &[(&str, &str)] = &[
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -352,6 +365,8 @@ mod tests {
         ("token", include_str!("token.rs")),
         // --- stream flow ---
         ("flow", include_str!("flow.rs")),
+        // --- stream wf ---
+        ("workflow", include_str!("workflow.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

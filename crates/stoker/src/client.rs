@@ -954,6 +954,26 @@ impl<S: Store + ?Sized> Client<S> {
     }
 }
 
+// --- stream wf ---
+impl<S: ?Sized> Client<S> {
+    /// [`Client::resolve`], for the workflow module.
+    pub(crate) fn resolve_jobs(
+        &self,
+        jobs: impl IntoIterator<Item = NewJob>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobInsert>> {
+        self.resolve(jobs, now)
+    }
+}
+
+// --- stream wf ---
+impl<S: Store + ?Sized> Client<S> {
+    /// Whether this client may see data of `tenant`.
+    pub(crate) fn sees_tenant(&self, tenant: Option<&str>) -> bool {
+        self.sees(tenant)
+    }
+}
+
 impl<S: ?Sized> Client<S> {
     /// Resolves jobs against their defaults and `now`, then applies the client's rules: its
     /// tenant, and how far ahead or back a job may be scheduled.
@@ -1326,6 +1346,10 @@ pub struct StateCounts {
     /// Scheduled: `available` but not yet due (waiting in the schedule for their `run_at`).
     #[serde(default)]
     pub scheduled: i64,
+    // --- stream wf ---
+    /// Blocked: workflow jobs waiting for their dependencies.
+    #[serde(default)]
+    pub blocked: i64,
 }
 
 impl StateCounts {
@@ -1338,6 +1362,7 @@ impl StateCounts {
             JobState::Completed => self.completed,
             JobState::Discarded => self.discarded,
             JobState::Cancelled => self.cancelled,
+            JobState::Blocked => self.blocked,
         }
     }
 
@@ -1352,6 +1377,7 @@ impl StateCounts {
             JobState::Completed => &mut self.completed,
             JobState::Discarded => &mut self.discarded,
             JobState::Cancelled => &mut self.cancelled,
+            JobState::Blocked => &mut self.blocked,
         };
         *slot += count;
     }

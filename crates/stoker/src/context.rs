@@ -227,6 +227,43 @@ impl JobContext {
         Ok(inserted.remove(0))
     }
 
+    // --- stream wf ---
+    /// This job's dependencies (workflow jobs it waited for) with their states and results,
+    /// in the order of their ids; empty for a job without any.
+    ///
+    /// # Errors
+    ///
+    /// A store error.
+    pub async fn dependency_results(&self) -> Result<Vec<stoker_core::DependencyResult>> {
+        Ok(self
+            .inner
+            .client
+            .store()
+            .job_dependency_results(self.id())
+            .await?)
+    }
+
+    /// Adds jobs to this job's workflow (dynamic fan-out): their dependencies may name the
+    /// workflow's nodes, this one included, and the workflow is not finished until they are.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) if this job is in no workflow or a job is
+    /// bad; [`Error::Conflict`](crate::Error::Conflict) if the workflow was cancelled.
+    pub async fn add_to_workflow(
+        &self,
+        workflow: crate::Workflow,
+    ) -> Result<stoker_core::WorkflowInserted> {
+        let client = &self.inner.client;
+        let Some((id, _)) = client.store().job_workflow(self.id()).await? else {
+            return Err(crate::Error::Invalid(stoker_core::InvalidInput::new(
+                "workflow",
+                format!("job {} is in no workflow", self.id()),
+            )));
+        };
+        client.workflow_add(id, workflow).await
+    }
+
     /// The client the worker uses, for anything else.
     pub fn client(&self) -> &Client {
         &self.inner.client

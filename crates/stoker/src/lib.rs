@@ -75,6 +75,8 @@ mod registry;
 pub mod search;
 pub mod testing;
 mod worker;
+// --- stream wf ---
+mod workflow;
 // --- stream events ---
 mod events;
 // --- stream alerts ---
@@ -158,6 +160,12 @@ pub use stoker_core::{LimitKey, LimitRow, LimitSpec, LimitUsage, Rate};
 
 /// The store crate's types, for code that works at the store level.
 pub use stoker_core as core;
+// --- stream wf ---
+pub use stoker_core::{
+    DepPolicy, DepTarget, Dependency, DependencyEdge, DependencyResult, WorkflowCounts, WorkflowId,
+    WorkflowInserted, WorkflowJob, WorkflowRow, WorkflowState,
+};
+pub use workflow::Workflow;
 
 /// The SQLite store.
 #[cfg(feature = "sqlite")]

@@ -283,4 +283,11 @@ counting_store! {
         async fn limit_usage(&self, now: chrono::DateTime<chrono::Utc>) -> StoreResult<Vec<stoker_core::LimitUsage>>;
         async fn limit_push_back(&self, params: stoker_core::LimitPushBackParams) -> StoreResult<()>;
         async fn limit_reconcile(&self) -> StoreResult<u64>;
+        // --- stream wf ---
+        async fn workflow_insert(&self, params: stoker_core::WorkflowInsertParams) -> StoreResult<stoker_core::WorkflowInserted>;
+        async fn workflow_get(&self, id: stoker_core::WorkflowId) -> StoreResult<Option<stoker_core::WorkflowRow>>;
+        async fn workflow_jobs(&self, id: stoker_core::WorkflowId) -> StoreResult<Vec<stoker_core::WorkflowJob>>;
+        async fn workflow_cancel(&self, params: stoker_core::WorkflowCancelParams) -> StoreResult<stoker_core::WorkflowRow>;
+        async fn job_dependency_results(&self, id: JobId) -> StoreResult<Vec<stoker_core::DependencyResult>>;
+        async fn job_workflow(&self, id: JobId) -> StoreResult<Option<(stoker_core::WorkflowId, String)>>;
 }

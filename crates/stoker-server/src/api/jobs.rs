@@ -27,7 +27,7 @@ fn at(prefix: &str, field: &str) -> String {
 
 /// Turns one enqueue request into a job to insert, applying defaults and the caller's tenant,
 /// and checks it, naming the field at fault with `prefix`.
-fn build_insert(
+pub(super) fn build_insert(
     state: &AppState,
     client: &Client,
     principal: &Principal,

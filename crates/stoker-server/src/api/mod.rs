@@ -34,6 +34,8 @@
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
 //! | `GET /v1/events` | read | live events: job changes and snapshots (server-sent events) |
 //! | `POST /v1/tokens`, `GET /v1/tokens`; `POST /v1/tokens/{id}/revoke`, `/rotate` | admin (not tenant-bound) | stored API tokens (issue 17) |
+//! | `POST /v1/workflows`, `/v1/workflows/{id}/jobs`; `GET /v1/workflows/{id}`; `POST /v1/workflows/{id}/cancel` | enqueue; read; operate | workflows (issue 18) |
+//! | `GET /v1/pull/jobs/{id}/dependencies` | work | a workflow job's dependency results |
 //!
 //! Without tokens (loopback only) every route is open. With tokens, every route but `/health`
 //! and the OpenAPI document needs `Authorization: Bearer <token>` with the scope shown; `admin`
@@ -70,6 +72,8 @@ pub(crate) mod search;
 pub mod tokens;
 // --- stream flow ---
 pub mod limits;
+// --- stream wf ---
+pub mod workflows;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -157,6 +161,15 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/limits/{name}",
             axum::routing::put(limits::set).delete(limits::delete),
+        )
+        // --- stream wf ---
+        .route("/v1/workflows", post(workflows::create))
+        .route("/v1/workflows/{id}", get(workflows::get))
+        .route("/v1/workflows/{id}/jobs", post(workflows::add))
+        .route("/v1/workflows/{id}/cancel", post(workflows::cancel))
+        .route(
+            "/v1/pull/jobs/{id}/dependencies",
+            get(workflows::dependencies),
         )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

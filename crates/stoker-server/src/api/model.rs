@@ -304,6 +304,9 @@ pub enum JobStateSchema {
     Discarded,
     /// Cancelled before or while it ran.
     Cancelled,
+    // --- stream wf ---
+    /// Waiting for its workflow dependencies: no worker can reserve it until they finish.
+    Blocked,
 }
 
 /// A state a job never leaves on its own: what a bulk retry takes (the OpenAPI view of
@@ -949,6 +952,9 @@ pub enum StateViewSchema {
     Discarded,
     /// Cancelled.
     Cancelled,
+    // --- stream wf ---
+    /// Waiting for its workflow dependencies.
+    Blocked,
 }
 
 /// A bounded count of matching jobs.
@@ -1071,6 +1077,10 @@ pub struct JobCounts {
     /// Scheduled: in state `available` but not yet due (waiting for their `run_at`).
     #[serde(default)]
     pub scheduled: i64,
+    // --- stream wf ---
+    /// Blocked: workflow jobs waiting for their dependencies.
+    #[serde(default)]
+    pub blocked: i64,
 }
 
 impl From<StateCounts> for JobCounts {
@@ -1083,6 +1093,7 @@ impl From<StateCounts> for JobCounts {
             discarded: counts.discarded,
             cancelled: counts.cancelled,
             scheduled: counts.scheduled,
+            blocked: counts.blocked,
         }
     }
 }
@@ -1097,6 +1108,7 @@ impl JobCounts {
             JobState::Completed => self.completed,
             JobState::Discarded => self.discarded,
             JobState::Cancelled => self.cancelled,
+            JobState::Blocked => self.blocked,
         }
     }
 }

@@ -18,6 +18,8 @@ use super::search;
 use super::tokens;
 // --- stream flow ---
 use super::limits;
+// --- stream wf ---
+use super::workflows;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -108,6 +110,12 @@ use super::limits;
         limits::list,
         limits::set,
         limits::delete,
+        // --- stream wf ---
+        workflows::create,
+        workflows::add,
+        workflows::get,
+        workflows::cancel,
+        workflows::dependencies,
     ),
     components(schemas(
         model::ErrorBody,
@@ -140,6 +148,8 @@ use super::limits;
         (name = "tokens", description = "Stored API tokens: create, list, rotate, revoke"),
         // --- stream flow ---
         (name = "limits", description = "Flow control: rate and concurrency limits enforced in the claim"),
+        // --- stream wf ---
+        (name = "workflows", description = "Workflows: jobs that wait for other jobs"),
     )
 )]
 pub struct ApiDoc;
@@ -268,6 +278,17 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
         // (both present and not null), as the server holds.
         if let Some(enqueue) = doc.pointer_mut("/components/schemas/EnqueueRequest") {
             enqueue["not"] = serde_json::json!({
+                "required": ["run_at", "delay_seconds"],
+                "properties": {
+                    "run_at": {"not": {"type": "null"}},
+                    "delay_seconds": {"not": {"type": "null"}},
+                },
+            });
+        }
+        // --- stream wf ---
+        // A workflow's job takes `run_at` or `delay_seconds`, not both, as `POST /v1/jobs`.
+        if let Some(spec) = doc.pointer_mut("/components/schemas/WorkflowJobSpec") {
+            spec["not"] = serde_json::json!({
                 "required": ["run_at", "delay_seconds"],
                 "properties": {
                     "run_at": {"not": {"type": "null"}},

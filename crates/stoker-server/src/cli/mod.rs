@@ -36,6 +36,8 @@ pub use alerts::AlertsCommand;
 mod tokens;
 // --- stream flow ---
 mod limits;
+// --- stream wf ---
+mod workflows;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -53,6 +55,8 @@ pub use failures::{FailuresCommand, LogsArgs, OpsCommand};
 pub use tokens::TokensCommand;
 // --- stream flow ---
 pub use limits::LimitsCommand;
+// --- stream wf ---
+pub use workflows::WorkflowsCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -146,6 +150,10 @@ pub enum Command {
     /// Flow-control limits: list (with usage), set (a rate, a concurrency, or both), delete.
     #[command(subcommand)]
     Limits(LimitsCommand),
+    // --- stream wf ---
+    /// Workflows: `show ID` prints a workflow's state and result and draws its graph.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -453,6 +461,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Tokens(command) => tokens::run(command).await,
         // --- stream flow ---
         Command::Limits(command) => limits::run(command).await,
+        // --- stream wf ---
+        Command::Workflows(command) => workflows::run(command).await,
     }
 }
 

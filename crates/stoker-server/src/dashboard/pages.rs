@@ -1138,6 +1138,8 @@ fn state_label(view: StateView) -> &'static str {
         StateView::Completed => "Completed",
         StateView::Discarded => "Discarded",
         StateView::Cancelled => "Cancelled",
+        // --- stream wf ---
+        StateView::Blocked => "Blocked",
     }
 }
 
