@@ -89,6 +89,7 @@ pub use flow::{
     LimitKey, LimitPushBackParams, LimitRow, LimitSetParams, LimitSpec, LimitUsage, LimiterChange,
     LimiterRef, LimiterState, Rate, LIMIT_CACHE_TTL, LIMIT_KEY_MAX_SEGMENTS, LIMIT_NAME_MAX_LEN,
     LIMIT_PERIOD_MAX_MS,
+};
 // --- stream wf ---
 pub use workflow::{
     DepPolicy, DepTarget, Dependency, DependencyEdge, DependencyResult, WorkflowCancelParams,
