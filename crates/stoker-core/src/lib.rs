@@ -32,6 +32,8 @@ mod search;
 mod store;
 // --- stream tokens ---
 mod token;
+// --- stream tenancy ---
+mod audit;
 
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
@@ -78,4 +80,8 @@ pub use store::QueuePruneRule;
 pub use token::{
     validate_token_fields, validate_token_id, TokenCreateParams, TokenRow, TOKEN_ID_LEN,
     TOKEN_NAME_MAX_LEN, TOKEN_SCOPES, TOKEN_TOUCH_EVERY_SECONDS,
+};
+// --- stream tenancy ---
+pub use audit::{
+    AuditEntry, AuditListParams, AuditRow, AUDIT_LIST_MAX_LIMIT, AUDIT_TEXT_MAX_LEN, AUDIT_VIAS,
 };

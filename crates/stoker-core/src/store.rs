@@ -1011,6 +1011,32 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a token's last use to `now` unless it was set less than
     /// [`crate::TOKEN_TOUCH_EVERY_SECONDS`] before; returns whether it wrote.
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    // --- stream tenancy ---
+
+    /// [`Store::job_claim`] limited to the jobs of `tenant` (issue 17): a pull worker bound to
+    /// a tenant reserves only that tenant's jobs, by the same rules (due, staged, priority
+    /// order, never twice, nothing from a paused queue).
+    async fn job_claim_tenant(
+        &self,
+        params: JobClaimParams,
+        tenant: &str,
+    ) -> StoreResult<Vec<JobRow>>;
+
+    /// Appends one row to the audit log (issue 17) and returns it with its id. Ids ascend in
+    /// the order rows are written. There is no way to change a row.
+    async fn audit_append(&self, entry: crate::AuditEntry) -> StoreResult<crate::AuditRow>;
+
+    /// Audit rows matching `params`, newest (highest id) first.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field (see [`crate::AuditListParams::validate`]).
+    async fn audit_list(&self, params: crate::AuditListParams)
+        -> StoreResult<Vec<crate::AuditRow>>;
+
+    /// Deletes up to `limit` audit rows written before `before`, oldest first, and returns how
+    /// many it deleted (call again while it deletes `limit`).
+    async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

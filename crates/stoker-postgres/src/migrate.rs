@@ -85,6 +85,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "tokens",
         sql: include_str!("../migrations/0012_tokens.sql"),
     },
+    // --- stream tenancy ---
+    Migration {
+        version: 15,
+        name: "audit",
+        sql: include_str!("../migrations/0015_audit.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -126,6 +126,10 @@ pub struct Config {
 // --- stream tokens ---
 /// The default of [`Config::token_cache_ttl`]: 5 seconds.
 pub const TOKEN_CACHE_TTL_DEFAULT: Duration = Duration::from_secs(5);
+// --- stream tenancy ---
+/// The longest [`Config::token_cache_ttl`]: a revocation must reach every server within
+/// minutes at worst.
+pub const TOKEN_CACHE_TTL_MAX: Duration = Duration::from_secs(300);
 
 impl Default for Config {
     fn default() -> Self {
@@ -370,8 +374,9 @@ pub struct ApiToken {
     pub secret: String,
     /// What it may do; `admin` implies every other scope.
     pub scopes: BTreeSet<Scope>,
-    /// If set, the token sees and touches only this tenant's jobs, and cannot use cluster-wide
-    /// routes (queues, workers, stats, metrics, the pull protocol).
+    /// If set, the token sees and touches only this tenant's jobs (and reserves only them in
+    /// the pull protocol), and cannot use the routes that span every tenant (workers, queue
+    /// pause, failure groups, metrics, alerts, tokens).
     pub tenant: Option<String>,
 }
 
@@ -591,6 +596,8 @@ impl Config {
         set(&mut self.pruner.worker_retention, args.worker_retention);
         set(&mut self.stats.sample_interval, args.stats_interval);
         set(&mut self.bulk.interval, args.bulk_interval);
+        // --- stream tenancy ---
+        set(&mut self.token_cache_ttl, args.token_cache_ttl);
         if let Some(Retention(retention)) = args.completed_retention {
             self.pruner.completed_retention = retention;
         }
@@ -777,6 +784,17 @@ impl Config {
             if value.is_zero() {
                 return Err(ConfigError::invalid(setting, "must be longer than zero"));
             }
+        }
+        // --- stream tenancy ---
+        if self.token_cache_ttl > TOKEN_CACHE_TTL_MAX {
+            return Err(ConfigError::invalid(
+                "--token-cache-ttl / STOKER_TOKEN_CACHE_TTL / token_cache_ttl",
+                format!(
+                    "{} would let a revoked token work that long; use at most {}",
+                    format_duration(self.token_cache_ttl),
+                    format_duration(TOKEN_CACHE_TTL_MAX)
+                ),
+            ));
         }
         // History (issue 13).
         if let Err(invalid) = self.history.keeper.retention.validate() {
@@ -988,6 +1006,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "bulk",
             // --- stream alerts ---
             "alert",
+            // --- stream tenancy ---
+            "token_cache_ttl",
         ],
     ),
     (
@@ -1243,6 +1263,8 @@ struct FileConfig {
     // --- stream alerts ---
     #[serde(default)]
     alert: Vec<FileAlert>,
+    // --- stream tenancy ---
+    token_cache_ttl: Option<FileDuration>,
 }
 
 // --- stream alerts ---
@@ -1700,6 +1722,8 @@ impl FileConfig {
             &mut config.database_acquire_timeout,
             self.database_acquire_timeout,
         );
+        // --- stream tenancy ---
+        set(&mut config.token_cache_ttl, self.token_cache_ttl);
         set(
             &mut config.http.header_read_timeout,
             self.http.header_read_timeout,

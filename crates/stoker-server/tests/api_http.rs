@@ -682,7 +682,17 @@ async fn tokens_scopes_and_tenants(store: Arc<dyn Store>) {
         "{:?}",
         every.body
     );
-    for path in ["/v1/queues", "/v1/workers", "/metrics"] {
+    // Its queues are those of its own jobs (issue 17), with nothing of globex's queue `t`.
+    let queues = server.with_token(ACME).get("/v1/queues").await;
+    assert_eq!(queues.status, 200, "{queues:?}");
+    let names: Vec<&str> = queues.body["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .map(|queue| queue["name"].as_str().expect("a name"))
+        .collect();
+    assert!(!names.contains(&"t"), "{names:?}");
+    for path in ["/v1/workers", "/metrics"] {
         server
             .with_token(ACME)
             .get(path)

@@ -97,6 +97,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "tokens",
         sql: include_str!("../migrations/0014_tokens.sql"),
     },
+    // --- stream tenancy ---
+    Migration {
+        version: 17,
+        name: "audit",
+        sql: include_str!("../migrations/0017_audit.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -38,6 +38,9 @@ mod cron;
 mod alert;
 // --- stream tokens ---
 mod token;
+// --- stream tenancy ---
+mod audit;
+mod tenancy;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -1139,6 +1142,31 @@ impl Store for SqliteStore {
 
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         self.token_touch_impl(id, now).await
+    }
+
+    // --- stream tenancy ---
+
+    async fn job_claim_tenant(
+        &self,
+        params: JobClaimParams,
+        tenant: &str,
+    ) -> StoreResult<Vec<JobRow>> {
+        self.job_claim_tenant_impl(params, tenant).await
+    }
+
+    async fn audit_append(&self, entry: stoker_core::AuditEntry) -> StoreResult<stoker_core::AuditRow> {
+        self.audit_append_impl(entry).await
+    }
+
+    async fn audit_list(
+        &self,
+        params: stoker_core::AuditListParams,
+    ) -> StoreResult<Vec<stoker_core::AuditRow>> {
+        self.audit_list_impl(params).await
+    }
+
+    async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        self.audit_prune_impl(before, limit).await
     }
 }
 

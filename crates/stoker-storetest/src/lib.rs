@@ -100,6 +100,9 @@ pub mod stats;
 pub mod alerts;
 // --- stream tokens ---
 pub mod token;
+// --- stream tenancy ---
+pub mod audit;
+pub mod tenancy;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -277,6 +280,12 @@ macro_rules! conformance_tests {
             token_create_get_list => token::create_get_list,
             token_revoke_and_expire => token::revoke_and_expire,
             token_touch_once_a_minute => token::touch_once_a_minute,
+            // --- stream tenancy ---
+            tenancy_claim_takes_only_own_jobs => tenancy::claim_takes_only_own_jobs,
+            tenancy_claim_respects_pause_and_schedule => tenancy::claim_respects_pause_and_schedule,
+            audit_append_and_list => audit::append_and_list,
+            audit_prune_by_age => audit::prune_by_age,
+            audit_invalid_list_refused => audit::invalid_list_refused,
         }
     };
 }
@@ -313,7 +322,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 22] = [
+    const MODULES: [(&str, &str); 24] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -339,6 +348,9 @@ mod tests {
         ("search", include_str!("search.rs")),
         // --- stream tokens ---
         ("token", include_str!("token.rs")),
+        // --- stream tenancy ---
+        ("tenancy", include_str!("tenancy.rs")),
+        ("audit", include_str!("audit.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -267,4 +267,9 @@ counting_store! {
         async fn token_list(&self) -> StoreResult<Vec<stoker_core::TokenRow>>;
         async fn token_revoke(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::TokenRow>;
         async fn token_touch(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<bool>;
+        // --- stream tenancy ---
+        async fn job_claim_tenant(&self, params: JobClaimParams, tenant: &str) -> StoreResult<Vec<JobRow>>;
+        async fn audit_append(&self, entry: stoker_core::AuditEntry) -> StoreResult<stoker_core::AuditRow>;
+        async fn audit_list(&self, params: stoker_core::AuditListParams) -> StoreResult<Vec<stoker_core::AuditRow>>;
+        async fn audit_prune(&self, before: chrono::DateTime<chrono::Utc>, limit: u32) -> StoreResult<u64>;
 }

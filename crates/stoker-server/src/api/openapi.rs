@@ -16,6 +16,8 @@ use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues
 use super::search;
 // --- stream tokens ---
 use super::tokens;
+// --- stream tenancy ---
+use super::audit;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -102,6 +104,8 @@ use super::tokens;
         tokens::list,
         tokens::revoke,
         tokens::rotate,
+        // --- stream tenancy ---
+        audit::list,
     ),
     components(schemas(
         model::ErrorBody,
@@ -132,6 +136,8 @@ use super::tokens;
         (name = "alerts", description = "Alert rules delivered as webhook jobs"),
         // --- stream tokens ---
         (name = "tokens", description = "Stored API tokens: create, list, rotate, revoke"),
+        // --- stream tenancy ---
+        (name = "audit", description = "The audit log of management actions"),
     )
 )]
 pub struct ApiDoc;

@@ -1962,7 +1962,7 @@ pub(crate) fn login_form(status: StatusCode, next: &str, message: &str) -> Respo
 /// `GET /login`.
 pub(crate) async fn login(State(dash): State<Dash>, Query(params): Params) -> Response {
     let next = super::session::local_path(params.get("next").map(String::as_str));
-    if dash.app.inner.tokens.is_empty() {
+    if !crate::auth::auth_required(&dash.app).await.unwrap_or(true) {
         return super::session::see_other(&next);
     }
     login_form(StatusCode::OK, &next, "")
