@@ -34,6 +34,8 @@ mod alerts;
 pub use alerts::AlertsCommand;
 // --- stream tokens ---
 mod tokens;
+// --- stream tenancy ---
+mod audit;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ pub use error::CliError;
 pub use failures::{FailuresCommand, LogsArgs, OpsCommand};
 // --- stream tokens ---
 pub use tokens::TokensCommand;
+// --- stream tenancy ---
+pub use audit::AuditCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -138,6 +142,11 @@ pub enum Command {
     /// Stored API tokens: create (the secret is shown once), list, revoke, rotate.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    // --- stream tenancy ---
+    /// The audit log of management actions: list (filter by tenant, action, actor, time),
+    /// prune by age.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -443,6 +452,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Alerts(command) => alerts::run(command).await,
         // --- stream tokens ---
         Command::Tokens(command) => tokens::run(command).await,
+        // --- stream tenancy ---
+        Command::Audit(command) => audit::run(command).await,
     }
 }
 
