@@ -124,7 +124,13 @@ mod tests {
         };
         assert!(good.validate().is_ok());
         let field = |params: AuditListParams| params.validate().unwrap_err().field;
-        assert_eq!(field(AuditListParams { limit: 0, ..good.clone() }), "limit");
+        assert_eq!(
+            field(AuditListParams {
+                limit: 0,
+                ..good.clone()
+            }),
+            "limit"
+        );
         assert_eq!(
             field(AuditListParams {
                 limit: AUDIT_LIST_MAX_LIMIT + 1,

@@ -1327,7 +1327,10 @@ impl Store for PgStore {
         self.job_claim_tenant_impl(params, tenant).await
     }
 
-    async fn audit_append(&self, entry: stoker_core::AuditEntry) -> StoreResult<stoker_core::AuditRow> {
+    async fn audit_append(
+        &self,
+        entry: stoker_core::AuditEntry,
+    ) -> StoreResult<stoker_core::AuditRow> {
         self.audit_append_impl(entry).await
     }
 

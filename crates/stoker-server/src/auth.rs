@@ -234,17 +234,14 @@ pub async fn auth_required(state: &AppState) -> Result<bool, ApiError> {
         return Ok(required);
     }
     let now = state.inner.clock.now();
-    let required = state
-        .inner
-        .client
-        .token_list()
-        .await?
-        .iter()
-        .any(|row| {
-            row.tenant.is_none()
-                && row.is_active(now)
-                && row.scopes.iter().any(|scope| scope == Scope::Admin.as_str())
-        });
+    let required = state.inner.client.token_list().await?.iter().any(|row| {
+        row.tenant.is_none()
+            && row.is_active(now)
+            && row
+                .scopes
+                .iter()
+                .any(|scope| scope == Scope::Admin.as_str())
+    });
     state.inner.stored_tokens.set_auth_on(required);
     Ok(required)
 }

@@ -58,9 +58,7 @@ async fn call(
     body: Option<&Value>,
 ) -> Raw {
     let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-    let mut request = server
-        .http
-        .request(method, format!("{}{path}", server.url));
+    let mut request = server.http.request(method, format!("{}{path}", server.url));
     // An empty token sends no Authorization header at all.
     if !token.is_empty() {
         request = request.bearer_auth(token);
@@ -101,7 +99,13 @@ struct Owned {
     alert: String,
 }
 
-async fn enqueue(server: &TestServer, secret: &str, tenant: &str, queue: &str, extra: Value) -> i64 {
+async fn enqueue(
+    server: &TestServer,
+    secret: &str,
+    tenant: &str,
+    queue: &str,
+    extra: Value,
+) -> i64 {
     let mut body = json!({
         "kind": format!("k-{tenant}"),
         "queue": format!("{queue}-{tenant}"),
@@ -204,8 +208,10 @@ async fn set_up(server: &TestServer, tenant: &str, secret: &str) -> Owned {
         ADMIN,
         "post",
         "/v1/alerts",
-        Some(json!({"name": alert, "metric": "discarded", "url": "http://x.test/h",
-                    "scope": {"tenant": tenant}})),
+        Some(
+            json!({"name": alert, "metric": "discarded", "url": "http://x.test/h",
+                    "scope": {"tenant": tenant}}),
+        ),
     )
     .await;
     Owned {
@@ -260,7 +266,11 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
             ));
         }
         for id in [own.waiting, own.discarded] {
-            calls.push(call_of(format!("/v1/jobs/{id}{suffix}"), body.clone(), Clean));
+            calls.push(call_of(
+                format!("/v1/jobs/{id}{suffix}"),
+                body.clone(),
+                Clean,
+            ));
         }
         calls
     };
@@ -306,12 +316,20 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
         ],
         ("get", "/v1/queues") => vec![call_of(path, None, Clean)],
         ("get", "/v1/queues/depths") => vec![call_of(path, None, Clean)],
-        ("post", "/v1/queues/{name}/pause") => {
-            by_name("/v1/queues", &format!("q-{other_tenant}"), "q-new", "/pause", None)
-        }
-        ("post", "/v1/queues/{name}/resume") => {
-            by_name("/v1/queues", &format!("q-{other_tenant}"), "q-new", "/resume", None)
-        }
+        ("post", "/v1/queues/{name}/pause") => by_name(
+            "/v1/queues",
+            &format!("q-{other_tenant}"),
+            "q-new",
+            "/pause",
+            None,
+        ),
+        ("post", "/v1/queues/{name}/resume") => by_name(
+            "/v1/queues",
+            &format!("q-{other_tenant}"),
+            "q-new",
+            "/resume",
+            None,
+        ),
         ("get", "/v1/jobs") => vec![
             call_of(path, None, Clean),
             call_of("/v1/jobs?state=discarded", None, Clean),
@@ -332,7 +350,9 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
         ],
         ("post", "/v1/jobs/clean") => vec![call_of(
             path,
-            Some(json!({"older_than_seconds": 0, "states": ["discarded", "cancelled", "completed"]})),
+            Some(
+                json!({"older_than_seconds": 0, "states": ["discarded", "cancelled", "completed"]}),
+            ),
             Clean,
         )],
         ("get", "/v1/jobs/{id}") => by_job("", None),
@@ -342,7 +362,8 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
         ("post", "/v1/jobs/{id}/retry") => by_job("/retry", Some(json!({}))),
         ("delete", "/v1/jobs/{id}") => by_job("", None),
         ("post", "/v1/pull/reserve") => {
-            let queues = ["q", "run", "fail", "bulk"].map(|queue| format!("{queue}-{other_tenant}"));
+            let queues =
+                ["q", "run", "fail", "bulk"].map(|queue| format!("{queue}-{other_tenant}"));
             vec![call_of(
                 path,
                 Some(json!({"worker": "w-new", "queues": queues, "limit": 100})),
@@ -350,9 +371,13 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
             )]
         }
         ("post", "/v1/pull/jobs/{id}/heartbeat") => by_reserved("heartbeat", json!({})),
-        ("post", "/v1/pull/jobs/{id}/progress") => by_reserved("progress", json!({"fraction": 0.5})),
+        ("post", "/v1/pull/jobs/{id}/progress") => {
+            by_reserved("progress", json!({"fraction": 0.5}))
+        }
         ("post", "/v1/pull/jobs/{id}/logs") => by_reserved("logs", json!({"lines": ["more"]})),
-        ("post", "/v1/pull/jobs/{id}/snooze") => by_reserved("snooze", json!({"snooze_seconds": 60.0})),
+        ("post", "/v1/pull/jobs/{id}/snooze") => {
+            by_reserved("snooze", json!({"snooze_seconds": 60.0}))
+        }
         ("post", "/v1/pull/jobs/{id}/fail") => by_reserved("fail", json!({"error": "no"})),
         ("post", "/v1/pull/jobs/{id}/cancel") => by_reserved("cancel", json!({})),
         ("post", "/v1/pull/jobs/{id}/complete") => by_reserved("complete", json!({})),
@@ -373,27 +398,45 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
             ),
             call_of(
                 path,
-                Some(json!({"name": "cron-x", "expr": "@daily", "kind": "k-new", "tenant": other_tenant})),
+                Some(
+                    json!({"name": "cron-x", "expr": "@daily", "kind": "k-new", "tenant": other_tenant}),
+                ),
                 Refused,
             ),
         ],
         ("get", "/v1/cron-next") => vec![call_of("/v1/cron-next?expr=@daily", None, Clean)],
         ("get", "/v1/cron/{name}") => by_name("/v1/cron", &other.cron, &own.cron, "", None),
-        ("patch", "/v1/cron/{name}") => {
-            by_name("/v1/cron", &other.cron, &own.cron, "", Some(cron_patch.clone()))
-        }
+        ("patch", "/v1/cron/{name}") => by_name(
+            "/v1/cron",
+            &other.cron,
+            &own.cron,
+            "",
+            Some(cron_patch.clone()),
+        ),
         ("get", "/v1/cron/{name}/history") => {
             by_name("/v1/cron", &other.cron, &own.cron, "/history", None)
         }
-        ("post", "/v1/cron/{name}/pause") => {
-            by_name("/v1/cron", &other.cron, &own.cron, "/pause", Some(json!({})))
-        }
-        ("post", "/v1/cron/{name}/resume") => {
-            by_name("/v1/cron", &other.cron, &own.cron, "/resume", Some(json!({})))
-        }
-        ("post", "/v1/cron/{name}/run-now") => {
-            by_name("/v1/cron", &other.cron, &own.cron, "/run-now", Some(json!({})))
-        }
+        ("post", "/v1/cron/{name}/pause") => by_name(
+            "/v1/cron",
+            &other.cron,
+            &own.cron,
+            "/pause",
+            Some(json!({})),
+        ),
+        ("post", "/v1/cron/{name}/resume") => by_name(
+            "/v1/cron",
+            &other.cron,
+            &own.cron,
+            "/resume",
+            Some(json!({})),
+        ),
+        ("post", "/v1/cron/{name}/run-now") => by_name(
+            "/v1/cron",
+            &other.cron,
+            &own.cron,
+            "/run-now",
+            Some(json!({})),
+        ),
         ("delete", "/v1/cron/{name}") => by_name("/v1/cron", &other.cron, "cron-new", "", None),
         ("get", "/v1/events") => vec![
             call_of("/v1/events?timeout_secs=1", None, Clean),
@@ -409,9 +452,13 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
             ),
         ],
         ("get", "/v1/failures") => vec![call_of(path, None, Clean)],
-        ("get", "/v1/failures/{fingerprint}") => {
-            by_name("/v1/failures", &other.fingerprint, &own.fingerprint, "", None)
-        }
+        ("get", "/v1/failures/{fingerprint}") => by_name(
+            "/v1/failures",
+            &other.fingerprint,
+            &own.fingerprint,
+            "",
+            None,
+        ),
         ("post", "/v1/failures/{fingerprint}/retry") => by_name(
             "/v1/failures",
             &other.fingerprint,
@@ -430,7 +477,9 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
         ("post", "/v1/ops") => vec![
             call_of(
                 path,
-                Some(json!({"action": "cancel", "filter": {"queues": [format!("q-{other_tenant}")]}})),
+                Some(
+                    json!({"action": "cancel", "filter": {"queues": [format!("q-{other_tenant}")]}}),
+                ),
                 Refused,
             ),
             call_of(
@@ -439,9 +488,13 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
                 Refused,
             ),
         ],
-        ("get", "/v1/ops/{id}") => {
-            by_name("/v1/ops", &other.op.to_string(), &own.op.to_string(), "", None)
-        }
+        ("get", "/v1/ops/{id}") => by_name(
+            "/v1/ops",
+            &other.op.to_string(),
+            &own.op.to_string(),
+            "",
+            None,
+        ),
         ("post", "/v1/ops/{id}/abort") => by_name(
             "/v1/ops",
             &other.op.to_string(),
@@ -466,19 +519,29 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
         ("get", "/v1/alerts/{name}/events") => {
             by_name("/v1/alerts", &other.alert, &own.alert, "/events", None)
         }
-        ("delete", "/v1/alerts/{name}") => by_name("/v1/alerts", &other.alert, &own.alert, "", None),
+        ("delete", "/v1/alerts/{name}") => {
+            by_name("/v1/alerts", &other.alert, &own.alert, "", None)
+        }
         ("get", "/v1/tokens") => vec![call_of(path, None, Clean)],
         ("post", "/v1/tokens") => vec![call_of(
             path,
             Some(json!({"name": "tok-new", "scopes": ["read"]})),
             Clean,
         )],
-        ("post", "/v1/tokens/{id}/revoke") => {
-            by_name("/v1/tokens", &other.token, &own.token, "/revoke", Some(json!({})))
-        }
-        ("post", "/v1/tokens/{id}/rotate") => {
-            by_name("/v1/tokens", &other.token, &own.token, "/rotate", Some(json!({})))
-        }
+        ("post", "/v1/tokens/{id}/revoke") => by_name(
+            "/v1/tokens",
+            &other.token,
+            &own.token,
+            "/revoke",
+            Some(json!({})),
+        ),
+        ("post", "/v1/tokens/{id}/rotate") => by_name(
+            "/v1/tokens",
+            &other.token,
+            &own.token,
+            "/rotate",
+            Some(json!({})),
+        ),
         ("get", "/v1/audit") => vec![
             call_of(path, None, Clean),
             call_of("/v1/audit?action=job.", None, Clean),
@@ -494,7 +557,10 @@ async fn snapshot(server: &TestServer, other: &Owned) -> BTreeMap<String, Value>
     let mut seen = BTreeMap::new();
     for id in [other.waiting, other.running, other.discarded] {
         let path = format!("/v1/jobs/{id}");
-        seen.insert(path.clone(), json_call(server, ADMIN, "get", &path, None).await);
+        seen.insert(
+            path.clone(),
+            json_call(server, ADMIN, "get", &path, None).await,
+        );
     }
     let path = format!("/v1/cron/{}", other.cron);
     let mut cron = json_call(server, ADMIN, "get", &path, None).await;
@@ -504,13 +570,20 @@ async fn snapshot(server: &TestServer, other: &Owned) -> BTreeMap<String, Value>
     let tokens = json_call(server, ADMIN, "get", "/v1/tokens", None).await;
     let token = tokens["tokens"]
         .as_array()
-        .and_then(|tokens| tokens.iter().find(|token| token["id"] == other.token.as_str()))
+        .and_then(|tokens| {
+            tokens
+                .iter()
+                .find(|token| token["id"] == other.token.as_str())
+        })
         .cloned()
         .expect("the other tenant's token");
     seen.insert("token".to_owned(), token);
     let path = format!("/v1/alerts/{}", other.alert);
     let alert = json_call(server, ADMIN, "get", &path, None).await;
-    seen.insert(path, json!({"name": alert["name"], "threshold": alert["threshold"]}));
+    seen.insert(
+        path,
+        json!({"name": alert["name"], "threshold": alert["threshold"]}),
+    );
     let path = format!("/v1/ops/{}", other.op);
     let op = json_call(server, ADMIN, "get", &path, None).await;
     seen.insert(path, json!({"aborted": op["state"] == "aborted"}));
@@ -556,7 +629,12 @@ async fn every_documented_operation_keeps_tenants_apart(store: Arc<dyn Store>) {
         operations += 1;
         for planned in calls {
             let raw = call(&server, ACME, method, &planned.path, planned.body.as_ref()).await;
-            let what = format!("{} {} {:?}", method.to_uppercase(), planned.path, planned.body);
+            let what = format!(
+                "{} {} {:?}",
+                method.to_uppercase(),
+                planned.path,
+                planned.body
+            );
             assert!(raw.status < 500, "{what}: {raw:?}");
             match planned.expect {
                 Expect::Refused => assert!(
@@ -587,7 +665,10 @@ async fn every_documented_operation_keeps_tenants_apart(store: Arc<dyn Store>) {
         "operations of the document this test does not know how to call (add them to \
          `calls`): {unknown:?}"
     );
-    assert!(operations >= 50, "the document lists {operations} operations");
+    assert!(
+        operations >= 50,
+        "the document lists {operations} operations"
+    );
     assert!(
         successes >= 25,
         "the tenant's own calls mostly succeed: {successes}"
@@ -597,12 +678,19 @@ async fn every_documented_operation_keeps_tenants_apart(store: Arc<dyn Store>) {
     assert_eq!(snapshot(&server, &other).await, before);
     // And the other tenant still sees its own (the matrix was not vacuous).
     let jobs = json_call(&server, GLOBEX, "get", "/v1/jobs", None).await;
-    assert!(jobs["jobs"].as_array().is_some_and(|jobs| jobs.len() >= 3), "{jobs}");
+    assert!(
+        jobs["jobs"].as_array().is_some_and(|jobs| jobs.len() >= 3),
+        "{jobs}"
+    );
     let queues = json_call(&server, GLOBEX, "get", "/v1/queues", None).await;
     assert!(queues.to_string().contains("q-globex"), "{queues}");
     assert!(!queues.to_string().contains("q-acme"), "{queues}");
     let cron = json_call(&server, GLOBEX, "get", "/v1/cron", None).await;
-    assert_eq!(cron["schedules"].as_array().map(Vec::len), Some(1), "{cron}");
+    assert_eq!(
+        cron["schedules"].as_array().map(Vec::len),
+        Some(1),
+        "{cron}"
+    );
     server.stop().await;
 }
 
@@ -611,7 +699,11 @@ async fn every_documented_operation_keeps_tenants_apart(store: Arc<dyn Store>) {
 /// switches auth on for every request; revoking it opens the server again.
 async fn a_stored_admin_token_switches_auth_on(store: Arc<dyn Store>) {
     let server = start(store, config()).await;
-    assert_eq!(call(&server, "", "get", "/v1/jobs", None).await.status, 200, "open without tokens");
+    assert_eq!(
+        call(&server, "", "get", "/v1/jobs", None).await.status,
+        200,
+        "open without tokens"
+    );
     let theirs = json_call(
         &server,
         "",
@@ -633,11 +725,18 @@ async fn a_stored_admin_token_switches_auth_on(store: Arc<dyn Store>) {
     )
     .await;
     let acme = created["secret"].as_str().expect("a secret").to_owned();
-    assert_eq!(call(&server, "", "get", "/v1/jobs", None).await.status, 200, "a tenant token opens nothing");
+    assert_eq!(
+        call(&server, "", "get", "/v1/jobs", None).await.status,
+        200,
+        "a tenant token opens nothing"
+    );
     let seen = call(&server, &acme, "get", &format!("/v1/jobs/{theirs}"), None).await;
     assert_eq!(seen.status, 404, "{seen:?}");
     let listed = call(&server, &acme, "get", "/v1/jobs", None).await;
-    assert!(listed.status == 200 && !listed.text.contains(MARKER), "{listed:?}");
+    assert!(
+        listed.status == 200 && !listed.text.contains(MARKER),
+        "{listed:?}"
+    );
 
     // A stored admin token: now every request needs a token.
     let created = json_call(
@@ -654,9 +753,14 @@ async fn a_stored_admin_token_switches_auth_on(store: Arc<dyn Store>) {
     assert_eq!(refused.status, 401, "{refused:?}");
     let bad = call(&server, "stk_nope_nope", "get", "/v1/jobs", None).await;
     assert_eq!(bad.status, 401, "{bad:?}");
-    assert_eq!(call(&server, &admin, "get", "/v1/jobs", None).await.status, 200);
     assert_eq!(
-        call(&server, &acme, "get", &format!("/v1/jobs/{theirs}"), None).await.status,
+        call(&server, &admin, "get", "/v1/jobs", None).await.status,
+        200
+    );
+    assert_eq!(
+        call(&server, &acme, "get", &format!("/v1/jobs/{theirs}"), None)
+            .await
+            .status,
         404
     );
     // The dashboard asks for a token too.

@@ -37,7 +37,8 @@ fn exercise(cli: &Cli, actor: &str, via: &str) {
     assert_eq!(only["entries"].as_array().unwrap().len(), 1, "{only}");
     let table = cli.run(&["audit", "list", "--action", "token."]).ok();
     assert!(table.stdout.contains("token.revoke"), "{table:#?}");
-    cli.run(&["audit", "list", "--limit", "0"]).fails(2, "limit");
+    cli.run(&["audit", "list", "--limit", "0"])
+        .fails(2, "limit");
 }
 
 #[test]

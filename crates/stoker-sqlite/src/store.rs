@@ -1154,7 +1154,10 @@ impl Store for SqliteStore {
         self.job_claim_tenant_impl(params, tenant).await
     }
 
-    async fn audit_append(&self, entry: stoker_core::AuditEntry) -> StoreResult<stoker_core::AuditRow> {
+    async fn audit_append(
+        &self,
+        entry: stoker_core::AuditEntry,
+    ) -> StoreResult<stoker_core::AuditRow> {
         self.audit_append_impl(entry).await
     }
 

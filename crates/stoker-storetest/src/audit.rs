@@ -29,7 +29,12 @@ async fn list<S: Store>(store: &Arc<S>, params: AuditListParams) -> Vec<AuditRow
 
 fn actions(rows: &[AuditRow]) -> Vec<(i64, &str)> {
     rows.iter()
-        .map(|row| ((row.entry.at - at(0)).num_seconds(), row.entry.action.as_str()))
+        .map(|row| {
+            (
+                (row.entry.at - at(0)).num_seconds(),
+                row.entry.action.as_str(),
+            )
+        })
         .collect()
 }
 
@@ -56,7 +61,10 @@ pub async fn append_and_list<S: Store>(store: Arc<S>) {
         affected: Some(1200),
         source: Some("192.0.2.7:51234".to_owned()),
     };
-    let first = store.audit_append(full.clone()).await.expect("audit_append");
+    let first = store
+        .audit_append(full.clone())
+        .await
+        .expect("audit_append");
     assert_eq!(first.entry, full);
     let mut last = first.id;
     for row in [

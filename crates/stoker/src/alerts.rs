@@ -79,8 +79,13 @@ impl<S: Store + ?Sized> Client<S> {
     /// [`Error::Conflict`] if the name is taken.
     pub async fn alert_create(&self, rule: AlertRule) -> Result<AlertRow> {
         let row = self.alert_write(rule, AlertWriteMode::Create).await?;
-        self.audit_record("alert.create", Some(format!("alert {}", row.rule.name)), None, None)
-            .await;
+        self.audit_record(
+            "alert.create",
+            Some(format!("alert {}", row.rule.name)),
+            None,
+            None,
+        )
+        .await;
         Ok(row)
     }
 
@@ -92,8 +97,13 @@ impl<S: Store + ?Sized> Client<S> {
     /// [`Error::Invalid`] naming the field at fault; [`Error::NotFound`] if there is none.
     pub async fn alert_update(&self, rule: AlertRule) -> Result<AlertRow> {
         let row = self.alert_write(rule, AlertWriteMode::Update).await?;
-        self.audit_record("alert.update", Some(format!("alert {}", row.rule.name)), None, None)
-            .await;
+        self.audit_record(
+            "alert.update",
+            Some(format!("alert {}", row.rule.name)),
+            None,
+            None,
+        )
+        .await;
         Ok(row)
     }
 

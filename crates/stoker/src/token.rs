@@ -144,8 +144,13 @@ impl<S: Store + ?Sized> Client<S> {
             {
                 Ok(row) => {
                     let token = format!("{TOKEN_PREFIX}{}_{secret}", row.id);
-                    self.audit_record("token.create", Some(format!("token {}", row.id)), None, None)
-                        .await;
+                    self.audit_record(
+                        "token.create",
+                        Some(format!("token {}", row.id)),
+                        None,
+                        None,
+                    )
+                    .await;
                     return Ok(CreatedToken { row, token });
                 }
                 Err(err) if err.kind() == stoker_core::StoreErrorKind::Conflict => {

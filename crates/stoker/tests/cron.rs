@@ -173,7 +173,12 @@ async fn the_client_refuses_bad_schedules_naming_the_field() {
         Err(Error::NotFound(_))
     ));
     // A tenant sees only the schedules whose jobs are its own (issue 17).
-    assert!(client.for_tenant("acme").cron_list().await.unwrap().is_empty());
+    assert!(client
+        .for_tenant("acme")
+        .cron_list()
+        .await
+        .unwrap()
+        .is_empty());
     assert!(matches!(
         client.for_tenant("acme").cron_get("ok").await,
         Err(Error::NotFound(_))
