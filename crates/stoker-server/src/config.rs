@@ -1035,6 +1035,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "worker_retention",
             // --- stream counts ---
             "queues",
+            // --- stream tenancy ---
+            "audit_retention",
         ],
     ),
     // --- stream counts ---
@@ -1495,6 +1497,8 @@ struct FilePruner {
     // --- stream counts ---
     #[serde(default)]
     queues: BTreeMap<String, FileQueueRetention>,
+    // --- stream tenancy ---
+    audit_retention: Option<FileRetention>,
 }
 
 // --- stream counts ---
@@ -1778,6 +1782,10 @@ impl FileConfig {
         }
         if let Some(keep_last) = self.pruner.keep_last {
             config.pruner.keep_last = Some(keep_last);
+        }
+        // --- stream tenancy ---
+        if let Some(FileRetention(retention)) = self.pruner.audit_retention {
+            config.pruner.audit_retention = retention;
         }
         // --- stream counts ---
         // A file's [pruner.queues.NAME] tables replace any earlier ones of the same name.
