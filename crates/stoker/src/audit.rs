@@ -10,24 +10,6 @@
 //! The row is written right after the action succeeds. If writing it fails, the action stands
 //! and the failure is logged at error level (the action cannot be undone by then): a crash
 //! between the two loses the row.
-//!
-//! ```
-//! # async fn demo() -> stoker::Result<()> {
-//! use std::sync::Arc;
-//! use stoker::core::AuditListParams;
-//! use stoker::{Actor, Client, EnqueueOptions};
-//!
-//! let store = Arc::new(stoker::sqlite::SqliteStore::connect("sqlite::memory:").await?);
-//! let client = Client::new(store).with_actor(Actor::new("nightly-script", "library"));
-//! client.migrate().await?;
-//! let job = client.enqueue_raw("email", serde_json::json!({}), EnqueueOptions::new()).await?;
-//! client.cancel(job.id).await?;
-//! let rows = client.audit_list(AuditListParams { limit: 10, ..Default::default() }).await?;
-//! assert_eq!(rows[0].entry.action, "job.cancel");
-//! assert_eq!(rows[0].entry.actor, "nightly-script");
-//! # Ok(()) }
-//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
-//! ```
 
 use std::time::Duration;
 
@@ -43,6 +25,24 @@ const PRUNE_BATCH: u32 = 1000;
 pub const AUDIT_RETENTION_DEFAULT: Duration = Duration::from_secs(90 * 86_400);
 
 /// Who acts through a client, as the audit log records it.
+///
+/// ```
+/// # async fn demo() -> stoker::Result<()> {
+/// use std::sync::Arc;
+/// use stoker::core::AuditListParams;
+/// use stoker::{Actor, Client, EnqueueOptions};
+///
+/// let store = Arc::new(stoker::sqlite::SqliteStore::connect("sqlite::memory:").await?);
+/// let client = Client::new(store).with_actor(Actor::new("nightly-script", "library"));
+/// client.migrate().await?;
+/// let job = client.enqueue_raw("email", serde_json::json!({}), EnqueueOptions::new()).await?;
+/// client.cancel(job.id).await?;
+/// let rows = client.audit_list(AuditListParams { limit: 10, ..Default::default() }).await?;
+/// assert_eq!(rows[0].entry.action, "job.cancel");
+/// assert_eq!(rows[0].entry.actor, "nightly-script");
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Actor {
     /// A name: a token's name, `library`, `cli`, or `anonymous` on a server without tokens.
