@@ -691,7 +691,76 @@ async fn every_documented_operation_keeps_tenants_apart(store: Arc<dyn Store>) {
         Some(1),
         "{cron}"
     );
+
+    dashboard_pages_keep_tenants_apart(&server, &own, &other).await;
     server.stop().await;
+}
+
+/// The dashboard signed in with acme's token: every page of its navigation, and globex's
+/// objects by address, never show globex.
+async fn dashboard_pages_keep_tenants_apart(server: &TestServer, own: &Owned, other: &Owned) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let signed_in = browser
+        .post(format!("{}/login", server.url))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("token", ACME), ("next", "/")])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(signed_in.status().as_u16(), 303);
+    let cookie = signed_in
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let page = |path: String| {
+        let request = browser
+            .get(format!("{}{path}", server.url))
+            .header(reqwest::header::COOKIE, cookie.clone());
+        async move {
+            let response = request.send().await.expect("a page");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("html"))
+        }
+    };
+    let mut shown = 0;
+    for path in [
+        "/",
+        "/queues",
+        "/jobs",
+        "/failures",
+        "/workers",
+        "/ops",
+        "/cron",
+        "/audit",
+    ] {
+        let (status, html) = page(path.to_owned()).await;
+        assert!(status == 200 || status == 403, "{path}: {status}");
+        assert!(
+            !html.contains(MARKER),
+            "{path} shows the other tenant: {html}"
+        );
+        shown += usize::from(status == 200);
+    }
+    assert!(shown >= 4, "the tenant's own pages open");
+    // (The matrix deleted the caller's own jobs: a fresh one.)
+    let fresh = enqueue(server, ACME, &own.tenant, "q", json!({})).await;
+    let (status, html) = page(format!("/jobs/{fresh}")).await;
+    assert_eq!(status, 200, "{html}");
+    for path in [
+        format!("/jobs/{}", other.waiting),
+        format!("/jobs/{}", other.running),
+        format!("/ops/{}", other.op),
+        format!("/queues/q-{}", other.tenant),
+    ] {
+        let (status, _) = page(path.clone()).await;
+        assert!(status == 403 || status == 404, "{path}: {status}");
+    }
 }
 
 /// A server without config-file tokens is open (on loopback), but checks stored tokens (issue
