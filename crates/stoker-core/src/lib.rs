@@ -36,6 +36,8 @@ mod token;
 mod flow;
 // --- stream wf ---
 pub mod workflow;
+// --- stream tenancy ---
+mod audit;
 
 pub use clock::{Clock, StubClock, SystemClock};
 pub use error::{StoreError, StoreErrorKind, StoreResult};
@@ -95,4 +97,8 @@ pub use workflow::{
     DepPolicy, DepTarget, Dependency, DependencyEdge, DependencyResult, WorkflowCancelParams,
     WorkflowCounts, WorkflowId, WorkflowInsertParams, WorkflowInserted, WorkflowJob, WorkflowNode,
     WorkflowRow, WorkflowState, WORKFLOW_MAX_JOBS_DEFAULT, WORKFLOW_NAME_MAX_LEN,
+};
+// --- stream tenancy ---
+pub use audit::{
+    AuditEntry, AuditListParams, AuditRow, AUDIT_LIST_MAX_LIMIT, AUDIT_TEXT_MAX_LEN, AUDIT_VIAS,
 };

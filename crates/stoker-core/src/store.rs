@@ -1103,6 +1103,32 @@ pub trait Store: Send + Sync + 'static {
     /// The workflow a job belongs to and its node name there, if it is in one: what a handler
     /// adds its workflow's next jobs to.
     async fn job_workflow(&self, id: JobId) -> StoreResult<Option<(WorkflowId, String)>>;
+    // --- stream tenancy ---
+
+    /// [`Store::job_claim`] limited to the jobs of `tenant` (issue 17): a pull worker bound to
+    /// a tenant reserves only that tenant's jobs, by the same rules (due, staged, priority
+    /// order, never twice, nothing from a paused queue).
+    async fn job_claim_tenant(
+        &self,
+        params: JobClaimParams,
+        tenant: &str,
+    ) -> StoreResult<Vec<JobRow>>;
+
+    /// Appends one row to the audit log (issue 17) and returns it with its id. Ids ascend in
+    /// the order rows are written. There is no way to change a row.
+    async fn audit_append(&self, entry: crate::AuditEntry) -> StoreResult<crate::AuditRow>;
+
+    /// Audit rows matching `params`, newest (highest id) first.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field (see [`crate::AuditListParams::validate`]).
+    async fn audit_list(&self, params: crate::AuditListParams)
+        -> StoreResult<Vec<crate::AuditRow>>;
+
+    /// Deletes up to `limit` audit rows written before `before`, oldest first, and returns how
+    /// many it deleted (call again while it deletes `limit`).
+    async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

@@ -98,6 +98,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "workflows",
         sql: include_str!("../migrations/0014_workflows.sql"),
     },
+    // --- stream tenancy ---
+    Migration {
+        version: 15,
+        name: "audit",
+        sql: include_str!("../migrations/0015_audit.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

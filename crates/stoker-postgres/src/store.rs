@@ -43,6 +43,9 @@ mod token;
 mod flow;
 // --- stream wf ---
 mod workflow;
+// --- stream tenancy ---
+mod audit;
+mod tenancy;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1400,6 +1403,33 @@ impl Store for PgStore {
         id: JobId,
     ) -> StoreResult<Option<(stoker_core::WorkflowId, String)>> {
         self.job_workflow_impl(id).await
+    }
+    // --- stream tenancy ---
+
+    async fn job_claim_tenant(
+        &self,
+        params: JobClaimParams,
+        tenant: &str,
+    ) -> StoreResult<Vec<JobRow>> {
+        self.job_claim_tenant_impl(params, tenant).await
+    }
+
+    async fn audit_append(
+        &self,
+        entry: stoker_core::AuditEntry,
+    ) -> StoreResult<stoker_core::AuditRow> {
+        self.audit_append_impl(entry).await
+    }
+
+    async fn audit_list(
+        &self,
+        params: stoker_core::AuditListParams,
+    ) -> StoreResult<Vec<stoker_core::AuditRow>> {
+        self.audit_list_impl(params).await
+    }
+
+    async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        self.audit_prune_impl(before, limit).await
     }
 }
 

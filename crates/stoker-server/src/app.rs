@@ -121,12 +121,15 @@ impl AppState {
     }
 
     /// The client acting for `principal`: limited to its tenant when its token is bound to
-    /// one, so every read and write is checked below the HTTP layer.
+    /// one, so every read and write is checked below the HTTP layer, and recording its
+    /// management actions in the audit log as the principal's.
     pub fn client_for(&self, principal: &Principal) -> Client {
-        match &principal.tenant {
+        let client = match &principal.tenant {
             Some(tenant) => self.inner.client.for_tenant(tenant.clone()),
             None => self.inner.client.clone(),
-        }
+        };
+        // Its management actions are audited as the caller's (issue 17).
+        client.with_actor(principal.actor())
     }
 
     /// The store.

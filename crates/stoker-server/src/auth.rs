@@ -1,7 +1,8 @@
 //! Bearer tokens, scopes and tenants.
 //!
 //! Without tokens (the server then listens on loopback only) every request acts as an admin of
-//! every tenant. With tokens, the `authenticate` middleware turns the `Authorization: Bearer`
+//! every tenant; a config-file token, or an active stored admin token, switches auth on
+//! ([`auth_required`]). With tokens, the `authenticate` middleware turns the `Authorization: Bearer`
 //! header into a [`Principal`], or answers 401; each handler then asks the principal for the scope it needs
 //! (403 without it), and acts through the client scoped to the principal's tenant
 //! ([`AppState::client_for`]), which enforces the tenant below the HTTP layer.
@@ -25,15 +26,46 @@ pub struct Principal {
     scopes: Vec<Scope>,
     /// The tenant the token is bound to.
     pub tenant: Option<String>,
+    // --- stream tenancy ---
+    /// The stored token's id, for the audit log (`None` for config-file tokens).
+    pub token_id: Option<String>,
+    /// The face the caller came through, for the audit log: `api` or `dashboard`.
+    pub via: &'static str,
+    /// The caller's address, for the audit log.
+    pub source: Option<String>,
 }
 
 impl Principal {
+    /// Who the caller is, for the audit log: the token's name (`anonymous` on a server
+    /// without tokens), its stored id, the face and the address.
+    pub fn actor(&self) -> stoker::Actor {
+        let mut actor = stoker::Actor::new(
+            self.name.clone().unwrap_or_else(|| "anonymous".to_owned()),
+            self.via,
+        );
+        actor.token_id.clone_from(&self.token_id);
+        actor.source.clone_from(&self.source);
+        actor
+    }
+
+    /// The same caller acting through the dashboard from `source`, for the audit log.
+    pub(crate) fn through_dashboard(self, source: Option<String>) -> Self {
+        Principal {
+            via: "dashboard",
+            source,
+            ..self
+        }
+    }
+
     /// The caller of a server without tokens: an admin of every tenant.
     pub fn open() -> Self {
         Principal {
             name: None,
             scopes: vec![Scope::Admin],
             tenant: None,
+            token_id: None,
+            via: "api",
+            source: None,
         }
     }
 
@@ -43,6 +75,9 @@ impl Principal {
             name: Some(token.name.clone()),
             scopes: token.scopes.iter().copied().collect(),
             tenant: token.tenant.clone(),
+            token_id: None,
+            via: "api",
+            source: None,
         }
     }
 
@@ -114,62 +149,101 @@ pub(crate) fn same_secret(a: &str, b: &str) -> bool {
 }
 
 /// The middleware in front of every protected route.
+///
+/// A presented token is always checked (config-file tokens, then stored ones). Without one,
+/// the caller is refused once the server needs tokens ([`auth_required`]: a config-file token
+/// or an active stored admin token exists), and acts as an admin of every tenant on a server
+/// that needs none (which listens on loopback only). On such an open server a token that is
+/// not known is ignored, as before; a known one acts with its own scopes and tenant.
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let tokens = &state.inner.tokens;
-    let principal = if tokens.is_empty() {
-        Principal::open()
-    } else {
-        let header = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok());
-        // Refusals are logged (rate-limited) with the client's address, so attacks show.
-        let refused = |reason: &str| {
-            let peer = request
-                .extensions()
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0);
-            crate::logging::refused_token(peer, reason);
-        };
-        let Some(header) = header else {
-            refused("no Authorization header");
+    let header = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0);
+    let required = match auth_required(&state).await {
+        Ok(required) => required,
+        Err(err) => return err.into_response(),
+    };
+    let principal = match header {
+        None if !required => Principal::open(),
+        None => {
+            // Refusals are logged (rate-limited) with the client's address, so attacks show.
+            crate::logging::refused_token(peer, "no Authorization header");
             return ApiError::new(
                 ErrorCode::Unauthorized,
                 "this server needs an API token: send `Authorization: Bearer <token>`",
             )
             .into_response();
-        };
-        let presented = match header.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-            _ => {
-                refused("not a Bearer token");
-                return ApiError::new(
-                    ErrorCode::Unauthorized,
-                    "the Authorization header must be `Bearer <token>`",
-                )
-                .into_response();
-            }
-        };
-        // Own what the lookup needs: a borrowed request would be held across the await.
-        let presented = presented.to_owned();
-        let peer = request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0);
-        match principal_for_secret(&state, &presented).await {
-            Ok(principal) => principal,
-            Err(refusal) => {
-                crate::logging::refused_token(peer, refusal.reason);
-                return refusal.error.into_response();
+        }
+        Some(header) => {
+            let presented = match header.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+                _ if !required => "",
+                _ => {
+                    crate::logging::refused_token(peer, "not a Bearer token");
+                    return ApiError::new(
+                        ErrorCode::Unauthorized,
+                        "the Authorization header must be `Bearer <token>`",
+                    )
+                    .into_response();
+                }
+            };
+            match principal_for_secret(&state, presented).await {
+                Ok(principal) => principal,
+                Err(_) if !required => Principal::open(),
+                Err(refusal) => {
+                    crate::logging::refused_token(peer, refusal.reason);
+                    return refusal.error.into_response();
+                }
             }
         }
     };
+    let principal = Principal {
+        source: peer.map(|peer| peer.to_string()),
+        ..principal
+    };
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+// --- stream tenancy ---
+
+/// Whether a request needs a token: when the config names any, or once the store holds an
+/// active (neither revoked nor expired) stored admin token not bound to a tenant. Without
+/// either, the server is open (and listens on loopback only); creating the first stored admin
+/// token switches auth on for every face, within the token cache's time on other servers.
+/// Only an admin token does, so that a tenant's token cannot lock the operator out.
+///
+/// # Errors
+///
+/// 503/500 when the store cannot be read.
+pub async fn auth_required(state: &AppState) -> Result<bool, ApiError> {
+    if !state.inner.tokens.is_empty() {
+        return Ok(true);
+    }
+    if let Some(required) = state.inner.stored_tokens.auth_on() {
+        return Ok(required);
+    }
+    let now = state.inner.clock.now();
+    let required = state.inner.client.token_list().await?.iter().any(|row| {
+        row.tenant.is_none()
+            && row.is_active(now)
+            && row
+                .scopes
+                .iter()
+                .any(|scope| scope == Scope::Admin.as_str())
+    });
+    state.inner.stored_tokens.set_auth_on(required);
+    Ok(required)
 }
 
 // --- stream tokens ---
@@ -203,6 +277,9 @@ impl Principal {
                 .filter_map(|scope| scope.parse().ok())
                 .collect(),
             tenant: row.tenant.clone(),
+            token_id: Some(row.id.clone()),
+            via: "api",
+            source: None,
         }
     }
 }
@@ -283,6 +360,8 @@ pub async fn principal_for_secret(state: &AppState, presented: &str) -> Result<P
 #[derive(Debug)]
 pub(crate) struct TokenCache {
     ttl: std::time::Duration,
+    /// Whether an active stored admin token exists, and when that was read ([`auth_required`]).
+    auth_on: std::sync::Mutex<Option<(std::time::Instant, bool)>>,
     rows:
         std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, stoker::TokenRow)>>,
     touched: std::sync::Mutex<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>>,
@@ -292,6 +371,7 @@ impl TokenCache {
     pub(crate) fn new(ttl: std::time::Duration) -> Self {
         TokenCache {
             ttl,
+            auth_on: Default::default(),
             rows: Default::default(),
             touched: Default::default(),
         }
@@ -325,9 +405,32 @@ impl TokenCache {
         rows.insert(row.id.clone(), (std::time::Instant::now(), row));
     }
 
-    /// Forgets a token, e.g. on revocation through this server.
+    /// Forgets a token, e.g. on revocation through this server, and whether auth is on.
     pub(crate) fn forget(&self, id: &str) {
         self.rows.lock().expect("token cache lock").remove(id);
+        self.forget_auth();
+    }
+
+    /// Forgets whether a stored admin token exists, e.g. when one is created here.
+    pub(crate) fn forget_auth(&self) {
+        *self.auth_on.lock().expect("token cache lock") = None;
+    }
+
+    fn auth_on(&self) -> Option<bool> {
+        let auth_on = self.auth_on.lock().expect("token cache lock");
+        match *auth_on {
+            // Once on, it stays on for the cache's time even if the last admin token is
+            // revoked meanwhile: a server never opens up early.
+            Some((at, required)) if at.elapsed() < self.ttl => Some(required),
+            _ => None,
+        }
+    }
+
+    fn set_auth_on(&self, required: bool) {
+        if !self.ttl.is_zero() {
+            *self.auth_on.lock().expect("token cache lock") =
+                Some((std::time::Instant::now(), required));
+        }
     }
 
     fn should_touch(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> bool {

@@ -131,6 +131,10 @@ pub struct Config {
 // --- stream tokens ---
 /// The default of [`Config::token_cache_ttl`]: 5 seconds.
 pub const TOKEN_CACHE_TTL_DEFAULT: Duration = Duration::from_secs(5);
+// --- stream tenancy ---
+/// The longest [`Config::token_cache_ttl`]: a revocation must reach every server within
+/// minutes at worst.
+pub const TOKEN_CACHE_TTL_MAX: Duration = Duration::from_secs(300);
 
 impl Default for Config {
     fn default() -> Self {
@@ -377,8 +381,9 @@ pub struct ApiToken {
     pub secret: String,
     /// What it may do; `admin` implies every other scope.
     pub scopes: BTreeSet<Scope>,
-    /// If set, the token sees and touches only this tenant's jobs, and cannot use cluster-wide
-    /// routes (queues, workers, stats, metrics, the pull protocol).
+    /// If set, the token sees and touches only this tenant's jobs (and reserves only them in
+    /// the pull protocol), and cannot use the routes that span every tenant (workers, queue
+    /// pause, failure groups, metrics, alerts, tokens).
     pub tenant: Option<String>,
 }
 
@@ -598,6 +603,8 @@ impl Config {
         set(&mut self.pruner.worker_retention, args.worker_retention);
         set(&mut self.stats.sample_interval, args.stats_interval);
         set(&mut self.bulk.interval, args.bulk_interval);
+        // --- stream tenancy ---
+        set(&mut self.token_cache_ttl, args.token_cache_ttl);
         if let Some(Retention(retention)) = args.completed_retention {
             self.pruner.completed_retention = retention;
         }
@@ -784,6 +791,17 @@ impl Config {
             if value.is_zero() {
                 return Err(ConfigError::invalid(setting, "must be longer than zero"));
             }
+        }
+        // --- stream tenancy ---
+        if self.token_cache_ttl > TOKEN_CACHE_TTL_MAX {
+            return Err(ConfigError::invalid(
+                "--token-cache-ttl / STOKER_TOKEN_CACHE_TTL / token_cache_ttl",
+                format!(
+                    "{} would let a revoked token work that long; use at most {}",
+                    format_duration(self.token_cache_ttl),
+                    format_duration(TOKEN_CACHE_TTL_MAX)
+                ),
+            ));
         }
         // History (issue 13).
         if let Err(invalid) = self.history.keeper.retention.validate() {
@@ -997,6 +1015,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "alert",
             // --- stream flow ---
             "limit",
+            // --- stream tenancy ---
+            "token_cache_ttl",
         ],
     ),
     (
@@ -1024,6 +1044,8 @@ const KEYS: &[(&str, &[&str])] = &[
             "worker_retention",
             // --- stream counts ---
             "queues",
+            // --- stream tenancy ---
+            "audit_retention",
         ],
     ),
     // --- stream counts ---
@@ -1272,6 +1294,8 @@ struct FileConfig {
     // --- stream flow ---
     #[serde(default)]
     limit: Vec<FileLimit>,
+    // --- stream tenancy ---
+    token_cache_ttl: Option<FileDuration>,
 }
 
 // --- stream flow ---
@@ -1567,6 +1591,8 @@ struct FilePruner {
     // --- stream counts ---
     #[serde(default)]
     queues: BTreeMap<String, FileQueueRetention>,
+    // --- stream tenancy ---
+    audit_retention: Option<FileRetention>,
 }
 
 // --- stream counts ---
@@ -1794,6 +1820,8 @@ impl FileConfig {
             &mut config.database_acquire_timeout,
             self.database_acquire_timeout,
         );
+        // --- stream tenancy ---
+        set(&mut config.token_cache_ttl, self.token_cache_ttl);
         set(
             &mut config.http.header_read_timeout,
             self.http.header_read_timeout,
@@ -1848,6 +1876,10 @@ impl FileConfig {
         }
         if let Some(keep_last) = self.pruner.keep_last {
             config.pruner.keep_last = Some(keep_last);
+        }
+        // --- stream tenancy ---
+        if let Some(FileRetention(retention)) = self.pruner.audit_retention {
+            config.pruner.audit_retention = retention;
         }
         // --- stream counts ---
         // A file's [pruner.queues.NAME] tables replace any earlier ones of the same name.

@@ -238,6 +238,13 @@ pub struct ServeArgs {
     /// [toml: stats.sample_interval]
     #[arg(long, env = "STOKER_STATS_INTERVAL", value_name = "DURATION", value_parser = config::parse_duration)]
     pub stats_interval: Option<Duration>,
+
+    // --- stream tenancy ---
+    /// How long a server trusts a stored API token's row before reading it again: a revoked
+    /// token is refused by every server within this long. 0s reads the row on every request;
+    /// at most 5m. [default: 5s] [toml: token_cache_ttl]
+    #[arg(long, env = "STOKER_TOKEN_CACHE_TTL", value_name = "DURATION", value_parser = config::parse_duration)]
+    pub token_cache_ttl: Option<Duration>,
 }
 
 /// Why the server could not start or stopped with an error.

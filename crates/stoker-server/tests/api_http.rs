@@ -682,7 +682,18 @@ async fn tokens_scopes_and_tenants(store: Arc<dyn Store>) {
         "{:?}",
         every.body
     );
-    for path in ["/v1/queues", "/v1/workers", "/metrics"] {
+    // Its queues are those of its own jobs (issue 17), counting only them: queue `t` holds
+    // one job of each tenant.
+    let queues = server.with_token(ACME).get("/v1/queues").await;
+    assert_eq!(queues.status, 200, "{queues:?}");
+    let listed = queues.body["queues"].as_array().expect("queues");
+    let names: Vec<&str> = listed
+        .iter()
+        .map(|queue| queue["name"].as_str().expect("a name"))
+        .collect();
+    assert_eq!(names, vec!["t"], "{queues:?}");
+    assert_eq!(total(&listed[0]["counts"]), 1, "{queues:?}");
+    for path in ["/v1/workers", "/metrics"] {
         server
             .with_token(ACME)
             .get(path)

@@ -719,5 +719,18 @@ async fn actions_go_through_the_client(store: Arc<dyn Store>) {
     assert_eq!(fired.status, 303, "{fired:?}");
     let jobs = server.get("/v1/jobs?kind=report").await;
     assert_eq!(jobs.body["jobs"].as_array().unwrap().len(), 1, "{jobs:?}");
+
+    // --- stream tenancy ---
+    // The dashboard's actions are in the audit log, recorded as the dashboard's (issue 17).
+    let audit = browser.get("/audit").await;
+    assert_eq!(audit.status, 200, "{audit:?}");
+    assert_safe(&audit);
+    audit.assert_has("cron.run_now");
+    audit.assert_has("<td>dashboard</td>");
+    let filtered = browser.get("/audit?action=queue.").await;
+    assert_eq!(filtered.status, 200, "{filtered:?}");
+    assert!(!filtered.html.contains("cron.run_now"), "{}", filtered.html);
+    let logged = server.get("/v1/audit?action=cron.run_now").await;
+    assert_eq!(logged.body["entries"][0]["via"], "dashboard", "{logged:?}");
     server.stop().await;
 }

@@ -591,3 +591,27 @@ fn a_token_on_the_command_line_is_noticed() {
     ])));
     assert!(!token_on_command_line(args(&["stoker", "serve"])));
 }
+
+// --- stream tenancy ---
+/// `token_cache_ttl` (issue 17): how long a stored token's row is trusted, from the file, a
+/// flag or its variable; zero reads it on every request; over five minutes is refused, naming
+/// the setting.
+#[test]
+fn the_token_cache_ttl_is_a_setting() {
+    assert_eq!(
+        Config::default().token_cache_ttl,
+        stoker_server::config::TOKEN_CACHE_TTL_DEFAULT
+    );
+    let config = load_toml("token_cache_ttl = \"30s\"").expect("valid");
+    assert_eq!(config.token_cache_ttl, Duration::from_secs(30));
+    let config = Config::load(&parse(&["--token-cache-ttl", "0s"])).expect("valid");
+    assert_eq!(config.token_cache_ttl, Duration::ZERO);
+    let err = load_toml("token_cache_ttl = \"10m\"").expect_err("too long");
+    let message = err.to_string();
+    assert!(
+        message.contains("token_cache_ttl") && message.contains("at most 5m"),
+        "{message}"
+    );
+    let err = load_toml("token_cache_ttl = \"soon\"").expect_err("not a duration");
+    assert!(err.to_string().contains("line 1"), "{err}");
+}

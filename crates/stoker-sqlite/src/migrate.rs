@@ -110,6 +110,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "workflows",
         sql: include_str!("../migrations/0016_workflows.sql"),
     },
+    // --- stream tenancy ---
+    Migration {
+        version: 17,
+        name: "audit",
+        sql: include_str!("../migrations/0017_audit.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

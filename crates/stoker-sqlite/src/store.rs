@@ -42,6 +42,9 @@ mod token;
 mod flow;
 // --- stream wf ---
 mod workflow;
+// --- stream tenancy ---
+mod audit;
+mod tenancy;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -1227,6 +1230,33 @@ impl Store for SqliteStore {
         id: JobId,
     ) -> StoreResult<Option<(stoker_core::WorkflowId, String)>> {
         self.job_workflow_impl(id).await
+    }
+    // --- stream tenancy ---
+
+    async fn job_claim_tenant(
+        &self,
+        params: JobClaimParams,
+        tenant: &str,
+    ) -> StoreResult<Vec<JobRow>> {
+        self.job_claim_tenant_impl(params, tenant).await
+    }
+
+    async fn audit_append(
+        &self,
+        entry: stoker_core::AuditEntry,
+    ) -> StoreResult<stoker_core::AuditRow> {
+        self.audit_append_impl(entry).await
+    }
+
+    async fn audit_list(
+        &self,
+        params: stoker_core::AuditListParams,
+    ) -> StoreResult<Vec<stoker_core::AuditRow>> {
+        self.audit_list_impl(params).await
+    }
+
+    async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        self.audit_prune_impl(before, limit).await
     }
 }
 

@@ -104,6 +104,9 @@ pub mod token;
 pub mod flow;
 // --- stream wf ---
 pub mod workflow;
+// --- stream tenancy ---
+pub mod audit;
+pub mod tenancy;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -301,6 +304,12 @@ macro_rules! conformance_tests {
             workflow_dynamic_fan_out => workflow::dynamic_fan_out,
             workflow_cancel_propagates => workflow::cancel_propagates,
             workflow_prune_spares_needed_results => workflow::prune_spares_needed_results,
+            // --- stream tenancy ---
+            tenancy_claim_takes_only_own_jobs => tenancy::claim_takes_only_own_jobs,
+            tenancy_claim_respects_pause_and_schedule => tenancy::claim_respects_pause_and_schedule,
+            audit_append_and_list => audit::append_and_list,
+            audit_prune_by_age => audit::prune_by_age,
+            audit_invalid_list_refused => audit::invalid_list_refused,
         }
     };
 }
@@ -338,6 +347,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     const MODULES: &[(&str, &str)] = &[
+    const MODULES: [(&str, &str); 24] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -367,6 +377,9 @@ mod tests {
         ("flow", include_str!("flow.rs")),
         // --- stream wf ---
         ("workflow", include_str!("workflow.rs")),
+        // --- stream tenancy ---
+        ("tenancy", include_str!("tenancy.rs")),
+        ("audit", include_str!("audit.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

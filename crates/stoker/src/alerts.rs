@@ -78,7 +78,15 @@ impl<S: Store + ?Sized> Client<S> {
     /// [`Error::Invalid`] naming the field at fault (nothing is written);
     /// [`Error::Conflict`] if the name is taken.
     pub async fn alert_create(&self, rule: AlertRule) -> Result<AlertRow> {
-        self.alert_write(rule, AlertWriteMode::Create).await
+        let row = self.alert_write(rule, AlertWriteMode::Create).await?;
+        self.audit_record(
+            "alert.create",
+            Some(format!("alert {}", row.rule.name)),
+            None,
+            None,
+        )
+        .await;
+        Ok(row)
     }
 
     /// Replaces a rule's definition; its state stays (a firing rule resolves by the new
@@ -88,7 +96,15 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::Invalid`] naming the field at fault; [`Error::NotFound`] if there is none.
     pub async fn alert_update(&self, rule: AlertRule) -> Result<AlertRow> {
-        self.alert_write(rule, AlertWriteMode::Update).await
+        let row = self.alert_write(rule, AlertWriteMode::Update).await?;
+        self.audit_record(
+            "alert.update",
+            Some(format!("alert {}", row.rule.name)),
+            None,
+            None,
+        )
+        .await;
+        Ok(row)
     }
 
     /// Creates or updates a rule by name (what the `stoker serve` config does at start). An
@@ -134,7 +150,10 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn alert_delete(&self, name: &str) -> Result<AlertRow> {
         self.require_every_tenant("alert rules")?;
         validate_alert_name(name)?;
-        Ok(self.store().alert_delete(name).await?)
+        let row = self.store().alert_delete(name).await?;
+        self.audit_record("alert.delete", Some(format!("alert {name}")), None, None)
+            .await;
+        Ok(row)
     }
 
     /// A rule's newest `limit` (1 to [`ALERT_EVENTS_MAX`]) sent changes, newest first.

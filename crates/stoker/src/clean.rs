@@ -65,7 +65,7 @@ impl<S: Store + ?Sized> Client<S> {
         let before = self.clock().now()
             - chrono::Duration::from_std(request.older_than).unwrap_or(chrono::Duration::MAX);
         let when = |state: JobState| request.states.contains(&state).then_some(before);
-        Ok(self
+        let deleted = self
             .store()
             .job_prune(JobPruneParams {
                 completed_before: when(JobState::Completed),
@@ -75,6 +75,19 @@ impl<S: Store + ?Sized> Client<S> {
                 limit: request.limit,
                 queue_rules: Vec::new(),
             })
-            .await?)
+            .await?;
+        let states: Vec<String> = request.states.iter().map(ToString::to_string).collect();
+        self.audit_record(
+            "job.clean",
+            None,
+            Some(serde_json::json!({
+                "states": states,
+                "older_than_seconds": request.older_than.as_secs(),
+                "limit": request.limit,
+            })),
+            Some(i64::try_from(deleted).unwrap_or(i64::MAX)),
+        )
+        .await;
+        Ok(deleted)
     }
 }

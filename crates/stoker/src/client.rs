@@ -122,6 +122,9 @@ struct ClientConfig {
     // --- stream events ---
     /// Where live events are published (issue 13).
     events: crate::events::EventHub,
+    // --- stream tenancy ---
+    /// Who acts, for the audit log (issue 17).
+    actor: crate::audit::Actor,
 }
 
 impl<S: ?Sized> Clone for Client<S> {
@@ -166,6 +169,8 @@ impl<S: Store + ?Sized> Client<S> {
                 history: None,
                 // --- stream events ---
                 events: crate::events::EventHub::new(),
+                // --- stream tenancy ---
+                actor: crate::audit::Actor::library(),
             }),
         }
     }
@@ -196,6 +201,17 @@ impl<S: Store + ?Sized> Client<S> {
     pub fn for_tenant(&self, tenant: impl Into<String>) -> Self {
         let mut client = self.clone();
         Arc::make_mut(&mut client.config).tenant = Some(tenant.into());
+        client
+    }
+
+    /// Who this client acts as, for the audit log ([`Client::with_actor`]).
+    pub fn actor(&self) -> &crate::audit::Actor {
+        &self.config.actor
+    }
+
+    pub(crate) fn with_actor_inner(&self, actor: crate::audit::Actor) -> Self {
+        let mut client = self.clone();
+        Arc::make_mut(&mut client.config).actor = actor;
         client
     }
 
@@ -237,7 +253,7 @@ impl<S: Store + ?Sized> Client<S> {
     }
 
     /// Whether this client may see a job of `tenant`.
-    fn sees(&self, tenant: Option<&str>) -> bool {
+    pub(crate) fn sees(&self, tenant: Option<&str>) -> bool {
         match &self.config.tenant {
             None => true,
             Some(own) => tenant == Some(own.as_str()),
@@ -246,7 +262,7 @@ impl<S: Store + ?Sized> Client<S> {
 
     /// A scoped client's check before it acts on a job by id: another tenant's job is not
     /// found.
-    async fn require_visible(&self, id: JobId) -> Result<()> {
+    pub(crate) async fn require_visible(&self, id: JobId) -> Result<()> {
         if self.config.tenant.is_none() {
             return Ok(());
         }
@@ -690,6 +706,8 @@ impl<S: Store + ?Sized> Client<S> {
         let now = self.config.clock.now();
         let job = self.store.job_cancel(JobCancelParams { id, now }).await?;
         self.publish_row(&job, now);
+        self.audit_record("job.cancel", Some(format!("job {id}")), None, Some(1))
+            .await;
         Ok(job)
     }
 
@@ -703,6 +721,8 @@ impl<S: Store + ?Sized> Client<S> {
         let now = self.config.clock.now();
         let job = self.store.job_retry(JobRetryParams { id, now }).await?;
         self.publish_row(&job, now);
+        self.audit_record("job.retry", Some(format!("job {id}")), None, Some(1))
+            .await;
         Ok(job)
     }
 
@@ -713,7 +733,10 @@ impl<S: Store + ?Sized> Client<S> {
     /// [`Error::NotFound`](crate::Error::NotFound) if there is no such job; [`Error::Conflict`](crate::Error::Conflict) if it is running.
     pub async fn delete(&self, id: JobId) -> Result<JobRow> {
         self.require_visible(id).await?;
-        Ok(self.store.job_delete(id).await?)
+        let job = self.store.job_delete(id).await?;
+        self.audit_record("job.delete", Some(format!("job {id}")), None, Some(1))
+            .await;
+        Ok(job)
     }
 
     /// Pauses a queue in every worker process: none fetches from it until it is resumed.
@@ -724,8 +747,12 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn pause(&self, queue: &str) -> Result<()> {
         self.require_every_tenant("queue pause")?;
         let now = self.config.clock.now();
+        let target = format!("queue {queue}");
         let queue = queue.to_owned();
-        Ok(self.store.queue_pause(QueueParams { queue, now }).await?)
+        self.store.queue_pause(QueueParams { queue, now }).await?;
+        self.audit_record("queue.pause", Some(target), None, None)
+            .await;
+        Ok(())
     }
 
     /// Resumes a paused queue.
@@ -736,8 +763,12 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn resume(&self, queue: &str) -> Result<()> {
         self.require_every_tenant("queue resume")?;
         let now = self.config.clock.now();
+        let target = format!("queue {queue}");
         let queue = queue.to_owned();
-        Ok(self.store.queue_resume(QueueParams { queue, now }).await?)
+        self.store.queue_resume(QueueParams { queue, now }).await?;
+        self.audit_record("queue.resume", Some(target), None, None)
+            .await;
+        Ok(())
     }
 
     /// Queues with settings (ever paused or resumed).
@@ -793,15 +824,19 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::TenantForbidden`](crate::Error::TenantForbidden) for a scoped client; a store
-    /// error.
+    /// A store error. A client scoped to a tenant (issue 17) gets only the queues holding its
+    /// tenant's jobs, with those jobs' counts only, and no workers (they serve every tenant).
     pub async fn queue_overview(&self) -> Result<Vec<QueueOverview>> {
-        self.require_every_tenant("the queue overview")?;
-        let stats = Stats::from_counts(self.store.job_stats().await?);
+        let stats = self.stats().await?;
         let rows = self.store.queue_list().await?;
-        let workers = self.worker_overview().await?;
+        let workers = match self.tenant() {
+            None => self.worker_overview().await?,
+            Some(_) => Vec::new(),
+        };
         let mut names: BTreeSet<&str> = stats.queues.keys().map(String::as_str).collect();
-        names.extend(rows.iter().map(|row| row.name.as_str()));
+        if self.tenant().is_none() {
+            names.extend(rows.iter().map(|row| row.name.as_str()));
+        }
         Ok(names
             .into_iter()
             .map(|name| {
@@ -934,6 +969,20 @@ impl<S: Store + ?Sized> Client<S> {
                 break;
             }
         }
+        let states: Vec<String> = filter.states.iter().map(ToString::to_string).collect();
+        self.audit_record(
+            "job.retry_many",
+            None,
+            Some(serde_json::json!({
+                "states": states,
+                "queues": filter.queues,
+                "kinds": filter.kinds,
+                "tenant": tenant,
+                "limit": filter.limit,
+            })),
+            Some(i64::try_from(retried).unwrap_or(i64::MAX)),
+        )
+        .await;
         Ok(RetryReport {
             retried,
             remaining: matching.saturating_sub(retried),

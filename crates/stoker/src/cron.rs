@@ -61,11 +61,26 @@ pub fn next_slots(
     Ok(CronExpr::parse(expr, tz)?.upcoming(after, n))
 }
 
-// Recurring schedules (issue 15).
+// Recurring schedules (issue 15). A client limited to a tenant ([`Client::for_tenant`]) sees
+// and changes only the schedules whose jobs are its tenant's (issue 17); another tenant's
+// schedule is not found. Names stay one namespace: creating a taken name is a conflict
+// whoever holds it.
 impl<S: Store + ?Sized> Client<S> {
     /// Validates `schedule` and writes it in `mode`.
-    async fn cron_write(&self, schedule: CronSchedule, mode: CronWriteMode) -> Result<CronRow> {
-        self.require_every_tenant("cron schedules")?;
+    async fn cron_write(&self, mut schedule: CronSchedule, mode: CronWriteMode) -> Result<CronRow> {
+        if self.tenant().is_some() {
+            // A client limited to a tenant writes its own tenant's schedules only: the jobs
+            // they enqueue are its tenant's, and another tenant's schedule is not found.
+            schedule.tenant = self.tenant_for(schedule.tenant.take(), "tenant")?;
+            if !matches!(mode, CronWriteMode::Create) {
+                validate_name(&schedule.name)?;
+                if let Some(existing) = self.store().cron_get(&schedule.name).await? {
+                    if !self.sees(existing.schedule.tenant.as_deref()) {
+                        return Err(Error::NotFound(format!("schedule {:?}", schedule.name)));
+                    }
+                }
+            }
+        }
         let expr = schedule.validate(self.args_limit())?;
         if let Some(handler) = self.registry().and_then(|r| r.get(&schedule.kind)) {
             handler.validate(&schedule.args)?;
@@ -91,7 +106,14 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::Invalid`] naming the field at fault; [`Error::Conflict`] if the name is taken.
     pub async fn cron_create(&self, schedule: CronSchedule) -> Result<CronRow> {
-        self.cron_write(schedule, CronWriteMode::Create).await
+        let row = self.cron_write(schedule, CronWriteMode::Create).await?;
+        self.cron_audit("cron.create", &row.schedule.name).await;
+        Ok(row)
+    }
+
+    async fn cron_audit(&self, action: &str, name: &str) {
+        self.audit_record(action, Some(format!("schedule {name}")), None, None)
+            .await;
     }
 
     /// Replaces a schedule's definition. A new expression or time zone takes effect from now:
@@ -101,7 +123,9 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::Invalid`] naming the field at fault; [`Error::NotFound`] if there is none.
     pub async fn cron_update(&self, schedule: CronSchedule) -> Result<CronRow> {
-        self.cron_write(schedule, CronWriteMode::Update).await
+        let row = self.cron_write(schedule, CronWriteMode::Update).await?;
+        self.cron_audit("cron.update", &row.schedule.name).await;
+        Ok(row)
     }
 
     /// Creates or updates a schedule by name, keeping a paused schedule paused (what the
@@ -125,10 +149,10 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`] if there is none.
     pub async fn cron_get(&self, name: &str) -> Result<CronRow> {
-        self.require_every_tenant("cron schedules")?;
         self.store()
             .cron_get(name)
             .await?
+            .filter(|row| self.sees(row.schedule.tenant.as_deref()))
             .ok_or_else(|| Error::NotFound(format!("schedule {name:?}")))
     }
 
@@ -138,8 +162,9 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// A store error.
     pub async fn cron_list(&self) -> Result<Vec<CronRow>> {
-        self.require_every_tenant("cron schedules")?;
-        Ok(self.store().cron_list().await?)
+        let mut rows = self.store().cron_list().await?;
+        rows.retain(|row| self.sees(row.schedule.tenant.as_deref()));
+        Ok(rows)
     }
 
     /// Deletes a schedule and its history (its jobs stay).
@@ -148,8 +173,12 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`] if there is none.
     pub async fn cron_delete(&self, name: &str) -> Result<CronRow> {
-        self.require_every_tenant("cron schedules")?;
-        Ok(self.store().cron_delete(name).await?)
+        if self.tenant().is_some() {
+            self.cron_get(name).await?;
+        }
+        let row = self.store().cron_delete(name).await?;
+        self.cron_audit("cron.delete", name).await;
+        Ok(row)
     }
 
     /// Pauses a schedule: no slot fires until it is resumed.
@@ -160,7 +189,9 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn cron_pause(&self, name: &str) -> Result<CronRow> {
         let mut schedule = self.cron_get(name).await?.schedule;
         schedule.enabled = false;
-        self.cron_update(schedule).await
+        let row = self.cron_write(schedule, CronWriteMode::Update).await?;
+        self.cron_audit("cron.pause", name).await;
+        Ok(row)
     }
 
     /// Resumes a paused schedule from now: slots missed while paused are not fired.
@@ -171,7 +202,9 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn cron_resume(&self, name: &str) -> Result<CronRow> {
         let mut schedule = self.cron_get(name).await?.schedule;
         schedule.enabled = true;
-        self.cron_update(schedule).await
+        let row = self.cron_write(schedule, CronWriteMode::Update).await?;
+        self.cron_audit("cron.resume", name).await;
+        Ok(row)
     }
 
     /// Enqueues the schedule's job now, by hand. Its key (`cron:<name>:run-now:<instant>`)
@@ -200,7 +233,10 @@ impl<S: Store + ?Sized> Client<S> {
             })
             .await?;
         match outcome {
-            CronFireOutcome::Fired(jobs) if jobs.len() == 1 => Ok(jobs[0]),
+            CronFireOutcome::Fired(jobs) if jobs.len() == 1 => {
+                self.cron_audit("cron.run_now", name).await;
+                Ok(jobs[0])
+            }
             other => Err(Error::Conflict(format!(
                 "the manual run of {name:?} was not inserted: {other:?}"
             ))),

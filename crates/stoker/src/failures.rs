@@ -5,8 +5,8 @@
 //!
 //! - failure groups span every tenant: a tenant-scoped client cannot list them;
 //! - a bulk operation from a tenant-scoped client is limited to that tenant (its filter's
-//!   tenant is set, or refused if it names another); listing and aborting operations span
-//!   every tenant;
+//!   tenant is set, or refused if it names another); such a client sees, lists and aborts
+//!   only operations whose filter is its tenant's (another tenant's is not found);
 //! - a job's logs are visible to whoever sees the job.
 
 use stoker_core::{
@@ -98,7 +98,15 @@ impl<S: Store + ?Sized> Client<S> {
             crate::client::check_run_at(run_at)?;
         }
         params.validate()?;
-        Ok(self.store().bulk_op_create(params).await?)
+        let op = self.store().bulk_op_create(params).await?;
+        self.audit_record(
+            "bulk.start",
+            Some(format!("op {}", op.id)),
+            Some(serde_json::json!({"action": op.action, "filter": op.filter})),
+            Some(op.matched),
+        )
+        .await;
+        Ok(op)
     }
 
     /// Retries every failed job of a failure group (discarded, or retryable and waiting for
@@ -153,6 +161,9 @@ impl<S: Store + ?Sized> Client<S> {
         created_by: Option<String>,
     ) -> Result<BulkOpRow> {
         validate_fingerprint("fingerprint", fingerprint)?;
+        // A client limited to a tenant gets NotFound both for an unknown group and for one
+        // without any of its jobs (the bulk start finds no job of its tenant), so a group
+        // of another tenant's failures is not revealed.
         if self.store().failure_group_get(fingerprint).await?.is_none() {
             return Err(Error::NotFound(format!("failure group {fingerprint}")));
         }
@@ -170,33 +181,60 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::TenantForbidden`] for a tenant-scoped client; a store error.
+    /// A store error. A tenant-scoped client gets `None` for another tenant's operation.
     pub async fn bulk_op(&self, id: i64) -> Result<Option<BulkOpRow>> {
-        self.require_every_tenant("bulk operations")?;
-        Ok(self.store().bulk_op_get(id).await?)
+        Ok(self
+            .store()
+            .bulk_op_get(id)
+            .await?
+            .filter(|op| self.sees(op.filter.tenant.as_deref())))
     }
 
     /// Bulk operations, newest first.
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] naming `limit` or `before_id`; [`Error::TenantForbidden`] for a
-    /// tenant-scoped client; a store error.
-    pub async fn bulk_ops(&self, params: BulkOpListParams) -> Result<Vec<BulkOpRow>> {
-        self.require_every_tenant("bulk operations")?;
+    /// [`Error::Invalid`] naming `limit` or `before_id`; a store error. A tenant-scoped client
+    /// gets only its tenant's operations.
+    pub async fn bulk_ops(&self, mut params: BulkOpListParams) -> Result<Vec<BulkOpRow>> {
         params.validate()?;
-        Ok(self.store().bulk_op_list(params).await?)
+        if self.tenant().is_none() {
+            return Ok(self.store().bulk_op_list(params).await?);
+        }
+        // A client limited to a tenant sees the operations whose filter is its tenant's
+        // (a scoped client's filter always names it): read pages until the page is full.
+        let limit = params.limit as usize;
+        let mut own = Vec::new();
+        loop {
+            let page = self.store().bulk_op_list(params.clone()).await?;
+            let last = page.last().map(|op| op.id);
+            let full = page.len() == params.limit as usize;
+            own.extend(
+                page.into_iter()
+                    .filter(|op| self.sees(op.filter.tenant.as_deref())),
+            );
+            if own.len() >= limit || !full {
+                own.truncate(limit);
+                return Ok(own);
+            }
+            params.before_id = last;
+        }
     }
 
     /// Aborts a running bulk operation: batches already applied stay applied.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`]; [`Error::Conflict`] if it already ended;
-    /// [`Error::TenantForbidden`] for a tenant-scoped client; a store error.
+    /// [`Error::NotFound`] (also for another tenant's operation from a tenant-scoped client);
+    /// [`Error::Conflict`] if it already ended; a store error.
     pub async fn bulk_abort(&self, id: i64) -> Result<BulkOpRow> {
-        self.require_every_tenant("bulk operations")?;
-        Ok(self.store().bulk_op_abort(id, self.clock().now()).await?)
+        if self.tenant().is_some() && self.bulk_op(id).await?.is_none() {
+            return Err(Error::NotFound(format!("bulk operation {id}")));
+        }
+        let op = self.store().bulk_op_abort(id, self.clock().now()).await?;
+        self.audit_record("bulk.abort", Some(format!("op {id}")), None, Some(op.done))
+            .await;
+        Ok(op)
     }
 
     /// A job's log lines, oldest first.
@@ -234,6 +272,8 @@ impl<S: Store + ?Sized> Client<S> {
             now: self.clock().now(),
         };
         params.validate()?;
+        // Another tenant's job is not found by a client limited to a tenant (issue 17).
+        self.require_visible(id).await?;
         match self.store().job_log_append(params).await? {
             Some(appended) => Ok(appended),
             None => Err(match self.store().job_get(id).await? {

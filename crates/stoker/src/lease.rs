@@ -131,7 +131,9 @@ impl<S: Store + ?Sized> Client<S> {
 
     /// Reserves up to `limit` due jobs of the reservation's queues (and kinds), taking the
     /// queues in order, each job `running` for `worker` under a lease. Returns them with their
-    /// fence, which every report on them must carry; none if nothing is due.
+    /// fence, which every report on them must carry; none if nothing is due. A client limited
+    /// to a tenant ([`Client::for_tenant`]) reserves only that tenant's jobs, and its reports
+    /// on another tenant's job answer [`Error::NotFound`].
     ///
     /// # Errors
     ///
@@ -144,17 +146,19 @@ impl<S: Store + ?Sized> Client<S> {
             if limit == 0 {
                 break;
             }
-            let claimed = self
-                .store()
-                .job_claim(JobClaimParams {
-                    queue: queue.clone(),
-                    kinds: reservation.kinds.clone(),
-                    limit,
-                    worker_id: reservation.worker.clone(),
-                    now: self.clock().now(),
-                    lease: Some(reservation.lease),
-                })
-                .await?;
+            let params = JobClaimParams {
+                queue: queue.clone(),
+                kinds: reservation.kinds.clone(),
+                limit,
+                worker_id: reservation.worker.clone(),
+                now: self.clock().now(),
+                lease: Some(reservation.lease),
+            };
+            // A client limited to a tenant reserves only that tenant's jobs (issue 17).
+            let claimed = match self.tenant() {
+                Some(tenant) => self.store().job_claim_tenant(params, tenant).await?,
+                None => self.store().job_claim(params).await?,
+            };
             limit -= u32::try_from(claimed.len()).unwrap_or(limit).min(limit);
             if let Some(history) = self.history() {
                 history.record_started(&claimed);
@@ -181,6 +185,7 @@ impl<S: Store + ?Sized> Client<S> {
         if lease.is_zero() {
             return Err(InvalidInput::new("lease", "must be longer than zero").into());
         }
+        self.require_visible(id).await?;
         let extended = self
             .store()
             .job_extend_lease(JobLeaseParams {
@@ -221,6 +226,7 @@ impl<S: Store + ?Sized> Client<S> {
             now: self.clock().now(),
         };
         params.validate()?;
+        self.require_visible(id).await?;
         if self.store().job_progress(params).await? {
             Ok(())
         } else {
@@ -342,6 +348,7 @@ impl<S: Store + ?Sized> Client<S> {
         outcome: Outcome,
         now: DateTime<Utc>,
     ) -> Result<FinishedJob> {
+        self.require_visible(id).await?;
         // History and live events (issue 13) both read the outcome asked for.
         let asked = outcome.clone();
         let finish = JobFinish { id, fence, outcome };
@@ -364,7 +371,12 @@ impl<S: Store + ?Sized> Client<S> {
     /// The job, if it is running under `fence` with its lease (if any) not yet ended.
     async fn held(&self, id: JobId, fence: i64) -> Result<JobRow> {
         let now = self.clock().now();
-        match self.store().job_get(id).await? {
+        let job = self
+            .store()
+            .job_get(id)
+            .await?
+            .filter(|job| self.sees(job.tenant.as_deref()));
+        match job {
             None => Err(Error::NotFound(format!("job {id}"))),
             Some(job)
                 if job.state == JobState::Running
@@ -473,6 +485,14 @@ impl<S: Store + ?Sized> Client<S> {
                 let reason = format!("names job {id} a second time in this batch");
                 answers[index] = Some(Err(InvalidInput::new(field, reason).into()));
                 continue;
+            }
+            // A client limited to a tenant reads each job first: another tenant's job is
+            // not found, as if it did not exist (issue 17).
+            if self.tenant().is_some() {
+                if let Err(err) = self.require_visible(id).await {
+                    answers[index] = Some(Err(err));
+                    continue;
+                }
             }
             let outcome = match op {
                 AckOp::Heartbeat { lease } => {

@@ -85,6 +85,8 @@ pub mod alerts;
 mod token;
 // --- stream flow ---
 mod flow;
+// --- stream tenancy ---
+mod audit;
 
 use std::sync::Arc;
 
@@ -116,6 +118,9 @@ pub use stoker_core::{TokenRow, TOKEN_SCOPES, TOKEN_TOUCH_EVERY_SECONDS};
 pub use token::{
     parse_token, token_secret_matches, CreatedToken, NewToken, TOKEN_PREFIX, TOKEN_SECRET_LEN,
 };
+// --- stream tenancy ---
+pub use audit::{Actor, AUDIT_RETENTION_DEFAULT};
+pub use stoker_core::{AuditEntry, AuditListParams, AuditRow, AUDIT_LIST_MAX_LIMIT};
 pub use worker::{
     shutdown_signal, AttemptResult, ShutdownReport, Worker, WorkerBuilder, WorkerEvent,
     WorkerHandle, CANCEL_GRACE_DEFAULT, FETCH_COOLDOWN_DEFAULT, HEARTBEAT_INTERVAL_DEFAULT,

@@ -290,4 +290,9 @@ counting_store! {
         async fn workflow_cancel(&self, params: stoker_core::WorkflowCancelParams) -> StoreResult<stoker_core::WorkflowRow>;
         async fn job_dependency_results(&self, id: JobId) -> StoreResult<Vec<stoker_core::DependencyResult>>;
         async fn job_workflow(&self, id: JobId) -> StoreResult<Option<(stoker_core::WorkflowId, String)>>;
+        // --- stream tenancy ---
+        async fn job_claim_tenant(&self, params: JobClaimParams, tenant: &str) -> StoreResult<Vec<JobRow>>;
+        async fn audit_append(&self, entry: stoker_core::AuditEntry) -> StoreResult<stoker_core::AuditRow>;
+        async fn audit_list(&self, params: stoker_core::AuditListParams) -> StoreResult<Vec<stoker_core::AuditRow>>;
+        async fn audit_prune(&self, before: chrono::DateTime<chrono::Utc>, limit: u32) -> StoreResult<u64>;
 }

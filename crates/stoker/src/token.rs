@@ -144,6 +144,13 @@ impl<S: Store + ?Sized> Client<S> {
             {
                 Ok(row) => {
                     let token = format!("{TOKEN_PREFIX}{}_{secret}", row.id);
+                    self.audit_record(
+                        "token.create",
+                        Some(format!("token {}", row.id)),
+                        None,
+                        None,
+                    )
+                    .await;
                     return Ok(CreatedToken { row, token });
                 }
                 Err(err) if err.kind() == stoker_core::StoreErrorKind::Conflict => {
@@ -175,7 +182,10 @@ impl<S: Store + ?Sized> Client<S> {
         self.require_every_tenant("token management")?;
         validate_token_id(id)?;
         let now = self.clock().now();
-        Ok(self.store().token_revoke(id, now).await?)
+        let row = self.store().token_revoke(id, now).await?;
+        self.audit_record("token.revoke", Some(format!("token {id}")), None, None)
+            .await;
+        Ok(row)
     }
 
     /// Replaces a token by a new one with the same name, scopes, tenant and expiry, and

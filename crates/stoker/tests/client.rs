@@ -116,9 +116,17 @@ mod scenarios {
         assert_eq!(every.totals.total(), 4);
         assert_eq!(every.tenants["globex"].available, 1);
 
+        // Its queue overview holds the queues of its own jobs, with their counts only.
+        enqueue(&admin, Some("globex"), "globex-only").await;
+        let overview = acme.queue_overview().await.unwrap();
+        let names: Vec<&str> = overview.iter().map(|queue| queue.name.as_str()).collect();
+        assert_eq!(names, vec!["t"]);
+        assert!(overview.iter().all(|queue| queue.workers.is_empty()));
+        let total: i64 = overview.iter().map(|queue| queue.counts.total()).sum();
+        assert_eq!(total, 2, "{overview:?}");
+
         // Calls spanning every tenant are refused.
         assert_forbidden(acme.queues().await);
-        assert_forbidden(acme.queue_overview().await);
         assert_forbidden(acme.workers().await);
         assert_forbidden(acme.worker_overview().await);
         assert_forbidden(acme.pause("t").await);

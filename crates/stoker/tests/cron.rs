@@ -172,9 +172,16 @@ async fn the_client_refuses_bad_schedules_naming_the_field() {
         client.cron_get("nope").await,
         Err(Error::NotFound(_))
     ));
+    // A tenant sees only the schedules whose jobs are its own (issue 17).
+    assert!(client
+        .for_tenant("acme")
+        .cron_list()
+        .await
+        .unwrap()
+        .is_empty());
     assert!(matches!(
-        client.for_tenant("acme").cron_list().await,
-        Err(Error::TenantForbidden { .. })
+        client.for_tenant("acme").cron_get("ok").await,
+        Err(Error::NotFound(_))
     ));
     let job = client.cron_run_now("ok").await.unwrap();
     let row = client.get(job.id).await.unwrap().unwrap();

@@ -833,10 +833,8 @@ pub(crate) async fn pull_logs(
     ApiJson(request): ApiJson<AppendLogsRequest>,
 ) -> Result<Json<AppendLogsResponse>, ApiError> {
     principal.require(Scope::Work)?;
-    principal.require_cluster("the pull protocol")?;
     let appended = state
-        .inner
-        .client
+        .client_for(&principal)
         .log_reserved(JobId(id), request.fence, request.lines)
         .await?;
     Ok(Json(appended.into()))

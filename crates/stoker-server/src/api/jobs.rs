@@ -310,9 +310,24 @@ pub(crate) async fn enqueue_bulk(
             )
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // Which kinds and queues a bulk enqueue wrote, for the audit log (issue 17).
+    let mut kinds: Vec<String> = jobs.iter().map(|job| job.kind.clone()).collect();
+    kinds.sort();
+    kinds.dedup();
+    let mut queues: Vec<String> = jobs.iter().map(|job| job.queue.clone()).collect();
+    queues.sort();
+    queues.dedup();
     let inserted = insert(&state, &client, jobs).await?;
     let duplicates = inserted.iter().filter(|job| job.duplicate).count() as u64;
     let total = inserted.len() as u64;
+    client
+        .audit_record(
+            "job.enqueue_bulk",
+            None,
+            Some(serde_json::json!({"kinds": kinds, "queues": queues})),
+            Some(i64::try_from(total - duplicates).unwrap_or(i64::MAX)),
+        )
+        .await;
     let status = if duplicates < total {
         StatusCode::CREATED
     } else {

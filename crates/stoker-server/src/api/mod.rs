@@ -36,11 +36,19 @@
 //! | `POST /v1/tokens`, `GET /v1/tokens`; `POST /v1/tokens/{id}/revoke`, `/rotate` | admin (not tenant-bound) | stored API tokens (issue 17) |
 //! | `POST /v1/workflows`, `/v1/workflows/{id}/jobs`; `GET /v1/workflows/{id}`; `POST /v1/workflows/{id}/cancel` | enqueue; read; operate | workflows (issue 18) |
 //! | `GET /v1/pull/jobs/{id}/dependencies` | work | a workflow job's dependency results |
+//! | `GET /v1/audit` | operate | the audit log of management actions (issue 17) |
 //!
 //! Without tokens (loopback only) every route is open. With tokens, every route but `/health`
 //! and the OpenAPI document needs `Authorization: Bearer <token>` with the scope shown; `admin`
-//! grants every scope, `operate` grants `read` too. A token bound to a tenant sees and touches only that tenant's jobs, and
-//! cannot use the cluster-wide routes (queues, workers, stats, metrics, the pull protocol).
+//! grants every scope, `operate` grants `read` too. A token bound to a tenant sees and touches
+//! only that tenant's jobs, everywhere (issue 17): jobs, counts, stats and history, queues
+//! (its own jobs' counts), cron schedules whose jobs are its tenant's, bulk operations over
+//! its tenant's jobs, the event stream, and the pull protocol (it reserves only its tenant's
+//! jobs). Another tenant's job, schedule or operation answers 404, as if it did not exist.
+//! Routes that show or change every tenant at once (workers, queue pause and resume, queue
+//! depths, failure groups, metrics, alert rules, cleaning, tokens) answer 403
+//! `tenant_forbidden`. The rule lives in [`stoker::Client::for_tenant`], below the handlers;
+//! `tests/api_tenancy.rs` walks every documented operation with two tenants' tokens.
 //!
 //! Build the router with [`router`] on an [`AppState`]; [`Server`](crate::serve::Server) does
 //! that and listens.
@@ -74,6 +82,8 @@ pub mod tokens;
 pub mod limits;
 // --- stream wf ---
 pub mod workflows;
+// --- stream tenancy ---
+pub mod audit;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -171,6 +181,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/pull/jobs/{id}/dependencies",
             get(workflows::dependencies),
         )
+        // --- stream tenancy ---
+        .route("/v1/audit", get(audit::list))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

@@ -20,6 +20,8 @@ use super::tokens;
 use super::limits;
 // --- stream wf ---
 use super::workflows;
+// --- stream tenancy ---
+use super::audit;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -116,6 +118,8 @@ use super::workflows;
         workflows::get,
         workflows::cancel,
         workflows::dependencies,
+        // --- stream tenancy ---
+        audit::list,
     ),
     components(schemas(
         model::ErrorBody,
@@ -150,6 +154,8 @@ use super::workflows;
         (name = "limits", description = "Flow control: rate and concurrency limits enforced in the claim"),
         // --- stream wf ---
         (name = "workflows", description = "Workflows: jobs that wait for other jobs"),
+        // --- stream tenancy ---
+        (name = "audit", description = "The audit log of management actions"),
     )
 )]
 pub struct ApiDoc;

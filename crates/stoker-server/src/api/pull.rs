@@ -243,10 +243,10 @@ pub(crate) async fn run_flusher(state: AppState, interval: Duration, stop: Cance
     }
 }
 
-/// Checks the caller may use the pull protocol.
+/// Checks the caller may use the pull protocol. A token bound to a tenant may: it reserves
+/// only its tenant's jobs, and its reports on another tenant's job are 404 (issue 17).
 fn authorize(principal: &Principal) -> Result<(), ApiError> {
-    principal.require(Scope::Work)?;
-    principal.require_cluster("the pull protocol")
+    principal.require(Scope::Work)
 }
 
 /// A lease from the request, within the server's limits.
@@ -340,7 +340,7 @@ async fn jobs_announced(events: &mut Option<broadcast::Receiver<StoreEvent>>, qu
     request_body = ReserveRequest,
     responses(
         (status = 200, description = "The reserved jobs, possibly none", body = ReserveResponse),
-        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope", body = ErrorBody),
         (status = 422, description = "A refused field: more than 32 queues or 64 kinds, a limit outside 1 to 100, a duration out of range", body = ErrorBody),
         (status = 503, description = "The store is unreachable, or the server is shutting down", body = ErrorBody),
     ),
@@ -367,7 +367,7 @@ pub(crate) async fn reserve(
         write_heartbeat(&state, params).await;
     }
 
-    let client = &state.inner.client;
+    let client = &state.client_for(&principal);
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribe before the first claim, so a job enqueued in between still wakes us.
     let mut events = if wait.is_zero() {
@@ -422,7 +422,7 @@ pub(crate) async fn reserve(
     request_body = ExtendLeaseRequest,
     responses(
         (status = 200, description = "The lease", body = LeaseResponse),
-        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
         (status = 422, description = "A refused field", body = ErrorBody),
@@ -438,8 +438,7 @@ pub(crate) async fn heartbeat(
     authorize(&principal)?;
     let lease = lease(&state, request.lease_seconds)?;
     let extended = state
-        .inner
-        .client
+        .client_for(&principal)
         .extend_lease(JobId(id), request.fence, lease)
         .await?;
     // A worker busy with a long job stays alive in the workers list through its extensions.
@@ -462,7 +461,7 @@ pub(crate) async fn heartbeat(
     request_body = ProgressRequest,
     responses(
         (status = 204, description = "Recorded"),
-        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
         (status = 422, description = "A refused field: a fraction outside 0 to 1, details over 64 KiB", body = ErrorBody),
@@ -477,8 +476,7 @@ pub(crate) async fn progress(
 ) -> Result<StatusCode, ApiError> {
     authorize(&principal)?;
     state
-        .inner
-        .client
+        .client_for(&principal)
         .progress_reserved(
             JobId(id),
             request.fence,
@@ -544,7 +542,7 @@ async fn acknowledged(state: &AppState, job: FinishedJob, now: DateTime<Utc>) ->
     request_body = CompleteRequest,
     responses(
         (status = 200, description = "Completed", body = AckResponse),
-        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
         (status = 422, description = "A refused field", body = ErrorBody),
@@ -559,8 +557,7 @@ pub(crate) async fn complete(
 ) -> Result<Json<AckResponse>, ApiError> {
     authorize(&principal)?;
     let job = state
-        .inner
-        .client
+        .client_for(&principal)
         .complete_reserved(JobId(id), request.fence, request.result)
         .await?;
     Ok(Json(acknowledged(&state, job, state.now()).await))
@@ -579,7 +576,7 @@ pub(crate) async fn complete(
     request_body = FailRequest,
     responses(
         (status = 200, description = "Recorded: `retryable`, `discarded` or `cancelled`", body = AckResponse),
-        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
         (status = 422, description = "A refused field: an empty error, `retry_in_seconds` out of range", body = ErrorBody),
@@ -603,8 +600,7 @@ pub(crate) async fn fail(
         discard: request.discard,
     };
     let job = state
-        .inner
-        .client
+        .client_for(&principal)
         .fail_reserved(JobId(id), request.fence, failure)
         .await?;
     Ok(Json(acknowledged(&state, job, state.now()).await))
@@ -619,7 +615,7 @@ pub(crate) async fn fail(
     request_body = SnoozeRequest,
     responses(
         (status = 200, description = "Snoozed (`available`), or `cancelled`", body = AckResponse),
-        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
         (status = 422, description = "A refused field: `snooze_seconds` out of range", body = ErrorBody),
@@ -635,8 +631,7 @@ pub(crate) async fn snooze(
     authorize(&principal)?;
     let delay = seconds(request.snooze_seconds, "snooze_seconds", true)?;
     let job = state
-        .inner
-        .client
+        .client_for(&principal)
         .snooze_reserved(JobId(id), request.fence, delay)
         .await?;
     Ok(Json(acknowledged(&state, job, state.now()).await))
@@ -651,7 +646,7 @@ pub(crate) async fn snooze(
     request_body = CancelAckRequest,
     responses(
         (status = 200, description = "Cancelled", body = AckResponse),
-        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
         (status = 409, description = "`lease_lost`: the lease ended, the job finished, or it was reserved again", body = ErrorBody),
         (status = 422, description = "A refused field", body = ErrorBody),
@@ -666,8 +661,7 @@ pub(crate) async fn cancel(
 ) -> Result<Json<AckResponse>, ApiError> {
     authorize(&principal)?;
     let job = state
-        .inner
-        .client
+        .client_for(&principal)
         .cancel_reserved(JobId(id), request.fence, request.error)
         .await?;
     Ok(Json(acknowledged(&state, job, state.now()).await))
@@ -891,7 +885,7 @@ fn client_ack(state: &AppState, index: usize, entry: AckEntry) -> Result<stoker:
     request_body = AckRequest,
     responses(
         (status = 200, description = "Each report's answer, and the reserved jobs", body = AckBatchResponse),
-        (status = 403, description = "Missing `work` scope, or a tenant-bound token", body = ErrorBody),
+        (status = 403, description = "Missing `work` scope", body = ErrorBody),
         (status = 422, description = "A refused field: more than 1000 reports, an empty error, a duration out of range, a refused reserve part", body = ErrorBody),
         (status = 503, description = "The store is unreachable, or the server is shutting down", body = ErrorBody),
     ),
@@ -920,7 +914,7 @@ pub(crate) async fn ack(
         .map(|(index, entry)| client_ack(&state, index, entry))
         .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<i64> = acks.iter().map(|ack| ack.id.0).collect();
-    let answers = state.inner.client.ack_reserved(acks).await?;
+    let answers = state.client_for(&principal).ack_reserved(acks).await?;
     let now = state.now();
     let mut results = Vec::with_capacity(answers.len());
     for (id, answer) in ids.into_iter().zip(answers) {

@@ -15,8 +15,8 @@ use crate::config::Scope;
     path = "/v1/queues",
     tag = "queues",
     responses(
-        (status = 200, description = "Every queue, by name", body = QueueList),
-        (status = 403, description = "Missing scope, or a tenant-bound token", body = ErrorBody),
+        (status = 200, description = "Every queue, by name (for a tenant-bound token: the queues holding its tenant's jobs, with their counts only, and no workers)", body = QueueList),
+        (status = 403, description = "Missing scope", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

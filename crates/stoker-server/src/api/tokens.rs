@@ -164,9 +164,10 @@ pub(crate) async fn create(
         tenant: request.tenant,
         expires_at: request.expires_at,
     };
-    Ok(created(
-        state.client_for(&principal).token_create(new).await?,
-    ))
+    let token = state.client_for(&principal).token_create(new).await?;
+    // A first stored admin token switches auth on here at once (issue 17).
+    state.inner.stored_tokens.forget_auth();
+    Ok(created(token))
 }
 
 /// List every token (never a secret).

@@ -43,7 +43,15 @@ impl Direct {
                 source,
             },
         })?;
-        let client = Client::new(store).with_registry(Arc::new(handlers::builtin()));
+        // Management actions on the database directly are audited as the command line's,
+        // with the operating-system user when known (issue 17).
+        let actor = match std::env::var("USER") {
+            Ok(user) if !user.is_empty() => format!("cli:{user}"),
+            _ => "cli".to_owned(),
+        };
+        let client = Client::new(store)
+            .with_registry(Arc::new(handlers::builtin()))
+            .with_actor(stoker::Actor::new(actor, "cli"));
         let direct = Direct {
             client,
             url: url.to_owned(),

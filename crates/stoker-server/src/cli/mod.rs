@@ -38,6 +38,8 @@ mod tokens;
 mod limits;
 // --- stream wf ---
 mod workflows;
+// --- stream tenancy ---
+mod audit;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -57,6 +59,8 @@ pub use tokens::TokensCommand;
 pub use limits::LimitsCommand;
 // --- stream wf ---
 pub use workflows::WorkflowsCommand;
+// --- stream tenancy ---
+pub use audit::AuditCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -154,6 +158,11 @@ pub enum Command {
     /// Workflows: `show ID` prints a workflow's state and result and draws its graph.
     #[command(subcommand)]
     Workflows(WorkflowsCommand),
+    // --- stream tenancy ---
+    /// The audit log of management actions: list (filter by tenant, action, actor, time),
+    /// prune by age.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -463,6 +472,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Limits(command) => limits::run(command).await,
         // --- stream wf ---
         Command::Workflows(command) => workflows::run(command).await,
+        // --- stream tenancy ---
+        Command::Audit(command) => audit::run(command).await,
     }
 }
 

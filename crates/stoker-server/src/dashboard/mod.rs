@@ -32,6 +32,8 @@ mod actions;
 mod chart;
 mod format;
 mod pages;
+// --- stream tenancy ---
+mod audit;
 pub(crate) mod session;
 
 use std::sync::{Arc, LazyLock};
@@ -79,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .route("/cron", get(pages::cron))
         // --- stream flow ---
         .route("/limits", get(pages::limits))
+        // --- stream tenancy ---
+        .route("/audit", get(audit::audit))
         .route("/logout", post(session::logout))
         .route("/ui/live", get(live))
         .route("/ui/ops/{id}/progress", get(pages::op_progress))

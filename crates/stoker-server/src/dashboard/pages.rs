@@ -75,7 +75,15 @@ const NAV: &[NavItem] = &[
         key: "cron",
         label: "Cron",
         href: "/cron",
-        cluster: true,
+        // A tenant-bound viewer sees its own tenant's schedules (issue 17).
+        cluster: false,
+    },
+    // --- stream tenancy ---
+    NavItem {
+        key: "audit",
+        label: "Audit",
+        href: "/audit",
+        cluster: false,
     },
     // --- stream flow ---
     NavItem {
@@ -127,7 +135,7 @@ fn notice(code: Option<&String>) -> String {
 }
 
 impl Chrome {
-    fn new(
+    pub(crate) fn new(
         viewer: &Viewer,
         nav: &'static str,
         title: impl Into<String>,
@@ -1920,7 +1928,6 @@ pub(crate) async fn cron(
     viewer: Viewer,
     Query(params): Params,
 ) -> Result<Response, DashError> {
-    require_cluster(&viewer, "schedules")?;
     let client = dash.app.client_for(&viewer.principal);
     let now = client.clock().now();
     let list = client.cron_list().await?;
@@ -1971,7 +1978,7 @@ pub(crate) fn login_form(status: StatusCode, next: &str, message: &str) -> Respo
 /// `GET /login`.
 pub(crate) async fn login(State(dash): State<Dash>, Query(params): Params) -> Response {
     let next = super::session::local_path(params.get("next").map(String::as_str));
-    if dash.app.inner.tokens.is_empty() {
+    if !crate::auth::auth_required(&dash.app).await.unwrap_or(true) {
         return super::session::see_other(&next);
     }
     login_form(StatusCode::OK, &next, "")

@@ -249,7 +249,8 @@ pub(crate) async fn require_viewer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let auth = !dash.app.inner.tokens.is_empty();
+    // A store that cannot say whether stored admin tokens exist keeps the dashboard closed.
+    let auth = crate::auth::auth_required(&dash.app).await.unwrap_or(true);
     let found = cookie(request.headers(), COOKIE_NAME).and_then(|id| {
         dash.sessions
             .get(id)
@@ -270,7 +271,12 @@ pub(crate) async fn require_viewer(
                     return see_other("/login");
                 }
             },
-            None => (id, session),
+            // Opened while the server needed no token: once a stored admin token switched
+            // auth on (issue 17), it must sign in like anyone else.
+            None => {
+                dash.sessions.close(&id);
+                return see_other("/login");
+            }
         },
         Some(found) => found,
         None if !auth => {
@@ -308,8 +314,13 @@ pub(crate) async fn require_viewer(
         )
         .into_response();
     }
+    // The dashboard's actions are audited as such, from the browser's address (issue 17).
+    let source = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.to_string());
     request.extensions_mut().insert(Viewer {
-        principal: session.principal,
+        principal: session.principal.through_dashboard(source),
         csrf: session.csrf,
         secret: session.secret,
         auth,
@@ -340,8 +351,7 @@ pub(crate) async fn login(
     }
     let form = super::Form::parse(&body);
     let next = local_path(form.get("next"));
-    let tokens = &dash.app.inner.tokens;
-    if tokens.is_empty() {
+    if !crate::auth::auth_required(&dash.app).await.unwrap_or(true) {
         return see_other(&next);
     }
     let presented = form.get("token").unwrap_or_default().trim();

@@ -30,6 +30,10 @@ pub struct PrunerConfig {
     /// Per queue, by name: retention per finished state, applied besides the rules above (a
     /// job goes when any rule says so). Defaults to none.
     pub queues: BTreeMap<String, QueueRetention>,
+    // --- stream tenancy ---
+    /// How long audit log rows are kept (issue 17), or `None` for ever. Defaults to 90 days
+    /// ([`crate::AUDIT_RETENTION_DEFAULT`]).
+    pub audit_retention: Option<Duration>,
 }
 
 // --- stream counts ---
@@ -86,6 +90,8 @@ impl Default for PrunerConfig {
             worker_retention: Duration::from_secs(3600),
             batch: 5000,
             queues: BTreeMap::new(),
+            // --- stream tenancy ---
+            audit_retention: Some(crate::AUDIT_RETENTION_DEFAULT),
         }
     }
 }
@@ -97,11 +103,18 @@ pub struct PruneReport {
     pub jobs: u64,
     /// Worker rows deleted.
     pub workers: u64,
+    // --- stream tenancy ---
+    /// Audit log rows deleted (older than [`PrunerConfig::audit_retention`]).
+    pub audit: u64,
 }
 
 impl fmt::Display for PruneReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "deleted {} jobs, {} workers", self.jobs, self.workers)
+        write!(
+            f,
+            "deleted {} jobs, {} workers, {} audit rows",
+            self.jobs, self.workers, self.audit
+        )
     }
 }
 
@@ -185,6 +198,16 @@ impl Pruner {
         let worker_before =
             before(Some(self.config.worker_retention)).expect("a retention was given");
         report.workers = self.store.worker_prune(worker_before).await?;
+        // --- stream tenancy ---
+        if let Some(audit_before) = before(self.config.audit_retention) {
+            loop {
+                let deleted = self.store.audit_prune(audit_before, params.limit).await?;
+                report.audit += deleted;
+                if deleted < u64::from(params.limit) {
+                    break;
+                }
+            }
+        }
         Ok(report)
     }
 }

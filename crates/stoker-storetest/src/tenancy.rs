@@ -1,0 +1,115 @@
+//! Tenants (issue 17, item 1): a claim bound to a tenant takes only that tenant's jobs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stoker_core::{JobId, JobInsert, JobState, Priority, QueueParams, Store, QUEUE_DEFAULT};
+
+use crate::fixture::{at, claim_params, get, insert, job, stats_by_tenant, t0};
+
+fn owned(kind: &str, tenant: Option<&str>, priority: Priority) -> JobInsert {
+    let mut job = job(kind);
+    job.tenant = tenant.map(str::to_owned);
+    job.priority = priority;
+    job
+}
+
+async fn claim_for<S: Store>(
+    store: &Arc<S>,
+    tenant: &str,
+    kinds: &[&str],
+    limit: u32,
+) -> Vec<JobId> {
+    let mut params = claim_params(QUEUE_DEFAULT, limit, "tenant-worker", t0());
+    params.kinds = kinds.iter().map(|kind| (*kind).to_owned()).collect();
+    params.lease = Some(Duration::from_secs(30));
+    store
+        .job_claim_tenant(params, tenant)
+        .await
+        .expect("job_claim_tenant")
+        .iter()
+        .map(|row| row.id)
+        .collect()
+}
+
+/// A tenant's claim takes its own due jobs in claim order (priority, then run time, then id),
+/// never another tenant's or a job without a tenant, honours the kind filter and the limit,
+/// sets the lease, and moves the tenant's counts to running.
+pub async fn claim_takes_only_own_jobs<S: Store>(store: Arc<S>) {
+    let ids = insert(
+        &store,
+        vec![
+            owned("a", Some("acme"), Priority::NORMAL),   // 0
+            owned("a", Some("globex"), Priority::HIGH),   // 1
+            owned("b", Some("acme"), Priority::HIGH),     // 2
+            owned("a", None, Priority::CRITICAL),         // 3
+            owned("a", Some("acme"), Priority::NORMAL),   // 4
+            owned("a", Some("acme-2"), Priority::NORMAL), // 5: a prefix is not the tenant
+        ],
+        t0(),
+    )
+    .await;
+
+    assert_eq!(
+        claim_for(&store, "acme", &["a"], 1).await,
+        vec![ids[0]],
+        "the kind filter and the limit hold; globex's and the tenantless job stay"
+    );
+    assert_eq!(
+        claim_for(&store, "acme", &[], 10).await,
+        vec![ids[2], ids[4]],
+        "priority first, then id"
+    );
+    assert!(claim_for(&store, "acme", &[], 10).await.is_empty());
+
+    let claimed = get(&store, ids[2]).await;
+    assert_eq!(claimed.state, JobState::Running);
+    assert_eq!(claimed.worker_id.as_deref(), Some("tenant-worker"));
+    assert_eq!(claimed.lease_expires_at, Some(at(30)));
+    for other in [ids[1], ids[3], ids[5]] {
+        assert_eq!(get(&store, other).await.state, JobState::Available);
+    }
+    let counts = stats_by_tenant(&store).await;
+    let running = counts
+        .iter()
+        .filter(|((_, _, _, state), _)| *state == "running")
+        .map(|((_, _, tenant, _), (count, _))| (tenant.clone(), *count))
+        .fold(0, |sum, (tenant, count)| {
+            assert_eq!(tenant.as_deref(), Some("acme"), "only acme's jobs run");
+            sum + count
+        });
+    assert_eq!(running, 3);
+    assert_eq!(claim_for(&store, "globex", &[], 10).await, vec![ids[1]]);
+}
+
+/// A tenant's claim takes nothing from a paused queue, and nothing that is not yet due.
+pub async fn claim_respects_pause_and_schedule<S: Store>(store: Arc<S>) {
+    let mut later = owned("a", Some("acme"), Priority::NORMAL);
+    later.run_at = Some(at(60));
+    let ids = insert(
+        &store,
+        vec![later, owned("a", Some("acme"), Priority::NORMAL)],
+        t0(),
+    )
+    .await;
+    store
+        .queue_pause(QueueParams {
+            queue: QUEUE_DEFAULT.to_owned(),
+            now: t0(),
+        })
+        .await
+        .expect("queue_pause");
+    assert!(claim_for(&store, "acme", &[], 10).await.is_empty());
+    store
+        .queue_resume(QueueParams {
+            queue: QUEUE_DEFAULT.to_owned(),
+            now: t0(),
+        })
+        .await
+        .expect("queue_resume");
+    assert_eq!(
+        claim_for(&store, "acme", &[], 10).await,
+        vec![ids[1]],
+        "the scheduled job waits"
+    );
+}
