@@ -347,7 +347,6 @@ mod tests {
     use std::collections::BTreeSet;
 
     const MODULES: &[(&str, &str)] = &[
-    const MODULES: [(&str, &str); 24] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
