@@ -34,6 +34,7 @@
 //! | `GET /v1/openapi.json` | none | the OpenAPI document |
 //! | `GET /v1/events` | read | live events: job changes and snapshots (server-sent events) |
 //! | `POST /v1/tokens`, `GET /v1/tokens`; `POST /v1/tokens/{id}/revoke`, `/rotate` | admin (not tenant-bound) | stored API tokens (issue 17) |
+//! | `GET /v1/events/snapshot` | read (not tenant-bound) | the live snapshot once, for pollers |
 //!
 //! Without tokens (loopback only) every route is open. With tokens, every route but `/health`
 //! and the OpenAPI document needs `Authorization: Bearer <token>` with the scope shown; `admin`
@@ -68,6 +69,8 @@ pub mod alerts;
 pub(crate) mod search;
 // --- stream tokens ---
 pub mod tokens;
+// --- stream ops ---
+pub mod snapshot;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -150,6 +153,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/tokens/{id}/revoke", post(tokens::revoke))
         .route("/v1/tokens/{id}/rotate", post(tokens::rotate))
+        // --- stream ops ---
+        .route("/v1/events/snapshot", get(snapshot::get))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

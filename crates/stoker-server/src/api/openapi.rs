@@ -16,6 +16,8 @@ use super::{alerts, cron, failures, health, history, jobs, metrics, pull, queues
 use super::search;
 // --- stream tokens ---
 use super::tokens;
+// --- stream ops ---
+use super::snapshot;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -102,6 +104,8 @@ use super::tokens;
         tokens::list,
         tokens::revoke,
         tokens::rotate,
+        // --- stream ops ---
+        snapshot::get,
     ),
     components(schemas(
         model::ErrorBody,
