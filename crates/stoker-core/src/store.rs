@@ -1011,6 +1011,22 @@ pub trait Store: Send + Sync + 'static {
     /// Sets a token's last use to `now` unless it was set less than
     /// [`crate::TOKEN_TOUCH_EVERY_SECONDS`] before; returns whether it wrote.
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool>;
+    // --- stream ops ---
+
+    /// The failed attempts of the given groups per hour, for the hours overlapping
+    /// `[from, to)` (see [`crate::FailureCountParams`]), by fingerprint then hour; hours
+    /// without a failure are left out. [`Store::job_finish_many`] adds each failed attempt to
+    /// its group's hour in the same transaction as the group; [`Store::history_rollup`]
+    /// deletes hours past the history's hour retention. Reads a range of one index per group,
+    /// never the jobs.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `fingerprints` or `to` (see [`crate::FailureCountParams::validate`]).
+    async fn failure_group_counts(
+        &self,
+        params: crate::FailureCountParams,
+    ) -> StoreResult<Vec<crate::FailureHour>>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

@@ -85,6 +85,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "tokens",
         sql: include_str!("../migrations/0012_tokens.sql"),
     },
+    // --- stream ops ---
+    // Failure-group counts by the hour (issue 13, item 3).
+    Migration {
+        version: 17,
+        name: "ops",
+        sql: include_str!("../migrations/0017_ops.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

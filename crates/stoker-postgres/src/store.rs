@@ -1313,6 +1313,15 @@ impl Store for PgStore {
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         self.token_touch_impl(id, now).await
     }
+
+    // --- stream ops ---
+
+    async fn failure_group_counts(
+        &self,
+        params: stoker_core::FailureCountParams,
+    ) -> StoreResult<Vec<stoker_core::FailureHour>> {
+        failures::group_counts(&self.inner.pool, &self.inner.schema, &params).await
+    }
 }
 
 // --- stream search ---

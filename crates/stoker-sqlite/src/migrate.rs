@@ -97,6 +97,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "tokens",
         sql: include_str!("../migrations/0014_tokens.sql"),
     },
+    // --- stream ops ---
+    // Failure-group counts by the hour (issue 13, item 3).
+    Migration {
+        version: 19,
+        name: "ops",
+        sql: include_str!("../migrations/0019_ops.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -1140,6 +1140,15 @@ impl Store for SqliteStore {
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         self.token_touch_impl(id, now).await
     }
+
+    // --- stream ops ---
+
+    async fn failure_group_counts(
+        &self,
+        params: stoker_core::FailureCountParams,
+    ) -> StoreResult<Vec<stoker_core::FailureHour>> {
+        failures::group_counts(&mut *self.read().await?, &params).await
+    }
 }
 
 /// A write transaction on `conn`, the writer. `BEGIN IMMEDIATE` takes SQLite's write lock at

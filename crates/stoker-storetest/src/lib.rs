@@ -277,6 +277,8 @@ macro_rules! conformance_tests {
             token_create_get_list => token::create_get_list,
             token_revoke_and_expire => token::revoke_and_expire,
             token_touch_once_a_minute => token::touch_once_a_minute,
+            // --- stream ops ---
+            failures_failures_counted_by_the_hour => failures::failures_counted_by_the_hour,
         }
     };
 }

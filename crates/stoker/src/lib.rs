@@ -149,6 +149,9 @@ pub use stoker_core::{
     JOB_COUNT_CAP, JOB_COUNT_SCAN_MAX, JOB_SEARCH_MAX_LIMIT, JOB_SEARCH_SCAN_MAX,
 };
 
+// --- stream ops ---
+pub use stoker_core::{FailureCountParams, FailureHour};
+
 /// The store crate's types, for code that works at the store level.
 pub use stoker_core as core;
 

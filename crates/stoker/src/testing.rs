@@ -267,4 +267,6 @@ counting_store! {
         async fn token_list(&self) -> StoreResult<Vec<stoker_core::TokenRow>>;
         async fn token_revoke(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::TokenRow>;
         async fn token_touch(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<bool>;
+        // --- stream ops ---
+        async fn failure_group_counts(&self, params: stoker_core::FailureCountParams) -> StoreResult<Vec<stoker_core::FailureHour>>;
 }
