@@ -374,7 +374,13 @@ async fn the_snapshot_can_be_polled(store: Arc<dyn Store>) {
     let snapshot = &answer.body;
     assert_eq!(snapshot["states"]["available"], 1, "{snapshot}");
     assert_eq!(snapshot["states"]["scheduled"], 1, "{snapshot}");
-    for key in ["running", "retryable", "completed", "discarded", "cancelled"] {
+    for key in [
+        "running",
+        "retryable",
+        "completed",
+        "discarded",
+        "cancelled",
+    ] {
         assert_eq!(snapshot["states"][key], 0, "states.{key}: {snapshot}");
     }
     let queue = snapshot["queues"]
@@ -386,7 +392,10 @@ async fn the_snapshot_can_be_polled(store: Arc<dyn Store>) {
     assert_eq!(queue["states"]["scheduled"], 1, "{queue}");
     assert_eq!(queue["paused"], false);
     for key in ["enqueued", "started", "completed", "failed", "discarded"] {
-        assert!(snapshot["minute"][key].is_i64(), "no minute.{key}: {snapshot}");
+        assert!(
+            snapshot["minute"][key].is_i64(),
+            "no minute.{key}: {snapshot}"
+        );
     }
     assert!(snapshot["workers_alive"].is_u64(), "{snapshot}");
     assert!(snapshot["at"].is_string(), "{snapshot}");

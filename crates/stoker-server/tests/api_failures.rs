@@ -272,7 +272,9 @@ async fn failure_groups_count_a_range(store: Arc<dyn Store>) {
     }
     // A range reaching back before the hours kept counts what is kept.
     let long = server
-        .get(&format!("/v1/failures/{fingerprint}?since=0001-01-01T00:00:00Z"))
+        .get(&format!(
+            "/v1/failures/{fingerprint}?since=0001-01-01T00:00:00Z"
+        ))
         .await;
     assert_eq!(long.body["count_in_range"], 2, "{long:?}");
     server

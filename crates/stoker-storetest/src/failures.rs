@@ -814,7 +814,14 @@ pub async fn failures_counted_by_the_hour<S: Store>(store: Arc<S>) {
     fail_at(&store, &["email"], "smtp 421", 3_700).await;
     fail_at(&store, &["sms"], "smtp 421", 7_300).await;
     let ok = running(&store, "email", at(3_800)).await;
-    finish(&store, ok.id, ok.fence, Outcome::Completed { result: None }, at(3_800)).await;
+    finish(
+        &store,
+        ok.id,
+        ok.fence,
+        Outcome::Completed { result: None },
+        at(3_800),
+    )
+    .await;
 
     let all = store
         .failure_group_counts(counts_params(&[&email, &sms], 0, 3 * 3600))
@@ -839,7 +846,10 @@ pub async fn failures_counted_by_the_hour<S: Store>(store: Arc<S>) {
         .failure_group_counts(counts_params(&[&email], 1_800, 3_601))
         .await
         .unwrap();
-    assert_eq!(hours(&window), vec![(email.clone(), 0, 2), (email.clone(), 1, 1)]);
+    assert_eq!(
+        hours(&window),
+        vec![(email.clone(), 0, 2), (email.clone(), 1, 1)]
+    );
     // Only the groups asked for; an unknown group has no hours.
     let one = store
         .failure_group_counts(counts_params(&[&sms, "0000000000000000"], 0, 86_400))
@@ -852,7 +862,9 @@ pub async fn failures_counted_by_the_hour<S: Store>(store: Arc<S>) {
 
     // Bad parameters.
     expect_invalid(
-        store.failure_group_counts(counts_params(&[], 0, 3_600)).await,
+        store
+            .failure_group_counts(counts_params(&[], 0, 3_600))
+            .await,
         "fingerprints",
     );
     expect_invalid(
@@ -862,7 +874,9 @@ pub async fn failures_counted_by_the_hour<S: Store>(store: Arc<S>) {
         "fingerprints",
     );
     expect_invalid(
-        store.failure_group_counts(counts_params(&[&email], 3_600, 3_600)).await,
+        store
+            .failure_group_counts(counts_params(&[&email], 3_600, 3_600))
+            .await,
         "to",
     );
     expect_invalid(

@@ -386,7 +386,10 @@ mod scenarios {
         clock.advance(chrono::Duration::seconds(2));
         let later = client.events_snapshot().await.unwrap();
         assert_eq!(later.states.available, 2);
-        assert!(later.queues.iter().any(|q| q.name == "other" && q.states.available == 1));
+        assert!(later
+            .queues
+            .iter()
+            .any(|q| q.name == "other" && q.states.available == 1));
         assert_eq!(counting.calls().get("job_stats"), Some(&2));
 
         let scoped = client.for_tenant("acme");

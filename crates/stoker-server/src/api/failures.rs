@@ -638,8 +638,6 @@ pub struct GetFailureQuery {
     pub until: Option<DateTime<Utc>>,
 }
 
-
-
 /// Retry every failed job of a group (discarded, or waiting to retry): starts a bulk
 /// operation.
 #[utoipa::path(

@@ -233,7 +233,9 @@ async fn list_groups(
             // --- stream ops ---
             if let Some(since) = since {
                 let fingerprints = groups.iter().map(|g| g.fingerprint.clone()).collect();
-                let hours = client.failure_group_hours(fingerprints, since, None).await?;
+                let hours = client
+                    .failure_group_hours(fingerprints, since, None)
+                    .await?;
                 for group in &mut groups {
                     group.count_in_range = Some(
                         hours

@@ -213,7 +213,13 @@ async fn live(State(dash): State<Dash>, viewer: session::Viewer, request: Reques
 /// `GET /ui/snapshot`: the API's snapshot (`/v1/events/snapshot`), as the signed-in token.
 /// The page's script polls it while its live stream is down.
 async fn snapshot(State(dash): State<Dash>, viewer: session::Viewer, request: Request) -> Response {
-    forward(&dash, &viewer, peer(&request), "/v1/events/snapshot".to_owned()).await
+    forward(
+        &dash,
+        &viewer,
+        peer(&request),
+        "/v1/events/snapshot".to_owned(),
+    )
+    .await
 }
 
 /// The request's peer address, which the API's loopback rule reads.

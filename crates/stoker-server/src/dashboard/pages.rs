@@ -1571,7 +1571,9 @@ pub(crate) async fn failures(
     let hours = client
         .failure_group_hours(
             groups.iter().map(|g| g.fingerprint.clone()).collect(),
-            chrono::DateTime::from_timestamp(spark_start, 0).unwrap_or(since).min(since),
+            chrono::DateTime::from_timestamp(spark_start, 0)
+                .unwrap_or(since)
+                .min(since),
             None,
         )
         .await?;
