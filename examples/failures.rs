@@ -77,6 +77,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             group.fingerprint, group.count, group.kind, group.error_kind, group.message
         );
     }
+    // --- stream ops ---
+    // How often each group failed in a range (here the last hour), per hour: the groups'
+    // own hourly counts, kept with the history's hours, never a scan of the jobs.
+    let hours = client
+        .failure_group_hours(
+            groups.iter().map(|g| g.fingerprint.clone()).collect(),
+            chrono::Utc::now() - chrono::Duration::hours(1),
+            None,
+        )
+        .await?;
+    for hour in &hours {
+        println!(
+            "group {} failed {} times in the hour from {}",
+            hour.fingerprint, hour.count, hour.hour
+        );
+    }
     let logs = client.job_logs(jobs[0].id).await?;
     for line in &logs {
         println!("job {} log #{}: {}", jobs[0].id, line.attempt, line.line);

@@ -713,3 +713,97 @@ mod tests {
         );
     }
 }
+
+// --- stream ops ---
+// Failure-group counts by time range (issue 13, item 3): every failed attempt also adds one
+// to its group's row for the hour it was recorded in, in the same statement batch as the
+// group's upsert, so "how often did this fail in the last 24 hours" reads a few rows of one
+// index, never the jobs. The rows live as long as the history's hours.
+
+/// The most groups one [`Store::failure_group_counts`](crate::Store::failure_group_counts)
+/// call reads.
+pub const FAILURE_COUNT_MAX_GROUPS: usize = FAILURE_LIST_MAX_LIMIT as usize;
+
+/// The longest range one [`Store::failure_group_counts`](crate::Store::failure_group_counts)
+/// call reads: 400 days (at most 9,600 hours per group).
+pub const FAILURE_COUNT_MAX_RANGE_SECS: i64 = 400 * 86_400;
+
+/// Parameters of [`Store::failure_group_counts`](crate::Store::failure_group_counts): the
+/// failed attempts of some groups in the hours overlapping `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureCountParams {
+    /// The groups, 1 to [`FAILURE_COUNT_MAX_GROUPS`] fingerprints.
+    pub fingerprints: Vec<String>,
+    /// The range's start: the hour holding it is the first counted.
+    pub from: DateTime<Utc>,
+    /// The range's end (exclusive): hours starting at or after it are not counted.
+    pub to: DateTime<Utc>,
+}
+
+impl FailureCountParams {
+    /// Checks the groups and the range.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] naming `fingerprints` (none, too many, or one malformed), or `to`
+    /// (not after `from`, or more than [`FAILURE_COUNT_MAX_RANGE_SECS`] after it).
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if self.fingerprints.is_empty() || self.fingerprints.len() > FAILURE_COUNT_MAX_GROUPS {
+            return Err(InvalidInput::new(
+                "fingerprints",
+                format!(
+                    "must name 1 to {FAILURE_COUNT_MAX_GROUPS} groups, got {}",
+                    self.fingerprints.len()
+                ),
+            ));
+        }
+        for fingerprint in &self.fingerprints {
+            validate_fingerprint("fingerprints", fingerprint)?;
+        }
+        if self.to <= self.from {
+            return Err(InvalidInput::new(
+                "to",
+                format!("must be after from ({}), got {}", self.from, self.to),
+            ));
+        }
+        if (self.to - self.from).num_seconds() > FAILURE_COUNT_MAX_RANGE_SECS {
+            return Err(InvalidInput::new(
+                "to",
+                format!(
+                    "the range may span at most {} days",
+                    FAILURE_COUNT_MAX_RANGE_SECS / 86_400
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The first hour counted, as Unix seconds: `from` rounded down to the hour.
+    pub fn first_hour(&self) -> i64 {
+        self.from.timestamp().div_euclid(3600) * 3600
+    }
+
+    /// The end of the hours counted, as Unix seconds (exclusive): `to`, so an hour is counted
+    /// when it starts before `to`.
+    pub fn end(&self) -> i64 {
+        // An hour starting exactly at a fractional `to` would start after it: round up.
+        let secs = self.to.timestamp();
+        if self.to.timestamp_subsec_nanos() > 0 {
+            secs + 1
+        } else {
+            secs
+        }
+    }
+}
+
+/// One group's failed attempts in one hour, from
+/// [`Store::failure_group_counts`](crate::Store::failure_group_counts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureHour {
+    /// The group.
+    pub fingerprint: String,
+    /// The hour's start.
+    pub hour: DateTime<Utc>,
+    /// Failed attempts recorded in the group in that hour.
+    pub count: i64,
+}

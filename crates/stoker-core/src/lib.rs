@@ -50,6 +50,10 @@ pub use failures::{
     BULK_LIST_MAX_LIMIT, FAILURE_LIST_MAX_LIMIT, FAILURE_MESSAGE_MAX_CHARS, FINGERPRINT_LEN,
     JOB_LOG_LINE_MAX_CHARS, JOB_LOG_MAX_BYTES, JOB_LOG_MAX_LINES, JOB_LOG_MAX_LINES_PER_CALL,
 };
+// --- stream ops ---
+pub use failures::{
+    FailureCountParams, FailureHour, FAILURE_COUNT_MAX_GROUPS, FAILURE_COUNT_MAX_RANGE_SECS,
+};
 // History (issue 13).
 pub use history::{
     histogram_bucket, histogram_bucket_upper, HistoryDelta, HistoryGrain, HistoryMetric,

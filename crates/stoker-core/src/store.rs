@@ -1129,6 +1129,22 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` audit rows written before `before`, oldest first, and returns how
     /// many it deleted (call again while it deletes `limit`).
     async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+    // --- stream ops ---
+
+    /// The failed attempts of the given groups per hour, for the hours overlapping
+    /// `[from, to)` (see [`crate::FailureCountParams`]), by fingerprint then hour; hours
+    /// without a failure are left out. [`Store::job_finish_many`] adds each failed attempt to
+    /// its group's hour in the same transaction as the group; [`Store::history_rollup`]
+    /// deletes hours past the history's hour retention. Reads a range of one index per group,
+    /// never the jobs.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `fingerprints` or `to` (see [`crate::FailureCountParams::validate`]).
+    async fn failure_group_counts(
+        &self,
+        params: crate::FailureCountParams,
+    ) -> StoreResult<Vec<crate::FailureHour>>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

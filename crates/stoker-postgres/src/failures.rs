@@ -89,6 +89,19 @@ pub(crate) async fn record_failures(
     .execute(&mut *conn)
     .await
     .map_err(store_error)?;
+    // --- stream ops ---
+    let hours_table = table(schema, "stoker_failure_hours");
+    sqlx::query(&format!(
+        "INSERT INTO {hours_table} AS h (fingerprint, hour, count) \
+         SELECT f, $3, n FROM unnest($1::text[], $2::int8[]) AS u(f, n) \
+         ON CONFLICT (fingerprint, hour) DO UPDATE SET count = h.count + excluded.count"
+    ))
+    .bind(&fingerprints)
+    .bind(&counts)
+    .bind(now.timestamp().div_euclid(3600) * 3600)
+    .execute(&mut *conn)
+    .await
+    .map_err(store_error)?;
     let ids: Vec<i64> = records.iter().map(|r| r.job_id.0).collect();
     let marks: Vec<String> = records.iter().map(|r| r.fingerprint.clone()).collect();
     let jobs = table(schema, "stoker_jobs");
@@ -547,4 +560,40 @@ pub(crate) async fn logs(pool: &PgPool, schema: &str, id: JobId) -> StoreResult<
             line,
         })
         .collect())
+}
+
+// --- stream ops ---
+// Failure-group counts by the hour (issue 13, item 3): schema version 16.
+
+/// The failed attempts of some groups per hour over a range: one primary-key range each.
+pub(crate) async fn group_counts(
+    pool: &PgPool,
+    schema: &str,
+    params: &stoker_core::FailureCountParams,
+) -> StoreResult<Vec<stoker_core::FailureHour>> {
+    params.validate()?;
+    let hours = table(schema, "stoker_failure_hours");
+    let rows = sqlx::query(&format!(
+        "SELECT fingerprint, hour, count FROM {hours} \
+         WHERE fingerprint = ANY($1) AND hour >= $2 AND hour < $3 \
+         ORDER BY fingerprint, hour"
+    ))
+    .bind(&params.fingerprints)
+    .bind(params.first_hour())
+    .bind(params.end())
+    .fetch_all(pool)
+    .await
+    .map_err(store_error)?;
+    rows.iter()
+        .map(|row| {
+            let get = |err: sqlx::Error| corrupt("failure hour", err);
+            let hour: i64 = row.try_get(1).map_err(get)?;
+            Ok(stoker_core::FailureHour {
+                fingerprint: row.try_get(0).map_err(get)?,
+                hour: DateTime::from_timestamp(hour, 0)
+                    .ok_or_else(|| corrupt("failure hour", hour))?,
+                count: row.try_get(2).map_err(get)?,
+            })
+        })
+        .collect()
 }

@@ -22,6 +22,9 @@ pub(crate) struct HistorySql {
     rollup: String,
     prune: String,
     depths: String,
+    // --- stream ops ---
+    /// Deletes failure-group hours that started before `$1` (schema version 16).
+    prune_failure_hours: String,
 }
 
 impl HistorySql {
@@ -69,6 +72,10 @@ impl HistorySql {
                  DO UPDATE SET value = excluded.value"
             ),
             prune: format!("DELETE FROM {history} WHERE grain = $1 AND bucket < $2"),
+            // --- stream ops ---
+            prune_failure_hours: format!(
+                "DELETE FROM \"{schema}\".stoker_failure_hours WHERE hour < $1"
+            ),
             depths: format!(
                 "SELECT queue, count(*) FILTER (WHERE NOT scheduled), \
                         count(*) FILTER (WHERE scheduled), \
@@ -190,6 +197,15 @@ impl HistorySql {
                 .map_err(store_error)?
                 .rows_affected();
         }
+        // --- stream ops ---
+        // Failure-group hours live as long as the history's hours.
+        let keep = i64::try_from(params.retention.hour.as_secs()).unwrap_or(i64::MAX);
+        report.pruned += sqlx::query(&self.prune_failure_hours)
+            .bind(params.now.timestamp().saturating_sub(keep))
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
         tx.commit().await.map_err(store_error)?;
         Ok(report)
     }

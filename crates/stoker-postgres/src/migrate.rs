@@ -104,6 +104,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sql: include_str!("../migrations/0015_audit.sql"),
     },
+    // --- stream ops ---
+    // Failure-group counts by the hour (issue 13, item 3).
+    Migration {
+        version: 16,
+        name: "ops",
+        sql: include_str!("../migrations/0016_ops.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

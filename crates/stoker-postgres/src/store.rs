@@ -1431,6 +1431,14 @@ impl Store for PgStore {
     async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
         self.audit_prune_impl(before, limit).await
     }
+    // --- stream ops ---
+
+    async fn failure_group_counts(
+        &self,
+        params: stoker_core::FailureCountParams,
+    ) -> StoreResult<Vec<stoker_core::FailureHour>> {
+        failures::group_counts(&self.inner.pool, &self.inner.schema, &params).await
+    }
 }
 
 // --- stream search ---

@@ -21,6 +21,8 @@ store_tests!(
     snapshots_carry_every_key_and_timeouts_end_streams,
     bad_parameters_are_refused_by_name,
     a_tenant_token_sees_only_its_tenant,
+    // --- stream ops ---
+    the_snapshot_can_be_polled,
 );
 
 /// An open event stream: its blocks, read as they arrive.
@@ -329,5 +331,92 @@ async fn a_tenant_token_sees_only_its_tenant(store: Arc<dyn Store>) {
     assert_eq!(events[0].0, "job");
     assert_eq!(events[0].1["id"], own.body["id"]);
     assert_eq!(events[0].1["tenant"], "acme");
+    server.stop().await;
+}
+
+// --- stream ops ---
+/// `GET /v1/events/snapshot`: the stream's snapshot as one answer, with the same keys, for a
+/// client whose stream fails; read scope, refused to a tenant-bound token.
+async fn the_snapshot_can_be_polled(store: Arc<dyn Store>) {
+    const ADMIN: &str = "snapshot-admin-token-0123456789";
+    const ACME: &str = "snapshot-acme-token-0123456789";
+    const PUSH: &str = "snapshot-enqueue-token-0123456789";
+    let mut config = config();
+    config.tokens = vec![
+        ApiToken::admin(ADMIN),
+        ApiToken {
+            name: "acme".into(),
+            secret: ACME.into(),
+            scopes: [Scope::Read].into_iter().collect::<BTreeSet<_>>(),
+            tenant: Some("acme".into()),
+        },
+        ApiToken {
+            name: "push".into(),
+            secret: PUSH.into(),
+            scopes: [Scope::Enqueue].into_iter().collect::<BTreeSet<_>>(),
+            tenant: None,
+        },
+    ];
+    let server = start(store, config).await;
+    let admin = server.with_token(ADMIN);
+    let due = admin.post("/v1/jobs", json!({"kind": "k"})).await;
+    assert_eq!(due.status, 201, "{due:?}");
+    let later = admin
+        .post(
+            "/v1/jobs",
+            json!({"kind": "k", "queue": "later", "delay_seconds": 3600}),
+        )
+        .await;
+    assert_eq!(later.status, 201, "{later:?}");
+
+    let answer = admin.get("/v1/events/snapshot").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let snapshot = &answer.body;
+    assert_eq!(snapshot["states"]["available"], 1, "{snapshot}");
+    assert_eq!(snapshot["states"]["scheduled"], 1, "{snapshot}");
+    for key in [
+        "running",
+        "retryable",
+        "completed",
+        "discarded",
+        "cancelled",
+    ] {
+        assert_eq!(snapshot["states"][key], 0, "states.{key}: {snapshot}");
+    }
+    let queue = snapshot["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|queue| queue["name"] == "later")
+        .unwrap_or_else(|| panic!("no queue later: {snapshot}"));
+    assert_eq!(queue["states"]["scheduled"], 1, "{queue}");
+    assert_eq!(queue["paused"], false);
+    for key in ["enqueued", "started", "completed", "failed", "discarded"] {
+        assert!(
+            snapshot["minute"][key].is_i64(),
+            "no minute.{key}: {snapshot}"
+        );
+    }
+    assert!(snapshot["workers_alive"].is_u64(), "{snapshot}");
+    assert!(snapshot["at"].is_string(), "{snapshot}");
+
+    // The same keys as a streamed snapshot.
+    let mut stream = Stream::open_as(&server, "timeout_secs=2&jobs=false", Some(ADMIN)).await;
+    let (_, streamed) = stream.next().await.expect("a snapshot");
+    let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(keys(snapshot), keys(&streamed));
+    assert_eq!(keys(&snapshot["states"]), keys(&streamed["states"]));
+    drop(stream);
+
+    server
+        .with_token(ACME)
+        .get("/v1/events/snapshot")
+        .await
+        .assert_error(403, "tenant_forbidden");
+    server
+        .with_token(PUSH)
+        .get("/v1/events/snapshot")
+        .await
+        .assert_error(403, "missing_scope");
     server.stop().await;
 }

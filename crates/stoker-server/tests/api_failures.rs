@@ -14,6 +14,8 @@ use api_support::{config, eventually, start};
 store_tests!(
     pull_logs_failure_groups_and_group_retry,
     bulk_operations_by_filter_and_their_errors,
+    // --- stream ops ---
+    failure_groups_count_a_range,
 );
 
 async fn pull_logs_failure_groups_and_group_retry(store: Arc<dyn Store>) {
@@ -201,5 +203,83 @@ async fn bulk_operations_by_filter_and_their_errors(store: Arc<dyn Store>) {
         .assert_error(404, "not_found");
     let running = server.get("/v1/ops?state=running").await;
     assert_eq!(running.body["ops"], json!([]));
+    server.stop().await;
+}
+
+// --- stream ops ---
+/// Failure groups by time range: with `since`, each listed group has its failed attempts in
+/// the range, and one group has them per hour; a range that is empty, far in the past or in
+/// the future answers, never fails; a tenant-bound token is refused.
+async fn failure_groups_count_a_range(store: Arc<dyn Store>) {
+    let server = start(store, config()).await;
+    for n in 0..2 {
+        server
+            .enqueue(json!({"kind": "import", "queue": "pull", "args": {"n": n}}))
+            .await;
+    }
+    let jobs = server
+        .reserve(json!({"worker": "py", "queues": ["pull"], "limit": 2}))
+        .await;
+    for job in &jobs {
+        let id = job["id"].as_i64().unwrap();
+        let fence = job["fence"].as_i64().unwrap();
+        let failed = server
+            .post(
+                &format!("/v1/pull/jobs/{id}/fail"),
+                json!({"fence": fence, "error": format!("timeout after {id} s"), "discard": true}),
+            )
+            .await;
+        assert_eq!(failed.status, 200, "{failed:?}");
+    }
+    let hour_ago = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let list = server.get(&format!("/v1/failures?since={hour_ago}")).await;
+    assert_eq!(list.status, 200, "{list:?}");
+    let groups = list.body["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["count"], 2);
+    assert_eq!(groups[0]["count_in_range"], 2);
+    assert!(groups[0].get("hours").is_none(), "{groups:?}");
+    // Without a range, no range count.
+    let plain = server.get("/v1/failures").await;
+    assert!(plain.body["groups"][0].get("count_in_range").is_none());
+
+    let fingerprint = groups[0]["fingerprint"].as_str().unwrap().to_owned();
+    let one = server
+        .get(&format!("/v1/failures/{fingerprint}?since={hour_ago}"))
+        .await;
+    assert_eq!(one.status, 200, "{one:?}");
+    assert_eq!(one.body["count_in_range"], 2);
+    let hours = one.body["hours"].as_array().unwrap();
+    let total: i64 = hours.iter().map(|h| h["count"].as_i64().unwrap()).sum();
+    assert_eq!(total, 2, "{hours:?}");
+
+    // Ranges that hold nothing answer with nothing.
+    for (since, until) in [
+        ("2999-01-01T00:00:00Z", None),
+        ("2020-01-01T00:00:00Z", Some("2020-01-02T00:00:00Z")),
+        ("2020-01-02T00:00:00Z", Some("2020-01-01T00:00:00Z")),
+        ("0001-01-01T00:00:00Z", Some("1970-01-01T00:00:00Z")),
+    ] {
+        let mut path = format!("/v1/failures/{fingerprint}?since={since}");
+        if let Some(until) = until {
+            path.push_str(&format!("&until={until}"));
+        }
+        let answer = server.get(&path).await;
+        assert_eq!(answer.status, 200, "{since} {until:?}: {answer:?}");
+        assert_eq!(answer.body["count_in_range"], 0, "{answer:?}");
+        assert_eq!(answer.body["hours"], json!([]));
+    }
+    // A range reaching back before the hours kept counts what is kept.
+    let long = server
+        .get(&format!(
+            "/v1/failures/{fingerprint}?since=0001-01-01T00:00:00Z"
+        ))
+        .await;
+    assert_eq!(long.body["count_in_range"], 2, "{long:?}");
+    server
+        .get(&format!("/v1/failures/{fingerprint}?sinse=x"))
+        .await
+        .assert_error(422, "invalid_field");
     server.stop().await;
 }

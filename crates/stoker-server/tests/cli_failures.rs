@@ -37,6 +37,16 @@ async fn failures_ops_and_logs_on_a_database_and_a_server() {
     assert!(table.stdout.contains("upstream refused"), "{table:#?}");
     let shown = db.run(&["failures", "show", &fingerprint]).ok();
     assert!(shown.stdout.contains("count           3"), "{shown:#?}");
+    // --- stream ops ---
+    // With a range, each group's failed attempts in it (from its hourly counts).
+    assert_eq!(groups[0]["count_in_range"], 3);
+    let ranged = db.run(&["failures", "list", "--since", "24h"]).ok();
+    assert!(ranged.stdout.contains("IN RANGE"), "{ranged:#?}");
+    assert!(!table.stdout.contains("IN RANGE"), "{table:#?}");
+    let shown = db
+        .run(&["failures", "show", &fingerprint, "--since", "1h"])
+        .ok();
+    assert!(shown.stdout.contains("in range        3"), "{shown:#?}");
     db.run(&["failures", "show", "0000000000000000"])
         .fails(3, "failure group 0000000000000000 not found");
     db.run(&["failures", "show", "nothex"])
@@ -56,6 +66,12 @@ async fn failures_ops_and_logs_on_a_database_and_a_server() {
     let remote = Cli::server(&server);
     let listed = remote.json(&["failures", "list"]);
     assert_eq!(listed[0]["fingerprint"], fingerprint.as_str());
+    // --- stream ops ---
+    let ranged = remote.json(&["failures", "list", "--since", "1h"]);
+    assert_eq!(ranged[0]["count_in_range"], 3, "{ranged}");
+    let shown = remote.json(&["failures", "show", &fingerprint, "--since", "1h"]);
+    assert_eq!(shown["count_in_range"], 3, "{shown}");
+    assert_eq!(shown["hours"].as_array().map(Vec::len), Some(1), "{shown}");
     let done = remote.json(&["failures", "retry", &fingerprint, "--wait"]);
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["matched"], 3);

@@ -21,6 +21,9 @@ store_tests!(
     signing_in_honours_scopes_and_tenants,
     unsafe_requests_need_the_same_origin_and_the_form_token,
     actions_go_through_the_client,
+    // --- stream ops ---
+    due_and_scheduled_tiles_and_the_polled_snapshot,
+    the_failures_page_counts_its_range,
 );
 
 /// A browser without redirects or a cookie jar: the test sees every step.
@@ -732,5 +735,71 @@ async fn actions_go_through_the_client(store: Arc<dyn Store>) {
     assert!(!filtered.html.contains("cron.run_now"), "{}", filtered.html);
     let logged = server.get("/v1/audit?action=cron.run_now").await;
     assert_eq!(logged.body["entries"][0]["via"], "dashboard", "{logged:?}");
+    server.stop().await;
+}
+
+// --- stream ops ---
+/// The overview's tiles tell due work from scheduled work, each under the key the live
+/// snapshot updates; `/ui/snapshot` (what the page polls when its stream fails) answers the
+/// same snapshot as the signed-in token, and only to a session allowed to see every tenant.
+async fn due_and_scheduled_tiles_and_the_polled_snapshot(store: Arc<dyn Store>) {
+    let server = start(store, with_tokens()).await;
+    let admin = server.with_token("admin-secret-0123456789");
+    for job in [
+        json!({"kind": "email", "queue": "mailers"}),
+        json!({"kind": "email", "queue": "mailers"}),
+        json!({"kind": "report", "queue": "later", "delay_seconds": 3600}),
+    ] {
+        let answer = admin.post("/v1/jobs", job).await;
+        assert_eq!(answer.status, 201, "{answer:?}");
+    }
+    let mut browser = Browser::new(&server);
+    assert_eq!(browser.get("/ui/snapshot").await.status, 303);
+    browser.sign_in("read-secret-0123456789").await;
+
+    let overview = browser.get("/").await;
+    assert_eq!(overview.status, 200, "{overview:?}");
+    overview.assert_has(r#"<span class="dot"></span>Due</span><span class="tile-value" data-live="states.available">2</span>"#);
+    overview.assert_has(r#"<span class="dot"></span>Scheduled</span><span class="tile-value" data-live="states.scheduled">1</span>"#);
+    overview.assert_has(r#"href="/jobs?q=state%3Ascheduled""#);
+    overview.assert_has(r#"href="/jobs?q=state%3Aavailable""#);
+    let queue = browser.get("/queues/later").await;
+    queue.assert_has(r#"data-live="queue.later.scheduled">1</span>"#);
+    queue.assert_has(r#"data-live="queue.later.available">0</span>"#);
+    let scheduled = browser.get("/jobs?q=state%3Ascheduled").await;
+    scheduled.assert_has("<b>1</b> matching");
+
+    let polled = browser.get("/ui/snapshot").await;
+    assert_eq!(polled.status, 200, "{polled:?}");
+    let snapshot: serde_json::Value = serde_json::from_str(&polled.html).expect("JSON");
+    assert_eq!(snapshot["states"]["available"], 2, "{snapshot}");
+    assert_eq!(snapshot["states"]["scheduled"], 1, "{snapshot}");
+    assert!(snapshot["workers_alive"].is_u64(), "{snapshot}");
+
+    // A tenant's session gets no snapshot: it spans every tenant.
+    let mut tenant = Browser::new(&server);
+    tenant.sign_in("acme-secret-0123456789").await;
+    assert_eq!(tenant.get("/ui/snapshot").await.status, 403);
+    server.stop().await;
+}
+
+/// The failures page has a range picker: each group shows its failed attempts in the range
+/// (from the groups' hourly counts) beside its count ever, and a sparkline of its own.
+async fn the_failures_page_counts_its_range(store: Arc<dyn Store>) {
+    let server = start(store, config()).await;
+    let (_, fingerprint) = seed(&server).await;
+    let mut browser = Browser::new(&server);
+    let day = browser.get("/failures").await;
+    assert_eq!(day.status, 200, "{day:?}");
+    assert_safe(&day);
+    day.assert_has(r#"aria-current="true">24 h</a>"#);
+    day.assert_has(&format!(r#"data-group="{fingerprint}""#));
+    day.assert_has("<b data-in-range>1</b><span class=\"muted small\">in 24 h · 1 ever</span>");
+    day.assert_has("This group's failed attempts per 1 h, last 1 d");
+    day.assert_has("<svg class=\"spark s-failed\"");
+    let week = browser.get("/failures?range=7d").await;
+    week.assert_has(r#"aria-current="true">7 d</a>"#);
+    week.assert_has("in 7 d · 1 ever");
+    week.assert_has("per 7 h, last 7 d");
     server.stop().await;
 }

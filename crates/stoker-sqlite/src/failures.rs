@@ -80,6 +80,14 @@ pub(crate) async fn record_failures(
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
+    // --- stream ops ---
+    let hours: Vec<_> = groups.values().map(|(r, n)| (&r.fingerprint, n)).collect();
+    sqlx::query(HOUR_UPSERT_SQL)
+        .bind(now.timestamp().div_euclid(3600) * 3600)
+        .bind(to_json(&hours)?)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
     let marks: Vec<_> = records
         .iter()
         .map(|r| (r.job_id.0, &r.fingerprint))
@@ -541,6 +549,52 @@ pub(crate) async fn logs(conn: &mut SqliteConnection, id: JobId) -> StoreResult<
                 attempt,
                 at: from_micros("at", at)?,
                 line,
+            })
+        })
+        .collect()
+}
+
+// --- stream ops ---
+// Failure-group counts by the hour (issue 13, item 3): schema version 18.
+
+/// Adds each `[fingerprint, n]` of the JSON array `?2` to its group's row for the hour `?1`
+/// (Unix seconds).
+const HOUR_UPSERT_SQL: &str = "
+INSERT INTO stoker_failure_hours (fingerprint, hour, count)
+SELECT value ->> 0, ?1, value ->> 1 FROM json_each(?2) WHERE true
+ON CONFLICT (fingerprint, hour) DO UPDATE SET count = count + excluded.count";
+
+/// The hours `[?2, ?3)` of the groups in the JSON array `?1`: one primary-key range each.
+const HOUR_SELECT_SQL: &str = "
+SELECT fingerprint, hour, count FROM stoker_failure_hours
+WHERE fingerprint IN (SELECT value FROM json_each(?1)) AND hour >= ?2 AND hour < ?3
+ORDER BY fingerprint, hour";
+
+/// Deletes the hours that started before `?1` (Unix seconds), with the history's hours.
+pub(crate) const HOUR_PRUNE_SQL: &str = "DELETE FROM stoker_failure_hours WHERE hour < ?1";
+
+/// The failed attempts of some groups per hour over a range.
+pub(crate) async fn group_counts(
+    conn: &mut SqliteConnection,
+    params: &stoker_core::FailureCountParams,
+) -> StoreResult<Vec<stoker_core::FailureHour>> {
+    params.validate()?;
+    let rows = sqlx::query(HOUR_SELECT_SQL)
+        .bind(to_json(&params.fingerprints)?)
+        .bind(params.first_hour())
+        .bind(params.end())
+        .fetch_all(conn)
+        .await
+        .map_err(db_error)?;
+    rows.iter()
+        .map(|row| {
+            let hour: i64 = column(row, 1, "hour")?;
+            Ok(stoker_core::FailureHour {
+                fingerprint: column(row, 0, "fingerprint")?,
+                hour: DateTime::from_timestamp(hour, 0).ok_or_else(|| {
+                    StoreError::Corrupt(format!("failure hour {hour} is out of range"))
+                })?,
+                count: column(row, 2, "count")?,
             })
         })
         .collect()

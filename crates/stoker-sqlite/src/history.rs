@@ -177,6 +177,15 @@ pub(crate) async fn rollup(
             .map_err(db_error)?
             .rows_affected();
     }
+    // --- stream ops ---
+    // Failure-group hours live as long as the history's hours.
+    let keep = i64::try_from(params.retention.hour.as_secs()).unwrap_or(i64::MAX);
+    report.pruned += sqlx::query(crate::failures::HOUR_PRUNE_SQL)
+        .bind(params.now.timestamp().saturating_sub(keep))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
     tx.commit().await.map_err(db_error)?;
     Ok(report)
 }

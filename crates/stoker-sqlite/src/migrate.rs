@@ -116,6 +116,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sql: include_str!("../migrations/0017_audit.sql"),
     },
+    // --- stream ops ---
+    // Failure-group counts by the hour (issue 13, item 3).
+    Migration {
+        version: 18,
+        name: "ops",
+        sql: include_str!("../migrations/0018_ops.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

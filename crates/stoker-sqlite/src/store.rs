@@ -1258,6 +1258,14 @@ impl Store for SqliteStore {
     async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
         self.audit_prune_impl(before, limit).await
     }
+    // --- stream ops ---
+
+    async fn failure_group_counts(
+        &self,
+        params: stoker_core::FailureCountParams,
+    ) -> StoreResult<Vec<stoker_core::FailureHour>> {
+        failures::group_counts(&mut *self.read().await?, &params).await
+    }
 }
 
 /// A write transaction on `conn`, the writer. `BEGIN IMMEDIATE` takes SQLite's write lock at

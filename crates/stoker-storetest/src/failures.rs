@@ -762,3 +762,142 @@ pub async fn logs_pruned_with_job<S: Store>(store: Arc<S>) {
     assert!(store.job_logs(row.id).await.unwrap().is_empty());
     let _: JobId = row.id;
 }
+
+// --- stream ops ---
+
+/// Fails `kinds.len()` new jobs at `now`, in one acknowledgement, each with `message`.
+async fn fail_at<S: Store>(store: &Arc<S>, kinds: &[&str], message: &str, now_secs: i64) {
+    let mut finishes = Vec::new();
+    for kind in kinds {
+        let job = running(store, kind, at(now_secs)).await;
+        finishes.push(JobFinish {
+            id: job.id,
+            fence: job.fence,
+            outcome: Outcome::Discard {
+                error: attempt_error(1, at(now_secs), message),
+            },
+        });
+    }
+    finish_many(store, finishes, at(now_secs)).await;
+}
+
+fn counts_params(groups: &[&str], from_secs: i64, to_secs: i64) -> stoker_core::FailureCountParams {
+    stoker_core::FailureCountParams {
+        fingerprints: groups.iter().map(|g| (*g).to_owned()).collect(),
+        from: at(from_secs),
+        to: at(to_secs),
+    }
+}
+
+/// `(group, hour offset from t0 in hours, count)` of each row, in order.
+fn hours(rows: &[stoker_core::FailureHour]) -> Vec<(String, i64, i64)> {
+    rows.iter()
+        .map(|row| {
+            (
+                row.fingerprint.clone(),
+                (row.hour - t0()).num_seconds() / 3600,
+                row.count,
+            )
+        })
+        .collect()
+}
+
+/// Every failed attempt is added to its group's hour, in the acknowledgement's transaction:
+/// a range counts the hours overlapping it (its first hour even when it starts mid-hour, no
+/// hour starting at or after its end), only the groups asked for, and hours past the
+/// history's hour retention are deleted by the roll-up. Completions count nothing; bad
+/// parameters are refused by name.
+pub async fn failures_counted_by_the_hour<S: Store>(store: Arc<S>) {
+    let email = fingerprint("email", ErrorKind::Error, "smtp 421");
+    let sms = fingerprint("sms", ErrorKind::Error, "smtp 421");
+    fail_at(&store, &["email", "email", "sms"], "smtp 421", 10).await;
+    fail_at(&store, &["email"], "smtp 421", 3_700).await;
+    fail_at(&store, &["sms"], "smtp 421", 7_300).await;
+    let ok = running(&store, "email", at(3_800)).await;
+    finish(
+        &store,
+        ok.id,
+        ok.fence,
+        Outcome::Completed { result: None },
+        at(3_800),
+    )
+    .await;
+
+    let all = store
+        .failure_group_counts(counts_params(&[&email, &sms], 0, 3 * 3600))
+        .await
+        .unwrap();
+    let mut expected = vec![
+        (email.clone(), 0, 2),
+        (email.clone(), 1, 1),
+        (sms.clone(), 0, 1),
+        (sms.clone(), 2, 1),
+    ];
+    expected.sort();
+    assert_eq!(hours(&all), expected);
+
+    // The first hour counts from mid-hour; an hour starting at the end does not.
+    let window = store
+        .failure_group_counts(counts_params(&[&email], 1_800, 3_600))
+        .await
+        .unwrap();
+    assert_eq!(hours(&window), vec![(email.clone(), 0, 2)]);
+    let window = store
+        .failure_group_counts(counts_params(&[&email], 1_800, 3_601))
+        .await
+        .unwrap();
+    assert_eq!(
+        hours(&window),
+        vec![(email.clone(), 0, 2), (email.clone(), 1, 1)]
+    );
+    // Only the groups asked for; an unknown group has no hours.
+    let one = store
+        .failure_group_counts(counts_params(&[&sms, "0000000000000000"], 0, 86_400))
+        .await
+        .unwrap();
+    assert_eq!(hours(&one), vec![(sms.clone(), 0, 1), (sms.clone(), 2, 1)]);
+    // The group's all-time count agrees.
+    let group = store.failure_group_get(&email).await.unwrap().unwrap();
+    assert_eq!(group.count, 3);
+
+    // Bad parameters.
+    expect_invalid(
+        store
+            .failure_group_counts(counts_params(&[], 0, 3_600))
+            .await,
+        "fingerprints",
+    );
+    expect_invalid(
+        store
+            .failure_group_counts(counts_params(&["not-hex"], 0, 3_600))
+            .await,
+        "fingerprints",
+    );
+    expect_invalid(
+        store
+            .failure_group_counts(counts_params(&[&email], 3_600, 3_600))
+            .await,
+        "to",
+    );
+    expect_invalid(
+        store
+            .failure_group_counts(counts_params(&[&email], 0, 401 * 86_400))
+            .await,
+        "to",
+    );
+
+    // Retention: the hours go with the history's hours (90 days by default).
+    let report = store
+        .history_rollup(stoker_core::HistoryRollupParams {
+            now: at(2 * 3600 + 90 * 86_400),
+            retention: stoker_core::HistoryRetention::default(),
+        })
+        .await
+        .unwrap();
+    assert!(report.pruned >= 3, "{report:?}");
+    let left = store
+        .failure_group_counts(counts_params(&[&email, &sms], 0, 3 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(hours(&left), vec![(sms.clone(), 2, 1)]);
+}

@@ -310,6 +310,8 @@ macro_rules! conformance_tests {
             audit_append_and_list => audit::append_and_list,
             audit_prune_by_age => audit::prune_by_age,
             audit_invalid_list_refused => audit::invalid_list_refused,
+            // --- stream ops ---
+            failures_failures_counted_by_the_hour => failures::failures_counted_by_the_hour,
         }
     };
 }

@@ -379,6 +379,10 @@ struct HubState {
 struct HubInner {
     sender: broadcast::Sender<Item>,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+    // --- stream ops ---
+    /// The last snapshot computed for [`Client::events_snapshot`] while no stream was open,
+    /// behind an async lock so callers arriving together wait for one computation.
+    polled: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
     /// Open subscriptions, read without the lock on the publishing hot path.
     active: AtomicUsize,
     state: Mutex<HubState>,
@@ -423,6 +427,7 @@ impl EventHub {
             inner: Arc::new(HubInner {
                 sender: broadcast::channel(CHANNEL_CAPACITY).0,
                 snapshots: watch::channel(None).0,
+                polled: tokio::sync::Mutex::new(None),
                 active: AtomicUsize::new(0),
                 state: Mutex::new(HubState::default()),
                 interval: interval.max(Duration::from_millis(10)),
@@ -966,5 +971,56 @@ impl<S: Store + ?Sized> Client<S> {
         Ok(EventStream {
             inner: Box::pin(stream),
         })
+    }
+}
+
+// --- stream ops ---
+impl<S: Store + ?Sized> Client<S> {
+    /// The current [`Snapshot`], for a reader that cannot keep a stream open: the dashboard
+    /// polls it when its live stream fails (a proxy that buffers or cuts event streams, a
+    /// browser without `EventSource`).
+    ///
+    /// It costs what the streams cost: while a stream with snapshots is open, this is the
+    /// snapshot task's latest value; otherwise one snapshot is computed and kept for an
+    /// interval of the [`EventHub`], so a thousand pollers cost the database what one does.
+    /// A value is at most one interval old, by the client's clock.
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), stoker::Error> {
+    /// use std::sync::Arc;
+    /// use serde_json::json;
+    /// use stoker::{sqlite::SqliteStore, Client, EnqueueOptions};
+    ///
+    /// let client = Client::new(Arc::new(SqliteStore::connect("sqlite::memory:").await?));
+    /// client.migrate().await?;
+    /// client.enqueue_raw("report", json!({}), EnqueueOptions::new()).await?;
+    /// let snapshot = client.events_snapshot().await?;
+    /// assert_eq!(snapshot.states.available, 1);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TenantForbidden`] for a tenant-scoped client (a snapshot spans every tenant);
+    /// a store error.
+    pub async fn events_snapshot(&self) -> Result<Arc<Snapshot>> {
+        self.require_every_tenant("the snapshot")?;
+        let hub = self.event_hub();
+        let now = self.clock().now();
+        let max_age = chrono::Duration::from_std(hub.inner.interval)
+            .unwrap_or_else(|_| chrono::Duration::seconds(1));
+        let fresh = |snapshot: &Snapshot| snapshot.at <= now && now - snapshot.at <= max_age;
+        let streamed = hub.inner.snapshots.borrow().clone();
+        if let Some(snapshot) = streamed.filter(|s| fresh(s)) {
+            return Ok(snapshot);
+        }
+        let mut polled = hub.inner.polled.lock().await;
+        if let Some(snapshot) = polled.as_ref().filter(|s| fresh(s)) {
+            return Ok(Arc::clone(snapshot));
+        }
+        let snapshot = Arc::new(snapshot(&self.unscoped()).await?);
+        *polled = Some(Arc::clone(&snapshot));
+        Ok(snapshot)
     }
 }

@@ -283,3 +283,87 @@ impl<S: Store + ?Sized> Client<S> {
         }
     }
 }
+
+// --- stream ops ---
+impl<S: Store + ?Sized> Client<S> {
+    /// How many failed attempts each group had per hour, for the hours overlapping
+    /// `params.from .. params.to`, by fingerprint then hour (hours without one are left out).
+    /// Sum a group's hours for its count in the range; the hours themselves draw its
+    /// sparkline. Kept as long as the history's hours (90 days by default).
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), stoker::Error> {
+    /// use std::sync::Arc;
+    /// use chrono::{Duration, Utc};
+    /// use stoker::{sqlite::SqliteStore, Client, FailureCountParams, FailureGroupListParams};
+    ///
+    /// let client = Client::new(Arc::new(SqliteStore::connect("sqlite::memory:").await?));
+    /// client.migrate().await?;
+    /// let now = Utc::now();
+    /// let groups = client
+    ///     .failure_groups(FailureGroupListParams { limit: 20, ..Default::default() })
+    ///     .await?;
+    /// if !groups.is_empty() {
+    ///     let hours = client
+    ///         .failure_group_counts(FailureCountParams {
+    ///             fingerprints: groups.iter().map(|g| g.fingerprint.clone()).collect(),
+    ///             from: now - Duration::hours(24),
+    ///             to: now,
+    ///         })
+    ///         .await?;
+    ///     let last_day: i64 = hours.iter().map(|h| h.count).sum();
+    ///     println!("{last_day} failed attempts in the last 24 hours");
+    /// }
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `fingerprints` or `to` (see
+    /// [`FailureCountParams::validate`](stoker_core::FailureCountParams::validate));
+    /// [`Error::TenantForbidden`] for a tenant-scoped client (groups span every tenant); a
+    /// store error.
+    pub async fn failure_group_counts(
+        &self,
+        params: stoker_core::FailureCountParams,
+    ) -> Result<Vec<stoker_core::FailureHour>> {
+        self.require_every_tenant("failure groups")?;
+        params.validate()?;
+        Ok(self.store().failure_group_counts(params).await?)
+    }
+
+    /// [`Client::failure_group_counts`] for any range, as the API and the CLI ask: from
+    /// `since` to `until` (or now). An empty range (ending at or before its start) or no
+    /// fingerprints has no hours; a range longer than
+    /// [`FAILURE_COUNT_MAX_RANGE_SECS`](stoker_core::FAILURE_COUNT_MAX_RANGE_SECS) counts its
+    /// last stretch of that length (hours are kept far less long anyway).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] naming `fingerprints` (too many, or one malformed);
+    /// [`Error::TenantForbidden`] for a tenant-scoped client; a store error.
+    pub async fn failure_group_hours(
+        &self,
+        fingerprints: Vec<String>,
+        since: chrono::DateTime<chrono::Utc>,
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<stoker_core::FailureHour>> {
+        self.require_every_tenant("failure groups")?;
+        let to = until.unwrap_or_else(|| self.clock().now());
+        if fingerprints.is_empty() || to <= since {
+            return Ok(Vec::new());
+        }
+        let longest = chrono::Duration::seconds(stoker_core::FAILURE_COUNT_MAX_RANGE_SECS);
+        let from = match to.checked_sub_signed(longest) {
+            Some(earliest) if earliest > since => earliest,
+            _ => since,
+        };
+        self.failure_group_counts(stoker_core::FailureCountParams {
+            fingerprints,
+            from,
+            to,
+        })
+        .await
+    }
+}

@@ -162,6 +162,8 @@ pub use stoker_core::{
 
 // --- stream flow ---
 pub use stoker_core::{LimitKey, LimitRow, LimitSpec, LimitUsage, Rate};
+// --- stream ops ---
+pub use stoker_core::{FailureCountParams, FailureHour};
 
 /// The store crate's types, for code that works at the store level.
 pub use stoker_core as core;

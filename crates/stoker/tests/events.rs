@@ -15,6 +15,8 @@ use stoker::{
     Client, EnqueueOptions, Event, EventFilter, EventHub, EventStream, Failure, JobContext,
     JobError, JobEvent, JobState, Registry, Reservation, Store, StubClock, Worker,
 };
+// --- stream ops ---
+use stoker::Error;
 
 /// How long any one event may take before the test fails (a guard, not a measurement).
 const WAIT: Duration = Duration::from_secs(20);
@@ -354,6 +356,49 @@ mod scenarios {
         assert_eq!(calls.get("job_stats"), None, "{calls:?}");
         assert_eq!(calls.get("job_get"), None, "{calls:?}");
     }
+
+    // --- stream ops ---
+    /// A polled snapshot (the dashboard's fallback when its stream fails): callers within an
+    /// interval share one computation, concurrent ones included; the next interval computes
+    /// anew and sees what changed; a tenant-scoped client is refused.
+    pub async fn polled_snapshots_are_shared_within_an_interval(store: Arc<dyn Store>) {
+        let clock = StubClock::new(chrono::Utc::now());
+        let counting = Arc::new(CountingStore::new(Arc::clone(&store)));
+        let client = Client::new(counting.clone())
+            .with_clock(Arc::new(clock.clone()))
+            .with_event_hub(EventHub::with_interval(Duration::from_secs(5)));
+        client
+            .enqueue_raw("k", json!({}), EnqueueOptions::new())
+            .await
+            .unwrap();
+        let first = client.events_snapshot().await.unwrap();
+        assert_eq!(first.states.available, 1);
+        let together = futures::future::join_all((0..8).map(|_| client.events_snapshot())).await;
+        assert!(together.iter().all(|s| s.as_ref().unwrap().at == first.at));
+        assert_eq!(counting.calls().get("job_stats"), Some(&1));
+
+        client
+            .enqueue_raw("k", json!({}), EnqueueOptions::new().queue("other"))
+            .await
+            .unwrap();
+        clock.advance(chrono::Duration::seconds(4));
+        assert_eq!(client.events_snapshot().await.unwrap().states.available, 1);
+        clock.advance(chrono::Duration::seconds(2));
+        let later = client.events_snapshot().await.unwrap();
+        assert_eq!(later.states.available, 2);
+        assert!(later
+            .queues
+            .iter()
+            .any(|q| q.name == "other" && q.states.available == 1));
+        assert_eq!(counting.calls().get("job_stats"), Some(&2));
+
+        let scoped = client.for_tenant("acme");
+        assert!(matches!(
+            scoped.events_snapshot().await,
+            Err(Error::TenantForbidden { .. })
+        ));
+        assert_eq!(counting.calls().get("job_stats"), Some(&2));
+    }
 }
 
 macro_rules! events_tests {
@@ -366,6 +411,8 @@ macro_rules! events_tests {
             without_subscribers_nothing_runs,
             rescues_are_published,
             a_correlation_is_followed_across_processes,
+            // --- stream ops ---
+            polled_snapshots_are_shared_within_an_interval,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {

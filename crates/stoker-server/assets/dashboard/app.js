@@ -102,10 +102,12 @@
     });
   }
   function applySnapshot(s) {
+    // The snapshot's states are disjoint (`available` is due work only, `scheduled` the
+    // rest), so every job is in exactly one of them.
     var total = 0;
     Object.keys(s.states || {}).forEach(function (state) {
       setLive('states.' + state, s.states[state]);
-      if (state !== 'scheduled') { total += s.states[state]; }
+      total += s.states[state];
     });
     setLive('total', total);
     if (typeof s.workers_alive === 'number') { setLive('workers_alive', s.workers_alive); }
@@ -139,9 +141,51 @@
     }
   }
 
+  // --- Polling, when the live stream fails ---
+  // A proxy that buffers or cuts event streams, or a browser without EventSource, would
+  // leave the page frozen. So if the stream has not delivered within STREAM_GRACE_MS (or is
+  // closed for good), the page polls every POLL_MS instead: counters from `/ui/snapshot`
+  // (the server's one shared snapshot), a job's state and a list's newest rows from the page
+  // itself. Polling stops as soon as the stream delivers again.
+  var POLL_MS = 5000;
+  var STREAM_GRACE_MS = 10000;
+
+  function pageHtml() {
+    return fetch(window.location.href, { credentials: 'same-origin', headers: { accept: 'text/html' } })
+      .then(function (r) { return r.ok ? r.text() : null; });
+  }
+
+  // What one poll does on this page: the counters, or the followed job, or the new rows.
+  function pollOnce(wantsSnapshot) {
+    if (wantsSnapshot) {
+      return fetch('/ui/snapshot', { credentials: 'same-origin', headers: { accept: 'application/json' } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (s) { if (s) { applySnapshot(s); } return !!s; });
+    }
+    var stateEl = one('[data-job-state]');
+    var banner = one('[data-new-banner]');
+    if (!stateEl && !banner) { return Promise.resolve(false); }
+    return pageHtml().then(function (html) {
+      if (html === null) { return false; }
+      if (stateEl) {
+        var m = /data-job-state="([a-z]+)"/.exec(html);
+        if (m) { onJob({ id: 0, state: m[1] }); }
+      } else {
+        var newest = Number(banner.getAttribute('data-newest') || '0');
+        var re = /href="\/jobs\/([0-9]+)"/g;
+        var hit;
+        while ((hit = re.exec(html)) !== null) {
+          var id = Number(hit[1]);
+          if (id > newest && !seenNew[id]) { onJob({ id: id, state: 'available' }); }
+        }
+      }
+      return true;
+    });
+  }
+
   function initLive() {
     var url = document.body.getAttribute('data-live');
-    if (!url || !window.EventSource) { return; }
+    if (!url) { return; }
     all('[data-live]').forEach(function (el) {
       if (el === document.body) { return; }
       var key = el.getAttribute('data-live');
@@ -156,21 +200,63 @@
       status.title = 'Live updates: ' + label;
       if (text) { text.textContent = label; }
     }
+    var wantsSnapshot = url.indexOf('snapshot=false') < 0;
+    var poller = null;
+    var watchdog = null;
+    function poll() {
+      pollOnce(wantsSnapshot)
+        .then(function (ok) { show(ok ? 'polling' : 'off', ok ? 'polling' : 'offline'); })
+        .catch(function () { show('off', 'offline'); });
+    }
+    function startPolling() {
+      if (poller !== null) { return; }
+      poll();
+      poller = window.setInterval(poll, POLL_MS);
+    }
+    function stopPolling() {
+      if (poller !== null) { window.clearInterval(poller); poller = null; }
+    }
+    // The stream counts as working once it opens and, on a page of counters, once its first
+    // snapshot arrives (a buffering proxy can open a stream that never delivers).
+    function armWatchdog() {
+      if (watchdog !== null) { window.clearTimeout(watchdog); }
+      watchdog = window.setTimeout(startPolling, STREAM_GRACE_MS);
+    }
+    function delivered() {
+      if (watchdog !== null) { window.clearTimeout(watchdog); watchdog = null; }
+      stopPolling();
+      show('live', 'live');
+    }
+    if (!window.EventSource) {
+      startPolling();
+      return;
+    }
     var source = new EventSource(url);
     show('connecting', 'connecting');
-    source.onopen = function () { show('live', 'live'); };
+    armWatchdog();
+    source.onopen = function () { if (!wantsSnapshot) { delivered(); } };
     source.onerror = function () {
-      show(source.readyState === EventSource.CLOSED ? 'off' : 'reconnecting',
-        source.readyState === EventSource.CLOSED ? 'offline' : 'reconnecting');
+      if (source.readyState === EventSource.CLOSED) {
+        startPolling();
+        return;
+      }
+      if (poller === null) { show('reconnecting', 'reconnecting'); }
+      if (watchdog === null) { armWatchdog(); }
     };
     source.addEventListener('snapshot', function (e) {
+      delivered();
       try { applySnapshot(JSON.parse(e.data)); } catch (err) { /* a malformed event is skipped */ }
     });
     source.addEventListener('job', function (e) {
       try { onJob(JSON.parse(e.data)); } catch (err) { /* skipped */ }
     });
-    source.addEventListener('end', function () { source.close(); show('off', 'finished'); });
-    window.addEventListener('pagehide', function () { source.close(); });
+    source.addEventListener('end', function () {
+      source.close();
+      if (watchdog !== null) { window.clearTimeout(watchdog); watchdog = null; }
+      stopPolling();
+      show('off', 'finished');
+    });
+    window.addEventListener('pagehide', function () { source.close(); stopPolling(); });
   }
 
   // --- A bulk operation's progress ---

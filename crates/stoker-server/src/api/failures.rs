@@ -5,7 +5,7 @@
 //! | method and path | scope | what |
 //! |---|---|---|
 //! | `GET /v1/failures` | read | failure groups, most recently seen first, by range and kind |
-//! | `GET /v1/failures/{fingerprint}` | read | one group |
+//! | `GET /v1/failures/{fingerprint}` | read | one group (with `since`: its hours in a range) |
 //! | `POST /v1/failures/{fingerprint}/retry`, `/discard` | admin | start a bulk operation over the group |
 //! | `POST /v1/ops` | admin | start a bulk operation by filter |
 //! | `GET /v1/ops`, `GET /v1/ops/{id}` | read | operations and their progress |
@@ -62,6 +62,26 @@ pub struct FailureGroupView {
     pub sample_job_id: i64,
     /// The latest failure's message as reported.
     pub sample_message: String,
+    // --- stream ops ---
+    /// Failed attempts in the request's range (`since` to `until`, or to now), counted by
+    /// the hours overlapping it; only when the request gives `since`. Hours are kept as long
+    /// as the history's (90 days by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_in_range: Option<i64>,
+    /// The range's failed attempts per hour (hours without one left out), oldest first; only
+    /// from `GET /v1/failures/{fingerprint}` with `since`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Option<Vec<FailureHourView>>,
+}
+
+// --- stream ops ---
+/// A group's failed attempts in one hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FailureHourView {
+    /// The hour's start.
+    pub hour: DateTime<Utc>,
+    /// Failed attempts recorded in it.
+    pub count: i64,
 }
 
 impl From<FailureGroup> for FailureGroupView {
@@ -76,6 +96,8 @@ impl From<FailureGroup> for FailureGroupView {
             last_seen: group.last_seen,
             sample_job_id: group.sample_job_id.0,
             sample_message: group.sample_message,
+            count_in_range: None,
+            hours: None,
         }
     }
 }
@@ -92,7 +114,8 @@ pub struct FailureGroupList {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListFailuresQuery {
-    /// Only groups seen at or after this instant (RFC 3339).
+    /// Only groups seen at or after this instant (RFC 3339). Each group then also has
+    /// `count_in_range`: its failed attempts from here to `until` (or now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<DateTime<Utc>>,
     /// Only groups first seen before this instant (RFC 3339).
@@ -525,8 +548,8 @@ pub(crate) async fn list(
     if let Some(kind) = &query.kind {
         super::jobs::ascii_text(|| "kind".to_owned(), kind, false)?;
     }
-    let groups = state
-        .client_for(&principal)
+    let client = state.client_for(&principal);
+    let groups = client
         .failure_groups(FailureGroupListParams {
             since: query.since,
             until: query.until,
@@ -534,9 +557,24 @@ pub(crate) async fn list(
             limit: query.limit.unwrap_or(100),
         })
         .await?;
-    Ok(Json(FailureGroupList {
-        groups: groups.into_iter().map(Into::into).collect(),
-    }))
+    let mut views: Vec<FailureGroupView> = groups.into_iter().map(Into::into).collect();
+    // --- stream ops ---
+    if let Some(since) = query.since {
+        let fingerprints: Vec<String> = views.iter().map(|v| v.fingerprint.clone()).collect();
+        let hours = client
+            .failure_group_hours(fingerprints, since, query.until)
+            .await?;
+        for view in &mut views {
+            view.count_in_range = Some(
+                hours
+                    .iter()
+                    .filter(|h| h.fingerprint == view.fingerprint)
+                    .map(|h| h.count)
+                    .sum(),
+            );
+        }
+    }
+    Ok(Json(FailureGroupList { groups: views }))
 }
 
 /// Get one failure group.
@@ -544,7 +582,10 @@ pub(crate) async fn list(
     get,
     path = "/v1/failures/{fingerprint}",
     tag = "failures",
-    params(("fingerprint" = String, Path, description = "The group's fingerprint", pattern = "^[0-9a-f]{16}$")),
+    params(
+        ("fingerprint" = String, Path, description = "The group's fingerprint", pattern = "^[0-9a-f]{16}$"),
+        GetFailureQuery,
+    ),
     responses(
         (status = 200, description = "The group", body = FailureGroupView),
         (status = 404, description = "No such group", body = ErrorBody),
@@ -555,16 +596,46 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(fingerprint): ApiPath<String>,
+    ApiQuery(query): ApiQuery<GetFailureQuery>,
 ) -> Result<Json<FailureGroupView>, ApiError> {
     principal.require(Scope::Read)?;
-    match state
-        .client_for(&principal)
-        .failure_group(&fingerprint)
-        .await?
-    {
-        Some(group) => Ok(Json(group.into())),
-        None => Err(group_not_found(&fingerprint)),
+    let client = state.client_for(&principal);
+    let Some(group) = client.failure_group(&fingerprint).await? else {
+        return Err(group_not_found(&fingerprint));
+    };
+    let mut view = FailureGroupView::from(group);
+    // --- stream ops ---
+    if let Some(since) = query.since {
+        let hours = client
+            .failure_group_hours(vec![fingerprint], since, query.until)
+            .await?;
+        view.count_in_range = Some(hours.iter().map(|h| h.count).sum());
+        view.hours = Some(
+            hours
+                .into_iter()
+                .map(|h| FailureHourView {
+                    hour: h.hour,
+                    count: h.count,
+                })
+                .collect(),
+        );
     }
+    Ok(Json(view))
+}
+
+// --- stream ops ---
+/// `GET /v1/failures/{fingerprint}`: the range to count, if any.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GetFailureQuery {
+    /// Count the group's failed attempts from this instant (RFC 3339): the answer then has
+    /// `count_in_range` and `hours`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// The range's end (RFC 3339). Defaults to now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 /// Retry every failed job of a group (discarded, or waiting to retry): starts a bulk

@@ -37,6 +37,7 @@
 //! | `POST /v1/workflows`, `/v1/workflows/{id}/jobs`; `GET /v1/workflows/{id}`; `POST /v1/workflows/{id}/cancel` | enqueue; read; operate | workflows (issue 18) |
 //! | `GET /v1/pull/jobs/{id}/dependencies` | work | a workflow job's dependency results |
 //! | `GET /v1/audit` | operate | the audit log of management actions (issue 17) |
+//! | `GET /v1/events/snapshot` | read (not tenant-bound) | the live snapshot once, for pollers |
 //!
 //! Without tokens (loopback only) every route is open. With tokens, every route but `/health`
 //! and the OpenAPI document needs `Authorization: Bearer <token>` with the scope shown; `admin`
@@ -84,6 +85,8 @@ pub mod limits;
 pub mod workflows;
 // --- stream tenancy ---
 pub mod audit;
+// --- stream ops ---
+pub mod snapshot;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -183,6 +186,8 @@ pub fn router(state: AppState) -> Router {
         )
         // --- stream tenancy ---
         .route("/v1/audit", get(audit::list))
+        // --- stream ops ---
+        .route("/v1/events/snapshot", get(snapshot::get))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

@@ -22,6 +22,8 @@ use super::limits;
 use super::workflows;
 // --- stream tenancy ---
 use super::audit;
+// --- stream ops ---
+use super::snapshot;
 
 /// The OpenAPI 3.1 document of the API.
 ///
@@ -120,6 +122,8 @@ use super::audit;
         workflows::dependencies,
         // --- stream tenancy ---
         audit::list,
+        // --- stream ops ---
+        snapshot::get,
     ),
     components(schemas(
         model::ErrorBody,

@@ -148,7 +148,7 @@ async fn pairs(target: &Target, args: &BenchArgs, report: &mut Report) -> Result
 }
 
 /// Writes `rows` jobs straight into the fresh store's table, a chunk per statement.
-async fn fill(fresh: &Fresh, rows: usize) -> Result<(), BenchError> {
+pub(crate) async fn fill(fresh: &Fresh, rows: usize) -> Result<(), BenchError> {
     let mut start = 0;
     match &fresh.kind {
         FreshKind::Postgres(store) => {

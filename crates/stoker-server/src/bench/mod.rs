@@ -7,6 +7,8 @@
 mod bare;
 // --- stream counts ---
 mod counts;
+// --- stream ops ---
+mod dashboard;
 // History (issue 13).
 mod history;
 mod http;
@@ -91,6 +93,10 @@ pub enum Workload {
     /// new counting in A/B pairs; on either store the stats, series and failure-group
     /// queries with `--scale-rows` jobs in the table. Not in the default set.
     Counts,
+    // --- stream ops ---
+    /// Dashboard (issue 14): each page's answer time over HTTP with `--scale-rows` jobs in
+    /// the table, in milliseconds. Not in the default set.
+    Dashboard,
 }
 
 /// Runs the benchmark and prints its report.

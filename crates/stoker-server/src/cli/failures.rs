@@ -20,6 +20,8 @@ use crate::api::failures::{
     BulkOpList, BulkOpView, CreateBulkOpRequest, FailureGroupList, FailureGroupView, JobLogList,
     ListFailuresQuery, ListOpsQuery,
 };
+// --- stream ops ---
+use crate::api::failures::{FailureHourView, GetFailureQuery};
 
 /// `stoker failures …`: failed attempts grouped by kind, error class and normalized message.
 #[derive(Debug, Subcommand)]
@@ -37,7 +39,8 @@ pub enum FailuresCommand {
 /// Options of `stoker failures list`.
 #[derive(Debug, Clone, Args)]
 pub struct FailuresListArgs {
-    /// Only groups seen within this long: 30m, 24h, 7d.
+    /// Only groups seen within this long: 30m, 24h, 7d. Adds an IN RANGE column: each
+    /// group's failed attempts in that time (counted by the hour).
     #[arg(long, value_name = "DURATION", value_parser = parse::duration)]
     pub since: Option<Duration>,
     /// Only groups of this kind.
@@ -56,6 +59,10 @@ pub struct FailuresListArgs {
 pub struct GroupArgs {
     /// The group's fingerprint (16 hex digits, from `stoker failures list`).
     pub fingerprint: String,
+    // --- stream ops ---
+    /// Also show the group's failed attempts within this long (30m, 24h, 7d), per hour.
+    #[arg(long, value_name = "DURATION", value_parser = parse::duration)]
+    pub since: Option<Duration>,
     /// Where to look, and how to print.
     #[command(flatten)]
     pub target: Target,
@@ -214,13 +221,33 @@ async fn list_groups(
     params: FailureGroupListParams,
 ) -> Result<Vec<FailureGroupView>, CliError> {
     match backend {
-        Backend::Direct(direct) => Ok(direct
-            .client()
-            .failure_groups(params)
-            .await?
-            .into_iter()
-            .map(Into::into)
-            .collect()),
+        Backend::Direct(direct) => {
+            let client = direct.client();
+            let since = params.since;
+            let mut groups: Vec<FailureGroupView> = client
+                .failure_groups(params)
+                .await?
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            // --- stream ops ---
+            if let Some(since) = since {
+                let fingerprints = groups.iter().map(|g| g.fingerprint.clone()).collect();
+                let hours = client
+                    .failure_group_hours(fingerprints, since, None)
+                    .await?;
+                for group in &mut groups {
+                    group.count_in_range = Some(
+                        hours
+                            .iter()
+                            .filter(|h| h.fingerprint == group.fingerprint)
+                            .map(|h| h.count)
+                            .sum(),
+                    );
+                }
+            }
+            Ok(groups)
+        }
         Backend::Remote(remote) => {
             let query = ListFailuresQuery {
                 since: params.since,
@@ -234,16 +261,43 @@ async fn list_groups(
     }
 }
 
-async fn get_group(backend: &Backend, fingerprint: &str) -> Result<FailureGroupView, CliError> {
+async fn get_group(
+    backend: &Backend,
+    fingerprint: &str,
+    since: Option<DateTime<Utc>>,
+) -> Result<FailureGroupView, CliError> {
     let group = match backend {
-        Backend::Direct(direct) => direct
-            .client()
-            .failure_group(fingerprint)
-            .await?
-            .map(Into::into),
+        Backend::Direct(direct) => {
+            let client = direct.client();
+            let group = client.failure_group(fingerprint).await?;
+            match (group, since) {
+                // --- stream ops ---
+                (Some(group), Some(since)) => {
+                    let hours = client
+                        .failure_group_hours(vec![fingerprint.to_owned()], since, None)
+                        .await?;
+                    let mut view = FailureGroupView::from(group);
+                    view.count_in_range = Some(hours.iter().map(|h| h.count).sum());
+                    view.hours = Some(
+                        hours
+                            .into_iter()
+                            .map(|h| FailureHourView {
+                                hour: h.hour,
+                                count: h.count,
+                            })
+                            .collect(),
+                    );
+                    Some(view)
+                }
+                (group, _) => group.map(Into::into),
+            }
+        }
         Backend::Remote(remote) => Some(
             remote
-                .get::<FailureGroupView>(&format!("v1/failures/{fingerprint}"))
+                .get_query::<FailureGroupView, _>(
+                    &format!("v1/failures/{fingerprint}"),
+                    &GetFailureQuery { since, until: None },
+                )
                 .await?,
         ),
     };
@@ -357,15 +411,7 @@ pub(crate) async fn failures(command: FailuresCommand) -> Result<(), CliError> {
     match command {
         FailuresCommand::List(args) => {
             let backend = args.target.connect().await?;
-            let since = args
-                .since
-                .map(|since| {
-                    chrono::Duration::from_std(since)
-                        .ok()
-                        .and_then(|since| Utc::now().checked_sub_signed(since))
-                        .ok_or_else(|| CliError::Invalid("--since is too long".to_owned()))
-                })
-                .transpose()?;
+            let since = since_instant(args.since)?;
             let groups = list_groups(
                 &backend,
                 FailureGroupListParams {
@@ -381,25 +427,29 @@ pub(crate) async fn failures(command: FailuresCommand) -> Result<(), CliError> {
             } else if groups.is_empty() {
                 println!("no failures recorded in that range");
             } else {
-                let mut table = Table::new(&[
-                    "FINGERPRINT",
-                    "KIND",
-                    "CLASS",
-                    ">COUNT",
-                    "FIRST SEEN",
-                    "LAST SEEN",
-                    "MESSAGE",
-                ]);
+                let ranged = since.is_some();
+                let mut headers = vec!["FINGERPRINT", "KIND", "CLASS", ">COUNT"];
+                if ranged {
+                    headers.push(">IN RANGE");
+                }
+                headers.extend(["FIRST SEEN", "LAST SEEN", "MESSAGE"]);
+                let mut table = Table::new(&headers);
                 for group in &groups {
-                    table.row(vec![
+                    let mut row = vec![
                         group.fingerprint.clone(),
                         group.kind.clone(),
                         stoker::core::error_class(group.error_kind).to_owned(),
                         group.count.to_string(),
+                    ];
+                    if ranged {
+                        row.push(group.count_in_range.unwrap_or_default().to_string());
+                    }
+                    row.extend([
                         output::time(group.first_seen),
                         output::time(group.last_seen),
                         output::clip(&group.message, 60),
                     ]);
+                    table.row(row);
                 }
                 print!("{}", table.render());
             }
@@ -407,7 +457,7 @@ pub(crate) async fn failures(command: FailuresCommand) -> Result<(), CliError> {
         }
         FailuresCommand::Show(args) => {
             let backend = args.target.connect().await?;
-            let group = get_group(&backend, &args.fingerprint).await?;
+            let group = get_group(&backend, &args.fingerprint, since_instant(args.since)?).await?;
             if args.target.json {
                 output::json(&group);
             } else {
@@ -423,12 +473,32 @@ pub(crate) async fn failures(command: FailuresCommand) -> Result<(), CliError> {
                 println!("last seen       {}", output::time(group.last_seen));
                 println!("sample job      {}", group.sample_job_id);
                 println!("sample message  {}", group.sample_message);
+                // --- stream ops ---
+                if let Some(in_range) = group.count_in_range {
+                    println!("in range        {in_range}");
+                    for hour in group.hours.iter().flatten() {
+                        println!("  {}  {}", output::time(hour.hour), hour.count);
+                    }
+                }
             }
             Ok(())
         }
         FailuresCommand::Retry(args) => group_command(args, true).await,
         FailuresCommand::Discard(args) => group_command(args, false).await,
     }
+}
+
+// --- stream ops ---
+/// The instant `--since` names: that long before now.
+fn since_instant(since: Option<Duration>) -> Result<Option<DateTime<Utc>>, CliError> {
+    since
+        .map(|since| {
+            chrono::Duration::from_std(since)
+                .ok()
+                .and_then(|since| Utc::now().checked_sub_signed(since))
+                .ok_or_else(|| CliError::Invalid("--since is too long".to_owned()))
+        })
+        .transpose()
 }
 
 async fn group_command(args: GroupOpArgs, retry: bool) -> Result<(), CliError> {

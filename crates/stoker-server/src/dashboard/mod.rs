@@ -11,7 +11,7 @@
 //! | Queues | `/queues`, `/queues/{name}` | queue overview, depths, series per queue |
 //! | Jobs | `/jobs` | the job listing (keyset pages) |
 //! | Job | `/jobs/{id}` | the job, its logs |
-//! | Failures | `/failures` | failure groups, series per kind |
+//! | Failures | `/failures` | failure groups seen in a range, their hourly counts |
 //! | Workers | `/workers` | worker overview |
 //! | Operations | `/ops`, `/ops/{id}` | bulk operations |
 //! | Cron | `/cron` | schedules |
@@ -20,7 +20,10 @@
 //! operation as the matching `/v1` route, so nothing here is out of reach of the API or the
 //! CLI. Live figures come from the server's event stream (`GET /v1/events`), followed by the
 //! page's script through `/ui/live`, which forwards the request to the API as the signed-in
-//! token (a browser's `EventSource` cannot send an `Authorization` header).
+//! token (a browser's `EventSource` cannot send an `Authorization` header). When that stream
+//! fails (it does not open, or stays down), the script polls `/ui/snapshot` (the API's
+//! `GET /v1/events/snapshot`, the same shared snapshot) every few seconds until it is back,
+//! and says so in the live badge.
 //!
 //! With tokens configured, a sign-in form exchanges an API token for an `HttpOnly`,
 //! `SameSite=Strict` session cookie that carries the token's scopes and tenant; every form
@@ -96,6 +99,8 @@ pub fn router(state: AppState) -> Router {
             post(actions::failure_group),
         )
         .route("/ui/cron/{name}/{action}", post(actions::cron))
+        // --- stream ops ---
+        .route("/ui/snapshot", get(snapshot))
         .route_layer(middleware::from_fn_with_state(
             dash.clone(),
             session::require_viewer,
@@ -207,15 +212,44 @@ async fn live(State(dash): State<Dash>, viewer: session::Viewer, request: Reques
     } else {
         format!("/v1/events?{query}")
     };
+    forward(&dash, &viewer, peer(&request), uri).await
+}
+
+// --- stream ops ---
+/// `GET /ui/snapshot`: the API's snapshot (`/v1/events/snapshot`), as the signed-in token.
+/// The page's script polls it while its live stream is down.
+async fn snapshot(State(dash): State<Dash>, viewer: session::Viewer, request: Request) -> Response {
+    forward(
+        &dash,
+        &viewer,
+        peer(&request),
+        "/v1/events/snapshot".to_owned(),
+    )
+    .await
+}
+
+/// The request's peer address, which the API's loopback rule reads.
+fn peer(request: &Request) -> Option<axum::extract::ConnectInfo<std::net::SocketAddr>> {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .copied()
+}
+
+/// Sends a `GET` of `uri` to the API as the signed-in token, from the request's peer, and
+/// answers with the API's response.
+async fn forward(
+    dash: &Dash,
+    viewer: &session::Viewer,
+    peer: Option<axum::extract::ConnectInfo<std::net::SocketAddr>>,
+    uri: String,
+) -> Response {
     let mut forward = Request::builder().method("GET").uri(uri);
     if let Some(secret) = &viewer.secret {
         forward = forward.header("authorization", format!("Bearer {secret}"));
     }
-    if let Some(info) = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-    {
-        forward = forward.extension(*info);
+    if let Some(info) = peer {
+        forward = forward.extension(info);
     }
     let Ok(forward) = forward.body(Body::empty()) else {
         return StatusCode::BAD_REQUEST.into_response();

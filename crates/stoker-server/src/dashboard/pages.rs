@@ -511,20 +511,29 @@ pub(crate) struct StateTile {
     pub(crate) href: String,
 }
 
-const STATE_LABELS: [(JobState, &str); 6] = [
-    (JobState::Available, "Available"),
-    (JobState::Running, "Running"),
-    (JobState::Retryable, "Retryable"),
-    (JobState::Discarded, "Discarded"),
-    (JobState::Completed, "Completed"),
-    (JobState::Cancelled, "Cancelled"),
+/// The tiles, one per state a search can name: due and scheduled work apart (a backlog that
+/// is only waiting for its `run_at` needs no look), in the order a job moves through them.
+const STATE_LABELS: [(StateView, &str); 7] = [
+    (StateView::Available, "Due"),
+    (StateView::Scheduled, "Scheduled"),
+    (StateView::Running, "Running"),
+    (StateView::Retryable, "Retryable"),
+    (StateView::Discarded, "Discarded"),
+    (StateView::Completed, "Completed"),
+    (StateView::Cancelled, "Cancelled"),
 ];
 
-/// The search-bar views of a stored state: `available` counts scheduled jobs too.
-fn views_of(state: JobState) -> Vec<StateView> {
-    match state {
-        JobState::Available => vec![StateView::Available, StateView::Scheduled],
-        other => vec![StateView::of(other, false)],
+/// How many jobs `counts` holds in `view`: `available` counts due jobs only, as the live
+/// snapshot's `states.available` does, so a tile never jumps when the first event arrives.
+fn count_of(counts: &StateCounts, view: StateView) -> i64 {
+    match view {
+        StateView::Available => counts.available,
+        StateView::Scheduled => counts.scheduled,
+        StateView::Running => counts.running,
+        StateView::Retryable => counts.retryable,
+        StateView::Completed => counts.completed,
+        StateView::Discarded => counts.discarded,
+        StateView::Cancelled => counts.cancelled,
     }
 }
 
@@ -538,14 +547,11 @@ fn query_with_states(criteria: &JobCriteria, states: &[StateView]) -> String {
 fn tiles(counts: &StateCounts, base: &JobCriteria) -> Vec<StateTile> {
     STATE_LABELS
         .iter()
-        .map(|(state, label)| StateTile {
-            state: state.as_str(),
+        .map(|(view, label)| StateTile {
+            state: view.as_str(),
             label,
-            value: format::count(counts.get(*state)),
-            href: format!(
-                "/jobs?q={}",
-                encode(&query_with_states(base, &views_of(*state)))
-            ),
+            value: format::count(count_of(counts, *view)),
+            href: format!("/jobs?q={}", encode(&query_with_states(base, &[*view]))),
         })
         .collect()
 }
@@ -1529,6 +1535,9 @@ pub(crate) struct GroupView {
     pub(crate) first: When,
     pub(crate) last: When,
     pub(crate) spark: String,
+    // --- stream ops ---
+    /// Its failed attempts in the page's range.
+    pub(crate) in_range: String,
     pub(crate) jobs_href: String,
     /// Its jobs failed now (retryable or discarded), a bounded count.
     pub(crate) failing: String,
@@ -1540,6 +1549,11 @@ pub(crate) struct GroupView {
 struct FailuresPage {
     c: Chrome,
     groups: Vec<GroupView>,
+    // --- stream ops ---
+    ranges: &'static [RangeOpt],
+    range: &'static str,
+    range_label: &'static str,
+    spark_title: String,
 }
 
 pub(crate) async fn failures(
@@ -1550,33 +1564,70 @@ pub(crate) async fn failures(
     require_cluster(&viewer, "failure groups")?;
     let client = dash.app.client_for(&viewer.principal);
     let now = client.clock().now();
-    let groups = client
+    // The groups seen in the range (24 hours unless the page asks), those failing most in it
+    // first, with their failed attempts per hour: the groups' own hourly counts, one indexed
+    // read for every group on the page.
+    let range = params
+        .get("range")
+        .and_then(|key| RANGES.iter().find(|r| r.key == key))
+        .unwrap_or(&RANGES[1]);
+    let since = now - chrono::Duration::seconds(range.secs as i64);
+    let mut groups = client
         .failure_groups(FailureGroupListParams {
+            since: Some(since),
             limit: 100,
             ..FailureGroupListParams::default()
         })
         .await?;
-    // One 24-hour series per kind: the sparkline shows the kind's failed attempts per hour.
-    let mut sparks: BTreeMap<String, String> = BTreeMap::new();
-    for group in &groups {
-        if sparks.contains_key(&group.kind) {
-            continue;
+    // The sparkline spans the range, or the last day for a shorter one, in at most 24 steps
+    // of whole hours (the counts' grain).
+    let spark_secs = range.secs.max(86_400) as i64;
+    let step = (spark_secs / 24).max(3_600) / 3_600 * 3_600;
+    let spark_end = (now.timestamp().div_euclid(3_600) + 1) * 3_600;
+    let spark_start = spark_end - step * ((spark_secs + step - 1) / step);
+    let hours = client
+        .failure_group_hours(
+            groups.iter().map(|g| g.fingerprint.clone()).collect(),
+            chrono::DateTime::from_timestamp(spark_start, 0)
+                .unwrap_or(since)
+                .min(since),
+            None,
+        )
+        .await?;
+    let mut in_range: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut sparks: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let points = ((spark_end - spark_start) / step) as usize;
+    for hour in &hours {
+        let at = hour.hour.timestamp();
+        // The hour holding `since` overlaps the range: counted, as the API counts it.
+        if at + 3_600 > since.timestamp() {
+            *in_range.entry(&hour.fingerprint).or_default() += hour.count;
         }
-        let s = client
-            .series(&SeriesRequest {
-                range: Duration::from_secs(86_400),
-                step: Duration::from_secs(3_600),
-                end: None,
-                scope: HistoryScope {
-                    kind: Some(group.kind.clone()),
-                    ..HistoryScope::default()
-                },
-                compare: false,
-            })
-            .await?;
-        let values: Vec<f64> = s.points.iter().map(|p| p.failed as f64).collect();
-        sparks.insert(group.kind.clone(), chart::sparkline(&values, "s-failed"));
+        if at >= spark_start {
+            let slot = ((at - spark_start) / step) as usize;
+            let values = sparks
+                .entry(&hour.fingerprint)
+                .or_insert_with(|| vec![0.0; points]);
+            if let Some(value) = values.get_mut(slot.min(points.saturating_sub(1))) {
+                *value += hour.count as f64;
+            }
+        }
     }
+    let in_range: BTreeMap<String, i64> = in_range
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let sparks: BTreeMap<String, String> = sparks
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), chart::sparkline(&v, "s-failed")))
+        .collect();
+    groups.sort_by_key(|g| std::cmp::Reverse(in_range.get(&g.fingerprint).copied().unwrap_or(0)));
+    let flat = chart::sparkline(&vec![0.0; points], "s-failed");
+    let spark_title = format!(
+        "failed attempts per {}, last {}",
+        format::seconds(step as u64),
+        format::seconds((spark_end - spark_start) as u64)
+    );
     // How many of each group's jobs are failed now: what a retry or discard would act on.
     let mut failing = Vec::with_capacity(groups.len());
     for group in &groups {
@@ -1589,16 +1640,25 @@ pub(crate) async fn failures(
             .await?;
         failing.push(count);
     }
-    let c = Chrome::new(&viewer, "failures", "Failures", &params).back("/failures");
+    let c = Chrome::new(&viewer, "failures", "Failures", &params)
+        .back(format!("/failures?range={}", range.key));
     Ok(render(&FailuresPage {
         c,
+        ranges: RANGES,
+        range: range.key,
+        range_label: range.label,
+        spark_title,
         groups: groups
             .into_iter()
             .zip(failing)
             .map(|(g, failing)| GroupView {
                 none_failing: failing.count == 0,
                 failing: count_text(failing),
-                spark: sparks.get(&g.kind).cloned().unwrap_or_default(),
+                spark: sparks
+                    .get(&g.fingerprint)
+                    .cloned()
+                    .unwrap_or_else(|| flat.clone()),
+                in_range: format::count(in_range.get(&g.fingerprint).copied().unwrap_or(0)),
                 jobs_href: format!(
                     "/jobs?q={}",
                     encode(&format!("group:{} state:failed", g.fingerprint))
@@ -2019,7 +2079,7 @@ mod tests {
             ..JobCriteria::default()
         };
         assert_eq!(
-            query_with_states(&criteria, &views_of(JobState::Available)),
+            query_with_states(&criteria, &[StateView::Available, StateView::Scheduled]),
             "state:available,scheduled queue:mail"
         );
         assert_eq!(query_with_states(&criteria, &[]), "queue:mail");
