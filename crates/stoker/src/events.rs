@@ -153,6 +153,9 @@ pub struct SnapshotStates {
     pub discarded: i64,
     /// Cancelled.
     pub cancelled: i64,
+    /// Workflow jobs waiting for their dependencies (issue 18).
+    #[serde(default)]
+    pub blocked: i64,
 }
 
 impl SnapshotStates {
@@ -165,6 +168,7 @@ impl SnapshotStates {
             completed: counts.completed,
             discarded: counts.discarded,
             cancelled: counts.cancelled,
+            blocked: counts.blocked,
         }
     }
 }

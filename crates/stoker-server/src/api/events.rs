@@ -165,8 +165,8 @@ pub struct EventsItem {
     /// "correlation_id", "attempt", "at", "error"}`. `snapshot`: `{"at", "states",
     /// "queues": [{"name", "paused", "states", "oldest_waiting_secs"}], "minute":
     /// {"enqueued", "started", "completed", "failed", "discarded"}, "workers_alive"}`, where
-    /// `states` has a count for each of available, scheduled, running, retryable, completed,
-    /// discarded and cancelled. `end`: `{}`.
+    /// `states` has a count for each of available, scheduled, blocked, running, retryable,
+    /// completed, discarded and cancelled. `end`: `{}`.
     pub data: String,
 }
 

@@ -32,6 +32,8 @@ pub struct SnapshotStatesView {
     pub discarded: i64,
     /// Cancelled.
     pub cancelled: i64,
+    /// Workflow jobs waiting for their dependencies.
+    pub blocked: i64,
 }
 
 impl From<SnapshotStates> for SnapshotStatesView {
@@ -44,6 +46,7 @@ impl From<SnapshotStates> for SnapshotStatesView {
             completed: s.completed,
             discarded: s.discarded,
             cancelled: s.cancelled,
+            blocked: s.blocked,
         }
     }
 }

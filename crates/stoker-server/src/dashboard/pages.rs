@@ -513,9 +513,10 @@ pub(crate) struct StateTile {
 
 /// The tiles, one per state a search can name: due and scheduled work apart (a backlog that
 /// is only waiting for its `run_at` needs no look), in the order a job moves through them.
-const STATE_LABELS: [(StateView, &str); 7] = [
+const STATE_LABELS: [(StateView, &str); 8] = [
     (StateView::Available, "Due"),
     (StateView::Scheduled, "Scheduled"),
+    (StateView::Blocked, "Blocked"),
     (StateView::Running, "Running"),
     (StateView::Retryable, "Retryable"),
     (StateView::Discarded, "Discarded"),
@@ -529,6 +530,7 @@ fn count_of(counts: &StateCounts, view: StateView) -> i64 {
     match view {
         StateView::Available => counts.available,
         StateView::Scheduled => counts.scheduled,
+        StateView::Blocked => counts.blocked,
         StateView::Running => counts.running,
         StateView::Retryable => counts.retryable,
         StateView::Completed => counts.completed,
