@@ -17,6 +17,8 @@ mod store;
 mod workloads;
 // --- stream events ---
 mod events;
+// --- stream flow ---
+mod flow;
 
 use std::time::Duration;
 
@@ -91,6 +93,10 @@ pub enum Workload {
     /// new counting in A/B pairs; on either store the stats, series and failure-group
     /// queries with `--scale-rows` jobs in the table. Not in the default set.
     Counts,
+    // --- stream flow ---
+    /// Flow control (issue 16): the W2 drain at concurrency 50 without limits and with
+    /// limits that never bind, in A/B pairs. Not in the default set.
+    Flow,
 }
 
 /// Runs the benchmark and prints its report.
