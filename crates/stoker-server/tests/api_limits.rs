@@ -62,9 +62,18 @@ async fn limits_are_set_listed_and_deleted(store: Arc<dyn Store>) {
 async fn bad_limits_are_refused_and_nothing_is_written(store: Arc<dyn Store>) {
     let server = start(store, config()).await;
     for (body, field) in [
-        (json!({"rate": {"count": 0, "period_ms": 1000}}), "rate.count"),
-        (json!({"rate": {"count": 1, "period_ms": 1000, "burst": 0}}), "rate.burst"),
-        (json!({"rate": {"count": 1, "period_ms": 1000, "burst": -1}}), "rate.burst"),
+        (
+            json!({"rate": {"count": 0, "period_ms": 1000}}),
+            "rate.count",
+        ),
+        (
+            json!({"rate": {"count": 1, "period_ms": 1000, "burst": 0}}),
+            "rate.burst",
+        ),
+        (
+            json!({"rate": {"count": 1, "period_ms": 1000, "burst": -1}}),
+            "rate.burst",
+        ),
         (json!({"concurrency": 1, "key": "job.shop"}), "key"),
         (json!({"kind": "k"}), ""),
     ] {

@@ -19,6 +19,8 @@ mod store;
 mod workloads;
 // --- stream events ---
 mod events;
+// --- stream flow ---
+mod flow;
 
 use std::time::Duration;
 
@@ -97,6 +99,10 @@ pub enum Workload {
     /// Dashboard (issue 14): each page's answer time over HTTP with `--scale-rows` jobs in
     /// the table, in milliseconds. Not in the default set.
     Dashboard,
+    // --- stream flow ---
+    /// Flow control (issue 16): the W2 drain at concurrency 50 without limits and with
+    /// limits that never bind, in A/B pairs. Not in the default set.
+    Flow,
 }
 
 /// Runs the benchmark and prints its report.

@@ -47,6 +47,8 @@ pub(crate) async fn run(
         Workload::Counts => super::counts::run(target, args, report).await,
         // --- stream ops ---
         Workload::Dashboard => super::dashboard::run(target, args, report).await,
+        // --- stream flow ---
+        Workload::Flow => super::flow::run(target, args, report).await,
     }
 }
 
