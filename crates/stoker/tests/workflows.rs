@@ -31,7 +31,10 @@ mod scenarios {
             .queue("default", 4)
             .poll_interval(Duration::from_millis(20))
             .handler_fn("step", |args: Value, ctx: JobContext| async move {
-                let previous = ctx.dependency_results().await.map_err(JobError::retryable)?;
+                let previous = ctx
+                    .dependency_results()
+                    .await
+                    .map_err(JobError::retryable)?;
                 let input = previous
                     .first()
                     .and_then(|dep| dep.result.as_ref())
@@ -61,7 +64,10 @@ mod scenarios {
                 Ok(args["i"].clone())
             })
             .handler_fn("join", |_args: Value, ctx: JobContext| async move {
-                let deps = ctx.dependency_results().await.map_err(JobError::retryable)?;
+                let deps = ctx
+                    .dependency_results()
+                    .await
+                    .map_err(JobError::retryable)?;
                 let sum: i64 = deps
                     .iter()
                     .filter_map(|dep| dep.result.as_ref().and_then(Value::as_i64))
@@ -98,7 +104,10 @@ mod scenarios {
         let fan = client.workflow(fan.workflow).await.unwrap().unwrap();
         assert_eq!(fan.state, WorkflowState::Completed);
         assert_eq!(fan.counts.completed, 22);
-        assert_eq!(fan.result, Some(json!({ "join": { "parts": 20, "sum": 190 } })));
+        assert_eq!(
+            fan.result,
+            Some(json!({ "join": { "parts": 20, "sum": 190 } }))
+        );
     }
 
     /// A tenant's client enqueues workflows for its tenant only, and cannot see, cancel or

@@ -52,6 +52,7 @@ pub use failures::{FailuresCommand, LogsArgs, OpsCommand};
 // --- stream tokens ---
 pub use tokens::TokensCommand;
 // --- stream wf ---
+pub(crate) use workflows::draw as draw_workflow;
 pub use workflows::WorkflowsCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};

@@ -77,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/ops", get(pages::ops))
         .route("/ops/{id}", get(pages::op))
         .route("/cron", get(pages::cron))
+        // --- stream wf ---
+        .route("/workflows/{id}", get(pages::workflow))
         .route("/logout", post(session::logout))
         .route("/ui/live", get(live))
         .route("/ui/ops/{id}/progress", get(pages::op_progress))
