@@ -17,6 +17,8 @@ mod store;
 mod workloads;
 // --- stream events ---
 mod events;
+// --- stream wf ---
+mod workflows;
 
 use std::time::Duration;
 
@@ -91,6 +93,11 @@ pub enum Workload {
     /// new counting in A/B pairs; on either store the stats, series and failure-group
     /// queries with `--scale-rows` jobs in the table. Not in the default set.
     Counts,
+    // --- stream wf ---
+    /// Workflows (issue 18): the W2 drain at concurrency 50 without and with the edge
+    /// trigger, in A/B pairs, and a fan-out and fan-in of `--jobs` jobs (jobs/s, and the time
+    /// from the last middle job to the fan-in job's start). Not in the default set.
+    Workflows,
 }
 
 /// Runs the benchmark and prints its report.
