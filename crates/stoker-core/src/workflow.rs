@@ -25,8 +25,9 @@ pub const WORKFLOW_NAME_MAX_LEN: usize = 128;
 /// The most jobs a workflow may hold unless configured otherwise (all its insert calls
 /// together).
 pub const WORKFLOW_MAX_JOBS_DEFAULT: usize = 10_000;
-/// The most dependencies one job may name.
-pub const WORKFLOW_MAX_DEPS_PER_JOB: usize = 1_000;
+/// The most dependencies one job may name: as many as a workflow holds jobs, so one fan-in
+/// job can wait for a full fan-out.
+pub const WORKFLOW_MAX_DEPS_PER_JOB: usize = WORKFLOW_MAX_JOBS_DEFAULT;
 
 /// A workflow's id, assigned by the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

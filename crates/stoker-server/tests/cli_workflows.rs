@@ -44,7 +44,10 @@ fn exercise(cli: &Cli, id: i64) {
         "{shown:#?}"
     );
     // Layer 0 holds both fetches, layer 1 the merge with its edges.
-    assert!(lines[1].trim_start().starts_with("0 fetch-a #"), "{shown:#?}");
+    assert!(
+        lines[1].trim_start().starts_with("0 fetch-a #"),
+        "{shown:#?}"
+    );
     assert!(lines[2].contains("fetch-b #"), "{shown:#?}");
     assert!(lines[3].trim_start().starts_with("1 merge #"), "{shown:#?}");
     assert!(

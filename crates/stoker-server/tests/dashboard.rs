@@ -24,6 +24,8 @@ store_tests!(
     // --- stream ops ---
     due_and_scheduled_tiles_and_the_polled_snapshot,
     the_failures_page_counts_its_range,
+    // --- stream wf ---
+    a_workflow_page_draws_its_graph,
 );
 
 /// A browser without redirects or a cookie jar: the test sees every step.
@@ -801,5 +803,38 @@ async fn the_failures_page_counts_its_range(store: Arc<dyn Store>) {
     week.assert_has(r#"aria-current="true">7 d</a>"#);
     week.assert_has("in 7 d · 1 ever");
     week.assert_has("per 7 h, last 7 d");
+    server.stop().await;
+}
+
+// --- stream wf ---
+/// A workflow's page (issue 18): its state, its graph in layers and its jobs, each linking to
+/// its job page; an unknown workflow is a 404 page.
+async fn a_workflow_page_draws_its_graph(store: Arc<dyn Store>) {
+    let server = start(store, config()).await;
+    let created = server
+        .post(
+            "/v1/workflows",
+            json!({"name": "report", "jobs": [
+                {"name": "fetch", "job": {"kind": "fetch"}},
+                {"name": "merge", "job": {"kind": "merge"},
+                 "depends_on": [{"node": "fetch", "policy": "run"}]},
+            ]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.body["id"].as_i64().unwrap();
+    let merge = created.body["jobs"][1]["id"].as_i64().unwrap();
+    let mut browser = Browser::new(&server);
+    let page = browser.get(&format!("/workflows/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert_safe(&page);
+    page.assert_has("Workflow 1");
+    page.assert_has("running");
+    page.assert_has(&format!(
+        "merge #{merge} merge [blocked]  &#60;- fetch (run)"
+    ));
+    page.assert_has(&format!("href=\"/jobs/{merge}\""));
+    let missing = browser.get("/workflows/424242").await;
+    assert_eq!(missing.status, 404);
     server.stop().await;
 }

@@ -60,10 +60,10 @@ pub struct WorkflowJobRequest {
     pub name: String,
     /// The job.
     pub job: WorkflowJobSpec,
-    /// What it waits for, at most 1,000: other jobs of the workflow by name, or existing
+    /// What it waits for, at most 10,000: other jobs of the workflow by name, or existing
     /// jobs of the same tenant by id. Empty: it is available at once.
     #[serde(default)]
-    #[schema(max_items = 1_000)]
+    #[schema(max_items = 10_000)]
     pub depends_on: Vec<DependencyRequest>,
 }
 

@@ -21,6 +21,8 @@ mod workloads;
 mod events;
 // --- stream flow ---
 mod flow;
+// --- stream wf ---
+mod workflows;
 
 use std::time::Duration;
 
@@ -103,6 +105,11 @@ pub enum Workload {
     /// Flow control (issue 16): the W2 drain at concurrency 50 without limits and with
     /// limits that never bind, in A/B pairs. Not in the default set.
     Flow,
+    // --- stream wf ---
+    /// Workflows (issue 18): the W2 drain at concurrency 50 without and with the edge
+    /// trigger, in A/B pairs, and a fan-out and fan-in of `--jobs` jobs (jobs/s, and the time
+    /// from the last middle job to the fan-in job's start). Not in the default set.
+    Workflows,
 }
 
 /// Runs the benchmark and prints its report.

@@ -58,6 +58,7 @@ pub use tokens::TokensCommand;
 // --- stream flow ---
 pub use limits::LimitsCommand;
 // --- stream wf ---
+pub(crate) use workflows::draw as draw_workflow;
 pub use workflows::WorkflowsCommand;
 // --- stream tenancy ---
 pub use audit::AuditCommand;

@@ -86,6 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/limits", get(pages::limits))
         // --- stream tenancy ---
         .route("/audit", get(audit::audit))
+        // --- stream wf ---
+        .route("/workflows/{id}", get(pages::workflow))
         .route("/logout", post(session::logout))
         .route("/ui/live", get(live))
         .route("/ui/ops/{id}/progress", get(pages::op_progress))

@@ -2069,6 +2069,114 @@ pub(crate) fn error_page(status: StatusCode, title: &str, message: &str) -> Resp
     response
 }
 
+// --- stream wf ---
+// --- Workflows (issue 18) ---
+
+#[derive(Template)]
+#[template(path = "dashboard/workflow.html")]
+struct WorkflowPage {
+    c: Chrome,
+    id: i64,
+    name: String,
+    state: String,
+    counts: String,
+    result: String,
+    graph: String,
+    jobs: Vec<WorkflowJobLine>,
+}
+
+/// One job of the workflow page's table.
+struct WorkflowJobLine {
+    id: i64,
+    name: String,
+    kind: String,
+    state: &'static str,
+    waits: String,
+}
+
+/// A workflow: its state and counts, its graph drawn in layers (as `stoker workflows show`),
+/// and its jobs, each linking to the job page.
+pub(crate) async fn workflow(
+    State(dash): State<Dash>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Query(params): Params,
+) -> Result<Response, DashError> {
+    let Ok(id) = id.parse::<i64>() else {
+        return Err(DashError::new(
+            StatusCode::BAD_REQUEST,
+            "Not a workflow id",
+            format!("{id:?} is not a workflow id (a whole number)."),
+        ));
+    };
+    let client = dash.app.client_for(&viewer.principal);
+    let workflow_id = stoker::WorkflowId(id);
+    let Some(row) = client.workflow(workflow_id).await? else {
+        return Err(DashError::new(
+            StatusCode::NOT_FOUND,
+            "No such workflow",
+            format!("Workflow {id} does not exist."),
+        ));
+    };
+    let jobs = client.workflow_jobs(workflow_id).await?;
+    let view = crate::api::workflows::view(row, jobs);
+    let graph = crate::cli::draw_workflow(&view);
+    let names: HashMap<i64, String> = view
+        .jobs
+        .iter()
+        .map(|job| (job.id, job.name.clone()))
+        .collect();
+    let counts = view.counts;
+    let c = Chrome::new(&viewer, "jobs", format!("Workflow {id}"), &params)
+        .back(format!("/workflows/{id}"));
+    Ok(render(&WorkflowPage {
+        c,
+        id,
+        name: view.name.clone(),
+        state: serde_json::to_value(view.state)
+            .ok()
+            .and_then(|value| value.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        counts: format!(
+            "{} blocked, {} waiting, {} running, {} retrying, {} completed, {} discarded, {} cancelled",
+            counts.blocked,
+            counts.available,
+            counts.running,
+            counts.retryable,
+            counts.completed,
+            counts.discarded,
+            counts.cancelled
+        ),
+        result: view
+            .result
+            .as_ref()
+            .map(|result| result.to_string())
+            .unwrap_or_default(),
+        graph,
+        jobs: view
+            .jobs
+            .iter()
+            .map(|job| WorkflowJobLine {
+                id: job.id,
+                name: job.name.clone(),
+                kind: job.kind.clone(),
+                state: job.state.as_str(),
+                waits: job
+                    .depends_on
+                    .iter()
+                    .map(|edge| {
+                        names
+                            .get(&edge.id)
+                            .cloned()
+                            .unwrap_or_else(|| format!("#{}", edge.id))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+            .collect(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
