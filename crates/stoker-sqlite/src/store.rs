@@ -501,7 +501,7 @@ impl Store for SqliteStore {
             .transpose()?;
         // Flow control (issue 16): a queue some limit applies to takes the limited claim.
         if let Some(limits) = self.flow_limits_for(&params.queue).await? {
-            return self.flow_claim(&params, lease_end, limits).await;
+            return self.flow_claim(&params, lease_end, limits, None).await;
         }
         let query = if params.kinds.is_empty() {
             sqlx::query(CLAIM_SQL)

@@ -306,6 +306,7 @@ macro_rules! conformance_tests {
             workflow_prune_spares_needed_results => workflow::prune_spares_needed_results,
             // --- stream tenancy ---
             tenancy_claim_takes_only_own_jobs => tenancy::claim_takes_only_own_jobs,
+            tenancy_limited_claim_takes_only_own_jobs => tenancy::limited_claim_takes_only_own_jobs,
             tenancy_claim_respects_pause_and_schedule => tenancy::claim_respects_pause_and_schedule,
             audit_append_and_list => audit::append_and_list,
             audit_prune_by_age => audit::prune_by_age,

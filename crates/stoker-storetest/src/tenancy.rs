@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stoker_core::{JobId, JobInsert, JobState, Priority, QueueParams, Store, QUEUE_DEFAULT};
+use stoker_core::{
+    JobId, JobInsert, JobState, LimitKey, LimitSetParams, LimitSpec, Priority, QueueParams, Store,
+    QUEUE_DEFAULT,
+};
 
 use crate::fixture::{at, claim_params, get, insert, job, stats_by_tenant, t0};
 
@@ -112,4 +115,53 @@ pub async fn claim_respects_pause_and_schedule<S: Store>(store: Arc<S>) {
         vec![ids[1]],
         "the scheduled job waits"
     );
+}
+
+/// A tenant's claim in a queue a limit governs (issues 16 and 17) takes only its own jobs and
+/// holds the limit: with a concurrency of 2 per tenant, acme's worker gets two of acme's jobs,
+/// never globex's, and nothing more until one of them ends.
+pub async fn limited_claim_takes_only_own_jobs<S: Store>(store: Arc<S>) {
+    store
+        .limit_set(LimitSetParams {
+            spec: LimitSpec {
+                name: "per-tenant".to_owned(),
+                queue: Some(QUEUE_DEFAULT.to_owned()),
+                kind: None,
+                key: LimitKey::Tenant,
+                rate: None,
+                concurrency: Some(2),
+            },
+            now: t0(),
+        })
+        .await
+        .expect("limit_set");
+    let ids = insert(
+        &store,
+        vec![
+            owned("a", Some("globex"), Priority::CRITICAL),
+            owned("a", Some("acme"), Priority::NORMAL),
+            owned("a", Some("acme"), Priority::NORMAL),
+            owned("a", Some("acme"), Priority::NORMAL),
+        ],
+        t0(),
+    )
+    .await;
+
+    assert_eq!(
+        claim_for(&store, "acme", &[], 10).await,
+        vec![ids[1], ids[2]],
+        "acme's own jobs, two at most"
+    );
+    assert!(
+        claim_for(&store, "acme", &[], 10).await.is_empty(),
+        "the limit holds for the tenant's next claim"
+    );
+    assert_eq!(get(&store, ids[0]).await.state, JobState::Available);
+    assert_eq!(get(&store, ids[3]).await.state, JobState::Available);
+    let usage = store.limit_usage(t0()).await.expect("limit_usage");
+    let acme = usage
+        .iter()
+        .find(|row| row.name == "per-tenant" && row.key == "acme")
+        .expect("acme's limiter");
+    assert_eq!(acme.running, 2, "{usage:?}");
 }

@@ -80,6 +80,7 @@ impl PgStore {
         params: &JobClaimParams,
         lease_end: Option<DateTime<Utc>>,
         limits: Vec<LimitSpec>,
+        tenant: Option<&str>,
     ) -> StoreResult<Vec<JobRow>> {
         let jobs_table = self.flow_table("stoker_jobs");
         let state_table = self.flow_table("stoker_limit_state");
@@ -113,6 +114,10 @@ impl PgStore {
                 .push(" AND kind = ANY(")
                 .push_bind(&params.kinds)
                 .push(")");
+        }
+        // A tenant-bound pull worker's claim (issue 17) takes only its tenant's jobs.
+        if let Some(tenant) = tenant {
+            query.push(" AND tenant = ").push_bind(tenant.to_owned());
         }
         query
             .push(" AND NOT EXISTS (SELECT 1 FROM ")

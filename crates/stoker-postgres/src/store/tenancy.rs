@@ -15,7 +15,7 @@ impl PgStore {
         format!(
             "UPDATE {s}.stoker_jobs j \
              SET state = 'running', attempt = j.attempt + 1, fence = j.fence + 1, \
-                 attempted_at = $1, worker_id = $2, lease_expires_at = $5 \
+                 attempted_at = $1, worker_id = $2, lease_expires_at = $5, flow_slots = NULL \
              WHERE j.id = ANY(ARRAY( \
                  SELECT id FROM {s}.stoker_jobs \
                  WHERE state IN ('available', 'retryable') AND NOT scheduled \
@@ -42,6 +42,12 @@ impl PgStore {
             .lease
             .map(|lease| lease_end(params.now, lease))
             .transpose()?;
+        // A queue some limit applies to takes the limited claim (issue 16), for a tenant too.
+        if let Some(limits) = self.flow_limits_for(&params.queue).await? {
+            return self
+                .flow_claim(&params, lease_end, limits, Some(tenant))
+                .await;
+        }
         let kinds = (!params.kinds.is_empty()).then_some(&params.kinds);
         let rows = sqlx::query(&self.claim_tenant_sql())
             .bind(params.now)

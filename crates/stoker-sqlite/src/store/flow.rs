@@ -76,6 +76,7 @@ impl SqliteStore {
         params: &JobClaimParams,
         lease_end: Option<DateTime<Utc>>,
         limits: Vec<LimitSpec>,
+        tenant: Option<&str>,
     ) -> StoreResult<Vec<JobRow>> {
         let now = params.now;
         let names = to_json(&limits.iter().map(|limit| &limit.name).collect::<Vec<_>>())?;
@@ -112,6 +113,10 @@ impl SqliteStore {
                 .push(" AND kind IN (SELECT value FROM json_each(")
                 .push_bind(to_json(&params.kinds)?)
                 .push("))");
+        }
+        // A tenant-bound pull worker's claim (issue 17) takes only its tenant's jobs.
+        if let Some(tenant) = tenant {
+            query.push(" AND tenant = ").push_bind(tenant.to_owned());
         }
         query
             .push(" AND NOT EXISTS (SELECT 1 FROM stoker_queues WHERE name = ")

@@ -11,7 +11,7 @@ use crate::row::{job_columns, job_from_row, micros, to_json};
 const CLAIM_TENANT_SQL: &str = concat!(
     "UPDATE stoker_jobs
 SET state = 'running', attempt = attempt + 1, fence = fence + 1, attempted_at = ?1,
-    worker_id = ?2, lease_expires_at = ?5
+    worker_id = ?2, lease_expires_at = ?5, flow_slots = NULL
 WHERE id IN (
     SELECT id FROM stoker_jobs
     WHERE state IN ('available', 'retryable') AND scheduled = 0
@@ -37,6 +37,12 @@ impl SqliteStore {
             .lease
             .map(|lease| lease_end(params.now, lease))
             .transpose()?;
+        // A queue some limit applies to takes the limited claim (issue 16), for a tenant too.
+        if let Some(limits) = self.flow_limits_for(&params.queue).await? {
+            return self
+                .flow_claim(&params, lease_end, limits, Some(tenant))
+                .await;
+        }
         let kinds = if params.kinds.is_empty() {
             None
         } else {
