@@ -34,13 +34,23 @@ fn one() -> u32 {
     1
 }
 
+/// A field that may be left out but not sent as null: left out it is `None`; a null is refused
+/// as the wrong type, as the document states (none of these fields is nullable).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// A limit's settings: which jobs it governs, how it splits them, and its rate and/or
 /// concurrency (at least one).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitBody {
     /// Only jobs of this queue; every queue when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(
         nullable = false,
         min_length = 1,
@@ -49,7 +59,7 @@ pub struct LimitBody {
     )]
     pub queue: Option<String>,
     /// Only jobs of this kind; every kind when absent.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(
         nullable = false,
         min_length = 1,
@@ -60,7 +70,7 @@ pub struct LimitBody {
     /// How jobs split into independent limiters: `global` (one for all, the default),
     /// `tenant` (one per tenant), `args.FIELD` or `metadata.FIELD` (one per value of that
     /// field, e.g. `args.shop_id`). Jobs without a value for the key are not limited.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(
         nullable = false,
         max_length = 600,
@@ -68,11 +78,11 @@ pub struct LimitBody {
     )]
     pub key: Option<String>,
     /// Start at most this many per period (counted when a job is claimed).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub rate: Option<RateBody>,
     /// At most this many running at once, across every worker.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false, minimum = 1, maximum = 4_294_967_295_u64)]
     pub concurrency: Option<u32>,
 }
