@@ -79,3 +79,7 @@ pub use token::{
     validate_token_fields, validate_token_id, TokenCreateParams, TokenRow, TOKEN_ID_LEN,
     TOKEN_NAME_MAX_LEN, TOKEN_SCOPES, TOKEN_TOUCH_EVERY_SECONDS,
 };
+
+// --- stream crypt ---
+mod sealed;
+pub use sealed::{JobSealedListParams, SealedJob, SealedRewrite};

@@ -39,6 +39,8 @@ mod cron;
 mod alert;
 // --- stream tokens ---
 mod token;
+// --- stream crypt ---
+mod sealed;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1312,6 +1314,22 @@ impl Store for PgStore {
 
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         self.token_touch_impl(id, now).await
+    }
+
+    // --- stream crypt ---
+
+    async fn job_sealed_list(
+        &self,
+        params: stoker_core::JobSealedListParams,
+    ) -> StoreResult<Vec<stoker_core::SealedJob>> {
+        self.job_sealed_list_impl(params).await
+    }
+
+    async fn job_sealed_rewrite(
+        &self,
+        rewrites: Vec<stoker_core::SealedRewrite>,
+    ) -> StoreResult<u64> {
+        self.job_sealed_rewrite_impl(rewrites).await
     }
 }
 

@@ -38,6 +38,8 @@ mod cron;
 mod alert;
 // --- stream tokens ---
 mod token;
+// --- stream crypt ---
+mod sealed;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -1139,6 +1141,22 @@ impl Store for SqliteStore {
 
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
         self.token_touch_impl(id, now).await
+    }
+
+    // --- stream crypt ---
+
+    async fn job_sealed_list(
+        &self,
+        params: stoker_core::JobSealedListParams,
+    ) -> StoreResult<Vec<stoker_core::SealedJob>> {
+        self.job_sealed_list_impl(params).await
+    }
+
+    async fn job_sealed_rewrite(
+        &self,
+        rewrites: Vec<stoker_core::SealedRewrite>,
+    ) -> StoreResult<u64> {
+        self.job_sealed_rewrite_impl(rewrites).await
     }
 }
 

@@ -100,6 +100,8 @@ pub mod stats;
 pub mod alerts;
 // --- stream tokens ---
 pub mod token;
+// --- stream crypt ---
+pub mod sealed;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -277,6 +279,9 @@ macro_rules! conformance_tests {
             token_create_get_list => token::create_get_list,
             token_revoke_and_expire => token::revoke_and_expire,
             token_touch_once_a_minute => token::touch_once_a_minute,
+            // --- stream crypt ---
+            sealed_list_finds_sealed_values => sealed::list_finds_sealed_values,
+            sealed_rewrite_compares_the_nonce => sealed::rewrite_compares_the_nonce,
         }
     };
 }
@@ -313,7 +318,7 @@ macro_rules! __conformance_test {
 mod tests {
     use std::collections::BTreeSet;
 
-    const MODULES: [(&str, &str); 22] = [
+    const MODULES: [(&str, &str); 23] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -339,6 +344,8 @@ mod tests {
         ("search", include_str!("search.rs")),
         // --- stream tokens ---
         ("token", include_str!("token.rs")),
+        // --- stream crypt ---
+        ("sealed", include_str!("sealed.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -267,4 +267,7 @@ counting_store! {
         async fn token_list(&self) -> StoreResult<Vec<stoker_core::TokenRow>>;
         async fn token_revoke(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::TokenRow>;
         async fn token_touch(&self, id: &str, now: chrono::DateTime<chrono::Utc>) -> StoreResult<bool>;
+        // --- stream crypt ---
+        async fn job_sealed_list(&self, params: stoker_core::JobSealedListParams) -> StoreResult<Vec<stoker_core::SealedJob>>;
+        async fn job_sealed_rewrite(&self, rewrites: Vec<stoker_core::SealedRewrite>) -> StoreResult<u64>;
 }
