@@ -34,6 +34,8 @@ mod alerts;
 pub use alerts::AlertsCommand;
 // --- stream tokens ---
 mod tokens;
+// --- stream crypt ---
+mod keys;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ pub use error::CliError;
 pub use failures::{FailuresCommand, LogsArgs, OpsCommand};
 // --- stream tokens ---
 pub use tokens::TokensCommand;
+// --- stream crypt ---
+pub use keys::KeysCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -138,6 +142,10 @@ pub enum Command {
     /// Stored API tokens: create (the secret is shown once), list, revoke, rotate.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    // --- stream crypt ---
+    /// Encryption keys at rest: status per key id, and rotation to the active key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -443,6 +451,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Alerts(command) => alerts::run(command).await,
         // --- stream tokens ---
         Command::Tokens(command) => tokens::run(command).await,
+        // --- stream crypt ---
+        Command::Keys(command) => keys::run(command).await,
     }
 }
 
