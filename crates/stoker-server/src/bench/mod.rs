@@ -7,6 +7,8 @@
 mod bare;
 // --- stream counts ---
 mod counts;
+// --- stream crypt ---
+mod crypt;
 // History (issue 13).
 mod history;
 mod http;
@@ -91,6 +93,10 @@ pub enum Workload {
     /// new counting in A/B pairs; on either store the stats, series and failure-group
     /// queries with `--scale-rows` jobs in the table. Not in the default set.
     Counts,
+    // --- stream crypt ---
+    /// Encryption at rest (issue 17): bulk enqueue and drain at concurrency 50 of 1 KB jobs,
+    /// plain and encrypted (args and results), in A/B pairs. Not in the default set.
+    Crypt,
 }
 
 /// Runs the benchmark and prints its report.

@@ -45,6 +45,8 @@ pub(crate) async fn run(
         Workload::Search => super::search::run(target, args, report).await,
         // --- stream counts ---
         Workload::Counts => super::counts::run(target, args, report).await,
+        // --- stream crypt ---
+        Workload::Crypt => super::crypt::run(target, args, report).await,
     }
 }
 

@@ -104,17 +104,18 @@ pub(crate) async fn run(command: KeysCommand) -> Result<(), CliError> {
                     }
                 })
                 .await?;
+            // A failed command prints nothing on standard output: the report goes in the error.
+            if report.unreadable > 0 {
+                return Err(CliError::Invalid(format!(
+                    "{report}: {} values could not be opened with the keys given (their key is \
+                     missing or wrong) and were left as they are; see the log for which jobs",
+                    report.unreadable
+                )));
+            }
             if json {
                 output::json(&json!(report));
             } else {
                 println!("{report}");
-            }
-            if report.unreadable > 0 {
-                return Err(CliError::Invalid(format!(
-                    "{} values could not be opened with the keys given (their key is missing \
-                     or wrong) and were left as they are; see the log for which jobs",
-                    report.unreadable
-                )));
             }
             Ok(())
         }
