@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stoker::sqlite::SqliteStore;
 use stoker::{
-    Client, EnqueueOptions, Encryption, JobContext, JobError, KeyRing, KindRedaction, Redaction,
+    Client, Encryption, EnqueueOptions, JobContext, JobError, KeyRing, KindRedaction, Redaction,
     Store, Worker,
 };
 
@@ -23,7 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Key 1 only, for now. (Fixed bytes for the example; never do this for real.)
     let ring = KeyRing::new().with_key(1, [1; 32]);
-    let client = Client::new(Arc::clone(&store)).with_encryption(Encryption::kinds(ring.clone(), ["charge"]));
+    let client = Client::new(Arc::clone(&store))
+        .with_encryption(Encryption::kinds(ring.clone(), ["charge"]));
     client.migrate().await?;
 
     let job = client
@@ -33,7 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             EnqueueOptions::new().tenant("acme"),
         )
         .await?;
-    let stored = Client::new(Arc::clone(&store)).get(job.id).await?.expect("the job");
+    let stored = Client::new(Arc::clone(&store))
+        .get(job.id)
+        .await?
+        .expect("the job");
     println!("what the database holds: {}", stored.args);
 
     // The worker opens the args for the handler and seals its result.
@@ -50,15 +54,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = worker.start().await?;
     events.recv().await?;
     handle.shutdown().await;
-    println!("the client shows: {:?}", client.get(job.id).await?.expect("the job").result);
+    println!(
+        "the client shows: {:?}",
+        client.get(job.id).await?.expect("the job").result
+    );
 
     // Rotation: key 2 joins (the highest id seals), everything is resealed under it, and key
     // 1 can go once the status shows it seals nothing.
     let both = KeyRing::new().with_key(1, [1; 32]).with_key(2, [2; 32]);
-    let rotating = Client::new(Arc::clone(&store)).with_encryption(Encryption::kinds(both, ["charge"]));
-    let report = rotating.keys_rotate(stoker::ROTATE_BATCH_DEFAULT, |_| {}).await?;
+    let rotating =
+        Client::new(Arc::clone(&store)).with_encryption(Encryption::kinds(both, ["charge"]));
+    let report = rotating
+        .keys_rotate(stoker::ROTATE_BATCH_DEFAULT, |_| {})
+        .await?;
     println!("rotation: {report}");
-    println!("values by key: {:?}", rotating.keys_status().await?.values_by_key);
+    println!(
+        "values by key: {:?}",
+        rotating.keys_status().await?.values_by_key
+    );
 
     // What a reader below admin sees: the card number redacted, in args and in error messages.
     let reader = rotating.with_redaction(Redaction::new().kind(

@@ -164,13 +164,19 @@ impl EncryptionSettings {
         if let Some(path) = env_file {
             self.key_file = Some(path.to_owned());
         }
-        self.keys = match (env_keys.filter(|keys| !keys.trim().is_empty()), &self.key_file) {
+        self.keys = match (
+            env_keys.filter(|keys| !keys.trim().is_empty()),
+            &self.key_file,
+        ) {
             (Some(keys), _) => Some(
                 stoker::KeyRing::parse(keys)
                     .map_err(|err| ConfigError::invalid(stoker::KEYS_ENV, err.to_string()))?,
             ),
             (None, Some(path)) => Some(stoker::KeyRing::from_file(path).map_err(|err| {
-                ConfigError::invalid("encryption.key_file / STOKER_ENCRYPTION_KEY_FILE", err.to_string())
+                ConfigError::invalid(
+                    "encryption.key_file / STOKER_ENCRYPTION_KEY_FILE",
+                    err.to_string(),
+                )
             })?),
             (None, None) => None,
         };
@@ -1201,7 +1207,9 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
     for (section, _) in KEYS.iter().skip(1) {
         match table.get(*section) {
             Some(toml::Value::Table(inner)) => check_section(inner, section, origin)?,
-            Some(toml::Value::Array(items)) if matches!(*section, "tokens" | "cron" | "alert" | "redact") => {
+            Some(toml::Value::Array(items))
+                if matches!(*section, "tokens" | "cron" | "alert" | "redact") =>
+            {
                 for item in items {
                     if let toml::Value::Table(inner) = item {
                         check_section(inner, section, origin)?;

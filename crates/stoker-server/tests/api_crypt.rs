@@ -14,9 +14,7 @@ use stoker_server::config::{ApiToken, Scope};
 
 use api_support::{config, start};
 
-store_tests!(
-    sealed_in_the_database_plaintext_to_workers_redacted_below_admin,
-);
+store_tests!(sealed_in_the_database_plaintext_to_workers_redacted_below_admin,);
 
 const ADMIN: &str = "admin-token-0123456789";
 const READER: &str = "reader-token-0123456789";
@@ -43,10 +41,7 @@ async fn sealed_in_the_database_plaintext_to_workers_redacted_below_admin(store:
     config.encryption.kinds = vec!["charge".into()];
     config
         .encryption
-        .read_keys(
-            Some("1=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="),
-            None,
-        )
+        .read_keys(Some("1=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="), None)
         .expect("keys");
     config.redaction = stoker::Redaction::new().kind(
         "charge",
@@ -81,7 +76,10 @@ async fn sealed_in_the_database_plaintext_to_workers_redacted_below_admin(store:
     assert_eq!(shown.body["args"]["card"]["number"], SECRET, "{shown:?}");
     let reader = server.with_token(READER);
     let shown = reader.get(&format!("/v1/jobs/{id}")).await;
-    assert_eq!(shown.body["args"]["card"]["number"], "[redacted]", "{shown:?}");
+    assert_eq!(
+        shown.body["args"]["card"]["number"], "[redacted]",
+        "{shown:?}"
+    );
     let listed = reader.get("/v1/jobs?queue=payments").await;
     assert_eq!(listed.status, 200, "{listed:?}");
     assert!(!listed.body.to_string().contains(SECRET), "{listed:?}");
@@ -89,7 +87,12 @@ async fn sealed_in_the_database_plaintext_to_workers_redacted_below_admin(store:
     // A pull worker gets plaintext; the failure message and the result it reports are
     // redacted for the reader, and the result is sealed in the database.
     let puller = server.with_token(WORKER);
-    let jobs = puller.post("/v1/pull/reserve", json!({"worker": "py", "queues": ["payments"]})).await;
+    let jobs = puller
+        .post(
+            "/v1/pull/reserve",
+            json!({"worker": "py", "queues": ["payments"]}),
+        )
+        .await;
     assert_eq!(jobs.status, 200, "{jobs:?}");
     let job = &jobs.body["jobs"][0];
     assert_eq!(job["args"]["card"]["number"], SECRET, "{jobs:?}");
@@ -102,12 +105,21 @@ async fn sealed_in_the_database_plaintext_to_workers_redacted_below_admin(store:
     assert_eq!(failed.status, 200, "{failed:?}");
     let shown = reader.get(&format!("/v1/jobs/{id}")).await;
     assert!(!shown.body.to_string().contains(SECRET), "{shown:?}");
-    assert!(shown.body.to_string().contains("card [redacted] declined"), "{shown:?}");
+    assert!(
+        shown.body.to_string().contains("card [redacted] declined"),
+        "{shown:?}"
+    );
     let again = api_support::eventually("the retry is due", || async {
         let jobs = puller
-            .post("/v1/pull/reserve", json!({"worker": "py", "queues": ["payments"]}))
+            .post(
+                "/v1/pull/reserve",
+                json!({"worker": "py", "queues": ["payments"]}),
+            )
             .await;
-        jobs.body["jobs"].as_array().filter(|jobs| !jobs.is_empty()).cloned()
+        jobs.body["jobs"]
+            .as_array()
+            .filter(|jobs| !jobs.is_empty())
+            .cloned()
     })
     .await;
     let done = puller
@@ -157,10 +169,21 @@ hide_args = true
     assert_eq!(config.encryption.kinds, vec!["charge".to_owned()]);
     assert!(config.redaction.get("login").unwrap().hide_args);
     // Kinds to encrypt without any key: refused, naming where keys come from.
-    let err = config.encryption.read_keys(None, None).unwrap_err().to_string();
+    let err = config
+        .encryption
+        .read_keys(None, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("STOKER_ENCRYPTION_KEYS"), "{err}");
-    let err = config.encryption.read_keys(Some("1=short"), None).unwrap_err().to_string();
-    assert!(err.contains("STOKER_ENCRYPTION_KEYS") && err.contains("key 1"), "{err}");
+    let err = config
+        .encryption
+        .read_keys(Some("1=short"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("STOKER_ENCRYPTION_KEYS") && err.contains("key 1"),
+        "{err}"
+    );
     config
         .encryption
         .read_keys(Some("2=AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="), None)
@@ -168,13 +191,22 @@ hide_args = true
     assert_eq!(config.encryption.encryption().unwrap().ring().active(), 2);
 
     for (toml, wanted) in [
-        ("[[redact]]\nkind = \"k\"\nargs = [\"a..b\"]\n", "redact.k.args[0]"),
-        ("[[redact]]\nkind = \"k\"\n[[redact]]\nkind = \"k\"\n", "given twice"),
+        (
+            "[[redact]]\nkind = \"k\"\nargs = [\"a..b\"]\n",
+            "redact.k.args[0]",
+        ),
+        (
+            "[[redact]]\nkind = \"k\"\n[[redact]]\nkind = \"k\"\n",
+            "given twice",
+        ),
         ("[[redact]]\nkind = \"k\"\nhide = true\n", "hide_args"),
         ("[encryption]\nkind = [\"k\"]\n", "kinds"),
         ("[encryption]\nkinds = [\"\"]\n", "encryption.kinds[0]"),
     ] {
-        let err = Config::default().apply_toml(toml, "test").unwrap_err().to_string();
+        let err = Config::default()
+            .apply_toml(toml, "test")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(wanted), "{toml}: {err}");
     }
 }

@@ -61,7 +61,10 @@ pub async fn list_finds_sealed_values<S: Store>(store: Arc<S>) {
         .collect();
     assert_eq!(every, vec![ids[0], ids[3], ids[5]]);
 
-    let old = store.job_sealed_list(list(0, Some(2), 100)).await.expect("list");
+    let old = store
+        .job_sealed_list(list(0, Some(2), 100))
+        .await
+        .expect("list");
     assert_eq!(
         old.iter().map(|job| job.id).collect::<Vec<_>>(),
         vec![ids[0], ids[5]]
@@ -70,8 +73,14 @@ pub async fn list_finds_sealed_values<S: Store>(store: Arc<S>) {
     assert_eq!(old[0].kind, "k");
     assert_eq!(old[1].result, Some(sealed(1, "n3")));
 
-    let page = store.job_sealed_list(list(ids[0].0, None, 1)).await.expect("list");
-    assert_eq!(page.iter().map(|job| job.id).collect::<Vec<_>>(), vec![ids[3]]);
+    let page = store
+        .job_sealed_list(list(ids[0].0, None, 1))
+        .await
+        .expect("list");
+    assert_eq!(
+        page.iter().map(|job| job.id).collect::<Vec<_>>(),
+        vec![ids[3]]
+    );
     assert!(store
         .job_sealed_list(list(ids[5].0, None, 10))
         .await

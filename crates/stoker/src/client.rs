@@ -451,7 +451,11 @@ impl<S: Store + ?Sized> Client<S> {
             }
             let size = stoker_core::args_size(&job.args);
             if size > params.max_args_bytes {
-                let field = if index == 0 { "args".to_owned() } else { format!("jobs[{index}].args") };
+                let field = if index == 0 {
+                    "args".to_owned()
+                } else {
+                    format!("jobs[{index}].args")
+                };
                 return Err(InvalidInput::new(
                     field,
                     format!(
@@ -462,7 +466,12 @@ impl<S: Store + ?Sized> Client<S> {
                 .into());
             }
             job.args = encryption
-                .seal(crate::crypt::Field::Args, &job.kind, job.tenant.as_deref(), &job.args)
+                .seal(
+                    crate::crypt::Field::Args,
+                    &job.kind,
+                    job.tenant.as_deref(),
+                    &job.args,
+                )
                 .map_err(|err| Error::Config(err.to_string()))?;
             sealed_any = true;
         }
@@ -478,9 +487,12 @@ impl<S: Store + ?Sized> Client<S> {
     pub fn reveal(&self, mut job: JobRow) -> JobRow {
         if let Some(encryption) = &self.config.encryption {
             let tenant = job.tenant.clone();
-            if let Ok(args) =
-                encryption.open(crate::crypt::Field::Args, &job.kind, tenant.as_deref(), &job.args)
-            {
+            if let Ok(args) = encryption.open(
+                crate::crypt::Field::Args,
+                &job.kind,
+                tenant.as_deref(),
+                &job.args,
+            ) {
                 job.args = args;
             }
             if let Some(result) = &job.result {

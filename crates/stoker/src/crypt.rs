@@ -369,10 +369,13 @@ impl Encryption {
         let Some(envelope) = Envelope::read(field, value)? else {
             return Ok(value.clone());
         };
-        let cipher = self.ring.cipher(envelope.kid).ok_or(CryptError::UnknownKey {
-            field: field.as_str(),
-            kid: envelope.kid,
-        })?;
+        let cipher = self
+            .ring
+            .cipher(envelope.kid)
+            .ok_or(CryptError::UnknownKey {
+                field: field.as_str(),
+                kid: envelope.kid,
+            })?;
         let aad = associated_data(field, kind, tenant);
         let plain = Zeroizing::new(
             cipher
@@ -483,10 +486,14 @@ mod tests {
     fn seals_and_opens() {
         let enc = encryption();
         let args = json!({"card": {"number": "4242424242424242"}});
-        let sealed = enc.seal(Field::Args, "charge", Some("acme"), &args).unwrap();
+        let sealed = enc
+            .seal(Field::Args, "charge", Some("acme"), &args)
+            .unwrap();
         assert_eq!(sealed_with(&sealed), Some(2));
         assert!(!sealed.to_string().contains("4242"));
-        let opened = enc.open(Field::Args, "charge", Some("acme"), &sealed).unwrap();
+        let opened = enc
+            .open(Field::Args, "charge", Some("acme"), &sealed)
+            .unwrap();
         assert_eq!(opened, args);
     }
 
@@ -500,10 +507,22 @@ mod tests {
     #[test]
     fn a_moved_or_altered_ciphertext_does_not_open() {
         let enc = encryption();
-        let sealed = enc.seal(Field::Args, "charge", Some("acme"), &json!(1)).unwrap();
-        let err = enc.open(Field::Args, "charge", Some("globex"), &sealed).unwrap_err();
-        assert_eq!(err, CryptError::Tampered { field: "args", kid: 2 });
-        let err = enc.open(Field::Result, "charge", Some("acme"), &sealed).unwrap_err();
+        let sealed = enc
+            .seal(Field::Args, "charge", Some("acme"), &json!(1))
+            .unwrap();
+        let err = enc
+            .open(Field::Args, "charge", Some("globex"), &sealed)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            CryptError::Tampered {
+                field: "args",
+                kid: 2
+            }
+        );
+        let err = enc
+            .open(Field::Result, "charge", Some("acme"), &sealed)
+            .unwrap_err();
         assert!(matches!(err, CryptError::Tampered { .. }));
         let mut altered = sealed.clone();
         let ct = altered["ct"].as_str().unwrap().to_owned();
@@ -522,7 +541,13 @@ mod tests {
         let sealed = enc.seal(Field::Args, "k", None, &json!(1)).unwrap();
         let old = Encryption::all(KeyRing::new().with_key(1, [1; 32]));
         let err = old.open(Field::Args, "k", None, &sealed).unwrap_err();
-        assert_eq!(err, CryptError::UnknownKey { field: "args", kid: 2 });
+        assert_eq!(
+            err,
+            CryptError::UnknownKey {
+                field: "args",
+                kid: 2
+            }
+        );
         assert!(err.to_string().contains("key 2"));
     }
 
@@ -532,7 +557,15 @@ mod tests {
         let ring = KeyRing::parse(&format!("# keys\n3={key}\n1 = {key} , ")).unwrap();
         assert_eq!((ring.ids(), ring.active()), (vec![1, 3], 3));
         assert_eq!(ring.with_active(1).unwrap().active(), 1);
-        for bad in ["", "1", "x=abc", &format!("0={key}"), "1=!!", "1=AAAA", &format!("1={key},1={key}")] {
+        for bad in [
+            "",
+            "1",
+            "x=abc",
+            &format!("0={key}"),
+            "1=!!",
+            "1=AAAA",
+            &format!("1={key},1={key}"),
+        ] {
             assert!(
                 matches!(KeyRing::parse(bad), Err(CryptError::InvalidKey { .. })),
                 "{bad:?} parsed"
@@ -634,7 +667,10 @@ impl<S: stoker_core::Store + ?Sized> crate::Client<S> {
             report.scanned += jobs.len() as u64;
             let mut rewrites = Vec::new();
             for job in &jobs {
-                let values = [(Field::Args, Some(&job.args)), (Field::Result, job.result.as_ref())];
+                let values = [
+                    (Field::Args, Some(&job.args)),
+                    (Field::Result, job.result.as_ref()),
+                ];
                 for (field, value) in values {
                     let Some(value) = value else { continue };
                     let (Some(kid), Some(nonce)) = (sealed_with(value), value.get("n")) else {
@@ -680,7 +716,10 @@ impl<S: stoker_core::Store + ?Sized> crate::Client<S> {
         self.require_every_tenant("key status")?;
         let mut status = KeyStatus {
             active: self.encryption().map_or(0, |e| e.ring().active()),
-            held: self.encryption().map(|e| e.ring().ids()).unwrap_or_default(),
+            held: self
+                .encryption()
+                .map(|e| e.ring().ids())
+                .unwrap_or_default(),
             values_by_key: BTreeMap::new(),
         };
         let mut after = crate::JobId(0);

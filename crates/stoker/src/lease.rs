@@ -282,7 +282,11 @@ impl<S: Store + ?Sized> Client<S> {
 
     /// A pull worker's result as it is stored: sealed if the job's kind or queue is
     /// encrypted, or its args are sealed. Only a client with encryption reads the job for it.
-    async fn seal_reserved_result(&self, id: JobId, result: Option<Value>) -> Result<Option<Value>> {
+    async fn seal_reserved_result(
+        &self,
+        id: JobId,
+        result: Option<Value>,
+    ) -> Result<Option<Value>> {
         if self.encryption().is_none() || result.is_none() {
             return Ok(result);
         }

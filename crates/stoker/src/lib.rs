@@ -123,8 +123,8 @@ pub use worker::{
 
 // --- stream crypt ---
 pub use crypt::{
-    sealed_with, CryptError, Encryption, Field, KeyRing, KeyStatus, RotateReport,
-    ENVELOPE_MARKER, ENVELOPE_VERSION, KEYS_ENV, KEY_MISSING_RETRY, ROTATE_BATCH_DEFAULT,
+    sealed_with, CryptError, Encryption, Field, KeyRing, KeyStatus, RotateReport, ENVELOPE_MARKER,
+    ENVELOPE_VERSION, KEYS_ENV, KEY_MISSING_RETRY, ROTATE_BATCH_DEFAULT,
 };
 pub use redact::{KindRedaction, Redaction, HIDDEN, REDACTED};
 

@@ -222,7 +222,10 @@ mod tests {
 
     #[test]
     fn redacts_paths_through_arrays_and_in_messages() {
-        let redaction = Redaction::new().kind("charge", rule(&["card.number", "items.sku"], &["token"], false));
+        let redaction = Redaction::new().kind(
+            "charge",
+            rule(&["card.number", "items.sku"], &["token"], false),
+        );
         let mut row = job(
             json!({"card": {"number": "4242424242424242", "cvc": 1}, "items": [{"sku": "AB-1"}, {"sku": "CD-2"}]}),
             Some(json!({"token": "tok_secret", "ok": true})),
@@ -234,13 +237,20 @@ mod tests {
             json!({"card": {"number": REDACTED, "cvc": 1}, "items": [{"sku": REDACTED}, {"sku": REDACTED}]})
         );
         assert_eq!(row.result, Some(json!({"token": REDACTED, "ok": true})));
-        assert_eq!(row.errors[0].message, "card [redacted] declined ([redacted])");
+        assert_eq!(
+            row.errors[0].message,
+            "card [redacted] declined ([redacted])"
+        );
     }
 
     #[test]
     fn hides_args_whole_and_leaves_other_kinds() {
         let redaction = Redaction::new().kind("charge", rule(&[], &[], true));
-        let mut row = job(json!({"password": "hunter22"}), None, "bad password hunter22");
+        let mut row = job(
+            json!({"password": "hunter22"}),
+            None,
+            "bad password hunter22",
+        );
         redaction.redact_job(&mut row);
         assert_eq!(row.args, json!(HIDDEN));
         assert_eq!(row.errors[0].message, "bad password [redacted]");
@@ -252,8 +262,14 @@ mod tests {
 
     #[test]
     fn validates_paths() {
-        assert!(Redaction::new().kind("k", rule(&["a.b"], &[], false)).validate().is_ok());
-        let err = Redaction::new().kind("k", rule(&["a..b"], &[], false)).validate().unwrap_err();
+        assert!(Redaction::new()
+            .kind("k", rule(&["a.b"], &[], false))
+            .validate()
+            .is_ok());
+        let err = Redaction::new()
+            .kind("k", rule(&["a..b"], &[], false))
+            .validate()
+            .unwrap_err();
         assert_eq!(err.field, "redact.k.args[0]");
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use stoker::core::JobSearchParams;
 use stoker::{
-    AttemptResult, Client, EnqueueOptions, Encryption, JobContext, JobError, JobFilter, JobId,
+    AttemptResult, Client, Encryption, EnqueueOptions, JobContext, JobError, JobFilter, JobId,
     JobState, KeyRing, KindRedaction, Redaction, Reservation, Store, Worker, REDACTED,
 };
 
@@ -145,11 +145,20 @@ mod scenarios {
             .await
             .unwrap();
         let plain = client
-            .enqueue_raw("email", json!({"to": "ada@example.com"}), EnqueueOptions::new())
+            .enqueue_raw(
+                "email",
+                json!({"to": "ada@example.com"}),
+                EnqueueOptions::new(),
+            )
             .await
             .unwrap();
         db.raw.assert_no_plaintext().await;
-        assert!(db.raw.rows().await.iter().any(|row| row.contains("ada@example.com")));
+        assert!(db
+            .raw
+            .rows()
+            .await
+            .iter()
+            .any(|row| row.contains("ada@example.com")));
 
         let worker = worker(&db.store)
             .handler_fn("email", |_args: Value, _ctx: JobContext| async move {
@@ -170,7 +179,10 @@ mod scenarios {
         let row = client.get(job.id).await.unwrap().unwrap();
         assert_eq!(row.args, card());
         assert_eq!(row.result, Some(json!({"charged": card()})));
-        assert_eq!(client.get(plain.id).await.unwrap().unwrap().state, JobState::Completed);
+        assert_eq!(
+            client.get(plain.id).await.unwrap().unwrap().state,
+            JobState::Completed
+        );
         // A client without the keys sees envelopes, never plaintext.
         let keyless = Client::new(Arc::clone(&db.store));
         let sealed = keyless.get(job.id).await.unwrap().unwrap();
@@ -228,13 +240,20 @@ mod scenarios {
         let handle = worker.start().await.unwrap();
         let seen = wait_events(&mut events, 1, WAIT, |_| true).await;
         handle.shutdown().await;
-        assert_eq!((seen[0].id, &seen[0].result), (other.id, &AttemptResult::Snoozed));
+        assert_eq!(
+            (seen[0].id, &seen[0].result),
+            (other.id, &AttemptResult::Snoozed)
+        );
         let row = client.get(other.id).await.unwrap().unwrap();
         assert_eq!((row.state, row.attempt), (JobState::Available, 0));
 
         // Ciphertext moved to another tenant's job does not open (the tenant is bound in).
         let target = client
-            .enqueue_raw("charge", json!({"amount": 1}), EnqueueOptions::new().tenant("acme"))
+            .enqueue_raw(
+                "charge",
+                json!({"amount": 1}),
+                EnqueueOptions::new().tenant("acme"),
+            )
             .await
             .unwrap();
         db.raw.copy_args(other.id, target.id).await;
@@ -251,19 +270,32 @@ mod scenarios {
         let old = Client::new(Arc::clone(&db.store)).with_encryption(encryption(&[1]));
         let mut ids = Vec::new();
         for _ in 0..5 {
-            ids.push(old.enqueue_raw("charge", card(), EnqueueOptions::new()).await.unwrap().id);
+            ids.push(
+                old.enqueue_raw("charge", card(), EnqueueOptions::new())
+                    .await
+                    .unwrap()
+                    .id,
+            );
         }
-        old.enqueue_raw("email", json!({}), EnqueueOptions::new()).await.unwrap();
+        old.enqueue_raw("email", json!({}), EnqueueOptions::new())
+            .await
+            .unwrap();
         let both = Client::new(Arc::clone(&db.store)).with_encryption(encryption(&[1, 2]));
         let status = both.keys_status().await.unwrap();
         assert_eq!((status.active, status.values_by_key.get(&1)), (2, Some(&5)));
 
         let mut steps = 0;
         let report = both.keys_rotate(2, |_| steps += 1).await.unwrap();
-        assert_eq!((report.scanned, report.resealed, report.unreadable), (5, 5, 0));
+        assert_eq!(
+            (report.scanned, report.resealed, report.unreadable),
+            (5, 5, 0)
+        );
         assert_eq!(steps, 3);
         let status = both.keys_status().await.unwrap();
-        assert_eq!(status.values_by_key.into_iter().collect::<Vec<_>>(), vec![(2, 5)]);
+        assert_eq!(
+            status.values_by_key.into_iter().collect::<Vec<_>>(),
+            vec![(2, 5)]
+        );
         db.raw.assert_no_plaintext().await;
 
         // Key 1 is no longer needed.
@@ -271,7 +303,11 @@ mod scenarios {
         assert_eq!(new.get(ids[0]).await.unwrap().unwrap().args, card());
         let again = new.keys_rotate(100, |_| {}).await.unwrap();
         assert_eq!(again.scanned, 0);
-        assert!(old.for_tenant("acme").keys_rotate(10, |_| {}).await.is_err());
+        assert!(old
+            .for_tenant("acme")
+            .keys_rotate(10, |_| {})
+            .await
+            .is_err());
     }
 
     /// A redacting client shows listed paths (and their values in error messages) as
@@ -279,9 +315,16 @@ mod scenarios {
     /// search finds no job by a hidden value.
     pub async fn redaction_hides_listed_paths_everywhere(db: Db) {
         let admin = Client::new(Arc::clone(&db.store)).with_encryption(encryption(&[1]));
-        let job = admin.enqueue_raw("charge", card(), EnqueueOptions::new()).await.unwrap();
+        let job = admin
+            .enqueue_raw("charge", card(), EnqueueOptions::new())
+            .await
+            .unwrap();
         let login = admin
-            .enqueue_raw("login", json!({"user": "ada", "password": "hunter22"}), EnqueueOptions::new())
+            .enqueue_raw(
+                "login",
+                json!({"user": "ada", "password": "hunter22"}),
+                EnqueueOptions::new(),
+            )
             .await
             .unwrap();
         let reserved = admin.reserve(&reservation()).await.unwrap();
@@ -326,14 +369,23 @@ mod scenarios {
             json!(stoker::HIDDEN)
         );
         let listed = reader.list(&JobFilter::new()).await.unwrap();
-        assert!(listed.jobs.iter().all(|job| !job.args.to_string().contains(SECRET)));
+        assert!(listed
+            .jobs
+            .iter()
+            .all(|job| !job.args.to_string().contains(SECRET)));
         let mut criteria = stoker::JobCriteria::default();
         criteria.text = Some("hunter22".into());
-        let found = reader.search(JobSearchParams::new(criteria.clone(), 10)).await.unwrap();
+        let found = reader
+            .search(JobSearchParams::new(criteria.clone(), 10))
+            .await
+            .unwrap();
         assert!(found.jobs.is_empty());
         // The admin view (no redaction) is unchanged.
         assert_eq!(admin.get(job.id).await.unwrap().unwrap().args, card());
-        let found = admin.search(JobSearchParams::new(criteria, 10)).await.unwrap();
+        let found = admin
+            .search(JobSearchParams::new(criteria, 10))
+            .await
+            .unwrap();
         assert_eq!(found.jobs.len(), 1);
     }
 

@@ -6,9 +6,7 @@ use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::Row;
-use stoker_core::{
-    JobId, JobSealedListParams, SealedJob, SealedRewrite, StoreError, StoreResult,
-};
+use stoker_core::{JobId, JobSealedListParams, SealedJob, SealedRewrite, StoreError, StoreResult};
 
 use super::PgStore;
 use crate::error::store_error;

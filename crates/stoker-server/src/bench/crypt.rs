@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value};
-use stoker::{
-    Client, EnqueueOptions, Encryption, JobContext, JobError, KeyRing, NewJob, Worker,
-};
+use stoker::{Client, Encryption, EnqueueOptions, JobContext, JobError, KeyRing, NewJob, Worker};
 
 use super::report::{Figure, Report};
 use super::store::{Fresh, Target};
@@ -99,9 +97,24 @@ pub(crate) async fn run(
     }
     let [enq_plain, enq_sealed, enq_ratio, drain_plain, drain_sealed, drain_ratio] = figures;
     let name = |what: &str| format!("{jobs} jobs of 1 KB, {what}");
-    report.add(Figure::new("E", name("bulk enqueue, plain"), "jobs/s", enq_plain));
-    report.add(Figure::new("E", name("bulk enqueue, encrypted"), "jobs/s", enq_sealed));
-    report.add(Figure::new("E", name("enqueue encrypted ÷ plain, per pair"), "ratio", enq_ratio));
+    report.add(Figure::new(
+        "E",
+        name("bulk enqueue, plain"),
+        "jobs/s",
+        enq_plain,
+    ));
+    report.add(Figure::new(
+        "E",
+        name("bulk enqueue, encrypted"),
+        "jobs/s",
+        enq_sealed,
+    ));
+    report.add(Figure::new(
+        "E",
+        name("enqueue encrypted ÷ plain, per pair"),
+        "ratio",
+        enq_ratio,
+    ));
     report.add(Figure::new(
         "E",
         name(&format!("drain at concurrency {CONCURRENCY}, plain")),
@@ -110,10 +123,17 @@ pub(crate) async fn run(
     ));
     report.add(Figure::new(
         "E",
-        name(&format!("drain at concurrency {CONCURRENCY}, encrypted (args and result)")),
+        name(&format!(
+            "drain at concurrency {CONCURRENCY}, encrypted (args and result)"
+        )),
         "jobs/s",
         drain_sealed,
     ));
-    report.add(Figure::new("E", name("drain encrypted ÷ plain, per pair"), "ratio", drain_ratio));
+    report.add(Figure::new(
+        "E",
+        name("drain encrypted ÷ plain, per pair"),
+        "ratio",
+        drain_ratio,
+    ));
     Ok(())
 }

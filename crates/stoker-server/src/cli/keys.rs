@@ -85,10 +85,17 @@ pub(crate) async fn run(command: KeysCommand) -> Result<(), CliError> {
                 output::json(&status);
                 return Ok(());
             }
-            println!("active key: {}; keys held: {:?}", status.active, status.held);
+            println!(
+                "active key: {}; keys held: {:?}",
+                status.active, status.held
+            );
             let mut table = Table::new(&["KEY", "SEALED VALUES", "HELD"]);
             for (kid, count) in &status.values_by_key {
-                let held = if status.held.contains(kid) { "yes" } else { "NO" };
+                let held = if status.held.contains(kid) {
+                    "yes"
+                } else {
+                    "NO"
+                };
                 table.row(vec![kid.to_string(), count.to_string(), held.to_owned()]);
             }
             print!("{}", table.render());
