@@ -373,8 +373,10 @@ mod scenarios {
             .jobs
             .iter()
             .all(|job| !job.args.to_string().contains(SECRET)));
-        let mut criteria = stoker::JobCriteria::default();
-        criteria.text = Some("hunter22".into());
+        let criteria = stoker::JobCriteria {
+            text: Some("hunter22".into()),
+            ..stoker::JobCriteria::default()
+        };
         let found = reader
             .search(JobSearchParams::new(criteria.clone(), 10))
             .await
