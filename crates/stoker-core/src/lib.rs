@@ -106,3 +106,7 @@ pub use workflow::{
 pub use audit::{
     AuditEntry, AuditListParams, AuditRow, AUDIT_LIST_MAX_LIMIT, AUDIT_TEXT_MAX_LEN, AUDIT_VIAS,
 };
+
+// --- stream crypt ---
+mod sealed;
+pub use sealed::{JobSealedListParams, SealedJob, SealedRewrite};

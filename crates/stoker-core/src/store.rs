@@ -1145,6 +1145,20 @@ pub trait Store: Send + Sync + 'static {
         &self,
         params: crate::FailureCountParams,
     ) -> StoreResult<Vec<crate::FailureHour>>;
+    // --- stream crypt ---
+
+    /// Jobs whose args or result are sealed (a JSON object with a `$enc` key, see
+    /// [`crate::SealedJob`]) under a key id other than `except_kid`, by id ascending after
+    /// `after`: the walk of a key rotation. Reads no index but the primary key.
+    async fn job_sealed_list(
+        &self,
+        params: crate::JobSealedListParams,
+    ) -> StoreResult<Vec<crate::SealedJob>>;
+
+    /// Replaces sealed args or results, each only if the stored value still carries the
+    /// nonce it was read with (see [`crate::SealedRewrite`]), in one transaction; returns how
+    /// many were replaced. Nothing else of the job changes.
+    async fn job_sealed_rewrite(&self, rewrites: Vec<crate::SealedRewrite>) -> StoreResult<u64>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

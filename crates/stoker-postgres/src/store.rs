@@ -46,6 +46,8 @@ mod workflow;
 // --- stream tenancy ---
 mod audit;
 mod tenancy;
+// --- stream crypt ---
+mod sealed;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1438,6 +1440,21 @@ impl Store for PgStore {
         params: stoker_core::FailureCountParams,
     ) -> StoreResult<Vec<stoker_core::FailureHour>> {
         failures::group_counts(&self.inner.pool, &self.inner.schema, &params).await
+    }
+    // --- stream crypt ---
+
+    async fn job_sealed_list(
+        &self,
+        params: stoker_core::JobSealedListParams,
+    ) -> StoreResult<Vec<stoker_core::SealedJob>> {
+        self.job_sealed_list_impl(params).await
+    }
+
+    async fn job_sealed_rewrite(
+        &self,
+        rewrites: Vec<stoker_core::SealedRewrite>,
+    ) -> StoreResult<u64> {
+        self.job_sealed_rewrite_impl(rewrites).await
     }
 }
 

@@ -44,6 +44,9 @@ pub(crate) struct StateInner {
     // --- stream tokens ---
     /// Stored tokens recently read (issue 17).
     pub(crate) stored_tokens: crate::auth::TokenCache,
+    // --- stream crypt ---
+    /// What callers below admin see redacted (issue 17).
+    pub(crate) redaction: stoker::Redaction,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,10 +65,14 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, config: &Config) -> Self {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let registry = Arc::new(crate::handlers::builtin());
-        let client = Client::new(store)
+        let mut client = Client::new(store)
             .with_clock(Arc::clone(&clock))
             .with_registry(Arc::clone(&registry))
             .with_stale_after(config.rescuer.stale_after);
+        // --- stream crypt ---
+        if let Some(encryption) = config.encryption.encryption() {
+            client = client.with_encryption(encryption);
+        }
         AppState {
             inner: Arc::new(StateInner {
                 client,
@@ -83,6 +90,8 @@ impl AppState {
                 shutdown: CancellationToken::new(),
                 // --- stream tokens ---
                 stored_tokens: crate::auth::TokenCache::new(config.token_cache_ttl),
+                // --- stream crypt ---
+                redaction: config.redaction.clone(),
             }),
         }
     }
@@ -121,15 +130,23 @@ impl AppState {
     }
 
     /// The client acting for `principal`: limited to its tenant when its token is bound to
-    /// one, so every read and write is checked below the HTTP layer, and recording its
-    /// management actions in the audit log as the principal's.
+    /// one, so every read and write is checked below the HTTP layer; recording its management
+    /// actions in the audit log as the principal's; and, for every token below admin, showing
+    /// jobs redacted as the `[[redact]]` tables say (issue 17), so the API, the CLI over it and
+    /// the dashboard redact alike.
     pub fn client_for(&self, principal: &Principal) -> Client {
         let client = match &principal.tenant {
             Some(tenant) => self.inner.client.for_tenant(tenant.clone()),
             None => self.inner.client.clone(),
         };
         // Its management actions are audited as the caller's (issue 17).
-        client.with_actor(principal.actor())
+        let client = client.with_actor(principal.actor());
+        // --- stream crypt ---
+        if principal.allows(crate::config::Scope::Admin) || self.inner.redaction.is_empty() {
+            client
+        } else {
+            client.with_redaction(self.inner.redaction.clone())
+        }
     }
 
     /// The store.

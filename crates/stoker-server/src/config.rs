@@ -126,6 +126,87 @@ pub struct Config {
     /// server starts (a limit set through the API with another name is left alone).
     /// Validated, with distinct names.
     pub limits: Vec<stoker::LimitSpec>,
+    // --- stream crypt ---
+    /// Encryption at rest (issue 17): which jobs' args and results are sealed, and the keys.
+    pub encryption: EncryptionSettings,
+    /// What tokens below admin see redacted, by kind (issue 17), from `[[redact]]` tables.
+    pub redaction: stoker::Redaction,
+}
+
+// --- stream crypt ---
+/// The environment variable naming a key file, as `[encryption] key_file` does.
+pub const KEY_FILE_ENV: &str = "STOKER_ENCRYPTION_KEY_FILE";
+
+/// Settings of encryption at rest (issue 17): the `[encryption]` table, with the keys from
+/// [`stoker::KEYS_ENV`] or a key file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncryptionSettings {
+    /// The key file (`id=base64key` lines); [`stoker::KEYS_ENV`] wins over it.
+    pub key_file: Option<PathBuf>,
+    /// Seal every job.
+    pub all: bool,
+    /// Seal jobs of these kinds.
+    pub kinds: Vec<String>,
+    /// Seal jobs of these queues.
+    pub queues: Vec<String>,
+    /// The keys, once read (by [`Config::load`] or [`EncryptionSettings::read_keys`]).
+    pub keys: Option<stoker::KeyRing>,
+}
+
+impl EncryptionSettings {
+    /// Reads the keys from `env_keys` (the value of [`stoker::KEYS_ENV`]) or else the key
+    /// file (`env_file`, the value of [`KEY_FILE_ENV`], wins over `key_file`).
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the setting for keys that do not parse, or for kinds, queues
+    /// or `all` set without any key.
+    pub fn read_keys(
+        &mut self,
+        env_keys: Option<&str>,
+        env_file: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        if let Some(path) = env_file {
+            self.key_file = Some(path.to_owned());
+        }
+        self.keys = match (
+            env_keys.filter(|keys| !keys.trim().is_empty()),
+            &self.key_file,
+        ) {
+            (Some(keys), _) => Some(
+                stoker::KeyRing::parse(keys)
+                    .map_err(|err| ConfigError::invalid(stoker::KEYS_ENV, err.to_string()))?,
+            ),
+            (None, Some(path)) => Some(stoker::KeyRing::from_file(path).map_err(|err| {
+                ConfigError::invalid(
+                    "encryption.key_file / STOKER_ENCRYPTION_KEY_FILE",
+                    err.to_string(),
+                )
+            })?),
+            (None, None) => None,
+        };
+        if self.keys.is_none() && (self.all || !self.kinds.is_empty() || !self.queues.is_empty()) {
+            return Err(ConfigError::invalid(
+                "encryption",
+                format!(
+                    "jobs are to be encrypted but no key is given: set {} or                      encryption.key_file ({KEY_FILE_ENV})",
+                    stoker::KEYS_ENV
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The client's encryption, if keys were read: sealing the configured jobs, and opening
+    /// sealed ones of any kind.
+    pub fn encryption(&self) -> Option<stoker::Encryption> {
+        let ring = self.keys.clone()?;
+        Some(if self.all {
+            stoker::Encryption::all(ring)
+        } else {
+            stoker::Encryption::kinds(ring, self.kinds.clone()).and_queues(self.queues.clone())
+        })
+    }
 }
 
 // --- stream tokens ---
@@ -162,6 +243,9 @@ impl Default for Config {
             token_cache_ttl: TOKEN_CACHE_TTL_DEFAULT,
             // --- stream flow ---
             limits: Vec::new(),
+            // --- stream crypt ---
+            encryption: EncryptionSettings::default(),
+            redaction: stoker::Redaction::new(),
         }
     }
 }
@@ -494,6 +578,11 @@ impl Config {
             config.apply_file(path)?;
         }
         config.apply_args(args)?;
+        // --- stream crypt ---
+        config.encryption.read_keys(
+            std::env::var(stoker::KEYS_ENV).ok().as_deref(),
+            std::env::var_os(KEY_FILE_ENV).map(PathBuf::from).as_deref(),
+        )?;
         config.validate()?;
         Ok(config)
     }
@@ -1017,6 +1106,9 @@ const KEYS: &[(&str, &[&str])] = &[
             "limit",
             // --- stream tenancy ---
             "token_cache_ttl",
+            // --- stream crypt ---
+            "encryption",
+            "redact",
         ],
     ),
     (
@@ -1136,6 +1228,9 @@ const KEYS: &[(&str, &[&str])] = &[
             "concurrency",
         ],
     ),
+    // --- stream crypt ---
+    ("encryption", &["key_file", "all", "kinds", "queues"]),
+    ("redact", &["kind", "args", "result", "hide_args"]),
 ];
 
 fn section_label(section: &str) -> String {
@@ -1147,6 +1242,8 @@ fn section_label(section: &str) -> String {
         "alert" => "[[alert]]".to_owned(),
         // --- stream flow ---
         "limit" => "[[limit]]".to_owned(),
+        // --- stream crypt ---
+        "redact" => "[[redact]]".to_owned(),
         other => format!("[{other}]"),
     }
 }
@@ -1157,7 +1254,7 @@ fn check_keys(table: &toml::Table, origin: &str) -> Result<(), ConfigError> {
         match table.get(*section) {
             Some(toml::Value::Table(inner)) => check_section(inner, section, origin)?,
             Some(toml::Value::Array(items))
-                if matches!(*section, "tokens" | "cron" | "alert" | "limit") =>
+                if matches!(*section, "tokens" | "cron" | "alert" | "limit" | "redact") =>
             {
                 for item in items {
                     if let toml::Value::Table(inner) = item {
@@ -1296,6 +1393,11 @@ struct FileConfig {
     limit: Vec<FileLimit>,
     // --- stream tenancy ---
     token_cache_ttl: Option<FileDuration>,
+    // --- stream crypt ---
+    #[serde(default)]
+    encryption: Option<FileEncryption>,
+    #[serde(default)]
+    redact: Vec<FileRedact>,
 }
 
 // --- stream flow ---
@@ -1360,6 +1462,83 @@ impl FileLimit {
         spec.validate()
             .map_err(|err| ConfigError::invalid(&setting(&err.field), err.reason))?;
         Ok(spec)
+    }
+}
+
+
+// --- stream crypt ---
+/// The `[encryption]` table (issue 17).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEncryption {
+    key_file: Option<PathBuf>,
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    kinds: Vec<String>,
+    #[serde(default)]
+    queues: Vec<String>,
+}
+
+/// A `[[redact]]` table (issue 17): one kind's redaction for tokens below admin.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRedact {
+    kind: String,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    result: Vec<String>,
+    #[serde(default)]
+    hide_args: bool,
+}
+
+impl FileConfig {
+    /// Applies `[encryption]` and `[[redact]]`, validated.
+    fn apply_crypt(
+        encryption: Option<FileEncryption>,
+        redact: Vec<FileRedact>,
+        config: &mut Config,
+    ) -> Result<(), ConfigError> {
+        if let Some(file) = encryption {
+            for (index, kind) in file.kinds.iter().enumerate() {
+                stoker::core::validate_kind(kind).map_err(|err| {
+                    ConfigError::invalid(&format!("encryption.kinds[{index}]"), err.reason)
+                })?;
+            }
+            for (index, queue) in file.queues.iter().enumerate() {
+                stoker::core::validate_queue(queue).map_err(|err| {
+                    ConfigError::invalid(&format!("encryption.queues[{index}]"), err.reason)
+                })?;
+            }
+            config.encryption.key_file = file.key_file;
+            config.encryption.all = file.all;
+            config.encryption.kinds = file.kinds;
+            config.encryption.queues = file.queues;
+        }
+        let mut redaction = stoker::Redaction::new();
+        for entry in redact {
+            stoker::core::validate_kind(&entry.kind).map_err(|err| {
+                ConfigError::invalid(&format!("[[redact]] {:?} kind", entry.kind), err.reason)
+            })?;
+            if redaction.get(&entry.kind).is_some() {
+                return Err(ConfigError::invalid(
+                    "redact",
+                    format!("kind {:?} is given twice", entry.kind),
+                ));
+            }
+            let rule = stoker::KindRedaction {
+                args: entry.args,
+                result: entry.result,
+                hide_args: entry.hide_args,
+            };
+            redaction = redaction.kind(entry.kind, rule);
+        }
+        redaction
+            .validate()
+            .map_err(|err| ConfigError::invalid(&err.field, err.reason))?;
+        config.redaction = redaction;
+        Ok(())
     }
 }
 
@@ -1934,6 +2113,8 @@ impl FileConfig {
             }
             config.limits = limits;
         }
+        // --- stream crypt ---
+        FileConfig::apply_crypt(self.encryption, self.redact, config)?;
         Ok(())
     }
 }

@@ -493,6 +493,11 @@ impl Server {
                     source,
                 })?;
         }
+        // --- stream crypt ---
+        // The built-in handlers get plaintext of sealed jobs, and seal their results.
+        if let Some(encryption) = config.encryption.encryption() {
+            builder = builder.encryption(encryption);
+        }
         let worker = builder.build().map_err(ServeError::Worker)?;
         let worker = worker.start().await.map_err(ServeError::Worker)?;
 

@@ -45,6 +45,8 @@ mod workflow;
 // --- stream tenancy ---
 mod audit;
 mod tenancy;
+// --- stream crypt ---
+mod sealed;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -1265,6 +1267,21 @@ impl Store for SqliteStore {
         params: stoker_core::FailureCountParams,
     ) -> StoreResult<Vec<stoker_core::FailureHour>> {
         failures::group_counts(&mut *self.read().await?, &params).await
+    }
+    // --- stream crypt ---
+
+    async fn job_sealed_list(
+        &self,
+        params: stoker_core::JobSealedListParams,
+    ) -> StoreResult<Vec<stoker_core::SealedJob>> {
+        self.job_sealed_list_impl(params).await
+    }
+
+    async fn job_sealed_rewrite(
+        &self,
+        rewrites: Vec<stoker_core::SealedRewrite>,
+    ) -> StoreResult<u64> {
+        self.job_sealed_rewrite_impl(rewrites).await
     }
 }
 

@@ -107,6 +107,8 @@ pub mod workflow;
 // --- stream tenancy ---
 pub mod audit;
 pub mod tenancy;
+// --- stream crypt ---
+pub mod sealed;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -313,6 +315,9 @@ macro_rules! conformance_tests {
             audit_invalid_list_refused => audit::invalid_list_refused,
             // --- stream ops ---
             failures_failures_counted_by_the_hour => failures::failures_counted_by_the_hour,
+            // --- stream crypt ---
+            sealed_list_finds_sealed_values => sealed::list_finds_sealed_values,
+            sealed_rewrite_compares_the_nonce => sealed::rewrite_compares_the_nonce,
         }
     };
 }
@@ -350,6 +355,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     const MODULES: &[(&str, &str)] = &[
+    const MODULES: [(&str, &str); 23] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),
@@ -382,6 +388,8 @@ mod tests {
         // --- stream tenancy ---
         ("tenancy", include_str!("tenancy.rs")),
         ("audit", include_str!("audit.rs")),
+        // --- stream crypt ---
+        ("sealed", include_str!("sealed.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

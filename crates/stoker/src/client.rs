@@ -125,6 +125,11 @@ struct ClientConfig {
     // --- stream tenancy ---
     /// Who acts, for the audit log (issue 17).
     actor: crate::audit::Actor,
+    // --- stream crypt ---
+    /// Which jobs' args and results are sealed, and the keys (issue 17).
+    encryption: Option<crate::crypt::Encryption>,
+    /// What this client hides of args and results when it reads jobs (issue 17).
+    redaction: Option<Arc<crate::redact::Redaction>>,
 }
 
 impl<S: ?Sized> Clone for Client<S> {
@@ -171,6 +176,9 @@ impl<S: Store + ?Sized> Client<S> {
                 events: crate::events::EventHub::new(),
                 // --- stream tenancy ---
                 actor: crate::audit::Actor::library(),
+                // --- stream crypt ---
+                encryption: None,
+                redaction: None,
             }),
         }
     }
@@ -413,6 +421,173 @@ impl<S: Store + ?Sized> Client<S> {
         });
     }
 
+    // --- stream crypt ---
+
+    /// Seals the args and results of the jobs `encryption` covers (issue 17), and opens sealed
+    /// ones when it reads jobs. Give the same encryption to the worker
+    /// ([`WorkerBuilder::encryption`](crate::WorkerBuilder::encryption)) so handlers get
+    /// plaintext. The args size limit still applies to the plaintext.
+    pub fn with_encryption(mut self, encryption: crate::crypt::Encryption) -> Self {
+        Arc::make_mut(&mut self.config).encryption = Some(encryption);
+        self
+    }
+
+    /// The client's encryption, if it has one ([`Client::with_encryption`]).
+    pub fn encryption(&self) -> Option<&crate::crypt::Encryption> {
+        self.config.encryption.as_ref()
+    }
+
+    /// The same client showing jobs redacted as `redaction` says (issue 17): every job it
+    /// reads by [`Client::get`], [`Client::list`] or a search has the listed args and result
+    /// paths (and their values in error messages) shown as `[redacted]`, and hidden args as
+    /// `[hidden]`. The server gives this view to every token below admin.
+    pub fn with_redaction(mut self, redaction: crate::redact::Redaction) -> Self {
+        Arc::make_mut(&mut self.config).redaction =
+            (!redaction.is_empty()).then(|| Arc::new(redaction));
+        self
+    }
+
+    /// The client's redaction, if it redacts ([`Client::with_redaction`]).
+    pub fn redaction(&self) -> Option<&crate::redact::Redaction> {
+        self.config.redaction.as_deref()
+    }
+
+    /// Seals the args of the jobs about to be inserted that the encryption covers. The size
+    /// limit is checked on the plaintext here; the store's own check then allows for the
+    /// envelope (base64 makes the ciphertext a third larger, plus its fields).
+    fn seal_inserts(&self, params: &mut JobInsertParams) -> Result<()> {
+        let Some(encryption) = &self.config.encryption else {
+            return Ok(());
+        };
+        let mut sealed_any = false;
+        for (index, job) in params.jobs.iter_mut().enumerate() {
+            if !encryption.applies(&job.kind, &job.queue) || crate::sealed_with(&job.args).is_some()
+            {
+                continue;
+            }
+            let size = stoker_core::args_size(&job.args);
+            if size > params.max_args_bytes {
+                let field = if index == 0 {
+                    "args".to_owned()
+                } else {
+                    format!("jobs[{index}].args")
+                };
+                return Err(InvalidInput::new(
+                    field,
+                    format!(
+                        "is {size} bytes of JSON, over the limit of {} bytes",
+                        params.max_args_bytes
+                    ),
+                )
+                .into());
+            }
+            job.args = encryption
+                .seal(
+                    crate::crypt::Field::Args,
+                    &job.kind,
+                    job.tenant.as_deref(),
+                    &job.args,
+                )
+                .map_err(|err| Error::Config(err.to_string()))?;
+            sealed_any = true;
+        }
+        if sealed_any {
+            params.max_args_bytes = crate::crypt::sealed_size_limit(params.max_args_bytes);
+        }
+        Ok(())
+    }
+
+    /// A job as this client shows it: sealed args and result opened (left sealed, never
+    /// failed, when the key is missing: the envelope names its key id and holds no
+    /// plaintext), then redacted if the client redacts.
+    pub fn reveal(&self, mut job: JobRow) -> JobRow {
+        if let Some(encryption) = &self.config.encryption {
+            let tenant = job.tenant.clone();
+            if let Ok(args) = encryption.open(
+                crate::crypt::Field::Args,
+                &job.kind,
+                tenant.as_deref(),
+                &job.args,
+            ) {
+                job.args = args;
+            }
+            if let Some(result) = &job.result {
+                if let Ok(result) = encryption.open(
+                    crate::crypt::Field::Result,
+                    &job.kind,
+                    tenant.as_deref(),
+                    result,
+                ) {
+                    job.result = Some(result);
+                }
+            }
+        }
+        if let Some(redaction) = &self.config.redaction {
+            redaction.redact_job(&mut job);
+        }
+        job
+    }
+
+    /// Opens a claimed job's args for its handler.
+    ///
+    /// # Errors
+    ///
+    /// The [`CryptError`](crate::CryptError) if they are sealed and do not open: the caller
+    /// snoozes the job (it waits for the key; nothing is lost).
+    pub(crate) fn open_claimed(
+        &self,
+        job: &mut JobRow,
+    ) -> std::result::Result<(), crate::crypt::CryptError> {
+        if crate::sealed_with(&job.args).is_none() {
+            return Ok(());
+        }
+        let Some(encryption) = &self.config.encryption else {
+            return Err(crate::crypt::CryptError::UnknownKey {
+                field: "args",
+                kid: crate::sealed_with(&job.args).unwrap_or_default(),
+            });
+        };
+        job.args = encryption.open(
+            crate::crypt::Field::Args,
+            &job.kind,
+            job.tenant.as_deref(),
+            &job.args,
+        )?;
+        Ok(())
+    }
+
+    /// Seals a handler's result if the job's kind or queue is covered, or its args were
+    /// sealed (`args_sealed`): a result often repeats the args.
+    pub(crate) fn seal_result(
+        &self,
+        job: &JobRow,
+        args_sealed: bool,
+        result: Option<Value>,
+    ) -> Option<Value> {
+        let result = result?;
+        let Some(encryption) = &self.config.encryption else {
+            // Without keys nothing can be sealed; a job with sealed args never ran here (it
+            // was snoozed), so this is a plain job's result.
+            return Some(result);
+        };
+        if !(args_sealed || encryption.applies(&job.kind, &job.queue)) {
+            return Some(result);
+        }
+        match encryption.seal(
+            crate::crypt::Field::Result,
+            &job.kind,
+            job.tenant.as_deref(),
+            &result,
+        ) {
+            Ok(sealed) => Some(sealed),
+            // An empty ring cannot seal: the result is dropped rather than stored in clear.
+            Err(err) => {
+                tracing::error!(job = %job.id, %err, "cannot seal the result; it is not stored");
+                None
+            }
+        }
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<S> {
         &self.store
@@ -495,7 +670,8 @@ impl<S: Store + ?Sized> Client<S> {
         &self,
         jobs: impl IntoIterator<Item = NewJob>,
     ) -> Result<Vec<InsertedJob>> {
-        let params = self.insert_params(jobs)?;
+        let mut params = self.insert_params(jobs)?;
+        self.seal_inserts(&mut params)?;
         let (now, labels) = (params.now, self.history_labels(&params));
         let published = self.event_jobs(&params);
         let inserted = self.store.job_insert_many(params).await?;
@@ -552,7 +728,8 @@ impl<S: Store + ?Sized> Client<S> {
         .await
     }
 
-    async fn insert_returning(&self, params: JobInsertParams) -> Result<Vec<Enqueued>> {
+    async fn insert_returning(&self, mut params: JobInsertParams) -> Result<Vec<Enqueued>> {
+        self.seal_inserts(&mut params)?;
         let now = params.now;
         // What a new job looks like needs no read: it is `available` at its run time, as the
         // store keeps it (to the microsecond).
@@ -633,7 +810,9 @@ impl<S: Store + ?Sized> Client<S> {
     /// A store error.
     pub async fn get(&self, id: JobId) -> Result<Option<JobRow>> {
         let job = self.store.job_get(id).await?;
-        Ok(job.filter(|job| self.sees(job.tenant.as_deref())))
+        Ok(job
+            .filter(|job| self.sees(job.tenant.as_deref()))
+            .map(|job| self.reveal(job)))
     }
 
     /// Lists jobs matching `filter`, newest first, one page at a time.
@@ -691,6 +870,7 @@ impl<S: Store + ?Sized> Client<S> {
         } else {
             None
         };
+        let jobs = jobs.into_iter().map(|job| self.reveal(job)).collect();
         Ok(JobPage { jobs, next })
     }
 
@@ -1119,11 +1299,12 @@ impl<S: ?Sized> Client<S> {
     {
         let now = self.config.clock.now();
         let jobs = self.resolve(jobs, now)?;
-        let params = JobInsertParams {
+        let mut params = JobInsertParams {
             jobs,
             now,
             max_args_bytes: self.config.max_args_bytes,
         };
+        self.seal_inserts(&mut params)?;
         Ok(self.store.job_insert_many_tx(conn, params).await?)
     }
 }

@@ -164,7 +164,8 @@ impl<S: Store + ?Sized> Client<S> {
                 history.record_started(&claimed);
             }
             self.publish_rows(&claimed, self.clock().now());
-            jobs.extend(claimed);
+            // --- stream crypt ---
+            jobs.extend(self.open_reserved(claimed).await?);
         }
         Ok(jobs)
     }
@@ -247,8 +248,62 @@ impl<S: Store + ?Sized> Client<S> {
         result: Option<Value>,
     ) -> Result<FinishedJob> {
         let result = result.filter(|value| !value.is_null());
+        let result = self.seal_reserved_result(id, result).await?;
         self.finish_reserved(id, fence, Outcome::Completed { result }, self.clock().now())
             .await
+    }
+
+    // --- stream crypt ---
+
+    /// Opens the sealed args of reserved jobs, so pull workers get plaintext. A job whose args
+    /// do not open (its key is missing or wrong) is snoozed for
+    /// [`KEY_MISSING_RETRY`](crate::KEY_MISSING_RETRY) without using an attempt and left out
+    /// of the answer: it waits for a server with the key, and the log says which key.
+    async fn open_reserved(&self, claimed: Vec<JobRow>) -> Result<Vec<JobRow>> {
+        let now = self.clock().now();
+        let mut opened = Vec::with_capacity(claimed.len());
+        let mut waiting = Vec::new();
+        for mut job in claimed {
+            match self.open_claimed(&mut job) {
+                Ok(()) => opened.push(job),
+                Err(err) => {
+                    tracing::error!(job = %job.id, kind = %job.kind, %err, "cannot open the job's args; it waits");
+                    waiting.push(JobFinish {
+                        id: job.id,
+                        fence: job.fence,
+                        outcome: Outcome::Snooze {
+                            run_at: after(now, crate::KEY_MISSING_RETRY),
+                        },
+                    });
+                }
+            }
+        }
+        if !waiting.is_empty() {
+            self.store()
+                .job_finish_many(JobFinishParams::new(waiting, now))
+                .await?;
+        }
+        Ok(opened)
+    }
+
+    /// A pull worker's result as it is stored: sealed if the job's kind or queue is
+    /// encrypted, or its args are sealed. Only a client with encryption reads the job for it.
+    async fn seal_reserved_result(
+        &self,
+        id: JobId,
+        result: Option<Value>,
+    ) -> Result<Option<Value>> {
+        if self.encryption().is_none() || result.is_none() {
+            return Ok(result);
+        }
+        match self.store().job_get(id).await? {
+            Some(job) => {
+                let args_sealed = crate::sealed_with(&job.args).is_some();
+                Ok(self.seal_result(&job, args_sealed, result))
+            }
+            // The report is refused as for any missing job; nothing is written.
+            None => Ok(None),
+        }
     }
 
     /// Fails a reserved job's attempt by the one failed-attempt rule: retried after
@@ -500,9 +555,16 @@ impl<S: Store + ?Sized> Client<S> {
                         Some(self.extend_lease(id, fence, lease).await.map(Acked::Lease));
                     continue;
                 }
-                AckOp::Complete { result } => Outcome::Completed {
-                    result: result.filter(|value| !value.is_null()),
-                },
+                AckOp::Complete { result } => {
+                    let result = result.filter(|value| !value.is_null());
+                    match self.seal_reserved_result(id, result).await {
+                        Ok(result) => Outcome::Completed { result },
+                        Err(err) => {
+                            answers[index] = Some(Err(err));
+                            continue;
+                        }
+                    }
+                }
                 AckOp::Snooze { delay } => Outcome::Snooze {
                     run_at: after(now, delay),
                 },

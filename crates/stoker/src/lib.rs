@@ -87,6 +87,9 @@ mod token;
 mod flow;
 // --- stream tenancy ---
 mod audit;
+// --- stream crypt ---
+mod crypt;
+mod redact;
 
 use std::sync::Arc;
 
@@ -126,6 +129,13 @@ pub use worker::{
     WorkerHandle, CANCEL_GRACE_DEFAULT, FETCH_COOLDOWN_DEFAULT, HEARTBEAT_INTERVAL_DEFAULT,
     POLL_INTERVAL_DEFAULT, SHUTDOWN_GRACE_DEFAULT,
 };
+
+// --- stream crypt ---
+pub use crypt::{
+    sealed_with, CryptError, Encryption, Field, KeyRing, KeyStatus, RotateReport, ENVELOPE_MARKER,
+    ENVELOPE_VERSION, KEYS_ENV, KEY_MISSING_RETRY, ROTATE_BATCH_DEFAULT,
+};
+pub use redact::{KindRedaction, Redaction, HIDDEN, REDACTED};
 
 pub use stoker_core::{
     AttemptError, Clock, ErrorKind, FinishedJob, InsertedJob, InvalidInput, JobBackoff, JobId,

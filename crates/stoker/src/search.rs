@@ -623,7 +623,27 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn search(&self, mut params: JobSearchParams) -> Result<JobSearchPage> {
         params.criteria.tenant = self.tenant_for(params.criteria.tenant.take(), "tenant")?;
         params.validate()?;
-        Ok(self.store().job_search(params).await?)
+        let text = params.criteria.text.clone();
+        let mut page = self.store().job_search(params).await?;
+        // --- stream crypt ---
+        // Jobs are shown opened and redacted as `get` shows them. A redacting client's text
+        // search would otherwise be an oracle for the hidden values (search "4242" and see
+        // which job comes back): a job of a redacted kind stays only if the text is in what
+        // the client shows of it.
+        page.jobs = page
+            .jobs
+            .into_iter()
+            .map(|job| self.reveal(job))
+            .filter(|job| match (&text, self.redaction()) {
+                (Some(text), Some(redaction)) if redaction.get(&job.kind).is_some() => {
+                    job.args.to_string().contains(text.as_str())
+                        || serde_json::to_string(&job.metadata)
+                            .is_ok_and(|metadata| metadata.contains(text.as_str()))
+                }
+                _ => true,
+            })
+            .collect();
+        Ok(page)
     }
 
     /// How many jobs match. Criteria of states, queues and kinds only (over every tenant, and

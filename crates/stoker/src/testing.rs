@@ -297,4 +297,7 @@ counting_store! {
         async fn audit_prune(&self, before: chrono::DateTime<chrono::Utc>, limit: u32) -> StoreResult<u64>;
         // --- stream ops ---
         async fn failure_group_counts(&self, params: stoker_core::FailureCountParams) -> StoreResult<Vec<stoker_core::FailureHour>>;
+        // --- stream crypt ---
+        async fn job_sealed_list(&self, params: stoker_core::JobSealedListParams) -> StoreResult<Vec<stoker_core::SealedJob>>;
+        async fn job_sealed_rewrite(&self, rewrites: Vec<stoker_core::SealedRewrite>) -> StoreResult<u64>;
 }

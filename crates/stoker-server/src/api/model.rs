@@ -680,7 +680,10 @@ pub struct JobView {
     /// The queue it waits in.
     pub queue: String,
     /// The handler's input: an object for jobs enqueued over HTTP; a job enqueued by the Rust
-    /// library may carry any JSON value.
+    /// library may carry any JSON value. For a token below admin, the paths the server's
+    /// `[[redact]]` tables list for the job's kind read `"[redacted]"`, and args of a kind
+    /// whose args are hidden are the string `"[hidden]"` (issue 17). Args sealed under a key
+    /// the server does not hold show as their envelope `{"$enc": "v1", "kid", "n", "ct"}`.
     #[schema(value_type = Value)]
     pub args: Value,
     /// Where it is in its life.
@@ -705,7 +708,8 @@ pub struct JobView {
     pub metadata: JobMetadata,
     /// One entry per failed attempt, oldest first.
     pub errors: Vec<AttemptErrorView>,
-    /// The handler's output once completed: any JSON value.
+    /// The handler's output once completed: any JSON value. Redacted for a token below admin
+    /// as the args are (issue 17).
     #[schema(value_type = Option<Value>)]
     pub result: Option<Value>,
     /// The last progress report.

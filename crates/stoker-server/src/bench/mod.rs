@@ -9,6 +9,8 @@ mod bare;
 mod counts;
 // --- stream ops ---
 mod dashboard;
+// --- stream crypt ---
+mod crypt;
 // History (issue 13).
 mod history;
 mod http;
@@ -110,6 +112,10 @@ pub enum Workload {
     /// trigger, in A/B pairs, and a fan-out and fan-in of `--jobs` jobs (jobs/s, and the time
     /// from the last middle job to the fan-in job's start). Not in the default set.
     Workflows,
+    // --- stream crypt ---
+    /// Encryption at rest (issue 17): bulk enqueue and drain at concurrency 50 of 1 KB jobs,
+    /// plain and encrypted (args and results), in A/B pairs. Not in the default set.
+    Crypt,
 }
 
 /// Runs the benchmark and prints its report.

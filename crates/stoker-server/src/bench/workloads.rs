@@ -51,6 +51,8 @@ pub(crate) async fn run(
         Workload::Flow => super::flow::run(target, args, report).await,
         // --- stream wf ---
         Workload::Workflows => super::workflows::run(target, args, report).await,
+        // --- stream crypt ---
+        Workload::Crypt => super::crypt::run(target, args, report).await,
     }
 }
 

@@ -40,6 +40,8 @@ mod limits;
 mod workflows;
 // --- stream tenancy ---
 mod audit;
+// --- stream crypt ---
+mod keys;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -62,6 +64,8 @@ pub(crate) use workflows::draw as draw_workflow;
 pub use workflows::WorkflowsCommand;
 // --- stream tenancy ---
 pub use audit::AuditCommand;
+// --- stream crypt ---
+pub use keys::KeysCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -164,6 +168,10 @@ pub enum Command {
     /// prune by age.
     #[command(subcommand)]
     Audit(AuditCommand),
+    // --- stream crypt ---
+    /// Encryption keys at rest: status per key id, and rotation to the active key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -475,6 +483,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Workflows(command) => workflows::run(command).await,
         // --- stream tenancy ---
         Command::Audit(command) => audit::run(command).await,
+        // --- stream crypt ---
+        Command::Keys(command) => keys::run(command).await,
     }
 }
 

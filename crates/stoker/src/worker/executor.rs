@@ -51,8 +51,20 @@ pub(crate) fn spawn(runtime: &Arc<Runtime>, job: JobRow, permit: OwnedSemaphoreP
     });
 }
 
-async fn execute(runtime: &Runtime, job: JobRow, entry: &RunningJob) -> Outcome {
+async fn execute(runtime: &Runtime, mut job: JobRow, entry: &RunningJob) -> Outcome {
     let config = &runtime.config;
+    // --- stream crypt ---
+    // Sealed args are opened here, so the handler (and its context) see plaintext. A job whose
+    // key is missing or wrong waits, snoozed without using an attempt, until a process with
+    // the right key runs it: a key problem is the operator's to fix, and losing the job to it
+    // would be worse than waiting. The log names the job and key id, never the payload.
+    let args_sealed = crate::sealed_with(&job.args).is_some();
+    if let Err(err) = config.client.open_claimed(&mut job) {
+        tracing::error!(job = %job.id, kind = %job.kind, %err, "cannot open the job's args; it waits");
+        return Outcome::Snooze {
+            run_at: after(config.clock.now(), crate::KEY_MISSING_RETRY),
+        };
+    }
     let Some(handler) = config.registry.get(&job.kind).cloned() else {
         let message = format!("no handler registered for kind {:?}", job.kind);
         return failed(
@@ -120,7 +132,9 @@ async fn execute(runtime: &Runtime, job: JobRow, entry: &RunningJob) -> Outcome 
                 backtrace,
             )
         }
-        Ok(Ok(Ok(result))) => Outcome::Completed { result },
+        Ok(Ok(Ok(result))) => Outcome::Completed {
+            result: config.client.seal_result(&job, args_sealed, result),
+        },
         Ok(Ok(Err(err))) => {
             let error = |kind| attempt_error(&job, now, kind, err.message.clone(), None);
             match (stop, err.action) {

@@ -81,6 +81,9 @@ pub struct WorkerBuilder {
     // --- stream events ---
     /// Where claims and acknowledgements are published.
     event_hub: Option<crate::EventHub>,
+    // --- stream crypt ---
+    /// Opens sealed args for handlers and seals results (issue 17).
+    encryption: Option<crate::Encryption>,
 }
 
 impl WorkerBuilder {
@@ -296,6 +299,16 @@ impl WorkerBuilder {
         self
     }
 
+    // --- stream crypt ---
+    /// Opens sealed args before handlers run and seals results of encrypted jobs (issue 17);
+    /// jobs enqueued through [`JobContext`] are sealed as the client's are. Give it the same
+    /// [`Encryption`](crate::Encryption) as the enqueuing [`Client`](crate::Client). Without
+    /// it, a job with sealed args waits (snoozed) rather than running on ciphertext.
+    pub fn encryption(mut self, encryption: crate::Encryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
     /// The args size limit of jobs enqueued through [`JobContext`]. Defaults to 1 MiB.
     pub fn max_args_bytes(mut self, bytes: usize) -> Self {
         self.max_args_bytes = Some(bytes);
@@ -353,6 +366,10 @@ impl WorkerBuilder {
         // --- stream events ---
         if let Some(hub) = self.event_hub {
             client = client.with_event_hub(hub);
+        }
+        // --- stream crypt ---
+        if let Some(encryption) = self.encryption {
+            client = client.with_encryption(encryption);
         }
         Ok(Worker {
             events: broadcast::channel(EVENTS_CAPACITY).0,
@@ -472,6 +489,8 @@ impl Worker {
             version: None,
             // --- stream events ---
             event_hub: None,
+            // --- stream crypt ---
+            encryption: None,
         }
     }
 
