@@ -1465,7 +1465,6 @@ impl FileLimit {
     }
 }
 
-
 // --- stream crypt ---
 /// The `[encryption]` table (issue 17).
 #[derive(Debug, Deserialize)]

@@ -355,7 +355,6 @@ mod tests {
     use std::collections::BTreeSet;
 
     const MODULES: &[(&str, &str)] = &[
-    const MODULES: [(&str, &str); 23] = [
         ("cancel", include_str!("cancel.rs")),
         ("claim", include_str!("claim.rs")),
         ("cron", include_str!("cron.rs")),

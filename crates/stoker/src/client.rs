@@ -456,28 +456,43 @@ impl<S: Store + ?Sized> Client<S> {
     /// limit is checked on the plaintext here; the store's own check then allows for the
     /// envelope (base64 makes the ciphertext a third larger, plus its fields).
     fn seal_inserts(&self, params: &mut JobInsertParams) -> Result<()> {
+        self.seal_jobs(
+            params.jobs.iter_mut(),
+            &mut params.max_args_bytes,
+            |index| {
+                if index == 0 {
+                    "args".to_owned()
+                } else {
+                    format!("jobs[{index}].args")
+                }
+            },
+        )
+    }
+
+    /// Seals the args of `jobs` the encryption covers, checking each plaintext against
+    /// `max_args_bytes` (an error names the job's field by `field(index)`), and raises
+    /// `max_args_bytes` to allow for the envelope when it sealed any. Every insert path (one
+    /// job, a batch, a workflow's nodes) goes through here.
+    pub(crate) fn seal_jobs<'a>(
+        &self,
+        jobs: impl Iterator<Item = &'a mut stoker_core::JobInsert>,
+        max_args_bytes: &mut usize,
+        field: impl Fn(usize) -> String,
+    ) -> Result<()> {
         let Some(encryption) = &self.config.encryption else {
             return Ok(());
         };
         let mut sealed_any = false;
-        for (index, job) in params.jobs.iter_mut().enumerate() {
+        for (index, job) in jobs.enumerate() {
             if !encryption.applies(&job.kind, &job.queue) || crate::sealed_with(&job.args).is_some()
             {
                 continue;
             }
             let size = stoker_core::args_size(&job.args);
-            if size > params.max_args_bytes {
-                let field = if index == 0 {
-                    "args".to_owned()
-                } else {
-                    format!("jobs[{index}].args")
-                };
+            if size > *max_args_bytes {
                 return Err(InvalidInput::new(
-                    field,
-                    format!(
-                        "is {size} bytes of JSON, over the limit of {} bytes",
-                        params.max_args_bytes
-                    ),
+                    field(index),
+                    format!("is {size} bytes of JSON, over the limit of {max_args_bytes} bytes"),
                 )
                 .into());
             }
@@ -492,9 +507,15 @@ impl<S: Store + ?Sized> Client<S> {
             sealed_any = true;
         }
         if sealed_any {
-            params.max_args_bytes = crate::crypt::sealed_size_limit(params.max_args_bytes);
+            *max_args_bytes = crate::crypt::sealed_size_limit(*max_args_bytes);
         }
         Ok(())
+    }
+
+    /// Whether this client shows jobs otherwise than they are stored (it opens sealed values
+    /// or redacts), so values read from anywhere but a job row go through [`Client::reveal`].
+    pub(crate) fn transforms_jobs(&self) -> bool {
+        self.config.encryption.is_some() || self.config.redaction.is_some()
     }
 
     /// A job as this client shows it: sealed args and result opened (left sealed, never

@@ -235,12 +235,8 @@ impl JobContext {
     ///
     /// A store error.
     pub async fn dependency_results(&self) -> Result<Vec<stoker_core::DependencyResult>> {
-        Ok(self
-            .inner
-            .client
-            .store()
-            .job_dependency_results(self.id())
-            .await?)
+        // Through the client, so sealed results arrive opened (issue 17).
+        self.inner.client.dependency_results(self.id()).await
     }
 
     /// Adds jobs to this job's workflow (dynamic fan-out): their dependencies may name the

@@ -28,6 +28,7 @@ use stoker_core::{
 
 use crate::client::check_run_at;
 use crate::{Client, Error, NewJob, Result};
+use serde_json::Value;
 
 /// A workflow to enqueue: named jobs and what each waits for.
 #[derive(Debug)]
@@ -194,13 +195,20 @@ impl<S: Store + ?Sized> Client<S> {
                 depends_on,
             });
         }
+        // A workflow's jobs are sealed as every other insert's are (issue 17).
+        let mut max_args_bytes = self.args_limit();
+        self.seal_jobs(
+            out.iter_mut().map(|node| &mut node.job),
+            &mut max_args_bytes,
+            |i| format!("nodes[{i}].job.args"),
+        )?;
         let params = WorkflowInsertParams {
             workflow: id,
             name,
             tenant,
             nodes: out,
             now: self.clock().now(),
-            max_args_bytes: self.args_limit(),
+            max_args_bytes,
             max_jobs: WORKFLOW_MAX_JOBS_DEFAULT,
         };
         Ok(self.store().workflow_insert(params).await?)
@@ -214,7 +222,23 @@ impl<S: Store + ?Sized> Client<S> {
     /// A store error.
     pub async fn workflow(&self, id: WorkflowId) -> Result<Option<WorkflowRow>> {
         let row = self.store().workflow_get(id).await?;
-        Ok(row.filter(|row| self.sees_tenant(row.tenant.as_deref())))
+        let Some(mut row) = row.filter(|row| self.sees_tenant(row.tenant.as_deref())) else {
+            return Ok(None);
+        };
+        // The result holds its final jobs' results as stored: a client that opens sealed
+        // values or redacts shows each as it shows the job's own (issue 17).
+        if self.transforms_jobs() {
+            if let Some(Value::Object(results)) = &mut row.result {
+                for job in self.store().workflow_jobs(id).await? {
+                    if let Some(value) = results.get_mut(&job.node) {
+                        if let Some(shown) = self.get(job.id).await?.and_then(|job| job.result) {
+                            *value = shown;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Some(row))
     }
 
     /// A workflow's jobs with their edges, for drawing its graph.
@@ -255,6 +279,15 @@ impl<S: Store + ?Sized> Client<S> {
         if self.get(id).await?.is_none() {
             return Err(Error::NotFound(format!("job {id}")));
         }
-        Ok(self.store().job_dependency_results(id).await?)
+        let mut results = self.store().job_dependency_results(id).await?;
+        // Results as this client shows them: opened if sealed, redacted if it redacts.
+        if self.transforms_jobs() {
+            for dependency in &mut results {
+                if dependency.result.is_some() {
+                    dependency.result = self.get(dependency.id).await?.and_then(|job| job.result);
+                }
+            }
+        }
+        Ok(results)
     }
 }

@@ -192,6 +192,64 @@ mod scenarios {
         assert_eq!(listed.jobs[0].args, card());
     }
 
+    /// A workflow's jobs are sealed as any insert's (issue 18 with 17): the rows hold no
+    /// plaintext, the dependent's handler reads its dependency's result opened, and the
+    /// workflow's result and the dependency results read through the client are opened too.
+    pub async fn workflows_are_sealed_and_opened(db: Db) {
+        let client = Client::new(Arc::clone(&db.store)).with_encryption(encryption(&[1]));
+        let step = |kind: &str| stoker::NewJob::raw(kind, card(), EnqueueOptions::new());
+        let inserted = client
+            .enqueue_workflow(stoker::Workflow::chain(
+                "pay",
+                [("first", step("charge")), ("second", step("charge"))],
+            ))
+            .await
+            .unwrap();
+        db.raw.assert_no_plaintext().await;
+
+        let (seen, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+        let worker = Worker::builder(Arc::clone(&db.store))
+            .queue("default", 2)
+            .poll_interval(Duration::from_millis(50))
+            .heartbeat_interval(Duration::from_millis(100))
+            .handler_fn("charge", move |args: Value, ctx: JobContext| {
+                let seen = seen.clone();
+                async move {
+                    let deps = ctx.dependency_results().await?;
+                    seen.send(deps.into_iter().map(|d| d.result).collect::<Vec<_>>())
+                        .unwrap();
+                    Ok::<_, JobError>(json!({"charged": args}))
+                }
+            })
+            .encryption(encryption(&[1]))
+            .build()
+            .unwrap();
+        let mut events = worker.events();
+        let handle = worker.start().await.unwrap();
+        wait_events(&mut events, 2, WAIT, |event| {
+            matches!(event.result, AttemptResult::Completed)
+        })
+        .await;
+        handle.shutdown().await;
+
+        assert_eq!(seen_rx.recv().await.unwrap(), Vec::<Option<Value>>::new());
+        assert_eq!(
+            seen_rx.recv().await.unwrap(),
+            vec![Some(json!({"charged": card()}))],
+            "the second step read the first's result opened"
+        );
+        db.raw.assert_no_plaintext().await;
+        let workflow = client.workflow(inserted.workflow).await.unwrap().unwrap();
+        assert_eq!(
+            workflow.result,
+            Some(json!({"second": {"charged": card()}})),
+            "{workflow:?}"
+        );
+        let second = inserted.jobs.iter().find(|job| job.0 == "second").unwrap().1;
+        let deps = client.dependency_results(second).await.unwrap();
+        assert_eq!(deps[0].result, Some(json!({"charged": card()})));
+    }
+
     /// A pull worker reserves plaintext and its result is sealed before it is stored.
     pub async fn pull_workers_get_plaintext(db: Db) {
         let client = Client::new(Arc::clone(&db.store)).with_encryption(encryption(&[1]));
@@ -410,6 +468,7 @@ macro_rules! encryption_tests {
             a_missing_or_wrong_key_makes_the_job_wait,
             rotation_reseals_under_the_active_key,
             redaction_hides_listed_paths_everywhere,
+            workflows_are_sealed_and_opened,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {
