@@ -245,7 +245,12 @@ mod scenarios {
             Some(json!({"second": {"charged": card()}})),
             "{workflow:?}"
         );
-        let second = inserted.jobs.iter().find(|job| job.0 == "second").unwrap().1;
+        let second = inserted
+            .jobs
+            .iter()
+            .find(|job| job.0 == "second")
+            .unwrap()
+            .1;
         let deps = client.dependency_results(second).await.unwrap();
         assert_eq!(deps[0].result, Some(json!({"charged": card()})));
     }
