@@ -85,6 +85,23 @@ impl<S: Store + ?Sized> Client<S> {
         if let Some(handler) = self.registry().and_then(|r| r.get(&schedule.kind)) {
             handler.validate(&schedule.args)?;
         }
+        // A schedule of an encrypted kind or queue keeps its args sealed (issue 17): the
+        // schedule's row holds no plaintext, and every job it fires copies the envelope, which
+        // is bound to the kind and tenant the job has too.
+        if let Some(encryption) = self.encryption() {
+            if encryption.applies(&schedule.kind, &schedule.queue)
+                && crate::sealed_with(&schedule.args).is_none()
+            {
+                schedule.args = encryption
+                    .seal(
+                        crate::crypt::Field::Args,
+                        &schedule.kind,
+                        schedule.tenant.as_deref(),
+                        &schedule.args,
+                    )
+                    .map_err(|err| Error::Config(err.to_string()))?;
+            }
+        }
         let now = self.clock().now();
         let next_slot = expr
             .next_after(now)
@@ -153,7 +170,30 @@ impl<S: Store + ?Sized> Client<S> {
             .cron_get(name)
             .await?
             .filter(|row| self.sees(row.schedule.tenant.as_deref()))
+            .map(|row| self.cron_opened(row))
             .ok_or_else(|| Error::NotFound(format!("schedule {name:?}")))
+    }
+
+    /// The args limit a fire checks: a schedule's args were checked as plaintext when it was
+    /// written, and sealed ones are larger by the envelope.
+    fn fire_args_limit(&self) -> usize {
+        crate::crypt::sealed_size_limit(self.args_limit())
+    }
+
+    /// A schedule as this client shows it: sealed args opened when it holds the key (left
+    /// sealed otherwise: the envelope holds no plaintext).
+    fn cron_opened(&self, mut row: CronRow) -> CronRow {
+        if let Some(encryption) = self.encryption() {
+            if let Ok(args) = encryption.open(
+                crate::crypt::Field::Args,
+                &row.schedule.kind,
+                row.schedule.tenant.as_deref(),
+                &row.schedule.args,
+            ) {
+                row.schedule.args = args;
+            }
+        }
+        row
     }
 
     /// Every schedule, by name.
@@ -164,7 +204,7 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn cron_list(&self) -> Result<Vec<CronRow>> {
         let mut rows = self.store().cron_list().await?;
         rows.retain(|row| self.sees(row.schedule.tenant.as_deref()));
-        Ok(rows)
+        Ok(rows.into_iter().map(|row| self.cron_opened(row)).collect())
     }
 
     /// Deletes a schedule and its history (its jobs stay).
@@ -214,7 +254,14 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`] if there is none.
     pub async fn cron_run_now(&self, name: &str) -> Result<InsertedJob> {
-        let row = self.cron_get(name).await?;
+        // The row as stored: its job gets the schedule's args as they are kept (sealed for an
+        // encrypted kind), never the opened view `cron_get` shows.
+        let row = self
+            .store()
+            .cron_get(name)
+            .await?
+            .filter(|row| self.sees(row.schedule.tenant.as_deref()))
+            .ok_or_else(|| Error::NotFound(format!("schedule {name:?}")))?;
         let now = self.clock().now();
         let outcome = self
             .store()
@@ -229,7 +276,7 @@ impl<S: Store + ?Sized> Client<S> {
                 }],
                 overlap: row.schedule.overlap,
                 now,
-                max_args_bytes: self.args_limit(),
+                max_args_bytes: self.fire_args_limit(),
             })
             .await?;
         match outcome {
@@ -265,7 +312,7 @@ impl<S: Store + ?Sized> Client<S> {
     /// A store error.
     pub async fn cron_fire_due(&self) -> Result<FireReport> {
         let now = self.clock().now();
-        Ok(fire_due(&**self.store(), now, self.args_limit()).await?)
+        Ok(fire_due(&**self.store(), now, self.fire_args_limit()).await?)
     }
 }
 

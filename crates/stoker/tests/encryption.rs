@@ -77,6 +77,22 @@ impl Raw {
         };
     }
 
+    /// Every schedule's definition (its args among them) as the database holds it.
+    async fn cron_rows(&self) -> Vec<String> {
+        match self {
+            Raw::Sqlite(pool) => sqlx::query_scalar("SELECT definition FROM stoker_cron")
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+            Raw::Postgres(pool, schema) => sqlx::query_scalar(&format!(
+                "SELECT definition::text FROM \"{schema}\".stoker_cron"
+            ))
+            .fetch_all(pool)
+            .await
+            .unwrap(),
+        }
+    }
+
     async fn assert_no_plaintext(&self) {
         let rows = self.rows().await;
         assert!(!rows.is_empty());
@@ -253,6 +269,34 @@ mod scenarios {
             .1;
         let deps = client.dependency_results(second).await.unwrap();
         assert_eq!(deps[0].result, Some(json!({"charged": card()})));
+    }
+
+    /// A schedule of an encrypted kind keeps its args sealed, and the jobs it fires carry the
+    /// envelope (bound to the same kind and tenant), so neither table holds plaintext; the
+    /// client shows the schedule and its job opened.
+    pub async fn schedules_keep_args_sealed(db: Db) {
+        let client = Client::new(Arc::clone(&db.store)).with_encryption(encryption(&[1]));
+        let mut schedule =
+            stoker::cron::CronSchedule::new("nightly", "0 3 * * *", "charge", card());
+        schedule.tenant = Some("acme".to_owned());
+        client.cron_create(schedule).await.unwrap();
+        for row in db.raw.cron_rows().await {
+            assert!(!row.contains(SECRET), "plaintext in a schedule: {row}");
+        }
+        assert_eq!(
+            client.cron_get("nightly").await.unwrap().schedule.args,
+            card()
+        );
+        assert_eq!(client.cron_list().await.unwrap()[0].schedule.args, card());
+
+        let job = client.cron_run_now("nightly").await.unwrap();
+        db.raw.assert_no_plaintext().await;
+        assert_eq!(client.get(job.id).await.unwrap().unwrap().args, card());
+        // Pausing writes the schedule back: still sealed.
+        client.cron_pause("nightly").await.unwrap();
+        for row in db.raw.cron_rows().await {
+            assert!(!row.contains(SECRET), "plaintext in a schedule: {row}");
+        }
     }
 
     /// A pull worker reserves plaintext and its result is sealed before it is stored.
@@ -474,6 +518,7 @@ macro_rules! encryption_tests {
             rotation_reseals_under_the_active_key,
             redaction_hides_listed_paths_everywhere,
             workflows_are_sealed_and_opened,
+            schedules_keep_args_sealed,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {
