@@ -107,6 +107,8 @@ pub mod workflow;
 // --- stream tenancy ---
 pub mod audit;
 pub mod tenancy;
+// --- stream wake ---
+pub mod wake;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -313,6 +315,12 @@ macro_rules! conformance_tests {
             audit_invalid_list_refused => audit::invalid_list_refused,
             // --- stream ops ---
             failures_failures_counted_by_the_hour => failures::failures_counted_by_the_hour,
+            // --- stream wake ---
+            wake_completion_wakes_released_queue => wake::completion_wakes_released_queue,
+            wake_cascade_wakes_released_queue => wake::cascade_wakes_released_queue,
+            wake_cancel_wakes_released_queue => wake::cancel_wakes_released_queue,
+            wake_bulk_cancel_wakes_released_queue => wake::bulk_cancel_wakes_released_queue,
+            wake_workflow_cancel_wakes_released_queue => wake::workflow_cancel_wakes_released_queue,
         }
     };
 }
@@ -382,6 +390,8 @@ mod tests {
         // --- stream tenancy ---
         ("tenancy", include_str!("tenancy.rs")),
         ("audit", include_str!("audit.rs")),
+        // --- stream wake ---
+        ("wake", include_str!("wake.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under
