@@ -312,11 +312,15 @@ pub(crate) struct StepEvents {
     pub(crate) available: Vec<String>,
     /// Running jobs that got a cancel request.
     pub(crate) cancel_requested: Vec<JobId>,
+    // --- stream wake ---
+    /// Jobs with dependents that the batch finished (cancel, discard): the trigger resolved
+    /// their edges, which may have released blocked jobs (issue 18).
+    pub(crate) finished_parents: Vec<i64>,
 }
 
 /// The statement applying `action` to the jobs whose ids are in the JSON array `?1` (and
 /// that it applies to), at `?2`, with the action's value in `?3`; returns each changed job's
-/// id, queue and new state (a delete: its state when deleted).
+/// id, queue, new state (a delete: its state when deleted) and whether jobs depend on it.
 fn action_sql(action: BulkAction) -> &'static str {
     match action {
         BulkAction::Retry => {
@@ -325,7 +329,7 @@ SET state = 'available', run_at = ?2, finished_at = NULL, cancel_requested_at = 
     lease_expires_at = NULL, scheduled = 0,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
 WHERE id IN (SELECT value FROM json_each(?1)) AND state <> 'running' AND ?3 IS NULL
-RETURNING id, queue, state"
+RETURNING id, queue, state, has_dependents"
         }
         BulkAction::Cancel => {
             "UPDATE stoker_jobs
@@ -336,30 +340,30 @@ SET state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
                                ELSE cancel_requested_at END
 WHERE id IN (SELECT value FROM json_each(?1))
   AND state IN ('available', 'retryable', 'running') AND ?3 IS NULL
-RETURNING id, queue, state"
+RETURNING id, queue, state, has_dependents"
         }
         BulkAction::Delete => {
             "DELETE FROM stoker_jobs
 WHERE id IN (SELECT value FROM json_each(?1)) AND state <> 'running' AND ?2 IS NOT NULL
   AND ?3 IS NULL
-RETURNING id, queue, state"
+RETURNING id, queue, state, has_dependents"
         }
         BulkAction::Discard => {
             "UPDATE stoker_jobs SET state = 'discarded', finished_at = ?2, scheduled = 0
 WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ('available', 'retryable')
   AND ?3 IS NULL
-RETURNING id, queue, state"
+RETURNING id, queue, state, has_dependents"
         }
         BulkAction::SetPriority => {
             "UPDATE stoker_jobs SET priority = ?3
 WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ('available', 'retryable')
   AND ?2 IS NOT NULL
-RETURNING id, queue, state"
+RETURNING id, queue, state, has_dependents"
         }
         BulkAction::SetRunAt => {
             "UPDATE stoker_jobs SET run_at = ?3, scheduled = ?3 > ?2
 WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ('available', 'retryable')
-RETURNING id, queue, state"
+RETURNING id, queue, state, has_dependents"
         }
     }
 }
@@ -421,7 +425,7 @@ pub(crate) async fn op_step(
             BulkAction::SetRunAt => op.run_at.map(micros),
             _ => None,
         };
-        let changed: Vec<(i64, String, String)> = sqlx::query_as(action_sql(op.action))
+        let changed: Vec<(i64, String, String, bool)> = sqlx::query_as(action_sql(op.action))
             .bind(to_json(&ids)?)
             .bind(micros(params.now))
             .bind(value)
@@ -430,7 +434,7 @@ pub(crate) async fn op_step(
             .map_err(db_error)?;
         applied = changed.len() as i64;
         let mut counts = CountDeltas::default();
-        for (id, queue, state) in changed {
+        for (id, queue, state, has_dependents) in changed {
             let Some(&(kind, old, tenant)) = before.get(&id) else {
                 continue;
             };
@@ -443,6 +447,9 @@ pub(crate) async fn op_step(
             if old != new {
                 counts.left(&queue, kind, tenant, old);
                 counts.entered(&queue, kind, tenant, new);
+                if has_dependents && new.is_finished() {
+                    events.finished_parents.push(id);
+                }
             }
             match op.action {
                 BulkAction::Retry => events.available.push(queue),

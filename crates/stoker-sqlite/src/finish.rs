@@ -118,7 +118,7 @@ WHERE ",
             "
 RETURNING stoker_jobs.id, stoker_jobs.state, stoker_jobs.run_at, stoker_jobs.attempt,
           stoker_jobs.queue, stoker_jobs.kind, stoker_jobs.attempted_at, stoker_jobs.worker_id,
-          stoker_jobs.tenant"
+          stoker_jobs.tenant, stoker_jobs.has_dependents"
         )
     };
 }
@@ -147,7 +147,7 @@ pub(crate) const FINISH_SQL: &str = concat!(
 );
 
 /// A job [`FINISH_SQL`] applied a finish to, as it returns it: id, state, run_at, attempt,
-/// queue, kind, attempted_at, worker_id, tenant.
+/// queue, kind, attempted_at, worker_id, tenant, has_dependents.
 pub(crate) type AppliedRow = (
     i64,
     String,
@@ -158,15 +158,25 @@ pub(crate) type AppliedRow = (
     Option<i64>,
     Option<String>,
     Option<String>,
+    bool,
 );
+
+/// What a batch of finishes did: the jobs applied, in input order, and those of them that
+/// finished with dependents (issue 18), whose edges the trigger resolved in the same
+/// transaction and so may have released blocked jobs.
+#[derive(Debug, Default)]
+pub(crate) struct Finished {
+    pub(crate) jobs: Vec<FinishedJob>,
+    pub(crate) parents: Vec<i64>,
+}
 
 /// Applies `params.finishes` and returns the jobs applied, in input order.
 pub(crate) async fn finish_many(
     writer: &Writer,
     params: &JobFinishParams,
-) -> StoreResult<Vec<FinishedJob>> {
+) -> StoreResult<Finished> {
     if params.finishes.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Finished::default());
     }
     // One finish per claim, so the count of jobs finishing matches the jobs changed (of two
     // finishes for one claim, the statement would apply either).
@@ -186,13 +196,28 @@ pub(crate) async fn finish_many(
     let mut applied: HashMap<i64, AppliedRow> =
         applied.into_iter().map(|row| (row.0, row)).collect();
     let mut finished = Vec::with_capacity(applied.len());
+    let mut parents = Vec::new();
     for finish in &params.finishes {
-        if let Some((id, state, run_at, attempt, queue, kind, attempted_at, worker_id, tenant)) =
-            applied.remove(&finish.id.0)
+        if let Some((
+            id,
+            state,
+            run_at,
+            attempt,
+            queue,
+            kind,
+            attempted_at,
+            worker_id,
+            tenant,
+            has_dependents,
+        )) = applied.remove(&finish.id.0)
         {
+            let state = parse_state(&state)?;
+            if has_dependents && state.is_finished() {
+                parents.push(id);
+            }
             finished.push(FinishedJob {
                 id: JobId(id),
-                state: parse_state(&state)?,
+                state,
                 run_at: from_micros("run_at", run_at)?,
                 attempt,
                 queue,
@@ -205,7 +230,10 @@ pub(crate) async fn finish_many(
             });
         }
     }
-    Ok(finished)
+    Ok(Finished {
+        jobs: finished,
+        parents,
+    })
 }
 
 /// Runs [`FINISH_SQL`] on the writer with the finish time `now`, the encoded finishes `rows`

@@ -47,6 +47,8 @@ mod audit;
 mod tenancy;
 // --- stream crypt ---
 mod sealed;
+// --- stream wake ---
+mod wake;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -106,7 +108,10 @@ SET state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
     cancel_requested_at = CASE WHEN state = 'running' THEN ?1 ELSE cancel_requested_at END
 WHERE id = ?2 AND state IN ('blocked', 'available', 'retryable', 'running')
 RETURNING ",
-    job_columns!()
+    job_columns!(),
+    // After the job's columns, so `job_from_row` reads the row as usual: whether jobs depend
+    // on it, which a cancel may release (issue 18).
+    ", has_dependents"
 );
 
 const RETRY_SQL: &str = concat!(
@@ -482,6 +487,7 @@ impl Store for SqliteStore {
             return self.job_unchanged(params.id).await;
         };
         let job = job_from_row(&row)?;
+        let has_dependents: bool = column(&row, 24, "has_dependents")?;
         // A queued job ends cancelled; a running one only has its cancel requested.
         let mut counts = CountDeltas::default();
         counts.entered(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
@@ -489,6 +495,10 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_error)?;
         if job.state == JobState::Running {
             self.notify(StoreEvent::JobCancelRequested { id: job.id });
+        }
+        // --- stream wake ---
+        if job.state == JobState::Cancelled && has_dependents {
+            self.wake_released(vec![job.id.0]).await;
         }
         Ok(job)
     }
@@ -569,7 +579,12 @@ impl Store for SqliteStore {
     }
 
     async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<FinishedJob>> {
-        finish::finish_many(&self.inner.writer, &params).await
+        let finished = finish::finish_many(&self.inner.writer, &params).await?;
+        // Only a job that others depend on can release any: an ordinary batch reads nothing.
+        if !finished.parents.is_empty() {
+            self.wake_released(finished.parents).await;
+        }
+        Ok(finished.jobs)
     }
 
     async fn job_get(&self, id: JobId) -> StoreResult<Option<JobRow>> {
@@ -1031,13 +1046,18 @@ impl Store for SqliteStore {
         params: stoker_core::BulkOpStepParams,
     ) -> StoreResult<Option<stoker_core::BulkOpRow>> {
         let stepped = failures::op_step(&mut *self.write().await?, &params).await?;
-        Ok(stepped.map(|(op, events)| {
-            self.notify_available(events.available);
-            for id in events.cancel_requested {
-                self.notify(StoreEvent::JobCancelRequested { id });
-            }
-            op
-        }))
+        let Some((op, events)) = stepped else {
+            return Ok(None);
+        };
+        self.notify_available(events.available);
+        for id in events.cancel_requested {
+            self.notify(StoreEvent::JobCancelRequested { id });
+        }
+        // --- stream wake ---
+        if !events.finished_parents.is_empty() {
+            self.wake_released(events.finished_parents).await;
+        }
+        Ok(Some(op))
     }
 
     async fn job_log_append(

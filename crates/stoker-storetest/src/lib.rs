@@ -109,6 +109,8 @@ pub mod audit;
 pub mod tenancy;
 // --- stream crypt ---
 pub mod sealed;
+// --- stream wake ---
+pub mod wake;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -318,6 +320,12 @@ macro_rules! conformance_tests {
             // --- stream crypt ---
             sealed_list_finds_sealed_values => sealed::list_finds_sealed_values,
             sealed_rewrite_compares_the_nonce => sealed::rewrite_compares_the_nonce,
+            // --- stream wake ---
+            wake_completion_wakes_released_queue => wake::completion_wakes_released_queue,
+            wake_cascade_wakes_released_queue => wake::cascade_wakes_released_queue,
+            wake_cancel_wakes_released_queue => wake::cancel_wakes_released_queue,
+            wake_bulk_cancel_wakes_released_queue => wake::bulk_cancel_wakes_released_queue,
+            wake_workflow_cancel_wakes_released_queue => wake::workflow_cancel_wakes_released_queue,
         }
     };
 }
@@ -389,6 +397,8 @@ mod tests {
         ("audit", include_str!("audit.rs")),
         // --- stream crypt ---
         ("sealed", include_str!("sealed.rs")),
+        // --- stream wake ---
+        ("wake", include_str!("wake.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -398,10 +398,10 @@ impl SqliteStore {
         }
         // Waiting jobs end cancelled (the trigger leaves this workflow's jobs to this
         // statement); running ones get their cancel requested.
-        let cancelled: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        let cancelled: Vec<(String, String, Option<String>, i64, bool)> = sqlx::query_as(
             "UPDATE stoker_jobs SET state = 'cancelled', finished_at = ?1, scheduled = 0
              WHERE workflow_id = ?2 AND state IN ('blocked', 'available', 'retryable')
-             RETURNING queue, kind, tenant",
+             RETURNING queue, kind, tenant, id, has_dependents",
         )
         .bind(now)
         .bind(params.id.0)
@@ -409,7 +409,7 @@ impl SqliteStore {
         .await
         .map_err(db_error)?;
         let mut counts = CountDeltas::default();
-        for (queue, kind, tenant) in &cancelled {
+        for (queue, kind, tenant, ..) in &cancelled {
             counts.entered(queue, kind, tenant.as_deref(), JobState::Cancelled);
         }
         counts.apply(&mut tx).await?;
@@ -428,6 +428,16 @@ impl SqliteStore {
         tx.commit().await.map_err(db_error)?;
         for id in running {
             self.notify(StoreEvent::JobCancelRequested { id: JobId(id) });
+        }
+        // --- stream wake ---
+        // Jobs outside the workflow may depend on the cancelled ones (on `run` edges).
+        let parents: Vec<i64> = cancelled
+            .iter()
+            .filter(|job| job.4)
+            .map(|job| job.3)
+            .collect();
+        if !parents.is_empty() {
+            self.wake_released(parents).await;
         }
         Ok(row)
     }
