@@ -97,6 +97,8 @@ struct Owned {
     op: i64,
     token: String,
     alert: String,
+    /// A workflow of the tenant's: `a`, then `b` (blocked on `a`).
+    workflow: i64,
 }
 
 async fn enqueue(
@@ -214,8 +216,23 @@ async fn set_up(server: &TestServer, tenant: &str, secret: &str) -> Owned {
         ),
     )
     .await;
+    let workflow = json_call(
+        server,
+        secret,
+        "post",
+        "/v1/workflows",
+        Some(json!({"name": format!("wf-{tenant}"), "jobs": [
+            {"name": "a", "job": {"kind": format!("k-{tenant}"), "queue": format!("wf-{tenant}")}},
+            {"name": "b", "job": {"kind": format!("k-{tenant}"), "queue": format!("wf-{tenant}")},
+             "depends_on": [{"node": "a"}]},
+        ]})),
+    )
+    .await["id"]
+        .as_i64()
+        .expect("a workflow id");
     Owned {
         tenant: tenant.to_owned(),
+        workflow,
         waiting,
         running,
         fence,
@@ -452,6 +469,72 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
             ),
         ],
         ("get", "/v1/failures") => vec![call_of(path, None, Clean)],
+        // Workflows, limits and the polled snapshot (merged in with issues 16, 18 and 13).
+        ("get", "/v1/events/snapshot") => vec![call_of(path, None, Clean)],
+        ("get", "/v1/limits") => vec![call_of(path, None, Clean)],
+        ("put", "/v1/limits/{name}") => vec![call_of(
+            "/v1/limits/lim-new",
+            Some(json!({"key": "tenant", "concurrency": 5})),
+            Clean,
+        )],
+        ("delete", "/v1/limits/{name}") => vec![call_of("/v1/limits/lim-new", None, Clean)],
+        ("get", "/v1/pull/jobs/{id}/dependencies") => vec![
+            call_of(
+                format!("/v1/pull/jobs/{}/dependencies", other.waiting),
+                None,
+                Refused,
+            ),
+            call_of(
+                format!("/v1/pull/jobs/{}/dependencies", own.waiting),
+                None,
+                Clean,
+            ),
+        ],
+        ("post", "/v1/workflows") => vec![
+            call_of(
+                path,
+                Some(json!({"name": "wf-new", "jobs": [{"name": "a", "job": {"kind": "k-new"}}]})),
+                Clean,
+            ),
+            call_of(
+                path,
+                Some(json!({"name": "wf-x", "tenant": other_tenant,
+                            "jobs": [{"name": "a", "job": {"kind": "k-new"}}]})),
+                Refused,
+            ),
+            // A dependency on the other tenant's job is refused as one on a missing job is,
+            // and the answer tells nothing of it.
+            call_of(
+                path,
+                Some(
+                    json!({"name": "wf-y", "jobs": [{"name": "a", "job": {"kind": "k-new"},
+                            "depends_on": [{"job": other.waiting}]}]}),
+                ),
+                Clean,
+            ),
+        ],
+        ("get", "/v1/workflows/{id}") => by_name(
+            "/v1/workflows",
+            &other.workflow.to_string(),
+            &own.workflow.to_string(),
+            "",
+            None,
+        ),
+        ("post", "/v1/workflows/{id}/jobs") => by_name(
+            "/v1/workflows",
+            &other.workflow.to_string(),
+            &own.workflow.to_string(),
+            "/jobs",
+            Some(json!({"jobs": [{"name": "c", "job": {"kind": "k-new"},
+                                  "depends_on": [{"node": "b"}]}]})),
+        ),
+        ("post", "/v1/workflows/{id}/cancel") => by_name(
+            "/v1/workflows",
+            &other.workflow.to_string(),
+            &own.workflow.to_string(),
+            "/cancel",
+            Some(json!({})),
+        ),
         ("get", "/v1/failures/{fingerprint}") => by_name(
             "/v1/failures",
             &other.fingerprint,

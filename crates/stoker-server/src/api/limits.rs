@@ -18,14 +18,16 @@ use crate::config::Scope;
 #[serde(deny_unknown_fields)]
 pub struct RateBody {
     /// How many per period.
+    #[serde(deserialize_with = "whole_u32")]
     #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
     pub count: u32,
     /// The period in milliseconds, up to one day.
+    #[serde(deserialize_with = "whole_u64")]
     #[schema(minimum = 1, maximum = 86_400_000)]
     pub period_ms: u64,
     /// How many may start at once after a quiet spell. Defaults to 1: one every
     /// `period_ms / count`.
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "whole_u32")]
     #[schema(minimum = 1, maximum = 4_294_967_295_u64, default = 1)]
     pub burst: u32,
 }
@@ -42,6 +44,36 @@ where
     T: Deserialize<'de>,
 {
     T::deserialize(deserializer).map(Some)
+}
+
+/// A whole number in `u32`'s range, written as an integer or as a float with no fraction
+/// (`100.0` is the integer 100 to JSON Schema, so the document admits it).
+fn whole_u32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let value = super::model::whole_number(deserializer)?;
+    u32::try_from(value).map_err(|_| {
+        serde::de::Error::invalid_value(
+            serde::de::Unexpected::Signed(value),
+            &"a whole number from 0 to 4294967295",
+        )
+    })
+}
+
+/// A whole number in `u64`'s range, as [`whole_u32`].
+fn whole_u64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = super::model::whole_number(deserializer)?;
+    u64::try_from(value).map_err(|_| {
+        serde::de::Error::invalid_value(
+            serde::de::Unexpected::Signed(value),
+            &"a whole number of at least 0",
+        )
+    })
+}
+
+/// [`whole_u32`] for a field that may be left out but not sent as null.
+fn present_whole_u32<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    whole_u32(deserializer).map(Some)
 }
 
 /// A limit's settings: which jobs it governs, how it splits them, and its rate and/or
@@ -82,7 +114,7 @@ pub struct LimitBody {
     #[schema(nullable = false)]
     pub rate: Option<RateBody>,
     /// At most this many running at once, across every worker.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_whole_u32")]
     #[schema(nullable = false, minimum = 1, maximum = 4_294_967_295_u64)]
     pub concurrency: Option<u32>,
 }
