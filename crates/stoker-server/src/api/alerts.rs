@@ -166,7 +166,7 @@ impl From<HistoryScope> for AlertScopeBody {
 /// except for `no_worker` (1) and `discarded` (0).
 ///
 /// Which fields a rule takes depends on its metric, so its schema in the OpenAPI document is
-/// one branch per metric (see [`create_schema`]), not derived from this flat struct.
+/// one branch per metric (its `utoipa::PartialSchema` impl), not derived from this flat struct.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertCreateRequest {
