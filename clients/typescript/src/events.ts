@@ -24,6 +24,8 @@ export interface SnapshotStates {
   completed: number;
   discarded: number;
   cancelled: number;
+  /** Workflow jobs waiting for their dependencies. */
+  blocked: number;
 }
 
 /** One queue in a {@link Snapshot}. */
@@ -79,7 +81,7 @@ export interface EventFilter {
 export const EVENT_FIELDS = {
   JobEvent: ["id", "state", "queue", "kind", "tenant", "correlation_id", "attempt", "at", "error"],
   Snapshot: ["at", "states", "queues", "minute", "workers_alive"],
-  SnapshotStates: ["available", "scheduled", "running", "retryable", "completed", "discarded", "cancelled"],
+  SnapshotStates: ["available", "scheduled", "running", "retryable", "completed", "discarded", "cancelled", "blocked"],
   SnapshotQueue: ["name", "paused", "states", "oldest_waiting_secs"],
   SnapshotMinute: ["enqueued", "started", "completed", "failed", "discarded"],
 } as const satisfies {

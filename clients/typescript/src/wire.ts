@@ -10,6 +10,7 @@
 
 /** Where a job is in its life. */
 export const JOB_STATES = [
+  "blocked",
   "available",
   "running",
   "retryable",

@@ -831,13 +831,13 @@ pub struct ListJobsQuery {
         pattern = r"^((available|scheduled|running|retryable|completed|discarded|cancelled|failed)(,(available|scheduled|running|retryable|completed|discarded|cancelled|failed)){0,31})?$"
     )]
     pub state: Option<String>,
-    /// Only jobs of these kinds (printable ASCII without spaces); at most 100.
+    /// Only jobs of these kinds (printable ASCII without spaces); at most 32.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(pattern = r"^([!-+\--~]{1,255}(,[!-+\--~]{1,255}){0,99})?$")]
+    #[param(pattern = r"^([!-+\--~]{1,255}(,[!-+\--~]{1,255}){0,31})?$")]
     pub kind: Option<String>,
-    /// Only jobs in these queues; at most 100.
+    /// Only jobs in these queues; at most 32.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[param(pattern = r"^([A-Za-z0-9_.:-]{1,128}(,[A-Za-z0-9_.:-]{1,128}){0,99})?$")]
+    #[param(pattern = r"^([A-Za-z0-9_.:-]{1,128}(,[A-Za-z0-9_.:-]{1,128}){0,31})?$")]
     pub queue: Option<String>,
     /// Only this tenant's jobs (a tenant-bound token always sees only its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
