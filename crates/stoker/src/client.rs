@@ -398,8 +398,12 @@ impl<S: Store + ?Sized> Client<S> {
             .publish(|| vec![crate::events::JobEvent::from_row(job, now)]);
     }
 
-    /// Publishes claimed jobs (now `running`).
-    pub(crate) fn publish_rows(&self, jobs: &[JobRow], now: DateTime<Utc>) {
+    /// Publishes claimed jobs (now `running`), after the events of inserts under way.
+    pub(crate) async fn publish_claimed(&self, jobs: &[JobRow], now: DateTime<Utc>) {
+        if jobs.is_empty() {
+            return;
+        }
+        self.config.events.before_claim_events().await;
         self.config.events.publish(|| {
             jobs.iter()
                 .map(|job| crate::events::JobEvent::from_row(job, now))
@@ -695,9 +699,11 @@ impl<S: Store + ?Sized> Client<S> {
         self.seal_inserts(&mut params)?;
         let (now, labels) = (params.now, self.history_labels(&params));
         let published = self.event_jobs(&params);
+        let publishing = self.config.events.inserting().await;
         let inserted = self.store.job_insert_many(params).await?;
         self.record_enqueued(now, labels, &inserted);
         self.publish_inserted(published, &inserted);
+        drop(publishing);
         Ok(inserted)
     }
 
@@ -767,9 +773,11 @@ impl<S: Store + ?Sized> Client<S> {
             .collect();
         let labels = self.history_labels(&params);
         let published = self.event_jobs(&params);
+        let publishing = self.config.events.inserting().await;
         let inserted = self.store.job_insert_many(params).await?;
         self.record_enqueued(now, labels, &inserted);
         self.publish_inserted(published, &inserted);
+        drop(publishing);
         let mut existing: HashMap<JobId, Enqueued> = HashMap::new();
         let mut out = Vec::with_capacity(inserted.len());
         for (job, (kind, queue, run_at)) in inserted.into_iter().zip(fresh) {

@@ -389,6 +389,10 @@ struct HubInner {
     polled: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
     /// Open subscriptions, read without the lock on the publishing hot path.
     active: AtomicUsize,
+    /// Held shared by an insert from before its statement until its events are out, and taken
+    /// alone by a claim before it publishes: a job inserted and claimed in this process is
+    /// never shown `running` before it was shown `available`.
+    inserts: tokio::sync::RwLock<()>,
     state: Mutex<HubState>,
     interval: Duration,
 }
@@ -433,6 +437,7 @@ impl EventHub {
                 snapshots: watch::channel(None).0,
                 polled: tokio::sync::Mutex::new(None),
                 active: AtomicUsize::new(0),
+                inserts: tokio::sync::RwLock::new(()),
                 state: Mutex::new(HubState::default()),
                 interval: interval.max(Duration::from_millis(10)),
             }),
@@ -460,6 +465,25 @@ impl EventHub {
     /// Whether anybody listens: publishers build their events only then.
     pub(crate) fn is_active(&self) -> bool {
         self.inner.active.load(Ordering::Relaxed) > 0
+    }
+
+    /// Called before an insert's statement while anybody listens: the claims published until
+    /// the guard drops wait for this insert's events (see [`EventHub::before_claim_events`]).
+    pub(crate) async fn inserting(&self) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
+        if self.is_active() {
+            Some(self.inner.inserts.read().await)
+        } else {
+            None
+        }
+    }
+
+    /// Waits until the inserts under way have published, so a claim's `running` never comes
+    /// before the `available` of the same job (the store can hand a job to a waiting claim
+    /// between its insert's commit and the inserter's publish).
+    pub(crate) async fn before_claim_events(&self) {
+        if self.is_active() {
+            drop(self.inner.inserts.write().await);
+        }
     }
 
     /// Publishes the events `build` makes, if anybody listens.

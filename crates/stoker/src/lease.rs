@@ -163,7 +163,7 @@ impl<S: Store + ?Sized> Client<S> {
             if let Some(history) = self.history() {
                 history.record_started(&claimed);
             }
-            self.publish_rows(&claimed, self.clock().now());
+            self.publish_claimed(&claimed, self.clock().now()).await;
             // --- stream crypt ---
             jobs.extend(self.open_reserved(claimed).await?);
         }

@@ -99,6 +99,56 @@ mod scenarios {
         assert!(!hub.is_running(), "the task outlived its last subscription");
     }
 
+    /// Jobs enqueued one by one while a worker of the same process waits for them: each is
+    /// shown `available` before `running`, though the store can hand a job to the waiting
+    /// worker between the insert's commit and the enqueuer's publish.
+    pub async fn a_job_is_shown_available_before_running(store: Arc<dyn Store>) {
+        const JOBS: usize = 200;
+        let hub = fast_hub();
+        let client = Client::new(Arc::clone(&store)).with_event_hub(hub.clone());
+        let mut events = client
+            .events(EventFilter::new().queue("race").snapshot(false))
+            .await
+            .unwrap();
+        let worker = Worker::builder(Arc::clone(&store))
+            .queue("race", 4)
+            .handler_fn("race", |_args: Value, _ctx: JobContext| async move {
+                Ok::<_, JobError>(Value::Null)
+            })
+            .event_hub(hub.clone())
+            .build()
+            .unwrap()
+            .start()
+            .await
+            .unwrap();
+        for n in 0..JOBS {
+            client
+                .enqueue_raw("race", json!({"n": n}), EnqueueOptions::new().queue("race"))
+                .await
+                .unwrap();
+        }
+        let mut seen: std::collections::HashMap<stoker::JobId, Vec<JobState>> = Default::default();
+        let mut completed = 0;
+        while completed < JOBS {
+            match next(&mut events, "the jobs' events").await {
+                Some(Event::Job(job)) => {
+                    completed += usize::from(job.state == JobState::Completed);
+                    seen.entry(job.id).or_default().push(job.state);
+                }
+                Some(_) => {}
+                None => panic!("the stream closed"),
+            }
+        }
+        worker.shutdown().await;
+        for (id, states) in seen {
+            assert_eq!(
+                states,
+                [JobState::Available, JobState::Running, JobState::Completed],
+                "job {id}"
+            );
+        }
+    }
+
     /// Another process (a client with a hub of its own) reserves and fails the job for good:
     /// the follower sees it through its reads, error included, and the end.
     pub async fn a_job_run_elsewhere_is_followed_to_its_end(store: Arc<dyn Store>) {
@@ -406,6 +456,7 @@ macro_rules! events_tests {
         events_tests!(@each $factory, [$(#[$attr])*],
             a_job_run_here_is_followed_to_its_end,
             a_job_run_elsewhere_is_followed_to_its_end,
+            a_job_is_shown_available_before_running,
             filters_hold_and_finished_jobs_end_at_once,
             one_snapshot_serves_every_subscription,
             without_subscribers_nothing_runs,

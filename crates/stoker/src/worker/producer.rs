@@ -113,7 +113,8 @@ pub(crate) async fn run(runtime: Arc<Runtime>, queue: String, concurrency: usize
                 runtime
                     .config
                     .client
-                    .publish_rows(&jobs, runtime.config.clock.now());
+                    .publish_claimed(&jobs, runtime.config.clock.now())
+                    .await;
                 for (job, permit) in jobs.into_iter().zip(permits.drain(..)) {
                     executor::spawn(&runtime, job, permit);
                 }
