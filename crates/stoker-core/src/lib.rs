@@ -110,3 +110,11 @@ pub use audit::{
 // --- stream crypt ---
 mod sealed;
 pub use sealed::{JobSealedListParams, SealedJob, SealedRewrite};
+
+// --- stream workflows ---
+pub mod batch;
+pub use batch::{
+    BatchId, BatchInsertParams, BatchInserted, BatchListParams, BatchRow, BatchState,
+    BATCH_ARGS_KEY, BATCH_LIST_MAX_LIMIT, BATCH_MAX_JOBS_PER_CALL,
+};
+pub use workflow::{WorkflowListParams, WORKFLOW_LIST_MAX_LIMIT};

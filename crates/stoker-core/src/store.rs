@@ -1159,6 +1159,60 @@ pub trait Store: Send + Sync + 'static {
     /// nonce it was read with (see [`crate::SealedRewrite`]), in one transaction; returns how
     /// many were replaced. Nothing else of the job changes.
     async fn job_sealed_rewrite(&self, rewrites: Vec<crate::SealedRewrite>) -> StoreResult<u64>;
+    // --- stream workflows ---
+    // Batches (issue 18); see `stoker_core::batch` for the model.
+
+    /// Creates a batch, or adds jobs to an open one, in one transaction (all or none): the
+    /// jobs, the batch's counters, and on create its callback, inserted `blocked`. With
+    /// [`BatchInsertParams::close`] the batch is closed in the same transaction, and if
+    /// nothing is pending its callback is released at once.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field (see [`BatchInsertParams::validate`]); `NotFound` for an
+    /// unknown batch (or another tenant's); `Conflict` for one closed or cancelled.
+    async fn batch_insert(
+        &self,
+        params: crate::BatchInsertParams,
+    ) -> StoreResult<crate::BatchInserted>;
+
+    /// A batch with its counters: one row's read, whatever its size.
+    async fn batch_get(&self, id: crate::BatchId) -> StoreResult<Option<crate::BatchRow>>;
+
+    /// Batches matching `params`, newest (highest id) first.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `limit`.
+    async fn batch_list(&self, params: crate::BatchListParams)
+        -> StoreResult<Vec<crate::BatchRow>>;
+
+    /// Cancels a batch in one transaction: marks it cancelled and closed (no job can be added
+    /// to it), cancels its callback and its waiting jobs (blocked, available, retryable) and
+    /// requests the cancel of its running ones. Returns it as it is now; a batch already
+    /// finished or cancelled is returned unchanged.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` if there is no such batch.
+    async fn batch_cancel(
+        &self,
+        id: crate::BatchId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<crate::BatchRow>;
+
+    /// The batch a job belongs to, if any: what a handler adds its siblings to.
+    async fn job_batch(&self, id: JobId) -> StoreResult<Option<crate::BatchId>>;
+
+    /// Workflows matching `params`, newest (highest id) first, each with its state and counts.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `limit`.
+    async fn workflow_list(
+        &self,
+        params: crate::WorkflowListParams,
+    ) -> StoreResult<Vec<crate::WorkflowRow>>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own

@@ -537,6 +537,37 @@ pub struct WorkflowCancelParams {
     pub now: DateTime<Utc>,
 }
 
+/// The most workflows one list returns.
+pub const WORKFLOW_LIST_MAX_LIMIT: u32 = 200;
+
+/// Parameters of [`Store::workflow_list`](crate::Store::workflow_list).
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowListParams {
+    /// Only this tenant's workflows.
+    pub tenant: Option<String>,
+    /// Only workflows with an id below this (the next page).
+    pub before: Option<WorkflowId>,
+    /// At most this many, 1 to [`WORKFLOW_LIST_MAX_LIMIT`].
+    pub limit: u32,
+}
+
+impl WorkflowListParams {
+    /// Checks the limit.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] naming `limit`.
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if self.limit == 0 || self.limit > WORKFLOW_LIST_MAX_LIMIT {
+            return Err(InvalidInput::new(
+                "limit",
+                format!("must be 1 to {WORKFLOW_LIST_MAX_LIMIT}, got {}", self.limit),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

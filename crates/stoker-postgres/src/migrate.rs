@@ -111,6 +111,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("../migrations/0016_ops.sql"),
     },
+    // --- stream workflows ---
+    // Batches: counters kept with their jobs' states, and a callback released once (issue 18).
+    Migration {
+        version: 19,
+        name: "batches",
+        sql: include_str!("../migrations/0019_batches.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

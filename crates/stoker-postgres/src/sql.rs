@@ -312,8 +312,19 @@ impl Sql {
                  SELECT upd.*, (SELECT count(*) FROM notified) AS notified FROM upd"
             ),
             job_get: format!("SELECT {cols} FROM {jobs} WHERE id = $1"),
+            // --- stream workflows ---
+            // A job others wait for, an unfinished batch member and an unfired batch
+            // callback are kept (issue 18): the caller reads why and refuses.
             job_delete: format!(
-                "DELETE FROM {jobs} WHERE id = $1 AND state <> 'running' RETURNING {cols}"
+                "DELETE FROM {jobs} WHERE id = $1 AND state <> 'running' \
+                 AND NOT (batch_id IS NOT NULL \
+                          AND state IN ('blocked', 'available', 'retryable')) \
+                 AND NOT (has_dependents AND EXISTS ( \
+                     SELECT 1 FROM {deps} AS d JOIN {jobs} AS c ON c.id = d.child_id \
+                     WHERE d.parent_id = $1 AND NOT d.resolved AND c.state = 'blocked')) \
+                 AND NOT (state = 'blocked' AND EXISTS ( \
+                     SELECT 1 FROM {s}.stoker_batches WHERE callback_id = $1)) \
+                 RETURNING {cols}"
             ),
             // Fenced like a finish, lease included.
             job_progress: format!(

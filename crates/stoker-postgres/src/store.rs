@@ -48,6 +48,8 @@ mod audit;
 mod tenancy;
 // --- stream crypt ---
 mod sealed;
+// --- stream workflows ---
+mod batch;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -717,7 +719,13 @@ impl Store for PgStore {
             match self.fetch_job(id).await? {
                 None => return Err(not_found(id)),
                 Some(job) if job.state == JobState::Running => break,
-                Some(_) => continue,
+                Some(_) => {
+                    // --- stream workflows ---
+                    if let Some(reason) = self.delete_refusal(id).await? {
+                        return Err(StoreError::Conflict(reason));
+                    }
+                    continue;
+                }
             }
         }
         Err(StoreError::Conflict(format!(
@@ -1455,6 +1463,47 @@ impl Store for PgStore {
         rewrites: Vec<stoker_core::SealedRewrite>,
     ) -> StoreResult<u64> {
         self.job_sealed_rewrite_impl(rewrites).await
+    }
+    // --- stream workflows ---
+
+    async fn batch_insert(
+        &self,
+        params: stoker_core::BatchInsertParams,
+    ) -> StoreResult<stoker_core::BatchInserted> {
+        self.batch_insert_impl(params).await
+    }
+
+    async fn batch_get(
+        &self,
+        id: stoker_core::BatchId,
+    ) -> StoreResult<Option<stoker_core::BatchRow>> {
+        self.batch_get_impl(id).await
+    }
+
+    async fn batch_list(
+        &self,
+        params: stoker_core::BatchListParams,
+    ) -> StoreResult<Vec<stoker_core::BatchRow>> {
+        self.batch_list_impl(params).await
+    }
+
+    async fn batch_cancel(
+        &self,
+        id: stoker_core::BatchId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<stoker_core::BatchRow> {
+        self.batch_cancel_impl(id, now).await
+    }
+
+    async fn job_batch(&self, id: JobId) -> StoreResult<Option<stoker_core::BatchId>> {
+        self.job_batch_impl(id).await
+    }
+
+    async fn workflow_list(
+        &self,
+        params: stoker_core::WorkflowListParams,
+    ) -> StoreResult<Vec<stoker_core::WorkflowRow>> {
+        self.workflow_list_impl(params).await
     }
 }
 

@@ -99,6 +99,9 @@ struct Owned {
     alert: String,
     /// A workflow of the tenant's: `a`, then `b` (blocked on `a`).
     workflow: i64,
+    // --- stream workflows ---
+    /// An open batch of the tenant's, with a callback and one job.
+    batch: i64,
 }
 
 async fn enqueue(
@@ -230,9 +233,24 @@ async fn set_up(server: &TestServer, tenant: &str, secret: &str) -> Owned {
     .await["id"]
         .as_i64()
         .expect("a workflow id");
+    // --- stream workflows ---
+    let batch = json_call(
+        server,
+        secret,
+        "post",
+        "/v1/batches",
+        Some(json!({"name": format!("batch-{tenant}"), "open": true,
+            "callback": {"kind": format!("k-{tenant}"), "queue": format!("cb-{tenant}"),
+                         "args": {"owner": tenant}},
+            "jobs": [{"kind": format!("k-{tenant}"), "queue": format!("batch-{tenant}")}]})),
+    )
+    .await["id"]
+        .as_i64()
+        .expect("a batch id");
     Owned {
         tenant: tenant.to_owned(),
         workflow,
+        batch,
         waiting,
         running,
         fence,
@@ -535,6 +553,57 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
             "/cancel",
             Some(json!({})),
         ),
+        // --- stream workflows ---
+        ("get", "/v1/workflows") => vec![
+            call_of(path, None, Clean),
+            call_of(format!("{path}?tenant={other_tenant}"), None, Refused),
+        ],
+        ("get", "/v1/batches") => vec![
+            call_of(path, None, Clean),
+            call_of("/v1/batches?state=open", None, Clean),
+            call_of(format!("{path}?tenant={other_tenant}"), None, Refused),
+        ],
+        ("post", "/v1/batches") => vec![
+            call_of(
+                path,
+                Some(json!({"name": "batch-new", "jobs": [{"kind": "k-new"}]})),
+                Clean,
+            ),
+            call_of(
+                path,
+                Some(json!({"name": "batch-x", "tenant": other_tenant,
+                            "jobs": [{"kind": "k-new"}]})),
+                Refused,
+            ),
+        ],
+        ("get", "/v1/batches/{id}") => by_name(
+            "/v1/batches",
+            &other.batch.to_string(),
+            &own.batch.to_string(),
+            "",
+            None,
+        ),
+        ("post", "/v1/batches/{id}/jobs") => by_name(
+            "/v1/batches",
+            &other.batch.to_string(),
+            &own.batch.to_string(),
+            "/jobs",
+            Some(json!({"jobs": [{"kind": "k-new"}]})),
+        ),
+        ("post", "/v1/batches/{id}/close") => by_name(
+            "/v1/batches",
+            &other.batch.to_string(),
+            &own.batch.to_string(),
+            "/close",
+            None,
+        ),
+        ("post", "/v1/batches/{id}/cancel") => by_name(
+            "/v1/batches",
+            &other.batch.to_string(),
+            &own.batch.to_string(),
+            "/cancel",
+            None,
+        ),
         ("get", "/v1/failures/{fingerprint}") => by_name(
             "/v1/failures",
             &other.fingerprint,
@@ -670,6 +739,12 @@ async fn snapshot(server: &TestServer, other: &Owned) -> BTreeMap<String, Value>
     let path = format!("/v1/ops/{}", other.op);
     let op = json_call(server, ADMIN, "get", &path, None).await;
     seen.insert(path, json!({"aborted": op["state"] == "aborted"}));
+    // --- stream workflows ---
+    let path = format!("/v1/batches/{}", other.batch);
+    seen.insert(
+        path.clone(),
+        json_call(server, ADMIN, "get", &path, None).await,
+    );
     seen
 }
 

@@ -26,6 +26,8 @@ store_tests!(
     the_failures_page_counts_its_range,
     // --- stream wf ---
     a_workflow_page_draws_its_graph,
+    // --- stream workflows ---
+    the_workflow_and_batch_lists_and_a_batch_page,
 );
 
 /// A browser without redirects or a cookie jar: the test sees every step.
@@ -836,5 +838,62 @@ async fn a_workflow_page_draws_its_graph(store: Arc<dyn Store>) {
     page.assert_has(&format!("href=\"/jobs/{merge}\""));
     let missing = browser.get("/workflows/424242").await;
     assert_eq!(missing.status, 404);
+    server.stop().await;
+}
+
+// --- stream workflows ---
+/// The Workflows and Batches pages (issue 18): each lists what exists, newest first, with its
+/// state and counts, linking to its page; a batch's page shows its counters and callback; the
+/// navigation names both; an unknown batch is a 404 page.
+async fn the_workflow_and_batch_lists_and_a_batch_page(store: Arc<dyn Store>) {
+    let server = start(store, config()).await;
+    let flow = server
+        .post(
+            "/v1/workflows",
+            json!({"name": "nightly", "jobs": [{"name": "a", "job": {"kind": "fetch"}}]}),
+        )
+        .await;
+    assert_eq!(flow.status, 201, "{flow:?}");
+    let flow_id = flow.body["id"].as_i64().unwrap();
+    let batch = server
+        .post(
+            "/v1/batches",
+            json!({"name": "campaign-7", "open": true,
+                   "callback": {"kind": "campaign_done", "args": {"campaign": 7}},
+                   "jobs": [{"kind": "deliver"}, {"kind": "deliver"}]}),
+        )
+        .await;
+    assert_eq!(batch.status, 201, "{batch:?}");
+    let batch_id = batch.body["id"].as_i64().unwrap();
+    let callback = batch.body["callback_id"].as_i64().unwrap();
+    let mut browser = Browser::new(&server);
+
+    let page = browser.get("/workflows").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert_safe(&page);
+    page.assert_has(&format!("href=\"/workflows/{flow_id}\">nightly</a>"));
+    page.assert_has("href=\"/batches\"");
+    page.assert_has(r#"aria-current="page">Workflows</a>"#);
+
+    let page = browser.get("/batches").await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert_safe(&page);
+    page.assert_has(&format!("href=\"/batches/{batch_id}\">campaign-7</a>"));
+    page.assert_has(r#"<span class="badge open">open</span>"#);
+    page.assert_has(r#"aria-current="page">Batches</a>"#);
+
+    let page = browser.get(&format!("/batches/{batch_id}")).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert_safe(&page);
+    page.assert_has(&format!("Batch {batch_id}"));
+    page.assert_has("<dt>Total</dt><dd>2</dd>");
+    page.assert_has("<dt>Pending</dt><dd>2</dd>");
+    page.assert_has(&format!("href=\"/jobs/{callback}\">job {callback}</a>"));
+    page.assert_has("open: jobs can be added");
+
+    let missing = browser.get("/batches/424242").await;
+    assert_eq!(missing.status, 404);
+    let bad = browser.get("/batches?before=x").await;
+    assert_eq!(bad.status, 400);
     server.stop().await;
 }

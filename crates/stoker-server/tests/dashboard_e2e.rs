@@ -545,6 +545,9 @@ async fn the_dashboard_in_a_real_browser() {
     shoot(&browser, &base, "ops", "/ops").await;
     shoot(&browser, &base, "op", &op_path).await;
     shoot(&browser, &base, "cron", "/cron").await;
+    // --- stream workflows ---
+    shoot(&browser, &base, "workflows", "/workflows").await;
+    shoot(&browser, &base, "batches", "/batches").await;
     browser.close().await.expect("close the browser");
 
     // A read-only token: every button is off, and the server refuses a forced submit.

@@ -118,7 +118,7 @@ WHERE ",
             "
 RETURNING stoker_jobs.id, stoker_jobs.state, stoker_jobs.run_at, stoker_jobs.attempt,
           stoker_jobs.queue, stoker_jobs.kind, stoker_jobs.attempted_at, stoker_jobs.worker_id,
-          stoker_jobs.tenant, stoker_jobs.has_dependents"
+          stoker_jobs.tenant, stoker_jobs.has_dependents OR stoker_jobs.batch_id IS NOT NULL"
         )
     };
 }
@@ -147,7 +147,8 @@ pub(crate) const FINISH_SQL: &str = concat!(
 );
 
 /// A job [`FINISH_SQL`] applied a finish to, as it returns it: id, state, run_at, attempt,
-/// queue, kind, attempted_at, worker_id, tenant, has_dependents.
+/// queue, kind, attempted_at, worker_id, tenant, has_dependents (true for a batch member too,
+/// whose finish may release its batch's callback: issue 18).
 pub(crate) type AppliedRow = (
     i64,
     String,

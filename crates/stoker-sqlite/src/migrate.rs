@@ -123,6 +123,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("../migrations/0018_ops.sql"),
     },
+    // --- stream workflows ---
+    // Batches: counters kept with their jobs' states, and a callback released once (issue 18).
+    Migration {
+        version: 21,
+        name: "batches",
+        sql: include_str!("../migrations/0021_batches.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -49,6 +49,8 @@ mod tenancy;
 mod sealed;
 // --- stream wake ---
 mod wake;
+// --- stream workflows ---
+mod batch;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -124,8 +126,18 @@ RETURNING ",
     job_columns!()
 );
 
+// --- stream workflows ---
+// A job others wait for, an unfinished batch member and an unfired batch callback are kept
+// (issue 18): the caller reads why and refuses.
 const DELETE_SQL: &str = concat!(
-    "DELETE FROM stoker_jobs WHERE id = ?1 AND state <> 'running' RETURNING ",
+    "DELETE FROM stoker_jobs WHERE id = ?1 AND state <> 'running'
+     AND NOT (batch_id IS NOT NULL AND state IN ('blocked', 'available', 'retryable'))
+     AND NOT (has_dependents AND EXISTS (
+         SELECT 1 FROM stoker_deps AS d JOIN stoker_jobs AS c ON c.id = d.child_id
+         WHERE d.parent_id = ?1 AND NOT d.resolved AND c.state = 'blocked'))
+     AND NOT (state = 'blocked' AND EXISTS (
+         SELECT 1 FROM stoker_batches WHERE callback_id = ?1))
+     RETURNING ",
     job_columns!()
 );
 
@@ -567,13 +579,14 @@ impl Store for SqliteStore {
                 Ok(job)
             }
             None => {
+                // --- stream workflows ---
+                let refusal = Self::delete_refusal(&mut tx, id).await?;
                 drop(tx);
                 drop(conn);
                 let job = self.job_unchanged(id).await?;
-                Err(StoreError::Conflict(format!(
-                    "job {id} is {}: cancel it before deleting it",
-                    job.state
-                )))
+                Err(StoreError::Conflict(refusal.unwrap_or_else(|| {
+                    format!("job {id} is {}: cancel it before deleting it", job.state)
+                })))
             }
         }
     }
@@ -1302,6 +1315,47 @@ impl Store for SqliteStore {
         rewrites: Vec<stoker_core::SealedRewrite>,
     ) -> StoreResult<u64> {
         self.job_sealed_rewrite_impl(rewrites).await
+    }
+    // --- stream workflows ---
+
+    async fn batch_insert(
+        &self,
+        params: stoker_core::BatchInsertParams,
+    ) -> StoreResult<stoker_core::BatchInserted> {
+        self.batch_insert_impl(params).await
+    }
+
+    async fn batch_get(
+        &self,
+        id: stoker_core::BatchId,
+    ) -> StoreResult<Option<stoker_core::BatchRow>> {
+        self.batch_get_impl(id).await
+    }
+
+    async fn batch_list(
+        &self,
+        params: stoker_core::BatchListParams,
+    ) -> StoreResult<Vec<stoker_core::BatchRow>> {
+        self.batch_list_impl(params).await
+    }
+
+    async fn batch_cancel(
+        &self,
+        id: stoker_core::BatchId,
+        now: DateTime<Utc>,
+    ) -> StoreResult<stoker_core::BatchRow> {
+        self.batch_cancel_impl(id, now).await
+    }
+
+    async fn job_batch(&self, id: JobId) -> StoreResult<Option<stoker_core::BatchId>> {
+        self.job_batch_impl(id).await
+    }
+
+    async fn workflow_list(
+        &self,
+        params: stoker_core::WorkflowListParams,
+    ) -> StoreResult<Vec<stoker_core::WorkflowRow>> {
+        self.workflow_list_impl(params).await
     }
 }
 

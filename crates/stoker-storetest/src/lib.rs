@@ -111,6 +111,8 @@ pub mod tenancy;
 pub mod sealed;
 // --- stream wake ---
 pub mod wake;
+// --- stream workflows ---
+pub mod batch;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -326,6 +328,14 @@ macro_rules! conformance_tests {
             wake_cancel_wakes_released_queue => wake::cancel_wakes_released_queue,
             wake_bulk_cancel_wakes_released_queue => wake::bulk_cancel_wakes_released_queue,
             wake_workflow_cancel_wakes_released_queue => wake::workflow_cancel_wakes_released_queue,
+            // --- stream workflows ---
+            batch_counts_and_fires_once => batch::counts_and_fires_once,
+            batch_closed_empty_fires_at_once => batch::closed_empty_fires_at_once,
+            batch_cancel_cancels_unfinished => batch::cancel_cancels_unfinished,
+            batch_bad_input_writes_nothing => batch::bad_input_writes_nothing,
+            batch_list_filters => batch::list_filters,
+            batch_completion_wakes_callback_queue => batch::completion_wakes_callback_queue,
+            batch_delete_refuses_to_strand => batch::delete_refuses_to_strand,
         }
     };
 }

@@ -516,6 +516,15 @@ impl<S: Store + ?Sized> Client<S> {
         Ok(())
     }
 
+    // --- stream workflows ---
+    /// Whether this client encrypts the args of jobs of `kind` in `queue`.
+    pub(crate) fn seals(&self, kind: &str, queue: &str) -> bool {
+        self.config
+            .encryption
+            .as_ref()
+            .is_some_and(|encryption| encryption.applies(kind, queue))
+    }
+
     /// Whether this client shows jobs otherwise than they are stored (it opens sealed values
     /// or redacts), so values read from anywhere but a job row go through [`Client::reveal`].
     pub(crate) fn transforms_jobs(&self) -> bool {

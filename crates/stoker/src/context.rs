@@ -260,6 +260,33 @@ impl JobContext {
         client.workflow_add(id, workflow).await
     }
 
+    // --- stream workflows ---
+    /// Adds jobs to this job's batch, which must still be open (a batch fires only once
+    /// closed, so the callback cannot run before jobs added this way finish). Lineage is
+    /// inherited as for [`JobContext::enqueue_with`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`](crate::Error::Invalid) if this job is in no batch or a job is bad;
+    /// [`Error::Conflict`](crate::Error::Conflict) if the batch is closed or cancelled.
+    pub async fn add_to_batch(
+        &self,
+        jobs: impl IntoIterator<Item = crate::NewJob>,
+    ) -> Result<stoker_core::BatchInserted> {
+        let client = &self.inner.client;
+        let Some(id) = client.store().job_batch(self.id()).await? else {
+            return Err(crate::Error::Invalid(stoker_core::InvalidInput::new(
+                "batch",
+                format!("job {} is in no batch", self.id()),
+            )));
+        };
+        let jobs: Vec<crate::NewJob> = jobs
+            .into_iter()
+            .map(|job| job.map_options(|opts| self.inherit(opts)))
+            .collect();
+        client.batch_add(id, jobs).await
+    }
+
     /// The client the worker uses, for anything else.
     pub fn client(&self) -> &Client {
         &self.inner.client

@@ -183,6 +183,12 @@ pub use stoker_core::{
     WorkflowInserted, WorkflowJob, WorkflowRow, WorkflowState,
 };
 pub use workflow::Workflow;
+// --- stream workflows ---
+mod batch;
+pub use batch::Batch;
+pub use stoker_core::{
+    BatchId, BatchInserted, BatchListParams, BatchRow, BatchState, WorkflowListParams,
+};
 
 /// The SQLite store.
 #[cfg(feature = "sqlite")]

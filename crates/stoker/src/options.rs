@@ -240,6 +240,13 @@ impl NewJob {
     pub fn kind(&self) -> &str {
         &self.kind
     }
+    // --- stream workflows ---
+    /// The same job with its options passed through `f` (lineage inherited by a job that
+    /// adds to its own batch).
+    pub(crate) fn map_options(mut self, f: impl FnOnce(EnqueueOptions) -> EnqueueOptions) -> Self {
+        self.opts = f(self.opts);
+        self
+    }
 
     /// Everything resolved against defaults and `now`, validated by its handler if known.
     pub(crate) fn resolve(

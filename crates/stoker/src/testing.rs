@@ -300,4 +300,11 @@ counting_store! {
         // --- stream crypt ---
         async fn job_sealed_list(&self, params: stoker_core::JobSealedListParams) -> StoreResult<Vec<stoker_core::SealedJob>>;
         async fn job_sealed_rewrite(&self, rewrites: Vec<stoker_core::SealedRewrite>) -> StoreResult<u64>;
+        // --- stream workflows ---
+        async fn batch_insert(&self, params: stoker_core::BatchInsertParams) -> StoreResult<stoker_core::BatchInserted>;
+        async fn batch_get(&self, id: stoker_core::BatchId) -> StoreResult<Option<stoker_core::BatchRow>>;
+        async fn batch_list(&self, params: stoker_core::BatchListParams) -> StoreResult<Vec<stoker_core::BatchRow>>;
+        async fn batch_cancel(&self, id: stoker_core::BatchId, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::BatchRow>;
+        async fn job_batch(&self, id: JobId) -> StoreResult<Option<stoker_core::BatchId>>;
+        async fn workflow_list(&self, params: stoker_core::WorkflowListParams) -> StoreResult<Vec<stoker_core::WorkflowRow>>;
 }

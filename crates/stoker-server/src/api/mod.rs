@@ -38,6 +38,7 @@
 //! | `GET /v1/pull/jobs/{id}/dependencies` | work | a workflow job's dependency results |
 //! | `GET /v1/audit` | operate | the audit log of management actions (issue 17) |
 //! | `GET /v1/events/snapshot` | read (not tenant-bound) | the live snapshot once, for pollers |
+//! | `POST /v1/batches`, `/v1/batches/{id}/jobs`, `/v1/batches/{id}/close`; `GET /v1/batches`, `/v1/batches/{id}`, `/v1/workflows`; `POST /v1/batches/{id}/cancel` | enqueue; read; operate | batches and the workflow list (issue 18) |
 //!
 //! Without tokens (loopback only) every route is open. With tokens, every route but `/health`
 //! and the OpenAPI document needs `Authorization: Bearer <token>` with the scope shown; `admin`
@@ -83,6 +84,8 @@ pub mod tokens;
 pub mod limits;
 // --- stream wf ---
 pub mod workflows;
+// --- stream workflows ---
+pub mod batches;
 // --- stream tenancy ---
 pub mod audit;
 // --- stream ops ---
@@ -188,6 +191,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit", get(audit::list))
         // --- stream ops ---
         .route("/v1/events/snapshot", get(snapshot::get))
+        // --- stream workflows ---
+        .route("/v1/batches", get(batches::list).post(batches::create))
+        .route("/v1/batches/{id}", get(batches::get))
+        .route("/v1/batches/{id}/jobs", post(batches::add))
+        .route("/v1/batches/{id}/close", post(batches::close))
+        .route("/v1/batches/{id}/cancel", post(batches::cancel))
+        .route("/v1/workflows", get(batches::workflows))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

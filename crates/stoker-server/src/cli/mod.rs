@@ -42,6 +42,8 @@ mod workflows;
 mod audit;
 // --- stream crypt ---
 mod keys;
+// --- stream workflows ---
+mod batches;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -66,6 +68,8 @@ pub use workflows::WorkflowsCommand;
 pub use audit::AuditCommand;
 // --- stream crypt ---
 pub use keys::KeysCommand;
+// --- stream workflows ---
+pub use batches::BatchesCommand;
 
 use backend::{Backend, EnqueueInput, RetryProgress};
 use direct::Direct;
@@ -172,6 +176,10 @@ pub enum Command {
     /// Encryption keys at rest: status per key id, and rotation to the active key.
     #[command(subcommand)]
     Keys(KeysCommand),
+    // --- stream workflows ---
+    /// Batches: list, show (counters by outcome), close, cancel.
+    #[command(subcommand)]
+    Batches(BatchesCommand),
 }
 
 /// Where a command goes, and how it prints. With neither `--database-url` nor `--server`,
@@ -485,6 +493,8 @@ pub async fn run(command: Command) -> Result<(), CliError> {
         Command::Audit(command) => audit::run(command).await,
         // --- stream crypt ---
         Command::Keys(command) => keys::run(command).await,
+        // --- stream workflows ---
+        Command::Batches(command) => batches::run(command).await,
     }
 }
 

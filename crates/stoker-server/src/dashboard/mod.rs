@@ -37,6 +37,8 @@ mod format;
 mod pages;
 // --- stream tenancy ---
 mod audit;
+// --- stream workflows ---
+mod batches;
 pub(crate) mod session;
 
 use std::sync::{Arc, LazyLock};
@@ -88,6 +90,10 @@ pub fn router(state: AppState) -> Router {
         .route("/audit", get(audit::audit))
         // --- stream wf ---
         .route("/workflows/{id}", get(pages::workflow))
+        // --- stream workflows ---
+        .route("/workflows", get(batches::workflows))
+        .route("/batches", get(batches::batches))
+        .route("/batches/{id}", get(batches::batch))
         .route("/logout", post(session::logout))
         .route("/ui/live", get(live))
         .route("/ui/ops/{id}/progress", get(pages::op_progress))

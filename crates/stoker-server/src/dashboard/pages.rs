@@ -92,6 +92,19 @@ const NAV: &[NavItem] = &[
         href: "/limits",
         cluster: true,
     },
+    // --- stream workflows ---
+    NavItem {
+        key: "workflows",
+        label: "Workflows",
+        href: "/workflows",
+        cluster: false,
+    },
+    NavItem {
+        key: "batches",
+        label: "Batches",
+        href: "/batches",
+        cluster: false,
+    },
 ];
 
 /// What every page's frame shows: navigation, the viewer, the form token, a notice.
@@ -2127,7 +2140,7 @@ pub(crate) async fn workflow(
         .map(|job| (job.id, job.name.clone()))
         .collect();
     let counts = view.counts;
-    let c = Chrome::new(&viewer, "jobs", format!("Workflow {id}"), &params)
+    let c = Chrome::new(&viewer, "workflows", format!("Workflow {id}"), &params)
         .back(format!("/workflows/{id}"));
     Ok(render(&WorkflowPage {
         c,

@@ -17,7 +17,8 @@ use crate::row::to_json;
 /// `?1`, which just finished. A parent that did not complete cancels its children on
 /// `cancel` edges, and those pass the walk on to their own dependents (a `run` edge releases
 /// a grandchild), so the walk goes on through cancelled children. Released jobs whose
-/// `run_at` is still ahead are left to staging, which sends its own event.
+/// `run_at` is still ahead are left to staging, which sends its own event. Batch members
+/// (issue 18) come here too: the callback their batch released is woken the same way.
 const RELEASED_QUEUES_SQL: &str = "
 WITH RECURSIVE finished(id) AS (
     SELECT value FROM json_each(?1)
@@ -32,7 +33,13 @@ SELECT DISTINCT c.queue
 FROM finished AS f
 JOIN stoker_deps AS d ON d.parent_id = f.id
 JOIN stoker_jobs AS c ON c.id = d.child_id
-WHERE c.state = 'available' AND NOT c.scheduled";
+WHERE c.state = 'available' AND NOT c.scheduled
+UNION
+SELECT c.queue
+FROM stoker_jobs AS m
+JOIN stoker_batches AS b ON b.id = m.batch_id
+JOIN stoker_jobs AS c ON c.id = b.callback_id
+WHERE m.id IN (SELECT value FROM json_each(?1)) AND c.state = 'available' AND NOT c.scheduled";
 
 impl SqliteStore {
     /// Sends `JobsAvailable` for every queue that got jobs released by the committed finish of

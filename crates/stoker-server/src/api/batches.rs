@@ -1,0 +1,618 @@
+//! Batches (issue 18): a group of jobs with a callback enqueued exactly once when the batch
+//! is closed and all of them have finished; create, add, close, read (counters, no scan),
+//! list, cancel. And the list of workflows.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stoker::core::{BatchListParams, JobInsert, BATCH_MAX_JOBS_PER_CALL};
+use stoker::{BatchId, BatchRow, BatchState, Client, WorkflowListParams, WorkflowRow};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::jobs::{ascii_text, build_insert};
+use super::model::{EnqueueRequest, ErrorBody};
+use super::workflows::{WorkflowCountsView, WorkflowJobSpec, WorkflowStateSchema};
+use super::{ApiError, AppState, Principal};
+use crate::config::Scope;
+
+/// `POST /v1/batches`: a batch of jobs and its callback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    /// The batch's name: 1 to 128 letters, digits, `_`, `-`, `.` and `:`.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")]
+    pub name: String,
+    /// The tenant every job belongs to: 1 to 255 printable ASCII characters. A tenant-bound
+    /// token may leave it out (its tenant is used) or name its own tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[ -~]+$")]
+    pub tenant: Option<String>,
+    /// The job enqueued once the batch is closed and all its jobs have finished. Its `args`
+    /// (an object, without a `batch` key) receive `"batch": {"id", "total", "completed",
+    /// "discarded", "cancelled"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<WorkflowJobSpec>,
+    /// The jobs, at most 10,000 per request (add more with `POST /v1/batches/{id}/jobs`).
+    #[serde(default)]
+    #[schema(max_items = 10_000)]
+    pub jobs: Vec<WorkflowJobSpec>,
+    /// Keep the batch open for more jobs; it fires only once closed. Defaults to false: the
+    /// batch is closed by this request.
+    #[serde(default)]
+    pub open: bool,
+}
+
+/// `POST /v1/batches/{id}/jobs`: jobs to add to an open batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchAddRequest {
+    /// The jobs, 1 to 10,000.
+    #[schema(min_items = 1, max_items = 10_000)]
+    pub jobs: Vec<WorkflowJobSpec>,
+    /// Close the batch after adding them. Defaults to false.
+    #[serde(default)]
+    pub close: bool,
+}
+
+/// What `POST /v1/batches` (and `/v1/batches/{id}/jobs`) wrote.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BatchCreated {
+    /// The batch's id.
+    pub id: i64,
+    /// The jobs' ids, in request order.
+    pub jobs: Vec<i64>,
+    /// The callback job's id (blocked until the batch fires).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_id: Option<i64>,
+}
+
+/// A batch's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = BatchState)]
+pub enum BatchStateSchema {
+    /// Jobs can be added; it does not fire until closed.
+    Open,
+    /// Closed, with jobs pending.
+    Running,
+    /// Closed and every job finished: the callback was enqueued.
+    Finished,
+    /// Cancelled: its unfinished jobs and its callback were cancelled.
+    Cancelled,
+}
+
+impl From<BatchState> for BatchStateSchema {
+    fn from(state: BatchState) -> Self {
+        match state {
+            BatchState::Open => BatchStateSchema::Open,
+            BatchState::Running => BatchStateSchema::Running,
+            BatchState::Finished => BatchStateSchema::Finished,
+            BatchState::Cancelled => BatchStateSchema::Cancelled,
+        }
+    }
+}
+
+impl From<BatchStateSchema> for BatchState {
+    fn from(state: BatchStateSchema) -> Self {
+        match state {
+            BatchStateSchema::Open => BatchState::Open,
+            BatchStateSchema::Running => BatchState::Running,
+            BatchStateSchema::Finished => BatchState::Finished,
+            BatchStateSchema::Cancelled => BatchState::Cancelled,
+        }
+    }
+}
+
+/// A batch with its counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BatchView {
+    /// Its id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Its state.
+    pub state: BatchStateSchema,
+    /// Jobs added.
+    pub total: i64,
+    /// Jobs not finished.
+    pub pending: i64,
+    /// Jobs completed.
+    pub completed: i64,
+    /// Jobs discarded.
+    pub discarded: i64,
+    /// Jobs cancelled.
+    pub cancelled: i64,
+    /// The callback job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_id: Option<i64>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
+    /// When it finished (and its callback was enqueued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When it was cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+impl From<BatchRow> for BatchView {
+    fn from(row: BatchRow) -> Self {
+        BatchView {
+            id: row.id.0,
+            name: row.name,
+            tenant: row.tenant,
+            state: row.state.into(),
+            total: row.total,
+            pending: row.pending,
+            completed: row.completed,
+            discarded: row.discarded,
+            cancelled: row.cancelled,
+            callback_id: row.callback.map(|id| id.0),
+            created_at: row.created_at,
+            closed_at: row.closed_at,
+            finished_at: row.finished_at,
+            cancelled_at: row.cancelled_at,
+        }
+    }
+}
+
+/// One page of batches, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BatchList {
+    /// The batches.
+    pub batches: Vec<BatchView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<i64>,
+}
+
+/// Filters of `GET /v1/batches`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BatchQuery {
+    /// Only this tenant's batches (a tenant-bound token always reads only its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
+    pub tenant: Option<String>,
+    /// Only batches in this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<BatchStateSchema>)]
+    pub state: Option<BatchStateSchema>,
+    /// The keyset cursor: `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1)]
+    pub cursor: Option<i64>,
+    /// Page size, 1 to 500. Defaults to 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+}
+
+/// A workflow in a list: its state and counts, without its graph.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowSummary {
+    /// Its id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Its state.
+    pub state: WorkflowStateSchema,
+    /// Its jobs by state.
+    pub counts: WorkflowCountsView,
+    /// Jobs held by a failed dependency under `hold`.
+    pub held: i64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was cancelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+impl From<WorkflowRow> for WorkflowSummary {
+    fn from(row: WorkflowRow) -> Self {
+        let c = row.counts;
+        WorkflowSummary {
+            id: row.id.0,
+            name: row.name,
+            tenant: row.tenant,
+            state: row.state.into(),
+            counts: WorkflowCountsView {
+                blocked: c.blocked,
+                available: c.available,
+                running: c.running,
+                retryable: c.retryable,
+                completed: c.completed,
+                discarded: c.discarded,
+                cancelled: c.cancelled,
+            },
+            held: row.held,
+            created_at: row.created_at,
+            cancelled_at: row.cancelled_at,
+        }
+    }
+}
+
+/// One page of workflows, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct WorkflowList {
+    /// The workflows.
+    pub workflows: Vec<WorkflowSummary>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<i64>,
+}
+
+/// Filters of `GET /v1/workflows`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct WorkflowQuery {
+    /// Only this tenant's workflows (a tenant-bound token always reads only its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
+    pub tenant: Option<String>,
+    /// The keyset cursor: `next_cursor` of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1)]
+    pub cursor: Option<i64>,
+    /// Page size, 1 to 200. Defaults to 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+fn batch_not_found(id: i64) -> ApiError {
+    ApiError::new(
+        super::model::ErrorCode::NotFound,
+        format!("batch {id} not found"),
+    )
+    .with_field("id")
+}
+
+fn not_found_as_batch(id: i64) -> impl FnOnce(stoker::Error) -> ApiError {
+    move |err| match err {
+        stoker::Error::NotFound(_) => batch_not_found(id),
+        other => other.into(),
+    }
+}
+
+/// Builds one job of a batch; `prefix` names its field (`jobs[3].`).
+fn insert(
+    state: &AppState,
+    client: &Client,
+    principal: &Principal,
+    tenant: Option<String>,
+    spec: WorkflowJobSpec,
+    prefix: &str,
+) -> Result<JobInsert, ApiError> {
+    let WorkflowJobSpec {
+        kind,
+        args,
+        queue,
+        priority,
+        run_at,
+        delay_seconds,
+        max_attempts,
+        metadata,
+        timeout_seconds,
+        backoff,
+    } = spec;
+    let request = EnqueueRequest {
+        kind,
+        args,
+        queue,
+        priority,
+        run_at,
+        delay_seconds,
+        max_attempts,
+        idempotency_key: None,
+        tenant,
+        metadata,
+        timeout_seconds,
+        backoff,
+    };
+    build_insert(state, client, principal, request, state.now(), prefix)
+}
+
+fn inserts(
+    state: &AppState,
+    client: &Client,
+    principal: &Principal,
+    tenant: &Option<String>,
+    jobs: Vec<WorkflowJobSpec>,
+) -> Result<Vec<JobInsert>, ApiError> {
+    jobs.into_iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            insert(
+                state,
+                client,
+                principal,
+                tenant.clone(),
+                spec,
+                &format!("jobs[{i}]."),
+            )
+        })
+        .collect()
+}
+
+fn created(inserted: stoker::BatchInserted) -> BatchCreated {
+    BatchCreated {
+        id: inserted.batch.0,
+        jobs: inserted.jobs.into_iter().map(|id| id.0).collect(),
+        callback_id: inserted.callback.map(|id| id.0),
+    }
+}
+
+/// Enqueue a batch.
+///
+/// Its jobs, its counters and its callback are written in one transaction, or (on any error)
+/// nothing. The callback waits, blocked, until the batch is closed (by this request unless
+/// `open`) and every job has finished, and is then enqueued exactly once with the counts in
+/// its args.
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    tag = "batches",
+    request_body = BatchRequest,
+    responses(
+        (status = 201, description = "Enqueued", body = BatchCreated),
+        (status = 422, description = "A field is refused (`field` names it)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(request): ApiJson<BatchRequest>,
+) -> Result<Response, ApiError> {
+    principal.require(Scope::Enqueue)?;
+    let client = state.client_for(&principal);
+    let tenant = client.tenant_for(request.tenant, "tenant")?;
+    let callback = request
+        .callback
+        .map(|spec| {
+            insert(
+                &state,
+                &client,
+                &principal,
+                tenant.clone(),
+                spec,
+                "callback.",
+            )
+        })
+        .transpose()?;
+    let jobs = inserts(&state, &client, &principal, &tenant, request.jobs)?;
+    let inserted = client
+        .enqueue_batch_resolved(None, request.name, tenant, callback, jobs, !request.open)
+        .await?;
+    let location = format!("/v1/batches/{}", inserted.batch);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(created(inserted)),
+    )
+        .into_response())
+}
+
+/// Add jobs to an open batch.
+///
+/// Counted in the same transaction as their insert, so the batch cannot fire before they
+/// finish. Refused with 409 once the batch is closed or cancelled.
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/jobs",
+    tag = "batches",
+    params(("id" = i64, Path, description = "The batch's id")),
+    request_body = BatchAddRequest,
+    responses(
+        (status = 201, description = "Added", body = BatchCreated),
+        (status = 404, description = "No such batch", body = ErrorBody),
+        (status = 409, description = "The batch is closed or cancelled", body = ErrorBody),
+        (status = 422, description = "A field is refused (`field` names it)", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn add(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(request): ApiJson<BatchAddRequest>,
+) -> Result<(StatusCode, Json<BatchCreated>), ApiError> {
+    principal.require(Scope::Enqueue)?;
+    let client = state.client_for(&principal);
+    let Some(row) = client.batch(BatchId(id)).await? else {
+        return Err(batch_not_found(id));
+    };
+    let jobs = inserts(&state, &client, &principal, &row.tenant, request.jobs)?;
+    let inserted = client
+        .enqueue_batch_resolved(
+            Some(row.id),
+            String::new(),
+            row.tenant,
+            None,
+            jobs,
+            request.close,
+        )
+        .await
+        .map_err(not_found_as_batch(id))?;
+    Ok((StatusCode::CREATED, Json(created(inserted))))
+}
+
+/// Close a batch.
+///
+/// No job can be added any more, and the callback is enqueued as soon as nothing is pending
+/// (at once, if nothing is). Closing it again changes nothing; a cancelled batch gets 409.
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/close",
+    tag = "batches",
+    params(("id" = i64, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The batch, closed", body = BatchView),
+        (status = 404, description = "No such batch", body = ErrorBody),
+        (status = 409, description = "The batch is cancelled", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn close(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<BatchView>, ApiError> {
+    principal.require(Scope::Enqueue)?;
+    let client = state.client_for(&principal);
+    let row = client
+        .batch_close(BatchId(id))
+        .await
+        .map_err(not_found_as_batch(id))?;
+    Ok(Json(row.into()))
+}
+
+/// Get a batch: its state and counters by outcome, read from one row.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    params(("id" = i64, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The batch", body = BatchView),
+        (status = 404, description = "No such batch", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<BatchView>, ApiError> {
+    principal.require(Scope::Read)?;
+    let client = state.client_for(&principal);
+    match client.batch(BatchId(id)).await? {
+        Some(row) => Ok(Json(row.into())),
+        None => Err(batch_not_found(id)),
+    }
+}
+
+/// Cancel a batch.
+///
+/// Its waiting jobs and its callback end cancelled, its running jobs are asked to stop, and
+/// no job can be added to it. A finished batch is returned unchanged.
+#[utoipa::path(
+    post,
+    path = "/v1/batches/{id}/cancel",
+    tag = "batches",
+    params(("id" = i64, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The batch, cancelled", body = BatchView),
+        (status = 404, description = "No such batch", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<BatchView>, ApiError> {
+    principal.require(Scope::Operate)?;
+    let client = state.client_for(&principal);
+    let row = client
+        .cancel_batch(BatchId(id))
+        .await
+        .map_err(not_found_as_batch(id))?;
+    Ok(Json(row.into()))
+}
+
+/// List batches, newest first, by tenant and state, paged by `cursor`.
+#[utoipa::path(
+    get,
+    path = "/v1/batches",
+    tag = "batches",
+    params(BatchQuery),
+    responses(
+        (status = 200, description = "One page of batches", body = BatchList),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<BatchQuery>,
+) -> Result<Json<BatchList>, ApiError> {
+    principal.require(Scope::Read)?;
+    if let Some(tenant) = &query.tenant {
+        ascii_text(|| "tenant".to_owned(), tenant, false)?;
+    }
+    let limit = query.limit.unwrap_or(50);
+    let rows = state
+        .client_for(&principal)
+        .batches(BatchListParams {
+            tenant: query.tenant,
+            state: query.state.map(Into::into),
+            before: query.cursor.map(BatchId),
+            limit,
+        })
+        .await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|row| row.id.0))
+        .flatten();
+    Ok(Json(BatchList {
+        batches: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// List workflows, newest first, each with its state and counts, paged by `cursor`.
+#[utoipa::path(
+    get,
+    path = "/v1/workflows",
+    tag = "workflows",
+    params(WorkflowQuery),
+    responses(
+        (status = 200, description = "One page of workflows", body = WorkflowList),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn workflows(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<WorkflowQuery>,
+) -> Result<Json<WorkflowList>, ApiError> {
+    principal.require(Scope::Read)?;
+    if let Some(tenant) = &query.tenant {
+        ascii_text(|| "tenant".to_owned(), tenant, false)?;
+    }
+    let limit = query.limit.unwrap_or(50);
+    let rows = state
+        .client_for(&principal)
+        .workflows(WorkflowListParams {
+            tenant: query.tenant,
+            before: query.cursor.map(stoker::WorkflowId),
+            limit,
+        })
+        .await?;
+    let next_cursor = (rows.len() == limit as usize)
+        .then(|| rows.last().map(|row| row.id.0))
+        .flatten();
+    Ok(Json(WorkflowList {
+        workflows: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// The most jobs a batch request may hold, as the schema states it.
+const _: () = assert!(BATCH_MAX_JOBS_PER_CALL == 10_000);
