@@ -123,6 +123,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("../migrations/0018_ops.sql"),
     },
+    // --- stream history ---
+    // Job-completion callbacks (issue 13, item 8).
+    Migration {
+        version: 22,
+        name: "on_finish",
+        sql: include_str!("../migrations/0022_on_finish.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

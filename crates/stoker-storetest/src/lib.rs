@@ -111,6 +111,9 @@ pub mod tenancy;
 pub mod sealed;
 // --- stream wake ---
 pub mod wake;
+// --- stream history ---
+// Job-completion callbacks (issue 13, item 8).
+pub mod on_finish;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -326,6 +329,11 @@ macro_rules! conformance_tests {
             wake_cancel_wakes_released_queue => wake::cancel_wakes_released_queue,
             wake_bulk_cancel_wakes_released_queue => wake::bulk_cancel_wakes_released_queue,
             wake_workflow_cancel_wakes_released_queue => wake::workflow_cancel_wakes_released_queue,
+            // --- stream history ---
+            on_finish_each_final_state_posts_once => on_finish::each_final_state_posts_once,
+            on_finish_every_path_posts => on_finish::every_path_posts,
+            on_finish_sealed_job_posts_no_payload => on_finish::sealed_job_posts_no_payload,
+            on_finish_invalid_callback_refused => on_finish::invalid_callback_refused,
         }
     };
 }
@@ -399,6 +407,8 @@ mod tests {
         ("sealed", include_str!("sealed.rs")),
         // --- stream wake ---
         ("wake", include_str!("wake.rs")),
+        // --- stream history ---
+        ("on_finish", include_str!("on_finish.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under
