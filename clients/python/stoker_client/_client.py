@@ -121,7 +121,7 @@ class Client:
         allowed = {
             "queue", "priority", "run_at", "delay_seconds", "max_attempts", "idempotency_key",
             "tenant", "metadata", "timeout_seconds", "backoff",
-            "correlation_id", "parent_id", "source", "tags",
+            "correlation_id", "parent_id", "source", "tags", "on_finish",
         }
         unknown = set(options) - allowed
         if unknown:
@@ -135,6 +135,8 @@ class Client:
                 metadata[key] = list(value) if key == "tags" else value
             elif key == "run_at" and isinstance(value, datetime):
                 request[key] = value.isoformat()
+            elif key == "on_finish" and isinstance(value, str):
+                request[key] = {"url": value}
             elif key != "metadata":
                 request[key] = value
         if metadata:
@@ -146,7 +148,9 @@ class Client:
     def enqueue(self, kind: str, args: Mapping[str, Any] | None = None, **options: Any) -> dict:
         """Enqueues one job. Options: queue, priority, run_at, delay_seconds, max_attempts,
         idempotency_key, tenant, correlation_id, parent_id, source, tags, timeout_seconds,
-        backoff (a dict of base_seconds, factor, max_seconds, jitter)."""
+        backoff (a dict of base_seconds, factor, max_seconds, jitter), on_finish (a URL, or a
+        dict of url and queue: the job's outcome is posted there when it completes, is
+        discarded or is cancelled)."""
         body = self._enqueue_request(kind, args, options)
         return self.request("POST", "/v1/jobs", body, retry="idempotency_key" in body)
 

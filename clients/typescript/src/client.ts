@@ -291,6 +291,9 @@ export class Client {
       if (maxSeconds !== undefined) request.backoff.max_seconds = maxSeconds;
       if (jitter !== undefined) request.backoff.jitter = jitter;
     }
+    if (merged.onFinish !== undefined) {
+      request.on_finish = typeof merged.onFinish === "string" ? { url: merged.onFinish } : { ...merged.onFinish };
+    }
     return request;
   }
 }

@@ -42,6 +42,9 @@ export interface EnqueueOptions {
   timeoutSeconds?: number;
   /** The job's own retry backoff. */
   backoff?: Backoff;
+  /** Post the job's outcome to this http(s) URL when it completes, is discarded or is
+   * cancelled (a `webhook` job on the `default` queue, or on `queue` when given). */
+  onFinish?: string | { url: string; queue?: string };
 }
 
 /**

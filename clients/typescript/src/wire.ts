@@ -113,6 +113,13 @@ export interface EnqueueRequest {
   metadata?: JobMetadata;
   timeout_seconds?: number;
   backoff?: BackoffSpec;
+  on_finish?: OnFinishSpec;
+}
+
+/** `OnFinishSpec`: where a job's outcome is posted when it reaches a final state. */
+export interface OnFinishSpec {
+  url: string;
+  queue?: string;
 }
 
 /** `EnqueueResponse`. */
@@ -190,6 +197,8 @@ export interface JobView<Args = unknown, Result = unknown> {
   lease_expires_at?: string | null;
   /** The lines its attempts logged, oldest first: in get-job only, absent when none. */
   logs?: JobLogView[];
+  /** Its completion callback, if it was enqueued with one. */
+  on_finish?: OnFinishSpec;
 }
 
 /** Missed cron slots: dropped, the newest fired once, or every one (bounded). */

@@ -177,6 +177,9 @@ impl JobInsert {
         if let Some(backoff) = &self.backoff {
             backoff.validate()?;
         }
+        if let Some(on_finish) = &self.metadata.on_finish {
+            on_finish.validate()?;
+        }
         let size = args_size(&self.args);
         if size > max_args_bytes {
             return Err(InvalidInput::new(

@@ -169,6 +169,73 @@ pub struct Metadata {
     /// a catch-up (issue 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cron: Option<crate::cron::CronJobMeta>,
+    /// Where to post the job's outcome when it reaches a final state (issue 13, item 8). Kept
+    /// with the job, never passed on to the jobs it enqueues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_finish: Option<OnFinish>,
+}
+
+/// A job-completion callback: when the job reaches a final state (completed, discarded,
+/// cancelled), the store inserts, in the same transaction, one job of the built-in `webhook`
+/// kind ([`ON_FINISH_KIND`]) that posts the outcome to `url`. Being a job, the delivery is
+/// retried and never lost.
+///
+/// The body posted is `{"type": "job.finished", "id", "kind", "queue", "tenant", "state",
+/// "attempt", "finished_at", "result", "error"}`: `result` is the job's result (completed
+/// jobs), `error` the last failed attempt's message (or `null`). A job of an encrypted kind
+/// (its args sealed) posts neither: its body has `"sealed": true` and `result` and `error`
+/// `null`, so no unsealed payload is written by the callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnFinish {
+    /// Where to post: an absolute `http://` or `https://` URL of at most
+    /// [`ON_FINISH_URL_MAX_LEN`] bytes.
+    pub url: String,
+    /// The queue the delivery job waits in (some worker must serve the `webhook` kind there;
+    /// `stoker serve` does on its queues). Defaults to `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+}
+
+/// The kind of a completion callback's delivery job: the built-in webhook handler's.
+pub const ON_FINISH_KIND: &str = "webhook";
+/// The attempts a completion callback's delivery job gets: 10.
+pub const ON_FINISH_MAX_ATTEMPTS: i32 = 10;
+/// The longest completion callback URL, in bytes: 2048.
+pub const ON_FINISH_URL_MAX_LEN: usize = 2048;
+
+impl OnFinish {
+    /// A callback posting to `url`, delivered from the `default` queue.
+    pub fn new(url: impl Into<String>) -> Self {
+        OnFinish {
+            url: url.into(),
+            queue: None,
+        }
+    }
+
+    /// Checks the URL (absolute, `http` or `https`, with a host, at most
+    /// [`ON_FINISH_URL_MAX_LEN`] bytes) and the queue name.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`](crate::InvalidInput) naming `on_finish.url` or `on_finish.queue`.
+    pub fn validate(&self) -> Result<(), crate::InvalidInput> {
+        if self.url.len() > ON_FINISH_URL_MAX_LEN {
+            return Err(crate::InvalidInput::new(
+                "on_finish.url",
+                format!(
+                    "is {} bytes, over the limit of {ON_FINISH_URL_MAX_LEN}",
+                    self.url.len()
+                ),
+            ));
+        }
+        crate::alert::validate_url(&self.url)
+            .map_err(|err| crate::InvalidInput::new("on_finish.url", err.reason))?;
+        if let Some(queue) = &self.queue {
+            crate::validate_queue(queue)
+                .map_err(|err| crate::InvalidInput::new("on_finish.queue", err.reason))?;
+        }
+        Ok(())
+    }
 }
 
 /// Why an attempt failed, as recorded in a job's error history.

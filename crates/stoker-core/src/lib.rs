@@ -69,6 +69,8 @@ pub use insert::{
 pub use job::{
     AttemptError, ErrorKind, JobId, JobRow, JobState, Metadata, Priority, Progress, UnknownState,
 };
+// --- stream history ---
+pub use job::{OnFinish, ON_FINISH_KIND, ON_FINISH_MAX_ATTEMPTS, ON_FINISH_URL_MAX_LEN};
 pub use store::{
     Capabilities, FinishedJob, JobCancelParams, JobClaimParams, JobFinish, JobFinishParams,
     JobInsertParams, JobLeaseParams, JobListParams, JobProgressParams, JobPruneParams,

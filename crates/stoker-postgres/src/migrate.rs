@@ -118,6 +118,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "batches",
         sql: include_str!("../migrations/0019_batches.sql"),
     },
+    // --- stream history ---
+    // Job-completion callbacks (issue 13, item 8).
+    Migration {
+        version: 20,
+        name: "on_finish",
+        sql: include_str!("../migrations/0020_on_finish.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -130,6 +130,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "batches",
         sql: include_str!("../migrations/0021_batches.sql"),
     },
+    // --- stream history ---
+    // Job-completion callbacks (issue 13, item 8).
+    Migration {
+        version: 22,
+        name: "on_finish",
+        sql: include_str!("../migrations/0022_on_finish.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

@@ -95,6 +95,7 @@ pub async fn options_round_trip<S: Store>(store: Arc<S>) {
         source: Some("api:checkout".into()),
         tags: vec!["welcome".into(), "eu".into()],
         cron: None,
+        on_finish: None,
     };
     full.timeout_ms = Some(30_000);
     let created_at = at(10) + chrono::Duration::microseconds(999_999);

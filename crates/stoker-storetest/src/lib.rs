@@ -113,6 +113,9 @@ pub mod sealed;
 pub mod wake;
 // --- stream workflows ---
 pub mod batch;
+// --- stream history ---
+// Job-completion callbacks (issue 13, item 8).
+pub mod on_finish;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.
@@ -336,6 +339,11 @@ macro_rules! conformance_tests {
             batch_list_filters => batch::list_filters,
             batch_completion_wakes_callback_queue => batch::completion_wakes_callback_queue,
             batch_delete_refuses_to_strand => batch::delete_refuses_to_strand,
+            // --- stream history ---
+            on_finish_each_final_state_posts_once => on_finish::each_final_state_posts_once,
+            on_finish_every_path_posts => on_finish::every_path_posts,
+            on_finish_sealed_job_posts_no_payload => on_finish::sealed_job_posts_no_payload,
+            on_finish_invalid_callback_refused => on_finish::invalid_callback_refused,
         }
     };
 }
@@ -409,6 +417,8 @@ mod tests {
         ("sealed", include_str!("sealed.rs")),
         // --- stream wake ---
         ("wake", include_str!("wake.rs")),
+        // --- stream history ---
+        ("on_finish", include_str!("on_finish.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

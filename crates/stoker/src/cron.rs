@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 pub use stoker_core::cron::{
-    fire_due, CatchUp, CronExpr, CronJobMeta, CronRow, CronRun, CronSchedule, FireReport, Overlap,
-    CRON_CATCH_UP_MAX_LIMIT, CRON_EXPR_MAX_LEN, CRON_HISTORY_KEEP, CRON_NAME_MAX_LEN,
+    fire_due, CatchUp, CronExpr, CronJobMeta, CronRow, CronRun, CronSchedule, FireReport, FiredJob,
+    Overlap, CRON_CATCH_UP_MAX_LIMIT, CRON_EXPR_MAX_LEN, CRON_HISTORY_KEEP, CRON_NAME_MAX_LEN,
     CRON_ON_TIME_SECONDS, CRON_TZ_MAX_LEN, CRON_WINDOW_MAX_SECONDS,
 };
 use stoker_core::cron::{
@@ -263,6 +263,8 @@ impl<S: Store + ?Sized> Client<S> {
             .filter(|row| self.sees(row.schedule.tenant.as_deref()))
             .ok_or_else(|| Error::NotFound(format!("schedule {name:?}")))?;
         let now = self.clock().now();
+        let job = row.schedule.job(now, false, true);
+        let described = job.clone();
         let outcome = self
             .store()
             .cron_fire(CronFireParams {
@@ -272,7 +274,7 @@ impl<S: Store + ?Sized> Client<S> {
                     slot: now,
                     catch_up: false,
                     run_now: true,
-                    job: row.schedule.job(now, false, true),
+                    job,
                 }],
                 overlap: row.schedule.overlap,
                 now,
@@ -281,6 +283,9 @@ impl<S: Store + ?Sized> Client<S> {
             .await?;
         match outcome {
             CronFireOutcome::Fired(jobs) if jobs.len() == 1 => {
+                if !jobs[0].duplicate {
+                    self.publish_fired(&[FiredJob::new(&described, &jobs[0])], now);
+                }
                 self.cron_audit("cron.run_now", name).await;
                 Ok(jobs[0])
             }
@@ -312,7 +317,30 @@ impl<S: Store + ?Sized> Client<S> {
     /// A store error.
     pub async fn cron_fire_due(&self) -> Result<FireReport> {
         let now = self.clock().now();
-        Ok(fire_due(&**self.store(), now, self.fire_args_limit()).await?)
+        let report = fire_due(&**self.store(), now, self.fire_args_limit()).await?;
+        // --- stream history ---
+        // The jobs fired are inserts like any other: live events see them (issue 13).
+        self.publish_fired(&report.jobs, now);
+        Ok(report)
+    }
+
+    /// Publishes the jobs a schedule inserted at `now` as `available`.
+    fn publish_fired(&self, jobs: &[FiredJob], now: DateTime<Utc>) {
+        self.event_hub().publish(|| {
+            jobs.iter()
+                .map(|job| crate::events::JobEvent {
+                    id: job.id,
+                    state: stoker_core::JobState::Available,
+                    queue: job.queue.clone(),
+                    kind: job.kind.clone(),
+                    tenant: job.tenant.clone(),
+                    correlation_id: job.correlation_id.clone(),
+                    attempt: 0,
+                    at: now,
+                    error: None,
+                })
+                .collect()
+        });
     }
 }
 

@@ -145,6 +145,9 @@ pub use stoker_core::{
 };
 // The limits of a job's labels, for documents that state them (the OpenAPI schemas).
 pub use stoker_core::{KIND_MAX_LEN, QUEUE_MAX_LEN, TENANT_MAX_LEN};
+// --- stream history ---
+// Job-completion callbacks (issue 13, item 8).
+pub use stoker_core::{OnFinish, ON_FINISH_KIND, ON_FINISH_MAX_ATTEMPTS, ON_FINISH_URL_MAX_LEN};
 // History (issue 13).
 pub use stoker_core::{HistoryGrain, HistoryRetention, HistoryScope, QueueDepth, WorkerDetails};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use stoker_core::{
-    InvalidInput, JobBackoff, JobId, JobInsert, Metadata, Priority, MAX_ATTEMPTS_DEFAULT,
+    InvalidInput, JobBackoff, JobId, JobInsert, Metadata, OnFinish, Priority, MAX_ATTEMPTS_DEFAULT,
     QUEUE_DEFAULT,
 };
 
@@ -109,6 +109,32 @@ impl EnqueueOptions {
     /// Adds a tag.
     pub fn tag(mut self, tag: impl Into<String>) -> Self {
         self.metadata.tags.push(tag.into());
+        self
+    }
+
+    /// Posts the job's outcome to `url` when it reaches a final state (completed, discarded or
+    /// cancelled): a job of the built-in `webhook` kind, on the `default` queue, inserted in
+    /// the same transaction as the final state change, so it is retried and never lost (see
+    /// [`OnFinish`] for the body). The URL is checked when the job is enqueued: absolute,
+    /// `http` or `https`, at most 2048 bytes.
+    ///
+    /// ```
+    /// use stoker::EnqueueOptions;
+    ///
+    /// let opts = EnqueueOptions::new().on_finish("https://example.com/hooks/done");
+    /// ```
+    pub fn on_finish(mut self, url: impl Into<String>) -> Self {
+        self.metadata.on_finish = Some(OnFinish::new(url));
+        self
+    }
+
+    /// As [`on_finish`](Self::on_finish), with the delivery job on `queue` (a queue where some
+    /// worker serves the `webhook` kind).
+    pub fn on_finish_via(mut self, url: impl Into<String>, queue: impl Into<String>) -> Self {
+        self.metadata.on_finish = Some(OnFinish {
+            url: url.into(),
+            queue: Some(queue.into()),
+        });
         self
     }
 

@@ -202,16 +202,47 @@ impl<S: Store + ?Sized> Client<S> {
             &mut max_args_bytes,
             |i| format!("nodes[{i}].job.args"),
         )?;
+        let now = self.clock().now();
+        // --- stream history ---
+        // Live events (issue 13): the jobs without dependencies are inserted `available`, as
+        // any enqueue; a job with dependencies may be `blocked` or already released, which
+        // only the store knows, so followers see it through their read of followed jobs.
+        let ready: Vec<Option<crate::events::JobEvent>> = if self.event_hub().is_active() {
+            out.iter()
+                .map(|node| {
+                    node.depends_on
+                        .is_empty()
+                        .then(|| crate::events::JobEvent::inserting(&node.job, now))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let params = WorkflowInsertParams {
             workflow: id,
             name,
             tenant,
             nodes: out,
-            now: self.clock().now(),
+            now,
             max_args_bytes,
             max_jobs: WORKFLOW_MAX_JOBS_DEFAULT,
         };
-        Ok(self.store().workflow_insert(params).await?)
+        let inserted = self.store().workflow_insert(params).await?;
+        if !ready.is_empty() {
+            self.event_hub().publish(|| {
+                ready
+                    .into_iter()
+                    .zip(&inserted.jobs)
+                    .filter_map(|(event, (_, id))| {
+                        event.map(|mut event| {
+                            event.id = *id;
+                            event
+                        })
+                    })
+                    .collect()
+            });
+        }
+        Ok(inserted)
     }
 
     /// A workflow with its state, counts and (once completed) result; `None` if there is no

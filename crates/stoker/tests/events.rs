@@ -449,6 +449,71 @@ mod scenarios {
         ));
         assert_eq!(counting.calls().get("job_stats"), Some(&2));
     }
+
+    // --- stream history ---
+    use stoker::cron::CronSchedule;
+    use stoker::{Dependency, NewJob, Workflow};
+
+    /// The jobs a cron schedule fires (due slots and a manual run) and a workflow's jobs
+    /// without dependencies are published as `available`, like any enqueue; a workflow job
+    /// waiting for another is not (the store alone knows whether it is blocked).
+    pub async fn cron_and_workflow_inserts_are_published(store: Arc<dyn Store>) {
+        let clock = Arc::new(StubClock::new(
+            "2030-01-01T00:00:30Z".parse().expect("an instant"),
+        ));
+        let client = Client::new(Arc::clone(&store))
+            .with_clock(clock.clone())
+            .with_event_hub(fast_hub());
+        client.migrate().await.unwrap();
+        let mut events = client
+            .events(EventFilter::new().snapshot(false))
+            .await
+            .unwrap();
+
+        client
+            .cron_create(CronSchedule::new("tick", "* * * * *", "tick", json!({})))
+            .await
+            .unwrap();
+        clock.advance(chrono::Duration::seconds(60));
+        let report = client.cron_fire_due().await.unwrap();
+        assert_eq!(report.fired, 1, "{report:?}");
+        let fired = report.jobs[0].id;
+        let manual = client.cron_run_now("tick").await.unwrap().id;
+
+        let fetch = NewJob::raw("fetch", json!({}), EnqueueOptions::new());
+        let merge = NewJob::raw("merge", json!({}), EnqueueOptions::new());
+        let flow = client
+            .enqueue_workflow(Workflow::new("report").job("fetch", fetch).job_after(
+                "merge",
+                merge,
+                [Dependency::node("fetch")],
+            ))
+            .await
+            .unwrap();
+        let fetch_id = flow
+            .jobs
+            .iter()
+            .find(|(node, _)| node == "fetch")
+            .unwrap()
+            .1;
+
+        let mut seen = Vec::new();
+        while seen.len() < 3 {
+            match next(&mut events, "the inserts").await {
+                Some(Event::Job(job)) => seen.push((job.id, job.kind, job.state)),
+                Some(_) => {}
+                None => panic!("the stream closed after {seen:?}"),
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![
+                (fired, "tick".to_owned(), JobState::Available),
+                (manual, "tick".to_owned(), JobState::Available),
+                (fetch_id, "fetch".to_owned(), JobState::Available),
+            ]
+        );
+    }
 }
 
 macro_rules! events_tests {
@@ -464,6 +529,8 @@ macro_rules! events_tests {
             a_correlation_is_followed_across_processes,
             // --- stream ops ---
             polled_snapshots_are_shared_within_an_interval,
+            // --- stream history ---
+            cron_and_workflow_inserts_are_published,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {

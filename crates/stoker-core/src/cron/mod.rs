@@ -524,6 +524,37 @@ pub struct FireReport {
     pub skipped: usize,
     /// The earliest `next_slot` still ahead, so the caller can sleep until then.
     pub next_slot: Option<DateTime<Utc>>,
+    // --- stream history ---
+    /// The jobs inserted (as many as `fired`), for the caller to publish as live events.
+    pub jobs: Vec<FiredJob>,
+}
+
+/// A job a schedule inserted, as [`FireReport::jobs`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiredJob {
+    /// The new job.
+    pub id: JobId,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its tenant.
+    pub tenant: Option<String>,
+    /// Its correlation id.
+    pub correlation_id: Option<String>,
+}
+
+impl FiredJob {
+    /// The fired job `inserted`, as `job` described it.
+    pub fn new(job: &JobInsert, inserted: &InsertedJob) -> Self {
+        FiredJob {
+            id: inserted.id,
+            queue: job.queue.clone(),
+            kind: job.kind.clone(),
+            tenant: job.tenant.clone(),
+            correlation_id: job.metadata.correlation_id.clone(),
+        }
+    }
 }
 
 /// The most schedules one [`fire_due`] call fires.
@@ -555,7 +586,7 @@ pub async fn fire_due<S: Store + ?Sized>(
             }
         };
         let plan = plan(&row, &expr, now);
-        let slots = plan
+        let slots: Vec<CronSlotJob> = plan
             .slots
             .iter()
             .map(|&(slot, catch_up)| CronSlotJob {
@@ -565,6 +596,7 @@ pub async fn fire_due<S: Store + ?Sized>(
                 job: row.schedule.job(slot, catch_up, false),
             })
             .collect();
+        let described: Vec<JobInsert> = slots.iter().map(|slot| slot.job.clone()).collect();
         let outcome = store
             .cron_fire(CronFireParams {
                 name: row.schedule.name.clone(),
@@ -583,6 +615,13 @@ pub async fn fire_due<S: Store + ?Sized>(
             CronFireOutcome::Lost => report.lost += 1,
             CronFireOutcome::Fired(jobs) => {
                 report.fired += jobs.iter().filter(|job| !job.duplicate).count();
+                report.jobs.extend(
+                    described
+                        .iter()
+                        .zip(&jobs)
+                        .filter(|(_, inserted)| !inserted.duplicate)
+                        .map(|(job, inserted)| FiredJob::new(job, inserted)),
+                );
             }
             CronFireOutcome::SkippedOverlap => report.skipped += 1,
         }

@@ -225,6 +225,16 @@ fn sse(event: Event) -> SseEvent {
 /// them). Other processes' changes to queue, kind and tenant streams show in the snapshot's
 /// counts. The stream ends when the client disconnects, after `timeout_secs`, or when the
 /// server shuts down.
+///
+/// One `job` event per job is sent for: enqueues (one and bulk), the jobs a cron schedule
+/// fires (and `run-now`), a workflow's jobs without dependencies, reservations and claims,
+/// acknowledgements (completed, retryable, discarded, snoozed, cancelled), cancels, single
+/// retries and rescues. Changes made many at a time, or inside the database, send no `job`
+/// event and show in the snapshot's counts (and, for followed jobs, in their read once a
+/// second): bulk retries (`POST /v1/jobs/retry`), bulk operations (`/v1/ops`, failure-group
+/// retries and discards), a job released or cancelled by its dependencies, the delivery jobs
+/// of alerts and completion callbacks (`on_finish`), and the stager's move of a scheduled job
+/// to due work (no state change: `available` either way).
 #[utoipa::path(
     get,
     path = "/v1/events",

@@ -48,6 +48,7 @@ pub(super) fn build_insert(
         metadata,
         timeout_seconds,
         backoff,
+        on_finish,
     } = request;
     let reprefix = |err: InvalidInput| {
         let field = match err.field.as_str() {
@@ -111,6 +112,7 @@ pub(super) fn build_insert(
     if metadata.source.is_none() {
         metadata.source = principal.name.clone();
     }
+    metadata.on_finish = on_finish.map(Into::into);
     if let Some(handler) = state.inner.registry.get(&kind) {
         handler.validate(&args).map_err(|err| {
             let field = if err.field == "args" || err.field.starts_with("args.") {

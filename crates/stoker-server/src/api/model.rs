@@ -415,6 +415,8 @@ impl From<JobMetadata> for Metadata {
             source: metadata.source,
             tags: metadata.tags,
             cron: None,
+            // Set from the request's own `on_finish`, never from metadata.
+            on_finish: None,
         }
     }
 }
@@ -480,6 +482,49 @@ pub struct EnqueueRequest {
     /// The job's own retry backoff, instead of its kind's (as BullMQ's `backoff` option).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffSpec>,
+    /// A completion callback: when the job reaches a final state (completed, discarded,
+    /// cancelled), its outcome is posted to this URL by a job of the built-in `webhook` kind,
+    /// inserted in the same transaction as the state change (so it is retried and never
+    /// lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_finish: Option<OnFinishSpec>,
+}
+
+/// A job-completion callback (issue 13, item 8). The delivery job posts
+/// `{"type": "job.finished", "id", "kind", "queue", "tenant", "state", "attempt",
+/// "finished_at", "result", "error"}` (`error`: the last failed attempt's message). For a job
+/// of an encrypted kind, `result` and `error` are `null` and `"sealed": true` is added: the
+/// callback never writes the payload unsealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnFinishSpec {
+    /// Where to post: an absolute `http://` or `https://` URL with a host, at most 2048
+    /// bytes.
+    #[schema(min_length = 1, max_length = 2048)]
+    pub url: String,
+    /// The queue the delivery job waits in (a queue the server's built-in worker serves, so
+    /// its webhook handler sends it). Defaults to `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[A-Za-z0-9_.:-]+$")]
+    pub queue: Option<String>,
+}
+
+impl From<OnFinishSpec> for stoker::OnFinish {
+    fn from(spec: OnFinishSpec) -> Self {
+        stoker::OnFinish {
+            url: spec.url,
+            queue: spec.queue,
+        }
+    }
+}
+
+impl From<stoker::OnFinish> for OnFinishSpec {
+    fn from(on_finish: stoker::OnFinish) -> Self {
+        OnFinishSpec {
+            url: on_finish.url,
+            queue: on_finish.queue,
+        }
+    }
 }
 
 /// A job's own retry backoff: the wait after failed attempt `n` is
@@ -555,6 +600,7 @@ impl EnqueueRequest {
             metadata: None,
             timeout_seconds: None,
             backoff: None,
+            on_finish: None,
         }
     }
 }
@@ -735,6 +781,9 @@ pub struct JobView {
     /// when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<super::failures::JobLogView>,
+    /// Its completion callback, if it was enqueued with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_finish: Option<OnFinishSpec>,
 }
 
 impl From<JobRow> for JobView {
@@ -752,6 +801,7 @@ impl From<JobRow> for JobView {
             run_at: job.run_at,
             idempotency_key: job.unique_key,
             tenant: job.tenant,
+            on_finish: job.metadata.on_finish.clone().map(OnFinishSpec::from),
             metadata: job.metadata.into(),
             errors: job
                 .errors

@@ -429,6 +429,7 @@ fn nodes(
                 metadata,
                 timeout_seconds,
                 backoff,
+                on_finish: None,
             };
             let insert = build_insert(
                 state,

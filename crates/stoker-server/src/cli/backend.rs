@@ -32,6 +32,7 @@ pub(crate) struct EnqueueInput {
     pub(crate) correlation_id: Option<String>,
     pub(crate) tags: Vec<String>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) on_finish: Option<String>,
 }
 
 /// Job counts as `stoker stats` prints them: the API's [`StatsResponse`] with the throughput

@@ -106,6 +106,9 @@ impl Direct {
         if let Some(timeout) = input.timeout {
             opts = opts.timeout(timeout);
         }
+        if let Some(url) = input.on_finish {
+            opts = opts.on_finish(url);
+        }
         let enqueued = self
             .client
             .enqueue_many_returning([NewJob::raw(input.kind, input.args, opts)])

@@ -250,6 +250,10 @@ pub struct EnqueueArgs {
     /// The time limit of one attempt: 30s, 5m.
     #[arg(long, value_name = "DURATION", value_parser = parse::positive_duration)]
     pub timeout: Option<Duration>,
+    /// Post the job's outcome to this http(s) URL when it completes, is discarded or is
+    /// cancelled (a webhook job on the `default` queue, retried like any job).
+    #[arg(long, value_name = "URL")]
+    pub on_finish: Option<String>,
     /// Where to enqueue, and how to print.
     #[command(flatten)]
     pub target: Target,
@@ -566,6 +570,7 @@ async fn enqueue(args: EnqueueArgs) -> Result<(), CliError> {
         correlation_id: args.correlation_id,
         tags: args.tags,
         timeout: args.timeout,
+        on_finish: args.on_finish,
     };
     let inserted = backend.enqueue(input).await?;
     if args.target.json {

@@ -178,6 +178,12 @@ pub(crate) fn job_detail(job: &JobView) -> String {
         ("lease until", job.lease_expires_at.map(time)),
         ("idempotency key", job.idempotency_key.clone()),
         ("tenant", job.tenant.clone()),
+        (
+            "on finish",
+            job.on_finish
+                .as_ref()
+                .map(|on_finish| on_finish.url.clone()),
+        ),
         ("correlation", job.metadata.correlation_id.clone()),
         ("parent", job.metadata.parent_id.map(|id| id.to_string())),
         ("source", job.metadata.source.clone()),

@@ -11,7 +11,7 @@ use super::backend::{EnqueueInput, RetryProgress, StatsOutput};
 use super::CliError;
 use crate::api::model::{
     EnqueueRequest, EnqueueResponse, ErrorBody, ErrorCode, HandlerList, JobList, JobMetadata,
-    JobView, ListJobsQuery, PriorityLevel, QueueList, QueueView, RetryJobsRequest,
+    JobView, ListJobsQuery, OnFinishSpec, PriorityLevel, QueueList, QueueView, RetryJobsRequest,
     RetryJobsResponse, StatsResponse, WorkerList, WorkerView,
 };
 use crate::handlers::HandlerInfo;
@@ -229,6 +229,7 @@ impl Remote {
             metadata: (metadata != JobMetadata::default()).then_some(metadata),
             timeout_seconds: input.timeout.map(|timeout| timeout.as_secs_f64()),
             backoff: None,
+            on_finish: input.on_finish.map(|url| OnFinishSpec { url, queue: None }),
         };
         self.post("v1/jobs", &request).await
     }
