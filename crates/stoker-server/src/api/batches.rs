@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use stoker::core::{BatchListParams, JobInsert, BATCH_MAX_JOBS_PER_CALL};
+use stoker::core::{BatchListParams, JobInsert, BATCH_MAX_JOBS_PER_CALL, TENANT_MAX_LEN};
 use stoker::{BatchId, BatchRow, BatchState, Client, WorkflowListParams, WorkflowRow};
 use utoipa::{IntoParams, ToSchema};
 
@@ -275,6 +275,22 @@ pub struct WorkflowQuery {
     pub limit: Option<u32>,
 }
 
+/// Checks a tenant as the document states it: 1 to 255 printable ASCII characters (spaces
+/// allowed in a body, not in a query filter). A batch created without jobs has no job whose
+/// checks would catch a bad one.
+fn check_tenant(tenant: &str, spaces: bool) -> Result<(), ApiError> {
+    if tenant.is_empty() || tenant.len() > TENANT_MAX_LEN {
+        return Err(ApiError::invalid(
+            "tenant",
+            format!(
+                "tenant must be 1 to {TENANT_MAX_LEN} characters, got {} characters",
+                tenant.len()
+            ),
+        ));
+    }
+    ascii_text(|| "tenant".to_owned(), tenant, spaces)
+}
+
 fn batch_not_found(id: i64) -> ApiError {
     ApiError::new(
         super::model::ErrorCode::NotFound,
@@ -381,6 +397,9 @@ pub(crate) async fn create(
     ApiJson(request): ApiJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
     principal.require(Scope::Enqueue)?;
+    if let Some(tenant) = &request.tenant {
+        check_tenant(tenant, true)?;
+    }
     let client = state.client_for(&principal);
     let tenant = client.tenant_for(request.tenant, "tenant")?;
     let callback = request
@@ -555,7 +574,7 @@ pub(crate) async fn list(
 ) -> Result<Json<BatchList>, ApiError> {
     principal.require(Scope::Read)?;
     if let Some(tenant) = &query.tenant {
-        ascii_text(|| "tenant".to_owned(), tenant, false)?;
+        check_tenant(tenant, false)?;
     }
     let limit = query.limit.unwrap_or(50);
     let rows = state
@@ -594,7 +613,7 @@ pub(crate) async fn workflows(
 ) -> Result<Json<WorkflowList>, ApiError> {
     principal.require(Scope::Read)?;
     if let Some(tenant) = &query.tenant {
-        ascii_text(|| "tenant".to_owned(), tenant, false)?;
+        check_tenant(tenant, false)?;
     }
     let limit = query.limit.unwrap_or(50);
     let rows = state
