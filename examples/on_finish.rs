@@ -50,9 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = Worker::builder(store)
         .queue("default", 2)
         .handler_fn("resize", |args: Value, _ctx: JobContext| async move {
-            Ok::<_, JobError>(
-                json!({ "thumbnail": format!("{}-{}", args["width"], args["image"]) }),
-            )
+            let image = args["image"].as_str().unwrap_or_default();
+            Ok::<_, JobError>(json!({ "thumbnail": format!("{}-{image}", args["width"]) }))
         })
         .handler_fn("webhook", move |args: Value, _ctx: JobContext| {
             let posted = posted.clone();

@@ -1267,6 +1267,20 @@ fn copy_commands(job: &JobRow, base_url: &str) -> (String, String) {
     for tag in &job.metadata.tags {
         cli.push_str(&format!(" --tag {}", format::shell_quote(tag)));
     }
+    // --- stream history ---
+    // The CLI's flag names only the URL (the `default` queue delivers it); a callback on
+    // another queue is in the curl body only.
+    if let Some(on_finish) = job
+        .metadata
+        .on_finish
+        .as_ref()
+        .filter(|on_finish| on_finish.queue.is_none())
+    {
+        cli.push_str(&format!(
+            " --on-finish {}",
+            format::shell_quote(&on_finish.url)
+        ));
+    }
     let mut body = serde_json::json!({
         "kind": job.kind,
         "args": job.args,
@@ -1276,6 +1290,9 @@ fn copy_commands(job: &JobRow, base_url: &str) -> (String, String) {
     });
     if let Some(tenant) = &job.tenant {
         body["tenant"] = serde_json::json!(tenant);
+    }
+    if let Some(on_finish) = &job.metadata.on_finish {
+        body["on_finish"] = serde_json::json!(on_finish);
     }
     if job.metadata.correlation_id.is_some() || !job.metadata.tags.is_empty() {
         body["metadata"] = serde_json::json!({
@@ -1366,6 +1383,18 @@ pub(crate) async fn job(
             .unwrap_or_default(),
     );
     push("Source", job.metadata.source.clone(), String::new());
+    // --- stream history ---
+    push(
+        "On finish",
+        job.metadata
+            .on_finish
+            .as_ref()
+            .map(|on_finish| match &on_finish.queue {
+                Some(queue) => format!("POST {} (from queue {queue})", on_finish.url),
+                None => format!("POST {}", on_finish.url),
+            }),
+        String::new(),
+    );
     push(
         "Tags",
         (!job.metadata.tags.is_empty()).then(|| job.metadata.tags.join(", ")),
