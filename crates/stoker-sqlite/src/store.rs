@@ -1379,7 +1379,7 @@ impl StoreTx<SqliteConnection> for SqliteStore {
             conn.begin_with("BEGIN IMMEDIATE").await
         }
         .map_err(db_error)?;
-        let quotas = self.flow_quota_demand(&params.jobs).await?;
+        let quotas = self.flow_quota_demand_on(&mut tx, &params.jobs).await?;
         if !quotas.is_empty() {
             flow::flow_quota_take(&mut tx, &quotas, params.now).await?;
         }

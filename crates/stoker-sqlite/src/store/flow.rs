@@ -277,6 +277,35 @@ impl SqliteStore {
         Ok(quota_demand(&limits, jobs))
     }
 
+    /// [`Self::flow_quota_demand`] reading the limits (when the cache is stale) on `conn`, the
+    /// caller's connection: an in-memory store has no other to read through while the caller
+    /// holds it.
+    pub(super) async fn flow_quota_demand_on(
+        &self,
+        conn: &mut SqliteConnection,
+        jobs: &[stoker_core::JobInsert],
+    ) -> StoreResult<Vec<QuotaDemand>> {
+        let limits = match self.inner.limits.fresh() {
+            Some(limits) => limits,
+            None => {
+                let rows = sqlx::query("SELECT spec, updated_at FROM stoker_limits ORDER BY name")
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db_error)?
+                    .iter()
+                    .map(limit_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                self.inner
+                    .limits
+                    .put(rows.into_iter().map(|row| row.spec).collect())
+            }
+        };
+        if !limits.iter().any(|limit| limit.quota.is_some()) {
+            return Ok(Vec::new());
+        }
+        Ok(quota_demand(&limits, jobs))
+    }
+
     /// The limits that apply to `queue`, or `None` (the usual claim), from the cache.
     pub(super) async fn flow_limits_for(&self, queue: &str) -> StoreResult<Option<Vec<LimitSpec>>> {
         let limits = self.flow_limits().await?;
