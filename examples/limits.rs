@@ -1,6 +1,6 @@
 //! Flow control: a rate limit on a kind (an AI provider allowing 5 calls a second), a
-//! concurrency limit per shop (`args.shop`), and a handler that pushes its limiter back when
-//! the provider answers 429. Limits live in the store, so every worker process shares them.
+//! concurrency limit per shop (`args.shop`), a handler that pushes its limiter back when
+//! the provider answers 429, an enqueue quota per tenant, and fair queuing across tenants. Limits live in the store, so every worker process shares them.
 //!
 //! Run it with `cargo run --example limits`. It keeps its queue in an SQLite file in the
 //! system's temporary directory and runs for about four seconds.
@@ -33,6 +33,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 burst: 1,
             }),
             concurrency: None,
+            fair: None,
+            quota: None,
         })
         .await?;
     // At most one `sync` job per shop runs at a time, across every worker.
@@ -44,6 +46,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             key: LimitKey::parse("args.shop")?,
             rate: None,
             concurrency: Some(1),
+            fair: None,
+            quota: None,
         })
         .await?;
     // Bad input names the field and writes nothing.
@@ -59,6 +63,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 burst: 1,
             }),
             concurrency: None,
+            fair: None,
+            quota: None,
         })
         .await;
     println!("a rate of 0: {}", refused.expect_err("refused"));
@@ -72,6 +78,60 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         client
             .enqueue_raw("sync", json!({ "shop": shop }), EnqueueOptions::new())
             .await?;
+    }
+
+    // Each tenant may submit 3 uploads a minute (3 at once at most): a fourth is refused,
+    // nothing written, with the time until it would fit.
+    client
+        .limit_set(LimitSpec {
+            name: "upload-quota".into(),
+            queue: Some("uploads".into()),
+            kind: None,
+            key: LimitKey::Tenant,
+            rate: None,
+            concurrency: None,
+            fair: None,
+            quota: Some(Rate {
+                count: 3,
+                period_ms: 60_000,
+                burst: 3,
+            }),
+        })
+        .await?;
+    for i in 0..4 {
+        let options = EnqueueOptions::new().queue("uploads").tenant("acme");
+        match client
+            .enqueue_raw("upload", json!({ "n": i }), options)
+            .await
+        {
+            Ok(_) => println!("acme upload {i}: accepted"),
+            Err(stoker::Error::QuotaExceeded { retry_after, .. }) => {
+                println!("acme upload {i}: over its quota, retry in {retry_after:?}")
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    // The `reports` queue serves its tenants in turn: `big` queued 6 reports before `small`
+    // queued 2, yet small's start second and fourth, not after big's backlog.
+    client
+        .limit_set(LimitSpec {
+            name: "reports-fair".into(),
+            queue: Some("reports".into()),
+            kind: None,
+            key: LimitKey::Global,
+            rate: None,
+            concurrency: None,
+            fair: Some(stoker::Fair::default()),
+            quota: None,
+        })
+        .await?;
+    for (tenant, count) in [("big", 6), ("small", 2)] {
+        for i in 0..count {
+            let options = EnqueueOptions::new().queue("reports").tenant(tenant);
+            client
+                .enqueue_raw("report", json!({ "n": i }), options)
+                .await?;
+        }
     }
 
     let started = Instant::now();
@@ -103,6 +163,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     Ok::<_, JobError>(json!("ok"))
                 }
             }
+        })
+        .queue("reports", 1)
+        .handler_fn("report", move |args: Value, ctx: JobContext| async move {
+            println!(
+                "{:>5} ms  report {} of tenant {}",
+                started.elapsed().as_millis(),
+                args["n"],
+                ctx.tenant().unwrap_or("-")
+            );
+            Ok::<_, JobError>(json!("done"))
         })
         .handler_fn("sync", move |args: Value, _ctx: JobContext| async move {
             println!(

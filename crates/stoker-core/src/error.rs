@@ -16,6 +16,8 @@ pub enum StoreErrorKind {
     Busy,
     /// Anything else: a driver error, a failed migration, corrupt data.
     Other,
+    /// A limit refused the operation for now (an enqueue quota); it may succeed later.
+    Limited,
 }
 
 /// An error from a [`Store`](crate::Store).
@@ -51,6 +53,16 @@ pub enum StoreError {
         /// Why.
         message: String,
     },
+    /// An insert would exceed an enqueue quota (issue 16, item 4); nothing was written.
+    #[error("quota {limit:?} exceeded for {key:?}: retry in {retry_after:?}")]
+    QuotaExceeded {
+        /// The limit whose quota it is.
+        limit: String,
+        /// The limiter's key: the tenant, for a quota per tenant.
+        key: String,
+        /// How long until the submissions would fit.
+        retry_after: std::time::Duration,
+    },
     /// Any other database error.
     #[error("database error: {message}")]
     Database {
@@ -70,6 +82,7 @@ impl StoreError {
             StoreError::Invalid(_) => StoreErrorKind::Invalid,
             StoreError::Conflict(_) => StoreErrorKind::Conflict,
             StoreError::Busy { .. } => StoreErrorKind::Busy,
+            StoreError::QuotaExceeded { .. } => StoreErrorKind::Limited,
             StoreError::Corrupt(_) | StoreError::Migration { .. } | StoreError::Database { .. } => {
                 StoreErrorKind::Other
             }

@@ -223,6 +223,232 @@ pub struct LimitSpec {
     /// At most this many running at once, across every worker.
     #[serde(default)]
     pub concurrency: Option<u32>,
+    /// Serve the queue's tenants in turn (weighted fair queuing) rather than in plain priority
+    /// order; needs `queue` and no `kind`. Independent of `key`, `rate` and `concurrency`,
+    /// which may be set alongside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fair: Option<Fair>,
+    /// Accept at most this many submissions (enqueued jobs) per period for each of the
+    /// limit's keys, counted in the insert's own transaction (issue 16, item 4): an insert
+    /// beyond it is refused whole with [`StoreError::QuotaExceeded`](crate::StoreError) and
+    /// writes nothing. Usually with `key` = `tenant`: a quota per tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Rate>,
+}
+
+/// Fair queuing across the tenants of one queue (issue 16, item 3).
+///
+/// Each tenant with ready jobs gets a share of every claim in proportion to its weight, so a
+/// tenant with a backlog of 100,000 jobs cannot hold back one with ten: the claim serves
+/// tenants by *virtual time*, each admitted job advancing its tenant's clock by
+/// `1 / weight`. Within a tenant, jobs keep their usual order (priority, then `run_at`).
+/// Jobs without a tenant share one turn, as if they were one more tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fair {
+    /// Weights of named tenants, 1 to [`FAIR_WEIGHT_MAX`]; a tenant not named weighs 1. A
+    /// tenant of weight 3 gets three jobs started for every one of a tenant of weight 1,
+    /// while both have jobs waiting.
+    #[serde(default)]
+    pub weights: BTreeMap<String, u32>,
+}
+
+/// The largest weight of a tenant under fair queuing.
+pub const FAIR_WEIGHT_MAX: u32 = 1000;
+/// The most tenants a fair queue may name weights for.
+pub const FAIR_WEIGHTS_MAX: usize = 1000;
+
+impl Fair {
+    /// The weight of `tenant` (`None`: the jobs without a tenant), 1 unless named.
+    pub fn weight(&self, tenant: Option<&str>) -> u32 {
+        tenant
+            .and_then(|tenant| self.weights.get(tenant))
+            .copied()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    fn validate(&self) -> Result<(), InvalidInput> {
+        if self.weights.len() > FAIR_WEIGHTS_MAX {
+            return Err(InvalidInput::new(
+                "fair.weights",
+                format!("names at most {FAIR_WEIGHTS_MAX} tenants"),
+            ));
+        }
+        for (tenant, weight) in &self.weights {
+            if tenant.is_empty() || tenant.len() > crate::insert::TENANT_MAX_LEN {
+                return Err(InvalidInput::new(
+                    "fair.weights",
+                    format!(
+                        "{tenant:?}: a tenant id is 1 to {} bytes",
+                        crate::insert::TENANT_MAX_LEN
+                    ),
+                ));
+            }
+            if *weight == 0 || *weight > FAIR_WEIGHT_MAX {
+                return Err(InvalidInput::new(
+                    format!("fair.weights.{tenant}"),
+                    format!("must be 1 to {FAIR_WEIGHT_MAX}, not {weight}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One tenant's turn in a fair claim, as [`FairScheduler`] plans it.
+#[derive(Debug, Clone, PartialEq)]
+struct FairTurn {
+    tenant: Option<String>,
+    base: f64,
+    step: f64,
+}
+
+/// Plans one claim of a fair queue: which tenants get how many candidates, in which order the
+/// candidates are offered to the limits, and the tenants' new virtual times. Pure, so it is
+/// tested without a store.
+///
+/// Each tenant has a virtual time, and the queue a virtual clock: the smallest virtual time
+/// among its tenants with ready work at the last claim. A tenant's `k`-th job in this claim is
+/// tagged `max(its time, clock) + k / weight`, and candidates are served in tag order. The
+/// clock keeps a tenant that comes back from idle (or is new) from catching up on the turns it
+/// missed: it starts level with the others. The stores keep one row per (queue, tenant) with
+/// the virtual time and one per queue with the clock.
+#[derive(Debug, Clone)]
+pub struct FairScheduler {
+    turns: Vec<FairTurn>,
+}
+
+/// The stored key of the jobs without a tenant in a fair queue's table (tenant ids are never
+/// empty).
+pub const FAIR_NO_TENANT: &str = "";
+
+impl FairScheduler {
+    /// A plan over the tenants with ready work (`None`: the jobs without a tenant), each with
+    /// its stored virtual time if it has one, at the queue's stored `clock`.
+    pub fn new(
+        fair: &Fair,
+        clock: f64,
+        tenants: Vec<(Option<String>, Option<f64>)>,
+    ) -> FairScheduler {
+        let turns = tenants
+            .into_iter()
+            .map(|(tenant, vtime)| FairTurn {
+                step: 1.0 / f64::from(fair.weight(tenant.as_deref())),
+                base: vtime.map_or(clock, |v| v.max(clock)),
+                tenant,
+            })
+            .collect();
+        FairScheduler { turns }
+    }
+
+    /// The queue's clock after `admitted` jobs of each tenant started: the smallest virtual
+    /// time among the tenants with ready work, as this claim leaves them (never less than the
+    /// clock the plan started from). `None` without tenants.
+    pub fn clock(&self, admitted: &BTreeMap<Option<String>, u32>) -> Option<f64> {
+        self.turns
+            .iter()
+            .map(|turn| {
+                let n = admitted.get(&turn.tenant).copied().unwrap_or(0);
+                turn.base + turn.step * f64::from(n)
+            })
+            .fold(None, |min: Option<f64>, v| {
+                Some(min.map_or(v, |m| m.min(v)))
+            })
+    }
+
+    /// How many candidates to read from each tenant for `slots` places, in tag order: the
+    /// tenants with no place are left out.
+    pub fn quotas(&self, slots: usize) -> Vec<(Option<String>, u32)> {
+        let mut given = vec![0u32; self.turns.len()];
+        let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(TagKey, usize)>> = self
+            .turns
+            .iter()
+            .enumerate()
+            .map(|(i, turn)| std::cmp::Reverse((TagKey(turn.base + turn.step), i)))
+            .collect();
+        for _ in 0..slots {
+            let Some(std::cmp::Reverse((_, i))) = heap.pop() else {
+                break;
+            };
+            given[i] += 1;
+            let turn = &self.turns[i];
+            heap.push(std::cmp::Reverse((
+                TagKey(turn.base + turn.step * f64::from(given[i] + 1)),
+                i,
+            )));
+        }
+        self.turns
+            .iter()
+            .zip(given)
+            .filter(|(_, n)| *n > 0)
+            .map(|(turn, n)| (turn.tenant.clone(), n))
+            .collect()
+    }
+
+    /// Orders candidates for the limits: `candidates` holds each tenant's jobs in its own
+    /// order (priority, `run_at`, id); the result interleaves them by tag.
+    pub fn order<T>(&self, candidates: Vec<(Option<String>, Vec<T>)>) -> Vec<(Option<String>, T)> {
+        let mut tagged = Vec::new();
+        for (tenant, jobs) in candidates {
+            let Some((index, turn)) = self
+                .turns
+                .iter()
+                .enumerate()
+                .find(|(_, turn)| turn.tenant == tenant)
+            else {
+                continue;
+            };
+            for (k, job) in jobs.into_iter().enumerate() {
+                let tag = turn.base + turn.step * (k as f64 + 1.0);
+                tagged.push((TagKey(tag), index, k, tenant.clone(), job));
+            }
+        }
+        tagged.sort_by_key(|a| (a.0, a.1, a.2));
+        tagged
+            .into_iter()
+            .map(|(_, _, _, tenant, job)| (tenant, job))
+            .collect()
+    }
+
+    /// The virtual times to store after `admitted` jobs of each tenant started: for each
+    /// tenant with at least one, (tenant, base, advance). A store writes
+    /// `max(stored, base) + advance`, so two claims that planned from the same reading both
+    /// count.
+    pub fn advances(&self, admitted: &BTreeMap<Option<String>, u32>) -> Vec<(String, f64, f64)> {
+        self.turns
+            .iter()
+            .filter_map(|turn| {
+                let n = *admitted.get(&turn.tenant)?;
+                (n > 0).then(|| {
+                    (
+                        turn.tenant
+                            .clone()
+                            .unwrap_or_else(|| FAIR_NO_TENANT.to_owned()),
+                        turn.base,
+                        turn.step * f64::from(n),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+/// An `f64` tag ordered totally (tags are finite).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TagKey(f64);
+
+impl Eq for TagKey {}
+
+impl PartialOrd for TagKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TagKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
 fn key_default() -> LimitKey {
@@ -252,10 +478,32 @@ impl LimitSpec {
                 "must be at least 1 (0 would stop the jobs for good: pause the queue instead)",
             ));
         }
-        if self.rate.is_none() && self.concurrency.is_none() {
+        if let Some(fair) = &self.fair {
+            if self.queue.is_none() {
+                return Err(InvalidInput::new(
+                    "queue",
+                    "fair queuing is per queue: name the queue",
+                ));
+            }
+            if self.kind.is_some() {
+                return Err(InvalidInput::new(
+                    "kind",
+                    "fair queuing shares a whole queue between its tenants: leave out the kind",
+                ));
+            }
+            fair.validate()?;
+        }
+        if let Some(quota) = &self.quota {
+            quota.validate("quota")?;
+        }
+        if self.rate.is_none()
+            && self.concurrency.is_none()
+            && self.fair.is_none()
+            && self.quota.is_none()
+        {
             return Err(InvalidInput::new(
                 "rate",
-                "a limit needs a rate, a concurrency, or both",
+                "a limit needs a rate, a concurrency, fair queuing, a quota, or some of them",
             ));
         }
         Ok(())
@@ -395,6 +643,8 @@ impl FlowGate {
             .iter()
             .enumerate()
             .filter(|(_, limit)| limit.kind.as_deref().is_none_or(|k| k == kind))
+            // Fair queuing alone counts nothing per limiter.
+            .filter(|(_, limit)| limit.rate.is_some() || limit.concurrency.is_some())
             .filter_map(|(index, limit)| {
                 limit
                     .key
@@ -537,6 +787,94 @@ pub fn gcra_push_back(
     tat.map_or(pushed, |tat| tat.max(pushed))
 }
 
+/// What one insert asks of one quota limiter: `count` submissions of limit `name`, key `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaDemand {
+    /// The limit.
+    pub name: String,
+    /// The limiter's key (the tenant, for a quota per tenant).
+    pub key: String,
+    /// Its quota.
+    pub quota: Rate,
+    /// How many of the insert's jobs count against it.
+    pub count: u32,
+}
+
+/// The quota limiters an insert of `jobs` draws on, in (name, key) order (the order stores
+/// lock them in), or an empty list when no quota applies (the usual insert).
+pub fn quota_demand(limits: &[LimitSpec], jobs: &[crate::JobInsert]) -> Vec<QuotaDemand> {
+    let mut demand: BTreeMap<(String, String), (Rate, u32)> = BTreeMap::new();
+    for limit in limits {
+        let Some(quota) = limit.quota else {
+            continue;
+        };
+        for job in jobs {
+            if !limit.applies(&job.queue, &job.kind) {
+                continue;
+            }
+            let Some(key) = limit
+                .key
+                .key_of(job.tenant.as_deref(), &job.args, &job.metadata)
+            else {
+                continue;
+            };
+            demand
+                .entry((limit.name.clone(), key))
+                .or_insert((quota, 0))
+                .1 += 1;
+        }
+    }
+    demand
+        .into_iter()
+        .map(|((name, key), (quota, count))| QuotaDemand {
+            name,
+            key,
+            quota,
+            count,
+        })
+        .collect()
+}
+
+/// Takes `demand.count` tokens from a quota limiter whose arrival time is `tat`, at `now`:
+/// the new arrival time, or the error saying how long until the submissions would fit.
+///
+/// # Errors
+///
+/// [`StoreError::QuotaExceeded`](crate::StoreError::QuotaExceeded) when the bucket holds too
+/// few tokens now; [`InvalidInput`] when the insert asks for more than the quota's burst,
+/// which no wait would admit.
+pub fn quota_take(
+    demand: &QuotaDemand,
+    tat: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, crate::StoreError> {
+    let quota = &demand.quota;
+    if demand.count > quota.burst {
+        return Err(InvalidInput::new(
+            "jobs",
+            format!(
+                "{} submissions at once exceed the burst of {} of quota {:?} (key {:?}): \
+                 submit in smaller batches",
+                demand.count, quota.burst, demand.name, demand.key
+            ),
+        )
+        .into());
+    }
+    let interval = chrono::Duration::microseconds(quota.interval_us());
+    let base = tat.map_or(now, |tat| tat.max(now));
+    let next = base + interval * i32::try_from(demand.count).unwrap_or(i32::MAX);
+    let allowance = interval * i32::try_from(quota.burst).unwrap_or(i32::MAX);
+    let fits_at = next - allowance;
+    if fits_at > now {
+        return Err(crate::StoreError::QuotaExceeded {
+            limit: demand.name.clone(),
+            key: demand.key.clone(),
+            retry_after: (fits_at - now).to_std().unwrap_or_default(),
+        });
+    }
+    Ok(next)
+}
+
 /// A store's cached list of limits, read again after [`LIMIT_CACHE_TTL`], so a claim in a
 /// queue without limits costs nothing but a clock read, and a limit set on another node takes
 /// effect within a second.
@@ -593,12 +931,20 @@ impl LimitCache {
     }
 }
 
+/// The fair queuing setting of `queue` among its `limits`, if one asks for it (the first by
+/// name, if several do).
+pub fn fair_of(limits: &[LimitSpec]) -> Option<&Fair> {
+    limits.iter().find_map(|limit| limit.fair.as_ref())
+}
+
 /// The limits among `limits` that apply to `queue`, or `None` if there are none (the claim
 /// takes its usual path).
 pub fn limits_for_queue(limits: &[LimitSpec], queue: &str) -> Option<Vec<LimitSpec>> {
     let applicable: Vec<LimitSpec> = limits
         .iter()
         .filter(|limit| limit.applies_to_queue(queue))
+        // A quota counts at insert: alone, it leaves the claim as it is.
+        .filter(|limit| limit.rate.is_some() || limit.concurrency.is_some() || limit.fair.is_some())
         .cloned()
         .collect();
     (!applicable.is_empty()).then_some(applicable)
@@ -625,7 +971,127 @@ mod tests {
                 burst,
             }),
             concurrency: None,
+            fair: None,
+            quota: None,
         }
+    }
+
+    #[test]
+    fn fair_scheduler_takes_turns_by_weight() {
+        let fair = Fair {
+            weights: BTreeMap::from([("b".to_owned(), 3)]),
+        };
+        // At clock 50: `a` has been served a lot; `b` is new and `c` was idle long, so both
+        // start at the clock rather than catching up.
+        let plan = FairScheduler::new(
+            &fair,
+            50.0,
+            vec![
+                (Some("a".into()), Some(100.0)),
+                (Some("b".into()), None),
+                (Some("c".into()), Some(2.0)),
+            ],
+        );
+        let quotas: BTreeMap<_, _> = plan.quotas(10).into_iter().collect();
+        // Per unit of virtual time b gets 3 places and c 1; a is 50 ahead and gets none.
+        assert_eq!(quotas[&Some("b".to_owned())], 8);
+        assert_eq!(quotas[&Some("c".to_owned())], 2);
+        assert!(!quotas.contains_key(&Some("a".to_owned())));
+        let order = plan.order(vec![
+            (Some("a".into()), vec![1, 2]),
+            (Some("c".into()), vec![5]),
+            (Some("b".into()), vec![10, 11, 12, 13]),
+        ]);
+        let ids: Vec<i32> = order.into_iter().map(|(_, id)| id).collect();
+        // Tags: b 50.33, 50.67, 51 (tied with c's 51: list order), b 51.33, then a 101, 102.
+        assert_eq!(ids, vec![10, 11, 12, 5, 13, 1, 2]);
+        let admitted = BTreeMap::from([(Some("b".to_owned()), 3)]);
+        assert_eq!(plan.advances(&admitted), vec![("b".to_owned(), 50.0, 1.0)]);
+        // c, at 50 and served nothing, is the furthest behind.
+        assert_eq!(plan.clock(&admitted), Some(50.0));
+    }
+
+    #[test]
+    fn fair_needs_a_queue_and_valid_weights() {
+        let mut limit = LimitSpec {
+            rate: None,
+            fair: Some(Fair::default()),
+            ..rate_limit(1, 1, 1)
+        };
+        assert_eq!(limit.validate().unwrap_err().field, "queue");
+        limit.queue = Some("q".into());
+        limit.validate().unwrap();
+        limit.kind = Some("k".into());
+        assert_eq!(limit.validate().unwrap_err().field, "kind");
+        limit.kind = None;
+        limit.fair = Some(Fair {
+            weights: BTreeMap::from([("t".to_owned(), 0)]),
+        });
+        assert_eq!(limit.validate().unwrap_err().field, "fair.weights.t");
+        // A fair-only limit counts nothing per limiter.
+        let gate = FlowGate::new(
+            vec![LimitSpec {
+                fair: Some(Fair::default()),
+                ..limit
+            }],
+            t(0),
+        );
+        assert!(gate
+            .limiters_of("k", Some("t"), &Value::Null, &Metadata::default())
+            .is_empty());
+    }
+
+    #[test]
+    fn quota_takes_tokens_per_key_and_refuses_whole() {
+        let quota = Rate {
+            count: 10,
+            period_ms: 1000,
+            burst: 5,
+        };
+        let limit = LimitSpec {
+            rate: None,
+            key: LimitKey::Tenant,
+            quota: Some(quota),
+            ..rate_limit(1, 1, 1)
+        };
+        let mut jobs = vec![crate::JobInsert::new("k", Value::Null); 4];
+        jobs[0].tenant = Some("a".into());
+        jobs[1].tenant = Some("a".into());
+        jobs[2].tenant = Some("b".into());
+        let demand = quota_demand(&[limit], &jobs);
+        assert_eq!(demand.len(), 2, "no tenant, no quota");
+        assert_eq!((demand[0].key.as_str(), demand[0].count), ("a", 2));
+        // 2 of a burst of 5 at t0, then 3 more fit, then the 6th waits 100 ms.
+        let tat = quota_take(&demand[0], None, t(0)).unwrap();
+        let three = QuotaDemand {
+            count: 3,
+            ..demand[0].clone()
+        };
+        let tat = quota_take(&three, Some(tat), t(0)).unwrap();
+        let one = QuotaDemand {
+            count: 1,
+            ..demand[0].clone()
+        };
+        match quota_take(&one, Some(tat), t(0)).unwrap_err() {
+            crate::StoreError::QuotaExceeded {
+                limit,
+                key,
+                retry_after,
+            } => {
+                assert_eq!((limit.as_str(), key.as_str()), ("r", "a"));
+                assert_eq!(retry_after, Duration::from_millis(100));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(quota_take(&one, Some(tat), t(100)).is_ok());
+        let six = QuotaDemand {
+            count: 6,
+            ..demand[0].clone()
+        };
+        assert!(matches!(
+            quota_take(&six, None, t(0)),
+            Err(crate::StoreError::Invalid(_))
+        ));
     }
 
     #[test]

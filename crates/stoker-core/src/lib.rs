@@ -93,10 +93,11 @@ pub use token::{
 };
 // --- stream flow ---
 pub use flow::{
-    gcra_next, gcra_push_back, limits_for_queue, validate_limit_name, FlowGate, LimitCache,
-    LimitKey, LimitPushBackParams, LimitRow, LimitSetParams, LimitSpec, LimitUsage, LimiterChange,
-    LimiterRef, LimiterState, Rate, LIMIT_CACHE_TTL, LIMIT_KEY_MAX_SEGMENTS, LIMIT_NAME_MAX_LEN,
-    LIMIT_PERIOD_MAX_MS,
+    fair_of, gcra_next, gcra_push_back, limits_for_queue, quota_demand, quota_take,
+    validate_limit_name, Fair, FairScheduler, FlowGate, LimitCache, LimitKey, LimitPushBackParams,
+    LimitRow, LimitSetParams, LimitSpec, LimitUsage, LimiterChange, LimiterRef, LimiterState,
+    QuotaDemand, Rate, FAIR_NO_TENANT, FAIR_WEIGHTS_MAX, FAIR_WEIGHT_MAX, LIMIT_CACHE_TTL,
+    LIMIT_KEY_MAX_SEGMENTS, LIMIT_NAME_MAX_LEN, LIMIT_PERIOD_MAX_MS,
 };
 // --- stream wf ---
 pub use workflow::{

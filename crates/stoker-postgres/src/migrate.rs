@@ -111,6 +111,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("../migrations/0016_ops.sql"),
     },
+    // --- stream flow ---
+    // Fair queuing across tenants: the per-tenant index and virtual times (issue 16).
+    Migration {
+        version: 18,
+        name: "fair",
+        sql: include_str!("../migrations/0018_fair.sql"),
+    },
     // --- stream workflows ---
     // Batches: counters kept with their jobs' states, and a callback released once (issue 18).
     Migration {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnection, PgPool, PgRow};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use stoker_core::cron::{
     CronDue, CronFireOutcome, CronFireParams, CronRow, CronRun, CronWriteParams,
 };
@@ -796,6 +796,8 @@ impl Store for PgStore {
     }
 
     async fn job_insert_many(&self, params: JobInsertParams) -> StoreResult<Vec<InsertedJob>> {
+        // Enqueue quotas (issue 16, item 4) are taken in the insert's transaction.
+        let quotas = self.flow_quota_demand(&params.jobs).await?;
         let batch = InsertBatch::new(params)?;
         if batch.len() == 0 {
             return Ok(Vec::new());
@@ -808,7 +810,15 @@ impl Store for PgStore {
             .into_iter()
             .partition(|queue| coalescer.lead(queue, started));
         let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
-        let (results, inserted) = batch.insert(&mut conn, &self.inner.sql, &leading).await?;
+        let (results, inserted) = if quotas.is_empty() {
+            batch.insert(&mut conn, &self.inner.sql, &leading).await?
+        } else {
+            let mut tx = conn.begin().await.map_err(store_error)?;
+            flow::flow_quota_take(&mut tx, &self.inner.schema, &quotas, batch.now).await?;
+            let done = batch.insert(&mut tx, &self.inner.sql, &leading).await?;
+            tx.commit().await.map_err(store_error)?;
+            done
+        };
         drop(conn);
         // Committed: queues that got jobs without a notification of their own get a trailing
         // one, sent after this commit.
@@ -1535,13 +1545,23 @@ impl StoreTx<PgConnection> for PgStore {
         conn: &mut PgConnection,
         params: JobInsertParams,
     ) -> StoreResult<Vec<InsertedJob>> {
+        let quotas = self.flow_quota_demand(&params.jobs).await?;
         let batch = InsertBatch::new(params)?;
         if batch.len() == 0 {
             return Ok(Vec::new());
         }
         self.listener_ready().await;
         let queues = batch.distinct_queues();
-        let (results, _) = batch.insert(conn, &self.inner.sql, &queues).await?;
+        if quotas.is_empty() {
+            let (results, _) = batch.insert(conn, &self.inner.sql, &queues).await?;
+            return Ok(results);
+        }
+        // A savepoint inside the caller's transaction (or a transaction of its own): a refused
+        // quota leaves nothing behind.
+        let mut tx = conn.begin().await.map_err(store_error)?;
+        flow::flow_quota_take(&mut tx, &self.inner.schema, &quotas, batch.now).await?;
+        let (results, _) = batch.insert(&mut tx, &self.inner.sql, &queues).await?;
+        tx.commit().await.map_err(store_error)?;
         Ok(results)
     }
 }

@@ -1226,6 +1226,10 @@ const KEYS: &[(&str, &[&str])] = &[
             "rate",
             "burst",
             "concurrency",
+            "fair",
+            "weights",
+            "quota",
+            "quota_burst",
         ],
     ),
     // --- stream crypt ---
@@ -1413,6 +1417,48 @@ struct FileLimit {
     rate: Option<String>,
     burst: Option<u32>,
     concurrency: Option<u32>,
+    /// Fair queuing across the queue's tenants.
+    fair: Option<bool>,
+    /// Tenant weights under fair queuing, `{ tenant = weight }`.
+    weights: Option<std::collections::BTreeMap<String, u32>>,
+    /// Enqueue quota per key, `COUNT/PERIOD`.
+    quota: Option<String>,
+    quota_burst: Option<u32>,
+}
+
+/// A `[[limit]]` table's `COUNT/PERIOD` setting (`rate` or `quota`) with its burst setting.
+fn parse_limit_rate(
+    text: &Option<String>,
+    burst: Option<u32>,
+    name: &str,
+    burst_name: &str,
+    setting: &dyn Fn(&str) -> String,
+) -> Result<Option<stoker::Rate>, ConfigError> {
+    match text {
+        Some(text) => {
+            let (count, period) = text.split_once('/').ok_or_else(|| {
+                ConfigError::invalid(
+                    &setting(name),
+                    format!("{text:?}: expected COUNT/PERIOD, e.g. \"100/60s\""),
+                )
+            })?;
+            let count: u32 = count.trim().parse().map_err(|_| {
+                ConfigError::invalid(&setting(name), "the count must be a whole number")
+            })?;
+            let period = parse_duration(period.trim())
+                .map_err(|err| ConfigError::invalid(&setting(name), err))?;
+            Ok(Some(stoker::Rate {
+                count,
+                period_ms: u64::try_from(period.as_millis()).unwrap_or(u64::MAX),
+                burst: burst.unwrap_or(1),
+            }))
+        }
+        None if burst.is_some() => Err(ConfigError::invalid(
+            &setting(burst_name),
+            format!("a {burst_name} needs a {name}"),
+        )),
+        None => Ok(None),
+    }
 }
 
 impl FileLimit {
@@ -1424,33 +1470,14 @@ impl FileLimit {
                 .map_err(|err| ConfigError::invalid(&setting("key"), err.reason))?,
             None => stoker::LimitKey::Global,
         };
-        let rate = match &self.rate {
-            Some(text) => {
-                let (count, period) = text.split_once('/').ok_or_else(|| {
-                    ConfigError::invalid(
-                        &setting("rate"),
-                        format!("{text:?}: expected COUNT/PERIOD, e.g. \"100/60s\""),
-                    )
-                })?;
-                let count: u32 = count.trim().parse().map_err(|_| {
-                    ConfigError::invalid(&setting("rate"), "the count must be a whole number")
-                })?;
-                let period = parse_duration(period.trim())
-                    .map_err(|err| ConfigError::invalid(&setting("rate"), err))?;
-                Some(stoker::Rate {
-                    count,
-                    period_ms: u64::try_from(period.as_millis()).unwrap_or(u64::MAX),
-                    burst: self.burst.unwrap_or(1),
-                })
-            }
-            None if self.burst.is_some() => {
-                return Err(ConfigError::invalid(
-                    &setting("burst"),
-                    "a burst needs a rate",
-                ))
-            }
-            None => None,
-        };
+        let rate = parse_limit_rate(&self.rate, self.burst, "rate", "burst", &setting)?;
+        let quota = parse_limit_rate(
+            &self.quota,
+            self.quota_burst,
+            "quota",
+            "quota_burst",
+            &setting,
+        )?;
         let spec = stoker::LimitSpec {
             name: self.name.clone(),
             queue: self.queue.clone(),
@@ -1458,6 +1485,19 @@ impl FileLimit {
             key,
             rate,
             concurrency: self.concurrency,
+            fair: match (self.fair, &self.weights) {
+                (Some(true), weights) => Some(stoker::Fair {
+                    weights: weights.clone().unwrap_or_default(),
+                }),
+                (_, Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        &setting("weights"),
+                        "weights need fair = true",
+                    ))
+                }
+                (_, None) => None,
+            },
+            quota,
         };
         spec.validate()
             .map_err(|err| ConfigError::invalid(&setting(&err.field), err.reason))?;

@@ -15,6 +15,8 @@ store_tests!(
     limits_are_set_listed_and_deleted,
     bad_limits_are_refused_and_nothing_is_written,
     metrics_and_dashboard_show_limits,
+    quota_answers_429_and_writes_nothing,
+    fair_queuing_is_set_and_shown,
 );
 
 async fn put(
@@ -129,4 +131,87 @@ async fn metrics_and_dashboard_show_limits(store: Arc<dyn Store>) {
     assert_eq!(page.status(), 200);
     let html = page.text().await.expect("html");
     assert!(html.contains("two") && html.contains("throttled"), "{html}");
+}
+
+async fn quota_answers_429_and_writes_nothing(store: Arc<dyn Store>) {
+    let server = start(store.clone(), config()).await;
+    let answer = put(
+        &server,
+        "per-tenant",
+        json!({"key": "tenant", "quota": {"count": 2, "period_ms": 3_600_000, "burst": 2}}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["quota"]["count"], 2);
+    let job = |tenant: &str| json!({"kind": "k", "tenant": tenant});
+    let bulk = server
+        .post("/v1/jobs/bulk", json!({"jobs": [job("a"), job("a")]}))
+        .await;
+    assert_eq!(bulk.status, 201, "{bulk:?}");
+    // The quota is spent: one more for `a` is refused, with when to come back.
+    let over = server.post("/v1/jobs", job("a")).await;
+    over.assert_error(429, "quota_exceeded");
+    let retry_after: u64 = over.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=1800).contains(&retry_after), "{retry_after}");
+    // A bulk with one job over the quota writes none of them.
+    let mixed = server
+        .post("/v1/jobs/bulk", json!({"jobs": [job("b"), job("a")]}))
+        .await;
+    mixed.assert_error(429, "quota_exceeded");
+    // Other tenants, and jobs without a tenant, are not held back.
+    assert_eq!(server.post("/v1/jobs", job("b")).await.status, 201);
+    let untenanted = server.post("/v1/jobs", json!({"kind": "k"})).await;
+    assert_eq!(untenanted.status, 201, "{untenanted:?}");
+    let jobs = store
+        .job_list(stoker::core::JobListParams {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let tenants: Vec<Option<String>> = jobs.iter().map(|job| job.tenant.clone()).collect();
+    assert_eq!(tenants.len(), 4, "{tenants:?}");
+    assert_eq!(
+        tenants.iter().filter(|t| t.as_deref() == Some("b")).count(),
+        1
+    );
+    // A bad quota is refused by name.
+    let bad = put(
+        &server,
+        "bad",
+        json!({"key": "tenant", "quota": {"count": 0, "period_ms": 1000}}),
+    )
+    .await;
+    assert_eq!(bad.status, 422, "{bad:?}");
+    assert!(bad.field().contains("quota.count"), "{bad:?}");
+}
+
+async fn fair_queuing_is_set_and_shown(store: Arc<dyn Store>) {
+    let server = start(store, config()).await;
+    let answer = put(
+        &server,
+        "share",
+        json!({"queue": "reports", "fair": {"weights": {"big": 3}}}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["fair"]["weights"]["big"], 3);
+    let list = server.get("/v1/limits").await;
+    assert_eq!(list.body["limits"][0]["fair"]["weights"]["big"], 3);
+    // Fair queuing is per queue, and weights are 1 to 1000.
+    let answer = put(&server, "nowhere", json!({"fair": {}})).await;
+    assert_eq!(answer.status, 422, "{answer:?}");
+    assert_eq!(answer.field(), "queue");
+    let answer = put(
+        &server,
+        "heavy",
+        json!({"queue": "q", "fair": {"weights": {"x": 5000}}}),
+    )
+    .await;
+    assert_eq!(answer.status, 422, "{answer:?}");
+    assert!(answer.field().starts_with("fair.weights"), "{answer:?}");
 }

@@ -123,6 +123,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("../migrations/0018_ops.sql"),
     },
+    // --- stream flow ---
+    // Fair queuing across tenants: the per-tenant index and virtual times (issue 16).
+    Migration {
+        version: 20,
+        name: "fair",
+        sql: include_str!("../migrations/0020_fair.sql"),
+    },
     // --- stream workflows ---
     // Batches: counters kept with their jobs' states, and a callback released once (issue 18).
     Migration {

@@ -609,11 +609,16 @@ impl Store for SqliteStore {
         if params.jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let inserted = if params.jobs.len() == 1 {
+        // Enqueue quotas (issue 16, item 4) are taken in the insert's transaction.
+        let quotas = self.flow_quota_demand(&params.jobs).await?;
+        let inserted = if params.jobs.len() == 1 && quotas.is_empty() {
             insert::insert_one(&mut *self.write().await?, &params).await?
         } else {
             let mut conn = self.write().await?;
             let mut tx = begin_write(&mut conn).await?;
+            if !quotas.is_empty() {
+                flow::flow_quota_take(&mut tx, &quotas, params.now).await?;
+            }
             let inserted = insert::insert_jobs(&mut tx, &params).await?;
             tx.commit().await.map_err(db_error)?;
             inserted
@@ -1428,6 +1433,10 @@ impl StoreTx<SqliteConnection> for SqliteStore {
             conn.begin_with("BEGIN IMMEDIATE").await
         }
         .map_err(db_error)?;
+        let quotas = self.flow_quota_demand_on(&mut tx, &params.jobs).await?;
+        if !quotas.is_empty() {
+            flow::flow_quota_take(&mut tx, &quotas, params.now).await?;
+        }
         let inserted = insert::insert_jobs(&mut tx, &params).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(inserted.jobs)

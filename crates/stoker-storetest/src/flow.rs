@@ -1,14 +1,14 @@
 //! Flow control (issue 16): rate limits and concurrency limits enforced in the claim, with the
 //! fake clock every claim's `now` is.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use stoker_core::{
-    JobFinish, JobId, JobInsert, JobRow, LimitKey, LimitPushBackParams, LimitSetParams, LimitSpec,
-    Outcome, Rate, Store, StoreErrorKind, QUEUE_DEFAULT,
+    Fair, JobFinish, JobId, JobInsert, JobRow, LimitKey, LimitPushBackParams, LimitSetParams,
+    LimitSpec, Outcome, Priority, Rate, Store, StoreErrorKind, QUEUE_DEFAULT,
 };
 use tokio::sync::Barrier;
 
@@ -28,6 +28,8 @@ fn limit(name: &str) -> LimitSpec {
         key: LimitKey::Global,
         rate: None,
         concurrency: None,
+        fair: None,
+        quota: None,
     }
 }
 
@@ -436,4 +438,251 @@ pub async fn concurrent_claimers_respect_the_limit<S: Store>(store: Arc<S>) {
         assert_eq!(running_count(&store, "five", "").await, 0);
     }
     assert_eq!(store.limit_reconcile().await.expect("reconcile"), 0);
+}
+
+fn fair_limit(queue: &str, weights: &[(&str, u32)]) -> LimitSpec {
+    let mut spec = limit(&format!("fair-{queue}"));
+    spec.queue = Some(queue.to_owned());
+    spec.fair = Some(Fair {
+        weights: weights
+            .iter()
+            .map(|(tenant, weight)| ((*tenant).to_owned(), *weight))
+            .collect(),
+    });
+    spec
+}
+
+fn tenant_job_in(queue: &str, tenant: &str, priority: i16) -> JobInsert {
+    let mut job = tenant_job("f", tenant);
+    job.queue = queue.to_owned();
+    job.priority = Priority(priority);
+    job
+}
+
+/// The issue's fairness test: tenant A has 100,000 jobs queued before tenant B's 10; under
+/// fair queuing B's 10 all start before A's 1,000th does (in fact within a few claims), and a
+/// queue without fair queuing still serves A's backlog first.
+pub async fn fair_small_tenant_is_not_starved<S: Store>(store: Arc<S>) {
+    set(&store, fair_limit("fair", &[])).await;
+    for _ in 0..10 {
+        let chunk = (0..10_000).map(|_| tenant_job_in("fair", "a", 0)).collect();
+        insert(&store, chunk, at(-2)).await;
+    }
+    insert(
+        &store,
+        (0..10).map(|_| tenant_job_in("fair", "b", 0)).collect(),
+        at(-1),
+    )
+    .await;
+    let mut started_a = 0;
+    let mut started_b = 0;
+    while started_b < 10 {
+        let batch = claim(&store, "fair", 10, "w", t0()).await;
+        assert!(!batch.is_empty(), "jobs are waiting");
+        for job in &batch {
+            match job.tenant.as_deref() {
+                Some("a") => started_a += 1,
+                Some("b") => started_b += 1,
+                other => panic!("unexpected tenant {other:?}"),
+            }
+        }
+        assert!(started_a < 1000, "B waits behind A's backlog");
+    }
+    // Round robin: B's 10 took about as many of A's.
+    assert!(started_a <= 20, "{started_a} of A's started first");
+
+    // The same backlog in a queue without fair queuing: A's earlier jobs come first.
+    insert(
+        &store,
+        (0..30).map(|_| tenant_job_in("plain", "a", 0)).collect(),
+        at(-2),
+    )
+    .await;
+    insert(
+        &store,
+        (0..5).map(|_| tenant_job_in("plain", "b", 0)).collect(),
+        at(-1),
+    )
+    .await;
+    let batch = claim(&store, "plain", 10, "w", t0()).await;
+    assert!(batch.iter().all(|job| job.tenant.as_deref() == Some("a")));
+}
+
+/// Weights share the starts: with weights 3 and 1 and both tenants busy, 40 starts go 30 / 10;
+/// a tenant new to the queue joins level with the others rather than catching up.
+pub async fn fair_weights_share_the_starts<S: Store>(store: Arc<S>) {
+    set(&store, fair_limit("w", &[("heavy", 3)])).await;
+    insert(
+        &store,
+        (0..100).map(|_| tenant_job_in("w", "heavy", 0)).collect(),
+        at(-2),
+    )
+    .await;
+    insert(
+        &store,
+        (0..100).map(|_| tenant_job_in("w", "light", 0)).collect(),
+        at(-2),
+    )
+    .await;
+    let mut started: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..5 {
+        for job in claim(&store, "w", 8, "w", t0()).await {
+            *started
+                .entry(job.tenant.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(started["heavy"], 30);
+    assert_eq!(started["light"], 10);
+    // A newcomer starts at the queue's clock: it gets its share (1 in 5 per round with
+    // weights 3, 1, 1), not every start until it has caught up with 40 starts of history.
+    insert(
+        &store,
+        (0..100).map(|_| tenant_job_in("w", "new", 0)).collect(),
+        at(-1),
+    )
+    .await;
+    let mut next: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..4 {
+        for job in claim(&store, "w", 5, "w", t0()).await {
+            *next
+                .entry(job.tenant.clone().unwrap_or_default())
+                .or_default() += 1;
+        }
+    }
+    assert!(
+        (3..=5).contains(&next["new"]),
+        "the newcomer's share of 20: {next:?}"
+    );
+    assert!(next["heavy"] >= 11, "{next:?}");
+}
+
+/// Within a tenant, priorities still hold; jobs without a tenant share one turn; fair queuing
+/// counts nothing per limiter, and it can be switched off again.
+pub async fn fair_keeps_priorities_within_a_tenant<S: Store>(store: Arc<S>) {
+    set(&store, fair_limit("p", &[])).await;
+    let low = insert(
+        &store,
+        (0..3).map(|_| tenant_job_in("p", "a", 0)).collect(),
+        at(-3),
+    )
+    .await;
+    let high = insert(
+        &store,
+        (0..2).map(|_| tenant_job_in("p", "a", 10)).collect(),
+        at(-2),
+    )
+    .await;
+    let mut untenanted = job("f");
+    untenanted.queue = "p".to_owned();
+    insert(&store, vec![untenanted.clone(), untenanted], at(-1)).await;
+    let mut order = Vec::new();
+    for _ in 0..9 {
+        order.extend(claim(&store, "p", 1, "w", t0()).await);
+    }
+    assert_eq!(order.len(), 7);
+    let a: Vec<JobId> = order
+        .iter()
+        .filter(|job| job.tenant.is_some())
+        .map(|job| job.id)
+        .collect();
+    let expected: Vec<JobId> = high.iter().chain(low.iter()).copied().collect();
+    assert_eq!(a, expected, "A's jobs in priority order");
+    let tenants: Vec<bool> = order
+        .iter()
+        .take(4)
+        .map(|job| job.tenant.is_some())
+        .collect();
+    assert_eq!(
+        tenants.iter().filter(|t| **t).count(),
+        2,
+        "the two shares alternate while both have jobs: {tenants:?}"
+    );
+    assert!(store.limit_usage(t0()).await.expect("usage").is_empty());
+
+    // Bad settings are refused and change nothing.
+    let mut bad = fair_limit("p", &[("a", 0)]);
+    expect_invalid(
+        store
+            .limit_set(LimitSetParams {
+                spec: bad.clone(),
+                now: t0(),
+            })
+            .await,
+        "fair.weights.a",
+    );
+    bad = fair_limit("p", &[]);
+    bad.queue = None;
+    expect_invalid(
+        store
+            .limit_set(LimitSetParams {
+                spec: bad,
+                now: t0(),
+            })
+            .await,
+        "queue",
+    );
+    let listed = store.limit_list().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].spec, fair_limit("p", &[]));
+    store.limit_delete("fair-p").await.expect("delete");
+}
+
+/// An enqueue quota per tenant takes its tokens in the insert's transaction: within the burst
+/// inserts pass, then an insert (one job or a bulk with one job over) is refused whole with
+/// how long until it fits, nothing written; other tenants and jobs without a tenant are not
+/// held back; the bucket refills with time; a batch larger than the burst is invalid.
+pub async fn quota_refuses_whole_inserts<S: Store>(store: Arc<S>) {
+    let mut spec = limit("uploads");
+    spec.key = LimitKey::Tenant;
+    spec.quota = Some(Rate {
+        count: 2,
+        period_ms: 1000,
+        burst: 3,
+    });
+    set(&store, spec).await;
+    insert(&store, (0..3).map(|_| tenant_job("u", "a")).collect(), t0()).await;
+    let before = crate::fixture::all_jobs(&store).await.len();
+    let refused = store
+        .job_insert_many(stoker_core::JobInsertParams::new(
+            vec![tenant_job("u", "b"), tenant_job("u", "a")],
+            t0(),
+        ))
+        .await;
+    match refused {
+        Err(stoker_core::StoreError::QuotaExceeded {
+            limit,
+            key,
+            retry_after,
+        }) => {
+            assert_eq!((limit.as_str(), key.as_str()), ("uploads", "a"));
+            assert_eq!(retry_after, std::time::Duration::from_millis(500));
+        }
+        other => panic!("expected QuotaExceeded, got {other:?}"),
+    }
+    assert_eq!(
+        crate::fixture::all_jobs(&store).await.len(),
+        before,
+        "nothing written"
+    );
+    insert(&store, vec![tenant_job("u", "b"), job("u")], t0()).await;
+    insert(&store, vec![tenant_job("u", "a")], ms(500)).await;
+    expect_err_kind(
+        store
+            .job_insert_many(stoker_core::JobInsertParams::new(
+                vec![tenant_job("u", "a")],
+                ms(600),
+            ))
+            .await,
+        StoreErrorKind::Limited,
+    );
+    expect_invalid(
+        store
+            .job_insert_many(stoker_core::JobInsertParams::new(
+                (0..4).map(|_| tenant_job("u", "c")).collect(),
+                ms(600),
+            ))
+            .await,
+        "jobs",
+    );
 }

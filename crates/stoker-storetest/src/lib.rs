@@ -302,6 +302,10 @@ macro_rules! conformance_tests {
             flow_push_back_holds_the_key => flow::push_back_holds_the_key,
             flow_manage_and_validate => flow::manage_and_validate,
             flow_concurrent_claimers_respect_the_limit => flow::concurrent_claimers_respect_the_limit,
+            flow_fair_small_tenant_is_not_starved => flow::fair_small_tenant_is_not_starved,
+            flow_fair_weights_share_the_starts => flow::fair_weights_share_the_starts,
+            flow_fair_keeps_priorities_within_a_tenant => flow::fair_keeps_priorities_within_a_tenant,
+            flow_quota_refuses_whole_inserts => flow::quota_refuses_whole_inserts,
             // --- stream wf ---
             workflow_diamond_runs_in_dependency_order => workflow::diamond_runs_in_dependency_order,
             workflow_matrix_outcome_by_policy => workflow::matrix_outcome_by_policy,

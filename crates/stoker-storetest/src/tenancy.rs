@@ -130,6 +130,8 @@ pub async fn limited_claim_takes_only_own_jobs<S: Store>(store: Arc<S>) {
                 key: LimitKey::Tenant,
                 rate: None,
                 concurrency: Some(2),
+                fair: None,
+                quota: None,
             },
             now: t0(),
         })

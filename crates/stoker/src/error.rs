@@ -54,6 +54,17 @@ pub enum Error {
         /// What was refused, for people.
         message: String,
     },
+    /// An enqueue would exceed an enqueue quota (issue 16, item 4): nothing was written. Try
+    /// again after `retry_after`.
+    #[error("enqueue quota {limit:?} exceeded for {key:?}: retry in {retry_after:?}")]
+    QuotaExceeded {
+        /// The limit whose quota it is.
+        limit: String,
+        /// The limiter's key: the tenant, for a quota per tenant.
+        key: String,
+        /// How long until the submissions would fit.
+        retry_after: std::time::Duration,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -65,6 +76,15 @@ impl From<StoreError> for Error {
             StoreError::Invalid(invalid) => Error::Invalid(invalid),
             StoreError::NotFound(what) => Error::NotFound(what),
             StoreError::Conflict(message) => Error::Conflict(message),
+            StoreError::QuotaExceeded {
+                limit,
+                key,
+                retry_after,
+            } => Error::QuotaExceeded {
+                limit,
+                key,
+                retry_after,
+            },
             other => Error::Store(other),
         }
     }
@@ -79,6 +99,7 @@ impl Error {
             | Error::Config(_)
             | Error::TenantForbidden { .. } => StoreErrorKind::Invalid,
             Error::NotFound(_) => StoreErrorKind::NotFound,
+            Error::QuotaExceeded { .. } => StoreErrorKind::Limited,
             Error::Conflict(_) | Error::LeaseLost { .. } => StoreErrorKind::Conflict,
             Error::Store(err) => err.kind(),
         }

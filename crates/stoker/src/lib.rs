@@ -174,7 +174,7 @@ pub use stoker_core::{
 };
 
 // --- stream flow ---
-pub use stoker_core::{LimitKey, LimitRow, LimitSpec, LimitUsage, Rate};
+pub use stoker_core::{Fair, LimitKey, LimitRow, LimitSpec, LimitUsage, Rate};
 // --- stream ops ---
 pub use stoker_core::{FailureCountParams, FailureHour};
 

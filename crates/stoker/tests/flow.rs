@@ -33,6 +33,8 @@ fn limit(name: &str, kind: &str) -> LimitSpec {
         key: LimitKey::Global,
         rate: None,
         concurrency: None,
+        fair: None,
+        quota: None,
     }
 }
 

@@ -10,16 +10,17 @@
 //! lock order rules out deadlocks between claims (and with the release trigger, which locks in
 //! the same order).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 use stoker_core::{
-    gcra_push_back, limits_for_queue, validate_limit_name, FlowGate, JobClaimParams, JobRow,
-    LimitKey, LimitPushBackParams, LimitRow, LimitSetParams, LimitSpec, LimitUsage, LimiterState,
-    Metadata, StoreError, StoreResult,
+    fair_of, gcra_push_back, limits_for_queue, quota_demand, quota_take, validate_limit_name, Fair,
+    FairScheduler, FlowGate, JobClaimParams, JobRow, LimitKey, LimitPushBackParams, LimitRow,
+    LimitSetParams, LimitSpec, LimitUsage, LimiterState, Metadata, QuotaDemand, StoreError,
+    StoreResult, FAIR_NO_TENANT,
 };
 
 use super::PgStore;
@@ -43,6 +44,66 @@ fn key_sql(key: &LimitKey) -> Option<String> {
     }
 }
 
+/// A fair claim's candidate with what orders it within its tenant: priority, `run_at`, id.
+type Candidate = (i16, DateTime<Utc>, i64, PgRow);
+
+/// The conditions a job meets to be a candidate of a limited claim: due in the queue, of the
+/// claim's kinds (and tenant), the queue not paused, and not under a limiter full now.
+struct Filters<'a> {
+    params: &'a JobClaimParams,
+    tenant: Option<&'a str>,
+    queues_table: &'a str,
+    /// Per full limit: its key's SQL (`None`: global), its kind, and its full keys.
+    exclusions: Vec<(Option<String>, Option<String>, Vec<String>)>,
+}
+
+impl Filters<'_> {
+    /// Pushes the conditions, on unqualified columns of the jobs table, joined by AND. They
+    /// match the predicate of the fetch and fair indexes.
+    fn push(&self, query: &mut QueryBuilder<'_, Postgres>) {
+        query
+            .push("state IN ('available', 'retryable') AND NOT scheduled AND queue = ")
+            .push_bind(self.params.queue.clone())
+            .push(" AND run_at <= ")
+            .push_bind(self.params.now);
+        if !self.params.kinds.is_empty() {
+            query
+                .push(" AND kind = ANY(")
+                .push_bind(self.params.kinds.clone())
+                .push(")");
+        }
+        // A tenant-bound pull worker's claim (issue 17) takes only its tenant's jobs.
+        if let Some(tenant) = self.tenant {
+            query.push(" AND tenant = ").push_bind(tenant.to_owned());
+        }
+        query
+            .push(" AND NOT EXISTS (SELECT 1 FROM ")
+            .push(self.queues_table)
+            .push(" q WHERE q.name = ")
+            .push_bind(self.params.queue.clone())
+            .push(" AND q.paused)");
+        for (expr, kind, keys) in &self.exclusions {
+            match (expr, kind) {
+                (None, None) => {}
+                (None, Some(kind)) => {
+                    query.push(" AND kind <> ").push_bind(kind.clone());
+                }
+                (Some(expr), kind) => {
+                    query.push(" AND NOT COALESCE(");
+                    if let Some(kind) = kind {
+                        query.push("kind = ").push_bind(kind.clone()).push(" AND ");
+                    }
+                    query
+                        .push(expr.as_str())
+                        .push(" = ANY(")
+                        .push_bind(keys.clone())
+                        .push("), false)");
+                }
+            }
+        }
+    }
+}
+
 fn limit_row(row: &PgRow) -> StoreResult<LimitRow> {
     let spec: Value = row.try_get("spec").map_err(store_error)?;
     Ok(LimitRow {
@@ -57,9 +118,9 @@ impl PgStore {
         format!("\"{}\".{table}", self.inner.schema)
     }
 
-    /// The limits that apply to `queue`, or `None` (the usual claim), from the cache.
-    pub(super) async fn flow_limits_for(&self, queue: &str) -> StoreResult<Option<Vec<LimitSpec>>> {
-        let limits = match self.inner.limits.fresh() {
+    /// Every limit, from the cache.
+    async fn flow_limits(&self) -> StoreResult<std::sync::Arc<Vec<LimitSpec>>> {
+        Ok(match self.inner.limits.fresh() {
             Some(limits) => limits,
             None => {
                 let rows = self.limit_list_impl().await?;
@@ -67,7 +128,24 @@ impl PgStore {
                     .limits
                     .put(rows.into_iter().map(|row| row.spec).collect())
             }
-        };
+        })
+    }
+
+    /// The enqueue quotas an insert of `jobs` draws on (item 4), or none: the usual insert.
+    pub(super) async fn flow_quota_demand(
+        &self,
+        jobs: &[stoker_core::JobInsert],
+    ) -> StoreResult<Vec<QuotaDemand>> {
+        let limits = self.flow_limits().await?;
+        if !limits.iter().any(|limit| limit.quota.is_some()) {
+            return Ok(Vec::new());
+        }
+        Ok(quota_demand(&limits, jobs))
+    }
+
+    /// The limits that apply to `queue`, or `None` (the usual claim), from the cache.
+    pub(super) async fn flow_limits_for(&self, queue: &str) -> StoreResult<Option<Vec<LimitSpec>>> {
+        let limits = self.flow_limits().await?;
         if limits.is_empty() {
             return Ok(None);
         }
@@ -101,71 +179,61 @@ impl PgStore {
         .map_err(store_error)?;
         let mut wake = full.iter().filter_map(|(_, _, until)| *until).min();
 
-        let mut query =
-            QueryBuilder::<Postgres>::new("SELECT id, kind, tenant, args, metadata FROM ");
-        query
-            .push(&jobs_table)
-            .push(" WHERE state IN ('available', 'retryable') AND NOT scheduled AND queue = ")
-            .push_bind(&params.queue)
-            .push(" AND run_at <= ")
-            .push_bind(now);
-        if !params.kinds.is_empty() {
-            query
-                .push(" AND kind = ANY(")
-                .push_bind(&params.kinds)
-                .push(")");
-        }
-        // A tenant-bound pull worker's claim (issue 17) takes only its tenant's jobs.
-        if let Some(tenant) = tenant {
-            query.push(" AND tenant = ").push_bind(tenant.to_owned());
-        }
-        query
-            .push(" AND NOT EXISTS (SELECT 1 FROM ")
-            .push(&queues_table)
-            .push(" WHERE name = ")
-            .push_bind(&params.queue)
-            .push(" AND paused)");
+        let mut exclusions = Vec::new();
         for limit in &limits {
-            let keys: Vec<&str> = full
+            let keys: Vec<String> = full
                 .iter()
                 .filter(|(name, _, _)| *name == limit.name)
-                .map(|(_, key, _)| key.as_str())
+                .map(|(_, key, _)| key.clone())
                 .collect();
             if keys.is_empty() {
                 continue;
             }
-            match (key_sql(&limit.key), &limit.kind) {
+            let expr = key_sql(&limit.key);
+            if expr.is_none() && limit.kind.is_none() {
                 // The whole queue is held back.
-                (None, None) => {
-                    tx.rollback().await.map_err(store_error)?;
-                    self.inner.limits.set_wake(&params.queue, wake);
-                    return Ok(Vec::new());
-                }
-                (None, Some(kind)) => {
-                    query.push(" AND kind <> ").push_bind(kind.clone());
-                }
-                (Some(expr), kind) => {
-                    query.push(" AND NOT COALESCE(");
-                    if let Some(kind) = kind {
-                        query.push("kind = ").push_bind(kind.clone()).push(" AND ");
-                    }
-                    query
-                        .push(expr)
-                        .push(" = ANY(")
-                        .push_bind(keys.iter().map(|k| k.to_string()).collect::<Vec<_>>())
-                        .push("), false)");
-                }
+                tx.rollback().await.map_err(store_error)?;
+                self.inner.limits.set_wake(&params.queue, wake);
+                return Ok(Vec::new());
             }
+            exclusions.push((expr, limit.kind.clone(), keys));
         }
-        query
-            .push(" ORDER BY priority DESC, run_at, id LIMIT ")
-            .push_bind(candidates(params.limit))
-            .push(" FOR UPDATE SKIP LOCKED");
-        let rows = query
-            .build()
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(store_error)?;
+        let filters = Filters {
+            params,
+            tenant,
+            queues_table: &queues_table,
+            exclusions,
+        };
+        // A fair queue (item 3) serves its tenants in turn; a tenant-bound claim has one.
+        let fair = if tenant.is_none() {
+            fair_of(&limits).cloned()
+        } else {
+            None
+        };
+        let (rows, plan) = match &fair {
+            None => {
+                let mut query =
+                    QueryBuilder::<Postgres>::new("SELECT id, kind, tenant, args, metadata FROM ");
+                query.push(&jobs_table).push(" WHERE ");
+                filters.push(&mut query);
+                query
+                    .push(" ORDER BY priority DESC, run_at, id LIMIT ")
+                    .push_bind(candidates(params.limit))
+                    .push(" FOR UPDATE SKIP LOCKED");
+                let rows = query
+                    .build()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+                (rows, None)
+            }
+            Some(fair) => {
+                let (rows, plan) = self
+                    .fair_candidates(&mut tx, &filters, fair, candidates(params.limit))
+                    .await?;
+                (rows, Some(plan))
+            }
+        };
 
         let mut gate = FlowGate::new(limits, now);
         let mut wanted = Vec::with_capacity(rows.len());
@@ -181,7 +249,7 @@ impl PgStore {
             for (index, key) in &needs {
                 limiters.insert((gate.limits()[*index].name.clone(), key.clone()));
             }
-            wanted.push((id, needs));
+            wanted.push((id, tenant, needs));
         }
         if !limiters.is_empty() {
             let (names, keys): (Vec<String>, Vec<String>) = limiters.into_iter().unzip();
@@ -214,12 +282,14 @@ impl PgStore {
 
         let mut ids = Vec::new();
         let mut slots = Vec::new();
-        for (id, needs) in &wanted {
+        let mut admitted: BTreeMap<Option<String>, u32> = BTreeMap::new();
+        for (id, tenant, needs) in &wanted {
             if ids.len() >= params.limit as usize {
                 break;
             }
             if let Some(held) = gate.admit(needs) {
                 ids.push(*id);
+                *admitted.entry(tenant.clone()).or_default() += 1;
                 slots.push(if held.is_empty() {
                     None
                 } else {
@@ -285,6 +355,10 @@ impl PgStore {
             .await
             .map_err(store_error)?;
         }
+        if let Some(plan) = &plan {
+            self.fair_advance(&mut tx, &params.queue, plan, &admitted)
+                .await?;
+        }
         tx.commit().await.map_err(store_error)?;
         if let Some(at) = gate.wake_at() {
             wake = Some(wake.map_or(at, |w| w.min(at)));
@@ -297,6 +371,224 @@ impl PgStore {
                 .then(a.id.cmp(&b.id))
         });
         Ok(jobs)
+    }
+
+    /// A fair claim's candidates (item 3), in the order the limits are to see them, and the
+    /// plan that ordered them.
+    ///
+    /// The tenants with ready jobs are listed by a walk of `stoker_jobs_fair_idx` from one
+    /// tenant to the next (a recursive query: one index probe per tenant, never a scan of the
+    /// backlog); [`FairScheduler`] shares `slots` places between them by virtual time; each
+    /// tenant's first jobs are then locked with one lateral index lookup per tenant.
+    async fn fair_candidates(
+        &self,
+        tx: &mut PgConnection,
+        filters: &Filters<'_>,
+        fair: &Fair,
+        slots: i64,
+    ) -> StoreResult<(Vec<PgRow>, FairScheduler)> {
+        let jobs_table = self.flow_table("stoker_jobs");
+        let queue = &filters.params.queue;
+        let mut query = QueryBuilder::<Postgres>::new("WITH RECURSIVE t AS ((SELECT tenant FROM ");
+        query.push(&jobs_table).push(" WHERE ");
+        filters.push(&mut query);
+        query
+            .push(" AND tenant IS NOT NULL ORDER BY tenant LIMIT 1) UNION ALL SELECT (SELECT tenant FROM ")
+            .push(&jobs_table)
+            .push(" WHERE ");
+        filters.push(&mut query);
+        query.push(
+            " AND tenant > t.tenant ORDER BY tenant LIMIT 1) FROM t WHERE t.tenant IS NOT NULL) \
+             SELECT tenant FROM t WHERE tenant IS NOT NULL",
+        );
+        let mut tenants: Vec<Option<String>> = query
+            .build_query_scalar::<String>()
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut query = QueryBuilder::<Postgres>::new("SELECT EXISTS (SELECT 1 FROM ");
+        query.push(&jobs_table).push(" WHERE ");
+        filters.push(&mut query);
+        query.push(" AND tenant IS NULL)");
+        let untenanted: bool = query
+            .build_query_scalar()
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if untenanted {
+            tenants.push(None);
+        }
+        let keys: Vec<String> = tenants
+            .iter()
+            .map(|t| t.clone().unwrap_or_else(|| FAIR_NO_TENANT.to_owned()))
+            .collect();
+        let vtimes: BTreeMap<String, f64> = sqlx::query_as::<_, (String, f64)>(&format!(
+            "SELECT tenant, vtime FROM {} WHERE queue = $1 AND tenant = ANY($2)",
+            self.flow_table("stoker_fair_tenants")
+        ))
+        .bind(queue)
+        .bind(&keys)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .collect();
+        let clock: Option<f64> = sqlx::query_scalar(&format!(
+            "SELECT clock FROM {} WHERE queue = $1",
+            self.flow_table("stoker_fair_clocks")
+        ))
+        .bind(queue)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let plan = FairScheduler::new(
+            fair,
+            clock.unwrap_or(0.0),
+            tenants
+                .into_iter()
+                .zip(&keys)
+                .map(|(tenant, key)| (tenant, vtimes.get(key).copied()))
+                .collect(),
+        );
+        let quotas = plan.quotas(usize::try_from(slots).unwrap_or(usize::MAX));
+        let (named, counts): (Vec<String>, Vec<i64>) = quotas
+            .iter()
+            .filter_map(|(tenant, n)| Some((tenant.clone()?, i64::from(*n))))
+            .unzip();
+        let mut rows = Vec::new();
+        if !named.is_empty() {
+            let mut query = QueryBuilder::<Postgres>::new(
+                "SELECT j.id, j.kind, j.tenant, j.args, j.metadata, j.priority, j.run_at \
+                 FROM unnest(",
+            );
+            query
+                .push_bind(named)
+                .push("::text[], ")
+                .push_bind(counts)
+                .push("::int8[]) AS fq(fq_tenant, fq_n) CROSS JOIN LATERAL (SELECT id, kind, tenant, args, metadata, priority, run_at FROM ")
+                .push(&jobs_table)
+                .push(" WHERE ");
+            filters.push(&mut query);
+            query.push(
+                " AND tenant = fq.fq_tenant ORDER BY priority DESC, run_at, id \
+                 LIMIT fq.fq_n FOR UPDATE SKIP LOCKED) j",
+            );
+            rows = query
+                .build()
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        if let Some(n) = quotas.iter().find_map(|(t, n)| t.is_none().then_some(*n)) {
+            let mut query = QueryBuilder::<Postgres>::new(
+                "SELECT id, kind, tenant, args, metadata, priority, run_at FROM ",
+            );
+            query.push(&jobs_table).push(" WHERE ");
+            filters.push(&mut query);
+            query
+                .push(" AND tenant IS NULL ORDER BY priority DESC, run_at, id LIMIT ")
+                .push_bind(i64::from(n))
+                .push(" FOR UPDATE SKIP LOCKED");
+            rows.extend(
+                query
+                    .build()
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(store_error)?,
+            );
+        }
+        // Each tenant's candidates in its own order, then interleaved by virtual time.
+        let mut per_tenant: BTreeMap<Option<String>, Vec<Candidate>> = BTreeMap::new();
+        for row in rows {
+            let tenant: Option<String> = row.try_get("tenant").map_err(store_error)?;
+            let priority: i16 = row.try_get("priority").map_err(store_error)?;
+            let run_at: DateTime<Utc> = row.try_get("run_at").map_err(store_error)?;
+            let id: i64 = row.try_get("id").map_err(store_error)?;
+            per_tenant
+                .entry(tenant)
+                .or_default()
+                .push((priority, run_at, id, row));
+        }
+        let candidates = per_tenant
+            .into_iter()
+            .map(|(tenant, mut jobs)| {
+                jobs.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+                (tenant, jobs.into_iter().map(|job| job.3).collect())
+            })
+            .collect();
+        let rows = plan
+            .order(candidates)
+            .into_iter()
+            .map(|(_, row)| row)
+            .collect();
+        Ok((rows, plan))
+    }
+
+    /// Advances the virtual times of the tenants a fair claim started jobs of, and the queue's
+    /// clock. Rows are written in tenant order, so concurrent claims lock them in one order.
+    async fn fair_advance(
+        &self,
+        tx: &mut PgConnection,
+        queue: &str,
+        plan: &FairScheduler,
+        admitted: &BTreeMap<Option<String>, u32>,
+    ) -> StoreResult<()> {
+        let advances = plan.advances(admitted);
+        if !advances.is_empty() {
+            let mut tenants = Vec::new();
+            let mut ends = Vec::new();
+            let mut steps = Vec::new();
+            for (tenant, base, step) in advances {
+                tenants.push(tenant);
+                ends.push(base + step);
+                steps.push(step);
+            }
+            let table = self.flow_table("stoker_fair_tenants");
+            // The stored time becomes max(stored, base) + step: max(stored + step, base + step).
+            sqlx::query(&format!(
+                "INSERT INTO {table} AS f (queue, tenant, vtime) \
+                 SELECT $1, u.tenant, u.vtime \
+                 FROM unnest($2::text[], $3::float8[]) AS u(tenant, vtime) ORDER BY u.tenant \
+                 ON CONFLICT (queue, tenant) DO UPDATE SET vtime = GREATEST( \
+                     f.vtime + (SELECT s.step FROM unnest($2::text[], $4::float8[]) AS s(tenant, step) \
+                                WHERE s.tenant = excluded.tenant), \
+                     excluded.vtime)"
+            ))
+            .bind(queue)
+            .bind(&tenants)
+            .bind(&ends)
+            .bind(&steps)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        }
+        if let Some(clock) = plan.clock(admitted) {
+            let table = self.flow_table("stoker_fair_clocks");
+            // Only a clock that moves is written: most claims take no lock on the row.
+            let moved = sqlx::query(&format!(
+                "UPDATE {table} SET clock = $2 WHERE queue = $1 AND clock < $2"
+            ))
+            .bind(queue)
+            .bind(clock)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+            if moved == 0 {
+                sqlx::query(&format!(
+                    "INSERT INTO {table} (queue, clock) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+                ))
+                .bind(queue)
+                .bind(clock)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn limit_set_impl(&self, params: LimitSetParams) -> StoreResult<LimitRow> {
@@ -476,4 +768,66 @@ impl PgStore {
         tx.commit().await.map_err(store_error)?;
         Ok(fixed)
     }
+}
+
+/// Takes the tokens an insert needs from each enqueue quota it draws on (item 4), on `conn`
+/// inside the insert's transaction, or refuses the whole insert: the limiter rows are locked
+/// in (name, key) order, so N processes together never exceed a quota, and a refusal returns
+/// before anything is written (the caller's transaction rolls back).
+///
+/// # Errors
+///
+/// [`StoreError::QuotaExceeded`] naming the first quota that has too few tokens.
+pub(super) async fn flow_quota_take(
+    conn: &mut PgConnection,
+    schema: &str,
+    demand: &[QuotaDemand],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let table = format!("\"{schema}\".stoker_limit_state");
+    let names: Vec<&str> = demand.iter().map(|d| d.name.as_str()).collect();
+    let keys: Vec<&str> = demand.iter().map(|d| d.key.as_str()).collect();
+    sqlx::query(&format!(
+        "INSERT INTO {table} (name, key) \
+         SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1, 2 ON CONFLICT DO NOTHING"
+    ))
+    .bind(&names)
+    .bind(&keys)
+    .execute(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    let rows: Vec<(String, String, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
+        "SELECT name, key, quota_tat FROM {table} \
+         WHERE (name, key) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+         ORDER BY name, key FOR UPDATE"
+    ))
+    .bind(&names)
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    let tats: BTreeMap<(String, String), Option<DateTime<Utc>>> = rows
+        .into_iter()
+        .map(|(name, key, tat)| ((name, key), tat))
+        .collect();
+    let mut next = Vec::with_capacity(demand.len());
+    for d in demand {
+        let tat = tats
+            .get(&(d.name.clone(), d.key.clone()))
+            .copied()
+            .flatten();
+        next.push(quota_take(d, tat, now)?);
+    }
+    sqlx::query(&format!(
+        "UPDATE {table} s SET quota_tat = u.tat \
+         FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(name, key, tat) \
+         WHERE s.name = u.name AND s.key = u.key"
+    ))
+    .bind(&names)
+    .bind(&keys)
+    .bind(&next)
+    .execute(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    Ok(())
 }

@@ -21,6 +21,8 @@ pub struct ApiError {
     message: String,
     field: Option<String>,
     cause: Option<String>,
+    /// Seconds to send in `Retry-After` (a refused quota).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -31,6 +33,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             cause: None,
+            retry_after: None,
         }
     }
 
@@ -77,6 +80,7 @@ impl ApiError {
             message: "internal error; the server's log has the details".to_owned(),
             field: None,
             cause: Some(cause.to_string()),
+            retry_after: None,
         }
     }
 
@@ -116,6 +120,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::MissingScope | ErrorCode::TenantForbidden => StatusCode::FORBIDDEN,
         ErrorCode::LeaseLost | ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -146,6 +151,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
         match self.code {
             ErrorCode::Unauthorized => {
                 response.headers_mut().insert(
@@ -192,6 +202,23 @@ impl From<stoker::Error> for ApiError {
                     Some(field) => error.with_field(field),
                     None => error,
                 }
+            }
+            stoker::Error::QuotaExceeded {
+                limit,
+                key,
+                retry_after,
+            } => {
+                // Whole seconds, rounded up: a client that waits that long fits.
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let mut error = ApiError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "enqueue quota {limit:?} exceeded for {key:?}; nothing was written; \
+                         retry in {seconds} s"
+                    ),
+                );
+                error.retry_after = Some(seconds.max(1));
+                error
             }
             stoker::Error::Store(store) if store.kind() == stoker::StoreErrorKind::Busy => {
                 tracing::warn!(err = %store, "the database is busy or unreachable");

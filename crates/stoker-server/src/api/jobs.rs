@@ -235,6 +235,8 @@ async fn insert(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "A field is refused (`field` names it)", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: over an enqueue quota (a tenant's, or a key's); nothing was written", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the submissions would fit"))),
     ),
     security(("bearer" = []))
 )]
@@ -277,6 +279,8 @@ pub(crate) async fn enqueue(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "A job is refused (`field` names it)", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: over an enqueue quota (a tenant's, or a key's); nothing was written", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the submissions would fit"))),
     ),
     security(("bearer" = []))
 )]

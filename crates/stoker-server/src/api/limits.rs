@@ -32,6 +32,26 @@ pub struct RateBody {
     pub burst: u32,
 }
 
+impl From<stoker::Rate> for RateBody {
+    fn from(rate: stoker::Rate) -> Self {
+        RateBody {
+            count: rate.count,
+            period_ms: rate.period_ms,
+            burst: rate.burst,
+        }
+    }
+}
+
+impl From<RateBody> for stoker::Rate {
+    fn from(rate: RateBody) -> Self {
+        stoker::Rate {
+            count: rate.count,
+            period_ms: rate.period_ms,
+            burst: rate.burst,
+        }
+    }
+}
+
 fn one() -> u32 {
     1
 }
@@ -117,6 +137,27 @@ pub struct LimitBody {
     #[serde(default, deserialize_with = "present_whole_u32")]
     #[schema(nullable = false, minimum = 1, maximum = 4_294_967_295_u64)]
     pub concurrency: Option<u32>,
+    /// Serve the queue's tenants in turn (weighted fair queuing) rather than in plain priority
+    /// order. Needs `queue` and no `kind`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub fair: Option<FairBody>,
+    /// Accept at most this many submissions per period for each key (e.g. with `key` =
+    /// `tenant`, per tenant), counted when jobs are enqueued: beyond it an enqueue answers 429
+    /// with `Retry-After` and writes nothing.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
+    pub quota: Option<RateBody>,
+}
+
+/// Fair queuing across the tenants of a queue: each tenant with waiting jobs gets a share of
+/// the starts in proportion to its weight; within a tenant, jobs keep priority order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FairBody {
+    /// Weights of named tenants, 1 to 1000 (at most 1000 tenants); any other tenant weighs 1.
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, u32>,
 }
 
 /// One limiter's use: running jobs and until when it is throttled.
@@ -158,6 +199,12 @@ pub struct LimitView {
     pub rate: Option<RateBody>,
     /// Its concurrency limit, if any.
     pub concurrency: Option<u32>,
+    /// Its fair queuing across tenants, if on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fair: Option<FairBody>,
+    /// Its enqueue quota per key, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<RateBody>,
     /// When it was last set.
     pub updated_at: DateTime<Utc>,
 }
@@ -175,6 +222,10 @@ impl From<stoker::LimitRow> for LimitView {
                 burst: rate.burst,
             }),
             concurrency: row.spec.concurrency,
+            fair: row.spec.fair.map(|fair| FairBody {
+                weights: fair.weights,
+            }),
+            quota: row.spec.quota.map(RateBody::from),
             updated_at: row.updated_at,
         }
     }
@@ -254,6 +305,10 @@ pub(crate) async fn set(
             burst: rate.burst,
         }),
         concurrency: body.concurrency,
+        fair: body.fair.map(|fair| stoker::Fair {
+            weights: fair.weights,
+        }),
+        quota: body.quota.map(stoker::Rate::from),
     };
     let row = state.client_for(&principal).limit_set(spec).await?;
     Ok(Json(row.into()))

@@ -84,6 +84,9 @@ pub enum ErrorCode {
     Conflict,
     /// 503: the database is busy or unreachable, or the server is shutting down; retry later.
     Unavailable,
+    /// 429: the enqueue would exceed a tenant's (or key's) enqueue quota; nothing was written.
+    /// The `Retry-After` header says in how many seconds it would fit.
+    QuotaExceeded,
     /// 500: something failed inside the server; its log has the details.
     Internal,
     /// A code this client version does not know.
@@ -110,6 +113,7 @@ impl ErrorCode {
             ErrorCode::LeaseLost => "lease_lost",
             ErrorCode::Conflict => "conflict",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Internal => "internal",
             ErrorCode::Unknown => "unknown",
         }

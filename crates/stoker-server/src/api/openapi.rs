@@ -380,11 +380,13 @@ pub(crate) fn document_json() -> &'static serde_json::Value {
             *create = one_of;
         }
         // --- stream flow ---
-        // A limit needs a rate, a concurrency, or both.
+        // A limit needs a rate, a concurrency, fair queuing, or some of them.
         if let Some(limit) = doc.pointer_mut("/components/schemas/LimitBody") {
             limit["anyOf"] = serde_json::json!([
                 {"required": ["rate"]},
                 {"required": ["concurrency"]},
+                {"required": ["fair"]},
+                {"required": ["quota"]},
             ]);
         }
         doc

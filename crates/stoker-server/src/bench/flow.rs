@@ -29,6 +29,8 @@ fn not_binding() -> LimitSpec {
             burst: 1_000_000,
         }),
         concurrency: Some(100_000),
+        fair: None,
+        quota: None,
     }
 }
 

@@ -22,6 +22,7 @@ mod workloads;
 // --- stream events ---
 mod events;
 // --- stream flow ---
+mod fair;
 mod flow;
 // --- stream wf ---
 mod workflows;
@@ -107,6 +108,9 @@ pub enum Workload {
     /// Flow control (issue 16): the W2 drain at concurrency 50 without limits and with
     /// limits that never bind, in A/B pairs. Not in the default set.
     Flow,
+    /// Fair queuing (issue 16): the W2 drain at concurrency 50 over 1,000 tenants, in
+    /// priority order and under fair queuing, in A/B pairs. Not in the default set.
+    Fair,
     // --- stream wf ---
     /// Workflows (issue 18): the W2 drain at concurrency 50 without and with the edge
     /// trigger, in A/B pairs, and a fan-out and fan-in of `--jobs` jobs (jobs/s, and the time

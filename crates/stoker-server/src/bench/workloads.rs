@@ -49,6 +49,7 @@ pub(crate) async fn run(
         Workload::Dashboard => super::dashboard::run(target, args, report).await,
         // --- stream flow ---
         Workload::Flow => super::flow::run(target, args, report).await,
+        Workload::Fair => super::fair::run(target, args, report).await,
         // --- stream wf ---
         Workload::Workflows => super::workflows::run(target, args, report).await,
         // --- stream crypt ---

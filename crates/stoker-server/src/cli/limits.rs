@@ -9,7 +9,7 @@ use serde_json::json;
 use super::backend::Backend;
 use super::output::{self, Table};
 use super::{parse, CliError, Target};
-use crate::api::limits::{LimitList, LimitView, RateBody, UsageView};
+use crate::api::limits::{FairBody, LimitList, LimitView, RateBody, UsageView};
 
 /// The commands of `stoker limits`.
 #[derive(Debug, Subcommand)]
@@ -45,6 +45,19 @@ pub struct LimitsSetArgs {
     /// At most this many running at once, across every worker.
     #[arg(long)]
     pub concurrency: Option<u32>,
+    /// Enqueue quota per key, as COUNT/PERIOD: accept at most this many submissions per
+    /// period (with --key tenant: per tenant); beyond it enqueues are refused.
+    #[arg(long, value_parser = rate)]
+    pub quota: Option<(u32, u64)>,
+    /// How many submissions the quota accepts at once after a quiet spell. [default: 1]
+    #[arg(long, requires = "quota")]
+    pub quota_burst: Option<u32>,
+    /// Serve the queue's tenants in turn (fair queuing; needs --queue, no --kind).
+    #[arg(long)]
+    pub fair: bool,
+    /// A tenant's weight under fair queuing, TENANT=WEIGHT (repeatable; others weigh 1).
+    #[arg(long = "weight", value_parser = weight, requires = "fair")]
+    pub weights: Vec<(String, u32)>,
     /// Where to set it, and how to print.
     #[command(flatten)]
     pub target: Target,
@@ -72,6 +85,58 @@ fn rate(raw: &str) -> Result<(u32, u64), String> {
     let period = parse::positive_duration(period)?;
     let ms = u64::try_from(period.as_millis()).map_err(|_| format!("{raw:?}: too long"))?;
     Ok((count, ms))
+}
+
+/// `TENANT=WEIGHT` as (tenant, weight).
+fn weight(raw: &str) -> Result<(String, u32), String> {
+    let (tenant, weight) = raw
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{raw:?}: expected TENANT=WEIGHT, e.g. acme=3"))?;
+    let weight: u32 = weight
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?}: the weight must be a whole number"))?;
+    Ok((tenant.to_owned(), weight))
+}
+
+/// The limiters in use now (running jobs, throttled until), for `stoker stats`.
+pub(crate) async fn usage(backend: &Backend) -> Result<Vec<UsageView>, CliError> {
+    Ok(match backend {
+        Backend::Direct(direct) => direct
+            .client()
+            .limit_usage()
+            .await?
+            .into_iter()
+            .map(UsageView::from)
+            .collect(),
+        Backend::Remote(remote) => {
+            remote
+                .call::<LimitList>(Method::GET, "v1/limits", None)
+                .await?
+                .usage
+        }
+    })
+}
+
+/// Prints the limiters in use as a table, if any.
+pub(crate) fn print_usage(usage: &[UsageView]) {
+    if usage.is_empty() {
+        return;
+    }
+    let mut table = Table::new(&["LIMIT", "KEY", "RUNNING", "THROTTLED UNTIL"]);
+    for usage in usage {
+        table.row(vec![
+            usage.name.clone(),
+            if usage.key.is_empty() {
+                "-".to_owned()
+            } else {
+                usage.key.clone()
+            },
+            usage.running.to_string(),
+            output::time_or_dash(usage.throttled_until),
+        ]);
+    }
+    print!("{}", table.render());
 }
 
 /// Runs a `stoker limits` command.
@@ -112,6 +177,14 @@ pub(crate) async fn run(command: LimitsCommand) -> Result<(), CliError> {
                 period_ms,
                 burst: args.burst.unwrap_or(1),
             });
+            let quota = args.quota.map(|(count, period_ms)| RateBody {
+                count,
+                period_ms,
+                burst: args.quota_burst.unwrap_or(1),
+            });
+            let fair = args.fair.then(|| FairBody {
+                weights: args.weights.iter().cloned().collect(),
+            });
             let backend = args.target.connect().await?;
             let view: LimitView = match &backend {
                 Backend::Direct(direct) => {
@@ -130,6 +203,10 @@ pub(crate) async fn run(command: LimitsCommand) -> Result<(), CliError> {
                                 burst: rate.burst,
                             }),
                             concurrency: args.concurrency,
+                            fair: fair.map(|fair| stoker::Fair {
+                                weights: fair.weights,
+                            }),
+                            quota: quota.map(stoker::Rate::from),
                         })
                         .await?
                         .into()
@@ -147,6 +224,12 @@ pub(crate) async fn run(command: LimitsCommand) -> Result<(), CliError> {
                     }
                     if let Some(concurrency) = args.concurrency {
                         body["concurrency"] = json!(concurrency);
+                    }
+                    if let Some(fair) = fair {
+                        body["fair"] = json!(fair);
+                    }
+                    if let Some(quota) = quota {
+                        body["quota"] = json!(quota);
                     }
                     let path = format!("v1/limits/{}", args.name);
                     remote
@@ -194,6 +277,15 @@ fn describe(view: &LimitView) -> String {
     if let Some(concurrency) = view.concurrency {
         parts.push(format!("{concurrency} running"));
     }
+    if let Some(fair) = &view.fair {
+        parts.push(fair_text(fair));
+    }
+    if let Some(quota) = &view.quota {
+        parts.push(format!(
+            "quota {}/{}ms burst {}",
+            quota.count, quota.period_ms, quota.burst
+        ));
+    }
     parts.push(format!("per {}", view.key));
     if let Some(queue) = &view.queue {
         parts.push(format!("queue {queue}"));
@@ -202,6 +294,19 @@ fn describe(view: &LimitView) -> String {
         parts.push(format!("kind {kind}"));
     }
     parts.join(", ")
+}
+
+/// Fair queuing in words: `fair` or `fair (acme=3, beta=2)`.
+fn fair_text(fair: &FairBody) -> String {
+    if fair.weights.is_empty() {
+        return "fair".to_owned();
+    }
+    let weights: Vec<String> = fair
+        .weights
+        .iter()
+        .map(|(tenant, weight)| format!("{tenant}={weight}"))
+        .collect();
+    format!("fair ({})", weights.join(", "))
 }
 
 fn print_list(list: &LimitList, json: bool) {
@@ -213,7 +318,16 @@ fn print_list(list: &LimitList, json: bool) {
         println!("no limits");
         return;
     }
-    let mut table = Table::new(&["NAME", "QUEUE", "KIND", "KEY", "RATE", "CONCURRENCY"]);
+    let mut table = Table::new(&[
+        "NAME",
+        "QUEUE",
+        "KIND",
+        "KEY",
+        "RATE",
+        "CONCURRENCY",
+        "FAIR",
+        "QUOTA",
+    ]);
     for limit in &list.limits {
         table.row(vec![
             limit.name.clone(),
@@ -227,24 +341,24 @@ fn print_list(list: &LimitList, json: bool) {
             limit
                 .concurrency
                 .map_or_else(|| "-".to_owned(), |c| c.to_string()),
+            limit
+                .fair
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), fair_text),
+            limit.quota.as_ref().map_or_else(
+                || "-".to_owned(),
+                |quota| {
+                    format!(
+                        "{}/{}ms burst {}",
+                        quota.count, quota.period_ms, quota.burst
+                    )
+                },
+            ),
         ]);
     }
     print!("{}", table.render());
     if !list.usage.is_empty() {
-        let mut table = Table::new(&["LIMIT", "KEY", "RUNNING", "THROTTLED UNTIL"]);
-        for usage in &list.usage {
-            table.row(vec![
-                usage.name.clone(),
-                if usage.key.is_empty() {
-                    "-".to_owned()
-                } else {
-                    usage.key.clone()
-                },
-                usage.running.to_string(),
-                output::time_or_dash(usage.throttled_until),
-            ]);
-        }
         println!();
-        print!("{}", table.render());
+        print_usage(&list.usage);
     }
 }

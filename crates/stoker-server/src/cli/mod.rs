@@ -871,6 +871,15 @@ async fn stats(target: &Target) -> Result<(), CliError> {
         row(format!("tenant {tenant}"), counts);
     }
     print!("{}", table.render());
+    // --- stream flow ---
+    // The limiters in use (issue 16): running under each, and throttled until when. A token
+    // that may not read limits (a tenant's) just does not see them.
+    if let Ok(usage) = limits::usage(&backend).await {
+        if !usage.is_empty() {
+            println!();
+            limits::print_usage(&usage);
+        }
+    }
     if let Some(throughput) = &stats.throughput {
         let (completed, discarded, failed) =
             throughput

@@ -153,7 +153,10 @@ impl Remote {
                     self.base_url()
                 ),
             },
-            ErrorCode::Unavailable | ErrorCode::Internal | ErrorCode::Unknown => CliError::Server {
+            ErrorCode::Unavailable
+            | ErrorCode::QuotaExceeded
+            | ErrorCode::Internal
+            | ErrorCode::Unknown => CliError::Server {
                 status: status.as_u16(),
                 message,
             },

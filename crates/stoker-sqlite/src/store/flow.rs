@@ -6,16 +6,17 @@
 //! never blocks the others), admit them with [`FlowGate`] on the limiters' stored state, mark
 //! the admitted ones running with the slots they hold, and write the limiters back.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use stoker_core::{
-    gcra_push_back, limits_for_queue, validate_limit_name, FlowGate, JobClaimParams, JobRow,
-    LimitKey, LimitPushBackParams, LimitRow, LimitSetParams, LimitSpec, LimitUsage, LimiterState,
-    Metadata, StoreError, StoreResult,
+    fair_of, gcra_push_back, limits_for_queue, quota_demand, quota_take, validate_limit_name, Fair,
+    FairScheduler, FlowGate, JobClaimParams, JobRow, LimitKey, LimitPushBackParams, LimitRow,
+    LimitSetParams, LimitSpec, LimitUsage, LimiterState, Metadata, QuotaDemand, StoreError,
+    StoreResult, FAIR_NO_TENANT,
 };
 
 use super::{begin_write, SqliteStore};
@@ -41,6 +42,204 @@ fn key_sql(key: &LimitKey) -> Option<String> {
     }
 }
 
+/// The conditions a job meets to be a candidate of a limited claim: due in the queue, of the
+/// claim's kinds (and tenant), the queue not paused, and not under a limiter full now.
+struct Filters<'a> {
+    params: &'a JobClaimParams,
+    tenant: Option<&'a str>,
+    /// The claim's kinds, as a JSON array.
+    kinds: String,
+    /// Per full limit: its key's SQL (`None`: global), its kind, and its full keys as JSON.
+    exclusions: Vec<(Option<String>, Option<String>, String)>,
+}
+
+impl Filters<'_> {
+    /// Pushes the conditions, on unqualified columns of `stoker_jobs`, joined by AND. They
+    /// match the predicate of the fetch and fair indexes.
+    fn push(&self, query: &mut QueryBuilder<'_, Sqlite>) {
+        query
+            .push("state IN ('available', 'retryable') AND scheduled = 0 AND queue = ")
+            .push_bind(self.params.queue.clone())
+            .push(" AND +run_at <= ")
+            .push_bind(micros(self.params.now));
+        if !self.params.kinds.is_empty() {
+            query
+                .push(" AND kind IN (SELECT value FROM json_each(")
+                .push_bind(self.kinds.clone())
+                .push("))");
+        }
+        // A tenant-bound pull worker's claim (issue 17) takes only its tenant's jobs.
+        if let Some(tenant) = self.tenant {
+            query.push(" AND tenant = ").push_bind(tenant.to_owned());
+        }
+        query
+            .push(" AND NOT EXISTS (SELECT 1 FROM stoker_queues q WHERE q.name = ")
+            .push_bind(self.params.queue.clone())
+            .push(" AND q.paused)");
+        for (expr, kind, keys) in &self.exclusions {
+            match (expr, kind) {
+                (None, None) => {}
+                (None, Some(kind)) => {
+                    query.push(" AND kind <> ").push_bind(kind.clone());
+                }
+                (Some(expr), kind) => {
+                    query.push(" AND NOT COALESCE(");
+                    if let Some(kind) = kind {
+                        query.push("kind = ").push_bind(kind.clone()).push(" AND ");
+                    }
+                    query
+                        .push(expr.as_str())
+                        .push(" IN (SELECT value FROM json_each(")
+                        .push_bind(keys.clone())
+                        .push(")), 0)");
+                }
+            }
+        }
+    }
+}
+
+/// A fair claim's candidates (item 3), in the order the limits are to see them, with the
+/// plan that ordered them and the queue's clock as read.
+///
+/// The tenants with ready jobs are listed by a walk of `stoker_jobs_fair_idx` from one tenant
+/// to the next (a recursive query: one index probe per tenant, never a scan of the backlog);
+/// [`FairScheduler`] shares `slots` places between them by virtual time; then each chosen
+/// tenant's first jobs come from one index lookup each.
+async fn fair_candidates(
+    tx: &mut SqliteConnection,
+    filters: &Filters<'_>,
+    fair: &Fair,
+    slots: i64,
+) -> StoreResult<(Vec<SqliteRow>, (FairScheduler, Option<f64>))> {
+    let queue = &filters.params.queue;
+    let mut query = QueryBuilder::<Sqlite>::new(
+        "WITH RECURSIVE t(tenant) AS (SELECT (SELECT tenant FROM stoker_jobs WHERE ",
+    );
+    filters.push(&mut query);
+    query.push(
+        " AND tenant IS NOT NULL ORDER BY tenant LIMIT 1) UNION ALL \
+         SELECT (SELECT tenant FROM stoker_jobs WHERE ",
+    );
+    filters.push(&mut query);
+    query.push(
+        " AND tenant > t.tenant ORDER BY tenant LIMIT 1) FROM t WHERE t.tenant IS NOT NULL) \
+         SELECT tenant FROM t WHERE tenant IS NOT NULL",
+    );
+    let mut tenants: Vec<Option<String>> = query
+        .build_query_scalar::<String>()
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(Some)
+        .collect();
+    let mut query = QueryBuilder::<Sqlite>::new("SELECT EXISTS (SELECT 1 FROM stoker_jobs WHERE ");
+    filters.push(&mut query);
+    query.push(" AND tenant IS NULL)");
+    let untenanted: bool = query
+        .build_query_scalar()
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    if untenanted {
+        tenants.push(None);
+    }
+    let keys: Vec<String> = tenants
+        .iter()
+        .map(|t| t.clone().unwrap_or_else(|| FAIR_NO_TENANT.to_owned()))
+        .collect();
+    let vtimes: BTreeMap<String, f64> = sqlx::query_as::<_, (String, f64)>(
+        "SELECT tenant, vtime FROM stoker_fair_tenants \
+         WHERE queue = ?1 AND tenant IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(queue)
+    .bind(to_json(&keys)?)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?
+    .into_iter()
+    .collect();
+    let clock: Option<f64> =
+        sqlx::query_scalar("SELECT clock FROM stoker_fair_clocks WHERE queue = ?1")
+            .bind(queue)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    let plan = FairScheduler::new(
+        fair,
+        clock.unwrap_or(0.0),
+        tenants
+            .into_iter()
+            .zip(&keys)
+            .map(|(tenant, key)| (tenant, vtimes.get(key).copied()))
+            .collect(),
+    );
+    let mut candidates = Vec::new();
+    for (tenant, n) in plan.quotas(usize::try_from(slots).unwrap_or(usize::MAX)) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "SELECT id, kind, tenant, args, metadata FROM stoker_jobs WHERE ",
+        );
+        filters.push(&mut query);
+        match &tenant {
+            Some(tenant) => query.push(" AND tenant = ").push_bind(tenant.clone()),
+            None => query.push(" AND tenant IS NULL"),
+        };
+        query
+            .push(" ORDER BY priority DESC, run_at, id LIMIT ")
+            .push_bind(i64::from(n));
+        let rows = query.build().fetch_all(&mut *tx).await.map_err(db_error)?;
+        candidates.push((tenant, rows));
+    }
+    let rows = plan
+        .order(candidates)
+        .into_iter()
+        .map(|(_, row)| row)
+        .collect();
+    Ok((rows, (plan, clock)))
+}
+
+/// Advances the virtual times of the tenants a fair claim started jobs of, and the queue's
+/// clock if it moved. The single writer makes the read-then-write exact.
+async fn fair_advance(
+    tx: &mut SqliteConnection,
+    queue: &str,
+    plan: &FairScheduler,
+    clock: Option<f64>,
+    admitted: &BTreeMap<Option<String>, u32>,
+) -> StoreResult<()> {
+    let advances = plan.advances(admitted);
+    if !advances.is_empty() {
+        let rows: Vec<Value> = advances
+            .into_iter()
+            .map(|(tenant, base, step)| serde_json::json!([tenant, base + step]))
+            .collect();
+        sqlx::query(
+            "INSERT INTO stoker_fair_tenants (queue, tenant, vtime) \
+             SELECT ?1, value ->> 0, value ->> 1 FROM json_each(?2) WHERE true \
+             ON CONFLICT (queue, tenant) DO UPDATE SET vtime = excluded.vtime",
+        )
+        .bind(queue)
+        .bind(to_json(&rows)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    }
+    if let Some(next) = plan.clock(admitted) {
+        if clock.is_none_or(|clock| next > clock) {
+            sqlx::query(
+                "INSERT INTO stoker_fair_clocks (queue, clock) VALUES (?1, ?2) \
+                 ON CONFLICT (queue) DO UPDATE SET clock = MAX(clock, excluded.clock)",
+            )
+            .bind(queue)
+            .bind(next)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+    }
+    Ok(())
+}
+
 fn limit_row(row: &SqliteRow) -> StoreResult<LimitRow> {
     Ok(LimitRow {
         spec: from_json("spec", &column::<String>(row, 0, "spec")?)?,
@@ -53,9 +252,9 @@ fn opt_micros(name: &str, value: Option<i64>) -> StoreResult<Option<DateTime<Utc
 }
 
 impl SqliteStore {
-    /// The limits that apply to `queue`, or `None` (the usual claim), from the cache.
-    pub(super) async fn flow_limits_for(&self, queue: &str) -> StoreResult<Option<Vec<LimitSpec>>> {
-        let limits = match self.inner.limits.fresh() {
+    /// Every limit, from the cache.
+    async fn flow_limits(&self) -> StoreResult<std::sync::Arc<Vec<LimitSpec>>> {
+        Ok(match self.inner.limits.fresh() {
             Some(limits) => limits,
             None => {
                 let rows = self.limit_list_impl().await?;
@@ -63,7 +262,53 @@ impl SqliteStore {
                     .limits
                     .put(rows.into_iter().map(|row| row.spec).collect())
             }
+        })
+    }
+
+    /// The enqueue quotas an insert of `jobs` draws on (item 4), or none: the usual insert.
+    pub(super) async fn flow_quota_demand(
+        &self,
+        jobs: &[stoker_core::JobInsert],
+    ) -> StoreResult<Vec<QuotaDemand>> {
+        let limits = self.flow_limits().await?;
+        if !limits.iter().any(|limit| limit.quota.is_some()) {
+            return Ok(Vec::new());
+        }
+        Ok(quota_demand(&limits, jobs))
+    }
+
+    /// [`Self::flow_quota_demand`] reading the limits (when the cache is stale) on `conn`, the
+    /// caller's connection: an in-memory store has no other to read through while the caller
+    /// holds it.
+    pub(super) async fn flow_quota_demand_on(
+        &self,
+        conn: &mut SqliteConnection,
+        jobs: &[stoker_core::JobInsert],
+    ) -> StoreResult<Vec<QuotaDemand>> {
+        let limits = match self.inner.limits.fresh() {
+            Some(limits) => limits,
+            None => {
+                let rows = sqlx::query("SELECT spec, updated_at FROM stoker_limits ORDER BY name")
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(db_error)?
+                    .iter()
+                    .map(limit_row)
+                    .collect::<StoreResult<Vec<_>>>()?;
+                self.inner
+                    .limits
+                    .put(rows.into_iter().map(|row| row.spec).collect())
+            }
         };
+        if !limits.iter().any(|limit| limit.quota.is_some()) {
+            return Ok(Vec::new());
+        }
+        Ok(quota_demand(&limits, jobs))
+    }
+
+    /// The limits that apply to `queue`, or `None` (the usual claim), from the cache.
+    pub(super) async fn flow_limits_for(&self, queue: &str) -> StoreResult<Option<Vec<LimitSpec>>> {
+        let limits = self.flow_limits().await?;
         if limits.is_empty() {
             return Ok(None);
         }
@@ -100,64 +345,55 @@ impl SqliteStore {
             }
         }
 
-        let mut query = QueryBuilder::<Sqlite>::new(
-            "SELECT id, kind, tenant, args, metadata FROM stoker_jobs \
-             WHERE state IN ('available', 'retryable') AND scheduled = 0 AND queue = ",
-        );
-        query
-            .push_bind(&params.queue)
-            .push(" AND +run_at <= ")
-            .push_bind(micros(now));
-        if !params.kinds.is_empty() {
-            query
-                .push(" AND kind IN (SELECT value FROM json_each(")
-                .push_bind(to_json(&params.kinds)?)
-                .push("))");
-        }
-        // A tenant-bound pull worker's claim (issue 17) takes only its tenant's jobs.
-        if let Some(tenant) = tenant {
-            query.push(" AND tenant = ").push_bind(tenant.to_owned());
-        }
-        query
-            .push(" AND NOT EXISTS (SELECT 1 FROM stoker_queues WHERE name = ")
-            .push_bind(&params.queue)
-            .push(" AND paused)");
+        let mut exclusions = Vec::new();
         for limit in &limits {
-            let keys: Vec<&str> = full
+            let keys: Vec<String> = full
                 .iter()
                 .filter(|(name, _, _)| *name == limit.name)
-                .map(|(_, key, _)| key.as_str())
+                .map(|(_, key, _)| key.clone())
                 .collect();
             if keys.is_empty() {
                 continue;
             }
-            match (key_sql(&limit.key), &limit.kind) {
+            let expr = key_sql(&limit.key);
+            if expr.is_none() && limit.kind.is_none() {
                 // The whole queue is held back.
-                (None, None) => {
-                    drop(tx);
-                    self.inner.limits.set_wake(&params.queue, wake);
-                    return Ok(Vec::new());
-                }
-                (None, Some(kind)) => {
-                    query.push(" AND kind <> ").push_bind(kind.clone());
-                }
-                (Some(expr), kind) => {
-                    query.push(" AND NOT COALESCE(");
-                    if let Some(kind) = kind {
-                        query.push("kind = ").push_bind(kind.clone()).push(" AND ");
-                    }
-                    query
-                        .push(expr)
-                        .push(" IN (SELECT value FROM json_each(")
-                        .push_bind(to_json(&keys)?)
-                        .push(")), 0)");
-                }
+                drop(tx);
+                self.inner.limits.set_wake(&params.queue, wake);
+                return Ok(Vec::new());
             }
+            exclusions.push((expr, limit.kind.clone(), to_json(&keys)?));
         }
-        query
-            .push(" ORDER BY priority DESC, run_at, id LIMIT ")
-            .push_bind(candidates(params.limit));
-        let rows = query.build().fetch_all(&mut *tx).await.map_err(db_error)?;
+        let filters = Filters {
+            params,
+            tenant,
+            kinds: to_json(&params.kinds)?,
+            exclusions,
+        };
+        // A fair queue (item 3) serves its tenants in turn; a tenant-bound claim has one.
+        let fair = if tenant.is_none() {
+            fair_of(&limits).cloned()
+        } else {
+            None
+        };
+        let (rows, plan) = match &fair {
+            None => {
+                let mut query = QueryBuilder::<Sqlite>::new(
+                    "SELECT id, kind, tenant, args, metadata FROM stoker_jobs WHERE ",
+                );
+                filters.push(&mut query);
+                query
+                    .push(" ORDER BY priority DESC, run_at, id LIMIT ")
+                    .push_bind(candidates(params.limit));
+                let rows = query.build().fetch_all(&mut *tx).await.map_err(db_error)?;
+                (rows, None)
+            }
+            Some(fair) => {
+                let (rows, plan) =
+                    fair_candidates(&mut tx, &filters, fair, candidates(params.limit)).await?;
+                (rows, Some(plan))
+            }
+        };
 
         let mut gate = FlowGate::new(limits, now);
         let mut wanted = Vec::with_capacity(rows.len());
@@ -173,7 +409,7 @@ impl SqliteStore {
             for (index, key) in &needs {
                 limiters.insert((gate.limits()[*index].name.clone(), key.clone()));
             }
-            wanted.push((id, needs));
+            wanted.push((id, tenant, needs));
         }
         if !limiters.is_empty() {
             let pairs = to_json(&limiters.iter().collect::<Vec<_>>())?;
@@ -198,11 +434,13 @@ impl SqliteStore {
         }
 
         let mut claimed_slots = Vec::new();
-        for (id, needs) in &wanted {
+        let mut admitted: BTreeMap<Option<String>, u32> = BTreeMap::new();
+        for (id, tenant, needs) in &wanted {
             if claimed_slots.len() >= params.limit as usize {
                 break;
             }
             if let Some(held) = gate.admit(needs) {
+                *admitted.entry(tenant.clone()).or_default() += 1;
                 claimed_slots.push((*id, (!held.is_empty()).then_some(held)));
             }
         }
@@ -268,6 +506,9 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        }
+        if let Some((plan, clock)) = &plan {
+            fair_advance(&mut tx, &params.queue, plan, *clock, &admitted).await?;
         }
         // The counts of unfinished states are live on SQLite (see `counts`): a claim writes
         // none.
@@ -441,4 +682,55 @@ impl SqliteStore {
         tx.commit().await.map_err(db_error)?;
         Ok(fixed)
     }
+}
+
+/// Takes the tokens an insert needs from each enqueue quota it draws on (item 4), inside the
+/// insert's write transaction, or refuses the whole insert before anything is written (the
+/// caller's transaction rolls back). The single writer makes the read-then-write exact.
+///
+/// # Errors
+///
+/// [`StoreError::QuotaExceeded`] naming the first quota that has too few tokens.
+pub(super) async fn flow_quota_take(
+    conn: &mut SqliteConnection,
+    demand: &[QuotaDemand],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    let pairs = to_json(
+        &demand
+            .iter()
+            .map(|d| (d.name.as_str(), d.key.as_str()))
+            .collect::<Vec<_>>(),
+    )?;
+    let rows: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+        "SELECT name, key, quota_tat FROM stoker_limit_state \
+         WHERE (name, key) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?1))",
+    )
+    .bind(&pairs)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let mut tats = BTreeMap::new();
+    for (name, key, tat) in rows {
+        tats.insert((name, key), opt_micros("quota_tat", tat)?);
+    }
+    let mut next = Vec::with_capacity(demand.len());
+    for d in demand {
+        let tat = tats
+            .get(&(d.name.clone(), d.key.clone()))
+            .copied()
+            .flatten();
+        let tat = quota_take(d, tat, now)?;
+        next.push(serde_json::json!([d.name, d.key, micros(tat)]));
+    }
+    sqlx::query(
+        "INSERT INTO stoker_limit_state (name, key, quota_tat) \
+         SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1) WHERE true \
+         ON CONFLICT (name, key) DO UPDATE SET quota_tat = excluded.quota_tat",
+    )
+    .bind(to_json(&next)?)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
 }
