@@ -111,6 +111,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("../migrations/0016_ops.sql"),
     },
+    // --- stream dash ---
+    // Queue depths from the counters, and the oldest due job by index (issue 14).
+    Migration {
+        version: 21,
+        name: "depths",
+        sql: include_str!("../migrations/0021_depths.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.
