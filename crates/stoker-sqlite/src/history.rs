@@ -65,11 +65,11 @@ const PRUNE_SQL: &str = "DELETE FROM stoker_history WHERE grain = ?1 AND bucket 
 /// walk of the covering `stoker_jobs_waiting_idx` (migration 23) that reads no table row: the
 /// state list is the index's own condition (so SQLite may use it), and blocked jobs are then
 /// left out.
-const DEPTHS_SQL: &str = "
+pub(crate) const DEPTHS_SQL: &str = "
 SELECT queue, SUM(scheduled = 0), SUM(scheduled = 1),
        MIN(CASE WHEN scheduled = 0 THEN run_at END)
-FROM stoker_jobs
-WHERE state IN ('blocked', 'available', 'retryable') AND state <> 'blocked'
+FROM stoker_jobs INDEXED BY stoker_jobs_waiting_idx
+WHERE (state = 'blocked' OR state = 'available' OR state = 'retryable') AND state <> 'blocked'
 GROUP BY queue
 ORDER BY queue";
 

@@ -2247,6 +2247,18 @@ struct LimitsPage {
 
 /// `GET /limits`: the flow-control limits (issue 16) and the limiters in use now: running
 /// jobs against each concurrency limit, and the rate limiters holding jobs back.
+// --- stream dash ---
+/// A rate's period as people say it: "minute" for 60,000 ms, else its length ("1.5 s").
+fn per_period(ms: u64) -> String {
+    match ms {
+        1_000 => "second".to_owned(),
+        60_000 => "minute".to_owned(),
+        3_600_000 => "hour".to_owned(),
+        86_400_000 => "day".to_owned(),
+        other => format::millis(other),
+    }
+}
+
 pub(crate) async fn limits(
     State(dash): State<Dash>,
     viewer: Viewer,
@@ -2289,10 +2301,17 @@ pub(crate) async fn limits(
                 key: spec.key.to_string(),
                 rate: spec.rate.map_or_else(
                     || "—".to_owned(),
+                    // --- stream dash ---
                     |rate| {
+                        let burst = if rate.burst > 1 {
+                            format!(", bursts of {}", format::count(i64::from(rate.burst)))
+                        } else {
+                            String::new()
+                        };
                         format!(
-                            "{} per {} ms, burst {}",
-                            rate.count, rate.period_ms, rate.burst
+                            "{} per {}{burst}",
+                            format::count(i64::from(rate.count)),
+                            per_period(rate.period_ms)
                         )
                     },
                 ),
