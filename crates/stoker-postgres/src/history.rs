@@ -12,6 +12,10 @@ use stoker_core::{
 
 use crate::error::store_error;
 
+// --- stream dash ---
+/// The counter keys of waiting jobs (migrations 10 and 21) that make up a queue's depth.
+const WAITING_KEYS: &str = "('active', 'scheduled', 'retryable', 'retryable_scheduled')";
+
 /// The history statements of one store, qualified with its schema.
 #[derive(Debug)]
 pub(crate) struct HistorySql {
@@ -31,6 +35,9 @@ impl HistorySql {
     pub(crate) fn new(schema: &str) -> HistorySql {
         let history = format!("\"{schema}\".stoker_history");
         let jobs = format!("\"{schema}\".stoker_jobs");
+        // --- stream dash ---
+        let counts = format!("\"{schema}\".stoker_job_counts");
+        let deltas = format!("\"{schema}\".stoker_job_count_deltas");
         HistorySql {
             // Repeated keys within one flush are merged first: one upsert may not touch a row
             // twice.
@@ -76,12 +83,37 @@ impl HistorySql {
             prune_failure_hours: format!(
                 "DELETE FROM \"{schema}\".stoker_failure_hours WHERE hour < $1"
             ),
+            // --- stream dash ---
+            // Every number from the counters and their unfolded deltas, in one snapshot
+            // (migration 21): due = `active` (due available and running) less the running
+            // rows, plus `retryable` (out of the schedule); scheduled = `scheduled` plus
+            // `retryable_scheduled`. The oldest due job is the first entry of the due index,
+            // one probe per queue with due jobs.
             depths: format!(
-                "SELECT queue, count(*) FILTER (WHERE NOT scheduled), \
-                        count(*) FILTER (WHERE scheduled), \
-                        min(run_at) FILTER (WHERE NOT scheduled) \
-                 FROM {jobs} WHERE state IN ('available', 'retryable') \
-                 GROUP BY queue ORDER BY queue"
+                "WITH c AS ( \
+                     SELECT queue, \
+                            sum(n) FILTER (WHERE state IN ('active', 'retryable'))::int8 AS due, \
+                            sum(n) FILTER (WHERE state IN ('scheduled', 'retryable_scheduled'))::int8 \
+                                AS scheduled \
+                     FROM ( \
+                         SELECT queue, state, count AS n FROM {counts} \
+                         WHERE state IN {WAITING_KEYS} \
+                         UNION ALL \
+                         SELECT queue, state, delta FROM {deltas} \
+                         WHERE state IN {WAITING_KEYS} \
+                         UNION ALL \
+                         SELECT queue, 'active', -count(*) FROM {jobs} \
+                         WHERE state = 'running' GROUP BY queue \
+                     ) x \
+                     GROUP BY queue \
+                 ) \
+                 SELECT queue, COALESCE(due, 0), COALESCE(scheduled, 0), \
+                        CASE WHEN due > 0 THEN ( \
+                            SELECT run_at FROM {jobs} j \
+                            WHERE j.queue = c.queue AND j.state IN ('available', 'retryable') \
+                              AND NOT j.scheduled \
+                            ORDER BY run_at LIMIT 1) END \
+                 FROM c WHERE due > 0 OR scheduled > 0 ORDER BY queue"
             ),
         }
     }

@@ -132,6 +132,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "on_finish",
         sql: include_str!("../migrations/0020_on_finish.sql"),
     },
+    // --- stream dash ---
+    // Queue depths from the counters, and the oldest due job by index (issue 14).
+    Migration {
+        version: 21,
+        name: "depths",
+        sql: include_str!("../migrations/0021_depths.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

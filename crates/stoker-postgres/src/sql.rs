@@ -467,7 +467,8 @@ impl Sql {
             // whether or not a fold ran. `scheduled` is a key of its own there, returned as a
             // share of `available`; `active` holds due available and running jobs together
             // (so a claim writes no delta), split here by counting the running rows through
-            // the `(state, id)` index: never more than the cluster's concurrency.
+            // the `(state, id)` index: never more than the cluster's concurrency. Retryable jobs
+            // in the schedule have a key of their own (migration 21), summed into `retryable`.
             job_stats: format!(
                 "WITH running AS ( \
                      SELECT queue, kind, COALESCE(tenant, '') AS tenant, count(*) AS n \
@@ -475,6 +476,7 @@ impl Sql {
                  ) \
                  SELECT queue, kind, NULLIF(tenant, '') AS tenant, \
                         CASE WHEN state IN ('scheduled', 'active') THEN 'available' \
+                             WHEN state = 'retryable_scheduled' THEN 'retryable' \
                              ELSE state END AS state, \
                         sum(count)::int8 AS count, \
                         sum(count) FILTER (WHERE state = 'scheduled')::int8 AS scheduled \

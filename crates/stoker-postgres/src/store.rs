@@ -1265,6 +1265,10 @@ impl Store for PgStore {
     }
 
     async fn queue_depths(&self) -> StoreResult<Vec<stoker_core::QueueDepth>> {
+        // --- stream dash ---
+        // The depths are sums of the counters (migration 21): folding first keeps the read
+        // short, as for `job_stats`; the read is exact without it.
+        self.job_counts_fold().await?;
         self.inner.history.depths(&self.inner.pool).await
     }
 

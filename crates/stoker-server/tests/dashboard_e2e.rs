@@ -548,6 +548,98 @@ async fn the_dashboard_in_a_real_browser() {
     // --- stream workflows ---
     shoot(&browser, &base, "workflows", "/workflows").await;
     shoot(&browser, &base, "batches", "/batches").await;
+    // --- stream dash ---
+    // The pages of the later capabilities: limits, the audit log, a workflow.
+    let limit = server
+        .send(server.http.put(format!("{base}/v1/limits/openai")).json(
+            &json!({"kind": "generate", "key": "tenant", "concurrency": 4,
+                              "rate": {"count": 100, "period_ms": 60000}}),
+        ))
+        .await;
+    assert_eq!(limit.status, 200, "{:?}", limit.body);
+    let workflow = server
+        .post(
+            "/v1/workflows",
+            json!({"name": "nightly-report", "jobs": [
+                {"name": "fetch", "job": {"kind": "fetch", "queue": "reports"}},
+                {"name": "clean", "job": {"kind": "clean", "queue": "reports"},
+                 "depends_on": [{"node": "fetch", "policy": "run"}]},
+                {"name": "merge", "job": {"kind": "merge", "queue": "reports"},
+                 "depends_on": [{"node": "fetch", "policy": "run"},
+                                {"node": "clean", "policy": "run"}]},
+            ]}),
+        )
+        .await;
+    assert_eq!(workflow.status, 201, "{:?}", workflow.body);
+    let workflow_id = workflow.body["id"].as_i64().unwrap();
+    shoot(&browser, &base, "limits", "/limits").await;
+    browser
+        .goto(&format!("{base}/limits"))
+        .await
+        .expect("limits");
+    assert!(text(&browser, "main").await.contains("openai"));
+    shoot(&browser, &base, "audit", "/audit").await;
+    browser.goto(&format!("{base}/audit")).await.expect("audit");
+    assert!(text(&browser, "main").await.contains("queue.pause"));
+    shoot(
+        &browser,
+        &base,
+        "workflow",
+        &format!("/workflows/{workflow_id}"),
+    )
+    .await;
+    browser
+        .goto(&format!("{base}/workflows/{workflow_id}"))
+        .await
+        .expect("workflow");
+    assert!(text(&browser, "main").await.contains("merge"));
+    browser.close().await.expect("close the browser");
+
+    // --- stream dash ---
+    // The polling fallback: with the event stream blocked (as a proxy that cuts streams
+    // would), the overview says so and polls the shared snapshot, and its counters still move.
+    let browser = self::browser(&driver).await;
+    browser
+        .issue_cmd(Cdp {
+            cmd: "Network.enable",
+            params: json!({}),
+        })
+        .await
+        .expect("enable the network domain");
+    browser
+        .issue_cmd(Cdp {
+            cmd: "Network.setBlockedURLs",
+            params: json!({"urls": ["*/ui/live*"]}),
+        })
+        .await
+        .expect("block the event stream");
+    browser
+        .goto(&format!("{base}/"))
+        .await
+        .expect("open overview");
+    wait_text(
+        &browser,
+        "[data-live-status]",
+        "the polling fallback",
+        false,
+        |t| t.contains("polling"),
+    )
+    .await;
+    let before = count(&text(&browser, r#"[data-live="states.completed"]"#).await);
+    assert!(before > 0, "the overview shows the completed jobs");
+    for n in 0..3 {
+        server
+            .enqueue(json!({"kind": "resize", "queue": "work", "args": {"n": 300 + n}}))
+            .await;
+    }
+    wait_text(
+        &browser,
+        r#"[data-live="states.completed"]"#,
+        "the completed counter, by polling",
+        false,
+        |t| count(t) == before + 3,
+    )
+    .await;
     browser.close().await.expect("close the browser");
 
     // A read-only token: every button is off, and the server refuses a forced submit.

@@ -61,12 +61,15 @@ fn rollup_sql() -> String {
 
 const PRUNE_SQL: &str = "DELETE FROM stoker_history WHERE grain = ?1 AND bucket < ?2";
 
-/// Waiting jobs per queue: due ones from outside the schedule, scheduled ones inside it.
-const DEPTHS_SQL: &str = "
+/// Waiting jobs per queue: due ones from outside the schedule, scheduled ones inside it. A
+/// walk of the covering `stoker_jobs_waiting_idx` (migration 23) that reads no table row: the
+/// state list is the index's own condition (so SQLite may use it), and blocked jobs are then
+/// left out.
+pub(crate) const DEPTHS_SQL: &str = "
 SELECT queue, SUM(scheduled = 0), SUM(scheduled = 1),
        MIN(CASE WHEN scheduled = 0 THEN run_at END)
-FROM stoker_jobs
-WHERE state IN ('available', 'retryable')
+FROM stoker_jobs INDEXED BY stoker_jobs_waiting_idx
+WHERE (state = 'blocked' OR state = 'available' OR state = 'retryable') AND state <> 'blocked'
 GROUP BY queue
 ORDER BY queue";
 

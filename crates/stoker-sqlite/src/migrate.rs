@@ -144,6 +144,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "on_finish",
         sql: include_str!("../migrations/0022_on_finish.sql"),
     },
+    // --- stream dash ---
+    // The waiting jobs' counts and queue depths from one covering index (issue 14).
+    Migration {
+        version: 23,
+        name: "waiting_index",
+        sql: include_str!("../migrations/0023_waiting_index.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

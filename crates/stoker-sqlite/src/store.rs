@@ -197,18 +197,24 @@ ORDER BY attempted_at, id
 LIMIT ?3"
 );
 
-/// Finished counts from the counters the store keeps (see [`crate::counts`]), unfinished ones
-/// counted live from the `(state, id)` index (there are few of those compared with finished
-/// jobs).
-/// Finished jobs from their counters; waiting and running ones counted live through the
-/// `(state, id)` index, with the scheduled share of `available` (in the schedule: not due).
-const STATS_SQL: &str = "
+/// Finished counts from the counters the store keeps (see [`crate::counts`]); waiting ones
+/// (`blocked`, `available` with its scheduled share, `retryable`) counted live by a walk of
+/// the covering `stoker_jobs_waiting_idx` that reads no table row (migration 23); running
+/// ones, at most the cluster's concurrency, through the `(state, id)` index. The state
+/// condition is the index's own, word for word, so SQLite may use it, and `INDEXED BY` makes
+/// it do so before `ANALYZE` has run (without statistics it would pick `(state, id)`).
+pub(crate) const STATS_SQL: &str = "
 SELECT queue, kind, NULLIF(tenant, ''), state, count, 0 FROM stoker_job_counts WHERE count > 0
 UNION ALL
 SELECT queue, kind, tenant, state, COUNT(*), SUM(state = 'available' AND scheduled = 1)
+FROM stoker_jobs INDEXED BY stoker_jobs_waiting_idx
+WHERE state = 'blocked' OR state = 'available' OR state = 'retryable'
+GROUP BY queue, kind, tenant, state
+UNION ALL
+SELECT queue, kind, tenant, state, COUNT(*), 0
 FROM stoker_jobs
-WHERE state IN ('available', 'running', 'retryable')
-GROUP BY queue, kind, tenant, state";
+WHERE state = 'running'
+GROUP BY queue, kind, tenant";
 
 const LEADER_GET_SQL: &str = "
 SELECT leader_id, elected_at, expires_at FROM stoker_leader

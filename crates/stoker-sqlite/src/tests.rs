@@ -1122,3 +1122,34 @@ async fn throughput() {
         10_000.0 / insert.as_secs_f64()
     );
 }
+
+// --- stream dash ---
+/// The waiting jobs' counts and the queue depths (issue 14) walk the covering index of the
+/// waiting jobs (migration 23) and read no table row; the running jobs, few, go through the
+/// `(state, id)` index.
+#[tokio::test]
+async fn waiting_counts_walk_the_covering_index() {
+    let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    for (name, sql) in [
+        ("job_stats", crate::store::STATS_SQL),
+        ("queue_depths", crate::history::DEPTHS_SQL),
+    ] {
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&mut *store.write_connection().await.unwrap())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>(3))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("USING COVERING INDEX stoker_jobs_waiting_idx"),
+            "{name}: {plan}"
+        );
+        assert!(
+            !plan.lines().any(|line| line.trim() == "SCAN stoker_jobs"),
+            "{name} reads the table: {plan}"
+        );
+    }
+}

@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use stoker_core::{
     BulkAction, BulkFilter, BulkOpCreateParams, BulkOpStepParams, JobCancelParams, JobClaimParams,
     JobFinish, JobFinishParams, JobId, JobListParams, JobPruneParams, JobRetryManyParams,
-    JobRetryParams, JobStageParams, JobState, Outcome, Priority, QueuePruneRule, Store,
+    JobRetryParams, JobStageParams, JobState, Outcome, Priority, QueueDepth, QueuePruneRule, Store,
 };
 
 use crate::fixture::{at, attempt_error, insert, job_in, stats_by_tenant, TenantStats};
@@ -41,6 +41,55 @@ async fn real_count<S: Store>(
     counts
 }
 
+// --- stream dash ---
+/// The queue depths by listing every job: per queue with waiting jobs, those `available` or
+/// `retryable`, split into due and scheduled and with the oldest due `run_at`, right after
+/// every due job was staged at `now` (so a job is in the schedule exactly when its `run_at` is
+/// after `now`).
+async fn real_depths<S: Store>(
+    store: &Arc<S>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<QueueDepth> {
+    let jobs = store
+        .job_list(JobListParams {
+            limit: 100_000,
+            ..JobListParams::default()
+        })
+        .await
+        .expect("job_list");
+    let mut depths: BTreeMap<String, QueueDepth> = BTreeMap::new();
+    for job in jobs {
+        if !matches!(job.state, JobState::Available | JobState::Retryable) {
+            continue;
+        }
+        let depth = depths.entry(job.queue.clone()).or_insert(QueueDepth {
+            queue: job.queue,
+            due: 0,
+            scheduled: 0,
+            oldest_due_at: None,
+        });
+        if job.run_at > now {
+            depth.scheduled += 1;
+        } else {
+            depth.due += 1;
+            depth.oldest_due_at = Some(
+                depth
+                    .oldest_due_at
+                    .map_or(job.run_at, |t| t.min(job.run_at)),
+            );
+        }
+    }
+    depths.into_values().collect()
+}
+
+/// Waiting jobs per queue, due and scheduled together: `(queue, count)`.
+fn waiting(depths: &[QueueDepth]) -> Vec<(String, i64)> {
+    depths
+        .iter()
+        .map(|d| (d.queue.clone(), d.due + d.scheduled))
+        .collect()
+}
+
 /// The store's counts, with the scheduled shares kept only when `keep_scheduled`.
 async fn counted<S: Store>(store: &Arc<S>, keep_scheduled: bool) -> TenantStats {
     let mut counts = stats_by_tenant(store).await;
@@ -56,7 +105,8 @@ async fn counted<S: Store>(store: &Arc<S>, keep_scheduled: bool) -> TenantStats 
 /// with and without a tenant), stage, claim, every acknowledgement outcome, a rescue, cancel
 /// (waiting and running), retry, bulk retry, delete, prune, and bulk operations by filter
 /// (retry, cancel, discard, delete, run-at); after every step `job_stats` equals a real count
-/// per (queue, kind, tenant, state), and after a full stage its scheduled shares do too.
+/// per (queue, kind, tenant, state), and after a full stage its scheduled shares do too; so do
+/// the queue depths (`queue_depths`), their due and scheduled shares after a full stage.
 pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store: Arc<S>) {
     let queues = ["q1", "q2"];
     let kinds = ["a", "b"];
@@ -223,6 +273,23 @@ pub async fn counters_equal_real_count_after_random_transitions<S: Store>(store:
                 real_count(&store, staged_all.then_some(now)).await,
                 "seed {seed}, step {step}: job_stats differs from a real count"
             );
+            // --- stream dash ---
+            // The queue depths (issue 14): their waiting totals always, and after a full
+            // stage their due and scheduled shares and the oldest due job too.
+            let depths = store.queue_depths().await.expect("queue_depths");
+            let truth = real_depths(&store, now).await;
+            if staged_all {
+                assert_eq!(
+                    depths, truth,
+                    "seed {seed}, step {step}: queue_depths differs from a real count"
+                );
+            } else {
+                assert_eq!(
+                    waiting(&depths),
+                    waiting(&truth),
+                    "seed {seed}, step {step}: queue_depths' waiting jobs differ from a real count"
+                );
+            }
         }
     }
 }

@@ -597,6 +597,37 @@ pub(crate) struct QueueView {
     pub(crate) concurrency: String,
     pub(crate) spark: String,
     pub(crate) attention: Vec<String>,
+    // --- stream dash ---
+    /// Its jobs by state, from the counters (so a page that shows queues needs no second
+    /// read of them).
+    pub(crate) counts: StateCounts,
+}
+
+// --- stream dash ---
+/// Every queue's row, and the worker list they were built from: one read of the counters, the
+/// depths and the workers for a whole page.
+struct QueueViews {
+    views: Vec<QueueView>,
+    workers: Vec<stoker::WorkerStatus>,
+}
+
+impl QueueViews {
+    /// Every queue's counts summed: the cluster's totals by state.
+    fn totals(&self) -> StateCounts {
+        let mut totals = StateCounts::default();
+        for view in &self.views {
+            let c = &view.counts;
+            totals.available += c.available;
+            totals.scheduled += c.scheduled;
+            totals.blocked += c.blocked;
+            totals.running += c.running;
+            totals.retryable += c.retryable;
+            totals.completed += c.completed;
+            totals.discarded += c.discarded;
+            totals.cancelled += c.cancelled;
+        }
+        totals
+    }
 }
 
 /// A queue that needs a look, and why.
@@ -609,7 +640,7 @@ pub(crate) struct AttentionItem {
 /// The oldest due job waiting longer than this draws attention.
 const OLDEST_WAIT_ATTENTION: i64 = 300;
 
-async fn queue_views(client: &Client) -> Result<Vec<QueueView>, DashError> {
+async fn queue_views(client: &Client) -> Result<QueueViews, DashError> {
     let now = client.clock().now();
     let overview = client.queue_overview().await?;
     let depths = client.queue_depths().await?;
@@ -709,10 +740,11 @@ async fn queue_views(client: &Client) -> Result<Vec<QueueView>, DashError> {
             },
             spark: chart::sparkline(&completed, "s-completed"),
             attention,
+            counts: queue.counts,
             name: queue.name,
         });
     }
-    Ok(views)
+    Ok(QueueViews { views, workers })
 }
 
 // --- Overview ---
@@ -745,9 +777,11 @@ pub(crate) async fn overview(
     let series = series(&client, range, HistoryScope::default(), true).await?;
     let charts = charts(&series);
     let (tiles, total, attention, queues_ok, workers_alive, c) = if viewer.cluster() {
-        let stats = client.stats().await?;
-        let views = queue_views(&client).await?;
-        let workers = client.worker_overview().await?;
+        // --- stream dash ---
+        // The totals are the queues' counts summed: one read of the counters per page.
+        let queues = queue_views(&client).await?;
+        let totals = queues.totals();
+        let QueueViews { views, workers } = queues;
         let queues_ok = views.iter().filter(|v| v.attention.is_empty()).count();
         let mut attention: Vec<AttentionItem> = alert_views(&client, client.clock().now())
             .await?
@@ -773,8 +807,8 @@ pub(crate) async fn overview(
                 }),
         );
         (
-            tiles(&stats.totals, &JobCriteria::default()),
-            format::count(stats.totals.total()),
+            tiles(&totals, &JobCriteria::default()),
+            format::count(totals.total()),
             attention,
             queues_ok,
             workers.iter().filter(|w| w.alive).count(),
@@ -820,7 +854,7 @@ pub(crate) async fn queues(
 ) -> Result<Response, DashError> {
     require_cluster(&viewer, "queues")?;
     let client = dash.app.client_for(&viewer.principal);
-    let queues = queue_views(&client).await?;
+    let queues = queue_views(&client).await?.views;
     let c = Chrome::new(&viewer, "queues", "Queues", &params)
         .back("/queues")
         .live("/ui/live?jobs=false");
@@ -848,7 +882,7 @@ pub(crate) async fn queue(
 ) -> Result<Response, DashError> {
     require_cluster(&viewer, "queues")?;
     let client = dash.app.client_for(&viewer.principal);
-    let views = queue_views(&client).await?;
+    let views = queue_views(&client).await?.views;
     let Some(q) = views.into_iter().find(|v| v.name == name) else {
         return Err(DashError::new(
             StatusCode::NOT_FOUND,
@@ -862,8 +896,8 @@ pub(crate) async fn queue(
         ..HistoryScope::default()
     };
     let charts = charts(&series(&client, range, scope, true).await?);
-    let stats = client.stats().await?;
-    let counts = stats.queues.get(&name).copied().unwrap_or_default();
+    // --- stream dash ---
+    let counts = q.counts;
     let in_queue = JobCriteria {
         queues: vec![name.clone()],
         ..JobCriteria::default()
@@ -1015,17 +1049,11 @@ pub(crate) async fn jobs(
         search.direction = SearchDirection::Newer;
     }
     let paged = search.cursor.is_some();
-    let (page, matching) = if error.is_empty() {
-        (
-            Some(client.search(search.clone()).await?),
-            count_text(client.count(criteria.clone()).await?),
-        )
-    } else {
-        (None, String::new())
-    };
-    // Tab counts: the counters where they answer exactly (cluster-wide, by queue or kind),
-    // else none; `available` and `scheduled` are told apart by a bounded count.
-    let stats = if viewer.cluster() {
+    // --- stream dash ---
+    // Counts from the counters wherever they answer exactly (cluster-wide, by queue or by
+    // kind, by state view): the tabs and the number of matches. Any other search shows a
+    // bounded count of its matches ("10,000+"), which reads at most a bounded walk.
+    let stats = if viewer.cluster() && error.is_empty() {
         Some(client.stats().await?)
     } else {
         None
@@ -1037,8 +1065,8 @@ pub(crate) async fn jobs(
         ..JobCriteria::default()
     } == criteria
         && (criteria.queues.is_empty() || criteria.kinds.is_empty());
-    let counters = |state: JobState| -> Option<i64> {
-        let stats = stats.as_ref().filter(|_| simple && error.is_empty())?;
+    let counters = |view: StateView| -> Option<i64> {
+        let stats = stats.as_ref().filter(|_| simple)?;
         let groups: Vec<&StateCounts> = if !criteria.queues.is_empty() {
             criteria
                 .queues
@@ -1054,41 +1082,37 @@ pub(crate) async fn jobs(
         } else {
             vec![&stats.totals]
         };
-        Some(groups.iter().map(|counts| counts.get(state)).sum())
+        Some(groups.iter().map(|counts| count_of(counts, view)).sum())
+    };
+    let counted = |views: &[StateView]| -> Option<i64> {
+        let views = if views.is_empty() {
+            &StateView::ALL[..]
+        } else {
+            views
+        };
+        views.iter().map(|view| counters(*view)).sum()
+    };
+    let (page, matching) = if error.is_empty() {
+        let page = client.search(search.clone()).await?;
+        let matching = match counted(&criteria.states) {
+            Some(n) => format::count(n),
+            None => count_text(client.count(criteria.clone()).await?),
+        };
+        (Some(page), matching)
+    } else {
+        (None, String::new())
     };
     let mut tabs = vec![Tab {
         label: "All",
         href: format!("/jobs?q={}", encode(&query_with_states(&criteria, &[]))),
-        count: if simple && stats.is_some() && error.is_empty() {
-            format::short_count(JobState::ALL.iter().filter_map(|s| counters(*s)).sum())
-        } else {
-            String::new()
-        },
+        count: counted(&[]).map(format::short_count).unwrap_or_default(),
         current: criteria.states.is_empty(),
     }];
     for view in StateView::ALL {
-        let count = match view {
-            StateView::Available | StateView::Scheduled
-                if simple && stats.is_some() && error.is_empty() =>
-            {
-                let mut one = criteria.clone();
-                one.states = vec![view];
-                let counted = client.count(one).await?;
-                let n = i64::try_from(counted.count).unwrap_or(i64::MAX);
-                if counted.exact {
-                    format::short_count(n)
-                } else {
-                    format!("{}+", format::short_count(n))
-                }
-            }
-            other => counters(other.state())
-                .map(format::short_count)
-                .unwrap_or_default(),
-        };
         tabs.push(Tab {
             label: state_label(view),
             href: format!("/jobs?q={}", encode(&query_with_states(&criteria, &[view]))),
-            count,
+            count: counters(view).map(format::short_count).unwrap_or_default(),
             current: criteria.states == [view],
         });
     }
@@ -2265,6 +2289,18 @@ struct LimitsPage {
 
 /// `GET /limits`: the flow-control limits (issue 16) and the limiters in use now: running
 /// jobs against each concurrency limit, and the rate limiters holding jobs back.
+// --- stream dash ---
+/// A rate's period as people say it: "minute" for 60,000 ms, else its length ("1.5 s").
+fn per_period(ms: u64) -> String {
+    match ms {
+        1_000 => "second".to_owned(),
+        60_000 => "minute".to_owned(),
+        3_600_000 => "hour".to_owned(),
+        86_400_000 => "day".to_owned(),
+        other => format::millis(other),
+    }
+}
+
 pub(crate) async fn limits(
     State(dash): State<Dash>,
     viewer: Viewer,
@@ -2307,10 +2343,17 @@ pub(crate) async fn limits(
                 key: spec.key.to_string(),
                 rate: spec.rate.map_or_else(
                     || "—".to_owned(),
+                    // --- stream dash ---
                     |rate| {
+                        let burst = if rate.burst > 1 {
+                            format!(", bursts of {}", format::count(i64::from(rate.burst)))
+                        } else {
+                            String::new()
+                        };
                         format!(
-                            "{} per {} ms, burst {}",
-                            rate.count, rate.period_ms, rate.burst
+                            "{} per {}{burst}",
+                            format::count(i64::from(rate.count)),
+                            per_period(rate.period_ms)
                         )
                     },
                 ),
