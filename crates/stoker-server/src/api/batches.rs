@@ -340,6 +340,7 @@ fn insert(
         metadata,
         timeout_seconds,
         backoff,
+        on_finish: None,
     };
     build_insert(state, client, principal, request, state.now(), prefix)
 }
