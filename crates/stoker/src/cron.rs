@@ -265,6 +265,7 @@ impl<S: Store + ?Sized> Client<S> {
         let now = self.clock().now();
         let job = row.schedule.job(now, false, true);
         let described = job.clone();
+        let publishing = self.event_hub().inserting().await;
         let outcome = self
             .store()
             .cron_fire(CronFireParams {
@@ -286,6 +287,7 @@ impl<S: Store + ?Sized> Client<S> {
                 if !jobs[0].duplicate {
                     self.publish_fired(&[FiredJob::new(&described, &jobs[0])], now);
                 }
+                drop(publishing);
                 self.cron_audit("cron.run_now", name).await;
                 Ok(jobs[0])
             }
@@ -317,10 +319,13 @@ impl<S: Store + ?Sized> Client<S> {
     /// A store error.
     pub async fn cron_fire_due(&self) -> Result<FireReport> {
         let now = self.clock().now();
+        // A claim of these jobs is published after them (see `EventHub::inserting`).
+        let publishing = self.event_hub().inserting().await;
         let report = fire_due(&**self.store(), now, self.fire_args_limit()).await?;
         // --- stream history ---
         // The jobs fired are inserts like any other: live events see them (issue 13).
         self.publish_fired(&report.jobs, now);
+        drop(publishing);
         Ok(report)
     }
 

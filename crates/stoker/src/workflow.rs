@@ -227,6 +227,7 @@ impl<S: Store + ?Sized> Client<S> {
             max_args_bytes,
             max_jobs: WORKFLOW_MAX_JOBS_DEFAULT,
         };
+        let publishing = self.event_hub().inserting().await;
         let inserted = self.store().workflow_insert(params).await?;
         if !ready.is_empty() {
             self.event_hub().publish(|| {
@@ -242,6 +243,7 @@ impl<S: Store + ?Sized> Client<S> {
                     .collect()
             });
         }
+        drop(publishing);
         Ok(inserted)
     }
 
