@@ -111,6 +111,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("../migrations/0016_ops.sql"),
     },
+    // --- stream tenant ---
+    // Failure groups per tenant (issue 17).
+    Migration {
+        version: 17,
+        name: "tenant_failures",
+        sql: include_str!("../migrations/0017_tenant_failures.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -326,6 +326,10 @@ macro_rules! conformance_tests {
             wake_cancel_wakes_released_queue => wake::cancel_wakes_released_queue,
             wake_bulk_cancel_wakes_released_queue => wake::bulk_cancel_wakes_released_queue,
             wake_workflow_cancel_wakes_released_queue => wake::workflow_cancel_wakes_released_queue,
+            // --- stream tenant ---
+            tenant_depths_count_only_own_jobs => tenancy::depths_count_only_own_jobs,
+            tenant_prune_deletes_only_own_jobs => tenancy::prune_deletes_only_own_jobs,
+            tenant_failures_grouped_per_tenant => failures::failures_grouped_per_tenant,
         }
     };
 }

@@ -300,4 +300,7 @@ counting_store! {
         // --- stream crypt ---
         async fn job_sealed_list(&self, params: stoker_core::JobSealedListParams) -> StoreResult<Vec<stoker_core::SealedJob>>;
         async fn job_sealed_rewrite(&self, rewrites: Vec<stoker_core::SealedRewrite>) -> StoreResult<u64>;
+        // --- stream tenant ---
+        async fn queue_depths_tenant(&self, tenant: &str) -> StoreResult<Vec<stoker_core::QueueDepth>>;
+        async fn job_prune_tenant(&self, params: JobPruneParams, tenant: &str) -> StoreResult<u64>;
 }
