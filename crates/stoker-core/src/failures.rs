@@ -172,8 +172,35 @@ pub fn fingerprint(kind: &str, error: ErrorKind, message: &str) -> String {
 
 /// [`fingerprint`] of a message already normalized.
 pub fn fingerprint_normalized(kind: &str, error: ErrorKind, normalized: &str) -> String {
+    fingerprint_parts(&[kind, error_class(error), normalized])
+}
+
+// --- stream tenant ---
+/// [`fingerprint_normalized`] of a job of `tenant` (issue 17): a tenant's failures form groups
+/// of their own, so a tenant sees its groups and their counts and never another tenant's. A
+/// job without a tenant has the fingerprint it always had.
+///
+/// ```
+/// use stoker_core::{fingerprint_normalized, fingerprint_of_tenant, ErrorKind};
+/// let plain = fingerprint_normalized("email", ErrorKind::Error, "smtp <n>");
+/// assert_eq!(fingerprint_of_tenant("email", ErrorKind::Error, "smtp <n>", None), plain);
+/// assert_ne!(fingerprint_of_tenant("email", ErrorKind::Error, "smtp <n>", Some("acme")), plain);
+/// ```
+pub fn fingerprint_of_tenant(
+    kind: &str,
+    error: ErrorKind,
+    normalized: &str,
+    tenant: Option<&str>,
+) -> String {
+    match tenant {
+        None => fingerprint_normalized(kind, error, normalized),
+        Some(tenant) => fingerprint_parts(&[kind, error_class(error), normalized, tenant]),
+    }
+}
+
+/// The FNV-1a hash of `parts`, separated by a byte none of them holds, as 16 hex digits.
+fn fingerprint_parts(parts: &[&str]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let parts = [kind, error_class(error), normalized];
     for (n, part) in parts.iter().enumerate() {
         if n > 0 {
             // A separator no kind or class holds, so ("ab", "c") and ("a", "bc") differ.
@@ -224,6 +251,10 @@ pub struct FailureRecord {
     pub message: String,
     /// The message as the attempt reported it (cut to [`FAILURE_MESSAGE_MAX_CHARS`]).
     pub sample: String,
+    // --- stream tenant ---
+    /// The job's tenant: part of the fingerprint when there is one (see
+    /// [`FailureRecord::of_tenant`]).
+    pub tenant: Option<String>,
 }
 
 impl FailureRecord {
@@ -237,7 +268,21 @@ impl FailureRecord {
             error_kind,
             message: normalized,
             sample: message.chars().take(FAILURE_MESSAGE_MAX_CHARS).collect(),
+            tenant: None,
         }
+    }
+
+    // --- stream tenant ---
+    /// The record of a job of `tenant` (issue 17): its group is its tenant's own (see
+    /// [`fingerprint_of_tenant`]). `None` changes nothing.
+    #[must_use]
+    pub fn of_tenant(mut self, tenant: Option<&str>) -> Self {
+        if let Some(tenant) = tenant {
+            self.fingerprint =
+                fingerprint_of_tenant(&self.kind, self.error_kind, &self.message, Some(tenant));
+            self.tenant = Some(tenant.to_owned());
+        }
+        self
     }
 }
 
@@ -263,6 +308,10 @@ pub struct FailureGroup {
     pub sample_job_id: JobId,
     /// The latest failure's message as reported.
     pub sample_message: String,
+    // --- stream tenant ---
+    /// The tenant whose jobs' failures it gathers (issue 17); `None` for jobs without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// Parameters of [`Store::failure_group_list`](crate::Store::failure_group_list).
@@ -277,6 +326,10 @@ pub struct FailureGroupListParams {
     /// The most groups to return, 1 to [`FAILURE_LIST_MAX_LIMIT`]; the most recently seen
     /// come first.
     pub limit: u32,
+    // --- stream tenant ---
+    /// Only groups of this tenant's jobs (issue 17); a client scoped to a tenant always sets
+    /// its own.
+    pub tenant: Option<String>,
 }
 
 impl FailureGroupListParams {

@@ -368,4 +368,9 @@ pub struct WorkerDetails {
     /// The CPU time it used, in milliseconds, where the platform tells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_ms: Option<u64>,
+    // --- stream tenant ---
+    /// The tenant it works for, when it is bound to one (issue 17): a pull worker reserving
+    /// with a tenant-bound token. A client limited to that tenant lists only such workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }

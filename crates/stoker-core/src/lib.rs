@@ -54,6 +54,8 @@ pub use failures::{
 pub use failures::{
     FailureCountParams, FailureHour, FAILURE_COUNT_MAX_GROUPS, FAILURE_COUNT_MAX_RANGE_SECS,
 };
+// --- stream tenant ---
+pub use failures::fingerprint_of_tenant;
 // History (issue 13).
 pub use history::{
     histogram_bucket, histogram_bucket_upper, HistoryDelta, HistoryGrain, HistoryMetric,

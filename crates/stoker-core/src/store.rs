@@ -1213,6 +1213,23 @@ pub trait Store: Send + Sync + 'static {
         &self,
         params: crate::WorkflowListParams,
     ) -> StoreResult<Vec<crate::WorkflowRow>>;
+    // --- stream tenant ---
+
+    /// [`Store::queue_depths`] counting only the jobs of `tenant` (issue 17): each queue
+    /// holding a waiting job of the tenant, with its due and scheduled jobs and the `run_at`
+    /// of its longest-waiting due one.
+    async fn queue_depths_tenant(&self, tenant: &str) -> StoreResult<Vec<crate::QueueDepth>>;
+
+    /// [`Store::job_prune`] limited to the finished jobs of `tenant` (issue 17): deletes up to
+    /// `params.limit` of them by the age rules (`completed_before`, `cancelled_before`,
+    /// `discarded_before`), oldest first, sparing what a workflow still needs, and moves the
+    /// tenant's finished counts with them in the same transaction. Returns how many it deleted.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming `keep_last` or `queue_rules` when either is given: those rules count
+    /// every tenant's jobs of a queue, so they do not apply to one tenant.
+    async fn job_prune_tenant(&self, params: JobPruneParams, tenant: &str) -> StoreResult<u64>;
 }
 
 /// A store that can insert jobs on a caller's own connection, inside the caller's own
@@ -1231,4 +1248,29 @@ pub trait StoreTx<C: ?Sized + Send>: Store {
         conn: &mut C,
         params: JobInsertParams,
     ) -> StoreResult<Vec<InsertedJob>>;
+}
+
+// --- stream tenant ---
+impl JobPruneParams {
+    /// Checks the rules [`Store::job_prune_tenant`] applies: only the age rules, since
+    /// `keep_last` and `queue_rules` count every tenant's jobs of a queue.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidInput`] naming `keep_last` or `queue_rules`.
+    pub fn validate_for_tenant(&self) -> Result<(), InvalidInput> {
+        if self.keep_last.is_some() {
+            return Err(InvalidInput::new(
+                "keep_last",
+                "keeps the newest jobs of every tenant, so it does not apply to one tenant",
+            ));
+        }
+        if !self.queue_rules.is_empty() {
+            return Err(InvalidInput::new(
+                "queue_rules",
+                "count every tenant's jobs of a queue, so they do not apply to one tenant",
+            ));
+        }
+        Ok(())
+    }
 }

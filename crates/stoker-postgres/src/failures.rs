@@ -17,7 +17,7 @@ use stoker_core::{
 use crate::error::store_error;
 
 const GROUP_COLUMNS: &str = "fingerprint, kind, error_kind, message, count, first_seen, \
-                             last_seen, sample_job_id, sample_message";
+                             last_seen, sample_job_id, sample_message, tenant";
 
 const OP_COLUMNS: &str = "id, action, filter, priority, run_at, state, matched, done, skipped, \
                           cursor, max_id, created_by, created_at, updated_at, finished_at";
@@ -56,7 +56,9 @@ pub(crate) async fn record_failures(
     let mut counts = Vec::new();
     let mut samples = Vec::new();
     let mut sample_ids = Vec::new();
+    let mut tenants: Vec<Option<String>> = Vec::new();
     for (record, n) in groups.values() {
+        tenants.push(record.tenant.clone());
         fingerprints.push(record.fingerprint.clone());
         kinds.push(record.kind.clone());
         classes.push(error_class(record.error_kind));
@@ -68,10 +70,11 @@ pub(crate) async fn record_failures(
     let groups_table = table(schema, "stoker_failure_groups");
     sqlx::query(&format!(
         "INSERT INTO {groups_table} AS g (fingerprint, kind, error_kind, message, count, \
-                                          first_seen, last_seen, sample_job_id, sample_message) \
-         SELECT f, k, c, m, n, $8, $8, j, s \
+                                          first_seen, last_seen, sample_job_id, sample_message, \
+                                          tenant) \
+         SELECT f, k, c, m, n, $8, $8, j, s, t \
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[], \
-                     $7::text[]) AS u(f, k, c, m, n, j, s) \
+                     $7::text[], $9::text[]) AS u(f, k, c, m, n, j, s, t) \
          ON CONFLICT (fingerprint) DO UPDATE SET \
              count = g.count + excluded.count, \
              last_seen = GREATEST(g.last_seen, excluded.last_seen), \
@@ -86,6 +89,7 @@ pub(crate) async fn record_failures(
     .bind(&sample_ids)
     .bind(&samples)
     .bind(now)
+    .bind(&tenants)
     .execute(&mut *conn)
     .await
     .map_err(store_error)?;
@@ -134,6 +138,7 @@ fn group_from_row(row: &PgRow) -> StoreResult<FailureGroup> {
         last_seen: row.try_get(6).map_err(get)?,
         sample_job_id: JobId(row.try_get(7).map_err(get)?),
         sample_message: row.try_get(8).map_err(get)?,
+        tenant: row.try_get(9).map_err(get)?,
     })
 }
 
@@ -149,13 +154,14 @@ pub(crate) async fn group_list(
         "SELECT {GROUP_COLUMNS} FROM {groups} \
          WHERE ($1::timestamptz IS NULL OR last_seen >= $1) \
            AND ($2::timestamptz IS NULL OR first_seen < $2) \
-           AND ($3::text IS NULL OR kind = $3) \
+           AND ($3::text IS NULL OR kind = $3) AND ($5::text IS NULL OR tenant = $5) \
          ORDER BY last_seen DESC, fingerprint LIMIT $4"
     ))
     .bind(params.since)
     .bind(params.until)
     .bind(&params.kind)
     .bind(i64::from(params.limit))
+    .bind(&params.tenant)
     .fetch_all(pool)
     .await
     .map_err(store_error)?;

@@ -111,6 +111,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("../migrations/0016_ops.sql"),
     },
+    // --- stream tenant ---
+    // Failure groups per tenant (issue 17).
+    Migration {
+        version: 17,
+        name: "tenant_failures",
+        sql: include_str!("../migrations/0017_tenant_failures.sql"),
+    },
     // --- stream flow ---
     // Fair queuing across tenants: the per-tenant index and virtual times (issue 16).
     Migration {

@@ -771,7 +771,11 @@ impl Store for PgStore {
             for row in &rows {
                 let job = finished_row(row)?;
                 if let Some((kind, message)) = failed.get(&job.id.0) {
-                    records.push(FailureRecord::new(job.id, &job.kind, *kind, message));
+                    // Its tenant's own group (issue 17).
+                    records.push(
+                        FailureRecord::new(job.id, &job.kind, *kind, message)
+                            .of_tenant(job.tenant.as_deref()),
+                    );
                 }
             }
             failures::record_failures(&mut tx, &self.inner.schema, &records, params.now).await?;
@@ -1436,6 +1440,15 @@ impl Store for PgStore {
         tenant: &str,
     ) -> StoreResult<Vec<JobRow>> {
         self.job_claim_tenant_impl(params, tenant).await
+    }
+
+    // --- stream tenant ---
+    async fn queue_depths_tenant(&self, tenant: &str) -> StoreResult<Vec<stoker_core::QueueDepth>> {
+        self.queue_depths_tenant_impl(tenant).await
+    }
+
+    async fn job_prune_tenant(&self, params: JobPruneParams, tenant: &str) -> StoreResult<u64> {
+        self.job_prune_tenant_impl(params, tenant).await
     }
 
     async fn audit_append(

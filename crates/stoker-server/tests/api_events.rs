@@ -319,8 +319,8 @@ async fn a_tenant_token_sees_only_its_tenant(store: Arc<dyn Store>) {
         .await
         .assert_error(403, "tenant_forbidden");
 
-    // The tenant's stream: its own jobs only, and no snapshots (they span every tenant).
-    let mut stream = Stream::open_as(&server, "timeout_secs=2", Some(ACME)).await;
+    // The tenant's stream: its own jobs only (its snapshots are the other test's).
+    let mut stream = Stream::open_as(&server, "timeout_secs=2&snapshot=false", Some(ACME)).await;
     admin
         .post("/v1/jobs", json!({"kind": "k", "tenant": "globex"}))
         .await;
@@ -336,7 +336,8 @@ async fn a_tenant_token_sees_only_its_tenant(store: Arc<dyn Store>) {
 
 // --- stream ops ---
 /// `GET /v1/events/snapshot`: the stream's snapshot as one answer, with the same keys, for a
-/// client whose stream fails; read scope, refused to a tenant-bound token.
+/// client whose stream fails; read scope. A tenant-bound token gets its tenant's snapshot,
+/// polled and streamed (issue 17).
 async fn the_snapshot_can_be_polled(store: Arc<dyn Store>) {
     const ADMIN: &str = "snapshot-admin-token-0123456789";
     const ACME: &str = "snapshot-acme-token-0123456789";
@@ -408,11 +409,33 @@ async fn the_snapshot_can_be_polled(store: Arc<dyn Store>) {
     assert_eq!(keys(&snapshot["states"]), keys(&streamed["states"]));
     drop(stream);
 
-    server
-        .with_token(ACME)
-        .get("/v1/events/snapshot")
-        .await
-        .assert_error(403, "tenant_forbidden");
+    // --- stream tenant ---
+    // acme's snapshot counts acme's jobs only: one of its own beside the two without a tenant.
+    let own = server
+        .with_token(ADMIN)
+        .post(
+            "/v1/jobs",
+            json!({"kind": "k", "queue": "acme-q", "tenant": "acme"}),
+        )
+        .await;
+    assert_eq!(own.status, 201, "{own:?}");
+    let polled = server.with_token(ACME).get("/v1/events/snapshot").await;
+    assert_eq!(polled.status, 200, "{polled:?}");
+    assert_eq!(polled.body["states"]["available"], 1, "{:?}", polled.body);
+    assert_eq!(polled.body["states"]["scheduled"], 0, "{:?}", polled.body);
+    let names: Vec<&str> = polled.body["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|queue| queue["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["acme-q"], "{:?}", polled.body);
+    let mut stream = Stream::open_as(&server, "timeout_secs=2&jobs=false", Some(ACME)).await;
+    let (kind, streamed) = stream.next().await.expect("a snapshot");
+    assert_eq!(kind, "snapshot");
+    assert_eq!(streamed["states"]["available"], 1, "{streamed}");
+    assert_eq!(streamed["states"]["scheduled"], 0, "{streamed}");
+    drop(stream);
     server
         .with_token(PUSH)
         .get("/v1/events/snapshot")

@@ -693,13 +693,16 @@ async fn tokens_scopes_and_tenants(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(names, vec!["t"], "{queues:?}");
     assert_eq!(total(&listed[0]["counts"]), 1, "{queues:?}");
-    for path in ["/v1/workers", "/metrics"] {
-        server
-            .with_token(ACME)
-            .get(path)
-            .await
-            .assert_error(403, "tenant_forbidden");
-    }
+    // --- stream tenant ---
+    // Its workers are those bound to it: none here (issue 17).
+    let workers = server.with_token(ACME).get("/v1/workers").await;
+    assert_eq!(workers.status, 200, "{workers:?}");
+    assert_eq!(workers.body["workers"], json!([]), "{workers:?}");
+    server
+        .with_token(ACME)
+        .get("/metrics")
+        .await
+        .assert_error(403, "tenant_forbidden");
     server
         .with_token(ACME)
         .post("/v1/queues/t/pause", json!({}))

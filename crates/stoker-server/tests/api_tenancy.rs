@@ -758,6 +758,8 @@ async fn every_documented_operation_keeps_tenants_apart(store: Arc<dyn Store>) {
     let server = start(store, config).await;
     let other = set_up(&server, MARKER, GLOBEX).await;
     let own = set_up(&server, "acme", ACME).await;
+    // --- stream tenant ---
+    scoped_views_show_only_own(&server).await;
     let before = snapshot(&server, &other).await;
 
     let document = json_call(&server, ADMIN, "get", "/v1/openapi.json", None).await;
@@ -1011,4 +1013,125 @@ async fn a_stored_admin_token_switches_auth_on(store: Arc<dyn Store>) {
     assert_eq!(revoked.status, 200, "{revoked:?}");
     assert_eq!(call(&server, "", "get", "/v1/jobs", None).await.status, 200);
     server.stop().await;
+}
+
+// --- stream tenant ---
+
+/// The routes that once refused a tenant-bound token because they span every tenant now
+/// answer it with its own part (issue 17): its queues and their depths, the workers bound to
+/// it, its live snapshot, its tenant's limits and alert rules. Each answer holds acme's rows
+/// and counts, and never globex's.
+async fn scoped_views_show_only_own(server: &TestServer) {
+    // Limits are shared settings: one keyed by tenant (each tenant's own limiter) and one
+    // global, named for the other tenant, in queues no job uses.
+    for (name, key) in [("per-tenant", "tenant"), ("shared-globex", "global")] {
+        json_call(
+            server,
+            ADMIN,
+            "put",
+            &format!("/v1/limits/{name}"),
+            Some(json!({"queue": "unused-queue", "key": key, "concurrency": 5})),
+        )
+        .await;
+    }
+    let get = |path: &'static str| async move {
+        let raw = call(server, ACME, "get", path, None).await;
+        assert_eq!(raw.status, 200, "GET {path} answers a tenant: {raw:?}");
+        assert!(
+            !raw.text.contains(MARKER),
+            "GET {path} shows the other tenant: {raw:?}"
+        );
+        serde_json::from_str::<Value>(&raw.text).expect("json")
+    };
+
+    let queues = get("/v1/queues").await;
+    let names: Vec<&str> = queues["queues"]
+        .as_array()
+        .expect("queues")
+        .iter()
+        .filter_map(|queue| queue["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"q-acme") && names.contains(&"run-acme"),
+        "{queues}"
+    );
+
+    let depths = get("/v1/queues/depths").await;
+    let q = depths["queues"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|queue| queue["queue"] == "q-acme"))
+        .unwrap_or_else(|| panic!("acme's waiting queue: {depths}"));
+    assert_eq!(q["due"], 1, "{depths}");
+
+    let workers = get("/v1/workers").await;
+    let ids: Vec<&str> = workers["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .filter_map(|worker| worker["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["pull:w-acme"],
+        "only the worker bound to acme: {workers}"
+    );
+
+    let snapshot = get("/v1/events/snapshot").await;
+    assert_eq!(
+        snapshot["states"]["running"], 1,
+        "acme's one running job, not globex's too: {snapshot}"
+    );
+    assert_eq!(snapshot["states"]["discarded"], 1, "{snapshot}");
+    let everyone = json_call(server, ADMIN, "get", "/v1/events/snapshot", None).await;
+    assert_eq!(everyone["states"]["running"], 2, "{everyone}");
+
+    let limits = get("/v1/limits").await;
+    let names: Vec<&str> = limits["limits"]
+        .as_array()
+        .expect("limits")
+        .iter()
+        .filter_map(|limit| limit["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["per-tenant"], "{limits}");
+
+    let failures = get("/v1/failures").await;
+    let groups = failures["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1, "acme's one group: {failures}");
+    assert_eq!(groups[0]["kind"], "k-acme", "{failures}");
+
+    let alerts = get("/v1/alerts").await;
+    let names: Vec<&str> = alerts["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|alert| alert["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["alert-acme"], "{alerts}");
+    // A rule acme creates is scoped to acme, whatever it asks.
+    let created = json_call(
+        server,
+        ACME,
+        "post",
+        "/v1/alerts",
+        Some(json!({"name": "alert-acme-own", "metric": "discarded", "url": "http://x.test/h"})),
+    )
+    .await;
+    assert_eq!(created["scope"]["tenant"], "acme", "{created}");
+    let refused = call(
+        server,
+        ACME,
+        "post",
+        "/v1/alerts",
+        Some(
+            &json!({"name": "alert-acme-x", "metric": "discarded", "url": "http://x.test/h",
+                     "scope": {"tenant": MARKER}}),
+        ),
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let deleted = call(server, ACME, "delete", "/v1/alerts/alert-acme-own", None).await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    for (name, _) in [("per-tenant", ()), ("shared-globex", ())] {
+        call(server, ADMIN, "delete", &format!("/v1/limits/{name}"), None).await;
+    }
 }

@@ -83,3 +83,84 @@ async fn status_and_rotation_on_a_database() {
     )
     .fails(2, "--database-url");
 }
+
+// --- stream tenant ---
+/// A command on the database (issue 17) uses the server's key configuration: with the
+/// server's config file (`--config`, its `[encryption]` table) and keys, an enqueue of an
+/// encrypted kind is sealed in the row, and `jobs show` opens it; without keys it shows the
+/// job sealed, never failing or losing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_on_the_database_seals_as_the_server_does() {
+    let (_dir, url) = sqlite_url();
+    let cli = Cli::database(&url);
+    cli.run(&["migrate"]).ok();
+    let config = cli.dir.path().join("stoker.toml");
+    std::fs::write(&config, "[encryption]\nkinds = [\"charge\"]\n").unwrap();
+    let config = config.display().to_string();
+    let keys = format!("1={KEY1}");
+    let env = [("STOKER_ENCRYPTION_KEYS", keys.as_str())];
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--database-url", url.as_str(), "--config", config.as_str()]);
+        run_in(cli.dir.path(), env, &all)
+    };
+
+    let enqueued = run(
+        &env,
+        &[
+            "enqueue",
+            "charge",
+            "--args",
+            r#"{"card":"4242"}"#,
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    let id = enqueued["id"].as_i64().expect("an id");
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let raw: String = sqlx::query_scalar("SELECT args FROM stoker_jobs WHERE id = ?1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(raw.contains("$enc"), "sealed in the row: {raw}");
+    assert!(!raw.contains("4242"), "no plaintext in the row: {raw}");
+
+    let shown = run(&env, &["jobs", "show", &id.to_string(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(shown["args"]["card"], "4242", "{shown}");
+
+    // A kind the configuration does not name stays plain.
+    let plain = run(
+        &env,
+        &["enqueue", "report", "--args", r#"{"n":1}"#, "--json"],
+    )
+    .ok()
+    .json();
+    let raw: String = sqlx::query_scalar("SELECT args FROM stoker_jobs WHERE id = ?1")
+        .bind(plain["id"].as_i64().unwrap())
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(!raw.contains("$enc"), "{raw}");
+
+    // Without keys, an encrypted kind is refused rather than written in plaintext.
+    let refused = run(
+        &[],
+        &[
+            "enqueue",
+            "charge",
+            "--args",
+            r#"{"card":"4242"}"#,
+            "--json",
+        ],
+    );
+    assert_ne!(refused.code, 0, "{refused:?}");
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stoker_jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 2, "nothing written");
+}

@@ -440,7 +440,9 @@ async fn signing_in_honours_scopes_and_tenants(store: Arc<dyn Store>) {
         .assert_has("Queue paused");
     assert!(paused(&server, "mailers").await);
 
-    // A tenant-bound token sees its tenant's jobs only, and no cluster-wide page.
+    // A tenant-bound token sees its tenant's jobs only, and its own part of the queues
+    // (issue 17): their counts are its jobs', and pausing (which stops a queue for every
+    // tenant) is not offered.
     let mut tenant = Browser::new(&server);
     assert_eq!(tenant.sign_in("acme-secret-0123456789").await.status, 303);
     let jobs = tenant.get("/jobs").await;
@@ -448,12 +450,19 @@ async fn signing_in_honours_scopes_and_tenants(store: Arc<dyn Store>) {
     jobs.assert_has(">acme</span>");
     assert!(!jobs.html.contains(">globex</span>"), "{}", jobs.html);
     assert!(
-        !jobs.html.contains(r#"href="/queues""#),
-        "no cluster-wide navigation"
+        jobs.html.contains(r#"href="/queues""#),
+        "the queues page is in its navigation"
     );
     let queues = tenant.get("/queues").await;
-    assert_eq!(queues.status, 403);
-    queues.assert_has("bound to tenant");
+    assert_eq!(queues.status, 200, "{queues:?}");
+    queues.assert_has(">mailers</a>");
+    queues.assert_has("A queue serves every tenant");
+    assert!(
+        !queues.html.contains("data-action=\"pause\""),
+        "{}",
+        queues.html
+    );
+    assert!(!queues.html.contains("globex"), "{}", queues.html);
     let overview = tenant.get("/").await;
     assert_eq!(overview.status, 200, "{overview:?}");
     overview.assert_has("Charts show tenant");
@@ -780,10 +789,15 @@ async fn due_and_scheduled_tiles_and_the_polled_snapshot(store: Arc<dyn Store>) 
     assert_eq!(snapshot["states"]["scheduled"], 1, "{snapshot}");
     assert!(snapshot["workers_alive"].is_u64(), "{snapshot}");
 
-    // A tenant's session gets no snapshot: it spans every tenant.
+    // --- stream tenant ---
+    // A tenant's session gets its tenant's snapshot (issue 17): none of these jobs is acme's.
     let mut tenant = Browser::new(&server);
     tenant.sign_in("acme-secret-0123456789").await;
-    assert_eq!(tenant.get("/ui/snapshot").await.status, 403);
+    let polled = tenant.get("/ui/snapshot").await;
+    assert_eq!(polled.status, 200, "{polled:?}");
+    let own: serde_json::Value = serde_json::from_str(&polled.html).expect("JSON");
+    assert_eq!(own["states"]["available"], 0, "{own}");
+    assert_eq!(own["queues"], serde_json::json!([]), "{own}");
     server.stop().await;
 }
 

@@ -16,14 +16,14 @@ use crate::counts::CountDeltas;
 use crate::error::db_error;
 use crate::row::{column, from_micros, micros, parse_state, time_column, to_json};
 
-/// Adds each `[fingerprint, kind, error_kind, message, n, job_id, sample]` of the JSON array
-/// `?2` to its group, seen at `?1`. `WHERE true` tells SQLite's parser that `ON CONFLICT`
-/// belongs to the insert.
+/// Adds each `[fingerprint, kind, error_kind, message, n, job_id, sample, tenant]` of the JSON
+/// array `?2` to its group, seen at `?1`. `WHERE true` tells SQLite's parser that `ON CONFLICT`
+/// belongs to the insert. A group's tenant is part of its fingerprint, so it never changes.
 pub(crate) const GROUP_UPSERT_SQL: &str = "
 INSERT INTO stoker_failure_groups (fingerprint, kind, error_kind, message, count, first_seen,
-                                   last_seen, sample_job_id, sample_message)
+                                   last_seen, sample_job_id, sample_message, tenant)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?1, ?1, value ->> 5,
-       value ->> 6
+       value ->> 6, value ->> 7
 FROM json_each(?2) WHERE true
 ON CONFLICT (fingerprint) DO UPDATE SET
     count = count + excluded.count,
@@ -38,7 +38,7 @@ FROM (SELECT value ->> 0 AS id, value ->> 1 AS fingerprint FROM json_each(?1)) A
 WHERE stoker_jobs.id = f.id";
 
 const GROUP_COLUMNS: &str = "fingerprint, kind, error_kind, message, count, first_seen, \
-                             last_seen, sample_job_id, sample_message";
+                             last_seen, sample_job_id, sample_message, tenant";
 
 const OP_COLUMNS: &str = "id, action, filter, priority, run_at, state, matched, done, skipped, \
                           cursor, max_id, created_by, created_at, updated_at, finished_at";
@@ -71,6 +71,7 @@ pub(crate) async fn record_failures(
                 n,
                 r.job_id.0,
                 &r.sample,
+                &r.tenant,
             )
         })
         .collect();
@@ -116,6 +117,7 @@ fn group_from_row(row: &SqliteRow) -> StoreResult<FailureGroup> {
         last_seen: time_column(row, 6, "last_seen")?,
         sample_job_id: JobId(column(row, 7, "sample_job_id")?),
         sample_message: column(row, 8, "sample_message")?,
+        tenant: column(row, 9, "tenant")?,
     })
 }
 
@@ -128,7 +130,7 @@ pub(crate) async fn group_list(
     let sql = format!(
         "SELECT {GROUP_COLUMNS} FROM stoker_failure_groups \
          WHERE (?1 IS NULL OR last_seen >= ?1) AND (?2 IS NULL OR first_seen < ?2) \
-           AND (?3 IS NULL OR kind = ?3) \
+           AND (?3 IS NULL OR kind = ?3) AND (?5 IS NULL OR tenant = ?5) \
          ORDER BY last_seen DESC, fingerprint LIMIT ?4"
     );
     let rows = sqlx::query(&sql)
@@ -136,6 +138,7 @@ pub(crate) async fn group_list(
         .bind(params.until.map(micros))
         .bind(&params.kind)
         .bind(i64::from(params.limit))
+        .bind(&params.tenant)
         .fetch_all(conn)
         .await
         .map_err(db_error)?;

@@ -317,7 +317,11 @@ async fn run_failing(
                 .iter()
                 .filter_map(|row| {
                     let (kind, message) = failed.get(&row.0)?;
-                    Some(FailureRecord::new(JobId(row.0), &row.5, *kind, message))
+                    // Its tenant's own group (issue 17).
+                    Some(
+                        FailureRecord::new(JobId(row.0), &row.5, *kind, message)
+                            .of_tenant(row.8.as_deref()),
+                    )
                 })
                 .collect();
             failures::record_failures(&mut conn, &records, now).await?;

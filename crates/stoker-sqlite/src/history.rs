@@ -213,6 +213,43 @@ pub(crate) async fn depths(conn: &mut SqliteConnection) -> StoreResult<Vec<Queue
         .collect::<Result<_, StoreError>>()
 }
 
+// --- stream tenant ---
+
+/// [`DEPTHS_SQL`] counting only the jobs of tenant `?1` (issue 17).
+const DEPTHS_TENANT_SQL: &str = "
+SELECT queue, SUM(scheduled = 0), SUM(scheduled = 1),
+       MIN(CASE WHEN scheduled = 0 THEN run_at END)
+FROM stoker_jobs
+WHERE state IN ('available', 'retryable') AND tenant = ?1
+GROUP BY queue
+ORDER BY queue";
+
+/// Each queue's waiting jobs of `tenant`; see
+/// [`Store::queue_depths_tenant`](stoker_core::Store::queue_depths_tenant).
+pub(crate) async fn depths_tenant(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+) -> StoreResult<Vec<QueueDepth>> {
+    let rows = sqlx::query(DEPTHS_TENANT_SQL)
+        .bind(tenant)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    rows.iter()
+        .map(|row| {
+            let oldest: Option<i64> = column(row, 3, "run_at")?;
+            Ok(QueueDepth {
+                queue: column(row, 0, "queue")?,
+                due: column(row, 1, "due")?,
+                scheduled: column(row, 2, "scheduled")?,
+                oldest_due_at: oldest
+                    .map(|micros| from_micros("run_at", micros))
+                    .transpose()?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()
+}
+
 #[cfg(test)]
 mod tests {
     use sqlx::Row;

@@ -123,6 +123,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "ops",
         sql: include_str!("../migrations/0018_ops.sql"),
     },
+    // --- stream tenant ---
+    // Failure groups per tenant (issue 17).
+    Migration {
+        version: 19,
+        name: "tenant_failures",
+        sql: include_str!("../migrations/0019_tenant_failures.sql"),
+    },
     // --- stream flow ---
     // Fair queuing across tenants: the per-tenant index and virtual times (issue 16).
     Migration {

@@ -273,3 +273,79 @@ async fn queue_rule(
     }
     Ok(deleted.len() as u64)
 }
+
+// --- stream tenant ---
+
+/// [`PRUNE_AGE_SQL`] limited to tenant `?5` (issue 17): a tenant cleans only its own jobs.
+const PRUNE_AGE_TENANT_SQL: &str = concat!(
+    "
+DELETE FROM stoker_jobs WHERE id IN (
+    SELECT id FROM stoker_jobs
+    WHERE ",
+    finished!(),
+    " AND ",
+    needed!(),
+    " AND +state = ?1
+      AND queue = ?2 AND finished_at < ?3 AND tenant = ?5
+    ORDER BY finished_at, id
+    LIMIT ?4)
+RETURNING kind"
+);
+
+/// The queues holding finished jobs of tenant `?1`, from its finished counts.
+const TENANT_QUEUES_SQL: &str = "SELECT DISTINCT queue FROM stoker_job_counts
+WHERE tenant = ?1 AND count > 0 AND state IN ('completed', 'discarded', 'cancelled')
+ORDER BY queue";
+
+/// The age rules of `params` applied to the finished jobs of `tenant` only, in one
+/// `BEGIN IMMEDIATE` transaction with their counts; see
+/// [`Store::job_prune_tenant`](stoker_core::Store::job_prune_tenant).
+pub(crate) async fn prune_tenant(
+    conn: &mut SqliteConnection,
+    params: &JobPruneParams,
+    tenant: &str,
+) -> StoreResult<u64> {
+    params.validate_for_tenant()?;
+    let age_rules: Vec<(JobState, i64)> = [
+        (JobState::Completed, params.completed_before),
+        (JobState::Discarded, params.discarded_before),
+        (JobState::Cancelled, params.cancelled_before),
+    ]
+    .into_iter()
+    .filter_map(|(state, before)| Some((state, micros(before?))))
+    .collect();
+    if params.limit == 0 || age_rules.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
+    let queues: Vec<String> = sqlx::query_scalar(TENANT_QUEUES_SQL)
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    let mut left = u64::from(params.limit);
+    let mut counts = CountDeltas::default();
+    'queues: for queue in &queues {
+        for &(state, before) in &age_rules {
+            if left == 0 {
+                break 'queues;
+            }
+            let kinds: Vec<String> = sqlx::query_scalar(PRUNE_AGE_TENANT_SQL)
+                .bind(state.as_str())
+                .bind(queue)
+                .bind(before)
+                .bind(limit(left))
+                .bind(tenant)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            left = left.saturating_sub(kinds.len() as u64);
+            for kind in &kinds {
+                counts.left(queue, kind, Some(tenant), state);
+            }
+        }
+    }
+    counts.apply(&mut tx).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(u64::from(params.limit) - left)
+}

@@ -1287,6 +1287,15 @@ impl Store for SqliteStore {
         self.job_claim_tenant_impl(params, tenant).await
     }
 
+    // --- stream tenant ---
+    async fn queue_depths_tenant(&self, tenant: &str) -> StoreResult<Vec<stoker_core::QueueDepth>> {
+        crate::history::depths_tenant(&mut *self.read().await?, tenant).await
+    }
+
+    async fn job_prune_tenant(&self, params: JobPruneParams, tenant: &str) -> StoreResult<u64> {
+        prune::prune_tenant(&mut *self.write().await?, &params, tenant).await
+    }
+
     async fn audit_append(
         &self,
         entry: stoker_core::AuditEntry,

@@ -901,3 +901,76 @@ pub async fn failures_counted_by_the_hour<S: Store>(store: Arc<S>) {
         .unwrap();
     assert_eq!(hours(&left), vec![(sms.clone(), 2, 1)]);
 }
+
+// --- stream tenant ---
+
+/// A tenant's failed jobs form groups of their own (issue 17): the same failure of two
+/// tenants (and of a job without one) is three groups, each with its tenant, listed by tenant;
+/// the tenantless one keeps the fingerprint it always had.
+pub async fn failures_grouped_per_tenant<S: Store>(store: Arc<S>) {
+    for (n, tenant) in [Some("acme"), Some("globex"), None, Some("acme")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut insert = job("email");
+        insert.tenant = tenant.map(str::to_owned);
+        insert.max_attempts = 1;
+        let id = crate::fixture::insert_one(&store, insert, at(n as i64)).await;
+        let row = crate::fixture::claim_exactly(
+            &store,
+            stoker_core::QUEUE_DEFAULT,
+            "email",
+            id,
+            at(n as i64),
+        )
+        .await;
+        let applied = finish(
+            &store,
+            id,
+            row.fence,
+            Outcome::Discard {
+                error: attempt_error(1, at(n as i64), &format!("smtp 421 job {n}")),
+            },
+            at(n as i64),
+        )
+        .await;
+        assert_eq!(applied, vec![id]);
+    }
+    let all = store.failure_group_list(groups_params()).await.unwrap();
+    assert_eq!(all.len(), 3, "{all:?}");
+    let plain = fingerprint("email", ErrorKind::Error, "smtp 421 job 0");
+    let tenantless = all
+        .iter()
+        .find(|group| group.tenant.is_none())
+        .expect("the tenantless group");
+    assert_eq!(tenantless.fingerprint, plain);
+    assert_eq!(tenantless.count, 1);
+
+    let mut params = groups_params();
+    params.tenant = Some("acme".into());
+    let acme = store.failure_group_list(params).await.unwrap();
+    assert_eq!(acme.len(), 1, "{acme:?}");
+    assert_eq!(acme[0].tenant.as_deref(), Some("acme"));
+    assert_eq!(acme[0].count, 2);
+    assert_eq!(
+        acme[0].fingerprint,
+        stoker_core::fingerprint_of_tenant(
+            "email",
+            ErrorKind::Error,
+            "smtp <n> job <n>",
+            Some("acme")
+        )
+    );
+    assert_ne!(acme[0].fingerprint, plain);
+    assert_eq!(
+        store
+            .failure_group_get(&acme[0].fingerprint)
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&acme[0])
+    );
+    let mut params = groups_params();
+    params.tenant = Some("initech".into());
+    assert!(store.failure_group_list(params).await.unwrap().is_empty());
+}

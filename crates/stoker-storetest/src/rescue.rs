@@ -114,6 +114,9 @@ pub async fn heartbeat_creates_and_updates<S: Store>(store: Arc<S>) {
         run_ms_total: 1500,
         rss_bytes: Some(1 << 20),
         cpu_ms: Some(250),
+        // --- stream tenant ---
+        // A worker bound to a tenant (issue 17) keeps it in its row.
+        tenant: Some("acme".into()),
     };
     let first = WorkerHeartbeatParams {
         details: reported.clone(),

@@ -167,3 +167,147 @@ pub async fn limited_claim_takes_only_own_jobs<S: Store>(store: Arc<S>) {
         .expect("acme's limiter");
     assert_eq!(acme.running, 2, "{usage:?}");
 }
+
+// --- stream tenant ---
+
+/// A tenant's queue depths (issue 17) count its own waiting jobs only: due and scheduled, and
+/// the `run_at` of its oldest due one, never another tenant's or a tenantless job.
+pub async fn depths_count_only_own_jobs<S: Store>(store: Arc<S>) {
+    let mut acme_scheduled = owned("a", Some("acme"), Priority::NORMAL);
+    acme_scheduled.run_at = Some(at(10_000));
+    let mut globex_old = owned("a", Some("globex"), Priority::NORMAL);
+    globex_old.run_at = Some(at(-500));
+    insert(
+        &store,
+        vec![globex_old, owned("a", None, Priority::NORMAL)],
+        at(-500),
+    )
+    .await;
+    insert(
+        &store,
+        vec![owned("a", Some("acme"), Priority::NORMAL)],
+        at(-100),
+    )
+    .await;
+    insert(
+        &store,
+        vec![owned("b", Some("acme"), Priority::NORMAL), acme_scheduled],
+        at(-50),
+    )
+    .await;
+    insert(
+        &store,
+        vec![owned("a", Some("acme-2"), Priority::NORMAL)],
+        at(-900),
+    )
+    .await;
+    // Scheduled jobs come due only through the stage; none of these is due yet.
+    crate::fixture::stage(&store, t0()).await;
+
+    let depths = store
+        .queue_depths_tenant("acme")
+        .await
+        .expect("queue_depths_tenant");
+    assert_eq!(depths.len(), 1, "{depths:?}");
+    assert_eq!(depths[0].queue, QUEUE_DEFAULT);
+    assert_eq!(
+        (depths[0].due, depths[0].scheduled),
+        (2, 1),
+        "acme's two due jobs and its scheduled one"
+    );
+    assert_eq!(
+        depths[0].oldest_due_at,
+        Some(at(-100)),
+        "acme's oldest due job, not globex's or the tenantless one"
+    );
+    assert!(store
+        .queue_depths_tenant("initech")
+        .await
+        .expect("queue_depths_tenant")
+        .is_empty());
+}
+
+/// A tenant's prune (issue 17) deletes only its own finished jobs by age, moves only its
+/// counts, and refuses the rules that count every tenant's jobs.
+pub async fn prune_deletes_only_own_jobs<S: Store>(store: Arc<S>) {
+    let mut ids = Vec::new();
+    for tenant in [
+        Some("acme"),
+        Some("globex"),
+        None,
+        Some("acme-2"),
+        Some("acme"),
+    ] {
+        let id = insert(
+            &store,
+            vec![owned("a", tenant, Priority::NORMAL)],
+            at(-1000),
+        )
+        .await[0];
+        crate::fixture::complete(&store, QUEUE_DEFAULT, "a", id, at(-900)).await;
+        ids.push(id);
+    }
+    let waiting = insert(
+        &store,
+        vec![owned("a", Some("acme"), Priority::NORMAL)],
+        at(-1000),
+    )
+    .await[0];
+    let params = |limit| stoker_core::JobPruneParams {
+        completed_before: Some(at(-800)),
+        cancelled_before: None,
+        discarded_before: None,
+        keep_last: None,
+        limit,
+        queue_rules: Vec::new(),
+    };
+
+    assert_eq!(
+        store
+            .job_prune_tenant(params(1), "acme")
+            .await
+            .expect("job_prune_tenant"),
+        1,
+        "the limit holds"
+    );
+    assert_eq!(
+        store
+            .job_prune_tenant(params(100), "acme")
+            .await
+            .expect("job_prune_tenant"),
+        1,
+        "then the rest of acme's finished jobs"
+    );
+    for id in [ids[0], ids[4]] {
+        assert!(store.job_get(id).await.expect("job_get").is_none());
+    }
+    for id in [ids[1], ids[2], ids[3], waiting] {
+        assert!(
+            store.job_get(id).await.expect("job_get").is_some(),
+            "job {id} of another tenant (or unfinished) stays"
+        );
+    }
+    let stats = stats_by_tenant(&store).await;
+    let completed = |tenant: Option<&str>| {
+        stats
+            .get(&(
+                QUEUE_DEFAULT.to_owned(),
+                "a".to_owned(),
+                tenant.map(str::to_owned),
+                "completed",
+            ))
+            .map_or(0, |(count, _)| *count)
+    };
+    assert_eq!(completed(Some("acme")), 0, "acme's counts moved");
+    assert_eq!(completed(Some("globex")), 1);
+    assert_eq!(completed(None), 1);
+    assert_eq!(completed(Some("acme-2")), 1);
+
+    let mut keep = params(10);
+    keep.keep_last = Some(1);
+    crate::fixture::expect_invalid(store.job_prune_tenant(keep, "globex").await, "keep_last");
+    assert!(
+        store.job_get(ids[1]).await.expect("job_get").is_some(),
+        "a refused prune deletes nothing"
+    );
+}

@@ -61,8 +61,26 @@ pub const ALERT_EVENTS_MAX: u32 = ALERT_EVENTS_KEEP;
 
 // Alert rules (issue 13, item 8).
 impl<S: Store + ?Sized> Client<S> {
-    async fn alert_write(&self, rule: AlertRule, mode: AlertWriteMode) -> Result<AlertRow> {
-        self.require_every_tenant("alert rules")?;
+    async fn alert_write(&self, mut rule: AlertRule, mode: AlertWriteMode) -> Result<AlertRow> {
+        // A client scoped to a tenant (issue 17) writes only rules scoped to its tenant: the
+        // scope's tenant is forced to its own, and a rule of that name owned by anyone else is
+        // not found (to update) or taken (to create).
+        if self.tenant().is_some() {
+            rule.scope.tenant = self.tenant_for(rule.scope.tenant.take(), "scope.tenant")?;
+            validate_alert_name(&rule.name)?;
+            if let Some(existing) = self.store().alert_get(&rule.name).await? {
+                if !self.owns_alert(&existing) {
+                    return Err(match mode {
+                        AlertWriteMode::Update => {
+                            Error::NotFound(format!("alert rule {:?}", rule.name))
+                        }
+                        _ => {
+                            Error::Conflict(format!("the alert rule name {:?} is taken", rule.name))
+                        }
+                    });
+                }
+            }
+        }
         rule.validate()?;
         let now = self.clock().now();
         Ok(self
@@ -71,12 +89,14 @@ impl<S: Store + ?Sized> Client<S> {
             .await?)
     }
 
-    /// Creates a rule, in state `ok`.
+    /// Creates a rule, in state `ok`. A client scoped to a tenant (issue 17) creates a rule
+    /// scoped to its tenant whatever the request's scope names.
     ///
     /// # Errors
     ///
     /// [`Error::Invalid`] naming the field at fault (nothing is written);
-    /// [`Error::Conflict`] if the name is taken.
+    /// [`Error::Conflict`] if the name is taken; [`Error::TenantForbidden`] naming
+    /// `scope.tenant` if a scoped client names another tenant.
     pub async fn alert_create(&self, rule: AlertRule) -> Result<AlertRow> {
         let row = self.alert_write(rule, AlertWriteMode::Create).await?;
         self.audit_record(
@@ -123,22 +143,35 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`] if there is none.
     pub async fn alert_get(&self, name: &str) -> Result<AlertRow> {
-        self.require_every_tenant("alert rules")?;
         validate_alert_name(name)?;
         self.store()
             .alert_get(name)
             .await?
+            .filter(|row| self.owns_alert(row))
             .ok_or_else(|| Error::NotFound(format!("alert rule {name:?}")))
     }
 
-    /// Every rule, by name, with its state.
+    /// Whether this client may see and change a rule: every rule for a client spanning every
+    /// tenant, only rules scoped to its tenant for a scoped one (issue 17).
+    fn owns_alert(&self, row: &AlertRow) -> bool {
+        match self.tenant() {
+            None => true,
+            Some(own) => row.rule.scope.tenant.as_deref() == Some(own),
+        }
+    }
+
+    /// Every rule, by name, with its state. A client scoped to a tenant (issue 17) gets only
+    /// the rules scoped to its tenant.
     ///
     /// # Errors
     ///
     /// A store error.
     pub async fn alert_list(&self) -> Result<Vec<AlertRow>> {
-        self.require_every_tenant("alert rules")?;
-        Ok(self.store().alert_list().await?)
+        let rows = self.store().alert_list().await?;
+        Ok(rows
+            .into_iter()
+            .filter(|row| self.owns_alert(row))
+            .collect())
     }
 
     /// Deletes a rule and its events, and returns it as it was. Messages already queued are
@@ -148,8 +181,8 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`] if there is none.
     pub async fn alert_delete(&self, name: &str) -> Result<AlertRow> {
-        self.require_every_tenant("alert rules")?;
-        validate_alert_name(name)?;
+        // Another tenant's rule is not found by a scoped client.
+        self.alert_get(name).await?;
         let row = self.store().alert_delete(name).await?;
         self.audit_record("alert.delete", Some(format!("alert {name}")), None, None)
             .await;

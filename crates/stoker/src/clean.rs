@@ -28,16 +28,14 @@ pub struct CleanRequest {
 impl<S: Store + ?Sized> Client<S> {
     /// Deletes up to `limit` finished jobs of the given states that finished more than
     /// `older_than` ago, oldest first, and returns how many. Never touches unfinished jobs.
-    /// The finished counts move with the rows (same transaction).
+    /// The finished counts move with the rows (same transaction). A client scoped to a tenant
+    /// (issue 17) deletes only its tenant's finished jobs.
     ///
     /// # Errors
     ///
     /// [`Error::Invalid`](crate::Error::Invalid) naming `states` (empty, or a state that is
-    /// not finished), `older_than` or `limit`;
-    /// [`Error::TenantForbidden`](crate::Error::TenantForbidden) for a tenant-scoped client
-    /// (cleaning spans tenants); a store error.
+    /// not finished), `older_than` or `limit`; a store error.
     pub async fn clean(&self, request: &CleanRequest) -> Result<u64> {
-        self.require_every_tenant("clean")?;
         if request.states.is_empty() {
             return Err(InvalidInput::new("states", "name at least one finished state").into());
         }
@@ -65,17 +63,18 @@ impl<S: Store + ?Sized> Client<S> {
         let before = self.clock().now()
             - chrono::Duration::from_std(request.older_than).unwrap_or(chrono::Duration::MAX);
         let when = |state: JobState| request.states.contains(&state).then_some(before);
-        let deleted = self
-            .store()
-            .job_prune(JobPruneParams {
-                completed_before: when(JobState::Completed),
-                cancelled_before: when(JobState::Cancelled),
-                discarded_before: when(JobState::Discarded),
-                keep_last: None,
-                limit: request.limit,
-                queue_rules: Vec::new(),
-            })
-            .await?;
+        let params = JobPruneParams {
+            completed_before: when(JobState::Completed),
+            cancelled_before: when(JobState::Cancelled),
+            discarded_before: when(JobState::Discarded),
+            keep_last: None,
+            limit: request.limit,
+            queue_rules: Vec::new(),
+        };
+        let deleted = match self.tenant() {
+            None => self.store().job_prune(params).await?,
+            Some(tenant) => self.store().job_prune_tenant(params, tenant).await?,
+        };
         let states: Vec<String> = request.states.iter().map(ToString::to_string).collect();
         self.audit_record(
             "job.clean",

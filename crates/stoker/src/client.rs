@@ -989,14 +989,22 @@ impl<S: Store + ?Sized> Client<S> {
         Ok(())
     }
 
-    /// Queues with settings (ever paused or resumed).
+    /// Queues with settings (ever paused or resumed). A client scoped to a tenant (issue 17)
+    /// gets only the settings of queues holding its tenant's jobs.
     ///
     /// # Errors
     ///
     /// A store error.
     pub async fn queues(&self) -> Result<Vec<QueueRow>> {
-        self.require_every_tenant("the queue list")?;
-        Ok(self.store.queue_list().await?)
+        let rows = self.store.queue_list().await?;
+        if self.tenant().is_none() {
+            return Ok(rows);
+        }
+        let stats = self.stats().await?;
+        Ok(rows
+            .into_iter()
+            .filter(|row| stats.queues.contains_key(&row.name))
+            .collect())
     }
 
     /// Job counts by state, per queue, per kind and per tenant, read from the store's counters
@@ -1017,14 +1025,35 @@ impl<S: Store + ?Sized> Client<S> {
         })
     }
 
-    /// Worker processes, with their heartbeats and counters.
+    /// Worker processes, with their heartbeats and counters. A client scoped to a tenant
+    /// (issue 17) gets only the workers bound to its tenant (pull workers reserving with its
+    /// token, see [`WorkerDetails::tenant`](stoker_core::WorkerDetails::tenant)): a worker
+    /// serving every tenant runs other tenants' jobs, so it is not shown. Of the queues such a
+    /// worker names, it sees those holding its tenant's jobs, as [`Client::queues`] shows.
     ///
     /// # Errors
     ///
     /// A store error.
     pub async fn workers(&self) -> Result<Vec<WorkerRow>> {
-        self.require_every_tenant("the worker list")?;
-        Ok(self.store.worker_list().await?)
+        let rows = self.store.worker_list().await?;
+        let Some(own) = self.tenant() else {
+            return Ok(rows);
+        };
+        let mut rows: Vec<WorkerRow> = rows
+            .into_iter()
+            .filter(|row| {
+                row.details
+                    .as_ref()
+                    .is_some_and(|details| details.tenant.as_deref() == Some(own))
+            })
+            .collect();
+        if !rows.is_empty() {
+            let stats = self.stats().await?;
+            for row in &mut rows {
+                row.queues.retain(|queue| stats.queues.contains_key(queue));
+            }
+        }
+        Ok(rows)
     }
 
     /// The process running the maintenance services, if one leads.
@@ -1043,14 +1072,11 @@ impl<S: Store + ?Sized> Client<S> {
     /// # Errors
     ///
     /// A store error. A client scoped to a tenant (issue 17) gets only the queues holding its
-    /// tenant's jobs, with those jobs' counts only, and no workers (they serve every tenant).
+    /// tenant's jobs, with those jobs' counts only, and only the workers bound to its tenant.
     pub async fn queue_overview(&self) -> Result<Vec<QueueOverview>> {
         let stats = self.stats().await?;
         let rows = self.store.queue_list().await?;
-        let workers = match self.tenant() {
-            None => self.worker_overview().await?,
-            Some(_) => Vec::new(),
-        };
+        let workers = self.worker_overview().await?;
         let mut names: BTreeSet<&str> = stats.queues.keys().map(String::as_str).collect();
         if self.tenant().is_none() {
             names.extend(rows.iter().map(|row| row.name.as_str()));
@@ -1080,17 +1106,16 @@ impl<S: Store + ?Sized> Client<S> {
     /// Every worker row, by id, with whether it is alive now (see
     /// [`worker_alive`](crate::worker_alive) and [`Client::with_stale_after`]).
     ///
+    /// A client scoped to a tenant gets only the workers bound to it (see [`Client::workers`]).
+    ///
     /// # Errors
     ///
-    /// [`Error::TenantForbidden`](crate::Error::TenantForbidden) for a scoped client; a store
-    /// error.
+    /// A store error.
     pub async fn worker_overview(&self) -> Result<Vec<WorkerStatus>> {
-        self.require_every_tenant("the worker list")?;
         let now = self.config.clock.now();
         let stale_after = self.config.stale_after;
         Ok(self
-            .store
-            .worker_list()
+            .workers()
             .await?
             .into_iter()
             .map(|worker| WorkerStatus {

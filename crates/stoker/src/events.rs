@@ -41,7 +41,7 @@ use stoker_core::{
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::{worker_alive, Client, Error, Result, Stats};
+use crate::{worker_alive, Client, Error, Result};
 
 /// How often the snapshot is computed and followed jobs are read, unless configured otherwise.
 pub const EVENTS_INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
@@ -702,13 +702,21 @@ async fn poll_tracked<S: Store + ?Sized>(hub: &EventHub, client: &Client<S>) -> 
 
 /// Computes one snapshot: counts by state and queue, queue depths, the current minute's
 /// history and live workers; five reads of summaries, never of the jobs.
+///
+/// A client scoped to a tenant (issue 17) computes its tenant's snapshot: its jobs' counts and
+/// queues, its queue depths, its minute of history and the workers bound to it.
 async fn snapshot<S: Store + ?Sized>(client: &Client<S>) -> Result<Snapshot> {
     let store = client.store();
     let now = client.clock().now();
-    let stats = Stats::from_counts(store.job_stats().await?);
-    let rows = store.queue_list().await?;
-    let depths = store.queue_depths().await?;
-    let workers = store.worker_list().await?;
+    // The counts, depths and workers are the client's, so a scoped client's come scoped; its
+    // queue settings are those of its own jobs' queues.
+    let stats = client.stats().await?;
+    let mut rows = store.queue_list().await?;
+    if client.tenant().is_some() {
+        rows.retain(|row| stats.queues.contains_key(&row.name));
+    }
+    let depths = client.queue_depths().await?;
+    let workers = client.workers().await?;
     let minute_start = HistoryGrain::Minute.truncate(now);
     let mut minute = SnapshotMinute::default();
     for value in store
@@ -716,14 +724,17 @@ async fn snapshot<S: Store + ?Sized>(client: &Client<S>) -> Result<Snapshot> {
             grain: HistoryGrain::Minute,
             from: minute_start,
             to: minute_start + chrono::Duration::minutes(1),
-            scope: HistoryScope::default(),
+            scope: HistoryScope {
+                tenant: client.tenant().map(str::to_owned),
+                ..HistoryScope::default()
+            },
         })
         .await?
     {
         minute.add(value.metric, value.value);
     }
     if let Some(history) = client.history() {
-        history.add_pending_minute(minute_start, &mut minute);
+        history.add_pending_minute(minute_start, client.tenant(), &mut minute);
     }
     let mut names: Vec<&str> = stats.queues.keys().map(String::as_str).collect();
     names.extend(rows.iter().map(|row| row.name.as_str()));
@@ -800,6 +811,23 @@ struct Follower<S: ?Sized> {
 }
 
 impl<S: Store + ?Sized> Follower<S> {
+    /// The snapshot this subscription receives: the shared one, or for a client scoped to a
+    /// tenant (issue 17) its tenant's, computed when the shared one is (at the same interval).
+    /// `None` when that fails: the shared one is never sent in its place, and the next
+    /// interval tries again.
+    async fn own_snapshot(&self, shared: Arc<Snapshot>) -> Option<Arc<Snapshot>> {
+        if self.client.tenant().is_none() {
+            return Some(shared);
+        }
+        match snapshot(&self.client).await {
+            Ok(own) => Some(Arc::new(own)),
+            Err(err) => {
+                tracing::warn!(%err, "computing a tenant's events snapshot failed; will retry");
+                None
+            }
+        }
+    }
+
     fn all_finished(&self) -> bool {
         !self.states.is_empty()
             && self
@@ -875,7 +903,9 @@ impl<S: Store + ?Sized> Follower<S> {
                     }
                     let snapshot = self.snapshots.borrow_and_update().clone();
                     if let Some(snapshot) = snapshot {
-                        return Some(Event::Snapshot(snapshot));
+                        if let Some(own) = self.own_snapshot(snapshot).await {
+                            return Some(Event::Snapshot(own));
+                        }
                     }
                 }
             }
@@ -951,9 +981,6 @@ impl<S: Store + ?Sized> Client<S> {
             stoker_core::validate_kind(kind)?;
         }
         filter.tenant = self.tenant_for(filter.tenant.take(), "tenant")?;
-        if self.tenant().is_some() {
-            filter.snapshot = false;
-        }
         let mut seen = HashSet::new();
         filter.jobs.retain(|id| seen.insert(*id));
         let hub = self.event_hub().clone();
@@ -989,7 +1016,9 @@ impl<S: Store + ?Sized> Client<S> {
         if follower.filter.snapshot {
             let latest = follower.snapshots.borrow_and_update().clone();
             if let Some(snapshot) = latest {
-                follower.pending.push_back(Event::Snapshot(snapshot));
+                if let Some(own) = follower.own_snapshot(snapshot).await {
+                    follower.pending.push_back(Event::Snapshot(own));
+                }
             }
         }
         let stream = futures::stream::unfold(follower, |mut follower| async move {
@@ -1028,12 +1057,17 @@ impl<S: Store + ?Sized> Client<S> {
     /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
     /// ```
     ///
+    /// A client scoped to a tenant (issue 17) gets its tenant's snapshot (its jobs' counts,
+    /// queues and depths, its minute of history, the workers bound to it), computed for the
+    /// call.
+    ///
     /// # Errors
     ///
-    /// [`Error::TenantForbidden`] for a tenant-scoped client (a snapshot spans every tenant);
-    /// a store error.
+    /// A store error.
     pub async fn events_snapshot(&self) -> Result<Arc<Snapshot>> {
-        self.require_every_tenant("the snapshot")?;
+        if self.tenant().is_some() {
+            return Ok(Arc::new(snapshot(self).await?));
+        }
         let hub = self.event_hub();
         let now = self.clock().now();
         let max_age = chrono::Duration::from_std(hub.inner.interval)

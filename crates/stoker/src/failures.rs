@@ -47,31 +47,37 @@ impl BulkRequest {
 
 impl<S: Store + ?Sized> Client<S> {
     /// Lists failure groups, most recently seen first: `params.since`/`until` select groups
-    /// seen in a range, `kind` one kind's.
+    /// seen in a range, `kind` one kind's, `tenant` one tenant's. A client scoped to a tenant
+    /// (issue 17) lists only its tenant's groups: a tenant's failed jobs form groups of their
+    /// own (see [`fingerprint_of_tenant`](stoker_core::fingerprint_of_tenant)).
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] naming `limit`, `kind` or `until`; [`Error::TenantForbidden`] for a
-    /// tenant-scoped client (groups span every tenant); a store error.
+    /// [`Error::Invalid`] naming `limit`, `kind` or `until`; [`Error::TenantForbidden`] naming
+    /// `tenant` if a scoped client names another tenant; a store error.
     pub async fn failure_groups(
         &self,
-        params: FailureGroupListParams,
+        mut params: FailureGroupListParams,
     ) -> Result<Vec<FailureGroup>> {
-        self.require_every_tenant("failure groups")?;
+        params.tenant = self.tenant_for(params.tenant.take(), "tenant")?;
         params.validate()?;
         Ok(self.store().failure_group_list(params).await?)
     }
 
-    /// One failure group by fingerprint.
+    /// One failure group by fingerprint. A client scoped to a tenant gets `None` for a group
+    /// that is not its tenant's.
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] naming `fingerprint` if it is not 16 lowercase hex digits;
-    /// [`Error::TenantForbidden`] for a tenant-scoped client; a store error.
+    /// [`Error::Invalid`] naming `fingerprint` if it is not 16 lowercase hex digits; a store
+    /// error.
     pub async fn failure_group(&self, fingerprint: &str) -> Result<Option<FailureGroup>> {
-        self.require_every_tenant("failure groups")?;
         validate_fingerprint("fingerprint", fingerprint)?;
-        Ok(self.store().failure_group_get(fingerprint).await?)
+        Ok(self
+            .store()
+            .failure_group_get(fingerprint)
+            .await?
+            .filter(|group| self.sees(group.tenant.as_deref())))
     }
 
     /// Starts a bulk operation: checks the request and that its filter matches at least one
@@ -161,10 +167,9 @@ impl<S: Store + ?Sized> Client<S> {
         created_by: Option<String>,
     ) -> Result<BulkOpRow> {
         validate_fingerprint("fingerprint", fingerprint)?;
-        // A client limited to a tenant gets NotFound both for an unknown group and for one
-        // without any of its jobs (the bulk start finds no job of its tenant), so a group
-        // of another tenant's failures is not revealed.
-        if self.store().failure_group_get(fingerprint).await?.is_none() {
+        // A client limited to a tenant gets NotFound for an unknown group and for another
+        // tenant's, so a group of another tenant's failures is not revealed.
+        if self.failure_group(fingerprint).await?.is_none() {
             return Err(Error::NotFound(format!("failure group {fingerprint}")));
         }
         let filter = BulkFilter {
@@ -321,15 +326,27 @@ impl<S: Store + ?Sized> Client<S> {
     /// # Errors
     ///
     /// [`Error::Invalid`] naming `fingerprints` or `to` (see
-    /// [`FailureCountParams::validate`](stoker_core::FailureCountParams::validate));
-    /// [`Error::TenantForbidden`] for a tenant-scoped client (groups span every tenant); a
-    /// store error.
+    /// [`FailureCountParams::validate`](stoker_core::FailureCountParams::validate)); a store
+    /// error. A client scoped to a tenant counts only its tenant's groups: another's have no
+    /// hours for it.
     pub async fn failure_group_counts(
         &self,
-        params: stoker_core::FailureCountParams,
+        mut params: stoker_core::FailureCountParams,
     ) -> Result<Vec<stoker_core::FailureHour>> {
-        self.require_every_tenant("failure groups")?;
         params.validate()?;
+        if self.tenant().is_some() {
+            // At most FAILURE_COUNT_MAX_GROUPS reads, each of one row by its key.
+            let mut own = Vec::with_capacity(params.fingerprints.len());
+            for fingerprint in params.fingerprints {
+                if self.failure_group(&fingerprint).await?.is_some() {
+                    own.push(fingerprint);
+                }
+            }
+            if own.is_empty() {
+                return Ok(Vec::new());
+            }
+            params.fingerprints = own;
+        }
         Ok(self.store().failure_group_counts(params).await?)
     }
 
@@ -341,15 +358,13 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] naming `fingerprints` (too many, or one malformed);
-    /// [`Error::TenantForbidden`] for a tenant-scoped client; a store error.
+    /// [`Error::Invalid`] naming `fingerprints` (too many, or one malformed); a store error.
     pub async fn failure_group_hours(
         &self,
         fingerprints: Vec<String>,
         since: chrono::DateTime<chrono::Utc>,
         until: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Vec<stoker_core::FailureHour>> {
-        self.require_every_tenant("failure groups")?;
         let to = until.unwrap_or_else(|| self.clock().now());
         if fingerprints.is_empty() || to <= since {
             return Ok(Vec::new());

@@ -25,14 +25,23 @@ impl<S: Store + ?Sized> Client<S> {
         Ok(self.store().limit_set(LimitSetParams { spec, now }).await?)
     }
 
-    /// Every limit, by name.
+    /// Every limit, by name. A client scoped to a tenant (issue 17) gets only its tenant's
+    /// limits: those keyed by tenant (`key = tenant`), which give each tenant a limiter of
+    /// its own. The others are shared by every tenant, and setting, deleting or reconciling
+    /// limits stays with a client that spans every tenant.
     ///
     /// # Errors
     ///
     /// A store error.
     pub async fn limits(&self) -> Result<Vec<LimitRow>> {
-        self.require_every_tenant("limits")?;
-        Ok(self.store().limit_list().await?)
+        let rows = self.store().limit_list().await?;
+        Ok(match self.tenant() {
+            None => rows,
+            Some(_) => rows
+                .into_iter()
+                .filter(|row| row.spec.key == stoker_core::LimitKey::Tenant)
+                .collect(),
+        })
     }
 
     /// Deletes a limit; its jobs run unlimited from then on.
@@ -45,14 +54,28 @@ impl<S: Store + ?Sized> Client<S> {
         Ok(self.store().limit_delete(name).await?)
     }
 
-    /// Every limiter running jobs or throttled now: how much of each limit is in use.
+    /// Every limiter running jobs or throttled now: how much of each limit is in use. A client
+    /// scoped to a tenant gets only its own limiters: those of its tenant's limits (see
+    /// [`Client::limits`]) whose key is its tenant.
     ///
     /// # Errors
     ///
     /// A store error.
     pub async fn limit_usage(&self) -> Result<Vec<LimitUsage>> {
-        self.require_every_tenant("limits")?;
-        Ok(self.store().limit_usage(self.clock().now()).await?)
+        let usage = self.store().limit_usage(self.clock().now()).await?;
+        let Some(own) = self.tenant() else {
+            return Ok(usage);
+        };
+        let own_limits: Vec<String> = self
+            .limits()
+            .await?
+            .into_iter()
+            .map(|row| row.spec.name)
+            .collect();
+        Ok(usage
+            .into_iter()
+            .filter(|row| row.key == own && own_limits.contains(&row.name))
+            .collect())
     }
 
     /// Holds limiter `key` of limit `name` back for `retry_after`: none of its jobs is

@@ -298,15 +298,18 @@ impl History {
 
     /// Adds this process's counts of the minute starting at `minute`, not yet written, to a
     /// live snapshot's minute (issue 13, live events).
+    /// Only `tenant`'s counts when one is given (issue 17).
     pub(crate) fn add_pending_minute(
         &self,
         minute: DateTime<Utc>,
+        tenant: Option<&str>,
         into: &mut crate::events::SnapshotMinute,
     ) {
         let minute = HistoryGrain::Minute.truncate(minute).timestamp();
         let pending = self.pending();
         for cell in pending.cells.values().flatten() {
-            if cell.minute == minute {
+            if cell.minute == minute && tenant.is_none_or(|own| cell.tenant.as_deref() == Some(own))
+            {
                 for (slot, &value) in cell.counts.iter().enumerate().take(8) {
                     into.add(metric_of(slot), value);
                 }
@@ -760,13 +763,17 @@ impl<S: Store + ?Sized> Client<S> {
     /// Each queue's waiting work: due jobs, scheduled jobs, and how long the oldest due job has
     /// waited. What autoscalers read (the server exports it as Prometheus gauges).
     ///
+    /// A client scoped to a tenant (issue 17) gets only the queues holding its tenant's
+    /// waiting jobs, counting those jobs only.
+    ///
     /// # Errors
     ///
-    /// [`Error::TenantForbidden`](crate::Error::TenantForbidden) for a tenant-scoped client
-    /// (queues span tenants); a store error.
+    /// A store error.
     pub async fn queue_depths(&self) -> Result<Vec<stoker_core::QueueDepth>> {
-        self.require_every_tenant("queue depths")?;
-        Ok(self.store().queue_depths().await?)
+        Ok(match self.tenant() {
+            None => self.store().queue_depths().await?,
+            Some(tenant) => self.store().queue_depths_tenant(tenant).await?,
+        })
     }
 }
 

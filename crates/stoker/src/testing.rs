@@ -307,4 +307,7 @@ counting_store! {
         async fn batch_cancel(&self, id: stoker_core::BatchId, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::BatchRow>;
         async fn job_batch(&self, id: JobId) -> StoreResult<Option<stoker_core::BatchId>>;
         async fn workflow_list(&self, params: stoker_core::WorkflowListParams) -> StoreResult<Vec<stoker_core::WorkflowRow>>;
+        // --- stream tenant ---
+        async fn queue_depths_tenant(&self, tenant: &str) -> StoreResult<Vec<stoker_core::QueueDepth>>;
+        async fn job_prune_tenant(&self, params: JobPruneParams, tenant: &str) -> StoreResult<u64>;
 }

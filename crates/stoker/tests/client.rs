@@ -121,14 +121,26 @@ mod scenarios {
         let overview = acme.queue_overview().await.unwrap();
         let names: Vec<&str> = overview.iter().map(|queue| queue.name.as_str()).collect();
         assert_eq!(names, vec!["t"]);
+        // No worker is bound to acme, so none is shown (issue 17).
         assert!(overview.iter().all(|queue| queue.workers.is_empty()));
         let total: i64 = overview.iter().map(|queue| queue.counts.total()).sum();
         assert_eq!(total, 2, "{overview:?}");
 
-        // Calls spanning every tenant are refused.
-        assert_forbidden(acme.queues().await);
-        assert_forbidden(acme.workers().await);
-        assert_forbidden(acme.worker_overview().await);
+        // --- stream tenant ---
+        // Its queue settings are those of its own jobs' queues, and its workers those bound
+        // to it: none here (issue 17).
+        admin.pause("globex-only").await.unwrap();
+        admin.resume("globex-only").await.unwrap();
+        assert!(acme.queues().await.unwrap().is_empty());
+        assert!(admin
+            .queues()
+            .await
+            .unwrap()
+            .iter()
+            .any(|queue| queue.name == "globex-only"));
+        assert!(acme.workers().await.unwrap().is_empty());
+        assert!(acme.worker_overview().await.unwrap().is_empty());
+        // Calls changing every tenant are refused.
         assert_forbidden(acme.pause("t").await);
         assert_forbidden(acme.resume("t").await);
         assert_forbidden(acme.leader().await);

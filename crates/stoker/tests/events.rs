@@ -15,8 +15,6 @@ use stoker::{
     Client, EnqueueOptions, Event, EventFilter, EventHub, EventStream, Failure, JobContext,
     JobError, JobEvent, JobState, Registry, Reservation, Store, StubClock, Worker,
 };
-// --- stream ops ---
-use stoker::Error;
 
 /// How long any one event may take before the test fails (a guard, not a measurement).
 const WAIT: Duration = Duration::from_secs(20);
@@ -442,12 +440,17 @@ mod scenarios {
             .any(|q| q.name == "other" && q.states.available == 1));
         assert_eq!(counting.calls().get("job_stats"), Some(&2));
 
+        // --- stream tenant ---
+        // A scoped client's snapshot is its tenant's, computed for the call (issue 17).
+        client
+            .enqueue_raw("k", json!({}), EnqueueOptions::new().tenant("acme"))
+            .await
+            .unwrap();
         let scoped = client.for_tenant("acme");
-        assert!(matches!(
-            scoped.events_snapshot().await,
-            Err(Error::TenantForbidden { .. })
-        ));
-        assert_eq!(counting.calls().get("job_stats"), Some(&2));
+        let own = scoped.events_snapshot().await.unwrap();
+        assert_eq!(own.states.available, 1);
+        assert_eq!(own.queues.len(), 1);
+        assert_eq!(counting.calls().get("job_stats"), Some(&3));
     }
 
     // --- stream history ---

@@ -137,9 +137,20 @@ mod scenarios {
             .enqueue_raw("k", json!({}), EnqueueOptions::new())
             .await
             .unwrap();
+        // --- stream tenant ---
+        // Its failure groups are its own (issue 17): none failed yet.
+        assert!(acme
+            .failure_groups(FailureGroupListParams {
+                limit: 10,
+                ..FailureGroupListParams::default()
+            })
+            .await
+            .unwrap()
+            .is_empty());
         assert!(matches!(
             acme.failure_groups(FailureGroupListParams {
                 limit: 10,
+                tenant: Some("globex".into()),
                 ..FailureGroupListParams::default()
             })
             .await,

@@ -71,3 +71,100 @@ impl PgStore {
         Ok(jobs)
     }
 }
+
+// --- stream tenant ---
+impl PgStore {
+    /// The waiting jobs of tenant `$1` per queue, as `HistorySql::depths` counts every
+    /// tenant's. Built per call: only tenant-scoped readers use it.
+    fn depths_tenant_sql(&self) -> String {
+        let s = format!("\"{}\"", self.inner.schema);
+        format!(
+            "SELECT queue, count(*) FILTER (WHERE NOT scheduled), \
+                    count(*) FILTER (WHERE scheduled), \
+                    min(run_at) FILTER (WHERE NOT scheduled) \
+             FROM {s}.stoker_jobs WHERE state IN ('available', 'retryable') AND tenant = $1 \
+             GROUP BY queue ORDER BY queue"
+        )
+    }
+
+    /// The age rules of `Sql::job_prune` (`$1` completed, `$2` cancelled, `$3` discarded
+    /// before) limited to tenant `$4`, at most `$5` rows. The workflow guard repeats the
+    /// prune's: a job of a workflow with an unfinished job, or with an unfinished dependent,
+    /// stays. The counters follow through the delete trigger, in the same statement.
+    fn prune_tenant_sql(&self) -> String {
+        let s = format!("\"{}\"", self.inner.schema);
+        let jobs = format!("{s}.stoker_jobs");
+        let deps = format!("{s}.stoker_deps");
+        let finished = "('completed', 'discarded', 'cancelled')";
+        let needed = format!(
+            "(t.workflow_id IS NULL OR NOT EXISTS ( \
+                 SELECT 1 FROM {jobs} w WHERE w.workflow_id = t.workflow_id \
+                   AND w.state NOT IN {finished} OFFSET 0)) \
+             AND (NOT t.has_dependents OR NOT EXISTS ( \
+                 SELECT 1 FROM {deps} d JOIN {jobs} c ON c.id = d.child_id \
+                 WHERE d.parent_id = t.id AND c.state NOT IN {finished} OFFSET 0))"
+        );
+        format!(
+            "DELETE FROM {jobs} WHERE id IN ( \
+                 SELECT id FROM ( \
+                     SELECT t.id, t.finished_at FROM {jobs} t \
+                     WHERE $1::timestamptz IS NOT NULL AND t.state = 'completed' \
+                       AND t.finished_at < $1 AND t.tenant = $4 AND {needed} \
+                     UNION ALL \
+                     SELECT t.id, t.finished_at FROM {jobs} t \
+                     WHERE $2::timestamptz IS NOT NULL AND t.state = 'cancelled' \
+                       AND t.finished_at < $2 AND t.tenant = $4 AND {needed} \
+                     UNION ALL \
+                     SELECT t.id, t.finished_at FROM {jobs} t \
+                     WHERE $3::timestamptz IS NOT NULL AND t.state = 'discarded' \
+                       AND t.finished_at < $3 AND t.tenant = $4 AND {needed} \
+                 ) doomed \
+                 ORDER BY finished_at, id \
+                 LIMIT $5 \
+             ) AND state IN {finished} AND tenant = $4"
+        )
+    }
+
+    pub(super) async fn queue_depths_tenant_impl(
+        &self,
+        tenant: &str,
+    ) -> StoreResult<Vec<stoker_core::QueueDepth>> {
+        let rows = sqlx::query(&self.depths_tenant_sql())
+            .bind(tenant)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter()
+            .map(|row| {
+                use sqlx::Row;
+                Ok(stoker_core::QueueDepth {
+                    queue: row.try_get(0).map_err(store_error)?,
+                    due: row.try_get(1).map_err(store_error)?,
+                    scheduled: row.try_get(2).map_err(store_error)?,
+                    oldest_due_at: row.try_get(3).map_err(store_error)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn job_prune_tenant_impl(
+        &self,
+        params: stoker_core::JobPruneParams,
+        tenant: &str,
+    ) -> StoreResult<u64> {
+        params.validate_for_tenant()?;
+        if params.limit == 0 {
+            return Ok(0);
+        }
+        let deleted = sqlx::query(&self.prune_tenant_sql())
+            .bind(params.completed_before)
+            .bind(params.cancelled_before)
+            .bind(params.discarded_before)
+            .bind(tenant)
+            .bind(i64::from(params.limit))
+            .execute(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(deleted.rows_affected())
+    }
+}

@@ -763,11 +763,14 @@ pub fn apply_update(rule: &mut AlertRule, request: AlertUpdateRequest) {
 }
 
 /// List every alert rule with its state.
+///
+/// A tenant-bound token sees only the rules scoped to its tenant; a rule it creates is scoped
+/// to its tenant, and another tenant's rule answers 404 to it.
 #[utoipa::path(
     get,
     path = "/v1/alerts",
     tag = "alerts",
-    responses((status = 200, description = "Every rule, by name", body = AlertList)),
+    responses((status = 200, description = "Every rule, by name (for a tenant-bound token: the rules scoped to its tenant)", body = AlertList)),
     security(("bearer" = []))
 )]
 pub(crate) async fn list(

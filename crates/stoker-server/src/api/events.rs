@@ -45,8 +45,8 @@ pub struct EventsQuery {
     /// Only this tenant's jobs (forced to the token's tenant for tenant-bound tokens).
     #[param(pattern = r"^[ -~]{1,255}$")]
     pub tenant: Option<String>,
-    /// Send the once-a-second `snapshot` events. Defaults to true (always false for a
-    /// tenant-bound token: snapshots span every tenant).
+    /// Send the once-a-second `snapshot` events. Defaults to true. A tenant-bound token gets
+    /// its tenant's snapshot (its jobs' counts, queues, minute and workers).
     pub snapshot: Option<bool>,
     /// Send the `job` events. Defaults to true.
     pub jobs: Option<bool>,

@@ -531,12 +531,15 @@ fn group_not_found(fingerprint: &str) -> ApiError {
 }
 
 /// List failure groups, most recently seen first.
+///
+/// A tenant's failed jobs form groups of their own, so a tenant-bound token lists its
+/// tenant's groups only, and another tenant's group answers it 404 (issue 17).
 #[utoipa::path(
     get,
     path = "/v1/failures",
     tag = "failures",
     params(ListFailuresQuery),
-    responses((status = 200, description = "The groups", body = FailureGroupList)),
+    responses((status = 200, description = "The groups (for a tenant-bound token: its tenant's)", body = FailureGroupList)),
     security(("bearer" = []))
 )]
 pub(crate) async fn list(
@@ -555,6 +558,8 @@ pub(crate) async fn list(
             until: query.until,
             kind: query.kind,
             limit: query.limit.unwrap_or(100),
+            // The client sets a tenant-bound token's own.
+            tenant: None,
         })
         .await?;
     let mut views: Vec<FailureGroupView> = groups.into_iter().map(Into::into).collect();

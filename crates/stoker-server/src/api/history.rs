@@ -256,8 +256,8 @@ pub struct QueueDepthList {
     path = "/v1/queues/depths",
     tag = "queues",
     responses(
-        (status = 200, description = "Queues with waiting jobs", body = QueueDepthList),
-        (status = 403, description = "Missing scope, or a tenant-bound token", body = ErrorBody),
+        (status = 200, description = "Queues with waiting jobs (for a tenant-bound token: its tenant's waiting jobs only)", body = QueueDepthList),
+        (status = 403, description = "Missing scope", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -315,7 +315,8 @@ pub struct CleanJobsResponse {
 /// Delete finished jobs older than a given age.
 ///
 /// Deletes at most `limit` jobs per request (oldest first) so no request does unbounded work;
-/// the job counts move with the rows. Needs the admin scope and a token not bound to a tenant.
+/// the job counts move with the rows. Needs the admin scope; a tenant-bound token deletes only
+/// its tenant's finished jobs.
 #[utoipa::path(
     post,
     path = "/v1/jobs/clean",

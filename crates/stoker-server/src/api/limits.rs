@@ -248,11 +248,15 @@ fn admin(principal: &Principal) -> Result<(), ApiError> {
 }
 
 /// List every limit, with the limiters in use now.
+///
+/// A tenant-bound token gets its tenant's limits only: those keyed by `tenant`, which give
+/// each tenant a limiter of its own, with its own limiter's usage. The other limits are shared
+/// by every tenant and are not shown to it.
 #[utoipa::path(
     get,
     path = "/v1/limits",
     tag = "limits",
-    responses((status = 200, description = "Every limit and its usage", body = LimitList)),
+    responses((status = 200, description = "Every limit and its usage (for a tenant-bound token: its tenant's)", body = LimitList)),
     security(("bearer" = []))
 )]
 pub(crate) async fn list(
@@ -260,7 +264,6 @@ pub(crate) async fn list(
     principal: Principal,
 ) -> Result<Json<LimitList>, ApiError> {
     principal.require(Scope::Read)?;
-    principal.require_cluster("limits")?;
     let client = state.client_for(&principal);
     let limits = client.limits().await?;
     let usage = client.limit_usage().await?;
@@ -270,7 +273,8 @@ pub(crate) async fn list(
     }))
 }
 
-/// Create or replace a limit by name.
+/// Create or replace a limit by name. A limit governs every tenant's jobs of its queue and
+/// kind, so a tenant-bound token is refused (403 `tenant_forbidden`).
 #[utoipa::path(
     put,
     path = "/v1/limits/{name}",

@@ -37,8 +37,8 @@
 //! | `POST /v1/workflows`, `/v1/workflows/{id}/jobs`; `GET /v1/workflows/{id}`; `POST /v1/workflows/{id}/cancel` | enqueue; read; operate | workflows (issue 18) |
 //! | `GET /v1/pull/jobs/{id}/dependencies` | work | a workflow job's dependency results |
 //! | `GET /v1/audit` | operate | the audit log of management actions (issue 17) |
-//! | `GET /v1/events/snapshot` | read (not tenant-bound) | the live snapshot once, for pollers |
 //! | `POST /v1/batches`, `/v1/batches/{id}/jobs`, `/v1/batches/{id}/close`; `GET /v1/batches`, `/v1/batches/{id}`, `/v1/workflows`; `POST /v1/batches/{id}/cancel` | enqueue; read; operate | batches and the workflow list (issue 18) |
+//! | `GET /v1/events/snapshot` | read | the live snapshot once, for pollers |
 //!
 //! Without tokens (loopback only) every route is open. With tokens, every route but `/health`
 //! and the OpenAPI document needs `Authorization: Bearer <token>` with the scope shown; `admin`
@@ -46,10 +46,15 @@
 //! only that tenant's jobs, everywhere (issue 17): jobs, counts, stats and history, queues
 //! (its own jobs' counts), cron schedules whose jobs are its tenant's, bulk operations over
 //! its tenant's jobs, the event stream, and the pull protocol (it reserves only its tenant's
-//! jobs). Another tenant's job, schedule or operation answers 404, as if it did not exist.
-//! Routes that show or change every tenant at once (workers, queue pause and resume, queue
-//! depths, failure groups, metrics, alert rules, cleaning, tokens) answer 403
-//! `tenant_forbidden`. The rule lives in [`stoker::Client::for_tenant`], below the handlers;
+//! jobs), queue depths and cleaning (its own jobs), failure groups (its own), the live
+//! snapshot (its own counts), the
+//! workers bound to its tenant, its tenant's limits (those keyed by tenant) and the alert
+//! rules scoped to its tenant. Another tenant's job, schedule, operation or rule answers 404,
+//! as if it did not exist. Routes that show or change every tenant at once answer 403
+//! `tenant_forbidden`: queue pause and resume (a queue serves every tenant), changing limits
+//! (a limit governs every tenant's jobs), metrics, tokens, key rotation and audit pruning.
+//! Failure groups are per tenant (a tenant's failed jobs form groups of their own), so a
+//! tenant-bound token lists, reads, retries and discards its own. The rule lives in [`stoker::Client::for_tenant`], below the handlers;
 //! `tests/api_tenancy.rs` walks every documented operation with two tenants' tokens.
 //!
 //! Build the router with [`router`] on an [`AppState`]; [`Server`](crate::serve::Server) does

@@ -25,6 +25,8 @@
 //! this server (reserves, waits in a long-poll, extends leases, reports), carrying its
 //! completed and failed counters. A worker that reserved through one server and reports
 //! through another has its row kept by the first.
+//! A worker reserving with a token bound to a tenant has that tenant in its row (issue 17):
+//! the tenant's tokens list it among the workers, and no other tenant's do.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -83,6 +85,10 @@ struct PullWorker {
     /// attempts it finished, in milliseconds.
     running: std::collections::BTreeSet<JobId>,
     run_ms_total: u64,
+    // --- stream tenant ---
+    /// The tenant its token is bound to (issue 17): its row says so, and a client limited to
+    /// that tenant lists it.
+    tenant: Option<String>,
 }
 
 impl PullWorkers {
@@ -91,6 +97,7 @@ impl PullWorkers {
         &self,
         id: &str,
         request: &ReserveRequest,
+        tenant: Option<&str>,
         now: DateTime<Utc>,
     ) -> Option<WorkerHeartbeatParams> {
         let mut inner = self.inner.lock().expect("pull workers lock");
@@ -106,6 +113,7 @@ impl PullWorkers {
             seen: Instant::now(),
             running: std::collections::BTreeSet::new(),
             run_ms_total: 0,
+            tenant: None,
         });
         worker.seen = Instant::now();
         let host = request.host.clone().unwrap_or_else(|| "unknown".to_owned());
@@ -114,7 +122,9 @@ impl PullWorkers {
         let changed = worker.host != host
             || worker.pid != pid
             || worker.queues != request.queues
-            || worker.concurrency != concurrency;
+            || worker.concurrency != concurrency
+            || worker.tenant.as_deref() != tenant;
+        worker.tenant = tenant.map(str::to_owned);
         worker.host = host;
         worker.pid = pid;
         worker.queues = request.queues.clone();
@@ -196,6 +206,7 @@ impl PullWorkers {
             now,
         };
         params.details.run_ms_total = worker.run_ms_total;
+        params.details.tenant = worker.tenant.clone();
         worker.done = 0;
         worker.failed = 0;
         worker.written = Some(Instant::now());
@@ -359,11 +370,12 @@ pub(crate) async fn reserve(
     };
     let worker_id = format!("{PULL_PREFIX}{}", request.worker);
     let reservation = reservation(&request, worker_id.clone(), lease)?;
-    if let Some(params) = state
-        .inner
-        .pull_workers
-        .touch(&worker_id, &request, state.now())
-    {
+    if let Some(params) = state.inner.pull_workers.touch(
+        &worker_id,
+        &request,
+        principal.tenant.as_deref(),
+        state.now(),
+    ) {
         write_heartbeat(&state, params).await;
     }
 

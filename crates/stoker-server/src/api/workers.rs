@@ -16,8 +16,8 @@ use crate::config::Scope;
     path = "/v1/workers",
     tag = "workers",
     responses(
-        (status = 200, description = "Every worker row, by id", body = WorkerList),
-        (status = 403, description = "Missing scope, or a tenant-bound token", body = ErrorBody),
+        (status = 200, description = "Every worker row, by id (for a tenant-bound token: only the pull workers reserving with a token bound to its tenant)", body = WorkerList),
+        (status = 403, description = "Missing scope", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -22,6 +22,16 @@ impl Direct {
         &self.client
     }
 
+    // --- stream tenant ---
+    /// The same database with the server's encryption (issue 17): jobs of encrypted kinds or
+    /// queues are sealed before they are written, and sealed ones read opened.
+    pub(crate) fn with_encryption(self, encryption: stoker::Encryption) -> Direct {
+        Direct {
+            client: self.client.with_encryption(encryption),
+            url: self.url,
+        }
+    }
+
     /// Opens the database. Unless `create` is set, a SQLite file that does not exist is an
     /// error rather than a new empty database, and so is a database without Stoker's current
     /// schema: both mean the URL is wrong or `stoker migrate` has not run.

@@ -419,6 +419,7 @@ pub(crate) async fn failures(command: FailuresCommand) -> Result<(), CliError> {
                     until: None,
                     kind: args.kind,
                     limit: args.limit,
+                    tenant: None,
                 },
             )
             .await?;

@@ -209,6 +209,12 @@ pub struct Target {
     /// Print JSON on standard output instead of tables.
     #[arg(long)]
     pub json: bool,
+    // --- stream tenant ---
+    /// The server's TOML configuration file: on a database, commands seal and open jobs with
+    /// its `[encryption]` table, as the server does (keys from STOKER_ENCRYPTION_KEYS or the
+    /// key file). Without it, the keys alone open sealed jobs and nothing new is sealed.
+    #[arg(long, env = "STOKER_CONFIG", value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 /// Options of `stoker enqueue`.
@@ -526,7 +532,17 @@ impl Target {
 
     async fn connect(&self) -> Result<Backend, CliError> {
         match self.destination()? {
-            Destination::Database(url) => Ok(Backend::Direct(Direct::connect(&url, false).await?)),
+            Destination::Database(url) => {
+                // The server's key configuration, so an enqueue here is sealed as one through
+                // the server would be, and a sealed job reads opened (issue 17).
+                let direct = Direct::connect(&url, false).await?;
+                Ok(Backend::Direct(
+                    match direct_encryption(self.config.as_deref())? {
+                        Some(encryption) => direct.with_encryption(encryption),
+                        None => direct,
+                    },
+                ))
+            }
             Destination::Server(url) => {
                 Ok(Backend::Remote(Remote::new(&url, self.token.as_deref())?))
             }
@@ -974,4 +990,32 @@ impl RetryProgress for StderrProgress {
         }
         let _ = stderr.flush();
     }
+}
+
+// --- stream tenant ---
+/// The encryption a command on the database uses: the `[encryption]` table of the server's
+/// configuration file when given, with the keys from the environment or the key file, as
+/// `stoker serve` reads them; `None` without any key.
+fn direct_encryption(
+    config: Option<&std::path::Path>,
+) -> Result<Option<stoker::Encryption>, CliError> {
+    let mut settings = match config {
+        Some(path) => {
+            let mut config = crate::config::Config::default();
+            config
+                .apply_file(path)
+                .map_err(|err| CliError::Invalid(err.to_string()))?;
+            config.encryption
+        }
+        None => crate::config::EncryptionSettings::default(),
+    };
+    settings
+        .read_keys(
+            std::env::var(stoker::KEYS_ENV).ok().as_deref(),
+            std::env::var_os(crate::config::KEY_FILE_ENV)
+                .map(std::path::PathBuf::from)
+                .as_deref(),
+        )
+        .map_err(|err| CliError::Invalid(err.to_string()))?;
+    Ok(settings.encryption())
 }

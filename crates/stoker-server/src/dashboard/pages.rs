@@ -45,7 +45,9 @@ const NAV: &[NavItem] = &[
         key: "queues",
         label: "Queues",
         href: "/queues",
-        cluster: true,
+        // --- stream tenant ---
+        // A tenant-bound viewer sees its own tenant's part (issue 17).
+        cluster: false,
     },
     NavItem {
         key: "jobs",
@@ -57,19 +59,25 @@ const NAV: &[NavItem] = &[
         key: "failures",
         label: "Failures",
         href: "/failures",
-        cluster: true,
+        // --- stream tenant ---
+        // A tenant-bound viewer sees its own tenant's groups (issue 17).
+        cluster: false,
     },
     NavItem {
         key: "workers",
         label: "Workers",
         href: "/workers",
-        cluster: true,
+        // --- stream tenant ---
+        // A tenant-bound viewer sees its own tenant's part (issue 17).
+        cluster: false,
     },
     NavItem {
         key: "ops",
         label: "Operations",
         href: "/ops",
-        cluster: true,
+        // --- stream tenant ---
+        // A tenant-bound viewer sees its own tenant's part (issue 17).
+        cluster: false,
     },
     NavItem {
         key: "cron",
@@ -90,7 +98,9 @@ const NAV: &[NavItem] = &[
         key: "limits",
         label: "Limits",
         href: "/limits",
-        cluster: true,
+        // --- stream tenant ---
+        // A tenant-bound viewer sees its own tenant's part (issue 17).
+        cluster: false,
     },
     // --- stream workflows ---
     NavItem {
@@ -194,21 +204,6 @@ impl Chrome {
         } else {
             "Read-only token: actions need the operate (or admin) scope"
         }
-    }
-}
-
-/// Refuses a cluster-wide page to a tenant-bound viewer with a page that says why.
-fn require_cluster(viewer: &Viewer, what: &str) -> Result<(), DashError> {
-    match &viewer.principal.tenant {
-        None => Ok(()),
-        Some(tenant) => Err(DashError::new(
-            StatusCode::FORBIDDEN,
-            "Not for this token",
-            format!(
-                "This token is bound to tenant {tenant:?}; {what} span every tenant. The Jobs \
-                 page shows your tenant's jobs."
-            ),
-        )),
     }
 }
 
@@ -680,7 +675,9 @@ async fn queue_views(client: &Client) -> Result<QueueViews, DashError> {
         if queue.paused && due > 0 {
             attention.push(format!("paused with {} due", format::count(due)));
         }
-        if !queue.paused && due > 0 && alive == 0 {
+        // A tenant-bound viewer sees only the workers bound to its tenant (issue 17): the
+        // workers serving every tenant are not its to know about.
+        if client.tenant().is_none() && !queue.paused && due > 0 && alive == 0 {
             attention.push("no live worker serves it".to_owned());
         }
         if let Some(secs) = oldest_secs.filter(|s| *s > OLDEST_WAIT_ATTENTION) {
@@ -852,7 +849,6 @@ pub(crate) async fn queues(
     viewer: Viewer,
     Query(params): Params,
 ) -> Result<Response, DashError> {
-    require_cluster(&viewer, "queues")?;
     let client = dash.app.client_for(&viewer.principal);
     let queues = queue_views(&client).await?.views;
     let c = Chrome::new(&viewer, "queues", "Queues", &params)
@@ -880,7 +876,6 @@ pub(crate) async fn queue(
     Path(name): Path<String>,
     Query(params): Params,
 ) -> Result<Response, DashError> {
-    require_cluster(&viewer, "queues")?;
     let client = dash.app.client_for(&viewer.principal);
     let views = queue_views(&client).await?.views;
     let Some(q) = views.into_iter().find(|v| v.name == name) else {
@@ -1629,7 +1624,6 @@ pub(crate) async fn failures(
     viewer: Viewer,
     Query(params): Params,
 ) -> Result<Response, DashError> {
-    require_cluster(&viewer, "failure groups")?;
     let client = dash.app.client_for(&viewer.principal);
     let now = client.clock().now();
     // The groups seen in the range (24 hours unless the page asks), those failing most in it
@@ -1778,7 +1772,6 @@ pub(crate) async fn workers(
     viewer: Viewer,
     Query(params): Params,
 ) -> Result<Response, DashError> {
-    require_cluster(&viewer, "workers")?;
     let client = dash.app.client_for(&viewer.principal);
     let now = client.clock().now();
     let mut list = client.worker_overview().await?;
@@ -1949,7 +1942,6 @@ pub(crate) async fn ops(
     viewer: Viewer,
     Query(params): Params,
 ) -> Result<Response, DashError> {
-    require_cluster(&viewer, "bulk operations")?;
     let client = dash.app.client_for(&viewer.principal);
     let now = client.clock().now();
     let list = client
@@ -1993,7 +1985,6 @@ pub(crate) async fn op(
     Path(id): Path<String>,
     Query(params): Params,
 ) -> Result<Response, DashError> {
-    require_cluster(&viewer, "bulk operations")?;
     let client = dash.app.client_for(&viewer.principal);
     let now = client.clock().now();
     let op = find_op(&client, &id).await?;
@@ -2015,7 +2006,6 @@ pub(crate) async fn op_progress(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, DashError> {
-    require_cluster(&viewer, "bulk operations")?;
     let client = dash.app.client_for(&viewer.principal);
     let op = find_op(&client, &id).await?;
     let fraction = fraction(&op);
@@ -2306,7 +2296,6 @@ pub(crate) async fn limits(
     viewer: Viewer,
     Query(params): Params,
 ) -> Result<Response, DashError> {
-    require_cluster(&viewer, "limits")?;
     let client = dash.app.client_for(&viewer.principal);
     let now = client.clock().now();
     let rows = client.limits().await?;

@@ -88,6 +88,8 @@ fn details(runtime: &Runtime) -> stoker_core::WorkerDetails {
         run_ms_total: runtime.run_ms.load(Ordering::Acquire),
         rss_bytes: rss_bytes(),
         cpu_ms: cpu_ms(),
+        // A worker process serves every tenant; only pull workers are bound to one.
+        tenant: None,
     }
 }
 
