@@ -503,8 +503,14 @@ pub struct EnqueueRequest {
 #[serde(deny_unknown_fields)]
 pub struct OnFinishSpec {
     /// Where to post: an absolute `http://` or `https://` URL with a host, at most 2048
-    /// bytes.
-    #[schema(min_length = 1, max_length = 2048)]
+    /// bytes. The pattern states what the server accepts in printable ASCII (percent-encode
+    /// anything else): a scheme, an optional `user@`, a host not starting with `:`, then any
+    /// path, query or fragment.
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = r#"^https?://([!-"$-.0->@-~]*@)?[!-"$-.0-9;->A-~][!-"$-.0->A-~]*([/?#][!-~]*)?$"#
+    )]
     pub url: String,
     /// The queue the delivery job waits in (a queue the server's built-in worker serves, so
     /// its webhook handler sends it). Defaults to `default`.
