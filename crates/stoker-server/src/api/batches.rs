@@ -291,6 +291,17 @@ fn check_tenant(tenant: &str, spaces: bool) -> Result<(), ApiError> {
     ascii_text(|| "tenant".to_owned(), tenant, spaces)
 }
 
+/// Checks a list's cursor: an id, so at least 1 as the document states.
+fn check_cursor(cursor: Option<i64>) -> Result<(), ApiError> {
+    match cursor {
+        Some(cursor) if cursor < 1 => Err(ApiError::invalid(
+            "cursor",
+            format!("cursor must be at least 1, got {cursor}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn batch_not_found(id: i64) -> ApiError {
     ApiError::new(
         super::model::ErrorCode::NotFound,
@@ -577,6 +588,7 @@ pub(crate) async fn list(
     if let Some(tenant) = &query.tenant {
         check_tenant(tenant, false)?;
     }
+    check_cursor(query.cursor)?;
     let limit = query.limit.unwrap_or(50);
     let rows = state
         .client_for(&principal)
@@ -616,6 +628,7 @@ pub(crate) async fn workflows(
     if let Some(tenant) = &query.tenant {
         check_tenant(tenant, false)?;
     }
+    check_cursor(query.cursor)?;
     let limit = query.limit.unwrap_or(50);
     let rows = state
         .client_for(&principal)
