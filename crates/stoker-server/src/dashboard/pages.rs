@@ -636,6 +636,13 @@ pub(crate) struct AttentionItem {
 const OLDEST_WAIT_ATTENTION: i64 = 300;
 
 async fn queue_views(client: &Client) -> Result<QueueViews, DashError> {
+    queue_views_of(client, None).await
+}
+
+// --- stream dash ---
+/// The rows of every queue, or of `only` that one (a queue's page reads one queue's history,
+/// not every queue's).
+async fn queue_views_of(client: &Client, only: Option<&str>) -> Result<QueueViews, DashError> {
     let now = client.clock().now();
     let overview = client.queue_overview().await?;
     let depths = client.queue_depths().await?;
@@ -643,6 +650,9 @@ async fn queue_views(client: &Client) -> Result<QueueViews, DashError> {
     let hour = &RANGES[0];
     let mut views = Vec::with_capacity(overview.len());
     for queue in overview {
+        if only.is_some_and(|name| name != queue.name) {
+            continue;
+        }
         let depth = depths.iter().find(|d| d.queue == queue.name);
         let (due, scheduled, oldest_secs) = match depth {
             Some(d) => (
@@ -877,7 +887,7 @@ pub(crate) async fn queue(
     Query(params): Params,
 ) -> Result<Response, DashError> {
     let client = dash.app.client_for(&viewer.principal);
-    let views = queue_views(&client).await?.views;
+    let views = queue_views_of(&client, Some(&name)).await?.views;
     let Some(q) = views.into_iter().find(|v| v.name == name) else {
         return Err(DashError::new(
             StatusCode::NOT_FOUND,
