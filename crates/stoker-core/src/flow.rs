@@ -802,13 +802,16 @@ pub struct QuotaDemand {
 
 /// The quota limiters an insert of `jobs` draws on, in (name, key) order (the order stores
 /// lock them in), or an empty list when no quota applies (the usual insert).
-pub fn quota_demand(limits: &[LimitSpec], jobs: &[crate::JobInsert]) -> Vec<QuotaDemand> {
+pub fn quota_demand<'a, I>(limits: &[LimitSpec], jobs: I) -> Vec<QuotaDemand>
+where
+    I: IntoIterator<Item = &'a crate::JobInsert> + Clone,
+{
     let mut demand: BTreeMap<(String, String), (Rate, u32)> = BTreeMap::new();
     for limit in limits {
         let Some(quota) = limit.quota else {
             continue;
         };
-        for job in jobs {
+        for job in jobs.clone() {
             if !limit.applies(&job.queue, &job.kind) {
                 continue;
             }

@@ -686,3 +686,88 @@ pub async fn quota_refuses_whole_inserts<S: Store>(store: Arc<S>) {
         "jobs",
     );
 }
+
+/// A workflow's jobs and a batch's jobs and callback draw on the enqueue quotas as any insert
+/// does: one over the tenant's quota refuses the whole workflow or batch, nothing written; the
+/// ones that fit take their tokens.
+pub async fn quota_covers_workflows_and_batches<S: Store>(store: Arc<S>) {
+    let mut spec = limit("submissions");
+    spec.key = LimitKey::Tenant;
+    spec.quota = Some(Rate {
+        count: 1,
+        period_ms: 60_000,
+        burst: 3,
+    });
+    set(&store, spec).await;
+    let node = |name: &str| stoker_core::WorkflowNode {
+        name: name.to_owned(),
+        job: tenant_job("w", "a"),
+        depends_on: Vec::new(),
+    };
+    let workflow = |names: &[&str]| {
+        let mut params = stoker_core::WorkflowInsertParams::new(
+            "wf",
+            names.iter().map(|name| node(name)).collect(),
+            t0(),
+        );
+        params.tenant = Some("a".to_owned());
+        params
+    };
+    let batch = |jobs: usize| {
+        let mut params = stoker_core::BatchInsertParams::new(
+            "campaign",
+            (0..jobs).map(|_| tenant_job("b", "a")).collect(),
+            t0(),
+        );
+        params.tenant = Some("a".to_owned());
+        params.callback = Some(tenant_job("done", "a"));
+        params
+    };
+
+    // Two of the three tokens: a workflow of two fits.
+    store
+        .workflow_insert(workflow(&["x", "y"]))
+        .await
+        .expect("a workflow within the quota");
+    let before = crate::fixture::all_jobs(&store).await.len();
+    // One token left: a workflow of two and a batch of one plus its callback are refused whole.
+    for refused in [
+        store
+            .workflow_insert(workflow(&["p", "q"]))
+            .await
+            .map(|_| ()),
+        store.batch_insert(batch(1)).await.map(|_| ()),
+    ] {
+        match refused {
+            Err(stoker_core::StoreError::QuotaExceeded { limit, key, .. }) => {
+                assert_eq!((limit.as_str(), key.as_str()), ("submissions", "a"));
+            }
+            other => panic!("expected QuotaExceeded, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        crate::fixture::all_jobs(&store).await.len(),
+        before,
+        "nothing written"
+    );
+    assert!(
+        store
+            .batch_list(stoker_core::BatchListParams {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .expect("batch_list")
+            .is_empty(),
+        "no batch row written"
+    );
+    // The last token: a one-job workflow passes, and then nothing more does.
+    store
+        .workflow_insert(workflow(&["z"]))
+        .await
+        .expect("the last token");
+    expect_err_kind(
+        store.workflow_insert(workflow(&["w"])).await,
+        StoreErrorKind::Limited,
+    );
+}

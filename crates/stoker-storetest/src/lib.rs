@@ -306,6 +306,7 @@ macro_rules! conformance_tests {
             flow_fair_weights_share_the_starts => flow::fair_weights_share_the_starts,
             flow_fair_keeps_priorities_within_a_tenant => flow::fair_keeps_priorities_within_a_tenant,
             flow_quota_refuses_whole_inserts => flow::quota_refuses_whole_inserts,
+            flow_quota_covers_workflows_and_batches => flow::quota_covers_workflows_and_batches,
             // --- stream wf ---
             workflow_diamond_runs_in_dependency_order => workflow::diamond_runs_in_dependency_order,
             workflow_matrix_outcome_by_policy => workflow::matrix_outcome_by_policy,

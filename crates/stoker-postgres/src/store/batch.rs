@@ -74,9 +74,17 @@ impl PgStore {
         params.validate()?;
         let (jobs, batches) = self.batch_tables();
         let schema = &self.inner.schema;
+        // A batch's jobs and callback are submissions like any insert's: the enqueue quotas
+        // (issue 16) are taken in the same transaction, all or none.
+        let quotas = self
+            .flow_quota_demand(params.jobs.iter().chain(&params.callback))
+            .await?;
         self.listener_ready().await;
         let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
         let mut tx = conn.begin().await.map_err(store_error)?;
+        if !quotas.is_empty() {
+            super::flow::flow_quota_take(&mut tx, schema, &quotas, params.now).await?;
+        }
 
         // Adding: the batch row stays locked to the commit, so a member's finish (whose
         // trigger updates it) and a cancel are ordered with this insert.

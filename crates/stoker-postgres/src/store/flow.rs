@@ -132,9 +132,9 @@ impl PgStore {
     }
 
     /// The enqueue quotas an insert of `jobs` draws on (item 4), or none: the usual insert.
-    pub(super) async fn flow_quota_demand(
+    pub(super) async fn flow_quota_demand<'a>(
         &self,
-        jobs: &[stoker_core::JobInsert],
+        jobs: impl IntoIterator<Item = &'a stoker_core::JobInsert> + Clone + Send,
     ) -> StoreResult<Vec<QuotaDemand>> {
         let limits = self.flow_limits().await?;
         if !limits.iter().any(|limit| limit.quota.is_some()) {

@@ -124,9 +124,17 @@ impl PgStore {
         params: WorkflowInsertParams,
     ) -> StoreResult<WorkflowInserted> {
         let (jobs, workflows, deps) = self.wf_tables();
+        // A workflow's jobs are submissions like any insert's: the enqueue quotas (issue 16)
+        // are taken in the same transaction, all or none.
+        let quotas = self
+            .flow_quota_demand(params.nodes.iter().map(|node| &node.job))
+            .await?;
         self.listener_ready().await;
         let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
         let mut tx = conn.begin().await.map_err(store_error)?;
+        if !quotas.is_empty() {
+            super::flow::flow_quota_take(&mut tx, &self.inner.schema, &quotas, params.now).await?;
+        }
 
         // The workflow's existing nodes, when adding to one; its row stays locked so a cancel
         // waits for this insert (and this insert sees a cancel that committed first).

@@ -92,8 +92,16 @@ impl SqliteStore {
         params: BatchInsertParams,
     ) -> StoreResult<BatchInserted> {
         params.validate()?;
+        // A batch's jobs and callback are submissions like any insert's: the enqueue quotas
+        // (issue 16) are taken in the same transaction, all or none.
+        let quotas = self
+            .flow_quota_demand(params.jobs.iter().chain(&params.callback))
+            .await?;
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
+        if !quotas.is_empty() {
+            super::flow::flow_quota_take(&mut tx, &quotas, params.now).await?;
+        }
         let now = micros(params.now);
 
         let (batch, callback) = match params.batch {

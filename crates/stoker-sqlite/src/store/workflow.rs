@@ -106,8 +106,16 @@ impl SqliteStore {
         &self,
         params: WorkflowInsertParams,
     ) -> StoreResult<WorkflowInserted> {
+        // A workflow's jobs are submissions like any insert's: the enqueue quotas (issue 16)
+        // are taken in the same transaction, all or none.
+        let quotas = self
+            .flow_quota_demand(params.nodes.iter().map(|node| &node.job))
+            .await?;
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
+        if !quotas.is_empty() {
+            super::flow::flow_quota_take(&mut tx, &quotas, params.now).await?;
+        }
 
         // The workflow's existing nodes, when adding to one.
         let mut existing: HashMap<String, i64> = HashMap::new();
