@@ -90,6 +90,10 @@ pub(crate) async fn run(
                 ("workers", "/workers".to_owned()),
                 ("operations", "/ops".to_owned()),
                 ("cron", "/cron".to_owned()),
+                ("limits", "/limits".to_owned()),
+                ("audit", "/audit".to_owned()),
+                ("workflows", "/workflows".to_owned()),
+                ("batches", "/batches".to_owned()),
             ];
             let mut times = Vec::with_capacity(pages.len());
             let timed = async {
