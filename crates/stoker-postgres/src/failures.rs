@@ -346,7 +346,8 @@ fn action_sql(jobs: &str, action: BulkAction) -> String {
             "UPDATE {jobs} SET state = 'available', run_at = $2, finished_at = NULL, \
                  cancel_requested_at = NULL, lease_expires_at = NULL, scheduled = false, \
                  max_attempts = GREATEST(max_attempts, attempt + 1) \
-             WHERE id = ANY($1) AND state <> 'running' RETURNING id, queue, state"
+             WHERE id = ANY($1) AND state NOT IN ('running', 'blocked') \
+             RETURNING id, queue, state"
         ),
         BulkAction::Cancel => format!(
             "UPDATE {jobs} SET \
@@ -359,10 +360,22 @@ fn action_sql(jobs: &str, action: BulkAction) -> String {
              WHERE id = ANY($1) AND state IN ('available', 'retryable', 'running') \
              RETURNING id, queue, state"
         ),
-        BulkAction::Delete => format!(
-            "DELETE FROM {jobs} WHERE id = ANY($1) AND state <> 'running' \
-             RETURNING id, queue, state"
-        ),
+        // Kept as `job_delete` keeps them (issue 18): a job others wait for, an unfinished
+        // batch member, an unfired batch callback; they count as skipped.
+        BulkAction::Delete => {
+            let prefix = jobs.strip_suffix("stoker_jobs").unwrap_or_default();
+            format!(
+                "DELETE FROM {jobs} AS t WHERE t.id = ANY($1) AND t.state <> 'running' \
+                 AND NOT (t.batch_id IS NOT NULL \
+                          AND t.state IN ('blocked', 'available', 'retryable')) \
+                 AND NOT (t.has_dependents AND EXISTS ( \
+                     SELECT 1 FROM {prefix}stoker_deps AS d JOIN {jobs} AS c ON c.id = d.child_id \
+                     WHERE d.parent_id = t.id AND NOT d.resolved AND c.state = 'blocked')) \
+                 AND NOT (t.state = 'blocked' AND EXISTS ( \
+                     SELECT 1 FROM {prefix}stoker_batches AS b WHERE b.callback_id = t.id)) \
+                 RETURNING t.id, t.queue, t.state"
+            )
+        }
         BulkAction::Discard => format!(
             "UPDATE {jobs} SET state = 'discarded', finished_at = $2, scheduled = false \
              WHERE id = ANY($1) AND state IN ('available', 'retryable') \

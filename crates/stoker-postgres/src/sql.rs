@@ -377,7 +377,7 @@ impl Sql {
                          state = 'available', run_at = $2, finished_at = NULL, \
                          cancel_requested_at = NULL, lease_expires_at = NULL, scheduled = false, \
                          max_attempts = GREATEST(max_attempts, attempt + 1) \
-                     WHERE id = $1 AND state <> 'running' \
+                     WHERE id = $1 AND state NOT IN ('running', 'blocked') \
                      RETURNING {cols} \
                  ), notified AS ( \
                      SELECT {notify_available} FROM upd \

@@ -331,7 +331,8 @@ fn action_sql(action: BulkAction) -> &'static str {
 SET state = 'available', run_at = ?2, finished_at = NULL, cancel_requested_at = NULL,
     lease_expires_at = NULL, scheduled = 0,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
-WHERE id IN (SELECT value FROM json_each(?1)) AND state <> 'running' AND ?3 IS NULL
+WHERE id IN (SELECT value FROM json_each(?1)) AND state NOT IN ('running', 'blocked')
+  AND ?3 IS NULL
 RETURNING id, queue, state, has_dependents"
         }
         BulkAction::Cancel => {
@@ -346,9 +347,17 @@ WHERE id IN (SELECT value FROM json_each(?1))
 RETURNING id, queue, state, has_dependents"
         }
         BulkAction::Delete => {
+            // Kept as `job_delete` keeps them (issue 18): a job others wait for, an
+            // unfinished batch member, an unfired batch callback; they count as skipped.
             "DELETE FROM stoker_jobs
 WHERE id IN (SELECT value FROM json_each(?1)) AND state <> 'running' AND ?2 IS NOT NULL
   AND ?3 IS NULL
+  AND NOT (batch_id IS NOT NULL AND state IN ('blocked', 'available', 'retryable'))
+  AND NOT (has_dependents AND EXISTS (
+      SELECT 1 FROM stoker_deps AS d JOIN stoker_jobs AS c ON c.id = d.child_id
+      WHERE d.parent_id = stoker_jobs.id AND NOT d.resolved AND c.state = 'blocked'))
+  AND NOT (state = 'blocked' AND EXISTS (
+      SELECT 1 FROM stoker_batches AS b WHERE b.callback_id = stoker_jobs.id))
 RETURNING id, queue, state, has_dependents"
         }
         BulkAction::Discard => {

@@ -121,7 +121,7 @@ const RETRY_SQL: &str = concat!(
 SET state = 'available', run_at = ?1, finished_at = NULL, cancel_requested_at = NULL,
     lease_expires_at = NULL, scheduled = 0,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
-WHERE id = ?2 AND state <> 'running'
+WHERE id = ?2 AND state NOT IN ('running', 'blocked')
 RETURNING ",
     job_columns!()
 );
@@ -160,7 +160,7 @@ UPDATE stoker_jobs
 SET state = 'available', run_at = ?1, finished_at = NULL, cancel_requested_at = NULL,
     lease_expires_at = NULL, scheduled = 0,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
-WHERE id IN (SELECT value FROM json_each(?2)) AND state <> 'running'";
+WHERE id IN (SELECT value FROM json_each(?2)) AND state NOT IN ('running', 'blocked')";
 
 /// Job `?1`'s queue, kind and state.
 const STATE_OF_SQL: &str = "SELECT queue, kind, state FROM stoker_jobs WHERE id = ?1";

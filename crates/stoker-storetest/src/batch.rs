@@ -451,3 +451,101 @@ pub async fn delete_refuses_to_strand<S: Store>(store: Arc<S>) {
         BatchState::Finished
     );
 }
+
+/// Bulk operations and retries keep what `job_delete` keeps: a delete by filter skips a job
+/// others wait for, an unfinished batch member and an unfired callback; a retry (one job or
+/// by filter) never releases a `blocked` job, which waits for its dependencies or its batch.
+pub async fn bulk_ops_refuse_to_strand<S: Store>(store: Arc<S>) {
+    use stoker_core::{
+        BulkAction, BulkFilter, BulkOpCreateParams, BulkOpStepParams, JobRetryParams,
+    };
+    let strand = |mut job: JobInsert| {
+        job.queue = "strand".to_owned();
+        job
+    };
+    let flow = store
+        .workflow_insert(WorkflowInsertParams::new(
+            "bulk",
+            vec![
+                WorkflowNode {
+                    name: "p".into(),
+                    job: strand(job("p")),
+                    depends_on: vec![],
+                },
+                WorkflowNode {
+                    name: "c".into(),
+                    job: strand(job("c")),
+                    depends_on: vec![Dependency::node("p").policy(DepPolicy::Cancel)],
+                },
+            ],
+            t0(),
+        ))
+        .await
+        .expect("workflow_insert");
+    let (p, c) = (flow.jobs[0].1, flow.jobs[1].1);
+    let mut params = BatchInsertParams::new("bulk", vec![strand(job("m"))], t0());
+    params.callback = Some(strand(callback()));
+    params.close = true;
+    let created = store.batch_insert(params).await.expect("batch_insert");
+    let (member, fired) = (created.jobs[0], created.callback.expect("callback"));
+
+    // A retry of a blocked job changes nothing, one job or by filter.
+    for blocked in [c, fired] {
+        let row = store
+            .job_retry(JobRetryParams {
+                id: blocked,
+                now: at(1),
+            })
+            .await
+            .expect("job_retry");
+        assert_eq!(row.state, JobState::Blocked, "job {blocked}");
+    }
+    let filter = BulkFilter {
+        queues: vec!["strand".into()],
+        ..BulkFilter::default()
+    };
+    let run = |action: BulkAction, secs: i64| {
+        let store = Arc::clone(&store);
+        let filter = filter.clone();
+        async move {
+            let op = store
+                .bulk_op_create(BulkOpCreateParams {
+                    action,
+                    filter,
+                    priority: None,
+                    run_at: None,
+                    created_by: Some("test".into()),
+                    now: at(secs),
+                })
+                .await
+                .expect("bulk_op_create");
+            while store
+                .bulk_op_step(BulkOpStepParams {
+                    limit: 100,
+                    now: at(secs),
+                })
+                .await
+                .expect("bulk_op_step")
+                .is_some()
+            {}
+            store
+                .bulk_op_get(op.id)
+                .await
+                .expect("bulk_op_get")
+                .expect("the operation")
+        }
+    };
+    run(BulkAction::Retry, 2).await;
+    assert_eq!(get(&store, c).await.state, JobState::Blocked);
+    assert_eq!(get(&store, fired).await.state, JobState::Blocked);
+
+    // A delete by filter deletes none of the four: each would strand a waiting job.
+    let op = run(BulkAction::Delete, 3).await;
+    assert_eq!((op.done, op.skipped), (0, op.matched), "{op:?}");
+    for id in [p, c, member, fired] {
+        assert!(
+            store.job_get(id).await.expect("job_get").is_some(),
+            "job {id} was deleted"
+        );
+    }
+}

@@ -344,6 +344,7 @@ macro_rules! conformance_tests {
             batch_list_filters => batch::list_filters,
             batch_completion_wakes_callback_queue => batch::completion_wakes_callback_queue,
             batch_delete_refuses_to_strand => batch::delete_refuses_to_strand,
+            batch_bulk_ops_refuse_to_strand => batch::bulk_ops_refuse_to_strand,
             // --- stream history ---
             on_finish_each_final_state_posts_once => on_finish::each_final_state_posts_once,
             on_finish_every_path_posts => on_finish::every_path_posts,
