@@ -907,7 +907,7 @@ pub async fn failures_counted_by_the_hour<S: Store>(store: Arc<S>) {
 /// A tenant's failed jobs form groups of their own (issue 17): the same failure of two
 /// tenants (and of a job without one) is three groups, each with its tenant, listed by tenant;
 /// the tenantless one keeps the fingerprint it always had.
-pub async fn failures_grouped_per_tenant<S: Store>(store: Arc<S>) {
+pub async fn grouped_per_tenant<S: Store>(store: Arc<S>) {
     for (n, tenant) in [Some("acme"), Some("globex"), None, Some("acme")]
         .into_iter()
         .enumerate()

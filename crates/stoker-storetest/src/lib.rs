@@ -351,9 +351,9 @@ macro_rules! conformance_tests {
             on_finish_sealed_job_posts_no_payload => on_finish::sealed_job_posts_no_payload,
             on_finish_invalid_callback_refused => on_finish::invalid_callback_refused,
             // --- stream tenant ---
-            tenant_depths_count_only_own_jobs => tenancy::depths_count_only_own_jobs,
-            tenant_prune_deletes_only_own_jobs => tenancy::prune_deletes_only_own_jobs,
-            tenant_failures_grouped_per_tenant => failures::failures_grouped_per_tenant,
+            tenancy_depths_count_only_own_jobs => tenancy::depths_count_only_own_jobs,
+            tenancy_prune_deletes_only_own_jobs => tenancy::prune_deletes_only_own_jobs,
+            failures_grouped_per_tenant => failures::grouped_per_tenant,
         }
     };
 }

@@ -250,7 +250,13 @@ pub async fn failure_group_criterion<S: Store>(store: Arc<S>) {
         .iter()
         .find(|job| job.state == JobState::Retryable)
         .expect("a retryable job");
-    let group = stoker_core::fingerprint(&retryable.kind, stoker_core::ErrorKind::Error, "smtp 1");
+    // A tenant's failures are grouped apart from other tenants' (issue 17).
+    let group = stoker_core::fingerprint_of_tenant(
+        &retryable.kind,
+        stoker_core::ErrorKind::Error,
+        &stoker_core::normalize_message("smtp 1"),
+        retryable.tenant.as_deref(),
+    );
     let criteria = JobCriteria {
         failure_group: Some(group),
         ..JobCriteria::default()
