@@ -545,9 +545,6 @@ async fn the_dashboard_in_a_real_browser() {
     shoot(&browser, &base, "ops", "/ops").await;
     shoot(&browser, &base, "op", &op_path).await;
     shoot(&browser, &base, "cron", "/cron").await;
-    // --- stream workflows ---
-    shoot(&browser, &base, "workflows", "/workflows").await;
-    shoot(&browser, &base, "batches", "/batches").await;
     // --- stream dash ---
     // The pages of the later capabilities: limits, the audit log, a workflow.
     let limit = server
@@ -593,6 +590,30 @@ async fn the_dashboard_in_a_real_browser() {
         .await
         .expect("workflow");
     assert!(text(&browser, "main").await.contains("merge"));
+    // --- stream workflows ---
+    // The lists, once they hold a workflow and a batch.
+    let batch = server
+        .post(
+            "/v1/batches",
+            json!({"name": "spring-campaign",
+                   "callback": {"kind": "report", "queue": "reports"},
+                   "jobs": [{"kind": "deliver", "queue": "reports"},
+                            {"kind": "deliver", "queue": "reports"}]}),
+        )
+        .await;
+    assert_eq!(batch.status, 201, "{:?}", batch.body);
+    shoot(&browser, &base, "workflows", "/workflows").await;
+    browser
+        .goto(&format!("{base}/workflows"))
+        .await
+        .expect("workflows");
+    assert!(text(&browser, "main").await.contains("nightly-report"));
+    shoot(&browser, &base, "batches", "/batches").await;
+    browser
+        .goto(&format!("{base}/batches"))
+        .await
+        .expect("batches");
+    assert!(text(&browser, "main").await.contains("spring-campaign"));
     browser.close().await.expect("close the browser");
 
     // --- stream dash ---
