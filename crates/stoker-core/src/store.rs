@@ -1164,12 +1164,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates a batch, or adds jobs to an open one, in one transaction (all or none): the
     /// jobs, the batch's counters, and on create its callback, inserted `blocked`. With
-    /// [`BatchInsertParams::close`] the batch is closed in the same transaction, and if
+    /// [`BatchInsertParams::close`](crate::BatchInsertParams::close) the batch is closed in the same transaction, and if
     /// nothing is pending its callback is released at once.
     ///
     /// # Errors
     ///
-    /// `Invalid` naming the field (see [`BatchInsertParams::validate`]); `NotFound` for an
+    /// `Invalid` naming the field (see [`BatchInsertParams::validate`](crate::BatchInsertParams::validate)); `NotFound` for an
     /// unknown batch (or another tenant's); `Conflict` for one closed or cancelled.
     async fn batch_insert(
         &self,

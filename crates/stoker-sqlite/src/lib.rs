@@ -103,7 +103,7 @@
 //! # Limits
 //!
 //! - **Waiting and running jobs are counted live.** [`Store::job_stats`] and
-//!   [`Store::queue_depths`] read finished counts from counters but count the waiting jobs'
+//!   [`Store::queue_depths`](stoker_core::Store::queue_depths) read finished counts from counters but count the waiting jobs'
 //!   entries of a covering index: about 15 ms for 40,000 waiting jobs, proportionally more
 //!   for a backlog of millions.
 //! - **One writer at a time.** SQLite serialises writes to a database, across every process
