@@ -3,9 +3,11 @@
 -- A fair queue's claim lists the tenants with ready jobs by walking this index from one
 -- tenant to the next (one index probe per tenant, never a scan of the backlog), then takes
 -- each chosen tenant's first jobs in priority order from the same index. Jobs without a
--- tenant are in it too (NULL sorts last), so they are one more share.
+-- tenant are one more share, found through the fetch index: they are left out of this one,
+-- so a queue without tenants (most of them) pays nothing for it on insert. Its predicate
+-- names the tenant, so the plain claim (which does not) can never take it.
 CREATE INDEX stoker_jobs_fair_idx ON stoker_jobs (queue, tenant, priority DESC, run_at, id)
-    WHERE state IN ('available', 'retryable') AND NOT scheduled;
+    WHERE state IN ('available', 'retryable') AND NOT scheduled AND tenant IS NOT NULL;
 
 -- Each tenant's virtual time in each fair queue: every job started advances it by
 -- 1 / weight; the claim serves the tenants with the smallest times first. Jobs without a

@@ -111,7 +111,7 @@ impl HistorySql {
                         CASE WHEN due > 0 THEN ( \
                             SELECT run_at FROM {jobs} j \
                             WHERE j.queue = c.queue AND j.state IN ('available', 'retryable') \
-                              AND NOT j.scheduled \
+                              AND NOT j.scheduled AND j.priority IS NOT NULL \
                             ORDER BY run_at LIMIT 1) END \
                  FROM c WHERE due > 0 OR scheduled > 0 ORDER BY queue"
             ),
