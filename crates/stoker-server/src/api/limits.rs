@@ -78,6 +78,23 @@ fn whole_u32<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D
     })
 }
 
+/// A map of whole numbers, each as [`whole_u32`] (a fair queue's weights).
+fn whole_u32_map<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<std::collections::BTreeMap<String, u32>, D::Error> {
+    struct Whole(u32);
+    impl<'de> Deserialize<'de> for Whole {
+        fn deserialize<W: serde::Deserializer<'de>>(deserializer: W) -> Result<Self, W::Error> {
+            whole_u32(deserializer).map(Whole)
+        }
+    }
+    let map = std::collections::BTreeMap::<String, Whole>::deserialize(deserializer)?;
+    Ok(map
+        .into_iter()
+        .map(|(tenant, Whole(weight))| (tenant, weight))
+        .collect())
+}
+
 /// A whole number in `u64`'s range, as [`whole_u32`].
 fn whole_u64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     let value = super::model::whole_number(deserializer)?;
@@ -156,7 +173,7 @@ pub struct LimitBody {
 #[serde(deny_unknown_fields)]
 pub struct FairBody {
     /// Weights of named tenants, 1 to 1000 (at most 1000 tenants); any other tenant weighs 1.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_u32_map")]
     pub weights: std::collections::BTreeMap<String, u32>,
 }
 
