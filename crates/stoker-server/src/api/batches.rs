@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::jobs::{ascii_text, build_insert};
-use super::model::{EnqueueRequest, ErrorBody};
+use super::model::ErrorBody;
 use super::workflows::{WorkflowCountsView, WorkflowJobSpec, WorkflowStateSchema};
 use super::{ApiError, AppState, Principal};
 use crate::config::Scope;
@@ -326,33 +326,7 @@ fn insert(
     spec: WorkflowJobSpec,
     prefix: &str,
 ) -> Result<JobInsert, ApiError> {
-    let WorkflowJobSpec {
-        kind,
-        args,
-        queue,
-        priority,
-        run_at,
-        delay_seconds,
-        max_attempts,
-        metadata,
-        timeout_seconds,
-        backoff,
-    } = spec;
-    let request = EnqueueRequest {
-        kind,
-        args,
-        queue,
-        priority,
-        run_at,
-        delay_seconds,
-        max_attempts,
-        idempotency_key: None,
-        tenant,
-        metadata,
-        timeout_seconds,
-        backoff,
-        on_finish: None,
-    };
+    let request = spec.into_request(tenant);
     build_insert(state, client, principal, request, state.now(), prefix)
 }
 

@@ -111,6 +111,40 @@ pub struct WorkflowJobSpec {
     pub backoff: Option<BackoffSpec>,
 }
 
+impl WorkflowJobSpec {
+    /// The enqueue request this job stands for, as the workflow's or batch's job of
+    /// `tenant`: no idempotency key and no completion callback of its own.
+    pub(crate) fn into_request(self, tenant: Option<String>) -> EnqueueRequest {
+        let WorkflowJobSpec {
+            kind,
+            args,
+            queue,
+            priority,
+            run_at,
+            delay_seconds,
+            max_attempts,
+            metadata,
+            timeout_seconds,
+            backoff,
+        } = self;
+        EnqueueRequest {
+            kind,
+            args,
+            queue,
+            priority,
+            run_at,
+            delay_seconds,
+            max_attempts,
+            idempotency_key: None,
+            tenant,
+            metadata,
+            timeout_seconds,
+            backoff,
+            on_finish: None,
+        }
+    }
+}
+
 fn empty_object() -> Value {
     Value::Object(serde_json::Map::new())
 }
@@ -404,33 +438,7 @@ fn nodes(
     jobs.into_iter()
         .enumerate()
         .map(|(i, job)| {
-            let WorkflowJobSpec {
-                kind,
-                args,
-                queue,
-                priority,
-                run_at,
-                delay_seconds,
-                max_attempts,
-                metadata,
-                timeout_seconds,
-                backoff,
-            } = job.job;
-            let request = EnqueueRequest {
-                kind,
-                args,
-                queue,
-                priority,
-                run_at,
-                delay_seconds,
-                max_attempts,
-                idempotency_key: None,
-                tenant: tenant.clone(),
-                metadata,
-                timeout_seconds,
-                backoff,
-                on_finish: None,
-            };
+            let request = job.job.into_request(tenant.clone());
             let insert = build_insert(
                 state,
                 client,
