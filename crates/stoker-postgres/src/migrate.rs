@@ -146,6 +146,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "depths",
         sql: include_str!("../migrations/0021_depths.sql"),
     },
+    // --- stream perf ---
+    // The batch and on_finish triggers watch `finished_at`, so claims skip them (issue 20).
+    Migration {
+        version: 26,
+        name: "finish_triggers",
+        sql: include_str!("../migrations/0026_finish_triggers.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.
