@@ -1727,6 +1727,57 @@ mod tests {
             .expect("drop the schema");
     }
 
+    // --- stream perf ---
+    /// The batch and on_finish row triggers are set up (their WHEN read back and planned) in
+    /// every statement that writes a column they watch, which cost a drain without batches or
+    /// callbacks 2.75% of PostgreSQL's instructions while they watched `state`. They watch
+    /// `finished_at` (migration 26), so they stay out of every claim only while no claim
+    /// writes that column: this fails if a trigger goes back to `state` or a claim starts
+    /// writing `finished_at`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn claims_write_no_column_the_finish_triggers_watch() {
+        let Some((store, schema)) =
+            scratch_store("claims_write_no_column", "stoker_pgspec_fintrig").await
+        else {
+            return;
+        };
+        let watched: Vec<(String, String)> = sqlx::query_as(
+            "SELECT t.tgname::text, a.attname::text \
+             FROM pg_trigger t \
+             JOIN pg_class c ON c.oid = t.tgrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             CROSS JOIN LATERAL unnest(t.tgattr::int2[]) AS k(attnum) \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
+             WHERE n.nspname = $1 AND c.relname = 'stoker_jobs' \
+               AND t.tgname IN ('stoker_jobs_batch_count', 'stoker_jobs_on_finish') \
+             ORDER BY 1, 2",
+        )
+        .bind(&schema)
+        .fetch_all(store.pool())
+        .await
+        .expect("read the triggers' columns");
+        assert_eq!(
+            watched,
+            vec![
+                ("stoker_jobs_batch_count".to_owned(), "finished_at".to_owned()),
+                ("stoker_jobs_on_finish".to_owned(), "finished_at".to_owned()),
+            ]
+        );
+        for claim in [&store.inner.sql.job_claim, &store.inner.sql.job_claim_kinds] {
+            let set = claim
+                .split(" SET ")
+                .nth(1)
+                .and_then(|rest| rest.split(" WHERE ").next())
+                .expect("a claim is an UPDATE with a SET list");
+            assert!(!set.contains("finished_at"), "{claim}");
+        }
+        store
+            .pool()
+            .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+            .await
+            .expect("drop the schema");
+    }
+
     /// A claim on a fresh table (no statistics yet: a new deployment's first minutes, every
     /// bench run), planned empty and full, walks the fetch index under custom and generic
     /// plans and never the depths' due index. (The bench caught the due index taking the
