@@ -1759,7 +1759,10 @@ mod tests {
         assert_eq!(
             watched,
             vec![
-                ("stoker_jobs_batch_count".to_owned(), "finished_at".to_owned()),
+                (
+                    "stoker_jobs_batch_count".to_owned(),
+                    "finished_at".to_owned()
+                ),
                 ("stoker_jobs_on_finish".to_owned(), "finished_at".to_owned()),
             ]
         );
