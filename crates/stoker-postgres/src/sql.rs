@@ -27,6 +27,7 @@ pub(crate) struct Sql {
     pub(crate) job_claim: String,
     pub(crate) job_claim_kinds: String,
     pub(crate) job_finish: String,
+    pub(crate) job_finish_async: String,
     pub(crate) job_cancel: String,
     pub(crate) job_get: String,
     pub(crate) job_delete: String,
@@ -156,6 +157,39 @@ impl Sql {
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
 
+        // One statement per batch. `c` in the comments below is "a cancel was requested
+        // and the outcome is not Completed", which ends the job cancelled whatever the
+        // outcome said. `u.state` is the outcome's own target state. `{commit}` is empty or
+        // the join that makes the commit asynchronous (`job_finish_async`).
+        let finish = |commit: &str| {
+            format!(
+                "UPDATE {jobs} j SET \
+                         state = CASE WHEN j.cancel_requested_at IS NOT NULL AND u.state <> 'completed' \
+                                      THEN 'cancelled' ELSE u.state END, \
+                         attempt = CASE WHEN u.state = 'available' AND j.cancel_requested_at IS NULL \
+                                        THEN j.attempt - 1 ELSE j.attempt END, \
+                         run_at = CASE WHEN j.cancel_requested_at IS NOT NULL AND u.state <> 'completed' \
+                                       THEN j.run_at ELSE COALESCE(u.run_at, j.run_at) END, \
+                         result = CASE WHEN u.state = 'completed' THEN u.result ELSE j.result END, \
+                         errors = CASE WHEN u.error IS NULL THEN j.errors \
+                                       ELSE j.errors || jsonb_build_array(u.error) END, \
+                         finished_at = CASE WHEN u.state IN {FINISHED} \
+                                              OR (j.cancel_requested_at IS NOT NULL AND u.state <> 'completed') \
+                                            THEN $7 ELSE j.finished_at END, \
+                         scheduled = CASE WHEN j.cancel_requested_at IS NOT NULL AND u.state <> 'completed' \
+                                          THEN false \
+                                          ELSE u.state IN ('available', 'retryable') \
+                                               AND COALESCE(u.run_at, j.run_at) > $7 END, \
+                         lease_expires_at = NULL \
+                     FROM unnest($1::int8[], $2::int8[], $3::text[], $4::jsonb[], $5::timestamptz[], \
+                                 $6::jsonb[]) AS u(id, fence, state, result, run_at, error){commit} \
+                     WHERE j.id = u.id AND j.state = 'running' AND j.fence = u.fence \
+                       AND (j.lease_expires_at IS NULL OR j.lease_expires_at > $7 OR $8) \
+                     RETURNING j.id, j.state, j.run_at, j.attempt, j.queue, j.kind, j.attempted_at, \
+                               j.worker_id, j.tenant"
+            )
+        };
+
         Sql {
             // One statement for the whole batch. `input` draws each job's id up front, so every
             // job's id is known in input order with no reliance on RETURNING order. Jobs without
@@ -264,34 +298,15 @@ impl Sql {
             ),
             job_claim: claim(""),
             job_claim_kinds: claim(" AND kind = ANY($6)"),
-            // One statement per batch. `c` in the comments below is "a cancel was requested
-            // and the outcome is not Completed", which ends the job cancelled whatever the
-            // outcome said. `u.state` is the outcome's own target state.
-            job_finish: format!(
-                "UPDATE {jobs} j SET \
-                     state = CASE WHEN j.cancel_requested_at IS NOT NULL AND u.state <> 'completed' \
-                                  THEN 'cancelled' ELSE u.state END, \
-                     attempt = CASE WHEN u.state = 'available' AND j.cancel_requested_at IS NULL \
-                                    THEN j.attempt - 1 ELSE j.attempt END, \
-                     run_at = CASE WHEN j.cancel_requested_at IS NOT NULL AND u.state <> 'completed' \
-                                   THEN j.run_at ELSE COALESCE(u.run_at, j.run_at) END, \
-                     result = CASE WHEN u.state = 'completed' THEN u.result ELSE j.result END, \
-                     errors = CASE WHEN u.error IS NULL THEN j.errors \
-                                   ELSE j.errors || jsonb_build_array(u.error) END, \
-                     finished_at = CASE WHEN u.state IN {FINISHED} \
-                                          OR (j.cancel_requested_at IS NOT NULL AND u.state <> 'completed') \
-                                        THEN $7 ELSE j.finished_at END, \
-                     scheduled = CASE WHEN j.cancel_requested_at IS NOT NULL AND u.state <> 'completed' \
-                                      THEN false \
-                                      ELSE u.state IN ('available', 'retryable') \
-                                           AND COALESCE(u.run_at, j.run_at) > $7 END, \
-                     lease_expires_at = NULL \
-                 FROM unnest($1::int8[], $2::int8[], $3::text[], $4::jsonb[], $5::timestamptz[], \
-                             $6::jsonb[]) AS u(id, fence, state, result, run_at, error) \
-                 WHERE j.id = u.id AND j.state = 'running' AND j.fence = u.fence \
-                   AND (j.lease_expires_at IS NULL OR j.lease_expires_at > $7 OR $8) \
-                 RETURNING j.id, j.state, j.run_at, j.attempt, j.queue, j.kind, j.attempted_at, \
-                           j.worker_id, j.tenant"
+            job_finish: finish(""),
+            // --- stream perf ---
+            // The same, committed without waiting for the WAL flush (the builder's
+            // `async_ack_commit`): `set_config(..., true)` lasts until the end of the
+            // statement's own transaction, so it changes that commit only. A database crash can
+            // then forget an acknowledgement, and the job runs again, as after a worker crash;
+            // nothing committed before it is lost.
+            job_finish_async: finish(
+                " CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS async_commit",
             ),
             // Cancels a waiting job, or flags a running one and tells its worker. Finished jobs
             // (and missing ones) match nothing; the caller then reads the row afresh.

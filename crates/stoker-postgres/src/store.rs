@@ -78,6 +78,9 @@ struct Inner {
     // --- stream flow ---
     /// The limits, cached for a second (issue 16).
     limits: stoker_core::LimitCache,
+    // --- stream perf ---
+    /// Acknowledgements commit without waiting for the WAL flush (issue 20).
+    async_ack_commit: bool,
 }
 
 /// The most counter deltas one fold moves: a statement of tens of milliseconds at most. At a
@@ -133,8 +136,19 @@ impl PgStore {
                 coalescer: Arc::new(Coalescer::new(interval)),
                 listener: Mutex::new(None),
                 limits: Default::default(),
+                async_ack_commit: false,
             }),
         }
+    }
+
+    // --- stream perf ---
+    /// Sets [`PgStoreBuilder::async_ack_commit`] on a store just built (its `Inner` is not
+    /// shared yet).
+    pub(crate) fn with_async_ack_commit(mut self, on: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.async_ack_commit = on;
+        }
+        self
     }
 
     /// The store's pool, e.g. to begin the transaction for
@@ -738,7 +752,12 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let batch = FinishBatch::new(&params)?;
-        let query = sqlx::query(&self.inner.sql.job_finish)
+        let finish = if self.inner.async_ack_commit {
+            &self.inner.sql.job_finish_async
+        } else {
+            &self.inner.sql.job_finish
+        };
+        let query = sqlx::query(finish)
             .bind(&batch.ids)
             .bind(&batch.fences)
             .bind(&batch.states)
@@ -1607,6 +1626,7 @@ fn state_count(row: &PgRow) -> StoreResult<StateCount> {
 #[cfg(test)]
 mod tests {
     use sqlx::Executor;
+    use stoker_core::{AttemptError, JobFinish};
 
     use super::*;
 
@@ -1775,6 +1795,110 @@ mod tests {
             assert!(!set.contains("finished_at"), "{claim}");
         }
         store
+            .pool()
+            .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
+            .await
+            .expect("drop the schema");
+    }
+
+    /// With `async_ack_commit`, acknowledgements still apply as they do without it, both the
+    /// one-statement batch (completions) and the transaction that also records failures, and
+    /// `synchronous_commit` is off for their own transactions only: the pool's connections
+    /// come back with it on, so claims and inserts still wait for the flush.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_ack_commit_changes_only_the_acknowledgements_commit() {
+        let Some((plain, schema)) =
+            scratch_store("async_ack_commit", "stoker_pgspec_asyncack").await
+        else {
+            return;
+        };
+        let url = std::env::var("STOKER_TEST_DATABASE_URL").expect("set, or skipped above");
+        let store = PgStore::builder(&url)
+            .schema(&schema)
+            .max_connections(1)
+            .async_ack_commit(true)
+            .build()
+            .await
+            .expect("connect");
+        let jobs = format!("\"{schema}\".stoker_jobs");
+        store
+            .pool()
+            .execute(
+                format!(
+                    "INSERT INTO {jobs} (kind, queue, args, max_attempts, run_at, created_at) \
+                     SELECT 'k', 'default', '{{}}', 5, '2020-01-01', '2020-01-01' \
+                     FROM generate_series(1, 3)"
+                )
+                .as_str(),
+            )
+            .await
+            .expect("fill the table");
+        let now: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().expect("a valid instant");
+        let claimed = store
+            .job_claim(JobClaimParams {
+                queue: "default".into(),
+                kinds: vec![],
+                limit: 3,
+                worker_id: "w".into(),
+                now,
+                lease: None,
+            })
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 3);
+        let error = AttemptError {
+            attempt: 1,
+            at: now,
+            kind: ErrorKind::Timeout,
+            message: "timed out".into(),
+            backtrace: None,
+        };
+        let outcomes = [
+            vec![Outcome::Completed { result: None }],
+            vec![
+                Outcome::Completed { result: None },
+                Outcome::Retry {
+                    error,
+                    run_at: now + chrono::Duration::seconds(60),
+                },
+            ],
+        ];
+        let mut jobs_left = claimed.iter();
+        for batch in outcomes {
+            let finishes: Vec<JobFinish> = batch
+                .into_iter()
+                .map(|outcome| {
+                    let job = jobs_left.next().expect("a claimed job");
+                    JobFinish {
+                        id: job.id,
+                        fence: job.fence,
+                        outcome,
+                    }
+                })
+                .collect();
+            let count = finishes.len();
+            let applied = store
+                .job_finish_many(JobFinishParams {
+                    finishes,
+                    now,
+                    rescue: false,
+                })
+                .await
+                .expect("finish");
+            assert_eq!(applied.len(), count);
+            let setting: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(store.pool())
+                .await
+                .expect("read the setting");
+            assert_eq!(setting, "on", "the setting outlived the acknowledgement");
+        }
+        let states: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT state FROM {jobs} ORDER BY id"))
+                .fetch_all(plain.pool())
+                .await
+                .expect("read the states");
+        assert_eq!(states, ["completed", "completed", "retryable"]);
+        plain
             .pool()
             .execute(format!("DROP SCHEMA \"{schema}\" CASCADE").as_str())
             .await
