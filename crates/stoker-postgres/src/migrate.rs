@@ -146,6 +146,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "depths",
         sql: include_str!("../migrations/0021_depths.sql"),
     },
+    // --- stream history ---
+    // A completion callback counts in the history's `enqueued` (issue 13).
+    Migration {
+        version: 25,
+        name: "on_finish_history",
+        sql: include_str!("../migrations/0025_on_finish_history.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.
