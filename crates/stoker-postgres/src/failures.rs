@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgRow, Postgres};
 use sqlx::{PgConnection, PgPool, QueryBuilder, Row};
 use stoker_core::{
-    error_class, BulkAction, BulkFilter, BulkOpStep, ChangedJob, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
-    BulkOpStepParams, ErrorKind, FailureGroup, FailureGroupListParams, FailureRecord, InvalidInput,
-    JobId, JobLogAppended, JobLogLine, JobLogParams, JobState, Priority, StoreError, StoreResult,
+    error_class, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
+    BulkOpStep, BulkOpStepParams, ChangedJob, ErrorKind, FailureGroup, FailureGroupListParams,
+    FailureRecord, InvalidInput, JobId, JobLogAppended, JobLogLine, JobLogParams, JobState,
+    Priority, StoreError, StoreResult,
 };
 
 use crate::error::store_error;
@@ -449,7 +450,15 @@ pub(crate) async fn op_step(
         #[allow(clippy::type_complexity)]
         let query = sqlx::query_as::<
             _,
-            (i64, String, String, String, Option<String>, i32, Option<String>),
+            (
+                i64,
+                String,
+                String,
+                String,
+                Option<String>,
+                i32,
+                Option<String>,
+            ),
         >(&sql)
         .bind(&matched);
         let query = match op.action {

@@ -987,8 +987,15 @@ impl Store for PgStore {
         // Each row carries the count of queues notified, which makes the statement run the
         // notifications (a CTE that nothing reads would not run).
         #[allow(clippy::type_complexity)]
-        let retried: Vec<(i64, String, String, Option<String>, i32, Option<String>, i64)> =
-            sqlx::query_as(&self.inner.sql.job_retry_many)
+        let retried: Vec<(
+            i64,
+            String,
+            String,
+            Option<String>,
+            i32,
+            Option<String>,
+            i64,
+        )> = sqlx::query_as(&self.inner.sql.job_retry_many)
             .bind(&states)
             .bind(filter(&params.queues))
             .bind(filter(&params.kinds))

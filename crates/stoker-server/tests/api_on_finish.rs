@@ -230,13 +230,18 @@ mod hidden {
         assert!(!listed.body.to_string().contains("s3cr3t"), "{listed:?}");
         assert!(listed.body.to_string().contains(SHOWN), "{listed:?}");
         for whole in [ADMIN, OPERATOR, ENQUEUER] {
-            let shown = server.with_token(whole).get(&format!("/v1/jobs/{id}")).await;
+            let shown = server
+                .with_token(whole)
+                .get(&format!("/v1/jobs/{id}"))
+                .await;
             assert_eq!(shown.body["on_finish"]["url"], SIGNED, "{shown:?}");
         }
 
         // The delivery job (nothing serves its queue, so it waits) carries the URL in its
         // args: hidden from the reader too, whole for the others and in the database.
-        let cancelled = admin.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+        let cancelled = admin
+            .post(&format!("/v1/jobs/{id}/cancel"), json!({}))
+            .await;
         assert_eq!(cancelled.status, 200, "{cancelled:?}");
         let listed = reader.get("/v1/jobs?queue=held-hooks").await;
         assert_eq!(listed.status, 200, "{listed:?}");
@@ -247,7 +252,10 @@ mod hidden {
         let hook = jobs[0]["id"].as_i64().expect("an id");
         let shown = reader.get(&format!("/v1/jobs/{hook}")).await;
         assert_eq!(shown.body["args"]["url"], SHOWN, "{shown:?}");
-        let shown = server.with_token(OPERATOR).get(&format!("/v1/jobs/{hook}")).await;
+        let shown = server
+            .with_token(OPERATOR)
+            .get(&format!("/v1/jobs/{hook}"))
+            .await;
         assert_eq!(shown.body["args"]["url"], SIGNED, "{shown:?}");
     }
 }

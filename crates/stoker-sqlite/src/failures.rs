@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{Connection, QueryBuilder, SqliteConnection};
 use stoker_core::{
-    error_class, BulkAction, ChangedJob, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
-    BulkOpState, BulkOpStepParams, ErrorKind, FailureGroup, FailureGroupListParams, FailureRecord,
-    InvalidInput, JobId, JobLogAppended, JobLogLine, JobLogParams, JobState, Priority, StoreError,
-    StoreResult,
+    error_class, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
+    BulkOpState, BulkOpStepParams, ChangedJob, ErrorKind, FailureGroup, FailureGroupListParams,
+    FailureRecord, InvalidInput, JobId, JobLogAppended, JobLogLine, JobLogParams, JobState,
+    Priority, StoreError, StoreResult,
 };
 
 use crate::counts::CountDeltas;
@@ -467,8 +467,15 @@ pub(crate) async fn op_step(
             _ => None,
         };
         #[allow(clippy::type_complexity)]
-        let changed: Vec<(i64, String, String, bool, i32, Option<String>, Option<String>)> =
-            sqlx::query_as(action_sql(op.action))
+        let changed: Vec<(
+            i64,
+            String,
+            String,
+            bool,
+            i32,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(action_sql(op.action))
             .bind(to_json(&ids)?)
             .bind(micros(params.now))
             .bind(value)

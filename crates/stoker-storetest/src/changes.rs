@@ -112,7 +112,15 @@ pub async fn bulk_step_names_changed_jobs<S: Store>(store: Arc<S>) {
                 Some("req-1")
             ),
             changed(b, JobState::Cancelled, "ch-q2", "ch-cancel", None, 0, None),
-            changed(running, JobState::Running, "ch-q3", "ch-cancel", None, 1, None),
+            changed(
+                running,
+                JobState::Running,
+                "ch-q3",
+                "ch-cancel",
+                None,
+                1,
+                None
+            ),
         ]
     );
     assert_eq!(get(&store, a).await.state, JobState::Cancelled);

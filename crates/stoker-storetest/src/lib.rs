@@ -115,8 +115,8 @@ pub mod wake;
 pub mod batch;
 // --- stream history ---
 // Job-completion callbacks (issue 13, item 8).
-pub mod on_finish;
 pub mod changes;
+pub mod on_finish;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
 /// `$factory`.

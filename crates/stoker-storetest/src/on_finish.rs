@@ -426,7 +426,11 @@ pub async fn callbacks_count_as_enqueued<S: Store>(store: Arc<S>) {
         1,
         "under the callback's queue: {in_hooks:?}"
     );
-    assert_eq!(callbacks(&store).await.len(), 2, "no callback for a plain job");
+    assert_eq!(
+        callbacks(&store).await.len(),
+        2,
+        "no callback for a plain job"
+    );
 }
 
 /// A callback's delivery job wakes the workers waiting on its queue, as an insert into it

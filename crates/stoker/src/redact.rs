@@ -293,10 +293,7 @@ pub fn redact_callback_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return REDACTED.to_owned();
     };
-    let authority = rest
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or_default();
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     let host = authority.rsplit('@').next().unwrap_or_default();
     let scheme_ok = !scheme.is_empty()
         && scheme
@@ -315,11 +312,11 @@ pub(crate) fn hide_callback_urls(job: &mut JobRow) {
     if let Some(on_finish) = job.metadata.on_finish.as_mut() {
         on_finish.url = redact_callback_url(&on_finish.url);
     }
-    if job.kind == stoker_core::ON_FINISH_KIND && job.metadata.source.as_deref() == Some("on_finish")
+    if job.kind == stoker_core::ON_FINISH_KIND
+        && job.metadata.source.as_deref() == Some("on_finish")
     {
         if let Some(Value::String(url)) = job.args.get_mut("url") {
             *url = redact_callback_url(url);
         }
     }
 }
-
