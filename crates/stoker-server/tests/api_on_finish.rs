@@ -204,7 +204,11 @@ mod hidden {
             ApiToken::admin(ADMIN),
             token("reader", READER, Scope::Read),
             token("operator", OPERATOR, Scope::Operate),
-            token("enqueuer", ENQUEUER, Scope::Enqueue),
+            // Enqueue alone cannot read jobs: enqueue and read together see the URL whole.
+            ApiToken {
+                scopes: BTreeSet::from([Scope::Enqueue, Scope::Read]),
+                ..token("enqueuer", ENQUEUER, Scope::Enqueue)
+            },
         ];
         let server = start(store, config).await;
         let admin = server.with_token(ADMIN);
