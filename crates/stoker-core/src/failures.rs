@@ -562,6 +562,40 @@ pub struct BulkOpRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+// --- stream history ---
+/// A job a bulk change moved (a bulk operation's batch, a bulk retry), as the change left it:
+/// what a live-events subscriber needs to see it move, so the runtime need not read the jobs
+/// again (issue 13, item 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedJob {
+    /// The job.
+    pub id: crate::JobId,
+    /// Its state now; for a deleted job, the state it had when it was deleted.
+    pub state: crate::JobState,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its tenant, if any.
+    pub tenant: Option<String>,
+    /// Its attempt count.
+    pub attempt: i32,
+    /// Its correlation id, if its metadata has one.
+    pub correlation_id: Option<String>,
+}
+
+/// One batch of a bulk operation, as [`Store::bulk_op_step_jobs`](crate::Store::bulk_op_step_jobs)
+/// ran it: the operation as the batch left it, and the jobs the batch changed (deleted, for a
+/// [`BulkAction::Delete`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkOpStep {
+    /// The operation after the batch.
+    pub op: BulkOpRow,
+    /// The jobs the batch changed, lowest id first.
+    pub changed: Vec<ChangedJob>,
+}
+// --- end stream history ---
+
 /// Parameters of [`Store::bulk_op_list`](crate::Store::bulk_op_list).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BulkOpListParams {

@@ -56,6 +56,8 @@ pub use failures::{
 };
 // --- stream tenant ---
 pub use failures::fingerprint_of_tenant;
+// --- stream history ---
+pub use failures::{BulkOpStep, ChangedJob};
 // History (issue 13).
 pub use history::{
     histogram_bucket, histogram_bucket_upper, HistoryDelta, HistoryGrain, HistoryMetric,

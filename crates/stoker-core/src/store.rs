@@ -720,7 +720,21 @@ pub trait Store: Send + Sync + 'static {
     /// # Errors
     ///
     /// `Invalid` if `states` is empty or names a state that is not finished.
-    async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64>;
+    async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64> {
+        Ok(self.job_retry_many_jobs(params).await?.len() as u64)
+    }
+
+    // --- stream history ---
+    /// [`Store::job_retry_many`], answering the jobs it retried (each now `available`), so
+    /// live events can show each one move (issue 13, item 7).
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::job_retry_many`].
+    async fn job_retry_many_jobs(
+        &self,
+        params: JobRetryManyParams,
+    ) -> StoreResult<Vec<crate::ChangedJob>>;
 
     /// Counts jobs by queue, kind, tenant and state, with the scheduled share of `available`
     /// ([`StateCount::scheduled`]); only non-zero counts are returned, one row per key.
@@ -885,7 +899,18 @@ pub trait Store: Send + Sync + 'static {
     /// most ten times as many ids), applies the action to those it applies to, adds to
     /// `matched`, `done` and `skipped`, and moves the cursor; at `max_id` it is `done`.
     /// Returns the operation as the batch left it, or `None` when none is running.
-    async fn bulk_op_step(&self, params: BulkOpStepParams) -> StoreResult<Option<BulkOpRow>>;
+    async fn bulk_op_step(&self, params: BulkOpStepParams) -> StoreResult<Option<BulkOpRow>> {
+        Ok(self.bulk_op_step_jobs(params).await?.map(|step| step.op))
+    }
+
+    // --- stream history ---
+    /// [`Store::bulk_op_step`], answering also the jobs the batch changed (or deleted), so
+    /// live events can show each one move (issue 13, item 7). A batch changes at most
+    /// `limit` jobs, so the answer is bounded too.
+    async fn bulk_op_step_jobs(
+        &self,
+        params: BulkOpStepParams,
+    ) -> StoreResult<Option<crate::BulkOpStep>>;
 
     /// Appends log lines to a running job, fenced like [`Store::job_progress`]. Returns `None`
     /// (and stores nothing) if the job is not running with that fence or its lease ended.

@@ -10,8 +10,9 @@ use sqlx::postgres::{PgRow, Postgres};
 use sqlx::{PgConnection, PgPool, QueryBuilder, Row};
 use stoker_core::{
     error_class, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
-    BulkOpStepParams, ErrorKind, FailureGroup, FailureGroupListParams, FailureRecord, InvalidInput,
-    JobId, JobLogAppended, JobLogLine, JobLogParams, JobState, Priority, StoreError, StoreResult,
+    BulkOpStep, BulkOpStepParams, ChangedJob, ErrorKind, FailureGroup, FailureGroupListParams,
+    FailureRecord, InvalidInput, JobId, JobLogAppended, JobLogLine, JobLogParams, JobState,
+    Priority, StoreError, StoreResult,
 };
 
 use crate::error::store_error;
@@ -347,7 +348,7 @@ fn action_sql(jobs: &str, action: BulkAction) -> String {
                  cancel_requested_at = NULL, lease_expires_at = NULL, scheduled = false, \
                  max_attempts = GREATEST(max_attempts, attempt + 1) \
              WHERE id = ANY($1) AND state NOT IN ('running', 'blocked') \
-             RETURNING id, queue, state"
+             RETURNING id, queue, state, kind, tenant, attempt, metadata ->> 'correlation_id'"
         ),
         BulkAction::Cancel => format!(
             "UPDATE {jobs} SET \
@@ -358,7 +359,7 @@ fn action_sql(jobs: &str, action: BulkAction) -> String {
                                             THEN COALESCE(cancel_requested_at, $2) \
                                             ELSE cancel_requested_at END \
              WHERE id = ANY($1) AND state IN ('available', 'retryable', 'running') \
-             RETURNING id, queue, state"
+             RETURNING id, queue, state, kind, tenant, attempt, metadata ->> 'correlation_id'"
         ),
         // Kept as `job_delete` keeps them (issue 18): a job others wait for, an unfinished
         // batch member, an unfired batch callback; they count as skipped.
@@ -373,23 +374,24 @@ fn action_sql(jobs: &str, action: BulkAction) -> String {
                      WHERE d.parent_id = t.id AND NOT d.resolved AND c.state = 'blocked')) \
                  AND NOT (t.state = 'blocked' AND EXISTS ( \
                      SELECT 1 FROM {prefix}stoker_batches AS b WHERE b.callback_id = t.id)) \
-                 RETURNING t.id, t.queue, t.state"
+                 RETURNING t.id, t.queue, t.state, t.kind, t.tenant, t.attempt, \
+                         t.metadata ->> 'correlation_id'"
             )
         }
         BulkAction::Discard => format!(
             "UPDATE {jobs} SET state = 'discarded', finished_at = $2, scheduled = false \
              WHERE id = ANY($1) AND state IN ('available', 'retryable') \
-             RETURNING id, queue, state"
+             RETURNING id, queue, state, kind, tenant, attempt, metadata ->> 'correlation_id'"
         ),
         BulkAction::SetPriority => format!(
             "UPDATE {jobs} SET priority = $2 \
              WHERE id = ANY($1) AND state IN ('available', 'retryable') \
-             RETURNING id, queue, state"
+             RETURNING id, queue, state, kind, tenant, attempt, metadata ->> 'correlation_id'"
         ),
         BulkAction::SetRunAt => format!(
             "UPDATE {jobs} SET run_at = $2, scheduled = $2 > $3 \
              WHERE id = ANY($1) AND state IN ('available', 'retryable') \
-             RETURNING id, queue, state"
+             RETURNING id, queue, state, kind, tenant, attempt, metadata ->> 'correlation_id'"
         ),
     }
 }
@@ -401,7 +403,7 @@ pub(crate) async fn op_step(
     schema: &str,
     channel: &str,
     params: &BulkOpStepParams,
-) -> StoreResult<Option<BulkOpRow>> {
+) -> StoreResult<Option<BulkOpStep>> {
     let limit = i64::from(params.limit.max(1));
     let ops = table(schema, "stoker_bulk_ops");
     let jobs = table(schema, "stoker_jobs");
@@ -442,9 +444,23 @@ pub(crate) async fn op_step(
         window_end
     };
     let mut applied = 0i64;
+    let mut moved = Vec::new();
     if !matched.is_empty() {
         let sql = action_sql(&jobs, op.action);
-        let query = sqlx::query_as::<_, (i64, String, String)>(&sql).bind(&matched);
+        #[allow(clippy::type_complexity)]
+        let query = sqlx::query_as::<
+            _,
+            (
+                i64,
+                String,
+                String,
+                String,
+                Option<String>,
+                i32,
+                Option<String>,
+            ),
+        >(&sql)
+        .bind(&matched);
         let query = match op.action {
             BulkAction::SetPriority => query.bind(op.priority.map_or(0, |p| p.0)),
             BulkAction::SetRunAt => query.bind(op.run_at).bind(params.now),
@@ -454,7 +470,7 @@ pub(crate) async fn op_step(
         let changed = query.fetch_all(&mut *tx).await.map_err(store_error)?;
         applied = changed.len() as i64;
         let mut notes = BTreeSet::new();
-        for (id, queue, state) in &changed {
+        for (id, queue, state, ..) in &changed {
             match op.action {
                 BulkAction::Retry => {
                     notes.insert(format!("a:{queue}"));
@@ -477,6 +493,20 @@ pub(crate) async fn op_step(
                 .await
                 .map_err(store_error)?;
         }
+        // --- stream history ---
+        for (id, queue, state, kind, tenant, attempt, correlation_id) in changed {
+            moved.push(ChangedJob {
+                id: JobId(id),
+                state: state
+                    .parse::<JobState>()
+                    .map_err(|err| corrupt("a bulk-changed job's state", err))?,
+                queue,
+                kind,
+                tenant,
+                attempt,
+                correlation_id,
+            });
+        }
     }
     let finished = cursor >= op.max_id;
     let row = sqlx::query(&format!(
@@ -498,7 +528,7 @@ pub(crate) async fn op_step(
     .map_err(store_error)?;
     let op = op_from_row(&row)?;
     tx.commit().await.map_err(store_error)?;
-    Ok(Some(op))
+    Ok(Some(BulkOpStep { op, changed: moved }))
 }
 
 /// Appends log lines to a running job, within its limits.

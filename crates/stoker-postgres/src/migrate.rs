@@ -146,6 +146,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "depths",
         sql: include_str!("../migrations/0021_depths.sql"),
     },
+    // --- stream history ---
+    // A completion callback counts in the history's `enqueued` (issue 13).
+    Migration {
+        version: 25,
+        name: "on_finish_history",
+        sql: include_str!("../migrations/0025_on_finish_history.sql"),
+    },
     // --- stream perf ---
     // The batch and on_finish triggers watch `finished_at`, so claims skip them (issue 20).
     Migration {

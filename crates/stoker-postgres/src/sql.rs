@@ -440,12 +440,13 @@ impl Sql {
                          LIMIT $5 \
                          FOR UPDATE SKIP LOCKED \
                      ) \
-                     RETURNING queue \
+                     RETURNING id, queue, kind, tenant, attempt, metadata ->> 'correlation_id' AS corr \
                  ), notified AS ( \
                      SELECT {notify_available} FROM (SELECT DISTINCT queue FROM upd) q \
                  ) \
-                 SELECT (SELECT count(*) FROM upd) AS retried, \
-                        (SELECT count(*) FROM notified) AS notified"
+                 SELECT id, queue, kind, tenant, attempt, corr, \
+                        (SELECT count(*) FROM notified) AS notified \
+                 FROM upd ORDER BY id"
             ),
             // Fenced like a finish, and never reviving a lapsed lease; a HOT update (the
             // column is in no index).

@@ -993,24 +993,51 @@ impl Store for PgStore {
             .await
     }
 
-    async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64> {
+    async fn job_retry_many_jobs(
+        &self,
+        params: JobRetryManyParams,
+    ) -> StoreResult<Vec<stoker_core::ChangedJob>> {
         validate_retry_states(&params.states)?;
         if params.limit == 0 {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
         self.listener_ready().await;
-        let retried: i64 = sqlx::query_scalar(&self.inner.sql.job_retry_many)
+        // Each row carries the count of queues notified, which makes the statement run the
+        // notifications (a CTE that nothing reads would not run).
+        #[allow(clippy::type_complexity)]
+        let retried: Vec<(
+            i64,
+            String,
+            String,
+            Option<String>,
+            i32,
+            Option<String>,
+            i64,
+        )> = sqlx::query_as(&self.inner.sql.job_retry_many)
             .bind(&states)
             .bind(filter(&params.queues))
             .bind(filter(&params.kinds))
             .bind(&params.tenant)
             .bind(limit(params.limit))
             .bind(params.now)
-            .fetch_one(&self.inner.pool)
+            .fetch_all(&self.inner.pool)
             .await
             .map_err(store_error)?;
-        row_count("retried", retried)
+        Ok(retried
+            .into_iter()
+            .map(
+                |(id, queue, kind, tenant, attempt, correlation_id, _)| stoker_core::ChangedJob {
+                    id: JobId(id),
+                    state: JobState::Available,
+                    queue,
+                    kind,
+                    tenant,
+                    attempt,
+                    correlation_id,
+                },
+            )
+            .collect())
     }
 
     async fn job_stage(&self, params: JobStageParams) -> StoreResult<u64> {
@@ -1240,10 +1267,10 @@ impl Store for PgStore {
         failures::op_abort(&self.inner.pool, &self.inner.schema, id, now).await
     }
 
-    async fn bulk_op_step(
+    async fn bulk_op_step_jobs(
         &self,
         params: stoker_core::BulkOpStepParams,
-    ) -> StoreResult<Option<stoker_core::BulkOpRow>> {
+    ) -> StoreResult<Option<stoker_core::BulkOpStep>> {
         failures::op_step(
             &self.inner.pool,
             &self.inner.schema,

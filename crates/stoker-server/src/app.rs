@@ -133,7 +133,8 @@ impl AppState {
     /// one, so every read and write is checked below the HTTP layer; recording its management
     /// actions in the audit log as the principal's; and, for every token below admin, showing
     /// jobs redacted as the `[[redact]]` tables say (issue 17), so the API, the CLI over it and
-    /// the dashboard redact alike.
+    /// the dashboard redact alike; and, for a token that may neither enqueue, operate nor
+    /// administer, completion callback URLs as scheme and host only (issue 13).
     pub fn client_for(&self, principal: &Principal) -> Client {
         let client = match &principal.tenant {
             Some(tenant) => self.inner.client.for_tenant(tenant.clone()),
@@ -142,10 +143,23 @@ impl AppState {
         // Its management actions are audited as the caller's (issue 17).
         let client = client.with_actor(principal.actor());
         // --- stream crypt ---
-        if principal.allows(crate::config::Scope::Admin) || self.inner.redaction.is_empty() {
+        let client =
+            if principal.allows(crate::config::Scope::Admin) || self.inner.redaction.is_empty() {
+                client
+            } else {
+                client.with_redaction(self.inner.redaction.clone())
+            };
+        // --- stream history ---
+        // A completion callback's URL can carry a secret (a signed URL): a token that may
+        // neither enqueue, operate nor administer sees its scheme and host only (issue 13).
+        use crate::config::Scope;
+        if [Scope::Enqueue, Scope::Operate, Scope::Admin]
+            .into_iter()
+            .any(|scope| principal.allows(scope))
+        {
             client
         } else {
-            client.with_redaction(self.inner.redaction.clone())
+            client.with_callback_urls_hidden()
         }
     }
 

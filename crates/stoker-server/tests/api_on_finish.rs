@@ -17,6 +17,8 @@ use api_support::{config, eventually, start};
 store_tests!(
     outcomes_reach_a_local_receiver,
     bad_callbacks_name_the_field_and_write_nothing,
+    // --- stream history ---
+    callback_urls_hidden_from_readers,
 );
 
 /// A receiver on a free port, and the bodies it was posted, in order.
@@ -169,3 +171,97 @@ async fn bad_callbacks_name_the_field_and_write_nothing(store: Arc<dyn Store>) {
     );
     server.stop().await;
 }
+
+// --- stream history ---
+
+mod hidden {
+    use super::*;
+    use std::collections::BTreeSet;
+    use stoker_server::config::{ApiToken, Scope};
+
+    const ADMIN: &str = "admin-token-0123456789";
+    const READER: &str = "reader-token-0123456789";
+    const OPERATOR: &str = "operator-token-0123456789";
+    const ENQUEUER: &str = "enqueuer-token-0123456789";
+    const SIGNED: &str = "https://hooks.example.com:8443/t/s3cr3t?sig=abc123";
+    const SHOWN: &str = "https://hooks.example.com:8443/[redacted]";
+
+    fn token(name: &str, secret: &str, scope: Scope) -> ApiToken {
+        ApiToken {
+            name: name.to_owned(),
+            secret: secret.to_owned(),
+            scopes: BTreeSet::from([scope]),
+            tenant: None,
+        }
+    }
+
+    /// A callback URL can carry a secret (a signed URL): a read-only token sees the job's
+    /// `on_finish` URL, and the `url` arg of its delivery job, as scheme and host only, in
+    /// get and list; tokens that may enqueue, operate or administer see it whole.
+    pub(super) async fn callback_urls_hidden_from_readers(store: Arc<dyn Store>) {
+        let mut config = config();
+        config.tokens = vec![
+            ApiToken::admin(ADMIN),
+            token("reader", READER, Scope::Read),
+            token("operator", OPERATOR, Scope::Operate),
+            // Enqueue alone cannot read jobs: enqueue and read together see the URL whole.
+            ApiToken {
+                scopes: BTreeSet::from([Scope::Enqueue, Scope::Read]),
+                ..token("enqueuer", ENQUEUER, Scope::Enqueue)
+            },
+        ];
+        let server = start(store, config).await;
+        let admin = server.with_token(ADMIN);
+        let created = admin
+            .post(
+                "/v1/jobs",
+                json!({
+                    "kind": "report", "queue": "held", "args": {},
+                    "on_finish": {"url": SIGNED, "queue": "held-hooks"},
+                }),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{created:?}");
+        let id = created.body["id"].as_i64().expect("an id");
+
+        let reader = server.with_token(READER);
+        let shown = reader.get(&format!("/v1/jobs/{id}")).await;
+        assert_eq!(shown.status, 200, "{shown:?}");
+        assert_eq!(shown.body["on_finish"]["url"], SHOWN, "{shown:?}");
+        assert_eq!(shown.body["on_finish"]["queue"], "held-hooks");
+        let listed = reader.get("/v1/jobs?queue=held").await;
+        assert_eq!(listed.status, 200, "{listed:?}");
+        assert!(!listed.body.to_string().contains("s3cr3t"), "{listed:?}");
+        assert!(listed.body.to_string().contains(SHOWN), "{listed:?}");
+        for whole in [ADMIN, OPERATOR, ENQUEUER] {
+            let shown = server
+                .with_token(whole)
+                .get(&format!("/v1/jobs/{id}"))
+                .await;
+            assert_eq!(shown.body["on_finish"]["url"], SIGNED, "{shown:?}");
+        }
+
+        // The delivery job (nothing serves its queue, so it waits) carries the URL in its
+        // args: hidden from the reader too, whole for the others and in the database.
+        let cancelled = admin
+            .post(&format!("/v1/jobs/{id}/cancel"), json!({}))
+            .await;
+        assert_eq!(cancelled.status, 200, "{cancelled:?}");
+        let listed = reader.get("/v1/jobs?queue=held-hooks").await;
+        assert_eq!(listed.status, 200, "{listed:?}");
+        let jobs = listed.body["jobs"].as_array().expect("jobs").clone();
+        assert_eq!(jobs.len(), 1, "{listed:?}");
+        assert_eq!(jobs[0]["kind"], "webhook");
+        assert_eq!(jobs[0]["args"]["url"], SHOWN, "{listed:?}");
+        let hook = jobs[0]["id"].as_i64().expect("an id");
+        let shown = reader.get(&format!("/v1/jobs/{hook}")).await;
+        assert_eq!(shown.body["args"]["url"], SHOWN, "{shown:?}");
+        let shown = server
+            .with_token(OPERATOR)
+            .get(&format!("/v1/jobs/{hook}"))
+            .await;
+        assert_eq!(shown.body["args"]["url"], SIGNED, "{shown:?}");
+    }
+}
+
+use hidden::callback_urls_hidden_from_readers;

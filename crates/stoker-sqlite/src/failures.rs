@@ -7,9 +7,9 @@ use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{Connection, QueryBuilder, SqliteConnection};
 use stoker_core::{
     error_class, BulkAction, BulkFilter, BulkOpCreateParams, BulkOpListParams, BulkOpRow,
-    BulkOpState, BulkOpStepParams, ErrorKind, FailureGroup, FailureGroupListParams, FailureRecord,
-    InvalidInput, JobId, JobLogAppended, JobLogLine, JobLogParams, JobState, Priority, StoreError,
-    StoreResult,
+    BulkOpState, BulkOpStepParams, ChangedJob, ErrorKind, FailureGroup, FailureGroupListParams,
+    FailureRecord, InvalidInput, JobId, JobLogAppended, JobLogLine, JobLogParams, JobState,
+    Priority, StoreError, StoreResult,
 };
 
 use crate::counts::CountDeltas;
@@ -319,11 +319,16 @@ pub(crate) struct StepEvents {
     /// Jobs with dependents that the batch finished (cancel, discard): the trigger resolved
     /// their edges, which may have released blocked jobs (issue 18).
     pub(crate) finished_parents: Vec<i64>,
+    // --- stream history ---
+    /// The jobs the batch changed, for live events.
+    pub(crate) changed: Vec<ChangedJob>,
 }
 
 /// The statement applying `action` to the jobs whose ids are in the JSON array `?1` (and
 /// that it applies to), at `?2`, with the action's value in `?3`; returns each changed job's
-/// id, queue, new state (a delete: its state when deleted) and whether jobs depend on it.
+/// id, queue, new state (a delete: its state when deleted), whether jobs depend on it, its
+/// attempt and correlation id (for live events), and the queue of the completion callback the
+/// `on_finish` trigger inserted for it, if any (to wake the workers waiting there).
 fn action_sql(action: BulkAction) -> &'static str {
     match action {
         BulkAction::Retry => {
@@ -333,7 +338,11 @@ SET state = 'available', run_at = ?2, finished_at = NULL, cancel_requested_at = 
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
 WHERE id IN (SELECT value FROM json_each(?1)) AND state NOT IN ('running', 'blocked')
   AND ?3 IS NULL
-RETURNING id, queue, state, has_dependents"
+RETURNING id, queue, state, has_dependents, attempt,
+          json_extract(metadata, '$.correlation_id'),
+          CASE WHEN instr(metadata, '\"on_finish\"') > 0
+                AND state IN ('completed', 'discarded', 'cancelled')
+               THEN COALESCE(json_extract(metadata, '$.on_finish.queue'), 'default') END"
         }
         BulkAction::Cancel => {
             "UPDATE stoker_jobs
@@ -344,7 +353,11 @@ SET state = CASE WHEN state = 'running' THEN state ELSE 'cancelled' END,
                                ELSE cancel_requested_at END
 WHERE id IN (SELECT value FROM json_each(?1))
   AND state IN ('available', 'retryable', 'running') AND ?3 IS NULL
-RETURNING id, queue, state, has_dependents"
+RETURNING id, queue, state, has_dependents, attempt,
+          json_extract(metadata, '$.correlation_id'),
+          CASE WHEN instr(metadata, '\"on_finish\"') > 0
+                AND state IN ('completed', 'discarded', 'cancelled')
+               THEN COALESCE(json_extract(metadata, '$.on_finish.queue'), 'default') END"
         }
         BulkAction::Delete => {
             // Kept as `job_delete` keeps them (issue 18): a job others wait for, an
@@ -358,24 +371,40 @@ WHERE id IN (SELECT value FROM json_each(?1)) AND state <> 'running' AND ?2 IS N
       WHERE d.parent_id = stoker_jobs.id AND NOT d.resolved AND c.state = 'blocked'))
   AND NOT (state = 'blocked' AND EXISTS (
       SELECT 1 FROM stoker_batches AS b WHERE b.callback_id = stoker_jobs.id))
-RETURNING id, queue, state, has_dependents"
+RETURNING id, queue, state, has_dependents, attempt,
+          json_extract(metadata, '$.correlation_id'),
+          CASE WHEN instr(metadata, '\"on_finish\"') > 0
+                AND state IN ('completed', 'discarded', 'cancelled')
+               THEN COALESCE(json_extract(metadata, '$.on_finish.queue'), 'default') END"
         }
         BulkAction::Discard => {
             "UPDATE stoker_jobs SET state = 'discarded', finished_at = ?2, scheduled = 0
 WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ('available', 'retryable')
   AND ?3 IS NULL
-RETURNING id, queue, state, has_dependents"
+RETURNING id, queue, state, has_dependents, attempt,
+          json_extract(metadata, '$.correlation_id'),
+          CASE WHEN instr(metadata, '\"on_finish\"') > 0
+                AND state IN ('completed', 'discarded', 'cancelled')
+               THEN COALESCE(json_extract(metadata, '$.on_finish.queue'), 'default') END"
         }
         BulkAction::SetPriority => {
             "UPDATE stoker_jobs SET priority = ?3
 WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ('available', 'retryable')
   AND ?2 IS NOT NULL
-RETURNING id, queue, state, has_dependents"
+RETURNING id, queue, state, has_dependents, attempt,
+          json_extract(metadata, '$.correlation_id'),
+          CASE WHEN instr(metadata, '\"on_finish\"') > 0
+                AND state IN ('completed', 'discarded', 'cancelled')
+               THEN COALESCE(json_extract(metadata, '$.on_finish.queue'), 'default') END"
         }
         BulkAction::SetRunAt => {
             "UPDATE stoker_jobs SET run_at = ?3, scheduled = ?3 > ?2
 WHERE id IN (SELECT value FROM json_each(?1)) AND state IN ('available', 'retryable')
-RETURNING id, queue, state, has_dependents"
+RETURNING id, queue, state, has_dependents, attempt,
+          json_extract(metadata, '$.correlation_id'),
+          CASE WHEN instr(metadata, '\"on_finish\"') > 0
+                AND state IN ('completed', 'discarded', 'cancelled')
+               THEN COALESCE(json_extract(metadata, '$.on_finish.queue'), 'default') END"
         }
     }
 }
@@ -437,7 +466,16 @@ pub(crate) async fn op_step(
             BulkAction::SetRunAt => op.run_at.map(micros),
             _ => None,
         };
-        let changed: Vec<(i64, String, String, bool)> = sqlx::query_as(action_sql(op.action))
+        #[allow(clippy::type_complexity)]
+        let changed: Vec<(
+            i64,
+            String,
+            String,
+            bool,
+            i32,
+            Option<String>,
+            Option<String>,
+        )> = sqlx::query_as(action_sql(op.action))
             .bind(to_json(&ids)?)
             .bind(micros(params.now))
             .bind(value)
@@ -446,16 +484,29 @@ pub(crate) async fn op_step(
             .map_err(db_error)?;
         applied = changed.len() as i64;
         let mut counts = CountDeltas::default();
-        for (id, queue, state, has_dependents) in changed {
+        for (id, queue, state, has_dependents, attempt, correlation_id, callback) in changed {
             let Some(&(kind, old, tenant)) = before.get(&id) else {
                 continue;
             };
             let old = parse_state(old)?;
             let new = parse_state(&state)?;
+            // --- stream history ---
+            events.changed.push(ChangedJob {
+                id: JobId(id),
+                state: new,
+                queue: queue.clone(),
+                kind: kind.to_owned(),
+                tenant: tenant.map(str::to_owned),
+                attempt,
+                correlation_id,
+            });
             if op.action == BulkAction::Delete {
                 counts.left(&queue, kind, tenant, old);
                 continue;
             }
+            // The completion callback the `on_finish` trigger inserted (a cancel or discard
+            // finished the job) starts now, not at the next poll.
+            events.available.extend(callback);
             if old != new {
                 counts.left(&queue, kind, tenant, old);
                 counts.entered(&queue, kind, tenant, new);

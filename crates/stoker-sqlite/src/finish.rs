@@ -118,7 +118,11 @@ WHERE ",
             "
 RETURNING stoker_jobs.id, stoker_jobs.state, stoker_jobs.run_at, stoker_jobs.attempt,
           stoker_jobs.queue, stoker_jobs.kind, stoker_jobs.attempted_at, stoker_jobs.worker_id,
-          stoker_jobs.tenant, stoker_jobs.has_dependents OR stoker_jobs.batch_id IS NOT NULL"
+          stoker_jobs.tenant, stoker_jobs.has_dependents OR stoker_jobs.batch_id IS NOT NULL,
+          CASE WHEN instr(stoker_jobs.metadata, '\"on_finish\"') > 0
+                AND stoker_jobs.state IN ('completed', 'discarded', 'cancelled')
+               THEN COALESCE(json_extract(stoker_jobs.metadata, '$.on_finish.queue'), 'default')
+          END"
         )
     };
 }
@@ -148,7 +152,9 @@ pub(crate) const FINISH_SQL: &str = concat!(
 
 /// A job [`FINISH_SQL`] applied a finish to, as it returns it: id, state, run_at, attempt,
 /// queue, kind, attempted_at, worker_id, tenant, has_dependents (true for a batch member too,
-/// whose finish may release its batch's callback: issue 18).
+/// whose finish may release its batch's callback: issue 18), and the queue of the completion
+/// callback that the `on_finish` trigger inserted for it, if it did (issue 13): the same
+/// substring test as the trigger's WHEN, so a job without the option costs one `instr`.
 pub(crate) type AppliedRow = (
     i64,
     String,
@@ -160,6 +166,7 @@ pub(crate) type AppliedRow = (
     Option<String>,
     Option<String>,
     bool,
+    Option<String>,
 );
 
 /// What a batch of finishes did: the jobs applied, in input order, and those of them that
@@ -169,6 +176,10 @@ pub(crate) type AppliedRow = (
 pub(crate) struct Finished {
     pub(crate) jobs: Vec<FinishedJob>,
     pub(crate) parents: Vec<i64>,
+    // --- stream history ---
+    /// The queues that got a completion callback (issue 13): a trigger inserted it, so the
+    /// store announces it to waiting workers itself.
+    pub(crate) callbacks: Vec<String>,
 }
 
 /// Applies `params.finishes` and returns the jobs applied, in input order.
@@ -198,6 +209,7 @@ pub(crate) async fn finish_many(
         applied.into_iter().map(|row| (row.0, row)).collect();
     let mut finished = Vec::with_capacity(applied.len());
     let mut parents = Vec::new();
+    let mut callbacks = Vec::new();
     for finish in &params.finishes {
         if let Some((
             id,
@@ -210,9 +222,11 @@ pub(crate) async fn finish_many(
             worker_id,
             tenant,
             has_dependents,
+            callback,
         )) = applied.remove(&finish.id.0)
         {
             let state = parse_state(&state)?;
+            callbacks.extend(callback);
             if has_dependents && state.is_finished() {
                 parents.push(id);
             }
@@ -234,6 +248,7 @@ pub(crate) async fn finish_many(
     Ok(Finished {
         jobs: finished,
         parents,
+        callbacks,
     })
 }
 

@@ -158,6 +158,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "waiting_index",
         sql: include_str!("../migrations/0023_waiting_index.sql"),
     },
+    // --- stream history ---
+    // A completion callback counts in the history's `enqueued` (issue 13).
+    Migration {
+        version: 27,
+        name: "on_finish_history",
+        sql: include_str!("../migrations/0027_on_finish_history.sql"),
+    },
 ];
 
 /// The newest version this build knows of.

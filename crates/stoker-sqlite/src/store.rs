@@ -1,6 +1,6 @@
 //! [`SqliteStore`]: the [`Store`] implementation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -160,7 +160,8 @@ UPDATE stoker_jobs
 SET state = 'available', run_at = ?1, finished_at = NULL, cancel_requested_at = NULL,
     lease_expires_at = NULL, scheduled = 0,
     max_attempts = CASE WHEN attempt >= max_attempts THEN attempt + 1 ELSE max_attempts END
-WHERE id IN (SELECT value FROM json_each(?2)) AND state NOT IN ('running', 'blocked')";
+WHERE id IN (SELECT value FROM json_each(?2)) AND state NOT IN ('running', 'blocked')
+RETURNING id, attempt, json_extract(metadata, '$.correlation_id')";
 
 /// Job `?1`'s queue, kind and state.
 const STATE_OF_SQL: &str = "SELECT queue, kind, state FROM stoker_jobs WHERE id = ?1";
@@ -518,6 +519,16 @@ impl Store for SqliteStore {
         if job.state == JobState::Cancelled && has_dependents {
             self.wake_released(vec![job.id.0]).await;
         }
+        // --- stream history ---
+        // The completion callback the `on_finish` trigger inserted starts now (issue 13).
+        if job.state == JobState::Cancelled {
+            if let Some(on_finish) = &job.metadata.on_finish {
+                self.notify_available(vec![on_finish
+                    .queue
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned())]);
+            }
+        }
         Ok(job)
     }
 
@@ -602,6 +613,12 @@ impl Store for SqliteStore {
         // Only a job that others depend on can release any: an ordinary batch reads nothing.
         if !finished.parents.is_empty() {
             self.wake_released(finished.parents).await;
+        }
+        // --- stream history ---
+        // Completion callbacks inserted by the `on_finish` trigger start now, not at the next
+        // poll (issue 13).
+        if !finished.callbacks.is_empty() {
+            self.notify_available(finished.callbacks);
         }
         Ok(finished.jobs)
     }
@@ -775,10 +792,13 @@ impl Store for SqliteStore {
         Ok(staged)
     }
 
-    async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64> {
+    async fn job_retry_many_jobs(
+        &self,
+        params: JobRetryManyParams,
+    ) -> StoreResult<Vec<stoker_core::ChangedJob>> {
         validate_retry_states(&params.states)?;
         if params.limit == 0 {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
         let list = |values: &[String]| (!values.is_empty()).then(|| to_json(values)).transpose();
@@ -795,26 +815,42 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db_error)?;
         if picked.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let ids: Vec<i64> = picked.iter().map(|(id, ..)| *id).collect();
-        let retried = sqlx::query(RETRY_IDS_SQL)
+        // The picked jobs are all retried: the write transaction holds them since the pick.
+        let retried: HashMap<i64, (i32, Option<String>)> = sqlx::query_as(RETRY_IDS_SQL)
             .bind(micros(params.now))
             .bind(to_json(&ids)?)
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db_error)?
-            .rows_affected();
+            .into_iter()
+            .map(|(id, attempt, correlation_id)| (id, (attempt, correlation_id)))
+            .collect();
         let mut counts = CountDeltas::default();
         let mut queues = Vec::with_capacity(picked.len());
-        for (_, queue, kind, state, tenant) in picked {
+        let mut changed = Vec::with_capacity(retried.len());
+        for (id, queue, kind, state, tenant) in picked {
+            let Some((attempt, correlation_id)) = retried.get(&id) else {
+                continue;
+            };
             counts.left(&queue, &kind, tenant.as_deref(), parse_state(&state)?);
-            queues.push(queue);
+            queues.push(queue.clone());
+            changed.push(stoker_core::ChangedJob {
+                id: JobId(id),
+                state: JobState::Available,
+                queue,
+                kind,
+                tenant,
+                attempt: *attempt,
+                correlation_id: correlation_id.clone(),
+            });
         }
         counts.apply(&mut tx).await?;
         tx.commit().await.map_err(db_error)?;
         self.notify_available(queues);
-        Ok(retried)
+        Ok(changed)
     }
 
     async fn job_stats(&self) -> StoreResult<Vec<StateCount>> {
@@ -1065,12 +1101,12 @@ impl Store for SqliteStore {
         failures::op_abort(&mut *self.write().await?, id, now).await
     }
 
-    async fn bulk_op_step(
+    async fn bulk_op_step_jobs(
         &self,
         params: stoker_core::BulkOpStepParams,
-    ) -> StoreResult<Option<stoker_core::BulkOpRow>> {
+    ) -> StoreResult<Option<stoker_core::BulkOpStep>> {
         let stepped = failures::op_step(&mut *self.write().await?, &params).await?;
-        let Some((op, events)) = stepped else {
+        let Some((op, mut events)) = stepped else {
             return Ok(None);
         };
         self.notify_available(events.available);
@@ -1081,7 +1117,10 @@ impl Store for SqliteStore {
         if !events.finished_parents.is_empty() {
             self.wake_released(events.finished_parents).await;
         }
-        Ok(Some(op))
+        Ok(Some(stoker_core::BulkOpStep {
+            op,
+            changed: std::mem::take(&mut events.changed),
+        }))
     }
 
     async fn job_log_append(

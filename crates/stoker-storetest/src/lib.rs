@@ -115,6 +115,7 @@ pub mod wake;
 pub mod batch;
 // --- stream history ---
 // Job-completion callbacks (issue 13, item 8).
+pub mod changes;
 pub mod on_finish;
 
 /// Expands into one `#[tokio::test]` per conformance behaviour, each run on a fresh store from
@@ -350,6 +351,10 @@ macro_rules! conformance_tests {
             on_finish_every_path_posts => on_finish::every_path_posts,
             on_finish_sealed_job_posts_no_payload => on_finish::sealed_job_posts_no_payload,
             on_finish_invalid_callback_refused => on_finish::invalid_callback_refused,
+            on_finish_callbacks_count_as_enqueued => on_finish::callbacks_count_as_enqueued,
+            on_finish_callbacks_wake_their_queue => on_finish::callbacks_wake_their_queue,
+            changes_bulk_step_names_changed_jobs => changes::bulk_step_names_changed_jobs,
+            changes_retry_many_names_retried_jobs => changes::retry_many_names_retried_jobs,
             // --- stream tenant ---
             tenancy_depths_count_only_own_jobs => tenancy::depths_count_only_own_jobs,
             tenancy_prune_deletes_only_own_jobs => tenancy::prune_deletes_only_own_jobs,
@@ -429,6 +434,7 @@ mod tests {
         ("wake", include_str!("wake.rs")),
         // --- stream history ---
         ("on_finish", include_str!("on_finish.rs")),
+        ("changes", include_str!("changes.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -13,10 +13,12 @@ use std::sync::Arc;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use stoker_core::{
-    BulkAction, BulkFilter, BulkOpCreateParams, BulkOpStepParams, ErrorKind, JobCancelParams,
-    JobId, JobInsert, JobInsertParams, JobListParams, JobRetryParams, JobRow, JobState, OnFinish,
-    Outcome, Priority, Store, ON_FINISH_KIND, ON_FINISH_MAX_ATTEMPTS,
+    BulkAction, BulkFilter, BulkOpCreateParams, BulkOpStepParams, ErrorKind, HistoryGrain,
+    HistoryMetric, HistoryQueryParams, HistoryScope, JobCancelParams, JobId, JobInsert,
+    JobInsertParams, JobListParams, JobRetryParams, JobRow, JobState, OnFinish, Outcome, Priority,
+    Store, StoreEvent, ON_FINISH_KIND, ON_FINISH_MAX_ATTEMPTS,
 };
+use tokio::sync::broadcast;
 
 use crate::fixture::{
     all_jobs, at, attempt_error, claim_exactly, expect_invalid, finish, get, insert_one, job_in,
@@ -324,4 +326,211 @@ pub async fn invalid_callback_refused<S: Store>(store: Arc<S>) {
         "on_finish.url",
     );
     assert!(all_jobs(&store).await.is_empty(), "nothing was written");
+}
+
+// --- stream history ---
+
+/// The `enqueued` of `kind`'s jobs in the minute starting at `minute`, in `tenant` (or all).
+async fn enqueued_in<S: Store>(
+    store: &Arc<S>,
+    minute: DateTime<Utc>,
+    kind: &str,
+    tenant: Option<&str>,
+) -> i64 {
+    store
+        .history_query(HistoryQueryParams {
+            grain: HistoryGrain::Minute,
+            from: minute,
+            to: minute + chrono::Duration::minutes(1),
+            scope: HistoryScope {
+                queue: None,
+                kind: Some(kind.to_owned()),
+                tenant: tenant.map(str::to_owned),
+            },
+        })
+        .await
+        .expect("history_query")
+        .iter()
+        .filter(|value| value.bucket == minute && value.metric == HistoryMetric::Enqueued)
+        .map(|value| value.value)
+        .sum()
+}
+
+/// A callback's delivery job counts in its minute's history as `enqueued`, under its own
+/// queue, kind and tenant, whichever path finished the job (a completion, a cancel): no
+/// process inserted it through a client, so the store counts it with the insert. A job
+/// without the option adds nothing.
+pub async fn callbacks_count_as_enqueued<S: Store>(store: Arc<S>) {
+    let minute = HistoryGrain::Minute.truncate(t0());
+    let next = minute + chrono::Duration::minutes(1);
+    let mut done = with_callback("ofh-done");
+    done.tenant = Some("acme".into());
+    done.metadata.on_finish = Some(OnFinish {
+        url: URL.to_owned(),
+        queue: Some("hooks".to_owned()),
+    });
+    let done = insert_one(&store, done, t0()).await;
+    let gone = insert_one(&store, with_callback("ofh-gone"), t0()).await;
+    let plain = insert_one(&store, job_in("of-work", "ofh-plain"), t0()).await;
+
+    let row = claim_exactly(&store, "of-work", "ofh-done", done, at(1)).await;
+    let completed = Outcome::Completed { result: None };
+    assert_eq!(
+        finish(&store, done, row.fence, completed, at(2)).await,
+        vec![done]
+    );
+    let row = claim_exactly(&store, "of-work", "ofh-plain", plain, at(1)).await;
+    let completed = Outcome::Completed { result: None };
+    finish(&store, plain, row.fence, completed, at(2)).await;
+    // The cancel lands in the next minute.
+    let later = next + chrono::Duration::seconds(5);
+    store
+        .job_cancel(JobCancelParams {
+            id: gone,
+            now: later,
+        })
+        .await
+        .expect("job_cancel");
+
+    assert_eq!(callback_of(&store, done).await.queue, "hooks");
+    assert_eq!(enqueued_in(&store, minute, ON_FINISH_KIND, None).await, 1);
+    assert_eq!(
+        enqueued_in(&store, minute, ON_FINISH_KIND, Some("acme")).await,
+        1,
+        "counted under the job's tenant"
+    );
+    assert_eq!(enqueued_in(&store, next, ON_FINISH_KIND, None).await, 1);
+    assert_eq!(
+        enqueued_in(&store, next, ON_FINISH_KIND, Some("acme")).await,
+        0
+    );
+    let in_hooks = store
+        .history_query(HistoryQueryParams {
+            grain: HistoryGrain::Minute,
+            from: minute,
+            to: next + chrono::Duration::minutes(1),
+            scope: HistoryScope {
+                queue: Some("hooks".to_owned()),
+                kind: None,
+                tenant: None,
+            },
+        })
+        .await
+        .expect("history_query");
+    assert_eq!(
+        in_hooks
+            .iter()
+            .filter(|value| value.metric == HistoryMetric::Enqueued)
+            .map(|value| value.value)
+            .sum::<i64>(),
+        1,
+        "under the callback's queue: {in_hooks:?}"
+    );
+    assert_eq!(
+        callbacks(&store).await.len(),
+        2,
+        "no callback for a plain job"
+    );
+}
+
+/// A callback's delivery job wakes the workers waiting on its queue, as an insert into it
+/// does, whether an acknowledgement, a cancel or a bulk operation finished the job: it starts
+/// at once rather than at their next poll. Skipped, with the reason printed, for a store
+/// that delivers no events.
+pub async fn callbacks_wake_their_queue<S: Store>(store: Arc<S>) {
+    let Some(mut events) = store.subscribe() else {
+        eprintln!(
+            "skipped on_finish::callbacks_wake_their_queue: the {} store delivers no events",
+            store.name()
+        );
+        return;
+    };
+    let to_queue = |kind: &str, queue: &str| {
+        let mut job = with_callback(kind);
+        job.metadata.on_finish = Some(OnFinish {
+            url: URL.to_owned(),
+            queue: Some(queue.to_owned()),
+        });
+        job
+    };
+    let acked = insert_one(&store, to_queue("ofw-acked", "ofw-hooks-1"), t0()).await;
+    let cancelled = insert_one(&store, to_queue("ofw-cancelled", "ofw-hooks-2"), t0()).await;
+    let bulk = insert_one(&store, to_queue("ofw-bulk", "ofw-hooks-3"), t0()).await;
+
+    settle(&store, &mut events, "ofw-marker-1").await;
+    let row = claim_exactly(&store, "of-work", "ofw-acked", acked, at(1)).await;
+    let completed = Outcome::Completed { result: None };
+    finish(&store, acked, row.fence, completed, at(2)).await;
+    expect_available(&mut events, "ofw-hooks-1").await;
+
+    settle(&store, &mut events, "ofw-marker-2").await;
+    store
+        .job_cancel(JobCancelParams {
+            id: cancelled,
+            now: at(3),
+        })
+        .await
+        .expect("job_cancel");
+    expect_available(&mut events, "ofw-hooks-2").await;
+
+    settle(&store, &mut events, "ofw-marker-3").await;
+    store
+        .bulk_op_create(BulkOpCreateParams {
+            action: BulkAction::Cancel,
+            filter: BulkFilter {
+                kinds: vec!["ofw-bulk".to_owned()],
+                ..BulkFilter::default()
+            },
+            priority: None,
+            run_at: None,
+            created_by: Some("test".into()),
+            now: at(4),
+        })
+        .await
+        .expect("bulk_op_create");
+    while store
+        .bulk_op_step(BulkOpStepParams {
+            limit: 100,
+            now: at(4),
+        })
+        .await
+        .expect("bulk_op_step")
+        .is_some()
+    {}
+    assert_eq!(get(&store, bulk).await.state, JobState::Cancelled);
+    expect_available(&mut events, "ofw-hooks-3").await;
+}
+
+/// How long a wake may take: generous, since a store that sends none fails only by this
+/// running out, and PostgreSQL delivers through a listener connection.
+const WAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits for `JobsAvailable` of `queue`, skipping other events.
+async fn expect_available(events: &mut broadcast::Receiver<StoreEvent>, queue: &str) {
+    let wanted = StoreEvent::JobsAvailable {
+        queue: queue.to_owned(),
+    };
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(event) if event == wanted => return,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => panic!("the event channel closed"),
+            }
+        }
+    };
+    if tokio::time::timeout(WAKE_TIMEOUT, wait).await.is_err() {
+        panic!("still waiting for {wanted:?} after {WAKE_TIMEOUT:?}");
+    }
+}
+
+/// Inserts a marker job into `queue` and waits for its event: every event of what came
+/// before has then been consumed, so the next awaited one comes from what follows.
+async fn settle<S: Store>(
+    store: &Arc<S>,
+    events: &mut broadcast::Receiver<StoreEvent>,
+    queue: &str,
+) {
+    insert_one(store, job_in(queue, "marker"), t0()).await;
+    expect_available(events, queue).await;
 }

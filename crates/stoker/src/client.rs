@@ -130,6 +130,9 @@ struct ClientConfig {
     encryption: Option<crate::crypt::Encryption>,
     /// What this client hides of args and results when it reads jobs (issue 17).
     redaction: Option<Arc<crate::redact::Redaction>>,
+    // --- stream history ---
+    /// Whether jobs it reads show completion callback URLs as scheme and host only (issue 13).
+    hide_callback_urls: bool,
 }
 
 impl<S: ?Sized> Clone for Client<S> {
@@ -179,6 +182,8 @@ impl<S: Store + ?Sized> Client<S> {
                 // --- stream crypt ---
                 encryption: None,
                 redaction: None,
+                // --- stream history ---
+                hide_callback_urls: false,
             }),
         }
     }
@@ -451,6 +456,24 @@ impl<S: Store + ?Sized> Client<S> {
         self
     }
 
+    // --- stream history ---
+    /// The same client showing completion callback URLs as scheme and host only (issue 13):
+    /// every job it reads by [`Client::get`], [`Client::list`] or a search shows its
+    /// `on_finish` URL, and a callback delivery job its `url` arg, as
+    /// [`redact_callback_url`](crate::redact_callback_url) makes them. Such a URL often
+    /// carries a secret (a signed URL); the server gives this view to tokens that may neither
+    /// enqueue, operate nor administer. Nothing else changes: the stored URL, and the callback
+    /// a worker delivers, stay whole.
+    pub fn with_callback_urls_hidden(mut self) -> Self {
+        Arc::make_mut(&mut self.config).hide_callback_urls = true;
+        self
+    }
+
+    /// Whether this client hides callback URLs ([`Client::with_callback_urls_hidden`]).
+    pub fn hides_callback_urls(&self) -> bool {
+        self.config.hide_callback_urls
+    }
+
     /// The client's redaction, if it redacts ([`Client::with_redaction`]).
     pub fn redaction(&self) -> Option<&crate::redact::Redaction> {
         self.config.redaction.as_deref()
@@ -528,7 +551,9 @@ impl<S: Store + ?Sized> Client<S> {
     /// Whether this client shows jobs otherwise than they are stored (it opens sealed values
     /// or redacts), so values read from anywhere but a job row go through [`Client::reveal`].
     pub(crate) fn transforms_jobs(&self) -> bool {
-        self.config.encryption.is_some() || self.config.redaction.is_some()
+        self.config.encryption.is_some()
+            || self.config.redaction.is_some()
+            || self.config.hide_callback_urls
     }
 
     /// A job as this client shows it: sealed args and result opened (left sealed, never
@@ -558,6 +583,10 @@ impl<S: Store + ?Sized> Client<S> {
         }
         if let Some(redaction) = &self.config.redaction {
             redaction.redact_job(&mut job);
+        }
+        // --- stream history ---
+        if self.config.hide_callback_urls {
+            crate::redact::hide_callback_urls(&mut job);
         }
         job
     }
@@ -1192,17 +1221,22 @@ impl<S: Store + ?Sized> Client<S> {
         let mut retried = 0;
         while retried < bound {
             let limit = (bound - retried).min(u64::from(filter.batch)) as u32;
-            let count = self
+            let now = self.config.clock.now();
+            let changed = self
                 .store
-                .job_retry_many(JobRetryManyParams {
+                .job_retry_many_jobs(JobRetryManyParams {
                     states: filter.states.clone(),
                     queues: filter.queues.clone(),
                     kinds: filter.kinds.clone(),
                     tenant: tenant.clone(),
                     limit,
-                    now: self.config.clock.now(),
+                    now,
                 })
                 .await?;
+            // --- stream history ---
+            // Each retried job, as a single retry publishes it (issue 13, item 7).
+            self.config.events.publish_changed(&changed, false, now);
+            let count = changed.len() as u64;
             retried += count;
             progress(RetryProgress {
                 retried,

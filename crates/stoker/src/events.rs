@@ -120,6 +120,23 @@ impl JobEvent {
         }
     }
 
+    // --- stream history ---
+    /// The event of a job a bulk change moved at `at` (a bulk operation's batch, a bulk
+    /// retry).
+    pub(crate) fn from_changed(job: &stoker_core::ChangedJob, at: DateTime<Utc>) -> Self {
+        JobEvent {
+            id: job.id,
+            state: job.state,
+            queue: job.queue.clone(),
+            kind: job.kind.clone(),
+            tenant: job.tenant.clone(),
+            correlation_id: job.correlation_id.clone(),
+            attempt: job.attempt,
+            at,
+            error: None,
+        }
+    }
+
     /// The event of a job about to be inserted at `at` (its id is set once known).
     pub(crate) fn inserting(job: &JobInsert, at: DateTime<Utc>) -> Self {
         JobEvent {
@@ -505,6 +522,43 @@ impl EventHub {
             }
         }
         let _ = self.inner.sender.send(Item::Jobs(events.into()));
+    }
+
+    // --- stream history ---
+    /// Publishes the jobs a bulk change moved at `at` (issue 13): one event per job, in one
+    /// broadcast item per batch (a batch is bounded, so the item is too). For `deleted` jobs,
+    /// streams following one of them by id learn it is gone, and end once all theirs are.
+    pub(crate) fn publish_changed(
+        &self,
+        changed: &[stoker_core::ChangedJob],
+        deleted: bool,
+        at: DateTime<Utc>,
+    ) {
+        if !self.is_active() || changed.is_empty() {
+            return;
+        }
+        if deleted {
+            let gone: Vec<JobId> = {
+                let mut state = self.state();
+                changed
+                    .iter()
+                    .filter_map(|job| {
+                        state.tracked.remove(&job.id);
+                        state.followed.contains_key(&job.id).then_some(job.id)
+                    })
+                    .collect()
+            };
+            for id in gone {
+                let _ = self.inner.sender.send(Item::Gone(id));
+            }
+            return;
+        }
+        self.publish(|| {
+            changed
+                .iter()
+                .map(|job| JobEvent::from_changed(job, at))
+                .collect()
+        });
     }
 
     /// Registers a subscription, starting the task if it is the first.

@@ -136,6 +136,8 @@ pub use crypt::{
     ENVELOPE_VERSION, KEYS_ENV, KEY_MISSING_RETRY, ROTATE_BATCH_DEFAULT,
 };
 pub use redact::{KindRedaction, Redaction, HIDDEN, REDACTED};
+// --- stream history ---
+pub use redact::redact_callback_url;
 
 pub use stoker_core::{
     AttemptError, Clock, ErrorKind, FinishedJob, InsertedJob, InvalidInput, JobBackoff, JobId,

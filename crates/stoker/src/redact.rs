@@ -188,6 +188,53 @@ fn leaf_texts(value: &Value, out: &mut Vec<String>) {
     }
 }
 
+// --- stream history ---
+
+/// A completion callback's URL as a reader who may not see it whole sees it (issue 13): the
+/// scheme and host (with port) only, the rest replaced by [`REDACTED`]. Such a URL often
+/// carries a secret (a signed URL, a token in its path or query), and a read-only token has
+/// no use for it. Credentials before an `@` in the host are dropped too; anything that does
+/// not look like `scheme://host` becomes [`REDACTED`] whole.
+///
+/// ```
+/// assert_eq!(
+///     stoker::redact_callback_url("https://hooks.example.com:8443/t/s3cr3t?sig=abc"),
+///     "https://hooks.example.com:8443/[redacted]"
+/// );
+/// assert_eq!(stoker::redact_callback_url("not a url"), "[redacted]");
+/// ```
+pub fn redact_callback_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return REDACTED.to_owned();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    let scheme_ok = !scheme.is_empty()
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok || host.is_empty() {
+        return REDACTED.to_owned();
+    }
+    format!("{scheme}://{host}/{REDACTED}")
+}
+
+/// Hides the callback URLs a job shows (issue 13): its own `on_finish` URL, and for a
+/// callback's delivery job (a `webhook` job the `on_finish` trigger inserted), the URL in its
+/// args. See [`redact_callback_url`].
+pub(crate) fn hide_callback_urls(job: &mut JobRow) {
+    if let Some(on_finish) = job.metadata.on_finish.as_mut() {
+        on_finish.url = redact_callback_url(&on_finish.url);
+    }
+    if job.kind == stoker_core::ON_FINISH_KIND
+        && job.metadata.source.as_deref() == Some("on_finish")
+    {
+        if let Some(Value::String(url)) = job.args.get_mut("url") {
+            *url = redact_callback_url(url);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -261,6 +261,8 @@ counting_store! {
         async fn bulk_op_list(&self, params: stoker_core::BulkOpListParams) -> StoreResult<Vec<stoker_core::BulkOpRow>>;
         async fn bulk_op_abort(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::BulkOpRow>;
         async fn bulk_op_step(&self, params: stoker_core::BulkOpStepParams) -> StoreResult<Option<stoker_core::BulkOpRow>>;
+        async fn bulk_op_step_jobs(&self, params: stoker_core::BulkOpStepParams) -> StoreResult<Option<stoker_core::BulkOpStep>>;
+        async fn job_retry_many_jobs(&self, params: JobRetryManyParams) -> StoreResult<Vec<stoker_core::ChangedJob>>;
         async fn job_log_append(&self, params: stoker_core::JobLogParams) -> StoreResult<Option<stoker_core::JobLogAppended>>;
         async fn job_logs(&self, id: JobId) -> StoreResult<Vec<stoker_core::JobLogLine>>;
         // History (issue 13).

@@ -53,6 +53,8 @@ fn fast_hub() -> EventHub {
 
 mod scenarios {
     use super::*;
+    // --- stream history ---
+    pub use crate::bulk_scenarios::bulk_changes_are_published;
 
     /// An embedded worker sharing the client's hub: the followed job shows available,
     /// running, completed, then the stream ends; a job event carries the correlation id.
@@ -519,6 +521,127 @@ mod scenarios {
     }
 }
 
+// --- stream history ---
+mod bulk_scenarios {
+    use super::*;
+    use stoker::maintenance::{BulkRunner, BulkRunnerConfig};
+    use stoker::{BulkAction, BulkFilter, BulkRequest, RetryFilter};
+
+    /// The events of `count` jobs from `events`, skipping nothing else (snapshots are off).
+    async fn take(events: &mut EventStream, count: usize, what: &str) -> Vec<JobEvent> {
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            match next(events, what).await {
+                Some(Event::Job(event)) => seen.push(event),
+                other => panic!("unexpected {other:?} while waiting for {what}"),
+            }
+        }
+        seen
+    }
+
+    /// Bulk operations and bulk retries publish each job they move (issue 13, item 7): a
+    /// queue stream sees every job a bulk cancel cancels and a bulk retry retries, with its
+    /// correlation id; a stream following a job by id sees its cancel and ends; a stream
+    /// following a job a bulk delete deletes ends. The hub reads followed jobs only once (an
+    /// hour-long interval), so what the streams see is what the runner and the retry
+    /// published.
+    pub async fn bulk_changes_are_published(store: Arc<dyn Store>) {
+        let hub = EventHub::with_interval(Duration::from_secs(3600));
+        let clock = Arc::new(StubClock::new(chrono::Utc::now()));
+        let client = Client::new(Arc::clone(&store))
+            .with_clock(clock.clone())
+            .with_event_hub(hub.clone());
+        let a = client
+            .enqueue_raw(
+                "bulk-k",
+                json!({}),
+                EnqueueOptions::new().queue("bulk").correlation_id("req-b"),
+            )
+            .await
+            .unwrap();
+        let b = client
+            .enqueue_raw("bulk-k", json!({}), EnqueueOptions::new().queue("bulk"))
+            .await
+            .unwrap();
+        let mut queue_events = client
+            .events(EventFilter::new().queue("bulk").snapshot(false))
+            .await
+            .unwrap();
+        // The task's first (immediate) read of followed jobs passes before anything moves.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut a_events = client
+            .events(EventFilter::new().job(a.id).snapshot(false))
+            .await
+            .unwrap();
+        let runner = BulkRunner::new(
+            Arc::clone(&store),
+            clock.clone(),
+            BulkRunnerConfig {
+                batch: 1,
+                ..BulkRunnerConfig::default()
+            },
+        )
+        .with_event_hub(hub.clone());
+        let filter = BulkFilter {
+            kinds: vec!["bulk-k".to_owned()],
+            ..BulkFilter::default()
+        };
+        client
+            .bulk_start(BulkRequest::new(BulkAction::Cancel, filter.clone()))
+            .await
+            .unwrap();
+        runner.run_once().await.unwrap();
+        let seen = take(&mut queue_events, 2, "the bulk cancel").await;
+        assert_eq!(
+            seen.iter().map(|e| (e.id, e.state)).collect::<Vec<_>>(),
+            vec![(a.id, JobState::Cancelled), (b.id, JobState::Cancelled)]
+        );
+        assert_eq!(seen[0].correlation_id.as_deref(), Some("req-b"));
+        assert_eq!(seen[0].queue, "bulk");
+        assert_eq!(seen[0].kind, "bulk-k");
+        let (jobs, ended) = until_end(&mut a_events).await;
+        assert!(ended, "the followed job's stream did not end: {jobs:?}");
+        assert_eq!(
+            jobs.iter().map(|e| e.state).collect::<Vec<_>>(),
+            vec![JobState::Available, JobState::Cancelled]
+        );
+
+        let report = client
+            .retry_many(
+                &RetryFilter {
+                    states: vec![JobState::Cancelled],
+                    kinds: vec!["bulk-k".to_owned()],
+                    ..RetryFilter::default()
+                },
+                |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.retried, 2);
+        let seen = take(&mut queue_events, 2, "the bulk retry").await;
+        assert_eq!(
+            seen.iter().map(|e| (e.id, e.state)).collect::<Vec<_>>(),
+            vec![(a.id, JobState::Available), (b.id, JobState::Available)]
+        );
+
+        let mut b_events = client
+            .events(EventFilter::new().job(b.id).snapshot(false))
+            .await
+            .unwrap();
+        client
+            .bulk_start(BulkRequest::new(BulkAction::Delete, filter))
+            .await
+            .unwrap();
+        runner.run_once().await.unwrap();
+        let (jobs, ended) = until_end(&mut b_events).await;
+        assert!(ended, "a deleted job's stream did not end: {jobs:?}");
+        assert_eq!(
+            jobs.iter().map(|e| e.state).collect::<Vec<_>>(),
+            vec![JobState::Available]
+        );
+    }
+}
+
 macro_rules! events_tests {
     ($factory:path $(, #[$attr:meta])*) => {
         events_tests!(@each $factory, [$(#[$attr])*],
@@ -534,6 +657,7 @@ macro_rules! events_tests {
             polled_snapshots_are_shared_within_an_interval,
             // --- stream history ---
             cron_and_workflow_inserts_are_published,
+            bulk_changes_are_published,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {

@@ -791,7 +791,10 @@ pub struct JobView {
     /// when there are none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logs: Vec<super::failures::JobLogView>,
-    /// Its completion callback, if it was enqueued with one.
+    /// Its completion callback, if it was enqueued with one. The URL can carry a secret (a
+    /// signed URL), so a token with none of the `enqueue`, `operate` and `admin` scopes sees
+    /// its scheme and host only (`https://hooks.example.com/[redacted]`); so does the `url`
+    /// arg of a callback's delivery job (a `webhook` job with metadata source `on_finish`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_finish: Option<OnFinishSpec>,
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stoker_core::{BulkOpStepParams, Clock, Store};
+use stoker_core::{BulkAction, BulkOpStep, BulkOpStepParams, Clock, Store};
 
 /// Settings of the [`BulkRunner`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +59,9 @@ pub struct BulkRunner {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: BulkRunnerConfig,
+    // --- stream history ---
+    /// Where each batch's changed jobs are published as live events, if anywhere.
+    events: Option<crate::EventHub>,
 }
 
 impl BulkRunner {
@@ -68,7 +71,16 @@ impl BulkRunner {
             store,
             clock,
             config,
+            events: None,
         }
+    }
+
+    // --- stream history ---
+    /// Publishes the jobs each batch changes on `hub` (issue 13), after the batch commits:
+    /// a stream following a job, or a queue, kind or tenant, sees a bulk operation move it.
+    pub fn with_event_hub(mut self, hub: crate::EventHub) -> Self {
+        self.events = Some(hub);
+        self
     }
 
     /// Its settings.
@@ -85,16 +97,20 @@ impl BulkRunner {
         let started = Instant::now();
         let mut report = BulkReport::default();
         while started.elapsed() < self.config.pass_budget {
-            let Some(op) = self
+            let now = self.clock.now();
+            let Some(BulkOpStep { op, changed }) = self
                 .store
-                .bulk_op_step(BulkOpStepParams {
+                .bulk_op_step_jobs(BulkOpStepParams {
                     limit: self.config.batch,
-                    now: self.clock.now(),
+                    now,
                 })
                 .await?
             else {
                 break;
             };
+            if let Some(hub) = &self.events {
+                hub.publish_changed(&changed, op.action == BulkAction::Delete, now);
+            }
             report.batches += 1;
             if op.finished_at.is_some() {
                 report.finished += 1;

@@ -220,11 +220,14 @@ impl Maintenance {
                 Arc::clone(&clock),
                 config.pruner,
             )),
-            Arc::new(BulkRunner::new(
-                Arc::clone(&store),
-                Arc::clone(&clock),
-                config.bulk,
-            )),
+            Arc::new({
+                let runner = BulkRunner::new(Arc::clone(&store), Arc::clone(&clock), config.bulk);
+                // --- stream history ---
+                match extras.events.clone() {
+                    Some(hub) => runner.with_event_hub(hub),
+                    None => runner,
+                }
+            }),
             // History (issue 13).
             Arc::new(crate::history::HistoryKeeper::new(
                 Arc::clone(&store),
