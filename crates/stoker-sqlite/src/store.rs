@@ -31,6 +31,8 @@ use crate::row::{
     worker_columns, worker_from_row,
 };
 use crate::{failures, finish, insert, migrate, prune};
+pub(crate) use audit::audit_insert_on;
+use stoker_core::{AuditEntry, AuditedAction, AuditedOutcome};
 
 // Recurring schedules (issue 15).
 mod cron;
@@ -452,15 +454,181 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
     }
 
-    async fn queue_set(&self, params: &QueueParams, paused: bool) -> StoreResult<()> {
+    async fn queue_set(
+        &self,
+        params: &QueueParams,
+        paused: bool,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<()> {
         validate_queue(&params.queue)?;
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
         sqlx::query(QUEUE_SET_SQL)
             .bind(&params.queue)
             .bind(paused)
             .bind(micros(params.now))
-            .execute(&mut *self.write().await?)
+            .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+
+    // --- stream tenancy ---
+    // Management actions with their audit rows (issue 17): the bodies of the plain
+    // operations, which pass no row.
+
+    async fn job_cancel_on(&self, params: JobCancelParams, audit: Option<AuditEntry>) -> StoreResult<JobRow> {
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
+        let row = sqlx::query(CANCEL_SQL)
+            .bind(micros(params.now))
+            .bind(params.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else {
+            // The writer is the only connection: end the transaction and give the connection
+            // back before reading.
+            drop(tx);
+            drop(conn);
+            return self.job_unchanged(params.id).await;
+        };
+        let job = job_from_row(&row)?;
+        let has_dependents: bool = column(&row, 24, "has_dependents")?;
+        // A queued job ends cancelled; a running one only has its cancel requested.
+        let mut counts = CountDeltas::default();
+        counts.entered(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
+        counts.apply(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        if job.state == JobState::Running {
+            self.notify(StoreEvent::JobCancelRequested { id: job.id });
+        }
+        // --- stream wake ---
+        if job.state == JobState::Cancelled && has_dependents {
+            self.wake_released(vec![job.id.0]).await;
+        }
+        Ok(job)
+    }
+
+    async fn job_delete_on(&self, id: JobId, audit: Option<AuditEntry>) -> StoreResult<JobRow> {
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
+        let row = sqlx::query(DELETE_SQL)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => {
+                let job = job_from_row(&row)?;
+                let mut counts = CountDeltas::default();
+                counts.left(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
+                audit_insert_on(&mut tx, audit.as_ref()).await?;
+                counts.apply(&mut tx).await?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(job)
+            }
+            None => {
+                // --- stream workflows ---
+                let refusal = Self::delete_refusal(&mut tx, id).await?;
+                drop(tx);
+                drop(conn);
+                let job = self.job_unchanged(id).await?;
+                Err(StoreError::Conflict(refusal.unwrap_or_else(|| {
+                    format!("job {id} is {}: cancel it before deleting it", job.state)
+                })))
+            }
+        }
+    }
+
+    async fn job_retry_on(&self, params: JobRetryParams, audit: Option<AuditEntry>) -> StoreResult<JobRow> {
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
+        // The state the job leaves, for the finished counts: RETURNING shows only the new one.
+        let before: Option<(String, String, String)> = sqlx::query_as(STATE_OF_SQL)
+            .bind(params.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let row = sqlx::query(RETRY_SQL)
+            .bind(micros(params.now))
+            .bind(params.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let (Some(row), Some((queue, kind, state))) = (row, before) else {
+            // Missing, or running (returned unchanged).
+            drop(tx);
+            drop(conn);
+            return self.job_unchanged(params.id).await;
+        };
+        let job = job_from_row(&row)?;
+        let mut counts = CountDeltas::default();
+        counts.left(&queue, &kind, job.tenant.as_deref(), parse_state(&state)?);
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
+        counts.apply(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.notify(StoreEvent::JobsAvailable {
+            queue: job.queue.clone(),
+        });
+        Ok(job)
+    }
+
+    async fn job_retry_many_on(&self, params: JobRetryManyParams, audit: Option<AuditEntry>) -> StoreResult<u64> {
+        validate_retry_states(&params.states)?;
+        if params.limit == 0 {
+            return Ok(0);
+        }
+        let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
+        let list = |values: &[String]| (!values.is_empty()).then(|| to_json(values)).transpose();
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
+        let picked: Vec<(i64, String, String, String, Option<String>)> =
+            sqlx::query_as(RETRY_MANY_PICK_SQL)
+                .bind(to_json(&states)?)
+                .bind(list(&params.queues)?)
+                .bind(list(&params.kinds)?)
+                .bind(&params.tenant)
+                .bind(i64::from(params.limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if picked.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<i64> = picked.iter().map(|(id, ..)| *id).collect();
+        let retried = sqlx::query(RETRY_IDS_SQL)
+            .bind(micros(params.now))
+            .bind(to_json(&ids)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        let mut counts = CountDeltas::default();
+        let mut queues = Vec::with_capacity(picked.len());
+        for (_, queue, kind, state, tenant) in picked {
+            counts.left(&queue, &kind, tenant.as_deref(), parse_state(&state)?);
+            queues.push(queue);
+        }
+        let audit = audit.map(|entry| AuditEntry {
+            affected: Some(i64::try_from(retried).unwrap_or(i64::MAX)),
+            ..entry
+        });
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
+        counts.apply(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.notify_available(queues);
+        Ok(retried)
+    }
+
+    async fn queue_resume_on(&self, params: QueueParams, audit: Option<AuditEntry>) -> StoreResult<()> {
+        self.queue_set(&params, false, audit).await?;
+        self.notify(StoreEvent::JobsAvailable {
+            queue: params.queue,
+        });
         Ok(())
     }
 }
@@ -489,36 +657,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<JobRow> {
-        let mut conn = self.write().await?;
-        let mut tx = begin_write(&mut conn).await?;
-        let row = sqlx::query(CANCEL_SQL)
-            .bind(micros(params.now))
-            .bind(params.id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let Some(row) = row else {
-            // The writer is the only connection: end the transaction and give the connection
-            // back before reading.
-            drop(tx);
-            drop(conn);
-            return self.job_unchanged(params.id).await;
-        };
-        let job = job_from_row(&row)?;
-        let has_dependents: bool = column(&row, 24, "has_dependents")?;
-        // A queued job ends cancelled; a running one only has its cancel requested.
-        let mut counts = CountDeltas::default();
-        counts.entered(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
-        counts.apply(&mut tx).await?;
-        tx.commit().await.map_err(db_error)?;
-        if job.state == JobState::Running {
-            self.notify(StoreEvent::JobCancelRequested { id: job.id });
-        }
-        // --- stream wake ---
-        if job.state == JobState::Cancelled && has_dependents {
-            self.wake_released(vec![job.id.0]).await;
-        }
-        Ok(job)
+        self.job_cancel_on(params, None).await
     }
 
     async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<JobRow>> {
@@ -568,33 +707,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_delete(&self, id: JobId) -> StoreResult<JobRow> {
-        let mut conn = self.write().await?;
-        let mut tx = begin_write(&mut conn).await?;
-        let row = sqlx::query(DELETE_SQL)
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        match row {
-            Some(row) => {
-                let job = job_from_row(&row)?;
-                let mut counts = CountDeltas::default();
-                counts.left(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
-                counts.apply(&mut tx).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(job)
-            }
-            None => {
-                // --- stream workflows ---
-                let refusal = Self::delete_refusal(&mut tx, id).await?;
-                drop(tx);
-                drop(conn);
-                let job = self.job_unchanged(id).await?;
-                Err(StoreError::Conflict(refusal.unwrap_or_else(|| {
-                    format!("job {id} is {}: cancel it before deleting it", job.state)
-                })))
-            }
-        }
+        self.job_delete_on(id, None).await
     }
 
     async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<FinishedJob>> {
@@ -725,39 +838,11 @@ impl Store for SqliteStore {
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64> {
-        prune::prune(&mut *self.write().await?, &params).await
+        prune::prune(&mut *self.write().await?, &params, None).await
     }
 
     async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow> {
-        let mut conn = self.write().await?;
-        let mut tx = begin_write(&mut conn).await?;
-        // The state the job leaves, for the finished counts: RETURNING shows only the new one.
-        let before: Option<(String, String, String)> = sqlx::query_as(STATE_OF_SQL)
-            .bind(params.id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let row = sqlx::query(RETRY_SQL)
-            .bind(micros(params.now))
-            .bind(params.id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let (Some(row), Some((queue, kind, state))) = (row, before) else {
-            // Missing, or running (returned unchanged).
-            drop(tx);
-            drop(conn);
-            return self.job_unchanged(params.id).await;
-        };
-        let job = job_from_row(&row)?;
-        let mut counts = CountDeltas::default();
-        counts.left(&queue, &kind, job.tenant.as_deref(), parse_state(&state)?);
-        counts.apply(&mut tx).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.notify(StoreEvent::JobsAvailable {
-            queue: job.queue.clone(),
-        });
-        Ok(job)
+        self.job_retry_on(params, None).await
     }
 
     async fn job_stage(&self, params: JobStageParams) -> StoreResult<u64> {
@@ -776,45 +861,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_retry_many(&self, params: JobRetryManyParams) -> StoreResult<u64> {
-        validate_retry_states(&params.states)?;
-        if params.limit == 0 {
-            return Ok(0);
-        }
-        let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
-        let list = |values: &[String]| (!values.is_empty()).then(|| to_json(values)).transpose();
-        let mut conn = self.write().await?;
-        let mut tx = begin_write(&mut conn).await?;
-        let picked: Vec<(i64, String, String, String, Option<String>)> =
-            sqlx::query_as(RETRY_MANY_PICK_SQL)
-                .bind(to_json(&states)?)
-                .bind(list(&params.queues)?)
-                .bind(list(&params.kinds)?)
-                .bind(&params.tenant)
-                .bind(i64::from(params.limit))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        if picked.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<i64> = picked.iter().map(|(id, ..)| *id).collect();
-        let retried = sqlx::query(RETRY_IDS_SQL)
-            .bind(micros(params.now))
-            .bind(to_json(&ids)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .rows_affected();
-        let mut counts = CountDeltas::default();
-        let mut queues = Vec::with_capacity(picked.len());
-        for (_, queue, kind, state, tenant) in picked {
-            counts.left(&queue, &kind, tenant.as_deref(), parse_state(&state)?);
-            queues.push(queue);
-        }
-        counts.apply(&mut tx).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.notify_available(queues);
-        Ok(retried)
+        self.job_retry_many_on(params, None).await
     }
 
     async fn job_stats(&self) -> StoreResult<Vec<StateCount>> {
@@ -905,15 +952,11 @@ impl Store for SqliteStore {
     }
 
     async fn queue_pause(&self, params: QueueParams) -> StoreResult<()> {
-        self.queue_set(&params, true).await
+        self.queue_set(&params, true, None).await
     }
 
     async fn queue_resume(&self, params: QueueParams) -> StoreResult<()> {
-        self.queue_set(&params, false).await?;
-        self.notify(StoreEvent::JobsAvailable {
-            queue: params.queue,
-        });
-        Ok(())
+        self.queue_resume_on(params, None).await
     }
 
     async fn worker_heartbeat(
@@ -996,7 +1039,7 @@ impl Store for SqliteStore {
     // Recurring schedules (issue 15): the statements live in `store/cron.rs`.
 
     async fn cron_write(&self, params: CronWriteParams) -> StoreResult<CronRow> {
-        self.cron_write_impl(params).await
+        self.cron_write_impl(params, None).await
     }
 
     async fn cron_get(&self, name: &str) -> StoreResult<Option<CronRow>> {
@@ -1008,7 +1051,7 @@ impl Store for SqliteStore {
     }
 
     async fn cron_delete(&self, name: &str) -> StoreResult<CronRow> {
-        self.cron_delete_impl(name).await
+        self.cron_delete_impl(name, None).await
     }
 
     async fn cron_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<CronDue> {
@@ -1016,7 +1059,7 @@ impl Store for SqliteStore {
     }
 
     async fn cron_fire(&self, params: CronFireParams) -> StoreResult<CronFireOutcome> {
-        self.cron_fire_impl(params).await
+        self.cron_fire_impl(params, None).await
     }
 
     async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<CronRun>> {
@@ -1043,7 +1086,7 @@ impl Store for SqliteStore {
         &self,
         params: stoker_core::BulkOpCreateParams,
     ) -> StoreResult<stoker_core::BulkOpRow> {
-        failures::op_create(&mut *self.write().await?, &params).await
+        failures::op_create(&mut *self.write().await?, &params, None).await
     }
 
     async fn bulk_op_get(&self, id: i64) -> StoreResult<Option<stoker_core::BulkOpRow>> {
@@ -1062,7 +1105,7 @@ impl Store for SqliteStore {
         id: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<stoker_core::BulkOpRow> {
-        failures::op_abort(&mut *self.write().await?, id, now).await
+        failures::op_abort(&mut *self.write().await?, id, now, None).await
     }
 
     async fn bulk_op_step(
@@ -1127,7 +1170,7 @@ impl Store for SqliteStore {
         &self,
         params: stoker_core::alert::AlertWriteParams,
     ) -> StoreResult<stoker_core::alert::AlertRow> {
-        self.alert_write_impl(params).await
+        self.alert_write_impl(params, None).await
     }
 
     async fn alert_get(&self, name: &str) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
@@ -1139,7 +1182,7 @@ impl Store for SqliteStore {
     }
 
     async fn alert_delete(&self, name: &str) -> StoreResult<stoker_core::alert::AlertRow> {
-        self.alert_delete_impl(name).await
+        self.alert_delete_impl(name, None).await
     }
 
     async fn alert_transition(
@@ -1179,7 +1222,7 @@ impl Store for SqliteStore {
         &self,
         params: stoker_core::TokenCreateParams,
     ) -> StoreResult<stoker_core::TokenRow> {
-        self.token_create_impl(params).await
+        self.token_create_impl(params, None).await
     }
 
     async fn token_get(&self, id: &str) -> StoreResult<Option<stoker_core::TokenRow>> {
@@ -1195,7 +1238,7 @@ impl Store for SqliteStore {
         id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<stoker_core::TokenRow> {
-        self.token_revoke_impl(id, now).await
+        self.token_revoke_impl(id, now, None).await
     }
 
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -1207,7 +1250,7 @@ impl Store for SqliteStore {
         &self,
         params: stoker_core::LimitSetParams,
     ) -> StoreResult<stoker_core::LimitRow> {
-        self.limit_set_impl(params).await
+        self.limit_set_impl(params, None).await
     }
 
     async fn limit_list(&self) -> StoreResult<Vec<stoker_core::LimitRow>> {
@@ -1215,7 +1258,7 @@ impl Store for SqliteStore {
     }
 
     async fn limit_delete(&self, name: &str) -> StoreResult<stoker_core::LimitRow> {
-        self.limit_delete_impl(name).await
+        self.limit_delete_impl(name, None).await
     }
 
     async fn limit_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<stoker_core::LimitUsage>> {
@@ -1293,7 +1336,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_prune_tenant(&self, params: JobPruneParams, tenant: &str) -> StoreResult<u64> {
-        prune::prune_tenant(&mut *self.write().await?, &params, tenant).await
+        prune::prune_tenant(&mut *self.write().await?, &params, tenant, None).await
     }
 
     async fn audit_append(
@@ -1308,6 +1351,74 @@ impl Store for SqliteStore {
         params: stoker_core::AuditListParams,
     ) -> StoreResult<Vec<stoker_core::AuditRow>> {
         self.audit_list_impl(params).await
+    }
+
+    async fn audited(
+        &self,
+        action: AuditedAction,
+        entry: AuditEntry,
+    ) -> StoreResult<AuditedOutcome> {
+        let audit = Some(entry);
+        Ok(match action {
+            AuditedAction::JobCancel(params) => {
+                AuditedOutcome::Job(self.job_cancel_on(params, audit).await?)
+            }
+            AuditedAction::JobRetry(params) => {
+                AuditedOutcome::Job(self.job_retry_on(params, audit).await?)
+            }
+            AuditedAction::JobDelete(id) => AuditedOutcome::Job(self.job_delete_on(id, audit).await?),
+            AuditedAction::QueuePause(params) => {
+                self.queue_set(&params, true, audit).await?;
+                AuditedOutcome::Done
+            }
+            AuditedAction::QueueResume(params) => {
+                self.queue_resume_on(params, audit).await?;
+                AuditedOutcome::Done
+            }
+            AuditedAction::JobRetryMany(params) => {
+                AuditedOutcome::Count(self.job_retry_many_on(params, audit).await?)
+            }
+            AuditedAction::JobPrune { params, tenant } => {
+                let mut conn = self.write().await?;
+                AuditedOutcome::Count(match tenant {
+                    None => prune::prune(&mut conn, &params, audit).await?,
+                    Some(tenant) => prune::prune_tenant(&mut conn, &params, &tenant, audit).await?,
+                })
+            }
+            AuditedAction::CronWrite(params) => {
+                AuditedOutcome::Cron(self.cron_write_impl(params, audit).await?)
+            }
+            AuditedAction::CronDelete(name) => {
+                AuditedOutcome::Cron(self.cron_delete_impl(&name, audit).await?)
+            }
+            AuditedAction::CronFire(params) => {
+                AuditedOutcome::CronFire(self.cron_fire_impl(params, audit).await?)
+            }
+            AuditedAction::AlertWrite(params) => {
+                AuditedOutcome::Alert(self.alert_write_impl(params, audit).await?)
+            }
+            AuditedAction::AlertDelete(name) => {
+                AuditedOutcome::Alert(self.alert_delete_impl(&name, audit).await?)
+            }
+            AuditedAction::TokenCreate(params) => {
+                AuditedOutcome::Token(self.token_create_impl(params, audit).await?)
+            }
+            AuditedAction::TokenRevoke { id, now } => {
+                AuditedOutcome::Token(self.token_revoke_impl(&id, now, audit).await?)
+            }
+            AuditedAction::LimitSet(params) => {
+                AuditedOutcome::Limit(self.limit_set_impl(params, audit).await?)
+            }
+            AuditedAction::LimitDelete(name) => {
+                AuditedOutcome::Limit(self.limit_delete_impl(&name, audit).await?)
+            }
+            AuditedAction::BulkOpCreate(params) => AuditedOutcome::BulkOp(
+                failures::op_create(&mut *self.write().await?, &params, audit).await?,
+            ),
+            AuditedAction::BulkOpAbort { id, now } => AuditedOutcome::BulkOp(
+                failures::op_abort(&mut *self.write().await?, id, now, audit).await?,
+            ),
+        })
     }
 
     async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
