@@ -441,7 +441,6 @@ pub async fn many_jobs_rows_count<S: Store>(store: Arc<S>) {
     assert_eq!(started.entry.action, "bulk.start");
     assert_eq!(started.entry.target, Some(format!("op {}", op.id)));
     assert_eq!(started.entry.affected, Some(op.matched));
-    assert!(op.matched >= 2, "the retried jobs match: {}", op.matched);
 
     let abort = AuditedAction::BulkOpAbort { id: op.id, now: at(4) };
     let aborted = audited(&store, abort.clone(), "bulk.abort")
