@@ -208,7 +208,11 @@ impl PgStore {
 
     /// [`Store::job_prune`] on `conn`: statement by statement, or inside the caller's
     /// transaction (an audited clean, issue 17).
-    pub(super) async fn job_prune_on(&self, conn: &mut PgConnection, params: JobPruneParams) -> StoreResult<u64> {
+    pub(super) async fn job_prune_on(
+        &self,
+        conn: &mut PgConnection,
+        params: JobPruneParams,
+    ) -> StoreResult<u64> {
         for rule in &params.queue_rules {
             rule.validate()?;
         }

@@ -479,7 +479,11 @@ impl SqliteStore {
     // Management actions with their audit rows (issue 17): the bodies of the plain
     // operations, which pass no row.
 
-    async fn job_cancel_on(&self, params: JobCancelParams, audit: Option<AuditEntry>) -> StoreResult<JobRow> {
+    async fn job_cancel_on(
+        &self,
+        params: JobCancelParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<JobRow> {
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
         let row = sqlx::query(CANCEL_SQL)
@@ -544,7 +548,11 @@ impl SqliteStore {
         }
     }
 
-    async fn job_retry_on(&self, params: JobRetryParams, audit: Option<AuditEntry>) -> StoreResult<JobRow> {
+    async fn job_retry_on(
+        &self,
+        params: JobRetryParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<JobRow> {
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
         // The state the job leaves, for the finished counts: RETURNING shows only the new one.
@@ -577,7 +585,11 @@ impl SqliteStore {
         Ok(job)
     }
 
-    async fn job_retry_many_on(&self, params: JobRetryManyParams, audit: Option<AuditEntry>) -> StoreResult<u64> {
+    async fn job_retry_many_on(
+        &self,
+        params: JobRetryManyParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<u64> {
         validate_retry_states(&params.states)?;
         if params.limit == 0 {
             return Ok(0);
@@ -624,7 +636,11 @@ impl SqliteStore {
         Ok(retried)
     }
 
-    async fn queue_resume_on(&self, params: QueueParams, audit: Option<AuditEntry>) -> StoreResult<()> {
+    async fn queue_resume_on(
+        &self,
+        params: QueueParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<()> {
         self.queue_set(&params, false, audit).await?;
         self.notify(StoreEvent::JobsAvailable {
             queue: params.queue,
@@ -1366,7 +1382,9 @@ impl Store for SqliteStore {
             AuditedAction::JobRetry(params) => {
                 AuditedOutcome::Job(self.job_retry_on(params, audit).await?)
             }
-            AuditedAction::JobDelete(id) => AuditedOutcome::Job(self.job_delete_on(id, audit).await?),
+            AuditedAction::JobDelete(id) => {
+                AuditedOutcome::Job(self.job_delete_on(id, audit).await?)
+            }
             AuditedAction::QueuePause(params) => {
                 self.queue_set(&params, true, audit).await?;
                 AuditedOutcome::Done

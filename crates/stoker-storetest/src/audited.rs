@@ -10,9 +10,9 @@ use stoker_core::alert::{AlertMetric, AlertRule, AlertWriteMode, AlertWriteParam
 use stoker_core::cron::{CronExpr, CronSchedule, CronWriteMode, CronWriteParams};
 use stoker_core::{
     AuditEntry, AuditListParams, AuditRow, AuditedAction, AuditedOutcome, BulkAction, BulkFilter,
-    BulkOpCreateParams, JobCancelParams, JobId, JobPruneParams, JobRetryManyParams,
-    JobRetryParams, JobState, LimitKey, LimitSetParams, LimitSpec, QueueParams, Store,
-    StoreErrorKind, StoreResult, TokenCreateParams, TokenRow,
+    BulkOpCreateParams, JobCancelParams, JobId, JobPruneParams, JobRetryManyParams, JobRetryParams,
+    JobState, LimitKey, LimitSetParams, LimitSpec, QueueParams, Store, StoreErrorKind, StoreResult,
+    TokenCreateParams, TokenRow,
 };
 
 use crate::fixture::{at, get, insert, insert_one, job, job_in, running, t0};
@@ -85,7 +85,11 @@ pub async fn job_actions_row_iff_committed<S: Store>(store: Arc<S>) {
         Err(err) => assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}"),
         Ok(outcome) => panic!("an unknown face was accepted: {outcome:?}"),
     }
-    assert_eq!(get(&store, id).await.state, JobState::Available, "rolled back");
+    assert_eq!(
+        get(&store, id).await.state,
+        JobState::Available,
+        "rolled back"
+    );
     assert!(rows(&store).await.is_empty(), "no row for a refused action");
 
     let job = audited(&store, cancel(id), "job.cancel")
@@ -137,7 +141,10 @@ pub async fn job_actions_row_iff_committed<S: Store>(store: Arc<S>) {
         .expect("a job");
     assert_eq!(deleted.id, id);
     assert!(store.job_get(id).await.expect("job_get").is_none());
-    assert_eq!(actions(&store).await, ["job.cancel", "job.retry", "job.delete"]);
+    assert_eq!(
+        actions(&store).await,
+        ["job.cancel", "job.retry", "job.delete"]
+    );
 }
 
 fn schedule(name: &str) -> CronSchedule {
@@ -155,7 +162,12 @@ fn cron_write(schedule: CronSchedule, mode: CronWriteMode) -> AuditedAction {
 }
 
 fn rule(name: &str) -> AlertRule {
-    let mut rule = AlertRule::new(name, AlertMetric::QueueDepth, 100.0, "http://127.0.0.1:9/hook");
+    let mut rule = AlertRule::new(
+        name,
+        AlertMetric::QueueDepth,
+        100.0,
+        "http://127.0.0.1:9/hook",
+    );
     rule.scope.queue = Some("mail".into());
     rule
 }
@@ -202,65 +214,116 @@ pub async fn settings_row_iff_committed<S: Store>(store: Arc<S>) {
         queue: queue.to_owned(),
         now: t0(),
     };
-    audited(&store, AuditedAction::QueuePause(queue("mail")), "queue.pause")
-        .await
-        .expect("audited pause")
-        .done()
-        .expect("nothing");
+    audited(
+        &store,
+        AuditedAction::QueuePause(queue("mail")),
+        "queue.pause",
+    )
+    .await
+    .expect("audited pause")
+    .done()
+    .expect("nothing");
     let paused = store.queue_list().await.expect("queue_list");
     assert!(paused.iter().any(|row| row.name == "mail" && row.paused));
     expect_kind(
-        audited(&store, AuditedAction::QueuePause(queue("no such queue!")), "queue.pause").await,
+        audited(
+            &store,
+            AuditedAction::QueuePause(queue("no such queue!")),
+            "queue.pause",
+        )
+        .await,
         StoreErrorKind::Invalid,
         "a bad queue name",
     );
-    audited(&store, AuditedAction::QueueResume(queue("mail")), "queue.resume")
-        .await
-        .expect("audited resume");
+    audited(
+        &store,
+        AuditedAction::QueueResume(queue("mail")),
+        "queue.resume",
+    )
+    .await
+    .expect("audited resume");
 
-    audited(&store, cron_write(schedule("nightly"), CronWriteMode::Create), "cron.create")
-        .await
-        .expect("audited cron create")
-        .cron()
-        .expect("a schedule");
+    audited(
+        &store,
+        cron_write(schedule("nightly"), CronWriteMode::Create),
+        "cron.create",
+    )
+    .await
+    .expect("audited cron create")
+    .cron()
+    .expect("a schedule");
     expect_kind(
-        audited(&store, cron_write(schedule("nightly"), CronWriteMode::Create), "cron.create")
-            .await,
+        audited(
+            &store,
+            cron_write(schedule("nightly"), CronWriteMode::Create),
+            "cron.create",
+        )
+        .await,
         StoreErrorKind::Conflict,
         "a taken schedule name",
     );
     expect_kind(
-        audited(&store, cron_write(schedule("weekly"), CronWriteMode::Update), "cron.update")
-            .await,
+        audited(
+            &store,
+            cron_write(schedule("weekly"), CronWriteMode::Update),
+            "cron.update",
+        )
+        .await,
         StoreErrorKind::NotFound,
         "a missing schedule's update",
     );
     expect_kind(
-        audited(&store, AuditedAction::CronDelete("weekly".into()), "cron.delete").await,
+        audited(
+            &store,
+            AuditedAction::CronDelete("weekly".into()),
+            "cron.delete",
+        )
+        .await,
         StoreErrorKind::NotFound,
         "a missing schedule's delete",
     );
-    audited(&store, AuditedAction::CronDelete("nightly".into()), "cron.delete")
-        .await
-        .expect("audited cron delete");
+    audited(
+        &store,
+        AuditedAction::CronDelete("nightly".into()),
+        "cron.delete",
+    )
+    .await
+    .expect("audited cron delete");
     assert!(store.cron_get("nightly").await.expect("cron_get").is_none());
 
-    audited(&store, alert_write(rule("deep"), AlertWriteMode::Create), "alert.create")
-        .await
-        .expect("audited alert create")
-        .alert()
-        .expect("a rule");
+    audited(
+        &store,
+        alert_write(rule("deep"), AlertWriteMode::Create),
+        "alert.create",
+    )
+    .await
+    .expect("audited alert create")
+    .alert()
+    .expect("a rule");
     expect_kind(
-        audited(&store, alert_write(rule("shallow"), AlertWriteMode::Update), "alert.update")
-            .await,
+        audited(
+            &store,
+            alert_write(rule("shallow"), AlertWriteMode::Update),
+            "alert.update",
+        )
+        .await,
         StoreErrorKind::NotFound,
         "a missing rule's update",
     );
-    audited(&store, AuditedAction::AlertDelete("deep".into()), "alert.delete")
-        .await
-        .expect("audited alert delete");
+    audited(
+        &store,
+        AuditedAction::AlertDelete("deep".into()),
+        "alert.delete",
+    )
+    .await
+    .expect("audited alert delete");
     expect_kind(
-        audited(&store, AuditedAction::AlertDelete("deep".into()), "alert.delete").await,
+        audited(
+            &store,
+            AuditedAction::AlertDelete("deep".into()),
+            "alert.delete",
+        )
+        .await,
         StoreErrorKind::NotFound,
         "a deleted rule's delete",
     );
@@ -304,11 +367,20 @@ pub async fn settings_row_iff_committed<S: Store>(store: Arc<S>) {
         .expect("audited limit set")
         .limit()
         .expect("a limit");
-    audited(&store, AuditedAction::LimitDelete("mail".into()), "limit.delete")
-        .await
-        .expect("audited limit delete");
+    audited(
+        &store,
+        AuditedAction::LimitDelete("mail".into()),
+        "limit.delete",
+    )
+    .await
+    .expect("audited limit delete");
     expect_kind(
-        audited(&store, AuditedAction::LimitDelete("mail".into()), "limit.delete").await,
+        audited(
+            &store,
+            AuditedAction::LimitDelete("mail".into()),
+            "limit.delete",
+        )
+        .await,
         StoreErrorKind::NotFound,
         "a missing limit",
     );
@@ -337,13 +409,20 @@ pub async fn settings_row_iff_committed<S: Store>(store: Arc<S>) {
 pub async fn many_jobs_rows_count<S: Store>(store: Arc<S>) {
     let ids = insert(
         &store,
-        vec![job_in("mail", "mail"), job_in("mail", "mail"), job_in("mail", "mail")],
+        vec![
+            job_in("mail", "mail"),
+            job_in("mail", "mail"),
+            job_in("mail", "mail"),
+        ],
         t0(),
     )
     .await;
     for id in &ids {
         store
-            .job_cancel(JobCancelParams { id: *id, now: at(1) })
+            .job_cancel(JobCancelParams {
+                id: *id,
+                now: at(1),
+            })
             .await
             .expect("job_cancel");
     }
@@ -370,7 +449,11 @@ pub async fn many_jobs_rows_count<S: Store>(store: Arc<S>) {
         .expect("a count");
     assert_eq!(none, 0);
     let written = rows(&store).await;
-    assert_eq!(written.len(), 1, "no row for the batch that changed nothing");
+    assert_eq!(
+        written.len(),
+        1,
+        "no row for the batch that changed nothing"
+    );
     assert_eq!(written[0].entry.affected, Some(2), "the store's count");
 
     // One job is still cancelled, finished at 1: a clean counts it.
@@ -442,7 +525,10 @@ pub async fn many_jobs_rows_count<S: Store>(store: Arc<S>) {
     assert_eq!(started.entry.target, Some(format!("op {}", op.id)));
     assert_eq!(started.entry.affected, Some(op.matched));
 
-    let abort = AuditedAction::BulkOpAbort { id: op.id, now: at(4) };
+    let abort = AuditedAction::BulkOpAbort {
+        id: op.id,
+        now: at(4),
+    };
     let aborted = audited(&store, abort.clone(), "bulk.abort")
         .await
         .expect("audited abort")

@@ -998,7 +998,10 @@ impl<S: Store + ?Sized> Client<S> {
         let entry = self.audit_entry("queue.resume", Some(target), None, None);
         Ok(self
             .store
-            .audited(AuditedAction::QueueResume(QueueParams { queue, now }), entry)
+            .audited(
+                AuditedAction::QueueResume(QueueParams { queue, now }),
+                entry,
+            )
             .await?
             .done()?)
     }

@@ -279,17 +279,17 @@ impl<S: Store + ?Sized> Client<S> {
         let publishing = self.event_hub().inserting().await;
         let entry = self.cron_audit_entry("cron.run_now", name);
         let params = CronFireParams {
-                name: name.to_owned(),
-                advance: None,
-                slots: vec![CronSlotJob {
-                    slot: now,
-                    catch_up: false,
-                    run_now: true,
-                    job,
-                }],
-                overlap: row.schedule.overlap,
-                now,
-                max_args_bytes: self.fire_args_limit(),
+            name: name.to_owned(),
+            advance: None,
+            slots: vec![CronSlotJob {
+                slot: now,
+                catch_up: false,
+                run_now: true,
+                job,
+            }],
+            overlap: row.schedule.overlap,
+            now,
+            max_args_bytes: self.fire_args_limit(),
         };
         let outcome = self
             .store()

@@ -22,7 +22,12 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn limit_set(&self, spec: LimitSpec) -> Result<LimitRow> {
         self.require_every_tenant("limits")?;
         let now = self.clock().now();
-        let entry = self.audit_entry("limit.set", Some(format!("limit {}", spec.name)), None, None);
+        let entry = self.audit_entry(
+            "limit.set",
+            Some(format!("limit {}", spec.name)),
+            None,
+            None,
+        );
         let action = stoker_core::AuditedAction::LimitSet(LimitSetParams { spec, now });
         Ok(self.store().audited(action, entry).await?.limit()?)
     }

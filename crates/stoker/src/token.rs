@@ -137,7 +137,12 @@ impl<S: Store + ?Sized> Client<S> {
                 last_used_at: None,
                 revoked_at: None,
             };
-            let entry = self.audit_entry("token.create", Some(format!("token {}", row.id)), None, None);
+            let entry = self.audit_entry(
+                "token.create",
+                Some(format!("token {}", row.id)),
+                None,
+                None,
+            );
             let action = stoker_core::AuditedAction::TokenCreate(TokenCreateParams { token: row });
             match self
                 .store()

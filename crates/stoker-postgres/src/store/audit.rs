@@ -46,25 +46,29 @@ pub(crate) async fn audit_insert_on(
     Ok(())
 }
 
-async fn insert(conn: &mut PgConnection, schema: &str, entry: &AuditEntry) -> StoreResult<AuditRow> {
+async fn insert(
+    conn: &mut PgConnection,
+    schema: &str,
+    entry: &AuditEntry,
+) -> StoreResult<AuditRow> {
     let row = sqlx::query(&format!(
         "INSERT INTO \"{schema}\".stoker_audit (at, actor, token_id, via, tenant, action, \
          target, filter, affected, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
          RETURNING {COLUMNS}"
     ))
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(&entry.token_id)
-        .bind(&entry.via)
-        .bind(&entry.tenant)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(&entry.filter)
-        .bind(entry.affected)
-        .bind(&entry.source)
-        .fetch_one(conn)
-        .await
-        .map_err(store_error)?;
+    .bind(entry.at)
+    .bind(&entry.actor)
+    .bind(&entry.token_id)
+    .bind(&entry.via)
+    .bind(&entry.tenant)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(&entry.filter)
+    .bind(entry.affected)
+    .bind(&entry.source)
+    .fetch_one(conn)
+    .await
+    .map_err(store_error)?;
     audit_row(&row)
 }
 

@@ -165,7 +165,11 @@ impl PgStore {
     /// [`Store::job_delete`](stoker_core::Store::job_delete) with its audit row, by the same
     /// rules: twice at most, so a job that stops running between the delete and the check is
     /// deleted on the second try.
-    async fn job_delete_audited(&self, id: JobId, audit: Option<AuditEntry>) -> StoreResult<JobRow> {
+    async fn job_delete_audited(
+        &self,
+        id: JobId,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<JobRow> {
         for _ in 0..2 {
             let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
             let deleted = sqlx::query(&self.inner.sql.job_delete)

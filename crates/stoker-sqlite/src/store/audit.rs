@@ -48,24 +48,24 @@ pub(crate) async fn audit_insert_on(
 
 async fn insert(conn: &mut SqliteConnection, entry: &AuditEntry) -> StoreResult<AuditRow> {
     let filter = entry.filter.as_ref().map(to_json).transpose()?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO stoker_audit (at, actor, token_id, via, tenant, action, target, filter, \
+    let row = sqlx::query(&format!(
+        "INSERT INTO stoker_audit (at, actor, token_id, via, tenant, action, target, filter, \
              affected, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              RETURNING {COLUMNS}"
-        ))
-        .bind(micros(entry.at))
-        .bind(&entry.actor)
-        .bind(&entry.token_id)
-        .bind(&entry.via)
-        .bind(&entry.tenant)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(filter)
-        .bind(entry.affected)
-        .bind(&entry.source)
-        .fetch_one(conn)
-        .await
-        .map_err(db_error)?;
+    ))
+    .bind(micros(entry.at))
+    .bind(&entry.actor)
+    .bind(&entry.token_id)
+    .bind(&entry.via)
+    .bind(&entry.tenant)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(filter)
+    .bind(entry.affected)
+    .bind(&entry.source)
+    .fetch_one(conn)
+    .await
+    .map_err(db_error)?;
     audit_from_row(&row)
 }
 

@@ -10,10 +10,10 @@ use stoker_core::cron::{
 use stoker_core::{JobId, JobInsertParams, StoreError, StoreEvent, StoreResult};
 
 use super::{audit_insert_on, begin_write, SqliteStore};
-use stoker_core::AuditEntry;
 use crate::error::db_error;
 use crate::insert;
 use crate::row::{column, from_json, micros, parse_state, time_column, time_column_opt, to_json};
+use stoker_core::AuditEntry;
 
 const COLUMNS: &str = "definition, next_slot, last_slot, revision, created_at, updated_at";
 

@@ -7,9 +7,9 @@ use stoker_core::{
 };
 
 use super::SqliteStore;
-use stoker_core::AuditEntry;
 use crate::error::db_error;
 use crate::row::{column, from_json, micros, time_column, time_column_opt, to_json};
+use stoker_core::AuditEntry;
 
 const COLUMNS: &str =
     "id, name, scopes, tenant, secret_hash, created_at, expires_at, last_used_at, revoked_at";
