@@ -111,7 +111,8 @@ pub use workflow::{
 };
 // --- stream tenancy ---
 pub use audit::{
-    AuditEntry, AuditListParams, AuditRow, AUDIT_LIST_MAX_LIMIT, AUDIT_TEXT_MAX_LEN, AUDIT_VIAS,
+    AuditEntry, AuditListParams, AuditRow, AuditedAction, AuditedOutcome, AUDIT_LIST_MAX_LIMIT,
+    AUDIT_TEXT_MAX_LEN, AUDIT_VIAS,
 };
 
 // --- stream crypt ---

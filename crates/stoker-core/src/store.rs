@@ -1154,6 +1154,17 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` audit rows written before `before`, oldest first, and returns how
     /// many it deleted (call again while it deletes `limit`).
     async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64>;
+
+    /// Applies a management action and appends `entry` to the audit log in one transaction
+    /// (issue 17): the row exists if and only if the change committed. The action behaves,
+    /// fails and notifies as its plain operation does (see [`crate::AuditedAction`]); a
+    /// failed action, and one that changed nothing, writes no row. For actions over many
+    /// jobs the store sets the row's `affected` to the count it changed.
+    async fn audited(
+        &self,
+        action: crate::AuditedAction,
+        entry: crate::AuditEntry,
+    ) -> StoreResult<crate::AuditedOutcome>;
     // --- stream ops ---
 
     /// The failed attempts of the given groups per hour, for the hours overlapping

@@ -224,6 +224,7 @@ pub(crate) async fn op_create(
     pool: &PgPool,
     schema: &str,
     params: &BulkOpCreateParams,
+    audit: Option<stoker_core::AuditEntry>,
 ) -> StoreResult<BulkOpRow> {
     params.validate()?;
     let jobs = table(schema, "stoker_jobs");
@@ -262,6 +263,13 @@ pub(crate) async fn op_create(
     .await
     .map_err(store_error)?;
     let op = op_from_row(&row)?;
+    // The row names the operation and the jobs it matched (issue 17).
+    let audit = audit.map(|entry| stoker_core::AuditEntry {
+        target: Some(format!("op {}", op.id)),
+        affected: Some(op.matched),
+        ..entry
+    });
+    crate::store::audit_insert_on(&mut tx, schema, audit.as_ref()).await?;
     tx.commit().await.map_err(store_error)?;
     Ok(op)
 }
@@ -315,19 +323,31 @@ pub(crate) async fn op_abort(
     schema: &str,
     id: i64,
     now: DateTime<Utc>,
+    audit: Option<stoker_core::AuditEntry>,
 ) -> StoreResult<BulkOpRow> {
     let ops = table(schema, "stoker_bulk_ops");
+    let mut tx = pool.begin().await.map_err(store_error)?;
     let row = sqlx::query(&format!(
         "UPDATE {ops} SET state = 'aborted', updated_at = $2, finished_at = $2 \
          WHERE id = $1 AND state = 'running' RETURNING {OP_COLUMNS}"
     ))
     .bind(id)
     .bind(now)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await
     .map_err(store_error)?;
     match row {
-        Some(row) => op_from_row(&row),
+        Some(row) => {
+            let op = op_from_row(&row)?;
+            // The row counts the jobs done before the abort (issue 17).
+            let audit = audit.map(|entry| stoker_core::AuditEntry {
+                affected: Some(op.done),
+                ..entry
+            });
+            crate::store::audit_insert_on(&mut tx, schema, audit.as_ref()).await?;
+            tx.commit().await.map_err(store_error)?;
+            Ok(op)
+        }
         None => match op_get(pool, schema, id).await? {
             None => Err(StoreError::NotFound(format!("bulk operation {id}"))),
             Some(op) => Err(StoreError::Conflict(format!(

@@ -45,7 +45,9 @@ mod flow;
 mod workflow;
 // --- stream tenancy ---
 mod audit;
+mod audited;
 mod tenancy;
+pub(crate) use audit::audit_insert_on;
 // --- stream crypt ---
 mod sealed;
 // --- stream workflows ---
@@ -216,6 +218,66 @@ impl PgStore {
             Some(row) => job_row(&row),
             None => self.fetch_job(id).await?.ok_or_else(|| not_found(id)),
         }
+    }
+
+    /// [`Store::job_prune`] on `conn`: statement by statement, or inside the caller's
+    /// transaction (an audited clean, issue 17).
+    pub(super) async fn job_prune_on(
+        &self,
+        conn: &mut PgConnection,
+        params: JobPruneParams,
+    ) -> StoreResult<u64> {
+        for rule in &params.queue_rules {
+            rule.validate()?;
+        }
+        if params.limit == 0 {
+            return Ok(0);
+        }
+        // The leader's pruner runs this every interval: it also folds the counters' deltas,
+        // so they stay few even when nothing reads the counts.
+        self.job_counts_fold().await?;
+        let deleted = sqlx::query(&self.inner.sql.job_prune)
+            .bind(params.completed_before)
+            .bind(params.cancelled_before)
+            .bind(params.discarded_before)
+            .bind(params.keep_last.map(i64::from))
+            .bind(limit(params.limit))
+            .execute(&mut *conn)
+            .await
+            .map_err(store_error)?;
+        let mut deleted = deleted.rows_affected();
+        // --- stream counts ---
+        // Per-queue rules, each bounded by what the call may still delete.
+        for rule in &params.queue_rules {
+            let state = rule.state.as_str();
+            if let Some(before) = rule.finished_before {
+                if deleted < u64::from(params.limit) {
+                    deleted += sqlx::query(&self.inner.sql.job_prune_queue_age)
+                        .bind(&rule.queue)
+                        .bind(state)
+                        .bind(before)
+                        .bind(limit(params.limit - deleted as u32))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(store_error)?
+                        .rows_affected();
+                }
+            }
+            if let Some(keep) = rule.keep_last {
+                if deleted < u64::from(params.limit) {
+                    deleted += sqlx::query(&self.inner.sql.job_prune_queue_keep)
+                        .bind(&rule.queue)
+                        .bind(state)
+                        .bind(i64::from(keep))
+                        .bind(limit(params.limit - deleted as u32))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(store_error)?
+                        .rows_affected();
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// Schedules the trailing "jobs available" notification for `queue` after `delay`.
@@ -934,57 +996,8 @@ impl Store for PgStore {
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64> {
-        for rule in &params.queue_rules {
-            rule.validate()?;
-        }
-        if params.limit == 0 {
-            return Ok(0);
-        }
-        // The leader's pruner runs this every interval: it also folds the counters' deltas,
-        // so they stay few even when nothing reads the counts.
-        self.job_counts_fold().await?;
-        let deleted = sqlx::query(&self.inner.sql.job_prune)
-            .bind(params.completed_before)
-            .bind(params.cancelled_before)
-            .bind(params.discarded_before)
-            .bind(params.keep_last.map(i64::from))
-            .bind(limit(params.limit))
-            .execute(&self.inner.pool)
-            .await
-            .map_err(store_error)?;
-        let mut deleted = deleted.rows_affected();
-        // --- stream counts ---
-        // Per-queue rules, each bounded by what the call may still delete.
-        for rule in &params.queue_rules {
-            let state = rule.state.as_str();
-            if let Some(before) = rule.finished_before {
-                if deleted < u64::from(params.limit) {
-                    deleted += sqlx::query(&self.inner.sql.job_prune_queue_age)
-                        .bind(&rule.queue)
-                        .bind(state)
-                        .bind(before)
-                        .bind(limit(params.limit - deleted as u32))
-                        .execute(&self.inner.pool)
-                        .await
-                        .map_err(store_error)?
-                        .rows_affected();
-                }
-            }
-            if let Some(keep) = rule.keep_last {
-                if deleted < u64::from(params.limit) {
-                    deleted += sqlx::query(&self.inner.sql.job_prune_queue_keep)
-                        .bind(&rule.queue)
-                        .bind(state)
-                        .bind(i64::from(keep))
-                        .bind(limit(params.limit - deleted as u32))
-                        .execute(&self.inner.pool)
-                        .await
-                        .map_err(store_error)?
-                        .rows_affected();
-                }
-            }
-        }
-        Ok(deleted)
+        let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
+        self.job_prune_on(&mut conn, params).await
     }
 
     async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow> {
@@ -1198,7 +1211,7 @@ impl Store for PgStore {
     // Recurring schedules (issue 15): the statements live in `store/cron.rs`.
 
     async fn cron_write(&self, params: CronWriteParams) -> StoreResult<CronRow> {
-        self.cron_write_impl(params).await
+        self.cron_write_impl(params, None).await
     }
 
     async fn cron_get(&self, name: &str) -> StoreResult<Option<CronRow>> {
@@ -1210,7 +1223,7 @@ impl Store for PgStore {
     }
 
     async fn cron_delete(&self, name: &str) -> StoreResult<CronRow> {
-        self.cron_delete_impl(name).await
+        self.cron_delete_impl(name, None).await
     }
 
     async fn cron_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<CronDue> {
@@ -1218,7 +1231,7 @@ impl Store for PgStore {
     }
 
     async fn cron_fire(&self, params: CronFireParams) -> StoreResult<CronFireOutcome> {
-        self.cron_fire_impl(params).await
+        self.cron_fire_impl(params, None).await
     }
 
     async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<CronRun>> {
@@ -1245,7 +1258,7 @@ impl Store for PgStore {
         &self,
         params: stoker_core::BulkOpCreateParams,
     ) -> StoreResult<stoker_core::BulkOpRow> {
-        failures::op_create(&self.inner.pool, &self.inner.schema, &params).await
+        failures::op_create(&self.inner.pool, &self.inner.schema, &params, None).await
     }
 
     async fn bulk_op_get(&self, id: i64) -> StoreResult<Option<stoker_core::BulkOpRow>> {
@@ -1264,7 +1277,7 @@ impl Store for PgStore {
         id: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<stoker_core::BulkOpRow> {
-        failures::op_abort(&self.inner.pool, &self.inner.schema, id, now).await
+        failures::op_abort(&self.inner.pool, &self.inner.schema, id, now, None).await
     }
 
     async fn bulk_op_step_jobs(
@@ -1328,7 +1341,7 @@ impl Store for PgStore {
         &self,
         params: stoker_core::alert::AlertWriteParams,
     ) -> StoreResult<stoker_core::alert::AlertRow> {
-        self.alert_write_impl(params).await
+        self.alert_write_impl(params, None).await
     }
 
     async fn alert_get(&self, name: &str) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
@@ -1340,7 +1353,7 @@ impl Store for PgStore {
     }
 
     async fn alert_delete(&self, name: &str) -> StoreResult<stoker_core::alert::AlertRow> {
-        self.alert_delete_impl(name).await
+        self.alert_delete_impl(name, None).await
     }
 
     async fn alert_transition(
@@ -1380,7 +1393,7 @@ impl Store for PgStore {
         &self,
         params: stoker_core::TokenCreateParams,
     ) -> StoreResult<stoker_core::TokenRow> {
-        self.token_create_impl(params).await
+        self.token_create_impl(params, None).await
     }
 
     async fn token_get(&self, id: &str) -> StoreResult<Option<stoker_core::TokenRow>> {
@@ -1396,7 +1409,7 @@ impl Store for PgStore {
         id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<stoker_core::TokenRow> {
-        self.token_revoke_impl(id, now).await
+        self.token_revoke_impl(id, now, None).await
     }
 
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -1408,7 +1421,7 @@ impl Store for PgStore {
         &self,
         params: stoker_core::LimitSetParams,
     ) -> StoreResult<stoker_core::LimitRow> {
-        self.limit_set_impl(params).await
+        self.limit_set_impl(params, None).await
     }
 
     async fn limit_list(&self) -> StoreResult<Vec<stoker_core::LimitRow>> {
@@ -1416,7 +1429,7 @@ impl Store for PgStore {
     }
 
     async fn limit_delete(&self, name: &str) -> StoreResult<stoker_core::LimitRow> {
-        self.limit_delete_impl(name).await
+        self.limit_delete_impl(name, None).await
     }
 
     async fn limit_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<stoker_core::LimitUsage>> {
@@ -1494,7 +1507,7 @@ impl Store for PgStore {
     }
 
     async fn job_prune_tenant(&self, params: JobPruneParams, tenant: &str) -> StoreResult<u64> {
-        self.job_prune_tenant_impl(params, tenant).await
+        self.job_prune_tenant_impl(params, tenant, None).await
     }
 
     async fn audit_append(
@@ -1509,6 +1522,14 @@ impl Store for PgStore {
         params: stoker_core::AuditListParams,
     ) -> StoreResult<Vec<stoker_core::AuditRow>> {
         self.audit_list_impl(params).await
+    }
+
+    async fn audited(
+        &self,
+        action: stoker_core::AuditedAction,
+        entry: stoker_core::AuditEntry,
+    ) -> StoreResult<stoker_core::AuditedOutcome> {
+        self.audited_impl(action, entry).await
     }
 
     async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {

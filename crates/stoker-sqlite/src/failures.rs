@@ -200,6 +200,7 @@ fn op_from_row(row: &SqliteRow) -> StoreResult<BulkOpRow> {
 pub(crate) async fn op_create(
     conn: &mut SqliteConnection,
     params: &BulkOpCreateParams,
+    audit: Option<stoker_core::AuditEntry>,
 ) -> StoreResult<BulkOpRow> {
     params.validate()?;
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
@@ -236,6 +237,13 @@ pub(crate) async fn op_create(
         .await
         .map_err(db_error)?;
     let op = op_from_row(&row)?;
+    // The row names the operation and the jobs it matched (issue 17).
+    let audit = audit.map(|entry| stoker_core::AuditEntry {
+        target: Some(format!("op {}", op.id)),
+        affected: Some(op.matched),
+        ..entry
+    });
+    crate::store::audit_insert_on(&mut tx, audit.as_ref()).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(op)
 }
@@ -285,7 +293,9 @@ pub(crate) async fn op_abort(
     conn: &mut SqliteConnection,
     id: i64,
     now: DateTime<Utc>,
+    audit: Option<stoker_core::AuditEntry>,
 ) -> StoreResult<BulkOpRow> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)?;
     let sql = format!(
         "UPDATE stoker_bulk_ops SET state = 'aborted', updated_at = ?2, finished_at = ?2 \
          WHERE id = ?1 AND state = 'running' RETURNING {OP_COLUMNS}"
@@ -293,12 +303,22 @@ pub(crate) async fn op_abort(
     let row = sqlx::query(&sql)
         .bind(id)
         .bind(micros(now))
-        .fetch_optional(&mut *conn)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?;
     match row {
-        Some(row) => op_from_row(&row),
-        None => match op_get(conn, id).await? {
+        Some(row) => {
+            let op = op_from_row(&row)?;
+            // The row counts the jobs done before the abort (issue 17).
+            let audit = audit.map(|entry| stoker_core::AuditEntry {
+                affected: Some(op.done),
+                ..entry
+            });
+            crate::store::audit_insert_on(&mut tx, audit.as_ref()).await?;
+            tx.commit().await.map_err(db_error)?;
+            Ok(op)
+        }
+        None => match op_get(&mut tx, id).await? {
             None => Err(StoreError::NotFound(format!("bulk operation {id}"))),
             Some(op) => Err(StoreError::Conflict(format!(
                 "bulk operation {id} is already {}: only a running operation can be aborted",

@@ -91,6 +91,7 @@ RETURNING kind, state, tenant"
 pub(crate) async fn prune(
     conn: &mut SqliteConnection,
     params: &JobPruneParams,
+    audit: Option<stoker_core::AuditEntry>,
 ) -> StoreResult<u64> {
     let age_rules: Vec<(JobState, i64)> = [
         (JobState::Completed, params.completed_before),
@@ -150,9 +151,11 @@ pub(crate) async fn prune(
         }
         left = left.saturating_sub(queue_rule(&mut tx, rule, left, &mut counts).await?);
     }
+    let deleted = u64::from(params.limit) - left;
+    audit_deleted(&mut tx, audit, deleted).await?;
     counts.apply(&mut tx).await?;
     tx.commit().await.map_err(db_error)?;
-    Ok(u64::from(params.limit) - left)
+    Ok(deleted)
 }
 
 /// Deletes up to `left` of `queue`'s finished jobs beyond the newest `keep` (by finish time,
@@ -304,6 +307,7 @@ pub(crate) async fn prune_tenant(
     conn: &mut SqliteConnection,
     params: &JobPruneParams,
     tenant: &str,
+    audit: Option<stoker_core::AuditEntry>,
 ) -> StoreResult<u64> {
     params.validate_for_tenant()?;
     let age_rules: Vec<(JobState, i64)> = [
@@ -345,7 +349,26 @@ pub(crate) async fn prune_tenant(
             }
         }
     }
+    let deleted = u64::from(params.limit) - left;
+    audit_deleted(&mut tx, audit, deleted).await?;
     counts.apply(&mut tx).await?;
     tx.commit().await.map_err(db_error)?;
-    Ok(u64::from(params.limit) - left)
+    Ok(deleted)
+}
+
+/// Appends the audit row of a clean (issue 17) with the count it deleted, in its transaction.
+async fn audit_deleted(
+    conn: &mut SqliteConnection,
+    audit: Option<stoker_core::AuditEntry>,
+    deleted: u64,
+) -> StoreResult<()> {
+    if deleted == 0 {
+        // A clean that deleted nothing changed nothing, and records nothing.
+        return Ok(());
+    }
+    let audit = audit.map(|entry| stoker_core::AuditEntry {
+        affected: Some(i64::try_from(deleted).unwrap_or(i64::MAX)),
+        ..entry
+    });
+    crate::store::audit_insert_on(conn, audit.as_ref()).await
 }

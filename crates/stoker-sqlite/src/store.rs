@@ -31,6 +31,8 @@ use crate::row::{
     worker_columns, worker_from_row,
 };
 use crate::{failures, finish, insert, migrate, prune};
+pub(crate) use audit::audit_insert_on;
+use stoker_core::{AuditEntry, AuditedAction, AuditedOutcome};
 
 // Recurring schedules (issue 15).
 mod cron;
@@ -453,15 +455,223 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::NotFound(format!("job {id}")))
     }
 
-    async fn queue_set(&self, params: &QueueParams, paused: bool) -> StoreResult<()> {
+    async fn queue_set(
+        &self,
+        params: &QueueParams,
+        paused: bool,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<()> {
         validate_queue(&params.queue)?;
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
         sqlx::query(QUEUE_SET_SQL)
             .bind(&params.queue)
             .bind(paused)
             .bind(micros(params.now))
-            .execute(&mut *self.write().await?)
+            .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(())
+    }
+
+    // --- stream tenancy ---
+    // Management actions with their audit rows (issue 17): the bodies of the plain
+    // operations, which pass no row.
+
+    async fn job_cancel_on(
+        &self,
+        params: JobCancelParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<JobRow> {
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
+        let row = sqlx::query(CANCEL_SQL)
+            .bind(micros(params.now))
+            .bind(params.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else {
+            // The writer is the only connection: end the transaction and give the connection
+            // back before reading.
+            drop(tx);
+            drop(conn);
+            return self.job_unchanged(params.id).await;
+        };
+        let job = job_from_row(&row)?;
+        let has_dependents: bool = column(&row, 24, "has_dependents")?;
+        // A queued job ends cancelled; a running one only has its cancel requested.
+        let mut counts = CountDeltas::default();
+        counts.entered(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
+        counts.apply(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        if job.state == JobState::Running {
+            self.notify(StoreEvent::JobCancelRequested { id: job.id });
+        }
+        // --- stream wake ---
+        if job.state == JobState::Cancelled && has_dependents {
+            self.wake_released(vec![job.id.0]).await;
+        }
+        // --- stream history ---
+        // The completion callback the `on_finish` trigger inserted starts now (issue 13).
+        if job.state == JobState::Cancelled {
+            if let Some(on_finish) = &job.metadata.on_finish {
+                self.notify_available(vec![on_finish
+                    .queue
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned())]);
+            }
+        }
+        Ok(job)
+    }
+
+    async fn job_delete_on(&self, id: JobId, audit: Option<AuditEntry>) -> StoreResult<JobRow> {
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
+        let row = sqlx::query(DELETE_SQL)
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => {
+                let job = job_from_row(&row)?;
+                let mut counts = CountDeltas::default();
+                counts.left(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
+                audit_insert_on(&mut tx, audit.as_ref()).await?;
+                counts.apply(&mut tx).await?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(job)
+            }
+            None => {
+                // --- stream workflows ---
+                let refusal = Self::delete_refusal(&mut tx, id).await?;
+                drop(tx);
+                drop(conn);
+                let job = self.job_unchanged(id).await?;
+                Err(StoreError::Conflict(refusal.unwrap_or_else(|| {
+                    format!("job {id} is {}: cancel it before deleting it", job.state)
+                })))
+            }
+        }
+    }
+
+    async fn job_retry_on(
+        &self,
+        params: JobRetryParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<JobRow> {
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
+        // The state the job leaves, for the finished counts: RETURNING shows only the new one.
+        let before: Option<(String, String, String)> = sqlx::query_as(STATE_OF_SQL)
+            .bind(params.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let row = sqlx::query(RETRY_SQL)
+            .bind(micros(params.now))
+            .bind(params.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let (Some(row), Some((queue, kind, state))) = (row, before) else {
+            // Missing, or running (returned unchanged).
+            drop(tx);
+            drop(conn);
+            return self.job_unchanged(params.id).await;
+        };
+        let job = job_from_row(&row)?;
+        let mut counts = CountDeltas::default();
+        counts.left(&queue, &kind, job.tenant.as_deref(), parse_state(&state)?);
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
+        counts.apply(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.notify(StoreEvent::JobsAvailable {
+            queue: job.queue.clone(),
+        });
+        Ok(job)
+    }
+
+    async fn job_retry_many_on(
+        &self,
+        params: JobRetryManyParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<Vec<stoker_core::ChangedJob>> {
+        validate_retry_states(&params.states)?;
+        if params.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
+        let list = |values: &[String]| (!values.is_empty()).then(|| to_json(values)).transpose();
+        let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
+        let picked: Vec<(i64, String, String, String, Option<String>)> =
+            sqlx::query_as(RETRY_MANY_PICK_SQL)
+                .bind(to_json(&states)?)
+                .bind(list(&params.queues)?)
+                .bind(list(&params.kinds)?)
+                .bind(&params.tenant)
+                .bind(i64::from(params.limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if picked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = picked.iter().map(|(id, ..)| *id).collect();
+        // The picked jobs are all retried: the write transaction holds them since the pick.
+        let retried: HashMap<i64, (i32, Option<String>)> = sqlx::query_as(RETRY_IDS_SQL)
+            .bind(micros(params.now))
+            .bind(to_json(&ids)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|(id, attempt, correlation_id)| (id, (attempt, correlation_id)))
+            .collect();
+        let mut counts = CountDeltas::default();
+        let mut queues = Vec::with_capacity(picked.len());
+        let mut changed = Vec::with_capacity(retried.len());
+        for (id, queue, kind, state, tenant) in picked {
+            let Some((attempt, correlation_id)) = retried.get(&id) else {
+                continue;
+            };
+            counts.left(&queue, &kind, tenant.as_deref(), parse_state(&state)?);
+            queues.push(queue.clone());
+            changed.push(stoker_core::ChangedJob {
+                id: JobId(id),
+                state: JobState::Available,
+                queue,
+                kind,
+                tenant,
+                attempt: *attempt,
+                correlation_id: correlation_id.clone(),
+            });
+        }
+        let audit = audit.map(|entry| AuditEntry {
+            affected: Some(i64::try_from(changed.len()).unwrap_or(i64::MAX)),
+            ..entry
+        });
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
+        counts.apply(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        self.notify_available(queues);
+        Ok(changed)
+    }
+
+    async fn queue_resume_on(
+        &self,
+        params: QueueParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<()> {
+        self.queue_set(&params, false, audit).await?;
+        self.notify(StoreEvent::JobsAvailable {
+            queue: params.queue,
+        });
         Ok(())
     }
 }
@@ -490,46 +700,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_cancel(&self, params: JobCancelParams) -> StoreResult<JobRow> {
-        let mut conn = self.write().await?;
-        let mut tx = begin_write(&mut conn).await?;
-        let row = sqlx::query(CANCEL_SQL)
-            .bind(micros(params.now))
-            .bind(params.id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let Some(row) = row else {
-            // The writer is the only connection: end the transaction and give the connection
-            // back before reading.
-            drop(tx);
-            drop(conn);
-            return self.job_unchanged(params.id).await;
-        };
-        let job = job_from_row(&row)?;
-        let has_dependents: bool = column(&row, 24, "has_dependents")?;
-        // A queued job ends cancelled; a running one only has its cancel requested.
-        let mut counts = CountDeltas::default();
-        counts.entered(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
-        counts.apply(&mut tx).await?;
-        tx.commit().await.map_err(db_error)?;
-        if job.state == JobState::Running {
-            self.notify(StoreEvent::JobCancelRequested { id: job.id });
-        }
-        // --- stream wake ---
-        if job.state == JobState::Cancelled && has_dependents {
-            self.wake_released(vec![job.id.0]).await;
-        }
-        // --- stream history ---
-        // The completion callback the `on_finish` trigger inserted starts now (issue 13).
-        if job.state == JobState::Cancelled {
-            if let Some(on_finish) = &job.metadata.on_finish {
-                self.notify_available(vec![on_finish
-                    .queue
-                    .clone()
-                    .unwrap_or_else(|| "default".to_owned())]);
-            }
-        }
-        Ok(job)
+        self.job_cancel_on(params, None).await
     }
 
     async fn job_claim(&self, params: JobClaimParams) -> StoreResult<Vec<JobRow>> {
@@ -579,33 +750,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_delete(&self, id: JobId) -> StoreResult<JobRow> {
-        let mut conn = self.write().await?;
-        let mut tx = begin_write(&mut conn).await?;
-        let row = sqlx::query(DELETE_SQL)
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        match row {
-            Some(row) => {
-                let job = job_from_row(&row)?;
-                let mut counts = CountDeltas::default();
-                counts.left(&job.queue, &job.kind, job.tenant.as_deref(), job.state);
-                counts.apply(&mut tx).await?;
-                tx.commit().await.map_err(db_error)?;
-                Ok(job)
-            }
-            None => {
-                // --- stream workflows ---
-                let refusal = Self::delete_refusal(&mut tx, id).await?;
-                drop(tx);
-                drop(conn);
-                let job = self.job_unchanged(id).await?;
-                Err(StoreError::Conflict(refusal.unwrap_or_else(|| {
-                    format!("job {id} is {}: cancel it before deleting it", job.state)
-                })))
-            }
-        }
+        self.job_delete_on(id, None).await
     }
 
     async fn job_finish_many(&self, params: JobFinishParams) -> StoreResult<Vec<FinishedJob>> {
@@ -742,39 +887,11 @@ impl Store for SqliteStore {
     }
 
     async fn job_prune(&self, params: JobPruneParams) -> StoreResult<u64> {
-        prune::prune(&mut *self.write().await?, &params).await
+        prune::prune(&mut *self.write().await?, &params, None).await
     }
 
     async fn job_retry(&self, params: JobRetryParams) -> StoreResult<JobRow> {
-        let mut conn = self.write().await?;
-        let mut tx = begin_write(&mut conn).await?;
-        // The state the job leaves, for the finished counts: RETURNING shows only the new one.
-        let before: Option<(String, String, String)> = sqlx::query_as(STATE_OF_SQL)
-            .bind(params.id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let row = sqlx::query(RETRY_SQL)
-            .bind(micros(params.now))
-            .bind(params.id.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let (Some(row), Some((queue, kind, state))) = (row, before) else {
-            // Missing, or running (returned unchanged).
-            drop(tx);
-            drop(conn);
-            return self.job_unchanged(params.id).await;
-        };
-        let job = job_from_row(&row)?;
-        let mut counts = CountDeltas::default();
-        counts.left(&queue, &kind, job.tenant.as_deref(), parse_state(&state)?);
-        counts.apply(&mut tx).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.notify(StoreEvent::JobsAvailable {
-            queue: job.queue.clone(),
-        });
-        Ok(job)
+        self.job_retry_on(params, None).await
     }
 
     async fn job_stage(&self, params: JobStageParams) -> StoreResult<u64> {
@@ -796,61 +913,7 @@ impl Store for SqliteStore {
         &self,
         params: JobRetryManyParams,
     ) -> StoreResult<Vec<stoker_core::ChangedJob>> {
-        validate_retry_states(&params.states)?;
-        if params.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let states: Vec<&str> = params.states.iter().map(|state| state.as_str()).collect();
-        let list = |values: &[String]| (!values.is_empty()).then(|| to_json(values)).transpose();
-        let mut conn = self.write().await?;
-        let mut tx = begin_write(&mut conn).await?;
-        let picked: Vec<(i64, String, String, String, Option<String>)> =
-            sqlx::query_as(RETRY_MANY_PICK_SQL)
-                .bind(to_json(&states)?)
-                .bind(list(&params.queues)?)
-                .bind(list(&params.kinds)?)
-                .bind(&params.tenant)
-                .bind(i64::from(params.limit))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        if picked.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i64> = picked.iter().map(|(id, ..)| *id).collect();
-        // The picked jobs are all retried: the write transaction holds them since the pick.
-        let retried: HashMap<i64, (i32, Option<String>)> = sqlx::query_as(RETRY_IDS_SQL)
-            .bind(micros(params.now))
-            .bind(to_json(&ids)?)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .map(|(id, attempt, correlation_id)| (id, (attempt, correlation_id)))
-            .collect();
-        let mut counts = CountDeltas::default();
-        let mut queues = Vec::with_capacity(picked.len());
-        let mut changed = Vec::with_capacity(retried.len());
-        for (id, queue, kind, state, tenant) in picked {
-            let Some((attempt, correlation_id)) = retried.get(&id) else {
-                continue;
-            };
-            counts.left(&queue, &kind, tenant.as_deref(), parse_state(&state)?);
-            queues.push(queue.clone());
-            changed.push(stoker_core::ChangedJob {
-                id: JobId(id),
-                state: JobState::Available,
-                queue,
-                kind,
-                tenant,
-                attempt: *attempt,
-                correlation_id: correlation_id.clone(),
-            });
-        }
-        counts.apply(&mut tx).await?;
-        tx.commit().await.map_err(db_error)?;
-        self.notify_available(queues);
-        Ok(changed)
+        self.job_retry_many_on(params, None).await
     }
 
     async fn job_stats(&self) -> StoreResult<Vec<StateCount>> {
@@ -941,15 +1004,11 @@ impl Store for SqliteStore {
     }
 
     async fn queue_pause(&self, params: QueueParams) -> StoreResult<()> {
-        self.queue_set(&params, true).await
+        self.queue_set(&params, true, None).await
     }
 
     async fn queue_resume(&self, params: QueueParams) -> StoreResult<()> {
-        self.queue_set(&params, false).await?;
-        self.notify(StoreEvent::JobsAvailable {
-            queue: params.queue,
-        });
-        Ok(())
+        self.queue_resume_on(params, None).await
     }
 
     async fn worker_heartbeat(
@@ -1032,7 +1091,7 @@ impl Store for SqliteStore {
     // Recurring schedules (issue 15): the statements live in `store/cron.rs`.
 
     async fn cron_write(&self, params: CronWriteParams) -> StoreResult<CronRow> {
-        self.cron_write_impl(params).await
+        self.cron_write_impl(params, None).await
     }
 
     async fn cron_get(&self, name: &str) -> StoreResult<Option<CronRow>> {
@@ -1044,7 +1103,7 @@ impl Store for SqliteStore {
     }
 
     async fn cron_delete(&self, name: &str) -> StoreResult<CronRow> {
-        self.cron_delete_impl(name).await
+        self.cron_delete_impl(name, None).await
     }
 
     async fn cron_due(&self, now: DateTime<Utc>, limit: u32) -> StoreResult<CronDue> {
@@ -1052,7 +1111,7 @@ impl Store for SqliteStore {
     }
 
     async fn cron_fire(&self, params: CronFireParams) -> StoreResult<CronFireOutcome> {
-        self.cron_fire_impl(params).await
+        self.cron_fire_impl(params, None).await
     }
 
     async fn cron_history(&self, name: &str, limit: u32) -> StoreResult<Vec<CronRun>> {
@@ -1079,7 +1138,7 @@ impl Store for SqliteStore {
         &self,
         params: stoker_core::BulkOpCreateParams,
     ) -> StoreResult<stoker_core::BulkOpRow> {
-        failures::op_create(&mut *self.write().await?, &params).await
+        failures::op_create(&mut *self.write().await?, &params, None).await
     }
 
     async fn bulk_op_get(&self, id: i64) -> StoreResult<Option<stoker_core::BulkOpRow>> {
@@ -1098,7 +1157,7 @@ impl Store for SqliteStore {
         id: i64,
         now: DateTime<Utc>,
     ) -> StoreResult<stoker_core::BulkOpRow> {
-        failures::op_abort(&mut *self.write().await?, id, now).await
+        failures::op_abort(&mut *self.write().await?, id, now, None).await
     }
 
     async fn bulk_op_step_jobs(
@@ -1166,7 +1225,7 @@ impl Store for SqliteStore {
         &self,
         params: stoker_core::alert::AlertWriteParams,
     ) -> StoreResult<stoker_core::alert::AlertRow> {
-        self.alert_write_impl(params).await
+        self.alert_write_impl(params, None).await
     }
 
     async fn alert_get(&self, name: &str) -> StoreResult<Option<stoker_core::alert::AlertRow>> {
@@ -1178,7 +1237,7 @@ impl Store for SqliteStore {
     }
 
     async fn alert_delete(&self, name: &str) -> StoreResult<stoker_core::alert::AlertRow> {
-        self.alert_delete_impl(name).await
+        self.alert_delete_impl(name, None).await
     }
 
     async fn alert_transition(
@@ -1218,7 +1277,7 @@ impl Store for SqliteStore {
         &self,
         params: stoker_core::TokenCreateParams,
     ) -> StoreResult<stoker_core::TokenRow> {
-        self.token_create_impl(params).await
+        self.token_create_impl(params, None).await
     }
 
     async fn token_get(&self, id: &str) -> StoreResult<Option<stoker_core::TokenRow>> {
@@ -1234,7 +1293,7 @@ impl Store for SqliteStore {
         id: &str,
         now: DateTime<Utc>,
     ) -> StoreResult<stoker_core::TokenRow> {
-        self.token_revoke_impl(id, now).await
+        self.token_revoke_impl(id, now, None).await
     }
 
     async fn token_touch(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -1246,7 +1305,7 @@ impl Store for SqliteStore {
         &self,
         params: stoker_core::LimitSetParams,
     ) -> StoreResult<stoker_core::LimitRow> {
-        self.limit_set_impl(params).await
+        self.limit_set_impl(params, None).await
     }
 
     async fn limit_list(&self) -> StoreResult<Vec<stoker_core::LimitRow>> {
@@ -1254,7 +1313,7 @@ impl Store for SqliteStore {
     }
 
     async fn limit_delete(&self, name: &str) -> StoreResult<stoker_core::LimitRow> {
-        self.limit_delete_impl(name).await
+        self.limit_delete_impl(name, None).await
     }
 
     async fn limit_usage(&self, now: DateTime<Utc>) -> StoreResult<Vec<stoker_core::LimitUsage>> {
@@ -1332,7 +1391,7 @@ impl Store for SqliteStore {
     }
 
     async fn job_prune_tenant(&self, params: JobPruneParams, tenant: &str) -> StoreResult<u64> {
-        prune::prune_tenant(&mut *self.write().await?, &params, tenant).await
+        prune::prune_tenant(&mut *self.write().await?, &params, tenant, None).await
     }
 
     async fn audit_append(
@@ -1347,6 +1406,76 @@ impl Store for SqliteStore {
         params: stoker_core::AuditListParams,
     ) -> StoreResult<Vec<stoker_core::AuditRow>> {
         self.audit_list_impl(params).await
+    }
+
+    async fn audited(
+        &self,
+        action: AuditedAction,
+        entry: AuditEntry,
+    ) -> StoreResult<AuditedOutcome> {
+        let audit = Some(entry);
+        Ok(match action {
+            AuditedAction::JobCancel(params) => {
+                AuditedOutcome::Job(self.job_cancel_on(params, audit).await?)
+            }
+            AuditedAction::JobRetry(params) => {
+                AuditedOutcome::Job(self.job_retry_on(params, audit).await?)
+            }
+            AuditedAction::JobDelete(id) => {
+                AuditedOutcome::Job(self.job_delete_on(id, audit).await?)
+            }
+            AuditedAction::QueuePause(params) => {
+                self.queue_set(&params, true, audit).await?;
+                AuditedOutcome::Done
+            }
+            AuditedAction::QueueResume(params) => {
+                self.queue_resume_on(params, audit).await?;
+                AuditedOutcome::Done
+            }
+            AuditedAction::JobRetryMany(params) => {
+                AuditedOutcome::Changed(self.job_retry_many_on(params, audit).await?)
+            }
+            AuditedAction::JobPrune { params, tenant } => {
+                let mut conn = self.write().await?;
+                AuditedOutcome::Count(match tenant {
+                    None => prune::prune(&mut conn, &params, audit).await?,
+                    Some(tenant) => prune::prune_tenant(&mut conn, &params, &tenant, audit).await?,
+                })
+            }
+            AuditedAction::CronWrite(params) => {
+                AuditedOutcome::Cron(self.cron_write_impl(params, audit).await?)
+            }
+            AuditedAction::CronDelete(name) => {
+                AuditedOutcome::Cron(self.cron_delete_impl(&name, audit).await?)
+            }
+            AuditedAction::CronFire(params) => {
+                AuditedOutcome::CronFire(self.cron_fire_impl(params, audit).await?)
+            }
+            AuditedAction::AlertWrite(params) => {
+                AuditedOutcome::Alert(self.alert_write_impl(params, audit).await?)
+            }
+            AuditedAction::AlertDelete(name) => {
+                AuditedOutcome::Alert(self.alert_delete_impl(&name, audit).await?)
+            }
+            AuditedAction::TokenCreate(params) => {
+                AuditedOutcome::Token(self.token_create_impl(params, audit).await?)
+            }
+            AuditedAction::TokenRevoke { id, now } => {
+                AuditedOutcome::Token(self.token_revoke_impl(&id, now, audit).await?)
+            }
+            AuditedAction::LimitSet(params) => {
+                AuditedOutcome::Limit(self.limit_set_impl(params, audit).await?)
+            }
+            AuditedAction::LimitDelete(name) => {
+                AuditedOutcome::Limit(self.limit_delete_impl(&name, audit).await?)
+            }
+            AuditedAction::BulkOpCreate(params) => AuditedOutcome::BulkOp(
+                failures::op_create(&mut *self.write().await?, &params, audit).await?,
+            ),
+            AuditedAction::BulkOpAbort { id, now } => AuditedOutcome::BulkOp(
+                failures::op_abort(&mut *self.write().await?, id, now, audit).await?,
+            ),
+        })
     }
 
     async fn audit_prune(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {

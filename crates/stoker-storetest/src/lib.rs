@@ -106,6 +106,7 @@ pub mod flow;
 pub mod workflow;
 // --- stream tenancy ---
 pub mod audit;
+pub mod audited;
 pub mod tenancy;
 // --- stream crypt ---
 pub mod sealed;
@@ -326,6 +327,9 @@ macro_rules! conformance_tests {
             audit_append_and_list => audit::append_and_list,
             audit_prune_by_age => audit::prune_by_age,
             audit_invalid_list_refused => audit::invalid_list_refused,
+            audited_job_actions_row_iff_committed => audited::job_actions_row_iff_committed,
+            audited_settings_row_iff_committed => audited::settings_row_iff_committed,
+            audited_many_jobs_rows_count => audited::many_jobs_rows_count,
             // --- stream ops ---
             failures_failures_counted_by_the_hour => failures::failures_counted_by_the_hour,
             // --- stream crypt ---

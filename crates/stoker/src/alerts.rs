@@ -83,10 +83,25 @@ impl<S: Store + ?Sized> Client<S> {
         }
         rule.validate()?;
         let now = self.clock().now();
+        let params = AlertWriteParams { rule, mode, now };
+        // A create or update commits with its audit row (issue 17); the config's upsert at
+        // start is not an operator's action.
+        let action = match mode {
+            AlertWriteMode::Create => "alert.create",
+            AlertWriteMode::Update => "alert.update",
+            AlertWriteMode::Upsert => return Ok(self.store().alert_write(params).await?),
+        };
+        let entry = self.audit_entry(
+            action,
+            Some(format!("alert {}", params.rule.name)),
+            None,
+            None,
+        );
         Ok(self
             .store()
-            .alert_write(AlertWriteParams { rule, mode, now })
-            .await?)
+            .audited(stoker_core::AuditedAction::AlertWrite(params), entry)
+            .await?
+            .alert()?)
     }
 
     /// Creates a rule, in state `ok`. A client scoped to a tenant (issue 17) creates a rule
@@ -98,15 +113,7 @@ impl<S: Store + ?Sized> Client<S> {
     /// [`Error::Conflict`] if the name is taken; [`Error::TenantForbidden`] naming
     /// `scope.tenant` if a scoped client names another tenant.
     pub async fn alert_create(&self, rule: AlertRule) -> Result<AlertRow> {
-        let row = self.alert_write(rule, AlertWriteMode::Create).await?;
-        self.audit_record(
-            "alert.create",
-            Some(format!("alert {}", row.rule.name)),
-            None,
-            None,
-        )
-        .await;
-        Ok(row)
+        self.alert_write(rule, AlertWriteMode::Create).await
     }
 
     /// Replaces a rule's definition; its state stays (a firing rule resolves by the new
@@ -116,15 +123,7 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::Invalid`] naming the field at fault; [`Error::NotFound`] if there is none.
     pub async fn alert_update(&self, rule: AlertRule) -> Result<AlertRow> {
-        let row = self.alert_write(rule, AlertWriteMode::Update).await?;
-        self.audit_record(
-            "alert.update",
-            Some(format!("alert {}", row.rule.name)),
-            None,
-            None,
-        )
-        .await;
-        Ok(row)
+        self.alert_write(rule, AlertWriteMode::Update).await
     }
 
     /// Creates or updates a rule by name (what the `stoker serve` config does at start). An
@@ -183,10 +182,9 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn alert_delete(&self, name: &str) -> Result<AlertRow> {
         // Another tenant's rule is not found by a scoped client.
         self.alert_get(name).await?;
-        let row = self.store().alert_delete(name).await?;
-        self.audit_record("alert.delete", Some(format!("alert {name}")), None, None)
-            .await;
-        Ok(row)
+        let entry = self.audit_entry("alert.delete", Some(format!("alert {name}")), None, None);
+        let action = stoker_core::AuditedAction::AlertDelete(name.to_owned());
+        Ok(self.store().audited(action, entry).await?.alert()?)
     }
 
     /// A rule's newest `limit` (1 to [`ALERT_EVENTS_MAX`]) sent changes, newest first.

@@ -7,9 +7,11 @@
 //! and to how many jobs, and from where. Enqueues and workers' reports are not audited one by
 //! one (the history counts them); a bulk enqueue by a server's token is.
 //!
-//! The row is written right after the action succeeds. If writing it fails, the action stands
-//! and the failure is logged at error level (the action cannot be undone by then): a crash
-//! between the two loses the row.
+//! The row is written in the action's own store transaction
+//! ([`Store::audited`](stoker_core::Store::audited)): it exists if and only if the change
+//! committed. An action that fails writes no row, and a crash cannot separate the two.
+//! Work done in many transactions (a retry or clean over many jobs, in batches) writes one
+//! row per batch that changed something, each with its count.
 
 use std::time::Duration;
 
@@ -90,10 +92,11 @@ impl<S: Store + ?Sized> Client<S> {
         self.with_actor_inner(actor)
     }
 
-    /// Appends a row to the audit log for an action this client just took: `action` (e.g.
-    /// `job.cancel`), on `target` or over `filter`, affecting `affected` jobs. The client's
-    /// actor and tenant are recorded with it. A failure to write is logged, not returned: the
-    /// action already happened.
+    /// Appends a row to the audit log for an action this client just took outside the store
+    /// operations [`Store::audited`] covers (a bulk enqueue by a server's token): `action`
+    /// (e.g. `job.enqueue_bulk`), on `target` or over `filter`, affecting `affected` jobs. The
+    /// client's actor and tenant are recorded with it. A failure to write is logged, not
+    /// returned: the action already happened.
     pub async fn audit_record(
         &self,
         action: &str,
@@ -101,8 +104,24 @@ impl<S: Store + ?Sized> Client<S> {
         filter: Option<Value>,
         affected: Option<i64>,
     ) {
+        let entry = self.audit_entry(action, target, filter, affected);
+        if let Err(err) = self.store().audit_append(entry).await {
+            tracing::error!(action, error = %err, "could not write the audit log");
+        }
+    }
+
+    /// The audit row of `action` by this client's actor and tenant, for
+    /// [`Store::audited`]: `action` (e.g. `job.cancel`), on `target` or over `filter`,
+    /// affecting `affected` jobs (the store sets the count of actions over many jobs).
+    pub(crate) fn audit_entry(
+        &self,
+        action: &str,
+        target: Option<String>,
+        filter: Option<Value>,
+        affected: Option<i64>,
+    ) -> AuditEntry {
         let actor = self.actor();
-        let entry = AuditEntry {
+        AuditEntry {
             at: self.clock().now(),
             actor: actor.name.clone(),
             token_id: actor.token_id.clone(),
@@ -113,9 +132,6 @@ impl<S: Store + ?Sized> Client<S> {
             filter,
             affected,
             source: actor.source.clone(),
-        };
-        if let Err(err) = self.store().audit_append(entry).await {
-            tracing::error!(action, error = %err, "could not write the audit log");
         }
     }
 

@@ -71,12 +71,10 @@ impl<S: Store + ?Sized> Client<S> {
             limit: request.limit,
             queue_rules: Vec::new(),
         };
-        let deleted = match self.tenant() {
-            None => self.store().job_prune(params).await?,
-            Some(tenant) => self.store().job_prune_tenant(params, tenant).await?,
-        };
         let states: Vec<String> = request.states.iter().map(ToString::to_string).collect();
-        self.audit_record(
+        // The row commits with the deletion and counts it; a clean that deleted nothing
+        // records nothing (issue 17).
+        let entry = self.audit_entry(
             "job.clean",
             None,
             Some(serde_json::json!({
@@ -84,9 +82,12 @@ impl<S: Store + ?Sized> Client<S> {
                 "older_than_seconds": request.older_than.as_secs(),
                 "limit": request.limit,
             })),
-            Some(i64::try_from(deleted).unwrap_or(i64::MAX)),
-        )
-        .await;
-        Ok(deleted)
+            None,
+        );
+        let action = stoker_core::AuditedAction::JobPrune {
+            params,
+            tenant: self.tenant().map(str::to_owned),
+        };
+        Ok(self.store().audited(action, entry).await?.count()?)
     }
 }

@@ -13,6 +13,8 @@ use stoker_core::{
     JobState, LeaderRow, QueueParams, QueueRow, StateCount, Store, StoreTx, SystemClock, WorkerRow,
     MAX_ARGS_BYTES_DEFAULT,
 };
+// --- stream tenancy ---
+use stoker_core::AuditedAction;
 
 use crate::overview::{worker_alive, QueueOverview, QueueWorker, WorkerStatus};
 use crate::{EnqueueOptions, Error, Job, NewJob, Registry, Result, STALE_AFTER_DEFAULT};
@@ -951,10 +953,13 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn cancel(&self, id: JobId) -> Result<JobRow> {
         self.require_visible(id).await?;
         let now = self.config.clock.now();
-        let job = self.store.job_cancel(JobCancelParams { id, now }).await?;
+        let entry = self.audit_entry("job.cancel", Some(format!("job {id}")), None, Some(1));
+        let job = self
+            .store
+            .audited(AuditedAction::JobCancel(JobCancelParams { id, now }), entry)
+            .await?
+            .job()?;
         self.publish_row(&job, now);
-        self.audit_record("job.cancel", Some(format!("job {id}")), None, Some(1))
-            .await;
         Ok(job)
     }
 
@@ -966,10 +971,13 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn retry(&self, id: JobId) -> Result<JobRow> {
         self.require_visible(id).await?;
         let now = self.config.clock.now();
-        let job = self.store.job_retry(JobRetryParams { id, now }).await?;
+        let entry = self.audit_entry("job.retry", Some(format!("job {id}")), None, Some(1));
+        let job = self
+            .store
+            .audited(AuditedAction::JobRetry(JobRetryParams { id, now }), entry)
+            .await?
+            .job()?;
         self.publish_row(&job, now);
-        self.audit_record("job.retry", Some(format!("job {id}")), None, Some(1))
-            .await;
         Ok(job)
     }
 
@@ -980,10 +988,12 @@ impl<S: Store + ?Sized> Client<S> {
     /// [`Error::NotFound`](crate::Error::NotFound) if there is no such job; [`Error::Conflict`](crate::Error::Conflict) if it is running.
     pub async fn delete(&self, id: JobId) -> Result<JobRow> {
         self.require_visible(id).await?;
-        let job = self.store.job_delete(id).await?;
-        self.audit_record("job.delete", Some(format!("job {id}")), None, Some(1))
-            .await;
-        Ok(job)
+        let entry = self.audit_entry("job.delete", Some(format!("job {id}")), None, Some(1));
+        Ok(self
+            .store
+            .audited(AuditedAction::JobDelete(id), entry)
+            .await?
+            .job()?)
     }
 
     /// Pauses a queue in every worker process: none fetches from it until it is resumed.
@@ -996,10 +1006,12 @@ impl<S: Store + ?Sized> Client<S> {
         let now = self.config.clock.now();
         let target = format!("queue {queue}");
         let queue = queue.to_owned();
-        self.store.queue_pause(QueueParams { queue, now }).await?;
-        self.audit_record("queue.pause", Some(target), None, None)
-            .await;
-        Ok(())
+        let entry = self.audit_entry("queue.pause", Some(target), None, None);
+        Ok(self
+            .store
+            .audited(AuditedAction::QueuePause(QueueParams { queue, now }), entry)
+            .await?
+            .done()?)
     }
 
     /// Resumes a paused queue.
@@ -1012,10 +1024,15 @@ impl<S: Store + ?Sized> Client<S> {
         let now = self.config.clock.now();
         let target = format!("queue {queue}");
         let queue = queue.to_owned();
-        self.store.queue_resume(QueueParams { queue, now }).await?;
-        self.audit_record("queue.resume", Some(target), None, None)
-            .await;
-        Ok(())
+        let entry = self.audit_entry("queue.resume", Some(target), None, None);
+        Ok(self
+            .store
+            .audited(
+                AuditedAction::QueueResume(QueueParams { queue, now }),
+                entry,
+            )
+            .await?
+            .done()?)
     }
 
     /// Queues with settings (ever paused or resumed). A client scoped to a tenant (issue 17)
@@ -1218,21 +1235,41 @@ impl<S: Store + ?Sized> Client<S> {
             retried: 0,
             total: bound,
         });
+        let states: Vec<String> = filter.states.iter().map(ToString::to_string).collect();
+        // Each batch commits with its own audit row, counting what it retried (issue 17).
+        let entry = self.audit_entry(
+            "job.retry_many",
+            None,
+            Some(serde_json::json!({
+                "states": states,
+                "queues": filter.queues,
+                "kinds": filter.kinds,
+                "tenant": tenant,
+                "limit": filter.limit,
+            })),
+            None,
+        );
         let mut retried = 0;
         while retried < bound {
             let limit = (bound - retried).min(u64::from(filter.batch)) as u32;
             let now = self.config.clock.now();
+            let params = JobRetryManyParams {
+                states: filter.states.clone(),
+                queues: filter.queues.clone(),
+                kinds: filter.kinds.clone(),
+                tenant: tenant.clone(),
+                limit,
+                now,
+            };
+            let entry = stoker_core::AuditEntry {
+                at: now,
+                ..entry.clone()
+            };
             let changed = self
                 .store
-                .job_retry_many_jobs(JobRetryManyParams {
-                    states: filter.states.clone(),
-                    queues: filter.queues.clone(),
-                    kinds: filter.kinds.clone(),
-                    tenant: tenant.clone(),
-                    limit,
-                    now,
-                })
-                .await?;
+                .audited(AuditedAction::JobRetryMany(params), entry)
+                .await?
+                .changed()?;
             // --- stream history ---
             // Each retried job, as a single retry publishes it (issue 13, item 7).
             self.config.events.publish_changed(&changed, false, now);
@@ -1246,20 +1283,6 @@ impl<S: Store + ?Sized> Client<S> {
                 break;
             }
         }
-        let states: Vec<String> = filter.states.iter().map(ToString::to_string).collect();
-        self.audit_record(
-            "job.retry_many",
-            None,
-            Some(serde_json::json!({
-                "states": states,
-                "queues": filter.queues,
-                "kinds": filter.kinds,
-                "tenant": tenant,
-                "limit": filter.limit,
-            })),
-            Some(i64::try_from(retried).unwrap_or(i64::MAX)),
-        )
-        .await;
         Ok(RetryReport {
             retried,
             remaining: matching.saturating_sub(retried),

@@ -66,8 +66,14 @@ pub fn next_slots(
 // schedule is not found. Names stay one namespace: creating a taken name is a conflict
 // whoever holds it.
 impl<S: Store + ?Sized> Client<S> {
-    /// Validates `schedule` and writes it in `mode`.
-    async fn cron_write(&self, mut schedule: CronSchedule, mode: CronWriteMode) -> Result<CronRow> {
+    /// Validates `schedule` and writes it in `mode`; with `audit` (the action's name), in one transaction with
+    /// its audit row.
+    async fn cron_write(
+        &self,
+        mut schedule: CronSchedule,
+        mode: CronWriteMode,
+        audit: Option<&str>,
+    ) -> Result<CronRow> {
         if self.tenant().is_some() {
             // A client limited to a tenant writes its own tenant's schedules only: the jobs
             // they enqueue are its tenant's, and another tenant's schedule is not found.
@@ -106,15 +112,25 @@ impl<S: Store + ?Sized> Client<S> {
         let next_slot = expr
             .next_after(now)
             .ok_or_else(|| InvalidInput::new("expr", "never matches again"))?;
-        Ok(self
-            .store()
-            .cron_write(CronWriteParams {
-                schedule,
-                next_slot,
-                mode,
-                now,
-            })
-            .await?)
+        let params = CronWriteParams {
+            schedule,
+            next_slot,
+            mode,
+            now,
+        };
+        // An operator's change commits with its audit row (issue 17); the config's upsert at
+        // start is not one.
+        match audit {
+            None => Ok(self.store().cron_write(params).await?),
+            Some(action) => {
+                let entry = self.cron_audit_entry(action, &params.schedule.name);
+                Ok(self
+                    .store()
+                    .audited(stoker_core::AuditedAction::CronWrite(params), entry)
+                    .await?
+                    .cron()?)
+            }
+        }
     }
 
     /// Creates a schedule. Its first slot is the first after now.
@@ -123,14 +139,12 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::Invalid`] naming the field at fault; [`Error::Conflict`] if the name is taken.
     pub async fn cron_create(&self, schedule: CronSchedule) -> Result<CronRow> {
-        let row = self.cron_write(schedule, CronWriteMode::Create).await?;
-        self.cron_audit("cron.create", &row.schedule.name).await;
-        Ok(row)
+        self.cron_write(schedule, CronWriteMode::Create, Some("cron.create"))
+            .await
     }
 
-    async fn cron_audit(&self, action: &str, name: &str) {
-        self.audit_record(action, Some(format!("schedule {name}")), None, None)
-            .await;
+    fn cron_audit_entry(&self, action: &str, name: &str) -> stoker_core::AuditEntry {
+        self.audit_entry(action, Some(format!("schedule {name}")), None, None)
     }
 
     /// Replaces a schedule's definition. A new expression or time zone takes effect from now:
@@ -140,9 +154,8 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::Invalid`] naming the field at fault; [`Error::NotFound`] if there is none.
     pub async fn cron_update(&self, schedule: CronSchedule) -> Result<CronRow> {
-        let row = self.cron_write(schedule, CronWriteMode::Update).await?;
-        self.cron_audit("cron.update", &row.schedule.name).await;
-        Ok(row)
+        self.cron_write(schedule, CronWriteMode::Update, Some("cron.update"))
+            .await
     }
 
     /// Creates or updates a schedule by name, keeping a paused schedule paused (what the
@@ -157,7 +170,7 @@ impl<S: Store + ?Sized> Client<S> {
         if let Some(existing) = self.store().cron_get(&schedule.name).await? {
             schedule.enabled = existing.schedule.enabled;
         }
-        self.cron_write(schedule, CronWriteMode::Upsert).await
+        self.cron_write(schedule, CronWriteMode::Upsert, None).await
     }
 
     /// One schedule.
@@ -216,9 +229,9 @@ impl<S: Store + ?Sized> Client<S> {
         if self.tenant().is_some() {
             self.cron_get(name).await?;
         }
-        let row = self.store().cron_delete(name).await?;
-        self.cron_audit("cron.delete", name).await;
-        Ok(row)
+        let entry = self.cron_audit_entry("cron.delete", name);
+        let action = stoker_core::AuditedAction::CronDelete(name.to_owned());
+        Ok(self.store().audited(action, entry).await?.cron()?)
     }
 
     /// Pauses a schedule: no slot fires until it is resumed.
@@ -229,9 +242,8 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn cron_pause(&self, name: &str) -> Result<CronRow> {
         let mut schedule = self.cron_get(name).await?.schedule;
         schedule.enabled = false;
-        let row = self.cron_write(schedule, CronWriteMode::Update).await?;
-        self.cron_audit("cron.pause", name).await;
-        Ok(row)
+        self.cron_write(schedule, CronWriteMode::Update, Some("cron.pause"))
+            .await
     }
 
     /// Resumes a paused schedule from now: slots missed while paused are not fired.
@@ -242,9 +254,8 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn cron_resume(&self, name: &str) -> Result<CronRow> {
         let mut schedule = self.cron_get(name).await?.schedule;
         schedule.enabled = true;
-        let row = self.cron_write(schedule, CronWriteMode::Update).await?;
-        self.cron_audit("cron.resume", name).await;
-        Ok(row)
+        self.cron_write(schedule, CronWriteMode::Update, Some("cron.resume"))
+            .await
     }
 
     /// Enqueues the schedule's job now, by hand. Its key (`cron:<name>:run-now:<instant>`)
@@ -266,29 +277,31 @@ impl<S: Store + ?Sized> Client<S> {
         let job = row.schedule.job(now, false, true);
         let described = job.clone();
         let publishing = self.event_hub().inserting().await;
+        let entry = self.cron_audit_entry("cron.run_now", name);
+        let params = CronFireParams {
+            name: name.to_owned(),
+            advance: None,
+            slots: vec![CronSlotJob {
+                slot: now,
+                catch_up: false,
+                run_now: true,
+                job,
+            }],
+            overlap: row.schedule.overlap,
+            now,
+            max_args_bytes: self.fire_args_limit(),
+        };
         let outcome = self
             .store()
-            .cron_fire(CronFireParams {
-                name: name.to_owned(),
-                advance: None,
-                slots: vec![CronSlotJob {
-                    slot: now,
-                    catch_up: false,
-                    run_now: true,
-                    job,
-                }],
-                overlap: row.schedule.overlap,
-                now,
-                max_args_bytes: self.fire_args_limit(),
-            })
-            .await?;
+            .audited(stoker_core::AuditedAction::CronFire(params), entry)
+            .await?
+            .cron_fire()?;
         match outcome {
             CronFireOutcome::Fired(jobs) if jobs.len() == 1 => {
                 if !jobs[0].duplicate {
                     self.publish_fired(&[FiredJob::new(&described, &jobs[0])], now);
                 }
                 drop(publishing);
-                self.cron_audit("cron.run_now", name).await;
                 Ok(jobs[0])
             }
             other => Err(Error::Conflict(format!(

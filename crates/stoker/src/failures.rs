@@ -104,15 +104,18 @@ impl<S: Store + ?Sized> Client<S> {
             crate::client::check_run_at(run_at)?;
         }
         params.validate()?;
-        let op = self.store().bulk_op_create(params).await?;
-        self.audit_record(
+        // The store names the operation in the row and counts the jobs it matched.
+        let entry = self.audit_entry(
             "bulk.start",
-            Some(format!("op {}", op.id)),
-            Some(serde_json::json!({"action": op.action, "filter": op.filter})),
-            Some(op.matched),
-        )
-        .await;
-        Ok(op)
+            None,
+            Some(serde_json::json!({"action": params.action, "filter": params.filter})),
+            None,
+        );
+        Ok(self
+            .store()
+            .audited(stoker_core::AuditedAction::BulkOpCreate(params), entry)
+            .await?
+            .bulk_op()?)
     }
 
     /// Retries every failed job of a failure group (discarded, or retryable and waiting for
@@ -236,10 +239,13 @@ impl<S: Store + ?Sized> Client<S> {
         if self.tenant().is_some() && self.bulk_op(id).await?.is_none() {
             return Err(Error::NotFound(format!("bulk operation {id}")));
         }
-        let op = self.store().bulk_op_abort(id, self.clock().now()).await?;
-        self.audit_record("bulk.abort", Some(format!("op {id}")), None, Some(op.done))
-            .await;
-        Ok(op)
+        // The store counts the jobs done before the abort in the row.
+        let entry = self.audit_entry("bulk.abort", Some(format!("op {id}")), None, None);
+        let action = stoker_core::AuditedAction::BulkOpAbort {
+            id,
+            now: self.clock().now(),
+        };
+        Ok(self.store().audited(action, entry).await?.bulk_op()?)
     }
 
     /// A job's log lines, oldest first.

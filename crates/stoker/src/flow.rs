@@ -22,7 +22,14 @@ impl<S: Store + ?Sized> Client<S> {
     pub async fn limit_set(&self, spec: LimitSpec) -> Result<LimitRow> {
         self.require_every_tenant("limits")?;
         let now = self.clock().now();
-        Ok(self.store().limit_set(LimitSetParams { spec, now }).await?)
+        let entry = self.audit_entry(
+            "limit.set",
+            Some(format!("limit {}", spec.name)),
+            None,
+            None,
+        );
+        let action = stoker_core::AuditedAction::LimitSet(LimitSetParams { spec, now });
+        Ok(self.store().audited(action, entry).await?.limit()?)
     }
 
     /// Every limit, by name. A client scoped to a tenant (issue 17) gets only its tenant's
@@ -51,7 +58,9 @@ impl<S: Store + ?Sized> Client<S> {
     /// [`Error::NotFound`](crate::Error::NotFound) if there is no such limit; a store error.
     pub async fn limit_delete(&self, name: &str) -> Result<LimitRow> {
         self.require_every_tenant("limits")?;
-        Ok(self.store().limit_delete(name).await?)
+        let entry = self.audit_entry("limit.delete", Some(format!("limit {name}")), None, None);
+        let action = stoker_core::AuditedAction::LimitDelete(name.to_owned());
+        Ok(self.store().audited(action, entry).await?.limit()?)
     }
 
     /// Every limiter running jobs or throttled now: how much of each limit is in use. A client

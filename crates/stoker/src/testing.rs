@@ -297,6 +297,7 @@ counting_store! {
         async fn audit_append(&self, entry: stoker_core::AuditEntry) -> StoreResult<stoker_core::AuditRow>;
         async fn audit_list(&self, params: stoker_core::AuditListParams) -> StoreResult<Vec<stoker_core::AuditRow>>;
         async fn audit_prune(&self, before: chrono::DateTime<chrono::Utc>, limit: u32) -> StoreResult<u64>;
+        async fn audited(&self, action: stoker_core::AuditedAction, entry: stoker_core::AuditEntry) -> StoreResult<stoker_core::AuditedOutcome>;
         // --- stream ops ---
         async fn failure_group_counts(&self, params: stoker_core::FailureCountParams) -> StoreResult<Vec<stoker_core::FailureHour>>;
         // --- stream crypt ---

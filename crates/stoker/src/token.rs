@@ -137,20 +137,21 @@ impl<S: Store + ?Sized> Client<S> {
                 last_used_at: None,
                 revoked_at: None,
             };
+            let entry = self.audit_entry(
+                "token.create",
+                Some(format!("token {}", row.id)),
+                None,
+                None,
+            );
+            let action = stoker_core::AuditedAction::TokenCreate(TokenCreateParams { token: row });
             match self
                 .store()
-                .token_create(TokenCreateParams { token: row })
+                .audited(action, entry)
                 .await
+                .and_then(stoker_core::AuditedOutcome::token)
             {
                 Ok(row) => {
                     let token = format!("{TOKEN_PREFIX}{}_{secret}", row.id);
-                    self.audit_record(
-                        "token.create",
-                        Some(format!("token {}", row.id)),
-                        None,
-                        None,
-                    )
-                    .await;
                     return Ok(CreatedToken { row, token });
                 }
                 Err(err) if err.kind() == stoker_core::StoreErrorKind::Conflict => {
@@ -182,10 +183,12 @@ impl<S: Store + ?Sized> Client<S> {
         self.require_every_tenant("token management")?;
         validate_token_id(id)?;
         let now = self.clock().now();
-        let row = self.store().token_revoke(id, now).await?;
-        self.audit_record("token.revoke", Some(format!("token {id}")), None, None)
-            .await;
-        Ok(row)
+        let entry = self.audit_entry("token.revoke", Some(format!("token {id}")), None, None);
+        let action = stoker_core::AuditedAction::TokenRevoke {
+            id: id.to_owned(),
+            now,
+        };
+        Ok(self.store().audited(action, entry).await?.token()?)
     }
 
     /// Replaces a token by a new one with the same name, scopes, tenant and expiry, and

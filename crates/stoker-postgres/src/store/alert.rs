@@ -49,7 +49,11 @@ impl PgStore {
         format!("\"{}\".stoker_alert_events", self.inner.schema)
     }
 
-    pub(super) async fn alert_write_impl(&self, params: AlertWriteParams) -> StoreResult<AlertRow> {
+    pub(super) async fn alert_write_impl(
+        &self,
+        params: AlertWriteParams,
+        audit: Option<stoker_core::AuditEntry>,
+    ) -> StoreResult<AlertRow> {
         params.rule.validate()?;
         let table = self.alert_table();
         let insert = format!(
@@ -72,16 +76,22 @@ impl PgStore {
         };
         let definition = serde_json::to_value(&params.rule)
             .map_err(|err| InvalidInput::new("rule", err.to_string()))?;
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
         let row = sqlx::query(&sql)
             .bind(&params.rule.name)
             .bind(definition)
             .bind(params.now)
-            .fetch_optional(&self.inner.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(store_error)?;
         let name = &params.rule.name;
         match (row, params.mode) {
-            (Some(row), _) => alert_row(&row),
+            (Some(row), _) => {
+                let row = alert_row(&row)?;
+                self.audit_on(&mut tx, audit.as_ref()).await?;
+                tx.commit().await.map_err(store_error)?;
+                Ok(row)
+            }
             (None, AlertWriteMode::Create) => Err(StoreError::Conflict(format!(
                 "an alert rule named {name:?} already exists"
             ))),
@@ -89,6 +99,7 @@ impl PgStore {
                 Err(StoreError::NotFound(format!("alert rule {name:?}")))
             }
             (None, AlertWriteMode::Upsert) => {
+                drop(tx);
                 self.alert_get_impl(name)
                     .await?
                     .ok_or_else(|| StoreError::Busy {
@@ -126,7 +137,11 @@ impl PgStore {
         .collect()
     }
 
-    pub(super) async fn alert_delete_impl(&self, name: &str) -> StoreResult<AlertRow> {
+    pub(super) async fn alert_delete_impl(
+        &self,
+        name: &str,
+        audit: Option<stoker_core::AuditEntry>,
+    ) -> StoreResult<AlertRow> {
         let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
         let mut tx = conn.begin().await.map_err(store_error)?;
         let row = sqlx::query(&format!(
@@ -146,6 +161,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
+        self.audit_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(store_error)?;
         alert_row(&row)
     }

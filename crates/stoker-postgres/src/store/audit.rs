@@ -1,7 +1,7 @@
 //! The audit log (issue 17, item 3) on PostgreSQL: append, list newest first, prune by age.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::Row;
 use stoker_core::{AuditEntry, AuditListParams, AuditRow, StoreError, StoreResult};
 
@@ -31,32 +31,64 @@ fn audit_row(row: &PgRow) -> StoreResult<AuditRow> {
     })
 }
 
+/// Appends the audit row of a management action on `conn`, inside the action's own
+/// transaction (issue 17), so the row commits or rolls back with the change. `None` writes
+/// nothing: the plain operation.
+pub(crate) async fn audit_insert_on(
+    conn: &mut PgConnection,
+    schema: &str,
+    entry: Option<&AuditEntry>,
+) -> StoreResult<()> {
+    if let Some(entry) = entry {
+        entry.validate()?;
+        insert(conn, schema, entry).await?;
+    }
+    Ok(())
+}
+
+async fn insert(
+    conn: &mut PgConnection,
+    schema: &str,
+    entry: &AuditEntry,
+) -> StoreResult<AuditRow> {
+    let row = sqlx::query(&format!(
+        "INSERT INTO \"{schema}\".stoker_audit (at, actor, token_id, via, tenant, action, \
+         target, filter, affected, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         RETURNING {COLUMNS}"
+    ))
+    .bind(entry.at)
+    .bind(&entry.actor)
+    .bind(&entry.token_id)
+    .bind(&entry.via)
+    .bind(&entry.tenant)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(&entry.filter)
+    .bind(entry.affected)
+    .bind(&entry.source)
+    .fetch_one(conn)
+    .await
+    .map_err(store_error)?;
+    audit_row(&row)
+}
+
 impl PgStore {
     fn audit_table(&self) -> String {
         format!("\"{}\".stoker_audit", self.inner.schema)
     }
 
     pub(super) async fn audit_append_impl(&self, entry: AuditEntry) -> StoreResult<AuditRow> {
-        let row = sqlx::query(&format!(
-            "INSERT INTO {} (at, actor, token_id, via, tenant, action, target, filter, \
-             affected, source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             RETURNING {COLUMNS}",
-            self.audit_table()
-        ))
-        .bind(entry.at)
-        .bind(&entry.actor)
-        .bind(&entry.token_id)
-        .bind(&entry.via)
-        .bind(&entry.tenant)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(&entry.filter)
-        .bind(entry.affected)
-        .bind(&entry.source)
-        .fetch_one(&self.inner.pool)
-        .await
-        .map_err(store_error)?;
-        audit_row(&row)
+        let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
+        insert(&mut conn, &self.inner.schema, &entry).await
+    }
+
+    /// Appends `entry` in the transaction on `conn`: see [`audit_insert_on`].
+    pub(super) async fn audit_on(
+        &self,
+        conn: &mut PgConnection,
+        entry: Option<&AuditEntry>,
+    ) -> StoreResult<()> {
+        audit_insert_on(conn, &self.inner.schema, entry).await
     }
 
     pub(super) async fn audit_list_impl(

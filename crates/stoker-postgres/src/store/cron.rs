@@ -59,7 +59,11 @@ impl PgStore {
         .transpose()
     }
 
-    pub(super) async fn cron_write_impl(&self, params: CronWriteParams) -> StoreResult<CronRow> {
+    pub(super) async fn cron_write_impl(
+        &self,
+        params: CronWriteParams,
+        audit: Option<stoker_core::AuditEntry>,
+    ) -> StoreResult<CronRow> {
         let cron = self.cron_table();
         let insert = format!(
             "INSERT INTO {cron} (name, expr, tz, enabled, definition, next_slot, revision, \
@@ -94,6 +98,7 @@ impl PgStore {
         let definition = serde_json::to_value(schedule)
             .map_err(|err| InvalidInput::new("schedule", err.to_string()))?;
         let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
+        let mut tx = conn.begin().await.map_err(store_error)?;
         let row = sqlx::query(&sql)
             .bind(&schedule.name)
             .bind(&schedule.expr)
@@ -102,11 +107,16 @@ impl PgStore {
             .bind(definition)
             .bind(params.next_slot)
             .bind(params.now)
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(store_error)?;
         match (row, params.mode) {
-            (Some(row), _) => cron_row(&row),
+            (Some(row), _) => {
+                let row = cron_row(&row)?;
+                self.audit_on(&mut tx, audit.as_ref()).await?;
+                tx.commit().await.map_err(store_error)?;
+                Ok(row)
+            }
             (None, CronWriteMode::Create) => Err(StoreError::Conflict(format!(
                 "a schedule named {:?} already exists",
                 schedule.name
@@ -116,7 +126,7 @@ impl PgStore {
                 schedule.name
             ))),
             (None, CronWriteMode::Upsert) => self
-                .cron_get_on(&mut conn, &schedule.name)
+                .cron_get_on(&mut tx, &schedule.name)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("schedule {:?}", schedule.name))),
         }
@@ -138,7 +148,11 @@ impl PgStore {
         rows.iter().map(cron_row).collect()
     }
 
-    pub(super) async fn cron_delete_impl(&self, name: &str) -> StoreResult<CronRow> {
+    pub(super) async fn cron_delete_impl(
+        &self,
+        name: &str,
+        audit: Option<stoker_core::AuditEntry>,
+    ) -> StoreResult<CronRow> {
         let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
         let mut tx = conn.begin().await.map_err(store_error)?;
         let row = sqlx::query(&format!(
@@ -158,6 +172,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
+        self.audit_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(store_error)?;
         cron_row(&row)
     }
@@ -207,6 +222,7 @@ impl PgStore {
     pub(super) async fn cron_fire_impl(
         &self,
         params: CronFireParams,
+        audit: Option<stoker_core::AuditEntry>,
     ) -> StoreResult<CronFireOutcome> {
         let (cron, runs) = (self.cron_table(), self.cron_runs_table());
         let batch = InsertBatch::new(JobInsertParams {
@@ -313,6 +329,7 @@ impl PgStore {
             .await
             .map_err(store_error)?;
         }
+        self.audit_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(CronFireOutcome::Fired(jobs))
     }

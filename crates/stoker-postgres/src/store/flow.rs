@@ -591,7 +591,11 @@ impl PgStore {
         Ok(())
     }
 
-    pub(super) async fn limit_set_impl(&self, params: LimitSetParams) -> StoreResult<LimitRow> {
+    pub(super) async fn limit_set_impl(
+        &self,
+        params: LimitSetParams,
+        audit: Option<stoker_core::AuditEntry>,
+    ) -> StoreResult<LimitRow> {
         params.spec.validate()?;
         let spec = serde_json::to_value(&params.spec)
             .map_err(|err| StoreError::Corrupt(format!("limit spec: {err}")))?;
@@ -618,6 +622,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
+        self.audit_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(store_error)?;
         self.inner.limits.invalidate();
         limit_row(&row)
@@ -636,7 +641,11 @@ impl PgStore {
         .collect()
     }
 
-    pub(super) async fn limit_delete_impl(&self, name: &str) -> StoreResult<LimitRow> {
+    pub(super) async fn limit_delete_impl(
+        &self,
+        name: &str,
+        audit: Option<stoker_core::AuditEntry>,
+    ) -> StoreResult<LimitRow> {
         validate_limit_name(name)?;
         let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
         let row = sqlx::query(&format!(
@@ -656,6 +665,7 @@ impl PgStore {
         .execute(&mut *tx)
         .await
         .map_err(store_error)?;
+        self.audit_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(store_error)?;
         self.inner.limits.invalidate();
         limit_row(&row)

@@ -151,20 +151,26 @@ impl PgStore {
         &self,
         params: stoker_core::JobPruneParams,
         tenant: &str,
+        audit: Option<stoker_core::AuditEntry>,
     ) -> StoreResult<u64> {
         params.validate_for_tenant()?;
         if params.limit == 0 {
             return Ok(0);
         }
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
         let deleted = sqlx::query(&self.prune_tenant_sql())
             .bind(params.completed_before)
             .bind(params.cancelled_before)
             .bind(params.discarded_before)
             .bind(tenant)
             .bind(i64::from(params.limit))
-            .execute(&self.inner.pool)
+            .execute(&mut *tx)
             .await
-            .map_err(store_error)?;
-        Ok(deleted.rows_affected())
+            .map_err(store_error)?
+            .rows_affected();
+        self.audit_on(&mut tx, super::audited::counted(audit, deleted).as_ref())
+            .await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(deleted)
     }
 }

@@ -36,8 +36,10 @@ impl PgStore {
     pub(super) async fn token_create_impl(
         &self,
         params: TokenCreateParams,
+        audit: Option<stoker_core::AuditEntry>,
     ) -> StoreResult<TokenRow> {
         let token = params.token;
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
         let row = sqlx::query(&format!(
             "INSERT INTO {} (id, name, scopes, tenant, secret_hash, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING RETURNING {COLUMNS}",
@@ -50,11 +52,14 @@ impl PgStore {
         .bind(&token.secret_hash)
         .bind(token.created_at)
         .bind(token.expires_at)
-        .fetch_optional(&self.inner.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(store_error)?
         .ok_or_else(|| StoreError::Conflict(format!("token {:?} exists", token.id)))?;
-        token_row(&row)
+        let row = token_row(&row)?;
+        self.audit_on(&mut tx, audit.as_ref()).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(row)
     }
 
     pub(super) async fn token_get_impl(&self, id: &str) -> StoreResult<Option<TokenRow>> {
@@ -86,7 +91,9 @@ impl PgStore {
         &self,
         id: &str,
         now: DateTime<Utc>,
+        audit: Option<stoker_core::AuditEntry>,
     ) -> StoreResult<TokenRow> {
+        let mut tx = self.inner.pool.begin().await.map_err(store_error)?;
         let row = sqlx::query(&format!(
             "UPDATE {} SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
              RETURNING {COLUMNS}",
@@ -94,11 +101,14 @@ impl PgStore {
         ))
         .bind(id)
         .bind(now)
-        .fetch_optional(&self.inner.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(store_error)?
         .ok_or_else(|| StoreError::NotFound(format!("token {id:?}")))?;
-        token_row(&row)
+        let row = token_row(&row)?;
+        self.audit_on(&mut tx, audit.as_ref()).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(row)
     }
 
     pub(super) async fn token_touch_impl(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {

@@ -9,10 +9,11 @@ use stoker_core::alert::{
 };
 use stoker_core::{JobId, JobInsertParams, StoreError, StoreEvent, StoreResult};
 
-use super::{begin_write, SqliteStore};
+use super::{audit_insert_on, begin_write, SqliteStore};
 use crate::error::db_error;
 use crate::insert;
 use crate::row::{column, from_json, micros, time_column, time_column_opt, to_json};
+use stoker_core::AuditEntry;
 
 const COLUMNS: &str =
     "definition, state, since, clear_since, value, version, created_at, updated_at";
@@ -59,7 +60,11 @@ async fn get_on(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<A
 }
 
 impl SqliteStore {
-    pub(super) async fn alert_write_impl(&self, params: AlertWriteParams) -> StoreResult<AlertRow> {
+    pub(super) async fn alert_write_impl(
+        &self,
+        params: AlertWriteParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<AlertRow> {
         params.rule.validate()?;
         let sql = match params.mode {
             AlertWriteMode::Create => {
@@ -80,22 +85,28 @@ impl SqliteStore {
         };
         let name = &params.rule.name;
         let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
         let row = sqlx::query(&sql)
             .bind(name)
             .bind(to_json(&params.rule)?)
             .bind(micros(params.now))
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?;
         match (row, params.mode) {
-            (Some(row), _) => alert_from_row(&row),
+            (Some(row), _) => {
+                let row = alert_from_row(&row)?;
+                audit_insert_on(&mut tx, audit.as_ref()).await?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(row)
+            }
             (None, AlertWriteMode::Create) => Err(StoreError::Conflict(format!(
                 "an alert rule named {name:?} already exists"
             ))),
             (None, AlertWriteMode::Update) => {
                 Err(StoreError::NotFound(format!("alert rule {name:?}")))
             }
-            (None, AlertWriteMode::Upsert) => get_on(&mut conn, name)
+            (None, AlertWriteMode::Upsert) => get_on(&mut tx, name)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("alert rule {name:?}"))),
         }
@@ -113,7 +124,11 @@ impl SqliteStore {
         rows.iter().map(alert_from_row).collect()
     }
 
-    pub(super) async fn alert_delete_impl(&self, name: &str) -> StoreResult<AlertRow> {
+    pub(super) async fn alert_delete_impl(
+        &self,
+        name: &str,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<AlertRow> {
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
         let row = sqlx::query(&format!(
@@ -129,6 +144,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(db_error)?;
         alert_from_row(&row)
     }

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
+use sqlx::SqliteConnection;
 use stoker_core::{AuditEntry, AuditListParams, AuditRow, StoreResult};
 
 use super::SqliteStore;
@@ -31,28 +32,46 @@ fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditRow> {
     })
 }
 
-impl SqliteStore {
-    pub(super) async fn audit_append_impl(&self, entry: AuditEntry) -> StoreResult<AuditRow> {
-        let filter = entry.filter.as_ref().map(to_json).transpose()?;
-        let row = sqlx::query(&format!(
-            "INSERT INTO stoker_audit (at, actor, token_id, via, tenant, action, target, filter, \
+/// Appends the audit row of a management action on `conn`, inside the action's own
+/// transaction (issue 17), so the row commits or rolls back with the change. `None` writes
+/// nothing: the plain operation.
+pub(crate) async fn audit_insert_on(
+    conn: &mut SqliteConnection,
+    entry: Option<&AuditEntry>,
+) -> StoreResult<()> {
+    if let Some(entry) = entry {
+        entry.validate()?;
+        insert(conn, entry).await?;
+    }
+    Ok(())
+}
+
+async fn insert(conn: &mut SqliteConnection, entry: &AuditEntry) -> StoreResult<AuditRow> {
+    let filter = entry.filter.as_ref().map(to_json).transpose()?;
+    let row = sqlx::query(&format!(
+        "INSERT INTO stoker_audit (at, actor, token_id, via, tenant, action, target, filter, \
              affected, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
              RETURNING {COLUMNS}"
-        ))
-        .bind(micros(entry.at))
-        .bind(&entry.actor)
-        .bind(&entry.token_id)
-        .bind(&entry.via)
-        .bind(&entry.tenant)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(filter)
-        .bind(entry.affected)
-        .bind(&entry.source)
-        .fetch_one(&mut *self.write().await?)
-        .await
-        .map_err(db_error)?;
-        audit_from_row(&row)
+    ))
+    .bind(micros(entry.at))
+    .bind(&entry.actor)
+    .bind(&entry.token_id)
+    .bind(&entry.via)
+    .bind(&entry.tenant)
+    .bind(&entry.action)
+    .bind(&entry.target)
+    .bind(filter)
+    .bind(entry.affected)
+    .bind(&entry.source)
+    .fetch_one(conn)
+    .await
+    .map_err(db_error)?;
+    audit_from_row(&row)
+}
+
+impl SqliteStore {
+    pub(super) async fn audit_append_impl(&self, entry: AuditEntry) -> StoreResult<AuditRow> {
+        insert(&mut *self.write().await?, &entry).await
     }
 
     pub(super) async fn audit_list_impl(

@@ -9,10 +9,11 @@ use stoker_core::cron::{
 };
 use stoker_core::{JobId, JobInsertParams, StoreError, StoreEvent, StoreResult};
 
-use super::{begin_write, SqliteStore};
+use super::{audit_insert_on, begin_write, SqliteStore};
 use crate::error::db_error;
 use crate::insert;
 use crate::row::{column, from_json, micros, parse_state, time_column, time_column_opt, to_json};
+use stoker_core::AuditEntry;
 
 const COLUMNS: &str = "definition, next_slot, last_slot, revision, created_at, updated_at";
 
@@ -108,7 +109,11 @@ async fn get_on(conn: &mut SqliteConnection, name: &str) -> StoreResult<Option<C
 }
 
 impl SqliteStore {
-    pub(super) async fn cron_write_impl(&self, params: CronWriteParams) -> StoreResult<CronRow> {
+    pub(super) async fn cron_write_impl(
+        &self,
+        params: CronWriteParams,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<CronRow> {
         let schedule = &params.schedule;
         let sql = match params.mode {
             CronWriteMode::Create => CREATE_SQL,
@@ -116,6 +121,7 @@ impl SqliteStore {
             CronWriteMode::Upsert => UPSERT_SQL,
         };
         let mut conn = self.write().await?;
+        let mut tx = begin_write(&mut conn).await?;
         let row = sqlx::query(sql)
             .bind(&schedule.name)
             .bind(&schedule.expr)
@@ -124,11 +130,16 @@ impl SqliteStore {
             .bind(to_json(schedule)?)
             .bind(micros(params.next_slot))
             .bind(micros(params.now))
-            .fetch_optional(&mut *conn)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_error)?;
         match (row, params.mode) {
-            (Some(row), _) => cron_from_row(&row),
+            (Some(row), _) => {
+                let row = cron_from_row(&row)?;
+                audit_insert_on(&mut tx, audit.as_ref()).await?;
+                tx.commit().await.map_err(db_error)?;
+                Ok(row)
+            }
             (None, CronWriteMode::Create) => Err(StoreError::Conflict(format!(
                 "a schedule named {:?} already exists",
                 schedule.name
@@ -138,7 +149,7 @@ impl SqliteStore {
                 schedule.name
             ))),
             // An upsert of an unchanged definition writes nothing.
-            (None, CronWriteMode::Upsert) => get_on(&mut conn, &schedule.name)
+            (None, CronWriteMode::Upsert) => get_on(&mut tx, &schedule.name)
                 .await?
                 .ok_or_else(|| StoreError::NotFound(format!("schedule {:?}", schedule.name))),
         }
@@ -156,7 +167,11 @@ impl SqliteStore {
         rows.iter().map(cron_from_row).collect()
     }
 
-    pub(super) async fn cron_delete_impl(&self, name: &str) -> StoreResult<CronRow> {
+    pub(super) async fn cron_delete_impl(
+        &self,
+        name: &str,
+        audit: Option<AuditEntry>,
+    ) -> StoreResult<CronRow> {
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
         let row = sqlx::query(&format!(
@@ -172,6 +187,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(db_error)?;
         cron_from_row(&row)
     }
@@ -222,6 +238,7 @@ impl SqliteStore {
     pub(super) async fn cron_fire_impl(
         &self,
         params: CronFireParams,
+        audit: Option<AuditEntry>,
     ) -> StoreResult<CronFireOutcome> {
         let insert_params = JobInsertParams {
             jobs: params.slots.iter().map(|slot| slot.job.clone()).collect(),
@@ -307,6 +324,7 @@ impl SqliteStore {
                 .await
                 .map_err(db_error)?;
         }
+        audit_insert_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(db_error)?;
         drop(conn);
         for queue in inserted.queues {

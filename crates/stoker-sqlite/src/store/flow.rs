@@ -526,7 +526,11 @@ impl SqliteStore {
         Ok(jobs)
     }
 
-    pub(super) async fn limit_set_impl(&self, params: LimitSetParams) -> StoreResult<LimitRow> {
+    pub(super) async fn limit_set_impl(
+        &self,
+        params: LimitSetParams,
+        audit: Option<stoker_core::AuditEntry>,
+    ) -> StoreResult<LimitRow> {
         params.spec.validate()?;
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
@@ -551,6 +555,7 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
+        super::audit_insert_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(db_error)?;
         self.inner.limits.invalidate();
         limit_row(&row)
@@ -566,7 +571,11 @@ impl SqliteStore {
             .collect()
     }
 
-    pub(super) async fn limit_delete_impl(&self, name: &str) -> StoreResult<LimitRow> {
+    pub(super) async fn limit_delete_impl(
+        &self,
+        name: &str,
+        audit: Option<stoker_core::AuditEntry>,
+    ) -> StoreResult<LimitRow> {
         validate_limit_name(name)?;
         let mut conn = self.write().await?;
         let mut tx = begin_write(&mut conn).await?;
@@ -582,6 +591,7 @@ impl SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db_error)?;
+        super::audit_insert_on(&mut tx, audit.as_ref()).await?;
         tx.commit().await.map_err(db_error)?;
         self.inner.limits.invalidate();
         limit_row(&row)

@@ -9,6 +9,7 @@ use stoker_core::{
 use super::SqliteStore;
 use crate::error::db_error;
 use crate::row::{column, from_json, micros, time_column, time_column_opt, to_json};
+use stoker_core::AuditEntry;
 
 const COLUMNS: &str =
     "id, name, scopes, tenant, secret_hash, created_at, expires_at, last_used_at, revoked_at";
@@ -31,8 +32,11 @@ impl SqliteStore {
     pub(super) async fn token_create_impl(
         &self,
         params: TokenCreateParams,
+        audit: Option<AuditEntry>,
     ) -> StoreResult<TokenRow> {
         let token = params.token;
+        let mut conn = self.write().await?;
+        let mut tx = super::begin_write(&mut conn).await?;
         let row = sqlx::query(&format!(
             "INSERT INTO stoker_tokens (id, name, scopes, tenant, secret_hash, created_at, \
              expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING \
@@ -45,11 +49,14 @@ impl SqliteStore {
         .bind(&token.secret_hash)
         .bind(micros(token.created_at))
         .bind(token.expires_at.map(micros))
-        .fetch_optional(&mut *self.write().await?)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?
         .ok_or_else(|| StoreError::Conflict(format!("token {:?} exists", token.id)))?;
-        token_from_row(&row)
+        let row = token_from_row(&row)?;
+        super::audit_insert_on(&mut tx, audit.as_ref()).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(row)
     }
 
     pub(super) async fn token_get_impl(&self, id: &str) -> StoreResult<Option<TokenRow>> {
@@ -79,18 +86,24 @@ impl SqliteStore {
         &self,
         id: &str,
         now: DateTime<Utc>,
+        audit: Option<AuditEntry>,
     ) -> StoreResult<TokenRow> {
+        let mut conn = self.write().await?;
+        let mut tx = super::begin_write(&mut conn).await?;
         let row = sqlx::query(&format!(
             "UPDATE stoker_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1 \
              RETURNING {COLUMNS}"
         ))
         .bind(id)
         .bind(micros(now))
-        .fetch_optional(&mut *self.write().await?)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_error)?
         .ok_or_else(|| StoreError::NotFound(format!("token {id:?}")))?;
-        token_from_row(&row)
+        let row = token_from_row(&row)?;
+        super::audit_insert_on(&mut tx, audit.as_ref()).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(row)
     }
 
     pub(super) async fn token_touch_impl(&self, id: &str, now: DateTime<Utc>) -> StoreResult<bool> {
