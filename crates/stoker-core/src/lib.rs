@@ -100,6 +100,9 @@ pub use flow::{
     LimitRow, LimitSetParams, LimitSpec, LimitUsage, LimiterChange, LimiterRef, LimiterState,
     QuotaDemand, Rate, FAIR_NO_TENANT, FAIR_WEIGHTS_MAX, FAIR_WEIGHT_MAX, LIMIT_CACHE_TTL,
     LIMIT_KEY_MAX_SEGMENTS, LIMIT_NAME_MAX_LEN, LIMIT_PERIOD_MAX_MS,
+    // --- stream flow ---
+    fair_walk_complete, FAIR_DISCOVER_PER_CLAIM, FAIR_PAGE_EXTRA, HELD_BACK_LIMITERS_MAX,
+    HELD_BACK_READ_MAX,
 };
 // --- stream wf ---
 pub use workflow::{

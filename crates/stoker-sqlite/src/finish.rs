@@ -82,6 +82,36 @@ ON CONFLICT (queue, kind, tenant, state) DO UPDATE SET count = count + excluded.
     };
 }
 
+/// Releases the concurrency slots (issue 16) held by the jobs a batch of finishes is about to
+/// move out of `running`: `?2` holds the finishes (see [`finishes!`]), matched by the same
+/// fence as [`apply_finishes!`], and every finish leaves `running`. It runs before the change,
+/// while the rows are still `running`, in the same transaction.
+///
+/// A drain without limits pays one probe of the (empty) partial index of limiters with a slot
+/// taken: the `EXISTS` names no table of the join, so SQLite tests it once before the loop
+/// and never reads the finishes (migration 26, which replaced the per-row trigger).
+macro_rules! release_slots {
+    () => {
+        concat!(
+            "UPDATE stoker_limit_state SET running = MAX(running - r.n, 0)
+FROM (
+    SELECT slot.value ->> 0 AS name, slot.value ->> 1 AS key, COUNT(*) AS n
+    FROM ",
+            finishes!(),
+            "
+    JOIN stoker_jobs ON ",
+            fence!(),
+            "
+    JOIN json_each(stoker_jobs.flow_slots) AS slot
+    WHERE EXISTS (SELECT 1 FROM stoker_limit_state WHERE running > 0)
+      AND stoker_jobs.flow_slots IS NOT NULL
+    GROUP BY 1, 2
+) AS r
+WHERE stoker_limit_state.name = r.name AND stoker_limit_state.key = r.key"
+        )
+    };
+}
+
 /// Applies the outcomes in `?2` (see [`finishes!`]) at the finish time `?1` (`?3`: a rescue,
 /// which ignores leases); returns each job applied as the finish left it. A job left waiting for a `run_at` after `?1` goes into the schedule. Every outcome
 /// ends the attempt's lease.
@@ -118,7 +148,8 @@ WHERE ",
             "
 RETURNING stoker_jobs.id, stoker_jobs.state, stoker_jobs.run_at, stoker_jobs.attempt,
           stoker_jobs.queue, stoker_jobs.kind, stoker_jobs.attempted_at, stoker_jobs.worker_id,
-          stoker_jobs.tenant, stoker_jobs.has_dependents OR stoker_jobs.batch_id IS NOT NULL"
+          stoker_jobs.tenant, stoker_jobs.has_dependents OR stoker_jobs.batch_id IS NOT NULL,
+          stoker_jobs.flow_slots IS NOT NULL"
         )
     };
 }
@@ -127,12 +158,17 @@ RETURNING stoker_jobs.id, stoker_jobs.state, stoker_jobs.run_at, stoker_jobs.att
 #[cfg(test)]
 pub(crate) const COUNT_SQL: &str = count_finishes!();
 
+/// [`release_slots!`] alone, for plan tests.
+#[cfg(test)]
+pub(crate) const RELEASE_SQL: &str = release_slots!();
+
 /// [`apply_finishes!`] alone, for plan tests.
 #[cfg(test)]
 pub(crate) const APPLY_SQL: &str = apply_finishes!();
 
-/// A batch of finishes: the count, then the change, in one transaction that the text itself
-/// opens and commits. The caller passes each attempt at most once.
+/// A batch of finishes: the count, the release of concurrency slots, then the change, in one
+/// transaction that the text itself opens and commits. The caller passes each attempt at most
+/// once.
 ///
 /// Counting before the change, from the same fence, is what keeps it a single trip to the
 /// database (SQLite cannot read an `UPDATE`'s returned rows in another statement): a
@@ -142,13 +178,16 @@ pub(crate) const FINISH_SQL: &str = concat!(
     "BEGIN IMMEDIATE;\n",
     count_finishes!(),
     ";\n",
+    release_slots!(),
+    ";\n",
     apply_finishes!(),
     ";\nCOMMIT"
 );
 
 /// A job [`FINISH_SQL`] applied a finish to, as it returns it: id, state, run_at, attempt,
 /// queue, kind, attempted_at, worker_id, tenant, has_dependents (true for a batch member too,
-/// whose finish may release its batch's callback: issue 18).
+/// whose finish may release its batch's callback: issue 18), held_slots (it gave concurrency
+/// slots back: issue 16).
 pub(crate) type AppliedRow = (
     i64,
     String,
@@ -160,6 +199,7 @@ pub(crate) type AppliedRow = (
     Option<String>,
     Option<String>,
     bool,
+    bool,
 );
 
 /// What a batch of finishes did: the jobs applied, in input order, and those of them that
@@ -169,6 +209,9 @@ pub(crate) type AppliedRow = (
 pub(crate) struct Finished {
     pub(crate) jobs: Vec<FinishedJob>,
     pub(crate) parents: Vec<i64>,
+    /// The queues of the jobs that gave concurrency slots back (issue 16), whose limited
+    /// workers may claim again now.
+    pub(crate) freed: Vec<String>,
 }
 
 /// Applies `params.finishes` and returns the jobs applied, in input order.
@@ -198,6 +241,7 @@ pub(crate) async fn finish_many(
         applied.into_iter().map(|row| (row.0, row)).collect();
     let mut finished = Vec::with_capacity(applied.len());
     let mut parents = Vec::new();
+    let mut freed: Vec<String> = Vec::new();
     for finish in &params.finishes {
         if let Some((
             id,
@@ -210,9 +254,13 @@ pub(crate) async fn finish_many(
             worker_id,
             tenant,
             has_dependents,
+            held_slots,
         )) = applied.remove(&finish.id.0)
         {
             let state = parse_state(&state)?;
+            if held_slots && !freed.contains(&queue) {
+                freed.push(queue.clone());
+            }
             if has_dependents && state.is_finished() {
                 parents.push(id);
             }
@@ -234,6 +282,7 @@ pub(crate) async fn finish_many(
     Ok(Finished {
         jobs: finished,
         parents,
+        freed,
     })
 }
 
@@ -273,6 +322,8 @@ pub(crate) async fn run(
 const FINISH_FAILING_SQL: &str = concat!(
     "BEGIN IMMEDIATE;\n",
     count_finishes!(),
+    ";\n",
+    release_slots!(),
     ";\n",
     apply_finishes!()
 );
