@@ -88,23 +88,25 @@ ON CONFLICT (queue, kind, tenant, state) DO UPDATE SET count = count + excluded.
 /// while the rows are still `running`, in the same transaction.
 ///
 /// A drain without limits pays one probe of the (empty) partial index of limiters with a slot
-/// taken: the `EXISTS` names no table of the join, so SQLite tests it once before the loop
-/// and never reads the finishes (migration 26, which replaced the per-row trigger).
+/// taken: the finishes are read from `?2` only if some limiter has a slot taken (the `CASE`
+/// is a constant, evaluated once before the loop; as a `WHERE` term SQLite would test it per
+/// finish), else from an empty array (migration 26, which replaced the per-row trigger).
 macro_rules! release_slots {
     () => {
         concat!(
             "UPDATE stoker_limit_state SET running = MAX(running - r.n, 0)
 FROM (
     SELECT slot.value ->> 0 AS name, slot.value ->> 1 AS key, COUNT(*) AS n
-    FROM ",
-            finishes!(),
-            "
+    FROM (
+        SELECT value ->> 0 AS job_id, value ->> 1 AS fence
+        FROM json_each(CASE WHEN EXISTS (SELECT 1 FROM stoker_limit_state WHERE running > 0)
+                            THEN ?2 ELSE '[]' END)
+    ) AS f
     JOIN stoker_jobs ON ",
             fence!(),
             "
     JOIN json_each(stoker_jobs.flow_slots) AS slot
-    WHERE EXISTS (SELECT 1 FROM stoker_limit_state WHERE running > 0)
-      AND stoker_jobs.flow_slots IS NOT NULL
+    WHERE stoker_jobs.flow_slots IS NOT NULL
     GROUP BY 1, 2
 ) AS r
 WHERE stoker_limit_state.name = r.name AND stoker_limit_state.key = r.key"

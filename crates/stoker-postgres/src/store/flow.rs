@@ -466,9 +466,9 @@ impl PgStore {
                            AND queue = $1 AND tenant IS NOT NULL AND tenant > t.tenant \
                          ORDER BY tenant LIMIT 1), n + 1 \
                  FROM t WHERE t.tenant IS NOT NULL AND n < $3) \
-             SELECT t.tenant, COALESCE(f.ready, false) FROM t \
-             LEFT JOIN {tenants_table} f ON f.queue = $1 AND f.tenant = t.tenant \
-             WHERE t.tenant IS NOT NULL ORDER BY t.tenant"
+             SELECT t.tenant, COALESCE((SELECT f.ready FROM {tenants_table} f \
+                                        WHERE f.queue = $1 AND f.tenant = t.tenant), false) \
+             FROM t WHERE t.tenant IS NOT NULL ORDER BY t.tenant"
         ))
         .bind(queue)
         .bind(&cursor)
@@ -496,21 +496,28 @@ impl PgStore {
         let places = usize::try_from(slots).unwrap_or(usize::MAX);
         let page = slots.saturating_add(i64::from(FAIR_PAGE_EXTRA));
         let mut walked: Vec<(String, f64)> = Vec::new();
+        // Two texts, so each page is one range of the index in order (an `OR` for the first
+        // page would make the planner sort every ready tenant).
+        let first_page = format!(
+            "SELECT tenant, vtime FROM {tenants_table} \
+             WHERE queue = $1 AND ready AND tenant <> '' \
+             ORDER BY vtime, tenant LIMIT $2"
+        );
+        let next_page = format!(
+            "SELECT tenant, vtime FROM {tenants_table} \
+             WHERE queue = $1 AND ready AND tenant <> '' \
+               AND (vtime, tenant) > ($3::float8, $4::text) \
+             ORDER BY vtime, tenant LIMIT $2"
+        );
         loop {
-            let (after_vtime, after_tenant) = match walked.last() {
-                Some((tenant, vtime)) => (Some(*vtime), Some(tenant.clone())),
-                None => (None, None),
-            };
-            let rows: Vec<(String, f64)> = sqlx::query_as(&format!(
-                "SELECT tenant, vtime FROM {tenants_table} \
-                 WHERE queue = $1 AND ready AND tenant <> '' \
-                   AND ($2::float8 IS NULL OR (vtime, tenant) > ($2::float8, $3::text)) \
-                 ORDER BY vtime, tenant LIMIT $4"
-            ))
-            .bind(queue)
-            .bind(after_vtime)
-            .bind(&after_tenant)
-            .bind(page)
+            let rows: Vec<(String, f64)> = match walked.last() {
+                None => sqlx::query_as(&first_page).bind(queue).bind(page),
+                Some((tenant, vtime)) => sqlx::query_as(&next_page)
+                    .bind(queue)
+                .bind(page)
+                .bind(*vtime)
+                .bind(tenant.clone()),
+            }
             .fetch_all(&mut *tx)
             .await
             .map_err(store_error)?;

@@ -177,20 +177,28 @@ async fn fair_candidates(
         .saturating_add(i64::from(FAIR_PAGE_EXTRA));
     let mut walked: Vec<(String, f64)> = Vec::new();
     loop {
-        let (after_vtime, after_tenant) = match walked.last() {
-            Some((tenant, vtime)) => (Some(*vtime), Some(tenant.clone())),
-            None => (None, None),
-        };
-        let rows: Vec<(String, f64)> = sqlx::query_as(
-            "SELECT tenant, vtime FROM stoker_fair_tenants INDEXED BY stoker_fair_tenants_ready_idx \
-             WHERE queue = ?1 AND ready = 1 AND tenant <> '' \
-               AND (?2 IS NULL OR (vtime, tenant) > (?2, ?3)) \
-             ORDER BY vtime, tenant LIMIT ?4",
-        )
-        .bind(queue)
-        .bind(after_vtime)
-        .bind(&after_tenant)
-        .bind(page)
+        // Two texts, so each page is one range of the index in order.
+        let rows: Vec<(String, f64)> = match walked.last() {
+            None => sqlx::query_as(
+                "SELECT tenant, vtime FROM stoker_fair_tenants \
+                 INDEXED BY stoker_fair_tenants_ready_idx \
+                 WHERE queue = ?1 AND ready = 1 AND tenant <> '' \
+                 ORDER BY vtime, tenant LIMIT ?2",
+            )
+            .bind(queue)
+            .bind(page),
+            Some((tenant, vtime)) => sqlx::query_as(
+                "SELECT tenant, vtime FROM stoker_fair_tenants \
+                 INDEXED BY stoker_fair_tenants_ready_idx \
+                 WHERE queue = ?1 AND ready = 1 AND tenant <> '' \
+                   AND (vtime, tenant) > (?3, ?4) \
+                 ORDER BY vtime, tenant LIMIT ?2",
+            )
+            .bind(queue)
+            .bind(page)
+            .bind(*vtime)
+            .bind(tenant.clone()),
+        }
         .fetch_all(&mut *tx)
         .await
         .map_err(db_error)?;
