@@ -717,9 +717,7 @@ impl LimitUsage {
     pub fn is_full(&self) -> bool {
         self.throttled_until.is_some()
             || self.tokens_left == Some(0)
-            || self
-                .cap
-                .is_some_and(|cap| self.running >= i64::from(cap))
+            || self.cap.is_some_and(|cap| self.running >= i64::from(cap))
     }
 }
 

@@ -812,7 +812,11 @@ pub async fn usage_shows_what_waits<S: Store>(store: Arc<S>) {
 
     let claimed = claim(&store, QUEUE_DEFAULT, 20, "w", t0()).await;
     let count = |kind: &str| claimed.iter().filter(|job| job.kind == kind).count();
-    assert_eq!((count("r"), count("c"), count("q")), (2, 1, 3), "{claimed:?}");
+    assert_eq!(
+        (count("r"), count("c"), count("q")),
+        (2, 1, 3),
+        "{claimed:?}"
+    );
 
     let usage = store.limit_usage(t0()).await.expect("limit_usage");
     let of = |name: &str| {
@@ -884,7 +888,10 @@ pub async fn fair_many_tenants_take_turns<S: Store>(store: Arc<S>) {
     let mut found = None;
     for step in 0..5 {
         let batch = claim(&store, "many", 10, "w", at(30)).await;
-        if batch.iter().any(|job| job.tenant.as_deref() == Some("late")) {
+        if batch
+            .iter()
+            .any(|job| job.tenant.as_deref() == Some("late"))
+        {
             found = Some(step);
             break;
         }

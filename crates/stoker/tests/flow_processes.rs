@@ -59,7 +59,9 @@ async fn flow_child_worker() {
     let store = open_store(&url, &schema).await;
     let _handle = Worker::builder(store)
         .queue("default", CONCURRENCY)
-        .handler_fn("tick", |_args, _ctx| async { Ok::<_, JobError>(json!(null)) })
+        .handler_fn("tick", |_args, _ctx| async {
+            Ok::<_, JobError>(json!(null))
+        })
         .handler_fn("slow", |_args, _ctx| async {
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok::<_, JobError>(json!(null))
@@ -184,7 +186,10 @@ async fn postgres_processes_share_one_rate_limit() {
         "{busiest} started within one second: above the limit + burst"
     );
     // After the burst, one start per interval: (jobs - burst) intervals from first to last.
-    let span = (*starts.last().unwrap() - starts[0]).num_microseconds().unwrap() as f64 / 1e6;
+    let span = (*starts.last().unwrap() - starts[0])
+        .num_microseconds()
+        .unwrap() as f64
+        / 1e6;
     let rate = (RATE_JOBS as f64 - f64::from(BURST)) / span;
     assert!(
         (rate - f64::from(RATE)).abs() <= f64::from(RATE) * 0.05,

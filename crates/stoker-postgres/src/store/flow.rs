@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use stoker_core::fair_walk_complete;
 use stoker_core::{
     fair_of, gcra_push_back, limits_for_queue, quota_demand, quota_take, validate_limit_name, Fair,
     FairScheduler, FlowGate, JobClaimParams, JobRow, LimitKey, LimitPushBackParams, LimitRow,
@@ -23,7 +24,6 @@ use stoker_core::{
     StoreResult, FAIR_DISCOVER_PER_CLAIM, FAIR_NO_TENANT, FAIR_PAGE_EXTRA, HELD_BACK_LIMITERS_MAX,
     HELD_BACK_READ_MAX,
 };
-use stoker_core::fair_walk_complete;
 
 use super::PgStore;
 use crate::error::store_error;
@@ -514,9 +514,9 @@ impl PgStore {
                 None => sqlx::query_as(&first_page).bind(queue).bind(page),
                 Some((tenant, vtime)) => sqlx::query_as(&next_page)
                     .bind(queue)
-                .bind(page)
-                .bind(*vtime)
-                .bind(tenant.clone()),
+                    .bind(page)
+                    .bind(*vtime)
+                    .bind(tenant.clone()),
             }
             .fetch_all(&mut *tx)
             .await
@@ -603,7 +603,10 @@ impl PgStore {
         // index at all (locked by another claim counts as left), it is no longer ready.
         let mut got: BTreeMap<String, u32> = BTreeMap::new();
         for row in &rows {
-            if let Some(tenant) = row.try_get::<Option<String>, _>("tenant").map_err(store_error)? {
+            if let Some(tenant) = row
+                .try_get::<Option<String>, _>("tenant")
+                .map_err(store_error)?
+            {
                 *got.entry(tenant).or_default() += 1;
             }
         }

@@ -489,15 +489,14 @@ impl SqliteStore {
                 (rows, None)
             }
             Some(fair) => {
-                let (rows, plan) =
-                    fair_candidates(
-                        &mut tx,
-                        &self.inner.limits,
-                        &filters,
-                        fair,
-                        candidates(params.limit),
-                    )
-                    .await?;
+                let (rows, plan) = fair_candidates(
+                    &mut tx,
+                    &self.inner.limits,
+                    &filters,
+                    fair,
+                    candidates(params.limit),
+                )
+                .await?;
                 (rows, Some(plan))
             }
         };
@@ -757,7 +756,10 @@ impl SqliteStore {
         let by_expr = key_sql(&spec.key).filter(|_| spec.key != LimitKey::Tenant);
         let mut query = QueryBuilder::<Sqlite>::new("SELECT ");
         match &by_expr {
-            Some(_) => query.push("COALESCE(SUM(k = ").push_bind(key.to_owned()).push("), 0)"),
+            Some(_) => query
+                .push("COALESCE(SUM(k = ")
+                .push_bind(key.to_owned())
+                .push("), 0)"),
             None => query.push("COUNT(*)"),
         };
         query.push(", COUNT(*) FROM (SELECT ");
