@@ -267,6 +267,11 @@ impl Fair {
             .max(1)
     }
 
+    /// The largest weight of any tenant (1 when none is named above it).
+    pub fn weight_max(&self) -> u32 {
+        self.weights.values().copied().max().unwrap_or(1).max(1)
+    }
+
     fn validate(&self) -> Result<(), InvalidInput> {
         if self.weights.len() > FAIR_WEIGHTS_MAX {
             return Err(InvalidInput::new(
@@ -321,6 +326,44 @@ pub struct FairScheduler {
 /// The stored key of the jobs without a tenant in a fair queue's table (tenant ids are never
 /// empty).
 pub const FAIR_NO_TENANT: &str = "";
+
+// --- stream flow ---
+/// How many tenants of a fair queue one claim looks for ready jobs beyond those it knows of,
+/// walking the fair index on from where the last claim stopped (wrapping at the end). Tenants
+/// an insert brings are marked ready by the insert itself; this walk finds those made ready
+/// another way (staging, a retry, a released dependency) within `tenants / 32` claims, and
+/// costs a claim at most 32 index probes whatever the number of tenants.
+pub const FAIR_DISCOVER_PER_CLAIM: u32 = 32;
+
+/// How many more ready tenants than places a fair claim reads per page of its walk in
+/// virtual-time order (see [`fair_walk_complete`]).
+pub const FAIR_PAGE_EXTRA: u32 = 16;
+
+/// Whether a fair claim's walk of its ready tenants, in (virtual time, tenant) order, has
+/// read every tenant that could get one of `slots` places: `walked` holds the (tenant,
+/// stored virtual time) read so far, and the walk has more. A tenant not read yet has a
+/// virtual time at least the last one's, so its first tag is at least
+/// `max(last, clock) + 1 / (largest weight)`; once that is no smaller than the `slots`-th
+/// smallest first tag read, it can get no place (ties go to the tenant read first, as in
+/// [`FairScheduler::quotas`]). With equal weights the walk stops after one page; only
+/// weights make it read further, and then exactly as far as they matter.
+pub fn fair_walk_complete(fair: &Fair, clock: f64, slots: usize, walked: &[(String, f64)]) -> bool {
+    let Some((_, last)) = walked.last() else {
+        return true;
+    };
+    if slots == 0 {
+        return true;
+    }
+    if walked.len() < slots {
+        return false;
+    }
+    let mut tags: Vec<f64> = walked
+        .iter()
+        .map(|(tenant, vtime)| vtime.max(clock) + 1.0 / f64::from(fair.weight(Some(tenant))))
+        .collect();
+    tags.sort_by(f64::total_cmp);
+    last.max(clock) + 1.0 / f64::from(fair.weight_max()) >= tags[slots - 1]
+}
 
 impl FairScheduler {
     /// A plan over the tenants with ready work (`None`: the jobs without a tenant), each with
@@ -575,6 +618,107 @@ pub struct LimitUsage {
     pub running: i64,
     /// Until when it admits no job, if it is rate limited now (as of its last claim).
     pub throttled_until: Option<DateTime<Utc>>,
+    // --- stream flow ---
+    /// Its limit's concurrency cap, if the limit has one.
+    #[serde(default)]
+    pub cap: Option<u32>,
+    /// Starts its rate limit allows right now (0 to the burst), if the limit has a rate.
+    #[serde(default)]
+    pub tokens_left: Option<u32>,
+    /// When its rate limit next allows a start, if it allows none now.
+    #[serde(default)]
+    pub next_token_at: Option<DateTime<Utc>>,
+    /// Submissions its enqueue quota has counted in the current window (0 to the quota's
+    /// burst), if the limit has a quota.
+    #[serde(default)]
+    pub quota_used: Option<u32>,
+    /// Available, due jobs it holds back now: counted only while it admits none (throttled,
+    /// out of tokens, or at its cap), from at most [`HELD_BACK_READ_MAX`] of its scope's due
+    /// jobs, so a request never scans a backlog; 0 while it admits jobs.
+    #[serde(default)]
+    pub held_back: u64,
+    /// Whether [`Self::held_back`] stopped at the bound: there may be more.
+    #[serde(default)]
+    pub held_back_more: bool,
+}
+
+/// The most due jobs a store reads to count one limiter's held-back jobs
+/// ([`LimitUsage::held_back`]).
+pub const HELD_BACK_READ_MAX: u32 = 10_000;
+
+/// The most limiters whose held-back jobs one usage request counts (the fullest first by
+/// name and key); the others report 0 with [`LimitUsage::held_back_more`] set.
+pub const HELD_BACK_LIMITERS_MAX: usize = 100;
+
+impl LimitUsage {
+    /// A limiter's usage at `now` from its stored state (`tat`: its rate's arrival time,
+    /// `quota_tat`: its quota's) and its limit's `spec` (`None` if the limit was deleted):
+    /// everything but the held-back count, which the store fills in.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_state(
+        spec: Option<&LimitSpec>,
+        name: String,
+        key: String,
+        running: i64,
+        tat: Option<DateTime<Utc>>,
+        throttled_until: Option<DateTime<Utc>>,
+        quota_tat: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> LimitUsage {
+        let throttled_until = throttled_until.filter(|until| *until > now);
+        // GCRA: each start pushes the arrival time one interval on; the bucket holds
+        // `burst` intervals, so the debt ahead of `now` says how many are used.
+        let used = |rate: &Rate, tat: Option<DateTime<Utc>>| -> u32 {
+            let debt = tat.map_or(0, |tat| (tat - now).num_microseconds().unwrap_or(i64::MAX));
+            if debt <= 0 {
+                return 0;
+            }
+            let interval = rate.interval_us();
+            let used = (debt + interval - 1) / interval;
+            u32::try_from(used).unwrap_or(u32::MAX).min(rate.burst)
+        };
+        let rate = spec.and_then(|spec| spec.rate.as_ref());
+        let tokens_left = rate.map(|rate| {
+            if throttled_until.is_some() {
+                0
+            } else {
+                rate.burst - used(rate, tat)
+            }
+        });
+        let next_token_at = match (rate, tokens_left) {
+            (Some(rate), Some(0)) => {
+                let from_rate = gcra_next(rate, tat, now);
+                match (from_rate, throttled_until) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            _ => None,
+        };
+        let quota_used = spec
+            .and_then(|spec| spec.quota.as_ref())
+            .map(|quota| used(quota, quota_tat));
+        LimitUsage {
+            name,
+            key,
+            running,
+            throttled_until,
+            cap: spec.and_then(|spec| spec.concurrency),
+            tokens_left,
+            next_token_at,
+            quota_used,
+            held_back: 0,
+            held_back_more: false,
+        }
+    }
+
+    /// Whether the limiter admits no job now: throttled, out of tokens, or at its cap. Only
+    /// such a limiter holds jobs back.
+    pub fn is_full(&self) -> bool {
+        self.throttled_until.is_some()
+            || self.tokens_left == Some(0)
+            || self.cap.is_some_and(|cap| self.running >= i64::from(cap))
+    }
 }
 
 /// Parameters of [`Store::limit_push_back`](crate::Store::limit_push_back): a handler was
@@ -885,6 +1029,12 @@ pub fn quota_take(
 pub struct LimitCache {
     cached: Mutex<Option<(Instant, Arc<Vec<LimitSpec>>)>>,
     wake: Mutex<BTreeMap<String, DateTime<Utc>>>,
+    /// Queues whose last limited claim came back short: a freed slot wakes their workers.
+    held: Mutex<std::collections::BTreeSet<String>>,
+    /// Per fair queue, the tenant this process's discovery walk goes on after (`None`: the
+    /// start). Kept in memory: each process covers every tenant in its own walk, and no
+    /// claim writes a shared row for it.
+    fair_cursors: Mutex<BTreeMap<String, String>>,
 }
 
 impl LimitCache {
@@ -920,6 +1070,46 @@ impl LimitCache {
             }
             None => {
                 wake.remove(queue);
+            }
+        }
+    }
+
+    /// Records that a limited claim in `queue` came back with fewer jobs than asked, so the
+    /// next freed concurrency slot should wake its workers.
+    pub fn hold(&self, queue: &str) {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if !held.contains(queue) {
+            held.insert(queue.to_owned());
+        }
+    }
+
+    /// The queues [`Self::hold`] recorded since the last call, forgotten: their workers are
+    /// about to be woken and claim again (recording them again if still limited).
+    pub fn take_held(&self) -> Vec<String> {
+        std::mem::take(&mut *self.held.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect()
+    }
+
+    /// Where the discovery walk of fair queue `queue` goes on after (see
+    /// [`FAIR_DISCOVER_PER_CLAIM`]); `None`: from the first tenant.
+    pub fn fair_cursor(&self, queue: &str) -> Option<String> {
+        self.fair_cursors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(queue)
+            .cloned()
+    }
+
+    /// Records where the next discovery walk of `queue` starts after (`None`: from the start).
+    pub fn set_fair_cursor(&self, queue: &str, after: Option<String>) {
+        let mut cursors = self.fair_cursors.lock().unwrap_or_else(|e| e.into_inner());
+        match after {
+            Some(after) => {
+                cursors.insert(queue.to_owned(), after);
+            }
+            None => {
+                cursors.remove(queue);
             }
         }
     }

@@ -146,6 +146,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "depths",
         sql: include_str!("../migrations/0021_depths.sql"),
     },
+    // --- stream flow ---
+    // A freed concurrency slot wakes its queue's workers (issue 16).
+    Migration {
+        version: 24,
+        name: "flow_wake",
+        sql: include_str!("../migrations/0024_flow_wake.sql"),
+    },
     // --- stream history ---
     // A completion callback counts in the history's `enqueued` (issue 13).
     Migration {

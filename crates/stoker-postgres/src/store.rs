@@ -883,6 +883,9 @@ impl Store for PgStore {
     async fn job_insert_many(&self, params: JobInsertParams) -> StoreResult<Vec<InsertedJob>> {
         // Enqueue quotas (issue 16, item 4) are taken in the insert's transaction.
         let quotas = self.flow_quota_demand(&params.jobs).await?;
+        // --- stream flow ---
+        // Tenants of fair queues are marked ready in the same transaction (issue 16).
+        let fair_marks = self.flow_fair_marks(&params.jobs).await?;
         let batch = InsertBatch::new(params)?;
         if batch.len() == 0 {
             return Ok(Vec::new());
@@ -895,11 +898,14 @@ impl Store for PgStore {
             .into_iter()
             .partition(|queue| coalescer.lead(queue, started));
         let mut conn = self.inner.pool.acquire().await.map_err(store_error)?;
-        let (results, inserted) = if quotas.is_empty() {
+        let (results, inserted) = if quotas.is_empty() && fair_marks.is_empty() {
             batch.insert(&mut conn, &self.inner.sql, &leading).await?
         } else {
             let mut tx = conn.begin().await.map_err(store_error)?;
-            flow::flow_quota_take(&mut tx, &self.inner.schema, &quotas, batch.now).await?;
+            if !quotas.is_empty() {
+                flow::flow_quota_take(&mut tx, &self.inner.schema, &quotas, batch.now).await?;
+            }
+            self.flow_fair_mark(&mut tx, &fair_marks).await?;
             let done = batch.insert(&mut tx, &self.inner.sql, &leading).await?;
             tx.commit().await.map_err(store_error)?;
             done
@@ -1630,20 +1636,25 @@ impl StoreTx<PgConnection> for PgStore {
         params: JobInsertParams,
     ) -> StoreResult<Vec<InsertedJob>> {
         let quotas = self.flow_quota_demand(&params.jobs).await?;
+        // --- stream flow ---
+        let fair_marks = self.flow_fair_marks(&params.jobs).await?;
         let batch = InsertBatch::new(params)?;
         if batch.len() == 0 {
             return Ok(Vec::new());
         }
         self.listener_ready().await;
         let queues = batch.distinct_queues();
-        if quotas.is_empty() {
+        if quotas.is_empty() && fair_marks.is_empty() {
             let (results, _) = batch.insert(conn, &self.inner.sql, &queues).await?;
             return Ok(results);
         }
         // A savepoint inside the caller's transaction (or a transaction of its own): a refused
         // quota leaves nothing behind.
         let mut tx = conn.begin().await.map_err(store_error)?;
-        flow::flow_quota_take(&mut tx, &self.inner.schema, &quotas, batch.now).await?;
+        if !quotas.is_empty() {
+            flow::flow_quota_take(&mut tx, &self.inner.schema, &quotas, batch.now).await?;
+        }
+        self.flow_fair_mark(&mut tx, &fair_marks).await?;
         let (results, _) = batch.insert(&mut tx, &self.inner.sql, &queues).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(results)

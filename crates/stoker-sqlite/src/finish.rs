@@ -82,6 +82,38 @@ ON CONFLICT (queue, kind, tenant, state) DO UPDATE SET count = count + excluded.
     };
 }
 
+/// Releases the concurrency slots (issue 16) held by the jobs a batch of finishes is about to
+/// move out of `running`: `?2` holds the finishes (see [`finishes!`]), matched by the same
+/// fence as [`apply_finishes!`], and every finish leaves `running`. It runs before the change,
+/// while the rows are still `running`, in the same transaction.
+///
+/// A drain without limits pays one probe of the (empty) partial index of limiters with a slot
+/// taken: the finishes are read from `?2` only if some limiter has a slot taken (the `CASE`
+/// is a constant, evaluated once before the loop; as a `WHERE` term SQLite would test it per
+/// finish), else from an empty array (migration 26, which replaced the per-row trigger).
+macro_rules! release_slots {
+    () => {
+        concat!(
+            "UPDATE stoker_limit_state SET running = MAX(running - r.n, 0)
+FROM (
+    SELECT slot.value ->> 0 AS name, slot.value ->> 1 AS key, COUNT(*) AS n
+    FROM (
+        SELECT value ->> 0 AS job_id, value ->> 1 AS fence
+        FROM json_each(CASE WHEN EXISTS (SELECT 1 FROM stoker_limit_state WHERE running > 0)
+                            THEN ?2 ELSE '[]' END)
+    ) AS f
+    JOIN stoker_jobs ON ",
+            fence!(),
+            "
+    JOIN json_each(stoker_jobs.flow_slots) AS slot
+    WHERE stoker_jobs.flow_slots IS NOT NULL
+    GROUP BY 1, 2
+) AS r
+WHERE stoker_limit_state.name = r.name AND stoker_limit_state.key = r.key"
+        )
+    };
+}
+
 /// Applies the outcomes in `?2` (see [`finishes!`]) at the finish time `?1` (`?3`: a rescue,
 /// which ignores leases); returns each job applied as the finish left it. A job left waiting for a `run_at` after `?1` goes into the schedule. Every outcome
 /// ends the attempt's lease.
@@ -122,7 +154,8 @@ RETURNING stoker_jobs.id, stoker_jobs.state, stoker_jobs.run_at, stoker_jobs.att
           CASE WHEN instr(stoker_jobs.metadata, '\"on_finish\"') > 0
                 AND stoker_jobs.state IN ('completed', 'discarded', 'cancelled')
                THEN COALESCE(json_extract(stoker_jobs.metadata, '$.on_finish.queue'), 'default')
-          END"
+          END,
+          stoker_jobs.flow_slots IS NOT NULL"
         )
     };
 }
@@ -131,12 +164,17 @@ RETURNING stoker_jobs.id, stoker_jobs.state, stoker_jobs.run_at, stoker_jobs.att
 #[cfg(test)]
 pub(crate) const COUNT_SQL: &str = count_finishes!();
 
+/// [`release_slots!`] alone, for plan tests.
+#[cfg(test)]
+pub(crate) const RELEASE_SQL: &str = release_slots!();
+
 /// [`apply_finishes!`] alone, for plan tests.
 #[cfg(test)]
 pub(crate) const APPLY_SQL: &str = apply_finishes!();
 
-/// A batch of finishes: the count, then the change, in one transaction that the text itself
-/// opens and commits. The caller passes each attempt at most once.
+/// A batch of finishes: the count, the release of concurrency slots, then the change, in one
+/// transaction that the text itself opens and commits. The caller passes each attempt at most
+/// once.
 ///
 /// Counting before the change, from the same fence, is what keeps it a single trip to the
 /// database (SQLite cannot read an `UPDATE`'s returned rows in another statement): a
@@ -146,15 +184,18 @@ pub(crate) const FINISH_SQL: &str = concat!(
     "BEGIN IMMEDIATE;\n",
     count_finishes!(),
     ";\n",
+    release_slots!(),
+    ";\n",
     apply_finishes!(),
     ";\nCOMMIT"
 );
 
 /// A job [`FINISH_SQL`] applied a finish to, as it returns it: id, state, run_at, attempt,
 /// queue, kind, attempted_at, worker_id, tenant, has_dependents (true for a batch member too,
-/// whose finish may release its batch's callback: issue 18), and the queue of the completion
-/// callback that the `on_finish` trigger inserted for it, if it did (issue 13): the same
-/// substring test as the trigger's WHEN, so a job without the option costs one `instr`.
+/// whose finish may release its batch's callback: issue 18), the queue of the completion
+/// callback that the `on_finish` trigger inserted for it, if it did (issue 13: the same
+/// substring test as the trigger's WHEN, so a job without the option costs one `instr`), and
+/// held_slots (it gave concurrency slots back: issue 16).
 pub(crate) type AppliedRow = (
     i64,
     String,
@@ -167,6 +208,7 @@ pub(crate) type AppliedRow = (
     Option<String>,
     bool,
     Option<String>,
+    bool,
 );
 
 /// What a batch of finishes did: the jobs applied, in input order, and those of them that
@@ -180,6 +222,9 @@ pub(crate) struct Finished {
     /// The queues that got a completion callback (issue 13): a trigger inserted it, so the
     /// store announces it to waiting workers itself.
     pub(crate) callbacks: Vec<String>,
+    /// The queues of the jobs that gave concurrency slots back (issue 16), whose limited
+    /// workers may claim again now.
+    pub(crate) freed: Vec<String>,
 }
 
 /// Applies `params.finishes` and returns the jobs applied, in input order.
@@ -210,6 +255,7 @@ pub(crate) async fn finish_many(
     let mut finished = Vec::with_capacity(applied.len());
     let mut parents = Vec::new();
     let mut callbacks = Vec::new();
+    let mut freed: Vec<String> = Vec::new();
     for finish in &params.finishes {
         if let Some((
             id,
@@ -223,10 +269,14 @@ pub(crate) async fn finish_many(
             tenant,
             has_dependents,
             callback,
+            held_slots,
         )) = applied.remove(&finish.id.0)
         {
             let state = parse_state(&state)?;
             callbacks.extend(callback);
+            if held_slots && !freed.contains(&queue) {
+                freed.push(queue.clone());
+            }
             if has_dependents && state.is_finished() {
                 parents.push(id);
             }
@@ -249,6 +299,7 @@ pub(crate) async fn finish_many(
         jobs: finished,
         parents,
         callbacks,
+        freed,
     })
 }
 
@@ -288,6 +339,8 @@ pub(crate) async fn run(
 const FINISH_FAILING_SQL: &str = concat!(
     "BEGIN IMMEDIATE;\n",
     count_finishes!(),
+    ";\n",
+    release_slots!(),
     ";\n",
     apply_finishes!()
 );

@@ -158,6 +158,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "waiting_index",
         sql: include_str!("../migrations/0023_waiting_index.sql"),
     },
+    // --- stream flow ---
+    // Concurrency slots released by the acknowledgement, not a per-row trigger (issue 16).
+    Migration {
+        version: 26,
+        name: "flow_release",
+        sql: include_str!("../migrations/0026_flow_release.sql"),
+    },
     // --- stream history ---
     // A completion callback counts in the history's `enqueued` (issue 13).
     Migration {

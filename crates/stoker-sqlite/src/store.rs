@@ -765,6 +765,21 @@ impl Store for SqliteStore {
         if !finished.callbacks.is_empty() {
             self.notify_available(finished.callbacks);
         }
+        // --- stream flow ---
+        // A freed concurrency slot (issue 16) wakes the workers its limit held back, in this
+        // queue and in any other queue a claim found limited, rather than leaving them to
+        // their next poll.
+        if !finished.freed.is_empty() {
+            let mut queues = finished.freed;
+            for queue in self.inner.limits.take_held() {
+                if !queues.contains(&queue) {
+                    queues.push(queue);
+                }
+            }
+            for queue in queues {
+                self.notify(StoreEvent::JobsAvailable { queue });
+            }
+        }
         Ok(finished.jobs)
     }
 
@@ -779,7 +794,10 @@ impl Store for SqliteStore {
         }
         // Enqueue quotas (issue 16, item 4) are taken in the insert's transaction.
         let quotas = self.flow_quota_demand(&params.jobs).await?;
-        let inserted = if params.jobs.len() == 1 && quotas.is_empty() {
+        // --- stream flow ---
+        // Tenants of fair queues are marked ready in the same transaction (issue 16).
+        let fair_marks = self.flow_fair_marks(&params.jobs).await?;
+        let inserted = if params.jobs.len() == 1 && quotas.is_empty() && fair_marks.is_empty() {
             insert::insert_one(&mut *self.write().await?, &params).await?
         } else {
             let mut conn = self.write().await?;
@@ -787,6 +805,7 @@ impl Store for SqliteStore {
             if !quotas.is_empty() {
                 flow::flow_quota_take(&mut tx, &quotas, params.now).await?;
             }
+            flow::flow_fair_mark(&mut tx, &fair_marks).await?;
             let inserted = insert::insert_jobs(&mut tx, &params).await?;
             tx.commit().await.map_err(db_error)?;
             inserted
@@ -1620,6 +1639,13 @@ impl StoreTx<SqliteConnection> for SqliteStore {
         if !quotas.is_empty() {
             flow::flow_quota_take(&mut tx, &quotas, params.now).await?;
         }
+        // --- stream flow ---
+        // The limits were just read on this connection if the cache was stale.
+        let fair_marks = match self.inner.limits.fresh() {
+            Some(limits) => flow::fair_marks_of(&limits, &params.jobs),
+            None => Vec::new(),
+        };
+        flow::flow_fair_mark(&mut tx, &fair_marks).await?;
         let inserted = insert::insert_jobs(&mut tx, &params).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(inserted.jobs)

@@ -851,9 +851,9 @@ async fn workflow_trigger_when_builds_no_temporary_table() {
         !when.iter().any(|op| *op == "OpenEphemeral"),
         "the trigger's WHEN builds a temporary table: {when:?}"
     );
-    // A claim does not write `finished_at`: it never calls the workflow trigger. It writes
-    // `state`, so it calls one trigger program, flow control's slot release (issue 16), whose
-    // WHEN is false for every claimed row; BENCHMARKS.md has what that call costs a drain.
+    // A claim does not write `finished_at`: it never calls the workflow trigger. Nor does it
+    // call flow control's slot release (issue 16), which the acknowledgement does itself
+    // since migration 26: a per-row trigger on `state` was paid by every drain.
     let claim: Vec<String> =
         sqlx::query("EXPLAIN UPDATE stoker_jobs SET state = 'running' WHERE id = 1")
             .fetch_all(&mut *store.write_connection().await.unwrap())
@@ -864,7 +864,7 @@ async fn workflow_trigger_when_builds_no_temporary_table() {
             .collect();
     assert_eq!(
         claim.iter().filter(|op| *op == "Program").count(),
-        1,
+        0,
         "{claim:?}"
     );
 }
@@ -923,7 +923,19 @@ async fn hot_queries_use_their_indexes() {
         "{retry_ids}"
     );
     assert!(!retry_ids.contains("SCAN stoker_jobs"), "{retry_ids}");
-    for sql in [crate::finish::COUNT_SQL, crate::finish::APPLY_SQL] {
+    // --- stream flow ---
+    // The slot release tests whether any limiter has a slot taken through its partial index
+    // (one probe), so a drain without limits never reads its finishes twice.
+    let release = plan(crate::finish::RELEASE_SQL).await;
+    assert!(
+        release.contains("stoker_limit_state_running_idx (running>?)"),
+        "{release}"
+    );
+    for sql in [
+        crate::finish::COUNT_SQL,
+        crate::finish::APPLY_SQL,
+        crate::finish::RELEASE_SQL,
+    ] {
         let finish = plan(sql).await;
         assert!(finish.contains("USING INTEGER PRIMARY KEY"), "{finish}");
         assert!(!finish.contains("stoker_jobs_state_idx"), "{finish}");

@@ -13,7 +13,8 @@ use stoker_core::{
 use tokio::sync::Barrier;
 
 use crate::fixture::{
-    at, attempt_error, claim, expect_err_kind, expect_invalid, finish, insert, job, rescue, t0,
+    at, attempt_error, claim, expect_err_kind, expect_invalid, finish, insert, job, rescue, stage,
+    t0,
 };
 
 fn ms(ms: i64) -> DateTime<Utc> {
@@ -769,5 +770,134 @@ pub async fn quota_covers_workflows_and_batches<S: Store>(store: Arc<S>) {
     expect_err_kind(
         store.workflow_insert(workflow(&["w"])).await,
         StoreErrorKind::Limited,
+    );
+}
+
+// --- stream flow ---
+
+/// What a limiter's usage shows (item 2): a rate limiter out of tokens says when the next one
+/// is due and how many due jobs wait on it; a concurrency limiter at its cap shows its cap and
+/// its waiting jobs; a quota how much of its window is used; a limiter that still admits jobs
+/// holds none back; and the counts follow the jobs.
+pub async fn usage_shows_what_waits<S: Store>(store: Arc<S>) {
+    let mut rate = limit("r");
+    rate.kind = Some("r".into());
+    rate.rate = Some(Rate {
+        count: 1,
+        period_ms: 1000,
+        burst: 2,
+    });
+    set(&store, rate).await;
+    let mut cap = limit("c");
+    cap.kind = Some("c".into());
+    cap.concurrency = Some(1);
+    set(&store, cap).await;
+    let mut quota = limit("q");
+    quota.kind = Some("q".into());
+    quota.key = LimitKey::Tenant;
+    quota.quota = Some(Rate {
+        count: 10,
+        period_ms: 60_000,
+        burst: 10,
+    });
+    set(&store, quota).await;
+    insert(&store, (0..5).map(|_| job("r")).collect(), at(-1)).await;
+    insert(&store, (0..4).map(|_| job("c")).collect(), at(-1)).await;
+    insert(
+        &store,
+        (0..3).map(|_| tenant_job("q", "acme")).collect(),
+        at(-1),
+    )
+    .await;
+
+    let claimed = claim(&store, QUEUE_DEFAULT, 20, "w", t0()).await;
+    let count = |kind: &str| claimed.iter().filter(|job| job.kind == kind).count();
+    assert_eq!(
+        (count("r"), count("c"), count("q")),
+        (2, 1, 3),
+        "{claimed:?}"
+    );
+
+    let usage = store.limit_usage(t0()).await.expect("limit_usage");
+    let of = |name: &str| {
+        usage
+            .iter()
+            .find(|row| row.name == name)
+            .unwrap_or_else(|| panic!("no usage of {name}: {usage:?}"))
+            .clone()
+    };
+    let r = of("r");
+    assert_eq!(r.tokens_left, Some(0), "{r:?}");
+    assert_eq!(r.next_token_at, Some(ms(1000)), "{r:?}");
+    assert_eq!((r.held_back, r.held_back_more), (3, false), "{r:?}");
+    let c = of("c");
+    assert_eq!((c.running, c.cap), (1, Some(1)), "{c:?}");
+    assert_eq!(c.tokens_left, None);
+    assert_eq!((c.held_back, c.held_back_more), (3, false), "{c:?}");
+    let q = of("q");
+    assert_eq!(q.key, "acme");
+    assert_eq!(q.quota_used, Some(3), "{q:?}");
+    assert_eq!(q.held_back, 0, "a quota holds back no claim");
+
+    // A token later, the rate limiter admits one: one fewer waits, and it admits no other.
+    assert_eq!(
+        claim(&store, QUEUE_DEFAULT, 20, "w", ms(1000))
+            .await
+            .iter()
+            .filter(|job| job.kind == "r")
+            .count(),
+        1
+    );
+    let usage = store.limit_usage(ms(1000)).await.expect("limit_usage");
+    let r = usage.iter().find(|row| row.name == "r").expect("r");
+    assert_eq!((r.tokens_left, r.held_back), (Some(0), 2), "{r:?}");
+    // After a quiet spell the bucket is full again and holds nothing back.
+    let usage = store.limit_usage(ms(60_000)).await.expect("limit_usage");
+    assert!(
+        usage.iter().all(|row| row.name != "r"),
+        "an idle rate limiter is not in use: {usage:?}"
+    );
+}
+
+/// Fair queuing with many tenants (item 1): 100 tenants with five jobs each get exactly one
+/// start each in the first 100, in claims of 10; a tenant whose job becomes due later (staged,
+/// not inserted) is found by the claims that follow and, level with the clock, served first.
+pub async fn fair_many_tenants_take_turns<S: Store>(store: Arc<S>) {
+    set(&store, fair_limit("many", &[])).await;
+    let jobs: Vec<JobInsert> = (0..100)
+        .flat_map(|t| (0..5).map(move |_| tenant_job_in("many", &format!("t{t:03}"), 0)))
+        .collect();
+    insert(&store, jobs, at(-2)).await;
+    let mut late = tenant_job_in("many", "late", 0);
+    late.run_at = Some(at(30));
+    insert(&store, vec![late], at(-2)).await;
+
+    let mut first: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..10 {
+        let batch = claim(&store, "many", 10, "w", t0()).await;
+        assert_eq!(batch.len(), 10);
+        for job in batch {
+            *first.entry(job.tenant.expect("a tenant")).or_default() += 1;
+        }
+    }
+    assert_eq!(first.len(), 100, "one start per tenant: {first:?}");
+    assert!(first.values().all(|n| *n == 1), "{first:?}");
+
+    // The late tenant's job becomes due by staging, not by an insert.
+    assert_eq!(stage(&store, at(30)).await, 1);
+    let mut found = None;
+    for step in 0..5 {
+        let batch = claim(&store, "many", 10, "w", at(30)).await;
+        if batch
+            .iter()
+            .any(|job| job.tenant.as_deref() == Some("late"))
+        {
+            found = Some(step);
+            break;
+        }
+    }
+    assert!(
+        found.is_some(),
+        "the staged tenant was not served within 5 claims"
     );
 }

@@ -309,6 +309,8 @@ macro_rules! conformance_tests {
             flow_fair_keeps_priorities_within_a_tenant => flow::fair_keeps_priorities_within_a_tenant,
             flow_quota_refuses_whole_inserts => flow::quota_refuses_whole_inserts,
             flow_quota_covers_workflows_and_batches => flow::quota_covers_workflows_and_batches,
+            flow_usage_shows_what_waits => flow::usage_shows_what_waits,
+            flow_fair_many_tenants_take_turns => flow::fair_many_tenants_take_turns,
             // --- stream wf ---
             workflow_diamond_runs_in_dependency_order => workflow::diamond_runs_in_dependency_order,
             workflow_matrix_outcome_by_policy => workflow::matrix_outcome_by_policy,

@@ -16,11 +16,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
+use stoker_core::fair_walk_complete;
 use stoker_core::{
     fair_of, gcra_push_back, limits_for_queue, quota_demand, quota_take, validate_limit_name, Fair,
     FairScheduler, FlowGate, JobClaimParams, JobRow, LimitKey, LimitPushBackParams, LimitRow,
     LimitSetParams, LimitSpec, LimitUsage, LimiterState, Metadata, QuotaDemand, StoreError,
-    StoreResult, FAIR_NO_TENANT,
+    StoreResult, FAIR_DISCOVER_PER_CLAIM, FAIR_NO_TENANT, FAIR_PAGE_EXTRA, HELD_BACK_LIMITERS_MAX,
+    HELD_BACK_READ_MAX,
 };
 
 use super::PgStore;
@@ -129,6 +131,50 @@ impl PgStore {
                     .put(rows.into_iter().map(|row| row.spec).collect())
             }
         })
+    }
+
+    /// The tenants among `jobs` whose queue is fair (issue 16, item 3), by queue, from the
+    /// cache: an insert marks them ready in its transaction ([`Self::flow_fair_mark`]), so the
+    /// next claim serves them. Empty for queues that are not fair: the usual insert.
+    pub(super) async fn flow_fair_marks(
+        &self,
+        jobs: &[stoker_core::JobInsert],
+    ) -> StoreResult<BTreeMap<String, Vec<String>>> {
+        let limits = self.flow_limits().await?;
+        let mut marks: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        if limits.iter().any(|limit| limit.fair.is_some()) {
+            for job in jobs {
+                let Some(tenant) = &job.tenant else {
+                    continue;
+                };
+                if limits
+                    .iter()
+                    .any(|limit| limit.fair.is_some() && limit.applies_to_queue(&job.queue))
+                {
+                    marks
+                        .entry(job.queue.clone())
+                        .or_default()
+                        .insert(tenant.clone());
+                }
+            }
+        }
+        Ok(marks
+            .into_iter()
+            .map(|(queue, tenants)| (queue, tenants.into_iter().collect()))
+            .collect())
+    }
+
+    /// Marks the tenants `marks` ready in their fair queues, in the insert's transaction.
+    pub(super) async fn flow_fair_mark(
+        &self,
+        conn: &mut PgConnection,
+        marks: &BTreeMap<String, Vec<String>>,
+    ) -> StoreResult<()> {
+        let table = self.flow_table("stoker_fair_tenants");
+        for (queue, tenants) in marks {
+            fair_mark_in(conn, &table, queue, tenants).await?;
+        }
+        Ok(())
     }
 
     /// The enqueue quotas an insert of `jobs` draws on (item 4), or none: the usual insert.
@@ -376,10 +422,14 @@ impl PgStore {
     /// A fair claim's candidates (item 3), in the order the limits are to see them, and the
     /// plan that ordered them.
     ///
-    /// The tenants with ready jobs are listed by a walk of `stoker_jobs_fair_idx` from one
-    /// tenant to the next (a recursive query: one index probe per tenant, never a scan of the
-    /// backlog); [`FairScheduler`] shares `slots` places between them by virtual time; each
-    /// tenant's first jobs are then locked with one lateral index lookup per tenant.
+    /// The claim's cost does not grow with the number of tenants: it reads the tenants marked
+    /// ready in `stoker_fair_tenants` in virtual-time order through their partial index, only
+    /// as many as can get one of `slots` places ([`fair_walk_complete`]); looks for up to
+    /// [`FAIR_DISCOVER_PER_CLAIM`] more tenants with jobs in `stoker_jobs_fair_idx` from where
+    /// this process's last walk stopped (those made ready other than by an insert);
+    /// [`FairScheduler`] shares the places; each chosen tenant's first jobs are then locked
+    /// with one lateral index lookup per tenant; a chosen tenant found with no job left in the
+    /// fair index is unmarked.
     async fn fair_candidates(
         &self,
         tx: &mut PgConnection,
@@ -388,26 +438,98 @@ impl PgStore {
         slots: i64,
     ) -> StoreResult<(Vec<PgRow>, FairScheduler)> {
         let jobs_table = self.flow_table("stoker_jobs");
+        let tenants_table = self.flow_table("stoker_fair_tenants");
         let queue = &filters.params.queue;
-        let mut query = QueryBuilder::<Postgres>::new("WITH RECURSIVE t AS ((SELECT tenant FROM ");
-        query.push(&jobs_table).push(" WHERE ");
-        filters.push(&mut query);
-        query
-            .push(" AND tenant IS NOT NULL ORDER BY tenant LIMIT 1) UNION ALL SELECT (SELECT tenant FROM ")
-            .push(&jobs_table)
-            .push(" WHERE ");
-        filters.push(&mut query);
-        query.push(
-            " AND tenant > t.tenant ORDER BY tenant LIMIT 1) FROM t WHERE t.tenant IS NOT NULL) \
-             SELECT tenant FROM t WHERE tenant IS NOT NULL",
+        let clock: Option<f64> = sqlx::query_scalar(&format!(
+            "SELECT clock FROM {} WHERE queue = $1",
+            self.flow_table("stoker_fair_clocks")
+        ))
+        .bind(queue)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let base_clock = clock.unwrap_or(0.0);
+
+        // Discovery: the next tenants with jobs in the fair index after this process's cursor,
+        // one index probe each; those not marked yet are marked (a new one at virtual time 0,
+        // which the clock lifts). Rows already marked are not written, so they are not locked.
+        let cursor = self.inner.limits.fair_cursor(queue);
+        let found: Vec<(String, bool)> = sqlx::query_as(&format!(
+            "WITH RECURSIVE t(tenant, n) AS ( \
+                 SELECT (SELECT tenant FROM {jobs_table} \
+                         WHERE state IN ('available', 'retryable') AND NOT scheduled \
+                           AND queue = $1 AND tenant IS NOT NULL AND tenant > COALESCE($2, '') \
+                         ORDER BY tenant LIMIT 1), 1 \
+                 UNION ALL \
+                 SELECT (SELECT tenant FROM {jobs_table} \
+                         WHERE state IN ('available', 'retryable') AND NOT scheduled \
+                           AND queue = $1 AND tenant IS NOT NULL AND tenant > t.tenant \
+                         ORDER BY tenant LIMIT 1), n + 1 \
+                 FROM t WHERE t.tenant IS NOT NULL AND n < $3) \
+             SELECT t.tenant, COALESCE((SELECT f.ready FROM {tenants_table} f \
+                                        WHERE f.queue = $1 AND f.tenant = t.tenant), false) \
+             FROM t WHERE t.tenant IS NOT NULL ORDER BY t.tenant"
+        ))
+        .bind(queue)
+        .bind(&cursor)
+        .bind(i32::try_from(FAIR_DISCOVER_PER_CLAIM).unwrap_or(i32::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let next_cursor = if found.len() < FAIR_DISCOVER_PER_CLAIM as usize {
+            None
+        } else {
+            found.last().map(|(tenant, _)| tenant.clone())
+        };
+        self.inner.limits.set_fair_cursor(queue, next_cursor);
+        let unmarked: Vec<String> = found
+            .into_iter()
+            .filter(|(_, ready)| !ready)
+            .map(|(tenant, _)| tenant)
+            .collect();
+        if !unmarked.is_empty() {
+            fair_mark_in(&mut *tx, &tenants_table, queue, &unmarked).await?;
+        }
+
+        // The ready tenants in (virtual time, tenant) order, a page at a time, as far as
+        // places can reach.
+        let places = usize::try_from(slots).unwrap_or(usize::MAX);
+        let page = slots.saturating_add(i64::from(FAIR_PAGE_EXTRA));
+        let mut walked: Vec<(String, f64)> = Vec::new();
+        // Two texts, so each page is one range of the index in order (an `OR` for the first
+        // page would make the planner sort every ready tenant).
+        let first_page = format!(
+            "SELECT tenant, vtime FROM {tenants_table} \
+             WHERE queue = $1 AND ready AND tenant <> '' \
+             ORDER BY vtime, tenant LIMIT $2"
         );
-        let mut tenants: Vec<Option<String>> = query
-            .build_query_scalar::<String>()
+        let next_page = format!(
+            "SELECT tenant, vtime FROM {tenants_table} \
+             WHERE queue = $1 AND ready AND tenant <> '' \
+               AND (vtime, tenant) > ($3::float8, $4::text) \
+             ORDER BY vtime, tenant LIMIT $2"
+        );
+        loop {
+            let rows: Vec<(String, f64)> = match walked.last() {
+                None => sqlx::query_as(&first_page).bind(queue).bind(page),
+                Some((tenant, vtime)) => sqlx::query_as(&next_page)
+                    .bind(queue)
+                    .bind(page)
+                    .bind(*vtime)
+                    .bind(tenant.clone()),
+            }
             .fetch_all(&mut *tx)
             .await
-            .map_err(store_error)?
+            .map_err(store_error)?;
+            let more = rows.len() as i64 == page;
+            walked.extend(rows);
+            if !more || fair_walk_complete(fair, base_clock, places, &walked) {
+                break;
+            }
+        }
+        let mut tenants: Vec<(Option<String>, Option<f64>)> = walked
             .into_iter()
-            .map(Some)
+            .map(|(tenant, vtime)| (Some(tenant), Some(vtime)))
             .collect();
         let mut query = QueryBuilder::<Postgres>::new("SELECT EXISTS (SELECT 1 FROM ");
         query.push(&jobs_table).push(" WHERE ");
@@ -419,40 +541,17 @@ impl PgStore {
             .await
             .map_err(store_error)?;
         if untenanted {
-            tenants.push(None);
+            let vtime: Option<f64> = sqlx::query_scalar(&format!(
+                "SELECT vtime FROM {tenants_table} WHERE queue = $1 AND tenant = $2"
+            ))
+            .bind(queue)
+            .bind(FAIR_NO_TENANT)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
+            tenants.push((None, vtime));
         }
-        let keys: Vec<String> = tenants
-            .iter()
-            .map(|t| t.clone().unwrap_or_else(|| FAIR_NO_TENANT.to_owned()))
-            .collect();
-        let vtimes: BTreeMap<String, f64> = sqlx::query_as::<_, (String, f64)>(&format!(
-            "SELECT tenant, vtime FROM {} WHERE queue = $1 AND tenant = ANY($2)",
-            self.flow_table("stoker_fair_tenants")
-        ))
-        .bind(queue)
-        .bind(&keys)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(store_error)?
-        .into_iter()
-        .collect();
-        let clock: Option<f64> = sqlx::query_scalar(&format!(
-            "SELECT clock FROM {} WHERE queue = $1",
-            self.flow_table("stoker_fair_clocks")
-        ))
-        .bind(queue)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(store_error)?;
-        let plan = FairScheduler::new(
-            fair,
-            clock.unwrap_or(0.0),
-            tenants
-                .into_iter()
-                .zip(&keys)
-                .map(|(tenant, key)| (tenant, vtimes.get(key).copied()))
-                .collect(),
-        );
+        let plan = FairScheduler::new(fair, base_clock, tenants);
         let quotas = plan.quotas(usize::try_from(slots).unwrap_or(usize::MAX));
         let (named, counts): (Vec<String>, Vec<i64>) = quotas
             .iter()
@@ -499,6 +598,38 @@ impl PgStore {
                     .await
                     .map_err(store_error)?,
             );
+        }
+        // A tenant that came back short may have run out: if it has no job left in the fair
+        // index at all (locked by another claim counts as left), it is no longer ready.
+        let mut got: BTreeMap<String, u32> = BTreeMap::new();
+        for row in &rows {
+            if let Some(tenant) = row
+                .try_get::<Option<String>, _>("tenant")
+                .map_err(store_error)?
+            {
+                *got.entry(tenant).or_default() += 1;
+            }
+        }
+        let short: Vec<String> = quotas
+            .iter()
+            .filter_map(|(tenant, n)| {
+                let tenant = tenant.as_ref()?;
+                (got.get(tenant).copied().unwrap_or(0) < *n).then(|| tenant.clone())
+            })
+            .collect();
+        if !short.is_empty() {
+            sqlx::query(&format!(
+                "UPDATE {tenants_table} f SET ready = false \
+                 WHERE f.queue = $1 AND f.tenant = ANY($2) AND f.ready \
+                   AND NOT EXISTS (SELECT 1 FROM {jobs_table} j \
+                                   WHERE j.state IN ('available', 'retryable') AND NOT j.scheduled \
+                                     AND j.queue = $1 AND j.tenant = f.tenant)"
+            ))
+            .bind(queue)
+            .bind(&short)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
         }
         // Each tenant's candidates in its own order, then interleaved by virtual time.
         let mut per_tenant: BTreeMap<Option<String>, Vec<Candidate>> = BTreeMap::new();
@@ -675,25 +806,104 @@ impl PgStore {
         &self,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<LimitUsage>> {
-        let rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
-            "SELECT name, key, running, \
-                    CASE WHEN throttled_until > $1 THEN throttled_until END \
-             FROM {} WHERE running > 0 OR throttled_until > $1 ORDER BY name, key",
+        // The limiters in use: running jobs, throttled, or with starts or submissions counted
+        // in their window (an arrival time ahead of now). One row per active limiter.
+        type Row = (
+            String,
+            String,
+            i64,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT name, key, running, tat, throttled_until, quota_tat \
+             FROM {} WHERE running > 0 OR throttled_until > $1 OR tat > $1 OR quota_tat > $1 \
+             ORDER BY name, key",
             self.flow_table("stoker_limit_state")
         ))
         .bind(now)
         .fetch_all(&self.inner.pool)
         .await
         .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, key, running, throttled_until)| LimitUsage {
+        let limits = self.flow_limits().await?;
+        let mut usage = Vec::with_capacity(rows.len());
+        let mut counted = 0;
+        for (name, key, running, tat, throttled_until, quota_tat) in rows {
+            let spec = limits.iter().find(|spec| spec.name == name);
+            let mut row = LimitUsage::from_state(
+                spec,
                 name,
                 key,
                 running,
+                tat,
                 throttled_until,
-            })
-            .collect())
+                quota_tat,
+                now,
+            );
+            if let (Some(spec), true) = (spec, row.is_full()) {
+                if counted < HELD_BACK_LIMITERS_MAX {
+                    counted += 1;
+                    let (held, more) = self.held_back(spec, &row.key, now).await?;
+                    row.held_back = held;
+                    row.held_back_more = more;
+                } else {
+                    row.held_back_more = true;
+                }
+            }
+            usage.push(row);
+        }
+        Ok(usage)
+    }
+
+    /// How many available, due jobs of `spec`'s scope fall in its limiter `key`: among at
+    /// most [`HELD_BACK_READ_MAX`] of the scope's due jobs read through the fetch index (the
+    /// tenant index for a limit keyed by tenant), so a request never walks a whole backlog;
+    /// and whether it stopped at that bound.
+    async fn held_back(
+        &self,
+        spec: &LimitSpec,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(u64, bool)> {
+        let mut query = QueryBuilder::<Postgres>::new("SELECT count(*) FILTER (WHERE ");
+        match key_sql(&spec.key) {
+            Some(_) if spec.key == LimitKey::Tenant => query.push("true"),
+            Some(_) => query.push("k = ").push_bind(key.to_owned()),
+            None => query.push("true"),
+        };
+        query.push("), count(*) FROM (SELECT ");
+        match key_sql(&spec.key) {
+            Some(expr) if spec.key != LimitKey::Tenant => query.push(expr),
+            _ => query.push("NULL"),
+        };
+        query
+            .push(" AS k FROM ")
+            .push(self.flow_table("stoker_jobs"))
+            .push(" WHERE state IN ('available', 'retryable') AND NOT scheduled AND run_at <= ")
+            .push_bind(now);
+        if let Some(queue) = &spec.queue {
+            query.push(" AND queue = ").push_bind(queue.clone());
+        }
+        if let Some(kind) = &spec.kind {
+            query.push(" AND kind = ").push_bind(kind.clone());
+        }
+        if spec.key == LimitKey::Tenant {
+            query.push(" AND tenant = ").push_bind(key.to_owned());
+        }
+        query
+            .push(" LIMIT ")
+            .push_bind(i64::from(HELD_BACK_READ_MAX))
+            .push(") AS due");
+        let (held, read): (i64, i64) = query
+            .build_query_as()
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(store_error)?;
+        Ok((
+            u64::try_from(held).unwrap_or(0),
+            read >= i64::from(HELD_BACK_READ_MAX),
+        ))
     }
 
     pub(super) async fn limit_push_back_impl(
@@ -836,6 +1046,29 @@ pub(super) async fn flow_quota_take(
     .bind(&names)
     .bind(&keys)
     .bind(&next)
+    .execute(&mut *conn)
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
+
+/// Marks `tenants` (in tenant order, the order claims lock these rows in) ready in fair queue
+/// `queue` of table `table` (issue 16, item 3); a tenant new to the queue gets virtual time 0,
+/// which the queue's clock lifts: it starts level with the others. A row already marked is
+/// not written.
+async fn fair_mark_in(
+    conn: &mut PgConnection,
+    table: &str,
+    queue: &str,
+    tenants: &[String],
+) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "INSERT INTO {table} AS f (queue, tenant, vtime, ready) \
+         SELECT $1, t, 0, true FROM unnest($2::text[]) AS t ORDER BY t \
+         ON CONFLICT (queue, tenant) DO UPDATE SET ready = true WHERE NOT f.ready"
+    ))
+    .bind(queue)
+    .bind(tenants)
     .execute(&mut *conn)
     .await
     .map_err(store_error)?;

@@ -177,8 +177,9 @@ pub struct FairBody {
     pub weights: std::collections::BTreeMap<String, u32>,
 }
 
-/// One limiter's use: running jobs and until when it is throttled.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+/// One limiter's use: running jobs against its cap, tokens left, quota used, and how many
+/// available jobs it is holding back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UsageView {
     /// The limit.
     pub name: String,
@@ -188,6 +189,27 @@ pub struct UsageView {
     pub running: i64,
     /// Until when it starts no job (rate limited), if it is throttled now.
     pub throttled_until: Option<DateTime<Utc>>,
+    // --- stream flow ---
+    /// Its concurrency cap, if the limit has one.
+    #[serde(default)]
+    pub cap: Option<u32>,
+    /// Starts its rate allows right now (0 to the burst), if the limit has a rate.
+    #[serde(default)]
+    pub tokens_left: Option<u32>,
+    /// When its rate next allows a start, if it allows none now.
+    #[serde(default)]
+    pub next_token_at: Option<DateTime<Utc>>,
+    /// Submissions its enqueue quota counted in the current window, if it has a quota.
+    #[serde(default)]
+    pub quota_used: Option<u32>,
+    /// Available, due jobs waiting because of it now (0 while it admits jobs). Counted from
+    /// at most 10,000 due jobs of the limit's scope per limiter, so it is a lower bound when
+    /// `held_back_more` is true.
+    #[serde(default)]
+    pub held_back: u64,
+    /// Whether `held_back` stopped at its bound: there may be more.
+    #[serde(default)]
+    pub held_back_more: bool,
 }
 
 impl From<stoker::LimitUsage> for UsageView {
@@ -197,6 +219,12 @@ impl From<stoker::LimitUsage> for UsageView {
             key: usage.key,
             running: usage.running,
             throttled_until: usage.throttled_until,
+            cap: usage.cap,
+            tokens_left: usage.tokens_left,
+            next_token_at: usage.next_token_at,
+            quota_used: usage.quota_used,
+            held_back: usage.held_back,
+            held_back_more: usage.held_back_more,
         }
     }
 }

@@ -374,6 +374,9 @@ struct LimiterLabels {
 struct LimitGauges {
     running: Family<LimiterLabels, Gauge>,
     throttled: Family<LimiterLabels, Gauge>,
+    tokens: Family<LimiterLabels, Gauge>,
+    quota_used: Family<LimiterLabels, Gauge>,
+    held_back: Family<LimiterLabels, Gauge>,
 }
 
 impl LimitGauges {
@@ -388,12 +391,30 @@ impl LimitGauges {
             "1 while a rate limiter holds its jobs back",
             self.throttled.clone(),
         );
+        registry.register(
+            "limit_tokens",
+            "Starts a rate limiter allows right now (0 to its burst)",
+            self.tokens.clone(),
+        );
+        registry.register(
+            "limit_quota_used",
+            "Submissions an enqueue quota counted in its current window",
+            self.quota_used.clone(),
+        );
+        registry.register(
+            "limit_held_back",
+            "Available, due jobs a full limiter holds back (counted from at most 10,000 due jobs per limiter)",
+            self.held_back.clone(),
+        );
     }
 
     async fn read(&self, state: &AppState) -> Result<(), ApiError> {
         let usage = state.client().limit_usage().await?;
         self.running.clear();
         self.throttled.clear();
+        self.tokens.clear();
+        self.quota_used.clear();
+        self.held_back.clear();
         for limiter in usage {
             let labels = LimiterLabels {
                 limit: limiter.name,
@@ -403,6 +424,15 @@ impl LimitGauges {
             if limiter.throttled_until.is_some() {
                 self.throttled.get_or_create(&labels).set(1);
             }
+            if let Some(tokens) = limiter.tokens_left {
+                self.tokens.get_or_create(&labels).set(i64::from(tokens));
+            }
+            if let Some(used) = limiter.quota_used {
+                self.quota_used.get_or_create(&labels).set(i64::from(used));
+            }
+            self.held_back
+                .get_or_create(&labels)
+                .set(i64::try_from(limiter.held_back).unwrap_or(i64::MAX));
         }
         Ok(())
     }

@@ -1348,6 +1348,12 @@ pub struct StatsResponse {
     /// Per tenant, by id (jobs without a tenant are in none).
     #[serde(default)]
     pub tenants: BTreeMap<String, JobCounts>,
+    // --- stream flow ---
+    /// The limiters in use (issue 16): running against each cap, tokens left, quota used,
+    /// and how many available jobs each holds back. Empty for a token that may not read
+    /// limits (a tenant-bound token sees its own tenant's limiters).
+    #[serde(default)]
+    pub limits: Vec<crate::api::limits::UsageView>,
 }
 
 /// Jobs finished per minute across the cluster, as this server observed them.

@@ -212,6 +212,13 @@ pub(crate) async fn get(
             .into_iter()
             .map(|(name, counts)| (name, counts.into()))
             .collect(),
+        // --- stream flow ---
+        limits: client
+            .limit_usage()
+            .await?
+            .into_iter()
+            .map(crate::api::limits::UsageView::from)
+            .collect(),
     }))
 }
 

@@ -123,7 +123,17 @@ pub(crate) fn print_usage(usage: &[UsageView]) {
     if usage.is_empty() {
         return;
     }
-    let mut table = Table::new(&["LIMIT", "KEY", "RUNNING", "THROTTLED UNTIL"]);
+    let mut table = Table::new(&[
+        "LIMIT",
+        "KEY",
+        "RUNNING",
+        "TOKENS",
+        "NEXT TOKEN",
+        "QUOTA USED",
+        "HELD BACK",
+        "THROTTLED UNTIL",
+    ]);
+    let or_dash = |value: Option<u32>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
     for usage in usage {
         table.row(vec![
             usage.name.clone(),
@@ -132,7 +142,18 @@ pub(crate) fn print_usage(usage: &[UsageView]) {
             } else {
                 usage.key.clone()
             },
-            usage.running.to_string(),
+            match usage.cap {
+                Some(cap) => format!("{}/{cap}", usage.running),
+                None => usage.running.to_string(),
+            },
+            or_dash(usage.tokens_left),
+            output::time_or_dash(usage.next_token_at),
+            or_dash(usage.quota_used),
+            format!(
+                "{}{}",
+                usage.held_back,
+                if usage.held_back_more { "+" } else { "" }
+            ),
             output::time_or_dash(usage.throttled_until),
         ]);
     }

@@ -2278,6 +2278,15 @@ pub(crate) struct LimiterPageView {
     pub(crate) key: String,
     pub(crate) running: String,
     pub(crate) throttled: Option<When>,
+    // --- stream flow ---
+    /// Starts its rate allows now, as "3 of 10 tokens", if the limit has a rate.
+    pub(crate) tokens: Option<String>,
+    /// When its rate next allows a start, if none now.
+    pub(crate) next_token: Option<When>,
+    /// Its quota's use in the window, as "40 of 100 submissions", if it has a quota.
+    pub(crate) quota: Option<String>,
+    /// Jobs waiting because of it, as "1,200" or "10,000+"; `None` when it holds none.
+    pub(crate) held_back: Option<String>,
 }
 
 #[derive(Template)]
@@ -2335,6 +2344,24 @@ pub(crate) async fn limits(
                         None => "—".to_owned(),
                     },
                     throttled: limiter.throttled_until.map(|at| When::new(at, now)),
+                    tokens: spec.rate.and_then(|rate| {
+                        limiter
+                            .tokens_left
+                            .map(|left| format!("{left} of {} tokens", rate.burst))
+                    }),
+                    next_token: limiter.next_token_at.map(|at| When::new(at, now)),
+                    quota: spec.quota.and_then(|quota| {
+                        limiter
+                            .quota_used
+                            .map(|used| format!("{used} of {} submissions", quota.burst))
+                    }),
+                    held_back: (limiter.held_back > 0 || limiter.held_back_more).then(|| {
+                        format!(
+                            "{}{}",
+                            format::count(i64::try_from(limiter.held_back).unwrap_or(i64::MAX)),
+                            if limiter.held_back_more { "+" } else { "" }
+                        )
+                    }),
                 })
                 .collect();
             LimitPageView {

@@ -16,8 +16,10 @@ use stoker_core::{
     fair_of, gcra_push_back, limits_for_queue, quota_demand, quota_take, validate_limit_name, Fair,
     FairScheduler, FlowGate, JobClaimParams, JobRow, LimitKey, LimitPushBackParams, LimitRow,
     LimitSetParams, LimitSpec, LimitUsage, LimiterState, Metadata, QuotaDemand, StoreError,
-    StoreResult, FAIR_NO_TENANT,
+    StoreResult, FAIR_DISCOVER_PER_CLAIM, FAIR_NO_TENANT, FAIR_PAGE_EXTRA, HELD_BACK_LIMITERS_MAX,
+    HELD_BACK_READ_MAX,
 };
+use stoker_core::{fair_walk_complete, LimitCache};
 
 use super::{begin_write, SqliteStore};
 use crate::error::db_error;
@@ -101,38 +103,116 @@ impl Filters<'_> {
 /// A fair claim's candidates (item 3), in the order the limits are to see them, with the
 /// plan that ordered them and the queue's clock as read.
 ///
-/// The tenants with ready jobs are listed by a walk of `stoker_jobs_fair_idx` from one tenant
-/// to the next (a recursive query: one index probe per tenant, never a scan of the backlog);
-/// [`FairScheduler`] shares `slots` places between them by virtual time; then each chosen
-/// tenant's first jobs come from one index lookup each.
+/// The claim's cost does not grow with the number of tenants: it reads the tenants marked
+/// ready in `stoker_fair_tenants` in virtual-time order through their partial index, only as
+/// many as can get one of `slots` places ([`fair_walk_complete`]); looks for up to
+/// [`FAIR_DISCOVER_PER_CLAIM`] more tenants with jobs in the fair index from where the last
+/// claim's walk stopped (those made ready other than by an insert); shares the places with
+/// [`FairScheduler`]; takes each chosen tenant's first jobs with one index lookup each; and
+/// unmarks a chosen tenant that turns out to have no job in the fair index any more.
 async fn fair_candidates(
     tx: &mut SqliteConnection,
+    cache: &LimitCache,
     filters: &Filters<'_>,
     fair: &Fair,
     slots: i64,
 ) -> StoreResult<(Vec<SqliteRow>, (FairScheduler, Option<f64>))> {
     let queue = &filters.params.queue;
-    let mut query = QueryBuilder::<Sqlite>::new(
-        "WITH RECURSIVE t(tenant) AS (SELECT (SELECT tenant FROM stoker_jobs WHERE ",
-    );
-    filters.push(&mut query);
-    query.push(
-        " AND tenant IS NOT NULL ORDER BY tenant LIMIT 1) UNION ALL \
-         SELECT (SELECT tenant FROM stoker_jobs WHERE ",
-    );
-    filters.push(&mut query);
-    query.push(
-        " AND tenant > t.tenant ORDER BY tenant LIMIT 1) FROM t WHERE t.tenant IS NOT NULL) \
+    let clock: Option<f64> =
+        sqlx::query_scalar("SELECT clock FROM stoker_fair_clocks WHERE queue = ?1")
+            .bind(queue)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?;
+    let base_clock = clock.unwrap_or(0.0);
+    let cursor = cache.fair_cursor(queue);
+
+    // Discovery: the next tenants with jobs in the fair index after the cursor, one index
+    // probe each, marked ready (a new one at virtual time 0, which the clock lifts).
+    let found: Vec<String> = sqlx::query_scalar(
+        "WITH RECURSIVE t(tenant, n) AS ( \
+             SELECT (SELECT tenant FROM stoker_jobs \
+                     WHERE state IN ('available', 'retryable') AND scheduled = 0 \
+                       AND queue = ?1 AND tenant IS NOT NULL AND tenant > COALESCE(?2, '') \
+                     ORDER BY tenant LIMIT 1), 1 \
+             UNION ALL \
+             SELECT (SELECT tenant FROM stoker_jobs \
+                     WHERE state IN ('available', 'retryable') AND scheduled = 0 \
+                       AND queue = ?1 AND tenant IS NOT NULL AND tenant > t.tenant \
+                     ORDER BY tenant LIMIT 1), n + 1 \
+             FROM t WHERE t.tenant IS NOT NULL AND n < ?3) \
          SELECT tenant FROM t WHERE tenant IS NOT NULL",
-    );
-    let mut tenants: Vec<Option<String>> = query
-        .build_query_scalar::<String>()
+    )
+    .bind(queue)
+    .bind(&cursor)
+    .bind(i64::from(FAIR_DISCOVER_PER_CLAIM))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db_error)?;
+    let next_cursor = if found.len() < FAIR_DISCOVER_PER_CLAIM as usize {
+        None
+    } else {
+        found.last().cloned()
+    };
+    if !found.is_empty() {
+        sqlx::query(
+            "INSERT INTO stoker_fair_tenants (queue, tenant, vtime, ready) \
+             SELECT ?1, value, 0, 1 FROM json_each(?2) WHERE true \
+             ON CONFLICT (queue, tenant) DO UPDATE SET ready = 1 WHERE NOT ready",
+        )
+        .bind(queue)
+        .bind(to_json(&found)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+    }
+    // Set before the commit: a claim that rolls back only moves the walk on early.
+    cache.set_fair_cursor(queue, next_cursor);
+
+    // The ready tenants in (virtual time, tenant) order, a page at a time, as far as places
+    // can reach.
+    let places = usize::try_from(slots).unwrap_or(usize::MAX);
+    let page = i64::try_from(places)
+        .unwrap_or(i64::MAX)
+        .saturating_add(i64::from(FAIR_PAGE_EXTRA));
+    let mut walked: Vec<(String, f64)> = Vec::new();
+    loop {
+        // Two texts, so each page is one range of the index in order.
+        let rows: Vec<(String, f64)> = match walked.last() {
+            None => sqlx::query_as(
+                "SELECT tenant, vtime FROM stoker_fair_tenants \
+                 INDEXED BY stoker_fair_tenants_ready_idx \
+                 WHERE queue = ?1 AND ready = 1 AND tenant <> '' \
+                 ORDER BY vtime, tenant LIMIT ?2",
+            )
+            .bind(queue)
+            .bind(page),
+            Some((tenant, vtime)) => sqlx::query_as(
+                "SELECT tenant, vtime FROM stoker_fair_tenants \
+                 INDEXED BY stoker_fair_tenants_ready_idx \
+                 WHERE queue = ?1 AND ready = 1 AND tenant <> '' \
+                   AND (vtime, tenant) > (?3, ?4) \
+                 ORDER BY vtime, tenant LIMIT ?2",
+            )
+            .bind(queue)
+            .bind(page)
+            .bind(*vtime)
+            .bind(tenant.clone()),
+        }
         .fetch_all(&mut *tx)
         .await
-        .map_err(db_error)?
+        .map_err(db_error)?;
+        let more = rows.len() as i64 == page;
+        walked.extend(rows);
+        if !more || fair_walk_complete(fair, base_clock, places, &walked) {
+            break;
+        }
+    }
+    let mut tenants: Vec<(Option<String>, Option<f64>)> = walked
         .into_iter()
-        .map(Some)
+        .map(|(tenant, vtime)| (Some(tenant), Some(vtime)))
         .collect();
+    // Jobs without a tenant are one more share, found through the fetch index.
     let mut query = QueryBuilder::<Sqlite>::new("SELECT EXISTS (SELECT 1 FROM stoker_jobs WHERE ");
     filters.push(&mut query);
     query.push(" AND tenant IS NULL)");
@@ -142,40 +222,20 @@ async fn fair_candidates(
         .await
         .map_err(db_error)?;
     if untenanted {
-        tenants.push(None);
+        let vtime: Option<f64> = sqlx::query_scalar(
+            "SELECT vtime FROM stoker_fair_tenants WHERE queue = ?1 AND tenant = ?2",
+        )
+        .bind(queue)
+        .bind(FAIR_NO_TENANT)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tenants.push((None, vtime));
     }
-    let keys: Vec<String> = tenants
-        .iter()
-        .map(|t| t.clone().unwrap_or_else(|| FAIR_NO_TENANT.to_owned()))
-        .collect();
-    let vtimes: BTreeMap<String, f64> = sqlx::query_as::<_, (String, f64)>(
-        "SELECT tenant, vtime FROM stoker_fair_tenants \
-         WHERE queue = ?1 AND tenant IN (SELECT value FROM json_each(?2))",
-    )
-    .bind(queue)
-    .bind(to_json(&keys)?)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db_error)?
-    .into_iter()
-    .collect();
-    let clock: Option<f64> =
-        sqlx::query_scalar("SELECT clock FROM stoker_fair_clocks WHERE queue = ?1")
-            .bind(queue)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-    let plan = FairScheduler::new(
-        fair,
-        clock.unwrap_or(0.0),
-        tenants
-            .into_iter()
-            .zip(&keys)
-            .map(|(tenant, key)| (tenant, vtimes.get(key).copied()))
-            .collect(),
-    );
+    let plan = FairScheduler::new(fair, base_clock, tenants);
     let mut candidates = Vec::new();
-    for (tenant, n) in plan.quotas(usize::try_from(slots).unwrap_or(usize::MAX)) {
+    let mut emptied = Vec::new();
+    for (tenant, n) in plan.quotas(places) {
         let mut query = QueryBuilder::<Sqlite>::new(
             "SELECT id, kind, tenant, args, metadata FROM stoker_jobs WHERE ",
         );
@@ -188,7 +248,35 @@ async fn fair_candidates(
             .push(" ORDER BY priority DESC, run_at, id LIMIT ")
             .push_bind(i64::from(n));
         let rows = query.build().fetch_all(&mut *tx).await.map_err(db_error)?;
+        if let (Some(name), true) = (&tenant, rows.len() < n as usize) {
+            // Short: has it any job left in the fair index at all (due later, of another
+            // kind, held by a limit)? If not, it is no longer ready.
+            let left: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM stoker_jobs \
+                 WHERE state IN ('available', 'retryable') AND scheduled = 0 \
+                   AND queue = ?1 AND tenant = ?2)",
+            )
+            .bind(queue)
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            if !left {
+                emptied.push(name.clone());
+            }
+        }
         candidates.push((tenant, rows));
+    }
+    if !emptied.is_empty() {
+        sqlx::query(
+            "UPDATE stoker_fair_tenants SET ready = 0 \
+             WHERE queue = ?1 AND tenant IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(queue)
+        .bind(to_json(&emptied)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
     }
     let rows = plan
         .order(candidates)
@@ -306,6 +394,17 @@ impl SqliteStore {
         Ok(quota_demand(&limits, jobs))
     }
 
+    /// The (queue, tenant) pairs among `jobs` whose queue is fair (issue 16, item 3), from the
+    /// cache: an insert marks them ready in its transaction (see [`flow_fair_mark`]), so the
+    /// next claim serves them. Empty for a queue that is not fair: the usual insert.
+    pub(super) async fn flow_fair_marks(
+        &self,
+        jobs: &[stoker_core::JobInsert],
+    ) -> StoreResult<Vec<(String, String)>> {
+        let limits = self.flow_limits().await?;
+        Ok(fair_marks_of(&limits, jobs))
+    }
+
     /// The limits that apply to `queue`, or `None` (the usual claim), from the cache.
     pub(super) async fn flow_limits_for(&self, queue: &str) -> StoreResult<Option<Vec<LimitSpec>>> {
         let limits = self.flow_limits().await?;
@@ -360,6 +459,7 @@ impl SqliteStore {
                 // The whole queue is held back.
                 drop(tx);
                 self.inner.limits.set_wake(&params.queue, wake);
+                self.inner.limits.hold(&params.queue);
                 return Ok(Vec::new());
             }
             exclusions.push((expr, limit.kind.clone(), to_json(&keys)?));
@@ -389,8 +489,14 @@ impl SqliteStore {
                 (rows, None)
             }
             Some(fair) => {
-                let (rows, plan) =
-                    fair_candidates(&mut tx, &filters, fair, candidates(params.limit)).await?;
+                let (rows, plan) = fair_candidates(
+                    &mut tx,
+                    &self.inner.limits,
+                    &filters,
+                    fair,
+                    candidates(params.limit),
+                )
+                .await?;
                 (rows, Some(plan))
             }
         };
@@ -517,6 +623,9 @@ impl SqliteStore {
             wake = Some(wake.map_or(at, |w| w.min(at)));
         }
         self.inner.limits.set_wake(&params.queue, wake);
+        if jobs.len() < params.limit as usize {
+            self.inner.limits.hold(&params.queue);
+        }
         jobs.sort_by(|a, b| {
             b.priority
                 .cmp(&a.priority)
@@ -601,26 +710,101 @@ impl SqliteStore {
         &self,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<LimitUsage>> {
-        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT name, key, running, \
-                    CASE WHEN throttled_until > ?1 THEN throttled_until END \
-             FROM stoker_limit_state WHERE running > 0 OR throttled_until > ?1 \
+        // The limiters in use: running jobs, throttled, or with starts or submissions counted
+        // in their window (an arrival time ahead of now). One row per active limiter.
+        type Row = (String, String, i64, Option<i64>, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT name, key, running, tat, throttled_until, quota_tat \
+             FROM stoker_limit_state \
+             WHERE running > 0 OR throttled_until > ?1 OR tat > ?1 OR quota_tat > ?1 \
              ORDER BY name, key",
         )
         .bind(micros(now))
         .fetch_all(&mut *self.read().await?)
         .await
         .map_err(db_error)?;
-        rows.into_iter()
-            .map(|(name, key, running, until)| {
-                Ok(LimitUsage {
-                    name,
-                    key,
-                    running,
-                    throttled_until: opt_micros("throttled_until", until)?,
-                })
-            })
-            .collect()
+        let limits = self.flow_limits().await?;
+        let mut usage = Vec::with_capacity(rows.len());
+        let mut counted = 0;
+        for (name, key, running, tat, throttled_until, quota_tat) in rows {
+            let spec = limits.iter().find(|spec| spec.name == name);
+            let mut row = LimitUsage::from_state(
+                spec,
+                name,
+                key,
+                running,
+                opt_micros("tat", tat)?,
+                opt_micros("throttled_until", throttled_until)?,
+                opt_micros("quota_tat", quota_tat)?,
+                now,
+            );
+            if let (Some(spec), true) = (spec, row.is_full()) {
+                if counted < HELD_BACK_LIMITERS_MAX {
+                    counted += 1;
+                    let (held, more) = self.held_back(spec, &row.key, now).await?;
+                    row.held_back = held;
+                    row.held_back_more = more;
+                } else {
+                    row.held_back_more = true;
+                }
+            }
+            usage.push(row);
+        }
+        Ok(usage)
+    }
+
+    /// How many available, due jobs of `spec`'s scope fall in its limiter `key`: among at
+    /// most [`HELD_BACK_READ_MAX`] of the scope's due jobs read through the fetch index (the
+    /// waiting index for a limit keyed by tenant), so a request never walks a whole backlog;
+    /// and whether it stopped at that bound.
+    async fn held_back(
+        &self,
+        spec: &LimitSpec,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<(u64, bool)> {
+        let by_expr = key_sql(&spec.key).filter(|_| spec.key != LimitKey::Tenant);
+        let mut query = QueryBuilder::<Sqlite>::new("SELECT ");
+        match &by_expr {
+            Some(_) => query
+                .push("COALESCE(SUM(k = ")
+                .push_bind(key.to_owned())
+                .push("), 0)"),
+            None => query.push("COUNT(*)"),
+        };
+        query.push(", COUNT(*) FROM (SELECT ");
+        match &by_expr {
+            Some(expr) => query.push(expr.as_str()),
+            None => query.push("NULL"),
+        };
+        query
+            .push(
+                " AS k FROM stoker_jobs \
+                 WHERE state IN ('available', 'retryable') AND scheduled = 0 AND +run_at <= ",
+            )
+            .push_bind(micros(now));
+        if let Some(queue) = &spec.queue {
+            query.push(" AND queue = ").push_bind(queue.clone());
+        }
+        if let Some(kind) = &spec.kind {
+            query.push(" AND kind = ").push_bind(kind.clone());
+        }
+        if spec.key == LimitKey::Tenant {
+            query.push(" AND tenant = ").push_bind(key.to_owned());
+        }
+        query
+            .push(" LIMIT ")
+            .push_bind(i64::from(HELD_BACK_READ_MAX))
+            .push(")");
+        let (held, read): (i64, i64) = query
+            .build_query_as()
+            .fetch_one(&mut *self.read().await?)
+            .await
+            .map_err(db_error)?;
+        Ok((
+            u64::try_from(held).unwrap_or(0),
+            read >= i64::from(HELD_BACK_READ_MAX),
+        ))
     }
 
     pub(super) async fn limit_push_back_impl(
@@ -739,6 +923,52 @@ pub(super) async fn flow_quota_take(
          ON CONFLICT (name, key) DO UPDATE SET quota_tat = excluded.quota_tat",
     )
     .bind(to_json(&next)?)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// The distinct (queue, tenant) pairs among `jobs` whose queue has fair queuing in `limits`.
+pub(super) fn fair_marks_of(
+    limits: &[LimitSpec],
+    jobs: &[stoker_core::JobInsert],
+) -> Vec<(String, String)> {
+    if !limits.iter().any(|limit| limit.fair.is_some()) {
+        return Vec::new();
+    }
+    let mut marks = BTreeSet::new();
+    for job in jobs {
+        let Some(tenant) = &job.tenant else {
+            continue;
+        };
+        let fair = limits
+            .iter()
+            .any(|limit| limit.fair.is_some() && limit.applies_to_queue(&job.queue));
+        if fair {
+            marks.insert((job.queue.clone(), tenant.clone()));
+        }
+    }
+    marks.into_iter().collect()
+}
+
+/// Marks the tenants `marks` (queue, tenant) ready in their fair queues (issue 16, item 3),
+/// inside the insert's write transaction: the next claim reads them among the ready tenants
+/// in virtual-time order. A tenant new to the queue gets virtual time 0, which the queue's
+/// clock lifts: it starts level with the others.
+pub(super) async fn flow_fair_mark(
+    conn: &mut SqliteConnection,
+    marks: &[(String, String)],
+) -> StoreResult<()> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO stoker_fair_tenants (queue, tenant, vtime, ready) \
+         SELECT value ->> 0, value ->> 1, 0, 1 FROM json_each(?1) WHERE true \
+         ON CONFLICT (queue, tenant) DO UPDATE SET ready = 1 WHERE NOT ready",
+    )
+    .bind(to_json(&marks)?)
     .execute(&mut *conn)
     .await
     .map_err(db_error)?;
