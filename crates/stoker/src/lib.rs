@@ -189,6 +189,8 @@ pub use workflow::Workflow;
 // --- stream workflows ---
 mod batch;
 pub use batch::Batch;
+mod children;
+pub use stoker_core::{ChildrenWait, WaitedChild};
 pub use stoker_core::{
     BatchId, BatchInserted, BatchListParams, BatchRow, BatchState, WorkflowListParams,
 };
