@@ -245,7 +245,10 @@ async fn a_pull_worker_reads_and_adds_to_its_batch(store: Arc<dyn Store>) {
     let jobs = server
         .reserve(json!({"worker": "w", "queues": ["wf"], "limit": 1}))
         .await;
-    let (id, fence) = (jobs[0]["id"].as_i64().unwrap(), jobs[0]["fence"].as_i64().unwrap());
+    let (id, fence) = (
+        jobs[0]["id"].as_i64().unwrap(),
+        jobs[0]["fence"].as_i64().unwrap(),
+    );
 
     let shown = server.get(&format!("/v1/pull/jobs/{id}/batch")).await;
     assert_eq!(shown.status, 200, "{shown:?}");
@@ -278,7 +281,10 @@ async fn a_pull_worker_reads_and_adds_to_its_batch(store: Arc<dyn Store>) {
     let child = added.body["jobs"][0].as_i64().unwrap();
     assert_eq!(server.job(child).await["metadata"]["parent_id"], id);
     let shown = server.get(&format!("/v1/batches/{batch}")).await;
-    assert_eq!(shown.body["total"], 3, "only the accepted add counted: {shown:?}");
+    assert_eq!(
+        shown.body["total"], 3,
+        "only the accepted add counted: {shown:?}"
+    );
 
     server
         .post(&format!("/v1/batches/{batch}/close"), json!({}))
@@ -289,11 +295,16 @@ async fn a_pull_worker_reads_and_adds_to_its_batch(store: Arc<dyn Store>) {
         .assert_error(409, "conflict");
 
     // A job in no batch reads null and cannot add; an unknown job is not found.
-    server.enqueue(json!({"kind": "solo", "queue": "solo"})).await;
+    server
+        .enqueue(json!({"kind": "solo", "queue": "solo"}))
+        .await;
     let solo = server
         .reserve(json!({"worker": "w", "queues": ["solo"], "limit": 1}))
         .await;
-    let (solo, solo_fence) = (solo[0]["id"].as_i64().unwrap(), solo[0]["fence"].as_i64().unwrap());
+    let (solo, solo_fence) = (
+        solo[0]["id"].as_i64().unwrap(),
+        solo[0]["fence"].as_i64().unwrap(),
+    );
     let none = server.get(&format!("/v1/pull/jobs/{solo}/batch")).await;
     assert_eq!(none.status, 200, "{none:?}");
     assert_eq!(none.body["batch"], Value::Null);
@@ -318,7 +329,9 @@ async fn a_pull_worker_reads_and_adds_to_its_batch(store: Arc<dyn Store>) {
 /// empty list and an unknown job are refused, writing nothing.
 async fn a_pull_parent_waits_for_its_children(store: Arc<dyn Store>) {
     let server = start(store, config()).await;
-    let parent = server.enqueue(json!({"kind": "report", "queue": "wf"})).await;
+    let parent = server
+        .enqueue(json!({"kind": "report", "queue": "wf"}))
+        .await;
     let jobs = server
         .reserve(json!({"worker": "w", "queues": ["wf"], "limit": 1}))
         .await;
@@ -329,11 +342,16 @@ async fn a_pull_parent_waits_for_its_children(store: Arc<dyn Store>) {
         .post(&path, json!({"fence": fence + 1, "jobs": [job("page")]}))
         .await
         .assert_error(409, "lease_lost");
-    let empty = server.post(&path, json!({"fence": fence, "jobs": []})).await;
+    let empty = server
+        .post(&path, json!({"fence": fence, "jobs": []}))
+        .await;
     empty.assert_error(422, "invalid_field");
     assert_eq!(empty.field(), "jobs");
     server
-        .post("/v1/pull/jobs/999999/children", json!({"fence": 1, "jobs": [job("page")]}))
+        .post(
+            "/v1/pull/jobs/999999/children",
+            json!({"fence": 1, "jobs": [job("page")]}),
+        )
         .await
         .assert_error(404, "not_found");
     let none = server.get(&format!("/v1/jobs/{parent}/children")).await;

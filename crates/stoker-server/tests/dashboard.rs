@@ -950,12 +950,18 @@ async fn batch_and_workflow_buttons_go_through_the_client(store: Arc<dyn Store>)
     let csrf = page.csrf();
     for action in ["close", "cancel"] {
         let refused = viewer
-            .post(&format!("/ui/batches/{id}/{action}"), &[("csrf", csrf.as_str())])
+            .post(
+                &format!("/ui/batches/{id}/{action}"),
+                &[("csrf", csrf.as_str())],
+            )
             .await;
         assert_eq!(refused.status, 403, "{action}: {refused:?}");
     }
     let refused = viewer
-        .post(&format!("/ui/workflows/{flow_id}/cancel"), &[("csrf", csrf.as_str())])
+        .post(
+            &format!("/ui/workflows/{flow_id}/cancel"),
+            &[("csrf", csrf.as_str())],
+        )
         .await;
     assert_eq!(refused.status, 403, "{refused:?}");
     let unchanged = batch_state().await;
@@ -966,15 +972,25 @@ async fn batch_and_workflow_buttons_go_through_the_client(store: Arc<dyn Store>)
     assert_eq!(browser.sign_in("admin-secret-0123456789").await.status, 303);
     let page = browser.get(&page_of).await;
     page.assert_has(r#"action="/ui/batches/"#);
-    assert!(!page.html.contains(r#"data-action="close" disabled"#), "{}", page.html);
+    assert!(
+        !page.html.contains(r#"data-action="close" disabled"#),
+        "{}",
+        page.html
+    );
     let csrf = page.csrf();
     let forged = browser
-        .post(&format!("/ui/batches/{id}/close"), &[("csrf", "0".repeat(64).as_str())])
+        .post(
+            &format!("/ui/batches/{id}/close"),
+            &[("csrf", "0".repeat(64).as_str())],
+        )
         .await;
     assert_eq!(forged.status, 403, "{forged:?}");
     assert_eq!(batch_state().await["state"], "open");
     let unknown = browser
-        .post(&format!("/ui/batches/{id}/explode"), &[("csrf", csrf.as_str())])
+        .post(
+            &format!("/ui/batches/{id}/explode"),
+            &[("csrf", csrf.as_str())],
+        )
         .await;
     assert_eq!(unknown.status, 404);
     let bad = browser
@@ -993,22 +1009,36 @@ async fn batch_and_workflow_buttons_go_through_the_client(store: Arc<dyn Store>)
     assert_eq!(batch_state().await["state"], "running");
     let page = browser.get(closed.location()).await;
     page.assert_has("Batch closed");
-    assert!(!page.html.contains(r#"data-action="close""#), "{}", page.html);
+    assert!(
+        !page.html.contains(r#"data-action="close""#),
+        "{}",
+        page.html
+    );
 
     let cancelled = browser
-        .post(&format!("/ui/batches/{id}/cancel"), &[("csrf", csrf.as_str())])
+        .post(
+            &format!("/ui/batches/{id}/cancel"),
+            &[("csrf", csrf.as_str())],
+        )
         .await;
     assert_eq!(cancelled.status, 303, "{cancelled:?}");
     let shown = batch_state().await;
     assert_eq!(shown["state"], "cancelled", "{shown}");
     assert_eq!(shown["cancelled"], 2, "{shown}");
     let page = browser.get(&page_of).await;
-    assert!(!page.html.contains(r#"data-action="cancel""#), "{}", page.html);
+    assert!(
+        !page.html.contains(r#"data-action="cancel""#),
+        "{}",
+        page.html
+    );
 
     let page = browser.get(&format!("/workflows/{flow_id}")).await;
     page.assert_has(r#"data-action="cancel""#);
     let done = browser
-        .post(&format!("/ui/workflows/{flow_id}/cancel"), &[("csrf", csrf.as_str())])
+        .post(
+            &format!("/ui/workflows/{flow_id}/cancel"),
+            &[("csrf", csrf.as_str())],
+        )
         .await;
     assert_eq!(done.status, 303, "{done:?}");
     assert_eq!(

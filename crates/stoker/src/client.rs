@@ -315,7 +315,10 @@ impl<S: Store + ?Sized> Client<S> {
 
     /// The labels of the jobs about to be inserted, if the client keeps history (so the
     /// insert can be recorded once it is known which jobs were new).
-    pub(crate) fn history_labels(&self, params: &JobInsertParams) -> Option<Vec<crate::history::Labels>> {
+    pub(crate) fn history_labels(
+        &self,
+        params: &JobInsertParams,
+    ) -> Option<Vec<crate::history::Labels>> {
         self.config.history.as_ref().map(|_| {
             params
                 .jobs
@@ -361,7 +364,10 @@ impl<S: Store + ?Sized> Client<S> {
 
     /// The events of the jobs about to be inserted, if anybody listens (their ids are known
     /// once the insert returns, and duplicates are dropped then).
-    pub(crate) fn event_jobs(&self, params: &JobInsertParams) -> Option<Vec<crate::events::JobEvent>> {
+    pub(crate) fn event_jobs(
+        &self,
+        params: &JobInsertParams,
+    ) -> Option<Vec<crate::events::JobEvent>> {
         self.config.events.is_active().then(|| {
             params
                 .jobs

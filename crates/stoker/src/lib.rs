@@ -190,10 +190,10 @@ pub use workflow::Workflow;
 mod batch;
 pub use batch::Batch;
 mod children;
-pub use stoker_core::{ChildrenWait, WaitedChild};
 pub use stoker_core::{
     BatchId, BatchInserted, BatchListParams, BatchRow, BatchState, WorkflowListParams,
 };
+pub use stoker_core::{ChildrenWait, WaitedChild};
 
 /// The SQLite store.
 #[cfg(feature = "sqlite")]

@@ -201,7 +201,13 @@ mod scenarios {
         let tenant = client.for_tenant("acme");
         let enqueue = |args: Value| {
             let tenant = tenant.clone();
-            async move { tenant.enqueue_many([job("parent", args)]).await.expect("enqueue")[0].id }
+            async move {
+                tenant
+                    .enqueue_many([job("parent", args)])
+                    .await
+                    .expect("enqueue")[0]
+                    .id
+            }
         };
         let until = |id: stoker::JobId, state: stoker::JobState| {
             let client = client.clone();
@@ -231,7 +237,11 @@ mod scenarios {
         let done = until(parent, stoker::JobState::Completed).await;
         assert_eq!(done.result, Some(json!("parent result")));
         assert_eq!(done.attempt, 1);
-        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1, "it ran once");
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "it ran once"
+        );
 
         // A child discarded under the default policy cancels its parent.
         let failing = enqueue(json!({ "failing": true })).await;

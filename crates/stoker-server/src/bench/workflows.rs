@@ -151,7 +151,12 @@ async fn batch(fresh: &Fresh, size: usize) -> Result<(f64, f64), BenchError> {
     let mut added = first;
     while added < size {
         let n = (size - added).min(BATCH_MAX_JOBS_PER_CALL);
-        members.extend(client.batch_add(inserted.batch, (0..n).map(|_| job())).await?.jobs);
+        members.extend(
+            client
+                .batch_add(inserted.batch, (0..n).map(|_| job()))
+                .await?
+                .jobs,
+        );
         added += n;
     }
     client.batch_close(inserted.batch).await?;
@@ -258,7 +263,12 @@ pub(crate) async fn run(
         rate.push(jobs_per_second);
         gap.push(ms);
     }
-    report.add(Figure::new("WF", name("no batch trigger"), "jobs/s", before));
+    report.add(Figure::new(
+        "WF",
+        name("no batch trigger"),
+        "jobs/s",
+        before,
+    ));
     report.add(Figure::new("WF", name("batch trigger"), "jobs/s", after));
     report.add(Figure::new(
         "WF",

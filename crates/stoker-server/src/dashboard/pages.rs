@@ -1471,7 +1471,10 @@ pub(crate) async fn job(
             s.discarded + s.cancelled
         );
         if wait.failed > 0 {
-            value.push_str(&format!(", {} under cancel: this job is cancelled", wait.failed));
+            value.push_str(&format!(
+                ", {} under cancel: this job is cancelled",
+                wait.failed
+            ));
         }
         value.push(')');
         facts.push(Fact {

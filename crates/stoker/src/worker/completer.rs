@@ -37,9 +37,8 @@ async fn write(runtime: &Runtime, batch: &mut Vec<Ack>) {
     // Parents that wait for their children (issue 18) finish through their own statement; a
     // batch without one pays a scan of flags.
     if batch.iter().any(|ack| ack.wait_children) {
-        let (waiting, rest): (Vec<Ack>, Vec<Ack>) = std::mem::take(batch)
-            .into_iter()
-            .partition(|ack| {
+        let (waiting, rest): (Vec<Ack>, Vec<Ack>) =
+            std::mem::take(batch).into_iter().partition(|ack| {
                 ack.wait_children && matches!(ack.finish.outcome, Outcome::Completed { .. })
             });
         *batch = rest;
