@@ -228,6 +228,30 @@ class Client:
         """The lines a job's handlers logged, oldest first: {seq, attempt, at, line}."""
         return self.request("GET", f"/v1/jobs/{job_id}/logs")["lines"]
 
+    # --- stream workflows ---
+    def job_batch(self, job_id: int) -> dict | None:
+        """`GET /v1/pull/jobs/{id}/batch`: the batch of a job with its counters (id, name,
+        state, total, pending, completed, discarded, cancelled, callback_id, ...), or None for
+        a job in no batch."""
+        return self.request("GET", f"/v1/pull/jobs/{job_id}/batch")["batch"]
+
+    def add_to_batch(self, job_id: int, fence: int, jobs: Iterable[tuple[str, Mapping[str, Any] | None, Mapping[str, Any]] | tuple[str, Mapping[str, Any] | None]]) -> dict:
+        """`POST /v1/pull/jobs/{id}/batch/jobs`: adds jobs, given as (kind, args[, options])
+        tuples, to the open batch of a job this worker holds, fenced like every report (the
+        token needs the `work` and `enqueue` scopes). Each job has the held job as its parent
+        unless its options say otherwise; a batch's job takes the batch's tenant and has no
+        idempotency key nor completion callback of its own. Answers {"id", "jobs"}."""
+        specs = []
+        for job in jobs:
+            options = dict(job[2]) if len(job) > 2 else {}
+            refused = {"idempotency_key", "tenant", "on_finish"} & set(options)
+            if refused:
+                raise TypeError(f"a batch's job cannot take {sorted(refused)}")
+            spec = self._enqueue_request(job[0], job[1], options)
+            spec.pop("idempotency_key", None)
+            specs.append(spec)
+        return self.request("POST", f"/v1/pull/jobs/{job_id}/batch/jobs", {"fence": fence, "jobs": specs}, retry=False)
+
 
     # --- Live events ----------------------------------------------------------------------
 

@@ -67,6 +67,16 @@ class Job:
             chunk = [str(line) for line in lines[start:start + 100]]
             self._fenced(lambda: self._worker.client.append_logs(self.id, self.fence, chunk))
 
+    def batch(self) -> dict | None:
+        """The job's batch with its counters, or None if it is in no batch."""
+        return self._worker.client.job_batch(self.id)
+
+    def add_to_batch(self, *jobs: tuple) -> dict:
+        """Adds jobs, as (kind, args[, options]) tuples, to the job's batch, which must still
+        be open (a closed one refuses them with a 409 `conflict`); each has this job as its
+        parent. Needs a token with the `enqueue` scope besides `work`."""
+        return self._fenced(lambda: self._worker.client.add_to_batch(self.id, self.fence, jobs))
+
     def _fenced(self, call: Callable[[], Any]) -> Any:
         # A report refused for its fence means the job is no longer this worker's.
         try:
@@ -280,6 +290,14 @@ class AsyncJob:
         for start in range(0, len(lines), 100):
             chunk = [str(line) for line in lines[start:start + 100]]
             await self._fenced(self._worker.client.append_logs, self.id, self.fence, chunk)
+
+    async def batch(self) -> dict | None:
+        """The job's batch with its counters, or None (see `Job.batch`)."""
+        return await self._worker.client.job_batch(self.id)
+
+    async def add_to_batch(self, *jobs: tuple) -> dict:
+        """Adds jobs to the job's open batch (see `Job.add_to_batch`)."""
+        return await self._fenced(self._worker.client.add_to_batch, self.id, self.fence, jobs)
 
     async def _fenced(self, call: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         try:

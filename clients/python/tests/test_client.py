@@ -456,6 +456,77 @@ class ClientTests(unittest.TestCase):
         self.both(scenario)
 
 
+    # --- stream workflows ---
+    def test_batch_lookup_and_add_from_a_handler(self):
+        def scenario(asynchronous):
+            q = queue("batch")
+            created = self.client.request("POST", "/v1/batches", {
+                "name": "fan",
+                "callback": {"kind": "fan-done", "queue": q},
+                "jobs": [{"kind": "fan-out", "queue": q}],
+                "open": True,
+            }, retry=False)
+            batch_id = created["id"]
+            seen = []
+            worker = self.make_worker(asynchronous, q)
+
+            def close():
+                self.client.request("POST", f"/v1/batches/{batch_id}/close", {}, retry=False)
+
+            if asynchronous:
+                @worker.handler("fan-out")
+                async def fan_out(args, job):
+                    seen.append((await job.batch())["total"])
+                    await job.add_to_batch(("fan-leaf", {}, {"queue": q}), ("fan-leaf", {}, {"queue": q}))
+                    await asyncio.to_thread(close)
+                    try:
+                        await job.add_to_batch(("fan-leaf", {}, {"queue": q}))
+                    except StokerError as err:
+                        seen.append((err.status, err.code))
+                    return "fanned"
+
+                @worker.handler("fan-leaf")
+                async def leaf(args, job):
+                    return (await job.batch())["id"]
+
+                @worker.handler("fan-done")
+                async def done(args, job):
+                    seen.append(await job.batch())
+                    return args["batch"]
+            else:
+                @worker.handler("fan-out")
+                def fan_out(args, job):
+                    seen.append(job.batch()["total"])
+                    job.add_to_batch(("fan-leaf", {}, {"queue": q}), ("fan-leaf", {}, {"queue": q}))
+                    close()
+                    try:
+                        job.add_to_batch(("fan-leaf", {}, {"queue": q}))
+                    except StokerError as err:
+                        seen.append((err.status, err.code))
+                    return "fanned"
+
+                @worker.handler("fan-leaf")
+                def leaf(args, job):
+                    return job.batch()["id"]
+
+                @worker.handler("fan-done")
+                def done(args, job):
+                    seen.append(job.batch())
+                    return args["batch"]
+            running = Running(worker)
+            try:
+                finished = self.client.wait_for(created["callback_id"])
+                self.assertEqual(finished["state"], "completed")
+                self.assertEqual(finished["result"], {"id": batch_id, "total": 3, "completed": 3, "discarded": 0, "cancelled": 0})
+                self.assertEqual(seen, [1, (409, "conflict"), None])
+            finally:
+                running.stop()
+            with self.assertRaises(TypeError):
+                self.client.add_to_batch(1, 1, [("k", {}, {"tenant": "t"})])
+
+        self.both(scenario)
+
+
 class ScenarioListTests(unittest.TestCase):
     def test_every_shared_scenario_has_a_test(self):
         text = (HERE.parents[1] / "SCENARIOS.md").read_text()

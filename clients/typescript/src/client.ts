@@ -8,6 +8,8 @@ import type {
   AckRequest,
   AppendLogsRequest,
   AppendLogsResponse,
+  BatchCreated,
+  BatchView,
   CronCreateRequest,
   CronList,
   CronUpdateRequest,
@@ -15,6 +17,7 @@ import type {
   EnqueueBulkResponse,
   EnqueueRequest,
   EnqueueResponse,
+  JobBatchView,
   JobList,
   JobLogList,
   JobLogView,
@@ -22,8 +25,10 @@ import type {
   JobView,
   LeaseResponse,
   ProgressRequest,
+  PullBatchAddRequest,
   ReserveRequest,
   ReserveResponse,
+  WorkflowJobSpec,
 } from "./wire.js";
 
 /** A {@link Client}'s options. */
@@ -188,6 +193,20 @@ export class Client {
    * to a job this worker holds; fenced like every report. */
   async appendLogs(id: number, fence: number, lines: string[]): Promise<AppendLogsResponse> {
     return this.http.request<AppendLogsResponse>("POST", `/v1/pull/jobs/${id}/logs`, { fence, lines } satisfies AppendLogsRequest);
+  }
+
+  // --- stream workflows ---
+  /** `GET /v1/pull/jobs/{id}/batch`: the batch of a job, with its counters; null for a job
+   * in no batch. */
+  async jobBatch(id: number): Promise<BatchView | null> {
+    return (await this.http.request<JobBatchView>("GET", `/v1/pull/jobs/${id}/batch`)).batch;
+  }
+
+  /** `POST /v1/pull/jobs/{id}/batch/jobs`: adds jobs to the open batch of a job this worker
+   * holds (fenced like every report; needs the `work` and `enqueue` scopes). Each job has the
+   * held job as its parent unless its metadata says otherwise. */
+  async addToBatch(id: number, fence: number, jobs: WorkflowJobSpec[]): Promise<BatchCreated> {
+    return this.http.request<BatchCreated>("POST", `/v1/pull/jobs/${id}/batch/jobs`, { fence, jobs } satisfies PullBatchAddRequest);
   }
 
   /** The lines a job's handlers logged, oldest first. */

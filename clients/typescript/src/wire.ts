@@ -395,6 +395,58 @@ export interface AckBatchResponse {
   reserve_error?: ErrorDetail | null;
 }
 
+// --- stream workflows ---
+/** `WorkflowJobSpec`: a job of a batch (or workflow), as `POST /v1/jobs` takes it without
+ * `idempotency_key`, `tenant` and `on_finish`. */
+export type WorkflowJobSpec = Omit<EnqueueRequest, "idempotency_key" | "tenant" | "on_finish">;
+
+/** `BatchState`. */
+export type BatchState = "open" | "running" | "finished" | "cancelled";
+
+/** `BatchView`: a batch with its counters (one row's read). */
+export interface BatchView {
+  id: number;
+  name: string;
+  tenant?: string;
+  state: BatchState;
+  /** Jobs added. */
+  total: number;
+  /** Jobs not finished. */
+  pending: number;
+  completed: number;
+  discarded: number;
+  cancelled: number;
+  /** The callback job, released once the batch is closed and nothing is pending. */
+  callback_id?: number;
+  created_at: string;
+  closed_at?: string;
+  finished_at?: string;
+  cancelled_at?: string;
+}
+
+/** `JobBatchView`: `GET /v1/pull/jobs/{id}/batch`. */
+export interface JobBatchView {
+  /** Null for a job in no batch. */
+  batch: BatchView | null;
+}
+
+/** `PullBatchAddRequest`: jobs a worker adds to the batch of a job it holds. */
+export interface PullBatchAddRequest {
+  /** The `fence` the job was reserved with. */
+  fence: number;
+  /** 1 to 10,000 jobs; each has the held job as its parent unless its metadata says otherwise. */
+  jobs: WorkflowJobSpec[];
+}
+
+/** `BatchCreated`: what an add wrote. */
+export interface BatchCreated {
+  /** The batch. */
+  id: number;
+  /** The jobs' ids, in request order. */
+  jobs: number[];
+  callback_id?: number;
+}
+
 /** Every field of `T`, exactly: the compiler refuses a missing or an unknown one. */
 type Fields<T> = { readonly [K in keyof Required<T>]: true };
 
@@ -530,6 +582,38 @@ export const WIRE_FIELDS = {
     error: true,
   } satisfies Fields<AckResult>,
   AckBatchResponse: { results: true, jobs: true, reserve_error: true } satisfies Fields<AckBatchResponse>,
+  // --- stream workflows ---
+  WorkflowJobSpec: {
+    kind: true,
+    args: true,
+    queue: true,
+    priority: true,
+    run_at: true,
+    delay_seconds: true,
+    max_attempts: true,
+    metadata: true,
+    timeout_seconds: true,
+    backoff: true,
+  } satisfies Fields<WorkflowJobSpec>,
+  BatchView: {
+    id: true,
+    name: true,
+    tenant: true,
+    state: true,
+    total: true,
+    pending: true,
+    completed: true,
+    discarded: true,
+    cancelled: true,
+    callback_id: true,
+    created_at: true,
+    closed_at: true,
+    finished_at: true,
+    cancelled_at: true,
+  } satisfies Fields<BatchView>,
+  JobBatchView: { batch: true } satisfies Fields<JobBatchView>,
+  PullBatchAddRequest: { fence: true, jobs: true } satisfies Fields<PullBatchAddRequest>,
+  BatchCreated: { id: true, jobs: true, callback_id: true } satisfies Fields<BatchCreated>,
 } as const;
 
 /** The fields of each `op` of `AckEntry`, checked against the document's `oneOf` branches. */

@@ -5,7 +5,7 @@ import { Client, type ClientOptions } from "./client.js";
 import { LeaseLostError, StokerError } from "./errors.js";
 import { sleep } from "./http.js";
 import type { JobDefinition } from "./jobs.js";
-import type { AckEntry, AckResult, JobView } from "./wire.js";
+import type { AckEntry, AckResult, BatchCreated, BatchView, JobView, WorkflowJobSpec } from "./wire.js";
 
 /** What a handler gets besides its args. */
 export interface JobContext<Args = unknown> {
@@ -21,6 +21,12 @@ export interface JobContext<Args = unknown> {
    * (`stoker jobs logs ID`) and the dashboard. At most 100 lines per call, 4096 characters
    * each; a job keeps at most 1,000 lines (256 KiB), beyond which lines are dropped. */
   log(...lines: string[]): Promise<void>;
+  /** The job's batch with its counters, or null if it is in no batch. */
+  batch(): Promise<BatchView | null>;
+  /** Adds jobs to the job's batch, which must still be open (a closed batch refuses them with
+   * a 409 `conflict`); each has this job as its parent. Needs a token with the `enqueue` scope
+   * besides `work`. */
+  addToBatch(...jobs: WorkflowJobSpec[]): Promise<BatchCreated>;
 }
 
 /** A handler: takes the job's args and returns its result. */
@@ -376,6 +382,8 @@ export class Worker {
           await fenced(() => this.client.appendLogs(job.id, job.fence, lines.slice(start, start + 100)));
         }
       },
+      batch: () => this.client.jobBatch(job.id),
+      addToBatch: (...jobs) => fenced(() => this.client.addToBatch(job.id, job.fence, jobs)),
     };
     let ack: AckEntry;
     const base = { id: job.id, fence: job.fence };

@@ -209,6 +209,49 @@ for (const store of stores()) {
       await running;
     });
 
+    // --- stream workflows ---
+    test("a handler reads its job's batch and adds to it; the callback waits for the added jobs", async () => {
+      const queue = uniqueQueue("batch");
+      const created = await fetch(`${server.url}/v1/batches`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${server.token}` },
+        body: JSON.stringify({ name: "fan", callback: { kind: "fan-done", queue }, jobs: [{ kind: "fan-out", queue }], open: true }),
+      });
+      assert.equal(created.status, 201);
+      const batch = (await created.json()) as { id: number; callback_id: number };
+      const seen: Array<number | undefined> = [];
+      let refused: unknown;
+      const w = worker(queue)
+        .register("fan-out", async (_args, context) => {
+          const mine = await context.batch();
+          seen.push(mine?.total);
+          await context.addToBatch({ kind: "fan-leaf", queue }, { kind: "fan-leaf", queue });
+          await fetch(`${server.url}/v1/batches/${batch.id}/close`, { method: "POST", headers: { authorization: `Bearer ${server.token}` } });
+          try {
+            await context.addToBatch({ kind: "fan-leaf", queue });
+          } catch (error) {
+            refused = error;
+          }
+          return "fanned";
+        })
+        .register("fan-leaf", async (_args, context) => {
+          assert.equal((await context.batch())?.id, batch.id);
+          return "leaf";
+        })
+        .register("fan-done", async (args: Record<string, unknown>, context) => {
+          assert.equal(await context.batch(), null, "the callback is in no batch");
+          return args.batch;
+        });
+      const running = w.run();
+      const done = await client.waitFor(batch.callback_id);
+      assert.equal(done.state, "completed");
+      assert.deepEqual(done.result, { id: batch.id, total: 3, completed: 3, discarded: 0, cancelled: 0 });
+      assert.deepEqual(seen, [1]);
+      assert.ok(refused instanceof StokerError && refused.status === 409 && refused.code === "conflict", String(refused));
+      await w.stop();
+      await running;
+    });
+
     test("[S11] SIGTERM stops a worker process gracefully, handing its job back", async () => {
       const queue = uniqueQueue("sigterm");
       const job = await client.enqueue("hang", {}, { queue });

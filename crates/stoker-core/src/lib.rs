@@ -156,3 +156,8 @@ pub use batch::{
     BATCH_ARGS_KEY, BATCH_LIST_MAX_LIMIT, BATCH_MAX_JOBS_PER_CALL,
 };
 pub use workflow::{WorkflowListParams, WORKFLOW_LIST_MAX_LIMIT};
+pub mod children;
+pub use children::{
+    ChildrenInsertParams, ChildrenWait, WaitChildrenParams, WaitedChild, CHILDREN_LIST_MAX,
+    CHILDREN_MAX_PER_CALL,
+};

@@ -1249,6 +1249,33 @@ pub trait Store: Send + Sync + 'static {
         &self,
         params: crate::WorkflowListParams,
     ) -> StoreResult<Vec<crate::WorkflowRow>>;
+
+    /// Enqueues children that the running job `params.parent` waits for (see
+    /// [`crate::children`]), in one transaction: the jobs, each one's link to the parent and
+    /// policy, and the parent's count of pending children. A duplicate (matched idempotency
+    /// key) is linked if it is unfinished and waited for by no other job. Returns `None`,
+    /// writing nothing, if the parent is not running under `params.fence` with a live lease.
+    ///
+    /// # Errors
+    ///
+    /// `Invalid` naming the field (see [`crate::ChildrenInsertParams::validate`]).
+    async fn job_children_insert(
+        &self,
+        params: crate::ChildrenInsertParams,
+    ) -> StoreResult<Option<Vec<InsertedJob>>>;
+
+    /// Finishes the running job `params.id` as a parent that waits for its children: with
+    /// none pending it completes (or, if a child failed under `cancel`, ends cancelled) as any
+    /// finish would; else it moves to `blocked` with its result kept, and the transaction that
+    /// resolves its last child completes it. Returns the job as it is now, or `None` if it is
+    /// not running under `params.fence` with a live lease.
+    async fn job_wait_children(
+        &self,
+        params: crate::WaitChildrenParams,
+    ) -> StoreResult<Option<FinishedJob>>;
+
+    /// A job's wait for its children; `None` if it never enqueued a child it waits for.
+    async fn job_children(&self, id: JobId) -> StoreResult<Option<crate::ChildrenWait>>;
     // --- stream tenant ---
 
     /// [`Store::queue_depths`] counting only the jobs of `tenant` (issue 17): each queue

@@ -146,6 +146,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "depths",
         sql: include_str!("../migrations/0021_depths.sql"),
     },
+    // --- stream workflows ---
+    // Parents that wait for their children (issue 18).
+    Migration {
+        version: 23,
+        name: "children",
+        sql: include_str!("../migrations/0023_children.sql"),
+    },
     // --- stream flow ---
     // A freed concurrency slot wakes its queue's workers (issue 16).
     Migration {

@@ -52,6 +52,7 @@ pub(crate) use audit::audit_insert_on;
 mod sealed;
 // --- stream workflows ---
 mod batch;
+mod children;
 
 /// A [`Store`] on PostgreSQL: any number of worker processes on any number of machines share
 /// one database, coordinated by row locks (`FOR UPDATE SKIP LOCKED`), `LISTEN/NOTIFY` and
@@ -1604,6 +1605,24 @@ impl Store for PgStore {
         params: stoker_core::WorkflowListParams,
     ) -> StoreResult<Vec<stoker_core::WorkflowRow>> {
         self.workflow_list_impl(params).await
+    }
+
+    async fn job_children_insert(
+        &self,
+        params: stoker_core::ChildrenInsertParams,
+    ) -> StoreResult<Option<Vec<InsertedJob>>> {
+        self.job_children_insert_impl(params).await
+    }
+
+    async fn job_wait_children(
+        &self,
+        params: stoker_core::WaitChildrenParams,
+    ) -> StoreResult<Option<FinishedJob>> {
+        self.job_wait_children_impl(params).await
+    }
+
+    async fn job_children(&self, id: JobId) -> StoreResult<Option<stoker_core::ChildrenWait>> {
+        self.job_children_impl(id).await
     }
 }
 

@@ -28,6 +28,7 @@ store_tests!(
     a_workflow_page_draws_its_graph,
     // --- stream workflows ---
     the_workflow_and_batch_lists_and_a_batch_page,
+    batch_and_workflow_buttons_go_through_the_client,
 );
 
 /// A browser without redirects or a cookie jar: the test sees every step.
@@ -909,5 +910,142 @@ async fn the_workflow_and_batch_lists_and_a_batch_page(store: Arc<dyn Store>) {
     assert_eq!(missing.status, 404);
     let bad = browser.get("/batches?before=x").await;
     assert_eq!(bad.status, 400);
+    server.stop().await;
+}
+
+/// The batch page's Close and Cancel buttons and the workflow page's Cancel (issue 18): a
+/// read session sees them off and is refused by the server, changing nothing; a form without
+/// its token is refused; an admin session closes, then cancels, through the same client calls
+/// as the API, and the buttons go once they no longer apply.
+async fn batch_and_workflow_buttons_go_through_the_client(store: Arc<dyn Store>) {
+    let server = start(store, with_tokens()).await;
+    let admin = server.with_token("admin-secret-0123456789");
+    let batch = admin
+        .post(
+            "/v1/batches",
+            json!({"name": "campaign", "open": true, "callback": {"kind": "done"},
+                   "jobs": [{"kind": "deliver"}, {"kind": "deliver"}]}),
+        )
+        .await;
+    assert_eq!(batch.status, 201, "{batch:?}");
+    let id = batch.body["id"].as_i64().unwrap();
+    let flow = admin
+        .post(
+            "/v1/workflows",
+            json!({"name": "nightly", "jobs": [{"name": "a", "job": {"kind": "fetch"}}]}),
+        )
+        .await;
+    let flow_id = flow.body["id"].as_i64().unwrap();
+    let page_of = format!("/batches/{id}");
+    let batch_state = || async { admin.get(&format!("/v1/batches/{id}")).await.body };
+
+    // Read-only: the buttons show, off; the server refuses anyway.
+    let mut viewer = Browser::new(&server);
+    assert_eq!(viewer.sign_in("read-secret-0123456789").await.status, 303);
+    let page = viewer.get(&page_of).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    assert_safe(&page);
+    page.assert_has(r#"data-action="close" disabled"#);
+    page.assert_has(r#"data-action="cancel" disabled"#);
+    let csrf = page.csrf();
+    for action in ["close", "cancel"] {
+        let refused = viewer
+            .post(
+                &format!("/ui/batches/{id}/{action}"),
+                &[("csrf", csrf.as_str())],
+            )
+            .await;
+        assert_eq!(refused.status, 403, "{action}: {refused:?}");
+    }
+    let refused = viewer
+        .post(
+            &format!("/ui/workflows/{flow_id}/cancel"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let unchanged = batch_state().await;
+    assert_eq!(unchanged["state"], "open", "{unchanged}");
+
+    // An admin session: without the form token nothing happens; with it, close then cancel.
+    let mut browser = Browser::new(&server);
+    assert_eq!(browser.sign_in("admin-secret-0123456789").await.status, 303);
+    let page = browser.get(&page_of).await;
+    page.assert_has(r#"action="/ui/batches/"#);
+    assert!(
+        !page.html.contains(r#"data-action="close" disabled"#),
+        "{}",
+        page.html
+    );
+    let csrf = page.csrf();
+    let forged = browser
+        .post(
+            &format!("/ui/batches/{id}/close"),
+            &[("csrf", "0".repeat(64).as_str())],
+        )
+        .await;
+    assert_eq!(forged.status, 403, "{forged:?}");
+    assert_eq!(batch_state().await["state"], "open");
+    let unknown = browser
+        .post(
+            &format!("/ui/batches/{id}/explode"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
+    let bad = browser
+        .post("/ui/batches/x/close", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(bad.status, 400);
+
+    let closed = browser
+        .post(
+            &format!("/ui/batches/{id}/close"),
+            &[("csrf", csrf.as_str()), ("back", &page_of)],
+        )
+        .await;
+    assert_eq!(closed.status, 303, "{closed:?}");
+    assert_eq!(closed.location(), format!("{page_of}?done=batch-closed"));
+    assert_eq!(batch_state().await["state"], "running");
+    let page = browser.get(closed.location()).await;
+    page.assert_has("Batch closed");
+    assert!(
+        !page.html.contains(r#"data-action="close""#),
+        "{}",
+        page.html
+    );
+
+    let cancelled = browser
+        .post(
+            &format!("/ui/batches/{id}/cancel"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(cancelled.status, 303, "{cancelled:?}");
+    let shown = batch_state().await;
+    assert_eq!(shown["state"], "cancelled", "{shown}");
+    assert_eq!(shown["cancelled"], 2, "{shown}");
+    let page = browser.get(&page_of).await;
+    assert!(
+        !page.html.contains(r#"data-action="cancel""#),
+        "{}",
+        page.html
+    );
+
+    let page = browser.get(&format!("/workflows/{flow_id}")).await;
+    page.assert_has(r#"data-action="cancel""#);
+    let done = browser
+        .post(
+            &format!("/ui/workflows/{flow_id}/cancel"),
+            &[("csrf", csrf.as_str())],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{done:?}");
+    assert_eq!(
+        done.location(),
+        format!("/workflows/{flow_id}?done=workflow-cancelled")
+    );
+    let flow = admin.get(&format!("/v1/workflows/{flow_id}")).await;
+    assert_eq!(flow.body["state"], "cancelled", "{flow:?}");
     server.stop().await;
 }

@@ -158,6 +158,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "waiting_index",
         sql: include_str!("../migrations/0023_waiting_index.sql"),
     },
+    // --- stream workflows ---
+    // Parents that wait for their children (issue 18).
+    Migration {
+        version: 25,
+        name: "children",
+        sql: include_str!("../migrations/0025_children.sql"),
+    },
     // --- stream flow ---
     // Concurrency slots released by the acknowledgement, not a per-row trigger (issue 16).
     Migration {

@@ -53,6 +53,7 @@ mod sealed;
 mod wake;
 // --- stream workflows ---
 mod batch;
+mod children;
 use stoker_core::WorkerDetails;
 
 /// How many events the channel behind [`Store::subscribe`] buffers. A subscriber that falls
@@ -1563,6 +1564,24 @@ impl Store for SqliteStore {
         params: stoker_core::WorkflowListParams,
     ) -> StoreResult<Vec<stoker_core::WorkflowRow>> {
         self.workflow_list_impl(params).await
+    }
+
+    async fn job_children_insert(
+        &self,
+        params: stoker_core::ChildrenInsertParams,
+    ) -> StoreResult<Option<Vec<InsertedJob>>> {
+        self.job_children_insert_impl(params).await
+    }
+
+    async fn job_wait_children(
+        &self,
+        params: stoker_core::WaitChildrenParams,
+    ) -> StoreResult<Option<FinishedJob>> {
+        self.job_wait_children_impl(params).await
+    }
+
+    async fn job_children(&self, id: JobId) -> StoreResult<Option<stoker_core::ChildrenWait>> {
+        self.job_children_impl(id).await
     }
 }
 

@@ -114,6 +114,8 @@ pub mod sealed;
 pub mod wake;
 // --- stream workflows ---
 pub mod batch;
+// Parents that wait for their children (issue 18).
+pub mod children;
 // --- stream history ---
 // Job-completion callbacks (issue 13, item 8).
 pub mod changes;
@@ -352,6 +354,14 @@ macro_rules! conformance_tests {
             batch_completion_wakes_callback_queue => batch::completion_wakes_callback_queue,
             batch_delete_refuses_to_strand => batch::delete_refuses_to_strand,
             batch_bulk_ops_refuse_to_strand => batch::bulk_ops_refuse_to_strand,
+            children_parent_completes_after_its_children => children::parent_completes_after_its_children,
+            children_matrix_outcome_by_policy => children::matrix_outcome_by_policy,
+            children_failure_while_the_parent_runs => children::failure_while_the_parent_runs,
+            children_nothing_pending_completes_at_once => children::nothing_pending_completes_at_once,
+            children_stale_fence_and_bad_input_write_nothing => children::stale_fence_and_bad_input_write_nothing,
+            children_deleted_child_never_strands_the_parent => children::deleted_child_never_strands_the_parent,
+            children_rescued_parent_still_waits => children::rescued_parent_still_waits,
+            children_nested_parents_complete_together => children::nested_parents_complete_together,
             // --- stream history ---
             on_finish_each_final_state_posts_once => on_finish::each_final_state_posts_once,
             on_finish_every_path_posts => on_finish::every_path_posts,
@@ -441,6 +451,8 @@ mod tests {
         // --- stream history ---
         ("on_finish", include_str!("on_finish.rs")),
         ("changes", include_str!("changes.rs")),
+        // --- stream workflows ---
+        ("children", include_str!("children.rs")),
     ];
 
     /// Every `pub async fn` in a behaviour module is in the macro's list exactly once, under

@@ -19,8 +19,8 @@
 //! ```
 
 use stoker_core::{
-    BatchId, BatchInsertParams, BatchInserted, BatchListParams, BatchRow, InvalidInput, JobInsert,
-    Store, WorkflowListParams, WorkflowRow,
+    BatchId, BatchInsertParams, BatchInserted, BatchListParams, BatchRow, InvalidInput, JobId,
+    JobInsert, JobState, Store, WorkflowListParams, WorkflowRow,
 };
 
 use crate::{Client, Error, NewJob, Result};
@@ -255,6 +255,71 @@ impl<S: Store + ?Sized> Client<S> {
         }
         let now = self.clock().now();
         Ok(self.store().batch_cancel(id, now).await?)
+    }
+
+    /// The batch job `id` belongs to, with its counters; `None` if it is in no batch. What a
+    /// pull worker reads to learn its job's batch (a Rust handler has
+    /// [`JobContext::add_to_batch`](crate::JobContext::add_to_batch)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is no such job (or it is another tenant's).
+    pub async fn job_batch(&self, id: JobId) -> Result<Option<BatchRow>> {
+        self.require_visible(id).await?;
+        if self.store().job_get(id).await?.is_none() {
+            return Err(Error::NotFound(format!("job {id}")));
+        }
+        match self.store().job_batch(id).await? {
+            Some(batch) => self.batch(batch).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Adds jobs to the open batch of job `id`, which the caller holds reserved under
+    /// `fence`: the pull protocol's [`JobContext::add_to_batch`](crate::JobContext::add_to_batch).
+    /// Each job inherits the reserved job's lineage where its own is unset (the reserved job
+    /// as its parent, its correlation id), and the batch's tenant.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] if there is no such job (or it is another tenant's);
+    /// [`Error::LeaseLost`] if the job is not running under `fence` with a live lease;
+    /// [`Error::Invalid`] naming `batch` if it is in no batch, or a bad job;
+    /// [`Error::Conflict`] if the batch is closed or cancelled.
+    pub async fn batch_add_reserved(
+        &self,
+        id: JobId,
+        fence: i64,
+        mut jobs: Vec<JobInsert>,
+    ) -> Result<BatchInserted> {
+        self.require_visible(id).await?;
+        let Some(job) = self.store().job_get(id).await? else {
+            return Err(Error::NotFound(format!("job {id}")));
+        };
+        let now = self.clock().now();
+        let held = job.state == JobState::Running
+            && job.fence == fence
+            && job.lease_expires_at.is_none_or(|end| end > now);
+        if !held {
+            return Err(Error::LeaseLost { id, fence });
+        }
+        let Some(batch) = self.store().job_batch(id).await? else {
+            return Err(Error::Invalid(InvalidInput::new(
+                "batch",
+                format!("job {id} is in no batch"),
+            )));
+        };
+        for insert in &mut jobs {
+            if insert.metadata.parent_id.is_none() {
+                insert.metadata.parent_id = Some(id);
+            }
+            if insert.metadata.correlation_id.is_none() {
+                insert.metadata.correlation_id = job.metadata.correlation_id.clone();
+            }
+        }
+        let tenant = self.batch_tenant(batch).await?;
+        self.enqueue_batch_resolved(Some(batch), String::new(), tenant, None, jobs, false)
+            .await
     }
 
     /// Workflows, newest first, each with its state and counts; a tenant-scoped client sees

@@ -322,7 +322,10 @@ impl<S: Store + ?Sized> Client<S> {
 
     /// The labels of the jobs about to be inserted, if the client keeps history (so the
     /// insert can be recorded once it is known which jobs were new).
-    fn history_labels(&self, params: &JobInsertParams) -> Option<Vec<crate::history::Labels>> {
+    pub(crate) fn history_labels(
+        &self,
+        params: &JobInsertParams,
+    ) -> Option<Vec<crate::history::Labels>> {
         self.config.history.as_ref().map(|_| {
             params
                 .jobs
@@ -333,7 +336,7 @@ impl<S: Store + ?Sized> Client<S> {
     }
 
     /// Records inserted jobs in the history, if the client keeps it.
-    fn record_enqueued(
+    pub(crate) fn record_enqueued(
         &self,
         now: DateTime<Utc>,
         labels: Option<Vec<crate::history::Labels>>,
@@ -368,7 +371,10 @@ impl<S: Store + ?Sized> Client<S> {
 
     /// The events of the jobs about to be inserted, if anybody listens (their ids are known
     /// once the insert returns, and duplicates are dropped then).
-    fn event_jobs(&self, params: &JobInsertParams) -> Option<Vec<crate::events::JobEvent>> {
+    pub(crate) fn event_jobs(
+        &self,
+        params: &JobInsertParams,
+    ) -> Option<Vec<crate::events::JobEvent>> {
         self.config.events.is_active().then(|| {
             params
                 .jobs
@@ -378,7 +384,7 @@ impl<S: Store + ?Sized> Client<S> {
         })
     }
 
-    fn publish_inserted(
+    pub(crate) fn publish_inserted(
         &self,
         events: Option<Vec<crate::events::JobEvent>>,
         inserted: &[InsertedJob],

@@ -1,5 +1,6 @@
 //! What a running job can see and do: its identity, cancellation, progress, follow-up jobs.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -21,6 +22,9 @@ struct ContextInner {
     job: JobRow,
     client: Client,
     cancel: CancellationToken,
+    /// Set once the handler enqueued a child it waits for, or asked to wait for its
+    /// children: its `Ok` then waits for them instead of completing at once (issue 18).
+    waits: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -34,12 +38,20 @@ impl std::fmt::Debug for JobContext {
 }
 
 impl JobContext {
-    pub(crate) fn new(job: JobRow, client: Client, cancel: CancellationToken) -> Self {
+    /// A context for one attempt; `waits` is the flag [`JobContext::wait_for_children`] sets,
+    /// which the worker reads once the handler returned.
+    pub(crate) fn new(
+        job: JobRow,
+        client: Client,
+        cancel: CancellationToken,
+        waits: Arc<AtomicBool>,
+    ) -> Self {
         JobContext {
             inner: Arc::new(ContextInner {
                 job,
                 client,
                 cancel,
+                waits,
             }),
         }
     }
@@ -285,6 +297,55 @@ impl JobContext {
             .map(|job| job.map_options(|opts| self.inherit(opts)))
             .collect();
         client.batch_add(id, jobs).await
+    }
+
+    /// Enqueues a child this job waits for (issue 18): the job completes only once its
+    /// children have finished. The handler's `Ok(result)` then moves the job to `blocked`
+    /// with its result kept (it does not run again), and the finish of its last child
+    /// completes it. A child that fails cancels this job (see
+    /// [`JobContext::enqueue_child_with`] for the other policies). The child inherits this
+    /// job's lineage as with [`JobContext::enqueue_with`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) if this attempt no longer holds the job;
+    /// [`Error::Invalid`](crate::Error::Invalid) for a bad job.
+    pub async fn enqueue_child(&self, job: NewJob) -> Result<InsertedJob> {
+        self.enqueue_child_with(job, stoker_core::DepPolicy::Cancel)
+            .await
+    }
+
+    /// Like [`JobContext::enqueue_child`], with what a failed child does to this job:
+    /// [`DepPolicy::Cancel`](stoker_core::DepPolicy::Cancel) ends it cancelled (and asks it
+    /// to stop if it still runs), [`DepPolicy::Run`](stoker_core::DepPolicy::Run) completes
+    /// it anyway, [`DepPolicy::Hold`](stoker_core::DepPolicy::Hold) keeps it waiting until an
+    /// operator retries the child and it completes.
+    ///
+    /// # Errors
+    ///
+    /// As [`JobContext::enqueue_child`].
+    pub async fn enqueue_child_with(
+        &self,
+        job: NewJob,
+        policy: stoker_core::DepPolicy,
+    ) -> Result<InsertedJob> {
+        let job = job.map_options(|opts| self.inherit(opts));
+        let me = &self.inner.job;
+        // Marked first: a child may be written even if the answer is lost.
+        self.wait_for_children();
+        let mut inserted = self
+            .inner
+            .client
+            .enqueue_children(me.id, me.fence, [job], policy)
+            .await?;
+        Ok(inserted.remove(0))
+    }
+
+    /// Makes this attempt's `Ok(result)` wait for the job's children instead of completing at
+    /// once, e.g. for a retried attempt whose children an earlier attempt enqueued. A job
+    /// without children pending completes at once as usual.
+    pub fn wait_for_children(&self) {
+        self.inner.waits.store(true, Ordering::Release);
     }
 
     /// The client the worker uses, for anything else.

@@ -191,9 +191,11 @@ pub use workflow::Workflow;
 // --- stream workflows ---
 mod batch;
 pub use batch::Batch;
+mod children;
 pub use stoker_core::{
     BatchId, BatchInserted, BatchListParams, BatchRow, BatchState, WorkflowListParams,
 };
+pub use stoker_core::{ChildrenWait, WaitedChild};
 
 /// The SQLite store.
 #[cfg(feature = "sqlite")]

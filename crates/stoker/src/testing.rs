@@ -310,6 +310,9 @@ counting_store! {
         async fn batch_cancel(&self, id: stoker_core::BatchId, now: chrono::DateTime<chrono::Utc>) -> StoreResult<stoker_core::BatchRow>;
         async fn job_batch(&self, id: JobId) -> StoreResult<Option<stoker_core::BatchId>>;
         async fn workflow_list(&self, params: stoker_core::WorkflowListParams) -> StoreResult<Vec<stoker_core::WorkflowRow>>;
+        async fn job_children_insert(&self, params: stoker_core::ChildrenInsertParams) -> StoreResult<Option<Vec<stoker_core::InsertedJob>>>;
+        async fn job_wait_children(&self, params: stoker_core::WaitChildrenParams) -> StoreResult<Option<stoker_core::FinishedJob>>;
+        async fn job_children(&self, id: JobId) -> StoreResult<Option<stoker_core::ChildrenWait>>;
         // --- stream tenant ---
         async fn queue_depths_tenant(&self, tenant: &str) -> StoreResult<Vec<stoker_core::QueueDepth>>;
         async fn job_prune_tenant(&self, params: JobPruneParams, tenant: &str) -> StoreResult<u64>;

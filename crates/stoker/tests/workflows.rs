@@ -155,6 +155,101 @@ mod scenarios {
         assert_eq!(cancelled.state, WorkflowState::Cancelled);
         assert_eq!(acme.dependency_results(second).await.unwrap().len(), 1);
     }
+
+    // --- stream workflows ---
+    /// A parent that waits for its children through a running worker: its handler enqueues
+    /// three children with `ctx.enqueue_child` and returns; it is `blocked` with its result
+    /// until they finish, then `completed` with that result, having run once; the children
+    /// carry its lineage and tenant. A parent whose child is discarded under `cancel` ends
+    /// cancelled.
+    pub async fn parent_waits_for_its_children(store: Arc<dyn Store>) {
+        let client = Client::new(Arc::clone(&store));
+        // The children wait for permits, so the parent is seen waiting.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (gate_in, runs_in) = (Arc::clone(&gate), Arc::clone(&runs));
+        let worker = Worker::builder(Arc::clone(&store))
+            .queue("default", 8)
+            .poll_interval(Duration::from_millis(20))
+            .handler_fn("parent", move |args: Value, ctx: JobContext| {
+                let runs = Arc::clone(&runs_in);
+                async move {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let failing = args["failing"].as_bool().unwrap_or(false);
+                    for i in 0..3 {
+                        let kind = if failing && i == 0 { "bad" } else { "slow" };
+                        ctx.enqueue_child(job(kind, json!({ "i": i })))
+                            .await
+                            .map_err(JobError::retryable)?;
+                    }
+                    Ok(json!("parent result"))
+                }
+            })
+            .handler_fn("slow", move |args: Value, _ctx: JobContext| {
+                let gate = Arc::clone(&gate_in);
+                async move {
+                    gate.acquire().await.expect("gate").forget();
+                    Ok(args["i"].clone())
+                }
+            })
+            .handler_fn("bad", |_args: Value, _ctx: JobContext| async move {
+                Err::<Value, _>(JobError::fatal("no"))
+            })
+            .build()
+            .expect("worker");
+        let handle = worker.start().await.expect("start");
+        let tenant = client.for_tenant("acme");
+        let enqueue = |args: Value| {
+            let tenant = tenant.clone();
+            async move {
+                tenant
+                    .enqueue_many([job("parent", args)])
+                    .await
+                    .expect("enqueue")[0]
+                    .id
+            }
+        };
+        let until = |id: stoker::JobId, state: stoker::JobState| {
+            let client = client.clone();
+            async move {
+                for _ in 0..1500 {
+                    let row = client.get(id).await.unwrap().unwrap();
+                    if row.state == state {
+                        return row;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                panic!("job {id} never became {state:?}");
+            }
+        };
+
+        let parent = enqueue(json!({})).await;
+        let blocked = until(parent, stoker::JobState::Blocked).await;
+        assert_eq!(blocked.result, Some(json!("parent result")));
+        let wait = client.job_children(parent).await.unwrap().unwrap();
+        assert_eq!((wait.pending, wait.states.total()), (3, 3));
+        for kid in &wait.unresolved {
+            let row = client.get(kid.id).await.unwrap().unwrap();
+            assert_eq!(row.tenant.as_deref(), Some("acme"));
+            assert_eq!(row.metadata.parent_id, Some(parent));
+        }
+        gate.add_permits(3);
+        let done = until(parent, stoker::JobState::Completed).await;
+        assert_eq!(done.result, Some(json!("parent result")));
+        assert_eq!(done.attempt, 1);
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "it ran once"
+        );
+
+        // A child discarded under the default policy cancels its parent.
+        let failing = enqueue(json!({ "failing": true })).await;
+        gate.add_permits(2);
+        let cancelled = until(failing, stoker::JobState::Cancelled).await;
+        assert_eq!(cancelled.attempt, 1);
+        handle.shutdown().await;
+    }
 }
 
 macro_rules! workflow_tests {
@@ -162,6 +257,7 @@ macro_rules! workflow_tests {
         workflow_tests!(@each $factory, [$(#[$attr])*],
             chain_and_dynamic_fan_out_run_to_completion,
             workflows_are_scoped_by_tenant,
+            parent_waits_for_its_children,
         );
     };
     (@each $factory:path, $attrs:tt, $($name:ident),* $(,)?) => {

@@ -9,7 +9,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use stoker::core::{BatchListParams, JobInsert, BATCH_MAX_JOBS_PER_CALL, TENANT_MAX_LEN};
-use stoker::{BatchId, BatchRow, BatchState, Client, WorkflowListParams, WorkflowRow};
+use stoker::{BatchId, BatchRow, BatchState, Client, JobId, WorkflowListParams, WorkflowRow};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
@@ -540,6 +540,109 @@ pub(crate) async fn cancel(
         .await
         .map_err(not_found_as_batch(id))?;
     Ok(Json(row.into()))
+}
+
+/// A reserved job's batch, as `GET /v1/pull/jobs/{id}/batch` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobBatchView {
+    /// The batch with its counters; null if the job is in no batch.
+    pub batch: Option<BatchView>,
+}
+
+/// `POST /v1/pull/jobs/{id}/batch/jobs`: jobs a pull worker adds to its job's batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullBatchAddRequest {
+    /// The fence the job was reserved with.
+    pub fence: i64,
+    /// The jobs, 1 to 10,000. Each inherits the reserved job as its parent and its
+    /// correlation id unless its `metadata` sets them.
+    #[schema(min_items = 1, max_items = 10_000)]
+    pub jobs: Vec<WorkflowJobSpec>,
+}
+
+/// The batch of a reserved job, with its counters: what a pull worker reads to learn its
+/// job's batch (one row's read). `batch` is null for a job in no batch.
+#[utoipa::path(
+    get,
+    path = "/v1/pull/jobs/{id}/batch",
+    tag = "pull",
+    params(("id" = i64, Path, description = "The job's id")),
+    responses(
+        (status = 200, description = "The job's batch, or null", body = JobBatchView),
+        (status = 403, description = "Missing `work` scope", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn job_batch(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<JobBatchView>, ApiError> {
+    principal.require(Scope::Work)?;
+    let batch = state
+        .client_for(&principal)
+        .job_batch(JobId(id))
+        .await
+        .map_err(|err| match err {
+            stoker::Error::NotFound(_) => ApiError::job_not_found(id),
+            other => other.into(),
+        })?;
+    Ok(Json(JobBatchView {
+        batch: batch.map(Into::into),
+    }))
+}
+
+/// Add jobs to a reserved job's batch (as `ctx.add_to_batch` in Rust).
+///
+/// Fenced like progress: the job must still be reserved under `fence`. The batch must be
+/// open; the jobs are counted in the same transaction as their insert, so the batch cannot
+/// fire before they finish. Needs the `enqueue` scope besides `work`: it enqueues jobs.
+#[utoipa::path(
+    post,
+    path = "/v1/pull/jobs/{id}/batch/jobs",
+    tag = "pull",
+    params(("id" = i64, Path, description = "The job's id")),
+    request_body = PullBatchAddRequest,
+    responses(
+        (status = 201, description = "Added", body = BatchCreated),
+        (status = 403, description = "Missing `work` or `enqueue` scope", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the job is no longer reserved under `fence`; or `conflict`: the batch is closed or cancelled", body = ErrorBody),
+        (status = 422, description = "A refused field: `batch` for a job in no batch, or a bad job", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn pull_add(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(request): ApiJson<PullBatchAddRequest>,
+) -> Result<(StatusCode, Json<BatchCreated>), ApiError> {
+    principal.require(Scope::Work)?;
+    principal.require(Scope::Enqueue)?;
+    if request.jobs.is_empty() {
+        return Err(ApiError::invalid("jobs", "jobs must hold at least one job"));
+    }
+    let client = state.client_for(&principal);
+    let job_not_found = |err| match err {
+        stoker::Error::NotFound(_) => ApiError::job_not_found(id),
+        other => other.into(),
+    };
+    // The jobs are built as the batch's tenant's, as `POST /v1/batches/{id}/jobs` builds them.
+    let Some(batch) = client.job_batch(JobId(id)).await.map_err(job_not_found)? else {
+        return Err(ApiError::invalid(
+            "batch",
+            format!("job {id} is in no batch"),
+        ));
+    };
+    let jobs = inserts(&state, &client, &principal, &batch.tenant, request.jobs)?;
+    let inserted = client
+        .batch_add_reserved(JobId(id), request.fence, jobs)
+        .await
+        .map_err(job_not_found)?;
+    Ok((StatusCode::CREATED, Json(created(inserted))))
 }
 
 /// List batches, newest first, by tenant and state, paged by `cursor`.

@@ -91,6 +91,7 @@ pub mod limits;
 pub mod workflows;
 // --- stream workflows ---
 pub mod batches;
+pub mod children;
 // --- stream tenancy ---
 pub mod audit;
 // --- stream ops ---
@@ -203,6 +204,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/batches/{id}/close", post(batches::close))
         .route("/v1/batches/{id}/cancel", post(batches::cancel))
         .route("/v1/workflows", get(batches::workflows))
+        .route("/v1/pull/jobs/{id}/batch", get(batches::job_batch))
+        .route("/v1/pull/jobs/{id}/batch/jobs", post(batches::pull_add))
+        .route("/v1/pull/jobs/{id}/children", post(children::create))
+        .route("/v1/pull/jobs/{id}/wait-children", post(children::wait))
+        .route("/v1/jobs/{id}/children", get(children::get))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,

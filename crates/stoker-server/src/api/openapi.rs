@@ -22,6 +22,7 @@ use super::limits;
 use super::workflows;
 // --- stream workflows ---
 use super::batches;
+use super::children;
 // --- stream tenancy ---
 use super::audit;
 // --- stream ops ---
@@ -134,6 +135,11 @@ use super::snapshot;
         batches::cancel,
         batches::list,
         batches::workflows,
+        batches::job_batch,
+        batches::pull_add,
+        children::create,
+        children::wait,
+        children::get,
     ),
     components(schemas(
         model::ErrorBody,

@@ -114,7 +114,9 @@ pub enum Workload {
     // --- stream wf ---
     /// Workflows (issue 18): the W2 drain at concurrency 50 without and with the edge
     /// trigger, in A/B pairs, and a fan-out and fan-in of `--jobs` jobs (jobs/s, and the time
-    /// from the last middle job to the fan-in job's start). Not in the default set.
+    /// from the last middle job to the fan-in job's start); the same pairs for the batch
+    /// trigger, and a batch of `--jobs` jobs drained with its callback (jobs/s, and the time
+    /// from the last member to the callback's start). Not in the default set.
     Workflows,
     // --- stream crypt ---
     /// Encryption at rest (issue 17): bulk enqueue and drain at concurrency 50 of 1 KB jobs,

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use stoker::{BulkAction, BulkFilter, BulkRequest, JobId};
+use stoker::{BatchId, BulkAction, BulkFilter, BulkRequest, JobId, WorkflowId};
 
 use crate::config::Scope;
 
@@ -270,4 +270,63 @@ pub(crate) async fn cron(
         other => return Err(unknown(other)),
     };
     Ok(back_with(&form, "/cron", code))
+}
+
+// --- stream workflows ---
+/// An id of a batch or workflow from the path: a whole number.
+fn whole(what: &str, id: &str) -> Result<i64, DashError> {
+    id.parse::<i64>().map_err(|_| {
+        DashError::new(
+            StatusCode::BAD_REQUEST,
+            "Not an id",
+            format!("{id:?} is not a {what} id (a whole number)."),
+        )
+    })
+}
+
+/// `POST /ui/batches/{id}/close|cancel`: closing needs `enqueue`, as
+/// `POST /v1/batches/{id}/close` does; cancelling `operate`, as `POST /v1/batches/{id}/cancel`.
+pub(crate) async fn batch(
+    State(dash): State<Dash>,
+    viewer: Viewer,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, DashError> {
+    let scope = match action.as_str() {
+        "close" => Scope::Enqueue,
+        "cancel" => Scope::Operate,
+        other => return Err(unknown(other)),
+    };
+    let form = checked(&viewer, &body, scope)?;
+    let id = BatchId(whole("batch", &id)?);
+    let client = dash.app.client_for(&viewer.principal);
+    let code = if action == "close" {
+        client.batch_close(id).await?;
+        "batch-closed"
+    } else {
+        client.cancel_batch(id).await?;
+        "batch-cancelled"
+    };
+    Ok(back_with(&form, &format!("/batches/{id}"), code))
+}
+
+/// `POST /ui/workflows/{id}/cancel`: `operate`, as `POST /v1/workflows/{id}/cancel`.
+pub(crate) async fn workflow(
+    State(dash): State<Dash>,
+    viewer: Viewer,
+    Path((id, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, DashError> {
+    if action != "cancel" {
+        return Err(unknown(&action));
+    }
+    let form = checked(&viewer, &body, Scope::Operate)?;
+    let id = WorkflowId(whole("workflow", &id)?);
+    let client = dash.app.client_for(&viewer.principal);
+    client.cancel_workflow(id).await?;
+    Ok(back_with(
+        &form,
+        &format!("/workflows/{id}"),
+        "workflow-cancelled",
+    ))
 }

@@ -99,6 +99,8 @@ struct BatchesPage {
 struct BatchPage {
     c: Chrome,
     b: BatchLine,
+    /// Whether the viewer may close it: the `enqueue` scope, as the API's close route asks.
+    can_close: bool,
 }
 
 /// The cursor a list page was asked to start before, if any.
@@ -209,5 +211,6 @@ pub(crate) async fn batch(
     Ok(render(&BatchPage {
         c,
         b: BatchLine::new(row, now),
+        can_close: viewer.principal.allows(crate::config::Scope::Enqueue),
     }))
 }

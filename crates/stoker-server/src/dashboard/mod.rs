@@ -107,6 +107,9 @@ pub fn router(state: AppState) -> Router {
             post(actions::failure_group),
         )
         .route("/ui/cron/{name}/{action}", post(actions::cron))
+        // --- stream workflows ---
+        .route("/ui/batches/{id}/{action}", post(actions::batch))
+        .route("/ui/workflows/{id}/{action}", post(actions::workflow))
         // --- stream ops ---
         .route("/ui/snapshot", get(snapshot))
         .route_layer(middleware::from_fn_with_state(

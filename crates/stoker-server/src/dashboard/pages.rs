@@ -152,6 +152,12 @@ fn notice(code: Option<&String>) -> String {
         Some("cron-paused") => "Schedule paused.",
         Some("cron-resumed") => "Schedule resumed.",
         Some("cron-run") => "Schedule fired now.",
+        // --- stream workflows ---
+        Some("batch-closed") => "Batch closed: its callback runs once every job has finished.",
+        Some("batch-cancelled") => {
+            "Batch cancelled: its waiting jobs and its callback were cancelled."
+        }
+        Some("workflow-cancelled") => "Workflow cancelled: its waiting jobs were cancelled.",
         _ => "",
     }
     .to_owned()
@@ -1451,6 +1457,32 @@ pub(crate) async fn job(
                 when: Some(When::new(at, now)),
             });
         }
+    }
+    // --- stream workflows ---
+    // A parent that waits for its children (issue 18): how many are pending, and how its
+    // children stand.
+    if let Some(wait) = client.job_children(id).await? {
+        let s = wait.states;
+        let mut value = format!(
+            "{} pending of {} ({} completed, {} failed",
+            wait.pending,
+            s.total(),
+            s.completed,
+            s.discarded + s.cancelled
+        );
+        if wait.failed > 0 {
+            value.push_str(&format!(
+                ", {} under cancel: this job is cancelled",
+                wait.failed
+            ));
+        }
+        value.push(')');
+        facts.push(Fact {
+            label: "Waits for children",
+            value,
+            href: format!("/jobs?q={}", encode(&format!("parent:{id}"))),
+            when: None,
+        });
     }
     let attempts: Vec<AttemptView> = stoker::attempt_timeline(&job)
         .into_iter()

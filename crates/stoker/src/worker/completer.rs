@@ -33,6 +33,20 @@ pub(crate) async fn run(runtime: Arc<Runtime>, mut acks: mpsc::UnboundedReceiver
 }
 
 async fn write(runtime: &Runtime, batch: &mut Vec<Ack>) {
+    // --- stream workflows ---
+    // Parents that wait for their children (issue 18) finish through their own statement; a
+    // batch without one pays a scan of flags.
+    if batch.iter().any(|ack| ack.wait_children) {
+        let (waiting, rest): (Vec<Ack>, Vec<Ack>) =
+            std::mem::take(batch).into_iter().partition(|ack| {
+                ack.wait_children && matches!(ack.finish.outcome, Outcome::Completed { .. })
+            });
+        *batch = rest;
+        write_waiting(runtime, waiting).await;
+        if batch.is_empty() {
+            return;
+        }
+    }
     let store = &runtime.config.store;
     let mut delay = RETRY_MIN;
     let mut shutdown_deadline = None;
@@ -70,6 +84,56 @@ async fn write(runtime: &Runtime, batch: &mut Vec<Ack>) {
             }
         }
     }
+}
+
+/// Writes completions that wait for their children, each by
+/// [`Client::wait_children_sealed`](crate::Client), retried as a batch is while the store
+/// fails; a completion refused for its fence (the job was rescued) is reported as any stale
+/// acknowledgement is.
+async fn write_waiting(runtime: &Runtime, waiting: Vec<Ack>) {
+    let client = &runtime.config.client;
+    let mut applied = Vec::with_capacity(waiting.len());
+    for ack in &waiting {
+        let Outcome::Completed { result } = &ack.finish.outcome else {
+            continue;
+        };
+        let mut delay = RETRY_MIN;
+        let mut shutdown_deadline = None;
+        loop {
+            match client
+                .wait_children_sealed(ack.finish.id, ack.finish.fence, result.clone())
+                .await
+            {
+                Ok(job) => {
+                    applied.push(job);
+                    break;
+                }
+                Err(crate::Error::LeaseLost { .. } | crate::Error::NotFound(_)) => break,
+                Err(err) => {
+                    if runtime.stop_fetching.is_cancelled() {
+                        let deadline = *shutdown_deadline.get_or_insert_with(|| {
+                            tokio::time::Instant::now() + SHUTDOWN_RETRY_FOR
+                        });
+                        if tokio::time::Instant::now() >= deadline {
+                            tracing::error!(
+                                %err,
+                                job = %ack.finish.id,
+                                "could not write a completion before shutdown; the rescuer will retry the job"
+                            );
+                            break;
+                        }
+                    }
+                    tracing::warn!(%err, job = %ack.finish.id, "writing a completion failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(RETRY_MAX);
+                }
+            }
+        }
+    }
+    let now = runtime.config.clock.now();
+    record_history(runtime, now, &waiting, &applied);
+    publish(runtime, now, &waiting, &applied);
+    report(runtime, &waiting, &applied);
 }
 
 /// Records the applied outcomes in the history (issue 13), if the worker keeps it: one lock

@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -36,7 +37,9 @@ pub(crate) fn spawn(runtime: &Arc<Runtime>, job: JobRow, permit: OwnedSemaphoreP
             .and_then(|started| (started - job.run_at).to_std().ok())
             .unwrap_or_default();
         let started = std::time::Instant::now();
-        let outcome = execute(&runtime, job, &entry).await;
+        // Set by the handler's context when its `Ok` must wait for its children (issue 18).
+        let waits = Arc::new(AtomicBool::new(false));
+        let outcome = execute(&runtime, job, &entry, &waits).await;
         let run_time = started.elapsed();
         runtime.running.lock().expect("running lock").remove(&id);
         drop(permit);
@@ -47,11 +50,17 @@ pub(crate) fn spawn(runtime: &Arc<Runtime>, job: JobRow, permit: OwnedSemaphoreP
             kind,
             run_time,
             pickup_latency,
+            wait_children: waits.load(Ordering::Acquire),
         });
     });
 }
 
-async fn execute(runtime: &Runtime, mut job: JobRow, entry: &RunningJob) -> Outcome {
+async fn execute(
+    runtime: &Runtime,
+    mut job: JobRow,
+    entry: &RunningJob,
+    waits: &Arc<AtomicBool>,
+) -> Outcome {
     let config = &runtime.config;
     // --- stream crypt ---
     // Sealed args are opened here, so the handler (and its context) see plaintext. A job whose
@@ -81,7 +90,12 @@ async fn execute(runtime: &Runtime, mut job: JobRow, entry: &RunningJob) -> Outc
         .and_then(|ms| u64::try_from(ms).ok())
         .map(Duration::from_millis)
         .or_else(|| handler.timeout());
-    let ctx = JobContext::new(job.clone(), config.client.clone(), entry.token.clone());
+    let ctx = JobContext::new(
+        job.clone(),
+        config.client.clone(),
+        entry.token.clone(),
+        Arc::clone(waits),
+    );
     let work = AssertUnwindSafe(Tracked(handler.perform(job.args.clone(), ctx))).catch_unwind();
     let attempt = async {
         match timeout {

@@ -746,6 +746,9 @@ pub(crate) struct Ack {
     pub(crate) kind: String,
     pub(crate) run_time: Duration,
     pub(crate) pickup_latency: Duration,
+    /// A completion that waits for the job's children (issue 18): written by its own
+    /// statement, not in the batch.
+    pub(crate) wait_children: bool,
 }
 
 /// A started worker. Dropping it does not stop the worker; call [`WorkerHandle::shutdown`].
