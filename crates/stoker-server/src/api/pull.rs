@@ -979,9 +979,9 @@ pub(crate) async fn ack(
     let reserving = async {
         match request.reserve {
             None => None,
-            Some(reserve) => Some(
-                self::reserve(State(state.clone()), principal.clone(), ApiJson(reserve)).await,
-            ),
+            Some(reserve) => {
+                Some(self::reserve(State(state.clone()), principal.clone(), ApiJson(reserve)).await)
+            }
         }
     };
     let (answers, reserved) = tokio::join!(applying, reserving);
