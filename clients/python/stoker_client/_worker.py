@@ -53,6 +53,7 @@ class Job:
         self.settled = False
         self.cancel_requested = False
         """Whether a cancel of this job was requested (then `cancelled` is set too)."""
+        self.started = False
         self._worker = worker
 
     def progress(self, fraction: float, message: str | None = None, details: Any = None) -> None:
@@ -114,7 +115,14 @@ def _failed(err: BaseException, cancel_requested: bool = False) -> dict:
 
 
 class Worker:
-    """Runs jobs of registered kinds from a Stoker server."""
+    """Runs jobs of registered kinds from a Stoker server, each in a thread of a pool of
+    `concurrency`.
+
+    `prefetch` reserved jobs (default: `concurrency`) may wait beyond the running ones for a
+    slot, so a finished job's slot takes the next one at once instead of after a round trip,
+    and each request reserves and reports many jobs. Waiting jobs hold leases (kept alive by
+    heartbeats); `stop()` hands them back at once. 0 reserves only for free slots.
+    """
 
     def __init__(
         self,
@@ -126,10 +134,14 @@ class Worker:
         lease_seconds: float = 30.0,
         poll_wait_seconds: float = 10.0,
         shutdown_grace: float = 10.0,
+        prefetch: int | None = None,
     ):
         self.client = client
         self.queues = queues or ["default"]
         self.concurrency = concurrency
+        self.prefetch = concurrency if prefetch is None else prefetch
+        if self.prefetch < 0:
+            raise ValueError("prefetch must be at least 0")
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = lease_seconds
         self.heartbeat_every = lease_seconds / 3
@@ -173,10 +185,14 @@ class Worker:
                 stopping = self._stopping.is_set()
                 if stopping and stop_at is None:
                     stop_at = time.monotonic() + self.shutdown_grace
+                    # Jobs waiting for a thread have not started: they go back at once.
+                    for job in list(self._running.values()):
+                        if not job.started:
+                            self._finish(job, {"op": "snooze", "snooze_seconds": 0}, hand_back=True)
                 if stopping and stop_at is not None and time.monotonic() >= stop_at:
                     for job in list(self._running.values()):
                         self._finish(job, {"op": "snooze", "snooze_seconds": 0}, hand_back=True)
-                free = 0 if stopping else self.concurrency - len(self._running)
+                free = 0 if stopping else self.concurrency + self.prefetch - len(self._running)
                 if stopping and not self._pending and not self._running:
                     break
                 if not self._pending and (free <= 0 or (self._running and stopping)):
@@ -239,8 +255,16 @@ class Worker:
                 self._lock.notify_all()
 
     def _execute(self, job: Job) -> None:
+        with self._lock:
+            if job.settled:
+                # Handed back or its lease lost while it waited for a thread: not ours to run.
+                self._finish(job, {})
+                return
+            job.started = True
         handler = self.handlers.get(job.kind)
         try:
+            if job.cancel_requested:
+                raise RuntimeError("cancel requested before the job started")
             if handler is None:
                 raise DiscardJob(f"no handler for kind {job.kind}")
             report = _completed(handler(job.view["args"], job))
@@ -279,6 +303,7 @@ class AsyncJob:
         end of a shutdown's grace period the handler's task is cancelled instead.)"""
         self.cancel_requested = False
         self.settled = False
+        self.started = False
         self._worker = worker
 
     async def progress(self, fraction: float, message: str | None = None, details: Any = None) -> None:
@@ -316,6 +341,11 @@ class AsyncWorker:
     a thousand waiting on the network cost no threads. Same protocol as `Worker`: reports
     ride in batches on `POST /v1/pull/ack`, which also reserves jobs for free slots.
 
+    `prefetch` reserved jobs (default: `concurrency`) may wait beyond the running ones for a
+    slot, so a finished job's slot takes the next one at once instead of after a round trip,
+    and each request reserves and reports many jobs. Waiting jobs hold leases (kept alive by
+    heartbeats); `stop()` hands them back at once. 0 reserves only for free slots.
+
         worker = AsyncWorker(AsyncClient(url, token), queues=["mail"], concurrency=100)
 
         @worker.handler("send-email")
@@ -336,10 +366,15 @@ class AsyncWorker:
         lease_seconds: float = 30.0,
         poll_wait_seconds: float = 10.0,
         shutdown_grace: float = 10.0,
+        prefetch: int | None = None,
     ):
         self.client = client if isinstance(client, AsyncClient) else AsyncClient.wrap(client)
         self.queues = queues or ["default"]
         self.concurrency = concurrency
+        self.prefetch = concurrency if prefetch is None else prefetch
+        if self.prefetch < 0:
+            raise ValueError("prefetch must be at least 0")
+        self._slots: asyncio.Semaphore | None = None
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.lease_seconds = lease_seconds
         self.heartbeat_every = lease_seconds / 3
@@ -394,6 +429,7 @@ class AsyncWorker:
             raise RuntimeError("register at least one handler before run()")
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.concurrency)
         self._event_loop = loop
         signals = (signal.SIGINT, signal.SIGTERM) if handle_signals else ()
         for sig in signals:
@@ -411,11 +447,16 @@ class AsyncWorker:
         while True:
             if self._stopping and stop_at is None:
                 stop_at = time.monotonic() + self.shutdown_grace
+                # Jobs waiting for a slot have not started: they go back at once.
+                for job, task in list(self._running.values()):
+                    if not job.started:
+                        task.cancel()
+                        self._finish(job, {"op": "snooze", "snooze_seconds": 0}, hand_back=True)
             if stop_at is not None and time.monotonic() >= stop_at:
                 for job, task in list(self._running.values()):
                     task.cancel()
                     self._finish(job, {"op": "snooze", "snooze_seconds": 0}, hand_back=True)
-            free = 0 if self._stopping else self.concurrency - len(self._running)
+            free = 0 if self._stopping else self.concurrency + self.prefetch - len(self._running)
             if self._stopping and not self._pending and not self._running:
                 return
             if not self._pending and (free <= 0 or (self._running and self._stopping)):
@@ -469,17 +510,32 @@ class AsyncWorker:
                 self._wake.set()
 
     async def _execute(self, job: AsyncJob) -> None:
+        assert self._slots is not None
+        try:
+            async with self._slots:
+                if job.settled:
+                    # Its lease was lost while it waited for a slot: not ours to run.
+                    self._finish(job, {})
+                    return
+                job.started = True
+                report = await self._run_handler(job)
+        except asyncio.CancelledError:
+            # Only the shutdown cancels a job's task, and it has queued the hand-back.
+            return
+        self._finish(job, report)
+
+    async def _run_handler(self, job: AsyncJob) -> dict:
         handler = self.handlers.get(job.kind)
         try:
+            if job.cancel_requested:
+                raise RuntimeError("cancel requested before the job started")
             if handler is None:
                 raise DiscardJob(f"no handler for kind {job.kind}")
-            report = _completed(await handler(job.view["args"], job))
+            return _completed(await handler(job.view["args"], job))
         except asyncio.CancelledError:
-            # Only the shutdown cancels a handler's task, and it has queued the hand-back.
-            return
+            raise
         except Exception as err:  # noqa: BLE001 - any failure of the handler is the job's
-            report = _failed(err, job.cancel_requested)
-        self._finish(job, report)
+            return _failed(err, job.cancel_requested)
 
     def _finish(self, job: AsyncJob, report: dict, hand_back: bool = False) -> None:
         entry = self._running.get(job.id)

@@ -412,6 +412,61 @@ class ClientTests(unittest.TestCase):
 
         self.both(scenario)
 
+    def test_s15_prefetched_jobs_wait_for_a_slot_and_go_back_at_stop(self):
+        def scenario(asynchronous):
+            q = queue("prefetch")
+            worker = self.make_worker(asynchronous, q, concurrency=2, prefetch=3, shutdown_grace=30)
+            lock = threading.Lock()
+            counts = {"active": 0, "most": 0, "started": 0}
+            gate = threading.Event()
+
+            def enter():
+                with lock:
+                    counts["active"] += 1
+                    counts["started"] += 1
+                    counts["most"] = max(counts["most"], counts["active"])
+
+            def leave():
+                with lock:
+                    counts["active"] -= 1
+
+            if asynchronous:
+                @worker.handler("gated")
+                async def gated(args, job):
+                    enter()
+                    while not gate.is_set():
+                        await asyncio.sleep(0.01)
+                    leave()
+            else:
+                @worker.handler("gated")
+                def gated(args, job):
+                    enter()
+                    gate.wait(30)
+                    leave()
+            self.client.enqueue_bulk([("gated", {}, {"queue": q})] * 8)
+
+            def count(state):
+                return len(self.client.list(queues=[q], states=[state], limit=100)["jobs"])
+
+            running = Running(worker)
+            try:
+                # Two run and three wait, all five reserved; three stay in the queue.
+                eventually("five reserved", lambda: count("running") == 5)
+                eventually("two started", lambda: counts["started"] == 2)
+                worker.stop()
+                # The waiting ones go back before the running ones finish.
+                eventually("the waiting ones handed back", lambda: count("available") == 6)
+                self.assertEqual(counts["started"], 2)
+            finally:
+                gate.set()
+                running.stop()
+            self.assertEqual(counts["most"], 2)
+            self.assertEqual(count("completed"), 2)
+            back = self.client.list(queues=[q], states=["available"], limit=100)["jobs"]
+            self.assertEqual([job["attempt"] for job in back], [0] * 6)
+
+        self.both(scenario)
+
     def worker_process(self, mode: str, q: str, name: str, **env) -> subprocess.Popen:
         environment = {**os.environ, "STOKER_SERVER": self.server.url, "STOKER_API_TOKEN": self.server.token,
                        "QUEUE": q, "WORKER_NAME": name, "MODE": mode, **env}

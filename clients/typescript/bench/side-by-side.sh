@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The side-by-side drain of issue 19: a Node worker with the TypeScript client at concurrency
 # 50 draining no-op jobs from `stoker serve` (SQLite, and PostgreSQL when DATABASE_URL is set),
-# with the fast protocol (batched acks + reserve-with-ack) and the one-job-per-request one,
+# with the fast protocol (batched acks + reserve-with-ack, with and without prefetch) and the
+# one-job-per-request one,
 # the Python client's AsyncWorker and threaded Worker on the fast protocol, against BullMQ's
 # worker draining as many from Redis, in one run on one machine.
 #
@@ -42,11 +43,18 @@ serve() {
 
 stop() { kill "$(cat "$work/$1.pid")"; wait "$(cat "$work/$1.pid")" 2>/dev/null || true; rm "$work/$1.pid"; }
 
+# Each store: the fast protocol with the Worker's default prefetch, the same without prefetch
+# (`prefetch` 0: reserves only for free slots, as before issue 19's PostgreSQL work), and the
+# one-job-per-request calls.
+drains() {
+    local store="$1" url="$2"
+    node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$JOBS" "$CONCURRENCY" batch | sed "s/^/{\"store\":\"$store\",/; s/,{/,/"
+    node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$JOBS" "$CONCURRENCY" batch 0 | sed "s/^/{\"store\":\"$store\",/; s/,{/,/"
+    node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$SINGLE_JOBS" "$CONCURRENCY" single | sed "s/^/{\"store\":\"$store\",/; s/,{/,/"
+}
+
 url="$(serve sqlite --database-url "sqlite://$work/bench.sqlite3")"
-for protocol in batch single; do
-    jobs="$JOBS"; [ "$protocol" = single ] && jobs="$SINGLE_JOBS"
-    node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$jobs" "$CONCURRENCY" "$protocol" | sed 's/^/{"store":"sqlite",/; s/,{/,/'
-done
+drains sqlite "$url"
 for mode in async threads; do
     python3 "$repo/clients/python/bench/drain.py" "$url" bench-token-0123456789abcdef "$JOBS" "$CONCURRENCY" "$mode" | sed 's/^{/{"store":"sqlite",/'
 done
@@ -55,10 +63,7 @@ stop sqlite
 if [ -n "${DATABASE_URL:-}" ]; then
     schema="bench_$$"
     url="$(serve postgres --database-url "$DATABASE_URL" --database-schema "$schema")"
-    for protocol in batch single; do
-        jobs="$JOBS"; [ "$protocol" = single ] && jobs="$SINGLE_JOBS"
-    node "$here/stoker-drain.mjs" "$url" bench-token-0123456789abcdef "$jobs" "$CONCURRENCY" "$protocol" | sed 's/^/{"store":"postgres",/; s/,{/,/'
-    done
+    drains postgres "$url"
     for mode in async threads; do
         python3 "$repo/clients/python/bench/drain.py" "$url" bench-token-0123456789abcdef "$JOBS" "$CONCURRENCY" "$mode" | sed 's/^{/{"store":"postgres",/'
     done

@@ -93,6 +93,13 @@ export interface WorkerOptions extends ClientOptions {
   /** Concurrent report/reserve requests in `batch` mode. Defaults to 2, so one batch is being
    * answered while the next fills. */
   pipeline?: number;
+  /** How many reserved jobs may wait in this worker, beyond the `concurrency` running ones,
+   * for a slot to free up (`batch` mode). A finished job's slot then takes the next job at
+   * once instead of waiting a round trip for it, and each request reserves and reports
+   * many jobs at a time. Waiting jobs hold leases (kept alive by heartbeats), so other
+   * workers cannot take them; `stop()` hands them back at once. Defaults to `concurrency`;
+   * 0 reserves only for free slots. */
+  prefetch?: number;
   /** Called with errors the worker handles itself (a lost lease, an unreachable server). */
   onError?: (error: unknown, job?: JobView) => void;
 }
@@ -129,9 +136,13 @@ export class Worker {
   private readonly handleSignals: boolean;
   private readonly protocol: "batch" | "single";
   private readonly pipeline: number;
+  private readonly prefetch: number;
   private readonly onError: (error: unknown, job?: JobView) => void;
 
+  /** Every job reserved and not yet reported: running, or waiting in `queued` for a slot. */
   private readonly running = new Map<number, Running>();
+  /** Reserved jobs waiting for a slot (prefetched), oldest first. */
+  private queued: Running[] = [];
   private pending: AckEntry[] = [];
   /** Slots promised to reserves in flight. */
   private reserving = 0;
@@ -153,9 +164,13 @@ export class Worker {
     this.handleSignals = options.handleSignals ?? true;
     this.protocol = options.protocol ?? "batch";
     this.pipeline = Math.max(1, options.pipeline ?? 2);
+    this.prefetch = this.protocol === "batch" ? (options.prefetch ?? this.concurrency) : 0;
     this.onError = options.onError ?? ((error) => console.error("stoker worker:", error));
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) {
       throw new RangeError("concurrency must be a whole number of at least 1");
+    }
+    if (!Number.isInteger(this.prefetch) || this.prefetch < 0) {
+      throw new RangeError("prefetch must be a whole number of at least 0");
     }
   }
 
@@ -204,6 +219,10 @@ export class Worker {
   async stop(): Promise<void> {
     if (this.state === "running") {
       this.state = "stopping";
+      // Jobs waiting for a slot have not started: they go back to the queue at once.
+      for (const entry of this.queued.splice(0)) {
+        this.handBack(entry);
+      }
       this.wake();
       const deadline = Date.now() + this.graceMs;
       while (this.running.size > 0 && Date.now() < deadline) {
@@ -226,7 +245,7 @@ export class Worker {
       if (stopping && this.pending.length === 0 && this.running.size === 0 && this.reserving === 0) {
         return;
       }
-      const free = stopping ? 0 : this.concurrency - this.running.size - this.reserving;
+      const free = stopping ? 0 : this.concurrency + this.prefetch - this.running.size - this.reserving;
       if (this.pending.length === 0) {
         if (free <= 0 || stopping) {
           await this.nextWake(1000);
@@ -323,6 +342,12 @@ export class Worker {
         // The lease is gone: another worker may run the job now; stop and drop it.
         entry.settled = true;
         entry.controller.abort(new LeaseLostError(409, result.error ?? { code: "lease_lost", message: "lease lost" }));
+        const waiting = this.queued.indexOf(entry);
+        if (waiting >= 0) {
+          // It never started: nothing will finish it, so drop it here.
+          this.queued.splice(waiting, 1);
+          this.finish(entry, undefined);
+        }
       }
       if (result.error?.code !== "lease_lost") {
         this.onError(new StokerError(0, result.error ?? { code: "unknown", message: "report refused" }), entry?.job);
@@ -339,8 +364,22 @@ export class Worker {
   private start(job: JobView): void {
     const entry: Running = { job, controller: new AbortController(), timer: undefined, settled: false };
     this.running.set(job.id, entry);
+    // The lease runs from the reservation: a job waiting for a slot is kept alive too.
     entry.timer = setInterval(() => this.queueHeartbeat(entry), this.heartbeatMs);
-    void this.execute(entry);
+    if (this.state !== "running") {
+      // Reserved by a request that was in flight when stop() began.
+      this.handBack(entry);
+      return;
+    }
+    this.queued.push(entry);
+    this.dispatch();
+  }
+
+  /** Starts waiting jobs while slots are free. */
+  private dispatch(): void {
+    while (this.queued.length > 0 && this.running.size - this.queued.length < this.concurrency) {
+      void this.execute(this.queued.shift()!);
+    }
   }
 
   private queueHeartbeat(entry: Running): void {
@@ -388,6 +427,10 @@ export class Worker {
     let ack: AckEntry;
     const base = { id: job.id, fence: job.fence };
     try {
+      if (controller.signal.aborted) {
+        // A cancel was requested while the job waited for a slot: it never runs.
+        throw controller.signal.reason;
+      }
       if (!handler) {
         throw new DiscardJob(`no handler for kind ${job.kind} in worker ${this.name}`);
       }
@@ -424,12 +467,15 @@ export class Worker {
     this.finish(entry, { op: "snooze", id: entry.job.id, fence: entry.job.fence, snooze_seconds: 0 });
   }
 
-  private finish(entry: Running, ack: AckEntry): void {
+  /** Ends a held job: reports `ack` unless the job was already settled (lease lost), frees
+   * its slot and starts the next waiting job. */
+  private finish(entry: Running, ack: AckEntry | undefined): void {
     clearInterval(entry.timer);
     if (this.running.get(entry.job.id) === entry) {
       this.running.delete(entry.job.id);
     }
-    if (entry.settled) {
+    this.dispatch();
+    if (entry.settled || ack === undefined) {
       this.wake();
       return;
     }

@@ -184,6 +184,39 @@ for (const store of stores()) {
       assert.equal(back.attempt, 0);
     });
 
+    test("[S15] prefetched jobs wait for a free slot; stop hands the waiting ones back at once", async () => {
+      const queue = uniqueQueue("prefetch");
+      let active = 0;
+      let most = 0;
+      let started = 0;
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      const w = worker(queue, { concurrency: 2, prefetch: 3, shutdownGraceMs: 30_000 }).register("gated", async () => {
+        active++;
+        started++;
+        most = Math.max(most, active);
+        await gate;
+        active--;
+      });
+      await client.enqueueBulk(Array.from({ length: 8 }, () => ({ kind: "gated", options: { queue } })));
+      const count = async (state: "running" | "available" | "completed") =>
+        (await client.list({ queues: [queue], states: [state], limit: 100 })).jobs;
+      const running = w.run();
+      // Two run and three wait, all five reserved; three stay in the queue.
+      await eventually("five reserved", async () => ((await count("running")).length === 5 ? true : undefined));
+      await eventually("two started", async () => (started === 2 ? true : undefined));
+      const stopping = w.stop();
+      // The waiting ones go back before the running ones finish.
+      await eventually("the waiting ones handed back", async () => ((await count("available")).length === 6 ? true : undefined));
+      assert.equal(started, 2);
+      release();
+      await stopping;
+      await running;
+      assert.equal(most, 2);
+      assert.equal((await count("completed")).length, 2);
+      assert.deepEqual((await count("available")).map((job) => job.attempt), [0, 0, 0, 0, 0, 0]);
+    });
+
     test("[S10] a worker killed mid-job: its job runs again elsewhere", async () => {
       const queue = uniqueQueue("kill");
       const job = await client.enqueue("hang", {}, { queue });

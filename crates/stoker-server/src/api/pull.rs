@@ -770,8 +770,9 @@ pub struct AckRequest {
     #[serde(default)]
     #[schema(max_items = 1000)]
     pub acks: Vec<AckEntry>,
-    /// Reserve jobs once the reports are applied (reserve-with-ack), as `POST /v1/pull/reserve`
-    /// takes; its `wait_seconds` long-polls as there.
+    /// Reserve jobs in the same request (reserve-with-ack), as `POST /v1/pull/reserve` takes;
+    /// its `wait_seconds` long-polls as there. The reservation runs beside the reports, not
+    /// after them: its `limit` should count the slots the reported jobs free.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserve: Option<ReserveRequest>,
 }
@@ -832,6 +833,40 @@ fn prefixed(prefix: &str, err: ApiError) -> ApiError {
     }
 }
 
+/// Returns jobs reserved for a request that failed to their queues (a snooze of zero uses up
+/// no attempt). If that fails too, their leases end and the rescuer returns them.
+async fn hand_back(state: &AppState, client: &stoker::Client, jobs: &[JobView]) {
+    let acks = jobs
+        .iter()
+        .map(|job| stoker::Ack {
+            id: job.id,
+            fence: job.fence,
+            op: stoker::AckOp::Snooze {
+                delay: Duration::ZERO,
+            },
+        })
+        .collect::<Vec<_>>();
+    if acks.is_empty() {
+        return;
+    }
+    match client.ack_reserved(acks).await {
+        Ok(answers) => {
+            let now = state.now();
+            for answer in answers {
+                // The worker's registry forgets them as for any report.
+                if let Ok(stoker::Acked::Finished(job)) = answer {
+                    acknowledged(state, job, now).await;
+                }
+            }
+        }
+        Err(err) => tracing::warn!(
+            %err,
+            jobs = jobs.len(),
+            "could not hand back jobs reserved for a failed request; they return when their leases end"
+        ),
+    }
+}
+
 /// One report as the client takes it, its durations checked.
 fn client_ack(state: &AppState, index: usize, entry: AckEntry) -> Result<stoker::Ack, ApiError> {
     let field = |name: &str| format!("acks[{index}].{name}");
@@ -887,8 +922,10 @@ fn client_ack(state: &AppState, index: usize, entry: AckEntry) -> Result<stoker:
 /// Applies each report (`complete`, `fail`, `snooze`, `cancel`, `heartbeat`) with its own
 /// fence and answers each on its own: a stale fence fails only its entry (`ok: false`,
 /// `lease_lost`), never the others. The completes, fails, snoozes and cancels are written in
-/// one statement. With `reserve`, then reserves new jobs as `POST /v1/pull/reserve` does and
-/// returns them in `jobs`. A refused field (in any entry or the reserve part) refuses the whole
+/// one statement. With `reserve`, it also reserves new jobs as `POST /v1/pull/reserve` does,
+/// beside the reports (their writes share the store's commit), and returns them in `jobs`;
+/// if the reports cannot be written at all (503), jobs reserved beside them are handed back.
+/// A refused field (in any entry or the reserve part) refuses the whole
 /// request before anything is written.
 #[utoipa::path(
     post,
@@ -926,7 +963,40 @@ pub(crate) async fn ack(
         .map(|(index, entry)| client_ack(&state, index, entry))
         .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<i64> = acks.iter().map(|ack| ack.id.0).collect();
-    let answers = state.client_for(&principal).ack_reserved(acks).await?;
+    let client = state.client_for(&principal);
+    // The reports and the reservation go to the store side by side, on two connections: on
+    // PostgreSQL each is a commit that waits for its WAL flush, and two commits in flight
+    // together share one flush, so a round trip costs one wait instead of two. Neither needs
+    // the other: the reservation takes only due jobs, and the caller asked for as many as it
+    // has slots, the reported ones' included.
+    let applying = async {
+        if acks.is_empty() {
+            Ok(Vec::new())
+        } else {
+            client.ack_reserved(acks).await
+        }
+    };
+    let reserving = async {
+        match request.reserve {
+            None => None,
+            Some(reserve) => {
+                Some(self::reserve(State(state.clone()), principal.clone(), ApiJson(reserve)).await)
+            }
+        }
+    };
+    let (answers, reserved) = tokio::join!(applying, reserving);
+    let answers = match answers {
+        Ok(answers) => answers,
+        Err(err) => {
+            // The reports were not applied: the caller sends them again. Jobs reserved beside
+            // them would never reach it, so they go back to their queues now rather than when
+            // their leases end.
+            if let Some(Ok(Json(reserved))) = reserved {
+                hand_back(&state, &client, &reserved.jobs).await;
+            }
+            return Err(err.into());
+        }
+    };
     let now = state.now();
     let mut results = Vec::with_capacity(answers.len());
     for (id, answer) in ids.into_iter().zip(answers) {
@@ -967,15 +1037,11 @@ pub(crate) async fn ack(
         };
         results.push(result);
     }
-    let (jobs, reserve_error) = match request.reserve {
+    let (jobs, reserve_error) = match reserved {
         None => (Vec::new(), None),
-        Some(reserve) => {
-            match self::reserve(State(state.clone()), principal, ApiJson(reserve)).await {
-                Ok(Json(reserved)) => (reserved.jobs, None),
-                // The reports applied: answer them, and say why nothing was reserved.
-                Err(err) => (Vec::new(), Some(detail(&prefixed("reserve", err)))),
-            }
-        }
+        Some(Ok(Json(reserved))) => (reserved.jobs, None),
+        // The reports applied: answer them, and say why nothing was reserved.
+        Some(Err(err)) => (Vec::new(), Some(detail(&prefixed("reserve", err)))),
     };
     Ok(Json(AckBatchResponse {
         results,
