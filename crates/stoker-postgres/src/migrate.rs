@@ -174,6 +174,13 @@ const MIGRATIONS: &[Migration] = &[
         name: "finish_triggers",
         sql: include_str!("../migrations/0026_finish_triggers.sql"),
     },
+    // --- integration ---
+    // The workflow triggers watch `finished_at` too, so claims skip them (issue 20).
+    Migration {
+        version: 27,
+        name: "workflow_triggers",
+        sql: include_str!("../migrations/0027_workflow_triggers.sql"),
+    },
 ];
 
 /// Brings the schema up to date in one transaction.

@@ -1826,10 +1826,10 @@ mod tests {
     }
 
     // --- stream perf ---
-    /// The batch and on_finish row triggers are set up (their WHEN read back and planned) in
+    /// The batch, on_finish and workflow row triggers are set up (their WHEN read back and planned) in
     /// every statement that writes a column they watch, which cost a drain without batches or
     /// callbacks 2.75% of PostgreSQL's instructions while they watched `state`. They watch
-    /// `finished_at` (migration 26), so they stay out of every claim only while no claim
+    /// `finished_at` (migrations 26 and 27), so they stay out of every claim only while no claim
     /// writes that column: this fails if a trigger goes back to `state` or a claim starts
     /// writing `finished_at`.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1847,7 +1847,8 @@ mod tests {
              CROSS JOIN LATERAL unnest(t.tgattr::int2[]) AS k(attnum) \
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum \
              WHERE n.nspname = $1 AND c.relname = 'stoker_jobs' \
-               AND t.tgname IN ('stoker_jobs_batch_count', 'stoker_jobs_on_finish') \
+               AND t.tgname IN ('stoker_jobs_batch_count', 'stoker_jobs_on_finish', \
+                                'stoker_jobs_resolve_deps', 'stoker_jobs_resolve_child') \
              ORDER BY 1, 2",
         )
         .bind(&schema)
@@ -1862,6 +1863,14 @@ mod tests {
                     "finished_at".to_owned()
                 ),
                 ("stoker_jobs_on_finish".to_owned(), "finished_at".to_owned()),
+                (
+                    "stoker_jobs_resolve_child".to_owned(),
+                    "finished_at".to_owned()
+                ),
+                (
+                    "stoker_jobs_resolve_deps".to_owned(),
+                    "finished_at".to_owned()
+                ),
             ]
         );
         for claim in [&store.inner.sql.job_claim, &store.inner.sql.job_claim_kinds] {
