@@ -8,7 +8,7 @@ use stoker_core::{
     StoreResult,
 };
 
-use super::{filter, job_row, limit, not_found, row_count, validate_retry_states, PgStore};
+use super::{filter, job_row, limit, not_found, validate_retry_states, PgStore};
 use crate::error::store_error;
 use crate::failures;
 
