@@ -81,6 +81,11 @@ pub struct Config {
     /// fails, answered as 503: while the database is unreachable, requests fail after this
     /// long instead of hanging. Defaults to 3 seconds.
     pub database_acquire_timeout: Duration,
+    /// Whether PostgreSQL commits acknowledgements without waiting for its WAL flush
+    /// ([`stoker::postgres::PgStoreBuilder::async_ack_commit`]): faster, but a crash of the
+    /// database server can make recently acknowledged jobs run again. Defaults to false;
+    /// refused with SQLite, which has no such commit mode.
+    pub database_async_ack_commit: bool,
     /// Where the HTTP API listens. Defaults to [`BIND_DEFAULT`] (127.0.0.1:7700). A
     /// non-loopback address requires at least one token.
     pub bind: SocketAddr,
@@ -223,6 +228,7 @@ impl Default for Config {
             database_url: DATABASE_URL_DEFAULT.to_owned(),
             database_schema: DATABASE_SCHEMA_DEFAULT.to_owned(),
             database_acquire_timeout: DATABASE_ACQUIRE_TIMEOUT_DEFAULT,
+            database_async_ack_commit: false,
             bind: BIND_DEFAULT,
             tokens: Vec::new(),
             max_body_bytes: MAX_BODY_BYTES_DEFAULT,
@@ -648,6 +654,9 @@ impl Config {
         if let Some(secret) = &args.api_token {
             self.set_admin_token(secret.clone());
         }
+        if let Some(on) = args.database_async_ack_commit {
+            self.database_async_ack_commit = on;
+        }
         if let Some(bytes) = args.max_body_bytes {
             self.max_body_bytes = bytes;
         }
@@ -789,6 +798,13 @@ impl Config {
                 "only PostgreSQL has schemas; remove it, or use a postgres:// database URL",
             ));
         }
+        if self.database_async_ack_commit && !is_postgres_url(&self.database_url) {
+            return Err(ConfigError::invalid(
+                DATABASE_ASYNC_ACK_COMMIT_SETTING,
+                "only PostgreSQL can commit acknowledgements without waiting for the flush; \
+                 remove it, or use a postgres:// database URL",
+            ));
+        }
         if self.http.max_connections == 0 {
             return Err(ConfigError::invalid(
                 "--max-connections / STOKER_MAX_CONNECTIONS / http.max_connections",
@@ -916,6 +932,8 @@ impl Config {
 const API_TOKEN_FILE_SETTING: &str = "--api-token-file / STOKER_API_TOKEN_FILE / api_token_file";
 const DATABASE_SCHEMA_SETTING: &str =
     "--database-schema / STOKER_DATABASE_SCHEMA / database_schema";
+const DATABASE_ASYNC_ACK_COMMIT_SETTING: &str =
+    "--database-async-ack-commit / STOKER_DATABASE_ASYNC_ACK_COMMIT / database_async_ack_commit";
 
 /// Whether a database URL names PostgreSQL.
 pub fn is_postgres_url(url: &str) -> bool {
@@ -1084,6 +1102,7 @@ const KEYS: &[(&str, &[&str])] = &[
             "database_url",
             "database_schema",
             "database_acquire_timeout",
+            "database_async_ack_commit",
             "bind",
             "api_token",
             "api_token_file",
@@ -1362,6 +1381,7 @@ struct FileConfig {
     database_url: Option<String>,
     database_schema: Option<String>,
     database_acquire_timeout: Option<FileDuration>,
+    database_async_ack_commit: Option<bool>,
     bind: Option<String>,
     api_token: Option<String>,
     api_token_file: Option<PathBuf>,
@@ -1967,6 +1987,9 @@ impl FileConfig {
         }
         if let Some(schema) = self.database_schema {
             config.database_schema = schema;
+        }
+        if let Some(on) = self.database_async_ack_commit {
+            config.database_async_ack_commit = on;
         }
         if let Some(FileLogFormat(format)) = self.log_format {
             config.log_format = format;

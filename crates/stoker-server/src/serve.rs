@@ -78,6 +78,20 @@ pub struct ServeArgs {
     #[arg(long, env = "STOKER_DATABASE_ACQUIRE_TIMEOUT", value_name = "DURATION", value_parser = config::parse_duration)]
     pub database_acquire_timeout: Option<Duration>,
 
+    /// Commit acknowledgements without waiting for PostgreSQL's WAL flush: more jobs per
+    /// second, but a crash of the database server can forget the last acknowledgements and
+    /// run those jobs again (never lose one). `--database-async-ack-commit` alone means true.
+    /// PostgreSQL only. [default: false] [toml: database_async_ack_commit]
+    #[arg(
+        long,
+        env = "STOKER_DATABASE_ASYNC_ACK_COMMIT",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub database_async_ack_commit: Option<bool>,
+
     /// The address the HTTP API listens on. Anything but loopback requires an API token.
     /// [default: 127.0.0.1:7700] [toml: bind]
     #[arg(long, env = "STOKER_BIND", value_name = "HOST:PORT")]
@@ -323,13 +337,14 @@ pub fn token_on_command_line(args: impl IntoIterator<Item = std::ffi::OsString>)
     })
 }
 
-/// Opens the store of `config`: PostgreSQL in its schema with its acquire timeout, or what
-/// [`stoker::connect`] opens for other URLs.
+/// Opens the store of `config`: PostgreSQL in its schema with its acquire timeout and
+/// acknowledgement commit, or what [`stoker::connect`] opens for other URLs.
 async fn open_store(config: &Config) -> stoker::Result<Arc<dyn Store>> {
     if config::is_postgres_url(&config.database_url) {
         let store = stoker::postgres::PgStore::builder(&config.database_url)
             .schema(config.database_schema.clone())
             .acquire_timeout(config.database_acquire_timeout)
+            .async_ack_commit(config.database_async_ack_commit)
             .build()
             .await?;
         Ok(Arc::new(store))

@@ -615,3 +615,66 @@ fn the_token_cache_ttl_is_a_setting() {
     let err = load_toml("token_cache_ttl = \"soon\"").expect_err("not a duration");
     assert!(err.to_string().contains("line 1"), "{err}");
 }
+
+/// `database_async_ack_commit` (PostgreSQL's `async_ack_commit`) is off by default, set by the
+/// file, the flag (alone or with a value) and refused, naming it, on SQLite, where it has no
+/// meaning; turning it off there is allowed.
+#[test]
+fn async_ack_commit_is_a_postgres_setting() {
+    assert!(!Config::default().database_async_ack_commit);
+    let config =
+        load_toml("database_url = \"postgres://db/stoker\"\ndatabase_async_ack_commit = true")
+            .expect("valid");
+    assert!(config.database_async_ack_commit);
+
+    let config = Config::load(&parse(&[
+        "--database-url",
+        "postgres://db/stoker",
+        "--database-async-ack-commit",
+    ]))
+    .expect("the flag alone means true");
+    assert!(config.database_async_ack_commit);
+    let config = Config::load(&parse(&[
+        "--database-url",
+        "postgresql://db/stoker",
+        "--database-async-ack-commit=false",
+    ]))
+    .expect("valid");
+    assert!(!config.database_async_ack_commit);
+
+    // The flag wins over the file.
+    let file =
+        toml_file("database_url = \"postgres://db/stoker\"\ndatabase_async_ack_commit = true");
+    let path = file.path().to_str().unwrap().to_owned();
+    let config = Config::load(&parse(&[
+        "--config",
+        &path,
+        "--database-async-ack-commit",
+        "false",
+    ]))
+    .expect("valid");
+    assert!(!config.database_async_ack_commit);
+
+    for err in [
+        load_toml("database_async_ack_commit = true").expect_err("SQLite by default"),
+        Config::load(&parse(&[
+            "--database-url",
+            "sqlite::memory:",
+            "--database-async-ack-commit",
+        ]))
+        .expect_err("SQLite"),
+    ] {
+        let message = err.to_string();
+        assert!(
+            message.contains("--database-async-ack-commit")
+                && message.contains("database_async_ack_commit")
+                && message.contains("only PostgreSQL"),
+            "{message}"
+        );
+    }
+    let config = load_toml("database_async_ack_commit = false").expect("off is allowed anywhere");
+    assert!(!config.database_async_ack_commit);
+    let err = load_toml("database_async_ack_commit = \"yes\"").expect_err("not a boolean");
+    assert!(err.to_string().contains("line 1"), "{err}");
+    Cli::try_parse_from(["serve", "--database-async-ack-commit=maybe"]).expect_err("not a boolean");
+}

@@ -218,3 +218,55 @@ async fn an_unreachable_database_is_answered_503_promptly() {
     drop(proxy);
     drop_schema(&schema).await;
 }
+
+/// `database_async_ack_commit` reaches the store: a server started with it on PostgreSQL
+/// acknowledges a pulled job, which is then completed as without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(stoker_pg_skip, ignore = "STOKER_TEST_DATABASE_URL is unset")]
+async fn async_ack_commit_serves_acknowledgements() {
+    let schema = fresh_schema();
+    let mut config = config(postgres_url(), &schema);
+    config.database_async_ack_commit = true;
+    let server = Server::start(config).await.expect("start");
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{}/v1/jobs", server.url()))
+        .json(&serde_json::json!({"kind": "ack_test", "queue": "acks"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].clone();
+    let reserved: serde_json::Value = http
+        .post(format!("{}/v1/pull/reserve", server.url()))
+        .json(&serde_json::json!({"worker": "w1", "queues": ["acks"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reserved = reserved["jobs"].as_array().expect("a list of jobs");
+    assert_eq!(reserved.len(), 1, "{reserved:?}");
+    assert_eq!(reserved[0]["id"], id);
+    let done = http
+        .post(format!("{}/v1/pull/jobs/{id}/complete", server.url()))
+        .json(&serde_json::json!({"fence": reserved[0]["fence"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), reqwest::StatusCode::OK);
+    let job: serde_json::Value = http
+        .get(format!("{}/v1/jobs/{id}", server.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "completed", "{job}");
+    server.shutdown().await.expect("clean shutdown");
+    drop_schema(&schema).await;
+}

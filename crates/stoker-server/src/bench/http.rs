@@ -60,6 +60,10 @@ impl Server {
             .arg(&url)
             .arg("--bind")
             .arg(format!("127.0.0.1:{port}"))
+            .arg(format!(
+                "--database-async-ack-commit={}",
+                fresh.async_ack_commit
+            ))
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

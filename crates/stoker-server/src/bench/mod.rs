@@ -63,6 +63,12 @@ pub struct BenchArgs {
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+
+    /// Commit acknowledgements without waiting for PostgreSQL's WAL flush
+    /// (`PgStoreBuilder::async_ack_commit`) in the bench's stores, its worker processes and
+    /// the `stoker serve` it starts, to measure what the setting gives. PostgreSQL only.
+    #[arg(long)]
+    pub async_ack_commit: bool,
 }
 
 /// A workload of `stoker bench`.
@@ -152,8 +158,14 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
             "--jobs and --runs must be at least 1".into(),
         ));
     }
-    let target = store::Target::from_url(args.database_url.as_deref())?;
-    let mut report = Report::new(target.name());
+    let target = store::Target::from_url(args.database_url.as_deref(), args.async_ack_commit)?;
+    // The store's name in the report says the setting was on, so its figures are not taken
+    // for the default's.
+    let mut report = if args.async_ack_commit {
+        Report::new(&format!("{} (async_ack_commit)", target.name()))
+    } else {
+        Report::new(target.name())
+    };
     for workload in workloads {
         tracing::info!(?workload, "running");
         workloads::run(workload, &target, &args, &mut report).await?;
@@ -210,6 +222,10 @@ pub struct BenchWorkerArgs {
     /// it, work until killed.
     #[arg(long)]
     pub exit_after: Option<usize>,
+    /// Commit acknowledgements without waiting for PostgreSQL's WAL flush, as the bench
+    /// that started this worker does.
+    #[arg(long)]
+    pub async_ack_commit: bool,
 }
 
 /// Runs a bench worker process: a no-op worker on the bench queue.
@@ -222,6 +238,7 @@ pub async fn bench_worker(args: BenchWorkerArgs) -> Result<(), BenchError> {
         Some(schema) => std::sync::Arc::new(
             stoker::postgres::PgStore::builder(&args.database_url)
                 .schema(schema)
+                .async_ack_commit(args.async_ack_commit)
                 .build()
                 .await?,
         ),

@@ -18,11 +18,25 @@ pub(crate) enum Target {
         _temp: Option<tempfile::TempDir>,
     },
     /// A PostgreSQL database, one schema per run.
-    Postgres { url: String },
+    Postgres {
+        url: String,
+        /// Whether acknowledgements skip the wait for the WAL flush (`--async-ack-commit`).
+        async_ack_commit: bool,
+    },
 }
 
 impl Target {
-    pub(crate) fn from_url(url: Option<&str>) -> Result<Target, BenchError> {
+    pub(crate) fn from_url(
+        url: Option<&str>,
+        async_ack_commit: bool,
+    ) -> Result<Target, BenchError> {
+        let postgres = url
+            .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
+        if async_ack_commit && !postgres {
+            return Err(BenchError::Usage(
+                "--async-ack-commit is PostgreSQL only: give a postgres:// --database-url".into(),
+            ));
+        }
         match url {
             None => {
                 let temp = tempfile::Builder::new().prefix("stoker-bench-").tempdir()?;
@@ -34,6 +48,7 @@ impl Target {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 Ok(Target::Postgres {
                     url: url.to_owned(),
+                    async_ack_commit,
                 })
             }
             Some(url) if url.starts_with("sqlite:") => {
@@ -81,21 +96,27 @@ impl Target {
                 Ok(Fresh {
                     url: format!("sqlite://{}", path.display()),
                     schema: None,
+                    async_ack_commit: false,
                     kind: FreshKind::Sqlite(store.clone(), path),
                     store: Arc::new(store),
                 })
             }
-            Target::Postgres { url } => {
+            Target::Postgres {
+                url,
+                async_ack_commit,
+            } => {
                 let schema = format!("stoker_bench_{nonce}");
                 let store = PgStore::builder(url)
                     .schema(&schema)
                     .max_connections(16)
+                    .async_ack_commit(*async_ack_commit)
                     .build()
                     .await?;
                 store.migrate().await?;
                 Ok(Fresh {
                     url: url.clone(),
                     schema: Some(schema),
+                    async_ack_commit: *async_ack_commit,
                     kind: FreshKind::Postgres(store.clone()),
                     store: Arc::new(store),
                 })
@@ -116,6 +137,8 @@ pub(crate) struct Fresh {
     pub(crate) url: String,
     /// The PostgreSQL schema, for child processes.
     pub(crate) schema: Option<String>,
+    /// Whether PostgreSQL acknowledgements skip the wait for the flush, for child processes.
+    pub(crate) async_ack_commit: bool,
     pub(crate) kind: FreshKind,
 }
 
@@ -148,5 +171,32 @@ impl Fresh {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--async-ack-commit` is a PostgreSQL setting: with a SQLite target (given or the
+    /// default) the bench refuses it, naming it, rather than measuring something else.
+    #[test]
+    fn async_ack_commit_needs_postgres() {
+        for url in [None, Some("sqlite://bench.sqlite3")] {
+            match Target::from_url(url, true) {
+                Err(BenchError::Usage(message)) => {
+                    assert!(message.contains("--async-ack-commit"), "{message}");
+                }
+                Err(other) => panic!("{url:?}: {other}"),
+                Ok(target) => panic!("{url:?}: accepted on {}", target.name()),
+            }
+        }
+        match Target::from_url(Some("postgres://db/stoker"), true) {
+            Ok(Target::Postgres {
+                async_ack_commit, ..
+            }) => assert!(async_ack_commit),
+            Ok(target) => panic!("not PostgreSQL: {}", target.name()),
+            Err(err) => panic!("{err}"),
+        }
     }
 }

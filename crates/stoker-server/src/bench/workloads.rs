@@ -565,6 +565,9 @@ pub(crate) mod child {
         if let Some(schema) = &fresh.schema {
             command.arg("--schema").arg(schema);
         }
+        if fresh.async_ack_commit {
+            command.arg("--async-ack-commit");
+        }
         if !keep_running {
             command.arg("--exit-after").arg(jobs.to_string());
         }
