@@ -553,6 +553,24 @@ fn calls(method: &str, path: &str, own: &Owned, other: &Owned) -> Option<Vec<Cal
             "/cancel",
             Some(json!({})),
         ),
+        // --- integration ---
+        // A parent's children and a pull worker's batch (issue 18, merged in this session).
+        ("get", "/v1/jobs/{id}/children") => by_job("/children", None),
+        ("get", "/v1/pull/jobs/{id}/batch") => vec![
+            call_of(
+                format!("/v1/pull/jobs/{}/batch", other.waiting),
+                None,
+                Refused,
+            ),
+            call_of(format!("/v1/pull/jobs/{}/batch", own.waiting), None, Clean),
+        ],
+        ("post", "/v1/pull/jobs/{id}/batch/jobs") => {
+            by_reserved("batch/jobs", json!({"jobs": [{"kind": "k-new"}]}))
+        }
+        ("post", "/v1/pull/jobs/{id}/children") => {
+            by_reserved("children", json!({"jobs": [{"kind": "k-new"}]}))
+        }
+        ("post", "/v1/pull/jobs/{id}/wait-children") => by_reserved("wait-children", json!({})),
         // --- stream workflows ---
         ("get", "/v1/workflows") => vec![
             call_of(path, None, Clean),

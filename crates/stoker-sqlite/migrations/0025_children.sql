@@ -24,8 +24,11 @@
 -- parent, as the edge trigger does for the jobs it cancels.
 
 ALTER TABLE stoker_jobs ADD COLUMN awaited_by INTEGER;
+-- The policy's check is written as ORs: SQLite evaluates an IN list of three values by
+-- building a temporary b-tree, afresh for every row written (schema version 5).
 ALTER TABLE stoker_jobs ADD COLUMN await_policy TEXT
-    CHECK (await_policy IS NULL OR await_policy IN ('cancel', 'run', 'hold'));
+    CHECK (await_policy IS NULL OR await_policy = 'cancel' OR await_policy = 'run'
+           OR await_policy = 'hold');
 ALTER TABLE stoker_jobs ADD COLUMN children_pending INTEGER;
 ALTER TABLE stoker_jobs ADD COLUMN children_failed INTEGER;
 
