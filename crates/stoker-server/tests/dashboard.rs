@@ -743,7 +743,7 @@ async fn actions_go_through_the_client(store: Arc<dyn Store>) {
     assert_eq!(audit.status, 200, "{audit:?}");
     assert_safe(&audit);
     audit.assert_has("cron.run_now");
-    audit.assert_has("<td>dashboard</td>");
+    audit.assert_has("<td data-label=\"Via\">dashboard</td>");
     let filtered = browser.get("/audit?action=queue.").await;
     assert_eq!(filtered.status, 200, "{filtered:?}");
     assert!(!filtered.html.contains("cron.run_now"), "{}", filtered.html);
