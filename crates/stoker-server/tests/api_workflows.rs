@@ -314,8 +314,7 @@ async fn a_pull_worker_reads_and_adds_to_its_batch(store: Arc<dyn Store>) {
             json!({"fence": solo_fence, "jobs": [job("deliver")]}),
         )
         .await;
-    refused.assert_error(422, "invalid_field");
-    assert_eq!(refused.field(), "batch");
+    refused.assert_error(409, "conflict");
     server
         .get("/v1/pull/jobs/999999/batch")
         .await

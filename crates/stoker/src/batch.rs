@@ -284,8 +284,8 @@ impl<S: Store + ?Sized> Client<S> {
     ///
     /// [`Error::NotFound`] if there is no such job (or it is another tenant's);
     /// [`Error::LeaseLost`] if the job is not running under `fence` with a live lease;
-    /// [`Error::Invalid`] naming `batch` if it is in no batch, or a bad job;
-    /// [`Error::Conflict`] if the batch is closed or cancelled.
+    /// [`Error::Invalid`] for a bad job;
+    /// [`Error::Conflict`] if it is in no batch, or the batch is closed or cancelled.
     pub async fn batch_add_reserved(
         &self,
         id: JobId,
@@ -304,10 +304,7 @@ impl<S: Store + ?Sized> Client<S> {
             return Err(Error::LeaseLost { id, fence });
         }
         let Some(batch) = self.store().job_batch(id).await? else {
-            return Err(Error::Invalid(InvalidInput::new(
-                "batch",
-                format!("job {id} is in no batch"),
-            )));
+            return Err(Error::Conflict(format!("job {id} is in no batch")));
         };
         for insert in &mut jobs {
             if insert.metadata.parent_id.is_none() {

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::jobs::{ascii_text, build_insert};
-use super::model::ErrorBody;
+use super::model::{ErrorBody, ErrorCode};
 use super::workflows::{WorkflowCountsView, WorkflowJobSpec, WorkflowStateSchema};
 use super::{ApiError, AppState, Principal};
 use crate::config::Scope;
@@ -609,8 +609,8 @@ pub(crate) async fn job_batch(
         (status = 201, description = "Added", body = BatchCreated),
         (status = 403, description = "Missing `work` or `enqueue` scope", body = ErrorBody),
         (status = 404, description = "No such job", body = ErrorBody),
-        (status = 409, description = "`lease_lost`: the job is no longer reserved under `fence`; or `conflict`: the batch is closed or cancelled", body = ErrorBody),
-        (status = 422, description = "A refused field: `batch` for a job in no batch, or a bad job", body = ErrorBody),
+        (status = 409, description = "`lease_lost`: the job is no longer reserved under `fence`; or `conflict`: the job is in no batch, or the batch is closed or cancelled", body = ErrorBody),
+        (status = 422, description = "A refused field: a bad job", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -632,8 +632,10 @@ pub(crate) async fn pull_add(
     };
     // The jobs are built as the batch's tenant's, as `POST /v1/batches/{id}/jobs` builds them.
     let Some(batch) = client.job_batch(JobId(id)).await.map_err(job_not_found)? else {
-        return Err(ApiError::invalid(
-            "batch",
+        // A state of the job, not a fault of the request: the same body is valid for a job
+        // in a batch, so the answer is a conflict, as for a closed batch.
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
             format!("job {id} is in no batch"),
         ));
     };
